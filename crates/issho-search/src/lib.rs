@@ -1,1 +1,22 @@
+//! FHIR R4 search for issho.
+//!
+//! - [`Registry`]: every R4 SearchParameter, by (resource type, code), with its expression
+//!   compiled to a direct path walker over the JSON tree (no FHIRPath engine involved).
+//! - [`sqlite_index`] / [`sqlite_unindex`]: the index rows of a resource's current version in
+//!   the tables of [`SQLITE_DDL`].
+//! - [`parse`]: a search request (name/value pairs) to a [`SearchQuery`].
+//! - [`sqlite_select`] / [`sqlite_count`] / [`sqlite_includes`]: a query to SQL over the
+//!   store's `resources` table and the index tables. Values are always bound parameters.
+//!
+//! Architecture invariant: this crate does no I/O of its own; it writes and reads SQLite only
+//! through the connection its caller passes in, inside the caller's transaction.
 
+mod expr;
+mod extract;
+mod index;
+mod registry;
+pub mod values;
+
+pub use extract::{IndexRow, Row, extract};
+pub use index::{SQLITE_DDL, sqlite_index, sqlite_unindex};
+pub use registry::{ParamKind, Registry, SearchParam};

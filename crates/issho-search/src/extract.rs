@@ -1,0 +1,654 @@
+//! Extraction: the index rows of one resource, from the compiled parameter paths.
+
+use crate::expr::parse_literal_reference;
+use crate::registry::{ParamKind, Registry, SearchParam, Source};
+use crate::values::{normalize, parse_date_range, ucum_canonical};
+use serde_json::Value;
+
+pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
+pub(crate) const CURRENCY: &str = "urn:iso:std:iso:4217";
+
+/// Suffix of the key of display/text rows (string rows used by token `:text`).
+pub(crate) const TEXT_SUFFIX: &str = "#text";
+/// Suffix of the key of Identifier.type rows (token rows used by `:of-type`).
+pub(crate) const OF_TYPE_SUFFIX: &str = "#type";
+/// Suffix of the key of Reference.identifier rows (token rows used by `:identifier`).
+pub(crate) const IDENTIFIER_SUFFIX: &str = "#identifier";
+/// Separator between Identifier.type code and Identifier.value in `:of-type` rows.
+pub(crate) const OF_TYPE_SEP: char = '\u{1f}';
+
+/// One extracted value, shaped like the row of its index table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// `sp_token`: system (`""` when absent) and code.
+    Token { system: String, code: String },
+    /// `sp_string`: normalised and exact text.
+    Str { norm: String, exact: String },
+    /// `sp_ref`: a literal reference (`ref_type`/`ref_id`/`version`) or a URL (absolute,
+    /// canonical, contained `#id`); all `""` for a reference with neither.
+    Ref {
+        ref_type: String,
+        ref_id: String,
+        version: String,
+        url: String,
+    },
+    /// `sp_date`: inclusive microsecond range.
+    Date { lo: i64, hi: i64 },
+    /// `sp_number`: value range (a point for plain numbers).
+    Number { lo: f64, hi: f64 },
+    /// `sp_quantity`: `canon` rows hold the value converted to UCUM base units.
+    Quantity {
+        canon: bool,
+        system: String,
+        code: String,
+        unit: String,
+        lo: f64,
+        hi: f64,
+    },
+    /// `sp_uri`.
+    Uri(String),
+}
+
+/// A row with its parameter key and composite group (0 outside composites).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRow {
+    pub key: String,
+    pub grp: i64,
+    pub row: Row,
+}
+
+/// All index rows of `resource` (by its `resourceType`).
+pub fn extract(resource: &Value) -> Vec<IndexRow> {
+    let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in Registry::r4().params_for(rt) {
+        extract_param(p, resource, &mut out);
+    }
+    out
+}
+
+/// The index rows of one parameter.
+pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexRow>) {
+    match &p.source {
+        Source::Paths(paths) => {
+            let mut e = Emitter {
+                key: &p.key,
+                grp: 0,
+                out,
+            };
+            for path in paths {
+                for node in path.eval(resource, resource) {
+                    e.value(p.kind, &path.type_code, node);
+                }
+            }
+        }
+        Source::Composite(roots) => {
+            let mut grp = 0;
+            for (root, comps) in roots {
+                for node in root.eval(resource, resource) {
+                    grp += 1;
+                    for (i, paths) in comps.iter().enumerate() {
+                        let Some(kind) = p.components.get(i) else {
+                            continue;
+                        };
+                        let key = format!("{}${i}", p.key);
+                        let mut e = Emitter {
+                            key: &key,
+                            grp,
+                            out,
+                        };
+                        for path in paths {
+                            for v in path.eval(resource, node) {
+                                e.value(*kind, &path.type_code, v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Source::Deceased => {
+            let code = match (
+                resource.get("deceasedBoolean").and_then(Value::as_bool),
+                resource.get("deceasedDateTime").is_some(),
+            ) {
+                (Some(b), _) => b,
+                (None, has_date) => has_date,
+            };
+            out.push(IndexRow {
+                key: p.key.clone(),
+                grp: 0,
+                row: Row::Token {
+                    system: String::new(),
+                    code: code.to_string(),
+                },
+            });
+        }
+        Source::Id | Source::LastUpdated | Source::Unsupported(_) => {}
+    }
+}
+
+struct Emitter<'a> {
+    key: &'a str,
+    grp: i64,
+    out: &'a mut Vec<IndexRow>,
+}
+
+fn s<'v>(v: &'v Value, k: &str) -> Option<&'v str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn strs<'v>(v: &'v Value, k: &str) -> Vec<&'v str> {
+    match v.get(k) {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(x)) => vec![x.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+fn items<'v>(v: &'v Value, k: &str) -> Vec<&'v Value> {
+    match v.get(k) {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(x) => vec![x],
+        None => Vec::new(),
+    }
+}
+
+fn is_stringish(type_code: &str) -> bool {
+    matches!(
+        type_code,
+        "string" | "code" | "id" | "uri" | "url" | "canonical" | "oid" | "uuid" | "markdown"
+    )
+}
+
+fn is_quantity(type_code: &str) -> bool {
+    matches!(
+        type_code,
+        "Quantity" | "Age" | "Duration" | "Count" | "Distance" | "SimpleQuantity" | "MoneyQuantity"
+    )
+}
+
+impl Emitter<'_> {
+    fn push(&mut self, row: Row) {
+        self.push_key(self.key.to_string(), row);
+    }
+    fn push_key(&mut self, key: String, row: Row) {
+        let r = IndexRow {
+            key,
+            grp: self.grp,
+            row,
+        };
+        if !self.out.contains(&r) {
+            self.out.push(r);
+        }
+    }
+    fn token(&mut self, system: Option<&str>, code: &str) {
+        self.push(Row::Token {
+            system: system.unwrap_or("").to_string(),
+            code: code.to_string(),
+        });
+    }
+    fn text(&mut self, text: Option<&str>) {
+        if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
+            let key = format!("{}{TEXT_SUFFIX}", self.key);
+            self.push_key(key, str_row(t));
+        }
+    }
+    fn string(&mut self, text: &str) {
+        if !text.trim().is_empty() {
+            self.push(str_row(text));
+        }
+    }
+
+    fn value(&mut self, kind: ParamKind, type_code: &str, v: &Value) {
+        match kind {
+            ParamKind::Token => self.token_value(type_code, v),
+            ParamKind::String => self.string_value(type_code, v),
+            ParamKind::Reference => self.reference_value(type_code, v),
+            ParamKind::Date => self.date_value(type_code, v),
+            ParamKind::Number => {
+                if let Some(n) = v.as_f64() {
+                    self.push(Row::Number { lo: n, hi: n });
+                }
+            }
+            ParamKind::Quantity => self.quantity_value(type_code, v),
+            ParamKind::Uri => {
+                if let Some(u) = v.as_str() {
+                    self.push(Row::Uri(u.to_string()));
+                }
+            }
+            ParamKind::Composite | ParamKind::Special => {}
+        }
+    }
+
+    fn coding(&mut self, c: &Value) {
+        if let Some(code) = s(c, "code") {
+            self.token(s(c, "system"), code);
+        } else if let Some(system) = s(c, "system") {
+            // A coding without a code still matches `system|`.
+            self.push(Row::Token {
+                system: system.to_string(),
+                code: String::new(),
+            });
+        }
+        self.text(s(c, "display"));
+    }
+
+    fn token_value(&mut self, type_code: &str, v: &Value) {
+        match type_code {
+            "Coding" => self.coding(v),
+            "CodeableConcept" => {
+                for c in items(v, "coding") {
+                    self.coding(c);
+                }
+                self.text(s(v, "text"));
+            }
+            "Identifier" => {
+                if let Some(value) = s(v, "value") {
+                    self.token(s(v, "system"), value);
+                    if let Some(t) = v.get("type") {
+                        for c in items(t, "coding") {
+                            if let Some(tc) = s(c, "code") {
+                                let key = format!("{}{OF_TYPE_SUFFIX}", self.key);
+                                self.push_key(
+                                    key,
+                                    Row::Token {
+                                        system: s(c, "system").unwrap_or("").to_string(),
+                                        code: format!("{tc}{OF_TYPE_SEP}{value}"),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+                if let Some(t) = v.get("type") {
+                    self.text(s(t, "text"));
+                }
+            }
+            "ContactPoint" => {
+                if let Some(value) = s(v, "value") {
+                    self.token(s(v, "system"), value);
+                }
+            }
+            "boolean" => {
+                if let Some(b) = v.as_bool() {
+                    self.token(None, if b { "true" } else { "false" });
+                }
+            }
+            t if is_stringish(t) => {
+                if let Some(x) = v.as_str() {
+                    self.token(None, x);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn string_value(&mut self, type_code: &str, v: &Value) {
+        match type_code {
+            "HumanName" => {
+                for k in ["family", "given", "prefix", "suffix", "text"] {
+                    for x in strs(v, k) {
+                        self.string(x);
+                    }
+                }
+            }
+            "Address" => {
+                for k in [
+                    "line",
+                    "city",
+                    "district",
+                    "state",
+                    "postalCode",
+                    "country",
+                    "text",
+                ] {
+                    for x in strs(v, k) {
+                        self.string(x);
+                    }
+                }
+            }
+            "CodeableConcept" => {
+                for x in strs(v, "text") {
+                    self.string(x);
+                }
+                for c in items(v, "coding") {
+                    for x in strs(c, "display") {
+                        self.string(x);
+                    }
+                }
+            }
+            "Coding" => {
+                for x in strs(v, "display") {
+                    self.string(x);
+                }
+            }
+            "ContactPoint" | "Identifier" => {
+                for x in strs(v, "value") {
+                    self.string(x);
+                }
+            }
+            "Annotation" => {
+                for x in strs(v, "text") {
+                    self.string(x);
+                }
+            }
+            _ => {
+                if let Some(x) = v.as_str() {
+                    self.string(x);
+                }
+            }
+        }
+    }
+
+    fn reference_value(&mut self, type_code: &str, v: &Value) {
+        match type_code {
+            "Reference" => {
+                let mut any = false;
+                if let Some(r) = s(v, "reference") {
+                    any = true;
+                    self.push(reference_row(r));
+                }
+                if let Some(i) = v.get("identifier")
+                    && let Some(value) = s(i, "value")
+                {
+                    let key = format!("{}{IDENTIFIER_SUFFIX}", self.key);
+                    self.push_key(
+                        key,
+                        Row::Token {
+                            system: s(i, "system").unwrap_or("").to_string(),
+                            code: value.to_string(),
+                        },
+                    );
+                }
+                if !any {
+                    self.push(Row::Ref {
+                        ref_type: String::new(),
+                        ref_id: String::new(),
+                        version: String::new(),
+                        url: String::new(),
+                    });
+                }
+            }
+            "canonical" => {
+                if let Some(c) = v.as_str() {
+                    let (url, version) = c.split_once('|').unwrap_or((c, ""));
+                    self.push(Row::Ref {
+                        ref_type: String::new(),
+                        ref_id: String::new(),
+                        version: version.to_string(),
+                        url: url.to_string(),
+                    });
+                }
+            }
+            "Resource" => {
+                if let (Some(t), Some(id)) = (s(v, "resourceType"), s(v, "id")) {
+                    self.push(Row::Ref {
+                        ref_type: t.to_string(),
+                        ref_id: id.to_string(),
+                        version: String::new(),
+                        url: String::new(),
+                    });
+                }
+            }
+            t if is_stringish(t) => {
+                if let Some(u) = v.as_str() {
+                    self.push(reference_row(u));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn date_value(&mut self, type_code: &str, v: &Value) {
+        match type_code {
+            "date" | "dateTime" | "instant" => {
+                if let Some(r) = v.as_str().and_then(parse_date_range) {
+                    self.push(Row::Date { lo: r.lo, hi: r.hi });
+                }
+            }
+            "Period" => {
+                let lo = s(v, "start").and_then(parse_date_range).map(|r| r.lo);
+                let hi = s(v, "end").and_then(parse_date_range).map(|r| r.hi);
+                if lo.is_some() || hi.is_some() {
+                    self.push(Row::Date {
+                        lo: lo.unwrap_or(i64::MIN),
+                        hi: hi.unwrap_or(i64::MAX),
+                    });
+                }
+            }
+            "Timing" => {
+                for e in strs(v, "event") {
+                    self.date_value("dateTime", &Value::String(e.to_string()));
+                }
+                if let Some(b) = v.get("repeat").and_then(|r| r.get("boundsPeriod")) {
+                    self.date_value("Period", b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn quantity_value(&mut self, type_code: &str, v: &Value) {
+        match type_code {
+            t if is_quantity(t) => {
+                if let Some(n) = v.get("value").and_then(Value::as_f64) {
+                    self.quantity(v, n, n);
+                }
+            }
+            "Money" => {
+                if let Some(n) = v.get("value").and_then(Value::as_f64) {
+                    self.push(Row::Quantity {
+                        canon: false,
+                        system: CURRENCY.to_string(),
+                        code: s(v, "currency").unwrap_or("").to_string(),
+                        unit: String::new(),
+                        lo: n,
+                        hi: n,
+                    });
+                }
+            }
+            "Range" => {
+                let low = v.get("low");
+                let high = v.get("high");
+                let lo = low.and_then(|q| q.get("value")).and_then(Value::as_f64);
+                let hi = high.and_then(|q| q.get("value")).and_then(Value::as_f64);
+                if lo.is_some() || hi.is_some() {
+                    let units = low.filter(|_| lo.is_some()).or(high).unwrap_or(v);
+                    self.quantity(units, lo.unwrap_or(f64::MIN), hi.unwrap_or(f64::MAX));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Rows of a quantity (value range `lo..hi`) with the units of `q`.
+    fn quantity(&mut self, q: &Value, lo: f64, hi: f64) {
+        let system = s(q, "system").unwrap_or("");
+        let code = s(q, "code").unwrap_or("");
+        self.push(Row::Quantity {
+            canon: false,
+            system: system.to_string(),
+            code: code.to_string(),
+            unit: s(q, "unit").unwrap_or("").to_string(),
+            lo,
+            hi,
+        });
+        if system == UCUM && !code.is_empty() {
+            let (canon, f) = ucum_canonical(code);
+            let scale = |x: f64| {
+                if x == f64::MIN || x == f64::MAX {
+                    x
+                } else {
+                    x * f
+                }
+            };
+            self.push(Row::Quantity {
+                canon: true,
+                system: UCUM.to_string(),
+                code: canon,
+                unit: String::new(),
+                lo: scale(lo),
+                hi: scale(hi),
+            });
+        }
+    }
+}
+
+fn str_row(t: &str) -> Row {
+    Row::Str {
+        norm: normalize(t),
+        exact: t.to_string(),
+    }
+}
+
+/// The row of a literal reference string: relative `Type/id[/_history/v]` → type and id;
+/// anything else (absolute URL, `urn:`, `#contained`) → url.
+pub(crate) fn reference_row(r: &str) -> Row {
+    let absolute = r.contains(':') || r.starts_with('#');
+    match parse_literal_reference(r).filter(|_| !absolute) {
+        Some((t, id, version)) => Row::Ref {
+            ref_type: t,
+            ref_id: id,
+            version: version.unwrap_or_default(),
+            url: String::new(),
+        },
+        None => Row::Ref {
+            ref_type: String::new(),
+            ref_id: String::new(),
+            version: String::new(),
+            url: r.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rows_for<'a>(rows: &'a [IndexRow], key: &str) -> Vec<&'a Row> {
+        rows.iter()
+            .filter(|r| r.key == key)
+            .map(|r| &r.row)
+            .collect()
+    }
+
+    fn tok(system: &str, code: &str) -> Row {
+        Row::Token {
+            system: system.into(),
+            code: code.into(),
+        }
+    }
+
+    #[test]
+    fn patient_rows() {
+        let p = json!({"resourceType": "Patient", "id": "p1",
+            "meta": {"tag": [{"system": "http://t", "code": "x"}], "profile": ["http://p|1"]},
+            "identifier": [{"system": "urn:mrn", "value": "123",
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}],
+            "name": [{"family": "Ｙａｍａｄａ", "given": ["Tarō", "ﾀﾛｳ"]}],
+            "telecom": [{"system": "phone", "value": "555-1"}, {"system": "email", "value": "a@b.c"}],
+            "gender": "female", "birthDate": "1970-02",
+            "active": true,
+            "address": [{"city": "Tōkyō", "postalCode": "100-0001"}],
+            "generalPractitioner": [{"reference": "Practitioner/9"}, {"identifier": {"system": "s", "value": "v"}}],
+            "managingOrganization": {"reference": "http://other/fhir/Organization/1"}
+        });
+        let rows = extract(&p);
+        assert_eq!(rows_for(&rows, "Patient.gender"), vec![&tok("", "female")]);
+        assert_eq!(rows_for(&rows, "Patient.active"), vec![&tok("", "true")]);
+        assert_eq!(
+            rows_for(&rows, "Patient.identifier"),
+            vec![&tok("urn:mrn", "123")]
+        );
+        assert_eq!(
+            rows_for(&rows, "Patient.identifier#type"),
+            vec![&tok(
+                "http://terminology.hl7.org/CodeSystem/v2-0203",
+                "MR\u{1f}123"
+            )]
+        );
+        assert_eq!(
+            rows_for(&rows, "Patient.phone"),
+            vec![&tok("phone", "555-1")]
+        );
+        assert_eq!(
+            rows_for(&rows, "Patient.email"),
+            vec![&tok("email", "a@b.c")]
+        );
+        assert_eq!(rows_for(&rows, "Patient.telecom").len(), 2);
+        let names: Vec<_> = rows_for(&rows, "Patient.name")
+            .into_iter()
+            .map(|r| match r {
+                Row::Str { norm, .. } => norm.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(names, vec!["yamada", "taro", "タロウ"]);
+        assert!(!rows_for(&rows, "Patient.family").is_empty());
+        assert_eq!(rows_for(&rows, "Patient.address-city").len(), 1);
+        let d = rows_for(&rows, "Patient.birthdate");
+        let r = parse_date_range("1970-02").unwrap();
+        assert_eq!(d, vec![&Row::Date { lo: r.lo, hi: r.hi }]);
+        assert_eq!(rows_for(&rows, "_tag"), vec![&tok("http://t", "x")]);
+        assert_eq!(
+            rows_for(&rows, "_profile"),
+            vec![&Row::Uri("http://p|1".into())]
+        );
+        let gp = rows_for(&rows, "Patient.general-practitioner");
+        assert_eq!(gp.len(), 2);
+        assert!(
+            matches!(gp[0], Row::Ref { ref_type, ref_id, .. } if ref_type == "Practitioner" && ref_id == "9")
+        );
+        assert_eq!(
+            rows_for(&rows, "Patient.general-practitioner#identifier"),
+            vec![&tok("s", "v")]
+        );
+        assert!(matches!(rows_for(&rows, "Patient.organization")[0],
+            Row::Ref { url, ref_type, .. } if url == "http://other/fhir/Organization/1" && ref_type.is_empty()));
+        assert_eq!(rows_for(&rows, "Patient.deceased"), vec![&tok("", "false")]);
+    }
+
+    #[test]
+    fn observation_rows() {
+        let o = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}], "text": "BP"},
+        "subject": {"reference": "Patient/p1"},
+        "effectivePeriod": {"start": "2020-01-01"},
+        "valueQuantity": {"value": 1000, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "a"}]}, "valueQuantity": {"value": 1, "code": "x"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "b"}]}, "valueQuantity": {"value": 2, "code": "y"}}
+        ]});
+        let rows = extract(&o);
+        assert_eq!(
+            rows_for(&rows, "Observation.code"),
+            vec![&tok("http://loinc.org", "8480-6")]
+        );
+        assert_eq!(rows_for(&rows, "Observation.code#text").len(), 2);
+        assert_eq!(rows_for(&rows, "Observation.patient").len(), 1);
+        assert_eq!(rows_for(&rows, "Observation.subject").len(), 1);
+        let d = rows_for(&rows, "Observation.date");
+        assert!(matches!(d[0], Row::Date { hi, .. } if *hi == i64::MAX));
+        let q = rows_for(&rows, "Observation.value-quantity");
+        assert_eq!(q.len(), 2);
+        assert!(
+            matches!(q[1], Row::Quantity { canon: true, code, lo, .. } if code == "g" && (*lo - 1.0).abs() < 1e-12)
+        );
+        // Composite: groups keep code and value of the same component together.
+        let c0: Vec<_> = rows
+            .iter()
+            .filter(|r| r.key == "Observation.component-code-value-quantity$0")
+            .map(|r| r.grp)
+            .collect();
+        assert_eq!(c0, vec![1, 2]);
+        let combo: Vec<_> = rows
+            .iter()
+            .filter(|r| r.key == "Observation.combo-code-value-quantity$1")
+            .map(|r| r.grp)
+            .collect();
+        assert_eq!(combo.len(), 4, "{combo:?}"); // 1 (mg row + canonical) + 2 components
+    }
+}
