@@ -1,1 +1,209 @@
+//! The FHIR engine: every interaction (create, read, vread, update, patch, delete, history,
+//! search, batch, transaction, `$validate`) with the semantics of FHIR R4 http.html.
+//!
+//! The engine owns the store privately: callers (the HTTP server, the CLI) hand it an
+//! [`AccessContext`] and an interaction, the engine asks the access gate for a permit and only
+//! then touches the store. Validation, id and version assignment, conditional logic and
+//! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
+mod bundle;
+mod rest;
+mod search;
+
+pub use issho_access::{AccessContext, Action, Gate};
+pub use issho_store::{HistoryScope, Stored};
+pub use bundle::Return;
+pub use rest::parse_etag;
+pub use search::{SearchResult, parse_query};
+
+/// A fresh id for a response Bundle.
+pub fn new_bundle_id() -> String {
+    new_id()
+}
+
+use issho_model::{Issue, IssueType};
+use issho_store::Store;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// An error answer: HTTP status plus the issues for its OperationOutcome.
+#[derive(Debug, Clone)]
+pub struct FhirError {
+    pub status: u16,
+    pub issues: Vec<Issue>,
+}
+
+impl FhirError {
+    pub fn new(status: u16, code: IssueType, msg: impl Into<String>) -> FhirError {
+        FhirError { status, issues: vec![Issue::error(code, msg)] }
+    }
+    pub fn bad_request(msg: impl Into<String>) -> FhirError {
+        FhirError::new(400, IssueType::Invalid, msg)
+    }
+    pub fn not_found(msg: impl Into<String>) -> FhirError {
+        FhirError::new(404, IssueType::NotFound, msg)
+    }
+    pub fn precondition(msg: impl Into<String>) -> FhirError {
+        FhirError::new(412, IssueType::Conflict, msg)
+    }
+    pub fn internal(msg: impl Into<String>) -> FhirError {
+        FhirError::new(500, IssueType::Exception, msg)
+    }
+    pub fn outcome(&self) -> Value {
+        issho_model::operation_outcome(&self.issues)
+    }
+}
+
+impl From<issho_store::StoreError> for FhirError {
+    fn from(e: issho_store::StoreError) -> Self {
+        FhirError::new(500, IssueType::Exception, e.to_string())
+    }
+}
+
+impl From<issho_access::Denied> for FhirError {
+    fn from(d: issho_access::Denied) -> Self {
+        FhirError { status: d.status, issues: vec![d.issue] }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, FhirError>;
+
+/// The result of a write (or of a conditional create that found its match).
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    /// 200 (updated / matched), 201 (created), 204 (deleted / nothing to do).
+    pub status: u16,
+    pub resource_type: String,
+    pub id: String,
+    /// The resource as stored (None after a delete).
+    pub resource: Option<Value>,
+    pub version: Option<u64>,
+    pub last_updated: Option<i64>,
+    /// Informational issues (for `Prefer: return=OperationOutcome`).
+    pub issues: Vec<Issue>,
+}
+
+impl WriteOutcome {
+    /// `Type/id/_history/v`.
+    pub fn location(&self) -> Option<String> {
+        self.version.map(|v| format!("{}/{}/_history/{}", self.resource_type, self.id, v))
+    }
+}
+
+/// A patch document.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// RFC 6902 JSON Patch (`application/json-patch+json`).
+    Json(Value),
+    /// FHIRPath Patch: a Parameters resource.
+    FhirPath(Value),
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Validate every write against the R4 definitions (on by default).
+    pub validate: bool,
+    /// Largest page a search or history request may ask for.
+    pub max_count: usize,
+    pub default_count: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { validate: true, max_count: 1000, default_count: 50 }
+    }
+}
+
+/// The engine. Cheap to clone (shared store).
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    gate: Gate,
+    config: EngineConfig,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, gate: Gate, config: EngineConfig) -> Engine {
+        Engine { store, gate, config }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Validate a resource for `$validate` or a write: structure and the resource type named by
+    /// the URL. Returns all issues (errors and warnings).
+    pub fn validate(&self, ctx: &AccessContext, resource_type: Option<&str>, resource: &Value) -> Result<Vec<Issue>> {
+        self.gate.check(ctx, Action::Operation, resource_type)?;
+        Ok(check_resource(resource_type, resource, true))
+    }
+}
+
+/// Structural checks shared by every write and `$validate`.
+pub(crate) fn check_resource(resource_type: Option<&str>, resource: &Value, validate: bool) -> Vec<Issue> {
+    let Some(obj) = resource.as_object() else {
+        return vec![Issue::error(IssueType::Structure, "the body must be a JSON object holding a FHIR resource")];
+    };
+    let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+        return vec![Issue::error(IssueType::Required, "the resource has no resourceType").at("resourceType")];
+    };
+    if let Some(expected) = resource_type {
+        if rt != expected {
+            return vec![Issue::error(
+                IssueType::Invalid,
+                format!("resourceType '{rt}' does not match the type in the URL ('{expected}')"),
+            )];
+        }
+    }
+    if !issho_model::r4().is_resource_type(rt) {
+        return vec![Issue::error(IssueType::NotSupported, format!("'{rt}' is not a FHIR R4 resource type"))];
+    }
+    if validate {
+        issho_model::validate::validate_resource(resource, &Default::default())
+    } else {
+        Vec::new()
+    }
+}
+
+pub(crate) fn errors_only(issues: Vec<Issue>) -> Option<FhirError> {
+    if issues.iter().any(Issue::is_error) { Some(FhirError { status: 400, issues }) } else { None }
+}
+
+/// A new server-assigned id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Check a logical id's syntax (FHIR `id`: 1–64 of `A-Za-z0-9-.`).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Writes search index rows (issho-search) in the store's transactions.
+struct SearchIndexer;
+
+impl issho_store::Indexer for SearchIndexer {
+    fn ddl(&self) -> &str {
+        issho_search::SQLITE_DDL
+    }
+    fn index(&self, conn: &rusqlite::Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
+        issho_search::sqlite_index(conn, rid, resource)
+    }
+    fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()> {
+        issho_search::sqlite_unindex(conn, rid)
+    }
+}
+
+impl Engine {
+    /// Open the embedded SQLite store in `dir` with search indexing and the default gate.
+    pub fn open_sqlite(dir: &std::path::Path, config: EngineConfig) -> Result<Engine> {
+        let store = issho_store::SqliteStore::open(dir, Arc::new(SearchIndexer))?;
+        Ok(Engine::new(Arc::new(store), Gate::new(), config))
+    }
+
+    /// True when nothing was ever written.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.reader()?.max_seq()? == 0)
+    }
+}

@@ -1,1 +1,54 @@
+//! issho's HTTP front end: FHIR R4 REST (http.html) over axum.
+//!
+//! Handlers only translate HTTP into engine interactions and back: they parse the method,
+//! path, headers and body, hand the engine an access context, and render the result with the
+//! right status, headers (`ETag`, `Last-Modified`, `Location`, `Content-Type`) and format.
+//! Every error leaves as an OperationOutcome. Nothing here touches the store.
 
+mod capability;
+mod format;
+mod handler;
+
+pub use capability::capability_statement;
+
+use axum::Router;
+use issho_engine::Engine;
+use std::sync::Arc;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public base URL of the FHIR endpoint (e.g. `https://issho.example.jp/fhir`); when None,
+    /// derived from each request's Host header.
+    pub base_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// No authentication: every request acts as the development principal.
+    pub dev_open: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { base_url: None, max_body: 32 * 1024 * 1024, dev_open: true }
+    }
+}
+
+pub(crate) struct AppState {
+    pub engine: Engine,
+    pub config: ServerConfig,
+    pub started: std::time::Instant,
+}
+
+/// The application: `/healthz` and the FHIR base at `/fhir`.
+pub fn router(engine: Engine, config: ServerConfig) -> Router {
+    let state = Arc::new(AppState { engine, config, started: std::time::Instant::now() });
+    Router::new()
+        .route("/healthz", axum::routing::get(handler::healthz))
+        .route("/fhir", axum::routing::any(handler::fhir))
+        .route("/fhir/", axum::routing::any(handler::fhir))
+        .route("/fhir/{*rest}", axum::routing::any(handler::fhir))
+        .fallback(handler::not_found)
+        .with_state(state)
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true).br(true))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler::panic_response))
+}

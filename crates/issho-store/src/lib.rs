@@ -1,1 +1,167 @@
+//! issho's storage layer.
+//!
+//! One trait family ([`Store`], [`StoreRead`], [`StoreTx`]) and the embedded SQLite
+//! implementation ([`SqliteStore`]). The store keeps **every version** of every resource, assigns
+//! `meta.versionId` / `meta.lastUpdated`, and runs all writes on one writer thread that commits
+//! concurrent requests together (group commit). A write is acknowledged only after its
+//! transaction is durable (WAL with `synchronous=FULL`: the WAL is fsynced at every commit).
+//!
+//! Architecture invariants:
+//! - this crate knows nothing of HTTP and nothing of access control; it is reachable only
+//!   through `issho-engine`, which passes every call through the access gate first;
+//! - search index rows are written by an [`Indexer`] in the same transaction as the resource.
 
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use serde_json::Value;
+use std::any::Any;
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    /// Microseconds since the Unix epoch (UTC).
+    pub last_updated: i64,
+    /// `None` for a deletion marker.
+    pub body: Option<Vec<u8>>,
+    /// How this version was made: `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// Internal row key of the logical resource.
+    pub rid: i64,
+}
+
+impl Stored {
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_none()
+    }
+    pub fn json(&self) -> Option<Value> {
+        self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok())
+    }
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Db(String),
+    /// The writer thread is gone (shutting down).
+    Closed,
+    /// A write job panicked; its changes were rolled back.
+    JobPanicked,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "storage error: {e}"),
+            StoreError::Closed => write!(f, "storage is shutting down"),
+            StoreError::JobPanicked => write!(f, "internal error while writing; nothing was stored"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What a history request covers.
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance(String, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub scope: HistoryScope,
+    /// Only versions made at or after this time (micros).
+    pub since: Option<i64>,
+    /// Only versions that were current at this time (micros): made at or before it and not
+    /// superseded before it.
+    pub at: Option<i64>,
+    pub count: usize,
+    pub offset: usize,
+    /// Versions made after this sequence number are ignored, so that paging through history
+    /// is stable while new versions arrive.
+    pub max_seq: Option<i64>,
+}
+
+/// Result of writing one version.
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub rid: i64,
+    pub version: u64,
+    pub last_updated: i64,
+    /// True when this version created the resource (no earlier version existed).
+    pub created: bool,
+}
+
+/// Maintains search index rows in the same transaction as the resource.
+pub trait Indexer: Send + Sync {
+    /// DDL run once at open (idempotent).
+    fn ddl(&self) -> &str;
+    fn index(&self, conn: &rusqlite::Connection, rid: i64, resource: &Value) -> rusqlite::Result<()>;
+    fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()>;
+}
+
+/// Read access to a consistent snapshot.
+pub trait StoreRead {
+    /// The current version of a resource (a deletion marker when it was deleted).
+    fn current(&self, resource_type: &str, id: &str) -> Result<Option<Stored>>;
+    /// One version of a resource.
+    fn version(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<Stored>>;
+    /// Versions, newest first, and the total number matching.
+    fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)>;
+    /// The newest version sequence number (a high-water mark for stable paging).
+    fn max_seq(&self) -> Result<i64>;
+    /// Run an index query that yields `rid`s (as compiled by issho-search) and return them.
+    fn query_rids(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<Vec<i64>>;
+    /// Run a count query compiled by issho-search.
+    fn query_count(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<u64>;
+    /// The current versions of these resources, in the given order (missing ones skipped).
+    fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>>;
+}
+
+/// Read-write access inside one store transaction.
+pub trait StoreTx: StoreRead {
+    /// Write a new version. Sets `meta.versionId` and `meta.lastUpdated` in `body`.
+    /// `person` is the distribution key (the patient whose record this belongs to).
+    fn put(&mut self, resource_type: &str, id: &str, body: &mut Value, person: Option<&str>, method: &str) -> Result<PutResult>;
+    /// Logically delete: a new version that is a deletion marker. Returns the marker's version,
+    /// or None when there was nothing (or only a deletion) to delete.
+    fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<PutResult>>;
+}
+
+/// A write job: runs on the writer thread; returns (commit?, output).
+pub type Job = Box<dyn FnOnce(&mut dyn StoreTx) -> (bool, Box<dyn Any + Send>) + Send>;
+
+/// A store: snapshots for reading, jobs for writing.
+pub trait Store: Send + Sync {
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>>;
+    /// Run a job in a write transaction; returns once it is durable (or rolled back).
+    fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>>;
+}
+
+/// Run `f` in a write transaction: committed when it returns `Ok`, rolled back when `Err`.
+/// The outer result reports storage failures (nothing written); the inner is `f`'s own.
+pub fn write<R, E, F>(store: &dyn Store, f: F) -> Result<std::result::Result<R, E>>
+where
+    R: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&mut dyn StoreTx) -> std::result::Result<R, E> + Send + 'static,
+{
+    let out = store.submit(Box::new(move |tx| {
+        let r = f(tx);
+        (r.is_ok(), Box::new(r) as Box<dyn Any + Send>)
+    }))?;
+    Ok(*out.downcast::<std::result::Result<R, E>>().expect("job output type"))
+}

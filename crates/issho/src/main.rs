@@ -1,1 +1,263 @@
-fn main() {}
+//! The `issho` command: serve, import, demo, version.
+
+mod load;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
+use issho_engine::{Engine, EngineConfig};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "issho", version, about = "issho — one lifelong health record per person, on FHIR R4")]
+struct Cli {
+    /// Optional TOML configuration file; its keys are the long flag names of the subcommand
+    /// (`data`, `listen`, `base_url`, `max_body`, ...). Flags and ISSHO_* variables win over it.
+    #[arg(long, env = "ISSHO_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the FHIR server.
+    Serve(ServeArgs),
+    /// Load FHIR data (Bundles, NDJSON, or directories of them) into the store.
+    Import(ImportArgs),
+    /// Generate the deterministic Japanese demo population (into the store, or as files).
+    Demo(DemoArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Data directory of the embedded store.
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "ISSHO_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Public base URL of the FHIR endpoint (default: derived from the Host header).
+    #[arg(long, env = "ISSHO_BASE_URL")]
+    base_url: Option<String>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "ISSHO_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
+    max_body: usize,
+    /// Open mode for local development: no authentication. (Authentication arrives with the
+    /// access issue; until then the server is always open and says so at start.)
+    #[arg(long, env = "ISSHO_DEV_OPEN")]
+    dev_open: bool,
+    /// Fill an empty store with the generated demo population first.
+    #[arg(long)]
+    demo: bool,
+    /// Persons in the demo population.
+    #[arg(long, env = "ISSHO_DEMO_PATIENTS", default_value_t = 200)]
+    demo_patients: usize,
+    /// Seed of the demo population.
+    #[arg(long, env = "ISSHO_DEMO_SEED", default_value_t = 1)]
+    demo_seed: u64,
+    /// Skip validation of writes (for trusted bulk loads only).
+    #[arg(long, env = "ISSHO_NO_VALIDATE")]
+    no_validate: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+    /// Files or directories: FHIR Bundles (.json) or NDJSON (.ndjson).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Concurrent loaders.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write NDJSON files to this directory instead of loading the store.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+}
+
+/// Apply the config file's values to arguments that were left at their defaults.
+fn merge_config(matches: &mut ArgMatches, config: Option<&PathBuf>) -> Result<Vec<String>, String> {
+    let Some(path) = config else { return Ok(Vec::new()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let Some((_, sub)) = matches.subcommand_mut() else { return Ok(Vec::new()) };
+    let mut args = Vec::new();
+    for (k, v) in table {
+        let id = k.replace('-', "_");
+        match sub.value_source(&id) {
+            Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable) => continue,
+            _ => {}
+        }
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => return Err(format!("config key '{k}': unsupported value {other}")),
+        };
+        args.push(format!("--{}={s}", id.replace('_', "-")));
+    }
+    Ok(args)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let argv: Vec<String> = std::env::args().collect();
+    let mut matches = Cli::command().get_matches_from(&argv);
+    let cli0 = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let extra = merge_config(&mut matches, cli0.config.as_ref()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let cli = if extra.is_empty() {
+        cli0
+    } else {
+        // Re-parse with config values inserted before the user's own arguments (which win).
+        let mut with: Vec<String> = Vec::new();
+        let sub_pos = argv.iter().position(|a| matches!(a.as_str(), "serve" | "import" | "demo")).unwrap_or(1);
+        with.extend_from_slice(&argv[..=sub_pos]);
+        with.extend(extra);
+        with.extend_from_slice(&argv[sub_pos + 1..]);
+        Cli::parse_from(with)
+    };
+    let code = match cli.cmd {
+        Cmd::Version => {
+            println!("issho {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Cmd::Serve(a) => serve(a),
+        Cmd::Import(a) => import(a),
+        Cmd::Demo(a) => demo(a),
+    };
+    std::process::exit(code);
+}
+
+fn open_engine(data: &std::path::Path, validate: bool) -> Result<Engine, String> {
+    let config = EngineConfig { validate, ..Default::default() };
+    Engine::open_sqlite(data, config).map_err(|e| format!("cannot open the store in {}: {:?}", data.display(), e.issues))
+}
+
+fn serve(a: ServeArgs) -> i32 {
+    let engine = match open_engine(&a.data, !a.no_validate) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    if a.demo {
+        match engine.is_empty() {
+            Ok(true) => {
+                eprintln!("filling the empty store with the demo population ({} persons, seed {})…", a.demo_patients, a.demo_seed);
+                match load::load_demo(&engine, a.demo_patients, a.demo_seed, true) {
+                    Ok(summary) => println!("{summary}"),
+                    Err(e) => {
+                        eprintln!("error: demo load failed: {e}");
+                        return 1;
+                    }
+                }
+            }
+            Ok(false) => eprintln!("the store in {} already holds data; the demo population is not loaded again", a.data.display()),
+            Err(e) => {
+                eprintln!("error: {:?}", e.issues);
+                return 1;
+            }
+        }
+    }
+    if !a.dev_open {
+        tracing::warn!("authentication is not implemented yet: the server is OPEN to anyone who can reach {} (as with --dev-open)", a.listen);
+    } else {
+        tracing::warn!("--dev-open: no authentication; every request may read and write everything. Local development only.");
+    }
+    let config = issho_server::ServerConfig { base_url: a.base_url.clone(), max_body: a.max_body, dev_open: true };
+    let app = issho_server::router(engine, config);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&a.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", a.listen);
+                return 1;
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!("issho listening on http://{addr}/fhir (CapabilityStatement: http://{addr}/fhir/metadata)");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        }
+    })
+}
+
+fn import(a: ImportArgs) -> i32 {
+    let engine = match open_engine(&a.data, true) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match load::import_paths(&engine, &a.paths, a.jobs.max(1)) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn demo(a: DemoArgs) -> i32 {
+    if let Some(out) = &a.out {
+        let cfg = issho_demo::DemoConfig { persons: a.patients, seed: a.seed };
+        let start = std::time::Instant::now();
+        return match issho_demo::write_ndjson(&cfg, out) {
+            Ok(summary) => {
+                println!("wrote the demo population to {} in {:.1?}: {summary:?}", out.display(), start.elapsed());
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+    }
+    let engine = match open_engine(&a.data, true) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match load::load_demo(&engine, a.patients, a.seed, true) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

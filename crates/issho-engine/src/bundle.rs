@@ -1,0 +1,696 @@
+//! Batch and transaction Bundles (FHIR R4 http.html#transaction).
+//!
+//! A transaction runs as ONE store transaction: all entries are written or none. Entries are
+//! processed in the specification's order — DELETE, then POST, then PUT/PATCH, then GET —
+//! after every `urn:uuid:` (and other) fullUrl has been given its final `Type/id`, so that
+//! references between entries, and conditional references such as
+//! `Practitioner?identifier=...`, are rewritten before anything is stored.
+
+use crate::rest::{delete_in, parse_body_id, patch_in, put_new, update_in};
+use crate::*;
+use issho_store::StoreRead;
+use std::collections::HashMap;
+
+/// How much of each written resource the response carries (`Prefer: return=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => return None,
+        })
+    }
+    /// Processing order of http.html#trules.
+    fn rank(self) -> u8 {
+        match self {
+            Method::Delete => 0,
+            Method::Post => 1,
+            Method::Put | Method::Patch => 2,
+            Method::Get | Method::Head => 3,
+        }
+    }
+}
+
+/// One parsed entry.
+struct Entry {
+    index: usize,
+    method: Method,
+    /// Request URL relative to the base (`Patient`, `Patient/1`, `Patient?identifier=x`).
+    url: String,
+    full_url: Option<String>,
+    resource: Option<Value>,
+    if_none_exist: Option<String>,
+    if_match: Option<String>,
+}
+
+impl Entry {
+    fn resource_type(&self) -> &str {
+        self.url.split(['/', '?']).next().unwrap_or("")
+    }
+    /// `Type/id` → id.
+    fn instance_id(&self) -> Option<&str> {
+        let (path, query) = self.url.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((&self.url, None));
+        if query.is_some() {
+            return None;
+        }
+        let mut parts = path.split('/');
+        parts.next();
+        parts.next()
+    }
+    fn criteria(&self) -> Option<&str> {
+        self.url.split_once('?').map(|(_, q)| q)
+    }
+}
+
+fn at(i: usize) -> String {
+    format!("Bundle.entry[{i}]")
+}
+
+/// Strip a server base from an absolute request URL and the leading slash.
+fn relative_url(url: &str, base: Option<&str>) -> String {
+    let mut u = url;
+    if let Some(b) = base {
+        if let Some(rest) = u.strip_prefix(b) {
+            u = rest;
+        }
+    }
+    u.trim_start_matches('/').to_string()
+}
+
+fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entry>)> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(FhirError::bad_request("the body must be a Bundle"));
+    }
+    let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    if kind != "transaction" && kind != "batch" {
+        return Err(FhirError::bad_request(format!(
+            "Bundle.type must be 'transaction' or 'batch' to be processed, not '{kind}'"
+        )));
+    }
+    let entries = match bundle.get("entry") {
+        None => &Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(FhirError::bad_request("Bundle.entry must be an array")),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut issues = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let req = e.get("request");
+        let method = req.and_then(|r| r.get("method")).and_then(Value::as_str).and_then(Method::parse);
+        let url = req.and_then(|r| r.get("url")).and_then(Value::as_str);
+        let (Some(method), Some(url)) = (method, url) else {
+            issues.push(
+                Issue::error(IssueType::Required, "each entry needs request.method (GET, HEAD, POST, PUT, PATCH, DELETE) and request.url")
+                    .at(format!("{}.request", at(i))),
+            );
+            continue;
+        };
+        let s = |k: &str| req.and_then(|r| r.get(k)).and_then(Value::as_str).map(str::to_string);
+        out.push(Entry {
+            index: i,
+            method,
+            url: relative_url(url, base),
+            full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+            resource: e.get("resource").cloned(),
+            if_none_exist: s("ifNoneExist"),
+            if_match: s("ifMatch"),
+        });
+    }
+    if !issues.is_empty() {
+        return Err(FhirError { status: 400, issues });
+    }
+    Ok((kind, out))
+}
+
+/// Replace every string that is exactly a mapped fullUrl by its `Type/id`, and resolve
+/// conditional references (`Type?criteria`) in `reference` elements.
+fn rewrite_refs(
+    v: &mut Value,
+    map: &HashMap<String, String>,
+    tx: &dyn StoreRead,
+    cache: &mut HashMap<String, String>,
+    loc: &str,
+) -> Result<()> {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                if k == "reference" {
+                    if let Value::String(s) = child {
+                        if let Some(to) = map.get(s.as_str()) {
+                            *s = to.clone();
+                        } else if let Some(to) = resolve_conditional_ref(s, tx, cache, loc)? {
+                            *s = to;
+                        }
+                        continue;
+                    }
+                }
+                rewrite_refs(child, map, tx, cache, loc)?;
+            }
+        }
+        Value::Array(a) => {
+            for child in a {
+                rewrite_refs(child, map, tx, cache, loc)?;
+            }
+        }
+        Value::String(s) => {
+            if let Some(to) = map.get(s.as_str()) {
+                *s = to.clone();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn resolve_conditional_ref(
+    s: &str,
+    tx: &dyn StoreRead,
+    cache: &mut HashMap<String, String>,
+    loc: &str,
+) -> Result<Option<String>> {
+    let Some((rt, _)) = s.split_once('?') else { return Ok(None) };
+    if !issho_model::r4().is_resource_type(rt) {
+        return Ok(None);
+    }
+    if let Some(hit) = cache.get(s) {
+        return Ok(Some(hit.clone()));
+    }
+    let found = search::find(tx, rt, s)?;
+    match found.len() {
+        1 => {
+            let to = format!("{}/{}", found[0].resource_type, found[0].id);
+            cache.insert(s.to_string(), to.clone());
+            Ok(Some(to))
+        }
+        n => Err(FhirError {
+            status: if n == 0 { 404 } else { 412 },
+            issues: vec![Issue::error(
+                if n == 0 { IssueType::NotFound } else { IssueType::MultipleMatches },
+                format!("conditional reference '{s}' matches {n} resources; it must match exactly one"),
+            )
+            .at(loc.to_string())],
+        }),
+    }
+}
+
+fn status_line(code: u16) -> String {
+    let text = match code {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
+        422 => "Unprocessable Entity",
+        _ => "",
+    };
+    format!("{code} {text}").trim_end().to_string()
+}
+
+fn write_response(w: &WriteOutcome, ret: Return) -> Value {
+    let mut resp = serde_json::Map::new();
+    resp.insert("status".into(), Value::String(status_line(w.status)));
+    if let Some(loc) = w.location() {
+        if w.resource.is_some() {
+            resp.insert("location".into(), Value::String(loc));
+        }
+    }
+    if let Some(v) = w.version {
+        resp.insert("etag".into(), Value::String(format!("W/\"{v}\"")));
+    }
+    if let Some(t) = w.last_updated {
+        resp.insert("lastModified".into(), Value::String(issho_model::instant::format_instant(t)));
+    }
+    if ret == Return::OperationOutcome && !w.issues.is_empty() {
+        resp.insert("outcome".into(), issho_model::operation_outcome(&w.issues));
+    }
+    let mut entry = serde_json::Map::new();
+    if let Some(r) = &w.resource {
+        if !w.id.is_empty() {
+            entry.insert("fullUrl".into(), Value::String(format!("{}/{}", w.resource_type, w.id)));
+        }
+        if ret == Return::Representation {
+            entry.insert("resource".into(), r.clone());
+        }
+    }
+    entry.insert("response".into(), Value::Object(resp));
+    Value::Object(entry)
+}
+
+fn error_entry(e: &FhirError) -> Value {
+    serde_json::json!({
+        "response": {"status": status_line(e.status), "outcome": e.outcome()}
+    })
+}
+
+fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
+    let mut entry = serde_json::Map::new();
+    entry.insert("fullUrl".into(), Value::String(format!("{}/{}", s.resource_type, s.id)));
+    if ret_resource {
+        if let Some(v) = s.json() {
+            entry.insert("resource".into(), v);
+        }
+    }
+    entry.insert(
+        "response".into(),
+        serde_json::json!({
+            "status": "200 OK",
+            "etag": format!("W/\"{}\"", s.version),
+            "lastModified": issho_model::instant::format_instant(s.last_updated),
+        }),
+    );
+    Value::Object(entry)
+}
+
+impl Engine {
+    /// Process a batch or transaction Bundle. `base` is the server's base URL, stripped from
+    /// absolute request URLs. Returns the response Bundle.
+    pub fn process_bundle(&self, ctx: &AccessContext, bundle: Value, base: Option<&str>, ret: Return) -> Result<Value> {
+        let (kind, entries) = parse_entries(&bundle, base)?;
+        if kind == "transaction" { self.transaction(ctx, entries, ret) } else { self.batch(ctx, entries, ret) }
+    }
+
+    fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
+        let rt = e.resource_type();
+        if !issho_model::r4().is_resource_type(rt) {
+            return Err(FhirError::new(
+                400,
+                IssueType::NotSupported,
+                format!("request.url '{}' does not name a FHIR resource type", e.url),
+            ));
+        }
+        let action = match e.method {
+            Method::Get | Method::Head => Action::Read,
+            Method::Post => Action::Create,
+            Method::Put | Method::Patch => Action::Update,
+            Method::Delete => Action::Delete,
+        };
+        self.gate.check(ctx, action, Some(rt))?;
+        match e.method {
+            Method::Post | Method::Put => {
+                let Some(r) = &e.resource else {
+                    return Err(FhirError::new(400, IssueType::Required, "a POST or PUT entry needs a resource"));
+                };
+                let mut issues = check_resource(Some(rt), r, self.config.validate);
+                // References to other entries are not yet rewritten; urn:uuid and conditional
+                // references are valid reference syntax for the validator.
+                issues.retain(Issue::is_error);
+                if !issues.is_empty() {
+                    return Err(FhirError { status: 400, issues });
+                }
+                if e.method == Method::Put && e.criteria().is_none() {
+                    match (e.instance_id(), parse_body_id(r)) {
+                        (Some(uid), Some(bid)) if uid == bid => {}
+                        (Some(uid), bid) => {
+                            return Err(FhirError::bad_request(format!(
+                                "PUT {}: the resource id ({}) must match the id in the URL ('{uid}')",
+                                e.url,
+                                bid.map(|b| format!("'{b}'")).unwrap_or_else(|| "missing".into())
+                            )));
+                        }
+                        (None, _) => {
+                            return Err(FhirError::bad_request(format!("PUT needs Type/id or Type?criteria, not '{}'", e.url)));
+                        }
+                    }
+                }
+            }
+            Method::Patch => {
+                if e.resource.is_none() {
+                    return Err(FhirError::new(400, IssueType::Required, "a PATCH entry needs a Binary or Parameters resource"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn transaction(&self, ctx: &AccessContext, mut entries: Vec<Entry>, ret: Return) -> Result<Value> {
+        // Static checks before touching the store.
+        for e in &entries {
+            self.check_entry(ctx, e).map_err(|mut err| {
+                for i in err.issues.iter_mut() {
+                    if i.expression.is_none() {
+                        i.expression = Some(at(e.index));
+                    }
+                    i.diagnostics = format!("entry {}: {}", e.index, i.diagnostics);
+                }
+                err
+            })?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in &entries {
+            if let Some(f) = &e.full_url {
+                if !seen.insert(f.clone()) {
+                    return Err(FhirError::bad_request(format!("fullUrl '{f}' appears more than once")).with_at(at(e.index)));
+                }
+            }
+        }
+        let n = entries.len();
+        let engine = self.clone();
+        let responses = issho_store::write(&*self.store, move |tx| -> Result<Vec<Value>> {
+            // 1. Give every entry its final identity.
+            let mut map: HashMap<String, String> = HashMap::new();
+            let mut assigned: Vec<Option<String>> = vec![None; n];
+            let mut matched: Vec<Option<Stored>> = vec![None; n];
+            for (k, e) in entries.iter().enumerate() {
+                let rt = e.resource_type().to_string();
+                let target = match e.method {
+                    Method::Post => {
+                        let mut id = None;
+                        if let Some(c) = &e.if_none_exist {
+                            let crit = if c.contains('?') { c.clone() } else { format!("{rt}?{c}") };
+                            let found = search::find(tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
+                            match found.len() {
+                                0 => {}
+                                1 => {
+                                    id = Some(found[0].id.clone());
+                                    matched[k] = Some(found[0].clone());
+                                }
+                                m => {
+                                    return Err(FhirError::precondition(format!(
+                                        "entry {}: ifNoneExist '{c}' matches {m} resources",
+                                        e.index
+                                    ))
+                                    .with_at(at(e.index)));
+                                }
+                            }
+                        }
+                        Some(id.unwrap_or_else(new_id))
+                    }
+                    Method::Put | Method::Patch => match e.criteria() {
+                        None => e.instance_id().map(str::to_string),
+                        Some(c) => {
+                            let found = search::find(tx, &rt, &format!("{rt}?{c}")).map_err(|err| err.with_at(at(e.index)))?;
+                            match found.len() {
+                                0 if e.method == Method::Put => {
+                                    Some(e.resource.as_ref().and_then(parse_body_id).map(str::to_string).unwrap_or_else(new_id))
+                                }
+                                1 => Some(found[0].id.clone()),
+                                m => {
+                                    return Err(FhirError {
+                                        status: if m == 0 { 404 } else { 412 },
+                                        issues: vec![Issue::error(
+                                            IssueType::MultipleMatches,
+                                            format!("entry {}: '{}' matches {m} resources; it must match exactly one", e.index, e.url),
+                                        )
+                                        .at(at(e.index))],
+                                    });
+                                }
+                            }
+                        }
+                    },
+                    _ => None,
+                };
+                if let Some(id) = &target {
+                    if let Some(f) = &e.full_url {
+                        map.insert(f.clone(), format!("{rt}/{id}"));
+                    }
+                }
+                assigned[k] = target;
+            }
+            // 2. Rewrite references inside every resource.
+            let mut cache = HashMap::new();
+            for e in entries.iter_mut() {
+                if let Some(r) = e.resource.as_mut() {
+                    let loc = format!("{}.resource", at(e.index));
+                    rewrite_refs(r, &map, &*tx, &mut cache, &loc)?;
+                }
+            }
+            // 3. Process in the specification's order.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|&k| (entries[k].method.rank(), k));
+            let mut out: Vec<Value> = vec![Value::Null; n];
+            for k in order {
+                let e = &mut entries[k];
+                let rt = e.resource_type().to_string();
+                let res = match e.method {
+                    Method::Delete => match e.criteria() {
+                        None => match e.instance_id() {
+                            Some(id) => match delete_in(tx, &rt, id, e.if_match.as_deref()) {
+                                Err(err) if err.status == 404 => Ok(WriteOutcome {
+                                    status: 204,
+                                    resource_type: rt.clone(),
+                                    id: id.to_string(),
+                                    resource: None,
+                                    version: None,
+                                    last_updated: None,
+                                    issues: vec![],
+                                }),
+                                other => other,
+                            },
+                            None => Err(FhirError::bad_request(format!("DELETE needs Type/id or Type?criteria, not '{}'", e.url))),
+                        },
+                        Some(c) => {
+                            let found = search::find(tx, &rt, &format!("{rt}?{c}"))?;
+                            match found.len() {
+                                0 => Ok(WriteOutcome {
+                                    status: 204,
+                                    resource_type: rt.clone(),
+                                    id: String::new(),
+                                    resource: None,
+                                    version: None,
+                                    last_updated: None,
+                                    issues: vec![],
+                                }),
+                                1 => delete_in(tx, &rt, &found[0].id, None),
+                                m => Err(FhirError::precondition(format!("'{}' matches {m} resources", e.url))),
+                            }
+                        }
+                    }
+                    .map(|w| write_response(&w, ret)),
+                    Method::Post => {
+                        if let Some(s) = &matched[k] {
+                            let mut entry = stored_entry(s, ret == Return::Representation);
+                            entry["response"]["status"] = Value::String("200 OK".into());
+                            entry["response"]["location"] =
+                                Value::String(format!("{}/{}/_history/{}", s.resource_type, s.id, s.version));
+                            Ok(entry)
+                        } else {
+                            let id = assigned[k].clone().unwrap_or_else(new_id);
+                            let mut r = e.resource.take().unwrap_or(Value::Null);
+                            engine.revalidate(&rt, &r, e.index)?;
+                            put_new(tx, &rt, &id, &mut r, "POST").map(|w| write_response(&w, ret))
+                        }
+                    }
+                    Method::Put => {
+                        let id = assigned[k].clone().unwrap_or_default();
+                        let mut r = e.resource.take().unwrap_or(Value::Null);
+                        if let Some(o) = r.as_object_mut() {
+                            o.insert("id".into(), Value::String(id.clone()));
+                        }
+                        engine.revalidate(&rt, &r, e.index)?;
+                        update_in(tx, &rt, &id, &mut r, e.if_match.as_deref(), "PUT").map(|w| write_response(&w, ret))
+                    }
+                    Method::Patch => {
+                        let id = assigned[k].clone().unwrap_or_default();
+                        let patch = entry_patch(e.resource.take().unwrap_or(Value::Null))?;
+                        patch_in(tx, &rt, &id, &patch, e.if_match.as_deref(), engine.config.validate)
+                            .map(|w| write_response(&w, ret))
+                    }
+                    Method::Get | Method::Head => engine.get_entry(&*tx, &e.url, e.method == Method::Get),
+                };
+                match res {
+                    Ok(v) => out[k] = v,
+                    Err(err) => {
+                        let mut err = err.with_at(at(e.index));
+                        for i in err.issues.iter_mut() {
+                            if !i.diagnostics.starts_with("entry ") {
+                                i.diagnostics = format!("entry {} ({} {}): {}", e.index, method_name(e.method), e.url, i.diagnostics);
+                            }
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(out)
+        })??;
+        Ok(serde_json::json!({
+            "resourceType": "Bundle",
+            "id": new_id(),
+            "type": "transaction-response",
+            "entry": responses,
+        }))
+    }
+
+    /// Validation after references were rewritten (the static check ran before).
+    fn revalidate(&self, rt: &str, r: &Value, index: usize) -> Result<()> {
+        if !self.config.validate {
+            return Ok(());
+        }
+        if let Some(err) = errors_only(check_resource(Some(rt), r, true)) {
+            return Err(err.with_at(at(index)));
+        }
+        Ok(())
+    }
+
+    fn batch(&self, ctx: &AccessContext, entries: Vec<Entry>, ret: Return) -> Result<Value> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let res = self.check_entry(ctx, &e).and_then(|_| self.batch_entry(ctx, e, ret));
+            out.push(match res {
+                Ok(v) => v,
+                Err(err) => error_entry(&err),
+            });
+        }
+        Ok(serde_json::json!({
+            "resourceType": "Bundle",
+            "id": new_id(),
+            "type": "batch-response",
+            "entry": out,
+        }))
+    }
+
+    fn batch_entry(&self, ctx: &AccessContext, e: Entry, ret: Return) -> Result<Value> {
+        let rt = e.resource_type().to_string();
+        let id = e.instance_id().map(str::to_string);
+        let crit = e.criteria().map(str::to_string);
+        let w = match e.method {
+            Method::Get | Method::Head => {
+                let r = self.store.reader()?;
+                return self.get_entry(&*r, &e.url, e.method == Method::Get);
+            }
+            Method::Post => {
+                let c = e.if_none_exist.map(|c| if c.contains('?') { c } else { format!("{rt}?{c}") });
+                self.create(ctx, &rt, e.resource.unwrap_or(Value::Null), c)?
+            }
+            Method::Put => match (crit, id) {
+                (Some(c), _) => self.conditional_update(ctx, &rt, &c, e.resource.unwrap_or(Value::Null), e.if_match)?,
+                (None, Some(id)) => self.update(ctx, &rt, &id, e.resource.unwrap_or(Value::Null), e.if_match)?,
+                _ => return Err(FhirError::bad_request("PUT needs Type/id")),
+            },
+            Method::Patch => {
+                let p = entry_patch(e.resource.unwrap_or(Value::Null))?;
+                match (crit, id) {
+                    (Some(c), _) => self.conditional_patch(ctx, &rt, &c, p, e.if_match)?,
+                    (None, Some(id)) => self.patch(ctx, &rt, &id, p, e.if_match)?,
+                    _ => return Err(FhirError::bad_request("PATCH needs Type/id")),
+                }
+            }
+            Method::Delete => match (crit, id) {
+                (Some(c), _) => self.conditional_delete(ctx, &rt, &c)?,
+                (None, Some(id)) => self.delete(ctx, &rt, &id, e.if_match)?,
+                _ => return Err(FhirError::bad_request("DELETE needs Type/id")),
+            },
+        };
+        Ok(write_response(&w, ret))
+    }
+
+    /// A GET entry: read, vread or search, answered from `r`.
+    fn get_entry(&self, r: &dyn StoreRead, url: &str, with_body: bool) -> Result<Value> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match parts.as_slice() {
+            [rt, id] => match r.current(rt, id)? {
+                Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
+                Some(_) => Err(FhirError::new(410, IssueType::Deleted, format!("{rt}/{id} was deleted"))),
+                None => Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
+            },
+            [rt, id, "_history", v] => {
+                let v: u64 = v.parse().map_err(|_| FhirError::not_found(format!("no version '{v}'")))?;
+                match r.version(rt, id, v)? {
+                    Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
+                    _ => Err(FhirError::not_found(format!("{rt}/{id} has no version {v}"))),
+                }
+            }
+            [rt] => {
+                let pairs = search::parse_query(query);
+                let result = self.search_in(r, Some(rt), &pairs, false)?;
+                let bundle = self.search_bundle(&result, &format!("{rt}"), None);
+                Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
+            }
+            _ => Err(FhirError::bad_request(format!("unsupported GET entry url '{url}'"))),
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+    }
+}
+
+/// The patch document of a PATCH entry: a Parameters resource (FHIRPath Patch) or a Binary
+/// whose data is a JSON Patch.
+fn entry_patch(resource: Value) -> Result<Patch> {
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some("Parameters") => Ok(Patch::FhirPath(resource)),
+        Some("Binary") => {
+            let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
+            let bytes = base64_decode(data).ok_or_else(|| FhirError::bad_request("Binary.data is not valid base64"))?;
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| FhirError::bad_request(format!("Binary.data is not a JSON Patch: {e}")))?;
+            Ok(Patch::Json(v))
+        }
+        _ => Err(FhirError::bad_request("a PATCH entry's resource must be Parameters (FHIRPath Patch) or Binary (JSON Patch)")),
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' | b' ' | b'\n' | b'\r' | b'\t' => continue,
+            _ => return None,
+        } as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+impl FhirError {
+    /// Attach a location to issues that have none.
+    pub fn with_at(mut self, loc: String) -> FhirError {
+        for i in self.issues.iter_mut() {
+            if i.expression.is_none() {
+                i.expression = Some(loc.clone());
+            }
+        }
+        self
+    }
+}
+

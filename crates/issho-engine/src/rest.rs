@@ -1,0 +1,473 @@
+//! Instance and type level interactions: create, read, vread, update, patch, delete, history.
+
+use crate::*;
+use issho_store::{HistoryQuery, PutResult, StoreRead, StoreTx};
+
+/// The patient a resource belongs to (the distribution key): a Patient is its own person;
+/// other resources in the patient compartment belong to the Patient their compartment
+/// elements (`subject`, `patient`, …) point at.
+pub(crate) fn person_of(resource_type: &str, body: &Value) -> Option<String> {
+    if resource_type == "Patient" {
+        return body.get("id").and_then(Value::as_str).map(str::to_string);
+    }
+    let params = issho_model::r4().patient_compartment_params(resource_type)?;
+    for p in params {
+        let mut candidates = vec![body.get(p.as_str())];
+        if let Some(Value::Array(a)) = body.get(p.as_str()) {
+            candidates = a.iter().map(Some).collect();
+        }
+        for c in candidates.into_iter().flatten() {
+            if let Some(r) = c.get("reference").and_then(Value::as_str) {
+                if let Some(id) = r.strip_prefix("Patient/") {
+                    return Some(id.split('/').next().unwrap_or(id).to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn etag_matches(if_match: Option<&str>, current: u64) -> Result<()> {
+    let Some(raw) = if_match else { return Ok(()) };
+    match parse_etag(raw) {
+        Some(v) if v == current => Ok(()),
+        Some(v) => Err(FhirError::precondition(format!(
+            "version conflict: If-Match names version {v} but the current version is {current}"
+        ))),
+        None => Err(FhirError::bad_request(format!(
+            "If-Match value '{raw}' is not an ETag of the form W/\"<version>\""
+        ))),
+    }
+}
+
+/// `W/"3"` (or `"3"`, or `3`) → 3.
+pub fn parse_etag(raw: &str) -> Option<u64> {
+    let s = raw.trim();
+    let s = s.strip_prefix("W/").unwrap_or(s);
+    let s = s.trim_matches('"');
+    s.parse().ok()
+}
+
+pub(crate) fn parse_body_id(resource: &Value) -> Option<&str> {
+    resource.get("id").and_then(Value::as_str)
+}
+
+/// Stored JSON → Value (the store only keeps valid JSON it wrote itself).
+pub(crate) fn stored_json(s: &Stored) -> Result<Value> {
+    s.json().ok_or_else(|| FhirError::internal(format!("stored {}/{} is not readable", s.resource_type, s.id)))
+}
+
+impl Engine {
+    fn check_type(&self, resource_type: &str) -> Result<()> {
+        if issho_model::r4().is_resource_type(resource_type) {
+            Ok(())
+        } else {
+            Err(FhirError::new(404, IssueType::NotSupported, format!("unknown resource type '{resource_type}'")))
+        }
+    }
+
+    fn prepare_write(&self, resource_type: &str, resource: &Value) -> Result<Vec<Issue>> {
+        let issues = check_resource(Some(resource_type), resource, self.config.validate);
+        if let Some(e) = errors_only(issues.clone()) {
+            return Err(e);
+        }
+        Ok(issues)
+    }
+
+    // ---- read ------------------------------------------------------------------------
+
+    pub fn read(&self, ctx: &AccessContext, resource_type: &str, id: &str) -> Result<Stored> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Read, Some(resource_type))?;
+        let r = self.store.reader()?;
+        match r.current(resource_type, id)? {
+            None => Err(FhirError::not_found(format!("{resource_type}/{id} is not known"))),
+            Some(s) if s.is_deleted() => Err(FhirError::new(
+                410,
+                IssueType::Deleted,
+                format!("{resource_type}/{id} was deleted (version {})", s.version),
+            )),
+            Some(s) => Ok(s),
+        }
+    }
+
+    pub fn vread(&self, ctx: &AccessContext, resource_type: &str, id: &str, version: &str) -> Result<Stored> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Read, Some(resource_type))?;
+        let v: u64 = version
+            .parse()
+            .map_err(|_| FhirError::not_found(format!("'{version}' is not a version of {resource_type}/{id}")))?;
+        let r = self.store.reader()?;
+        match r.version(resource_type, id, v)? {
+            None => Err(FhirError::not_found(format!("{resource_type}/{id} has no version {v}"))),
+            Some(s) if s.is_deleted() => Err(FhirError::new(
+                410,
+                IssueType::Deleted,
+                format!("version {v} of {resource_type}/{id} is a deletion"),
+            )),
+            Some(s) => Ok(s),
+        }
+    }
+
+    // ---- create ----------------------------------------------------------------------
+
+    /// Create with a server-assigned id; with `if_none_exist`, a conditional create.
+    pub fn create(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        mut resource: Value,
+        if_none_exist: Option<String>,
+    ) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Create, Some(resource_type))?;
+        let issues = self.prepare_write(resource_type, &resource)?;
+        let rt = resource_type.to_string();
+        let result = issho_store::write(&*self.store, move |tx| {
+            if let Some(criteria) = if_none_exist {
+                let found = search::find(tx, &rt, &criteria)?;
+                match found.len() {
+                    0 => {}
+                    1 => {
+                        let s = &found[0];
+                        return Ok(WriteOutcome {
+                            status: 200,
+                            resource_type: rt,
+                            id: s.id.clone(),
+                            resource: Some(stored_json(s)?),
+                            version: Some(s.version),
+                            last_updated: Some(s.last_updated),
+                            issues: vec![Issue::information(format!(
+                                "conditional create: {}/{} already matches '{criteria}'; nothing created",
+                                s.resource_type, s.id
+                            ))],
+                        });
+                    }
+                    n => {
+                        return Err(FhirError::precondition(format!(
+                            "conditional create: '{criteria}' matches {n} resources; it must match at most one"
+                        )));
+                    }
+                }
+            }
+            let id = new_id();
+            put_new(tx, &rt, &id, &mut resource, "POST")
+        })??;
+        Ok(WriteOutcome { issues: [issues, result.issues.clone()].concat(), ..result })
+    }
+
+    // ---- update ----------------------------------------------------------------------
+
+    /// Update (or create with the client's id). `if_match` is the raw If-Match header.
+    pub fn update(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        mut resource: Value,
+        if_match: Option<String>,
+    ) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        if !valid_id(id) {
+            return Err(FhirError::bad_request(format!("'{id}' is not a valid FHIR id")));
+        }
+        match parse_body_id(&resource) {
+            None => {
+                return Err(FhirError::new(
+                    400,
+                    IssueType::Required,
+                    format!("the resource in an update must carry its id ('{id}')"),
+                ));
+            }
+            Some(bid) if bid != id => {
+                return Err(FhirError::bad_request(format!(
+                    "the resource id '{bid}' does not match the id in the URL ('{id}')"
+                )));
+            }
+            _ => {}
+        }
+        let issues = self.prepare_write(resource_type, &resource)?;
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        let out = issho_store::write(&*self.store, move |tx| {
+            update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+        })??;
+        Ok(WriteOutcome { issues, ..out })
+    }
+
+    /// Conditional update: `PUT Type?criteria`.
+    pub fn conditional_update(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        criteria: &str,
+        mut resource: Value,
+        if_match: Option<String>,
+    ) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let issues = self.prepare_write(resource_type, &resource)?;
+        let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
+        let out = issho_store::write(&*self.store, move |tx| {
+            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+            let body_id = parse_body_id(&resource).map(str::to_string);
+            match found.len() {
+                0 => {
+                    let id = match body_id {
+                        Some(id) => {
+                            if tx.current(&rt, &id)?.is_some_and(|s| !s.is_deleted()) {
+                                return Err(FhirError::bad_request(format!(
+                                    "conditional update: no match for '{criteria}', but {rt}/{id} exists; \
+                                     the body's id cannot be used to create"
+                                )));
+                            }
+                            id
+                        }
+                        None => new_id(),
+                    };
+                    update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+                }
+                1 => {
+                    let id = found[0].id.clone();
+                    if let Some(bid) = body_id {
+                        if bid != id {
+                            return Err(FhirError::bad_request(format!(
+                                "conditional update: '{criteria}' matches {rt}/{id} but the body's id is '{bid}'"
+                            )));
+                        }
+                    }
+                    set_id(&mut resource, &id);
+                    update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+                }
+                n => Err(FhirError::precondition(format!(
+                    "conditional update: '{criteria}' matches {n} resources; it must match at most one"
+                ))),
+            }
+        })??;
+        Ok(WriteOutcome { issues, ..out })
+    }
+
+    // ---- patch -----------------------------------------------------------------------
+
+    pub fn patch(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        patch: Patch,
+        if_match: Option<String>,
+    ) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        let validate = self.config.validate;
+        issho_store::write(&*self.store, move |tx| patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate))?
+    }
+
+    /// Conditional patch: `PATCH Type?criteria`.
+    pub fn conditional_patch(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        criteria: &str,
+        patch: Patch,
+        if_match: Option<String>,
+    ) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
+        let validate = self.config.validate;
+        issho_store::write(&*self.store, move |tx| {
+            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+            match found.len() {
+                0 => Err(FhirError::not_found(format!("conditional patch: nothing matches '{criteria}'"))),
+                1 => patch_in(tx, &rt, &found[0].id, &patch, if_match.as_deref(), validate),
+                n => Err(FhirError::precondition(format!(
+                    "conditional patch: '{criteria}' matches {n} resources; it must match exactly one"
+                ))),
+            }
+        })?
+    }
+
+    // ---- delete ----------------------------------------------------------------------
+
+    pub fn delete(&self, ctx: &AccessContext, resource_type: &str, id: &str, if_match: Option<String>) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Delete, Some(resource_type))?;
+        let (rt, id) = (resource_type.to_string(), id.to_string());
+        issho_store::write(&*self.store, move |tx| delete_in(tx, &rt, &id, if_match.as_deref()))?
+    }
+
+    /// Conditional delete: `DELETE Type?criteria` (at most one match).
+    pub fn conditional_delete(&self, ctx: &AccessContext, resource_type: &str, criteria: &str) -> Result<WriteOutcome> {
+        self.check_type(resource_type)?;
+        self.gate.check(ctx, Action::Delete, Some(resource_type))?;
+        let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
+        issho_store::write(&*self.store, move |tx| {
+            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+            match found.len() {
+                0 => Ok(WriteOutcome {
+                    status: 204,
+                    resource_type: rt.clone(),
+                    id: String::new(),
+                    resource: None,
+                    version: None,
+                    last_updated: None,
+                    issues: vec![Issue::information(format!("conditional delete: nothing matches '{criteria}'"))],
+                }),
+                1 => delete_in(tx, &rt, &found[0].id, None),
+                n => Err(FhirError::precondition(format!(
+                    "conditional delete: '{criteria}' matches {n} resources; issho deletes at most one at a time"
+                ))),
+            }
+        })?
+    }
+
+    // ---- history ---------------------------------------------------------------------
+
+    /// History at system (`None`), type or instance level. Returns versions newest first, the
+    /// total, and the sequence high-water mark used (for stable paging).
+    pub fn history(
+        &self,
+        ctx: &AccessContext,
+        scope: HistoryScope,
+        since: Option<i64>,
+        at: Option<i64>,
+        count: usize,
+        offset: usize,
+        snapshot: Option<i64>,
+    ) -> Result<(Vec<Stored>, u64, i64)> {
+        let rt = match &scope {
+            HistoryScope::System => None,
+            HistoryScope::Type(t) | HistoryScope::Instance(t, _) => {
+                self.check_type(t)?;
+                Some(t.as_str())
+            }
+        };
+        self.gate.check(ctx, Action::History, rt)?;
+        let r = self.store.reader()?;
+        let max_seq = match snapshot {
+            Some(s) => s,
+            None => r.max_seq()?,
+        };
+        if let HistoryScope::Instance(t, id) = &scope {
+            if r.current(t, id)?.is_none() {
+                return Err(FhirError::not_found(format!("{t}/{id} is not known")));
+            }
+        }
+        let q = HistoryQuery { scope, since, at, count: count.min(self.config.max_count), offset, max_seq: Some(max_seq) };
+        let (rows, total) = r.history(&q)?;
+        Ok((rows, total, max_seq))
+    }
+}
+
+fn set_id(resource: &mut Value, id: &str) {
+    if let Some(o) = resource.as_object_mut() {
+        o.insert("id".into(), Value::String(id.to_string()));
+    }
+}
+
+/// Write a brand-new resource with the given id.
+pub(crate) fn put_new(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &mut Value, method: &str) -> Result<WriteOutcome> {
+    set_id(resource, id);
+    let person = person_of(rt, resource);
+    let p = tx.put(rt, id, resource, person.as_deref(), method)?;
+    Ok(written(rt, id, resource, p))
+}
+
+fn written(rt: &str, id: &str, resource: &Value, p: PutResult) -> WriteOutcome {
+    WriteOutcome {
+        status: if p.created { 201 } else { 200 },
+        resource_type: rt.to_string(),
+        id: id.to_string(),
+        resource: Some(resource.clone()),
+        version: Some(p.version),
+        last_updated: Some(p.last_updated),
+        issues: Vec::new(),
+    }
+}
+
+/// Update (or create) `rt/id` inside a transaction, honouring If-Match.
+pub(crate) fn update_in(
+    tx: &mut dyn StoreTx,
+    rt: &str,
+    id: &str,
+    resource: &mut Value,
+    if_match: Option<&str>,
+    method: &str,
+) -> Result<WriteOutcome> {
+    let current = tx.current(rt, id)?;
+    match &current {
+        Some(s) => etag_matches(if_match, s.version)?,
+        None if if_match.is_some() => {
+            return Err(FhirError::precondition(format!(
+                "If-Match was given but {rt}/{id} does not exist"
+            )));
+        }
+        None => {}
+    }
+    let person = person_of(rt, resource);
+    let p = tx.put(rt, id, resource, person.as_deref(), method)?;
+    Ok(written(rt, id, resource, p))
+}
+
+pub(crate) fn delete_in(tx: &mut dyn StoreTx, rt: &str, id: &str, if_match: Option<&str>) -> Result<WriteOutcome> {
+    let current = tx.current(rt, id)?;
+    let Some(cur) = current else {
+        return Err(FhirError::not_found(format!("{rt}/{id} is not known")));
+    };
+    etag_matches(if_match, cur.version)?;
+    let p = tx.delete(rt, id)?;
+    Ok(WriteOutcome {
+        status: 204,
+        resource_type: rt.to_string(),
+        id: id.to_string(),
+        resource: None,
+        version: p.as_ref().map(|p| p.version),
+        last_updated: p.as_ref().map(|p| p.last_updated),
+        issues: vec![Issue::information(match p {
+            Some(p) => format!("{rt}/{id} deleted (version {})", p.version),
+            None => format!("{rt}/{id} was already deleted"),
+        })],
+    })
+}
+
+pub(crate) fn patch_in(
+    tx: &mut dyn StoreTx,
+    rt: &str,
+    id: &str,
+    patch: &Patch,
+    if_match: Option<&str>,
+    validate: bool,
+) -> Result<WriteOutcome> {
+    let cur = match tx.current(rt, id)? {
+        None => return Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
+        Some(s) if s.is_deleted() => {
+            return Err(FhirError::new(410, IssueType::Deleted, format!("{rt}/{id} was deleted")));
+        }
+        Some(s) => s,
+    };
+    etag_matches(if_match, cur.version)?;
+    let mut doc = stored_json(&cur)?;
+    let res = match patch {
+        Patch::Json(p) => issho_patch::apply_json_patch(&mut doc, p),
+        Patch::FhirPath(p) => issho_patch::apply_fhirpath_patch(&mut doc, p),
+    };
+    res.map_err(|issue| FhirError { status: 422, issues: vec![issue] })?;
+    if doc.get("resourceType").and_then(Value::as_str) != Some(rt) || parse_body_id(&doc) != Some(id) {
+        return Err(FhirError::new(
+            422,
+            IssueType::Invalid,
+            "the patch must not change the resource's type or id",
+        ));
+    }
+    let issues = check_resource(Some(rt), &doc, validate);
+    if let Some(mut e) = errors_only(issues) {
+        e.status = 422;
+        e.issues.insert(0, Issue::error(IssueType::Invalid, "the patched resource is not valid; nothing was changed"));
+        return Err(e);
+    }
+    let person = person_of(rt, &doc);
+    let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
+    Ok(written(rt, id, &doc, p))
+}

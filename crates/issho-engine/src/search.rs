@@ -1,0 +1,179 @@
+//! Search through the engine: conditional matching for writes, and type/system searches.
+
+use crate::*;
+use issho_store::StoreRead;
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub matches: Vec<Stored>,
+    pub included: Vec<Stored>,
+    pub total: Option<u64>,
+    /// The request's paging position and page size.
+    pub offset: usize,
+    pub count: usize,
+    /// True when more matches follow this page.
+    pub has_next: bool,
+    /// Parameters as understood (for self/next links), in canonical form.
+    pub params: Vec<(String, String)>,
+    /// Ignored parameters and other notes.
+    pub warnings: Vec<Issue>,
+}
+
+/// Split and percent-decode a query string (`a=1&b=x%7Cy`). `+` is a space.
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+/// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
+/// know whether there are none, one, or several).
+pub(crate) fn find(r: &dyn StoreRead, rt: &str, criteria: &str) -> Result<Vec<Stored>> {
+    let query = criteria.split_once('?').map(|(_, q)| q).unwrap_or(criteria);
+    let mut pairs = parse_query(query);
+    if pairs.is_empty() {
+        return Err(FhirError::bad_request(format!("the condition '{criteria}' has no search parameters")));
+    }
+    pairs.retain(|(k, _)| k != "_count");
+    pairs.push(("_count".into(), "2".into()));
+    let q = issho_search::parse(Some(rt), &pairs, true).map_err(|issues| FhirError { status: 400, issues })?;
+    let (sql, params) = issho_search::sqlite_select(&q);
+    let rids = r.query_rids(&sql, &params)?;
+    Ok(r.current_by_rids(&rids)?)
+}
+
+impl Engine {
+    /// Search at type level (`Some(type)`) or system level.
+    pub fn search(
+        &self,
+        ctx: &AccessContext,
+        resource_type: Option<&str>,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<SearchResult> {
+        if let Some(rt) = resource_type {
+            if !issho_model::r4().is_resource_type(rt) {
+                return Err(FhirError::new(404, IssueType::NotSupported, format!("unknown resource type '{rt}'")));
+            }
+        }
+        self.gate.check(ctx, Action::Search, resource_type)?;
+        let r = self.store.reader()?;
+        self.search_in(&*r, resource_type, params, strict)
+    }
+
+    pub(crate) fn search_in(
+        &self,
+        r: &dyn StoreRead,
+        resource_type: Option<&str>,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<SearchResult> {
+        let mut q = issho_search::parse(resource_type, params, strict).map_err(|issues| FhirError { status: 400, issues })?;
+        let count = q.count.unwrap_or(self.config.default_count).min(self.config.max_count);
+        q.count = Some(count + 1);
+        let offset = q.offset;
+        let (sql, args) = issho_search::sqlite_select(&q);
+        let mut rids = r.query_rids(&sql, &args)?;
+        let has_next = rids.len() > count;
+        rids.truncate(count);
+        let matches = r.current_by_rids(&rids)?;
+        let total = match q.total {
+            issho_search::TotalMode::None => None,
+            _ if !has_next => Some((offset + matches.len()) as u64),
+            _ => {
+                let (csql, cargs) = issho_search::sqlite_count(&q);
+                Some(r.query_count(&csql, &cargs)?)
+            }
+        };
+        let included = if q.has_includes() {
+            let (isql, iargs) = issho_search::sqlite_includes(&q, &rids);
+            let irids = r.query_rids(&isql, &iargs)?;
+            r.current_by_rids(&irids)?
+        } else {
+            Vec::new()
+        };
+        q.count = Some(count);
+        Ok(SearchResult {
+            matches,
+            included,
+            total,
+            offset,
+            count,
+            has_next,
+            params: q.canonical_params(),
+            warnings: q.warnings.clone(),
+        })
+    }
+
+    /// Render a search result as a searchset Bundle. `base` is the base URL used for fullUrls
+    /// and links; `path` the search path (`Patient`, or empty for system level).
+    pub fn search_bundle(&self, res: &SearchResult, path: &str, base: Option<&str>) -> Value {
+        let base = base.unwrap_or("");
+        let full = |rt: &str, id: &str| {
+            if base.is_empty() { format!("{rt}/{id}") } else { format!("{base}/{rt}/{id}") }
+        };
+        let link_url = |offset: usize| {
+            let mut qs: Vec<String> = res
+                .params
+                .iter()
+                .filter(|(k, _)| k != "_offset" && k != "_count")
+                .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                .collect();
+            qs.push(format!("_count={}", res.count));
+            if offset > 0 {
+                qs.push(format!("_offset={offset}"));
+            }
+            let p = if base.is_empty() { path.to_string() } else { format!("{base}/{path}") };
+            format!("{}?{}", p.trim_end_matches('/'), qs.join("&"))
+        };
+        let mut links = vec![serde_json::json!({"relation": "self", "url": link_url(res.offset)})];
+        links.push(serde_json::json!({"relation": "first", "url": link_url(0)}));
+        if res.offset > 0 {
+            links.push(serde_json::json!({"relation": "previous", "url": link_url(res.offset.saturating_sub(res.count))}));
+        }
+        if res.has_next {
+            links.push(serde_json::json!({"relation": "next", "url": link_url(res.offset + res.count)}));
+        }
+        let mut entries: Vec<Value> = Vec::new();
+        for (s, mode) in res.matches.iter().map(|s| (s, "match")).chain(res.included.iter().map(|s| (s, "include"))) {
+            if let Some(v) = s.json() {
+                entries.push(serde_json::json!({
+                    "fullUrl": full(&s.resource_type, &s.id),
+                    "resource": v,
+                    "search": {"mode": mode},
+                }));
+            }
+        }
+        if !res.warnings.is_empty() {
+            entries.push(serde_json::json!({
+                "resource": issho_model::operation_outcome(&res.warnings),
+                "search": {"mode": "outcome"},
+            }));
+        }
+        let mut b = serde_json::json!({
+            "resourceType": "Bundle",
+            "id": new_id(),
+            "type": "searchset",
+        });
+        if let Some(t) = res.total {
+            b["total"] = Value::from(t);
+        }
+        b["link"] = Value::Array(links);
+        b["entry"] = Value::Array(entries);
+        b
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

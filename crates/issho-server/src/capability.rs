@@ -1,0 +1,60 @@
+//! The CapabilityStatement, generated from what the engine and the search registry support.
+
+use serde_json::{Value, json};
+
+/// The server's CapabilityStatement (`GET /fhir/metadata`).
+pub fn capability_statement(base: &str) -> Value {
+    let r4 = issho_model::r4();
+    let registry = issho_search::Registry::r4();
+    let resources: Vec<Value> = r4
+        .resource_types()
+        .iter()
+        .map(|t| {
+            let params: Vec<Value> = registry
+                .params_for(t)
+                .filter(|p| p.is_supported())
+                .map(|p| json!({"name": p.code, "type": p.kind.code(), "definition": p.url}))
+                .collect();
+            json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"},
+                    {"code": "delete"}, {"code": "history-instance"}, {"code": "history-type"},
+                    {"code": "create"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "referencePolicy": ["literal", "logical"],
+                "searchParam": params,
+                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "issho",
+        "kind": "instance",
+        "software": {"name": "issho", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "issho — one lifelong health record per person (FHIR R4)", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "JSON only (XML is not supported yet). Every write is validated against the R4 base definitions. Authentication: none in --dev-open mode.",
+            "resource": resources,
+            "interaction": [
+                {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}
+            ],
+            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+        }]
+    })
+}

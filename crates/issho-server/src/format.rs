@@ -1,0 +1,217 @@
+//! Wire formats: content negotiation, rendering, `_summary` and `_elements` shaping.
+
+use issho_model::{Issue, IssueType};
+use serde_json::Value;
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// Output formats issho can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+}
+
+/// Pick the response format from `_format` (which wins) or `Accept`.
+pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<Format, Issue> {
+    if let Some(f) = format_param {
+        let f = f.trim().split(';').next().unwrap_or("").trim();
+        return match f {
+            "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => Ok(Format::Json),
+            "xml" | "text/xml" | "application/xml" | "application/fhir+xml" | "application/xml+fhir" => Err(Issue::error(
+                IssueType::NotSupported,
+                format!("_format '{f}': this server speaks FHIR JSON only (application/fhir+json); see the CapabilityStatement"),
+            )),
+            _ => Err(Issue::error(IssueType::NotSupported, format!("_format '{f}' is not a FHIR format this server supports"))),
+        };
+    }
+    let Some(accept) = accept else { return Ok(Format::Json) };
+    let mut any_listed = false;
+    for part in accept.split(',') {
+        let mime = part.split(';').next().unwrap_or("").trim();
+        if mime.is_empty() {
+            continue;
+        }
+        any_listed = true;
+        // q=0 means "not acceptable".
+        if part.split(';').skip(1).any(|p| {
+            let p = p.trim();
+            p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+        }) {
+            continue;
+        }
+        if matches!(
+            mime,
+            "application/fhir+json" | "application/json" | "application/json+fhir" | "*/*" | "application/*" | "text/*" | "text/plain" | "text/html"
+        ) {
+            return Ok(Format::Json);
+        }
+    }
+    if !any_listed {
+        return Ok(Format::Json);
+    }
+    Err(Issue::error(
+        IssueType::NotSupported,
+        format!("none of the formats in Accept ('{accept}') is available; this server produces application/fhir+json"),
+    ))
+}
+
+/// Is a request body's Content-Type acceptable for a FHIR resource?
+pub fn is_fhir_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    matches!(mime.as_str(), "application/fhir+json" | "application/json" | "application/json+fhir")
+}
+
+/// Serialise for the wire.
+pub fn to_bytes(v: &Value, pretty: bool) -> Vec<u8> {
+    if pretty { serde_json::to_vec_pretty(v) } else { serde_json::to_vec(v) }.unwrap_or_default()
+}
+
+/// `_summary` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    True,
+    Text,
+    Data,
+    Count,
+    False,
+}
+
+pub fn parse_summary(s: &str) -> Result<Summary, Issue> {
+    Ok(match s {
+        "true" => Summary::True,
+        "text" => Summary::Text,
+        "data" => Summary::Data,
+        "count" => Summary::Count,
+        "false" => Summary::False,
+        _ => {
+            return Err(Issue::error(
+                IssueType::Invalid,
+                format!("_summary must be one of true, text, data, count, false (not '{s}')"),
+            ));
+        }
+    })
+}
+
+fn mark_subsetted(res: &mut Value) {
+    let Some(obj) = res.as_object_mut() else { return };
+    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+    let Some(m) = meta.as_object_mut() else { return };
+    let tags = m.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(a) = tags.as_array_mut() {
+        a.push(serde_json::json!({
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+            "code": "SUBSETTED",
+            "display": "Resource encoded in summary mode"
+        }));
+    }
+}
+
+/// Keep only summary elements (recursively through backbone elements).
+fn keep_summary(obj: &mut serde_json::Map<String, Value>, owner: &issho_model::TypeDef, prefix: &str) {
+    let r4 = issho_model::r4();
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    for k in keys {
+        if k == "resourceType" {
+            continue;
+        }
+        let key = k.trim_start_matches('_');
+        let Some(child) = r4.child(owner, prefix, key) else {
+            obj.remove(&k);
+            continue;
+        };
+        if !child.element.summary && child.element.min == 0 {
+            obj.remove(&k);
+            continue;
+        }
+        if child.element.is_backbone() && !k.starts_with('_') {
+            let path = child.element.path.clone();
+            if let Some(v) = obj.get_mut(&k) {
+                let items: Vec<&mut Value> = match v {
+                    Value::Array(a) => a.iter_mut().collect(),
+                    other => vec![other],
+                };
+                for it in items {
+                    if let Some(o) = it.as_object_mut() {
+                        keep_summary(o, child.owner, &path);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Apply `_summary` / `_elements` to one resource. Returns the shaped resource.
+pub fn shape(mut res: Value, summary: Summary, elements: Option<&[String]>) -> Value {
+    let Some(rt) = res.get("resourceType").and_then(Value::as_str).map(str::to_string) else { return res };
+    let r4 = issho_model::r4();
+    let Some(td) = r4.type_def(&rt) else { return res };
+    match summary {
+        Summary::True => {
+            if let Some(o) = res.as_object_mut() {
+                keep_summary(o, td, "");
+            }
+            mark_subsetted(&mut res);
+        }
+        Summary::Text => {
+            if let Some(o) = res.as_object_mut() {
+                o.retain(|k, _| {
+                    matches!(k.as_str(), "resourceType" | "id" | "meta" | "text")
+                        || td.element(k.trim_start_matches('_')).is_some_and(|e| e.min > 0)
+                });
+            }
+            mark_subsetted(&mut res);
+        }
+        Summary::Data => {
+            if let Some(o) = res.as_object_mut() {
+                o.remove("text");
+            }
+            mark_subsetted(&mut res);
+        }
+        Summary::Count | Summary::False => {
+            if let Some(list) = elements {
+                if let Some(o) = res.as_object_mut() {
+                    o.retain(|k, _| {
+                        let base = k.trim_start_matches('_');
+                        matches!(base, "resourceType" | "id" | "meta")
+                            || list.iter().any(|e| e == base)
+                            || td.element(base).is_some_and(|e| e.min > 0 && e.modifier)
+                    });
+                }
+                mark_subsetted(&mut res);
+            }
+        }
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        assert_eq!(negotiate(None, None).unwrap(), Format::Json);
+        assert_eq!(negotiate(None, Some("application/fhir+json")).unwrap(), Format::Json);
+        assert_eq!(negotiate(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")).unwrap(), Format::Json);
+        assert!(negotiate(None, Some("application/fhir+xml")).is_err());
+        assert!(negotiate(Some("xml"), None).is_err());
+        assert_eq!(negotiate(Some("json"), Some("application/fhir+xml")).unwrap(), Format::Json);
+    }
+
+    #[test]
+    fn summary_keeps_summary_elements() {
+        let p = serde_json::json!({
+            "resourceType": "Patient", "id": "a", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},
+            "name": [{"family": "Yamada"}], "photo": [{"contentType": "image/png"}],
+            "contact": [{"name": {"family": "X"}}]
+        });
+        let s = shape(p.clone(), Summary::True, None);
+        assert!(s.get("name").is_some());
+        assert!(s.get("photo").is_none());
+        assert!(s.get("text").is_none());
+        assert!(s.get("contact").is_none());
+        assert_eq!(s["meta"]["tag"][0]["code"], "SUBSETTED");
+        let e = shape(p, Summary::False, Some(&["name".to_string()]));
+        assert!(e.get("name").is_some() && e.get("photo").is_none() && e.get("id").is_some());
+    }
+}

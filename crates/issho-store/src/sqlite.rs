@@ -1,0 +1,521 @@
+//! The embedded store: SQLite in WAL mode, one writer thread with group commit, a pool of
+//! reader connections.
+//!
+//! Tables (see docs/store.md):
+//! - `resources`: one row per logical resource (`rid`), its current version, deletion flag,
+//!   distribution key `person` and current body;
+//! - `history`: one row per version (`seq` orders all versions globally); the body of a
+//!   superseded version lives here, the current version's body lives in `resources` (its history
+//!   row's body is NULL), so each version's JSON is stored once.
+
+use crate::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS resources (
+  rid INTEGER PRIMARY KEY,
+  type TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  person TEXT,
+  body BLOB,
+  UNIQUE(type, id)
+);
+CREATE INDEX IF NOT EXISTS resources_person ON resources(person) WHERE person IS NOT NULL;
+CREATE TABLE IF NOT EXISTS history (
+  seq INTEGER PRIMARY KEY,
+  rid INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  last_updated INTEGER NOT NULL,
+  method TEXT NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  body BLOB,
+  UNIQUE(rid, version)
+);
+CREATE INDEX IF NOT EXISTS history_time ON history(last_updated);
+"#;
+
+/// Maximum number of queued write jobs committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+struct Request {
+    job: Job,
+    reply: mpsc::SyncSender<Result<Box<dyn Any + Send>>>,
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is synced at every commit, so an acknowledged write survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB per connection
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store in directory `dir` (file `issho.db`).
+    pub fn open(dir: &Path, indexer: Arc<dyn Indexer>) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("issho.db");
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(indexer.ddl())?;
+        let last: i64 =
+            conn.query_row("SELECT coalesce(max(last_updated), 0) FROM history", [], |r| r.get(0))?;
+        let (tx, rx) = mpsc::channel::<Request>();
+        let handle = std::thread::Builder::new()
+            .name("issho-writer".into())
+            .spawn(move || writer_loop(conn, rx, indexer, last))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(SqliteStore {
+            path,
+            sender: Mutex::new(Some(tx)),
+            readers: Mutex::new(Vec::new()),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Stop the writer after the queued jobs (called on shutdown; also on drop).
+    pub fn close(&self) {
+        self.sender.lock().unwrap().take();
+        if let Some(h) = self.writer.lock().unwrap().take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Size of the database files on disk, in bytes (main file + WAL).
+    pub fn disk_size(&self) -> u64 {
+        let wal = self.path.with_extension("db-wal");
+        [&self.path, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct PooledReader<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut pool = self.store.readers.lock().unwrap();
+            if pool.len() < 32 {
+                pool.push(c);
+            }
+        }
+    }
+}
+
+impl StoreRead for PooledReader<'_> {
+    fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+        read_current(self.conn.as_ref().unwrap(), t, id)
+    }
+    fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
+        read_version(self.conn.as_ref().unwrap(), t, id, v)
+    }
+    fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
+        read_history(self.conn.as_ref().unwrap(), q)
+    }
+    fn max_seq(&self) -> Result<i64> {
+        read_max_seq(self.conn.as_ref().unwrap())
+    }
+    fn query_rids(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<i64>> {
+        query_rids(self.conn.as_ref().unwrap(), sql, p)
+    }
+    fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
+        query_count(self.conn.as_ref().unwrap(), sql, p)
+    }
+    fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
+        current_by_rids(self.conn.as_ref().unwrap(), rids)
+    }
+}
+
+impl Store for SqliteStore {
+    fn reader(&self) -> Result<Box<dyn StoreRead + '_>> {
+        let pooled = self.readers.lock().unwrap().pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        // Each read runs in its own implicit transaction per statement; multi-statement
+        // consistency for paging comes from seq high-water marks.
+        Ok(Box::new(PooledReader { store: self, conn: Some(conn) }))
+    }
+
+    fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>> {
+        let (reply, wait) = mpsc::sync_channel(1);
+        {
+            let guard = self.sender.lock().unwrap();
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(Request { job, reply }).map_err(|_| StoreError::Closed)?;
+        }
+        wait.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+// ---- the writer ------------------------------------------------------------------------
+
+struct WriterTx<'a> {
+    conn: &'a Connection,
+    indexer: &'a dyn Indexer,
+    clock: &'a AtomicI64,
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl WriterTx<'_> {
+    /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
+    fn tick(&self) -> i64 {
+        let now = now_micros();
+        let prev = self.clock.load(Ordering::Relaxed);
+        let t = if now > prev { now } else { prev + 1 };
+        self.clock.store(t, Ordering::Relaxed);
+        t
+    }
+
+    fn new_version(&self, t: &str, id: &str) -> Result<(Option<(i64, u64, bool)>, i64)> {
+        let row: Option<(i64, u64, bool)> = self
+            .conn
+            .prepare_cached("SELECT rid, version, deleted FROM resources WHERE type = ?1 AND id = ?2")?
+            .query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
+            .optional()?;
+        Ok((row, self.tick()))
+    }
+
+    /// Move the current body of `rid` into its history row before it is replaced.
+    fn retire_current(&self, rid: i64, version: u64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE history SET body = (SELECT body FROM resources WHERE rid = ?1) \
+                 WHERE rid = ?1 AND version = ?2",
+            )?
+            .execute(params![rid, version])?;
+        Ok(())
+    }
+}
+
+impl StoreRead for WriterTx<'_> {
+    fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+        read_current(self.conn, t, id)
+    }
+    fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
+        read_version(self.conn, t, id, v)
+    }
+    fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
+        read_history(self.conn, q)
+    }
+    fn max_seq(&self) -> Result<i64> {
+        read_max_seq(self.conn)
+    }
+    fn query_rids(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<i64>> {
+        query_rids(self.conn, sql, p)
+    }
+    fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
+        query_count(self.conn, sql, p)
+    }
+    fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
+        current_by_rids(self.conn, rids)
+    }
+}
+
+impl StoreTx for WriterTx<'_> {
+    fn put(&mut self, t: &str, id: &str, body: &mut Value, person: Option<&str>, method: &str) -> Result<PutResult> {
+        let (existing, ts) = self.new_version(t, id)?;
+        let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
+        set_meta(body, version, ts);
+        let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
+        let (rid, created) = match existing {
+            Some((rid, old, was_deleted)) => {
+                self.retire_current(rid, old)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = 0, \
+                         person = ?4, body = ?5 WHERE rid = ?1",
+                    )?
+                    .execute(params![rid, version, ts, person, bytes])?;
+                (rid, was_deleted)
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                    )?
+                    .execute(params![t, id, version, ts, person, bytes])?;
+                (self.conn.last_insert_rowid(), true)
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL)",
+            )?
+            .execute(params![rid, version, ts, method])?;
+        self.indexer.index(self.conn, rid, body)?;
+        Ok(PutResult { rid, version, last_updated: ts, created })
+    }
+
+    fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
+        let (existing, ts) = self.new_version(t, id)?;
+        let Some((rid, old, false)) = existing else { return Ok(None) };
+        let version = old + 1;
+        self.retire_current(rid, old)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE resources SET version = ?2, last_updated = ?3, deleted = 1, body = NULL WHERE rid = ?1",
+            )?
+            .execute(params![rid, version, ts])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, 'DELETE', 1, NULL)",
+            )?
+            .execute(params![rid, version, ts])?;
+        self.indexer.unindex(self.conn, rid)?;
+        Ok(Some(PutResult { rid, version, last_updated: ts, created: false }))
+    }
+}
+
+fn set_meta(body: &mut Value, version: u64, ts: i64) {
+    if let Some(obj) = body.as_object_mut() {
+        let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        let m = meta.as_object_mut().unwrap();
+        m.insert("versionId".into(), Value::String(version.to_string()));
+        m.insert("lastUpdated".into(), Value::String(issho_model::instant::format_instant(ts)));
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Request>, indexer: Arc<dyn Indexer>, last: i64) {
+    let clock = AtomicI64::new(last);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut outputs: Vec<(mpsc::SyncSender<Result<Box<dyn Any + Send>>>, Result<Box<dyn Any + Send>>)> =
+            Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
+            }
+            continue;
+        }
+        for req in batch {
+            let _ = conn.execute_batch("SAVEPOINT job");
+            let mut tx = WriterTx { conn: &conn, indexer: &*indexer, clock: &clock };
+            let job = req.job;
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            let out = match run {
+                Ok((true, out)) => {
+                    let _ = conn.execute_batch("RELEASE job");
+                    Ok(out)
+                }
+                Ok((false, out)) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    Ok(out)
+                }
+                Err(_) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    Err(StoreError::JobPanicked)
+                }
+            };
+            outputs.push((req.reply, out));
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for (reply, out) in outputs {
+                    let _ = reply.send(out);
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                for (reply, _) in outputs {
+                    let _ = reply.send(Err(StoreError::Db(format!("commit failed: {e}"))));
+                }
+            }
+        }
+    }
+}
+
+// ---- shared read helpers ---------------------------------------------------------------
+
+fn read_current(conn: &Connection, t: &str, id: &str) -> Result<Option<Stored>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT r.rid, r.version, r.last_updated, r.body, h.method FROM resources r \
+             JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.type = ?1 AND r.id = ?2",
+        )?
+        .query_row(params![t, id], |r| {
+            Ok(Stored {
+                rid: r.get(0)?,
+                version: r.get(1)?,
+                last_updated: r.get(2)?,
+                body: r.get(3)?,
+                method: r.get(4)?,
+                resource_type: t.to_string(),
+                id: id.to_string(),
+            })
+        })
+        .optional()?)
+}
+
+fn read_version(conn: &Connection, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT r.rid, h.last_updated, CASE WHEN h.version = r.version THEN r.body ELSE h.body END, \
+             h.method, h.deleted FROM resources r JOIN history h ON h.rid = r.rid \
+             WHERE r.type = ?1 AND r.id = ?2 AND h.version = ?3",
+        )?
+        .query_row(params![t, id, v], |r| {
+            let deleted: i64 = r.get(4)?;
+            Ok(Stored {
+                rid: r.get(0)?,
+                version: v,
+                last_updated: r.get(1)?,
+                body: if deleted != 0 { None } else { r.get(2)? },
+                method: r.get(3)?,
+                resource_type: t.to_string(),
+                id: id.to_string(),
+            })
+        })
+        .optional()?)
+}
+
+fn read_max_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| r.get(0))?)
+}
+
+fn read_history(conn: &Connection, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
+    let mut where_ = vec!["1 = 1".to_string()];
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    match &q.scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(t) => {
+            args.push(t.clone().into());
+            where_.push(format!("r.type = ?{}", args.len()));
+        }
+        HistoryScope::Instance(t, id) => {
+            args.push(t.clone().into());
+            where_.push(format!("r.type = ?{}", args.len()));
+            args.push(id.clone().into());
+            where_.push(format!("r.id = ?{}", args.len()));
+        }
+    }
+    if let Some(s) = q.since {
+        args.push(s.into());
+        where_.push(format!("h.last_updated >= ?{}", args.len()));
+    }
+    if let Some(at) = q.at {
+        args.push(at.into());
+        let n = args.len();
+        where_.push(format!(
+            "h.last_updated <= ?{n} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.rid = h.rid \
+             AND h2.version > h.version AND h2.last_updated <= ?{n})"
+        ));
+    }
+    if let Some(m) = q.max_seq {
+        args.push(m.into());
+        where_.push(format!("h.seq <= ?{}", args.len()));
+    }
+    let cond = where_.join(" AND ");
+    let total: u64 = conn.query_row(
+        &format!("SELECT count(*) FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond}"),
+        rusqlite::params_from_iter(args.iter()),
+        |r| r.get(0),
+    )?;
+    args.push((q.count as i64).into());
+    args.push((q.offset as i64).into());
+    let sql = format!(
+        "SELECT r.rid, r.type, r.id, h.version, h.last_updated, \
+         CASE WHEN h.deleted = 1 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END, h.method \
+         FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ?{} OFFSET ?{}",
+        args.len() - 1,
+        args.len()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(Stored {
+                rid: r.get(0)?,
+                resource_type: r.get(1)?,
+                id: r.get(2)?,
+                version: r.get(3)?,
+                last_updated: r.get(4)?,
+                body: r.get(5)?,
+                method: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+fn query_rids(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+}
+
+fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
+    Ok(conn.prepare_cached(sql)?.query_row(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?)
+}
+
+fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Stored>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.type, r.id, r.version, r.last_updated, r.body, h.method FROM resources r \
+         JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.rid = ?1 AND r.deleted = 0",
+    )?;
+    let mut out = Vec::with_capacity(rids.len());
+    for &rid in rids {
+        if let Some(s) = stmt
+            .query_row([rid], |r| {
+                Ok(Stored {
+                    rid,
+                    resource_type: r.get(0)?,
+                    id: r.get(1)?,
+                    version: r.get(2)?,
+                    last_updated: r.get(3)?,
+                    body: r.get(4)?,
+                    method: r.get(5)?,
+                })
+            })
+            .optional()?
+        {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,344 @@
+//! End-to-end tests of the FHIR REST interactions (FHIR R4 http.html) over HTTP.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+
+fn patient(family: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11312345670", "value": family}],
+        "name": [{"family": family, "given": ["太郎"]}],
+        "gender": "male",
+        "birthDate": "1970-01-01"
+    })
+}
+
+fn header(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn metadata_and_health() {
+    let s = Server::start();
+    let r = s.get("metadata");
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "content-type").starts_with("application/fhir+json"));
+    let cs = json(r);
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    let resources = cs["rest"][0]["resource"].as_array().unwrap();
+    assert_eq!(resources.len(), issho_model::r4().resource_types().len());
+    let pat = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+    assert!(pat["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "identifier"));
+    let h = s.client.get(s.base.replace("/fhir", "/healthz")).send().unwrap();
+    assert_eq!(h.status(), 200);
+}
+
+#[test]
+fn create_read_vread_update_delete() {
+    let s = Server::start();
+    let mut p = patient("Yamada");
+    p["id"] = json!("client-chosen");
+    let r = s.post("Patient", &p);
+    assert_eq!(r.status(), 201);
+    let loc = header(&r, "location");
+    assert!(loc.starts_with(&s.url("Patient/")) && loc.ends_with("/_history/1"), "{loc}");
+    assert_eq!(header(&r, "etag"), "W/\"1\"");
+    assert!(!header(&r, "last-modified").is_empty());
+    let created = json(r);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_ne!(id, "client-chosen", "create ignores the client's id");
+    assert_eq!(created["meta"]["versionId"], "1");
+
+    let r = s.get(&format!("Patient/{id}"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "etag"), "W/\"1\"");
+    let read = json(r);
+    assert_eq!(read, created);
+
+    // update with the right version
+    let mut upd = read.clone();
+    upd["gender"] = json!("female");
+    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(upd.to_string()).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "etag"), "W/\"2\"");
+    // stale If-Match
+    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(upd.to_string()).send().unwrap();
+    let msg = assert_outcome(r, 412);
+    assert!(msg.contains("version"), "{msg}");
+    // malformed If-Match
+    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "banana").body(upd.to_string()).send().unwrap();
+    assert_outcome(r, 400);
+
+    // vread both versions
+    assert_eq!(json(s.get(&format!("Patient/{id}/_history/1")))["gender"], "male");
+    assert_eq!(json(s.get(&format!("Patient/{id}/_history/2")))["gender"], "female");
+    assert_outcome(s.get(&format!("Patient/{id}/_history/9")), 404);
+
+    // delete, then read is 410, old versions remain
+    let r = s.req("DELETE", &format!("Patient/{id}")).send().unwrap();
+    assert_eq!(r.status(), 204);
+    assert_outcome(s.get(&format!("Patient/{id}")), 410);
+    assert_eq!(s.get(&format!("Patient/{id}/_history/2")).status(), 200);
+    let h = json(s.get(&format!("Patient/{id}/_history")));
+    assert_eq!(h["type"], "history");
+    assert_eq!(h["total"], 3);
+    assert_eq!(h["entry"][0]["request"]["method"], "DELETE");
+    assert!(h["entry"][0].get("resource").is_none());
+    assert_eq!(h["entry"][2]["resource"]["meta"]["versionId"], "1");
+    // deleting again is harmless, a never-existing id is 404
+    assert_eq!(s.req("DELETE", &format!("Patient/{id}")).send().unwrap().status(), 204);
+    assert_outcome(s.req("DELETE", "Patient/never-was").send().unwrap(), 404);
+    // update after delete brings it back
+    let r = s.put(&format!("Patient/{id}"), &upd);
+    assert_eq!(r.status(), 201);
+    assert_eq!(header(&r, "etag"), "W/\"4\"");
+}
+
+#[test]
+fn update_as_create_and_id_rules() {
+    let s = Server::start();
+    let mut p = patient("Sato");
+    p["id"] = json!("sato-1");
+    let r = s.put("Patient/sato-1", &p);
+    assert_eq!(r.status(), 201);
+    assert!(header(&r, "location").ends_with("Patient/sato-1/_history/1"));
+    assert_eq!(s.put("Patient/sato-1", &p).status(), 200);
+    // id mismatch and missing id
+    let msg = assert_outcome(s.put("Patient/other", &p), 400);
+    assert!(msg.contains("does not match"), "{msg}");
+    let mut no_id = p.clone();
+    no_id.as_object_mut().unwrap().remove("id");
+    assert_outcome(s.put("Patient/sato-1", &no_id), 400);
+    // resourceType mismatch with the URL
+    let msg = assert_outcome(s.post("Observation", &p), 400);
+    assert!(msg.contains("does not match"), "{msg}");
+    // unknown type
+    assert_outcome(s.post("Patientx", &p), 404);
+    assert_outcome(s.get("Patientx/1"), 404);
+}
+
+#[test]
+fn conditional_create_update_delete() {
+    let s = Server::start();
+    let crit = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Suzuki";
+    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let id = json(r)["id"].as_str().unwrap().to_string();
+    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    assert_eq!(r.status(), 200, "a match is returned, nothing created");
+    assert_eq!(json(r)["id"], id.as_str());
+
+    // conditional update: one match → updated in place
+    let mut p = patient("Suzuki");
+    p["gender"] = json!("female");
+    let r = s.put(&format!("Patient?{crit}"), &p);
+    assert_eq!(r.status(), 200);
+    let body = json(r);
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["meta"]["versionId"], "2");
+    // no match → created
+    let r = s.put("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka", &patient("Tanaka"));
+    assert_eq!(r.status(), 201);
+    // two matches → 412 for create, update and delete
+    s.post("Patient", &patient("Suzuki"));
+    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    assert_outcome(r, 412);
+    assert_outcome(s.put(&format!("Patient?{crit}"), &p), 412);
+    assert_outcome(s.req("DELETE", &format!("Patient?{crit}")).send().unwrap(), 412);
+    // conditional delete of one
+    let r = s.req("DELETE", "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka").send().unwrap();
+    assert_eq!(r.status(), 204);
+    let b = json(s.get("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka"));
+    assert_eq!(b["entry"].as_array().map(Vec::len).unwrap_or(0), 0);
+}
+
+#[test]
+fn patch_json_and_fhirpath() {
+    let s = Server::start();
+    let id = json(s.post("Patient", &patient("Ito")))["id"].as_str().unwrap().to_string();
+    let jp = json!([{"op": "replace", "path": "/gender", "value": "female"}, {"op": "add", "path": "/active", "value": true}]);
+    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(jp.to_string()).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let b = json(r);
+    assert_eq!(b["gender"], "female");
+    assert_eq!(b["active"], true);
+    assert_eq!(b["meta"]["versionId"], "2");
+    let fp = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"},
+        {"name": "path", "valueString": "Patient.birthDate"},
+        {"name": "value", "valueDate": "1980-02-03"}]}]});
+    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"2\"").body(fp.to_string()).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r)["birthDate"], "1980-02-03");
+    // stale version
+    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"2\"").body(fp.to_string()).send().unwrap();
+    assert_outcome(r, 412);
+    // a patch producing an invalid resource is refused, nothing changes
+    let bad = json!([{"op": "add", "path": "/birthDate", "value": "not-a-date"}]);
+    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(bad.to_string()).send().unwrap();
+    assert_outcome(r, 422);
+    let failing = json!([{"op": "test", "path": "/gender", "value": "male"}]);
+    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(failing.to_string()).send().unwrap();
+    assert_outcome(r, 422);
+    assert_eq!(json(s.get(&format!("Patient/{id}")))["meta"]["versionId"], "3");
+}
+
+#[test]
+fn history_levels_since_and_paging() {
+    let s = Server::start();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(json(s.post("Patient", &patient(&format!("P{i}"))))["id"].as_str().unwrap().to_string());
+    }
+    let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+    s.post("Observation", &obs);
+    let all = json(s.get("_history"));
+    assert_eq!(all["total"], 6);
+    let t = json(s.get("Patient/_history"));
+    assert_eq!(t["total"], 5);
+    // newest first
+    assert_eq!(t["entry"][0]["resource"]["id"], ids[4].as_str());
+    // _since: only versions at or after the third patient's lastUpdated
+    let third = json(s.get(&format!("Patient/{}", ids[2])));
+    let since = third["meta"]["lastUpdated"].as_str().unwrap().to_string();
+    let h = json(s.get(&format!("Patient/_history?_since={}", since.replace('+', "%2B"))));
+    assert_eq!(h["total"], 3);
+    // paging with _count; a write between pages does not shift the pages
+    let p1 = json(s.get("Patient/_history?_count=2"));
+    assert_eq!(p1["entry"].as_array().unwrap().len(), 2);
+    let next = p1["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_string();
+    s.post("Patient", &patient("Late"));
+    let p2 = json(s.client.get(&next).send().unwrap());
+    assert_eq!(p2["entry"][0]["resource"]["id"], ids[2].as_str());
+    // _at: the state at the first patient's creation time holds one patient version
+    let first = json(s.get(&format!("Patient/{}", ids[0])));
+    let at = first["meta"]["lastUpdated"].as_str().unwrap().to_string();
+    let h = json(s.get(&format!("Patient/_history?_at={at}")));
+    assert_eq!(h["total"], 1);
+    assert_outcome(s.get("Patient/_history?_since=yesterday"), 400);
+    assert_outcome(s.get("Patient/nope/_history"), 404);
+}
+
+#[test]
+fn conditional_read_and_prefer() {
+    let s = Server::start();
+    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("prefer", "return=minimal").body(patient("Kato").to_string()).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let loc = header(&r, "location");
+    assert!(r.text().unwrap().is_empty());
+    let id = loc.split('/').rev().nth(2).unwrap().to_string();
+    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("prefer", "return=OperationOutcome").body(patient("Kato").to_string()).send().unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(json(r)["resourceType"], "OperationOutcome");
+    let r = s.req("GET", &format!("Patient/{id}")).header("if-none-match", "W/\"1\"").send().unwrap();
+    assert_eq!(r.status(), 304);
+    let r = s.req("GET", &format!("Patient/{id}")).header("if-none-match", "W/\"7\"").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let lm = header(&s.get(&format!("Patient/{id}")), "last-modified");
+    let r = s.req("GET", &format!("Patient/{id}")).header("if-modified-since", lm.as_str()).send().unwrap();
+    assert_eq!(r.status(), 304);
+    let r = s.req("GET", &format!("Patient/{id}")).header("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT").send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn formats_summary_elements_pretty_compression() {
+    let s = Server::start();
+    let mut p = patient("Kobayashi");
+    p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">小林</div>"});
+    p["photo"] = json!([{"contentType": "image/png", "data": "iVBORw0KGgo="}]);
+    let id = json(s.post("Patient", &p))["id"].as_str().unwrap().to_string();
+    let r = json(s.get(&format!("Patient/{id}?_summary=true")));
+    assert!(r.get("photo").is_none() && r.get("name").is_some());
+    assert!(r["meta"]["tag"].as_array().unwrap().iter().any(|t| t["code"] == "SUBSETTED"));
+    let r = json(s.get(&format!("Patient/{id}?_elements=gender")));
+    assert!(r.get("name").is_none() && r["gender"] == "male");
+    let r = json(s.get(&format!("Patient/{id}?_summary=text")));
+    assert!(r.get("text").is_some() && r.get("gender").is_none());
+    let r = json(s.get(&format!("Patient/{id}?_summary=data")));
+    assert!(r.get("text").is_none() && r.get("gender").is_some());
+    assert_outcome(s.get(&format!("Patient/{id}?_summary=bogus")), 400);
+    let text = s.get(&format!("Patient/{id}?_pretty=true")).text().unwrap();
+    assert!(text.contains("\n  \"resourceType\""), "{text}");
+    // formats
+    assert_eq!(s.get(&format!("Patient/{id}?_format=json")).status(), 200);
+    assert_outcome(s.get(&format!("Patient/{id}?_format=xml")), 406);
+    assert_outcome(s.req("GET", &format!("Patient/{id}")).header("accept", "application/fhir+xml").send().unwrap(), 406);
+    assert_eq!(s.req("GET", &format!("Patient/{id}")).header("accept", "application/json").send().unwrap().status(), 200);
+    // compression
+    let r = s.req("GET", "metadata").header("accept-encoding", "gzip").send().unwrap();
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    let r = s.req("GET", "metadata").header("accept-encoding", "br").send().unwrap();
+    assert_eq!(header(&r, "content-encoding"), "br");
+}
+
+#[test]
+fn decimals_keep_their_text() {
+    let s = Server::start();
+    let obs = r#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"},"valueQuantity":{"value":6.50,"unit":"%"},"referenceRange":[{"low":{"value":12345678901234567890.123}}]}"#;
+    let r = s.req("POST", "Observation").header("content-type", "application/fhir+json").body(obs).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let id = json(r)["id"].as_str().unwrap().to_string();
+    let text = s.get(&format!("Observation/{id}")).text().unwrap();
+    assert!(text.contains("\"value\":6.50"), "{text}");
+    assert!(text.contains("12345678901234567890.123"), "{text}");
+}
+
+#[test]
+fn bad_input_is_refused_with_operation_outcome_and_nothing_stored() {
+    let s = Server::start_with(|c| c.max_body = 64 * 1024);
+    let post_raw = |ct: &str, body: String| s.req("POST", "Patient").header("content-type", ct).body(body).send().unwrap();
+    let msg = assert_outcome(post_raw("application/fhir+json", "{\"resourceType\": \"Patient\",".into()), 400);
+    assert!(msg.contains("not valid JSON"), "{msg}");
+    assert_outcome(post_raw("text/plain", patient("X").to_string()), 415);
+    assert_outcome(post_raw("application/fhir+xml", "<Patient/>".into()), 415);
+    assert_outcome(s.req("POST", "Patient").body(patient("X").to_string()).send().unwrap(), 415);
+    assert_outcome(post_raw("application/fhir+json", String::new()), 400);
+    // over the size limit
+    let mut big = patient("Big");
+    big["name"][0]["text"] = json!("x".repeat(70 * 1024));
+    assert_outcome(post_raw("application/fhir+json", big.to_string()), 413);
+    // pathological nesting
+    let deep = format!("{}{}", "{\"extension\":[".repeat(400), "]}".repeat(400));
+    assert_outcome(post_raw("application/fhir+json", deep), 400);
+    // not an object, no resourceType, unknown resourceType
+    assert_outcome(post_raw("application/fhir+json", "[1,2]".into()), 400);
+    assert_outcome(post_raw("application/fhir+json", "{\"name\":[]}".into()), 400);
+    assert_outcome(s.post("Foo", &json!({"resourceType": "Foo"})), 404);
+    // validation: unknown element, wrong type, bad date, bad code — each named with its location
+    let mut bad = patient("Bad");
+    bad["favouriteColour"] = json!("blue");
+    bad["birthDate"] = json!("1970-13-01");
+    bad["gender"] = json!("robot");
+    let r = s.post("Patient", &bad);
+    assert_eq!(r.status(), 400);
+    let oo = json(r);
+    let exprs: Vec<String> = oo["issue"].as_array().unwrap().iter().filter_map(|i| i["expression"][0].as_str().map(str::to_string)).collect();
+    for want in ["favouriteColour", "birthDate", "gender"] {
+        assert!(exprs.iter().any(|e| e.contains(want)), "no issue located at {want}: {oo}");
+    }
+    // nothing was stored by any of the above
+    assert_eq!(json(s.get("_history"))["total"], 0);
+}
+
+#[test]
+fn validate_operation() {
+    let s = Server::start();
+    let r = s.post("Patient/$validate", &patient("Ok"));
+    assert_eq!(r.status(), 200);
+    let oo = json(r);
+    assert!(oo["issue"].as_array().unwrap().iter().all(|i| i["severity"] != "error"), "{oo}");
+    let mut bad = patient("Bad");
+    bad["birthDate"] = json!(19700101);
+    let oo = json(s.post("Patient/$validate", &bad));
+    assert!(oo["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "error"), "{oo}");
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": patient("P")}, {"name": "mode", "valueCode": "create"}]});
+    assert_eq!(s.post("Patient/$validate", &params).status(), 200);
+    let params = json!({"resourceType": "Parameters", "parameter": [{"name": "mode", "valueCode": "sideways"}]});
+    assert_outcome(s.post("Patient/$validate", &params), 400);
+    // nothing is stored by $validate
+    assert_eq!(json(s.get("_history"))["total"], 0);
+}
