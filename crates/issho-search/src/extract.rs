@@ -216,6 +216,12 @@ impl Emitter<'_> {
             ParamKind::Uri => {
                 if let Some(u) = v.as_str() {
                     self.push(Row::Uri(u.to_string()));
+                    // A versioned canonical also matches its bare URL.
+                    if type_code == "canonical"
+                        && let Some((url, _)) = u.split_once('|')
+                    {
+                        self.push(Row::Uri(url.to_string()));
+                    }
                 }
             }
             ParamKind::Composite | ParamKind::Special => {}
@@ -595,7 +601,7 @@ mod tests {
         assert_eq!(rows_for(&rows, "_tag"), vec![&tok("http://t", "x")]);
         assert_eq!(
             rows_for(&rows, "_profile"),
-            vec![&Row::Uri("http://p|1".into())]
+            vec![&Row::Uri("http://p|1".into()), &Row::Uri("http://p".into())]
         );
         let gp = rows_for(&rows, "Patient.general-practitioner");
         assert_eq!(gp.len(), 2);

@@ -20,3 +20,11 @@ pub mod values;
 pub use extract::{IndexRow, Row, extract};
 pub use index::{SQLITE_DDL, sqlite_index, sqlite_unindex};
 pub use registry::{ParamKind, Registry, SearchParam};
+mod query;
+mod sql;
+
+pub use query::{
+    Filter, Include, Match, Prefix, SearchQuery, SortKey, StringMode, Summary, Test, TotalMode,
+    UriMode, parse,
+};
+pub use sql::{sqlite_count, sqlite_includes, sqlite_includes_iterate, sqlite_select};

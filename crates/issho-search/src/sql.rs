@@ -1,0 +1,605 @@
+//! SQL for SQLite from a [`SearchQuery`]. Every value is a bound parameter; only fixed
+//! fragments, table and column names and generated aliases are written into the text.
+
+use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
+use crate::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, Test, UriMode};
+use crate::registry::ParamKind;
+use crate::values::prefix_upper_bound;
+use rusqlite::types::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Sql {
+    text: String,
+    args: Vec<Value>,
+    next_alias: usize,
+}
+
+impl Sql {
+    fn new() -> Sql {
+        Sql {
+            text: String::new(),
+            args: Vec::new(),
+            next_alias: 0,
+        }
+    }
+    fn push(&mut self, s: &str) -> &mut Sql {
+        self.text.push_str(s);
+        self
+    }
+    fn bind(&mut self, v: impl Into<Value>) -> &mut Sql {
+        self.text.push('?');
+        self.args.push(v.into());
+        self
+    }
+    fn bind_list(&mut self, items: &[String]) -> &mut Sql {
+        self.push("(");
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(it.clone());
+        }
+        self.push(")")
+    }
+    fn alias(&mut self, prefix: &str) -> String {
+        self.next_alias += 1;
+        format!("{prefix}{}", self.next_alias)
+    }
+}
+
+/// SQL selecting the `rid`s of the current, non-deleted resources matching `q`, in the
+/// requested order (then by `rid`), with `_count` and `_offset` applied.
+pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
+    let mut s = Sql::new();
+    s.push("SELECT r.rid FROM resources r WHERE ");
+    where_clause(&mut s, q, "r");
+    s.push(" ORDER BY ");
+    for k in &q.sort {
+        let dir = if k.descending { "DESC" } else { "ASC" };
+        match &k.by {
+            SortBy::Id => {
+                s.push(&format!("r.id {dir}, "));
+            }
+            SortBy::LastUpdated => {
+                s.push(&format!("r.last_updated {dir}, "));
+            }
+            SortBy::Index { kind, keys } => {
+                let (table, col_asc, col_desc, extra) = sort_column(*kind);
+                let (agg, col) = if k.descending {
+                    ("max", col_desc)
+                } else {
+                    ("min", col_asc)
+                };
+                s.push(&format!(
+                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND x.param IN "
+                ));
+                s.bind_list(keys);
+                s.push(&format!(") {dir} NULLS LAST, "));
+            }
+        }
+    }
+    s.push("r.rid LIMIT ");
+    s.bind(q.count.map(|c| c as i64).unwrap_or(-1));
+    s.push(" OFFSET ");
+    s.bind(q.offset as i64);
+    (s.text, s.args)
+}
+
+/// SQL counting the resources matching `q` (ignores sort and paging).
+pub fn sqlite_count(q: &SearchQuery) -> (String, Vec<Value>) {
+    let mut s = Sql::new();
+    s.push("SELECT count(*) FROM resources r WHERE ");
+    where_clause(&mut s, q, "r");
+    (s.text, s.args)
+}
+
+/// SQL yielding the `rid`s to add for `_include` / `_revinclude` (every rule), given the
+/// `rid`s of the resources in the page. The result may contain rids already in `rids`. When the
+/// query has no include rule the SQL yields nothing.
+pub fn sqlite_includes(q: &SearchQuery, rids: &[i64]) -> (String, Vec<Value>) {
+    includes(q, rids, false)
+        .unwrap_or_else(|| ("SELECT rid FROM resources WHERE 0".to_string(), Vec::new()))
+}
+
+/// Like [`sqlite_includes`] but with only the `:iterate` rules, for the following rounds:
+/// call with the rids the previous round added, until it adds nothing new. `None` when the
+/// query has no `:iterate` rule.
+pub fn sqlite_includes_iterate(q: &SearchQuery, rids: &[i64]) -> Option<(String, Vec<Value>)> {
+    includes(q, rids, true)
+}
+
+fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String, Vec<Value>)> {
+    let list = format!(
+        "[{}]",
+        rids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let rules = |v: &'_ [Include]| -> Vec<Include> {
+        v.iter()
+            .filter(|i| !iterate_only || i.iterate)
+            .filter(|i| !i.keys.is_empty())
+            .cloned()
+            .collect()
+    };
+    let (inc, rev) = (rules(&q.include), rules(&q.revinclude));
+    if inc.is_empty() && rev.is_empty() {
+        return None;
+    }
+    let mut s = Sql::new();
+    s.push("SELECT DISTINCT rid FROM (");
+    let mut first = true;
+    for i in &inc {
+        if !first {
+            s.push(" UNION ALL ");
+        }
+        first = false;
+        s.push(
+            "SELECT t.rid AS rid FROM sp_ref x JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id \
+             JOIN resources src ON src.rid = x.rid \
+             WHERE x.rid IN (SELECT value FROM json_each(",
+        );
+        s.bind(list.clone());
+        s.push(")) AND src.type = ");
+        s.bind(i.source_type.clone());
+        s.push(" AND x.param IN ");
+        s.bind_list(&i.keys);
+        s.push(" AND t.deleted = 0");
+        if let Some(t) = &i.target_type {
+            s.push(" AND t.type = ");
+            s.bind(t.clone());
+        }
+    }
+    for i in &rev {
+        if !first {
+            s.push(" UNION ALL ");
+        }
+        first = false;
+        s.push(
+            "SELECT x.rid AS rid FROM resources t JOIN sp_ref x ON x.ref_type = t.type AND x.ref_id = t.id \
+             JOIN resources o ON o.rid = x.rid \
+             WHERE t.rid IN (SELECT value FROM json_each(",
+        );
+        s.bind(list.clone());
+        s.push(")) AND x.param IN ");
+        s.bind_list(&i.keys);
+        s.push(" AND o.deleted = 0 AND o.type = ");
+        s.bind(i.source_type.clone());
+        if let Some(t) = &i.target_type {
+            s.push(" AND t.type = ");
+            s.bind(t.clone());
+        }
+    }
+    s.push(")");
+    Some((s.text, s.args))
+}
+
+fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
+    s.push(&format!("{r}.deleted = 0"));
+    if let Some(t) = &q.resource_type {
+        s.push(&format!(" AND {r}.type = "));
+        s.bind(t.clone());
+    } else if !q.types.is_empty() {
+        s.push(&format!(" AND {r}.type IN "));
+        s.bind_list(&q.types);
+    }
+    for f in &q.filters {
+        s.push(" AND ");
+        test_sql(s, &f.test, r);
+    }
+}
+
+/// The table of a parameter kind's rows.
+fn table(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Token => "sp_token",
+        ParamKind::String => "sp_string",
+        ParamKind::Reference => "sp_ref",
+        ParamKind::Date => "sp_date",
+        ParamKind::Number => "sp_number",
+        ParamKind::Quantity => "sp_quantity",
+        ParamKind::Uri => "sp_uri",
+        ParamKind::Composite | ParamKind::Special => "sp_token",
+    }
+}
+
+/// (table, column for ascending, column for descending, extra condition) of a sort.
+fn sort_column(kind: ParamKind) -> (&'static str, &'static str, &'static str, &'static str) {
+    match kind {
+        ParamKind::Date | ParamKind::Number => (table(kind), "x.lo", "x.hi", ""),
+        ParamKind::Quantity => ("sp_quantity", "x.lo", "x.hi", " AND x.canon = 0"),
+        ParamKind::String => ("sp_string", "x.norm", "x.norm", ""),
+        ParamKind::Token => ("sp_token", "x.code", "x.code", ""),
+        ParamKind::Reference => (
+            "sp_ref",
+            "x.ref_type || '/' || x.ref_id || x.url",
+            "x.ref_type || '/' || x.ref_id || x.url",
+            "",
+        ),
+        ParamKind::Uri => ("sp_uri", "x.value", "x.value", ""),
+        ParamKind::Composite | ParamKind::Special => ("sp_token", "x.code", "x.code", ""),
+    }
+}
+
+fn suffixed(keys: &[String], suffix: &str) -> Vec<String> {
+    keys.iter().map(|k| format!("{k}{suffix}")).collect()
+}
+
+/// A condition on the resource alias `r`.
+fn test_sql(s: &mut Sql, test: &Test, r: &str) {
+    match test {
+        Test::Values {
+            keys,
+            kind,
+            components,
+            matches,
+            negate,
+        } => {
+            s.push(&format!(
+                "{r}.rid {}IN (",
+                if *negate { "NOT " } else { "" }
+            ));
+            for (i, m) in matches.iter().enumerate() {
+                if i > 0 {
+                    s.push(" UNION ALL ");
+                }
+                if let Match::Composite(parts) = m {
+                    composite_select(s, keys, components, parts);
+                } else {
+                    value_select(s, keys, *kind, m);
+                }
+            }
+            s.push(")");
+        }
+        Test::Missing {
+            keys,
+            kind,
+            missing,
+        } => {
+            let (tbl, keys) = if *kind == ParamKind::Composite {
+                ("sp_token", suffixed(keys, "$0"))
+            } else {
+                (table(*kind), keys.clone())
+            };
+            let x = s.alias("m");
+            s.push(&format!(
+                "{r}.rid {}IN (SELECT {x}.rid FROM {tbl} {x} WHERE {x}.param IN ",
+                if *missing { "NOT " } else { "" }
+            ));
+            s.bind_list(&keys);
+            s.push(")");
+        }
+        Test::Id { ids, negate } => {
+            s.push(&format!("{r}.id {}IN ", if *negate { "NOT " } else { "" }));
+            s.bind_list(ids);
+        }
+        Test::LastUpdated(matches) => {
+            s.push("(");
+            for (i, m) in matches.iter().enumerate() {
+                if i > 0 {
+                    s.push(" OR ");
+                }
+                let col = format!("{r}.last_updated");
+                if let Match::Date { prefix, lo, hi } = m {
+                    range_cond(s, &col, &col, *prefix, *lo, *hi);
+                } else {
+                    s.push("0");
+                }
+            }
+            s.push(")");
+        }
+        Test::Chain {
+            keys,
+            target_types,
+            inner,
+        } => {
+            let x = s.alias("c");
+            let t = s.alias("t");
+            s.push(&format!(
+                "{r}.rid IN (SELECT {x}.rid FROM sp_ref {x} JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id WHERE {x}.param IN "
+            ));
+            s.bind_list(keys);
+            s.push(&format!(" AND {t}.deleted = 0 AND {t}.type IN "));
+            s.bind_list(target_types);
+            s.push(" AND ");
+            test_sql(s, inner, &t);
+            s.push(")");
+        }
+        Test::Has {
+            source_type,
+            key,
+            inner,
+        } => {
+            let x = s.alias("h");
+            let t = s.alias("t");
+            let o = s.alias("o");
+            s.push(&format!(
+                "{r}.rid IN (SELECT {t}.rid FROM sp_ref {x} JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
+                 JOIN resources {o} ON {o}.rid = {x}.rid WHERE {x}.param = "
+            ));
+            s.bind(key.clone());
+            s.push(&format!(
+                " AND {t}.deleted = 0 AND {o}.deleted = 0 AND {o}.type = "
+            ));
+            s.bind(source_type.clone());
+            s.push(" AND ");
+            test_sql(s, inner, &o);
+            s.push(")");
+        }
+    }
+}
+
+/// Table and key suffix where the rows of a match live.
+fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
+    match m {
+        Match::TokenText(_) => ("sp_string", TEXT_SUFFIX),
+        Match::OfType { .. } => ("sp_token", OF_TYPE_SUFFIX),
+        Match::ReferenceIdentifier { .. } => ("sp_token", IDENTIFIER_SUFFIX),
+        _ => (table(kind), ""),
+    }
+}
+
+/// `SELECT x.rid FROM <table> x WHERE x.param IN (keys) AND <match on x>`.
+fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
+    let (tbl, suffix) = match_table(kind, m);
+    let x = s.alias("v");
+    s.push(&format!(
+        "SELECT {x}.rid FROM {tbl} {x} WHERE {x}.param IN "
+    ));
+    s.bind_list(&suffixed(keys, suffix));
+    s.push(" AND ");
+    match_cond(s, m, &x);
+}
+
+/// Components of one composite value, joined on (rid, grp).
+fn composite_select(s: &mut Sql, keys: &[String], components: &[ParamKind], parts: &[Match]) {
+    let aliases: Vec<String> = parts.iter().map(|_| s.alias("k")).collect();
+    s.push(&format!("SELECT {}.rid FROM ", aliases[0]));
+    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
+        let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
+        let (tbl, _) = match_table(kind, part);
+        if i == 0 {
+            s.push(&format!("{tbl} {a}"));
+        } else {
+            let a0 = &aliases[0];
+            s.push(&format!(
+                " JOIN {tbl} {a} ON {a}.rid = {a0}.rid AND {a}.grp = {a0}.grp"
+            ));
+        }
+    }
+    s.push(" WHERE ");
+    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
+        if i > 0 {
+            s.push(" AND ");
+        }
+        s.push(&format!("{a}.param IN "));
+        s.bind_list(&suffixed(keys, &format!("${i}")));
+        s.push(" AND ");
+        match_cond(s, part, a);
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Range semantics of the prefixes for a target range `[lo_col, hi_col]` and a search range
+/// `[lo, hi]` (dates, both inclusive).
+fn range_cond(s: &mut Sql, lo_col: &str, hi_col: &str, prefix: Prefix, lo: i64, hi: i64) {
+    match prefix {
+        Prefix::Eq => {
+            s.push(&format!("({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push(")");
+        }
+        Prefix::Ne => {
+            s.push(&format!("NOT ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push(")");
+        }
+        Prefix::Gt => {
+            s.push(&format!("{hi_col} > ")).bind(hi);
+        }
+        Prefix::Lt => {
+            s.push(&format!("{lo_col} < ")).bind(lo);
+        }
+        Prefix::Ge => {
+            s.push(&format!("({hi_col} > ")).bind(hi);
+            s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
+        }
+        Prefix::Le => {
+            s.push(&format!("({lo_col} < ")).bind(lo);
+            s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
+        }
+        Prefix::Sa => {
+            s.push(&format!("{lo_col} > ")).bind(hi);
+        }
+        Prefix::Eb => {
+            s.push(&format!("{hi_col} < ")).bind(lo);
+        }
+        Prefix::Ap => {
+            // Approximately: overlap, widened by 10% of the distance from now.
+            let gap = ((now_micros() as i128 - lo as i128).abs() / 10) as i64;
+            s.push(&format!("({lo_col} <= "))
+                .bind(hi.saturating_add(gap));
+            s.push(&format!(" AND {hi_col} >= "))
+                .bind(lo.saturating_sub(gap))
+                .push(")");
+        }
+    }
+}
+
+/// Prefix semantics for numbers and quantities: target range `[x.lo, x.hi]` (a point for
+/// plain values), search value `v` with its significant-figure range `[vlo, vhi)`.
+fn number_cond(s: &mut Sql, x: &str, prefix: Prefix, v: f64, vlo: f64, vhi: f64) {
+    match prefix {
+        Prefix::Eq => {
+            s.push(&format!("({x}.lo >= ")).bind(vlo);
+            s.push(&format!(" AND {x}.hi < ")).bind(vhi).push(")");
+        }
+        Prefix::Ne => {
+            s.push(&format!("NOT ({x}.lo >= ")).bind(vlo);
+            s.push(&format!(" AND {x}.hi < ")).bind(vhi).push(")");
+        }
+        Prefix::Gt => {
+            s.push(&format!("{x}.hi > ")).bind(v);
+        }
+        Prefix::Lt => {
+            s.push(&format!("{x}.lo < ")).bind(v);
+        }
+        Prefix::Ge => {
+            s.push(&format!("{x}.hi >= ")).bind(v);
+        }
+        Prefix::Le => {
+            s.push(&format!("{x}.lo <= ")).bind(v);
+        }
+        Prefix::Sa => {
+            s.push(&format!("{x}.lo > ")).bind(v);
+        }
+        Prefix::Eb => {
+            s.push(&format!("{x}.hi < ")).bind(v);
+        }
+        Prefix::Ap => {
+            let d = (v.abs() / 10.0).max((vhi - vlo) / 2.0);
+            s.push(&format!("({x}.lo <= ")).bind(v + d);
+            s.push(&format!(" AND {x}.hi >= ")).bind(v - d).push(")");
+        }
+    }
+}
+
+/// The condition of one match on the row alias `x`.
+fn match_cond(s: &mut Sql, m: &Match, x: &str) {
+    match m {
+        Match::Token { system, code } => {
+            let mut and = false;
+            if let Some(c) = code {
+                s.push(&format!("{x}.code = ")).bind(c.clone());
+                and = true;
+            }
+            if let Some(sys) = system {
+                if and {
+                    s.push(" AND ");
+                }
+                s.push(&format!("{x}.system = ")).bind(sys.clone());
+                and = true;
+            }
+            if !and {
+                s.push("1");
+            }
+        }
+        Match::TokenText(t) => starts_with(s, x, t),
+        Match::OfType {
+            system,
+            code,
+            value,
+        } => {
+            s.push(&format!("{x}.system = ")).bind(system.clone());
+            s.push(&format!(" AND {x}.code = "))
+                .bind(format!("{code}{OF_TYPE_SEP}{value}"));
+        }
+        Match::String { mode, value } => match mode {
+            StringMode::StartsWith => starts_with(s, x, value),
+            StringMode::Contains => {
+                s.push(&format!("instr({x}.norm, "))
+                    .bind(value.clone())
+                    .push(") > 0");
+            }
+            StringMode::Exact => {
+                s.push(&format!("{x}.exact = ")).bind(value.clone());
+            }
+        },
+        Match::Reference {
+            ref_type,
+            id,
+            version,
+        } => {
+            s.push(&format!("{x}.ref_id = ")).bind(id.clone());
+            match ref_type {
+                Some(t) => {
+                    s.push(&format!(" AND {x}.ref_type = ")).bind(t.clone());
+                }
+                None => {
+                    s.push(&format!(" AND {x}.ref_type <> ''"));
+                }
+            }
+            if let Some(v) = version {
+                s.push(&format!(" AND {x}.version = ")).bind(v.clone());
+            }
+        }
+        Match::ReferenceUrl { url, version } => {
+            s.push(&format!("{x}.url = ")).bind(url.clone());
+            if let Some(v) = version {
+                s.push(&format!(" AND {x}.version = ")).bind(v.clone());
+            }
+        }
+        Match::ReferenceIdentifier { system, value } => {
+            s.push(&format!("{x}.code = ")).bind(value.clone());
+            if let Some(sys) = system {
+                s.push(&format!(" AND {x}.system = ")).bind(sys.clone());
+            }
+        }
+        Match::Date { prefix, lo, hi } => {
+            range_cond(s, &format!("{x}.lo"), &format!("{x}.hi"), *prefix, *lo, *hi);
+        }
+        Match::Number { prefix, value } => {
+            number_cond(s, x, *prefix, value.value, value.lo, value.hi);
+        }
+        Match::Quantity {
+            prefix,
+            value,
+            system,
+            code,
+            canonical,
+        } => {
+            if *canonical {
+                s.push(&format!("{x}.canon = 1 AND {x}.code = "))
+                    .bind(code.clone().unwrap_or_default());
+            } else {
+                s.push(&format!("{x}.canon = 0"));
+                if let Some(sys) = system {
+                    s.push(&format!(" AND {x}.system = ")).bind(sys.clone());
+                }
+                if let Some(c) = code {
+                    if system.is_some() {
+                        s.push(&format!(" AND {x}.code = ")).bind(c.clone());
+                    } else {
+                        s.push(&format!(" AND ({x}.code = ")).bind(c.clone());
+                        s.push(&format!(" OR {x}.unit = "))
+                            .bind(c.clone())
+                            .push(")");
+                    }
+                }
+            }
+            s.push(" AND ");
+            number_cond(s, x, *prefix, value.value, value.lo, value.hi);
+        }
+        Match::Uri { mode, value } => match mode {
+            UriMode::Exact => {
+                s.push(&format!("{x}.value = ")).bind(value.clone());
+            }
+            UriMode::Below => {
+                s.push(&format!("{x}.value >= ")).bind(value.clone());
+                s.push(&format!(" AND {x}.value < "))
+                    .bind(prefix_upper_bound(value));
+            }
+            UriMode::Above => {
+                s.push(&format!("{x}.value <> '' AND substr("))
+                    .bind(value.clone());
+                s.push(&format!(", 1, length({x}.value)) = {x}.value"));
+            }
+        },
+        Match::Composite(_) => {
+            s.push("0");
+        }
+    }
+}
+
+fn starts_with(s: &mut Sql, x: &str, prefix: &str) {
+    s.push(&format!("{x}.norm >= ")).bind(prefix.to_string());
+    s.push(&format!(" AND {x}.norm < "))
+        .bind(prefix_upper_bound(prefix));
+}
