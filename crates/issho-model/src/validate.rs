@@ -1140,7 +1140,7 @@ fn note_local_ref<'v>(v: &'v Value, p: Prim, ctx: &mut ResCtx<'v>) {
 }
 
 /// The `_name` sibling of primitive property `name`, found without allocating for short names.
-fn sibling_ext<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+pub(crate) fn sibling_ext<'v>(obj: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
     let mut buf = [0u8; 96];
     let n = name.len();
     if n < buf.len() {

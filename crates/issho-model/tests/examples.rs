@@ -5,8 +5,9 @@
 use issho_model::validate::{ValidateOptions, validate_resource};
 use issho_model::{Issue, Severity};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::{json_files, r4_examples, shared_dir};
 
 /// Spec examples with genuine errors against the base specification, excluded from the
 /// "must validate" check: (file name, reason).
@@ -85,49 +86,6 @@ const KNOWN_INVALID_R4_EXAMPLES: &[(&str, &str)] = &[
         "SearchParameter.base (1..*) is missing",
     ),
 ];
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("ISSHO_SHARED") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// Unpack the R4 examples package once into the test scratch directory.
-fn r4_examples(shared: &Path) -> Option<PathBuf> {
-    let tgz = shared.join("fhir-r4/hl7.fhir.r4.examples-4.0.1.tgz");
-    if !tgz.is_file() {
-        return None;
-    }
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("r4-examples");
-    let pkg = out.join("package");
-    if !pkg.join("Patient-example.json").is_file() {
-        std::fs::create_dir_all(&out).expect("create scratch dir");
-        let status = Command::new("tar")
-            .arg("xzf")
-            .arg(&tgz)
-            .arg("-C")
-            .arg(&out)
-            .status()
-            .expect("run tar");
-        assert!(status.success(), "tar failed on {}", tgz.display());
-    }
-    Some(pkg)
-}
-
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".json") && !name.starts_with('.') && name != "package.json"
-        })
-        .collect();
-    files.sort();
-    files
-}
 
 fn errors(issues: &[Issue]) -> Vec<&Issue> {
     issues

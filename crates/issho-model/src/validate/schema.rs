@@ -64,15 +64,6 @@ impl Prim {
             _ => return None,
         })
     }
-
-    /// JSON representation: `true` for types written as JSON numbers.
-    #[allow(dead_code)] // used by the XML codec
-    pub(crate) fn is_number(self) -> bool {
-        matches!(
-            self,
-            Prim::Integer | Prim::UnsignedInt | Prim::PositiveInt | Prim::Decimal
-        )
-    }
 }
 
 /// What a value of one concrete type is, structurally.
