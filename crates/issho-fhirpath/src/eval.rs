@@ -349,6 +349,17 @@ fn child_type(parent: Option<NodeType>, key: &str, value: &Value) -> Option<(Nod
     Some((nt, e.is_choice))
 }
 
+impl NodeType {
+    /// The definition and type of the child with JSON key `key` (`name`, or a choice key such
+    /// as `valueQuantity`). `None` when the model does not know the child.
+    pub fn child(&self, key: &str) -> Option<(&'static issho_model::ElementDef, NodeType)> {
+        let owner = self.owner?;
+        let c = r4().child(owner, self.prefix, key)?;
+        let (nt, _) = child_type(Some(*self), key, &NULL)?;
+        Some((c.element, nt))
+    }
+}
+
 /// Push the node(s) found at `key` of `obj` (with the `_key` sibling for primitives).
 fn push_children<'a>(
     parent: &Node<'a>,
