@@ -55,8 +55,9 @@ pub fn has_errors(issues: &[Issue]) -> bool {
     issues.iter().any(Issue::is_error)
 }
 
-/// Largest string accepted for `string` and `markdown` (the specification's 1 MB limit).
-pub const MAX_STRING_BYTES: usize = 1024 * 1024;
+/// Longest `string` / `markdown` accepted, in characters (the specification's 1 MB limit,
+/// 1024 × 1024 characters).
+pub const MAX_STRING_CHARS: usize = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Locations, built on the stack and rendered only when an issue is reported.
@@ -1047,18 +1048,27 @@ impl<'o> Validator<'o> {
         }
         let ok = match p {
             Prim::String | Prim::Markdown => {
-                if s.len() > MAX_STRING_BYTES {
-                    self.error(
-                        IssueType::TooLong,
-                        Some(here),
-                        format!(
-                            "A {} must not exceed {MAX_STRING_BYTES} bytes ({} bytes given)",
-                            prim_name(p),
-                            s.len()
-                        ),
-                    );
+                if s.len() > MAX_STRING_CHARS {
+                    let chars = s.chars().count();
+                    if chars > MAX_STRING_CHARS {
+                        self.error(
+                            IssueType::TooLong,
+                            Some(here),
+                            format!(
+                                "A {} must not exceed {MAX_STRING_CHARS} characters ({chars} given)",
+                                prim_name(p)
+                            ),
+                        );
+                    }
                 }
-                if p == Prim::String
+                if s.trim().is_empty() {
+                    self.warning(
+                        IssueType::Value,
+                        here,
+                        "The string has only whitespace; strings should have non-whitespace content"
+                            .into(),
+                    );
+                } else if p == Prim::String
                     && (s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace))
                 {
                     self.warning(
@@ -1067,11 +1077,14 @@ impl<'o> Validator<'o> {
                         "The string has leading or trailing whitespace".into(),
                     );
                 }
-                if s.trim().is_empty() {
-                    self.error(
+                if s.bytes()
+                    .any(|b| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r')
+                {
+                    self.warning(
                         IssueType::Value,
-                        Some(here),
-                        "A string must contain non-whitespace characters".into(),
+                        here,
+                        "The string contains control characters (below U+0020 other than tab, CR, LF)"
+                            .into(),
                     );
                 }
                 true

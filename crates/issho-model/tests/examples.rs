@@ -223,3 +223,125 @@ fn jp_clins_examples_validate() {
         unexpected.len()
     );
 }
+
+#[test]
+fn synthea_bundles_validate() {
+    let Some(shared) = shared_dir() else {
+        println!("SKIPPED: reference data folder (../shared or ISSHO_SHARED) not found");
+        return;
+    };
+    let dir = shared.join("synthea/bulk-data-server-100");
+    if !dir.is_dir() {
+        println!("SKIPPED: {} not found", dir.display());
+        return;
+    }
+    let opts = ValidateOptions::default();
+    let (mut bundles, mut resources) = (0, 0);
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut samples = Vec::new();
+    for path in json_files(&dir) {
+        let text = std::fs::read_to_string(&path).expect("read bundle");
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        bundles += 1;
+        resources += value
+            .get("entry")
+            .and_then(Value::as_array)
+            .map_or(1, Vec::len);
+        for e in errors(&validate_resource(&value, &opts)) {
+            let kind: String = e.diagnostics.chars().take(60).collect();
+            let n = kinds.entry(kind).or_insert(0usize);
+            if *n == 0 {
+                samples.push(describe(e));
+            }
+            *n += 1;
+        }
+    }
+    println!("validated {bundles} Synthea files ({resources} resources)");
+    for (k, n) in &kinds {
+        println!("  error x{n}: {k}...");
+    }
+    for s in samples.iter().take(20) {
+        println!("  e.g. {s}");
+    }
+    assert!(kinds.is_empty(), "Synthea data has errors");
+}
+
+/// Break each valid example in a few ways; each break must be reported at the right place.
+#[test]
+fn r4_spec_examples_mutated_are_rejected() {
+    let Some(shared) = shared_dir() else {
+        println!("SKIPPED: reference data folder (../shared or ISSHO_SHARED) not found");
+        return;
+    };
+    let Some(pkg) = r4_examples(&shared) else {
+        println!(
+            "SKIPPED: R4 examples package not found in {}",
+            shared.display()
+        );
+        return;
+    };
+    let opts = ValidateOptions::default();
+    let mut checked = 0;
+    let mut missed = Vec::new();
+    for path in json_files(&pkg) {
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) > 200_000 {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if KNOWN_INVALID_R4_EXAMPLES.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read example");
+        let value: Value = serde_json::from_str(&text).expect("JSON");
+        let Some(rt) = value
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let mut mutations: Vec<(String, Value, String)> = Vec::new();
+        // 1. an unknown element at the root
+        let mut m = value.clone();
+        m["unknownElement"] = Value::Bool(true);
+        mutations.push(("unknown element".into(), m, rt.clone()));
+        // 2. an invalid resource id
+        if value.get("id").is_some() {
+            let mut m = value.clone();
+            m["id"] = Value::String("not valid!".into());
+            mutations.push(("bad id".into(), m, format!("{rt}.id")));
+        }
+        // 3. the first array at the root written as a single object, and vice versa for
+        //    `meta` / `text` (max 1)
+        if let Some((k, arr)) = value
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, v)| v.is_array() && !k.starts_with('_') && *k != "contained")
+        {
+            let mut m = value.clone();
+            m[k.as_str()] = arr[0].clone();
+            mutations.push((format!("{k} not an array"), m, format!("{rt}.{k}")));
+        }
+        if let Some(text) = value.get("text") {
+            let mut m = value.clone();
+            m["text"] = Value::Array(vec![text.clone()]);
+            mutations.push(("text as array".into(), m, format!("{rt}.text")));
+        }
+        for (what, m, at) in mutations {
+            checked += 1;
+            let issues = validate_resource(&m, &opts);
+            let found = errors(&issues)
+                .iter()
+                .any(|i| i.expression.as_deref() == Some(at.as_str()));
+            if !found {
+                missed.push(format!("{name}: {what} not reported at {at}"));
+            }
+        }
+    }
+    println!("checked {checked} broken variants of the R4 examples");
+    for m in missed.iter().take(20) {
+        println!("  {m}");
+    }
+    assert!(missed.is_empty(), "{} mutations not reported", missed.len());
+}

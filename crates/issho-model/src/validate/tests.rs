@@ -399,7 +399,6 @@ fn primitive_formats() {
         ("valueBase64Binary", "aGVsbG8gd29ybGQ=", true),
         ("valueBase64Binary", "aGVsbG8gd29ybGQ", false),
         ("valueMarkdown", "# title\n\ntext\n", true),
-        ("valueString", "   ", false),
     ];
     for &(key, value, ok) in cases {
         let e = errors(&ext(key, json!(value)));
@@ -422,8 +421,14 @@ fn primitive_formats() {
         "Patient.id",
     );
     assert_valid(json!({"resourceType": "Patient", "name": [{"id": "a_b", "family": "x"}]}));
+    // whitespace-only strings and control characters: warnings
+    for odd in ["   ", "a\u{1}b"] {
+        let issues = check(&ext("valueString", json!(odd)));
+        assert_eq!(issues.len(), 1, "{issues:#?}");
+        assert_eq!(issues[0].severity, crate::Severity::Warning);
+    }
     // strings over 1 MiB
-    let long = "x".repeat(MAX_STRING_BYTES + 1);
+    let long = "x".repeat(MAX_STRING_CHARS + 1);
     assert_error(
         patient(json!({"name": [{"text": long}]})),
         IssueType::TooLong,
