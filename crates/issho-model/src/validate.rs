@@ -408,6 +408,13 @@ impl<'o> Validator<'o> {
                 continue;
             };
             if is_ext {
+                // Element.id and Extension.url are plain strings without extensions.
+                if (name == "id" && !scope.is_resource_root)
+                    || (name == "url" && scope.prefix.is_empty() && scope.owner.name == "Extension")
+                {
+                    self.unknown(key, here);
+                    continue;
+                }
                 if obj.contains_key(name) {
                     continue; // validated together with the value
                 }

@@ -220,6 +220,17 @@ fn primitive_extensions() {
         IssueType::Required,
         "Patient.birthDate.extension[0]",
     );
+    // Element.id and Extension.url take no extensions
+    assert_error(
+        patient(json!({"name": [{"family": "x", "id": "a", "_id": ext}]})),
+        IssueType::Structure,
+        "Patient.name[0]",
+    );
+    assert_error(
+        patient(json!({"extension": [{"url": "http://e.org", "_url": ext, "valueString": "x"}]})),
+        IssueType::Structure,
+        "Patient.extension[0]",
+    );
     // a primitive extension satisfies a required element
     assert_valid(json!({"resourceType": "Bundle", "_type": ext}));
 }
