@@ -57,7 +57,9 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 }
 
 /// Evaluate `expr` with `root` as the input and `%context`.
-pub fn evaluate<'a>(expr: &Expr, root: &'a Value, ctx: &Context<'a>) -> R<Vec<Item<'a>>> {
+///
+/// The context may live longer than the root (one `Context` serves many resources).
+pub fn evaluate<'a, 'c: 'a>(expr: &Expr, root: &'a Value, ctx: &Context<'c>) -> R<Vec<Item<'a>>> {
     let root_item = Item::Node(root_node(root, Location::root()));
     let env = Env {
         ctx,
@@ -73,11 +75,11 @@ pub fn evaluate<'a>(expr: &Expr, root: &'a Value, ctx: &Context<'a>) -> R<Vec<It
 }
 
 /// Evaluate against explicit input items (e.g. the result of another evaluation).
-pub fn evaluate_items<'a>(
+pub fn evaluate_items<'a, 'c: 'a>(
     expr: &Expr,
     input: &[Item<'a>],
     root: &'a Value,
-    ctx: &Context<'a>,
+    ctx: &Context<'c>,
 ) -> R<Vec<Item<'a>>> {
     let env = Env {
         ctx,
@@ -106,8 +108,8 @@ pub fn root_node<'a>(v: &'a Value, location: Location<'a>) -> Node<'a> {
     }
 }
 
-struct Env<'a, 'c> {
-    ctx: &'c Context<'a>,
+struct Env<'a, 'x, 'c: 'a> {
+    ctx: &'x Context<'c>,
     root: Item<'a>,
     now: PartialDateTime,
 }
@@ -1227,7 +1229,7 @@ fn f64_math<'a>(v: &Val<'a>, f: impl Fn(f64) -> f64) -> Option<Val<'a>> {
     Decimal::from_f64(f(x)).map(Val::Decimal)
 }
 
-impl<'a> Env<'a, '_> {
+impl<'a, 'c: 'a> Env<'a, '_, 'c> {
     fn eval(&self, e: &Expr, input: &[Item<'a>], fr: &Frame<'a>) -> R<Vec<Item<'a>>> {
         match e {
             Expr::Empty => Ok(Vec::new()),
@@ -1298,6 +1300,12 @@ impl<'a> Env<'a, '_> {
             Expr::TypeOp(inner, spec, is) => {
                 check_type_known(spec)?;
                 let v = self.eval(inner, input, fr)?;
+                if !*is {
+                    // The `as` operator filters a collection like ofType(): the R4 search
+                    // parameters apply it to repeating elements (`component.value as
+                    // Quantity`). The as() function keeps the single-item rule.
+                    return Ok(v.into_iter().filter(|x| is_type(x, spec)).collect());
+                }
                 let Some(it) = singleton(&v, if *is { "is" } else { "as" })? else {
                     return Ok(Vec::new());
                 };
