@@ -70,8 +70,9 @@ pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
                 } else {
                     ("min", col_asc)
                 };
+                // `+x.param`: look the rows up by (rid, param), not by scanning the param.
                 s.push(&format!(
-                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND x.param IN "
+                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND +x.param IN "
                 ));
                 s.bind_list(keys);
                 s.push(&format!(") {dir} NULLS LAST, "));
@@ -175,18 +176,44 @@ fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String
     Some((s.text, s.args))
 }
 
+/// True when `test` yields a (small) set of rids SQLite can start from (`rid IN (...)`).
+fn can_drive(test: &Test) -> bool {
+    match test {
+        Test::Values { negate, .. } => !negate,
+        Test::Missing { missing, .. } => !missing,
+        Test::Chain { .. } | Test::Has { .. } => true,
+        Test::Id { .. } | Test::LastUpdated(_) => false,
+    }
+}
+
+/// `+col` keeps SQLite from using an index on `col` (a unary plus is not a column reference
+/// for the planner): used on `type` when a filter's rid set should drive the query instead of
+/// a scan of every resource of the type.
+fn type_col(r: &str, tests: &[&Test]) -> String {
+    let by_id = tests
+        .iter()
+        .any(|t| matches!(t, Test::Id { negate: false, .. }));
+    if !by_id && tests.iter().any(|t| can_drive(t)) {
+        format!("+{r}.type")
+    } else {
+        format!("{r}.type")
+    }
+}
+
 fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
     s.push(&format!("{r}.deleted = 0"));
+    let tests: Vec<&Test> = q.filters.iter().map(|f| &f.test).collect();
+    let col = type_col(r, &tests);
     if let Some(t) = &q.resource_type {
-        s.push(&format!(" AND {r}.type = "));
+        s.push(&format!(" AND {col} = "));
         s.bind(t.clone());
     } else if !q.types.is_empty() {
-        s.push(&format!(" AND {r}.type IN "));
+        s.push(&format!(" AND {col} IN "));
         s.bind_list(&q.types);
     }
-    for f in &q.filters {
+    for t in tests {
         s.push(" AND ");
-        test_sql(s, &f.test, r);
+        test_sql(s, t, r);
     }
 }
 
@@ -294,13 +321,15 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             target_types,
             inner,
         } => {
+            // The targets passing `inner` first, then the references to them.
             let x = s.alias("c");
             let t = s.alias("t");
+            let col = type_col(&t, &[inner]);
             s.push(&format!(
-                "{r}.rid IN (SELECT {x}.rid FROM sp_ref {x} JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id WHERE {x}.param IN "
+                "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND {x}.param IN "
             ));
             s.bind_list(keys);
-            s.push(&format!(" AND {t}.deleted = 0 AND {t}.type IN "));
+            s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
             s.bind_list(target_types);
             s.push(" AND ");
             test_sql(s, inner, &t);
@@ -311,16 +340,18 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             key,
             inner,
         } => {
+            // The referring resources passing `inner` first, then what they refer to.
             let x = s.alias("h");
             let t = s.alias("t");
             let o = s.alias("o");
+            let col = type_col(&o, &[inner]);
             s.push(&format!(
-                "{r}.rid IN (SELECT {t}.rid FROM sp_ref {x} JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
-                 JOIN resources {o} ON {o}.rid = {x}.rid WHERE {x}.param = "
+                "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND {x}.param = "
             ));
             s.bind(key.clone());
             s.push(&format!(
-                " AND {t}.deleted = 0 AND {o}.deleted = 0 AND {o}.type = "
+                " CROSS JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
+                 WHERE {t}.deleted = 0 AND {o}.deleted = 0 AND {col} = "
             ));
             s.bind(source_type.clone());
             s.push(" AND ");
@@ -392,7 +423,9 @@ fn now_micros() -> i64 {
 fn range_cond(s: &mut Sql, lo_col: &str, hi_col: &str, prefix: Prefix, lo: i64, hi: i64) {
     match prefix {
         Prefix::Eq => {
+            // `lo <= hi` always, so `lo <= search hi` is implied; it bounds the index range.
             s.push(&format!("({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {lo_col} <= ")).bind(hi);
             s.push(&format!(" AND {hi_col} <= ")).bind(hi).push(")");
         }
         Prefix::Ne => {
@@ -406,12 +439,16 @@ fn range_cond(s: &mut Sql, lo_col: &str, hi_col: &str, prefix: Prefix, lo: i64, 
             s.push(&format!("{lo_col} < ")).bind(lo);
         }
         Prefix::Ge => {
-            s.push(&format!("({hi_col} > ")).bind(hi);
+            // Both alternatives imply `hi >= search lo` (an index range).
+            s.push(&format!("{hi_col} >= ")).bind(lo);
+            s.push(&format!(" AND ({hi_col} > ")).bind(hi);
             s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
             s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
         }
         Prefix::Le => {
-            s.push(&format!("({lo_col} < ")).bind(lo);
+            // Both alternatives imply `lo <= search hi` (an index range).
+            s.push(&format!("{lo_col} <= ")).bind(hi);
+            s.push(&format!(" AND ({lo_col} < ")).bind(lo);
             s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
             s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
         }

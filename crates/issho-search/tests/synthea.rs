@@ -57,7 +57,7 @@ fn rewrite_refs(v: &mut Value, map: &HashMap<String, String>) {
     }
 }
 
-fn load() -> Option<Data> {
+fn load(patient_files: usize) -> Option<Data> {
     let Some(dir) = shared_dir() else {
         eprintln!("SKIPPED: shared reference data not found (set ISSHO_SHARED)");
         return None;
@@ -74,9 +74,10 @@ fn load() -> Option<Data> {
         n.starts_with("hospitalInformation") || n.starts_with("practitionerInformation")
     });
     let mut entries = Vec::new();
-    for f in infra.iter().chain(patients.iter().take(PATIENT_FILES)) {
+    for f in infra.iter().chain(patients.iter().take(patient_files)) {
         let b: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-        for e in b["entry"].as_array().unwrap() {
+        // `groupInformation*` is a single Group, not a Bundle.
+        for e in b["entry"].as_array().into_iter().flatten() {
             entries.push((
                 e["fullUrl"].as_str().unwrap().to_string(),
                 e["resource"].clone(),
@@ -167,7 +168,9 @@ fn top_codes(d: &Data, n: usize) -> Vec<String> {
 
 #[test]
 fn synthea_searches_match_independent_answers() {
-    let Some(d) = load() else { return };
+    let Some(d) = load(PATIENT_FILES) else {
+        return;
+    };
     assert!(d.all.len() > 300, "{}", d.all.len());
     let mut checks = 0;
     let patients: Vec<&Value> = d.of_type("Patient").map(|(_, r)| r).collect();
@@ -516,4 +519,91 @@ fn synthea_searches_match_independent_answers() {
         "{checks} searches checked against independent answers over {} resources",
         d.all.len()
     );
+}
+
+/// Timing and query plans over all 100 patients:
+/// `cargo test -p issho-search --release --test synthea -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn full_scale_timing_and_plans() {
+    let start = std::time::Instant::now();
+    let Some(d) = load(usize::MAX) else {
+        return;
+    };
+    eprintln!(
+        "loaded and indexed {} resources in {:?}",
+        d.all.len(),
+        start.elapsed()
+    );
+    for table in [
+        "sp_token",
+        "sp_string",
+        "sp_ref",
+        "sp_date",
+        "sp_number",
+        "sp_quantity",
+        "sp_uri",
+    ] {
+        let n: i64 = d
+            .conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        eprintln!("  {table}: {n} rows");
+    }
+    let pid = d.of_type("Patient").next().unwrap().1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = top_codes(&d, 1)[0].clone();
+    for (rt, query) in [
+        (
+            "Observation",
+            format!("patient={pid}&code=http://loinc.org|{code}"),
+        ),
+        (
+            "Observation",
+            format!("patient={pid}&code=http://loinc.org|{code}&date=ge2015&_sort=-date"),
+        ),
+        (
+            "Observation",
+            format!("code=http://loinc.org|{code}&_summary=count"),
+        ),
+        (
+            "Observation",
+            "value-quantity=gt100|http://unitsofmeasure.org|mg/dL".to_string(),
+        ),
+        ("Patient", "name=smi".to_string()),
+        (
+            "Observation",
+            "subject:Patient.name=smi&code=8302-2".to_string(),
+        ),
+        (
+            "Patient",
+            "_has:Observation:patient:code=8302-2".to_string(),
+        ),
+    ] {
+        let q = issho_search::parse(Some(rt), &pairs(&query), true).unwrap();
+        let (sql, args) = if query.contains("_summary=count") {
+            issho_search::sqlite_count(&q)
+        } else {
+            issho_search::sqlite_select(&q)
+        };
+        let t = std::time::Instant::now();
+        let n = rids_of(&d.conn, &sql, &args).len();
+        eprintln!("{rt}?{query}: {n} rows in {:?}", t.elapsed());
+        let mut st = d
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        for p in plan {
+            eprintln!("    {p}");
+        }
+    }
 }
