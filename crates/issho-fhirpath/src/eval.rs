@@ -794,6 +794,9 @@ fn check_int(v: i128) -> Option<Val<'static>> {
 fn date_add<'a>(d: &PartialDateTime, q: &Quantity, sign: i64, kind: u8) -> R<Val<'a>> {
     let unit: &str = if q.calendar {
         q.unit.as_str()
+    } else if let Some(u) = calendar_unit(&q.unit) {
+        // a calendar keyword written as a string unit: 1 'month'
+        u
     } else {
         match q.unit.as_str() {
             "wk" => "week",
@@ -1918,6 +1921,8 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
                 };
                 Ok(vec![Item::string(if name == "replace" {
                     s.replace(&p, &r)
+                } else if p.is_empty() {
+                    s.into_owned()
                 } else {
                     regex_for(&p, false)?
                         .replace_all(&s, r.as_str())
@@ -2122,22 +2127,25 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
                 let mut failure = None;
                 keyed.sort_by(|(a, _), (b, _)| {
                     for (j, (x, y)) in a.iter().zip(b).enumerate() {
+                        // empty keys sort first in both directions
                         let o = match (x, y) {
                             (None, None) => Ordering::Equal,
                             (None, _) => Ordering::Less,
                             (_, None) => Ordering::Greater,
-                            (Some(x), Some(y)) => match compare_vals(x, y) {
-                                Ok(o) => o.unwrap_or(Ordering::Equal),
-                                Err(e) => {
-                                    failure = Some(e);
-                                    Ordering::Equal
+                            (Some(x), Some(y)) => {
+                                let o = match compare_vals(x, y) {
+                                    Ok(o) => o.unwrap_or(Ordering::Equal),
+                                    Err(e) => {
+                                        failure = Some(e);
+                                        Ordering::Equal
+                                    }
+                                };
+                                if desc.get(j) == Some(&true) {
+                                    o.reverse()
+                                } else {
+                                    o
                                 }
-                            },
-                        };
-                        let o = if desc.get(j) == Some(&true) {
-                            o.reverse()
-                        } else {
-                            o
+                            }
                         };
                         if o != Ordering::Equal {
                             return o;

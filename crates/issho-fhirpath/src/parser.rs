@@ -267,7 +267,16 @@ impl<'s> Lexer<'s> {
                     self.pos += 1;
                     self.digits();
                 }
-                Ok(Tok::Num(self.s[st..self.pos].to_string()))
+                let text = self.s[st..self.pos].to_string();
+                // Long literal (`2L`), read as an Integer.
+                if self.at(self.pos) == b'L'
+                    && !text.contains('.')
+                    && !(self.at(self.pos + 1).is_ascii_alphanumeric()
+                        || self.at(self.pos + 1) == b'_')
+                {
+                    self.pos += 1;
+                }
+                Ok(Tok::Num(text))
             }
             c if c.is_ascii_alphabetic() || c == b'_' => Ok(Tok::Ident(self.ident())),
             _ => {
