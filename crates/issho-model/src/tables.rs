@@ -289,8 +289,10 @@ impl R4 {
         } else {
             format!("{prefix}.{key}")
         };
-        if let Some(e) = owner.element(&direct) {
-            if !e.is_choice {
+        if let Some(e) = owner.element(&direct)
+            && !e.is_choice
+        {
+            {
                 let type_code = e.types.first().map(|t| t.code.as_str()).unwrap_or("");
                 return Some(Child {
                     owner,

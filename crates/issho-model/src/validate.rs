@@ -26,12 +26,16 @@ use serde_json::{Map, Value};
 pub struct ValidateOptions {
     /// Check codes against required-strength value sets (when the tables define them fully).
     pub check_bindings: bool,
+    /// Accept conditional references (`Patient?identifier=…`): true for a resource that is an
+    /// entry of a transaction or batch, where the server resolves them before storing.
+    pub allow_conditional_references: bool,
 }
 
 impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
             check_bindings: true,
+            allow_conditional_references: false,
         }
     }
 }
@@ -44,7 +48,7 @@ pub fn validate_resource(resource: &serde_json::Value, opts: &ValidateOptions) -
         s: schema(),
         opts,
         issues: Vec::new(),
-        allow_conditional: false,
+        allow_conditional: opts.allow_conditional_references,
     };
     v.resource(resource, None, Nesting::Root, None);
     v.issues

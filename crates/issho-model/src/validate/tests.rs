@@ -480,6 +480,7 @@ fn required_bindings() {
     );
     let no_bindings = ValidateOptions {
         check_bindings: false,
+        ..Default::default()
     };
     assert!(validate_resource(&patient(json!({"gender": "femal"})), &no_bindings).is_empty());
     // Coding with the value set's system
