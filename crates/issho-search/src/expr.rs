@@ -32,6 +32,10 @@ pub(crate) enum Step {
 pub(crate) struct Path {
     pub steps: Vec<Step>,
     pub type_code: String,
+    /// The required value set bound to the final element, if any (for `code` values).
+    pub binding: Option<String>,
+    /// The distinct code systems of that value set.
+    pub code_systems: Vec<String>,
     /// Where the path ends in the type tables (used to compile composite components relative
     /// to it): the owning type and the element path inside it.
     pub end_owner: String,
@@ -326,6 +330,7 @@ struct Branch<'a> {
     owner: &'a TypeDef,
     prefix: String,
     type_code: String,
+    binding: Option<String>,
     /// Still at the resource root (a leading type name is a type test, not a field).
     at_root: bool,
 }
@@ -433,6 +438,7 @@ impl<'a> Compiler<'a> {
             b.steps.push(Step::Key(name.to_string()));
             b.owner = owner;
             b.type_code = e.types.first().map(|t| t.code.clone()).unwrap_or_default();
+            b.binding = e.binding.clone();
             if e.content_ref.is_some() || e.is_backbone() {
                 b.prefix = direct;
             } else {
@@ -458,6 +464,7 @@ impl<'a> Compiler<'a> {
             }
             c.steps.push(Step::Key(key));
             c.type_code = t.code.clone();
+            c.binding = choice.binding.clone();
             c.owner = self
                 .r4
                 .type_def(&t.code)
@@ -486,6 +493,18 @@ fn finish(branches: Vec<Branch<'_>>) -> Vec<Path> {
         let p = Path {
             steps: b.steps,
             type_code: b.type_code,
+            code_systems: b
+                .binding
+                .as_deref()
+                .and_then(|vs| r4().value_set(vs))
+                .map(|set| {
+                    let mut v: Vec<String> = set.iter().map(|(s, _)| s.clone()).collect();
+                    v.sort();
+                    v.dedup();
+                    v
+                })
+                .unwrap_or_default(),
+            binding: b.binding,
             end_owner: b.owner.name.clone(),
             end_prefix: b.prefix,
         };
@@ -510,6 +529,7 @@ pub(crate) fn compile(expr: &str, base: &str) -> Result<Vec<Path>, String> {
         owner: base_def,
         prefix: String::new(),
         type_code: base.to_string(),
+        binding: None,
         at_root: true,
     };
     let mut branches = Vec::new();
@@ -538,6 +558,7 @@ pub(crate) fn compile_relative(expr: &str, base: &str, root: &Path) -> Result<Ve
         owner,
         prefix: root.end_prefix.clone(),
         type_code: root.type_code.clone(),
+        binding: None,
         at_root: false,
     };
     let mut branches = Vec::new();

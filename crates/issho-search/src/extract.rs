@@ -1,8 +1,9 @@
 //! Extraction: the index rows of one resource, from the compiled parameter paths.
 
-use crate::expr::parse_literal_reference;
+use crate::expr::{Path, parse_literal_reference};
 use crate::registry::{ParamKind, Registry, SearchParam, Source};
 use crate::values::{normalize, parse_date_range, ucum_canonical};
+use issho_model::r4;
 use serde_json::Value;
 
 pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
@@ -80,7 +81,7 @@ pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<Ind
             };
             for path in paths {
                 for node in path.eval(resource, resource) {
-                    e.value(p.kind, &path.type_code, node);
+                    e.value(p.kind, path, node);
                 }
             }
         }
@@ -101,7 +102,7 @@ pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<Ind
                         };
                         for path in paths {
                             for v in path.eval(resource, node) {
-                                e.value(*kind, &path.type_code, v);
+                                e.value(*kind, path, v);
                             }
                         }
                     }
@@ -174,14 +175,13 @@ impl Emitter<'_> {
         self.push_key(self.key.to_string(), row);
     }
     fn push_key(&mut self, key: String, row: Row) {
-        let r = IndexRow {
+        // Duplicates are harmless: the keyed tables ignore them, the others only feed
+        // `rid IN (...)` tests.
+        self.out.push(IndexRow {
             key,
             grp: self.grp,
             row,
-        };
-        if !self.out.contains(&r) {
-            self.out.push(r);
-        }
+        });
     }
     fn token(&mut self, system: Option<&str>, code: &str) {
         self.push(Row::Token {
@@ -201,9 +201,23 @@ impl Emitter<'_> {
         }
     }
 
-    fn value(&mut self, kind: ParamKind, type_code: &str, v: &Value) {
+    fn value(&mut self, kind: ParamKind, path: &Path, v: &Value) {
+        let type_code = path.type_code.as_str();
         match kind {
-            ParamKind::Token => self.token_value(type_code, v),
+            ParamKind::Token => {
+                self.token_value(type_code, v);
+                // A code with a required binding also matches `system|code`.
+                if type_code == "code"
+                    && let (Some(vs), Some(code)) = (path.binding.as_deref(), v.as_str())
+                    && let Some(set) = r4().value_set(vs)
+                {
+                    for system in &path.code_systems {
+                        if set.contains(&(system.clone(), code.to_string())) {
+                            self.token(Some(system), code);
+                        }
+                    }
+                }
+            }
             ParamKind::String => self.string_value(type_code, v),
             ParamKind::Reference => self.reference_value(type_code, v),
             ParamKind::Date => self.date_value(type_code, v),
@@ -563,7 +577,13 @@ mod tests {
             "managingOrganization": {"reference": "http://other/fhir/Organization/1"}
         });
         let rows = extract(&p);
-        assert_eq!(rows_for(&rows, "Patient.gender"), vec![&tok("", "female")]);
+        assert_eq!(
+            rows_for(&rows, "Patient.gender"),
+            vec![
+                &tok("", "female"),
+                &tok("http://hl7.org/fhir/administrative-gender", "female")
+            ]
+        );
         assert_eq!(rows_for(&rows, "Patient.active"), vec![&tok("", "true")]);
         assert_eq!(
             rows_for(&rows, "Patient.identifier"),

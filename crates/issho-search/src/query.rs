@@ -634,7 +634,8 @@ fn keys_of(params: &[&SearchParam]) -> Vec<String> {
     keys
 }
 
-const MODIFIERS: [&str; 12] = [
+/// The search modifiers of R4 (besides resource type names on references).
+const MODIFIERS: [&str; 11] = [
     "missing",
     "exact",
     "contains",
@@ -646,7 +647,6 @@ const MODIFIERS: [&str; 12] = [
     "not-in",
     "of-type",
     "identifier",
-    "iterate",
 ];
 
 fn modifier_allowed(kind: ParamKind, m: &str) -> bool {

@@ -100,6 +100,18 @@ fn tokens() {
     let c = store();
     assert_eq!(ids(&c, "Patient", "gender=male"), v(&["p1", "p2"]));
     assert_eq!(ids(&c, "Patient", "gender:not=male"), v(&["p3"]));
+    assert_eq!(
+        ids(
+            &c,
+            "Patient",
+            "gender=http://hl7.org/fhir/administrative-gender|female"
+        ),
+        v(&["p3"])
+    );
+    assert_eq!(
+        ids(&c, "Patient", "gender=http://other|female"),
+        v(&[] as &[&str])
+    );
     assert_eq!(ids(&c, "Patient", "identifier=urn:mrn|MRN-1"), v(&["p1"]));
     assert_eq!(ids(&c, "Patient", "identifier=MRN-1"), v(&["p1"]));
     assert_eq!(
