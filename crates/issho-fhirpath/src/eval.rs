@@ -183,11 +183,9 @@ fn node_prim<'a>(n: &Node<'a>) -> Option<Val<'a>> {
             "date" => PartialDateTime::parse_date(s)
                 .map(Val::Date)
                 .unwrap_or(Val::String(Cow::Borrowed(s))),
-            "dateTime" | "instant" => match PartialDateTime::parse_datetime(s) {
-                Some(d) if d.precision <= Precision::Day && code == "dateTime" => Val::DateTime(d),
-                Some(d) => Val::DateTime(d),
-                None => Val::String(Cow::Borrowed(s)),
-            },
+            "dateTime" | "instant" => PartialDateTime::parse_datetime(s)
+                .map(Val::DateTime)
+                .unwrap_or(Val::String(Cow::Borrowed(s))),
             "time" => PartialDateTime::parse_time(s)
                 .map(Val::Time)
                 .unwrap_or(Val::String(Cow::Borrowed(s))),
