@@ -49,10 +49,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Parse and evaluate in one step (convenience for one-off expressions).
-pub fn eval_str<'a>(
+pub fn eval_str<'a, 'c: 'a>(
     expression: &str,
     root: &'a serde_json::Value,
-    ctx: &Context<'a>,
+    ctx: &Context<'c>,
 ) -> Result<Vec<Item<'a>>, Error> {
     evaluate(&parse(expression)?, root, ctx)
 }
