@@ -40,12 +40,14 @@
 mod codes;
 mod date;
 mod geo;
+mod jsonb;
 mod names;
 mod person;
 mod reference;
 mod rng;
 
-use serde_json::{Value, json};
+use jsonb::obj;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -99,20 +101,19 @@ pub struct DemoResource {
 }
 
 fn transaction(entries: Vec<Value>) -> Value {
-    json!({
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": entries
-    })
+    obj! {
+    "resourceType" => "Bundle",
+    "type" => "transaction",
+    "entry" => entries}
 }
 
 fn entry(uuid_seed: u64, rtype: &str, id: &str, resource: Value) -> Value {
     let key = format!("{rtype}/{id}");
-    json!({
-        "fullUrl": format!("urn:uuid:{}", rng::uuid_for(uuid_seed, &key)),
-        "resource": resource,
-        "request": {"method": "PUT", "url": key}
-    })
+    obj! {
+        "fullUrl" => format!("urn:uuid:{}", rng::uuid_for(uuid_seed, &key)),
+        "resource" => resource,
+        "request" => obj! {"method" => "PUT", "url" => key}
+    }
 }
 
 /// Seed of the reference bundle's fullUrl UUIDs (reference data is the same for every population).
@@ -224,19 +225,21 @@ fn for_each_person<T: Send>(
     Ok(())
 }
 
-/// Serialised NDJSON lines of one person, grouped by resource type.
-fn person_ndjson(cfg: &DemoConfig, i: usize) -> Vec<(&'static str, Vec<u8>)> {
-    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+/// Serialised NDJSON lines of one person, grouped by resource type: (type, lines, bytes).
+fn person_ndjson(cfg: &DemoConfig, i: usize) -> Vec<(&'static str, usize, Vec<u8>)> {
+    let mut out: Vec<(&'static str, usize, Vec<u8>)> = Vec::new();
     for r in person::generate(cfg.seed, i, person::RefMode::Plain) {
-        let buf = match out.iter_mut().find(|(t, _)| *t == r.rtype) {
-            Some((_, b)) => b,
+        let slot = match out.iter().position(|(t, _, _)| *t == r.rtype) {
+            Some(k) => k,
             None => {
-                out.push((r.rtype, Vec::with_capacity(4096)));
-                &mut out.last_mut().unwrap().1
+                out.push((r.rtype, 0, Vec::with_capacity(8192)));
+                out.len() - 1
             }
         };
+        let (_, n, buf) = &mut out[slot];
         serde_json::to_writer(&mut *buf, &r.resource).expect("serialising to memory");
         buf.push(b'\n');
+        *n += 1;
     }
     out
 }
@@ -272,9 +275,8 @@ pub fn write_ndjson(cfg: &DemoConfig, out: &Path) -> io::Result<Summary> {
         cfg,
         |i| person_ndjson(cfg, i),
         |_, groups| {
-            for (rtype, bytes) in groups {
+            for (rtype, n, bytes) in groups {
                 file_for(&mut files, rtype)?;
-                let n = bytes.iter().filter(|&&b| b == b'\n').count();
                 files.get_mut(rtype).unwrap().write_all(&bytes)?;
                 summary.add(rtype, n);
             }

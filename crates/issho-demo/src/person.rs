@@ -3,10 +3,11 @@
 use crate::codes::{self, *};
 use crate::date::{self, REFERENCE_DAY};
 use crate::geo::{self, PREFECTURES};
+use crate::jsonb::{IntoJson, arr, obj};
 use crate::names;
 use crate::reference::{self, INSTITUTIONS, InsurerKind, Kind};
 use crate::rng::{Rng, uuid_for};
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Number, Value};
 use std::str::FromStr;
 
 const DOMAIN_PERSON: u64 = 1;
@@ -81,7 +82,7 @@ impl Ctx {
                 uuid_for(self.seed, &format!("{}/{}", r.rtype, r.id))
             ),
         };
-        json!({ "reference": s })
+        obj! { "reference" => s}
     }
 
     fn push(&mut self, r: Rid, mut resource: Value) {
@@ -103,7 +104,7 @@ impl Ctx {
 
 /// External (reference-data) reference: always `Type/id`.
 fn ext_ref(rtype: &str, id: &str) -> Value {
-    json!({ "reference": format!("{rtype}/{id}") })
+    obj! { "reference" => format!("{rtype}/{id}")}
 }
 
 fn org_ref(k: usize) -> Value {
@@ -124,15 +125,15 @@ pub fn dec(v: f64, decimals: u32) -> Value {
 }
 
 fn profile(name: &str) -> Value {
-    json!({ "profile": [format!("{JP_CORE_SD}{name}")] })
+    obj! { "profile" => arr![format!("{JP_CORE_SD}{name}")] }
 }
 
 fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({ "system": system, "code": code, "display": display })
+    obj! { "system" => system, "code" => code, "display" => display}
 }
 
 fn ucum(value: Value, code: &str, unit: &str) -> Value {
-    json!({ "value": value, "unit": unit, "system": UCUM, "code": code })
+    obj! { "value" => value, "unit" => unit, "system" => UCUM, "code" => code}
 }
 
 fn day_of_week(day: i64) -> i64 {
@@ -318,23 +319,22 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
             .iter()
             .enumerate()
             .filter(|(m, _)| *m != n)
-            .map(|(_, o)| json!({"other": ctx.reference(&o.patient), "type": "seealso"}))
+            .map(|(_, o)| obj! {"other" => ctx.reference(&o.patient), "type" => "seealso"})
             .collect();
         let code = reference::institution_code(a.org);
-        let mut pat = json!({
-            "meta": profile("JP_Patient"),
-            "identifier": [
-                {"system": format!("{PATIENT_ID_OID_PREFIX}1{code}"), "value": a.patient_no},
-                {"system": INSURANCE_MEMBER_ID, "value": member.0}
-            ],
-            "active": true,
-            "name": reference::human_names(person.family, person.given, true),
-            "telecom": [telecom],
-            "gender": if person.female { "female" } else { "male" },
-            "birthDate": date::date(person.birth),
-            "address": [address],
-            "managingOrganization": org_ref(a.org)
-        });
+        let mut pat = obj! {
+        "meta" => profile("JP_Patient"),
+        "identifier" => arr![
+            obj! {"system" => format!("{PATIENT_ID_OID_PREFIX}1{code}"), "value" => &a.patient_no},
+            obj! {"system" => INSURANCE_MEMBER_ID, "value" => &member.0}
+        ],
+        "active" => true,
+        "name" => reference::human_names(person.family, person.given, true),
+        "telecom" => arr![telecom.clone()],
+        "gender" => if person.female { "female" } else { "male" },
+        "birthDate" => date::date(person.birth),
+        "address" => arr![address.clone()],
+        "managingOrganization" => org_ref(a.org)};
         if !links.is_empty() {
             pat.as_object_mut()
                 .unwrap()
@@ -346,21 +346,21 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
     // Coverage.
     let home_patient = attends[a_home].patient.clone();
     let cov = ctx.alloc("Coverage");
-    let cov_res = json!({
-        "meta": profile("JP_Coverage"),
-        "extension": [
-            {"url": format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonSymbol"), "valueString": member.1},
-            {"url": format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonNumber"), "valueString": member.2},
-            {"url": format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonSubNumber"), "valueString": member.3}
+    let cov_res = obj! {
+        "meta" => profile("JP_Coverage"),
+        "extension" => arr![
+            obj! {"url" => format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonSymbol"), "valueString" => &member.1},
+            obj! {"url" => format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonNumber"), "valueString" => &member.2},
+            obj! {"url" => format!("{JP_CORE_EXT}JP_Coverage_InsuredPersonSubNumber"), "valueString" => &member.3}
         ],
-        "status": "active",
-        "type": {"coding": [coding(COVERAGE_TYPE, "PUBLICPOL", "public healthcare")]},
-        "subscriberId": format!("{}・{}", member.1, member.2),
-        "beneficiary": ctx.reference(&home_patient),
-        "relationship": {"coding": [coding("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", "Self")]},
-        "period": {"start": date::date(REFERENCE_DAY - rng.range(30, 8 * YEAR).min(person.age * YEAR + 1))},
-        "payor": [ext_ref("Organization", &reference::insurer_id(insurer))]
-    });
+        "status" => "active",
+        "type" => obj! {"coding" => arr![coding(COVERAGE_TYPE, "PUBLICPOL", "public healthcare")]},
+        "subscriberId" => format!("{}・{}", member.1, member.2),
+        "beneficiary" => ctx.reference(&home_patient),
+        "relationship" => obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/subscriber-relationship", "self", "Self")]},
+        "period" => obj! {"start" => date::date(REFERENCE_DAY - rng.range(30, 8 * YEAR).min(person.age * YEAR + 1))},
+        "payor" => arr![ext_ref("Organization", &reference::insurer_id(insurer))]
+    };
     ctx.push(cov, cov_res);
 
     // Plan the visits.
@@ -482,37 +482,40 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
             Setting::Emergency => ("EMER", "emergency"),
             Setting::Inpatient => ("IMP", "inpatient encounter"),
         };
-        let mut enc_res = json!({
-            "meta": profile("JP_Encounter"),
-            "status": "finished",
-            "class": coding(ACT_CODE, class_code, class_display),
-            "type": [{"text": match v.setting {
+        let mut enc_res = obj! {
+            "meta" => profile("JP_Encounter"),
+            "status" => "finished",
+            "class" => coding(ACT_CODE, class_code, class_display),
+            "type" => arr![obj! {"text" => match v.setting {
                 Setting::Inpatient => "入院",
                 Setting::Emergency => "救急外来",
                 _ if v.chronic.is_empty() && v.acute.is_none() => "健康診断",
                 _ if v.chronic.is_empty() => "外来（初診）",
                 _ => "外来（再診）",
             }}],
-            "subject": ctx.reference(&at.patient),
-            "participant": [{"individual": prac_ref(org, doctor)}],
-            "period": {"start": start, "end": end},
-        });
+            "subject" => ctx.reference(&at.patient),
+            "participant" => arr![obj! {"individual" => prac_ref(org, doctor)}],
+            "period" => obj! {"start" => start, "end" => end},
+        };
         let eobj = enc_res.as_object_mut().unwrap();
         if v.setting == Setting::Inpatient {
-            eobj.insert("length".into(), ucum(json!(v.length_days), "d", "日"));
+            eobj.insert(
+                "length".into(),
+                ucum(IntoJson::into_json(v.length_days), "d", "日"),
+            );
         }
         if !diagnoses.is_empty() {
             let d: Vec<Value> = diagnoses
                 .iter()
                 .enumerate()
-                .map(|(rank, r)| json!({"condition": ctx.reference(r), "rank": rank + 1}))
+                .map(|(rank, r)| obj! {"condition" => ctx.reference(r), "rank" => rank + 1})
                 .collect();
             eobj.insert("diagnosis".into(), Value::Array(d));
         }
         if v.setting == Setting::Inpatient {
             eobj.insert(
                 "hospitalization".into(),
-                json!({"dischargeDisposition": {"coding": [coding("http://terminology.hl7.org/CodeSystem/discharge-disposition", "home", "Home")]}}),
+                obj! {"dischargeDisposition" => obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/discharge-disposition", "home", "Home")]}},
             );
         }
         eobj.insert("serviceProvider".into(), org_ref(org));
@@ -892,24 +895,23 @@ fn home_address(rng: &mut Rng, p: &Person) -> Value {
         text.push_str(&room);
         line_v.push(Value::String(room));
     }
-    json!({
-        "use": "home",
-        "text": text,
-        "line": line_v,
-        "city": city.name,
-        "state": pref.name,
-        "postalCode": format!("{}-{:04}", city.postal3, rng.below(10_000)),
-        "country": "JP"
-    })
+    obj! {
+    "use" => "home",
+    "text" => text,
+    "line" => line_v,
+    "city" => city.name,
+    "state" => pref.name,
+    "postalCode" => format!("{}-{:04}", city.postal3, rng.below(10_000)),
+    "country" => "JP"}
 }
 
 fn phone(rng: &mut Rng, p: &Person) -> Value {
     if p.age >= 15 && p.age < 80 && rng.chance(0.7) {
         let prefix = *rng.pick(&["090", "080", "070"]);
-        json!({"system": "phone", "value": format!("{prefix}-{:04}-{:04}", rng.below(10_000), rng.below(10_000)), "use": "mobile"})
+        obj! {"system" => "phone", "value" => format!("{prefix}-{:04}-{:04}", rng.below(10_000), rng.below(10_000)), "use" => "mobile"}
     } else {
         let city = rng.pick(PREFECTURES[p.pref].cities);
-        json!({"system": "phone", "value": geo::phone(city.area_code, rng.next_u64(), rng.next_u64()), "use": "home"})
+        obj! {"system" => "phone", "value" => geo::phone(city.area_code, rng.next_u64(), rng.next_u64()), "use" => "home"}
     }
 }
 
@@ -1211,19 +1213,22 @@ fn condition(
     m.insert("meta".into(), profile("JP_Condition"));
     m.insert(
         "clinicalStatus".into(),
-        json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-clinical",
-            if abated.is_some() { "resolved" } else { "active" },
-            if abated.is_some() { "Resolved" } else { "Active" })]}),
+        obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/condition-clinical",
+        if abated.is_some() { "resolved" } else { "active" },
+        if abated.is_some() { "Resolved" } else { "Active" })]},
     );
     m.insert(
         "verificationStatus".into(),
-        json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed")]}),
+        obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", "Confirmed")]},
     );
     m.insert(
         "category".into(),
-        json!([{"coding": [coding("http://terminology.hl7.org/CodeSystem/condition-category", category, category_display)]}]),
+        arr![obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/condition-category", category, category_display)]}],
     );
-    m.insert("code".into(), json!({"coding": codings, "text": def.text}));
+    m.insert(
+        "code".into(),
+        obj! {"coding" => codings, "text" => def.text},
+    );
     m.insert("subject".into(), ctx.reference(patient));
     if let Some(e) = encounter {
         m.insert("encounter".into(), ctx.reference(e));
@@ -1247,13 +1252,13 @@ struct ObsCtx {
 }
 
 fn pghd_meta(profile_name: Option<&str>) -> Value {
-    let mut meta = json!({
-        "tag": [coding(DATA_ORIGIN, PATIENT_GENERATED, "患者生成データ（PGHD）")]
-    });
+    let mut meta = obj! {
+        "tag" => arr![coding(DATA_ORIGIN, PATIENT_GENERATED, "患者生成データ（PGHD）")]
+    };
     if let Some(p) = profile_name {
         meta.as_object_mut()
             .unwrap()
-            .insert("profile".into(), json!([format!("{JP_CORE_SD}{p}")]));
+            .insert("profile".into(), arr![format!("{JP_CORE_SD}{p}")]);
     }
     meta
 }
@@ -1271,7 +1276,7 @@ fn obs_base(
     } else if let Some(p) = profile_name {
         m.insert("meta".into(), profile(p));
     }
-    m.insert("status".into(), json!("final"));
+    m.insert("status".into(), IntoJson::into_json("final"));
     m.insert("category".into(), category);
     m.insert("code".into(), code);
     m.insert("subject".into(), ctx.reference(&o.patient));
@@ -1291,7 +1296,7 @@ fn obs_base(
 }
 
 fn vital_category() -> Value {
-    json!([{"coding": [coding(JP_OBS_CATEGORY, "vital-signs", "Vital Signs")]}])
+    arr![obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "vital-signs", "Vital Signs")]}]
 }
 
 fn blood_pressure(ctx: &mut Ctx, o: &ObsCtx, sbp: f64, dbp: f64) {
@@ -1301,22 +1306,22 @@ fn blood_pressure(ctx: &mut Ctx, o: &ObsCtx, sbp: f64, dbp: f64) {
         o,
         Some("JP_Observation_VitalSigns"),
         vital_category(),
-        json!({"coding": [coding(LOINC, "85354-9", "Blood pressure panel with all children optional")], "text": "血圧"}),
+        obj! {"coding" => arr![coding(LOINC, "85354-9", "Blood pressure panel with all children optional")], "text" => "血圧"},
     );
     if o.tag {
         m.insert(
             "method".into(),
-            json!({"text": "家庭血圧（上腕式自動血圧計）"}),
+            obj! {"text" => "家庭血圧（上腕式自動血圧計）"},
         );
     }
     m.insert(
         "component".into(),
-        json!([
-            {"code": {"coding": [coding(LOINC, "8480-6", "Systolic blood pressure")], "text": "収縮期血圧"},
-             "valueQuantity": ucum(dec(sbp, 0), "mm[Hg]", "mmHg")},
-            {"code": {"coding": [coding(LOINC, "8462-4", "Diastolic blood pressure")], "text": "拡張期血圧"},
-             "valueQuantity": ucum(dec(dbp, 0), "mm[Hg]", "mmHg")}
-        ]),
+        arr![
+            obj! {"code" => obj! {"coding" => arr![coding(LOINC, "8480-6", "Systolic blood pressure")], "text" => "収縮期血圧"},
+             "valueQuantity" => ucum(dec(sbp, 0), "mm[Hg]", "mmHg")},
+            obj! {"code" => obj! {"coding" => arr![coding(LOINC, "8462-4", "Diastolic blood pressure")], "text" => "拡張期血圧"},
+             "valueQuantity" => ucum(dec(dbp, 0), "mm[Hg]", "mmHg")}
+        ],
     );
     ctx.push(r, Value::Object(m));
 }
@@ -1338,7 +1343,7 @@ fn vital(
         o,
         Some("JP_Observation_VitalSigns"),
         vital_category(),
-        json!({"coding": [coding(LOINC, loinc, display)], "text": text}),
+        obj! {"coding" => arr![coding(LOINC, loinc, display)], "text" => text},
     );
     m.insert("valueQuantity".into(), ucum(value, code, unit));
     ctx.push(r, Value::Object(m));
@@ -1373,16 +1378,16 @@ fn body_measurement(
     unit: &str,
 ) {
     let r = ctx.alloc("Observation");
-    let category = json!([
-        {"coding": [coding(JP_OBS_CATEGORY, "body-measurement", "Body Measurement")]},
-        {"coding": [coding(JP_BODY_CATEGORY, jp_category, text)]}
-    ]);
+    let category = arr![
+        obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "body-measurement", "Body Measurement")]},
+        obj! {"coding" => arr![coding(JP_BODY_CATEGORY, jp_category, text)]}
+    ];
     let mut m = obs_base(
         ctx,
         o,
         Some("JP_Observation_BodyMeasurement"),
         category,
-        json!({"coding": [coding(JP_BODY_CODE, jp_code, text), coding(LOINC, loinc, loinc_display)], "text": text}),
+        obj! {"coding" => arr![coding(JP_BODY_CODE, jp_code, text), coding(LOINC, loinc, loinc_display)], "text" => text},
     );
     m.insert("valueQuantity".into(), ucum(value, code, unit));
     ctx.push(r, Value::Object(m));
@@ -1441,14 +1446,14 @@ fn lab_panel(
         } else {
             ("SER", "Serum", "血清")
         };
-        let res = json!({
-            "meta": profile("JP_Specimen"),
-            "status": "available",
-            "type": {"coding": [coding(SPECIMEN_TYPE, code, display)], "text": text},
-            "subject": ctx.reference(&o.patient),
-            "receivedTime": received,
-            "collection": {"collectedDateTime": collected}
-        });
+        let res = obj! {
+            "meta" => profile("JP_Specimen"),
+            "status" => "available",
+            "type" => obj! {"coding" => arr![coding(SPECIMEN_TYPE, code, display)], "text" => text},
+            "subject" => ctx.reference(&o.patient),
+            "receivedTime" => &received,
+            "collection" => obj! {"collectedDateTime" => &collected}
+        };
         ctx.push(r.clone(), res);
         r
     };
@@ -1460,7 +1465,8 @@ fn lab_panel(
         .iter()
         .any(|&l| codes::lab_def(l).whole_blood)
         .then(|| specimen(ctx, true));
-    let lab_category = json!([{"coding": [coding(JP_OBS_CATEGORY, "laboratory", "Laboratory")]}]);
+    let lab_category =
+        arr![obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "laboratory", "Laboratory")]}];
     for &l in labs {
         let def = codes::lab_def(l);
         let v = lab_value(rng, p, l, infection);
@@ -1489,10 +1495,9 @@ fn lab_panel(
             &o2,
             Some("JP_Observation_LabResult"),
             lab_category.clone(),
-            json!({
-                "coding": [coding(JLAC10, def.jlac10, def.name), coding(CLINS_CORE_LABO, def.jlac10, def.core)],
-                "text": def.name
-            }),
+            obj! {
+            "coding" => arr![coding(JLAC10, def.jlac10, def.name), coding(CLINS_CORE_LABO, def.jlac10, def.core)],
+            "text" => def.name},
         );
         m.insert("issued".into(), Value::String(issued.clone()));
         m.insert(
@@ -1501,7 +1506,7 @@ fn lab_panel(
         );
         m.insert(
             "interpretation".into(),
-            json!([{"coding": [coding(INTERPRETATION, flag, flag_display)]}]),
+            arr![obj! {"coding" => arr![coding(INTERPRETATION, flag, flag_display)]}],
         );
         let spec = if def.whole_blood { &blood } else { &serum };
         m.insert(
@@ -1510,11 +1515,11 @@ fn lab_panel(
         );
         m.insert(
             "referenceRange".into(),
-            json!([{
-                "low": ucum(dec(lo, def.decimals), def.ucum, def.unit),
-                "high": ucum(dec(hi, def.decimals), def.ucum, def.unit),
-                "type": {"coding": [coding(REFERENCE_RANGE_MEANING, "normal", "Normal Range")]}
-            }]),
+            arr![obj! {
+                "low" => ucum(dec(lo, def.decimals), def.ucum, def.unit),
+                "high" => ucum(dec(hi, def.decimals), def.ucum, def.unit),
+                "type" => obj! {"coding" => arr![coding(REFERENCE_RANGE_MEANING, "normal", "Normal Range")]}
+            }],
         );
         ctx.push(r, Value::Object(m));
     }
@@ -1552,8 +1557,9 @@ fn medication_request(
         Setting::Inpatient => ("DCG", "退院処方"),
         _ => ("OHP", "外来処方"),
     };
-    let tab = |n: u32| json!({"value": n, "unit": "錠", "system": MERIT9_UNIT, "code": "TAB"});
-    let days_q = ucum(json!(days), "d", "日");
+    let tab =
+        |n: u32| obj! {"value" => n, "unit" => "錠", "system" => MERIT9_UNIT, "code" => "TAB"};
+    let days_q = ucum(IntoJson::into_json(days), "d", "日");
     let (dosage, dispense) = match def.form {
         Form::Tablet => {
             let per_day = def.per_dose * def.times_per_day;
@@ -1562,44 +1568,41 @@ fn medication_request(
                 "{} 1回{}錠（1日{}錠） {}日分",
                 def.usage_text, def.per_dose, per_day, days
             );
-            let dosage = json!({
-                "text": text,
-                "timing": {
-                    "repeat": {
-                        "boundsDuration": days_q.clone(),
-                        "frequency": def.times_per_day,
-                        "period": 1,
-                        "periodUnit": "d"
-                    },
-                    "code": {"coding": [coding(JAMI_USAGE, usage_code, usage_display)], "text": def.usage_text}
+            let dosage = obj! {
+                "text" => text,
+                "timing" => obj! {
+                    "repeat" => obj! {
+                        "boundsDuration" => days_q.clone(),
+                        "frequency" => def.times_per_day,
+                        "period" => 1,
+                        "periodUnit" => "d"},
+                    "code" => obj! {"coding" => arr![coding(JAMI_USAGE, usage_code, usage_display)], "text" => def.usage_text}
                 },
-                "route": {"coding": [coding(ROUTE, "PO", "口")], "text": "経口"},
-                "method": {"coding": [coding(JAMI_BASIC_USAGE, "1", "内服")]},
-                "doseAndRate": [{
-                    "type": {"coding": [coding(STRENGTH_TYPE, "1", "製剤量")]},
-                    "doseQuantity": tab(def.per_dose),
-                    "rateRatio": {
-                        "numerator": tab(per_day),
-                        "denominator": {"value": 1, "unit": "日", "system": UCUM, "code": "d"}
+                "route" => obj! {"coding" => arr![coding(ROUTE, "PO", "口")], "text" => "経口"},
+                "method" => obj! {"coding" => arr![coding(JAMI_BASIC_USAGE, "1", "内服")]},
+                "doseAndRate" => arr![obj! {
+                    "type" => obj! {"coding" => arr![coding(STRENGTH_TYPE, "1", "製剤量")]},
+                    "doseQuantity" => tab(def.per_dose),
+                    "rateRatio" => obj! {
+                        "numerator" => tab(per_day),
+                        "denominator" => obj! {"value" => 1, "unit" => "日", "system" => UCUM, "code" => "d"}
                     }
                 }]
-            });
-            let dispense = json!({
-                "quantity": tab(per_day * days),
-                "expectedSupplyDuration": days_q
-            });
+            };
+            let dispense = obj! {
+            "quantity" => tab(per_day * days),
+            "expectedSupplyDuration" => days_q};
             (dosage, dispense)
         }
         Form::Inhaler => {
-            let dosage = json!({
-                "text": def.usage_text,
-                "timing": {"repeat": {"frequency": def.times_per_day, "period": 1, "periodUnit": "d"}},
-                "route": {"coding": [coding("http://terminology.hl7.org/CodeSystem/v2-0162", "IH", "Inhalation")], "text": "吸入"}
-            });
-            let dispense = json!({
-                "quantity": {"value": days.div_ceil(30), "unit": "本", "system": MERIT9_UNIT, "code": "HON"},
-                "expectedSupplyDuration": days_q
-            });
+            let dosage = obj! {
+                "text" => def.usage_text,
+                "timing" => obj! {"repeat" => obj! {"frequency" => def.times_per_day, "period" => 1, "periodUnit" => "d"}},
+                "route" => obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/v2-0162", "IH", "Inhalation")], "text" => "吸入"}
+            };
+            let dispense = obj! {
+            "quantity" => obj! {"value" => days.div_ceil(30), "unit" => "本", "system" => MERIT9_UNIT, "code" => "HON"},
+            "expectedSupplyDuration" => days_q};
             (dosage, dispense)
         }
     };
@@ -1607,20 +1610,20 @@ fn medication_request(
     m.insert("meta".into(), profile("JP_MedicationRequest"));
     m.insert(
         "identifier".into(),
-        json!([
-            {"system": RP_NUMBER, "value": rp.to_string()},
-            {"system": ORDER_IN_RP, "value": "1"}
-        ]),
+        arr![
+            obj! {"system" => RP_NUMBER, "value" => rp.to_string()},
+            obj! {"system" => ORDER_IN_RP, "value" => "1"}
+        ],
     );
-    m.insert("status".into(), json!(status));
-    m.insert("intent".into(), json!("order"));
+    m.insert("status".into(), IntoJson::into_json(status));
+    m.insert("intent".into(), IntoJson::into_json("order"));
     m.insert(
         "category".into(),
-        json!([{"coding": [coding(MED_CATEGORY, cat_code, cat_display)]}]),
+        arr![obj! {"coding" => arr![coding(MED_CATEGORY, cat_code, cat_display)]}],
     );
     m.insert(
         "medicationCodeableConcept".into(),
-        json!({"coding": med_codings, "text": def.name}),
+        obj! {"coding" => med_codings, "text" => def.name},
     );
     m.insert("subject".into(), ctx.reference(patient));
     m.insert("encounter".into(), ctx.reference(encounter));
@@ -1630,9 +1633,9 @@ fn medication_request(
     );
     m.insert("requester".into(), prac_ref(org, doctor));
     if let Some(reason) = reason {
-        m.insert("reasonReference".into(), json!([ctx.reference(reason)]));
+        m.insert("reasonReference".into(), arr![ctx.reference(reason)]);
     }
-    m.insert("dosageInstruction".into(), json!([dosage]));
+    m.insert("dosageInstruction".into(), arr![dosage]);
     m.insert("dispenseRequest".into(), dispense);
     ctx.push(r, Value::Object(m));
 }
@@ -1649,23 +1652,22 @@ fn allergies(ctx: &mut Ctx, rng: &mut Rng, p: &Person, attends: &[Attend], a_hom
         let r = ctx.alloc("AllergyIntolerance");
         let severe = rng.chance(0.15);
         let recorded = (onset + rng.range(0, 400)).min(REFERENCE_DAY - 1);
-        let res = json!({
-            "meta": profile("JP_AllergyIntolerance"),
-            "clinicalStatus": {"coding": [coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", "Active")]},
-            "verificationStatus": {"coding": [coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "confirmed", "Confirmed")]},
-            "type": "allergy",
-            "category": [category],
-            "criticality": if severe { "high" } else { "low" },
-            "code": {"coding": [coding(system, code, display)], "text": display},
-            "patient": ctx.reference(&at.patient),
-            "onsetDateTime": date::date(onset),
-            "recordedDate": date::date(recorded),
-            "recorder": prac_ref(at.org, at.doctor),
-            "reaction": [{
-                "manifestation": [{"text": reaction}],
-                "severity": if severe { "severe" } else { "moderate" }
-            }]
-        });
+        let res = obj! {
+            "meta" => profile("JP_AllergyIntolerance"),
+            "clinicalStatus" => obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", "Active")]},
+            "verificationStatus" => obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "confirmed", "Confirmed")]},
+            "type" => "allergy",
+            "category" => arr![category],
+            "criticality" => if severe { "high" } else { "low" },
+            "code" => obj! {"coding" => arr![coding(system, code, display)], "text" => display},
+            "patient" => ctx.reference(&at.patient),
+            "onsetDateTime" => date::date(onset),
+            "recordedDate" => date::date(recorded),
+            "recorder" => prac_ref(at.org, at.doctor),
+            "reaction" => arr![obj! {
+                "manifestation" => arr![obj! {"text" => reaction}],
+                "severity" => if severe { "severe" } else { "moderate" }}]
+        };
         ctx.push(r, res);
     };
     let food_p = if p.age < 15 { 0.08 } else { 0.03 };
@@ -1740,10 +1742,10 @@ fn immunizations(ctx: &mut Ctx, rng: &mut Rng, p: &Person, at: &Attend) {
         let day = weekday(day);
         let mut m = Map::new();
         m.insert("meta".into(), profile("JP_Immunization"));
-        m.insert("status".into(), json!("completed"));
+        m.insert("status".into(), IntoJson::into_json("completed"));
         m.insert(
             "vaccineCode".into(),
-            json!({"coding": [coding(CVX, v.cvx, v.cvx_display)], "text": v.text}),
+            obj! {"coding" => arr![coding(CVX, v.cvx, v.cvx_display)], "text" => v.text},
         );
         m.insert("patient".into(), ctx.reference(&at.patient));
         m.insert(
@@ -1753,7 +1755,7 @@ fn immunizations(ctx: &mut Ctx, rng: &mut Rng, p: &Person, at: &Attend) {
                 clinic_minute(rng),
             )),
         );
-        m.insert("primarySource".into(), json!(true));
+        m.insert("primarySource".into(), IntoJson::into_json(true));
         m.insert(
             "lotNumber".into(),
             Value::String(format!(
@@ -1764,7 +1766,7 @@ fn immunizations(ctx: &mut Ctx, rng: &mut Rng, p: &Person, at: &Attend) {
         );
         m.insert(
             "site".into(),
-            json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ActSite", "LA", "left arm")]}),
+            obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/v3-ActSite", "LA", "left arm")]},
         );
         let (route, route_display) = if v.cvx == FLU_VACCINE.cvx {
             ("SQ", "Injection, subcutaneous")
@@ -1773,7 +1775,7 @@ fn immunizations(ctx: &mut Ctx, rng: &mut Rng, p: &Person, at: &Attend) {
         };
         m.insert(
             "route".into(),
-            json!({"coding": [coding("http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration", route, route_display)]}),
+            obj! {"coding" => arr![coding("http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration", route, route_display)]},
         );
         m.insert(
             "doseQuantity".into(),
@@ -1785,12 +1787,12 @@ fn immunizations(ctx: &mut Ctx, rng: &mut Rng, p: &Person, at: &Attend) {
         );
         m.insert(
             "performer".into(),
-            json!([{"actor": prac_ref(at.org, at.doctor)}]),
+            arr![obj! {"actor" => prac_ref(at.org, at.doctor)}],
         );
         if let Some(n) = dose {
             m.insert(
                 "protocolApplied".into(),
-                json!([{"doseNumberPositiveInt": n}]),
+                arr![obj! {"doseNumberPositiveInt" => n}],
             );
         }
         ctx.push(r, Value::Object(m));
@@ -1884,8 +1886,8 @@ fn patient_generated(ctx: &mut Ctx, rng: &mut Rng, p: &Person, patient: &Rid) {
                 ctx,
                 &o,
                 None,
-                json!([{"coding": [coding(JP_OBS_CATEGORY, "activity", "Activity")]}]),
-                json!({"coding": [coding(LOINC, "41950-7", "Number of steps in 24 hour Measured")], "text": "歩数"}),
+                arr![obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "activity", "Activity")]}],
+                obj! {"coding" => arr![coding(LOINC, "41950-7", "Number of steps in 24 hour Measured")], "text" => "歩数"},
             );
             let steps = rng.normal(steps_base, steps_base * 0.25).max(200.0);
             m.insert("valueQuantity".into(), ucum(dec(steps, 0), "/d", "歩/日"));
@@ -1908,10 +1910,10 @@ fn patient_generated(ctx: &mut Ctx, rng: &mut Rng, p: &Person, patient: &Rid) {
                 ctx,
                 &o,
                 None,
-                json!([{"coding": [coding(JP_OBS_CATEGORY, "laboratory", "Laboratory")]}]),
-                json!({"coding": [coding(LOINC, "2339-0", "Glucose [Mass/volume] in Blood")], "text": "血糖（自己測定）"}),
+                arr![obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "laboratory", "Laboratory")]}],
+                obj! {"coding" => arr![coding(LOINC, "2339-0", "Glucose [Mass/volume] in Blood")], "text" => "血糖（自己測定）"},
             );
-            m.insert("method".into(), json!({"text": "自己血糖測定（SMBG）"}));
+            m.insert("method".into(), obj! {"text" => "自己血糖測定（SMBG）"});
             let g = rng.normal(p.traits.glucose - 10.0, 18.0).max(60.0);
             m.insert("valueQuantity".into(), ucum(dec(g, 0), "mg/dL", "mg/dL"));
             ctx.push(r, Value::Object(m));

@@ -4,9 +4,10 @@
 
 use crate::codes::*;
 use crate::geo::{self, PREFECTURES};
+use crate::jsonb::{IntoJson, arr, obj};
 use crate::names;
 use crate::rng::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -382,28 +383,24 @@ pub fn staff(global: usize) -> Staff {
 }
 
 pub fn human_names(family: (&str, &str), given: (&str, &str), use_official: bool) -> Value {
-    let (fk, fr) = family;
-    let (gk, gr) = given;
-    let mut ide = json!({
-        "extension": [{"url": EN_REPRESENTATION, "valueCode": "IDE"}],
-        "text": format!("{fk} {gk}"),
-        "family": fk,
-        "given": [gk]
-    });
-    let mut syl = json!({
-        "extension": [{"url": EN_REPRESENTATION, "valueCode": "SYL"}],
-        "text": format!("{fr} {gr}"),
-        "family": fr,
-        "given": [gr]
-    });
-    if use_official {
-        for n in [&mut ide, &mut syl] {
-            n.as_object_mut()
-                .unwrap()
-                .insert("use".into(), json!("official"));
+    let name = |rep: &str, f: &str, g: &str| {
+        let mut m = serde_json::Map::with_capacity(5);
+        m.insert(
+            "extension".into(),
+            arr![obj! {"url" => EN_REPRESENTATION, "valueCode" => rep}],
+        );
+        if use_official {
+            m.insert("use".into(), "official".into_json());
         }
-    }
-    json!([ide, syl])
+        m.insert("text".into(), format!("{f} {g}").into_json());
+        m.insert("family".into(), f.into_json());
+        m.insert("given".into(), arr![g]);
+        Value::Object(m)
+    };
+    arr![
+        name("IDE", family.0, given.0),
+        name("SYL", family.1, given.1)
+    ]
 }
 
 fn org_address(inst: &InstitutionDef, k: usize) -> Value {
@@ -416,15 +413,14 @@ fn org_address(inst: &InstitutionDef, k: usize) -> Value {
         1 + (k * 7) % 20,
         1 + (k * 3) % 15
     );
-    json!({
-        "use": "work",
-        "text": format!("{}{}{}", pref.name, city.name, line),
-        "line": [line],
-        "city": city.name,
-        "state": pref.name,
-        "postalCode": format!("{}-{:04}", city.postal3, (k * 37 + 11) % 10_000),
-        "country": "JP"
-    })
+    obj! {
+    "use" => "work",
+    "text" => format!("{}{}{}", pref.name, city.name, line),
+    "line" => arr![line],
+    "city" => city.name,
+    "state" => pref.name,
+    "postalCode" => format!("{}-{:04}", city.postal3, (k * 37 + 11) % 10_000),
+    "country" => "JP"}
 }
 
 fn org_phone(inst: &InstitutionDef, k: usize) -> String {
@@ -450,40 +446,38 @@ pub fn reference_resources(
             Kind::Clinic => "診療所",
             Kind::Pharmacy => "薬局",
         };
-        let org = json!({
-            "resourceType": "Organization",
-            "id": org_id(k),
-            "meta": {"profile": [format!("{JP_CORE_SD}JP_Organization")]},
-            "extension": [
-                {"url": format!("{JP_CORE_EXT}JP_Organization_PrefectureNo"),
-                 "valueCoding": {"system": PREFECTURE_NO, "code": inst.pref}},
-                {"url": format!("{JP_CORE_EXT}JP_Organization_InsuranceOrganizationCategory"),
-                 "valueCoding": {"system": FEE_TABLE_CATEGORY, "code": &code[2..3]}},
-                {"url": format!("{JP_CORE_EXT}JP_Organization_InsuranceOrganizationNo"),
-                 "valueIdentifier": {"system": INSTITUTION_NO7, "value": &code[3..]}}
+        let org = obj! {
+            "resourceType" => "Organization",
+            "id" => org_id(k),
+            "meta" => obj! {"profile" => arr![format!("{JP_CORE_SD}JP_Organization")]},
+            "extension" => arr![
+                obj! {"url" => format!("{JP_CORE_EXT}JP_Organization_PrefectureNo"),
+                 "valueCoding" => obj! {"system" => PREFECTURE_NO, "code" => inst.pref}},
+                obj! {"url" => format!("{JP_CORE_EXT}JP_Organization_InsuranceOrganizationCategory"),
+                 "valueCoding" => obj! {"system" => FEE_TABLE_CATEGORY, "code" => &code[2..3]}},
+                obj! {"url" => format!("{JP_CORE_EXT}JP_Organization_InsuranceOrganizationNo"),
+                 "valueIdentifier" => obj! {"system" => INSTITUTION_NO7, "value" => &code[3..]}}
             ],
-            "identifier": [{"system": MEDICAL_INSTITUTION_NO, "value": code}],
-            "active": true,
-            "type": [{
-                "coding": [{"system": ORGANIZATION_TYPE, "code": "prov", "display": "Healthcare Provider"}],
-                "text": type_text
-            }],
-            "name": inst.name,
-            "telecom": [{"system": "phone", "value": org_phone(inst, k), "use": "work"}],
-            "address": [org_address(inst, k)]
-        });
+            "identifier" => arr![obj! {"system" => MEDICAL_INSTITUTION_NO, "value" => code}],
+            "active" => true,
+            "type" => arr![obj! {
+                "coding" => arr![obj! {"system" => ORGANIZATION_TYPE, "code" => "prov", "display" => "Healthcare Provider"}],
+                "text" => type_text}],
+            "name" => inst.name,
+            "telecom" => arr![obj! {"system" => "phone", "value" => org_phone(inst, k), "use" => "work"}],
+            "address" => arr![org_address(inst, k)]
+        };
         out.push(("Organization", org_id(k), org));
     }
     for (k, ins) in insurers().iter().enumerate() {
-        let org = json!({
-            "resourceType": "Organization",
-            "id": insurer_id(k),
-            "meta": {"profile": [format!("{JP_CORE_SD}JP_Organization")]},
-            "identifier": [{"system": INSURER_NUMBER, "value": ins.number}],
-            "active": true,
-            "type": [{"coding": [{"system": ORGANIZATION_TYPE, "code": "pay", "display": "Payer"}]}],
-            "name": ins.name
-        });
+        let org = obj! {
+        "resourceType" => "Organization",
+        "id" => insurer_id(k),
+        "meta" => obj! {"profile" => arr![format!("{JP_CORE_SD}JP_Organization")]},
+        "identifier" => arr![obj! {"system" => INSURER_NUMBER, "value" => &ins.number}],
+        "active" => true,
+        "type" => arr![obj! {"coding" => arr![obj! {"system" => ORGANIZATION_TYPE, "code" => "pay", "display" => "Payer"}]}],
+        "name" => &ins.name};
         out.push(("Organization", insurer_id(k), org));
     }
     for (k, inst) in INSTITUTIONS.iter().enumerate() {
@@ -491,22 +485,21 @@ pub fn reference_resources(
             let g = practitioner_index(k, n);
             let s = staff(g);
             let pharmacist = inst.kind == Kind::Pharmacy;
-            let mut prac = json!({
-                "resourceType": "Practitioner",
-                "id": practitioner_id(g),
-                "meta": {"profile": [format!("{JP_CORE_SD}JP_Practitioner")]},
-                "active": true,
-                "name": human_names(s.family, s.given, false),
-                "gender": if s.female { "female" } else { "male" },
-                "birthDate": format!("{}-{:02}-{:02}", s.birth_year, 1 + g % 12, 1 + (g * 7) % 28)
-            });
+            let mut prac = obj! {
+            "resourceType" => "Practitioner",
+            "id" => practitioner_id(g),
+            "meta" => obj! {"profile" => arr![format!("{JP_CORE_SD}JP_Practitioner")]},
+            "active" => true,
+            "name" => human_names(s.family, s.given, false),
+            "gender" => if s.female { "female" } else { "male" },
+            "birthDate" => format!("{}-{:02}-{:02}", s.birth_year, 1 + g % 12, 1 + (g * 7) % 28)};
             if !pharmacist {
                 prac.as_object_mut().unwrap().insert(
                     "qualification".into(),
-                    json!([{
-                        "identifier": [{"system": MEDICAL_REGISTRATION_NO, "value": format!("{:06}", 300_000 + g * 1_237 % 200_000)}],
-                        "code": {"coding": [{"system": MEDICAL_LICENSE_CS, "code": "medical-registration"}]}
-                    }]),
+                    arr![obj! {
+                        "identifier" => arr![obj! {"system" => MEDICAL_REGISTRATION_NO, "value" => format!("{:06}", 300_000 + g * 1_237 % 200_000)}],
+                        "code" => obj! {"coding" => arr![obj! {"system" => MEDICAL_LICENSE_CS, "code" => "medical-registration"}]}
+                    }],
                 );
             }
             out.push(("Practitioner", practitioner_id(g), prac));
@@ -523,16 +516,16 @@ pub fn reference_resources(
             } else {
                 ("doctor", "Doctor", "内科")
             };
-            let role = json!({
-                "resourceType": "PractitionerRole",
-                "id": role_id(g),
-                "meta": {"profile": [format!("{JP_CORE_SD}JP_PractitionerRole")]},
-                "active": true,
-                "practitioner": {"reference": reference("Practitioner", &practitioner_id(g))},
-                "organization": {"reference": reference("Organization", &org_id(k))},
-                "code": [{"coding": [{"system": PRACTITIONER_ROLE, "code": role_code, "display": role_display}]}],
-                "specialty": [{"text": specialty}]
-            });
+            let role = obj! {
+                "resourceType" => "PractitionerRole",
+                "id" => role_id(g),
+                "meta" => obj! {"profile" => arr![format!("{JP_CORE_SD}JP_PractitionerRole")]},
+                "active" => true,
+                "practitioner" => obj! {"reference" => reference("Practitioner", &practitioner_id(g))},
+                "organization" => obj! {"reference" => reference("Organization", &org_id(k))},
+                "code" => arr![obj! {"coding" => arr![obj! {"system" => PRACTITIONER_ROLE, "code" => role_code, "display" => role_display}]}],
+                "specialty" => arr![obj! {"text" => specialty}]
+            };
             out.push(("PractitionerRole", role_id(g), role));
         }
     }

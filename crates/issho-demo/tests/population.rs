@@ -364,3 +364,34 @@ fn resources_are_valid_r4() {
         problems.join("\n")
     );
 }
+
+#[test]
+fn validator_reports_no_warnings_and_does_catch_mistakes() {
+    use issho_model::validate::{ValidateOptions, validate_resource};
+    let opts = ValidateOptions::default();
+    let mut issues = Vec::new();
+    for i in 0..30 {
+        issues.extend(
+            validate_resource(&person_bundle(&cfg(17), i), &opts)
+                .into_iter()
+                .map(|x| format!("person {i}: {x:?}")),
+        );
+    }
+    assert!(
+        issues.is_empty(),
+        "{}",
+        issues[..issues.len().min(20)].join("\n")
+    );
+    // Control: the validator does see a broken resource inside our bundles.
+    let mut b = person_bundle(&cfg(17), 0);
+    b["entry"][0]["resource"]["gender"] = Value::String("unknown-gender".into());
+    b["entry"][1]["resource"]["birthDate"] = Value::String("1990-13-01".into());
+    let errors = validate_resource(&b, &opts)
+        .into_iter()
+        .filter(|x| x.is_error())
+        .count();
+    assert!(
+        errors >= 1,
+        "validator found {errors} errors in a broken bundle"
+    );
+}
