@@ -35,7 +35,17 @@
 //!   and the JP-CLINS core-lab code system, UCUM units, JCCLS reference intervals; drugs: YJ
 //!   (`http://capstandard.jp/iyaku.info/CodeSystem/YJ-code`) and HOT9 where known, JAMI usage
 //!   codes, MERIT-9 units; allergens: J-FAGY food / non-food / medication (GCM) systems;
-//!   vaccines: CVX; vital signs: LOINC (+ JP Core body-measurement codes).
+//!   vaccines: CVX; vital signs: LOINC (+ JP Core body-measurement codes). Profiles claimed in
+//!   `meta.profile` are JP Core 1.1.2 (`http://jpfhir.jp/fhir/core/StructureDefinition/JP_*`).
+//! * **Decimals** are written with their clinical precision as exact JSON numbers (creatinine
+//!   `0.80`, HbA1c `6.5`), relying on serde_json's `arbitrary_precision`.
+//!
+//! # Size and speed
+//!
+//! About 200 resources per person on average (per person: 1.5 Patients, 21 Encounters,
+//! 135 Observations, 27 MedicationRequests, 12 Specimens, 4 Immunizations, 3 Conditions; see
+//! `examples/speed.rs`); the heaviest elderly multimorbid persons have around 1 300.
+//! `cargo run --release -p issho-demo --example speed` reports persons/s and resources/s.
 
 mod codes;
 mod date;

@@ -247,7 +247,10 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
 
     // Institutions: a home clinic, possibly a hospital, possibly a clinic from a former address.
     let pcode = PREFECTURES[pref].code;
-    let clinics: Vec<usize> = reference::institutions_in(pcode, Kind::Clinic).collect();
+    let paediatric = |k: &usize| INSTITUTIONS[*k].name.contains("こども");
+    let clinics: Vec<usize> = reference::institutions_in(pcode, Kind::Clinic)
+        .filter(|k| person.age < 15 || !paediatric(k))
+        .collect();
     let hospitals: Vec<usize> = reference::institutions_in(pcode, Kind::Hospital).collect();
     let home = if clinics.is_empty() || (person.age < 15 && hospitals.len() == 1 && rng.chance(0.2))
     {
@@ -280,7 +283,9 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
         let others: Vec<usize> = INSTITUTIONS
             .iter()
             .enumerate()
-            .filter(|(_, x)| x.kind == Kind::Clinic && x.pref != pcode)
+            .filter(|(_, x)| {
+                x.kind == Kind::Clinic && x.pref != pcode && !x.name.contains("こども")
+            })
             .map(|(k, _)| k)
             .collect();
         let k = others[rng.index(others.len())];
@@ -641,7 +646,12 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
         let mut drugs: Vec<(Drug, u32, Option<Cond>)> = Vec::new();
         for &c in &v.chronic {
             for d in chronic_drugs(c, &person) {
-                drugs.push((d, rx_days(&mut rng, v.setting), Some(c)));
+                let days = if c == Cond::Pollinosis {
+                    *rng.pick(&[14u32, 28])
+                } else {
+                    rx_days(&mut rng, v.setting)
+                };
+                drugs.push((d, days, Some(c)));
             }
         }
         if let Some(c) = v.acute {
@@ -807,7 +817,8 @@ fn draw_traits(rng: &mut Rng, female: bool, age: i64, chronic: &[(Cond, i64)]) -
             rng.normal(175.0, 45.0)
         } else {
             rng.normal(f(115.0, 85.0), 30.0)
-        },
+        }
+        .max(35.0),
         hdl: rng.normal(f(54.0, 66.0), 10.0),
         ldl: if lipid {
             rng.normal(142.0, 22.0)
@@ -816,9 +827,9 @@ fn draw_traits(rng: &mut Rng, female: bool, age: i64, chronic: &[(Cond, i64)]) -
         } else {
             rng.normal(100.0 + 0.4 * adult_age, 18.0)
         },
-        ast: rng.normal(21.0 + 0.05 * older, 4.0),
-        alt: rng.normal(f(22.0, 15.0), 6.0),
-        ggt: rng.normal(f(34.0, 19.0), f(14.0, 6.0)),
+        ast: rng.normal(21.0 + 0.05 * older, 4.0).max(12.0),
+        alt: rng.normal(f(22.0, 15.0), 6.0).max(8.0),
+        ggt: rng.normal(f(34.0, 19.0), f(14.0, 6.0)).max(9.0),
         cre: if age < 15 {
             0.25 + 0.025 * age as f64
         } else {
