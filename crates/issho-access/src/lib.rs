@@ -39,13 +39,24 @@ pub struct AccessContext {
 
 impl AccessContext {
     pub fn dev_open() -> Self {
-        AccessContext { principal: Principal::DevOpen, purpose: Purpose::Operations }
+        AccessContext {
+            principal: Principal::DevOpen,
+            purpose: Purpose::Operations,
+        }
     }
     pub fn system(operator: &str) -> Self {
-        AccessContext { principal: Principal::System { operator: operator.into() }, purpose: Purpose::Operations }
+        AccessContext {
+            principal: Principal::System {
+                operator: operator.into(),
+            },
+            purpose: Purpose::Operations,
+        }
     }
     pub fn anonymous() -> Self {
-        AccessContext { principal: Principal::Anonymous, purpose: Purpose::Treatment }
+        AccessContext {
+            principal: Principal::Anonymous,
+            purpose: Purpose::Treatment,
+        }
     }
 }
 
@@ -91,7 +102,12 @@ impl Gate {
     }
 
     /// Decide whether `ctx` may perform `action` on `resource_type` (None = system level).
-    pub fn check(&self, ctx: &AccessContext, action: Action, resource_type: Option<&str>) -> Result<Permit, Denied> {
+    pub fn check(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        resource_type: Option<&str>,
+    ) -> Result<Permit, Denied> {
         match &ctx.principal {
             Principal::DevOpen | Principal::System { .. } => Ok(Permit { action }),
             Principal::Anonymous if action == Action::Capabilities => Ok(Permit { action }),
@@ -121,6 +137,9 @@ mod tests {
         assert!(g.check(&anon, Action::Capabilities, None).is_ok());
         let d = g.check(&anon, Action::Read, Some("Patient")).unwrap_err();
         assert_eq!(d.status, 401);
-        assert!(g.check(&AccessContext::dev_open(), Action::Delete, Some("Patient")).is_ok());
+        assert!(
+            g.check(&AccessContext::dev_open(), Action::Delete, Some("Patient"))
+                .is_ok()
+        );
     }
 }

@@ -70,7 +70,11 @@ impl Entry {
     }
     /// `Type/id` → id.
     fn instance_id(&self) -> Option<&str> {
-        let (path, query) = self.url.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((&self.url, None));
+        let (path, query) = self
+            .url
+            .split_once('?')
+            .map(|(p, q)| (p, Some(q)))
+            .unwrap_or((&self.url, None));
         if query.is_some() {
             return None;
         }
@@ -102,7 +106,11 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::bad_request("the body must be a Bundle"));
     }
-    let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let kind = bundle
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if kind != "transaction" && kind != "batch" {
         return Err(FhirError::bad_request(format!(
             "Bundle.type must be 'transaction' or 'batch' to be processed, not '{kind}'"
@@ -117,7 +125,10 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
     let mut issues = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let req = e.get("request");
-        let method = req.and_then(|r| r.get("method")).and_then(Value::as_str).and_then(Method::parse);
+        let method = req
+            .and_then(|r| r.get("method"))
+            .and_then(Value::as_str)
+            .and_then(Method::parse);
         let url = req.and_then(|r| r.get("url")).and_then(Value::as_str);
         let (Some(method), Some(url)) = (method, url) else {
             issues.push(
@@ -126,7 +137,11 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
             );
             continue;
         };
-        let s = |k: &str| req.and_then(|r| r.get(k)).and_then(Value::as_str).map(str::to_string);
+        let s = |k: &str| {
+            req.and_then(|r| r.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         out.push(Entry {
             index: i,
             method,
@@ -138,7 +153,10 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
         });
     }
     if !issues.is_empty() {
-        return Err(FhirError { status: 400, issues });
+        return Err(FhirError {
+            status: 400,
+            issues,
+        });
     }
     Ok((kind, out))
 }
@@ -189,7 +207,9 @@ fn resolve_conditional_ref(
     cache: &mut HashMap<String, String>,
     loc: &str,
 ) -> Result<Option<String>> {
-    let Some((rt, _)) = s.split_once('?') else { return Ok(None) };
+    let Some((rt, _)) = s.split_once('?') else {
+        return Ok(None);
+    };
     if !issho_model::r4().is_resource_type(rt) {
         return Ok(None);
     }
@@ -246,7 +266,10 @@ fn write_response(w: &WriteOutcome, ret: Return) -> Value {
         resp.insert("etag".into(), Value::String(format!("W/\"{v}\"")));
     }
     if let Some(t) = w.last_updated {
-        resp.insert("lastModified".into(), Value::String(issho_model::instant::format_instant(t)));
+        resp.insert(
+            "lastModified".into(),
+            Value::String(issho_model::instant::format_instant(t)),
+        );
     }
     if ret == Return::OperationOutcome && !w.issues.is_empty() {
         resp.insert("outcome".into(), issho_model::operation_outcome(&w.issues));
@@ -254,7 +277,10 @@ fn write_response(w: &WriteOutcome, ret: Return) -> Value {
     let mut entry = serde_json::Map::new();
     if let Some(r) = &w.resource {
         if !w.id.is_empty() {
-            entry.insert("fullUrl".into(), Value::String(format!("{}/{}", w.resource_type, w.id)));
+            entry.insert(
+                "fullUrl".into(),
+                Value::String(format!("{}/{}", w.resource_type, w.id)),
+            );
         }
         if ret == Return::Representation {
             entry.insert("resource".into(), r.clone());
@@ -272,7 +298,10 @@ fn error_entry(e: &FhirError) -> Value {
 
 fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
     let mut entry = serde_json::Map::new();
-    entry.insert("fullUrl".into(), Value::String(format!("{}/{}", s.resource_type, s.id)));
+    entry.insert(
+        "fullUrl".into(),
+        Value::String(format!("{}/{}", s.resource_type, s.id)),
+    );
     if ret_resource {
         if let Some(v) = s.json() {
             entry.insert("resource".into(), v);
@@ -292,9 +321,19 @@ fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
 impl Engine {
     /// Process a batch or transaction Bundle. `base` is the server's base URL, stripped from
     /// absolute request URLs. Returns the response Bundle.
-    pub fn process_bundle(&self, ctx: &AccessContext, bundle: Value, base: Option<&str>, ret: Return) -> Result<Value> {
+    pub fn process_bundle(
+        &self,
+        ctx: &AccessContext,
+        bundle: Value,
+        base: Option<&str>,
+        ret: Return,
+    ) -> Result<Value> {
         let (kind, entries) = parse_entries(&bundle, base)?;
-        if kind == "transaction" { self.transaction(ctx, entries, ret) } else { self.batch(ctx, entries, ret) }
+        if kind == "transaction" {
+            self.transaction(ctx, entries, ret)
+        } else {
+            self.batch(ctx, entries, ret)
+        }
     }
 
     fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
@@ -316,14 +355,21 @@ impl Engine {
         match e.method {
             Method::Post | Method::Put => {
                 let Some(r) = &e.resource else {
-                    return Err(FhirError::new(400, IssueType::Required, "a POST or PUT entry needs a resource"));
+                    return Err(FhirError::new(
+                        400,
+                        IssueType::Required,
+                        "a POST or PUT entry needs a resource",
+                    ));
                 };
-                let mut issues = check_resource(Some(rt), r, self.config.validate);
+                let mut issues = check_resource(Some(rt), r, self.config.validate, true);
                 // References to other entries are not yet rewritten; urn:uuid and conditional
                 // references are valid reference syntax for the validator.
                 issues.retain(Issue::is_error);
                 if !issues.is_empty() {
-                    return Err(FhirError { status: 400, issues });
+                    return Err(FhirError {
+                        status: 400,
+                        issues,
+                    });
                 }
                 if e.method == Method::Put && e.criteria().is_none() {
                     match (e.instance_id(), parse_body_id(r)) {
@@ -332,18 +378,26 @@ impl Engine {
                             return Err(FhirError::bad_request(format!(
                                 "PUT {}: the resource id ({}) must match the id in the URL ('{uid}')",
                                 e.url,
-                                bid.map(|b| format!("'{b}'")).unwrap_or_else(|| "missing".into())
+                                bid.map(|b| format!("'{b}'"))
+                                    .unwrap_or_else(|| "missing".into())
                             )));
                         }
                         (None, _) => {
-                            return Err(FhirError::bad_request(format!("PUT needs Type/id or Type?criteria, not '{}'", e.url)));
+                            return Err(FhirError::bad_request(format!(
+                                "PUT needs Type/id or Type?criteria, not '{}'",
+                                e.url
+                            )));
                         }
                     }
                 }
             }
             Method::Patch => {
                 if e.resource.is_none() {
-                    return Err(FhirError::new(400, IssueType::Required, "a PATCH entry needs a Binary or Parameters resource"));
+                    return Err(FhirError::new(
+                        400,
+                        IssueType::Required,
+                        "a PATCH entry needs a Binary or Parameters resource",
+                    ));
                 }
             }
             _ => {}
@@ -351,7 +405,12 @@ impl Engine {
         Ok(())
     }
 
-    fn transaction(&self, ctx: &AccessContext, mut entries: Vec<Entry>, ret: Return) -> Result<Value> {
+    fn transaction(
+        &self,
+        ctx: &AccessContext,
+        mut entries: Vec<Entry>,
+        ret: Return,
+    ) -> Result<Value> {
         // Static checks before touching the store.
         for e in &entries {
             self.check_entry(ctx, e).map_err(|mut err| {
@@ -368,7 +427,10 @@ impl Engine {
         for e in &entries {
             if let Some(f) = &e.full_url {
                 if !seen.insert(f.clone()) {
-                    return Err(FhirError::bad_request(format!("fullUrl '{f}' appears more than once")).with_at(at(e.index)));
+                    return Err(FhirError::bad_request(format!(
+                        "fullUrl '{f}' appears more than once"
+                    ))
+                    .with_at(at(e.index)));
                 }
             }
         }
@@ -385,8 +447,13 @@ impl Engine {
                     Method::Post => {
                         let mut id = None;
                         if let Some(c) = &e.if_none_exist {
-                            let crit = if c.contains('?') { c.clone() } else { format!("{rt}?{c}") };
-                            let found = search::find(tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
+                            let crit = if c.contains('?') {
+                                c.clone()
+                            } else {
+                                format!("{rt}?{c}")
+                            };
+                            let found = search::find(tx, &rt, &crit)
+                                .map_err(|err| err.with_at(at(e.index)))?;
                             match found.len() {
                                 0 => {}
                                 1 => {
@@ -407,11 +474,16 @@ impl Engine {
                     Method::Put | Method::Patch => match e.criteria() {
                         None => e.instance_id().map(str::to_string),
                         Some(c) => {
-                            let found = search::find(tx, &rt, &format!("{rt}?{c}")).map_err(|err| err.with_at(at(e.index)))?;
+                            let found = search::find(tx, &rt, &format!("{rt}?{c}"))
+                                .map_err(|err| err.with_at(at(e.index)))?;
                             match found.len() {
-                                0 if e.method == Method::Put => {
-                                    Some(e.resource.as_ref().and_then(parse_body_id).map(str::to_string).unwrap_or_else(new_id))
-                                }
+                                0 if e.method == Method::Put => Some(
+                                    e.resource
+                                        .as_ref()
+                                        .and_then(parse_body_id)
+                                        .map(str::to_string)
+                                        .unwrap_or_else(new_id),
+                                ),
                                 1 => Some(found[0].id.clone()),
                                 m => {
                                     return Err(FhirError {
@@ -465,7 +537,10 @@ impl Engine {
                                 }),
                                 other => other,
                             },
-                            None => Err(FhirError::bad_request(format!("DELETE needs Type/id or Type?criteria, not '{}'", e.url))),
+                            None => Err(FhirError::bad_request(format!(
+                                "DELETE needs Type/id or Type?criteria, not '{}'",
+                                e.url
+                            ))),
                         },
                         Some(c) => {
                             let found = search::find(tx, &rt, &format!("{rt}?{c}"))?;
@@ -480,7 +555,10 @@ impl Engine {
                                     issues: vec![],
                                 }),
                                 1 => delete_in(tx, &rt, &found[0].id, None),
-                                m => Err(FhirError::precondition(format!("'{}' matches {m} resources", e.url))),
+                                m => Err(FhirError::precondition(format!(
+                                    "'{}' matches {m} resources",
+                                    e.url
+                                ))),
                             }
                         }
                     }
@@ -489,8 +567,10 @@ impl Engine {
                         if let Some(s) = &matched[k] {
                             let mut entry = stored_entry(s, ret == Return::Representation);
                             entry["response"]["status"] = Value::String("200 OK".into());
-                            entry["response"]["location"] =
-                                Value::String(format!("{}/{}/_history/{}", s.resource_type, s.id, s.version));
+                            entry["response"]["location"] = Value::String(format!(
+                                "{}/{}/_history/{}",
+                                s.resource_type, s.id, s.version
+                            ));
                             Ok(entry)
                         } else {
                             let id = assigned[k].clone().unwrap_or_else(new_id);
@@ -506,15 +586,26 @@ impl Engine {
                             o.insert("id".into(), Value::String(id.clone()));
                         }
                         engine.revalidate(&rt, &r, e.index)?;
-                        update_in(tx, &rt, &id, &mut r, e.if_match.as_deref(), "PUT").map(|w| write_response(&w, ret))
+                        update_in(tx, &rt, &id, &mut r, e.if_match.as_deref(), "PUT")
+                            .map(|w| write_response(&w, ret))
                     }
                     Method::Patch => {
                         let id = assigned[k].clone().unwrap_or_default();
                         let patch = entry_patch(e.resource.take().unwrap_or(Value::Null))?;
-                        patch_in(tx, &rt, &id, &patch, e.if_match.as_deref(), engine.config.validate)
-                            .map(|w| write_response(&w, ret))
+                        patch_in(
+                            tx,
+                            &rt,
+                            &id,
+                            &patch,
+                            e.if_match.as_deref(),
+                            engine.config.validate,
+                        )
+                        .map(|w| write_response(&w, ret))
                     }
-                    Method::Get | Method::Head => engine.get_entry(&*tx, &e.url, e.method == Method::Get),
+                    // A failed read changes nothing: it is reported in its entry, not fatal.
+                    Method::Get | Method::Head => Ok(engine
+                        .get_entry(&*tx, &e.url, e.method == Method::Get)
+                        .unwrap_or_else(|err| error_entry(&err))),
                 };
                 match res {
                     Ok(v) => out[k] = v,
@@ -522,7 +613,13 @@ impl Engine {
                         let mut err = err.with_at(at(e.index));
                         for i in err.issues.iter_mut() {
                             if !i.diagnostics.starts_with("entry ") {
-                                i.diagnostics = format!("entry {} ({} {}): {}", e.index, method_name(e.method), e.url, i.diagnostics);
+                                i.diagnostics = format!(
+                                    "entry {} ({} {}): {}",
+                                    e.index,
+                                    method_name(e.method),
+                                    e.url,
+                                    i.diagnostics
+                                );
                             }
                         }
                         return Err(err);
@@ -544,7 +641,7 @@ impl Engine {
         if !self.config.validate {
             return Ok(());
         }
-        if let Some(err) = errors_only(check_resource(Some(rt), r, true)) {
+        if let Some(err) = errors_only(check_resource(Some(rt), r, true, false)) {
             return Err(err.with_at(at(index)));
         }
         Ok(())
@@ -553,7 +650,9 @@ impl Engine {
     fn batch(&self, ctx: &AccessContext, entries: Vec<Entry>, ret: Return) -> Result<Value> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
-            let res = self.check_entry(ctx, &e).and_then(|_| self.batch_entry(ctx, e, ret));
+            let res = self
+                .check_entry(ctx, &e)
+                .and_then(|_| self.batch_entry(ctx, e, ret));
             out.push(match res {
                 Ok(v) => v,
                 Err(err) => error_entry(&err),
@@ -577,12 +676,26 @@ impl Engine {
                 return self.get_entry(&*r, &e.url, e.method == Method::Get);
             }
             Method::Post => {
-                let c = e.if_none_exist.map(|c| if c.contains('?') { c } else { format!("{rt}?{c}") });
+                let c = e.if_none_exist.map(|c| {
+                    if c.contains('?') {
+                        c
+                    } else {
+                        format!("{rt}?{c}")
+                    }
+                });
                 self.create(ctx, &rt, e.resource.unwrap_or(Value::Null), c)?
             }
             Method::Put => match (crit, id) {
-                (Some(c), _) => self.conditional_update(ctx, &rt, &c, e.resource.unwrap_or(Value::Null), e.if_match)?,
-                (None, Some(id)) => self.update(ctx, &rt, &id, e.resource.unwrap_or(Value::Null), e.if_match)?,
+                (Some(c), _) => self.conditional_update(
+                    ctx,
+                    &rt,
+                    &c,
+                    e.resource.unwrap_or(Value::Null),
+                    e.if_match,
+                )?,
+                (None, Some(id)) => {
+                    self.update(ctx, &rt, &id, e.resource.unwrap_or(Value::Null), e.if_match)?
+                }
                 _ => return Err(FhirError::bad_request("PUT needs Type/id")),
             },
             Method::Patch => {
@@ -609,14 +722,22 @@ impl Engine {
         match parts.as_slice() {
             [rt, id] => match r.current(rt, id)? {
                 Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
-                Some(_) => Err(FhirError::new(410, IssueType::Deleted, format!("{rt}/{id} was deleted"))),
+                Some(_) => Err(FhirError::new(
+                    410,
+                    IssueType::Deleted,
+                    format!("{rt}/{id} was deleted"),
+                )),
                 None => Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
             },
             [rt, id, "_history", v] => {
-                let v: u64 = v.parse().map_err(|_| FhirError::not_found(format!("no version '{v}'")))?;
+                let v: u64 = v
+                    .parse()
+                    .map_err(|_| FhirError::not_found(format!("no version '{v}'")))?;
                 match r.version(rt, id, v)? {
                     Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
-                    _ => Err(FhirError::not_found(format!("{rt}/{id} has no version {v}"))),
+                    _ => Err(FhirError::not_found(format!(
+                        "{rt}/{id} has no version {v}"
+                    ))),
                 }
             }
             [rt] => {
@@ -625,7 +746,9 @@ impl Engine {
                 let bundle = self.search_bundle(&result, &format!("{rt}"), None);
                 Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
             }
-            _ => Err(FhirError::bad_request(format!("unsupported GET entry url '{url}'"))),
+            _ => Err(FhirError::bad_request(format!(
+                "unsupported GET entry url '{url}'"
+            ))),
         }
     }
 }
@@ -648,12 +771,16 @@ fn entry_patch(resource: Value) -> Result<Patch> {
         Some("Parameters") => Ok(Patch::FhirPath(resource)),
         Some("Binary") => {
             let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
-            let bytes = base64_decode(data).ok_or_else(|| FhirError::bad_request("Binary.data is not valid base64"))?;
-            let v: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| FhirError::bad_request(format!("Binary.data is not a JSON Patch: {e}")))?;
+            let bytes = base64_decode(data)
+                .ok_or_else(|| FhirError::bad_request("Binary.data is not valid base64"))?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                FhirError::bad_request(format!("Binary.data is not a JSON Patch: {e}"))
+            })?;
             Ok(Patch::Json(v))
         }
-        _ => Err(FhirError::bad_request("a PATCH entry's resource must be Parameters (FHIRPath Patch) or Binary (JSON Patch)")),
+        _ => Err(FhirError::bad_request(
+            "a PATCH entry's resource must be Parameters (FHIRPath Patch) or Binary (JSON Patch)",
+        )),
     }
 }
 
@@ -693,4 +820,3 @@ impl FhirError {
         self
     }
 }
-

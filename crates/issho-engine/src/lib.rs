@@ -10,9 +10,9 @@ mod bundle;
 mod rest;
 mod search;
 
+pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryScope, Stored};
-pub use bundle::Return;
 pub use rest::parse_etag;
 pub use search::{SearchResult, parse_query};
 
@@ -35,7 +35,10 @@ pub struct FhirError {
 
 impl FhirError {
     pub fn new(status: u16, code: IssueType, msg: impl Into<String>) -> FhirError {
-        FhirError { status, issues: vec![Issue::error(code, msg)] }
+        FhirError {
+            status,
+            issues: vec![Issue::error(code, msg)],
+        }
     }
     pub fn bad_request(msg: impl Into<String>) -> FhirError {
         FhirError::new(400, IssueType::Invalid, msg)
@@ -62,7 +65,10 @@ impl From<issho_store::StoreError> for FhirError {
 
 impl From<issho_access::Denied> for FhirError {
     fn from(d: issho_access::Denied) -> Self {
-        FhirError { status: d.status, issues: vec![d.issue] }
+        FhirError {
+            status: d.status,
+            issues: vec![d.issue],
+        }
     }
 }
 
@@ -86,7 +92,8 @@ pub struct WriteOutcome {
 impl WriteOutcome {
     /// `Type/id/_history/v`.
     pub fn location(&self) -> Option<String> {
-        self.version.map(|v| format!("{}/{}/_history/{}", self.resource_type, self.id, v))
+        self.version
+            .map(|v| format!("{}/{}/_history/{}", self.resource_type, self.id, v))
     }
 }
 
@@ -111,7 +118,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { validate: true, max_count: 1000, default_count: 50 }
+        EngineConfig {
+            validate: true,
+            max_count: 1000,
+            default_count: 50,
+        }
     }
 }
 
@@ -125,7 +136,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, gate: Gate, config: EngineConfig) -> Engine {
-        Engine { store, gate, config }
+        Engine {
+            store,
+            gate,
+            config,
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -134,19 +149,36 @@ impl Engine {
 
     /// Validate a resource for `$validate` or a write: structure and the resource type named by
     /// the URL. Returns all issues (errors and warnings).
-    pub fn validate(&self, ctx: &AccessContext, resource_type: Option<&str>, resource: &Value) -> Result<Vec<Issue>> {
+    pub fn validate(
+        &self,
+        ctx: &AccessContext,
+        resource_type: Option<&str>,
+        resource: &Value,
+    ) -> Result<Vec<Issue>> {
         self.gate.check(ctx, Action::Operation, resource_type)?;
-        Ok(check_resource(resource_type, resource, true))
+        Ok(check_resource(resource_type, resource, true, false))
     }
 }
 
 /// Structural checks shared by every write and `$validate`.
-pub(crate) fn check_resource(resource_type: Option<&str>, resource: &Value, validate: bool) -> Vec<Issue> {
+/// `in_bundle`: the resource is a transaction/batch entry, so conditional references are allowed.
+pub(crate) fn check_resource(
+    resource_type: Option<&str>,
+    resource: &Value,
+    validate: bool,
+    in_bundle: bool,
+) -> Vec<Issue> {
     let Some(obj) = resource.as_object() else {
-        return vec![Issue::error(IssueType::Structure, "the body must be a JSON object holding a FHIR resource")];
+        return vec![Issue::error(
+            IssueType::Structure,
+            "the body must be a JSON object holding a FHIR resource",
+        )];
     };
     let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
-        return vec![Issue::error(IssueType::Required, "the resource has no resourceType").at("resourceType")];
+        return vec![
+            Issue::error(IssueType::Required, "the resource has no resourceType")
+                .at("resourceType"),
+        ];
     };
     if let Some(expected) = resource_type {
         if rt != expected {
@@ -157,17 +189,31 @@ pub(crate) fn check_resource(resource_type: Option<&str>, resource: &Value, vali
         }
     }
     if !issho_model::r4().is_resource_type(rt) {
-        return vec![Issue::error(IssueType::NotSupported, format!("'{rt}' is not a FHIR R4 resource type"))];
+        return vec![Issue::error(
+            IssueType::NotSupported,
+            format!("'{rt}' is not a FHIR R4 resource type"),
+        )];
     }
     if validate {
-        issho_model::validate::validate_resource(resource, &Default::default())
+        let opts = issho_model::validate::ValidateOptions {
+            allow_conditional_references: in_bundle,
+            ..Default::default()
+        };
+        issho_model::validate::validate_resource(resource, &opts)
     } else {
         Vec::new()
     }
 }
 
 pub(crate) fn errors_only(issues: Vec<Issue>) -> Option<FhirError> {
-    if issues.iter().any(Issue::is_error) { Some(FhirError { status: 400, issues }) } else { None }
+    if issues.iter().any(Issue::is_error) {
+        Some(FhirError {
+            status: 400,
+            issues,
+        })
+    } else {
+        None
+    }
 }
 
 /// A new server-assigned id.
@@ -177,7 +223,11 @@ pub(crate) fn new_id() -> String {
 
 /// Check a logical id's syntax (FHIR `id`: 1–64 of `A-Za-z0-9-.`).
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// Writes search index rows (issho-search) in the store's transactions.
@@ -187,7 +237,12 @@ impl issho_store::Indexer for SearchIndexer {
     fn ddl(&self) -> &str {
         issho_search::SQLITE_DDL
     }
-    fn index(&self, conn: &rusqlite::Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
+    fn index(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        resource: &Value,
+    ) -> rusqlite::Result<()> {
         issho_search::sqlite_index(conn, rid, resource)
     }
     fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()> {

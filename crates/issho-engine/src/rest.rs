@@ -1,7 +1,7 @@
 //! Instance and type level interactions: create, read, vread, update, patch, delete, history.
 
 use crate::*;
-use issho_store::{HistoryQuery, PutResult, StoreRead, StoreTx};
+use issho_store::{HistoryQuery, PutResult, StoreTx};
 
 /// The patient a resource belongs to (the distribution key): a Patient is its own person;
 /// other resources in the patient compartment belong to the Patient their compartment
@@ -54,7 +54,12 @@ pub(crate) fn parse_body_id(resource: &Value) -> Option<&str> {
 
 /// Stored JSON → Value (the store only keeps valid JSON it wrote itself).
 pub(crate) fn stored_json(s: &Stored) -> Result<Value> {
-    s.json().ok_or_else(|| FhirError::internal(format!("stored {}/{} is not readable", s.resource_type, s.id)))
+    s.json().ok_or_else(|| {
+        FhirError::internal(format!(
+            "stored {}/{} is not readable",
+            s.resource_type, s.id
+        ))
+    })
 }
 
 impl Engine {
@@ -62,12 +67,16 @@ impl Engine {
         if issho_model::r4().is_resource_type(resource_type) {
             Ok(())
         } else {
-            Err(FhirError::new(404, IssueType::NotSupported, format!("unknown resource type '{resource_type}'")))
+            Err(FhirError::new(
+                404,
+                IssueType::NotSupported,
+                format!("unknown resource type '{resource_type}'"),
+            ))
         }
     }
 
     fn prepare_write(&self, resource_type: &str, resource: &Value) -> Result<Vec<Issue>> {
-        let issues = check_resource(Some(resource_type), resource, self.config.validate);
+        let issues = check_resource(Some(resource_type), resource, self.config.validate, false);
         if let Some(e) = errors_only(issues.clone()) {
             return Err(e);
         }
@@ -81,7 +90,9 @@ impl Engine {
         self.gate.check(ctx, Action::Read, Some(resource_type))?;
         let r = self.store.reader()?;
         match r.current(resource_type, id)? {
-            None => Err(FhirError::not_found(format!("{resource_type}/{id} is not known"))),
+            None => Err(FhirError::not_found(format!(
+                "{resource_type}/{id} is not known"
+            ))),
             Some(s) if s.is_deleted() => Err(FhirError::new(
                 410,
                 IssueType::Deleted,
@@ -91,15 +102,25 @@ impl Engine {
         }
     }
 
-    pub fn vread(&self, ctx: &AccessContext, resource_type: &str, id: &str, version: &str) -> Result<Stored> {
+    pub fn vread(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+    ) -> Result<Stored> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Read, Some(resource_type))?;
-        let v: u64 = version
-            .parse()
-            .map_err(|_| FhirError::not_found(format!("'{version}' is not a version of {resource_type}/{id}")))?;
+        let v: u64 = version.parse().map_err(|_| {
+            FhirError::not_found(format!(
+                "'{version}' is not a version of {resource_type}/{id}"
+            ))
+        })?;
         let r = self.store.reader()?;
         match r.version(resource_type, id, v)? {
-            None => Err(FhirError::not_found(format!("{resource_type}/{id} has no version {v}"))),
+            None => Err(FhirError::not_found(format!(
+                "{resource_type}/{id} has no version {v}"
+            ))),
             Some(s) if s.is_deleted() => Err(FhirError::new(
                 410,
                 IssueType::Deleted,
@@ -153,7 +174,10 @@ impl Engine {
             let id = new_id();
             put_new(tx, &rt, &id, &mut resource, "POST")
         })??;
-        Ok(WriteOutcome { issues: [issues, result.issues.clone()].concat(), ..result })
+        Ok(WriteOutcome {
+            issues: [issues, result.issues.clone()].concat(),
+            ..result
+        })
     }
 
     // ---- update ----------------------------------------------------------------------
@@ -170,7 +194,9 @@ impl Engine {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Update, Some(resource_type))?;
         if !valid_id(id) {
-            return Err(FhirError::bad_request(format!("'{id}' is not a valid FHIR id")));
+            return Err(FhirError::bad_request(format!(
+                "'{id}' is not a valid FHIR id"
+            )));
         }
         match parse_body_id(&resource) {
             None => {
@@ -261,7 +287,9 @@ impl Engine {
         self.gate.check(ctx, Action::Update, Some(resource_type))?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let validate = self.config.validate;
-        issho_store::write(&*self.store, move |tx| patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate))?
+        issho_store::write(&*self.store, move |tx| {
+            patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)
+        })?
     }
 
     /// Conditional patch: `PATCH Type?criteria`.
@@ -280,7 +308,9 @@ impl Engine {
         issho_store::write(&*self.store, move |tx| {
             let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
             match found.len() {
-                0 => Err(FhirError::not_found(format!("conditional patch: nothing matches '{criteria}'"))),
+                0 => Err(FhirError::not_found(format!(
+                    "conditional patch: nothing matches '{criteria}'"
+                ))),
                 1 => patch_in(tx, &rt, &found[0].id, &patch, if_match.as_deref(), validate),
                 n => Err(FhirError::precondition(format!(
                     "conditional patch: '{criteria}' matches {n} resources; it must match exactly one"
@@ -291,15 +321,28 @@ impl Engine {
 
     // ---- delete ----------------------------------------------------------------------
 
-    pub fn delete(&self, ctx: &AccessContext, resource_type: &str, id: &str, if_match: Option<String>) -> Result<WriteOutcome> {
+    pub fn delete(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<String>,
+    ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Delete, Some(resource_type))?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        issho_store::write(&*self.store, move |tx| delete_in(tx, &rt, &id, if_match.as_deref()))?
+        issho_store::write(&*self.store, move |tx| {
+            delete_in(tx, &rt, &id, if_match.as_deref())
+        })?
     }
 
     /// Conditional delete: `DELETE Type?criteria` (at most one match).
-    pub fn conditional_delete(&self, ctx: &AccessContext, resource_type: &str, criteria: &str) -> Result<WriteOutcome> {
+    pub fn conditional_delete(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        criteria: &str,
+    ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Delete, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
@@ -313,7 +356,9 @@ impl Engine {
                     resource: None,
                     version: None,
                     last_updated: None,
-                    issues: vec![Issue::information(format!("conditional delete: nothing matches '{criteria}'"))],
+                    issues: vec![Issue::information(format!(
+                        "conditional delete: nothing matches '{criteria}'"
+                    ))],
                 }),
                 1 => delete_in(tx, &rt, &found[0].id, None),
                 n => Err(FhirError::precondition(format!(
@@ -355,7 +400,14 @@ impl Engine {
                 return Err(FhirError::not_found(format!("{t}/{id} is not known")));
             }
         }
-        let q = HistoryQuery { scope, since, at, count: count.min(self.config.max_count), offset, max_seq: Some(max_seq) };
+        let q = HistoryQuery {
+            scope,
+            since,
+            at,
+            count: count.min(self.config.max_count),
+            offset,
+            max_seq: Some(max_seq),
+        };
         let (rows, total) = r.history(&q)?;
         Ok((rows, total, max_seq))
     }
@@ -368,7 +420,13 @@ fn set_id(resource: &mut Value, id: &str) {
 }
 
 /// Write a brand-new resource with the given id.
-pub(crate) fn put_new(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &mut Value, method: &str) -> Result<WriteOutcome> {
+pub(crate) fn put_new(
+    tx: &mut dyn StoreTx,
+    rt: &str,
+    id: &str,
+    resource: &mut Value,
+    method: &str,
+) -> Result<WriteOutcome> {
     set_id(resource, id);
     let person = person_of(rt, resource);
     let p = tx.put(rt, id, resource, person.as_deref(), method)?;
@@ -411,7 +469,12 @@ pub(crate) fn update_in(
     Ok(written(rt, id, resource, p))
 }
 
-pub(crate) fn delete_in(tx: &mut dyn StoreTx, rt: &str, id: &str, if_match: Option<&str>) -> Result<WriteOutcome> {
+pub(crate) fn delete_in(
+    tx: &mut dyn StoreTx,
+    rt: &str,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<WriteOutcome> {
     let current = tx.current(rt, id)?;
     let Some(cur) = current else {
         return Err(FhirError::not_found(format!("{rt}/{id} is not known")));
@@ -443,7 +506,11 @@ pub(crate) fn patch_in(
     let cur = match tx.current(rt, id)? {
         None => return Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
         Some(s) if s.is_deleted() => {
-            return Err(FhirError::new(410, IssueType::Deleted, format!("{rt}/{id} was deleted")));
+            return Err(FhirError::new(
+                410,
+                IssueType::Deleted,
+                format!("{rt}/{id} was deleted"),
+            ));
         }
         Some(s) => s,
     };
@@ -453,18 +520,29 @@ pub(crate) fn patch_in(
         Patch::Json(p) => issho_patch::apply_json_patch(&mut doc, p),
         Patch::FhirPath(p) => issho_patch::apply_fhirpath_patch(&mut doc, p),
     };
-    res.map_err(|issue| FhirError { status: 422, issues: vec![issue] })?;
-    if doc.get("resourceType").and_then(Value::as_str) != Some(rt) || parse_body_id(&doc) != Some(id) {
+    res.map_err(|issue| FhirError {
+        status: 422,
+        issues: vec![issue],
+    })?;
+    if doc.get("resourceType").and_then(Value::as_str) != Some(rt)
+        || parse_body_id(&doc) != Some(id)
+    {
         return Err(FhirError::new(
             422,
             IssueType::Invalid,
             "the patch must not change the resource's type or id",
         ));
     }
-    let issues = check_resource(Some(rt), &doc, validate);
+    let issues = check_resource(Some(rt), &doc, validate, false);
     if let Some(mut e) = errors_only(issues) {
         e.status = 422;
-        e.issues.insert(0, Issue::error(IssueType::Invalid, "the patched resource is not valid; nothing was changed"));
+        e.issues.insert(
+            0,
+            Issue::error(
+                IssueType::Invalid,
+                "the patched resource is not valid; nothing was changed",
+            ),
+        );
         return Err(e);
     }
     let person = person_of(rt, &doc);

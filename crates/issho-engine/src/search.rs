@@ -33,7 +33,9 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
 
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
@@ -42,11 +44,16 @@ pub(crate) fn find(r: &dyn StoreRead, rt: &str, criteria: &str) -> Result<Vec<St
     let query = criteria.split_once('?').map(|(_, q)| q).unwrap_or(criteria);
     let mut pairs = parse_query(query);
     if pairs.is_empty() {
-        return Err(FhirError::bad_request(format!("the condition '{criteria}' has no search parameters")));
+        return Err(FhirError::bad_request(format!(
+            "the condition '{criteria}' has no search parameters"
+        )));
     }
     pairs.retain(|(k, _)| k != "_count");
     pairs.push(("_count".into(), "2".into()));
-    let q = issho_search::parse(Some(rt), &pairs, true).map_err(|issues| FhirError { status: 400, issues })?;
+    let q = issho_search::parse(Some(rt), &pairs, true).map_err(|issues| FhirError {
+        status: 400,
+        issues,
+    })?;
     let (sql, params) = issho_search::sqlite_select(&q);
     let rids = r.query_rids(&sql, &params)?;
     Ok(r.current_by_rids(&rids)?)
@@ -63,7 +70,11 @@ impl Engine {
     ) -> Result<SearchResult> {
         if let Some(rt) = resource_type {
             if !issho_model::r4().is_resource_type(rt) {
-                return Err(FhirError::new(404, IssueType::NotSupported, format!("unknown resource type '{rt}'")));
+                return Err(FhirError::new(
+                    404,
+                    IssueType::NotSupported,
+                    format!("unknown resource type '{rt}'"),
+                ));
             }
         }
         self.gate.check(ctx, Action::Search, resource_type)?;
@@ -78,8 +89,15 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        let mut q = issho_search::parse(resource_type, params, strict).map_err(|issues| FhirError { status: 400, issues })?;
-        let count = q.count.unwrap_or(self.config.default_count).min(self.config.max_count);
+        let mut q =
+            issho_search::parse(resource_type, params, strict).map_err(|issues| FhirError {
+                status: 400,
+                issues,
+            })?;
+        let count = q
+            .count
+            .unwrap_or(self.config.default_count)
+            .min(self.config.max_count);
         q.count = Some(count + 1);
         let offset = q.offset;
         let (sql, args) = issho_search::sqlite_select(&q);
@@ -120,7 +138,11 @@ impl Engine {
     pub fn search_bundle(&self, res: &SearchResult, path: &str, base: Option<&str>) -> Value {
         let base = base.unwrap_or("");
         let full = |rt: &str, id: &str| {
-            if base.is_empty() { format!("{rt}/{id}") } else { format!("{base}/{rt}/{id}") }
+            if base.is_empty() {
+                format!("{rt}/{id}")
+            } else {
+                format!("{base}/{rt}/{id}")
+            }
         };
         let link_url = |offset: usize| {
             let mut qs: Vec<String> = res
@@ -133,7 +155,11 @@ impl Engine {
             if offset > 0 {
                 qs.push(format!("_offset={offset}"));
             }
-            let p = if base.is_empty() { path.to_string() } else { format!("{base}/{path}") };
+            let p = if base.is_empty() {
+                path.to_string()
+            } else {
+                format!("{base}/{path}")
+            };
             format!("{}?{}", p.trim_end_matches('/'), qs.join("&"))
         };
         let mut links = vec![serde_json::json!({"relation": "self", "url": link_url(res.offset)})];
@@ -142,10 +168,17 @@ impl Engine {
             links.push(serde_json::json!({"relation": "previous", "url": link_url(res.offset.saturating_sub(res.count))}));
         }
         if res.has_next {
-            links.push(serde_json::json!({"relation": "next", "url": link_url(res.offset + res.count)}));
+            links.push(
+                serde_json::json!({"relation": "next", "url": link_url(res.offset + res.count)}),
+            );
         }
         let mut entries: Vec<Value> = Vec::new();
-        for (s, mode) in res.matches.iter().map(|s| (s, "match")).chain(res.included.iter().map(|s| (s, "include"))) {
+        for (s, mode) in res
+            .matches
+            .iter()
+            .map(|s| (s, "match"))
+            .chain(res.included.iter().map(|s| (s, "include")))
+        {
             if let Some(v) = s.json() {
                 entries.push(serde_json::json!({
                     "fullUrl": full(&s.resource_type, &s.id),

@@ -16,15 +16,28 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
     if let Some(f) = format_param {
         let f = f.trim().split(';').next().unwrap_or("").trim();
         return match f {
-            "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => Ok(Format::Json),
-            "xml" | "text/xml" | "application/xml" | "application/fhir+xml" | "application/xml+fhir" => Err(Issue::error(
+            "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
+                Ok(Format::Json)
+            }
+            "xml"
+            | "text/xml"
+            | "application/xml"
+            | "application/fhir+xml"
+            | "application/xml+fhir" => Err(Issue::error(
                 IssueType::NotSupported,
-                format!("_format '{f}': this server speaks FHIR JSON only (application/fhir+json); see the CapabilityStatement"),
+                format!(
+                    "_format '{f}': this server speaks FHIR JSON only (application/fhir+json); see the CapabilityStatement"
+                ),
             )),
-            _ => Err(Issue::error(IssueType::NotSupported, format!("_format '{f}' is not a FHIR format this server supports"))),
+            _ => Err(Issue::error(
+                IssueType::NotSupported,
+                format!("_format '{f}' is not a FHIR format this server supports"),
+            )),
         };
     }
-    let Some(accept) = accept else { return Ok(Format::Json) };
+    let Some(accept) = accept else {
+        return Ok(Format::Json);
+    };
     let mut any_listed = false;
     for part in accept.split(',') {
         let mime = part.split(';').next().unwrap_or("").trim();
@@ -41,7 +54,14 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
         }
         if matches!(
             mime,
-            "application/fhir+json" | "application/json" | "application/json+fhir" | "*/*" | "application/*" | "text/*" | "text/plain" | "text/html"
+            "application/fhir+json"
+                | "application/json"
+                | "application/json+fhir"
+                | "*/*"
+                | "application/*"
+                | "text/*"
+                | "text/plain"
+                | "text/html"
         ) {
             return Ok(Format::Json);
         }
@@ -51,19 +71,34 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
     }
     Err(Issue::error(
         IssueType::NotSupported,
-        format!("none of the formats in Accept ('{accept}') is available; this server produces application/fhir+json"),
+        format!(
+            "none of the formats in Accept ('{accept}') is available; this server produces application/fhir+json"
+        ),
     ))
 }
 
 /// Is a request body's Content-Type acceptable for a FHIR resource?
 pub fn is_fhir_json(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    matches!(mime.as_str(), "application/fhir+json" | "application/json" | "application/json+fhir")
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        mime.as_str(),
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
 }
 
 /// Serialise for the wire.
 pub fn to_bytes(v: &Value, pretty: bool) -> Vec<u8> {
-    if pretty { serde_json::to_vec_pretty(v) } else { serde_json::to_vec(v) }.unwrap_or_default()
+    if pretty {
+        serde_json::to_vec_pretty(v)
+    } else {
+        serde_json::to_vec(v)
+    }
+    .unwrap_or_default()
 }
 
 /// `_summary` modes.
@@ -93,9 +128,15 @@ pub fn parse_summary(s: &str) -> Result<Summary, Issue> {
 }
 
 fn mark_subsetted(res: &mut Value) {
-    let Some(obj) = res.as_object_mut() else { return };
-    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
-    let Some(m) = meta.as_object_mut() else { return };
+    let Some(obj) = res.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(m) = meta.as_object_mut() else {
+        return;
+    };
     let tags = m.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
     if let Some(a) = tags.as_array_mut() {
         a.push(serde_json::json!({
@@ -107,7 +148,11 @@ fn mark_subsetted(res: &mut Value) {
 }
 
 /// Keep only summary elements (recursively through backbone elements).
-fn keep_summary(obj: &mut serde_json::Map<String, Value>, owner: &issho_model::TypeDef, prefix: &str) {
+fn keep_summary(
+    obj: &mut serde_json::Map<String, Value>,
+    owner: &issho_model::TypeDef,
+    prefix: &str,
+) {
     let r4 = issho_model::r4();
     let keys: Vec<String> = obj.keys().cloned().collect();
     for k in keys {
@@ -142,9 +187,17 @@ fn keep_summary(obj: &mut serde_json::Map<String, Value>, owner: &issho_model::T
 
 /// Apply `_summary` / `_elements` to one resource. Returns the shaped resource.
 pub fn shape(mut res: Value, summary: Summary, elements: Option<&[String]>) -> Value {
-    let Some(rt) = res.get("resourceType").and_then(Value::as_str).map(str::to_string) else { return res };
+    let Some(rt) = res
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return res;
+    };
     let r4 = issho_model::r4();
-    let Some(td) = r4.type_def(&rt) else { return res };
+    let Some(td) = r4.type_def(&rt) else {
+        return res;
+    };
     match summary {
         Summary::True => {
             if let Some(o) = res.as_object_mut() {
@@ -156,7 +209,9 @@ pub fn shape(mut res: Value, summary: Summary, elements: Option<&[String]>) -> V
             if let Some(o) = res.as_object_mut() {
                 o.retain(|k, _| {
                     matches!(k.as_str(), "resourceType" | "id" | "meta" | "text")
-                        || td.element(k.trim_start_matches('_')).is_some_and(|e| e.min > 0)
+                        || td
+                            .element(k.trim_start_matches('_'))
+                            .is_some_and(|e| e.min > 0)
                 });
             }
             mark_subsetted(&mut res);
@@ -191,11 +246,20 @@ mod tests {
     #[test]
     fn accept_negotiation() {
         assert_eq!(negotiate(None, None).unwrap(), Format::Json);
-        assert_eq!(negotiate(None, Some("application/fhir+json")).unwrap(), Format::Json);
-        assert_eq!(negotiate(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")).unwrap(), Format::Json);
+        assert_eq!(
+            negotiate(None, Some("application/fhir+json")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            negotiate(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")).unwrap(),
+            Format::Json
+        );
         assert!(negotiate(None, Some("application/fhir+xml")).is_err());
         assert!(negotiate(Some("xml"), None).is_err());
-        assert_eq!(negotiate(Some("json"), Some("application/fhir+xml")).unwrap(), Format::Json);
+        assert_eq!(
+            negotiate(Some("json"), Some("application/fhir+xml")).unwrap(),
+            Format::Json
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
-use crate::format::{self, Summary};
 use crate::AppState;
+use crate::format::{self, Summary};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use issho_engine::{AccessContext, FhirError, HistoryScope, Patch, Return, Stored, WriteOutcome};
 use issho_model::{Issue, IssueType};
 use serde_json::Value;
@@ -25,18 +25,25 @@ fn status(code: u16) -> StatusCode {
 fn json_response(code: u16, body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status(code);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format::FHIR_JSON));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format::FHIR_JSON),
+    );
     r
 }
 
 fn outcome_response(code: u16, issues: &[Issue], pretty: bool) -> Response {
-    json_response(code, format::to_bytes(&issho_model::operation_outcome(issues), pretty))
+    json_response(
+        code,
+        format::to_bytes(&issho_model::operation_outcome(issues), pretty),
+    )
 }
 
 fn error_response(e: &FhirError, pretty: bool) -> Response {
     let mut r = outcome_response(e.status, &e.issues, pretty);
     if e.status == 401 {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     r
 }
@@ -44,20 +51,33 @@ fn error_response(e: &FhirError, pretty: bool) -> Response {
 pub async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({"status": "ok", "uptimeSeconds": st.started.elapsed().as_secs()});
     let mut r = Response::new(Body::from(body.to_string()));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 pub async fn not_found(uri: Uri) -> Response {
     outcome_response(
         404,
-        &[Issue::error(IssueType::NotFound, format!("no such endpoint '{}'; the FHIR base is /fhir", uri.path()))],
+        &[Issue::error(
+            IssueType::NotFound,
+            format!("no such endpoint '{}'; the FHIR base is /fhir", uri.path()),
+        )],
         false,
     )
 }
 
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    outcome_response(500, &[Issue::error(IssueType::Exception, "internal error; nothing was changed")], false)
+    outcome_response(
+        500,
+        &[Issue::error(
+            IssueType::Exception,
+            "internal error; nothing was changed",
+        )],
+        false,
+    )
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -72,14 +92,20 @@ struct Prefer {
 }
 
 fn prefer(h: &HeaderMap) -> Prefer {
-    let mut p = Prefer { ret: Return::Representation, ret_given: false, strict: false };
+    let mut p = Prefer {
+        ret: Return::Representation,
+        ret_given: false,
+        strict: false,
+    };
     for v in h.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
         for part in v.split([',', ';']) {
             let part = part.trim().replace(' ', "");
             match part.as_str() {
                 "return=minimal" => (p.ret, p.ret_given) = (Return::Minimal, true),
                 "return=representation" => (p.ret, p.ret_given) = (Return::Representation, true),
-                "return=OperationOutcome" => (p.ret, p.ret_given) = (Return::OperationOutcome, true),
+                "return=OperationOutcome" => {
+                    (p.ret, p.ret_given) = (Return::OperationOutcome, true)
+                }
                 "handling=strict" => p.strict = true,
                 "handling=lenient" => p.strict = false,
                 _ => {}
@@ -98,12 +124,20 @@ fn base_url(st: &AppState, h: &HeaderMap) -> String {
 }
 
 /// Run engine work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FhirError> + Send + 'static) -> Result<T, FhirError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FhirError> + Send + 'static,
+) -> Result<T, FhirError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
 }
 
 fn context(st: &AppState) -> AccessContext {
-    if st.config.dev_open { AccessContext::dev_open() } else { AccessContext::anonymous() }
+    if st.config.dev_open {
+        AccessContext::dev_open()
+    } else {
+        AccessContext::anonymous()
+    }
 }
 
 fn write_headers(r: &mut Response, w: &WriteOutcome, base: &str, location: bool) {
@@ -136,11 +170,21 @@ fn write_response(w: WriteOutcome, pref: &Prefer, base: &str, render: &Render) -
         }
         Return::OperationOutcome => {
             let issues = if w.issues.is_empty() {
-                vec![Issue::information(format!("{} {}/{} ({})", if w.status == 201 { "created" } else { "done" }, w.resource_type, w.id, w.status))]
+                vec![Issue::information(format!(
+                    "{} {}/{} ({})",
+                    if w.status == 201 { "created" } else { "done" },
+                    w.resource_type,
+                    w.id,
+                    w.status
+                ))]
             } else {
                 w.issues.clone()
             };
-            outcome_response(if w.status == 204 { 200 } else { w.status }, &issues, render.pretty)
+            outcome_response(
+                if w.status == 204 { 200 } else { w.status },
+                &issues,
+                render.pretty,
+            )
         }
         Return::Representation => match &w.resource {
             Some(res) => json_response(w.status, format::to_bytes(res, render.pretty)),
@@ -161,7 +205,10 @@ fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
         (Some(b), true) => b.clone(),
         (Some(_), false) => {
             let v = s.json().unwrap_or(Value::Null);
-            format::to_bytes(&format::shape(v, render.summary, render.elements.as_deref()), render.pretty)
+            format::to_bytes(
+                &format::shape(v, render.summary, render.elements.as_deref()),
+                render.pretty,
+            )
         }
         (None, _) => Vec::new(),
     };
@@ -172,7 +219,10 @@ fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
     if let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(s.last_updated)) {
         r.headers_mut().insert(header::LAST_MODIFIED, h);
     }
-    if let Ok(h) = HeaderValue::from_str(&format!("{base}/{}/{}/_history/{}", s.resource_type, s.id, s.version)) {
+    if let Ok(h) = HeaderValue::from_str(&format!(
+        "{base}/{}/{}/_history/{}",
+        s.resource_type, s.id, s.version
+    )) {
         r.headers_mut().insert(header::CONTENT_LOCATION, h);
     }
     r
@@ -182,23 +232,51 @@ fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
 fn parse_json(headers: &HeaderMap, body: &Bytes, allow_patch: bool) -> Result<Value, FhirError> {
     let ct = header_str(headers, "content-type").unwrap_or("");
     if ct.is_empty() {
-        return Err(FhirError::new(415, IssueType::NotSupported, "the request has a body but no Content-Type; send application/fhir+json"));
+        return Err(FhirError::new(
+            415,
+            IssueType::NotSupported,
+            "the request has a body but no Content-Type; send application/fhir+json",
+        ));
     }
-    let is_patch = ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json-patch+json");
+    let is_patch = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json-patch+json");
     if !format::is_fhir_json(ct) && !(allow_patch && is_patch) {
         return Err(FhirError::new(
             415,
             IssueType::NotSupported,
-            format!("Content-Type '{ct}' is not supported; send application/fhir+json{}", if allow_patch { " or application/json-patch+json" } else { "" }),
+            format!(
+                "Content-Type '{ct}' is not supported; send application/fhir+json{}",
+                if allow_patch {
+                    " or application/json-patch+json"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
     if body.is_empty() {
-        return Err(FhirError::new(400, IssueType::Required, "the request body is empty"));
+        return Err(FhirError::new(
+            400,
+            IssueType::Required,
+            "the request body is empty",
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
-        let hint = if msg.contains("recursion limit") { " (the JSON is nested too deeply)" } else { "" };
-        FhirError::new(400, IssueType::Structure, format!("the body is not valid JSON: {msg}{hint}"))
+        let hint = if msg.contains("recursion limit") {
+            " (the JSON is nested too deeply)"
+        } else {
+            ""
+        };
+        FhirError::new(
+            400,
+            IssueType::Structure,
+            format!("the body is not valid JSON: {msg}{hint}"),
+        )
     })
 }
 
@@ -208,7 +286,11 @@ fn form_pairs(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>
     }
     let ct = header_str(headers, "content-type").unwrap_or("");
     if !ct.starts_with("application/x-www-form-urlencoded") {
-        return Err(FhirError::new(415, IssueType::NotSupported, "POST _search needs Content-Type application/x-www-form-urlencoded"));
+        return Err(FhirError::new(
+            415,
+            IssueType::NotSupported,
+            "POST _search needs Content-Type application/x-www-form-urlencoded",
+        ));
     }
     Ok(issho_engine::parse_query(&String::from_utf8_lossy(body)))
 }
@@ -216,11 +298,21 @@ fn form_pairs(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>
 fn parse_instant_param(name: &str, v: &str) -> Result<i64, FhirError> {
     issho_model::instant::parse_range(v)
         .map(|r| r.lo)
-        .ok_or_else(|| FhirError::bad_request(format!("{name} '{v}' is not a valid FHIR instant or dateTime")))
+        .ok_or_else(|| {
+            FhirError::bad_request(format!(
+                "{name} '{v}' is not a valid FHIR instant or dateTime"
+            ))
+        })
 }
 
 /// The FHIR endpoint.
-pub async fn fhir(State(st): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn fhir(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let query = uri.query().unwrap_or("").to_string();
     let pairs = issho_engine::parse_query(&query);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -232,26 +324,53 @@ pub async fn fhir(State(st): State<Arc<AppState>>, method: Method, uri: Uri, hea
         Ok(s) => s.unwrap_or(Summary::False),
         Err(issue) => return outcome_response(400, &[issue], pretty),
     };
-    let elements = get("_elements").map(|e| e.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
-    let render = Render { pretty, summary, elements };
+    let elements = get("_elements").map(|e| {
+        e.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    let render = Render {
+        pretty,
+        summary,
+        elements,
+    };
     let bytes = match axum::body::to_bytes(body, st.config.max_body).await {
         Ok(b) => b,
         Err(_) => {
             return outcome_response(
                 413,
-                &[Issue::error(IssueType::TooLong, format!("the request body is larger than the limit of {} bytes", st.config.max_body))],
+                &[Issue::error(
+                    IssueType::TooLong,
+                    format!(
+                        "the request body is larger than the limit of {} bytes",
+                        st.config.max_body
+                    ),
+                )],
                 pretty,
             );
         }
     };
-    let path = uri.path().trim_start_matches("/fhir").trim_matches('/').to_string();
+    let path = uri
+        .path()
+        .trim_start_matches("/fhir")
+        .trim_matches('/')
+        .to_string();
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let base = base_url(&st, &headers);
-    match dispatch(&st, &method, &segs, &pairs, &query, &headers, bytes, &base, &render).await {
+    match dispatch(
+        &st, &method, &segs, &pairs, &query, &headers, bytes, &base, &render,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => error_response(&e, pretty),
     }
@@ -275,7 +394,11 @@ async fn dispatch(
     let if_match = header_str(headers, "if-match").map(str::to_string);
     let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
     let not_allowed = || {
-        FhirError::new(405, IssueType::NotSupported, format!("{method} is not supported on /{}", segs.join("/")))
+        FhirError::new(
+            405,
+            IssueType::NotSupported,
+            format!("{method} is not supported on /{}", segs.join("/")),
+        )
     };
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["metadata"]) => {
@@ -284,9 +407,14 @@ async fn dispatch(
         }
         ("POST", []) => {
             let bundle = parse_json(headers, &body, false)?;
-            let ret = if pref.ret_given { pref.ret } else { Return::Minimal };
+            let ret = if pref.ret_given {
+                pref.ret
+            } else {
+                Return::Minimal
+            };
             let base2 = base.to_string();
-            let resp = blocking(move || engine.process_bundle(&ctx, bundle, Some(&base2), ret)).await?;
+            let resp =
+                blocking(move || engine.process_bundle(&ctx, bundle, Some(&base2), ret)).await?;
             Ok(json_response(200, format::to_bytes(&resp, render.pretty)))
         }
         ("GET", []) | ("POST", ["_search"]) => {
@@ -296,17 +424,48 @@ async fn dispatch(
             }
             search(st, None, p, pref.strict, render, base, "").await
         }
-        ("GET", ["_history"]) => history(st, HistoryScope::System, pairs, render, base, "_history").await,
-        ("GET", [t, "_history"]) => history(st, HistoryScope::Type(t.to_string()), pairs, render, base, &format!("{t}/_history")).await,
+        ("GET", ["_history"]) => {
+            history(st, HistoryScope::System, pairs, render, base, "_history").await
+        }
+        ("GET", [t, "_history"]) => {
+            history(
+                st,
+                HistoryScope::Type(t.to_string()),
+                pairs,
+                render,
+                base,
+                &format!("{t}/_history"),
+            )
+            .await
+        }
         ("GET", [t, id, "_history"]) => {
-            history(st, HistoryScope::Instance(t.to_string(), id.to_string()), pairs, render, base, &format!("{t}/{id}/_history")).await
+            history(
+                st,
+                HistoryScope::Instance(t.to_string(), id.to_string()),
+                pairs,
+                render,
+                base,
+                &format!("{t}/{id}/_history"),
+            )
+            .await
         }
         ("GET", [t, id, "_history", v]) => {
             let (t, id, v) = (t.to_string(), id.to_string(), v.to_string());
             let s = blocking(move || engine.vread(&ctx, &t, &id, &v)).await?;
             Ok(stored_response(&s, render, base))
         }
-        ("GET", [t]) => search(st, Some(t.to_string()), pairs.to_vec(), pref.strict, render, base, t).await,
+        ("GET", [t]) => {
+            search(
+                st,
+                Some(t.to_string()),
+                pairs.to_vec(),
+                pref.strict,
+                render,
+                base,
+                t,
+            )
+            .await
+        }
         ("POST", [t, "_search"]) => {
             let mut p = pairs.to_vec();
             p.extend(form_pairs(headers, &body)?);
@@ -318,16 +477,24 @@ async fn dispatch(
             let t = t.to_string();
             if let Some(id) = seg.get(1).filter(|_| seg.len() == 3) {
                 if mode.as_deref() == Some("delete") {
-                    let (e2, c2, t2, id2) = (engine.clone(), ctx.clone(), t.clone(), id.to_string());
+                    let (e2, c2, t2, id2) =
+                        (engine.clone(), ctx.clone(), t.clone(), id.to_string());
                     blocking(move || e2.read(&c2, &t2, &id2)).await?;
-                    return Ok(outcome_response(200, &[Issue::information("the resource may be deleted")], render.pretty));
+                    return Ok(outcome_response(
+                        200,
+                        &[Issue::information("the resource may be deleted")],
+                        render.pretty,
+                    ));
                 }
                 if mode.as_deref() == Some("update") {
                     if let Some(r) = &resource {
                         if r.get("id").and_then(Value::as_str) != Some(id) {
                             return Ok(outcome_response(
                                 200,
-                                &[Issue::error(IssueType::Invalid, format!("mode update: the resource id must be '{id}'"))],
+                                &[Issue::error(
+                                    IssueType::Invalid,
+                                    format!("mode update: the resource id must be '{id}'"),
+                                )],
                                 render.pretty,
                             ));
                         }
@@ -335,10 +502,16 @@ async fn dispatch(
                 }
             }
             let Some(resource) = resource else {
-                return Err(FhirError::bad_request("$validate needs a resource (the body, or a 'resource' parameter)"));
+                return Err(FhirError::bad_request(
+                    "$validate needs a resource (the body, or a 'resource' parameter)",
+                ));
             };
             let issues = blocking(move || engine.validate(&ctx, Some(&t), &resource)).await?;
-            let issues = if issues.is_empty() { vec![Issue::information("validation passed: no issues")] } else { issues };
+            let issues = if issues.is_empty() {
+                vec![Issue::information("validation passed: no issues")]
+            } else {
+                issues
+            };
             Ok(outcome_response(200, &issues, render.pretty))
         }
         ("POST", [t]) => {
@@ -346,23 +519,32 @@ async fn dispatch(
             let t = t.to_string();
             let ine = header_str(headers, "if-none-exist").map(|c| {
                 let c = c.trim();
-                if c.contains('?') { c.to_string() } else { format!("{t}?{c}") }
+                if c.contains('?') {
+                    c.to_string()
+                } else {
+                    format!("{t}?{c}")
+                }
             });
             let w = blocking(move || engine.create(&ctx, &t, resource, ine)).await?;
             Ok(write_response(w, &pref, base, render))
         }
         ("PUT", [t]) => {
             if query.is_empty() {
-                return Err(FhirError::bad_request("PUT on a type needs search criteria (conditional update) or an id"));
+                return Err(FhirError::bad_request(
+                    "PUT on a type needs search criteria (conditional update) or an id",
+                ));
             }
             let resource = parse_json(headers, &body, false)?;
             let (t, q) = (t.to_string(), query.to_string());
-            let w = blocking(move || engine.conditional_update(&ctx, &t, &q, resource, if_match)).await?;
+            let w = blocking(move || engine.conditional_update(&ctx, &t, &q, resource, if_match))
+                .await?;
             Ok(write_response(w, &pref, base, render))
         }
         ("DELETE", [t]) => {
             if query.is_empty() {
-                return Err(FhirError::bad_request("DELETE on a type needs search criteria (conditional delete)"));
+                return Err(FhirError::bad_request(
+                    "DELETE on a type needs search criteria (conditional delete)",
+                ));
             }
             let (t, q) = (t.to_string(), query.to_string());
             let w = blocking(move || engine.conditional_delete(&ctx, &t, &q)).await?;
@@ -370,11 +552,14 @@ async fn dispatch(
         }
         ("PATCH", [t]) => {
             if query.is_empty() {
-                return Err(FhirError::bad_request("PATCH on a type needs search criteria (conditional patch)"));
+                return Err(FhirError::bad_request(
+                    "PATCH on a type needs search criteria (conditional patch)",
+                ));
             }
             let patch = parse_patch(headers, &body)?;
             let (t, q) = (t.to_string(), query.to_string());
-            let w = blocking(move || engine.conditional_patch(&ctx, &t, &q, patch, if_match)).await?;
+            let w =
+                blocking(move || engine.conditional_patch(&ctx, &t, &q, patch, if_match)).await?;
             Ok(write_response(w, &pref, base, render))
         }
         ("GET", [t, id]) | ("HEAD", [t, id]) => {
@@ -406,11 +591,20 @@ async fn dispatch(
             let w = blocking(move || engine.delete(&ctx, &t, &id, if_match)).await?;
             Ok(delete_response(w, &pref, render))
         }
-        _ => Err(if segs.is_empty() || issho_model::r4().is_resource_type(&segs[0]) || segs[0] == "metadata" {
-            not_allowed()
-        } else {
-            FhirError::new(404, IssueType::NotSupported, format!("'{}' is not a FHIR R4 resource type", segs[0]))
-        }),
+        _ => Err(
+            if segs.is_empty()
+                || issho_model::r4().is_resource_type(&segs[0])
+                || segs[0] == "metadata"
+            {
+                not_allowed()
+            } else {
+                FhirError::new(
+                    404,
+                    IssueType::NotSupported,
+                    format!("'{}' is not a FHIR R4 resource type", segs[0]),
+                )
+            },
+        ),
     }
 }
 
@@ -476,20 +670,36 @@ fn parse_patch(headers: &HeaderMap, body: &Bytes) -> Result<Patch, FhirError> {
 /// `$validate` input: a resource, or Parameters with `resource` and `mode`.
 fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirError> {
     if input.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
-        let params = input.get("parameter").and_then(Value::as_array).cloned().unwrap_or_default();
+        let params = input
+            .get("parameter")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut resource = None;
         let mut mode = None;
         for p in params {
             match p.get("name").and_then(Value::as_str) {
                 Some("resource") => resource = p.get("resource").cloned(),
-                Some("mode") => mode = p.get("valueCode").or(p.get("valueString")).and_then(Value::as_str).map(str::to_string),
+                Some("mode") => {
+                    mode = p
+                        .get("valueCode")
+                        .or(p.get("valueString"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                }
                 Some("profile") => {
-                    let prof = p.get("valueUri").or(p.get("valueCanonical")).and_then(Value::as_str).unwrap_or("");
+                    let prof = p
+                        .get("valueUri")
+                        .or(p.get("valueCanonical"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     if !prof.starts_with("http://hl7.org/fhir/StructureDefinition/") {
                         return Err(FhirError::new(
                             400,
                             IssueType::NotSupported,
-                            format!("profile '{prof}' is not known to this server (only the R4 base definitions are loaded)"),
+                            format!(
+                                "profile '{prof}' is not known to this server (only the R4 base definitions are loaded)"
+                            ),
                         ));
                     }
                 }
@@ -498,7 +708,9 @@ fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirE
         }
         if let Some(m) = &mode {
             if !matches!(m.as_str(), "create" | "update" | "delete") {
-                return Err(FhirError::bad_request(format!("$validate mode must be create, update or delete (not '{m}')")));
+                return Err(FhirError::bad_request(format!(
+                    "$validate mode must be create, update or delete (not '{m}')"
+                )));
             }
         }
         return Ok((resource, mode));
@@ -547,40 +759,84 @@ async fn history(
     path: &str,
 ) -> Result<Response, FhirError> {
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let since = get("_since").map(|v| parse_instant_param("_since", v)).transpose()?;
-    let at = get("_at").map(|v| issho_model::instant::parse_range(v).map(|r| r.hi).ok_or_else(|| FhirError::bad_request(format!("_at '{v}' is not a valid date/time")))).transpose()?;
+    let since = get("_since")
+        .map(|v| parse_instant_param("_since", v))
+        .transpose()?;
+    let at = get("_at")
+        .map(|v| {
+            issho_model::instant::parse_range(v)
+                .map(|r| r.hi)
+                .ok_or_else(|| {
+                    FhirError::bad_request(format!("_at '{v}' is not a valid date/time"))
+                })
+        })
+        .transpose()?;
     let cfg = st.engine.config().clone();
     let count = match get("_count") {
-        Some(c) => c.parse::<usize>().map_err(|_| FhirError::bad_request(format!("_count '{c}' is not a non-negative integer")))?,
+        Some(c) => c.parse::<usize>().map_err(|_| {
+            FhirError::bad_request(format!("_count '{c}' is not a non-negative integer"))
+        })?,
         None => cfg.default_count,
     }
     .min(cfg.max_count);
-    let offset = get("_offset").map(|o| o.parse::<usize>()).transpose().map_err(|_| FhirError::bad_request("_offset must be a non-negative integer"))?.unwrap_or(0);
-    let snapshot = get("_snapshot").map(|o| o.parse::<i64>()).transpose().map_err(|_| FhirError::bad_request("_snapshot must be an integer"))?;
+    let offset = get("_offset")
+        .map(|o| o.parse::<usize>())
+        .transpose()
+        .map_err(|_| FhirError::bad_request("_offset must be a non-negative integer"))?
+        .unwrap_or(0);
+    let snapshot = get("_snapshot")
+        .map(|o| o.parse::<i64>())
+        .transpose()
+        .map_err(|_| FhirError::bad_request("_snapshot must be an integer"))?;
     for (k, _) in pairs {
-        if !matches!(k.as_str(), "_since" | "_at" | "_count" | "_offset" | "_snapshot" | "_format" | "_pretty" | "_summary" | "_elements") {
-            return Err(FhirError::bad_request(format!("history does not support the parameter '{k}'")));
+        if !matches!(
+            k.as_str(),
+            "_since"
+                | "_at"
+                | "_count"
+                | "_offset"
+                | "_snapshot"
+                | "_format"
+                | "_pretty"
+                | "_summary"
+                | "_elements"
+        ) {
+            return Err(FhirError::bad_request(format!(
+                "history does not support the parameter '{k}'"
+            )));
         }
     }
     let engine = st.engine.clone();
     let ctx = context(st);
-    let (rows, total, snap) = blocking(move || engine.history(&ctx, scope, since, at, count, offset, snapshot)).await?;
+    let (rows, total, snap) =
+        blocking(move || engine.history(&ctx, scope, since, at, count, offset, snapshot)).await?;
     let link = |off: usize| {
         let mut q = vec![format!("_count={count}"), format!("_snapshot={snap}")];
         if let Some(s) = get("_since") {
-            q.push(format!("_since={}", percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)));
+            q.push(format!(
+                "_since={}",
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
         if let Some(a) = get("_at") {
-            q.push(format!("_at={}", percent_encoding::utf8_percent_encode(a, percent_encoding::NON_ALPHANUMERIC)));
+            q.push(format!(
+                "_at={}",
+                percent_encoding::utf8_percent_encode(a, percent_encoding::NON_ALPHANUMERIC)
+            ));
         }
         if off > 0 {
             q.push(format!("_offset={off}"));
         }
         format!("{base}/{path}?{}", q.join("&"))
     };
-    let mut links = vec![serde_json::json!({"relation": "self", "url": link(offset)}), serde_json::json!({"relation": "first", "url": link(0)})];
+    let mut links = vec![
+        serde_json::json!({"relation": "self", "url": link(offset)}),
+        serde_json::json!({"relation": "first", "url": link(0)}),
+    ];
     if offset > 0 {
-        links.push(serde_json::json!({"relation": "previous", "url": link(offset.saturating_sub(count))}));
+        links.push(
+            serde_json::json!({"relation": "previous", "url": link(offset.saturating_sub(count))}),
+        );
     }
     if (offset + rows.len()) < total as usize && count > 0 {
         links.push(serde_json::json!({"relation": "next", "url": link(offset + count)}));
@@ -630,4 +886,3 @@ async fn history(
     });
     Ok(json_response(200, format::to_bytes(&bundle, render.pretty)))
 }
-

@@ -29,7 +29,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { base_url: None, max_body: 32 * 1024 * 1024, dev_open: true }
+        ServerConfig {
+            base_url: None,
+            max_body: 32 * 1024 * 1024,
+            dev_open: true,
+        }
     }
 }
 
@@ -41,7 +45,11 @@ pub(crate) struct AppState {
 
 /// The application: `/healthz` and the FHIR base at `/fhir`.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
-    let state = Arc::new(AppState { engine, config, started: std::time::Instant::now() });
+    let state = Arc::new(AppState {
+        engine,
+        config,
+        started: std::time::Instant::now(),
+    });
     Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))
         .route("/fhir", axum::routing::any(handler::fhir))
@@ -49,6 +57,12 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))
         .fallback(handler::not_found)
         .with_state(state)
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true).br(true))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler::panic_response))
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .br(true),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            handler::panic_response,
+        ))
 }

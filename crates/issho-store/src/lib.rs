@@ -39,7 +39,9 @@ impl Stored {
         self.body.is_none()
     }
     pub fn json(&self) -> Option<Value> {
-        self.body.as_ref().and_then(|b| serde_json::from_slice(b).ok())
+        self.body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
 }
 
@@ -57,7 +59,9 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Db(e) => write!(f, "storage error: {e}"),
             StoreError::Closed => write!(f, "storage is shutting down"),
-            StoreError::JobPanicked => write!(f, "internal error while writing; nothing was stored"),
+            StoreError::JobPanicked => {
+                write!(f, "internal error while writing; nothing was stored")
+            }
         }
     }
 }
@@ -109,7 +113,12 @@ pub struct PutResult {
 pub trait Indexer: Send + Sync {
     /// DDL run once at open (idempotent).
     fn ddl(&self) -> &str;
-    fn index(&self, conn: &rusqlite::Connection, rid: i64, resource: &Value) -> rusqlite::Result<()>;
+    fn index(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        resource: &Value,
+    ) -> rusqlite::Result<()>;
     fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()>;
 }
 
@@ -135,7 +144,14 @@ pub trait StoreRead {
 pub trait StoreTx: StoreRead {
     /// Write a new version. Sets `meta.versionId` and `meta.lastUpdated` in `body`.
     /// `person` is the distribution key (the patient whose record this belongs to).
-    fn put(&mut self, resource_type: &str, id: &str, body: &mut Value, person: Option<&str>, method: &str) -> Result<PutResult>;
+    fn put(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        body: &mut Value,
+        person: Option<&str>,
+        method: &str,
+    ) -> Result<PutResult>;
     /// Logically delete: a new version that is a deletion marker. Returns the marker's version,
     /// or None when there was nothing (or only a deletion) to delete.
     fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<PutResult>>;
@@ -163,5 +179,7 @@ where
         let r = f(tx);
         (r.is_ok(), Box::new(r) as Box<dyn Any + Send>)
     }))?;
-    Ok(*out.downcast::<std::result::Result<R, E>>().expect("job output type"))
+    Ok(*out
+        .downcast::<std::result::Result<R, E>>()
+        .expect("job output type"))
 }

@@ -72,13 +72,17 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Open (creating if needed) the store in directory `dir` (file `issho.db`).
     pub fn open(dir: &Path, indexer: Arc<dyn Indexer>) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
         let path = dir.join("issho.db");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(indexer.ddl())?;
-        let last: i64 =
-            conn.query_row("SELECT coalesce(max(last_updated), 0) FROM history", [], |r| r.get(0))?;
+        let last: i64 = conn.query_row(
+            "SELECT coalesce(max(last_updated), 0) FROM history",
+            [],
+            |r| r.get(0),
+        )?;
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = std::thread::Builder::new()
             .name("issho-writer".into())
@@ -103,7 +107,11 @@ impl SqliteStore {
     /// Size of the database files on disk, in bytes (main file + WAL).
     pub fn disk_size(&self) -> u64 {
         let wal = self.path.with_extension("db-wal");
-        [&self.path, &wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+        [&self.path, &wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 }
 
@@ -162,7 +170,10 @@ impl Store for SqliteStore {
         };
         // Each read runs in its own implicit transaction per statement; multi-statement
         // consistency for paging comes from seq high-water marks.
-        Ok(Box::new(PooledReader { store: self, conn: Some(conn) }))
+        Ok(Box::new(PooledReader {
+            store: self,
+            conn: Some(conn),
+        }))
     }
 
     fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>> {
@@ -170,7 +181,9 @@ impl Store for SqliteStore {
         {
             let guard = self.sender.lock().unwrap();
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(Request { job, reply }).map_err(|_| StoreError::Closed)?;
+            sender
+                .send(Request { job, reply })
+                .map_err(|_| StoreError::Closed)?;
         }
         wait.recv().map_err(|_| StoreError::Closed)?
     }
@@ -204,8 +217,12 @@ impl WriterTx<'_> {
     fn new_version(&self, t: &str, id: &str) -> Result<(Option<(i64, u64, bool)>, i64)> {
         let row: Option<(i64, u64, bool)> = self
             .conn
-            .prepare_cached("SELECT rid, version, deleted FROM resources WHERE type = ?1 AND id = ?2")?
-            .query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
+            .prepare_cached(
+                "SELECT rid, version, deleted FROM resources WHERE type = ?1 AND id = ?2",
+            )?
+            .query_row(params![t, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+            })
             .optional()?;
         Ok((row, self.tick()))
     }
@@ -247,7 +264,14 @@ impl StoreRead for WriterTx<'_> {
 }
 
 impl StoreTx for WriterTx<'_> {
-    fn put(&mut self, t: &str, id: &str, body: &mut Value, person: Option<&str>, method: &str) -> Result<PutResult> {
+    fn put(
+        &mut self,
+        t: &str,
+        id: &str,
+        body: &mut Value,
+        person: Option<&str>,
+        method: &str,
+    ) -> Result<PutResult> {
         let (existing, ts) = self.new_version(t, id)?;
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         set_meta(body, version, ts);
@@ -280,12 +304,19 @@ impl StoreTx for WriterTx<'_> {
             )?
             .execute(params![rid, version, ts, method])?;
         self.indexer.index(self.conn, rid, body)?;
-        Ok(PutResult { rid, version, last_updated: ts, created })
+        Ok(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created,
+        })
     }
 
     fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
         let (existing, ts) = self.new_version(t, id)?;
-        let Some((rid, old, false)) = existing else { return Ok(None) };
+        let Some((rid, old, false)) = existing else {
+            return Ok(None);
+        };
         let version = old + 1;
         self.retire_current(rid, old)?;
         self.conn
@@ -300,23 +331,38 @@ impl StoreTx for WriterTx<'_> {
             )?
             .execute(params![rid, version, ts])?;
         self.indexer.unindex(self.conn, rid)?;
-        Ok(Some(PutResult { rid, version, last_updated: ts, created: false }))
+        Ok(Some(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created: false,
+        }))
     }
 }
 
 fn set_meta(body: &mut Value, version: u64, ts: i64) {
     if let Some(obj) = body.as_object_mut() {
-        let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
         if !meta.is_object() {
             *meta = Value::Object(Default::default());
         }
         let m = meta.as_object_mut().unwrap();
         m.insert("versionId".into(), Value::String(version.to_string()));
-        m.insert("lastUpdated".into(), Value::String(issho_model::instant::format_instant(ts)));
+        m.insert(
+            "lastUpdated".into(),
+            Value::String(issho_model::instant::format_instant(ts)),
+        );
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Request>, indexer: Arc<dyn Indexer>, last: i64) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Request>,
+    indexer: Arc<dyn Indexer>,
+    last: i64,
+) {
     let clock = AtomicI64::new(last);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -326,8 +372,10 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Request>, indexer: Arc<dyn I
                 Err(_) => break,
             }
         }
-        let mut outputs: Vec<(mpsc::SyncSender<Result<Box<dyn Any + Send>>>, Result<Box<dyn Any + Send>>)> =
-            Vec::with_capacity(batch.len());
+        let mut outputs: Vec<(
+            mpsc::SyncSender<Result<Box<dyn Any + Send>>>,
+            Result<Box<dyn Any + Send>>,
+        )> = Vec::with_capacity(batch.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for r in batch {
                 let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
@@ -336,7 +384,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Request>, indexer: Arc<dyn I
         }
         for req in batch {
             let _ = conn.execute_batch("SAVEPOINT job");
-            let mut tx = WriterTx { conn: &conn, indexer: &*indexer, clock: &clock };
+            let mut tx = WriterTx {
+                conn: &conn,
+                indexer: &*indexer,
+                clock: &clock,
+            };
             let job = req.job;
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
             let out = match run {
@@ -416,7 +468,11 @@ fn read_version(conn: &Connection, t: &str, id: &str, v: u64) -> Result<Option<S
 }
 
 fn read_max_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 fn read_history(conn: &Connection, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
@@ -490,7 +546,9 @@ fn query_rids(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Res
 }
 
 fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
-    Ok(conn.prepare_cached(sql)?.query_row(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?)
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?)
 }
 
 fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Stored>> {

@@ -10,18 +10,28 @@ use std::time::Instant;
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
 }
 
 fn entry_count(b: &Value) -> usize {
-    b.get("entry").and_then(Value::as_array).map(Vec::len).unwrap_or(0)
+    b.get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::len)
+        .unwrap_or(0)
 }
 
 /// Generate and load `persons` demo persons. Returns a printable summary.
-pub fn load_demo(engine: &Engine, persons: usize, seed: u64, progress: bool) -> Result<String, String> {
+pub fn load_demo(
+    engine: &Engine,
+    persons: usize,
+    seed: u64,
+    progress: bool,
+) -> Result<String, String> {
     let cfg = issho_demo::DemoConfig { persons, seed };
     let ctx = AccessContext::system("demo");
     let start = Instant::now();
@@ -30,7 +40,11 @@ pub fn load_demo(engine: &Engine, persons: usize, seed: u64, progress: bool) -> 
     engine
         .process_bundle(&ctx, reference, None, Return::Minimal)
         .map_err(|e| format!("reference data: {:?}", e.issues))?;
-    let pb = if progress { bar(persons as u64, "persons") } else { ProgressBar::hidden() };
+    let pb = if progress {
+        bar(persons as u64, "persons")
+    } else {
+        ProgressBar::hidden()
+    };
     let next = AtomicUsize::new(0);
     let loaded = AtomicUsize::new(0);
     let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -101,21 +115,41 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 /// Import one resource: keep its id when it has one (update-as-create), else create.
 fn import_resource(engine: &Engine, ctx: &AccessContext, r: Value) -> Result<usize, String> {
-    let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
-    if rt == "Bundle" && matches!(r.get("type").and_then(Value::as_str), Some("transaction" | "batch")) {
+    let rt = r
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if rt == "Bundle"
+        && matches!(
+            r.get("type").and_then(Value::as_str),
+            Some("transaction" | "batch")
+        )
+    {
         let n = entry_count(&r);
-        let resp = engine.process_bundle(ctx, r, None, Return::Minimal).map_err(|e| format!("{:?}", e.issues))?;
+        let resp = engine
+            .process_bundle(ctx, r, None, Return::Minimal)
+            .map_err(|e| format!("{:?}", e.issues))?;
         let failed: Vec<String> = resp["entry"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .filter(|e| !e["response"]["status"].as_str().unwrap_or("").starts_with('2'))
+                    .filter(|e| {
+                        !e["response"]["status"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with('2')
+                    })
                     .map(|e| e["response"].to_string())
                     .collect()
             })
             .unwrap_or_default();
         if !failed.is_empty() {
-            return Err(format!("{} entries failed, first: {}", failed.len(), failed[0]));
+            return Err(format!(
+                "{} entries failed, first: {}",
+                failed.len(),
+                failed[0]
+            ));
         }
         return Ok(n);
     }
@@ -135,7 +169,14 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
     let total = AtomicUsize::new(0);
     let errors: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     // Reference data (hospitals, practitioners) first and alone, then the rest in parallel.
-    let split = files.iter().position(|f| !f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("hospitalInformation") || n.starts_with("practitionerInformation"))).unwrap_or(files.len());
+    let split = files
+        .iter()
+        .position(|f| {
+            !f.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("hospitalInformation") || n.starts_with("practitionerInformation")
+            })
+        })
+        .unwrap_or(files.len());
     let load_file = |f: &PathBuf| {
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
@@ -146,7 +187,10 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
         };
         let is_ndjson = f.extension().is_some_and(|x| x == "ndjson");
         let docs: Vec<Result<Value, String>> = if is_ndjson {
-            text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| e.to_string())).collect()
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
+                .collect()
         } else {
             vec![serde_json::from_str(&text).map_err(|e| e.to_string())]
         };
@@ -187,6 +231,10 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
     if errors.is_empty() {
         Ok(summary)
     } else {
-        Err(format!("{summary}; {} errors, first: {}", errors.len(), errors[0]))
+        Err(format!(
+            "{summary}; {} errors, first: {}",
+            errors.len(),
+            errors[0]
+        ))
     }
 }

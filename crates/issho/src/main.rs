@@ -7,7 +7,11 @@ use issho_engine::{Engine, EngineConfig};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "issho", version, about = "issho — one lifelong health record per person, on FHIR R4")]
+#[command(
+    name = "issho",
+    version,
+    about = "issho — one lifelong health record per person, on FHIR R4"
+)]
 struct Cli {
     /// Optional TOML configuration file; its keys are the long flag names of the subcommand
     /// (`data`, `listen`, `base_url`, `max_body`, ...). Flags and ISSHO_* variables win over it.
@@ -87,11 +91,18 @@ struct DemoArgs {
 }
 
 /// Apply the config file's values to arguments that were left at their defaults.
-fn merge_config(matches: &mut ArgMatches, config: Option<&PathBuf>) -> Result<Vec<String>, String> {
-    let Some(path) = config else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let Some((_, sub)) = matches.subcommand_mut() else { return Ok(Vec::new()) };
+fn merge_config(matches: &ArgMatches, config: Option<&PathBuf>) -> Result<Vec<String>, String> {
+    let Some(path) = config else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let Some((_, sub)) = matches.subcommand() else {
+        return Ok(Vec::new());
+    };
     let mut args = Vec::new();
     for (k, v) in table {
         let id = k.replace('-', "_");
@@ -112,13 +123,15 @@ fn merge_config(matches: &mut ArgMatches, config: Option<&PathBuf>) -> Result<Ve
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let argv: Vec<String> = std::env::args().collect();
-    let mut matches = Cli::command().get_matches_from(&argv);
+    let matches = Cli::command().get_matches_from(&argv);
     let cli0 = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let extra = merge_config(&mut matches, cli0.config.as_ref()).unwrap_or_else(|e| {
+    let extra = merge_config(&matches, cli0.config.as_ref()).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
@@ -127,7 +140,10 @@ fn main() {
     } else {
         // Re-parse with config values inserted before the user's own arguments (which win).
         let mut with: Vec<String> = Vec::new();
-        let sub_pos = argv.iter().position(|a| matches!(a.as_str(), "serve" | "import" | "demo")).unwrap_or(1);
+        let sub_pos = argv
+            .iter()
+            .position(|a| matches!(a.as_str(), "serve" | "import" | "demo"))
+            .unwrap_or(1);
         with.extend_from_slice(&argv[..=sub_pos]);
         with.extend(extra);
         with.extend_from_slice(&argv[sub_pos + 1..]);
@@ -146,8 +162,17 @@ fn main() {
 }
 
 fn open_engine(data: &std::path::Path, validate: bool) -> Result<Engine, String> {
-    let config = EngineConfig { validate, ..Default::default() };
-    Engine::open_sqlite(data, config).map_err(|e| format!("cannot open the store in {}: {:?}", data.display(), e.issues))
+    let config = EngineConfig {
+        validate,
+        ..Default::default()
+    };
+    Engine::open_sqlite(data, config).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {:?}",
+            data.display(),
+            e.issues
+        )
+    })
 }
 
 fn serve(a: ServeArgs) -> i32 {
@@ -161,7 +186,10 @@ fn serve(a: ServeArgs) -> i32 {
     if a.demo {
         match engine.is_empty() {
             Ok(true) => {
-                eprintln!("filling the empty store with the demo population ({} persons, seed {})…", a.demo_patients, a.demo_seed);
+                eprintln!(
+                    "filling the empty store with the demo population ({} persons, seed {})…",
+                    a.demo_patients, a.demo_seed
+                );
                 match load::load_demo(&engine, a.demo_patients, a.demo_seed, true) {
                     Ok(summary) => println!("{summary}"),
                     Err(e) => {
@@ -170,7 +198,10 @@ fn serve(a: ServeArgs) -> i32 {
                     }
                 }
             }
-            Ok(false) => eprintln!("the store in {} already holds data; the demo population is not loaded again", a.data.display()),
+            Ok(false) => eprintln!(
+                "the store in {} already holds data; the demo population is not loaded again",
+                a.data.display()
+            ),
             Err(e) => {
                 eprintln!("error: {:?}", e.issues);
                 return 1;
@@ -178,13 +209,25 @@ fn serve(a: ServeArgs) -> i32 {
         }
     }
     if !a.dev_open {
-        tracing::warn!("authentication is not implemented yet: the server is OPEN to anyone who can reach {} (as with --dev-open)", a.listen);
+        tracing::warn!(
+            "authentication is not implemented yet: the server is OPEN to anyone who can reach {} (as with --dev-open)",
+            a.listen
+        );
     } else {
-        tracing::warn!("--dev-open: no authentication; every request may read and write everything. Local development only.");
+        tracing::warn!(
+            "--dev-open: no authentication; every request may read and write everything. Local development only."
+        );
     }
-    let config = issho_server::ServerConfig { base_url: a.base_url.clone(), max_body: a.max_body, dev_open: true };
+    let config = issho_server::ServerConfig {
+        base_url: a.base_url.clone(),
+        max_body: a.max_body,
+        dev_open: true,
+    };
     let app = issho_server::router(engine, config);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&a.listen).await {
             Ok(l) => l,
@@ -230,11 +273,18 @@ fn import(a: ImportArgs) -> i32 {
 
 fn demo(a: DemoArgs) -> i32 {
     if let Some(out) = &a.out {
-        let cfg = issho_demo::DemoConfig { persons: a.patients, seed: a.seed };
+        let cfg = issho_demo::DemoConfig {
+            persons: a.patients,
+            seed: a.seed,
+        };
         let start = std::time::Instant::now();
         return match issho_demo::write_ndjson(&cfg, out) {
             Ok(summary) => {
-                println!("wrote the demo population to {} in {:.1?}: {summary:?}", out.display(), start.elapsed());
+                println!(
+                    "wrote the demo population to {} in {:.1?}: {summary:?}",
+                    out.display(),
+                    start.elapsed()
+                );
                 0
             }
             Err(e) => {

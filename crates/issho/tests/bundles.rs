@@ -28,7 +28,10 @@ fn transaction_resolves_urn_uuid_and_conditional_references() {
                    "performer": [{"reference": "Practitioner?identifier=urn:oid:1.2.392.100495.20.3.41|D001"}],
                    "valueQuantity": {"value": 62.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}),
         ),
-        post_entry(pat_url, json!({"resourceType": "Patient", "name": [{"family": "山田"}]})),
+        post_entry(
+            pat_url,
+            json!({"resourceType": "Patient", "name": [{"family": "山田"}]}),
+        ),
     ]);
     let r = s.post("", &bundle);
     assert_eq!(r.status(), 200);
@@ -45,7 +48,12 @@ fn transaction_resolves_urn_uuid_and_conditional_references() {
     let pat_ref = pat_loc.split("/_history").next().unwrap();
     let obs = json(s.get(obs_loc.split("/_history").next().unwrap()));
     assert_eq!(obs["subject"]["reference"], pat_ref);
-    assert!(obs["performer"][0]["reference"].as_str().unwrap().starts_with("Practitioner/"));
+    assert!(
+        obs["performer"][0]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Practitioner/")
+    );
     assert_eq!(obs["valueQuantity"]["value"].to_string(), "62.5");
 }
 
@@ -53,8 +61,14 @@ fn transaction_resolves_urn_uuid_and_conditional_references() {
 fn transaction_is_atomic() {
     let s = Server::start();
     let bundle = tx(vec![
-        post_entry("urn:uuid:aaaaaaaa-0000-4000-8000-000000000001", json!({"resourceType": "Patient", "name": [{"family": "A"}]})),
-        post_entry("urn:uuid:aaaaaaaa-0000-4000-8000-000000000002", json!({"resourceType": "Patient", "birthDate": "not a date"})),
+        post_entry(
+            "urn:uuid:aaaaaaaa-0000-4000-8000-000000000001",
+            json!({"resourceType": "Patient", "name": [{"family": "A"}]}),
+        ),
+        post_entry(
+            "urn:uuid:aaaaaaaa-0000-4000-8000-000000000002",
+            json!({"resourceType": "Patient", "birthDate": "not a date"}),
+        ),
     ]);
     let msg = assert_outcome(s.post("", &bundle), 400);
     assert!(msg.contains("entry 1"), "{msg}");
@@ -63,7 +77,10 @@ fn transaction_is_atomic() {
     let p = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "B"}]});
     assert_eq!(s.put("Patient/p1", &p).status(), 201);
     let bundle = tx(vec![
-        post_entry("urn:uuid:aaaaaaaa-0000-4000-8000-000000000003", json!({"resourceType": "Patient", "name": [{"family": "C"}]})),
+        post_entry(
+            "urn:uuid:aaaaaaaa-0000-4000-8000-000000000003",
+            json!({"resourceType": "Patient", "name": [{"family": "C"}]}),
+        ),
         json!({"resource": p, "request": {"method": "PUT", "url": "Patient/p1", "ifMatch": "W/\"9\""}}),
     ]);
     assert_outcome(s.post("", &bundle), 412);
@@ -94,12 +111,21 @@ fn transaction_order_conditional_create_and_get() {
     let e = resp["entry"].as_array().unwrap();
     // DELETE ran before GET: the GET sees the deletion
     assert_eq!(e[2]["response"]["status"], "204 No Content");
-    assert!(e[0]["response"]["status"].as_str().unwrap().starts_with("410"), "{}", e[0]);
+    assert!(
+        e[0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("410"),
+        "{}",
+        e[0]
+    );
     assert_eq!(e[1]["response"]["status"], "201 Created");
     // the same conditional create again matches the existing one
-    let bundle = tx(vec![json!({"fullUrl": "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002",
+    let bundle = tx(vec![
+        json!({"fullUrl": "urn:uuid:bbbbbbbb-0000-4000-8000-000000000002",
         "resource": {"resourceType": "Patient", "identifier": ident},
-        "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=http://example.jp/ids|X1"}})]);
+        "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=http://example.jp/ids|X1"}}),
+    ]);
     let resp = json(s.post("", &bundle));
     assert_eq!(resp["entry"][0]["response"]["status"], "200 OK");
 }
@@ -116,12 +142,28 @@ fn transaction_with_a_gap_fails_as_a_whole_but_batch_entries_are_independent() {
     assert_eq!(resp["type"], "batch-response");
     let e = resp["entry"].as_array().unwrap();
     assert_eq!(e[0]["response"]["status"], "201 Created");
-    assert!(e[1]["response"]["status"].as_str().unwrap().starts_with("400"));
-    assert_eq!(e[1]["response"]["outcome"]["resourceType"], "OperationOutcome");
-    assert!(e[2]["response"]["status"].as_str().unwrap().starts_with("404"));
+    assert!(
+        e[1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("400")
+    );
+    assert_eq!(
+        e[1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert!(
+        e[2]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404")
+    );
     assert_eq!(json(s.get("_history"))["total"], 1);
     // bad Bundle shapes
-    assert_outcome(s.post("", &json!({"resourceType": "Bundle", "type": "collection"})), 400);
+    assert_outcome(
+        s.post("", &json!({"resourceType": "Bundle", "type": "collection"})),
+        400,
+    );
     assert_outcome(s.post("", &json!({"resourceType": "Patient"})), 400);
     assert_outcome(s.post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Patient"}}]})), 400);
 }
@@ -132,7 +174,10 @@ fn large_transaction() {
     let mut entries = Vec::new();
     for i in 0..3000 {
         let pat = format!("urn:uuid:00000000-0000-4000-8000-{i:012}");
-        entries.push(post_entry(&pat, json!({"resourceType": "Patient", "name": [{"family": format!("F{i}")}]})));
+        entries.push(post_entry(
+            &pat,
+            json!({"resourceType": "Patient", "name": [{"family": format!("F{i}")}]}),
+        ));
         if i % 3 == 0 {
             entries.push(post_entry(
                 &format!("urn:uuid:10000000-0000-4000-8000-{i:012}"),
@@ -155,15 +200,30 @@ fn synthea_patient_bundle_loads_as_is() {
     };
     let s = Server::start();
     let dir = shared.join("synthea/bulk-data-server-100");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for prefix in ["hospitalInformation", "practitionerInformation"] {
-        for f in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with(prefix)) {
+        for f in files
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        {
             let b: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
             assert_eq!(s.post("", &b).status(), 200, "{}", f.display());
         }
     }
-    let patient_file = files.iter().find(|f| f.file_name().unwrap().to_str().unwrap().starts_with("Abram_")).unwrap();
+    let patient_file = files
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Abram_")
+        })
+        .unwrap();
     let b: Value = serde_json::from_slice(&std::fs::read(patient_file).unwrap()).unwrap();
     let n = b["entry"].as_array().unwrap().len();
     let r = s.post("", &b);
@@ -171,13 +231,36 @@ fn synthea_patient_bundle_loads_as_is() {
     let resp = json(r);
     let entries = resp["entry"].as_array().unwrap();
     assert_eq!(entries.len(), n);
-    assert!(entries.iter().all(|e| e["response"]["status"] == "201 Created"));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["response"]["status"] == "201 Created")
+    );
     // references were rewritten: an Encounter's subject points at the stored Patient
-    let pat_loc = entries.iter().map(|e| e["response"]["location"].as_str().unwrap()).find(|l| l.starts_with("Patient/")).unwrap();
+    let pat_loc = entries
+        .iter()
+        .map(|e| e["response"]["location"].as_str().unwrap())
+        .find(|l| l.starts_with("Patient/"))
+        .unwrap();
     let pat_ref = pat_loc.split("/_history").next().unwrap().to_string();
-    let enc_loc = entries.iter().map(|e| e["response"]["location"].as_str().unwrap()).find(|l| l.starts_with("Encounter/")).unwrap();
+    let enc_loc = entries
+        .iter()
+        .map(|e| e["response"]["location"].as_str().unwrap())
+        .find(|l| l.starts_with("Encounter/"))
+        .unwrap();
     let enc = json(s.get(enc_loc.split("/_history").next().unwrap()));
     assert_eq!(enc["subject"]["reference"], pat_ref.as_str());
-    assert!(enc["serviceProvider"]["reference"].as_str().unwrap().starts_with("Organization/"), "{}", enc["serviceProvider"]);
-    eprintln!("synthea: {} entries of {} created", n, patient_file.display());
+    assert!(
+        enc["serviceProvider"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("Organization/"),
+        "{}",
+        enc["serviceProvider"]
+    );
+    eprintln!(
+        "synthea: {} entries of {} created",
+        n,
+        patient_file.display()
+    );
 }

@@ -15,7 +15,10 @@ fn patient(family: &str) -> Value {
 }
 
 fn header(r: &reqwest::blocking::Response, name: &str) -> String {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -30,8 +33,18 @@ fn metadata_and_health() {
     let resources = cs["rest"][0]["resource"].as_array().unwrap();
     assert_eq!(resources.len(), issho_model::r4().resource_types().len());
     let pat = resources.iter().find(|r| r["type"] == "Patient").unwrap();
-    assert!(pat["searchParam"].as_array().unwrap().iter().any(|p| p["name"] == "identifier"));
-    let h = s.client.get(s.base.replace("/fhir", "/healthz")).send().unwrap();
+    assert!(
+        pat["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "identifier")
+    );
+    let h = s
+        .client
+        .get(s.base.replace("/fhir", "/healthz"))
+        .send()
+        .unwrap();
     assert_eq!(h.status(), 200);
 }
 
@@ -43,7 +56,10 @@ fn create_read_vread_update_delete() {
     let r = s.post("Patient", &p);
     assert_eq!(r.status(), 201);
     let loc = header(&r, "location");
-    assert!(loc.starts_with(&s.url("Patient/")) && loc.ends_with("/_history/1"), "{loc}");
+    assert!(
+        loc.starts_with(&s.url("Patient/")) && loc.ends_with("/_history/1"),
+        "{loc}"
+    );
     assert_eq!(header(&r, "etag"), "W/\"1\"");
     assert!(!header(&r, "last-modified").is_empty());
     let created = json(r);
@@ -60,20 +76,44 @@ fn create_read_vread_update_delete() {
     // update with the right version
     let mut upd = read.clone();
     upd["gender"] = json!("female");
-    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(upd.to_string()).send().unwrap();
+    let r = s
+        .req("PUT", &format!("Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"1\"")
+        .body(upd.to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "etag"), "W/\"2\"");
     // stale If-Match
-    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"1\"").body(upd.to_string()).send().unwrap();
+    let r = s
+        .req("PUT", &format!("Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"1\"")
+        .body(upd.to_string())
+        .send()
+        .unwrap();
     let msg = assert_outcome(r, 412);
     assert!(msg.contains("version"), "{msg}");
     // malformed If-Match
-    let r = s.req("PUT", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "banana").body(upd.to_string()).send().unwrap();
+    let r = s
+        .req("PUT", &format!("Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "banana")
+        .body(upd.to_string())
+        .send()
+        .unwrap();
     assert_outcome(r, 400);
 
     // vread both versions
-    assert_eq!(json(s.get(&format!("Patient/{id}/_history/1")))["gender"], "male");
-    assert_eq!(json(s.get(&format!("Patient/{id}/_history/2")))["gender"], "female");
+    assert_eq!(
+        json(s.get(&format!("Patient/{id}/_history/1")))["gender"],
+        "male"
+    );
+    assert_eq!(
+        json(s.get(&format!("Patient/{id}/_history/2")))["gender"],
+        "female"
+    );
     assert_outcome(s.get(&format!("Patient/{id}/_history/9")), 404);
 
     // delete, then read is 410, old versions remain
@@ -88,7 +128,13 @@ fn create_read_vread_update_delete() {
     assert!(h["entry"][0].get("resource").is_none());
     assert_eq!(h["entry"][2]["resource"]["meta"]["versionId"], "1");
     // deleting again is harmless, a never-existing id is 404
-    assert_eq!(s.req("DELETE", &format!("Patient/{id}")).send().unwrap().status(), 204);
+    assert_eq!(
+        s.req("DELETE", &format!("Patient/{id}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
     assert_outcome(s.req("DELETE", "Patient/never-was").send().unwrap(), 404);
     // update after delete brings it back
     let r = s.put(&format!("Patient/{id}"), &upd);
@@ -123,10 +169,22 @@ fn update_as_create_and_id_rules() {
 fn conditional_create_update_delete() {
     let s = Server::start();
     let crit = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Suzuki";
-    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", crit)
+        .body(patient("Suzuki").to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     let id = json(r)["id"].as_str().unwrap().to_string();
-    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", crit)
+        .body(patient("Suzuki").to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200, "a match is returned, nothing created");
     assert_eq!(json(r)["id"], id.as_str());
 
@@ -139,16 +197,34 @@ fn conditional_create_update_delete() {
     assert_eq!(body["id"], id.as_str());
     assert_eq!(body["meta"]["versionId"], "2");
     // no match → created
-    let r = s.put("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka", &patient("Tanaka"));
+    let r = s.put(
+        "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka",
+        &patient("Tanaka"),
+    );
     assert_eq!(r.status(), 201);
     // two matches → 412 for create, update and delete
     s.post("Patient", &patient("Suzuki"));
-    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("if-none-exist", crit).body(patient("Suzuki").to_string()).send().unwrap();
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", crit)
+        .body(patient("Suzuki").to_string())
+        .send()
+        .unwrap();
     assert_outcome(r, 412);
     assert_outcome(s.put(&format!("Patient?{crit}"), &p), 412);
-    assert_outcome(s.req("DELETE", &format!("Patient?{crit}")).send().unwrap(), 412);
+    assert_outcome(
+        s.req("DELETE", &format!("Patient?{crit}")).send().unwrap(),
+        412,
+    );
     // conditional delete of one
-    let r = s.req("DELETE", "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka").send().unwrap();
+    let r = s
+        .req(
+            "DELETE",
+            "Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka",
+        )
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 204);
     let b = json(s.get("Patient?identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|Tanaka"));
     assert_eq!(b["entry"].as_array().map(Vec::len).unwrap_or(0), 0);
@@ -157,9 +233,17 @@ fn conditional_create_update_delete() {
 #[test]
 fn patch_json_and_fhirpath() {
     let s = Server::start();
-    let id = json(s.post("Patient", &patient("Ito")))["id"].as_str().unwrap().to_string();
+    let id = json(s.post("Patient", &patient("Ito")))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let jp = json!([{"op": "replace", "path": "/gender", "value": "female"}, {"op": "add", "path": "/active", "value": true}]);
-    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(jp.to_string()).send().unwrap();
+    let r = s
+        .req("PATCH", &format!("Patient/{id}"))
+        .header("content-type", "application/json-patch+json")
+        .body(jp.to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let b = json(r);
     assert_eq!(b["gender"], "female");
@@ -169,20 +253,45 @@ fn patch_json_and_fhirpath() {
         {"name": "type", "valueCode": "replace"},
         {"name": "path", "valueString": "Patient.birthDate"},
         {"name": "value", "valueDate": "1980-02-03"}]}]});
-    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"2\"").body(fp.to_string()).send().unwrap();
+    let r = s
+        .req("PATCH", &format!("Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"2\"")
+        .body(fp.to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(json(r)["birthDate"], "1980-02-03");
     // stale version
-    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/fhir+json").header("if-match", "W/\"2\"").body(fp.to_string()).send().unwrap();
+    let r = s
+        .req("PATCH", &format!("Patient/{id}"))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"2\"")
+        .body(fp.to_string())
+        .send()
+        .unwrap();
     assert_outcome(r, 412);
     // a patch producing an invalid resource is refused, nothing changes
     let bad = json!([{"op": "add", "path": "/birthDate", "value": "not-a-date"}]);
-    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(bad.to_string()).send().unwrap();
+    let r = s
+        .req("PATCH", &format!("Patient/{id}"))
+        .header("content-type", "application/json-patch+json")
+        .body(bad.to_string())
+        .send()
+        .unwrap();
     assert_outcome(r, 422);
     let failing = json!([{"op": "test", "path": "/gender", "value": "male"}]);
-    let r = s.req("PATCH", &format!("Patient/{id}")).header("content-type", "application/json-patch+json").body(failing.to_string()).send().unwrap();
+    let r = s
+        .req("PATCH", &format!("Patient/{id}"))
+        .header("content-type", "application/json-patch+json")
+        .body(failing.to_string())
+        .send()
+        .unwrap();
     assert_outcome(r, 422);
-    assert_eq!(json(s.get(&format!("Patient/{id}")))["meta"]["versionId"], "3");
+    assert_eq!(
+        json(s.get(&format!("Patient/{id}")))["meta"]["versionId"],
+        "3"
+    );
 }
 
 #[test]
@@ -190,7 +299,12 @@ fn history_levels_since_and_paging() {
     let s = Server::start();
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(json(s.post("Patient", &patient(&format!("P{i}"))))["id"].as_str().unwrap().to_string());
+        ids.push(
+            json(s.post("Patient", &patient(&format!("P{i}"))))["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
     s.post("Observation", &obs);
@@ -203,12 +317,23 @@ fn history_levels_since_and_paging() {
     // _since: only versions at or after the third patient's lastUpdated
     let third = json(s.get(&format!("Patient/{}", ids[2])));
     let since = third["meta"]["lastUpdated"].as_str().unwrap().to_string();
-    let h = json(s.get(&format!("Patient/_history?_since={}", since.replace('+', "%2B"))));
+    let h = json(s.get(&format!(
+        "Patient/_history?_since={}",
+        since.replace('+', "%2B")
+    )));
     assert_eq!(h["total"], 3);
     // paging with _count; a write between pages does not shift the pages
     let p1 = json(s.get("Patient/_history?_count=2"));
     assert_eq!(p1["entry"].as_array().unwrap().len(), 2);
-    let next = p1["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_string();
+    let next = p1["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     s.post("Patient", &patient("Late"));
     let p2 = json(s.client.get(&next).send().unwrap());
     assert_eq!(p2["entry"][0]["resource"]["id"], ids[2].as_str());
@@ -224,22 +349,50 @@ fn history_levels_since_and_paging() {
 #[test]
 fn conditional_read_and_prefer() {
     let s = Server::start();
-    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("prefer", "return=minimal").body(patient("Kato").to_string()).send().unwrap();
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=minimal")
+        .body(patient("Kato").to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     let loc = header(&r, "location");
     assert!(r.text().unwrap().is_empty());
     let id = loc.split('/').rev().nth(2).unwrap().to_string();
-    let r = s.req("POST", "Patient").header("content-type", "application/fhir+json").header("prefer", "return=OperationOutcome").body(patient("Kato").to_string()).send().unwrap();
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("prefer", "return=OperationOutcome")
+        .body(patient("Kato").to_string())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(json(r)["resourceType"], "OperationOutcome");
-    let r = s.req("GET", &format!("Patient/{id}")).header("if-none-match", "W/\"1\"").send().unwrap();
+    let r = s
+        .req("GET", &format!("Patient/{id}"))
+        .header("if-none-match", "W/\"1\"")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 304);
-    let r = s.req("GET", &format!("Patient/{id}")).header("if-none-match", "W/\"7\"").send().unwrap();
+    let r = s
+        .req("GET", &format!("Patient/{id}"))
+        .header("if-none-match", "W/\"7\"")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let lm = header(&s.get(&format!("Patient/{id}")), "last-modified");
-    let r = s.req("GET", &format!("Patient/{id}")).header("if-modified-since", lm.as_str()).send().unwrap();
+    let r = s
+        .req("GET", &format!("Patient/{id}"))
+        .header("if-modified-since", lm.as_str())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 304);
-    let r = s.req("GET", &format!("Patient/{id}")).header("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT").send().unwrap();
+    let r = s
+        .req("GET", &format!("Patient/{id}"))
+        .header("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -249,10 +402,19 @@ fn formats_summary_elements_pretty_compression() {
     let mut p = patient("Kobayashi");
     p["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">小林</div>"});
     p["photo"] = json!([{"contentType": "image/png", "data": "iVBORw0KGgo="}]);
-    let id = json(s.post("Patient", &p))["id"].as_str().unwrap().to_string();
+    let id = json(s.post("Patient", &p))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = json(s.get(&format!("Patient/{id}?_summary=true")));
     assert!(r.get("photo").is_none() && r.get("name").is_some());
-    assert!(r["meta"]["tag"].as_array().unwrap().iter().any(|t| t["code"] == "SUBSETTED"));
+    assert!(
+        r["meta"]["tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["code"] == "SUBSETTED")
+    );
     let r = json(s.get(&format!("Patient/{id}?_elements=gender")));
     assert!(r.get("name").is_none() && r["gender"] == "male");
     let r = json(s.get(&format!("Patient/{id}?_summary=text")));
@@ -265,12 +427,33 @@ fn formats_summary_elements_pretty_compression() {
     // formats
     assert_eq!(s.get(&format!("Patient/{id}?_format=json")).status(), 200);
     assert_outcome(s.get(&format!("Patient/{id}?_format=xml")), 406);
-    assert_outcome(s.req("GET", &format!("Patient/{id}")).header("accept", "application/fhir+xml").send().unwrap(), 406);
-    assert_eq!(s.req("GET", &format!("Patient/{id}")).header("accept", "application/json").send().unwrap().status(), 200);
+    assert_outcome(
+        s.req("GET", &format!("Patient/{id}"))
+            .header("accept", "application/fhir+xml")
+            .send()
+            .unwrap(),
+        406,
+    );
+    assert_eq!(
+        s.req("GET", &format!("Patient/{id}"))
+            .header("accept", "application/json")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     // compression
-    let r = s.req("GET", "metadata").header("accept-encoding", "gzip").send().unwrap();
+    let r = s
+        .req("GET", "metadata")
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
     assert_eq!(header(&r, "content-encoding"), "gzip");
-    let r = s.req("GET", "metadata").header("accept-encoding", "br").send().unwrap();
+    let r = s
+        .req("GET", "metadata")
+        .header("accept-encoding", "br")
+        .send()
+        .unwrap();
     assert_eq!(header(&r, "content-encoding"), "br");
 }
 
@@ -278,7 +461,12 @@ fn formats_summary_elements_pretty_compression() {
 fn decimals_keep_their_text() {
     let s = Server::start();
     let obs = r#"{"resourceType":"Observation","status":"final","code":{"text":"HbA1c"},"valueQuantity":{"value":6.50,"unit":"%"},"referenceRange":[{"low":{"value":12345678901234567890.123}}]}"#;
-    let r = s.req("POST", "Observation").header("content-type", "application/fhir+json").body(obs).send().unwrap();
+    let r = s
+        .req("POST", "Observation")
+        .header("content-type", "application/fhir+json")
+        .body(obs)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     let id = json(r)["id"].as_str().unwrap().to_string();
     let text = s.get(&format!("Observation/{id}")).text().unwrap();
@@ -289,12 +477,30 @@ fn decimals_keep_their_text() {
 #[test]
 fn bad_input_is_refused_with_operation_outcome_and_nothing_stored() {
     let s = Server::start_with(|c| c.max_body = 64 * 1024);
-    let post_raw = |ct: &str, body: String| s.req("POST", "Patient").header("content-type", ct).body(body).send().unwrap();
-    let msg = assert_outcome(post_raw("application/fhir+json", "{\"resourceType\": \"Patient\",".into()), 400);
+    let post_raw = |ct: &str, body: String| {
+        s.req("POST", "Patient")
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let msg = assert_outcome(
+        post_raw(
+            "application/fhir+json",
+            "{\"resourceType\": \"Patient\",".into(),
+        ),
+        400,
+    );
     assert!(msg.contains("not valid JSON"), "{msg}");
     assert_outcome(post_raw("text/plain", patient("X").to_string()), 415);
     assert_outcome(post_raw("application/fhir+xml", "<Patient/>".into()), 415);
-    assert_outcome(s.req("POST", "Patient").body(patient("X").to_string()).send().unwrap(), 415);
+    assert_outcome(
+        s.req("POST", "Patient")
+            .body(patient("X").to_string())
+            .send()
+            .unwrap(),
+        415,
+    );
     assert_outcome(post_raw("application/fhir+json", String::new()), 400);
     // over the size limit
     let mut big = patient("Big");
@@ -305,7 +511,10 @@ fn bad_input_is_refused_with_operation_outcome_and_nothing_stored() {
     assert_outcome(post_raw("application/fhir+json", deep), 400);
     // not an object, no resourceType, unknown resourceType
     assert_outcome(post_raw("application/fhir+json", "[1,2]".into()), 400);
-    assert_outcome(post_raw("application/fhir+json", "{\"name\":[]}".into()), 400);
+    assert_outcome(
+        post_raw("application/fhir+json", "{\"name\":[]}".into()),
+        400,
+    );
     assert_outcome(s.post("Foo", &json!({"resourceType": "Foo"})), 404);
     // validation: unknown element, wrong type, bad date, bad code — each named with its location
     let mut bad = patient("Bad");
@@ -315,9 +524,24 @@ fn bad_input_is_refused_with_operation_outcome_and_nothing_stored() {
     let r = s.post("Patient", &bad);
     assert_eq!(r.status(), 400);
     let oo = json(r);
-    let exprs: Vec<String> = oo["issue"].as_array().unwrap().iter().filter_map(|i| i["expression"][0].as_str().map(str::to_string)).collect();
+    // each issue names its place: the FHIRPath location, plus the element's name for unknown ones
+    let exprs: Vec<String> = oo["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["expression"][0].as_str().unwrap_or(""),
+                i["diagnostics"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
     for want in ["favouriteColour", "birthDate", "gender"] {
-        assert!(exprs.iter().any(|e| e.contains(want)), "no issue located at {want}: {oo}");
+        assert!(
+            exprs.iter().any(|e| e.contains(want)),
+            "no issue located at {want}: {oo}"
+        );
     }
     // nothing was stored by any of the above
     assert_eq!(json(s.get("_history"))["total"], 0);
@@ -329,11 +553,25 @@ fn validate_operation() {
     let r = s.post("Patient/$validate", &patient("Ok"));
     assert_eq!(r.status(), 200);
     let oo = json(r);
-    assert!(oo["issue"].as_array().unwrap().iter().all(|i| i["severity"] != "error"), "{oo}");
+    assert!(
+        oo["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["severity"] != "error"),
+        "{oo}"
+    );
     let mut bad = patient("Bad");
     bad["birthDate"] = json!(19700101);
     let oo = json(s.post("Patient/$validate", &bad));
-    assert!(oo["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "error"), "{oo}");
+    assert!(
+        oo["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["severity"] == "error"),
+        "{oo}"
+    );
     let params = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": patient("P")}, {"name": "mode", "valueCode": "create"}]});
     assert_eq!(s.post("Patient/$validate", &params).status(), 200);

@@ -20,22 +20,38 @@ impl Server {
 
     pub fn start_with(tune: impl FnOnce(&mut issho_server::ServerConfig)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
+        let engine =
+            issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
         let mut config = issho_server::ServerConfig::default();
         tune(&mut config);
         let app = issho_server::router(engine, config);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         rt.spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
         let client = Client::builder().no_gzip().build().unwrap();
-        Server { base: format!("http://{addr}/fhir"), client, _dir: dir, _rt: rt }
+        Server {
+            base: format!("http://{addr}/fhir"),
+            client,
+            _dir: dir,
+            _rt: rt,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        if path.is_empty() { self.base.clone() } else { format!("{}/{}", self.base, path.trim_start_matches('/')) }
+        if path.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{}", self.base, path.trim_start_matches('/'))
+        }
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -72,13 +88,26 @@ pub fn json(r: Response) -> Value {
 /// Assert an OperationOutcome with at least one error issue; returns its diagnostics joined.
 pub fn assert_outcome(r: Response, status: u16) -> String {
     assert_eq!(r.status().as_u16(), status, "expected HTTP {status}");
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     assert!(ct.starts_with("application/fhir+json"), "content-type {ct}");
     let v = json(r);
     assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
     let issues = v["issue"].as_array().expect("issues");
-    assert!(issues.iter().any(|i| i["severity"] == "error" || i["severity"] == "fatal"), "{v}");
-    issues.iter().map(|i| i["diagnostics"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join(" | ")
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["severity"] == "error" || i["severity"] == "fatal"),
+        "{v}"
+    );
+    issues
+        .iter()
+        .map(|i| i["diagnostics"].as_str().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The shared reference data folder, when present (`ISSHO_SHARED` or `../shared` beside the repo).
@@ -86,5 +115,9 @@ pub fn shared_dir() -> Option<PathBuf> {
     let p = std::env::var_os("ISSHO_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if p.join("README.md").exists() { Some(p) } else { None }
+    if p.join("README.md").exists() {
+        Some(p)
+    } else {
+        None
+    }
 }
