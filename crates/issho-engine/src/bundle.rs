@@ -94,10 +94,10 @@ fn at(i: usize) -> String {
 /// Strip a server base from an absolute request URL and the leading slash.
 fn relative_url(url: &str, base: Option<&str>) -> String {
     let mut u = url;
-    if let Some(b) = base {
-        if let Some(rest) = u.strip_prefix(b) {
-            u = rest;
-        }
+    if let Some(b) = base
+        && let Some(rest) = u.strip_prefix(b)
+    {
+        u = rest;
     }
     u.trim_start_matches('/').to_string()
 }
@@ -173,15 +173,15 @@ fn rewrite_refs(
     match v {
         Value::Object(o) => {
             for (k, child) in o.iter_mut() {
-                if k == "reference" {
-                    if let Value::String(s) = child {
-                        if let Some(to) = map.get(s.as_str()) {
-                            *s = to.clone();
-                        } else if let Some(to) = resolve_conditional_ref(s, tx, cache, loc)? {
-                            *s = to;
-                        }
-                        continue;
+                if k == "reference"
+                    && let Value::String(s) = child
+                {
+                    if let Some(to) = map.get(s.as_str()) {
+                        *s = to.clone();
+                    } else if let Some(to) = resolve_conditional_ref(s, tx, cache, loc)? {
+                        *s = to;
                     }
+                    continue;
                 }
                 rewrite_refs(child, map, tx, cache, loc)?;
             }
@@ -257,10 +257,10 @@ fn status_line(code: u16) -> String {
 fn write_response(w: &WriteOutcome, ret: Return) -> Value {
     let mut resp = serde_json::Map::new();
     resp.insert("status".into(), Value::String(status_line(w.status)));
-    if let Some(loc) = w.location() {
-        if w.resource.is_some() {
-            resp.insert("location".into(), Value::String(loc));
-        }
+    if let Some(loc) = w.location()
+        && w.resource.is_some()
+    {
+        resp.insert("location".into(), Value::String(loc));
     }
     if let Some(v) = w.version {
         resp.insert("etag".into(), Value::String(format!("W/\"{v}\"")));
@@ -302,10 +302,8 @@ fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
         "fullUrl".into(),
         Value::String(format!("{}/{}", s.resource_type, s.id)),
     );
-    if ret_resource {
-        if let Some(v) = s.json() {
-            entry.insert("resource".into(), v);
-        }
+    if ret_resource && let Some(v) = s.json() {
+        entry.insert("resource".into(), v);
     }
     entry.insert(
         "response".into(),
@@ -391,14 +389,12 @@ impl Engine {
                     }
                 }
             }
-            Method::Patch => {
-                if e.resource.is_none() {
-                    return Err(FhirError::new(
-                        400,
-                        IssueType::Required,
-                        "a PATCH entry needs a Binary or Parameters resource",
-                    ));
-                }
+            Method::Patch if e.resource.is_none() => {
+                return Err(FhirError::new(
+                    400,
+                    IssueType::Required,
+                    "a PATCH entry needs a Binary or Parameters resource",
+                ));
             }
             _ => {}
         }
@@ -425,13 +421,13 @@ impl Engine {
         }
         let mut seen = std::collections::HashSet::new();
         for e in &entries {
-            if let Some(f) = &e.full_url {
-                if !seen.insert(f.clone()) {
-                    return Err(FhirError::bad_request(format!(
-                        "fullUrl '{f}' appears more than once"
-                    ))
-                    .with_at(at(e.index)));
-                }
+            if let Some(f) = &e.full_url
+                && !seen.insert(f.clone())
+            {
+                return Err(FhirError::bad_request(format!(
+                    "fullUrl '{f}' appears more than once"
+                ))
+                .with_at(at(e.index)));
             }
         }
         let n = entries.len();
@@ -500,10 +496,10 @@ impl Engine {
                     },
                     _ => None,
                 };
-                if let Some(id) = &target {
-                    if let Some(f) = &e.full_url {
-                        map.insert(f.clone(), format!("{rt}/{id}"));
-                    }
+                if let Some(id) = &target
+                    && let Some(f) = &e.full_url
+                {
+                    map.insert(f.clone(), format!("{rt}/{id}"));
                 }
                 assigned[k] = target;
             }
@@ -743,7 +739,7 @@ impl Engine {
             [rt] => {
                 let pairs = search::parse_query(query);
                 let result = self.search_in(r, Some(rt), &pairs, false)?;
-                let bundle = self.search_bundle(&result, &format!("{rt}"), None);
+                let bundle = self.search_bundle(&result, rt.as_ref(), None);
                 Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
             }
             _ => Err(FhirError::bad_request(format!(

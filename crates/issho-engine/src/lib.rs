@@ -12,7 +12,7 @@ mod search;
 
 pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};
-pub use issho_store::{HistoryScope, Stored};
+pub use issho_store::{HistoryQuery, HistoryScope, Stored};
 pub use rest::parse_etag;
 pub use search::{SearchResult, parse_query};
 
@@ -180,13 +180,13 @@ pub(crate) fn check_resource(
                 .at("resourceType"),
         ];
     };
-    if let Some(expected) = resource_type {
-        if rt != expected {
-            return vec![Issue::error(
-                IssueType::Invalid,
-                format!("resourceType '{rt}' does not match the type in the URL ('{expected}')"),
-            )];
-        }
+    if let Some(expected) = resource_type
+        && rt != expected
+    {
+        return vec![Issue::error(
+            IssueType::Invalid,
+            format!("resourceType '{rt}' does not match the type in the URL ('{expected}')"),
+        )];
     }
     if !issho_model::r4().is_resource_type(rt) {
         return vec![Issue::error(

@@ -17,10 +17,10 @@ pub(crate) fn person_of(resource_type: &str, body: &Value) -> Option<String> {
             candidates = a.iter().map(Some).collect();
         }
         for c in candidates.into_iter().flatten() {
-            if let Some(r) = c.get("reference").and_then(Value::as_str) {
-                if let Some(id) = r.strip_prefix("Patient/") {
-                    return Some(id.split('/').next().unwrap_or(id).to_string());
-                }
+            if let Some(r) = c.get("reference").and_then(Value::as_str)
+                && let Some(id) = r.strip_prefix("Patient/")
+            {
+                return Some(id.split('/').next().unwrap_or(id).to_string());
             }
         }
     }
@@ -255,12 +255,12 @@ impl Engine {
                 }
                 1 => {
                     let id = found[0].id.clone();
-                    if let Some(bid) = body_id {
-                        if bid != id {
-                            return Err(FhirError::bad_request(format!(
-                                "conditional update: '{criteria}' matches {rt}/{id} but the body's id is '{bid}'"
-                            )));
-                        }
+                    if let Some(bid) = body_id
+                        && bid != id
+                    {
+                        return Err(FhirError::bad_request(format!(
+                            "conditional update: '{criteria}' matches {rt}/{id} but the body's id is '{bid}'"
+                        )));
                     }
                     set_id(&mut resource, &id);
                     update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
@@ -370,19 +370,14 @@ impl Engine {
 
     // ---- history ---------------------------------------------------------------------
 
-    /// History at system (`None`), type or instance level. Returns versions newest first, the
-    /// total, and the sequence high-water mark used (for stable paging).
+    /// History at system, type or instance level. `q.max_seq` is the paging snapshot (None =
+    /// now). Returns versions newest first, the total, and the sequence high-water mark used.
     pub fn history(
         &self,
         ctx: &AccessContext,
-        scope: HistoryScope,
-        since: Option<i64>,
-        at: Option<i64>,
-        count: usize,
-        offset: usize,
-        snapshot: Option<i64>,
+        mut q: HistoryQuery,
     ) -> Result<(Vec<Stored>, u64, i64)> {
-        let rt = match &scope {
+        let rt = match &q.scope {
             HistoryScope::System => None,
             HistoryScope::Type(t) | HistoryScope::Instance(t, _) => {
                 self.check_type(t)?;
@@ -391,23 +386,17 @@ impl Engine {
         };
         self.gate.check(ctx, Action::History, rt)?;
         let r = self.store.reader()?;
-        let max_seq = match snapshot {
+        let max_seq = match q.max_seq {
             Some(s) => s,
             None => r.max_seq()?,
         };
-        if let HistoryScope::Instance(t, id) = &scope {
-            if r.current(t, id)?.is_none() {
-                return Err(FhirError::not_found(format!("{t}/{id} is not known")));
-            }
+        if let HistoryScope::Instance(t, id) = &q.scope
+            && r.current(t, id)?.is_none()
+        {
+            return Err(FhirError::not_found(format!("{t}/{id} is not known")));
         }
-        let q = HistoryQuery {
-            scope,
-            since,
-            at,
-            count: count.min(self.config.max_count),
-            offset,
-            max_seq: Some(max_seq),
-        };
+        q.count = q.count.min(self.config.max_count);
+        q.max_seq = Some(max_seq);
         let (rows, total) = r.history(&q)?;
         Ok((rows, total, max_seq))
     }

@@ -68,14 +68,14 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        if let Some(rt) = resource_type {
-            if !issho_model::r4().is_resource_type(rt) {
-                return Err(FhirError::new(
-                    404,
-                    IssueType::NotSupported,
-                    format!("unknown resource type '{rt}'"),
-                ));
-            }
+        if let Some(rt) = resource_type
+            && !issho_model::r4().is_resource_type(rt)
+        {
+            return Err(FhirError::new(
+                404,
+                IssueType::NotSupported,
+                format!("unknown resource type '{rt}'"),
+            ));
         }
         self.gate.check(ctx, Action::Search, resource_type)?;
         let r = self.store.reader()?;

@@ -141,23 +141,22 @@ fn context(st: &AppState) -> AccessContext {
 }
 
 fn write_headers(r: &mut Response, w: &WriteOutcome, base: &str, location: bool) {
-    if let Some(v) = w.version {
-        if let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\"")) {
-            r.headers_mut().insert(header::ETAG, h);
-        }
+    if let Some(v) = w.version
+        && let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\""))
+    {
+        r.headers_mut().insert(header::ETAG, h);
     }
-    if let Some(t) = w.last_updated {
-        if let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(t)) {
-            r.headers_mut().insert(header::LAST_MODIFIED, h);
-        }
+    if let Some(t) = w.last_updated
+        && let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(t))
+    {
+        r.headers_mut().insert(header::LAST_MODIFIED, h);
     }
-    if location {
-        if let Some(loc) = w.location() {
-            if let Ok(h) = HeaderValue::from_str(&format!("{base}/{loc}")) {
-                r.headers_mut().insert(header::LOCATION, h.clone());
-                r.headers_mut().insert(header::CONTENT_LOCATION, h);
-            }
-        }
+    if location
+        && let Some(loc) = w.location()
+        && let Ok(h) = HeaderValue::from_str(&format!("{base}/{loc}"))
+    {
+        r.headers_mut().insert(header::LOCATION, h.clone());
+        r.headers_mut().insert(header::CONTENT_LOCATION, h);
     }
 }
 
@@ -244,7 +243,7 @@ fn parse_json(headers: &HeaderMap, body: &Bytes, allow_patch: bool) -> Result<Va
         .unwrap_or("")
         .trim()
         .eq_ignore_ascii_case("application/json-patch+json");
-    if !format::is_fhir_json(ct) && !(allow_patch && is_patch) {
+    if !(format::is_fhir_json(ct) || (allow_patch && is_patch)) {
         return Err(FhirError::new(
             415,
             IssueType::NotSupported,
@@ -486,19 +485,18 @@ async fn dispatch(
                         render.pretty,
                     ));
                 }
-                if mode.as_deref() == Some("update") {
-                    if let Some(r) = &resource {
-                        if r.get("id").and_then(Value::as_str) != Some(id) {
-                            return Ok(outcome_response(
-                                200,
-                                &[Issue::error(
-                                    IssueType::Invalid,
-                                    format!("mode update: the resource id must be '{id}'"),
-                                )],
-                                render.pretty,
-                            ));
-                        }
-                    }
+                if mode.as_deref() == Some("update")
+                    && let Some(r) = &resource
+                    && r.get("id").and_then(Value::as_str) != Some(id)
+                {
+                    return Ok(outcome_response(
+                        200,
+                        &[Issue::error(
+                            IssueType::Invalid,
+                            format!("mode update: the resource id must be '{id}'"),
+                        )],
+                        render.pretty,
+                    ));
                 }
             }
             let Some(resource) = resource else {
@@ -616,10 +614,10 @@ fn delete_response(w: WriteOutcome, pref: &Prefer, render: &Render) -> Response 
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     };
-    if let Some(v) = w.version {
-        if let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\"")) {
-            r.headers_mut().insert(header::ETAG, h);
-        }
+    if let Some(v) = w.version
+        && let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\""))
+    {
+        r.headers_mut().insert(header::ETAG, h);
     }
     r
 }
@@ -633,11 +631,11 @@ fn not_modified(headers: &HeaderMap, s: &Stored) -> Option<Response> {
             let t = t.trim();
             t == "*" || issho_engine::parse_etag(t) == Some(s.version)
         });
-    } else if let Some(ims) = header_str(headers, "if-modified-since") {
-        if let Some(t) = issho_model::instant::parse_http_date(ims) {
-            // HTTP dates have second precision.
-            hit = s.last_updated / 1_000_000 <= t / 1_000_000;
-        }
+    } else if let Some(ims) = header_str(headers, "if-modified-since")
+        && let Some(t) = issho_model::instant::parse_http_date(ims)
+    {
+        // HTTP dates have second precision.
+        hit = s.last_updated / 1_000_000 <= t / 1_000_000;
     }
     if !hit {
         return None;
@@ -706,12 +704,12 @@ fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirE
                 _ => {}
             }
         }
-        if let Some(m) = &mode {
-            if !matches!(m.as_str(), "create" | "update" | "delete") {
-                return Err(FhirError::bad_request(format!(
-                    "$validate mode must be create, update or delete (not '{m}')"
-                )));
-            }
+        if let Some(m) = &mode
+            && !matches!(m.as_str(), "create" | "update" | "delete")
+        {
+            return Err(FhirError::bad_request(format!(
+                "$validate mode must be create, update or delete (not '{m}')"
+            )));
         }
         return Ok((resource, mode));
     }
@@ -732,18 +730,18 @@ async fn search(
     let ctx = context(st);
     let res = blocking(move || engine.search(&ctx, t.as_deref(), &pairs, strict)).await?;
     let mut bundle = st.engine.search_bundle(&res, path, Some(base));
-    if render.summary != Summary::False || render.elements.is_some() {
-        if let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) {
-            if render.summary == Summary::Count {
-                entries.clear();
+    if (render.summary != Summary::False || render.elements.is_some())
+        && let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut)
+    {
+        if render.summary == Summary::Count {
+            entries.clear();
+        }
+        for e in entries.iter_mut() {
+            if e["search"]["mode"] == "outcome" {
+                continue;
             }
-            for e in entries.iter_mut() {
-                if e["search"]["mode"] == "outcome" {
-                    continue;
-                }
-                if let Some(r) = e.get_mut("resource") {
-                    *r = format::shape(r.take(), render.summary, render.elements.as_deref());
-                }
+            if let Some(r) = e.get_mut("resource") {
+                *r = format::shape(r.take(), render.summary, render.elements.as_deref());
             }
         }
     }
@@ -808,8 +806,18 @@ async fn history(
     }
     let engine = st.engine.clone();
     let ctx = context(st);
-    let (rows, total, snap) =
-        blocking(move || engine.history(&ctx, scope, since, at, count, offset, snapshot)).await?;
+    let (rows, total, snap) = blocking(move || {
+        let q = issho_engine::HistoryQuery {
+            scope,
+            since,
+            at,
+            count,
+            offset,
+            max_seq: snapshot,
+        };
+        engine.history(&ctx, q)
+    })
+    .await?;
     let link = |off: usize| {
         let mut q = vec![format!("_count={count}"), format!("_snapshot={snap}")];
         if let Some(s) = get("_since") {

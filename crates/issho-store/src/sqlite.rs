@@ -44,10 +44,15 @@ CREATE INDEX IF NOT EXISTS history_time ON history(last_updated);
 /// Maximum number of queued write jobs committed in one transaction.
 const MAX_GROUP: usize = 512;
 
+type Reply = mpsc::SyncSender<Result<Box<dyn Any + Send>>>;
+
 struct Request {
     job: Job,
-    reply: mpsc::SyncSender<Result<Box<dyn Any + Send>>>,
+    reply: Reply,
 }
+
+/// The current row of a logical resource: (rid, version, deleted).
+type Head = (i64, u64, bool);
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -214,8 +219,8 @@ impl WriterTx<'_> {
         t
     }
 
-    fn new_version(&self, t: &str, id: &str) -> Result<(Option<(i64, u64, bool)>, i64)> {
-        let row: Option<(i64, u64, bool)> = self
+    fn new_version(&self, t: &str, id: &str) -> Result<(Option<Head>, i64)> {
+        let row: Option<Head> = self
             .conn
             .prepare_cached(
                 "SELECT rid, version, deleted FROM resources WHERE type = ?1 AND id = ?2",
@@ -372,10 +377,8 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut outputs: Vec<(
-            mpsc::SyncSender<Result<Box<dyn Any + Send>>>,
-            Result<Box<dyn Any + Send>>,
-        )> = Vec::with_capacity(batch.len());
+        let mut outputs: Vec<(Reply, Result<Box<dyn Any + Send>>)> =
+            Vec::with_capacity(batch.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for r in batch {
                 let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
