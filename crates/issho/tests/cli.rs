@@ -1,0 +1,277 @@
+//! The `issho` binary: subcommands, configuration precedence, durability across a crash.
+
+mod common;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_issho");
+
+/// A running `issho serve`; killed (SIGKILL) on drop.
+struct Proc {
+    child: Child,
+    base: String,
+    stdout_lines: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn issho");
+    let out = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(out);
+    let base = loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("issho exited before listening; output: {lines:?}");
+        }
+        lines.push(line.trim().to_string());
+        if let Some(rest) = line.trim().strip_prefix("issho listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Proc {
+        child,
+        base,
+        stdout_lines: lines,
+    }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn post(base: &str, path: &str, body: &Value) -> reqwest::blocking::Response {
+    client()
+        .post(format!("{base}/{path}"))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn version_prints() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("issho "));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "import", "demo", "version"] {
+        assert!(help.contains(sub), "{help}");
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let p = serve(&["--data", data, "--listen", "127.0.0.1:0"], &[]);
+    let r = post(
+        &p.base,
+        "Patient",
+        &json!({"resourceType": "Patient", "name": [{"family": "耐久"}]}),
+    );
+    assert_eq!(r.status(), 201);
+    let id = common::json(r)["id"].as_str().unwrap().to_string();
+    drop(p); // SIGKILL: no shutdown, no checkpoint
+    let p = serve(&["--data", data, "--listen", "127.0.0.1:0"], &[]);
+    let r = client()
+        .get(format!("{}/Patient/{id}", p.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(common::json(r)["name"][0]["family"], "耐久");
+}
+
+#[test]
+fn configuration_file_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("issho.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nmax_body = 300\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let big = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(400)}]});
+    let small = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(10)}]});
+    // the file's limit applies
+    let p = serve(&["--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(post(&p.base, "Patient", &big).status(), 413);
+    assert_eq!(post(&p.base, "Patient", &small).status(), 201);
+    drop(p);
+    // an ISSHO_* variable wins over the file
+    let p = serve(
+        &["--config", cfg.to_str().unwrap()],
+        &[("ISSHO_MAX_BODY", "100000")],
+    );
+    assert_eq!(post(&p.base, "Patient", &big).status(), 201);
+    drop(p);
+    // a flag wins over both
+    let p = serve(
+        &["--config", cfg.to_str().unwrap(), "--max-body", "200"],
+        &[("ISSHO_MAX_BODY", "100000")],
+    );
+    assert_eq!(post(&p.base, "Patient", &big).status(), 413);
+    // the file's data directory was used all along: two patients stored there
+    let b: Value = client()
+        .get(format!("{}/Patient/_history", p.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse::<Value>()
+        .unwrap();
+    assert_eq!(b["total"], 2);
+    assert!(data.join("issho.db").exists());
+    // an unreadable config file is a clear error
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "/nonexistent/issho.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config file"));
+}
+
+#[test]
+fn serve_demo_fills_an_empty_store_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let p = serve(
+        &[
+            "--data",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--demo",
+            "--demo-patients",
+            "3",
+        ],
+        &[],
+    );
+    let summary = p
+        .stdout_lines
+        .iter()
+        .find(|l| l.starts_with("demo population:"))
+        .expect("summary printed")
+        .clone();
+    assert!(summary.contains("3 persons"), "{summary}");
+    let b: Value = client()
+        .get(format!("{}/Patient?_count=100", p.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse::<Value>()
+        .unwrap();
+    let pats = b["entry"].as_array().unwrap();
+    assert!(!pats.is_empty());
+    // Japanese names in kanji and kana
+    let names = pats[0]["resource"]["name"].as_array().unwrap();
+    assert!(names.len() >= 2, "{names:?}");
+    drop(p);
+    let p = serve(
+        &[
+            "--data",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+            "--demo",
+            "--demo-patients",
+            "3",
+        ],
+        &[],
+    );
+    assert!(
+        !p.stdout_lines
+            .iter()
+            .any(|l| l.starts_with("demo population:")),
+        "not loaded twice"
+    );
+}
+
+#[test]
+fn demo_files_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let st = Command::new(BIN)
+        .args([
+            "demo",
+            "--patients",
+            "4",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.file_name().unwrap() == "Patient.ndjson"),
+        "{files:?}"
+    );
+    let lines: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    let data = dir.path().join("data");
+    let st = Command::new(BIN)
+        .args([
+            "import",
+            "--data",
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let msg =
+        String::from_utf8_lossy(&st.stdout).to_string() + &String::from_utf8_lossy(&st.stderr);
+    assert!(st.status.success(), "{msg}");
+    assert!(
+        msg.contains(&format!("imported {lines} resources")),
+        "{msg}"
+    );
+    let p = serve(
+        &["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let b: Value = client()
+        .get(format!("{}/_history?_count=1", p.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse::<Value>()
+        .unwrap();
+    assert_eq!(b["total"], lines as u64);
+}
