@@ -102,7 +102,7 @@ fn relative_url(url: &str, base: Option<&str>) -> String {
     u.trim_start_matches('/').to_string()
 }
 
-fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entry>)> {
+fn parse_entries(mut bundle: Value, base: Option<&str>) -> Result<(String, Vec<Entry>)> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::bad_request("the body must be a Bundle"));
     }
@@ -116,14 +116,15 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
             "Bundle.type must be 'transaction' or 'batch' to be processed, not '{kind}'"
         )));
     }
-    let entries = match bundle.get("entry") {
-        None => &Vec::new(),
+    let mut entries = match bundle.get_mut("entry").map(Value::take) {
+        None => Vec::new(),
         Some(Value::Array(a)) => a,
         Some(_) => return Err(FhirError::bad_request("Bundle.entry must be an array")),
     };
     let mut out = Vec::with_capacity(entries.len());
     let mut issues = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
+    for (i, e) in entries.iter_mut().enumerate() {
+        let resource = e.get_mut("resource").map(Value::take);
         let req = e.get("request");
         let method = req
             .and_then(|r| r.get("method"))
@@ -147,7 +148,7 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
             method,
             url: relative_url(url, base),
             full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
-            resource: e.get("resource").cloned(),
+            resource,
             if_none_exist: s("ifNoneExist"),
             if_match: s("ifMatch"),
         });
@@ -159,6 +160,41 @@ fn parse_entries(bundle: &Value, base: Option<&str>) -> Result<(String, Vec<Entr
         });
     }
     Ok((kind, out))
+}
+
+/// Replace every string that is exactly a known fullUrl by its `Type/id`. Returns true when a
+/// reference is left that only the store can resolve (a conditional reference, or a
+/// `urn:uuid:`/`urn:oid:` reference to an entry whose identity depends on a search).
+fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
+    match v {
+        Value::Object(o) => {
+            let mut left = false;
+            for (k, child) in o.iter_mut() {
+                if k == "reference"
+                    && let Value::String(s) = child
+                {
+                    if let Some(to) = map.get(s.as_str()) {
+                        *s = to.clone();
+                    } else if s.contains('?') || s.starts_with("urn:") {
+                        left = true;
+                    }
+                    continue;
+                }
+                left |= rewrite_known(child, map);
+            }
+            left
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .fold(false, |acc, c| rewrite_known(c, map) | acc),
+        Value::String(s) => {
+            if let Some(to) = map.get(s.as_str()) {
+                *s = to.clone();
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 /// Replace every string that is exactly a mapped fullUrl by its `Type/id`, and resolve
@@ -326,7 +362,7 @@ impl Engine {
         base: Option<&str>,
         ret: Return,
     ) -> Result<Value> {
-        let (kind, entries) = parse_entries(&bundle, base)?;
+        let (kind, entries) = parse_entries(bundle, base)?;
         if kind == "transaction" {
             self.transaction(ctx, entries, ret)
         } else {
@@ -334,7 +370,9 @@ impl Engine {
         }
     }
 
-    fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
+    /// Checks that need no store. `validate`: also validate the entry's resource (batch entries
+    /// are validated here; transaction entries after their references were rewritten).
+    fn check_entry(&self, ctx: &AccessContext, e: &Entry, validate: bool) -> Result<()> {
         let rt = e.resource_type();
         if !issho_model::r4().is_resource_type(rt) {
             return Err(FhirError::new(
@@ -359,15 +397,16 @@ impl Engine {
                         "a POST or PUT entry needs a resource",
                     ));
                 };
-                let mut issues = check_resource(Some(rt), r, self.config.validate, true);
-                // References to other entries are not yet rewritten; urn:uuid and conditional
-                // references are valid reference syntax for the validator.
-                issues.retain(Issue::is_error);
-                if !issues.is_empty() {
-                    return Err(FhirError {
-                        status: 400,
-                        issues,
-                    });
+                if validate {
+                    // urn:uuid and conditional references are valid syntax inside a Bundle.
+                    let mut issues = check_resource(Some(rt), r, self.config.validate, true);
+                    issues.retain(Issue::is_error);
+                    if !issues.is_empty() {
+                        return Err(FhirError {
+                            status: 400,
+                            issues,
+                        });
+                    }
                 }
                 if e.method == Method::Put && e.criteria().is_none() {
                     match (e.instance_id(), parse_body_id(r)) {
@@ -407,20 +446,22 @@ impl Engine {
         mut entries: Vec<Entry>,
         ret: Return,
     ) -> Result<Value> {
-        // Static checks before touching the store.
-        for e in &entries {
-            self.check_entry(ctx, e).map_err(|mut err| {
-                for i in err.issues.iter_mut() {
-                    if i.expression.is_none() {
-                        i.expression = Some(at(e.index));
-                    }
-                    i.diagnostics = format!("entry {}: {}", e.index, i.diagnostics);
+        let prefix = |e: &Entry, mut err: FhirError| {
+            for i in err.issues.iter_mut() {
+                if i.expression.is_none() {
+                    i.expression = Some(at(e.index));
                 }
-                err
-            })?;
-        }
+                i.diagnostics = format!("entry {}: {}", e.index, i.diagnostics);
+            }
+            err
+        };
+        // Phase 1, without the store: static checks, the identities that need no lookup,
+        // reference rewriting with them, and validation. Only what truly needs the store
+        // (conditional identities and references) is left for the writer.
         let mut seen = std::collections::HashSet::new();
         for e in &entries {
+            self.check_entry(ctx, e, false)
+                .map_err(|err| prefix(e, err))?;
             if let Some(f) = &e.full_url
                 && !seen.insert(f.clone())
             {
@@ -431,84 +472,119 @@ impl Engine {
             }
         }
         let n = entries.len();
+        let mut assigned: Vec<Option<String>> = vec![None; n];
+        let mut known: HashMap<String, String> = HashMap::new();
+        for (k, e) in entries.iter().enumerate() {
+            assigned[k] = match e.method {
+                Method::Post if e.if_none_exist.is_none() => Some(new_id()),
+                Method::Put | Method::Patch if e.criteria().is_none() => {
+                    e.instance_id().map(str::to_string)
+                }
+                _ => None,
+            };
+            if let (Some(id), Some(f)) = (&assigned[k], &e.full_url) {
+                known.insert(f.clone(), format!("{}/{id}", e.resource_type()));
+            }
+        }
+        let mut unresolved = false;
+        for e in entries.iter_mut() {
+            if let Some(r) = e.resource.as_mut() {
+                unresolved |= rewrite_known(r, &known);
+            }
+        }
+        if self.config.validate {
+            for e in &entries {
+                if let (Method::Post | Method::Put, Some(r)) = (e.method, &e.resource) {
+                    let mut issues = check_resource(Some(e.resource_type()), r, true, true);
+                    issues.retain(Issue::is_error);
+                    if !issues.is_empty() {
+                        return Err(prefix(
+                            e,
+                            FhirError {
+                                status: 400,
+                                issues,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
         let engine = self.clone();
         let responses = issho_store::write(&*self.store, move |tx| -> Result<Vec<Value>> {
-            // 1. Give every entry its final identity.
-            let mut map: HashMap<String, String> = HashMap::new();
-            let mut assigned: Vec<Option<String>> = vec![None; n];
+            // Phase 2, in the write transaction: conditional identities.
+            let mut late: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];
             for (k, e) in entries.iter().enumerate() {
+                if assigned[k].is_some()
+                    || matches!(e.method, Method::Get | Method::Head | Method::Delete)
+                {
+                    continue;
+                }
                 let rt = e.resource_type().to_string();
                 let target = match e.method {
                     Method::Post => {
-                        let mut id = None;
-                        if let Some(c) = &e.if_none_exist {
-                            let crit = if c.contains('?') {
-                                c.clone()
-                            } else {
-                                format!("{rt}?{c}")
-                            };
-                            let found = search::find(tx, &rt, &crit)
-                                .map_err(|err| err.with_at(at(e.index)))?;
-                            match found.len() {
-                                0 => {}
-                                1 => {
-                                    id = Some(found[0].id.clone());
-                                    matched[k] = Some(found[0].clone());
-                                }
-                                m => {
-                                    return Err(FhirError::precondition(format!(
-                                        "entry {}: ifNoneExist '{c}' matches {m} resources",
-                                        e.index
-                                    ))
-                                    .with_at(at(e.index)));
-                                }
+                        let c = e.if_none_exist.as_deref().unwrap_or_default();
+                        let crit = if c.contains('?') {
+                            c.to_string()
+                        } else {
+                            format!("{rt}?{c}")
+                        };
+                        let found =
+                            search::find(tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
+                        match found.len() {
+                            0 => new_id(),
+                            1 => {
+                                let id = found[0].id.clone();
+                                matched[k] = Some(found.into_iter().next().unwrap());
+                                id
+                            }
+                            m => {
+                                return Err(FhirError::precondition(format!(
+                                    "entry {}: ifNoneExist '{c}' matches {m} resources",
+                                    e.index
+                                ))
+                                .with_at(at(e.index)));
                             }
                         }
-                        Some(id.unwrap_or_else(new_id))
                     }
-                    Method::Put | Method::Patch => match e.criteria() {
-                        None => e.instance_id().map(str::to_string),
-                        Some(c) => {
-                            let found = search::find(tx, &rt, &format!("{rt}?{c}"))
-                                .map_err(|err| err.with_at(at(e.index)))?;
-                            match found.len() {
-                                0 if e.method == Method::Put => Some(
-                                    e.resource
-                                        .as_ref()
-                                        .and_then(parse_body_id)
-                                        .map(str::to_string)
-                                        .unwrap_or_else(new_id),
-                                ),
-                                1 => Some(found[0].id.clone()),
-                                m => {
-                                    return Err(FhirError {
-                                        status: if m == 0 { 404 } else { 412 },
-                                        issues: vec![Issue::error(
-                                            IssueType::MultipleMatches,
-                                            format!("entry {}: '{}' matches {m} resources; it must match exactly one", e.index, e.url),
-                                        )
-                                        .at(at(e.index))],
-                                    });
-                                }
+                    _ => {
+                        let c = e.criteria().unwrap_or_default();
+                        let found = search::find(tx, &rt, &format!("{rt}?{c}"))
+                            .map_err(|err| err.with_at(at(e.index)))?;
+                        match found.len() {
+                            0 if e.method == Method::Put => e
+                                .resource
+                                .as_ref()
+                                .and_then(parse_body_id)
+                                .map(str::to_string)
+                                .unwrap_or_else(new_id),
+                            1 => found[0].id.clone(),
+                            m => {
+                                return Err(FhirError {
+                                    status: if m == 0 { 404 } else { 412 },
+                                    issues: vec![Issue::error(
+                                        if m == 0 { IssueType::NotFound } else { IssueType::MultipleMatches },
+                                        format!("entry {}: '{}' matches {m} resources; it must match exactly one", e.index, e.url),
+                                    )
+                                    .at(at(e.index))],
+                                });
                             }
                         }
-                    },
-                    _ => None,
+                    }
                 };
-                if let Some(id) = &target
-                    && let Some(f) = &e.full_url
-                {
-                    map.insert(f.clone(), format!("{rt}/{id}"));
+                if let Some(f) = &e.full_url {
+                    late.insert(f.clone(), format!("{rt}/{target}"));
                 }
-                assigned[k] = target;
+                assigned[k] = Some(target);
             }
-            // 2. Rewrite references inside every resource.
-            let mut cache = HashMap::new();
-            for e in entries.iter_mut() {
-                if let Some(r) = e.resource.as_mut() {
-                    let loc = format!("{}.resource", at(e.index));
-                    rewrite_refs(r, &map, &*tx, &mut cache, &loc)?;
+            // References that needed the store: to conditional entries, and conditional ones.
+            if unresolved || !late.is_empty() {
+                let mut cache = HashMap::new();
+                for e in entries.iter_mut() {
+                    if let Some(r) = e.resource.as_mut() {
+                        let loc = format!("{}.resource", at(e.index));
+                        rewrite_refs(r, &late, tx, &mut cache, &loc)?;
+                    }
                 }
             }
             // 3. Process in the specification's order.
@@ -571,7 +647,6 @@ impl Engine {
                         } else {
                             let id = assigned[k].clone().unwrap_or_else(new_id);
                             let mut r = e.resource.take().unwrap_or(Value::Null);
-                            engine.revalidate(&rt, &r, e.index)?;
                             put_new(tx, &rt, &id, &mut r, "POST").map(|w| write_response(&w, ret))
                         }
                     }
@@ -581,7 +656,6 @@ impl Engine {
                         if let Some(o) = r.as_object_mut() {
                             o.insert("id".into(), Value::String(id.clone()));
                         }
-                        engine.revalidate(&rt, &r, e.index)?;
                         update_in(tx, &rt, &id, &mut r, e.if_match.as_deref(), "PUT")
                             .map(|w| write_response(&w, ret))
                     }
@@ -632,22 +706,11 @@ impl Engine {
         }))
     }
 
-    /// Validation after references were rewritten (the static check ran before).
-    fn revalidate(&self, rt: &str, r: &Value, index: usize) -> Result<()> {
-        if !self.config.validate {
-            return Ok(());
-        }
-        if let Some(err) = errors_only(check_resource(Some(rt), r, true, false)) {
-            return Err(err.with_at(at(index)));
-        }
-        Ok(())
-    }
-
     fn batch(&self, ctx: &AccessContext, entries: Vec<Entry>, ret: Return) -> Result<Value> {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let res = self
-                .check_entry(ctx, &e)
+                .check_entry(ctx, &e, true)
                 .and_then(|_| self.batch_entry(ctx, e, ret));
             out.push(match res {
                 Ok(v) => v,

@@ -242,8 +242,13 @@ impl issho_store::Indexer for SearchIndexer {
         conn: &rusqlite::Connection,
         rid: i64,
         resource: &Value,
+        replace: bool,
     ) -> rusqlite::Result<()> {
-        issho_search::sqlite_index(conn, rid, resource)
+        if replace {
+            issho_search::sqlite_index(conn, rid, resource)
+        } else {
+            issho_search::sqlite_index_new(conn, rid, resource)
+        }
     }
     fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()> {
         issho_search::sqlite_unindex(conn, rid)

@@ -422,12 +422,13 @@ pub(crate) fn put_new(
     Ok(written(rt, id, resource, p))
 }
 
-fn written(rt: &str, id: &str, resource: &Value, p: PutResult) -> WriteOutcome {
+/// The outcome of a write; takes the stored resource out of `resource` (no copy).
+fn written(rt: &str, id: &str, resource: &mut Value, p: PutResult) -> WriteOutcome {
     WriteOutcome {
         status: if p.created { 201 } else { 200 },
         resource_type: rt.to_string(),
         id: id.to_string(),
-        resource: Some(resource.clone()),
+        resource: Some(std::mem::take(resource)),
         version: Some(p.version),
         last_updated: Some(p.last_updated),
         issues: Vec::new(),
@@ -536,5 +537,5 @@ pub(crate) fn patch_in(
     }
     let person = person_of(rt, &doc);
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
-    Ok(written(rt, id, &doc, p))
+    Ok(written(rt, id, &mut doc, p))
 }

@@ -73,6 +73,12 @@ pub(crate) const TABLES: [&str; 7] = [
 /// current version). Runs inside the caller's transaction.
 pub fn sqlite_index(tx: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
     sqlite_unindex(tx, rid)?;
+    sqlite_index_new(tx, rid, resource)
+}
+
+/// Write the index rows of a resource that has none yet (just created, or re-created after a
+/// deletion): skips the seven deletes of [`sqlite_index`].
+pub fn sqlite_index_new(tx: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
     for r in extract(resource) {
         let (k, g) = (r.key.as_str(), r.grp);
         match &r.row {

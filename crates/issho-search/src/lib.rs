@@ -18,7 +18,7 @@ mod registry;
 pub mod values;
 
 pub use extract::{IndexRow, Row, extract};
-pub use index::{SQLITE_DDL, sqlite_index, sqlite_unindex};
+pub use index::{SQLITE_DDL, sqlite_index, sqlite_index_new, sqlite_unindex};
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;
 mod sql;

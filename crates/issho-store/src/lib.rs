@@ -113,11 +113,13 @@ pub struct PutResult {
 pub trait Indexer: Send + Sync {
     /// DDL run once at open (idempotent).
     fn ddl(&self) -> &str;
+    /// Write the index rows of `resource`; `replace` when rows of an earlier version may exist.
     fn index(
         &self,
         conn: &rusqlite::Connection,
         rid: i64,
         resource: &Value,
+        replace: bool,
     ) -> rusqlite::Result<()>;
     fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()>;
 }
