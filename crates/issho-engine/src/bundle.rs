@@ -162,7 +162,9 @@ fn parse_entries(mut bundle: Value, base: Option<&str>) -> Result<(String, Vec<E
     Ok((kind, out))
 }
 
-/// Replace every string that is exactly a known fullUrl by its `Type/id`. Returns true when a
+/// Replace every `reference` that is exactly a known fullUrl by its `Type/id`. Only
+/// Reference.reference is rewritten: other strings that happen to equal a fullUrl (an
+/// Identifier.value of `urn:uuid:…`, as documents carry) keep their value. Returns true when a
 /// reference is left that only the store can resolve (a conditional reference, or a
 /// `urn:uuid:`/`urn:oid:` reference to an entry whose identity depends on a search).
 fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
@@ -187,17 +189,11 @@ fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
         Value::Array(a) => a
             .iter_mut()
             .fold(false, |acc, c| rewrite_known(c, map) | acc),
-        Value::String(s) => {
-            if let Some(to) = map.get(s.as_str()) {
-                *s = to.clone();
-            }
-            false
-        }
         _ => false,
     }
 }
 
-/// Replace every string that is exactly a mapped fullUrl by its `Type/id`, and resolve
+/// Replace every `reference` that is exactly a mapped fullUrl by its `Type/id`, and resolve
 /// conditional references (`Type?criteria`) in `reference` elements.
 fn rewrite_refs(
     v: &mut Value,
@@ -225,11 +221,6 @@ fn rewrite_refs(
         Value::Array(a) => {
             for child in a {
                 rewrite_refs(child, map, tx, cache, loc)?;
-            }
-        }
-        Value::String(s) => {
-            if let Some(to) = map.get(s.as_str()) {
-                *s = to.clone();
             }
         }
         _ => {}
@@ -388,6 +379,9 @@ impl Engine {
             Method::Delete => Action::Delete,
         };
         self.gate.check(ctx, action, Some(rt))?;
+        if e.criteria().is_some() || e.if_none_exist.is_some() {
+            self.gate.check(ctx, Action::Search, Some(rt))?;
+        }
         match e.method {
             Method::Post | Method::Put => {
                 let Some(r) = &e.resource else {
@@ -510,13 +504,15 @@ impl Engine {
             }
         }
         let engine = self.clone();
+        let ctx2 = ctx.clone();
         let responses = issho_store::write(&*self.store, move |tx| -> Result<Vec<Value>> {
             // Phase 2, in the write transaction: conditional identities.
             let mut late: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];
             for (k, e) in entries.iter().enumerate() {
                 if assigned[k].is_some()
-                    || matches!(e.method, Method::Get | Method::Head | Method::Delete)
+                    || matches!(e.method, Method::Get | Method::Head)
+                    || (e.method == Method::Delete && e.criteria().is_none())
                 {
                     continue;
                 }
@@ -551,23 +547,70 @@ impl Engine {
                         let c = e.criteria().unwrap_or_default();
                         let found = search::find(tx, &rt, &format!("{rt}?{c}"))
                             .map_err(|err| err.with_at(at(e.index)))?;
-                        match found.len() {
-                            0 if e.method == Method::Put => e
-                                .resource
-                                .as_ref()
-                                .and_then(parse_body_id)
-                                .map(str::to_string)
-                                .unwrap_or_else(new_id),
-                            1 => found[0].id.clone(),
-                            m => {
-                                return Err(FhirError {
-                                    status: if m == 0 { 404 } else { 412 },
-                                    issues: vec![Issue::error(
-                                        if m == 0 { IssueType::NotFound } else { IssueType::MultipleMatches },
-                                        format!("entry {}: '{}' matches {m} resources; it must match exactly one", e.index, e.url),
-                                    )
-                                    .at(at(e.index))],
-                                });
+                        let body_id = e
+                            .resource
+                            .as_ref()
+                            .and_then(parse_body_id)
+                            .map(str::to_string);
+                        let fail = |status: u16, code: IssueType, msg: String| FhirError {
+                            status,
+                            issues: vec![
+                                Issue::error(code, format!("entry {}: {msg}", e.index))
+                                    .at(at(e.index)),
+                            ],
+                        };
+                        match (e.method, found.len()) {
+                            // Conditional delete of nothing: nothing to do.
+                            (Method::Delete, 0) => continue,
+                            (Method::Put, 0) => match body_id {
+                                Some(id)
+                                    if tx.current(&rt, &id)?.is_some_and(|s| !s.is_deleted()) =>
+                                {
+                                    return Err(fail(
+                                        400,
+                                        IssueType::Invalid,
+                                        format!(
+                                            "no match for '{}', but {rt}/{id} named by the body exists; the body's id cannot be used to create",
+                                            e.url
+                                        ),
+                                    ));
+                                }
+                                Some(id) => id,
+                                None => new_id(),
+                            },
+                            (_, 1) => {
+                                let id = found[0].id.clone();
+                                if e.method == Method::Put
+                                    && body_id.as_ref().is_some_and(|b| *b != id)
+                                {
+                                    return Err(fail(
+                                        400,
+                                        IssueType::Invalid,
+                                        format!(
+                                            "'{}' matches {rt}/{id} but the body's id is '{}'",
+                                            e.url,
+                                            body_id.unwrap_or_default()
+                                        ),
+                                    ));
+                                }
+                                id
+                            }
+                            (_, 0) => {
+                                return Err(fail(
+                                    404,
+                                    IssueType::NotFound,
+                                    format!("'{}' matches no resource", e.url),
+                                ));
+                            }
+                            (_, m) => {
+                                return Err(fail(
+                                    412,
+                                    IssueType::MultipleMatches,
+                                    format!(
+                                        "'{}' matches {m} resources; it must match exactly one",
+                                        e.url
+                                    ),
+                                ));
                             }
                         }
                     }
@@ -576,6 +619,29 @@ impl Engine {
                     late.insert(f.clone(), format!("{rt}/{target}"));
                 }
                 assigned[k] = Some(target);
+            }
+            // The same resource must not be written twice in one transaction (http.html#trules).
+            let mut identities: HashMap<String, usize> = HashMap::new();
+            for (k, e) in entries.iter().enumerate() {
+                if matches!(e.method, Method::Get | Method::Head) {
+                    continue;
+                }
+                let id = match (e.method, &assigned[k]) {
+                    (_, Some(id)) => id.clone(),
+                    (Method::Delete, None) => match e.instance_id() {
+                        Some(id) => id.to_string(),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                let key = format!("{}/{id}", e.resource_type());
+                if let Some(first) = identities.insert(key.clone(), e.index) {
+                    return Err(FhirError::bad_request(format!(
+                        "entries {first} and {} both act on {key}; a transaction may touch each resource once",
+                        e.index
+                    ))
+                    .with_at(at(e.index)));
+                }
             }
             // References that needed the store: to conditional entries, and conditional ones.
             if unresolved || !late.is_empty() {
@@ -597,42 +663,24 @@ impl Engine {
                 let res = match e.method {
                     Method::Delete => match e.criteria() {
                         None => match e.instance_id() {
-                            Some(id) => match delete_in(tx, &rt, id, e.if_match.as_deref()) {
-                                Err(err) if err.status == 404 => Ok(WriteOutcome {
-                                    status: 204,
-                                    resource_type: rt.clone(),
-                                    id: id.to_string(),
-                                    resource: None,
-                                    version: None,
-                                    last_updated: None,
-                                    issues: vec![],
-                                }),
-                                other => other,
-                            },
+                            Some(id) => delete_in(tx, &rt, id, e.if_match.as_deref()),
                             None => Err(FhirError::bad_request(format!(
                                 "DELETE needs Type/id or Type?criteria, not '{}'",
                                 e.url
                             ))),
                         },
-                        Some(c) => {
-                            let found = search::find(tx, &rt, &format!("{rt}?{c}"))?;
-                            match found.len() {
-                                0 => Ok(WriteOutcome {
-                                    status: 204,
-                                    resource_type: rt.clone(),
-                                    id: String::new(),
-                                    resource: None,
-                                    version: None,
-                                    last_updated: None,
-                                    issues: vec![],
-                                }),
-                                1 => delete_in(tx, &rt, &found[0].id, None),
-                                m => Err(FhirError::precondition(format!(
-                                    "'{}' matches {m} resources",
-                                    e.url
-                                ))),
-                            }
-                        }
+                        Some(_) => match &assigned[k] {
+                            Some(id) => delete_in(tx, &rt, id, None),
+                            None => Ok(WriteOutcome {
+                                status: 204,
+                                resource_type: rt.clone(),
+                                id: String::new(),
+                                resource: None,
+                                version: None,
+                                last_updated: None,
+                                issues: vec![],
+                            }),
+                        },
                     }
                     .map(|w| write_response(&w, ret)),
                     Method::Post => {
@@ -656,8 +704,15 @@ impl Engine {
                         if let Some(o) = r.as_object_mut() {
                             o.insert("id".into(), Value::String(id.clone()));
                         }
-                        update_in(tx, &rt, &id, &mut r, e.if_match.as_deref(), "PUT")
-                            .map(|w| write_response(&w, ret))
+                        update_in(
+                            tx,
+                            &rt,
+                            &id,
+                            &mut r,
+                            e.if_match.as_deref(),
+                            &engine.create_check(&ctx2, &rt),
+                        )
+                        .map(|w| write_response(&w, ret))
                     }
                     Method::Patch => {
                         let id = assigned[k].clone().unwrap_or_default();

@@ -7,6 +7,7 @@
 //! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
 mod bundle;
+mod pages;
 mod rest;
 mod search;
 
@@ -114,6 +115,11 @@ pub struct EngineConfig {
     /// Largest page a search or history request may ask for.
     pub max_count: usize,
     pub default_count: usize,
+    /// How many matches of a search are remembered for stable paging (beyond: offset paging).
+    pub page_cache_rids: usize,
+    /// How many result sets are remembered, and for how long.
+    pub page_cache_sets: usize,
+    pub page_cache_ttl: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +128,9 @@ impl Default for EngineConfig {
             validate: true,
             max_count: 1000,
             default_count: 50,
+            page_cache_rids: 10_000,
+            page_cache_sets: 1_000,
+            page_cache_ttl: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -132,14 +141,20 @@ pub struct Engine {
     store: Arc<dyn Store>,
     gate: Gate,
     config: EngineConfig,
+    pages: Arc<pages::PageCache>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, gate: Gate, config: EngineConfig) -> Engine {
+        let pages = Arc::new(pages::PageCache::new(
+            config.page_cache_sets,
+            config.page_cache_ttl,
+        ));
         Engine {
             store,
             gate,
             config,
+            pages,
         }
     }
 
@@ -231,34 +246,56 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 /// Writes search index rows (issho-search) in the store's transactions.
-struct SearchIndexer;
+#[derive(Default)]
+struct SearchIndexer(std::sync::OnceLock<issho_search::SqliteIndex>);
+
+impl SearchIndexer {
+    fn get(&self) -> rusqlite::Result<&issho_search::SqliteIndex> {
+        self.0.get().ok_or(rusqlite::Error::InvalidQuery)
+    }
+}
 
 impl issho_store::Indexer for SearchIndexer {
-    fn ddl(&self) -> &str {
-        issho_search::SQLITE_DDL
+    fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let index = issho_search::SqliteIndex::open(conn)?;
+        let _ = self.0.set(index);
+        Ok(())
     }
     fn index(
         &self,
         conn: &rusqlite::Connection,
         rid: i64,
         resource: &Value,
-        replace: bool,
+        previous: Option<&[u8]>,
     ) -> rusqlite::Result<()> {
-        if replace {
-            issho_search::sqlite_index(conn, rid, resource)
-        } else {
-            issho_search::sqlite_index_new(conn, rid, resource)
+        let index = self.get()?;
+        match previous.map(serde_json::from_slice::<Value>) {
+            None => index.insert(conn, rid, resource),
+            Some(Ok(old)) => index.replace(conn, rid, &old, resource),
+            Some(Err(_)) => {
+                index.remove_all(conn, rid)?;
+                index.insert(conn, rid, resource)
+            }
         }
     }
-    fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()> {
-        issho_search::sqlite_unindex(conn, rid)
+    fn unindex(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        previous: &[u8],
+    ) -> rusqlite::Result<()> {
+        let index = self.get()?;
+        match serde_json::from_slice::<Value>(previous) {
+            Ok(old) => index.remove(conn, rid, &old),
+            Err(_) => index.remove_all(conn, rid),
+        }
     }
 }
 
 impl Engine {
     /// Open the embedded SQLite store in `dir` with search indexing and the default gate.
     pub fn open_sqlite(dir: &std::path::Path, config: EngineConfig) -> Result<Engine> {
-        let store = issho_store::SqliteStore::open(dir, Arc::new(SearchIndexer))?;
+        let store = issho_store::SqliteStore::open(dir, Arc::new(SearchIndexer::default()))?;
         Ok(Engine::new(Arc::new(store), Gate::new(), config))
     }
 

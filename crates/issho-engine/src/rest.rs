@@ -63,6 +63,16 @@ pub(crate) fn stored_json(s: &Stored) -> Result<Value> {
 }
 
 impl Engine {
+    /// The permission check for an update that turns out to create the resource.
+    pub(crate) fn create_check(
+        &self,
+        ctx: &AccessContext,
+        rt: &str,
+    ) -> impl Fn() -> Result<()> + Send + 'static {
+        let (gate, ctx, rt) = (self.gate.clone(), ctx.clone(), rt.to_string());
+        move || -> Result<()> { Ok(gate.check(&ctx, Action::Create, Some(&rt)).map(|_| ())?) }
+    }
+
     fn check_type(&self, resource_type: &str) -> Result<()> {
         if issho_model::r4().is_resource_type(resource_type) {
             Ok(())
@@ -142,6 +152,9 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Create, Some(resource_type))?;
+        if if_none_exist.is_some() {
+            self.gate.check(ctx, Action::Search, Some(resource_type))?;
+        }
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let result = issho_store::write(&*self.store, move |tx| {
@@ -215,8 +228,16 @@ impl Engine {
         }
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
+        let may_create = self.create_check(ctx, resource_type);
         let out = issho_store::write(&*self.store, move |tx| {
-            update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+            update_in(
+                tx,
+                &rt,
+                &id,
+                &mut resource,
+                if_match.as_deref(),
+                &may_create,
+            )
         })??;
         Ok(WriteOutcome { issues, ..out })
     }
@@ -233,7 +254,9 @@ impl Engine {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Update, Some(resource_type))?;
         let issues = self.prepare_write(resource_type, &resource)?;
+        self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
+        let may_create = self.create_check(ctx, resource_type);
         let out = issho_store::write(&*self.store, move |tx| {
             let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
             let body_id = parse_body_id(&resource).map(str::to_string);
@@ -251,7 +274,14 @@ impl Engine {
                         }
                         None => new_id(),
                     };
-                    update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+                    update_in(
+                        tx,
+                        &rt,
+                        &id,
+                        &mut resource,
+                        if_match.as_deref(),
+                        &may_create,
+                    )
                 }
                 1 => {
                     let id = found[0].id.clone();
@@ -263,7 +293,14 @@ impl Engine {
                         )));
                     }
                     set_id(&mut resource, &id);
-                    update_in(tx, &rt, &id, &mut resource, if_match.as_deref(), "PUT")
+                    update_in(
+                        tx,
+                        &rt,
+                        &id,
+                        &mut resource,
+                        if_match.as_deref(),
+                        &may_create,
+                    )
                 }
                 n => Err(FhirError::precondition(format!(
                     "conditional update: '{criteria}' matches {n} resources; it must match at most one"
@@ -303,6 +340,7 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let validate = self.config.validate;
         issho_store::write(&*self.store, move |tx| {
@@ -345,6 +383,7 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Delete, Some(resource_type))?;
+        self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         issho_store::write(&*self.store, move |tx| {
             let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
@@ -436,13 +475,16 @@ fn written(rt: &str, id: &str, resource: &mut Value, p: PutResult) -> WriteOutco
 }
 
 /// Update (or create) `rt/id` inside a transaction, honouring If-Match.
+///
+/// `may_create` is asked when the update would create the resource (update-as-create, or
+/// re-creation after a deletion): creating needs the create permission, not only update.
 pub(crate) fn update_in(
     tx: &mut dyn StoreTx,
     rt: &str,
     id: &str,
     resource: &mut Value,
     if_match: Option<&str>,
-    method: &str,
+    may_create: &dyn Fn() -> Result<()>,
 ) -> Result<WriteOutcome> {
     let current = tx.current(rt, id)?;
     match &current {
@@ -454,6 +496,10 @@ pub(crate) fn update_in(
         }
         None => {}
     }
+    if current.as_ref().is_none_or(Stored::is_deleted) {
+        may_create()?;
+    }
+    let method = "PUT";
     let person = person_of(rt, resource);
     let p = tx.put(rt, id, resource, person.as_deref(), method)?;
     Ok(written(rt, id, resource, p))
@@ -467,7 +513,23 @@ pub(crate) fn delete_in(
 ) -> Result<WriteOutcome> {
     let current = tx.current(rt, id)?;
     let Some(cur) = current else {
-        return Err(FhirError::not_found(format!("{rt}/{id} is not known")));
+        if if_match.is_some() {
+            return Err(FhirError::precondition(format!(
+                "If-Match was given but {rt}/{id} does not exist"
+            )));
+        }
+        // http.html: deleting a resource that does not exist at all is not an error.
+        return Ok(WriteOutcome {
+            status: 204,
+            resource_type: rt.to_string(),
+            id: id.to_string(),
+            resource: None,
+            version: None,
+            last_updated: None,
+            issues: vec![Issue::information(format!(
+                "{rt}/{id} does not exist; nothing to delete"
+            ))],
+        });
     };
     etag_matches(if_match, cur.version)?;
     let p = tx.delete(rt, id)?;

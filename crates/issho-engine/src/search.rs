@@ -3,6 +3,9 @@
 use crate::*;
 use issho_store::StoreRead;
 
+/// Largest `_offset` accepted.
+const MAX_OFFSET: usize = 1_000_000_000;
+
 /// A page of search results.
 #[derive(Debug, Clone)]
 pub struct SearchResult {
@@ -18,6 +21,8 @@ pub struct SearchResult {
     pub params: Vec<(String, String)>,
     /// Ignored parameters and other notes.
     pub warnings: Vec<Issue>,
+    /// Token of the remembered result set, for stable `next`/`previous` links.
+    pub page_token: Option<String>,
 }
 
 /// Split and percent-decode a query string (`a=1&b=x%7Cy`). `+` is a space.
@@ -54,6 +59,21 @@ pub(crate) fn find(r: &dyn StoreRead, rt: &str, criteria: &str) -> Result<Vec<St
         status: 400,
         issues,
     })?;
+    // A condition must select something: parameters that filter nothing (`identifier=`,
+    // `_count=10`, `_format=json`) would otherwise match every resource of the type.
+    if q.filters.is_empty() || !q.warnings.is_empty() {
+        let mut issues = vec![Issue::error(
+            IssueType::Invalid,
+            format!(
+                "the condition '{criteria}' has no effective search criteria; it would match every {rt}"
+            ),
+        )];
+        issues.extend(q.warnings.iter().cloned());
+        return Err(FhirError {
+            status: 400,
+            issues,
+        });
+    }
     let (sql, params) = issho_search::sqlite_select(&q);
     let rids = r.query_rids(&sql, &params)?;
     Ok(r.current_by_rids(&rids)?)
@@ -89,8 +109,18 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
+        // `_page` is the engine's paging token, not a search parameter.
+        let token = params
+            .iter()
+            .find(|(k, _)| k == "_page")
+            .map(|(_, v)| v.clone());
+        let params: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "_page")
+            .cloned()
+            .collect();
         let mut q =
-            issho_search::parse(resource_type, params, strict).map_err(|issues| FhirError {
+            issho_search::parse(resource_type, &params, strict).map_err(|issues| FhirError {
                 status: 400,
                 issues,
             })?;
@@ -98,39 +128,123 @@ impl Engine {
             .count
             .unwrap_or(self.config.default_count)
             .min(self.config.max_count);
-        q.count = Some(count + 1);
         let offset = q.offset;
-        let (sql, args) = issho_search::sqlite_select(&q);
-        let mut rids = r.query_rids(&sql, &args)?;
-        let has_next = rids.len() > count;
-        rids.truncate(count);
-        let matches = r.current_by_rids(&rids)?;
-        let total = match q.total {
-            issho_search::TotalMode::None => None,
-            _ if !has_next => Some((offset + matches.len()) as u64),
-            _ => {
-                let (csql, cargs) = issho_search::sqlite_count(&q);
-                Some(r.query_count(&csql, &cargs)?)
-            }
-        };
-        let included = if q.has_includes() {
-            let (isql, iargs) = issho_search::sqlite_includes(&q, &rids);
-            let irids = r.query_rids(&isql, &iargs)?;
-            r.current_by_rids(&irids)?
-        } else {
-            Vec::new()
-        };
-        q.count = Some(count);
-        Ok(SearchResult {
+        if offset > MAX_OFFSET {
+            return Err(FhirError::bad_request(format!(
+                "_offset must be at most {MAX_OFFSET}"
+            )));
+        }
+        let mut warnings = q.warnings.clone();
+        let want_total = q.total != issho_search::TotalMode::None;
+        let canonical = q.canonical_params();
+        let base = |matches, included, total, has_next, page_token, warnings| SearchResult {
             matches,
             included,
             total,
             offset,
             count,
             has_next,
-            params: q.canonical_params(),
-            warnings: q.warnings.clone(),
-        })
+            params: canonical.clone(),
+            warnings,
+            page_token,
+        };
+        if q.summary == Some(issho_search::Summary::Count) {
+            let (csql, cargs) = issho_search::sqlite_count(&q);
+            let total = r.query_count(&csql, &cargs)?;
+            return Ok(base(
+                Vec::new(),
+                Vec::new(),
+                Some(total),
+                false,
+                None,
+                warnings,
+            ));
+        }
+        // The ordered match list: from the page cache, or computed (up to the cache limit).
+        let cap = self.config.page_cache_rids;
+        let cached = token.as_deref().and_then(|t| self.pages.get(t));
+        if token.is_some() && cached.is_none() {
+            warnings.push(Issue::warning(
+                IssueType::Processing,
+                "the paging token has expired; this page was computed afresh and may have shifted",
+            ));
+        }
+        let (set, token) = match cached {
+            Some(c) => (c, token),
+            None => {
+                let mut all = q.clone();
+                all.offset = 0;
+                all.count = Some(cap + 1);
+                let (sql, args) = issho_search::sqlite_select(&all);
+                let mut rids = r.query_rids(&sql, &args)?;
+                let complete = rids.len() <= cap;
+                rids.truncate(cap);
+                let total = if complete {
+                    Some(rids.len() as u64)
+                } else if want_total {
+                    let (csql, cargs) = issho_search::sqlite_count(&q);
+                    Some(r.query_count(&csql, &cargs)?)
+                } else {
+                    None
+                };
+                let more_pages = !complete || rids.len() > count;
+                let set = std::sync::Arc::new(pages::CachedSearch::new(rids, complete, total));
+                let token = more_pages.then(|| self.pages.insert(set.clone()));
+                (set, token)
+            }
+        };
+        let page: Vec<i64> = if offset + count <= set.rids.len() || set.complete {
+            set.rids.iter().skip(offset).take(count).copied().collect()
+        } else {
+            // Beyond the remembered rows of a very large result: plain offset paging.
+            q.count = Some(count);
+            let (sql, args) = issho_search::sqlite_select(&q);
+            r.query_rids(&sql, &args)?
+        };
+        let has_next = if set.complete {
+            offset + count < set.rids.len()
+        } else {
+            !page.is_empty() && page.len() == count
+        };
+        let matches = r.current_by_rids(&page)?;
+        let included = if q.has_includes() {
+            self.includes(r, &q, &page)?
+        } else {
+            Vec::new()
+        };
+        let total = if want_total { set.total } else { None };
+        Ok(base(matches, included, total, has_next, token, warnings))
+    }
+
+    /// `_include` / `_revinclude`, with `:iterate` rounds until nothing new is added.
+    fn includes(
+        &self,
+        r: &dyn StoreRead,
+        q: &issho_search::SearchQuery,
+        page: &[i64],
+    ) -> Result<Vec<Stored>> {
+        const MAX_INCLUDED: usize = 10_000;
+        let mut seen: std::collections::HashSet<i64> = page.iter().copied().collect();
+        let (sql, args) = issho_search::sqlite_includes(q, page);
+        let mut added: Vec<i64> = r
+            .query_rids(&sql, &args)?
+            .into_iter()
+            .filter(|rid| seen.insert(*rid))
+            .collect();
+        let mut all = added.clone();
+        while !added.is_empty() && all.len() < MAX_INCLUDED {
+            let Some((sql, args)) = issho_search::sqlite_includes_iterate(q, &added) else {
+                break;
+            };
+            added = r
+                .query_rids(&sql, &args)?
+                .into_iter()
+                .filter(|rid| seen.insert(*rid))
+                .collect();
+            all.extend_from_slice(&added);
+        }
+        all.truncate(MAX_INCLUDED);
+        Ok(r.current_by_rids(&all)?)
     }
 
     /// Render a search result as a searchset Bundle. `base` is the base URL used for fullUrls
@@ -152,6 +266,9 @@ impl Engine {
                 .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
                 .collect();
             qs.push(format!("_count={}", res.count));
+            if let Some(t) = &res.page_token {
+                qs.push(format!("_page={t}"));
+            }
             if offset > 0 {
                 qs.push(format!("_offset={offset}"));
             }

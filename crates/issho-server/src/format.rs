@@ -14,7 +14,16 @@ pub enum Format {
 /// Pick the response format from `_format` (which wins) or `Accept`.
 pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<Format, Issue> {
     if let Some(f) = format_param {
-        let f = f.trim().split(';').next().unwrap_or("").trim();
+        // An unencoded `+` in the query string arrives as a space: `application/fhir json`.
+        let f = f
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(' ', "+")
+            .to_ascii_lowercase();
+        let f = f.as_str();
         return match f {
             "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
                 Ok(Format::Json)
@@ -40,7 +49,13 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
     };
     let mut any_listed = false;
     for part in accept.split(',') {
-        let mime = part.split(';').next().unwrap_or("").trim();
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let mime = mime.as_str();
         if mime.is_empty() {
             continue;
         }
@@ -59,9 +74,6 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
                 | "application/json+fhir"
                 | "*/*"
                 | "application/*"
-                | "text/*"
-                | "text/plain"
-                | "text/html"
         ) {
             return Ok(Format::Json);
         }
@@ -229,7 +241,7 @@ pub fn shape(mut res: Value, summary: Summary, elements: Option<&[String]>) -> V
                         let base = k.trim_start_matches('_');
                         matches!(base, "resourceType" | "id" | "meta")
                             || list.iter().any(|e| e == base)
-                            || td.element(base).is_some_and(|e| e.min > 0 && e.modifier)
+                            || td.element(base).is_some_and(|e| e.min > 0)
                     });
                 }
                 mark_subsetted(&mut res);

@@ -11,6 +11,9 @@ use issho_model::{Issue, IssueType};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// Largest `_offset` accepted (deeper paging goes through `_since`/search criteria).
+const MAX_OFFSET: usize = 1_000_000_000;
+
 /// Rendering options common to every response.
 struct Render {
     pretty: bool,
@@ -350,9 +353,11 @@ pub async fn fhir(
             );
         }
     };
+    // Exactly one "/fhir" prefix: "/fhir/fhirPatient" is not "/fhir/Patient".
     let path = uri
         .path()
-        .trim_start_matches("/fhir")
+        .strip_prefix("/fhir")
+        .unwrap_or("")
         .trim_matches('/')
         .to_string();
     let segs: Vec<String> = path
@@ -763,7 +768,7 @@ async fn history(
     let at = get("_at")
         .map(|v| {
             issho_model::instant::parse_range(v)
-                .map(|r| r.hi)
+                .map(|r| (r.lo, r.hi))
                 .ok_or_else(|| {
                     FhirError::bad_request(format!("_at '{v}' is not a valid date/time"))
                 })
@@ -778,9 +783,13 @@ async fn history(
     }
     .min(cfg.max_count);
     let offset = get("_offset")
-        .map(|o| o.parse::<usize>())
-        .transpose()
-        .map_err(|_| FhirError::bad_request("_offset must be a non-negative integer"))?
+        .map(|o| o.parse::<usize>().ok().filter(|&n| n <= MAX_OFFSET))
+        .map(|o| {
+            o.ok_or_else(|| {
+                FhirError::bad_request(format!("_offset must be an integer from 0 to {MAX_OFFSET}"))
+            })
+        })
+        .transpose()?
         .unwrap_or(0);
     let snapshot = get("_snapshot")
         .map(|o| o.parse::<i64>())

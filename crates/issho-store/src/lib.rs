@@ -89,9 +89,9 @@ pub struct HistoryQuery {
     pub scope: HistoryScope,
     /// Only versions made at or after this time (micros).
     pub since: Option<i64>,
-    /// Only versions that were current at this time (micros): made at or before it and not
-    /// superseded before it.
-    pub at: Option<i64>,
+    /// `_at`: only versions that were current at some point during this period (inclusive
+    /// micros): made before its end and not superseded before its start.
+    pub at: Option<(i64, i64)>,
     pub count: usize,
     pub offset: usize,
     /// Versions made after this sequence number are ignored, so that paging through history
@@ -111,17 +111,26 @@ pub struct PutResult {
 
 /// Maintains search index rows in the same transaction as the resource.
 pub trait Indexer: Send + Sync {
-    /// DDL run once at open (idempotent).
-    fn ddl(&self) -> &str;
-    /// Write the index rows of `resource`; `replace` when rows of an earlier version may exist.
+    /// Create or upgrade the index tables; run once at open, after the store's own tables
+    /// exist (idempotent).
+    fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()>;
+    /// Write the index rows of `resource`. `previous` is the JSON of the version it
+    /// supersedes, whose rows are to be replaced (`None` when there is none, or it was a
+    /// deletion).
     fn index(
         &self,
         conn: &rusqlite::Connection,
         rid: i64,
         resource: &Value,
-        replace: bool,
+        previous: Option<&[u8]>,
     ) -> rusqlite::Result<()>;
-    fn unindex(&self, conn: &rusqlite::Connection, rid: i64) -> rusqlite::Result<()>;
+    /// Remove the index rows of `rid`, whose current version's JSON is `previous`.
+    fn unindex(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        previous: &[u8],
+    ) -> rusqlite::Result<()>;
 }
 
 /// Read access to a consistent snapshot.

@@ -85,7 +85,7 @@ impl SqliteStore {
         let path = dir.join("issho.db");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(indexer.ddl())?;
+        indexer.open(&conn)?;
         let last: i64 = conn.query_row(
             "SELECT coalesce(max(last_updated), 0) FROM history",
             [],
@@ -235,6 +235,16 @@ impl WriterTx<'_> {
         Ok((row, self.tick()))
     }
 
+    /// The JSON of the current version of `rid` (for the indexer, before it is superseded).
+    fn current_body(&self, rid: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT body FROM resources WHERE rid = ?1")?
+            .query_row([rid], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten())
+    }
+
     /// Move the current body of `rid` into its history row before it is replaced.
     fn retire_current(&self, rid: i64, version: u64) -> Result<()> {
         self.conn
@@ -284,8 +294,12 @@ impl StoreTx for WriterTx<'_> {
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         set_meta(body, version, ts);
         let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
+        let mut previous: Option<Vec<u8>> = None;
         let (rid, created) = match existing {
             Some((rid, old, was_deleted)) => {
+                if !was_deleted {
+                    previous = self.current_body(rid)?;
+                }
                 self.retire_current(rid, old)?;
                 self.conn
                     .prepare_cached(
@@ -312,7 +326,8 @@ impl StoreTx for WriterTx<'_> {
             )?
             .execute(params![rid, version, ts, method])?;
         // A new resource, or one re-created after a deletion, has no index rows to replace.
-        self.indexer.index(self.conn, rid, body, !created)?;
+        self.indexer
+            .index(self.conn, rid, body, previous.as_deref())?;
         Ok(PutResult {
             rid,
             version,
@@ -327,6 +342,7 @@ impl StoreTx for WriterTx<'_> {
             return Ok(None);
         };
         let version = old + 1;
+        let previous = self.current_body(rid)?;
         self.retire_current(rid, old)?;
         self.conn
             .prepare_cached(
@@ -339,7 +355,8 @@ impl StoreTx for WriterTx<'_> {
                  VALUES (?1, ?2, ?3, 'DELETE', 1, NULL)",
             )?
             .execute(params![rid, version, ts])?;
-        self.indexer.unindex(self.conn, rid)?;
+        self.indexer
+            .unindex(self.conn, rid, previous.as_deref().unwrap_or(b""))?;
         Ok(Some(PutResult {
             rid,
             version,
@@ -394,9 +411,19 @@ fn writer_loop(
         // when several jobs share the commit and one must be undone without the others.
         let alone = batch.len() == 1;
         let mut any_committed = false;
+        let mut broken: Option<String> = None;
         for req in batch {
-            if !alone {
-                let _ = conn.execute_batch("SAVEPOINT job");
+            if let Some(why) = &broken {
+                outputs.push((req.reply, Err(StoreError::Db(why.clone()))));
+                continue;
+            }
+            if !alone && let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                broken = Some(format!("cannot start a savepoint: {e}"));
+                outputs.push((
+                    req.reply,
+                    Err(StoreError::Db(format!("cannot start a savepoint: {e}"))),
+                ));
+                continue;
             }
             let mut tx = WriterTx {
                 conn: &conn,
@@ -410,14 +437,31 @@ fn writer_loop(
                 Err(_) => (false, Err(StoreError::JobPanicked)),
             };
             if !alone {
-                let _ = conn.execute_batch(if keep {
+                let end = conn.execute_batch(if keep {
                     "RELEASE job"
                 } else {
                     "ROLLBACK TO job; RELEASE job"
                 });
+                if let Err(e) = end {
+                    broken = Some(format!("cannot end a savepoint: {e}"));
+                }
+            }
+            // SQLite may have rolled the whole transaction back on its own (disk full, I/O
+            // error): then nothing of this group is stored, and no later job may run outside it.
+            if conn.is_autocommit() {
+                broken.get_or_insert_with(|| {
+                    "the transaction was rolled back by the database".to_string()
+                });
             }
             any_committed |= keep;
             outputs.push((req.reply, out));
+        }
+        if let Some(why) = broken {
+            let _ = conn.execute_batch("ROLLBACK");
+            for (reply, _) in outputs {
+                let _ = reply.send(Err(StoreError::Db(format!("nothing was stored: {why}"))));
+            }
+            continue;
         }
         if !any_committed {
             // Nothing to keep (a lone failed job, or all failed): undo and answer.
@@ -515,12 +559,14 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> Result<(Vec<Stored>, u64
         args.push(s.into());
         where_.push(format!("h.last_updated >= ?{}", args.len()));
     }
-    if let Some(at) = q.at {
-        args.push(at.into());
-        let n = args.len();
+    if let Some((lo, hi)) = q.at {
+        args.push(hi.into());
+        let nh = args.len();
+        args.push(lo.into());
+        let nl = args.len();
         where_.push(format!(
-            "h.last_updated <= ?{n} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.rid = h.rid \
-             AND h2.version > h.version AND h2.last_updated <= ?{n})"
+            "h.last_updated <= ?{nh} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.rid = h.rid \
+             AND h2.version = h.version + 1 AND h2.last_updated <= ?{nl})"
         ));
     }
     if let Some(m) = q.max_seq {

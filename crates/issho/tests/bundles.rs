@@ -264,3 +264,46 @@ fn synthea_patient_bundle_loads_as_is() {
         patient_file.display()
     );
 }
+
+#[test]
+fn transaction_identity_rules() {
+    let s = Server::start();
+    let p = json!({"resourceType": "Patient", "id": "x", "identifier": [{"system": "urn:s", "value": "A"}]});
+    assert_eq!(s.put("Patient/x", &p).status(), 201);
+    // the same resource twice in one transaction
+    let bundle = tx(vec![
+        json!({"request": {"method": "DELETE", "url": "Patient/x"}}),
+        json!({"resource": p, "request": {"method": "PUT", "url": "Patient/x"}}),
+    ]);
+    let msg = assert_outcome(s.post("", &bundle), 400);
+    assert!(msg.contains("Patient/x"), "{msg}");
+    // conditional PUT whose match is not the body's id
+    let mut other = p.clone();
+    other["id"] = json!("other");
+    let bundle = tx(vec![
+        json!({"resource": other, "request": {"method": "PUT", "url": "Patient?identifier=urn:s|A"}}),
+    ]);
+    assert_outcome(s.post("", &bundle), 400);
+    assert_eq!(json(s.get("Patient/x"))["meta"]["versionId"], "1");
+    // a conditional DELETE resolving to the same resource as a PUT
+    let bundle = tx(vec![
+        json!({"request": {"method": "DELETE", "url": "Patient?identifier=urn:s|A"}}),
+        json!({"resource": p, "request": {"method": "PUT", "url": "Patient/x"}}),
+    ]);
+    assert_outcome(s.post("", &bundle), 400);
+    // urn:uuid values that are not references are left alone
+    let doc_id = "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0";
+    let bundle = tx(vec![
+        json!({"fullUrl": doc_id, "resource": {"resourceType": "Patient",
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": doc_id}]}, "request": {"method": "POST", "url": "Patient"}}),
+    ]);
+    let resp = json(s.post("", &bundle));
+    let loc = resp["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(json(s.get(&loc))["identifier"][0]["value"], doc_id);
+}

@@ -127,7 +127,7 @@ fn create_read_vread_update_delete() {
     assert_eq!(h["entry"][0]["request"]["method"], "DELETE");
     assert!(h["entry"][0].get("resource").is_none());
     assert_eq!(h["entry"][2]["resource"]["meta"]["versionId"], "1");
-    // deleting again is harmless, a never-existing id is 404
+    // deleting again, or deleting what never existed, is not an error (http.html#delete)
     assert_eq!(
         s.req("DELETE", &format!("Patient/{id}"))
             .send()
@@ -135,7 +135,19 @@ fn create_read_vread_update_delete() {
             .status(),
         204
     );
-    assert_outcome(s.req("DELETE", "Patient/never-was").send().unwrap(), 404);
+    assert_eq!(
+        s.req("DELETE", "Patient/never-was")
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let r = s
+        .req("DELETE", "Patient/never-was")
+        .header("if-match", "W/\"1\"")
+        .send()
+        .unwrap();
+    assert_outcome(r, 412);
     // update after delete brings it back
     let r = s.put(&format!("Patient/{id}"), &upd);
     assert_eq!(r.status(), 201);
@@ -579,4 +591,176 @@ fn validate_operation() {
     assert_outcome(s.post("Patient/$validate", &params), 400);
     // nothing is stored by $validate
     assert_eq!(json(s.get("_history"))["total"], 0);
+}
+
+#[test]
+fn conditions_without_criteria_are_refused() {
+    let s = Server::start();
+    let id = json(s.post("Patient", &patient("Only")))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for q in ["identifier=", "_count=10", "_format=json", "_sort=family"] {
+        assert_outcome(
+            s.req("DELETE", &format!("Patient?{q}")).send().unwrap(),
+            400,
+        );
+        let mut p = patient("Other");
+        p["gender"] = json!("female");
+        assert_outcome(s.put(&format!("Patient?{q}"), &p), 400);
+    }
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", "identifier=")
+        .body(patient("X").to_string())
+        .send()
+        .unwrap();
+    assert_outcome(r, 400);
+    let kept = json(s.get(&format!("Patient/{id}")));
+    assert_eq!(kept["meta"]["versionId"], "1");
+    assert_eq!(kept["name"][0]["family"], "Only");
+}
+
+#[test]
+fn history_at_covers_the_whole_period() {
+    let s = Server::start();
+    let mut p = patient("At");
+    p["id"] = json!("at1");
+    s.put("Patient/at1", &p);
+    p["gender"] = json!("female");
+    s.put("Patient/at1", &p);
+    p["gender"] = json!("other");
+    s.put("Patient/at1", &p);
+    // all three versions were current at some point during this year
+    let year = &json(s.get("Patient/at1"))["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()[..4]
+        .to_string();
+    let h = json(s.get(&format!("Patient/at1/_history?_at={year}")));
+    assert_eq!(h["total"], 3, "{h}");
+    // and only the last one during the instant it was written
+    let last = json(s.get("Patient/at1"))["meta"]["lastUpdated"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let h = json(s.get(&format!("Patient/at1/_history?_at={last}")));
+    assert_eq!(h["total"], 1);
+    assert_eq!(h["entry"][0]["resource"]["gender"], "other");
+}
+
+#[test]
+fn hostile_paths_and_parameters() {
+    let s = Server::start();
+    let mut p = patient("H");
+    p["id"] = json!("h");
+    s.put("Patient/h", &p);
+    assert_outcome(s.get("fhirPatient/h"), 404);
+    assert_eq!(
+        s.client
+            .get(s.base.replace("/fhir", "/fhir/fhir/Patient/h"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_outcome(
+        s.get("Patient/h/_history?_offset=18446744073709551615"),
+        400,
+    );
+    assert_outcome(s.get("Patient?_offset=18446744073709551615"), 400);
+    // content negotiation is case-insensitive, and an unencoded '+' in _format still means '+'
+    let r = s
+        .client
+        .get(format!(
+            "{}/Patient/h?_format=application/fhir+json",
+            s.base
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.req("GET", "Patient/h")
+            .header("accept", "Application/FHIR+JSON")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_outcome(
+        s.req("GET", "Patient/h")
+            .header("accept", "text/plain")
+            .send()
+            .unwrap(),
+        406,
+    );
+}
+
+#[test]
+fn search_paging_is_stable_while_data_changes() {
+    let s = Server::start();
+    for i in 0..7 {
+        s.post("Patient", &patient(&format!("Page{i}")));
+    }
+    let p1 = json(s.get("Patient?_count=3&_sort=family"));
+    assert_eq!(p1["total"], 7);
+    let fam = |b: &Value| {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "match")
+            .map(|e| {
+                e["resource"]["name"][0]["family"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fam(&p1), ["Page0", "Page1", "Page2"]);
+    let next = p1["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // a new resource that sorts first would shift offset paging; the remembered result does not move
+    s.post("Patient", &patient("Aaa"));
+    let p2 = json(s.client.get(&next).send().unwrap());
+    assert_eq!(fam(&p2), ["Page3", "Page4", "Page5"]);
+    let next = p2["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p3 = json(s.client.get(&next).send().unwrap());
+    assert_eq!(fam(&p3), ["Page6"]);
+    assert!(
+        !p3["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "next")
+    );
+    assert!(
+        p3["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["relation"] == "previous")
+    );
+    // a fresh search sees the new one
+    assert_eq!(json(s.get("Patient?_count=3&_sort=family"))["total"], 8);
+    // _summary=count: only the total
+    let c = json(s.get("Patient?_summary=count"));
+    assert_eq!(c["total"], 8);
+    assert!(c["entry"].as_array().map(Vec::is_empty).unwrap_or(true));
 }
