@@ -62,6 +62,8 @@ struct Entry {
     resource: Option<Value>,
     if_none_exist: Option<String>,
     if_match: Option<String>,
+    /// The server's base URL, for the fullUrls and links of nested search results.
+    base: Option<String>,
 }
 
 impl Entry {
@@ -151,6 +153,7 @@ fn parse_entries(mut bundle: Value, base: Option<&str>) -> Result<(String, Vec<E
             resource,
             if_none_exist: s("ifNoneExist"),
             if_match: s("ifMatch"),
+            base: base.map(str::to_string),
         });
     }
     if !issues.is_empty() {
@@ -729,7 +732,7 @@ impl Engine {
                     }
                     // A failed read changes nothing: it is reported in its entry, not fatal.
                     Method::Get | Method::Head => Ok(engine
-                        .get_entry(&*tx, &e.url, e.method == Method::Get)
+                        .get_entry(&*tx, &e.url, e.method == Method::Get, e.base.as_deref())
                         .unwrap_or_else(|err| error_entry(&err))),
                 };
                 match res {
@@ -787,7 +790,7 @@ impl Engine {
         let w = match e.method {
             Method::Get | Method::Head => {
                 let r = self.store.reader()?;
-                return self.get_entry(&*r, &e.url, e.method == Method::Get);
+                return self.get_entry(&*r, &e.url, e.method == Method::Get, e.base.as_deref());
             }
             Method::Post => {
                 let c = e.if_none_exist.map(|c| {
@@ -830,7 +833,13 @@ impl Engine {
     }
 
     /// A GET entry: read, vread or search, answered from `r`.
-    fn get_entry(&self, r: &dyn StoreRead, url: &str, with_body: bool) -> Result<Value> {
+    fn get_entry(
+        &self,
+        r: &dyn StoreRead,
+        url: &str,
+        with_body: bool,
+        base: Option<&str>,
+    ) -> Result<Value> {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         match parts.as_slice() {
@@ -857,7 +866,7 @@ impl Engine {
             [rt] => {
                 let pairs = search::parse_query(query);
                 let result = self.search_in(r, Some(rt), &pairs, false)?;
-                let bundle = self.search_bundle(&result, rt.as_ref(), None);
+                let bundle = self.search_bundle(&result, rt.as_ref(), base);
                 Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
             }
             _ => Err(FhirError::bad_request(format!(

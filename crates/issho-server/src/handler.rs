@@ -122,7 +122,17 @@ fn base_url(st: &AppState, h: &HeaderMap) -> String {
     if let Some(b) = &st.config.base_url {
         return b.trim_end_matches('/').to_string();
     }
-    let host = header_str(h, "host").unwrap_or("localhost");
+    // Without a configured base URL (development), the Host header names the server; only a
+    // syntactically plain host[:port] is accepted, so a request cannot inject text into
+    // Location headers or links. Deployments set --base-url.
+    let host = header_str(h, "host")
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 255
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
     format!("http://{host}/fhir")
 }
 
