@@ -45,11 +45,11 @@ pub fn capability_statement(base: &str) -> Value {
         "software": {"name": "issho", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "issho — one lifelong health record per person (FHIR R4)", "url": base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "JSON only (XML is not supported yet). Every write is validated against the R4 base definitions. Authentication: none in --dev-open mode.",
+            "documentation": "JSON and XML. Every write is validated against the R4 base definitions. Authentication: not yet implemented (the server is open; see README).",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}

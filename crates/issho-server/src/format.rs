@@ -4,11 +4,45 @@ use issho_model::{Issue, IssueType};
 use serde_json::Value;
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+pub const FHIR_XML: &str = "application/fhir+xml; charset=utf-8";
 
 /// Output formats issho can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
+    Xml,
+}
+
+/// How a response body is written: format and pretty-printing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Out {
+    pub format: Format,
+    pub pretty: bool,
+}
+
+impl Out {
+    pub const JSON: Out = Out {
+        format: Format::Json,
+        pretty: false,
+    };
+
+    pub fn content_type(self) -> &'static str {
+        match self.format {
+            Format::Json => FHIR_JSON,
+            Format::Xml => FHIR_XML,
+        }
+    }
+
+    /// Serialise a resource. XML conversion failures fall back to JSON's error-free path by
+    /// returning None (the caller answers 500 with an OperationOutcome).
+    pub fn bytes(self, v: &Value) -> Option<Vec<u8>> {
+        match self.format {
+            Format::Json => Some(to_bytes(v, self.pretty)),
+            Format::Xml => issho_model::xml::json_to_xml(v)
+                .ok()
+                .map(|x| format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{x}").into_bytes()),
+        }
+    }
 }
 
 /// Pick the response format from `_format` (which wins) or `Accept`.
@@ -32,12 +66,7 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
             | "text/xml"
             | "application/xml"
             | "application/fhir+xml"
-            | "application/xml+fhir" => Err(Issue::error(
-                IssueType::NotSupported,
-                format!(
-                    "_format '{f}': this server speaks FHIR JSON only (application/fhir+json); see the CapabilityStatement"
-                ),
-            )),
+            | "application/xml+fhir" => Ok(Format::Xml),
             _ => Err(Issue::error(
                 IssueType::NotSupported,
                 format!("_format '{f}' is not a FHIR format this server supports"),
@@ -77,6 +106,12 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
         ) {
             return Ok(Format::Json);
         }
+        if matches!(
+            mime,
+            "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml"
+        ) {
+            return Ok(Format::Xml);
+        }
     }
     if !any_listed {
         return Ok(Format::Json);
@@ -84,9 +119,23 @@ pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<For
     Err(Issue::error(
         IssueType::NotSupported,
         format!(
-            "none of the formats in Accept ('{accept}') is available; this server produces application/fhir+json"
+            "none of the formats in Accept ('{accept}') is available; this server produces application/fhir+json and application/fhir+xml"
         ),
     ))
+}
+
+/// Is a request body's Content-Type FHIR XML?
+pub fn is_fhir_xml(content_type: &str) -> bool {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        mime.as_str(),
+        "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml"
+    )
 }
 
 /// Is a request body's Content-Type acceptable for a FHIR resource?
@@ -266,8 +315,13 @@ mod tests {
             negotiate(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")).unwrap(),
             Format::Json
         );
-        assert!(negotiate(None, Some("application/fhir+xml")).is_err());
-        assert!(negotiate(Some("xml"), None).is_err());
+        assert_eq!(
+            negotiate(None, Some("application/fhir+xml")).unwrap(),
+            Format::Xml
+        );
+        assert_eq!(negotiate(Some("xml"), None).unwrap(), Format::Xml);
+        assert!(negotiate(None, Some("image/png")).is_err());
+        assert!(negotiate(Some("turtle"), None).is_err());
         assert_eq!(
             negotiate(Some("json"), Some("application/fhir+xml")).unwrap(),
             Format::Json

@@ -16,7 +16,7 @@ const MAX_OFFSET: usize = 1_000_000_000;
 
 /// Rendering options common to every response.
 struct Render {
-    pretty: bool,
+    out: format::Out,
     summary: Summary,
     elements: Option<Vec<String>>,
 }
@@ -25,25 +25,40 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn json_response(code: u16, body: Vec<u8>) -> Response {
+fn raw_response(code: u16, body: Vec<u8>, out: format::Out) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status(code);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(format::FHIR_JSON),
+        HeaderValue::from_static(out.content_type()),
     );
     r
 }
 
-fn outcome_response(code: u16, issues: &[Issue], pretty: bool) -> Response {
-    json_response(
-        code,
-        format::to_bytes(&issho_model::operation_outcome(issues), pretty),
-    )
+/// A resource in the negotiated format.
+fn body_response(code: u16, v: &Value, out: format::Out) -> Response {
+    match out.bytes(v) {
+        Some(b) => raw_response(code, b, out),
+        None => raw_response(
+            500,
+            format::to_bytes(
+                &issho_model::operation_outcome(&[Issue::error(
+                    IssueType::Exception,
+                    "the resource could not be written as XML",
+                )]),
+                false,
+            ),
+            format::Out::JSON,
+        ),
+    }
 }
 
-fn error_response(e: &FhirError, pretty: bool) -> Response {
-    let mut r = outcome_response(e.status, &e.issues, pretty);
+fn outcome_response(code: u16, issues: &[Issue], out: format::Out) -> Response {
+    body_response(code, &issho_model::operation_outcome(issues), out)
+}
+
+fn error_response(e: &FhirError, out: format::Out) -> Response {
+    let mut r = outcome_response(e.status, &e.issues, out);
     if e.status == 401 {
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -68,7 +83,7 @@ pub async fn not_found(uri: Uri) -> Response {
             IssueType::NotFound,
             format!("no such endpoint '{}'; the FHIR base is /fhir", uri.path()),
         )],
-        false,
+        format::Out::JSON,
     )
 }
 
@@ -79,7 +94,7 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
             IssueType::Exception,
             "internal error; nothing was changed",
         )],
-        false,
+        format::Out::JSON,
     )
 }
 
@@ -195,11 +210,11 @@ fn write_response(w: WriteOutcome, pref: &Prefer, base: &str, render: &Render) -
             outcome_response(
                 if w.status == 204 { 200 } else { w.status },
                 &issues,
-                render.pretty,
+                render.out,
             )
         }
         Return::Representation => match &w.resource {
-            Some(res) => json_response(w.status, format::to_bytes(res, render.pretty)),
+            Some(res) => body_response(w.status, res, render.out),
             None => {
                 let mut r = Response::new(Body::empty());
                 *r.status_mut() = status(w.status);
@@ -212,19 +227,22 @@ fn write_response(w: WriteOutcome, pref: &Prefer, base: &str, render: &Render) -
 }
 
 fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
-    let plain = !render.pretty && render.summary == Summary::False && render.elements.is_none();
-    let body = match (&s.body, plain) {
-        (Some(b), true) => b.clone(),
+    // The stored JSON goes out as it is unless something asks for a different rendering.
+    let plain = render.out == format::Out::JSON
+        && render.summary == Summary::False
+        && render.elements.is_none();
+    let mut r = match (&s.body, plain) {
+        (Some(b), true) => raw_response(200, b.clone(), render.out),
         (Some(_), false) => {
             let v = s.json().unwrap_or(Value::Null);
-            format::to_bytes(
+            body_response(
+                200,
                 &format::shape(v, render.summary, render.elements.as_deref()),
-                render.pretty,
+                render.out,
             )
         }
-        (None, _) => Vec::new(),
+        (None, _) => raw_response(200, Vec::new(), render.out),
     };
-    let mut r = json_response(200, body);
     if let Ok(h) = HeaderValue::from_str(&format!("W/\"{}\"", s.version)) {
         r.headers_mut().insert(header::ETAG, h);
     }
@@ -256,12 +274,13 @@ fn parse_json(headers: &HeaderMap, body: &Bytes, allow_patch: bool) -> Result<Va
         .unwrap_or("")
         .trim()
         .eq_ignore_ascii_case("application/json-patch+json");
-    if !(format::is_fhir_json(ct) || (allow_patch && is_patch)) {
+    let is_xml = format::is_fhir_xml(ct);
+    if !(format::is_fhir_json(ct) || is_xml || (allow_patch && is_patch)) {
         return Err(FhirError::new(
             415,
             IssueType::NotSupported,
             format!(
-                "Content-Type '{ct}' is not supported; send application/fhir+json{}",
+                "Content-Type '{ct}' is not supported; send application/fhir+json or application/fhir+xml{}",
                 if allow_patch {
                     " or application/json-patch+json"
                 } else {
@@ -276,6 +295,26 @@ fn parse_json(headers: &HeaderMap, body: &Bytes, allow_patch: bool) -> Result<Va
             IssueType::Required,
             "the request body is empty",
         ));
+    }
+    if is_xml {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| FhirError::new(400, IssueType::Structure, "the XML body is not UTF-8"))?;
+        // Nesting is bounded like JSON's: the converter follows the type tables, whose depth
+        // is finite except through extensions and contained items.
+        if text.matches('<').count() > 2_000_000 {
+            return Err(FhirError::new(
+                413,
+                IssueType::TooLong,
+                "the XML body has too many elements",
+            ));
+        }
+        return issho_model::xml::xml_to_json(text).map_err(|e| {
+            FhirError::new(
+                400,
+                IssueType::Structure,
+                format!("the body is not valid FHIR XML: {e}"),
+            )
+        });
     }
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
@@ -329,12 +368,22 @@ pub async fn fhir(
     let pairs = issho_engine::parse_query(&query);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let pretty = get("_pretty") == Some("true");
-    if let Err(issue) = format::negotiate(get("_format"), header_str(&headers, "accept")) {
-        return outcome_response(406, &[issue], pretty);
-    }
+    let out = match format::negotiate(get("_format"), header_str(&headers, "accept")) {
+        Ok(format) => format::Out { format, pretty },
+        Err(issue) => {
+            return outcome_response(
+                406,
+                &[issue],
+                format::Out {
+                    format: format::Format::Json,
+                    pretty,
+                },
+            );
+        }
+    };
     let summary = match get("_summary").map(format::parse_summary).transpose() {
         Ok(s) => s.unwrap_or(Summary::False),
-        Err(issue) => return outcome_response(400, &[issue], pretty),
+        Err(issue) => return outcome_response(400, &[issue], out),
     };
     let elements = get("_elements").map(|e| {
         e.split(',')
@@ -343,7 +392,7 @@ pub async fn fhir(
             .collect()
     });
     let render = Render {
-        pretty,
+        out,
         summary,
         elements,
     };
@@ -359,7 +408,7 @@ pub async fn fhir(
                         st.config.max_body
                     ),
                 )],
-                pretty,
+                out,
             );
         }
     };
@@ -386,7 +435,7 @@ pub async fn fhir(
     .await
     {
         Ok(r) => r,
-        Err(e) => error_response(&e, pretty),
+        Err(e) => error_response(&e, out),
     }
 }
 
@@ -417,7 +466,7 @@ async fn dispatch(
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["metadata"]) => {
             let cs = crate::capability_statement(base);
-            Ok(json_response(200, format::to_bytes(&cs, render.pretty)))
+            Ok(body_response(200, &cs, render.out))
         }
         ("POST", []) => {
             let bundle = parse_json(headers, &body, false)?;
@@ -429,7 +478,7 @@ async fn dispatch(
             let base2 = base.to_string();
             let resp =
                 blocking(move || engine.process_bundle(&ctx, bundle, Some(&base2), ret)).await?;
-            Ok(json_response(200, format::to_bytes(&resp, render.pretty)))
+            Ok(body_response(200, &resp, render.out))
         }
         ("GET", []) | ("POST", ["_search"]) => {
             let mut p = pairs.to_vec();
@@ -497,7 +546,7 @@ async fn dispatch(
                     return Ok(outcome_response(
                         200,
                         &[Issue::information("the resource may be deleted")],
-                        render.pretty,
+                        render.out,
                     ));
                 }
                 if mode.as_deref() == Some("update")
@@ -510,7 +559,7 @@ async fn dispatch(
                             IssueType::Invalid,
                             format!("mode update: the resource id must be '{id}'"),
                         )],
-                        render.pretty,
+                        render.out,
                     ));
                 }
             }
@@ -525,7 +574,7 @@ async fn dispatch(
             } else {
                 issues
             };
-            Ok(outcome_response(200, &issues, render.pretty))
+            Ok(outcome_response(200, &issues, render.out))
         }
         ("POST", [t]) => {
             let resource = parse_json(headers, &body, false)?;
@@ -623,7 +672,7 @@ async fn dispatch(
 
 fn delete_response(w: WriteOutcome, pref: &Prefer, render: &Render) -> Response {
     let mut r = if pref.ret == Return::OperationOutcome && pref.ret_given {
-        outcome_response(200, &w.issues, render.pretty)
+        outcome_response(200, &w.issues, render.out)
     } else {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
@@ -760,7 +809,7 @@ async fn search(
             }
         }
     }
-    Ok(json_response(200, format::to_bytes(&bundle, render.pretty)))
+    Ok(body_response(200, &bundle, render.out))
 }
 
 async fn history(
@@ -911,5 +960,5 @@ async fn history(
         "link": links,
         "entry": entries,
     });
-    Ok(json_response(200, format::to_bytes(&bundle, render.pretty)))
+    Ok(body_response(200, &bundle, render.out))
 }

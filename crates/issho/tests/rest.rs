@@ -438,10 +438,10 @@ fn formats_summary_elements_pretty_compression() {
     assert!(text.contains("\n  \"resourceType\""), "{text}");
     // formats
     assert_eq!(s.get(&format!("Patient/{id}?_format=json")).status(), 200);
-    assert_outcome(s.get(&format!("Patient/{id}?_format=xml")), 406);
+    assert_outcome(s.get(&format!("Patient/{id}?_format=turtle")), 406);
     assert_outcome(
         s.req("GET", &format!("Patient/{id}"))
-            .header("accept", "application/fhir+xml")
+            .header("accept", "image/png")
             .send()
             .unwrap(),
         406,
@@ -505,7 +505,16 @@ fn bad_input_is_refused_with_operation_outcome_and_nothing_stored() {
     );
     assert!(msg.contains("not valid JSON"), "{msg}");
     assert_outcome(post_raw("text/plain", patient("X").to_string()), 415);
-    assert_outcome(post_raw("application/fhir+xml", "<Patient/>".into()), 415);
+    // XML that is not FHIR (no namespace), and XML nested absurdly deep
+    let r = post_raw("application/fhir+xml", "<Patient/>".into());
+    assert_eq!(r.status(), 400);
+    let deep_xml = format!(
+        "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+        "<extension url=\"http://x\">".repeat(5000),
+        "</extension>".repeat(5000)
+    );
+    let r = post_raw("application/fhir+xml", deep_xml);
+    assert!(r.status().is_client_error(), "{}", r.status());
     assert_outcome(
         s.req("POST", "Patient")
             .body(patient("X").to_string())
@@ -763,4 +772,52 @@ fn search_paging_is_stable_while_data_changes() {
     let c = json(s.get("Patient?_summary=count"));
     assert_eq!(c["total"], 8);
     assert!(c["entry"].as_array().map(Vec::is_empty).unwrap_or(true));
+}
+
+#[test]
+fn xml_in_and_out() {
+    let s = Server::start();
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Patient xmlns="http://hl7.org/fhir">
+  <identifier><system value="urn:oid:1.2.392.100495.20.3.51.11312345670"/><value value="X1"/></identifier>
+  <name><family value="山田"/><given value="太郎"/></name>
+  <gender value="male"/>
+  <birthDate value="1970-01-01"/>
+</Patient>"#;
+    let r = s
+        .req("POST", "Patient")
+        .header("content-type", "application/fhir+xml")
+        .header("accept", "application/fhir+xml")
+        .body(xml)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(header(&r, "content-type").starts_with("application/fhir+xml"));
+    let loc = header(&r, "location");
+    let body = r.text().unwrap();
+    assert!(body.contains("<family value=\"山田\"/>"), "{body}");
+    assert!(body.contains("<versionId value=\"1\"/>"), "{body}");
+    // the same resource as JSON
+    let id = loc.split('/').rev().nth(2).unwrap();
+    let j = json(s.get(&format!("Patient/{id}")));
+    assert_eq!(j["name"][0]["given"][0], "太郎");
+    assert_eq!(j["birthDate"], "1970-01-01");
+    // _format=xml on a search Bundle and on an error
+    let b = s.get("Patient?_format=xml").text().unwrap();
+    assert!(
+        b.contains("<Bundle xmlns=\"http://hl7.org/fhir\">")
+            && b.contains("<type value=\"searchset\"/>"),
+        "{b}"
+    );
+    let r = s.get("Patient/nope?_format=xml");
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("<OperationOutcome"));
+    let cs = json(s.get("metadata"));
+    assert!(
+        cs["format"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "application/fhir+xml")
+    );
 }
