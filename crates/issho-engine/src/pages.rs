@@ -28,10 +28,13 @@ impl CachedSearch {
     }
 }
 
+/// Result sets by token, and the tokens in insertion order.
+type Sets = (HashMap<String, Arc<CachedSearch>>, VecDeque<String>);
+
 /// Result sets by token, oldest evicted first.
 #[derive(Debug)]
 pub(crate) struct PageCache {
-    inner: Mutex<(HashMap<String, Arc<CachedSearch>>, VecDeque<String>)>,
+    inner: Mutex<Sets>,
     capacity: usize,
     ttl: Duration,
 }
