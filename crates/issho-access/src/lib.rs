@@ -71,6 +71,8 @@ pub enum Action {
     History,
     Operation,
     Capabilities,
+    /// Administrative insight into the server itself (query plans, reindexing).
+    Admin,
 }
 
 impl Action {

@@ -864,7 +864,11 @@ impl Engine {
                 }
             }
             [rt] => {
-                let pairs = search::parse_query(query);
+                // The plan switch is an admin feature of the search endpoint, not of bundles.
+                let pairs: Vec<_> = search::parse_query(query)
+                    .into_iter()
+                    .filter(|(k, _)| k != "_explain")
+                    .collect();
                 let result = self.search_in(r, Some(rt), &pairs, false)?;
                 let bundle = self.search_bundle(&result, rt.as_ref(), base);
                 Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))

@@ -98,6 +98,9 @@ impl Engine {
             ));
         }
         self.gate.check(ctx, Action::Search, resource_type)?;
+        if params.iter().any(|(k, _)| k == "_explain") {
+            self.gate.check(ctx, Action::Admin, resource_type)?;
+        }
         let r = self.store.reader()?;
         self.search_in(&*r, resource_type, params, strict)
     }
@@ -109,14 +112,17 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        // `_page` is the engine's paging token, not a search parameter.
+        // `_page` is the engine's paging token and `_explain` its plan switch (checked by the
+        // gate in `search`), not search parameters.
+        let started = std::time::Instant::now();
         let token = params
             .iter()
             .find(|(k, _)| k == "_page")
             .map(|(_, v)| v.clone());
+        let explain = params.iter().any(|(k, v)| k == "_explain" && v == "true");
         let params: Vec<(String, String)> = params
             .iter()
-            .filter(|(k, _)| k != "_page")
+            .filter(|(k, _)| k != "_page" && k != "_explain")
             .cloned()
             .collect();
         let mut q =
@@ -213,7 +219,34 @@ impl Engine {
             Vec::new()
         };
         let total = if want_total { set.total } else { None };
+        if explain {
+            warnings.push(self.explain(r, &q, started)?);
+        }
         Ok(base(matches, included, total, has_next, token, warnings))
+    }
+
+    /// The plan of a search and what it cost, as an informational issue.
+    fn explain(
+        &self,
+        r: &dyn StoreRead,
+        q: &issho_search::SearchQuery,
+        started: std::time::Instant,
+    ) -> Result<Issue> {
+        let elapsed = started.elapsed();
+        let mut plan_q = q.clone();
+        plan_q.offset = 0;
+        let (sql, args) = issho_search::sqlite_select(&plan_q);
+        let plan = r.explain(&sql, &args)?;
+        let (csql, cargs) = issho_search::sqlite_count(q);
+        let t = std::time::Instant::now();
+        let n = r.query_count(&csql, &cargs)?;
+        let count_time = t.elapsed();
+        Ok(Issue::information(format!(
+            "plan (SQLite, embedded store):\n{}\nSQL: {sql}\ncost: this page took {:.3} ms; counting all {n} matches takes {:.3} ms",
+            plan.join("\n"),
+            elapsed.as_secs_f64() * 1e3,
+            count_time.as_secs_f64() * 1e3
+        )))
     }
 
     /// `_include` / `_revinclude`, with `:iterate` rounds until nothing new is added.

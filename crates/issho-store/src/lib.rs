@@ -145,6 +145,8 @@ pub trait StoreRead {
     fn max_seq(&self) -> Result<i64>;
     /// Run an index query that yields `rid`s (as compiled by issho-search) and return them.
     fn query_rids(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<Vec<i64>>;
+    /// The database's plan for a query (`EXPLAIN QUERY PLAN`), one line per step.
+    fn explain(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<Vec<String>>;
     /// Run a count query compiled by issho-search.
     fn query_count(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<u64>;
     /// The current versions of these resources, in the given order (missing ones skipped).

@@ -164,6 +164,9 @@ impl StoreRead for PooledReader<'_> {
     fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
         query_count(self.conn.as_ref().unwrap(), sql, p)
     }
+    fn explain(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<String>> {
+        explain(self.conn.as_ref().unwrap(), sql, p)
+    }
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
         current_by_rids(self.conn.as_ref().unwrap(), rids)
     }
@@ -275,6 +278,9 @@ impl StoreRead for WriterTx<'_> {
     }
     fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
         query_count(self.conn, sql, p)
+    }
+    fn explain(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<String>> {
+        explain(self.conn, sql, p)
     }
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
         current_by_rids(self.conn, rids)
@@ -609,6 +615,27 @@ fn query_rids(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Res
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+}
+
+fn explain(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(p.iter()), |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    // Indent each step under its parent.
+    let mut depth: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, parent, detail) = row?;
+        let d = depth.get(&parent).map(|d| d + 1).unwrap_or(0);
+        depth.insert(id, d);
+        out.push(format!("{}{detail}", "  ".repeat(d)));
+    }
+    Ok(out)
 }
 
 fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
