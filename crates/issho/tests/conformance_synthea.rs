@@ -24,7 +24,7 @@ fn all_synthea_bundles_load_as_they_are() {
     });
     let start = std::time::Instant::now();
     let mut created = 0usize;
-    let mut load = |f: &std::path::PathBuf| {
+    let load = |f: &std::path::PathBuf| {
         let body: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
         if name(f).starts_with("groupInformation") {
             // a single Group resource, not a Bundle
