@@ -1,5 +1,6 @@
 //! The `issho` command: serve, import, demo, version.
 
+mod bench;
 mod load;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
@@ -29,6 +30,8 @@ enum Cmd {
     Import(ImportArgs),
     /// Generate the deterministic Japanese demo population (into the store, or as files).
     Demo(DemoArgs),
+    /// Measure ingest, reads and searches over HTTP on a generated population (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// Print the version.
     Version,
 }
@@ -157,6 +160,16 @@ fn main() {
         Cmd::Serve(a) => serve(a),
         Cmd::Import(a) => import(a),
         Cmd::Demo(a) => demo(a),
+        Cmd::Bench(a) => match bench::run(a) {
+            Ok(report) => {
+                println!("{report}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }
