@@ -1,7 +1,7 @@
 //! Extraction: the index rows of one resource, from the compiled parameter paths.
 
 use crate::expr::{Path, parse_literal_reference};
-use crate::registry::{ParamKind, Registry, SearchParam, Source};
+use crate::registry::{NO_KEY, ParamKind, Registry, SearchParam, Source};
 use crate::values::{normalize, parse_date_range, ucum_canonical};
 use issho_model::r4;
 use serde_json::Value;
@@ -19,11 +19,12 @@ pub(crate) const IDENTIFIER_SUFFIX: &str = "#identifier";
 pub(crate) const OF_TYPE_SEP: char = '\u{1f}';
 
 /// One extracted value, shaped like the row of its index table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
 pub enum Row {
     /// `sp_token`: system (`""` when absent) and code.
     Token { system: String, code: String },
-    /// `sp_string`: normalised and exact text.
+    /// `sp_string`: normalised and exact text; `exact` is empty when it equals `norm` (and
+    /// always in `:text` rows, which are searched by `norm` only).
     Str { norm: String, exact: String },
     /// `sp_ref`: a literal reference (`ref_type`/`ref_id`/`version`) or a URL (absolute,
     /// canonical, contained `#id`); all `""` for a reference with neither.
@@ -51,31 +52,51 @@ pub enum Row {
 }
 
 /// A row with its parameter key and composite group (0 outside composites).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
 pub struct IndexRow {
-    pub key: String,
-    pub grp: i64,
+    /// The key's number in [`Registry::keys`].
+    pub key: u32,
+    pub grp: u32,
     pub row: Row,
 }
 
-/// All index rows of `resource` (by its `resourceType`).
+impl IndexRow {
+    /// The key (`Observation.code`, `Observation.code#text`, …).
+    pub fn key_name(&self) -> &'static str {
+        &Registry::r4().keys()[self.key as usize]
+    }
+}
+
+/// All index rows of `resource` (by its `resourceType`), sorted and without duplicates.
 pub fn extract(resource: &Value) -> Vec<IndexRow> {
     let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for p in Registry::r4().params_for(rt) {
-        extract_param(p, resource, &mut out);
+    let mut grp = 0;
+    for p in Registry::r4().params_for(rt).filter(|p| p.is_indexed()) {
+        extract_param(p, resource, &mut out, &mut grp);
     }
+    // Values found by several paths, and texts repeated in codings, are written once.
+    out.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    out.dedup();
     out
 }
 
-/// The index rows of one parameter.
-pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<IndexRow>) {
+/// The index rows of one parameter; `grp` numbers the composite values of the resource.
+pub(crate) fn extract_param(
+    p: &SearchParam,
+    resource: &Value,
+    out: &mut Vec<IndexRow>,
+    grp: &mut u32,
+) {
     match &p.source {
         Source::Paths(paths) => {
             let mut e = Emitter {
-                key: &p.key,
+                key: p.kid.base,
+                text_key: p.kid.text,
+                of_type_key: p.kid.of_type,
+                identifier_key: p.kid.identifier,
                 grp: 0,
                 out,
             };
@@ -86,25 +107,42 @@ pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<Ind
             }
         }
         Source::Composite(roots) => {
-            let mut grp = 0;
+            // A composite value exists only where every component has a value at the same
+            // place: its rows are written only then.
+            let mut parts = Vec::new();
             for (root, comps) in roots {
                 for node in root.eval(resource, resource) {
-                    grp += 1;
+                    parts.clear();
+                    let g = *grp + 1;
+                    let mut complete = comps.len() == p.kid.comps.len() && !comps.is_empty();
                     for (i, paths) in comps.iter().enumerate() {
-                        let Some(kind) = p.components.get(i) else {
-                            continue;
+                        let (Some(kind), Some(key)) = (p.components.get(i), p.kid.comps.get(i))
+                        else {
+                            complete = false;
+                            break;
                         };
-                        let key = format!("{}${i}", p.key);
+                        let before = parts.len();
                         let mut e = Emitter {
-                            key: &key,
-                            grp,
-                            out,
+                            key: *key,
+                            text_key: NO_KEY,
+                            of_type_key: NO_KEY,
+                            identifier_key: NO_KEY,
+                            grp: g,
+                            out: &mut parts,
                         };
                         for path in paths {
                             for v in path.eval(resource, node) {
                                 e.value(*kind, path, v);
                             }
                         }
+                        if parts.len() == before {
+                            complete = false;
+                            break;
+                        }
+                    }
+                    if complete {
+                        *grp = g;
+                        out.append(&mut parts);
                     }
                 }
             }
@@ -118,7 +156,7 @@ pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<Ind
                 (None, has_date) => has_date,
             };
             out.push(IndexRow {
-                key: p.key.clone(),
+                key: p.kid.base,
                 grp: 0,
                 row: Row::Token {
                     system: String::new(),
@@ -130,9 +168,15 @@ pub(crate) fn extract_param(p: &SearchParam, resource: &Value, out: &mut Vec<Ind
     }
 }
 
+/// Writes the rows of one parameter (or composite component). Keys are numbers in
+/// [`Registry::keys`]; [`NO_KEY`] suppresses the rows of that key (composite components have
+/// no `:text`, `:of-type` or `:identifier` rows).
 struct Emitter<'a> {
-    key: &'a str,
-    grp: i64,
+    key: u32,
+    text_key: u32,
+    of_type_key: u32,
+    identifier_key: u32,
+    grp: u32,
     out: &'a mut Vec<IndexRow>,
 }
 
@@ -172,16 +216,17 @@ fn is_quantity(type_code: &str) -> bool {
 
 impl Emitter<'_> {
     fn push(&mut self, row: Row) {
-        self.push_key(self.key.to_string(), row);
+        self.push_key(self.key, row);
     }
-    fn push_key(&mut self, key: String, row: Row) {
-        // Duplicates are harmless: the keyed tables ignore them, the others only feed
-        // `rid IN (...)` tests.
-        self.out.push(IndexRow {
-            key,
-            grp: self.grp,
-            row,
-        });
+    fn push_key(&mut self, key: u32, row: Row) {
+        // Duplicates are removed by `extract`.
+        if key != NO_KEY {
+            self.out.push(IndexRow {
+                key,
+                grp: self.grp,
+                row,
+            });
+        }
     }
     fn token(&mut self, system: Option<&str>, code: &str) {
         self.push(Row::Token {
@@ -189,10 +234,19 @@ impl Emitter<'_> {
             code: code.to_string(),
         });
     }
+    /// A `:text` row: only the normalised text is searched, so `exact` stays empty.
     fn text(&mut self, text: Option<&str>) {
+        if self.text_key == NO_KEY {
+            return;
+        }
         if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
-            let key = format!("{}{TEXT_SUFFIX}", self.key);
-            self.push_key(key, str_row(t));
+            self.push_key(
+                self.text_key,
+                Row::Str {
+                    norm: normalize(t),
+                    exact: String::new(),
+                },
+            );
         }
     }
     fn string(&mut self, text: &str) {
@@ -269,10 +323,11 @@ impl Emitter<'_> {
                     self.token(s(v, "system"), value);
                     if let Some(t) = v.get("type") {
                         for c in items(t, "coding") {
-                            if let Some(tc) = s(c, "code") {
-                                let key = format!("{}{OF_TYPE_SUFFIX}", self.key);
+                            if let Some(tc) = s(c, "code")
+                                && self.of_type_key != NO_KEY
+                            {
                                 self.push_key(
-                                    key,
+                                    self.of_type_key,
                                     Row::Token {
                                         system: s(c, "system").unwrap_or("").to_string(),
                                         code: format!("{tc}{OF_TYPE_SEP}{value}"),
@@ -372,10 +427,10 @@ impl Emitter<'_> {
                 }
                 if let Some(i) = v.get("identifier")
                     && let Some(value) = s(i, "value")
+                    && self.identifier_key != NO_KEY
                 {
-                    let key = format!("{}{IDENTIFIER_SUFFIX}", self.key);
                     self.push_key(
-                        key,
+                        self.identifier_key,
                         Row::Token {
                             system: s(i, "system").unwrap_or("").to_string(),
                             code: value.to_string(),
@@ -517,10 +572,13 @@ impl Emitter<'_> {
 }
 
 fn str_row(t: &str) -> Row {
-    Row::Str {
-        norm: normalize(t),
-        exact: t.to_string(),
-    }
+    let norm = normalize(t);
+    let exact = if norm == t {
+        String::new()
+    } else {
+        t.to_string()
+    };
+    Row::Str { norm, exact }
 }
 
 /// The row of a literal reference string: relative `Type/id[/_history/v]` → type and id;
@@ -550,7 +608,7 @@ mod tests {
 
     fn rows_for<'a>(rows: &'a [IndexRow], key: &str) -> Vec<&'a Row> {
         rows.iter()
-            .filter(|r| r.key == key)
+            .filter(|r| r.key_name() == key)
             .map(|r| &r.row)
             .collect()
     }
@@ -612,7 +670,7 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect();
-        assert_eq!(names, vec!["yamada", "taro", "タロウ"]);
+        assert_eq!(names, vec!["taro", "yamada", "タロウ"]);
         assert!(!rows_for(&rows, "Patient.family").is_empty());
         assert_eq!(rows_for(&rows, "Patient.address-city").len(), 1);
         let d = rows_for(&rows, "Patient.birthdate");
@@ -621,12 +679,12 @@ mod tests {
         assert_eq!(rows_for(&rows, "_tag"), vec![&tok("http://t", "x")]);
         assert_eq!(
             rows_for(&rows, "_profile"),
-            vec![&Row::Uri("http://p|1".into()), &Row::Uri("http://p".into())]
+            vec![&Row::Uri("http://p".into()), &Row::Uri("http://p|1".into())]
         );
         let gp = rows_for(&rows, "Patient.general-practitioner");
         assert_eq!(gp.len(), 2);
         assert!(
-            matches!(gp[0], Row::Ref { ref_type, ref_id, .. } if ref_type == "Practitioner" && ref_id == "9")
+            gp.iter().any(|r| matches!(r, Row::Ref { ref_type, ref_id, .. } if ref_type == "Practitioner" && ref_id == "9"))
         );
         assert_eq!(
             rows_for(&rows, "Patient.general-practitioner#identifier"),
@@ -654,6 +712,8 @@ mod tests {
             vec![&tok("http://loinc.org", "8480-6")]
         );
         assert_eq!(rows_for(&rows, "Observation.code#text").len(), 2);
+        // Components have no `:text` rows.
+        assert!(rows.iter().all(|r| !r.key_name().contains("$0#")));
         assert_eq!(rows_for(&rows, "Observation.patient").len(), 1);
         assert_eq!(rows_for(&rows, "Observation.subject").len(), 1);
         let d = rows_for(&rows, "Observation.date");
@@ -664,17 +724,76 @@ mod tests {
             matches!(q[1], Row::Quantity { canon: true, code, lo, .. } if code == "g" && (*lo - 1.0).abs() < 1e-12)
         );
         // Composite: groups keep code and value of the same component together.
-        let c0: Vec<_> = rows
+        let grps = |key: &str| -> Vec<u32> {
+            rows.iter()
+                .filter(|r| r.key_name() == key)
+                .map(|r| r.grp)
+                .collect()
+        };
+        let c0 = grps("Observation.component-code-value-quantity$0");
+        let c1 = grps("Observation.component-code-value-quantity$1");
+        assert_eq!(c0.len(), 2);
+        assert_ne!(c0[0], c0[1]);
+        assert!(c1.iter().all(|g| c0.contains(g)));
+        // combo-* parameters are searched through the rows of the plain and component ones.
+        assert!(grps("Observation.combo-code-value-quantity$1").is_empty());
+        assert_eq!(grps("Observation.code-value-quantity$1").len(), 2); // mg row + canonical
+        // Groups are distinct across composites.
+        assert!(
+            grps("Observation.code-value-quantity$0")
+                .iter()
+                .all(|g| !c0.contains(g) && *g > 0)
+        );
+    }
+
+    /// A composite has rows only where all its components have values at the same place.
+    #[test]
+    fn composites_need_every_component() {
+        let o = json!({"resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+        "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "a"}]},
+             "valueCodeableConcept": {"coding": [{"system": "http://s", "code": "pos"}]}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "b"}]}}
+        ]});
+        let rows = extract(&o);
+        let keys: std::collections::BTreeSet<&str> = rows
             .iter()
-            .filter(|r| r.key == "Observation.component-code-value-quantity$0")
-            .map(|r| r.grp)
+            .filter(|r| r.key_name().contains('$'))
+            .map(|r| r.key_name())
             .collect();
-        assert_eq!(c0, vec![1, 2]);
-        let combo: Vec<_> = rows
-            .iter()
-            .filter(|r| r.key == "Observation.combo-code-value-quantity$1")
-            .map(|r| r.grp)
-            .collect();
-        assert_eq!(combo.len(), 4, "{combo:?}"); // 1 (mg row + canonical) + 2 components
+        let expected: std::collections::BTreeSet<&str> = [
+            "Observation.code-value-quantity$0",
+            "Observation.code-value-quantity$1",
+            "Observation.component-code-value-concept$0",
+            "Observation.component-code-value-concept$1",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(keys, expected);
+        // component-code-value-concept: only component `a` (code `b` has no value).
+        let c0 = rows_for(&rows, "Observation.component-code-value-concept$0");
+        assert_eq!(c0, vec![&tok("http://loinc.org", "a")]);
+        // Every group has rows for every component.
+        for r in rows.iter().filter(|r| r.grp > 0) {
+            let base = r.key_name().split('$').next().unwrap();
+            for i in 0..2 {
+                let k = format!("{base}${i}");
+                assert!(
+                    rows.iter().any(|x| x.grp == r.grp && x.key_name() == k),
+                    "group {} lacks {k}",
+                    r.grp
+                );
+            }
+        }
+        // An Observation without any value has no composite rows at all.
+        let bare = json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "x"}]}});
+        assert!(
+            extract(&bare)
+                .iter()
+                .all(|r| r.grp == 0 && !r.key_name().contains('$'))
+        );
     }
 }

@@ -1,64 +1,78 @@
-//! SQLite index tables: one table per value shape, keyed by parameter key, value and `rid`.
+//! SQLite index tables: one table per value shape, keyed by parameter id, value and `rid`.
 
-use crate::extract::{Row, extract};
-use rusqlite::{Connection, params};
+use crate::extract::{IndexRow, Row, extract};
+use crate::registry::Registry;
+use crate::values::system_id;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
-/// DDL of the index tables. Every table starts its main index with the parameter key and the
-/// value, ends it with `rid`, so a search reads one index range and yields rids; the
-/// `(rid, param)` indexes serve re-indexing, `:missing` and sorting. `grp` ties the components
-/// of one composite value together (0 outside composites; costs no bytes in SQLite's record
-/// format). Only current, non-deleted versions have rows.
-pub const SQLITE_DDL: &str = "
+/// Version of the index format (tables and extraction rules). When it changes, [`SqliteIndex::open`]
+/// drops the index tables and rebuilds them from the current resources: an update removes the
+/// rows of the superseded version by extracting them again from its JSON, which is only exact
+/// when they were written by the same rules.
+pub const INDEX_FORMAT: i64 = 2;
+
+/// DDL of the index tables.
+///
+/// - `sp_param` numbers the parameter keys (`Observation.code`, `Observation.code#text`,
+///   `Observation.code-value-quantity$0`); every index row carries the small integer `param`.
+///   Ids are assigned once and never change; new keys get new ids.
+/// - Every value table is a `WITHOUT ROWID` table whose primary key starts with the parameter
+///   and the searched value and ends with `rid`, so a search reads one key range and yields
+///   rids. `grp` ties the components of one composite value together (0 outside composites;
+///   0 and 1 cost no bytes in SQLite's record format).
+/// - There is no general `(rid, …)` index: a resource's rows are removed by extracting them
+///   from the superseded version's JSON and deleting them by primary key. Only `sp_ref`
+///   (`_include`, `_has`) and `sp_date` (sorting by date) have a `(rid, param)` index.
+/// - Code systems are stored as [`system_id`]s (a 6-byte hash instead of the URI).
+/// - Only current, non-deleted versions have rows.
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS sp_param (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+
 CREATE TABLE IF NOT EXISTS sp_token (
-  param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
-  rid INTEGER NOT NULL, grp INTEGER NOT NULL DEFAULT 0,
+  param INTEGER NOT NULL, code TEXT NOT NULL, system INTEGER NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, code, system, rid, grp)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sp_token_rid ON sp_token (rid, param);
 
 CREATE TABLE IF NOT EXISTS sp_string (
-  param TEXT NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
-  rid INTEGER NOT NULL, grp INTEGER NOT NULL DEFAULT 0,
+  param INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, norm, exact, rid, grp)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sp_string_rid ON sp_string (rid, param);
 
 CREATE TABLE IF NOT EXISTS sp_ref (
-  param TEXT NOT NULL, ref_id TEXT NOT NULL, ref_type TEXT NOT NULL,
-  version TEXT NOT NULL, url TEXT NOT NULL,
-  rid INTEGER NOT NULL, grp INTEGER NOT NULL DEFAULT 0,
+  param INTEGER NOT NULL, ref_id TEXT NOT NULL, ref_type TEXT NOT NULL,
+  url TEXT NOT NULL, version TEXT NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, ref_id, ref_type, url, version, rid, grp)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sp_ref_url ON sp_ref (param, url, version, rid) WHERE url <> '';
-CREATE INDEX IF NOT EXISTS sp_ref_target ON sp_ref (ref_type, ref_id, param, rid);
 CREATE INDEX IF NOT EXISTS sp_ref_rid ON sp_ref (rid, param);
 
 CREATE TABLE IF NOT EXISTS sp_date (
-  rid INTEGER NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
-  grp INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS sp_date_lo ON sp_date (param, lo, hi, rid);
-CREATE INDEX IF NOT EXISTS sp_date_hi ON sp_date (param, hi, lo, rid);
+  param INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+  PRIMARY KEY (param, lo, hi, rid, grp)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sp_date_hi ON sp_date (param, hi);
 CREATE INDEX IF NOT EXISTS sp_date_rid ON sp_date (rid, param);
 
 CREATE TABLE IF NOT EXISTS sp_number (
-  rid INTEGER NOT NULL, param TEXT NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL,
-  grp INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS sp_number_lo ON sp_number (param, lo, hi, rid);
-CREATE INDEX IF NOT EXISTS sp_number_rid ON sp_number (rid, param);
+  param INTEGER NOT NULL, lo REAL NOT NULL, hi REAL NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+  PRIMARY KEY (param, lo, hi, rid, grp)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS sp_quantity (
-  rid INTEGER NOT NULL, param TEXT NOT NULL, canon INTEGER NOT NULL,
-  system TEXT NOT NULL, code TEXT NOT NULL, unit TEXT NOT NULL,
-  lo REAL NOT NULL, hi REAL NOT NULL, grp INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS sp_quantity_code ON sp_quantity (param, canon, code, lo, hi, rid);
-CREATE INDEX IF NOT EXISTS sp_quantity_lo ON sp_quantity (param, canon, lo, hi, rid);
-CREATE INDEX IF NOT EXISTS sp_quantity_rid ON sp_quantity (rid, param);
+  param INTEGER NOT NULL, canon INTEGER NOT NULL, code TEXT NOT NULL,
+  lo REAL NOT NULL, hi REAL NOT NULL, system INTEGER NOT NULL, unit TEXT NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+  PRIMARY KEY (param, canon, code, lo, hi, system, unit, rid, grp)) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS sp_uri (
-  param TEXT NOT NULL, value TEXT NOT NULL,
-  rid INTEGER NOT NULL, grp INTEGER NOT NULL DEFAULT 0,
+  param INTEGER NOT NULL, value TEXT NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, value, rid, grp)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sp_uri_rid ON sp_uri (rid, param);
 ";
 
+/// The value tables.
 pub(crate) const TABLES: [&str; 7] = [
     "sp_token",
     "sp_string",
@@ -69,29 +83,198 @@ pub(crate) const TABLES: [&str; 7] = [
     "sp_uri",
 ];
 
-/// Replace the index rows of resource `rid` with those extracted from `resource` (its
-/// current version). Runs inside the caller's transaction.
-pub fn sqlite_index(tx: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
-    sqlite_unindex(tx, rid)?;
-    sqlite_index_new(tx, rid, resource)
+/// The search index of one SQLite database: the tables, and the database ids of the
+/// parameter keys (loaded at open).
+#[derive(Debug, Clone)]
+pub struct SqliteIndex {
+    /// Database id of each key of [`Registry::keys`], by its number.
+    ids: Vec<i64>,
 }
 
-/// Write the index rows of a resource that has none yet (just created, or re-created after a
-/// deletion): skips the seven deletes of [`sqlite_index`].
-pub fn sqlite_index_new(tx: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
-    for r in extract(resource) {
-        let (k, g) = (r.key.as_str(), r.grp);
+fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+impl SqliteIndex {
+    /// Create (or upgrade) the index tables, number the parameter keys, and load their ids.
+    /// When the tables were written by another [`INDEX_FORMAT`] they are dropped and rebuilt
+    /// from the current bodies in the store's `resources` table (`rid`, `deleted`, `body`).
+    pub fn open(conn: &Connection) -> rusqlite::Result<SqliteIndex> {
+        conn.execute_batch("SAVEPOINT issho_index_open")?;
+        let r = Self::open_inner(conn);
+        conn.execute_batch(if r.is_ok() {
+            "RELEASE issho_index_open"
+        } else {
+            "ROLLBACK TO issho_index_open; RELEASE issho_index_open"
+        })?;
+        r
+    }
+
+    fn open_inner(conn: &Connection) -> rusqlite::Result<SqliteIndex> {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sp_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;",
+        )?;
+        let format: Option<i64> = conn
+            .query_row("SELECT value FROM sp_meta WHERE name = 'format'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let rebuild =
+            format != Some(INDEX_FORMAT) && (format.is_some() || table_exists(conn, "sp_token")?);
+        if rebuild {
+            // Older tables (also the first format, which had no `sp_meta`).
+            for t in TABLES.iter().chain(&["sp_param"]) {
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS {t}"))?;
+            }
+        }
+        conn.execute_batch(DDL)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO sp_meta (name, value) VALUES ('format', ?1)",
+            [INDEX_FORMAT],
+        )?;
+        let mut known: HashMap<String, i64> = HashMap::new();
+        {
+            let mut st = conn.prepare("SELECT key, id FROM sp_param")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (k, id) = row?;
+                known.insert(k, id);
+            }
+        }
+        let keys = Registry::r4().keys();
+        let mut ids = Vec::with_capacity(keys.len());
+        {
+            let mut ins = conn.prepare("INSERT INTO sp_param (key) VALUES (?1)")?;
+            for k in keys {
+                let id = match known.get(k) {
+                    Some(id) => *id,
+                    None => {
+                        ins.execute([k])?;
+                        conn.last_insert_rowid()
+                    }
+                };
+                ids.push(id);
+            }
+        }
+        let index = SqliteIndex { ids };
+        if rebuild && table_exists(conn, "resources")? {
+            index.rebuild(conn)?;
+        }
+        Ok(index)
+    }
+
+    /// Index every current resource again (after a format change).
+    fn rebuild(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut st =
+            conn.prepare("SELECT rid, body FROM resources WHERE deleted = 0 AND body IS NOT NULL")?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let rid: i64 = row.get(0)?;
+            let body = row.get_ref(1)?;
+            let bytes = match body {
+                rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
+                _ => continue,
+            };
+            if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+                self.insert(conn, rid, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the index rows of resource `rid`, which has none yet (just created, or created
+    /// again after a deletion). Runs inside the caller's transaction.
+    pub fn insert(&self, conn: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
+        for r in extract(resource) {
+            self.write(conn, rid, &r, true)?;
+        }
+        Ok(())
+    }
+
+    /// Replace the rows of `previous` (the version being superseded, exactly as it was
+    /// indexed) by those of `resource`: only the rows that differ are deleted or inserted.
+    pub fn replace(
+        &self,
+        conn: &Connection,
+        rid: i64,
+        previous: &Value,
+        resource: &Value,
+    ) -> rusqlite::Result<()> {
+        let old = extract(previous);
+        let new = extract(resource);
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let ord = match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            match ord {
+                Ordering::Less => {
+                    self.write(conn, rid, &old[i], false)?;
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    self.write(conn, rid, &new[j], true)?;
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the index rows of resource `rid`, whose current version is `previous` (on
+    /// delete).
+    pub fn remove(&self, conn: &Connection, rid: i64, previous: &Value) -> rusqlite::Result<()> {
+        for r in extract(previous) {
+            self.write(conn, rid, &r, false)?;
+        }
+        Ok(())
+    }
+
+    /// Remove every index row of resource `rid` without knowing what was indexed: scans the
+    /// tables that have no `rid` index (slow; for when the previous version is unreadable).
+    pub fn remove_all(&self, conn: &Connection, rid: i64) -> rusqlite::Result<()> {
+        for t in TABLES {
+            conn.prepare_cached(&format!("DELETE FROM {t} WHERE rid = ?1"))?
+                .execute([rid])?;
+        }
+        Ok(())
+    }
+
+    /// Insert (or delete) one row.
+    fn write(
+        &self,
+        conn: &Connection,
+        rid: i64,
+        r: &IndexRow,
+        insert: bool,
+    ) -> rusqlite::Result<()> {
+        let k = self.ids[r.key as usize];
+        let g = r.grp;
+        let sql = |ins: &'static str, del: &'static str| if insert { ins } else { del };
         match &r.row {
             Row::Token { system, code } => {
-                tx.prepare_cached(
+                conn.prepare_cached(sql(
                     "INSERT OR IGNORE INTO sp_token (param, code, system, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![k, code, system, rid, g])?;
+                    "DELETE FROM sp_token WHERE param = ?1 AND code = ?2 AND system = ?3 AND rid = ?4 AND grp = ?5",
+                ))?
+                .execute(params![k, code, system_id(system), rid, g])?;
             }
             Row::Str { norm, exact } => {
-                tx.prepare_cached(
+                conn.prepare_cached(sql(
                     "INSERT OR IGNORE INTO sp_string (param, norm, exact, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
+                    "DELETE FROM sp_string WHERE param = ?1 AND norm = ?2 AND exact = ?3 AND rid = ?4 AND grp = ?5",
+                ))?
                 .execute(params![k, norm, exact, rid, g])?;
             }
             Row::Ref {
@@ -100,22 +283,25 @@ pub fn sqlite_index_new(tx: &Connection, rid: i64, resource: &Value) -> rusqlite
                 version,
                 url,
             } => {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO sp_ref (param, ref_id, ref_type, version, url, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![k, ref_id, ref_type, version, url, rid, g])?;
+                conn.prepare_cached(sql(
+                    "INSERT OR IGNORE INTO sp_ref (param, ref_id, ref_type, url, version, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "DELETE FROM sp_ref WHERE param = ?1 AND ref_id = ?2 AND ref_type = ?3 AND url = ?4 AND version = ?5 AND rid = ?6 AND grp = ?7",
+                ))?
+                .execute(params![k, ref_id, ref_type, url, version, rid, g])?;
             }
             Row::Date { lo, hi } => {
-                tx.prepare_cached(
-                    "INSERT INTO sp_date (rid, param, lo, hi, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![rid, k, lo, hi, g])?;
+                conn.prepare_cached(sql(
+                    "INSERT OR IGNORE INTO sp_date (param, lo, hi, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "DELETE FROM sp_date WHERE param = ?1 AND lo = ?2 AND hi = ?3 AND rid = ?4 AND grp = ?5",
+                ))?
+                .execute(params![k, lo, hi, rid, g])?;
             }
             Row::Number { lo, hi } => {
-                tx.prepare_cached(
-                    "INSERT INTO sp_number (rid, param, lo, hi, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![rid, k, lo, hi, g])?;
+                conn.prepare_cached(sql(
+                    "INSERT OR IGNORE INTO sp_number (param, lo, hi, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "DELETE FROM sp_number WHERE param = ?1 AND lo = ?2 AND hi = ?3 AND rid = ?4 AND grp = ?5",
+                ))?
+                .execute(params![k, lo, hi, rid, g])?;
             }
             Row::Quantity {
                 canon,
@@ -125,27 +311,30 @@ pub fn sqlite_index_new(tx: &Connection, rid: i64, resource: &Value) -> rusqlite
                 lo,
                 hi,
             } => {
-                tx.prepare_cached(
-                    "INSERT INTO sp_quantity (rid, param, canon, system, code, unit, lo, hi, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![rid, k, *canon as i64, system, code, unit, lo, hi, g])?;
+                conn.prepare_cached(sql(
+                    "INSERT OR IGNORE INTO sp_quantity (param, canon, code, lo, hi, system, unit, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "DELETE FROM sp_quantity WHERE param = ?1 AND canon = ?2 AND code = ?3 AND lo = ?4 AND hi = ?5 AND system = ?6 AND unit = ?7 AND rid = ?8 AND grp = ?9",
+                ))?
+                .execute(params![
+                    k,
+                    *canon as i64,
+                    code,
+                    lo,
+                    hi,
+                    system_id(system),
+                    unit,
+                    rid,
+                    g
+                ])?;
             }
             Row::Uri(v) => {
-                tx.prepare_cached(
+                conn.prepare_cached(sql(
                     "INSERT OR IGNORE INTO sp_uri (param, value, rid, grp) VALUES (?1, ?2, ?3, ?4)",
-                )?
+                    "DELETE FROM sp_uri WHERE param = ?1 AND value = ?2 AND rid = ?3 AND grp = ?4",
+                ))?
                 .execute(params![k, v, rid, g])?;
             }
         }
+        Ok(())
     }
-    Ok(())
-}
-
-/// Remove every index row of resource `rid` (on delete).
-pub fn sqlite_unindex(tx: &Connection, rid: i64) -> rusqlite::Result<()> {
-    for t in TABLES {
-        tx.prepare_cached(&format!("DELETE FROM {t} WHERE rid = ?1"))?
-            .execute([rid])?;
-    }
-    Ok(())
 }

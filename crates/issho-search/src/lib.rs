@@ -2,8 +2,8 @@
 //!
 //! - [`Registry`]: every R4 SearchParameter, by (resource type, code), with its expression
 //!   compiled to a direct path walker over the JSON tree (no FHIRPath engine involved).
-//! - [`sqlite_index`] / [`sqlite_unindex`]: the index rows of a resource's current version in
-//!   the tables of [`SQLITE_DDL`].
+//! - [`SqliteIndex`]: the index tables of a SQLite database (created at open, with the ids of
+//!   the parameter keys) and the index rows of a resource's current version.
 //! - [`parse`]: a search request (name/value pairs) to a [`SearchQuery`].
 //! - [`sqlite_select`] / [`sqlite_count`] / [`sqlite_includes`]: a query to SQL over the
 //!   store's `resources` table and the index tables. Values are always bound parameters.
@@ -18,7 +18,7 @@ mod registry;
 pub mod values;
 
 pub use extract::{IndexRow, Row, extract};
-pub use index::{SQLITE_DDL, sqlite_index, sqlite_index_new, sqlite_unindex};
+pub use index::{INDEX_FORMAT, SqliteIndex};
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;
 mod sql;

@@ -149,10 +149,11 @@ pub enum Test {
         target_types: Vec<String>,
         inner: Box<Test>,
     },
-    /// `_has`: a resource of `source_type` that passes `inner` refers to this one through `key`.
+    /// `_has`: a resource of `source_type` that passes `inner` refers to this one through
+    /// (the rows of) `keys`.
     Has {
         source_type: String,
-        key: String,
+        keys: Vec<String>,
         inner: Box<Test>,
     },
 }
@@ -549,7 +550,9 @@ fn parse_include(name: &str, value: &str, iterate: bool) -> Result<Include, Fail
         Registry::r4()
             .params_for(source)
             .filter(|p| p.kind == ParamKind::Reference && p.is_supported())
-            .map(|p| p.key.clone())
+            .flat_map(|p| p.search_keys.iter().cloned())
+            .collect::<std::collections::BTreeSet<String>>()
+            .into_iter()
             .collect()
     } else {
         match Registry::r4().param(source, code) {
@@ -563,7 +566,7 @@ fn parse_include(name: &str, value: &str, iterate: bool) -> Result<Include, Fail
                         format!("'{t}' is not a target type of {source}:{code}"),
                     ));
                 }
-                vec![p.key.clone()]
+                p.search_keys.clone()
             }
             Some(_) => {
                 return Err(invalid(
@@ -627,8 +630,10 @@ fn resolve<'r>(context: &[String], code: &str) -> Result<Vec<&'r SearchParam>, S
 fn keys_of(params: &[&SearchParam]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for p in params {
-        if !keys.contains(&p.key) {
-            keys.push(p.key.clone());
+        for k in &p.search_keys {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
         }
     }
     keys
@@ -947,7 +952,7 @@ fn parse_has(
         })?;
     Ok(Test::Has {
         source_type: source.to_string(),
-        key: p.key.clone(),
+        keys: p.search_keys.clone(),
         inner: Box::new(inner),
     })
 }

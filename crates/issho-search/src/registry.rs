@@ -1,6 +1,7 @@
 //! The search parameters of R4, compiled once: by (resource type, code).
 
 use crate::expr::{self, Path};
+use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, TEXT_SUFFIX};
 use issho_model::{SearchParamDef, r4};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -85,13 +86,42 @@ pub struct SearchParam {
     /// for the parameters common to all resources (`_tag`).
     pub(crate) key: String,
     pub(crate) source: Source,
+    /// Numbers of this parameter's index keys in [`Registry::keys`].
+    pub(crate) kid: KeyIds,
+    /// The keys whose rows a search reads: `[key]`, or, for a parameter whose paths are
+    /// exactly those of other parameters of the type (`Observation.combo-code` =
+    /// `Observation.code | Observation.component.code`), their keys; such a parameter has no
+    /// rows of its own.
+    pub(crate) search_keys: Vec<String>,
 }
+
+/// The index keys of one parameter, as numbers into [`Registry::keys`] (`u32::MAX`: none).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyIds {
+    /// The parameter's own rows (`Observation.code`).
+    pub base: u32,
+    /// Token display/text rows for `:text` (`…#text`).
+    pub text: u32,
+    /// Identifier.type rows for `:of-type` (`…#type`).
+    pub of_type: u32,
+    /// Reference.identifier rows for `:identifier` (`…#identifier`).
+    pub identifier: u32,
+    /// Composite components (`…$0`, `…$1`).
+    pub comps: Vec<u32>,
+}
+
+/// No key.
+pub(crate) const NO_KEY: u32 = u32::MAX;
 
 impl SearchParam {
     /// False when the parameter is defined but issho cannot evaluate it (reported in the
     /// CapabilityStatement as absent; a search using it is refused as not supported).
     pub fn is_supported(&self) -> bool {
         !matches!(self.source, Source::Unsupported(_))
+    }
+    /// False for a parameter searched through the rows of others (see `search_keys`).
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.search_keys.len() == 1 && self.search_keys[0] == self.key
     }
     /// Why the parameter is not supported, if it is not.
     pub fn unsupported_reason(&self) -> Option<&str> {
@@ -105,6 +135,8 @@ impl SearchParam {
 /// All R4 search parameters by (resource type, code).
 pub struct Registry {
     by_type: HashMap<String, Vec<SearchParam>>,
+    /// Every key index rows can carry, in a fixed order (numbered by position).
+    keys: Vec<String>,
     /// Per definition URL: compile errors (empty when every base compiled).
     compile_errors: Vec<(String, String)>,
     definitions: usize,
@@ -158,6 +190,12 @@ impl Registry {
         self.definitions
     }
 
+    /// Every key index rows can carry (`Observation.code`, `Observation.code#text`,
+    /// `Observation.code-value-quantity$0`…); extraction numbers keys by position here.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// Definitions (URL, reason) whose expression could not be compiled to a path walker.
     pub fn compile_errors(&self) -> &[(String, String)] {
         &self.compile_errors
@@ -209,6 +247,8 @@ impl Registry {
                     components,
                     key,
                     source,
+                    kid: KeyIds::default(),
+                    search_keys: Vec::new(),
                 });
             }
             if !errors.is_empty() {
@@ -217,12 +257,132 @@ impl Registry {
         }
         for list in by_type.values_mut() {
             list.sort_by(|a, b| a.code.cmp(&b.code));
+            for p in list.iter_mut() {
+                p.search_keys = vec![p.key.clone()];
+            }
+            find_aliases(list);
+        }
+        // Number the keys: one per key string (common parameters share theirs), in a
+        // deterministic order.
+        let mut keys: Vec<String> = Vec::new();
+        let mut number: HashMap<String, u32> = HashMap::new();
+        let mut intern = |k: String| -> u32 {
+            *number.entry(k.clone()).or_insert_with(|| {
+                keys.push(k);
+                (keys.len() - 1) as u32
+            })
+        };
+        let mut types: Vec<&String> = by_type.keys().collect();
+        types.sort();
+        let types: Vec<String> = types.into_iter().cloned().collect();
+        for t in types {
+            for p in by_type.get_mut(&t).into_iter().flatten() {
+                if !p.is_indexed() {
+                    p.kid = KeyIds {
+                        base: NO_KEY,
+                        text: NO_KEY,
+                        of_type: NO_KEY,
+                        identifier: NO_KEY,
+                        comps: Vec::new(),
+                    };
+                    continue;
+                }
+                let k = p.key.clone();
+                p.kid = KeyIds {
+                    base: intern(k.clone()),
+                    text: NO_KEY,
+                    of_type: NO_KEY,
+                    identifier: NO_KEY,
+                    comps: Vec::new(),
+                };
+                match p.kind {
+                    ParamKind::Token => {
+                        p.kid.text = intern(format!("{k}{TEXT_SUFFIX}"));
+                        p.kid.of_type = intern(format!("{k}{OF_TYPE_SUFFIX}"));
+                    }
+                    ParamKind::Reference => {
+                        p.kid.identifier = intern(format!("{k}{IDENTIFIER_SUFFIX}"));
+                    }
+                    ParamKind::Composite => {
+                        p.kid.comps = (0..p.components.len())
+                            .map(|i| intern(format!("{k}${i}")))
+                            .collect();
+                    }
+                    _ => {}
+                }
+            }
         }
         Registry {
             by_type,
+            keys,
             compile_errors,
             definitions: defs.len(),
         }
+    }
+}
+
+/// One unit of a parameter's source: a path, or a composite root with its components.
+#[derive(PartialEq)]
+enum Unit<'a> {
+    Path(&'a Path),
+    Root(&'a Path, &'a [Vec<Path>]),
+}
+
+fn units(p: &SearchParam) -> Vec<Unit<'_>> {
+    match &p.source {
+        Source::Paths(paths) => paths.iter().map(Unit::Path).collect(),
+        Source::Composite(roots) => roots.iter().map(|(r, c)| Unit::Root(r, c)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Parameters whose paths are exactly the union of the paths of other (indexed) parameters of
+/// the same type and kind are searched through those parameters' rows instead of having their
+/// own copies (`Observation.combo-code`, `Observation.combo-value-quantity`…).
+fn find_aliases(list: &mut [SearchParam]) {
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by_key(|&i| units(&list[i]).len());
+    let mut aliases: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut is_alias = vec![false; list.len()];
+    for &i in &order {
+        let p = &list[i];
+        let mine = units(p);
+        if mine.len() < 2 || p.resource_type == RESOURCE {
+            continue;
+        }
+        let mut covered = vec![false; mine.len()];
+        let mut keys = Vec::new();
+        // Larger parameters first, so each unit is covered once.
+        let mut candidates: Vec<usize> = (0..list.len())
+            .filter(|&j| j != i && !is_alias[j])
+            .filter(|&j| list[j].kind == p.kind && list[j].components == p.components)
+            .collect();
+        candidates.sort_by_key(|&j| std::cmp::Reverse(units(&list[j]).len()));
+        for j in candidates {
+            let theirs = units(&list[j]);
+            if theirs.is_empty() || theirs.len() >= mine.len() {
+                continue;
+            }
+            let pos: Option<Vec<usize>> = theirs
+                .iter()
+                .map(|u| mine.iter().position(|m| m == u))
+                .collect();
+            let Some(pos) = pos else { continue };
+            if pos.iter().any(|&k| covered[k]) {
+                continue;
+            }
+            for k in pos {
+                covered[k] = true;
+            }
+            keys.push(list[j].key.clone());
+        }
+        if covered.iter().all(|c| *c) {
+            is_alias[i] = true;
+            aliases.push((i, keys));
+        }
+    }
+    for (i, keys) in aliases {
+        list[i].search_keys = keys;
     }
 }
 
@@ -285,6 +445,51 @@ mod tests {
         let c = reg.param("Observation", "code-value-quantity").unwrap();
         assert_eq!(c.components, vec![ParamKind::Token, ParamKind::Quantity]);
         assert!(c.is_supported());
+    }
+
+    /// Parameters that are unions of others are searched through their rows.
+    #[test]
+    fn aliases() {
+        let reg = Registry::r4();
+        let keys = |t: &str, c: &str| {
+            let mut k = reg.param(t, c).unwrap().search_keys.clone();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys("Observation", "combo-code"),
+            vec!["Observation.code", "Observation.component-code"]
+        );
+        assert_eq!(
+            keys("Observation", "combo-value-quantity"),
+            vec![
+                "Observation.component-value-quantity",
+                "Observation.value-quantity"
+            ]
+        );
+        assert_eq!(
+            keys("Observation", "combo-code-value-quantity"),
+            vec![
+                "Observation.code-value-quantity",
+                "Observation.component-code-value-quantity"
+            ]
+        );
+        assert_eq!(keys("Observation", "code"), vec!["Observation.code"]);
+        let all: usize = reg.by_type.values().flatten().count();
+        let aliased: Vec<String> = reg
+            .by_type
+            .values()
+            .flatten()
+            .filter(|p| !p.is_indexed())
+            .map(|p| format!("{} = {:?}", p.key, p.search_keys))
+            .collect();
+        println!(
+            "{} of {all} parameters searched through others:",
+            aliased.len()
+        );
+        for a in aliased {
+            println!("  {a}");
+        }
     }
 
     /// Coverage of the R4 expressions by the path compiler (printed for the report).

@@ -4,7 +4,7 @@
 use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
 use crate::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, Test, UriMode};
 use crate::registry::ParamKind;
-use crate::values::prefix_upper_bound;
+use crate::values::{normalize, prefix_upper_bound, system_id};
 use rusqlite::types::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +41,18 @@ impl Sql {
         }
         self.push(")")
     }
+    /// `col` is the id of one of the parameter `keys` (ids are looked up in `sp_param`).
+    fn param_in(&mut self, col: &str, keys: &[String]) -> &mut Sql {
+        if let [k] = keys {
+            self.push(&format!("{col} = (SELECT id FROM sp_param WHERE key = "));
+            self.bind(k.clone());
+            self.push(")")
+        } else {
+            self.push(&format!("{col} IN (SELECT id FROM sp_param WHERE key IN "));
+            self.bind_list(keys);
+            self.push(")")
+        }
+    }
     fn alias(&mut self, prefix: &str) -> String {
         self.next_alias += 1;
         format!("{prefix}{}", self.next_alias)
@@ -51,19 +63,47 @@ impl Sql {
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
 pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
     let mut s = Sql::new();
-    s.push("SELECT r.rid FROM resources r WHERE ");
+    s.push("SELECT r.rid FROM resources r");
+    // Sort values from tables without a `rid` index: each parameter's rows are aggregated per
+    // rid once and joined (one pass over the parameter's key range).
+    let mut joined: Vec<Option<String>> = Vec::new();
+    for k in &q.sort {
+        let mut alias = None;
+        if let SortBy::Index { kind, keys } = &k.by {
+            let (table, col_asc, col_desc, extra) = sort_column(*kind);
+            if !has_rid_index(table) {
+                let (agg, col) = if k.descending {
+                    ("max", col_desc)
+                } else {
+                    ("min", col_asc)
+                };
+                let a = s.alias("s");
+                s.push(&format!(
+                    " LEFT JOIN (SELECT x.rid AS rid, {agg}({col}) AS v FROM {table} x WHERE "
+                ));
+                s.param_in("x.param", keys);
+                s.push(&format!("{extra} GROUP BY x.rid) {a} ON {a}.rid = r.rid"));
+                alias = Some(a);
+            }
+        }
+        joined.push(alias);
+    }
+    s.push(" WHERE ");
     where_clause(&mut s, q, "r");
     s.push(" ORDER BY ");
-    for k in &q.sort {
+    for (k, alias) in q.sort.iter().zip(&joined) {
         let dir = if k.descending { "DESC" } else { "ASC" };
-        match &k.by {
-            SortBy::Id => {
+        match (&k.by, alias) {
+            (SortBy::Id, _) => {
                 s.push(&format!("r.id {dir}, "));
             }
-            SortBy::LastUpdated => {
+            (SortBy::LastUpdated, _) => {
                 s.push(&format!("r.last_updated {dir}, "));
             }
-            SortBy::Index { kind, keys } => {
+            (SortBy::Index { .. }, Some(a)) => {
+                s.push(&format!("{a}.v {dir} NULLS LAST, "));
+            }
+            (SortBy::Index { kind, keys }, None) => {
                 let (table, col_asc, col_desc, extra) = sort_column(*kind);
                 let (agg, col) = if k.descending {
                     ("max", col_desc)
@@ -72,9 +112,9 @@ pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
                 };
                 // `+x.param`: look the rows up by (rid, param), not by scanning the param.
                 s.push(&format!(
-                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND +x.param IN "
+                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND "
                 ));
-                s.bind_list(keys);
+                s.param_in("+x.param", keys);
                 s.push(&format!(") {dir} NULLS LAST, "));
             }
         }
@@ -84,6 +124,11 @@ pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
     s.push(" OFFSET ");
     s.bind(q.offset as i64);
     (s.text, s.args)
+}
+
+/// True for the tables with a `(rid, param)` index (see the DDL).
+fn has_rid_index(table: &str) -> bool {
+    matches!(table, "sp_date" | "sp_ref")
 }
 
 /// SQL counting the resources matching `q` (ignores sort and paging).
@@ -144,8 +189,8 @@ fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String
         s.bind(list.clone());
         s.push(")) AND src.type = ");
         s.bind(i.source_type.clone());
-        s.push(" AND x.param IN ");
-        s.bind_list(&i.keys);
+        s.push(" AND ");
+        s.param_in("x.param", &i.keys);
         s.push(" AND t.deleted = 0");
         if let Some(t) = &i.target_type {
             s.push(" AND t.type = ");
@@ -163,8 +208,8 @@ fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String
              WHERE t.rid IN (SELECT value FROM json_each(",
         );
         s.bind(list.clone());
-        s.push(")) AND x.param IN ");
-        s.bind_list(&i.keys);
+        s.push(")) AND ");
+        s.param_in("x.param", &i.keys);
         s.push(" AND o.deleted = 0 AND o.type = ");
         s.bind(i.source_type.clone());
         if let Some(t) = &i.target_type {
@@ -291,10 +336,10 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             };
             let x = s.alias("m");
             s.push(&format!(
-                "{r}.rid {}IN (SELECT {x}.rid FROM {tbl} {x} WHERE {x}.param IN ",
+                "{r}.rid {}IN (SELECT {x}.rid FROM {tbl} {x} WHERE ",
                 if *missing { "NOT " } else { "" }
             ));
-            s.bind_list(&keys);
+            s.param_in(&format!("{x}.param"), &keys);
             s.push(")");
         }
         Test::Id { ids, negate } => {
@@ -326,9 +371,9 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             let t = s.alias("t");
             let col = type_col(&t, &[inner]);
             s.push(&format!(
-                "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND {x}.param IN "
+                "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND "
             ));
-            s.bind_list(keys);
+            s.param_in(&format!("{x}.param"), keys);
             s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
             s.bind_list(target_types);
             s.push(" AND ");
@@ -337,7 +382,7 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         }
         Test::Has {
             source_type,
-            key,
+            keys,
             inner,
         } => {
             // The referring resources passing `inner` first, then what they refer to.
@@ -346,9 +391,9 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             let o = s.alias("o");
             let col = type_col(&o, &[inner]);
             s.push(&format!(
-                "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND {x}.param = "
+                "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND "
             ));
-            s.bind(key.clone());
+            s.param_in(&format!("{x}.param"), keys);
             s.push(&format!(
                 " CROSS JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
                  WHERE {t}.deleted = 0 AND {o}.deleted = 0 AND {col} = "
@@ -375,10 +420,8 @@ fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
 fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
     let (tbl, suffix) = match_table(kind, m);
     let x = s.alias("v");
-    s.push(&format!(
-        "SELECT {x}.rid FROM {tbl} {x} WHERE {x}.param IN "
-    ));
-    s.bind_list(&suffixed(keys, suffix));
+    s.push(&format!("SELECT {x}.rid FROM {tbl} {x} WHERE "));
+    s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
     s.push(" AND ");
     match_cond(s, m, &x);
 }
@@ -404,8 +447,7 @@ fn composite_select(s: &mut Sql, keys: &[String], components: &[ParamKind], part
         if i > 0 {
             s.push(" AND ");
         }
-        s.push(&format!("{a}.param IN "));
-        s.bind_list(&suffixed(keys, &format!("${i}")));
+        s.param_in(&format!("{a}.param"), &suffixed(keys, &format!("${i}")));
         s.push(" AND ");
         match_cond(s, part, a);
     }
@@ -521,7 +563,7 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
                 if and {
                     s.push(" AND ");
                 }
-                s.push(&format!("{x}.system = ")).bind(sys.clone());
+                s.push(&format!("{x}.system = ")).bind(system_id(sys));
                 and = true;
             }
             if !and {
@@ -534,7 +576,7 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             code,
             value,
         } => {
-            s.push(&format!("{x}.system = ")).bind(system.clone());
+            s.push(&format!("{x}.system = ")).bind(system_id(system));
             s.push(&format!(" AND {x}.code = "))
                 .bind(format!("{code}{OF_TYPE_SEP}{value}"));
         }
@@ -546,7 +588,13 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
                     .push(") > 0");
             }
             StringMode::Exact => {
-                s.push(&format!("{x}.exact = ")).bind(value.clone());
+                // `exact` is empty when the text equals its normalised form. The normalised
+                // value bounds the index range.
+                s.push(&format!("{x}.norm = ")).bind(normalize(value));
+                s.push(&format!(" AND ({x}.exact = ")).bind(value.clone());
+                s.push(&format!(" OR ({x}.exact = '' AND {x}.norm = "))
+                    .bind(value.clone())
+                    .push("))");
             }
         },
         Match::Reference {
@@ -568,7 +616,11 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             }
         }
         Match::ReferenceUrl { url, version } => {
-            s.push(&format!("{x}.url = ")).bind(url.clone());
+            // URL rows have no type and id: the primary key range serves the search.
+            s.push(&format!(
+                "{x}.ref_id = '' AND {x}.ref_type = '' AND {x}.url = "
+            ))
+            .bind(url.clone());
             if let Some(v) = version {
                 s.push(&format!(" AND {x}.version = ")).bind(v.clone());
             }
@@ -576,7 +628,7 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
         Match::ReferenceIdentifier { system, value } => {
             s.push(&format!("{x}.code = ")).bind(value.clone());
             if let Some(sys) = system {
-                s.push(&format!(" AND {x}.system = ")).bind(sys.clone());
+                s.push(&format!(" AND {x}.system = ")).bind(system_id(sys));
             }
         }
         Match::Date { prefix, lo, hi } => {
@@ -598,7 +650,7 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             } else {
                 s.push(&format!("{x}.canon = 0"));
                 if let Some(sys) = system {
-                    s.push(&format!(" AND {x}.system = ")).bind(sys.clone());
+                    s.push(&format!(" AND {x}.system = ")).bind(system_id(sys));
                 }
                 if let Some(c) = code {
                     if system.is_some() {

@@ -10,6 +10,18 @@ use unicode_normalization::UnicodeNormalization;
 /// the Japanese voiced sound marks are kept, so `ガ` stays distinct from `カ`), whitespace runs
 /// collapsed to one space and trimmed.
 pub fn normalize(s: &str) -> String {
+    if s.is_ascii() {
+        // NFKC and NFD leave ASCII unchanged and it has no diacritics: lower-case and fold
+        // whitespace only.
+        let mut out = String::with_capacity(s.len());
+        for word in s.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(word.bytes().map(|b| b.to_ascii_lowercase() as char));
+        }
+        return out;
+    }
     let lowered = s.nfkc().collect::<String>().to_lowercase();
     let stripped: String = lowered.nfd().filter(|c| !is_diacritic(*c)).nfc().collect();
     let mut out = String::with_capacity(stripped.len());
@@ -24,6 +36,22 @@ pub fn normalize(s: &str) -> String {
 
 fn is_diacritic(c: char) -> bool {
     matches!(c as u32, 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+}
+
+/// The stored form of a code system URI (token and quantity rows): 0 for none, otherwise a
+/// 47-bit FNV-1a hash, which SQLite stores in 6 bytes instead of the whole URI. Only equality
+/// is ever tested on systems; a false match needs two systems with the same hash *and* the same
+/// code in the same parameter.
+pub fn system_id(system: &str) -> i64 {
+    if system.is_empty() {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in system.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ((h >> 17) as i64).max(1)
 }
 
 /// The smallest string greater than every string that starts with `prefix` (for range scans).

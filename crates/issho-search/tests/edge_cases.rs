@@ -6,7 +6,7 @@ use common::*;
 use issho_model::IssueType;
 use serde_json::json;
 
-fn store() -> rusqlite::Connection {
+fn store() -> Db {
     let c = open();
     let day = 86_400_000_000i64;
     let resources = vec![
@@ -66,7 +66,7 @@ fn store() -> rusqlite::Connection {
             "target": [{"reference": "Observation/w1"}], "agent": [{"who": {"reference": "Organization/o1"}}]}),
     ];
     for (i, r) in resources.iter().enumerate() {
-        put(&c, r, (18_000 + i as i64) * day);
+        put(&c, &c.index, r, (18_000 + i as i64) * day);
     }
     c
 }
@@ -295,6 +295,55 @@ fn composites_keep_components_together() {
     assert_eq!(ids(&c, "Observation", q), v(&["bp2"]));
     let q = "combo-code-value-quantity=http://loinc.org|29463-7$70.5|http://unitsofmeasure.org|kg";
     assert_eq!(ids(&c, "Observation", q), v(&["w1"]));
+    let q = "combo-code-value-quantity=http://loinc.org|8480-6$gt130";
+    assert_eq!(ids(&c, "Observation", q), v(&["bp1"]));
+    let q = "combo-code-value-quantity=http://loinc.org|85354-9$gt0";
+    assert_eq!(ids(&c, "Observation", q), v(&[] as &[&str]));
+}
+
+/// A composite exists only where all its components have values at the same place; the
+/// combo-* parameters see both the resource's own code/value and its components'.
+#[test]
+fn composite_applicability_and_combo_parameters() {
+    let c = store();
+    let obs = |q: &str| ids(&c, "Observation", q);
+    assert_eq!(obs("code-value-quantity:missing=false"), v(&["w1", "w2"]));
+    assert_eq!(obs("code-value-quantity:missing=true"), v(&["bp1", "bp2"]));
+    assert_eq!(obs("code-value-concept:missing=false"), v(&[] as &[&str]));
+    assert_eq!(obs("code-value-date:missing=true").len(), 4);
+    assert_eq!(
+        obs("component-code-value-quantity:missing=false"),
+        v(&["bp1", "bp2"])
+    );
+    assert_eq!(
+        obs("combo-code-value-quantity:missing=false"),
+        v(&["bp1", "bp2", "w1", "w2"])
+    );
+    assert_eq!(obs("combo-code=8480-6"), v(&["bp1", "bp2"]));
+    assert_eq!(obs("combo-code=http://loinc.org|29463-7"), v(&["w1", "w2"]));
+    assert_eq!(obs("combo-code:text=weight"), v(&["w2"]));
+    assert_eq!(obs("combo-code:text=body"), v(&["w1"]));
+    assert_eq!(obs("combo-code:missing=false").len(), 4);
+    assert_eq!(
+        obs("combo-value-quantity=gt130|http://unitsofmeasure.org|mm[Hg]"),
+        v(&["bp1", "bp2"])
+    );
+    assert_eq!(
+        obs("combo-value-quantity=70.5|http://unitsofmeasure.org|kg"),
+        v(&["w1"])
+    );
+    assert_eq!(
+        obs("combo-value-quantity=1|http://unitsofmeasure.org|g"),
+        v(&["w2"])
+    );
+    assert_eq!(
+        search(
+            &c,
+            Some("Observation"),
+            "combo-code=29463-7&_sort=-combo-value-quantity"
+        ),
+        v(&["Observation/w2", "Observation/w1"])
+    );
 }
 
 #[test]
@@ -458,11 +507,43 @@ fn reindex_and_unindex() {
             r.get(0)
         })
         .unwrap();
-    let changed = json!({"resourceType": "Patient", "id": "p3", "gender": "other"});
-    issho_search::sqlite_index(&c, rid, &changed).unwrap();
+    let old: serde_json::Value = c
+        .query_row("SELECT body FROM resources WHERE rid = ?1", [rid], |r| {
+            r.get::<_, String>(0)
+        })
+        .map(|b| serde_json::from_str(&b).unwrap())
+        .unwrap();
+    let changed = json!({"resourceType": "Patient", "id": "p3", "gender": "other",
+        "identifier": [{"system": "urn:mrn", "value": "a|b,c"}]});
+    c.index.replace(&c, rid, &old, &changed).unwrap();
     assert_eq!(ids(&c, "Patient", "gender=other"), v(&["p3"]));
+    assert_eq!(ids(&c, "Patient", "gender=female"), v(&[] as &[&str]));
     assert_eq!(ids(&c, "Patient", "name=ana"), v(&[] as &[&str]));
-    issho_search::sqlite_unindex(&c, rid).unwrap();
+    assert_eq!(ids(&c, "Patient", "birthdate=1985"), v(&[] as &[&str]));
+    // Unchanged rows stay.
+    assert_eq!(
+        ids(&c, "Patient", "identifier=urn:mrn|a\\|b\\,c"),
+        v(&["p3"])
+    );
+    c.index.remove(&c, rid, &changed).unwrap();
+    for t in [
+        "sp_token",
+        "sp_string",
+        "sp_ref",
+        "sp_date",
+        "sp_number",
+        "sp_quantity",
+        "sp_uri",
+    ] {
+        let n: i64 = c
+            .query_row(
+                &format!("SELECT count(*) FROM {t} WHERE rid = ?1"),
+                [rid],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{t}");
+    }
     c.execute("UPDATE resources SET deleted = 1 WHERE rid = ?1", [rid])
         .unwrap();
     assert_eq!(ids(&c, "Patient", "gender=other"), v(&[] as &[&str]));

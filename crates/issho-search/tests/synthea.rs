@@ -23,7 +23,7 @@ fn shared_dir() -> Option<PathBuf> {
 }
 
 struct Data {
-    conn: Connection,
+    conn: Db,
     /// (rid, resource) in insertion order.
     all: Vec<(i64, Value)>,
 }
@@ -105,7 +105,7 @@ fn load(patient_files: usize) -> Option<Data> {
             continue;
         }
         rewrite_refs(&mut r, &map);
-        let rid = put(&tx, &r, t0 + i as i64 * 1_000_000);
+        let rid = put(&tx, &conn.index, &r, t0 + i as i64 * 1_000_000);
         all.push((rid, r));
     }
     tx.commit().unwrap();

@@ -14,15 +14,28 @@ pub const RESOURCES_DDL: &str = "CREATE TABLE resources (
   body BLOB,
   UNIQUE(type, id));";
 
-pub fn open() -> Connection {
+/// An in-memory database with the index tables, and its index.
+pub struct Db {
+    pub conn: Connection,
+    pub index: issho_search::SqliteIndex,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+pub fn open() -> Db {
     let c = Connection::open_in_memory().unwrap();
     c.execute_batch(RESOURCES_DDL).unwrap();
-    c.execute_batch(issho_search::SQLITE_DDL).unwrap();
-    c
+    let index = issho_search::SqliteIndex::open(&c).unwrap();
+    Db { conn: c, index }
 }
 
 /// Store and index a resource; returns its rid.
-pub fn put(c: &Connection, r: &Value, last_updated: i64) -> i64 {
+pub fn put(c: &Connection, index: &issho_search::SqliteIndex, r: &Value, last_updated: i64) -> i64 {
     let t = r["resourceType"].as_str().unwrap();
     let id = r["id"].as_str().unwrap();
     c.execute(
@@ -31,7 +44,7 @@ pub fn put(c: &Connection, r: &Value, last_updated: i64) -> i64 {
     )
     .unwrap();
     let rid = c.last_insert_rowid();
-    issho_search::sqlite_index(c, rid, r).unwrap();
+    index.insert(c, rid, r).unwrap();
     rid
 }
 
