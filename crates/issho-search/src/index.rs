@@ -3,10 +3,12 @@
 use crate::extract::{IndexRow, Row, extract};
 use crate::registry::Registry;
 use crate::values::system_id;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Version of the index format (tables and extraction rules). When it changes, [`SqliteIndex::open`]
 /// drops the index tables and rebuilds them from the current resources: an update removes the
@@ -71,6 +73,62 @@ CREATE TABLE IF NOT EXISTS sp_uri (
   rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, value, rid, grp)) WITHOUT ROWID;
 ";
+
+/// The columns of each value table (in the order of [`TABLES`]), as inserted.
+const COLUMNS: [&str; 7] = [
+    "param, code, system, rid, grp",
+    "param, norm, exact, rid, grp",
+    "param, ref_id, ref_type, url, version, rid, grp",
+    "param, lo, hi, rid, grp",
+    "param, lo, hi, rid, grp",
+    "param, canon, code, lo, hi, system, unit, rid, grp",
+    "param, value, rid, grp",
+];
+
+/// Rows per insert statement: a table's rows go in chunks of these sizes (largest first).
+const CHUNKS: [usize; 3] = [16, 4, 1];
+
+/// The table (index into [`TABLES`]) of a row.
+fn table_of(row: &Row) -> usize {
+    match row {
+        Row::Token { .. } => 0,
+        Row::Str { .. } => 1,
+        Row::Ref { .. } => 2,
+        Row::Date { .. } => 3,
+        Row::Number { .. } => 4,
+        Row::Quantity { .. } => 5,
+        Row::Uri(_) => 6,
+    }
+}
+
+/// `INSERT OR IGNORE INTO <table> (...) VALUES (...), ...` for `n` rows (one of [`CHUNKS`]).
+fn insert_sql(table: usize, n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<Vec<String>>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..TABLES.len())
+            .map(|t| {
+                let cols = COLUMNS[t].split(", ").count();
+                let one = format!("({})", vec!["?"; cols].join(", "));
+                CHUNKS
+                    .iter()
+                    .map(|&c| {
+                        format!(
+                            "INSERT OR IGNORE INTO {} ({}) VALUES {}",
+                            TABLES[t],
+                            COLUMNS[t],
+                            vec![one.as_str(); c].join(", ")
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let i = CHUNKS
+        .iter()
+        .position(|&c| c == n)
+        .unwrap_or(CHUNKS.len() - 1);
+    &all[table][i]
+}
 
 /// The value tables.
 pub(crate) const TABLES: [&str; 7] = [
@@ -190,10 +248,81 @@ impl SqliteIndex {
     /// Write the index rows of resource `rid`, which has none yet (just created, or created
     /// again after a deletion). Runs inside the caller's transaction.
     pub fn insert(&self, conn: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
-        for r in extract(resource) {
-            self.write(conn, rid, &r, true)?;
+        let rows = extract(resource);
+        self.insert_rows(conn, rid, rows.iter())
+    }
+
+    /// Insert rows, several per statement (one statement runs per table and chunk of up to
+    /// [`CHUNKS`]`[0]` rows instead of one per row).
+    fn insert_rows<'r>(
+        &self,
+        conn: &Connection,
+        rid: i64,
+        rows: impl Iterator<Item = &'r IndexRow>,
+    ) -> rusqlite::Result<()> {
+        let mut by_table: [Vec<&IndexRow>; 7] = Default::default();
+        for r in rows {
+            by_table[table_of(&r.row)].push(r);
+        }
+        let mut args: Vec<ToSqlOutput<'_>> = Vec::new();
+        for (t, rows) in by_table.iter().enumerate() {
+            let mut rest: &[&IndexRow] = rows;
+            while !rest.is_empty() {
+                let n = CHUNKS
+                    .iter()
+                    .copied()
+                    .find(|&c| c <= rest.len())
+                    .unwrap_or(1);
+                let (chunk, tail) = rest.split_at(n);
+                rest = tail;
+                args.clear();
+                for r in chunk {
+                    self.values(rid, r, &mut args);
+                }
+                conn.prepare_cached(insert_sql(t, n))?
+                    .execute(rusqlite::params_from_iter(args.iter()))?;
+            }
         }
         Ok(())
+    }
+
+    /// The column values of a row, in the order of [`COLUMNS`].
+    fn values<'r>(&self, rid: i64, r: &'r IndexRow, out: &mut Vec<ToSqlOutput<'r>>) {
+        let int = |v: i64| ToSqlOutput::Owned(SqlValue::Integer(v));
+        let real = |v: f64| ToSqlOutput::Owned(SqlValue::Real(v));
+        let text = |v: &'r str| ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes()));
+        out.push(int(self.ids[r.key as usize]));
+        match &r.row {
+            Row::Token { system, code } => {
+                out.extend([text(code), int(system_id(system))]);
+            }
+            Row::Str { norm, exact } => out.extend([text(norm), text(exact)]),
+            Row::Ref {
+                ref_type,
+                ref_id,
+                version,
+                url,
+            } => out.extend([text(ref_id), text(ref_type), text(url), text(version)]),
+            Row::Date { lo, hi } => out.extend([int(*lo), int(*hi)]),
+            Row::Number { lo, hi } => out.extend([real(*lo), real(*hi)]),
+            Row::Quantity {
+                canon,
+                system,
+                code,
+                unit,
+                lo,
+                hi,
+            } => out.extend([
+                int(*canon as i64),
+                text(code),
+                real(*lo),
+                real(*hi),
+                int(system_id(system)),
+                text(unit),
+            ]),
+            Row::Uri(v) => out.push(text(v)),
+        }
+        out.extend([int(rid), int(i64::from(r.grp))]);
     }
 
     /// Replace the rows of `previous` (the version being superseded, exactly as it was
@@ -207,6 +336,7 @@ impl SqliteIndex {
     ) -> rusqlite::Result<()> {
         let old = extract(previous);
         let new = extract(resource);
+        let mut added = Vec::new();
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
             let ord = match (old.get(i), new.get(j)) {
@@ -220,7 +350,7 @@ impl SqliteIndex {
                     i += 1;
                 }
                 Ordering::Greater => {
-                    self.write(conn, rid, &new[j], true)?;
+                    added.push(&new[j]);
                     j += 1;
                 }
                 Ordering::Equal => {
@@ -229,7 +359,7 @@ impl SqliteIndex {
                 }
             }
         }
-        Ok(())
+        self.insert_rows(conn, rid, added.into_iter())
     }
 
     /// Remove the index rows of resource `rid`, whose current version is `previous` (on

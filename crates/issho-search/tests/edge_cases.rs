@@ -715,3 +715,53 @@ fn lenient_mode_ignores_unknown_parameters() {
     assert_eq!(q.total, issho_search::TotalMode::Accurate);
     assert_eq!((q.count, q.offset), (Some(5), 10));
 }
+
+/// Tables of an older index format are dropped and rebuilt from the current bodies at open.
+#[test]
+fn older_index_format_is_rebuilt() {
+    let c = rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch(RESOURCES_DDL).unwrap();
+    // The first format: text parameter keys, no `sp_meta`.
+    c.execute_batch(
+        "CREATE TABLE sp_token (param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+           rid INTEGER NOT NULL, grp INTEGER NOT NULL DEFAULT 0,
+           PRIMARY KEY (param, code, system, rid, grp)) WITHOUT ROWID;
+         INSERT INTO sp_token VALUES ('Patient.gender', 'stale', '', 1, 0);",
+    )
+    .unwrap();
+    let p = json!({"resourceType": "Patient", "id": "a", "gender": "female", "name": [{"family": "Sato"}]});
+    c.execute(
+        "INSERT INTO resources (rid, type, id, version, last_updated, body) VALUES (1, 'Patient', 'a', 1, 0, ?1)",
+        [p.to_string()],
+    )
+    .unwrap();
+    // A deleted resource has no body and no rows.
+    c.execute(
+        "INSERT INTO resources (rid, type, id, version, last_updated, deleted, body) VALUES (2, 'Patient', 'b', 2, 0, 1, NULL)",
+        [],
+    )
+    .unwrap();
+    let index = issho_search::SqliteIndex::open(&c).unwrap();
+    let db = Db { conn: c, index };
+    assert_eq!(ids(&db, "Patient", "gender=female"), v(&["a"]));
+    assert_eq!(ids(&db, "Patient", "family=sato"), v(&["a"]));
+    assert_eq!(ids(&db, "Patient", "gender=stale"), v(&[] as &[&str]));
+    // Opening again keeps the rows and the parameter ids.
+    let before: Vec<(i64, String)> = db
+        .prepare("SELECT id, key FROM sp_param ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    issho_search::SqliteIndex::open(&db).unwrap();
+    let after: Vec<(i64, String)> = db
+        .prepare("SELECT id, key FROM sp_param ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(ids(&db, "Patient", "gender=female"), v(&["a"]));
+}
