@@ -7,6 +7,7 @@
 //! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
 mod bundle;
+mod everything;
 mod pages;
 mod rest;
 mod search;

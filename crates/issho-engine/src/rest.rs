@@ -10,21 +10,68 @@ pub(crate) fn person_of(resource_type: &str, body: &Value) -> Option<String> {
     if resource_type == "Patient" {
         return body.get("id").and_then(Value::as_str).map(str::to_string);
     }
-    let params = issho_model::r4().patient_compartment_params(resource_type)?;
-    for p in params {
-        let mut candidates = vec![body.get(p.as_str())];
-        if let Some(Value::Array(a)) = body.get(p.as_str()) {
-            candidates = a.iter().map(Some).collect();
-        }
-        for c in candidates.into_iter().flatten() {
-            if let Some(r) = c.get("reference").and_then(Value::as_str)
-                && let Some(id) = r.strip_prefix("Patient/")
+    for key in compartment_elements(resource_type) {
+        let candidates: Vec<&Value> = match body.get(key.as_str()) {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v) => vec![v],
+            None => continue,
+        };
+        for c in candidates {
+            if let Some(id) = c
+                .get("reference")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("Patient/"))
             {
                 return Some(id.split('/').next().unwrap_or(id).to_string());
             }
         }
     }
     None
+}
+
+/// The top-level JSON elements behind a type's patient-compartment parameters (from the
+/// parameters' FHIRPath expressions: `Condition.subject.where(resolve() is Patient)` →
+/// `subject`), computed once per type.
+fn compartment_elements(resource_type: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(resource_type) {
+        return v.clone();
+    }
+    let r4 = issho_model::r4();
+    let mut keys: Vec<String> = Vec::new();
+    for p in r4.patient_compartment_params(resource_type).unwrap_or(&[]) {
+        let def = r4
+            .search_parameters()
+            .iter()
+            .find(|d| d.code == *p && d.base.iter().any(|b| b == resource_type));
+        let Some(expr) = def.and_then(|d| d.expression.as_deref()) else {
+            continue;
+        };
+        for part in expr.split('|') {
+            let part = part.trim().trim_start_matches('(');
+            let Some(rest) = part
+                .strip_prefix(resource_type)
+                .and_then(|r| r.strip_prefix('.'))
+            else {
+                continue;
+            };
+            let key: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if !key.is_empty() && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    cache
+        .lock()
+        .unwrap()
+        .insert(resource_type.to_string(), keys.clone());
+    keys
 }
 
 pub(crate) fn etag_matches(if_match: Option<&str>, current: u64) -> Result<()> {
@@ -600,4 +647,25 @@ pub(crate) fn patch_in(
     let person = person_of(rt, &doc);
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
     Ok(written(rt, id, &mut doc, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_follows_the_compartment_elements() {
+        let c = serde_json::json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"}});
+        assert_eq!(person_of("Condition", &c).as_deref(), Some("p1"));
+        let o = serde_json::json!({"resourceType": "Observation", "performer": [{"reference": "Practitioner/d"}, {"reference": "Patient/p2"}]});
+        assert_eq!(person_of("Observation", &o).as_deref(), Some("p2"));
+        let i = serde_json::json!({"resourceType": "Immunization", "patient": {"reference": "Patient/p3/_history/2"}});
+        assert_eq!(person_of("Immunization", &i).as_deref(), Some("p3"));
+        let org = serde_json::json!({"resourceType": "Organization"});
+        assert_eq!(person_of("Organization", &org), None);
+        assert_eq!(
+            person_of("Patient", &serde_json::json!({"id": "me"})).as_deref(),
+            Some("me")
+        );
+    }
 }

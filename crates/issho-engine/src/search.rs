@@ -112,6 +112,18 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
+        self.search_with(r, resource_type, params, strict, Vec::new())
+    }
+
+    /// A search with extra filters the engine adds (e.g. compartment membership).
+    pub(crate) fn search_with(
+        &self,
+        r: &dyn StoreRead,
+        resource_type: Option<&str>,
+        params: &[(String, String)],
+        strict: bool,
+        extra: Vec<issho_search::Filter>,
+    ) -> Result<SearchResult> {
         // `_page` is the engine's paging token and `_explain` its plan switch (checked by the
         // gate in `search`), not search parameters.
         let started = std::time::Instant::now();
@@ -130,6 +142,7 @@ impl Engine {
                 status: 400,
                 issues,
             })?;
+        q.filters.extend(extra);
         let count = q
             .count
             .unwrap_or(self.config.default_count)

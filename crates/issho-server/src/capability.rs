@@ -32,7 +32,14 @@ pub fn capability_statement(base: &str) -> Value {
                 "conditionalDelete": "single",
                 "referencePolicy": ["literal", "logical"],
                 "searchParam": params,
-                "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+                "operation": if t == "Patient" {
+                    json!([
+                        {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+                    ])
+                } else {
+                    json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])
+                }
             })
         })
         .collect();
@@ -54,6 +61,7 @@ pub fn capability_statement(base: &str) -> Value {
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}
             ],
+            "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
         }]
     })

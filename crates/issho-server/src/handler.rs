@@ -517,6 +517,45 @@ async fn dispatch(
             let s = blocking(move || engine.vread(&ctx, &t, &id, &v)).await?;
             Ok(stored_response(&s, render, base))
         }
+        ("GET", ["Patient", "$everything"]) | ("GET", ["Patient", _, "$everything"]) => {
+            let id = if seg.len() == 3 {
+                Some(seg[1].to_string())
+            } else {
+                None
+            };
+            let p = pairs.to_vec();
+            let e2 = engine.clone();
+            let res = blocking(move || e2.everything(&ctx, id.as_deref(), &p)).await?;
+            let path = segs.join("/");
+            let bundle = st.engine.search_bundle(&res, &path, Some(base));
+            Ok(body_response(
+                200,
+                &shape_bundle(bundle, render),
+                render.out,
+            ))
+        }
+        ("GET", [c, id, t]) if !t.starts_with('$') && !t.starts_with('_') => {
+            if *c != "Patient" {
+                return Err(FhirError::new(
+                    400,
+                    IssueType::NotSupported,
+                    format!(
+                        "compartment searches are supported for the Patient compartment, not '{c}'"
+                    ),
+                ));
+            }
+            let (id, t, p) = (id.to_string(), t.to_string(), pairs.to_vec());
+            let strict = pref.strict;
+            let e2 = engine.clone();
+            let res = blocking(move || e2.compartment_search(&ctx, &id, &t, &p, strict)).await?;
+            let path = segs.join("/");
+            let bundle = st.engine.search_bundle(&res, &path, Some(base));
+            Ok(body_response(
+                200,
+                &shape_bundle(bundle, render),
+                render.out,
+            ))
+        }
         ("GET", [t]) => {
             search(
                 st,
@@ -793,7 +832,16 @@ async fn search(
     let engine = st.engine.clone();
     let ctx = context(st);
     let res = blocking(move || engine.search(&ctx, t.as_deref(), &pairs, strict)).await?;
-    let mut bundle = st.engine.search_bundle(&res, path, Some(base));
+    let bundle = st.engine.search_bundle(&res, path, Some(base));
+    Ok(body_response(
+        200,
+        &shape_bundle(bundle, render),
+        render.out,
+    ))
+}
+
+/// Apply `_summary` / `_elements` to the resources of a result Bundle.
+fn shape_bundle(mut bundle: Value, render: &Render) -> Value {
     if (render.summary != Summary::False || render.elements.is_some())
         && let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut)
     {
@@ -809,7 +857,7 @@ async fn search(
             }
         }
     }
-    Ok(body_response(200, &bundle, render.out))
+    bundle
 }
 
 async fn history(

@@ -256,7 +256,99 @@ fn independent_answers_on_the_generated_population() {
     assert_eq!(got, vec![subj.clone()]);
     assert_eq!(inc, want_rev);
 
-    // 6. _summary=count and _total agree with the raw count
+    // 6. the patient compartment: subject OR performer (patient-generated data) refer to the patient
+    let in_comp = |o: &Value| {
+        o["subject"]["reference"] == subj.as_str()
+            || o["performer"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["reference"] == subj.as_str())
+    };
+    let want: BTreeSet<String> = obs
+        .iter()
+        .filter(|(_, o)| in_comp(o))
+        .map(|(k, _)| (*k).clone())
+        .collect();
+    let (got, _, total) = w.search_all(&format!("{subj}/Observation?_count=10"));
+    assert_eq!(set(&got), want);
+    assert_eq!(total, Some(want.len() as u64));
+    let want_code: BTreeSet<String> = want
+        .iter()
+        .filter(|k| codings(&w.all[*k]["code"]).contains(&(sys.clone(), code.clone())))
+        .cloned()
+        .collect();
+    let (got, _, _) = w.search_all(&format!("{subj}/Observation?code={sys}|{code}"));
+    assert_eq!(set(&got), want_code);
+    // everything of the patient, and the resources it refers to
+    let comp_types = [
+        "Observation",
+        "Condition",
+        "Encounter",
+        "MedicationRequest",
+        "AllergyIntolerance",
+        "Immunization",
+        "Coverage",
+        "Specimen",
+    ];
+    let mut want_all: BTreeSet<String> = BTreeSet::new();
+    want_all.insert(subj.clone());
+    for (k, v) in &w.all {
+        let t = k.split('/').next().unwrap();
+        if !comp_types.contains(&t) {
+            continue;
+        }
+        // the JSON elements behind the R4 patient-compartment parameters of these types
+        let fields = [
+            "subject",
+            "patient",
+            "performer",
+            "asserter",
+            "recorder",
+            "beneficiary",
+            "subscriber",
+            "policyHolder",
+            "payor",
+        ];
+        let refs_patient = fields.iter().any(|p| {
+            let field = &v[*p];
+            field["reference"] == subj.as_str()
+                || field
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["reference"] == subj.as_str())
+        });
+        if refs_patient {
+            want_all.insert(k.clone());
+        }
+    }
+    let (got, _, _) = w.search_all(&format!("{subj}/$everything?_count=40"));
+    let got = set(&got);
+    for k in &want_all {
+        assert!(got.contains(k), "$everything misses {k}");
+    }
+    assert!(
+        got.iter()
+            .any(|k| k.starts_with("Organization/") || k.starts_with("Practitioner/")),
+        "referenced resources are included"
+    );
+    assert!(
+        !got.iter().any(|k| k.starts_with("Patient/") && k != &subj),
+        "never another patient"
+    );
+    let (got, _, _) = w.search_all(&format!("{subj}/$everything?_type=Condition"));
+    let want_cond: BTreeSet<String> = want_all
+        .iter()
+        .filter(|k| k.starts_with("Condition/"))
+        .cloned()
+        .collect();
+    assert_eq!(set(&got), want_cond);
+    assert_outcome(w.s.get("Patient/nobody/$everything"), 404);
+    assert_outcome(w.s.get(&format!("{subj}/Organization")), 400);
+    assert_outcome(w.s.get(&format!("{subj}/$everything?start=yesterday")), 400);
+
+    // 7. _summary=count and _total agree with the raw count
     let n_obs = obs.len() as u64;
     assert_eq!(json(w.s.get("Observation?_summary=count"))["total"], n_obs);
     eprintln!(

@@ -1,0 +1,348 @@
+//! The patient compartment: compartment search (`Patient/ID/Observation?…`) and
+//! `Patient/$everything` (instance and type level).
+//!
+//! Membership follows the R4 CompartmentDefinition for Patient: a resource of type T is in the
+//! compartment of Patient/ID when any of T's compartment parameters (e.g. `subject`,
+//! `performer`) refers to Patient/ID. The condition is one search filter over all those
+//! parameters, so it composes with any other search parameters, sorting and paging.
+
+use crate::*;
+use issho_search::{Filter, Match, ParamKind, Test};
+use issho_store::StoreRead;
+use std::collections::HashSet;
+
+/// The filter "in the compartment of Patient/`id`" for resources of `rt` (None when `rt` is
+/// never in a patient compartment). `id = None`: in any patient's compartment.
+pub(crate) fn compartment_filter(rt: &str, id: Option<&str>) -> Result<Option<Filter>> {
+    if rt == "Patient" {
+        return Ok(id.map(|id| Filter {
+            name: "_id".into(),
+            test: Test::Id {
+                ids: vec![id.to_string()],
+                negate: false,
+            },
+        }));
+    }
+    let Some(params) = issho_model::r4().patient_compartment_params(rt) else {
+        return Ok(None);
+    };
+    let mut keys = Vec::new();
+    for p in params {
+        // Let the search crate resolve each parameter to its index keys.
+        let probe = [(p.clone(), "Patient/x".to_string())];
+        let q = issho_search::parse(Some(rt), &probe, true).map_err(|issues| FhirError {
+            status: 500,
+            issues,
+        })?;
+        for f in q.filters {
+            if let Test::Values {
+                keys: k,
+                kind: ParamKind::Reference,
+                ..
+            } = f.test
+            {
+                keys.extend(k);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let test = match id {
+        Some(id) => Test::Values {
+            keys,
+            kind: ParamKind::Reference,
+            components: Vec::new(),
+            matches: vec![Match::Reference {
+                ref_type: Some("Patient".into()),
+                id: id.to_string(),
+                version: None,
+            }],
+            negate: false,
+        },
+        None => Test::Missing {
+            keys,
+            kind: ParamKind::Reference,
+            missing: false,
+        },
+    };
+    Ok(Some(Filter {
+        name: "_compartment".into(),
+        test,
+    }))
+}
+
+/// The value of a query parameter.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Engine {
+    /// Search inside a patient's compartment: `GET Patient/{id}/{type}?…` (`type = "*"`: every
+    /// type of the compartment, like a system search).
+    pub fn compartment_search(
+        &self,
+        ctx: &AccessContext,
+        patient_id: &str,
+        resource_type: &str,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<SearchResult> {
+        self.gate.check(ctx, Action::Read, Some("Patient"))?;
+        let r = self.store.reader()?;
+        match r.current("Patient", patient_id)? {
+            Some(s) if !s.is_deleted() => {}
+            _ => {
+                return Err(FhirError::not_found(format!(
+                    "Patient/{patient_id} is not known"
+                )));
+            }
+        }
+        if resource_type == "*" {
+            return self.everything_in(ctx, &*r, Some(patient_id), params, false);
+        }
+        if !issho_model::r4().is_resource_type(resource_type) {
+            return Err(FhirError::new(
+                404,
+                IssueType::NotSupported,
+                format!("unknown resource type '{resource_type}'"),
+            ));
+        }
+        self.gate.check(ctx, Action::Search, Some(resource_type))?;
+        let Some(filter) = compartment_filter(resource_type, Some(patient_id))? else {
+            return Err(FhirError::bad_request(format!(
+                "{resource_type} is not part of the Patient compartment"
+            )));
+        };
+        self.search_with(&*r, Some(resource_type), params, strict, vec![filter])
+    }
+
+    /// `Patient/{id}/$everything` (or, with `None`, `Patient/$everything` over every patient).
+    /// Parameters: `_since`, `_type`, `start`, `end`, `_count`.
+    pub fn everything(
+        &self,
+        ctx: &AccessContext,
+        patient_id: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<SearchResult> {
+        self.gate.check(ctx, Action::Operation, Some("Patient"))?;
+        let r = self.store.reader()?;
+        if let Some(id) = patient_id {
+            match r.current("Patient", id)? {
+                Some(s) if !s.is_deleted() => {}
+                _ => return Err(FhirError::not_found(format!("Patient/{id} is not known"))),
+            }
+        }
+        self.everything_in(ctx, &*r, patient_id, params, true)
+    }
+
+    fn everything_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        patient_id: Option<&str>,
+        params: &[(String, String)],
+        with_referenced: bool,
+    ) -> Result<SearchResult> {
+        for (k, _) in params {
+            if !matches!(
+                k.as_str(),
+                "_since"
+                    | "_type"
+                    | "start"
+                    | "end"
+                    | "_count"
+                    | "_page"
+                    | "_offset"
+                    | "_format"
+                    | "_pretty"
+                    | "_summary"
+                    | "_elements"
+            ) {
+                return Err(FhirError::bad_request(format!(
+                    "$everything does not support the parameter '{k}'"
+                )));
+            }
+        }
+        let types: Vec<String> = match param(params, "_type") {
+            Some(list) => {
+                let v: Vec<String> = list
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if let Some(bad) = v.iter().find(|t| !issho_model::r4().is_resource_type(t)) {
+                    return Err(FhirError::bad_request(format!(
+                        "_type: '{bad}' is not a resource type"
+                    )));
+                }
+                v
+            }
+            None => {
+                let mut v: Vec<String> = issho_model::r4()
+                    .resource_types()
+                    .iter()
+                    .filter(|t| {
+                        *t == "Patient" || issho_model::r4().patient_compartment_params(t).is_some()
+                    })
+                    .cloned()
+                    .collect();
+                v.sort_by_key(|t| t != "Patient");
+                v
+            }
+        };
+        let count = param(params, "_count")
+            .map(|c| {
+                c.parse::<usize>().map_err(|_| {
+                    FhirError::bad_request(format!("_count '{c}' is not a non-negative integer"))
+                })
+            })
+            .transpose()?
+            .unwrap_or(self.config.default_count)
+            .min(self.config.max_count);
+        let offset = param(params, "_offset")
+            .and_then(|o| o.parse::<usize>().ok())
+            .unwrap_or(0);
+        let check_date = |name: &str| -> Result<Option<String>> {
+            match param(params, name) {
+                None => Ok(None),
+                Some(v) if issho_model::instant::parse_range(v).is_some() => {
+                    Ok(Some(v.to_string()))
+                }
+                Some(v) => Err(FhirError::bad_request(format!(
+                    "{name} '{v}' is not a valid date"
+                ))),
+            }
+        };
+        let (start, end, since) = (
+            check_date("start")?,
+            check_date("end")?,
+            check_date("_since")?,
+        );
+        // The remembered result set, or a fresh one.
+        let token = param(params, "_page").map(str::to_string);
+        let cached = token.as_deref().and_then(|t| self.pages.get(t));
+        let set = match cached {
+            Some(c) => c,
+            None => {
+                let mut rids: Vec<i64> = Vec::new();
+                let mut seen: HashSet<i64> = HashSet::new();
+                for t in &types {
+                    if self.gate.check(ctx, Action::Search, Some(t)).is_err() {
+                        continue;
+                    }
+                    let Some(filter) = compartment_filter(t, patient_id)? else {
+                        continue;
+                    };
+                    let mut p: Vec<(String, String)> = Vec::new();
+                    let has_date = issho_search::Registry::r4().param(t, "date").is_some();
+                    if has_date {
+                        if let Some(s) = &start {
+                            p.push(("date".into(), format!("ge{s}")));
+                        }
+                        if let Some(e) = &end {
+                            p.push(("date".into(), format!("le{e}")));
+                        }
+                    }
+                    if let Some(s) = &since {
+                        p.push(("_lastUpdated".into(), format!("ge{s}")));
+                    }
+                    let mut q =
+                        issho_search::parse(Some(t), &p, true).map_err(|issues| FhirError {
+                            status: 400,
+                            issues,
+                        })?;
+                    q.filters.push(filter);
+                    q.count = None;
+                    let (sql, args) = issho_search::sqlite_select(&q);
+                    rids.extend(
+                        r.query_rids(&sql, &args)?
+                            .into_iter()
+                            .filter(|rid| seen.insert(*rid)),
+                    );
+                }
+                if with_referenced {
+                    // Resources the record refers to (practitioners, organizations, medications…),
+                    // but never another patient's data.
+                    let mut extra = Vec::new();
+                    for chunk in rids.chunks(500) {
+                        for s in r.current_by_rids(chunk)? {
+                            if let Some(v) = s.json() {
+                                collect_refs(&v, &mut extra);
+                            }
+                        }
+                    }
+                    extra.sort();
+                    extra.dedup();
+                    for (t, id) in extra {
+                        if t == "Patient"
+                            || issho_model::r4().patient_compartment_params(&t).is_some()
+                            || (param(params, "_type").is_some() && !types.contains(&t))
+                        {
+                            continue;
+                        }
+                        if let Some(s) = r.current(&t, &id)?
+                            && !s.is_deleted()
+                            && seen.insert(s.rid)
+                        {
+                            rids.push(s.rid);
+                        }
+                    }
+                }
+                let total = Some(rids.len() as u64);
+                std::sync::Arc::new(pages::CachedSearch::new(rids, true, total))
+            }
+        };
+        let page: Vec<i64> = set.rids.iter().skip(offset).take(count).copied().collect();
+        let has_next = offset + count < set.rids.len();
+        let token = match token {
+            Some(t) if self.pages.get(&t).is_some() => Some(t),
+            _ if has_next || offset > 0 => Some(self.pages.insert(set.clone())),
+            _ => None,
+        };
+        let mut echo: Vec<(String, String)> = Vec::new();
+        for k in ["_type", "start", "end", "_since"] {
+            if let Some(v) = param(params, k) {
+                echo.push((k.to_string(), v.to_string()));
+            }
+        }
+        Ok(SearchResult {
+            matches: r.current_by_rids(&page)?,
+            included: Vec::new(),
+            total: set.total,
+            offset,
+            count,
+            has_next,
+            params: echo,
+            warnings: Vec::new(),
+            page_token: token,
+        })
+    }
+}
+
+/// Every literal `Type/id` reference in a resource.
+fn collect_refs(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            for (k, c) in o {
+                if k == "reference"
+                    && let Value::String(s) = c
+                {
+                    let mut parts = s.split('/');
+                    if let (Some(t), Some(id), None) = (parts.next(), parts.next(), parts.next())
+                        && issho_model::r4().is_resource_type(t)
+                    {
+                        out.push((t.to_string(), id.to_string()));
+                    }
+                    continue;
+                }
+                collect_refs(c, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|c| collect_refs(c, out)),
+        _ => {}
+    }
+}
