@@ -535,6 +535,13 @@ async fn dispatch(
             ))
         }
         ("GET", [c, id, t]) if !t.starts_with('$') && !t.starts_with('_') => {
+            if !issho_model::r4().is_resource_type(c) {
+                return Err(FhirError::new(
+                    404,
+                    IssueType::NotSupported,
+                    format!("'{c}' is not a FHIR R4 resource type"),
+                ));
+            }
             if *c != "Patient" {
                 return Err(FhirError::new(
                     400,
