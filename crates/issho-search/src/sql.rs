@@ -256,10 +256,46 @@ fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
         s.push(&format!(" AND {col} IN "));
         s.bind_list(&q.types);
     }
+    // Planner rule: a date range selects many rows, a reference or code few. When another
+    // condition can drive the query, a date condition is checked per candidate through the
+    // (rid, param) index instead of being materialised as a set of every matching date row.
+    let other_driver = tests.iter().any(|t| can_drive(t) && !is_plain_date(t));
     for t in tests {
         s.push(" AND ");
-        test_sql(s, t, r);
+        if other_driver && is_plain_date(t) {
+            date_exists(s, t, r);
+        } else {
+            test_sql(s, t, r);
+        }
     }
+}
+
+/// A non-negated date condition on plain (non-composite) values.
+fn is_plain_date(t: &Test) -> bool {
+    matches!(t, Test::Values { kind: ParamKind::Date, negate: false, matches, .. }
+        if matches.iter().all(|m| matches!(m, Match::Date { .. })))
+}
+
+/// `EXISTS (a date row of this resource that matches)`, ORed over the matches.
+fn date_exists(s: &mut Sql, t: &Test, r: &str) {
+    let Test::Values { keys, matches, .. } = t else {
+        return;
+    };
+    s.push("(");
+    for (i, m) in matches.iter().enumerate() {
+        if i > 0 {
+            s.push(" OR ");
+        }
+        let x = s.alias("d");
+        s.push(&format!(
+            "EXISTS (SELECT 1 FROM sp_date {x} INDEXED BY sp_date_rid WHERE {x}.rid = {r}.rid AND "
+        ));
+        s.param_in(&format!("{x}.param"), keys);
+        s.push(" AND ");
+        match_cond(s, m, &x);
+        s.push(")");
+    }
+    s.push(")");
 }
 
 /// The table of a parameter kind's rows.
