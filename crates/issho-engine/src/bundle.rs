@@ -898,7 +898,7 @@ fn entry_patch(resource: Value) -> Result<Patch> {
         Some("Parameters") => Ok(Patch::FhirPath(resource)),
         Some("Binary") => {
             let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
-            let bytes = base64_decode(data)
+            let bytes = issho_model::base64::decode(data)
                 .ok_or_else(|| FhirError::bad_request("Binary.data is not valid base64"))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 FhirError::bad_request(format!("Binary.data is not a JSON Patch: {e}"))
@@ -909,31 +909,6 @@ fn entry_patch(resource: Value) -> Result<Patch> {
             "a PATCH entry's resource must be Parameters (FHIRPath Patch) or Binary (JSON Patch)",
         )),
     }
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' | b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => return None,
-        } as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 impl FhirError {

@@ -162,15 +162,8 @@ pub fn to_bytes(v: &Value, pretty: bool) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// `_summary` modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Summary {
-    True,
-    Text,
-    Data,
-    Count,
-    False,
-}
+/// `_summary` modes (the search crate's: one definition for searches and reads).
+pub use issho_search::Summary;
 
 pub fn parse_summary(s: &str) -> Result<Summary, Issue> {
     Ok(match s {
