@@ -256,29 +256,123 @@ fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
         s.push(&format!(" AND {col} IN "));
         s.bind_list(&q.types);
     }
-    // Planner rule: a date range selects many rows, a reference or code few. When another
-    // condition can drive the query, a date condition is checked per candidate through the
-    // (rid, param) index instead of being materialised as a set of every matching date row.
-    let other_driver = tests.iter().any(|t| can_drive(t) && !is_plain_date(t));
-    for t in tests {
+    // Planner: the most selective condition drives the query as a set of rids (`rid IN`);
+    // the others are checked per candidate with a primary-key or (rid, param) probe
+    // (`EXISTS`), so that a broad condition (a common code, a date range, a category) is
+    // never materialised as a set of every matching row.
+    let driver = tests
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| can_drive(t))
+        .min_by_key(|(_, t)| selectivity_rank(t))
+        .map(|(i, _)| i);
+    for (i, t) in tests.iter().enumerate() {
         s.push(" AND ");
-        if other_driver && is_plain_date(t) {
-            date_exists(s, t, r);
+        if Some(i) != driver && driver.is_some() && probe_ok(t) {
+            exists_values(s, t, r);
         } else {
             test_sql(s, t, r);
         }
     }
 }
 
-/// A non-negated date condition on plain (non-composite) values.
-fn is_plain_date(t: &Test) -> bool {
-    matches!(t, Test::Values { kind: ParamKind::Date, negate: false, matches, .. }
-        if matches.iter().all(|m| matches!(m, Match::Date { .. })))
+/// Lower is more selective: a reference to one resource, then a code in a system, …
+fn selectivity_rank(t: &Test) -> u8 {
+    match t {
+        Test::Values {
+            kind: ParamKind::Reference,
+            matches,
+            ..
+        } if matches.iter().all(|m| {
+            matches!(
+                m,
+                Match::Reference {
+                    ref_type: Some(_),
+                    ..
+                }
+            )
+        }) =>
+        {
+            0
+        }
+        Test::Values {
+            kind: ParamKind::Token,
+            matches,
+            ..
+        } if matches.iter().all(|m| {
+            matches!(
+                m,
+                Match::Token {
+                    system: Some(_),
+                    code: Some(_)
+                }
+            )
+        }) =>
+        {
+            1
+        }
+        Test::Values {
+            kind: ParamKind::Token,
+            matches,
+            ..
+        } if matches
+            .iter()
+            .all(|m| matches!(m, Match::Token { code: Some(_), .. })) =>
+        {
+            2
+        }
+        Test::Values {
+            kind: ParamKind::Reference,
+            ..
+        } => 2,
+        Test::Chain { .. } | Test::Has { .. } => 3,
+        Test::Values {
+            kind: ParamKind::String,
+            ..
+        } => 4,
+        Test::Missing { .. } => 6,
+        _ => 5,
+    }
 }
 
-/// `EXISTS (a date row of this resource that matches)`, ORed over the matches.
-fn date_exists(s: &mut Sql, t: &Test, r: &str) {
-    let Test::Values { keys, matches, .. } = t else {
+/// Conditions that can be checked for one candidate rid through an index that starts with
+/// (param, value…, rid) or (rid, param).
+fn probe_ok(t: &Test) -> bool {
+    let Test::Values {
+        kind,
+        matches,
+        negate: false,
+        ..
+    } = t
+    else {
+        return false;
+    };
+    matches.iter().all(|m| match (kind, m) {
+        // The primary key reaches the rid only through (param, code, system): without a
+        // system a probe would scan every row of the code.
+        (
+            ParamKind::Token,
+            Match::Token {
+                system: Some(_),
+                code: Some(_),
+            },
+        ) => true,
+        (ParamKind::Reference, Match::Reference { .. } | Match::ReferenceUrl { .. }) => true,
+        (ParamKind::Date, Match::Date { .. }) => true,
+        (ParamKind::String, Match::String { .. }) => true,
+        _ => false,
+    })
+}
+
+/// `EXISTS (a row of this resource that matches)`, ORed over the matches.
+fn exists_values(s: &mut Sql, t: &Test, r: &str) {
+    let Test::Values {
+        keys,
+        kind,
+        matches,
+        ..
+    } = t
+    else {
         return;
     };
     s.push("(");
@@ -286,11 +380,18 @@ fn date_exists(s: &mut Sql, t: &Test, r: &str) {
         if i > 0 {
             s.push(" OR ");
         }
-        let x = s.alias("d");
+        let (tbl, suffix) = match_table(*kind, m);
+        // Where the primary key does not lead to the rid, the (rid, param) index does.
+        let hint = match tbl {
+            "sp_ref" => " INDEXED BY sp_ref_rid",
+            "sp_date" => " INDEXED BY sp_date_rid",
+            _ => "",
+        };
+        let x = s.alias("e");
         s.push(&format!(
-            "EXISTS (SELECT 1 FROM sp_date {x} INDEXED BY sp_date_rid WHERE {x}.rid = {r}.rid AND "
+            "EXISTS (SELECT 1 FROM {tbl} {x}{hint} WHERE {x}.rid = {r}.rid AND "
         ));
-        s.param_in(&format!("{x}.param"), keys);
+        s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
         s.push(" AND ");
         match_cond(s, m, &x);
         s.push(")");

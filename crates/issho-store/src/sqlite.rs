@@ -62,7 +62,10 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+/// Open a connection; `cache_kib` is its private page cache. Memory budget: the writer keeps
+/// 64 MiB of dirty and hot pages, each reader 8 MiB; reads beyond the caches go through the
+/// shared memory map (256 MiB window) and the OS page cache.
+fn open_conn(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     // The writer alone uses ~25 statements (resource, history, index tables); the default
@@ -71,8 +74,8 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is synced at every commit, so an acknowledged write survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB per connection
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    conn.pragma_update(None, "mmap_size", 256i64 << 20)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Plans must not depend on bound values: otherwise SQLite re-prepares statements whose
     // plan it considers value-dependent on every new binding (every read of the current
@@ -90,7 +93,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
         let path = dir.join("issho.db");
-        let conn = open_conn(&path)?;
+        let conn = open_conn(&path, 64 * 1024)?;
         conn.execute_batch(SCHEMA)?;
         indexer.open(&conn)?;
         let last: i64 = conn.query_row(
@@ -145,7 +148,7 @@ impl Drop for PooledReader<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
             let mut pool = self.store.readers.lock().unwrap();
-            if pool.len() < 32 {
+            if pool.len() < 8 {
                 pool.push(c);
             }
         }
@@ -184,7 +187,7 @@ impl Store for SqliteStore {
         let pooled = self.readers.lock().unwrap().pop();
         let conn = match pooled {
             Some(c) => c,
-            None => open_conn(&self.path)?,
+            None => open_conn(&self.path, 8 * 1024)?,
         };
         // Each read runs in its own implicit transaction per statement; multi-statement
         // consistency for paging comes from seq high-water marks.
