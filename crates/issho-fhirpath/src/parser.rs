@@ -303,7 +303,19 @@ impl<'s> Lexer<'s> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Nesting depth of the recursive descent, bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// Deepest nesting of an expression (parentheses, unary operators, arguments) accepted:
+/// real expressions stay far below; a deeper one is refused instead of exhausting the stack
+/// (the parser and the evaluator both recurse per level).
+pub const MAX_DEPTH: usize = 100;
+
+/// Most tokens an expression may have. Chains (`a.b.c…`, `x | y | …`) build left-nested trees
+/// that the evaluator walks recursively, so their length is bounded too. The longest R4
+/// search-parameter expression has about 330 tokens.
+pub const MAX_TOKENS: usize = 1_000;
 
 const CALENDAR: [(&str, &str); 16] = [
     ("year", "year"),
@@ -438,6 +450,18 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, Error> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(perr(format!(
+                "the expression is nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        let out = self.unary_inner();
+        self.depth -= 1;
+        out
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, Error> {
         match self.peek() {
             Tok::Sym("-") => {
                 self.bump();
@@ -574,6 +598,7 @@ impl Parser {
 
 /// Parse a FHIRPath expression.
 pub fn parse(src: &str) -> Result<Expr, Error> {
+    // Each nesting level goes through `unary`, which counts it.
     let mut lx = Lexer {
         s: src,
         b: src.as_bytes(),
@@ -584,14 +609,62 @@ pub fn parse(src: &str) -> Result<Expr, Error> {
         let t = lx.next()?;
         let end = t == Tok::Eof;
         toks.push(t);
+        if toks.len() > MAX_TOKENS {
+            return Err(perr(format!(
+                "the expression is longer than {MAX_TOKENS} tokens"
+            )));
+        }
         if end {
             break;
         }
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.expr(0)?;
     if p.peek() != &Tok::Eof {
         return Err(perr(format!("unexpected {:?} after expression", p.peek())));
     }
     Ok(e)
+}
+
+#[cfg(test)]
+mod depth_tests {
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(super::parse(&deep).is_err());
+        let minus = format!("{}1", "-".repeat(100_000));
+        assert!(super::parse(&minus).is_err());
+        let args = format!("{}1{}", "iif(true,".repeat(50_000), ",0)".repeat(50_000));
+        assert!(super::parse(&args).is_err());
+        assert!(super::parse("((1 + 2)) * -(3)").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn long_chains_are_bounded() {
+        let long = format!("Patient{}", ".name".repeat(100_000));
+        match super::parse(&long) {
+            Err(_) => {}
+            Ok(e) => {
+                let v = serde_json::json!({"resourceType": "Patient"});
+                let _ = crate::evaluate(&e, &v, &crate::Context::new());
+            }
+        }
+        // a long chain (200 levels) evaluates; the writer thread that runs patches has 16 MiB
+        let near = format!("Patient{}", ".name".repeat(200));
+        let e = super::parse(&near).unwrap();
+        let v = serde_json::json!({"resourceType": "Patient"});
+        assert!(crate::evaluate(&e, &v, &crate::Context::new()).is_ok());
+        let ops = format!("1{}", " + 1".repeat(100_000));
+        if let Ok(e) = super::parse(&ops) {
+            let v = serde_json::json!({});
+            let _ = crate::evaluate(&e, &v, &crate::Context::new());
+        }
+    }
 }

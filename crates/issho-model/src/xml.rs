@@ -30,6 +30,7 @@ pub fn xml_to_json(xml: &str) -> Result<Value, String> {
         r: Reader::from_str(xml),
         src: xml,
         s: schema(),
+        depth: 0,
     };
     loop {
         match p.next()? {
@@ -71,7 +72,13 @@ struct XmlIn<'a> {
     r: Reader<&'a [u8]>,
     src: &'a str,
     s: &'static Schema,
+    /// Element nesting depth, bounded by [`MAX_DEPTH`] (the converter recurses per level).
+    depth: usize,
 }
+
+/// Deepest element nesting accepted, as serde_json's JSON limit (128): real resources stay far
+/// below it; anything deeper is refused instead of exhausting the thread's stack.
+pub const MAX_DEPTH: usize = 128;
 
 /// One child element read from XML, before being placed in the JSON object.
 enum Item {
@@ -161,6 +168,23 @@ impl<'a> XmlIn<'a> {
 
     /// Read the child elements up to the end tag of the current element and place them in `map`.
     fn children(
+        &mut self,
+        sid: ScopeId,
+        map: &mut Map<String, Value>,
+        path: &str,
+    ) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "elements are nested more than {MAX_DEPTH} levels deep at {path}"
+            ));
+        }
+        let out = self.children_inner(sid, map, path);
+        self.depth -= 1;
+        out
+    }
+
+    fn children_inner(
         &mut self,
         sid: ScopeId,
         map: &mut Map<String, Value>,
@@ -841,6 +865,18 @@ mod tests {
              <birthDate value=\"1970-01-01\"/></Patient>"
         );
         assert_eq!(xml_to_json(&xml).unwrap(), v);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let n = 100_000;
+        let xml = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+            "<extension url=\"http://x\">".repeat(n),
+            "</extension>".repeat(n)
+        );
+        let err = xml_to_json(&xml).unwrap_err();
+        assert!(err.contains("nested"), "{err}");
     }
 
     #[test]

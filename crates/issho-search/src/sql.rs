@@ -134,6 +134,26 @@ fn has_rid_index(table: &str) -> bool {
 /// SQL counting the resources matching `q` (ignores sort and paging).
 pub fn sqlite_count(q: &SearchQuery) -> (String, Vec<Value>) {
     let mut s = Sql::new();
+    // One condition on parameters of this type alone: the index holds rows of current,
+    // non-deleted resources only, and the keys name the type, so the index range itself is
+    // the answer (no visit of `resources` per match).
+    if let (Some(rt), [f]) = (&q.resource_type, q.filters.as_slice())
+        && let Test::Values {
+            keys,
+            kind,
+            matches,
+            negate: false,
+            ..
+        } = &f.test
+        && let [m] = matches.as_slice()
+        && !matches!(m, Match::Composite(_))
+        && keys.iter().all(|k| k.starts_with(&format!("{rt}.")))
+    {
+        s.push("SELECT count(DISTINCT rid) FROM (");
+        value_select(&mut s, keys, *kind, m);
+        s.push(")");
+        return (s.text, s.args);
+    }
     s.push("SELECT count(*) FROM resources r WHERE ");
     where_clause(&mut s, q, "r");
     (s.text, s.args)

@@ -104,6 +104,9 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = std::thread::Builder::new()
             .name("issho-writer".into())
+            // Jobs run validation, FHIRPath (patch) and JSON work, all depth-bounded; a roomy
+            // stack keeps those bounds far from the thread's limit.
+            .stack_size(16 << 20)
             .spawn(move || writer_loop(conn, rx, indexer, last))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {

@@ -239,6 +239,9 @@ fn serve(a: ServeArgs) -> i32 {
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Request parsing (JSON, XML) and validation are depth-bounded; extra stack keeps the
+        // bounds far from the limit on every worker and blocking thread.
+        .thread_stack_size(8 << 20)
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {

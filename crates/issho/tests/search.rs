@@ -132,6 +132,8 @@ fn independent_answers_on_the_generated_population() {
         ));
         assert_eq!(&set(&got), want, "Condition?code={sys}|{code}");
         assert_eq!(total, Some(want.len() as u64));
+        let c = json(w.s.get(&format!("Condition?code={sys}|{code}&_summary=count")));
+        assert_eq!(c["total"], want.len() as u64, "count of {sys}|{code}");
     }
 
     // 2. patient + code (+ date), the clinical query
