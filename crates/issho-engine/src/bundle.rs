@@ -364,9 +364,10 @@ impl Engine {
         }
     }
 
-    /// Checks that need no store. `validate`: also validate the entry's resource (batch entries
-    /// are validated here; transaction entries after their references were rewritten).
-    fn check_entry(&self, ctx: &AccessContext, e: &Entry, validate: bool) -> Result<()> {
+    /// Checks that need no store (permissions, URL, body present, PUT id). The resource itself
+    /// is validated once: by the interaction (batch entries) or after reference rewriting
+    /// (transaction entries).
+    fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
         let rt = e.resource_type();
         if !issho_model::r4().is_resource_type(rt) {
             return Err(FhirError::new(
@@ -394,17 +395,6 @@ impl Engine {
                         "a POST or PUT entry needs a resource",
                     ));
                 };
-                if validate {
-                    // urn:uuid and conditional references are valid syntax inside a Bundle.
-                    let mut issues = check_resource(Some(rt), r, self.config.validate, true);
-                    issues.retain(Issue::is_error);
-                    if !issues.is_empty() {
-                        return Err(FhirError {
-                            status: 400,
-                            issues,
-                        });
-                    }
-                }
                 if e.method == Method::Put && e.criteria().is_none() {
                     match (e.instance_id(), parse_body_id(r)) {
                         (Some(uid), Some(bid)) if uid == bid => {}
@@ -457,8 +447,7 @@ impl Engine {
         // (conditional identities and references) is left for the writer.
         let mut seen = std::collections::HashSet::new();
         for e in &entries {
-            self.check_entry(ctx, e, false)
-                .map_err(|err| prefix(e, err))?;
+            self.check_entry(ctx, e).map_err(|err| prefix(e, err))?;
             if let Some(f) = &e.full_url
                 && !seen.insert(f.clone())
             {
@@ -768,7 +757,7 @@ impl Engine {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let res = self
-                .check_entry(ctx, &e, true)
+                .check_entry(ctx, &e)
                 .and_then(|_| self.batch_entry(ctx, e, ret));
             out.push(match res {
                 Ok(v) => v,

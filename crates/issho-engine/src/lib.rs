@@ -300,8 +300,9 @@ impl Engine {
         Ok(Engine::new(Arc::new(store), Gate::new(), config))
     }
 
-    /// True when nothing was ever written.
-    pub fn is_empty(&self) -> Result<bool> {
+    /// True when nothing was ever written (an operator's check, e.g. before loading demo data).
+    pub fn is_empty(&self, ctx: &AccessContext) -> Result<bool> {
+        self.gate.check(ctx, Action::Admin, None)?;
         Ok(self.store.reader()?.max_seq()? == 0)
     }
 }

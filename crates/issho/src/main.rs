@@ -197,7 +197,7 @@ fn serve(a: ServeArgs) -> i32 {
         }
     };
     if a.demo {
-        match engine.is_empty() {
+        match engine.is_empty(&issho_engine::AccessContext::system("demo")) {
             Ok(true) => {
                 eprintln!(
                     "filling the empty store with the demo population ({} persons, seed {})…",
