@@ -168,11 +168,14 @@ fn context(st: &AppState) -> AccessContext {
     }
 }
 
+/// `ETag: W/"n"` (a version number is always a valid header value).
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{version}\"")).expect("a version makes a valid ETag")
+}
+
 fn write_headers(r: &mut Response, w: &WriteOutcome, base: &str, location: bool) {
-    if let Some(v) = w.version
-        && let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\""))
-    {
-        r.headers_mut().insert(header::ETAG, h);
+    if let Some(v) = w.version {
+        r.headers_mut().insert(header::ETAG, etag(v));
     }
     if let Some(t) = w.last_updated
         && let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(t))
@@ -243,9 +246,7 @@ fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
         }
         (None, _) => raw_response(200, Vec::new(), render.out),
     };
-    if let Ok(h) = HeaderValue::from_str(&format!("W/\"{}\"", s.version)) {
-        r.headers_mut().insert(header::ETAG, h);
-    }
+    r.headers_mut().insert(header::ETAG, etag(s.version));
     if let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(s.last_updated)) {
         r.headers_mut().insert(header::LAST_MODIFIED, h);
     }
@@ -724,17 +725,14 @@ fn delete_response(w: WriteOutcome, pref: &Prefer, render: &Render) -> Response 
         *r.status_mut() = StatusCode::NO_CONTENT;
         r
     };
-    if let Some(v) = w.version
-        && let Ok(h) = HeaderValue::from_str(&format!("W/\"{v}\""))
-    {
-        r.headers_mut().insert(header::ETAG, h);
+    if let Some(v) = w.version {
+        r.headers_mut().insert(header::ETAG, etag(v));
     }
     r
 }
 
 /// 304 for `If-None-Match` / `If-Modified-Since` that the current version satisfies.
 fn not_modified(headers: &HeaderMap, s: &Stored) -> Option<Response> {
-    let etag = format!("W/\"{}\"", s.version);
     let mut hit = false;
     if let Some(inm) = header_str(headers, "if-none-match") {
         hit = inm.split(',').any(|t| {
@@ -752,9 +750,7 @@ fn not_modified(headers: &HeaderMap, s: &Stored) -> Option<Response> {
     }
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::NOT_MODIFIED;
-    if let Ok(h) = HeaderValue::from_str(&etag) {
-        r.headers_mut().insert(header::ETAG, h);
-    }
+    r.headers_mut().insert(header::ETAG, etag(s.version));
     Some(r)
 }
 
