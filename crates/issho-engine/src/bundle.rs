@@ -199,6 +199,7 @@ fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
 /// Replace every `reference` that is exactly a mapped fullUrl by its `Type/id`, and resolve
 /// conditional references (`Type?criteria`) in `reference` elements.
 fn rewrite_refs(
+    reg: &issho_search::Registry,
     v: &mut Value,
     map: &HashMap<String, String>,
     tx: &dyn StoreRead,
@@ -213,17 +214,17 @@ fn rewrite_refs(
                 {
                     if let Some(to) = map.get(s.as_str()) {
                         *s = to.clone();
-                    } else if let Some(to) = resolve_conditional_ref(s, tx, cache, loc)? {
+                    } else if let Some(to) = resolve_conditional_ref(reg, s, tx, cache, loc)? {
                         *s = to;
                     }
                     continue;
                 }
-                rewrite_refs(child, map, tx, cache, loc)?;
+                rewrite_refs(reg, child, map, tx, cache, loc)?;
             }
         }
         Value::Array(a) => {
             for child in a {
-                rewrite_refs(child, map, tx, cache, loc)?;
+                rewrite_refs(reg, child, map, tx, cache, loc)?;
             }
         }
         _ => {}
@@ -232,6 +233,7 @@ fn rewrite_refs(
 }
 
 fn resolve_conditional_ref(
+    reg: &issho_search::Registry,
     s: &str,
     tx: &dyn StoreRead,
     cache: &mut HashMap<String, String>,
@@ -246,7 +248,7 @@ fn resolve_conditional_ref(
     if let Some(hit) = cache.get(s) {
         return Ok(Some(hit.clone()));
     }
-    let found = search::find(tx, rt, s)?;
+    let found = search::find(&reg, tx, rt, s)?;
     match found.len() {
         1 => {
             let to = format!("{}/{}", found[0].resource_type, found[0].id);
@@ -497,7 +499,8 @@ impl Engine {
         }
         let engine = self.clone();
         let ctx2 = ctx.clone();
-        let responses = issho_store::write(&*self.store, move |tx| -> Result<Vec<Value>> {
+        let reg = self.registry();
+        let responses = self.write(move |tx| -> Result<Vec<Value>> {
             // Phase 2, in the write transaction: conditional identities.
             let mut late: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];
@@ -518,7 +521,7 @@ impl Engine {
                             format!("{rt}?{c}")
                         };
                         let found =
-                            search::find(tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
+                            search::find(&reg, tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
                         match found.len() {
                             0 => new_id(),
                             1 => {
@@ -537,7 +540,7 @@ impl Engine {
                     }
                     _ => {
                         let c = e.criteria().unwrap_or_default();
-                        let found = search::find(tx, &rt, &format!("{rt}?{c}"))
+                        let found = search::find(&reg, tx, &rt, &format!("{rt}?{c}"))
                             .map_err(|err| err.with_at(at(e.index)))?;
                         let body_id = e
                             .resource
@@ -641,7 +644,7 @@ impl Engine {
                 for e in entries.iter_mut() {
                     if let Some(r) = e.resource.as_mut() {
                         let loc = format!("{}.resource", at(e.index));
-                        rewrite_refs(r, &late, tx, &mut cache, &loc)?;
+                        rewrite_refs(&reg, r, &late, tx, &mut cache, &loc)?;
                     }
                 }
             }

@@ -9,12 +9,14 @@
 mod bundle;
 mod everything;
 mod pages;
+mod params;
 mod rest;
 mod search;
 
 pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
+pub use params::{CustomParam, ReindexStatus};
 pub use rest::parse_etag;
 pub use search::{SearchResult, parse_query};
 
@@ -140,19 +142,28 @@ impl Default for EngineConfig {
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
+    indexer: Arc<params::SearchIndexer>,
+    reindexer: Arc<params::Reindexer>,
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, gate: Gate, config: EngineConfig) -> Engine {
+    fn new(
+        store: Arc<dyn Store>,
+        indexer: Arc<params::SearchIndexer>,
+        gate: Gate,
+        config: EngineConfig,
+    ) -> Engine {
         let pages = Arc::new(pages::PageCache::new(
             config.page_cache_sets,
             config.page_cache_ttl,
         ));
         Engine {
             store,
+            indexer,
+            reindexer: Arc::default(),
             gate,
             config,
             pages,
@@ -215,16 +226,23 @@ pub(crate) fn check_resource(
             allow_conditional_references: in_bundle,
             ..Default::default()
         };
-        issho_model::validate::validate_resource(resource, &opts)
+        let mut issues = issho_model::validate::validate_resource(resource, &opts);
+        issues.extend(params::search_parameter_issues(resource));
+        issues
     } else {
-        Vec::new()
+        params::search_parameter_issues(resource)
     }
 }
 
 pub(crate) fn errors_only(issues: Vec<Issue>) -> Option<FhirError> {
     if issues.iter().any(Issue::is_error) {
+        // Business rules (422) when the resource is otherwise well-formed.
+        let business = issues
+            .iter()
+            .filter(|i| i.is_error())
+            .all(|i| i.code == IssueType::BusinessRule);
         Some(FhirError {
-            status: 400,
+            status: if business { 422 } else { 400 },
             issues,
         })
     } else {
@@ -246,58 +264,30 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-/// Writes search index rows (issho-search) in the store's transactions.
-#[derive(Default)]
-struct SearchIndexer(std::sync::OnceLock<issho_search::SqliteIndex>);
-
-impl SearchIndexer {
-    fn get(&self) -> rusqlite::Result<&issho_search::SqliteIndex> {
-        self.0.get().ok_or(rusqlite::Error::InvalidQuery)
-    }
-}
-
-impl issho_store::Indexer for SearchIndexer {
-    fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-        let index = issho_search::SqliteIndex::open(conn)?;
-        let _ = self.0.set(index);
-        Ok(())
-    }
-    fn index(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-        previous: Option<&[u8]>,
-    ) -> rusqlite::Result<()> {
-        let index = self.get()?;
-        match previous.map(serde_json::from_slice::<Value>) {
-            None => index.insert(conn, rid, resource),
-            Some(Ok(old)) => index.replace(conn, rid, &old, resource),
-            Some(Err(_)) => {
-                index.remove_all(conn, rid)?;
-                index.insert(conn, rid, resource)
-            }
-        }
-    }
-    fn unindex(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        previous: &[u8],
-    ) -> rusqlite::Result<()> {
-        let index = self.get()?;
-        match serde_json::from_slice::<Value>(previous) {
-            Ok(old) => index.remove(conn, rid, &old),
-            Err(_) => index.remove_all(conn, rid),
-        }
-    }
-}
-
 impl Engine {
     /// Open the embedded SQLite store in `dir` with search indexing and the default gate.
     pub fn open_sqlite(dir: &std::path::Path, config: EngineConfig) -> Result<Engine> {
-        let store = issho_store::SqliteStore::open(dir, Arc::new(SearchIndexer::default()))?;
-        Ok(Engine::new(Arc::new(store), Gate::new(), config))
+        let indexer = Arc::new(params::SearchIndexer::default());
+        let store = issho_store::SqliteStore::open(dir, indexer.clone())?;
+        let engine = Engine::new(Arc::new(store), indexer, Gate::new(), config);
+        // Custom search parameters stored earlier; resumes unfinished reindexing.
+        engine.refresh_search_parameters(true)?;
+        Ok(engine)
+    }
+
+    /// Run `f` in a write transaction, then take in any change of the stored
+    /// SearchParameter resources (the registry; background reindexing).
+    pub(crate) fn write<R, E, F>(&self, f: F) -> issho_store::Result<std::result::Result<R, E>>
+    where
+        R: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
+    {
+        let out = issho_store::write(&*self.store, f);
+        if let Err(e) = self.refresh_search_parameters(false) {
+            tracing::error!(error = ?e.issues, "could not apply search parameter changes");
+        }
+        out
     }
 
     /// True when nothing was ever written (an operator's check, e.g. before loading demo data).

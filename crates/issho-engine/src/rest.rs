@@ -204,9 +204,10 @@ impl Engine {
         }
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
-        let result = issho_store::write(&*self.store, move |tx| {
+        let reg = self.registry();
+        let result = self.write(move |tx| {
             if let Some(criteria) = if_none_exist {
-                let found = search::find(tx, &rt, &criteria)?;
+                let found = search::find(&reg, tx, &rt, &criteria)?;
                 match found.len() {
                     0 => {}
                     1 => {
@@ -276,7 +277,7 @@ impl Engine {
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
-        let out = issho_store::write(&*self.store, move |tx| {
+        let out = self.write(move |tx| {
             update_in(
                 tx,
                 &rt,
@@ -304,8 +305,9 @@ impl Engine {
         self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);
-        let out = issho_store::write(&*self.store, move |tx| {
-            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+        let reg = self.registry();
+        let out = self.write(move |tx| {
+            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
             let body_id = parse_body_id(&resource).map(str::to_string);
             match found.len() {
                 0 => {
@@ -371,9 +373,7 @@ impl Engine {
         self.gate.check(ctx, Action::Update, Some(resource_type))?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let validate = self.config.validate;
-        issho_store::write(&*self.store, move |tx| {
-            patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)
-        })?
+        self.write(move |tx| patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate))?
     }
 
     /// Conditional patch: `PATCH Type?criteria`.
@@ -390,8 +390,9 @@ impl Engine {
         self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let validate = self.config.validate;
-        issho_store::write(&*self.store, move |tx| {
-            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+        let reg = self.registry();
+        self.write(move |tx| {
+            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
             match found.len() {
                 0 => Err(FhirError::not_found(format!(
                     "conditional patch: nothing matches '{criteria}'"
@@ -416,9 +417,7 @@ impl Engine {
         self.check_type(resource_type)?;
         self.gate.check(ctx, Action::Delete, Some(resource_type))?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        issho_store::write(&*self.store, move |tx| {
-            delete_in(tx, &rt, &id, if_match.as_deref())
-        })?
+        self.write(move |tx| delete_in(tx, &rt, &id, if_match.as_deref()))?
     }
 
     /// Conditional delete: `DELETE Type?criteria` (at most one match).
@@ -432,8 +431,9 @@ impl Engine {
         self.gate.check(ctx, Action::Delete, Some(resource_type))?;
         self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
-        issho_store::write(&*self.store, move |tx| {
-            let found = search::find(tx, &rt, &format!("{rt}?{criteria}"))?;
+        let reg = self.registry();
+        self.write(move |tx| {
+            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
             match found.len() {
                 0 => Ok(WriteOutcome {
                     status: 204,

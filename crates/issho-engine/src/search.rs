@@ -45,7 +45,12 @@ fn decode(s: &str) -> String {
 
 /// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
 /// know whether there are none, one, or several).
-pub(crate) fn find(r: &dyn StoreRead, rt: &str, criteria: &str) -> Result<Vec<Stored>> {
+pub(crate) fn find(
+    reg: &issho_search::Registry,
+    r: &dyn StoreRead,
+    rt: &str,
+    criteria: &str,
+) -> Result<Vec<Stored>> {
     let query = criteria.split_once('?').map(|(_, q)| q).unwrap_or(criteria);
     let mut pairs = parse_query(query);
     if pairs.is_empty() {
@@ -55,7 +60,7 @@ pub(crate) fn find(r: &dyn StoreRead, rt: &str, criteria: &str) -> Result<Vec<St
     }
     pairs.retain(|(k, _)| k != "_count");
     pairs.push(("_count".into(), "2".into()));
-    let q = issho_search::parse(Some(rt), &pairs, true).map_err(|issues| FhirError {
+    let q = issho_search::parse_in(reg, Some(rt), &pairs, true).map_err(|issues| FhirError {
         status: 400,
         issues,
     })?;
@@ -137,8 +142,8 @@ impl Engine {
             .filter(|(k, _)| k != "_page" && k != "_explain")
             .cloned()
             .collect();
-        let mut q =
-            issho_search::parse(resource_type, &params, strict).map_err(|issues| FhirError {
+        let mut q = issho_search::parse_in(&self.registry(), resource_type, &params, strict)
+            .map_err(|issues| FhirError {
                 status: 400,
                 issues,
             })?;

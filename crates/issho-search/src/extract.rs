@@ -67,14 +67,20 @@ impl IndexRow {
     }
 }
 
-/// All index rows of `resource` (by its `resourceType`), sorted and without duplicates.
+/// All index rows of `resource` (by its `resourceType`) for the R4 parameters, sorted and
+/// without duplicates.
 pub fn extract(resource: &Value) -> Vec<IndexRow> {
+    extract_in(Registry::r4(), resource)
+}
+
+/// [`extract`] for the parameters of `reg`; keys are numbers into `reg.keys()`.
+pub fn extract_in(reg: &Registry, resource: &Value) -> Vec<IndexRow> {
     let Some(rt) = resource.get("resourceType").and_then(Value::as_str) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     let mut grp = 0;
-    for p in Registry::r4().params_for(rt).filter(|p| p.is_indexed()) {
+    for p in reg.params_for(rt).filter(|p| p.is_indexed()) {
         extract_param(p, resource, &mut out, &mut grp);
     }
     // Values found by several paths, and texts repeated in codings, are written once.

@@ -1,14 +1,14 @@
 //! SQLite index tables: one table per value shape, keyed by parameter id, value and `rid`.
 
-use crate::extract::{IndexRow, Row, extract};
+use crate::extract::{IndexRow, Row, extract_in};
 use crate::registry::Registry;
 use crate::values::system_id;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 /// Version of the index format (tables and extraction rules). When it changes, [`SqliteIndex::open`]
 /// drops the index tables and rebuilds them from the current resources: an update removes the
@@ -143,11 +143,18 @@ pub(crate) const TABLES: [&str; 7] = [
 
 /// The search index of one SQLite database: the tables, and the database ids of the
 /// parameter keys (loaded at open).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteIndex {
+    /// The parameters whose rows this index writes.
+    reg: Arc<Registry>,
     /// Database id of each key of [`Registry::keys`], by its number.
     ids: Vec<i64>,
+    /// Numbers of the keys whose rows are still being built (of pending custom parameters).
+    pending: HashSet<u32>,
 }
+
+/// `sp_meta` name marking a key whose rows are still being built.
+const PENDING: &str = "pending:";
 
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -164,7 +171,7 @@ impl SqliteIndex {
     /// from the current bodies in the store's `resources` table (`rid`, `deleted`, `body`).
     pub fn open(conn: &Connection) -> rusqlite::Result<SqliteIndex> {
         conn.execute_batch("SAVEPOINT issho_index_open")?;
-        let r = Self::open_inner(conn);
+        let r = Self::open_inner(conn, Registry::r4_shared().clone());
         conn.execute_batch(if r.is_ok() {
             "RELEASE issho_index_open"
         } else {
@@ -173,7 +180,7 @@ impl SqliteIndex {
         r
     }
 
-    fn open_inner(conn: &Connection) -> rusqlite::Result<SqliteIndex> {
+    fn open_inner(conn: &Connection, reg: Arc<Registry>) -> rusqlite::Result<SqliteIndex> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS sp_meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;",
         )?;
@@ -195,35 +202,156 @@ impl SqliteIndex {
             "INSERT OR REPLACE INTO sp_meta (name, value) VALUES ('format', ?1)",
             [INDEX_FORMAT],
         )?;
-        let mut known: HashMap<String, i64> = HashMap::new();
-        {
-            let mut st = conn.prepare("SELECT key, id FROM sp_param")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (k, id) = row?;
-                known.insert(k, id);
-            }
+        let (index, _) = Self::number_keys(conn, reg)?;
+        if rebuild && table_exists(conn, "resources")? {
+            index.rebuild(conn)?;
         }
-        let keys = Registry::r4().keys();
+        Ok(index)
+    }
+
+    /// Database ids for every key of `reg` (new keys get new ids); returns the index and the
+    /// keys that were new.
+    fn number_keys(
+        conn: &Connection,
+        reg: Arc<Registry>,
+    ) -> rusqlite::Result<(SqliteIndex, Vec<String>)> {
+        let known = Self::known_keys(conn)?;
+        let keys = reg.keys();
         let mut ids = Vec::with_capacity(keys.len());
+        let mut added = Vec::new();
         {
-            let mut ins = conn.prepare("INSERT INTO sp_param (key) VALUES (?1)")?;
+            let mut ins = conn.prepare_cached("INSERT INTO sp_param (key) VALUES (?1)")?;
             for k in keys {
                 let id = match known.get(k) {
                     Some(id) => *id,
                     None => {
                         ins.execute([k])?;
+                        added.push(k.clone());
                         conn.last_insert_rowid()
                     }
                 };
                 ids.push(id);
             }
         }
-        let index = SqliteIndex { ids };
-        if rebuild && table_exists(conn, "resources")? {
-            index.rebuild(conn)?;
+        let index = SqliteIndex {
+            reg,
+            ids,
+            pending: HashSet::new(),
+        };
+        Ok((index, added))
+    }
+
+    fn known_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, i64>> {
+        let mut known = HashMap::new();
+        let mut st = conn.prepare_cached("SELECT key, id FROM sp_param")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (k, id) = row?;
+            known.insert(k, id);
         }
+        Ok(known)
+    }
+
+    /// The parameters this index writes (with their pending flags).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.reg
+    }
+
+    /// Switch to the parameters of `reg` (the R4 ones plus the deployment's custom ones), in
+    /// the caller's write transaction:
+    /// - keys new to the database are numbered and marked pending: their rows must be built
+    ///   for the resources already stored ([`SqliteIndex::reindex`]) before a search may
+    ///   use them; keys marked pending earlier stay pending;
+    /// - keys in the database that `reg` no longer has (a removed or changed custom
+    ///   parameter) lose all their rows and their number, so that defining them again
+    ///   starts clean.
+    ///
+    /// Returns the index to use from now on; its registry has the pending flags set.
+    pub fn sync(&self, conn: &Connection, reg: Registry) -> rusqlite::Result<SqliteIndex> {
+        let wanted: HashSet<&str> = reg.keys().iter().map(String::as_str).collect();
+        let spec: HashSet<&str> = Registry::r4().keys().iter().map(String::as_str).collect();
+        for (k, id) in Self::known_keys(conn)? {
+            if wanted.contains(k.as_str()) || spec.contains(k.as_str()) {
+                continue;
+            }
+            for t in TABLES {
+                conn.prepare_cached(&format!("DELETE FROM {t} WHERE param = ?1"))?
+                    .execute([id])?;
+            }
+            conn.prepare_cached("DELETE FROM sp_param WHERE id = ?1")?
+                .execute([id])?;
+            conn.prepare_cached("DELETE FROM sp_meta WHERE name = ?1")?
+                .execute([format!("{PENDING}{k}")])?;
+        }
+        let (_, added) = Self::number_keys(conn, Arc::new(reg.clone()))?;
+        for k in &added {
+            conn.prepare_cached("INSERT OR REPLACE INTO sp_meta (name, value) VALUES (?1, 1)")?
+                .execute([format!("{PENDING}{k}")])?;
+        }
+        let pending = Self::pending_keys(conn)?;
+        let mut reg = reg;
+        reg.set_pending(&pending);
+        let (mut index, _) = Self::number_keys(conn, Arc::new(reg))?;
+        index.pending = index
+            .reg
+            .keys()
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| pending.contains(*k))
+            .map(|(i, _)| i as u32)
+            .collect();
         Ok(index)
+    }
+
+    /// Keys whose rows are still being built.
+    pub fn pending_keys(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+        let mut st = conn.prepare_cached("SELECT name FROM sp_meta WHERE name LIKE 'pending:%'")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = HashSet::new();
+        for r in rows {
+            out.insert(r?[PENDING.len()..].to_string());
+        }
+        Ok(out)
+    }
+
+    /// The keys this index is building rows for.
+    pub fn pending(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .pending
+            .iter()
+            .map(|&n| self.reg.keys()[n as usize].clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Write the rows of the pending keys for resource `rid` (current version `resource`);
+    /// idempotent. Runs in the caller's write transaction, so the body read there is the one
+    /// indexed.
+    pub fn reindex(&self, conn: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = extract_in(&self.reg, resource);
+        self.insert_rows(
+            conn,
+            rid,
+            rows.iter().filter(|r| self.pending.contains(&r.key)),
+        )
+    }
+
+    /// The rows of `keys` are complete: clear their pending marks (keys no longer pending
+    /// in the database stay as they are). Returns the index to use from now on.
+    pub fn finish(&self, conn: &Connection, keys: &[String]) -> rusqlite::Result<SqliteIndex> {
+        for k in keys {
+            conn.prepare_cached("DELETE FROM sp_meta WHERE name = ?1")?
+                .execute([format!("{PENDING}{k}")])?;
+        }
+        let mut reg = (*self.reg).clone();
+        self.sync(conn, {
+            reg.set_pending(&HashSet::new());
+            reg
+        })
     }
 
     /// Index every current resource again (after a format change).
@@ -248,7 +376,7 @@ impl SqliteIndex {
     /// Write the index rows of resource `rid`, which has none yet (just created, or created
     /// again after a deletion). Runs inside the caller's transaction.
     pub fn insert(&self, conn: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
-        let rows = extract(resource);
+        let rows = extract_in(&self.reg, resource);
         self.insert_rows(conn, rid, rows.iter())
     }
 
@@ -334,8 +462,8 @@ impl SqliteIndex {
         previous: &Value,
         resource: &Value,
     ) -> rusqlite::Result<()> {
-        let old = extract(previous);
-        let new = extract(resource);
+        let old = extract_in(&self.reg, previous);
+        let new = extract_in(&self.reg, resource);
         let mut added = Vec::new();
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
@@ -365,7 +493,7 @@ impl SqliteIndex {
     /// Remove the index rows of resource `rid`, whose current version is `previous` (on
     /// delete).
     pub fn remove(&self, conn: &Connection, rid: i64, previous: &Value) -> rusqlite::Result<()> {
-        for r in extract(previous) {
+        for r in extract_in(&self.reg, previous) {
             self.write(conn, rid, &r, false)?;
         }
         Ok(())

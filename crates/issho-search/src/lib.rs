@@ -17,7 +17,7 @@ mod index;
 mod registry;
 pub mod values;
 
-pub use extract::{IndexRow, Row, extract};
+pub use extract::{IndexRow, Row, extract, extract_in};
 pub use index::{INDEX_FORMAT, SqliteIndex};
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;
@@ -25,6 +25,6 @@ mod sql;
 
 pub use query::{
     Filter, Include, Match, Prefix, SearchQuery, SortKey, StringMode, Summary, Test, TotalMode,
-    UriMode, parse,
+    UriMode, parse, parse_in,
 };
 pub use sql::{sqlite_count, sqlite_includes, sqlite_includes_iterate, sqlite_select};

@@ -294,6 +294,16 @@ pub fn parse(
     params: &[(String, String)],
     strict: bool,
 ) -> Result<SearchQuery, Vec<Issue>> {
+    parse_in(Registry::r4(), resource_type, params, strict)
+}
+
+/// [`parse`] against `reg` (the R4 parameters plus a deployment's custom ones).
+pub fn parse_in(
+    reg: &Registry,
+    resource_type: Option<&str>,
+    params: &[(String, String)],
+    strict: bool,
+) -> Result<SearchQuery, Vec<Issue>> {
     let mut q = SearchQuery {
         resource_type: resource_type.map(str::to_string),
         ..SearchQuery::default()
@@ -336,7 +346,7 @@ pub fn parse(
         }
     };
     for (name, value) in params {
-        let result = parse_one(&mut q, &context, name, value);
+        let result = parse_one(reg, &mut q, &context, name, value);
         match result {
             Ok(true) => q.used.push((name.clone(), value.clone())),
             Ok(false) => {}
@@ -352,6 +362,7 @@ pub fn parse(
 
 /// Parse one parameter into `q`. `Ok(false)` when it was accepted but has no effect.
 fn parse_one(
+    reg: &Registry,
     q: &mut SearchQuery,
     context: &[String],
     name: &str,
@@ -448,7 +459,7 @@ fn parse_one(
                     "_id" => SortBy::Id,
                     "_lastUpdated" => SortBy::LastUpdated,
                     _ => {
-                        let params = resolve(context, code).map_err(|m| unknown(name, m))?;
+                        let params = resolve(reg, context, code).map_err(|m| unknown(name, m))?;
                         let kind = params[0].kind;
                         if matches!(kind, ParamKind::Composite | ParamKind::Special) {
                             return Err(not_supported(
@@ -481,7 +492,7 @@ fn parse_one(
                     ));
                 }
             };
-            let inc = parse_include(name, value, iterate)?;
+            let inc = parse_include(reg, name, value, iterate)?;
             if base == "_include" {
                 q.include.push(inc);
             } else {
@@ -501,7 +512,7 @@ fn parse_one(
                 );
                 return Ok(false);
             }
-            let test = parse_filter(context, name, value, 0)?;
+            let test = parse_filter(reg, context, name, value, 0)?;
             if let Test::Values {
                 kind: ParamKind::Token,
                 ..
@@ -527,7 +538,7 @@ fn parse_one(
     }
 }
 
-fn parse_include(name: &str, value: &str, iterate: bool) -> Result<Include, Fail> {
+fn parse_include(reg: &Registry, name: &str, value: &str, iterate: bool) -> Result<Include, Fail> {
     let parts: Vec<&str> = value.split(':').collect();
     if parts.len() < 2 || parts.len() > 3 {
         return Err(invalid(
@@ -547,15 +558,20 @@ fn parse_include(name: &str, value: &str, iterate: bool) -> Result<Include, Fail
     }
     let code = parts[1];
     let keys = if code == "*" {
-        Registry::r4()
-            .params_for(source)
-            .filter(|p| p.kind == ParamKind::Reference && p.is_supported())
+        reg.params_for(source)
+            .filter(|p| p.kind == ParamKind::Reference && p.is_supported() && !p.pending)
             .flat_map(|p| p.search_keys.iter().cloned())
             .collect::<std::collections::BTreeSet<String>>()
             .into_iter()
             .collect()
     } else {
-        match Registry::r4().param(source, code) {
+        match reg.param(source, code) {
+            Some(p) if p.pending => {
+                return Err(not_supported(
+                    name,
+                    format!("{source}:{code} is still being indexed"),
+                ));
+            }
             Some(p) if p.kind == ParamKind::Reference && p.is_supported() => {
                 if let Some(t) = &target_type
                     && !p.targets.is_empty()
@@ -592,8 +608,11 @@ fn parse_include(name: &str, value: &str, iterate: bool) -> Result<Include, Fail
 }
 
 /// The parameters named `code` in the given types (the common ones when `context` is empty).
-fn resolve<'r>(context: &[String], code: &str) -> Result<Vec<&'r SearchParam>, String> {
-    let reg = Registry::r4();
+fn resolve<'r>(
+    reg: &'r Registry,
+    context: &[String],
+    code: &str,
+) -> Result<Vec<&'r SearchParam>, String> {
     let found: Vec<&SearchParam> = if context.is_empty() {
         reg.param("Resource", code).into_iter().collect()
     } else {
@@ -617,6 +636,12 @@ fn resolve<'r>(context: &[String], code: &str) -> Result<Vec<&'r SearchParam>, S
         return Err(format!(
             "search parameter '{code}' is not supported: {}",
             p.unsupported_reason().unwrap_or("")
+        ));
+    }
+    if found.iter().any(|p| p.pending) {
+        return Err(format!(
+            "search parameter '{code}' was defined recently and is still being indexed \
+             (progress: GET [base]/$reindex); it can be used when indexing finishes"
         ));
     }
     if found.iter().any(|p| p.kind != first.kind) {
@@ -671,12 +696,18 @@ fn modifier_allowed(kind: ParamKind, m: &str) -> bool {
 const MAX_DEPTH: usize = 4;
 
 /// Parse a (possibly chained or `_has`) filter in the context of `context` types.
-fn parse_filter(context: &[String], name: &str, value: &str, depth: usize) -> Result<Test, Fail> {
+fn parse_filter(
+    reg: &Registry,
+    context: &[String],
+    name: &str,
+    value: &str,
+    depth: usize,
+) -> Result<Test, Fail> {
     if depth > MAX_DEPTH {
         return Err(invalid(name, "chain or _has nested too deeply"));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
-        return parse_has(context, name, rest, value, depth);
+        return parse_has(reg, context, name, rest, value, depth);
     }
     let (head, chain) = match name.split_once('.') {
         Some((h, c)) => (h, Some(c)),
@@ -732,7 +763,7 @@ fn parse_filter(context: &[String], name: &str, value: &str, depth: usize) -> Re
         }
         _ => {}
     }
-    let params = resolve(context, code).map_err(fail_unknown)?;
+    let params = resolve(reg, context, code).map_err(fail_unknown)?;
     let kind = params[0].kind;
     let keys = keys_of(&params);
     let components = params[0].components.clone();
@@ -771,7 +802,6 @@ fn parse_filter(context: &[String], name: &str, value: &str, depth: usize) -> Re
         }
         let inner_code = chain.split(['.', ':']).next().unwrap_or(chain);
         // Keep the targets that define the chained parameter (with one type).
-        let reg = Registry::r4();
         let mut defining: Vec<String> = targets
             .iter()
             .filter(|t| {
@@ -797,7 +827,7 @@ fn parse_filter(context: &[String], name: &str, value: &str, depth: usize) -> Re
                 ),
             ));
         }
-        let inner = parse_filter(&defining, chain, value, depth + 1).map_err(|f| match f {
+        let inner = parse_filter(reg, &defining, chain, value, depth + 1).map_err(|f| match f {
             Fail::Unknown(i) => Fail::Invalid(i),
             other => other,
         })?;
@@ -905,6 +935,7 @@ fn parse_filter(context: &[String], name: &str, value: &str, depth: usize) -> Re
 }
 
 fn parse_has(
+    reg: &Registry,
     context: &[String],
     name: &str,
     rest: &str,
@@ -921,7 +952,7 @@ fn parse_has(
             format!("unknown resource type '{source}' in _has"),
         ));
     }
-    let p = match Registry::r4().param(source, ref_code) {
+    let p = match reg.param(source, ref_code) {
         Some(p) if p.kind == ParamKind::Reference && p.is_supported() => p,
         Some(_) => {
             return Err(invalid(
@@ -945,11 +976,12 @@ fn parse_has(
             format!("{source}:{ref_code} cannot refer to {}", context.join(",")),
         ));
     }
-    let inner =
-        parse_filter(&[source.to_string()], inner_name, value, depth + 1).map_err(|f| match f {
+    let inner = parse_filter(reg, &[source.to_string()], inner_name, value, depth + 1).map_err(
+        |f| match f {
             Fail::Unknown(i) => Fail::Invalid(i),
             other => other,
-        })?;
+        },
+    )?;
     Ok(Test::Has {
         source_type: source.to_string(),
         keys: p.search_keys.clone(),

@@ -3,8 +3,8 @@
 use crate::expr::{self, Path};
 use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SUFFIX, TEXT_SUFFIX};
 use issho_model::{SearchParamDef, r4};
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 /// The type of a search parameter (`SearchParameter.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,11 @@ pub struct SearchParam {
     /// `Observation.code | Observation.component.code`), their keys; such a parameter has no
     /// rows of its own.
     pub(crate) search_keys: Vec<String>,
+    /// Defined by a SearchParameter resource of this deployment (not by the specification).
+    pub custom: bool,
+    /// A custom parameter whose index rows are still being built for the resources stored
+    /// before it was defined: indexed on every write, but not yet searchable.
+    pub pending: bool,
 }
 
 /// The index keys of one parameter, as numbers into [`Registry::keys`] (`u32::MAX`: none).
@@ -132,7 +137,9 @@ impl SearchParam {
     }
 }
 
-/// All R4 search parameters by (resource type, code).
+/// The search parameters of a deployment by (resource type, code): all of R4, plus the
+/// custom ones defined by its active SearchParameter resources.
+#[derive(Clone)]
 pub struct Registry {
     by_type: HashMap<String, Vec<SearchParam>>,
     /// Every key index rows can carry, in a fixed order (numbered by position).
@@ -147,8 +154,80 @@ const RESOURCE: &str = "Resource";
 impl Registry {
     /// The registry of the R4 specification's parameters, built on first use.
     pub fn r4() -> &'static Registry {
-        static REG: OnceLock<Registry> = OnceLock::new();
-        REG.get_or_init(Registry::build)
+        Self::r4_shared()
+    }
+
+    /// [`Registry::r4`] as a shared handle (the starting point of every deployment).
+    pub fn r4_shared() -> &'static Arc<Registry> {
+        static REG: OnceLock<Arc<Registry>> = OnceLock::new();
+        REG.get_or_init(|| Arc::new(Registry::build(&[]).0))
+    }
+
+    /// The R4 parameters plus `custom` definitions (from active SearchParameter resources).
+    /// Definitions that cannot be used are left out and returned with the reason: unknown
+    /// type, a base that is not a resource type, an expression that does not compile, a
+    /// code taken by a parameter of the specification. Custom parameters whose index keys
+    /// are in `pending` are marked [`SearchParam::pending`].
+    pub fn with_custom(custom: &[SearchParamDef]) -> (Registry, Vec<(String, String)>) {
+        let mut rejected = Vec::new();
+        let mut ok: Vec<SearchParamDef> = Vec::new();
+        for def in custom {
+            match check_custom(def, &ok) {
+                Ok(()) => ok.push(def.clone()),
+                Err(e) => rejected.push((def.url.clone(), e)),
+            }
+        }
+        let (reg, errors) = Registry::build(&ok);
+        rejected.extend(errors);
+        (reg, rejected)
+    }
+
+    /// Mark the custom parameters with an index key in `pending` as pending (rows still being
+    /// built), and the others as ready.
+    pub fn set_pending(&mut self, pending: &HashSet<String>) {
+        let keys = self.keys.clone();
+        for p in self.by_type.values_mut().flatten().filter(|p| p.custom) {
+            let k = &p.kid;
+            p.pending = [k.base, k.text, k.of_type, k.identifier]
+                .into_iter()
+                .chain(k.comps.iter().copied())
+                .filter(|&n| n != NO_KEY)
+                .any(|n| pending.contains(&keys[n as usize]));
+        }
+    }
+
+    /// Why `def` could not be a custom parameter next to the specification's and `others`
+    /// (`None`: it can).
+    pub fn check_custom_definition(def: &SearchParamDef) -> Option<String> {
+        check_custom(def, &[]).err()
+    }
+
+    /// The custom parameters, one per (resource type, code).
+    pub fn custom_params(&self) -> impl Iterator<Item = &SearchParam> {
+        self.by_type.values().flatten().filter(|p| p.custom)
+    }
+
+    /// Every index key of the custom parameters (its own rows and the auxiliary ones).
+    pub fn custom_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.custom_params() {
+            out.extend(p.index_keys(self));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Resource types that have a pending custom parameter (whose rows are being built).
+    pub fn pending_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .by_type
+            .iter()
+            .filter(|(_, ps)| ps.iter().any(|p| p.pending))
+            .map(|(t, _)| t.clone())
+            .collect();
+        types.sort();
+        types
     }
 
     /// The parameter `code` of `resource_type`, including the ones every resource has
@@ -196,18 +275,31 @@ impl Registry {
         &self.keys
     }
 
+    /// True when a specification parameter has this canonical URL.
+    fn definitions_by_url(&self, url: &str) -> bool {
+        r4().search_parameters().iter().any(|d| d.url == url)
+    }
+
     /// Definitions (URL, reason) whose expression could not be compiled to a path walker.
     pub fn compile_errors(&self) -> &[(String, String)] {
         &self.compile_errors
     }
 
-    fn build() -> Registry {
-        let defs = r4().search_parameters();
-        let by_url: HashMap<&str, &SearchParamDef> =
-            defs.iter().map(|d| (d.url.as_str(), d)).collect();
+    /// Compile the specification's definitions, then `custom` ones (already checked by
+    /// [`check_custom`]); returns the registry and the custom definitions that failed.
+    fn build(custom: &[SearchParamDef]) -> (Registry, Vec<(String, String)>) {
+        let spec = r4().search_parameters();
+        let by_url: HashMap<&str, &SearchParamDef> = spec
+            .iter()
+            .chain(custom)
+            .map(|d| (d.url.as_str(), d))
+            .collect();
         let mut by_type: HashMap<String, Vec<SearchParam>> = HashMap::new();
         let mut compile_errors = Vec::new();
-        for def in defs {
+        let mut custom_errors = Vec::new();
+        let n_spec = spec.len();
+        for (n, def) in spec.iter().chain(custom).enumerate() {
+            let is_custom = n >= n_spec;
             let Some(kind) = ParamKind::from_code(&def.kind) else {
                 compile_errors.push((def.url.clone(), format!("unknown type {}", def.kind)));
                 continue;
@@ -217,6 +309,13 @@ impl Registry {
                 let common = base == RESOURCE || base == "DomainResource";
                 let (resource_type, key) = if common {
                     (RESOURCE.to_string(), def.code.clone())
+                } else if is_custom {
+                    // The definition's fingerprint is part of the key: a changed definition
+                    // gets new rows instead of mixing with the old ones.
+                    (
+                        base.clone(),
+                        format!("{base}.{}@{}", def.code, fingerprint(def)),
+                    )
                 } else {
                     (base.clone(), format!("{base}.{}", def.code))
                 };
@@ -249,10 +348,16 @@ impl Registry {
                     source,
                     kid: KeyIds::default(),
                     search_keys: Vec::new(),
+                    custom: is_custom,
+                    pending: false,
                 });
             }
             if !errors.is_empty() {
-                compile_errors.push((def.url.clone(), errors.join("; ")));
+                if is_custom {
+                    custom_errors.push((def.url.clone(), errors.join("; ")));
+                } else {
+                    compile_errors.push((def.url.clone(), errors.join("; ")));
+                }
             }
         }
         for list in by_type.values_mut() {
@@ -312,13 +417,120 @@ impl Registry {
                 }
             }
         }
-        Registry {
+        let reg = Registry {
             by_type,
             keys,
             compile_errors,
-            definitions: defs.len(),
+            definitions: n_spec,
+        };
+        (reg, custom_errors)
+    }
+}
+
+impl SearchParam {
+    /// The index keys this parameter's rows are written under (none for an alias).
+    pub fn index_keys(&self, reg: &Registry) -> Vec<String> {
+        let k = &self.kid;
+        [k.base, k.text, k.of_type, k.identifier]
+            .into_iter()
+            .chain(k.comps.iter().copied())
+            .filter(|&n| n != NO_KEY)
+            .map(|n| reg.keys[n as usize].clone())
+            .collect()
+    }
+}
+
+/// A short stable hash of what decides a custom parameter's rows (FNV-1a, 64 bits, hex).
+fn fingerprint(def: &SearchParamDef) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |s: &str| {
+        for b in s.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(&def.kind);
+    eat(def.expression.as_deref().unwrap_or(""));
+    for t in &def.target {
+        eat(t);
+    }
+    for c in &def.component {
+        eat(&c.definition);
+        eat(&c.expression);
+    }
+    format!("{h:016x}")
+}
+
+/// Whether a custom definition can join the specification's parameters and `others`.
+fn check_custom(def: &SearchParamDef, others: &[SearchParamDef]) -> Result<(), String> {
+    let code_ok = !def.code.is_empty()
+        && !def.code.starts_with('_')
+        && def
+            .code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !code_ok || def.code.contains('.') {
+        return Err(format!(
+            "code '{}' is not a usable parameter name (letters, digits, '-' and '_'; not starting with '_')",
+            def.code
+        ));
+    }
+    let Some(kind) = ParamKind::from_code(&def.kind) else {
+        return Err(format!("unknown type '{}'", def.kind));
+    };
+    if kind == ParamKind::Special {
+        return Err("parameters of type 'special' cannot be defined".into());
+    }
+    if def
+        .expression
+        .as_deref()
+        .is_none_or(|e| e.trim().is_empty())
+    {
+        return Err("an expression is required".into());
+    }
+    if def.base.is_empty() {
+        return Err("a base resource type is required".into());
+    }
+    if def.url.is_empty() {
+        return Err("a url is required".into());
+    }
+    let spec = Registry::r4();
+    for base in &def.base {
+        if !r4().is_resource_type(base) {
+            return Err(format!("base '{base}' is not a resource type"));
+        }
+        if let Some(p) = spec.param(base, &def.code) {
+            return Err(format!(
+                "{base} already has the parameter '{}' ({})",
+                def.code, p.url
+            ));
+        }
+        if others
+            .iter()
+            .any(|o| o.code == def.code && o.base.contains(base))
+        {
+            return Err(format!(
+                "another SearchParameter already defines '{}' for {base}",
+                def.code
+            ));
+        }
+        if kind == ParamKind::Composite {
+            for c in &def.component {
+                let known = spec.definitions_by_url(&c.definition)
+                    || others.iter().any(|o| o.url == c.definition);
+                if !known {
+                    return Err(format!("unknown component definition {}", c.definition));
+                }
+            }
+        } else {
+            expr::compile(def.expression.as_deref().unwrap_or_default(), base)
+                .map_err(|e| format!("expression for {base}: {e}"))?;
         }
     }
+    if kind == ParamKind::Reference && def.target.iter().any(|t| !r4().is_resource_type(t)) {
+        return Err("a target is not a resource type".into());
+    }
+    Ok(())
 }
 
 /// One unit of a parameter's source: a path, or a composite root with its components.

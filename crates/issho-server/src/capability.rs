@@ -3,16 +3,16 @@
 use serde_json::{Value, json};
 
 /// The server's CapabilityStatement (`GET /fhir/metadata`).
-pub fn capability_statement(base: &str) -> Value {
+/// `registry` is the deployment's (R4 plus its ready custom parameters).
+pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Value {
     let r4 = issho_model::r4();
-    let registry = issho_search::Registry::r4();
     let resources: Vec<Value> = r4
         .resource_types()
         .iter()
         .map(|t| {
             let params: Vec<Value> = registry
                 .params_for(t)
-                .filter(|p| p.is_supported())
+                .filter(|p| p.is_supported() && !p.pending)
                 .map(|p| json!({"name": p.code, "type": p.kind.code(), "definition": p.url}))
                 .collect();
             json!({
@@ -62,7 +62,11 @@ pub fn capability_statement(base: &str) -> Value {
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}
             ],
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
-            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
+            "operation": [
+                {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",
+                 "documentation": "Administrators: progress of building the index rows of custom SearchParameter resources (GET or POST [base]/$reindex)."}
+            ]
         }]
     })
 }

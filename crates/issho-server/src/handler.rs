@@ -466,8 +466,16 @@ async fn dispatch(
     };
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["metadata"]) => {
-            let cs = crate::capability_statement(base);
+            let cs = crate::capability_statement(base, &engine.registry());
             Ok(body_response(200, &cs, render.out))
+        }
+        ("GET", ["$reindex"]) | ("POST", ["$reindex"]) => {
+            let (status, params) = blocking(move || engine.reindex_status(&ctx)).await?;
+            Ok(body_response(
+                200,
+                &reindex_parameters(&status, &params),
+                render.out,
+            ))
         }
         ("POST", []) => {
             let bundle = parse_json(headers, &body, false)?;
@@ -1012,4 +1020,46 @@ async fn history(
         "entry": entries,
     });
     Ok(body_response(200, &bundle, render.out))
+}
+
+use serde_json::json;
+
+/// `$reindex` answer: a Parameters resource with the worker's progress and every custom
+/// search parameter's state.
+fn reindex_parameters(
+    status: &issho_engine::ReindexStatus,
+    params: &[issho_engine::CustomParam],
+) -> Value {
+    let mut out = vec![
+        json!({"name": "running", "valueBoolean": status.running}),
+        json!({"name": "done", "valueUnsignedInt": status.done}),
+        json!({"name": "total", "valueUnsignedInt": status.total}),
+        json!({"name": "passes", "valueUnsignedInt": status.passes}),
+    ];
+    for k in &status.keys {
+        out.push(json!({"name": "key", "valueString": k}));
+    }
+    for t in &status.types {
+        out.push(json!({"name": "type", "valueCode": t}));
+    }
+    if let Some(e) = &status.error {
+        out.push(json!({"name": "error", "valueString": e}));
+    }
+    for p in params {
+        let mut part = vec![
+            json!({"name": "url", "valueUri": p.url}),
+            json!({"name": "state", "valueCode": p.state}),
+        ];
+        if !p.code.is_empty() {
+            part.push(json!({"name": "code", "valueCode": p.code}));
+        }
+        for b in &p.base {
+            part.push(json!({"name": "base", "valueCode": b}));
+        }
+        if let Some(r) = &p.reason {
+            part.push(json!({"name": "reason", "valueString": r}));
+        }
+        out.push(json!({"name": "parameter", "part": part}));
+    }
+    json!({"resourceType": "Parameters", "parameter": out})
 }

@@ -131,6 +131,25 @@ pub trait Indexer: Send + Sync {
         rid: i64,
         previous: &[u8],
     ) -> rusqlite::Result<()>;
+    /// Add the rows of parameters defined after `resource` (the current version of `rid`)
+    /// was indexed; idempotent (see [`StoreTx::reindex`]).
+    fn reindex(
+        &self,
+        _conn: &rusqlite::Connection,
+        _rid: i64,
+        _resource: &Value,
+    ) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    /// Change the index definition in the current write transaction (what `task` means is
+    /// the indexer's business: new parameters, removed ones, finished rebuilds).
+    fn maintain(
+        &self,
+        _conn: &rusqlite::Connection,
+        _task: &(dyn Any + Send),
+    ) -> rusqlite::Result<Box<dyn Any + Send>> {
+        Ok(Box::new(()))
+    }
 }
 
 /// Read access to a consistent snapshot.
@@ -168,6 +187,12 @@ pub trait StoreTx: StoreRead {
     /// Logically delete: a new version that is a deletion marker. Returns the marker's version,
     /// or None when there was nothing (or only a deletion) to delete.
     fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<PutResult>>;
+    /// Let the indexer add rows to the current resources of `types` whose `rid` is above
+    /// `after_rid`, at most `limit` of them, in `rid` order ([`Indexer::reindex`]). Returns
+    /// how many were done and the last `rid` (0 done: none were left).
+    fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)>;
+    /// Run an index-definition change ([`Indexer::maintain`]) in this transaction.
+    fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>>;
 }
 
 /// A write job: runs on the writer thread; returns (commit?, output).

@@ -10,6 +10,7 @@
 
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
@@ -382,6 +383,37 @@ impl StoreTx for WriterTx<'_> {
             last_updated: ts,
             created: false,
         }))
+    }
+
+    fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)> {
+        if types.is_empty() {
+            return Ok((0, after_rid));
+        }
+        let marks = vec!["?"; types.len()].join(", ");
+        let sql = format!(
+            "SELECT rid, body FROM resources WHERE rid > ?1 AND deleted = 0 AND type IN ({marks}) \
+             ORDER BY rid LIMIT {limit}"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![after_rid.into()];
+        args.extend(types.iter().map(|t| t.clone().into()));
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(args))?;
+        let (mut n, mut last) = (0, after_rid);
+        while let Some(row) = rows.next()? {
+            let rid: i64 = row.get(0)?;
+            if let Some(body) = row.get::<_, Option<Vec<u8>>>(1)?
+                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            {
+                self.indexer.reindex(self.conn, rid, &v)?;
+            }
+            n += 1;
+            last = rid;
+        }
+        Ok((n, last))
+    }
+
+    fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>> {
+        Ok(self.indexer.maintain(self.conn, task)?)
     }
 }
 
