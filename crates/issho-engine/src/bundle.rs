@@ -248,7 +248,7 @@ fn resolve_conditional_ref(
     if let Some(hit) = cache.get(s) {
         return Ok(Some(hit.clone()));
     }
-    let found = search::find(&reg, tx, rt, s)?;
+    let found = search::find(reg, tx, rt, s)?;
     match found.len() {
         1 => {
             let to = format!("{}/{}", found[0].resource_type, found[0].id);

@@ -12,6 +12,7 @@ mod pages;
 mod params;
 mod rest;
 mod search;
+mod terminology;
 
 pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};

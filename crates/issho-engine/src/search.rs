@@ -60,10 +60,17 @@ pub(crate) fn find(
     }
     pairs.retain(|(k, _)| k != "_count");
     pairs.push(("_count".into(), "2".into()));
-    let q = issho_search::parse_in(reg, Some(rt), &pairs, true).map_err(|issues| FhirError {
-        status: 400,
-        issues,
-    })?;
+    let mut q =
+        issho_search::parse_in(reg, Some(rt), &pairs, true).map_err(|issues| FhirError {
+            status: 400,
+            issues,
+        })?;
+    let src = crate::terminology::StoreSource { r };
+    q.resolve_terminology(&mut |m| crate::terminology::resolve(&src, m))
+        .map_err(|issues| FhirError {
+            status: 400,
+            issues,
+        })?;
     // A condition must select something: parameters that filter nothing (`identifier=`,
     // `_count=10`, `_format=json`) would otherwise match every resource of the type.
     if q.filters.is_empty() || !q.warnings.is_empty() {
@@ -147,6 +154,7 @@ impl Engine {
                 status: 400,
                 issues,
             })?;
+        self.resolve_terminology(r, &mut q)?;
         q.filters.extend(extra);
         let count = q
             .count

@@ -170,6 +170,41 @@ pub(crate) fn extract_param(
                 },
             });
         }
+        Source::FhirPath(expr) => {
+            let mut e = Emitter {
+                key: p.kid.base,
+                text_key: p.kid.text,
+                of_type_key: p.kid.of_type,
+                identifier_key: p.kid.identifier,
+                grp: 0,
+                out,
+            };
+            let ctx = issho_fhirpath::Context::new();
+            // An expression that fails on this resource (e.g. a singleton check) yields no
+            // rows, like a path that finds nothing.
+            for item in issho_fhirpath::evaluate(expr, resource, &ctx).unwrap_or_default() {
+                match &item {
+                    issho_fhirpath::Item::Node(n) => {
+                        let t = n.ty.map(|t| t.code).unwrap_or("");
+                        e.typed_value(p.kind, t, None, &[], n.value);
+                    }
+                    issho_fhirpath::Item::Value(v) => {
+                        let json = item.to_json();
+                        let t = match v {
+                            issho_fhirpath::Val::Boolean(_) => "boolean",
+                            issho_fhirpath::Val::Integer(_) => "integer",
+                            issho_fhirpath::Val::Decimal(_) => "decimal",
+                            issho_fhirpath::Val::String(_) => "string",
+                            issho_fhirpath::Val::Date(_) => "date",
+                            issho_fhirpath::Val::DateTime(_) => "dateTime",
+                            issho_fhirpath::Val::Time(_) => "time",
+                            _ => continue,
+                        };
+                        e.typed_value(p.kind, t, None, &[], &json);
+                    }
+                }
+            }
+        }
         Source::Id | Source::LastUpdated | Source::Unsupported(_) => {}
     }
 }
@@ -262,16 +297,34 @@ impl Emitter<'_> {
     }
 
     fn value(&mut self, kind: ParamKind, path: &Path, v: &Value) {
-        let type_code = path.type_code.as_str();
+        self.typed_value(
+            kind,
+            &path.type_code,
+            path.binding.as_deref(),
+            &path.code_systems,
+            v,
+        );
+    }
+
+    /// A value of FHIR type `type_code`; `binding`/`code_systems`: the required value set of
+    /// a `code` element and its systems (so that `system|code` matches too).
+    fn typed_value(
+        &mut self,
+        kind: ParamKind,
+        type_code: &str,
+        binding: Option<&str>,
+        code_systems: &[String],
+        v: &Value,
+    ) {
         match kind {
             ParamKind::Token => {
                 self.token_value(type_code, v);
                 // A code with a required binding also matches `system|code`.
                 if type_code == "code"
-                    && let (Some(vs), Some(code)) = (path.binding.as_deref(), v.as_str())
+                    && let (Some(vs), Some(code)) = (binding, v.as_str())
                     && let Some(set) = r4().value_set(vs)
                 {
-                    for system in &path.code_systems {
+                    for system in code_systems {
                         if set.contains(&(system.clone(), code.to_string())) {
                             self.token(Some(system), code);
                         }

@@ -69,6 +69,19 @@ pub enum Match {
     },
     /// Token `:text`: normalised prefix of a display or text.
     TokenText(String),
+    /// Token `:in` / `:not-in`: the codes of a value set (`url[|version]`, or `ValueSet/id`).
+    /// Must be resolved to a [`Match::TokenSet`] before the query runs
+    /// ([`SearchQuery::resolve_terminology`]); unresolved it matches nothing.
+    ValueSet(String),
+    /// Token `:below` (`above` false) / `:above`: the code and the codes it subsumes (or
+    /// that subsume it) in its code system's hierarchy. Resolved like [`Match::ValueSet`].
+    Subsumption {
+        system: Option<String>,
+        code: String,
+        above: bool,
+    },
+    /// Any of these (system, code) pairs (a resolved value set or hierarchy).
+    TokenSet(Vec<(String, String)>),
     /// Token `:of-type`: Identifier.type system and code, and Identifier.value.
     OfType {
         system: String,
@@ -158,6 +171,10 @@ pub enum Test {
     },
 }
 
+/// Finds the (system, code) pairs of a value-set or hierarchy match (see
+/// [`SearchQuery::resolve_terminology`]).
+pub type Resolver<'a> = dyn FnMut(&Match) -> Result<Vec<(String, String)>, Issue> + 'a;
+
 /// One parsed search parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
@@ -243,6 +260,37 @@ pub struct SearchQuery {
 
 impl SearchQuery {
     /// True when the query has `_include` or `_revinclude` rules.
+    /// Replace every value-set and hierarchy match ([`Match::ValueSet`],
+    /// [`Match::Subsumption`]), also inside chains and `_has`, by the codes `resolve` finds for
+    /// it. Errors of `resolve` (unknown value set, too large…) are returned together.
+    pub fn resolve_terminology(&mut self, resolve: &mut Resolver<'_>) -> Result<(), Vec<Issue>> {
+        fn walk(t: &mut Test, resolve: &mut Resolver<'_>, errors: &mut Vec<Issue>) {
+            match t {
+                Test::Values { matches, .. } => {
+                    for m in matches.iter_mut() {
+                        if matches!(m, Match::ValueSet(_) | Match::Subsumption { .. }) {
+                            match resolve(m) {
+                                Ok(codes) => *m = Match::TokenSet(codes),
+                                Err(e) => errors.push(e),
+                            }
+                        }
+                    }
+                }
+                Test::Chain { inner, .. } | Test::Has { inner, .. } => walk(inner, resolve, errors),
+                _ => {}
+            }
+        }
+        let mut errors = Vec::new();
+        for f in &mut self.filters {
+            walk(&mut f.test, resolve, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     pub fn has_includes(&self) -> bool {
         !self.include.is_empty() || !self.revinclude.is_empty()
     }
@@ -887,9 +935,59 @@ fn parse_filter(
             missing,
         });
     }
-    if matches!(modifier, Some("in" | "not-in"))
-        || (kind == ParamKind::Reference && matches!(modifier, Some("above" | "below")))
-    {
+    if kind == ParamKind::Token && matches!(modifier, Some("in" | "not-in")) {
+        let mut matches = Vec::new();
+        for v in split_escaped(value, ',') {
+            let v = unescape(&v);
+            let ok = v.contains(':') || v.starts_with("ValueSet/");
+            if !ok {
+                return Err(invalid(
+                    name,
+                    format!("'{v}' is not a value set (a canonical URL or ValueSet/id)"),
+                ));
+            }
+            matches.push(Match::ValueSet(v));
+        }
+        return Ok(Test::Values {
+            keys,
+            kind,
+            components,
+            matches,
+            negate: modifier == Some("not-in"),
+        });
+    }
+    if kind == ParamKind::Token && matches!(modifier, Some("above" | "below")) {
+        let mut matches = Vec::new();
+        for v in split_escaped(value, ',') {
+            let parts = split_escaped(&v, '|');
+            let (system, code) = match parts.as_slice() {
+                [c] if !c.is_empty() => (None, unescape(c)),
+                [sys, c] if !sys.is_empty() && !c.is_empty() => (Some(unescape(sys)), unescape(c)),
+                _ => {
+                    return Err(invalid(
+                        name,
+                        format!(
+                            "'{v}' is not [system|]code (both needed for :{})",
+                            modifier.unwrap_or("")
+                        ),
+                    ));
+                }
+            };
+            matches.push(Match::Subsumption {
+                system,
+                code,
+                above: modifier == Some("above"),
+            });
+        }
+        return Ok(Test::Values {
+            keys,
+            kind,
+            components,
+            matches,
+            negate: false,
+        });
+    }
+    if kind == ParamKind::Reference && matches!(modifier, Some("above" | "below")) {
         return Err(not_supported(
             name,
             format!(

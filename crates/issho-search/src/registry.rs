@@ -55,6 +55,9 @@ impl ParamKind {
 pub(crate) enum Source {
     /// Compiled paths from the resource root.
     Paths(Vec<Path>),
+    /// An expression the path compiler does not handle, evaluated by the FHIRPath engine
+    /// (slower; used for custom parameters such as JP Core's `jp-kana-sort`).
+    FhirPath(Arc<issho_fhirpath::Expr>),
     /// Composite: root paths, and for each root the components' paths relative to it.
     Composite(Vec<(Path, Vec<Vec<Path>>)>),
     /// `_id`: the `resources.id` column.
@@ -440,6 +443,18 @@ impl SearchParam {
     }
 }
 
+/// Compiled path walkers for `expression` on `base`, or, when it is beyond the path compiler,
+/// the parsed expression for the FHIRPath engine.
+fn paths_or_fhirpath(expression: &str, base: &str) -> Result<Source, String> {
+    match expr::compile(expression, base) {
+        Ok(roots) => Ok(Source::Paths(roots)),
+        Err(e) => match issho_fhirpath::parse(expression) {
+            Ok(x) => Ok(Source::FhirPath(Arc::new(x))),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 /// A short stable hash of what decides a custom parameter's rows (FNV-1a, 64 bits, hex).
 fn fingerprint(def: &SearchParamDef) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -523,7 +538,7 @@ fn check_custom(def: &SearchParamDef, others: &[SearchParamDef]) -> Result<(), S
                 }
             }
         } else {
-            expr::compile(def.expression.as_deref().unwrap_or_default(), base)
+            paths_or_fhirpath(def.expression.as_deref().unwrap_or_default(), base)
                 .map_err(|e| format!("expression for {base}: {e}"))?;
         }
     }
@@ -618,11 +633,11 @@ fn source_for(
     if kind == ParamKind::Special {
         return Err(format!("special parameter {} is not implemented", def.code));
     }
+    if kind != ParamKind::Composite {
+        return paths_or_fhirpath(expression, base);
+    }
     // Resource-level parameters compile against `Resource`, whose elements every type has.
     let roots = expr::compile(expression, base)?;
-    if kind != ParamKind::Composite {
-        return Ok(Source::Paths(roots));
-    }
     let mut out = Vec::new();
     for root in roots {
         let mut comps = Vec::new();
@@ -702,6 +717,66 @@ mod tests {
         for a in aliased {
             println!("  {a}");
         }
+    }
+
+    fn custom_def(code: &str, expression: &str) -> SearchParamDef {
+        serde_json::from_value(serde_json::json!({
+            "url": format!("https://issho.example/sp/{code}"),
+            "code": code, "base": ["Patient"], "type": "string", "expression": expression
+        }))
+        .unwrap()
+    }
+
+    /// Custom parameters join the registry with their own keys (carrying the definition's
+    /// fingerprint), are searchable once ready, and refused while pending.
+    #[test]
+    fn custom_parameters() {
+        let defs = vec![
+            custom_def("nickname", "Patient.name.where(use='nickname').given"),
+            // Beyond the path compiler: evaluated by the FHIRPath engine.
+            custom_def(
+                "kana",
+                "Patient.name.where(extension('http://x').value.as(code)='SYL' and use='usual').text",
+            ),
+            custom_def("name", "Patient.name.text"),
+            custom_def("nickname", "Patient.name.given"),
+        ];
+        let (mut reg, rejected) = Registry::with_custom(&defs);
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        assert!(rejected[0].1.contains("already has the parameter"));
+        assert!(rejected[1].1.contains("another SearchParameter"));
+        let p = reg.param("Patient", "nickname").unwrap().clone();
+        assert!(p.custom && !p.pending);
+        assert!(p.key.starts_with("Patient.nickname@"), "{}", p.key);
+        assert!(matches!(
+            reg.param("Patient", "kana").unwrap().source,
+            Source::FhirPath(_)
+        ));
+        let keys = reg.custom_keys();
+        assert_eq!(keys.len(), 2);
+        let pairs = vec![("nickname".to_string(), "Taro".to_string())];
+        assert!(crate::parse_in(&reg, Some("Patient"), &pairs, true).is_ok());
+        reg.set_pending(&keys.iter().take(1).cloned().collect());
+        let pending: Vec<&str> = reg
+            .custom_params()
+            .filter(|p| p.pending)
+            .map(|p| p.code.as_str())
+            .collect();
+        assert_eq!(pending.len(), 1);
+        let pairs = vec![(pending[0].to_string(), "x".to_string())];
+        let err = crate::parse_in(&reg, Some("Patient"), &pairs, true).unwrap_err();
+        assert!(err[0].diagnostics.contains("being indexed"), "{err:?}");
+        // The specification's registry is untouched.
+        assert!(Registry::r4().param("Patient", "nickname").is_none());
+        // A changed definition gets another key.
+        let (reg2, _) = Registry::with_custom(&[custom_def("nickname", "Patient.name.given")]);
+        assert_ne!(reg2.param("Patient", "nickname").unwrap().key, p.key);
+        // And a search with it extracts rows.
+        let pat = serde_json::json!({"resourceType": "Patient",
+            "name": [{"use": "nickname", "given": ["Taro"]}, {"given": ["Jiro"]}]});
+        let rows = crate::extract_in(&reg2, &pat);
+        let k = reg2.param("Patient", "nickname").unwrap().kid.base;
+        assert_eq!(rows.iter().filter(|r| r.key == k).count(), 2);
     }
 
     /// Coverage of the R4 expressions by the path compiler (printed for the report).

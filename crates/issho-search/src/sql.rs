@@ -728,6 +728,27 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             }
         }
         Match::TokenText(t) => starts_with(s, x, t),
+        Match::TokenSet(pairs) if !pairs.is_empty() => {
+            // The primary key (param, code, system…) serves `code IN`; the pairs then filter.
+            let mut codes: Vec<String> = pairs.iter().map(|(_, c)| c.clone()).collect();
+            codes.sort();
+            codes.dedup();
+            s.push(&format!("{x}.code IN "));
+            s.bind_list(&codes);
+            s.push(&format!(" AND ({x}.code, {x}.system) IN (VALUES "));
+            for (i, (sys, code)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.push("(").bind(code.clone()).push(", ");
+                s.bind(system_id(sys)).push(")");
+            }
+            s.push(")");
+        }
+        // Empty or unresolved value sets match nothing.
+        Match::TokenSet(_) | Match::ValueSet(_) | Match::Subsumption { .. } => {
+            s.push("0");
+        }
         Match::OfType {
             system,
             code,

@@ -19,7 +19,20 @@ impl Server {
     }
 
     pub fn start_with(tune: impl FnOnce(&mut issho_server::ServerConfig)) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Server::start_in(tempfile::tempdir().expect("tempdir"), tune)
+    }
+
+    /// Stop the server and hand back its data directory (to start again on it).
+    pub fn stop(self) -> tempfile::TempDir {
+        drop(self._rt);
+        self._dir
+    }
+
+    /// A server on an existing data directory.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        tune: impl FnOnce(&mut issho_server::ServerConfig),
+    ) -> Server {
         let engine =
             issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
         let mut config = issho_server::ServerConfig::default();
