@@ -121,6 +121,9 @@ pub struct EngineConfig {
     pub default_count: usize,
     /// How many matches of a search are remembered for stable paging (beyond: offset paging).
     pub page_cache_rids: usize,
+    /// How many matches the first request of a search in `rid` order reads (its total is
+    /// reported without counting when they are all; later pages read on from there).
+    pub first_window: usize,
     /// How many result sets are remembered, and for how long.
     pub page_cache_sets: usize,
     pub page_cache_ttl: std::time::Duration,
@@ -133,6 +136,7 @@ impl Default for EngineConfig {
             max_count: 1000,
             default_count: 50,
             page_cache_rids: 10_000,
+            first_window: 1_000,
             page_cache_sets: 1_000,
             page_cache_ttl: std::time::Duration::from_secs(600),
         }

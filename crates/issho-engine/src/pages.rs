@@ -14,7 +14,20 @@ pub(crate) struct CachedSearch {
     pub complete: bool,
     /// Total matches (known exactly when complete, or counted).
     pub total: Option<u64>,
+    /// A result in `rid` order that is read a window at a time (then `rids` is unused).
+    pub stream: Option<Mutex<Stream>>,
     created: Instant,
+}
+
+/// A result set in `rid` order over a snapshot, continued on demand.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// The query, restricted to the snapshot (`rid_upto`).
+    pub query: issho_search::SearchQuery,
+    /// The matches read so far.
+    pub rids: Vec<i64>,
+    pub complete: bool,
+    pub total: Option<u64>,
 }
 
 impl CachedSearch {
@@ -23,7 +36,36 @@ impl CachedSearch {
             rids,
             complete,
             total,
+            stream: None,
             created: Instant::now(),
+        }
+    }
+
+    /// A result whose first `rids` were read with `query` (snapshot-bounded, `rid` order).
+    pub fn streaming(
+        rids: Vec<i64>,
+        query: issho_search::SearchQuery,
+        total: Option<u64>,
+    ) -> CachedSearch {
+        CachedSearch {
+            rids: Vec::new(),
+            complete: false,
+            total: None,
+            stream: Some(Mutex::new(Stream {
+                query,
+                rids,
+                complete: false,
+                total,
+            })),
+            created: Instant::now(),
+        }
+    }
+
+    /// The total, when known.
+    pub fn total(&self) -> Option<u64> {
+        match &self.stream {
+            Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).total,
+            None => self.total,
         }
     }
 }

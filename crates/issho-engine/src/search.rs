@@ -192,7 +192,10 @@ impl Engine {
                 warnings,
             ));
         }
-        // The ordered match list: from the page cache, or computed (up to the cache limit).
+        // The ordered match list: from the page cache, or computed. Results in `rid` order
+        // (no `_sort`) are fetched a window at a time over a snapshot (resources created
+        // later have larger rids and are left out), so that the first page of a large result
+        // costs only its window; sorted results are ordered once, up to the cache limit.
         let cap = self.config.page_cache_rids;
         let cached = token.as_deref().and_then(|t| self.pages.get(t));
         if token.is_some() && cached.is_none() {
@@ -201,54 +204,120 @@ impl Engine {
                 "the paging token has expired; this page was computed afresh and may have shifted",
             ));
         }
+        let explicit_total = matches!(
+            q.total,
+            issho_search::TotalMode::Accurate | issho_search::TotalMode::Estimate
+        );
         let (set, token) = match cached {
             Some(c) => (c, token),
             None => {
+                let streaming = q.sort.is_empty();
                 let mut all = q.clone();
                 all.offset = 0;
-                all.count = Some(cap + 1);
+                let window = if streaming {
+                    let upto = r.query_count("SELECT coalesce(max(rid), 0) FROM resources", &[])?;
+                    all.rid_upto = Some(upto as i64);
+                    (offset + count + 1)
+                        .max(self.config.first_window)
+                        .min(cap + 1)
+                } else {
+                    cap + 1
+                };
+                all.count = Some(window);
                 let (sql, args) = issho_search::sqlite_select(&all);
                 let mut rids = r.query_rids(&sql, &args)?;
-                let complete = rids.len() <= cap;
+                let complete = rids.len() < window;
                 rids.truncate(cap);
                 let total = if complete {
                     Some(rids.len() as u64)
-                } else if want_total {
-                    let (csql, cargs) = issho_search::sqlite_count(&q);
+                } else if explicit_total {
+                    let (csql, cargs) = issho_search::sqlite_count(&all);
                     Some(r.query_count(&csql, &cargs)?)
                 } else {
                     None
                 };
                 let more_pages = !complete || rids.len() > count;
-                let set = std::sync::Arc::new(pages::CachedSearch::new(rids, complete, total));
+                let set = std::sync::Arc::new(if streaming && !complete {
+                    pages::CachedSearch::streaming(rids, all, total)
+                } else {
+                    pages::CachedSearch::new(rids, complete, total)
+                });
                 let token = more_pages.then(|| self.pages.insert(set.clone()));
                 (set, token)
             }
         };
-        let page: Vec<i64> = if offset + count <= set.rids.len() || set.complete {
-            set.rids.iter().skip(offset).take(count).copied().collect()
-        } else {
-            // Beyond the remembered rows of a very large result: plain offset paging.
-            q.count = Some(count);
-            let (sql, args) = issho_search::sqlite_select(&q);
-            r.query_rids(&sql, &args)?
-        };
-        let has_next = if set.complete {
-            offset + count < set.rids.len()
-        } else {
-            !page.is_empty() && page.len() == count
-        };
+        let (page, has_next) = self.page_of(r, &set, &q, offset, count)?;
         let matches = r.current_by_rids(&page)?;
         let included = if q.has_includes() {
             self.includes(r, &q, &page)?
         } else {
             Vec::new()
         };
-        let total = if want_total { set.total } else { None };
+        let total = if want_total { set.total() } else { None };
         if explain {
             warnings.push(self.explain(r, &q, started)?);
         }
         Ok(base(matches, included, total, has_next, token, warnings))
+    }
+
+    /// The rids of one page of a remembered result set, and whether more follow.
+    fn page_of(
+        &self,
+        r: &dyn StoreRead,
+        set: &pages::CachedSearch,
+        q: &issho_search::SearchQuery,
+        offset: usize,
+        count: usize,
+    ) -> Result<(Vec<i64>, bool)> {
+        let need = offset + count + 1;
+        if let Some(stream) = &set.stream {
+            let mut st = stream.lock().unwrap_or_else(|e| e.into_inner());
+            // Continue the snapshot after the last remembered rid, up to the cache limit.
+            while !st.complete
+                && st.rids.len() < need
+                && st.rids.len() < self.config.page_cache_rids
+            {
+                let mut more = st.query.clone();
+                let want = (need - st.rids.len()).max(self.config.first_window);
+                more.rid_after = st.rids.last().copied();
+                more.count = Some(want);
+                let (sql, args) = issho_search::sqlite_select(&more);
+                let got = r.query_rids(&sql, &args)?;
+                st.complete = got.len() < want;
+                st.rids.extend(got);
+                if st.complete && st.total.is_none() {
+                    st.total = Some(st.rids.len() as u64);
+                }
+            }
+            if st.complete || st.rids.len() >= need {
+                let page: Vec<i64> = st.rids.iter().skip(offset).take(count).copied().collect();
+                let has_next = st.rids.len() > offset + count;
+                return Ok((page, has_next));
+            }
+            // Beyond the remembered rows: offset paging over the same snapshot.
+            let mut beyond = st.query.clone();
+            drop(st);
+            beyond.offset = offset;
+            beyond.count = Some(count + 1);
+            let (sql, args) = issho_search::sqlite_select(&beyond);
+            let mut page = r.query_rids(&sql, &args)?;
+            let has_next = page.len() > count;
+            page.truncate(count);
+            return Ok((page, has_next));
+        }
+        if offset + count <= set.rids.len() || set.complete {
+            let page: Vec<i64> = set.rids.iter().skip(offset).take(count).copied().collect();
+            return Ok((page, offset + count < set.rids.len() || !set.complete));
+        }
+        // Beyond the remembered rows of a very large sorted result: plain offset paging.
+        let mut beyond = q.clone();
+        beyond.offset = offset;
+        beyond.count = Some(count + 1);
+        let (sql, args) = issho_search::sqlite_select(&beyond);
+        let mut page = r.query_rids(&sql, &args)?;
+        let has_next = page.len() > count;
+        page.truncate(count);
+        Ok((page, has_next))
     }
 
     /// The plan of a search and what it cost, as an informational issue.

@@ -215,10 +215,13 @@ pub struct Include {
 /// `_total`: whether and how precisely to report the number of matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TotalMode {
+    /// `_total` absent: the server's choice (issho reports the total when it is known without
+    /// counting every match, i.e. when the first window of results holds them all).
+    #[default]
+    Auto,
     /// `_total=none`: no total.
     None,
-    /// `_total=estimate`, and the default when `_total` is absent (the server's choice).
-    #[default]
+    /// `_total=estimate`.
     Estimate,
     /// `_total=accurate`.
     Accurate,
@@ -256,6 +259,10 @@ pub struct SearchQuery {
     pub used: Vec<(String, String)>,
     /// Ignored parameters (lenient handling) and other notes.
     pub warnings: Vec<Issue>,
+    /// Only resources with `rid` in this half-open range `(after, upto]` (set by the engine to
+    /// continue a result set in `rid` order over a snapshot; never from the URL).
+    pub rid_after: Option<i64>,
+    pub rid_upto: Option<i64>,
 }
 
 impl SearchQuery {

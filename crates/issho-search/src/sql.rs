@@ -267,6 +267,12 @@ fn type_col(r: &str, tests: &[&Test]) -> String {
 
 fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
     s.push(&format!("{r}.deleted = 0"));
+    if let Some(a) = q.rid_after {
+        s.push(&format!(" AND {r}.rid > ")).bind(a);
+    }
+    if let Some(u) = q.rid_upto {
+        s.push(&format!(" AND {r}.rid <= ")).bind(u);
+    }
     let tests: Vec<&Test> = q.filters.iter().map(|f| &f.test).collect();
     let col = type_col(r, &tests);
     if let Some(t) = &q.resource_type {

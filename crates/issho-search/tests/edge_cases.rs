@@ -660,10 +660,11 @@ fn negative_cases() {
         ),
         ("_summary=maybe", IssueType::Invalid, "_summary must be"),
         ("_total=lots", IssueType::Invalid, "_total must be"),
+        ("language:in=vs", IssueType::Invalid, "is not a value set"),
         (
-            "language:in=http://vs",
+            "general-practitioner:below=Practitioner/1",
             IssueType::NotSupported,
-            "terminology",
+            "hierarchy",
         ),
         ("_content=x", IssueType::NotSupported, "not supported"),
     ];

@@ -768,6 +768,88 @@ fn search_paging_is_stable_while_data_changes() {
     assert!(c["entry"].as_array().map(Vec::is_empty).unwrap_or(true));
 }
 
+/// A large result in `rid` order is read a window at a time over a snapshot: pages neither
+/// repeat nor skip resources while others are created, updated and deleted, and the total is
+/// reported without `_total` only when it is known without counting.
+#[test]
+fn large_results_page_through_a_snapshot() {
+    let s = Server::start();
+    let n = 2_500;
+    for chunk in (0..n).collect::<Vec<usize>>().chunks(500) {
+        let entries: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"resource": {"resourceType": "Patient", "id": format!("s{i}"), "gender": "female"},
+                           "request": {"method": "PUT", "url": format!("Patient/s{i}")}}))
+            .collect();
+        let r = s.post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": entries}),
+        );
+        assert_eq!(r.status(), 200);
+    }
+    let first = json(s.get("Patient?gender=female&_count=400"));
+    // More than the first window matched: no total unless asked for.
+    assert!(first.get("total").is_none(), "{}", first["total"]);
+    let counted = json(s.get("Patient?gender=female&_count=400&_total=accurate"));
+    assert_eq!(counted["total"], n);
+    let ids = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let next = |b: &Value| -> Option<String> {
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string())
+    };
+    let mut seen: Vec<String> = ids(&first);
+    let mut page = first;
+    let mut round = 0;
+    while let Some(url) = next(&page) {
+        // Meanwhile: new matching resources, an update and a deletion further on.
+        round += 1;
+        let r = s.put(
+            &format!("Patient/new{round}"),
+            &json!({"resourceType": "Patient", "id": format!("new{round}"), "gender": "female"}),
+        );
+        assert_eq!(r.status(), 201);
+        if round == 1 {
+            let r = s.put(
+                "Patient/s2400",
+                &json!({"resourceType": "Patient", "id": "s2400", "gender": "female", "active": true}),
+            );
+            assert_eq!(r.status(), 200);
+            assert!(
+                s.req("DELETE", "Patient/s2450")
+                    .send()
+                    .unwrap()
+                    .status()
+                    .is_success()
+            );
+        }
+        page = json(s.client.get(&url).send().unwrap());
+        seen.extend(ids(&page));
+    }
+    let mut want: Vec<String> = (0..n)
+        .filter(|&i| i != 2450)
+        .map(|i| format!("s{i}"))
+        .collect();
+    let mut got = seen.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), seen.len(), "a resource was repeated");
+    assert_eq!(got, want);
+    // A fresh search sees the new ones.
+    let c = json(s.get("Patient?gender=female&_summary=count"));
+    assert_eq!(c["total"], n - 1 + round);
+}
+
 #[test]
 fn xml_in_and_out() {
     let s = Server::start();
