@@ -2,11 +2,20 @@
 //!
 //! Every interaction the engine performs carries an [`AccessContext`] (who is asking, on whose
 //! behalf, for which patient, and why) and is checked by [`Gate::check`] before the store is
-//! touched. Today the only principal is the explicit development mode (`--dev-open`), or
-//! internal system jobs (demo loading, import); SMART on FHIR tokens, consent and audit arrive
-//! with the access issue and plug into this one place.
+//! touched. The answer is a [`Permit`] that says how far the caller reaches ([`Reach`]: all
+//! data, one patient's compartment, the patients in a care relationship with an
+//! organization) and which search conditions every resource must meet (SMART scopes with a
+//! query); the engine applies both to every read, search, include, history entry, operation
+//! and write.
+//!
+//! Principals: SMART tokens ([`Grant`], from issho-auth), the explicit development mode
+//! (`--dev-open`), internal system jobs (demo loading, import) and anonymous callers.
 //!
 //! Architecture invariant: the engine cannot reach the store without a `Permit` issued here.
+
+mod scope;
+
+pub use scope::{Permission, ResourceScope, ScopeContext, Scopes};
 
 use issho_model::{Issue, IssueType};
 
@@ -19,6 +28,80 @@ pub enum Principal {
     System { operator: String },
     /// Nobody authenticated.
     Anonymous,
+    /// A verified access token.
+    Token(Box<Grant>),
+}
+
+/// What a person or client is, for access decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A person looking at their own record (bound to a Patient resource).
+    Patient,
+    Physician,
+    Nurse,
+    Pharmacist,
+    /// May open a restricted record in an emergency (break-the-glass).
+    EmergencyPhysician,
+    PublicHealthOfficer,
+    Researcher,
+    Administrator,
+    /// A backend service (SMART Backend Services, client credentials).
+    Service,
+}
+
+impl Role {
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Physician => "physician",
+            Role::Nurse => "nurse",
+            Role::Pharmacist => "pharmacist",
+            Role::EmergencyPhysician => "emergency-physician",
+            Role::PublicHealthOfficer => "public-health",
+            Role::Researcher => "researcher",
+            Role::Administrator => "administrator",
+            Role::Service => "service",
+        }
+    }
+    pub fn from_code(s: &str) -> Option<Role> {
+        Some(match s {
+            "patient" => Role::Patient,
+            "physician" => Role::Physician,
+            "nurse" => Role::Nurse,
+            "pharmacist" => Role::Pharmacist,
+            "emergency-physician" => Role::EmergencyPhysician,
+            "public-health" => Role::PublicHealthOfficer,
+            "researcher" => Role::Researcher,
+            "administrator" => Role::Administrator,
+            "service" => Role::Service,
+            _ => return None,
+        })
+    }
+    /// Care providers, who see records through care relationships.
+    pub fn is_clinician(self) -> bool {
+        matches!(
+            self,
+            Role::Physician | Role::Nurse | Role::Pharmacist | Role::EmergencyPhysician
+        )
+    }
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The user name or client id (`sub`).
+    pub subject: String,
+    pub role: Role,
+    /// The patient in context (`patient` of the token response): for a patient user, their
+    /// own Patient id.
+    pub patient: Option<String>,
+    /// The organization a practitioner acts for (`Organization/id`).
+    pub organization: Option<String>,
+    /// The user's own FHIR resource (`Practitioner/id`, `Patient/id`): `fhirUser`.
+    pub fhir_user: Option<String>,
+    pub scopes: Scopes,
+    /// Token id (`jti`), for audit and revocation.
+    pub token_id: String,
 }
 
 /// Why the data is being accessed (HL7 v3 PurposeOfUse codes).
@@ -58,6 +141,44 @@ impl AccessContext {
             purpose: Purpose::Treatment,
         }
     }
+    pub fn token(grant: Grant) -> Self {
+        let purpose = match grant.role {
+            Role::Patient => Purpose::PatientRequest,
+            Role::Researcher => Purpose::Research,
+            Role::Administrator | Role::Service | Role::PublicHealthOfficer => Purpose::Operations,
+            _ => Purpose::Treatment,
+        };
+        AccessContext {
+            principal: Principal::Token(Box::new(grant)),
+            purpose,
+        }
+    }
+    /// The grant, when the caller presented a token.
+    pub fn grant(&self) -> Option<&Grant> {
+        match &self.principal {
+            Principal::Token(g) => Some(g),
+            _ => None,
+        }
+    }
+    /// The identity result sets and paging links are bound to: the principal and, for a
+    /// token, its id (a new token starts new result sets).
+    pub fn owner(&self) -> String {
+        match &self.principal {
+            Principal::Token(g) => format!("{}#{}", g.subject, g.token_id),
+            _ => self.who(),
+        }
+    }
+
+    /// Who is asking, for logs and audit (`dev-open`, `system:import`, `anonymous`, the
+    /// token's subject).
+    pub fn who(&self) -> String {
+        match &self.principal {
+            Principal::DevOpen => "dev-open".into(),
+            Principal::System { operator } => format!("system:{operator}"),
+            Principal::Anonymous => "anonymous".into(),
+            Principal::Token(g) => g.subject.clone(),
+        }
+    }
 }
 
 /// What is being attempted.
@@ -79,12 +200,56 @@ impl Action {
     fn is_write(self) -> bool {
         matches!(self, Action::Create | Action::Update | Action::Delete)
     }
+    /// The SMART permission an action needs (`None`: not governed by resource scopes).
+    fn permission(self) -> Option<Permission> {
+        Some(match self {
+            Action::Read | Action::History | Action::Operation => Permission::Read,
+            Action::Search => Permission::Search,
+            Action::Create => Permission::Create,
+            Action::Update => Permission::Update,
+            Action::Delete => Permission::Delete,
+            Action::Capabilities | Action::Admin => return None,
+        })
+    }
 }
 
-/// Proof that the gate allowed an action; the engine asks for one before each store call.
-#[derive(Debug)]
+/// How much of the data a permit reaches. Ordered from narrow to wide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Resources in the compartment of this Patient (and the Patient itself); resources of
+    /// types outside the patient compartment (Practitioner, Medication…) are not patient data
+    /// and may be read.
+    Patient(String),
+    /// The records of the patients in a care relationship with this organization (an
+    /// Encounter or EpisodeOfCare there, or a referral to it), as their consent allows.
+    CareOf(String),
+    /// Everything.
+    All,
+}
+
+/// Proof that the gate allowed an action, and its limits. The engine asks for one before
+/// each store call and applies `reach` and `filters` to what it returns or writes.
+#[derive(Debug, Clone)]
 pub struct Permit {
     pub action: Action,
+    pub reach: Reach,
+    /// Search conditions every resource must meet (from a scope such as
+    /// `patient/Observation.rs?category=laboratory`).
+    pub filters: Vec<(String, String)>,
+}
+
+impl Permit {
+    fn all(action: Action) -> Permit {
+        Permit {
+            action,
+            reach: Reach::All,
+            filters: Vec::new(),
+        }
+    }
+    /// True when nothing is held back.
+    pub fn is_unrestricted(&self) -> bool {
+        self.reach == Reach::All && self.filters.is_empty()
+    }
 }
 
 /// A denial: HTTP status and the OperationOutcome issue.
@@ -111,8 +276,9 @@ impl Gate {
         resource_type: Option<&str>,
     ) -> Result<Permit, Denied> {
         match &ctx.principal {
-            Principal::DevOpen | Principal::System { .. } => Ok(Permit { action }),
-            Principal::Anonymous if action == Action::Capabilities => Ok(Permit { action }),
+            Principal::DevOpen | Principal::System { .. } => Ok(Permit::all(action)),
+            _ if action == Action::Capabilities => Ok(Permit::all(action)),
+            Principal::Token(g) => check_grant(g, action, resource_type),
             Principal::Anonymous => Err(Denied {
                 status: 401,
                 issue: Issue::error(
@@ -128,9 +294,172 @@ impl Gate {
     }
 }
 
+/// A scope's search restriction (name/value pairs).
+type Query = Vec<(String, String)>;
+
+fn forbidden(msg: impl Into<String>) -> Denied {
+    Denied {
+        status: 403,
+        issue: Issue::error(IssueType::Forbidden, msg),
+    }
+}
+
+/// The decision for a token: the scopes that cover the type and permission, each with the
+/// reach its context gives this grant; the widest wins.
+fn check_grant(g: &Grant, action: Action, resource_type: Option<&str>) -> Result<Permit, Denied> {
+    if action == Action::Admin {
+        return if g.role == Role::Administrator {
+            Ok(Permit::all(action))
+        } else {
+            Err(forbidden("this needs an administrator"))
+        };
+    }
+    let Some(perm) = action.permission() else {
+        return Ok(Permit::all(action));
+    };
+    let t = resource_type.unwrap_or("*");
+    // The widest reach found, with the queries of the scopes that give it.
+    let mut best: Option<(Reach, Vec<Query>)> = None;
+    for s in g.scopes.resources.iter().filter(|s| s.allows(perm)) {
+        // A system-level interaction needs a wildcard scope.
+        let covers = if resource_type.is_some() {
+            s.covers(t)
+        } else {
+            s.resource_type == "*"
+        };
+        if !covers {
+            continue;
+        }
+        let Some(reach) = reach_of(g, s.context) else {
+            continue;
+        };
+        match &mut best {
+            Some((r, qs)) if *r == reach => qs.push(s.query.clone()),
+            Some((r, _)) if wider(r, &reach) => {}
+            _ => best = Some((reach, vec![s.query.clone()])),
+        }
+    }
+    let Some((reach, queries)) = best else {
+        return Err(forbidden(format!(
+            "the token's scopes do not permit {} on {}",
+            match perm {
+                Permission::Create => "create",
+                Permission::Read => "read",
+                Permission::Update => "update",
+                Permission::Delete => "delete",
+                Permission::Search => "search",
+            },
+            resource_type.unwrap_or("all types")
+        )));
+    };
+    // A scope without a query grants the whole reach; several different queries would be an
+    // OR of conditions, which issho does not combine.
+    let filters = if queries.iter().any(Vec::is_empty) {
+        Vec::new()
+    } else {
+        let first = queries[0].clone();
+        if queries.iter().any(|q| *q != first) {
+            return Err(forbidden(
+                "several scopes with different search restrictions apply; request one",
+            ));
+        }
+        first
+    };
+    Ok(Permit {
+        action,
+        reach,
+        filters,
+    })
+}
+
+/// What a scope context reaches for this grant (`None`: nothing).
+fn reach_of(g: &Grant, ctx: ScopeContext) -> Option<Reach> {
+    match ctx {
+        ScopeContext::Patient => g.patient.clone().map(Reach::Patient),
+        ScopeContext::System => (g.role == Role::Service).then_some(Reach::All),
+        ScopeContext::User => match g.role {
+            Role::Patient => g.patient.clone().map(Reach::Patient),
+            r if r.is_clinician() => g.organization.clone().map(Reach::CareOf),
+            Role::Administrator => Some(Reach::All),
+            // Researchers and public-health officers work with exports made for them, not
+            // with individual records.
+            _ => None,
+        },
+    }
+}
+
+fn wider(a: &Reach, b: &Reach) -> bool {
+    let rank = |r: &Reach| match r {
+        Reach::Patient(_) => 0,
+        Reach::CareOf(_) => 1,
+        Reach::All => 2,
+    };
+    rank(a) > rank(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grant(role: Role, scopes: &str) -> AccessContext {
+        AccessContext::token(Grant {
+            subject: "u".into(),
+            role,
+            patient: (role == Role::Patient).then(|| "p1".to_string()),
+            organization: role.is_clinician().then(|| "Organization/h1".to_string()),
+            fhir_user: None,
+            scopes: Scopes::parse(scopes).unwrap(),
+            token_id: "t".into(),
+        })
+    }
+
+    #[test]
+    fn scopes_decide_and_reach_follows_the_context() {
+        let g = Gate::new();
+        let p = grant(Role::Patient, "patient/*.rs patient/Observation.c");
+        let permit = g.check(&p, Action::Read, Some("Condition")).unwrap();
+        assert_eq!(permit.reach, Reach::Patient("p1".into()));
+        assert!(g.check(&p, Action::Create, Some("Observation")).is_ok());
+        let d = g
+            .check(&p, Action::Delete, Some("Observation"))
+            .unwrap_err();
+        assert_eq!(d.status, 403);
+        assert!(g.check(&p, Action::Admin, None).is_err());
+        // System-level search needs a wildcard scope.
+        assert!(g.check(&p, Action::Search, None).is_ok());
+        let narrow = grant(Role::Patient, "patient/Observation.rs");
+        assert!(g.check(&narrow, Action::Search, None).is_err());
+        // Query-restricted scopes become filters.
+        let lab = grant(Role::Patient, "patient/Observation.rs?category=laboratory");
+        let permit = g.check(&lab, Action::Search, Some("Observation")).unwrap();
+        assert_eq!(
+            permit.filters,
+            vec![("category".into(), "laboratory".into())]
+        );
+        assert!(g.check(&lab, Action::Search, Some("Condition")).is_err());
+        // The widest applicable scope wins.
+        let doc = grant(Role::Physician, "user/*.rs");
+        let permit = g.check(&doc, Action::Search, Some("Observation")).unwrap();
+        assert_eq!(permit.reach, Reach::CareOf("Organization/h1".into()));
+        // System scopes only for backend services.
+        let not_service = grant(Role::Physician, "system/*.rs");
+        assert!(
+            g.check(&not_service, Action::Read, Some("Patient"))
+                .is_err()
+        );
+        let service = grant(Role::Service, "system/*.rs");
+        assert_eq!(
+            g.check(&service, Action::Read, Some("Patient"))
+                .unwrap()
+                .reach,
+            Reach::All
+        );
+        // Researchers get no individual records through user scopes.
+        let r = grant(Role::Researcher, "user/*.rs");
+        assert!(g.check(&r, Action::Read, Some("Patient")).is_err());
+        // Everyone may read the CapabilityStatement.
+        assert!(g.check(&r, Action::Capabilities, None).is_ok());
+    }
 
     #[test]
     fn anonymous_may_only_read_capabilities() {

@@ -199,7 +199,7 @@ fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
 /// Replace every `reference` that is exactly a mapped fullUrl by its `Type/id`, and resolve
 /// conditional references (`Type?criteria`) in `reference` elements.
 fn rewrite_refs(
-    reg: &issho_search::Registry,
+    reg: &TxAccess<'_>,
     v: &mut Value,
     map: &HashMap<String, String>,
     tx: &dyn StoreRead,
@@ -232,8 +232,27 @@ fn rewrite_refs(
     Ok(())
 }
 
+/// The caller, for access checks inside a transaction.
+struct TxAccess<'a> {
+    engine: &'a Engine,
+    ctx: &'a AccessContext,
+}
+
+impl TxAccess<'_> {
+    /// What a conditional lookup of `rt` may match.
+    fn find_filters(&self, r: &dyn StoreRead, rt: &str) -> Result<Vec<issho_search::Filter>> {
+        self.engine
+            .view(self.ctx, Action::Search, Some(rt), r)?
+            .filters(&self.engine.registry(), rt)
+    }
+    /// The checks of a write of `action` on `rt`.
+    fn guard(&self, r: &dyn StoreRead, action: Action, rt: &str) -> Result<crate::view::Guard> {
+        self.engine.guard_in(self.ctx, action, rt, false, r)
+    }
+}
+
 fn resolve_conditional_ref(
-    reg: &issho_search::Registry,
+    reg: &TxAccess<'_>,
     s: &str,
     tx: &dyn StoreRead,
     cache: &mut HashMap<String, String>,
@@ -248,7 +267,7 @@ fn resolve_conditional_ref(
     if let Some(hit) = cache.get(s) {
         return Ok(Some(hit.clone()));
     }
-    let found = search::find(reg, tx, rt, s)?;
+    let found = search::find(&reg.engine.registry(), tx, rt, s, reg.find_filters(tx, rt)?)?;
     match found.len() {
         1 => {
             let to = format!("{}/{}", found[0].resource_type, found[0].id);
@@ -501,6 +520,10 @@ impl Engine {
         let ctx2 = ctx.clone();
         let reg = self.registry();
         let responses = self.write(move |tx| -> Result<Vec<Value>> {
+            let access = TxAccess {
+                engine: &engine,
+                ctx: &ctx2,
+            };
             // Phase 2, in the write transaction: conditional identities.
             let mut late: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];
@@ -520,8 +543,8 @@ impl Engine {
                         } else {
                             format!("{rt}?{c}")
                         };
-                        let found =
-                            search::find(&reg, tx, &rt, &crit).map_err(|err| err.with_at(at(e.index)))?;
+                        let found = search::find(&reg, tx, &rt, &crit, access.find_filters(tx, &rt)?)
+                            .map_err(|err| err.with_at(at(e.index)))?;
                         match found.len() {
                             0 => new_id(),
                             1 => {
@@ -540,7 +563,13 @@ impl Engine {
                     }
                     _ => {
                         let c = e.criteria().unwrap_or_default();
-                        let found = search::find(&reg, tx, &rt, &format!("{rt}?{c}"))
+                        let found = search::find(
+                            &reg,
+                            tx,
+                            &rt,
+                            &format!("{rt}?{c}"),
+                            access.find_filters(tx, &rt)?,
+                        )
                             .map_err(|err| err.with_at(at(e.index)))?;
                         let body_id = e
                             .resource
@@ -644,7 +673,7 @@ impl Engine {
                 for e in entries.iter_mut() {
                     if let Some(r) = e.resource.as_mut() {
                         let loc = format!("{}.resource", at(e.index));
-                        rewrite_refs(&reg, r, &late, tx, &mut cache, &loc)?;
+                        rewrite_refs(&access, r, &late, tx, &mut cache, &loc)?;
                     }
                 }
             }
@@ -655,6 +684,28 @@ impl Engine {
             for k in order {
                 let e = &mut entries[k];
                 let rt = e.resource_type().to_string();
+                // Access: the entry's target must be visible before and after the change.
+                let action = match e.method {
+                    Method::Post => Some(Action::Create),
+                    Method::Put | Method::Patch => Some(Action::Update),
+                    Method::Delete => Some(Action::Delete),
+                    Method::Get | Method::Head => None,
+                };
+                let guard = match action {
+                    Some(a) => Some(access.guard(tx, a, &rt).map_err(|err| err.with_at(at(e.index)))?),
+                    None => None,
+                };
+                let target = match e.method {
+                    Method::Delete => match e.criteria() {
+                        None => e.instance_id().map(str::to_string),
+                        Some(_) => assigned[k].clone(),
+                    },
+                    Method::Put | Method::Patch => assigned[k].clone(),
+                    _ => None,
+                };
+                if let (Some(g), Some(id)) = (&guard, &target) {
+                    g.before(tx, &rt, id).map_err(|err| err.with_at(at(e.index)))?;
+                }
                 let res = match e.method {
                     Method::Delete => match e.criteria() {
                         None => match e.instance_id() {
@@ -724,8 +775,24 @@ impl Engine {
                     }
                     // A failed read changes nothing: it is reported in its entry, not fatal.
                     Method::Get | Method::Head => Ok(engine
-                        .get_entry(&*tx, &e.url, e.method == Method::Get, e.base.as_deref())
+                        .get_entry(&ctx2, &*tx, &e.url, e.method == Method::Get, e.base.as_deref())
                         .unwrap_or_else(|err| error_entry(&err))),
+                };
+                // After the write: still within reach (a created resource's id is in its
+                // response location).
+                let res = match (res, &guard) {
+                    (Ok(v), Some(g)) if e.method != Method::Delete => {
+                        let written = v["response"]["location"]
+                            .as_str()
+                            .and_then(|l| l.split('/').nth(1))
+                            .map(str::to_string)
+                            .or_else(|| target.clone());
+                        match written {
+                            Some(id) => g.after(tx, &rt, &id).map(|_| v),
+                            None => Ok(v),
+                        }
+                    }
+                    (res, _) => res,
                 };
                 match res {
                     Ok(v) => out[k] = v,
@@ -782,7 +849,13 @@ impl Engine {
         let w = match e.method {
             Method::Get | Method::Head => {
                 let r = self.store.reader()?;
-                return self.get_entry(&*r, &e.url, e.method == Method::Get, e.base.as_deref());
+                return self.get_entry(
+                    ctx,
+                    &*r,
+                    &e.url,
+                    e.method == Method::Get,
+                    e.base.as_deref(),
+                );
             }
             Method::Post => {
                 let c = e.if_none_exist.map(|c| {
@@ -827,6 +900,7 @@ impl Engine {
     /// A GET entry: read, vread or search, answered from `r`.
     fn get_entry(
         &self,
+        ctx: &AccessContext,
         r: &dyn StoreRead,
         url: &str,
         with_body: bool,
@@ -834,6 +908,24 @@ impl Engine {
     ) -> Result<Value> {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        // Reads of one resource: only what the caller may see (otherwise: not known).
+        if let [rt, id, rest @ ..] = parts.as_slice()
+            && rest.len() != 1
+        {
+            let view = self.view(ctx, Action::Read, Some(rt), r)?;
+            if !view.sees(&self.registry(), r, rt, id)? {
+                return Err(Engine::hidden(rt, id));
+            }
+            if let [_, v] = rest
+                && let Ok(v) = v.parse::<u64>()
+                && !r
+                    .version(rt, id, v)?
+                    .and_then(|s| s.json())
+                    .is_some_and(|b| view.body_in_reach(rt, &b))
+            {
+                return Err(Engine::hidden(rt, id));
+            }
+        }
         match parts.as_slice() {
             [rt, id] => match r.current(rt, id)? {
                 Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
@@ -861,7 +953,7 @@ impl Engine {
                     .into_iter()
                     .filter(|(k, _)| k != "_explain")
                     .collect();
-                let result = self.search_in(r, Some(rt), &pairs, false)?;
+                let result = self.search_in(ctx, r, Some(rt), &pairs, false)?;
                 let bundle = self.search_bundle(&result, rt.as_ref(), base);
                 Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
             }

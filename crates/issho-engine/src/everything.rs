@@ -91,10 +91,11 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        self.gate.check(ctx, Action::Read, Some("Patient"))?;
         let r = self.store.reader()?;
+        let pv = self.view(ctx, Action::Read, Some("Patient"), &*r)?;
         match r.current("Patient", patient_id)? {
-            Some(s) if !s.is_deleted() => {}
+            Some(s)
+                if !s.is_deleted() && pv.sees(&self.registry(), &*r, "Patient", patient_id)? => {}
             _ => {
                 return Err(FhirError::not_found(format!(
                     "Patient/{patient_id} is not known"
@@ -111,13 +112,21 @@ impl Engine {
                 format!("unknown resource type '{resource_type}'"),
             ));
         }
-        self.gate.check(ctx, Action::Search, Some(resource_type))?;
+        let view = self.view(ctx, Action::Search, Some(resource_type), &*r)?;
         let Some(filter) = compartment_filter(resource_type, Some(patient_id))? else {
             return Err(FhirError::bad_request(format!(
                 "{resource_type} is not part of the Patient compartment"
             )));
         };
-        self.search_with(&*r, Some(resource_type), params, strict, vec![filter])
+        self.search_with(
+            ctx,
+            &view,
+            &*r,
+            Some(resource_type),
+            params,
+            strict,
+            vec![filter],
+        )
     }
 
     /// `Patient/{id}/$everything` (or, with `None`, `Patient/$everything` over every patient).
@@ -128,11 +137,30 @@ impl Engine {
         patient_id: Option<&str>,
         params: &[(String, String)],
     ) -> Result<SearchResult> {
-        self.gate.check(ctx, Action::Operation, Some("Patient"))?;
         let r = self.store.reader()?;
+        let view = self.view(ctx, Action::Operation, Some("Patient"), &*r)?;
+        // Type level (every patient) narrows to the one patient of a patient-facing token;
+        // other restricted callers name the patient.
+        let own;
+        let patient_id = match (patient_id, &view.reach) {
+            (Some(id), _) => Some(id),
+            (None, issho_access::Reach::Patient(p)) => {
+                own = p.clone();
+                Some(own.as_str())
+            }
+            (None, issho_access::Reach::All) => None,
+            (None, _) => {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "name the patient: Patient/[id]/$everything",
+                ));
+            }
+        };
         if let Some(id) = patient_id {
             match r.current("Patient", id)? {
-                Some(s) if !s.is_deleted() => {}
+                Some(s)
+                    if !s.is_deleted() && view.sees(&self.registry(), &*r, "Patient", id)? => {}
                 _ => return Err(FhirError::not_found(format!("Patient/{id} is not known"))),
             }
         }
@@ -224,16 +252,18 @@ impl Engine {
         );
         // The remembered result set, or a fresh one.
         let token = param(params, "_page").map(str::to_string);
-        let cached = token.as_deref().and_then(|t| self.pages.get(t));
+        let owner = ctx.owner();
+        let cached = token.as_deref().and_then(|t| self.pages.get(t, &owner));
         let set = match cached {
             Some(c) => c,
             None => {
                 let mut rids: Vec<i64> = Vec::new();
                 let mut seen: HashSet<i64> = HashSet::new();
                 for t in &types {
-                    if self.gate.check(ctx, Action::Search, Some(t)).is_err() {
+                    let Ok(view) = self.view(ctx, Action::Search, Some(t), r) else {
                         continue;
-                    }
+                    };
+                    let access = view.filters(&self.registry(), t)?;
                     let Some(filter) = compartment_filter(t, patient_id)? else {
                         continue;
                     };
@@ -256,6 +286,7 @@ impl Engine {
                             issues,
                         })?;
                     q.filters.push(filter);
+                    q.filters.extend(access);
                     q.count = None;
                     let (sql, args) = issho_search::sqlite_select(&q);
                     rids.extend(
@@ -286,8 +317,10 @@ impl Engine {
                         }
                         if let Some(s) = r.current(&t, &id)?
                             && !s.is_deleted()
-                            && seen.insert(s.rid)
+                            && !seen.contains(&s.rid)
+                            && !self.visible_only(ctx, r, vec![s.clone()])?.is_empty()
                         {
+                            seen.insert(s.rid);
                             rids.push(s.rid);
                         }
                     }
@@ -299,8 +332,8 @@ impl Engine {
         let page: Vec<i64> = set.rids.iter().skip(offset).take(count).copied().collect();
         let has_next = offset + count < set.rids.len();
         let token = match token {
-            Some(t) if self.pages.get(&t).is_some() => Some(t),
-            _ if has_next || offset > 0 => Some(self.pages.insert(set.clone())),
+            Some(t) if self.pages.get(&t, &owner).is_some() => Some(t),
+            _ if has_next || offset > 0 => Some(self.pages.insert(set.clone(), &owner)),
             _ => None,
         };
         let mut echo: Vec<(String, String)> = Vec::new();

@@ -13,6 +13,7 @@ mod params;
 mod rest;
 mod search;
 mod terminology;
+mod view;
 
 pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};

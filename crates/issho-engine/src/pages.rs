@@ -70,8 +70,11 @@ impl CachedSearch {
     }
 }
 
-/// Result sets by token, and the tokens in insertion order.
-type Sets = (HashMap<String, Arc<CachedSearch>>, VecDeque<String>);
+/// Result sets by token (with the caller they belong to), and the tokens in insertion order.
+type Sets = (
+    HashMap<String, (String, Arc<CachedSearch>)>,
+    VecDeque<String>,
+);
 
 /// Result sets by token, oldest evicted first.
 #[derive(Debug)]
@@ -90,8 +93,9 @@ impl PageCache {
         }
     }
 
-    /// Remember a result set; returns its token.
-    pub fn insert(&self, set: Arc<CachedSearch>) -> String {
+    /// Remember a result set computed for `owner` (see `AccessContext::owner`); returns its
+    /// token.
+    pub fn insert(&self, set: Arc<CachedSearch>, owner: &str) -> String {
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut g = self.inner.lock().unwrap();
         while g.1.len() >= self.capacity {
@@ -99,15 +103,17 @@ impl PageCache {
                 g.0.remove(&old);
             }
         }
-        g.0.insert(token.clone(), set);
+        g.0.insert(token.clone(), (owner.to_string(), set));
         g.1.push_back(token.clone());
         token
     }
 
-    pub fn get(&self, token: &str) -> Option<Arc<CachedSearch>> {
+    /// The result set of `token`, only for the caller it was computed for: a paging link
+    /// used by someone else is treated as expired, never as a way into another's results.
+    pub fn get(&self, token: &str, owner: &str) -> Option<Arc<CachedSearch>> {
         let g = self.inner.lock().unwrap();
         g.0.get(token)
-            .filter(|c| c.created.elapsed() < self.ttl)
-            .cloned()
+            .filter(|(o, c)| o == owner && c.created.elapsed() < self.ttl)
+            .map(|(_, c)| c.clone())
     }
 }

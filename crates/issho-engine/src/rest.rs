@@ -144,18 +144,39 @@ impl Engine {
 
     pub fn read(&self, ctx: &AccessContext, resource_type: &str, id: &str) -> Result<Stored> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Read, Some(resource_type))?;
         let r = self.store.reader()?;
+        let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
         match r.current(resource_type, id)? {
             None => Err(FhirError::not_found(format!(
                 "{resource_type}/{id} is not known"
             ))),
-            Some(s) if s.is_deleted() => Err(FhirError::new(
-                410,
-                IssueType::Deleted,
-                format!("{resource_type}/{id} was deleted (version {})", s.version),
-            )),
-            Some(s) => Ok(s),
+            // A deleted resource is only reported as deleted to those who could read it;
+            // its last version tells whose it was.
+            Some(s) if s.is_deleted() => {
+                let last = if s.version > 1 {
+                    r.version(resource_type, id, s.version - 1)?
+                } else {
+                    None
+                };
+                let visible = view.unrestricted()
+                    || last.and_then(|l| l.json()).is_some_and(|b| {
+                        view.scope_filters.is_empty() && view.body_in_reach(resource_type, &b)
+                    });
+                if !visible {
+                    return Err(Engine::hidden(resource_type, id));
+                }
+                Err(FhirError::new(
+                    410,
+                    IssueType::Deleted,
+                    format!("{resource_type}/{id} was deleted (version {})", s.version),
+                ))
+            }
+            Some(s) => {
+                if !view.sees(&self.registry(), &*r, resource_type, id)? {
+                    return Err(Engine::hidden(resource_type, id));
+                }
+                Ok(s)
+            }
         }
     }
 
@@ -167,13 +188,25 @@ impl Engine {
         version: &str,
     ) -> Result<Stored> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Read, Some(resource_type))?;
+        let r = self.store.reader()?;
+        let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
         let v: u64 = version.parse().map_err(|_| {
             FhirError::not_found(format!(
                 "'{version}' is not a version of {resource_type}/{id}"
             ))
         })?;
-        let r = self.store.reader()?;
+        // An old version is shown when the resource is visible now and that version lay
+        // within reach too (it may have belonged to another patient before).
+        if !view.unrestricted() {
+            let now = view.sees(&self.registry(), &*r, resource_type, id)?;
+            let then = r
+                .version(resource_type, id, v)?
+                .and_then(|s| s.json())
+                .is_some_and(|b| view.body_in_reach(resource_type, &b));
+            if !(now && then) {
+                return Err(Engine::hidden(resource_type, id));
+            }
+        }
         match r.version(resource_type, id, v)? {
             None => Err(FhirError::not_found(format!(
                 "{resource_type}/{id} has no version {v}"
@@ -198,16 +231,13 @@ impl Engine {
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Create, Some(resource_type))?;
-        if if_none_exist.is_some() {
-            self.gate.check(ctx, Action::Search, Some(resource_type))?;
-        }
+        let guard = self.guard(ctx, Action::Create, resource_type, if_none_exist.is_some())?;
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let reg = self.registry();
-        let result = self.write(move |tx| {
+        let result = self.write(move |tx| -> Result<WriteOutcome> {
             if let Some(criteria) = if_none_exist {
-                let found = search::find(&reg, tx, &rt, &criteria)?;
+                let found = search::find(&reg, tx, &rt, &criteria, guard.find_filters(&rt)?)?;
                 match found.len() {
                     0 => {}
                     1 => {
@@ -233,7 +263,9 @@ impl Engine {
                 }
             }
             let id = new_id();
-            put_new(tx, &rt, &id, &mut resource, "POST")
+            let out = put_new(tx, &rt, &id, &mut resource, "POST")?;
+            guard.after(tx, &rt, &id)?;
+            Ok(out)
         })??;
         Ok(WriteOutcome {
             issues: [issues, result.issues.clone()].concat(),
@@ -253,7 +285,7 @@ impl Engine {
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Update, resource_type, false)?;
         if !valid_id(id) {
             return Err(FhirError::bad_request(format!(
                 "'{id}' is not a valid FHIR id"
@@ -277,15 +309,18 @@ impl Engine {
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
-        let out = self.write(move |tx| {
-            update_in(
+        let out = self.write(move |tx| -> Result<WriteOutcome> {
+            guard.before(tx, &rt, &id)?;
+            let out = update_in(
                 tx,
                 &rt,
                 &id,
                 &mut resource,
                 if_match.as_deref(),
                 &may_create,
-            )
+            )?;
+            guard.after(tx, &rt, &id)?;
+            Ok(out)
         })??;
         Ok(WriteOutcome { issues, ..out })
     }
@@ -300,14 +335,19 @@ impl Engine {
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Update, resource_type, true)?;
         let issues = self.prepare_write(resource_type, &resource)?;
-        self.gate.check(ctx, Action::Search, Some(resource_type))?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);
         let reg = self.registry();
-        let out = self.write(move |tx| {
-            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
+        let out = self.write(move |tx| -> Result<WriteOutcome> {
+            let found = search::find(
+                &reg,
+                tx,
+                &rt,
+                &format!("{rt}?{criteria}"),
+                guard.find_filters(&rt)?,
+            )?;
             let body_id = parse_body_id(&resource).map(str::to_string);
             match found.len() {
                 0 => {
@@ -323,14 +363,17 @@ impl Engine {
                         }
                         None => new_id(),
                     };
-                    update_in(
+                    guard.before(tx, &rt, &id)?;
+                    let out = update_in(
                         tx,
                         &rt,
                         &id,
                         &mut resource,
                         if_match.as_deref(),
                         &may_create,
-                    )
+                    )?;
+                    guard.after(tx, &rt, &id)?;
+                    Ok(out)
                 }
                 1 => {
                     let id = found[0].id.clone();
@@ -342,14 +385,16 @@ impl Engine {
                         )));
                     }
                     set_id(&mut resource, &id);
-                    update_in(
+                    let out = update_in(
                         tx,
                         &rt,
                         &id,
                         &mut resource,
                         if_match.as_deref(),
                         &may_create,
-                    )
+                    )?;
+                    guard.after(tx, &rt, &id)?;
+                    Ok(out)
                 }
                 n => Err(FhirError::precondition(format!(
                     "conditional update: '{criteria}' matches {n} resources; it must match at most one"
@@ -370,10 +415,15 @@ impl Engine {
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Update, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Update, resource_type, false)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let validate = self.config.validate;
-        self.write(move |tx| patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate))?
+        self.write(move |tx| -> Result<WriteOutcome> {
+            guard.before(tx, &rt, &id)?;
+            let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
+            guard.after(tx, &rt, &id)?;
+            Ok(out)
+        })?
     }
 
     /// Conditional patch: `PATCH Type?criteria`.
@@ -386,18 +436,28 @@ impl Engine {
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Update, Some(resource_type))?;
-        self.gate.check(ctx, Action::Search, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Update, resource_type, true)?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let validate = self.config.validate;
         let reg = self.registry();
-        self.write(move |tx| {
-            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
+        self.write(move |tx| -> Result<WriteOutcome> {
+            let found = search::find(
+                &reg,
+                tx,
+                &rt,
+                &format!("{rt}?{criteria}"),
+                guard.find_filters(&rt)?,
+            )?;
             match found.len() {
                 0 => Err(FhirError::not_found(format!(
                     "conditional patch: nothing matches '{criteria}'"
                 ))),
-                1 => patch_in(tx, &rt, &found[0].id, &patch, if_match.as_deref(), validate),
+                1 => {
+                    let id = found[0].id.clone();
+                    let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
+                    guard.after(tx, &rt, &id)?;
+                    Ok(out)
+                }
                 n => Err(FhirError::precondition(format!(
                     "conditional patch: '{criteria}' matches {n} resources; it must match exactly one"
                 ))),
@@ -415,9 +475,12 @@ impl Engine {
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Delete, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Delete, resource_type, false)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.write(move |tx| delete_in(tx, &rt, &id, if_match.as_deref()))?
+        self.write(move |tx| -> Result<WriteOutcome> {
+            guard.before(tx, &rt, &id)?;
+            delete_in(tx, &rt, &id, if_match.as_deref())
+        })?
     }
 
     /// Conditional delete: `DELETE Type?criteria` (at most one match).
@@ -428,12 +491,17 @@ impl Engine {
         criteria: &str,
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
-        self.gate.check(ctx, Action::Delete, Some(resource_type))?;
-        self.gate.check(ctx, Action::Search, Some(resource_type))?;
+        let guard = self.guard(ctx, Action::Delete, resource_type, true)?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let reg = self.registry();
-        self.write(move |tx| {
-            let found = search::find(&reg, tx, &rt, &format!("{rt}?{criteria}"))?;
+        self.write(move |tx| -> Result<WriteOutcome> {
+            let found = search::find(
+                &reg,
+                tx,
+                &rt,
+                &format!("{rt}?{criteria}"),
+                guard.find_filters(&rt)?,
+            )?;
             match found.len() {
                 0 => Ok(WriteOutcome {
                     status: 204,
@@ -470,8 +538,8 @@ impl Engine {
                 Some(t.as_str())
             }
         };
-        self.gate.check(ctx, Action::History, rt)?;
         let r = self.store.reader()?;
+        let view = self.view(ctx, Action::History, rt, &*r)?;
         let max_seq = match q.max_seq {
             Some(s) => s,
             None => r.max_seq()?,
@@ -480,6 +548,36 @@ impl Engine {
             && r.current(t, id)?.is_none()
         {
             return Err(FhirError::not_found(format!("{t}/{id} is not known")));
+        }
+        if !view.unrestricted() {
+            // Restricted callers: the history of one resource they can see now, showing only
+            // the versions that lay within their reach. Type and system history would mix
+            // everyone's changes (and their counts), so they are not offered.
+            let HistoryScope::Instance(t, id) = &q.scope else {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "type and system history are not available with this token;                      read the history of one resource, or use Patient/[id]/$everything?_since=…",
+                ));
+            };
+            if !view.scope_filters.is_empty() && view.restricts(t)
+                || !view.sees(&self.registry(), &*r, t, id)?
+            {
+                return Err(Engine::hidden(t, id));
+            }
+            let mut all = q.clone();
+            all.count = usize::MAX;
+            all.offset = 0;
+            all.max_seq = Some(max_seq);
+            let (rows, _) = r.history(&all)?;
+            let visible: Vec<Stored> = rows
+                .into_iter()
+                .filter(|s| s.json().is_some_and(|b| view.body_in_reach(t, &b)))
+                .collect();
+            let total = visible.len() as u64;
+            let count = q.count.min(self.config.max_count);
+            let page = visible.into_iter().skip(q.offset).take(count).collect();
+            return Ok((page, total, max_seq));
         }
         q.count = q.count.min(self.config.max_count);
         q.max_seq = Some(max_seq);

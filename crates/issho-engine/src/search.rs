@@ -1,6 +1,7 @@
 //! Search through the engine: conditional matching for writes, and type/system searches.
 
 use crate::*;
+use issho_search::Match;
 use issho_store::StoreRead;
 
 /// Largest `_offset` accepted.
@@ -45,11 +46,14 @@ fn decode(s: &str) -> String {
 
 /// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
 /// know whether there are none, one, or several).
+/// `extra`: the caller's access filters (see `view.rs`), so a condition never matches what the
+/// caller could not see.
 pub(crate) fn find(
     reg: &issho_search::Registry,
     r: &dyn StoreRead,
     rt: &str,
     criteria: &str,
+    extra: Vec<issho_search::Filter>,
 ) -> Result<Vec<Stored>> {
     let query = criteria.split_once('?').map(|(_, q)| q).unwrap_or(criteria);
     let mut pairs = parse_query(query);
@@ -86,6 +90,7 @@ pub(crate) fn find(
             issues,
         });
     }
+    q.filters.extend(extra);
     let (sql, params) = issho_search::sqlite_select(&q);
     let rids = r.query_rids(&sql, &params)?;
     Ok(r.current_by_rids(&rids)?)
@@ -109,27 +114,33 @@ impl Engine {
                 format!("unknown resource type '{rt}'"),
             ));
         }
-        self.gate.check(ctx, Action::Search, resource_type)?;
         if params.iter().any(|(k, _)| k == "_explain") {
             self.gate.check(ctx, Action::Admin, resource_type)?;
         }
         let r = self.store.reader()?;
-        self.search_in(&*r, resource_type, params, strict)
+        self.search_in(ctx, &*r, resource_type, params, strict)
     }
 
+    /// A search on the snapshot `r` within what `ctx` may see.
     pub(crate) fn search_in(
         &self,
+        ctx: &AccessContext,
         r: &dyn StoreRead,
         resource_type: Option<&str>,
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        self.search_with(r, resource_type, params, strict, Vec::new())
+        let view = self.view(ctx, Action::Search, resource_type, r)?;
+        self.search_with(ctx, &view, r, resource_type, params, strict, Vec::new())
     }
 
-    /// A search with extra filters the engine adds (e.g. compartment membership).
+    /// A search with extra filters the engine adds (e.g. compartment membership), within
+    /// `view` (the caller's reach; see `view.rs`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn search_with(
         &self,
+        ctx: &AccessContext,
+        view: &crate::view::View,
         r: &dyn StoreRead,
         resource_type: Option<&str>,
         params: &[(String, String)],
@@ -155,7 +166,12 @@ impl Engine {
                 issues,
             })?;
         self.resolve_terminology(r, &mut q)?;
+        self.check_query_reach(view, resource_type, &q)?;
+        if let Some(rt) = resource_type {
+            q.filters.extend(view.filters(&self.registry(), rt)?);
+        }
         q.filters.extend(extra);
+        self.plan_links(r, &mut q)?;
         let count = q
             .count
             .unwrap_or(self.config.default_count)
@@ -197,7 +213,8 @@ impl Engine {
         // later have larger rids and are left out), so that the first page of a large result
         // costs only its window; sorted results are ordered once, up to the cache limit.
         let cap = self.config.page_cache_rids;
-        let cached = token.as_deref().and_then(|t| self.pages.get(t));
+        let owner = ctx.owner();
+        let cached = token.as_deref().and_then(|t| self.pages.get(t, &owner));
         if token.is_some() && cached.is_none() {
             warnings.push(Issue::warning(
                 IssueType::Processing,
@@ -242,14 +259,14 @@ impl Engine {
                 } else {
                     pages::CachedSearch::new(rids, complete, total)
                 });
-                let token = more_pages.then(|| self.pages.insert(set.clone()));
+                let token = more_pages.then(|| self.pages.insert(set.clone(), &owner));
                 (set, token)
             }
         };
         let (page, has_next) = self.page_of(r, &set, &q, offset, count)?;
         let matches = r.current_by_rids(&page)?;
         let included = if q.has_includes() {
-            self.includes(r, &q, &page)?
+            self.visible_only(ctx, r, self.includes(r, &q, &page)?)?
         } else {
             Vec::new()
         };
@@ -342,6 +359,86 @@ impl Engine {
             elapsed.as_secs_f64() * 1e3,
             count_time.as_secs_f64() * 1e3
         )))
+    }
+
+    /// Planner hints for chains and `_has`: tokens without a system inside them are resolved
+    /// to the systems the index holds for the code (so they can be probed by primary key), and
+    /// those matching more than a thousand resources are marked to be checked per candidate
+    /// rather than materialised.
+    fn plan_links(&self, r: &dyn StoreRead, q: &mut issho_search::SearchQuery) -> Result<()> {
+        const BROAD: usize = 1000;
+        for i in 0..q.filters.len() {
+            let inner = match &mut q.filters[i].test {
+                issho_search::Test::Chain { inner, .. } | issho_search::Test::Has { inner, .. } => {
+                    inner
+                }
+                _ => continue,
+            };
+            if let issho_search::Test::Values {
+                keys,
+                kind: issho_search::ParamKind::Token,
+                matches,
+                negate: false,
+                ..
+            } = &mut **inner
+            {
+                for m in matches.iter_mut() {
+                    if let Match::Token {
+                        system: None,
+                        code: Some(code),
+                    } = m
+                    {
+                        let marks = vec!["?"; keys.len()].join(", ");
+                        let mut args: Vec<rusqlite::types::Value> =
+                            keys.iter().map(|k| k.clone().into()).collect();
+                        args.push(code.clone().into());
+                        let systems = r.query_rids(
+                            &format!(
+                                "SELECT DISTINCT system FROM sp_token WHERE param IN \
+                                 (SELECT id FROM sp_param WHERE key IN ({marks})) AND code = ?"
+                            ),
+                            &args,
+                        )?;
+                        *m = Match::TokenSystems {
+                            code: code.clone(),
+                            systems,
+                        };
+                    }
+                }
+            }
+            if let Some((sql, args)) = issho_search::sqlite_link_breadth(&q.filters[i].test, BROAD)
+                && r.query_count(&sql, &args)? as usize >= BROAD
+            {
+                q.probe.push(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// The resources `ctx` may read (for included resources, which may be of any type).
+    pub(crate) fn visible_only(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        list: Vec<Stored>,
+    ) -> Result<Vec<Stored>> {
+        let mut views: std::collections::HashMap<String, Option<crate::view::View>> =
+            std::collections::HashMap::new();
+        let reg = self.registry();
+        let mut out = Vec::with_capacity(list.len());
+        for s in list {
+            if !views.contains_key(&s.resource_type) {
+                let v = self.view(ctx, Action::Read, Some(&s.resource_type), r).ok();
+                views.insert(s.resource_type.clone(), v);
+            }
+            let Some(view) = views.get(&s.resource_type).and_then(Option::as_ref) else {
+                continue;
+            };
+            if view.sees(&reg, r, &s.resource_type, &s.id)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// `_include` / `_revinclude`, with `:iterate` rounds until nothing new is added.

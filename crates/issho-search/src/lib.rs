@@ -27,4 +27,6 @@ pub use query::{
     Filter, Include, Match, Prefix, SearchQuery, SortKey, StringMode, Summary, Test, TotalMode,
     UriMode, parse, parse_in,
 };
-pub use sql::{sqlite_count, sqlite_includes, sqlite_includes_iterate, sqlite_select};
+pub use sql::{
+    sqlite_count, sqlite_includes, sqlite_includes_iterate, sqlite_link_breadth, sqlite_select,
+};

@@ -82,6 +82,12 @@ pub enum Match {
     },
     /// Any of these (system, code) pairs (a resolved value set or hierarchy).
     TokenSet(Vec<(String, String)>),
+    /// A code in any of these code systems (as stored system ids): a `code` without system,
+    /// resolved against the systems the index holds for it, so that it can be probed.
+    TokenSystems {
+        code: String,
+        systems: Vec<i64>,
+    },
     /// Token `:of-type`: Identifier.type system and code, and Identifier.value.
     OfType {
         system: String,
@@ -263,6 +269,10 @@ pub struct SearchQuery {
     /// continue a result set in `rid` order over a snapshot; never from the URL).
     pub rid_after: Option<i64>,
     pub rid_upto: Option<i64>,
+    /// Filters (by index) that are chains or `_has` matching many resources: checked per
+    /// candidate when another condition drives the query (set by the engine from
+    /// [`crate::sqlite_link_breadth`]).
+    pub probe: Vec<usize>,
 }
 
 impl SearchQuery {

@@ -63,6 +63,25 @@ impl Sql {
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
 pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
     let mut s = Sql::new();
+    let streamed = if q.sort.is_empty() {
+        driver_of(q).filter(|&i| streamable(&q.filters[i].test).is_some())
+    } else {
+        None
+    };
+    if let Some(i) = streamed {
+        let (key, sys, code) = streamable(&q.filters[i].test).expect("streamable");
+        s.push("SELECT r.rid FROM sp_token d CROSS JOIN resources r ON r.rid = d.rid WHERE ");
+        s.param_in("d.param", &[key.to_string()]);
+        s.push(" AND d.code = ").bind(code.to_string());
+        s.push(" AND d.system = ").bind(system_id(sys));
+        s.push(" AND ");
+        where_clause_streamed(&mut s, q, "r", Some(i));
+        s.push(" ORDER BY d.rid LIMIT ");
+        s.bind(q.count.map(|c| c as i64).unwrap_or(-1));
+        s.push(" OFFSET ");
+        s.bind(q.offset as i64);
+        return (s.text, s.args);
+    }
     s.push("SELECT r.rid FROM resources r");
     // Sort values from tables without a `rid` index: each parameter's rows are aggregated per
     // rid once and joined (one pass over the parameter's key range).
@@ -265,7 +284,49 @@ fn type_col(r: &str, tests: &[&Test]) -> String {
     }
 }
 
+/// The filter that drives the query (the most selective one that can), if any.
+fn driver_of(q: &SearchQuery) -> Option<usize> {
+    q.filters
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| can_drive(&f.test) && !q.probe.contains(i))
+        .min_by_key(|(_, f)| selectivity_rank(&f.test))
+        .map(|(i, _)| i)
+}
+
+/// A driver that is one contiguous range of one index table, ordered by `rid` (one token
+/// `system|code` of one key): the query can read it straight from the index instead of
+/// materialising the set of its rids first, so a first page costs only its window.
+fn streamable(t: &Test) -> Option<(&str, &str, &str)> {
+    match t {
+        Test::Values {
+            keys,
+            kind: ParamKind::Token,
+            matches,
+            negate: false,
+            ..
+        } => match (keys.as_slice(), matches.as_slice()) {
+            (
+                [k],
+                [
+                    Match::Token {
+                        system: Some(sys),
+                        code: Some(code),
+                    },
+                ],
+            ) => Some((k.as_str(), sys.as_str(), code.as_str())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
+    where_clause_streamed(s, q, r, None)
+}
+
+/// `streamed`: the driver already read in the FROM clause (skipped here).
+fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option<usize>) {
     s.push(&format!("{r}.deleted = 0"));
     if let Some(a) = q.rid_after {
         s.push(&format!(" AND {r}.rid > ")).bind(a);
@@ -274,7 +335,13 @@ fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
         s.push(&format!(" AND {r}.rid <= ")).bind(u);
     }
     let tests: Vec<&Test> = q.filters.iter().map(|f| &f.test).collect();
-    let col = type_col(r, &tests);
+    let driver = driver_of(q);
+    // Without a driving condition the type's index (in rid order) drives.
+    let col = if driver.is_some() {
+        type_col(r, &tests)
+    } else {
+        format!("{r}.type")
+    };
     if let Some(t) = &q.resource_type {
         s.push(&format!(" AND {col} = "));
         s.bind(t.clone());
@@ -286,20 +353,97 @@ fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
     // the others are checked per candidate with a primary-key or (rid, param) probe
     // (`EXISTS`), so that a broad condition (a common code, a date range, a category) is
     // never materialised as a set of every matching row.
-    let driver = tests
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| can_drive(t))
-        .min_by_key(|(_, t)| selectivity_rank(t))
-        .map(|(i, _)| i);
     for (i, t) in tests.iter().enumerate() {
+        if Some(i) == streamed {
+            continue;
+        }
         s.push(" AND ");
         if Some(i) != driver && driver.is_some() && probe_ok(t) {
             exists_values(s, t, r);
+        } else if q.probe.contains(&i) && q.resource_type.is_some() {
+            exists_link(s, t, r);
         } else {
             test_sql(s, t, r);
         }
     }
+}
+
+/// A chain or `_has` checked for one candidate (instead of materialising every resource it
+/// matches): used for broad ones (see [`SearchQuery::probe`]) when another condition drives.
+fn exists_link(s: &mut Sql, t: &Test, r: &str) {
+    match t {
+        Test::Chain {
+            keys,
+            target_types,
+            inner,
+        } => {
+            let x = s.alias("c");
+            let tt = s.alias("t");
+            s.push(&format!(
+                "EXISTS (SELECT 1 FROM sp_ref {x} INDEXED BY sp_ref_rid CROSS JOIN resources {tt} \
+                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {x}.rid = {r}.rid AND "
+            ));
+            s.param_in(&format!("{x}.param"), keys);
+            s.push(&format!(" AND {tt}.deleted = 0 AND {tt}.type IN "));
+            s.bind_list(target_types);
+            s.push(" AND ");
+            if probe_ok(inner) {
+                exists_values(s, inner, &tt);
+            } else {
+                test_sql(s, inner, &tt);
+            }
+            s.push(")");
+        }
+        Test::Has { keys, inner, .. } => {
+            // The references to this resource, each checked as the referring resource (index
+            // rows exist only for current resources, and the keys name the source type).
+            let h = s.alias("h");
+            s.push(&format!("EXISTS (SELECT 1 FROM sp_ref {h} WHERE "));
+            s.param_in(&format!("{h}.param"), keys);
+            s.push(&format!(
+                " AND {h}.ref_id = {r}.id AND {h}.ref_type = {r}.type AND "
+            ));
+            if probe_ok(inner) {
+                exists_values(s, inner, &h);
+            } else {
+                test_sql(s, inner, &h);
+            }
+            s.push(")");
+        }
+        other => test_sql(s, other, r),
+    }
+}
+
+/// SQL counting, up to `limit`, the resources a chain's or `_has`'s inner condition matches
+/// (the targets of a chain, the referring resources of a `_has`): how broad it is, for the
+/// planner ([`SearchQuery::probe`]). `None` for other tests.
+pub fn sqlite_link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>)> {
+    let mut s = Sql::new();
+    match t {
+        Test::Chain {
+            target_types,
+            inner,
+            ..
+        } => {
+            s.push("SELECT count(*) FROM (SELECT 1 FROM resources t WHERE t.deleted = 0 AND t.type IN ");
+            s.bind_list(target_types);
+            s.push(" AND ");
+            test_sql(&mut s, inner, "t");
+        }
+        Test::Has {
+            source_type, inner, ..
+        } => {
+            s.push(
+                "SELECT count(*) FROM (SELECT 1 FROM resources t WHERE t.deleted = 0 AND t.type = ",
+            );
+            s.bind(source_type.clone());
+            s.push(" AND ");
+            test_sql(&mut s, inner, "t");
+        }
+        _ => return None,
+    }
+    s.push(" LIMIT ").bind(limit as i64).push(")");
+    Some((s.text, s.args))
 }
 
 /// Lower is more selective: a reference to one resource, then a code in a system, …
@@ -383,6 +527,7 @@ fn probe_ok(t: &Test) -> bool {
                 code: Some(_),
             },
         ) => true,
+        (ParamKind::Token, Match::TokenSystems { .. }) => true,
         (ParamKind::Reference, Match::Reference { .. } | Match::ReferenceUrl { .. }) => true,
         (ParamKind::Date, Match::Date { .. }) => true,
         (ParamKind::String, Match::String { .. }) => true,
@@ -734,6 +879,20 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             }
         }
         Match::TokenText(t) => starts_with(s, x, t),
+        Match::TokenSystems { code, systems } => {
+            s.push(&format!("{x}.code = ")).bind(code.clone());
+            s.push(&format!(" AND {x}.system IN ("));
+            for (i, id) in systems.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.bind(*id);
+            }
+            if systems.is_empty() {
+                s.push("NULL");
+            }
+            s.push(")");
+        }
         Match::TokenSet(pairs) if !pairs.is_empty() => {
             // The primary key (param, code, system…) serves `code IN`; the pairs then filter.
             let mut codes: Vec<String> = pairs.iter().map(|(_, c)| c.clone()).collect();

@@ -60,8 +60,18 @@ fn outcome_response(code: u16, issues: &[Issue], out: format::Out) -> Response {
 fn error_response(e: &FhirError, out: format::Out) -> Response {
     let mut r = outcome_response(e.status, &e.issues, out);
     if e.status == 401 {
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let invalid = e
+            .issues
+            .iter()
+            .any(|i| i.diagnostics.starts_with("invalid token"));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(if invalid {
+                "Bearer realm=\"issho\", error=\"invalid_token\""
+            } else {
+                "Bearer realm=\"issho\""
+            }),
+        );
     }
     r
 }
@@ -160,12 +170,35 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
 }
 
-fn context(st: &AppState) -> AccessContext {
+/// Who is asking: the development principal in open mode; otherwise the verified bearer
+/// token, or anonymous when there is none (the gate then allows only the CapabilityStatement).
+fn context(st: &AppState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
     if st.config.dev_open {
-        AccessContext::dev_open()
-    } else {
-        AccessContext::anonymous()
+        return Ok(AccessContext::dev_open());
     }
+    let Some(auth) = header_str(headers, "authorization") else {
+        return Ok(AccessContext::anonymous());
+    };
+    let Some(token) = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+    else {
+        return Err(FhirError::new(
+            401,
+            IssueType::Login,
+            "the Authorization header must be 'Bearer <access token>'",
+        ));
+    };
+    let Some(keys) = &st.config.auth else {
+        return Err(FhirError::new(
+            401,
+            IssueType::Login,
+            "this server accepts no tokens (no authentication is configured)",
+        ));
+    };
+    keys.verify(token.trim())
+        .map(AccessContext::token)
+        .map_err(|e| FhirError::new(401, IssueType::Login, e.to_string()))
 }
 
 /// `ETag: W/"n"` (a version number is always a valid header value).
@@ -430,8 +463,12 @@ pub async fn fhir(
         })
         .collect();
     let base = base_url(&st, &headers);
+    let ctx = match context(&st, &headers) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e, out),
+    };
     match dispatch(
-        &st, &method, &segs, &pairs, &query, &headers, bytes, &base, &render,
+        &st, ctx, &method, &segs, &pairs, &query, &headers, bytes, &base, &render,
     )
     .await
     {
@@ -443,6 +480,7 @@ pub async fn fhir(
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
     st: &Arc<AppState>,
+    ctx: AccessContext,
     method: &Method,
     segs: &[String],
     pairs: &[(String, String)],
@@ -453,7 +491,6 @@ async fn dispatch(
     render: &Render,
 ) -> Result<Response, FhirError> {
     let engine = st.engine.clone();
-    let ctx = context(st);
     let pref = prefer(headers);
     let if_match = header_str(headers, "if-match").map(str::to_string);
     let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -468,6 +505,20 @@ async fn dispatch(
         ("GET", ["metadata"]) => {
             let cs = crate::capability_statement(base, &engine.registry());
             Ok(body_response(200, &cs, render.out))
+        }
+        ("GET", [".well-known", "jwks.json"]) => {
+            let Some(auth) = &st.config.auth else {
+                return Err(FhirError::not_found("this server signs no tokens"));
+            };
+            let jwks = auth
+                .jwks()
+                .map_err(|e| FhirError::internal(e.to_string()))?;
+            let mut r = Response::new(Body::from(jwks.to_string()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
         }
         ("GET", ["$reindex"]) | ("POST", ["$reindex"]) => {
             let (status, params) = blocking(move || engine.reindex_status(&ctx)).await?;
@@ -494,14 +545,24 @@ async fn dispatch(
             if method == Method::POST {
                 p.extend(form_pairs(headers, &body)?);
             }
-            search(st, None, p, pref.strict, render, base, "").await
+            search(st, ctx, None, p, pref.strict, render, base, "").await
         }
         ("GET", ["_history"]) => {
-            history(st, HistoryScope::System, pairs, render, base, "_history").await
+            history(
+                st,
+                ctx,
+                HistoryScope::System,
+                pairs,
+                render,
+                base,
+                "_history",
+            )
+            .await
         }
         ("GET", [t, "_history"]) => {
             history(
                 st,
+                ctx,
                 HistoryScope::Type(t.to_string()),
                 pairs,
                 render,
@@ -513,6 +574,7 @@ async fn dispatch(
         ("GET", [t, id, "_history"]) => {
             history(
                 st,
+                ctx,
                 HistoryScope::Instance(t.to_string(), id.to_string()),
                 pairs,
                 render,
@@ -575,6 +637,7 @@ async fn dispatch(
         ("GET", [t]) => {
             search(
                 st,
+                ctx,
                 Some(t.to_string()),
                 pairs.to_vec(),
                 pref.strict,
@@ -587,7 +650,17 @@ async fn dispatch(
         ("POST", [t, "_search"]) => {
             let mut p = pairs.to_vec();
             p.extend(form_pairs(headers, &body)?);
-            search(st, Some(t.to_string()), p, pref.strict, render, base, t).await
+            search(
+                st,
+                ctx,
+                Some(t.to_string()),
+                p,
+                pref.strict,
+                render,
+                base,
+                t,
+            )
+            .await
         }
         ("POST", [t, "$validate"]) | ("POST", [t, _, "$validate"]) => {
             let input = parse_json(headers, &body, false)?;
@@ -833,6 +906,7 @@ fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirE
 #[allow(clippy::too_many_arguments)]
 async fn search(
     st: &Arc<AppState>,
+    ctx: AccessContext,
     t: Option<String>,
     pairs: Vec<(String, String)>,
     strict: bool,
@@ -841,7 +915,6 @@ async fn search(
     path: &str,
 ) -> Result<Response, FhirError> {
     let engine = st.engine.clone();
-    let ctx = context(st);
     let res = blocking(move || engine.search(&ctx, t.as_deref(), &pairs, strict)).await?;
     let bundle = st.engine.search_bundle(&res, path, Some(base));
     Ok(body_response(
@@ -873,6 +946,7 @@ fn shape_bundle(mut bundle: Value, render: &Render) -> Value {
 
 async fn history(
     st: &Arc<AppState>,
+    ctx: AccessContext,
     scope: HistoryScope,
     pairs: &[(String, String)],
     render: &Render,
@@ -932,7 +1006,6 @@ async fn history(
         }
     }
     let engine = st.engine.clone();
-    let ctx = context(st);
     let (rows, total, snap) = blocking(move || {
         let q = issho_engine::HistoryQuery {
             scope,

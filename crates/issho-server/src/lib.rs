@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// No authentication: every request acts as the development principal.
     pub dev_open: bool,
+    /// Keys and users of the deployment: bearer tokens are verified here.
+    pub auth: Option<Arc<issho_auth::Auth>>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             base_url: None,
             max_body: 32 * 1024 * 1024,
             dev_open: true,
+            auth: None,
         }
     }
 }

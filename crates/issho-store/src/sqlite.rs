@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS resources (
   UNIQUE(type, id)
 );
 CREATE INDEX IF NOT EXISTS resources_person ON resources(person) WHERE person IS NOT NULL;
+-- The resources of a type in rid order (an index on `type` holds the rowid): searches with no
+-- selective condition read a type's resources in result order and stop after a page.
+CREATE INDEX IF NOT EXISTS resources_type ON resources(type);
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY,
   rid INTEGER NOT NULL,

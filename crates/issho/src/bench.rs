@@ -148,6 +148,7 @@ pub fn run(a: BenchArgs) -> Result<String, String> {
         base_url: None,
         max_body: 256 * 1024 * 1024,
         dev_open: true,
+        auth: None,
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,7 @@
 //! The `issho` command: serve, import, demo, version.
 
 mod bench;
+mod demo_users;
 mod load;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
@@ -32,6 +33,9 @@ enum Cmd {
     Demo(DemoArgs),
     /// Measure ingest, reads and searches over HTTP on a generated population (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Print a SMART access token response for a user of the local store (an operator's
+    /// tool: it needs the data directory, and is never offered over HTTP).
+    Token(TokenArgs),
     /// Print the version.
     Version,
 }
@@ -50,8 +54,8 @@ struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "ISSHO_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
     max_body: usize,
-    /// Open mode for local development: no authentication. (Authentication arrives with the
-    /// access issue; until then the server is always open and says so at start.)
+    /// Open mode for local development: no authentication, every request may read and write
+    /// everything (a warning is printed at start). Without it every request needs a token.
     #[arg(long, env = "ISSHO_DEV_OPEN")]
     dev_open: bool,
     /// Fill an empty store with the generated demo population first.
@@ -66,6 +70,18 @@ struct ServeArgs {
     /// Skip validation of writes (for trusted bulk loads only).
     #[arg(long, env = "ISSHO_NO_VALIDATE")]
     no_validate: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+    /// The user (for example `demo-patient`).
+    #[arg(long)]
+    user: String,
+    /// Requested scopes (default: all the user may have), narrowed to what the user may have.
+    #[arg(long)]
+    scope: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -158,6 +174,7 @@ fn main() {
             0
         }
         Cmd::Serve(a) => serve(a),
+        Cmd::Token(a) => token(a),
         Cmd::Import(a) => import(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Bench(a) => match bench::run(a) {
@@ -221,20 +238,64 @@ fn serve(a: ServeArgs) -> i32 {
             }
         }
     }
-    if !a.dev_open {
-        tracing::warn!(
-            "authentication is not implemented yet: the server is OPEN to anyone who can reach {} (as with --dev-open)",
-            a.listen
-        );
-    } else {
+    // Bind first: tokens are issued for (and only accepted by) this server's base URL, which
+    // holds the real port when `--listen` asked for any (`:0`).
+    let std_listener = match std::net::TcpListener::bind(&a.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", a.listen);
+            return 1;
+        }
+    };
+    let _ = std_listener.set_nonblocking(true);
+    let addr = std_listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| a.listen.clone());
+    let issuer = a
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}/fhir"));
+    let auth = match issho_auth::Auth::open(&a.data, &issuer) {
+        Ok(x) => std::sync::Arc::new(x),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    if a.demo {
+        match demo_users::create(&auth, a.demo_patients, a.demo_seed) {
+            Ok(users) => {
+                println!("demo users (password '{}'):", demo_users::DEMO_PASSWORD);
+                for (name, sees) in users {
+                    println!("  {name:<16} sees {sees}");
+                }
+                println!(
+                    "get a token:  issho token --data {} --user demo-patient\n\
+                     then:         curl -H \"Authorization: Bearer $TOKEN\" {issuer}/Patient",
+                    a.data.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("error: cannot create the demo users: {e}");
+                return 1;
+            }
+        }
+    }
+    if a.dev_open {
         tracing::warn!(
             "--dev-open: no authentication; every request may read and write everything. Local development only."
+        );
+    } else {
+        println!(
+            "authentication: bearer tokens (ES256) for {issuer}; keys: {issuer}/.well-known/jwks.json"
         );
     }
     let config = issho_server::ServerConfig {
         base_url: a.base_url.clone(),
         max_body: a.max_body,
-        dev_open: true,
+        dev_open: a.dev_open,
+        auth: Some(auth),
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,14 +306,13 @@ fn serve(a: ServeArgs) -> i32 {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&a.listen).await {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("error: cannot listen on {}: {e}", a.listen);
                 return 1;
             }
         };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         println!("issho listening on http://{addr}/fhir (CapabilityStatement: http://{addr}/fhir/metadata)");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -265,6 +325,45 @@ fn serve(a: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+fn token(a: TokenArgs) -> i32 {
+    let auth = match issho_auth::Auth::open_existing(&a.data) {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            eprintln!(
+                "error: {} has no authentication store yet; run `issho serve --data {}` once",
+                a.data.display(),
+                a.data.display()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let user = match auth.user(&a.user) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            eprintln!("error: no user '{}' in {}", a.user, a.data.display());
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match auth.issue_for_user(&user, a.scope.as_deref()) {
+        Ok(resp) => {
+            println!("{resp}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 fn import(a: ImportArgs) -> i32 {

@@ -81,7 +81,10 @@ fn version_prints() {
 fn acknowledged_writes_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let p = serve(&["--data", data, "--listen", "127.0.0.1:0"], &[]);
+    let p = serve(
+        &["--data", data, "--listen", "127.0.0.1:0", "--dev-open"],
+        &[],
+    );
     let r = post(
         &p.base,
         "Patient",
@@ -90,7 +93,10 @@ fn acknowledged_writes_survive_a_crash() {
     assert_eq!(r.status(), 201);
     let id = common::json(r)["id"].as_str().unwrap().to_string();
     drop(p); // SIGKILL: no shutdown, no checkpoint
-    let p = serve(&["--data", data, "--listen", "127.0.0.1:0"], &[]);
+    let p = serve(
+        &["--data", data, "--listen", "127.0.0.1:0", "--dev-open"],
+        &[],
+    );
     let r = client()
         .get(format!("{}/Patient/{id}", p.base))
         .send()
@@ -115,20 +121,26 @@ fn configuration_file_environment_and_flags() {
     let big = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(400)}]});
     let small = json!({"resourceType": "Patient", "name": [{"text": "x".repeat(10)}]});
     // the file's limit applies
-    let p = serve(&["--config", cfg.to_str().unwrap()], &[]);
+    let p = serve(&["--config", cfg.to_str().unwrap(), "--dev-open"], &[]);
     assert_eq!(post(&p.base, "Patient", &big).status(), 413);
     assert_eq!(post(&p.base, "Patient", &small).status(), 201);
     drop(p);
     // an ISSHO_* variable wins over the file
     let p = serve(
         &["--config", cfg.to_str().unwrap()],
-        &[("ISSHO_MAX_BODY", "100000")],
+        &[("ISSHO_MAX_BODY", "100000"), ("ISSHO_DEV_OPEN", "true")],
     );
     assert_eq!(post(&p.base, "Patient", &big).status(), 201);
     drop(p);
     // a flag wins over both
     let p = serve(
-        &["--config", cfg.to_str().unwrap(), "--max-body", "200"],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--max-body",
+            "200",
+            "--dev-open",
+        ],
         &[("ISSHO_MAX_BODY", "100000")],
     );
     assert_eq!(post(&p.base, "Patient", &big).status(), 413);
@@ -175,16 +187,85 @@ fn serve_demo_fills_an_empty_store_once() {
         .expect("summary printed")
         .clone();
     assert!(summary.contains("3 persons"), "{summary}");
-    let b: Value = client()
+    // Authentication is required: anonymous callers get 401 with a Bearer challenge.
+    let r = client()
         .get(format!("{}/Patient?_count=100", p.base))
         .send()
-        .unwrap()
-        .text()
-        .unwrap()
-        .parse::<Value>()
         .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    // The demo users are printed, and `issho token` signs them in.
+    for u in [
+        "demo-patient",
+        "demo-doctor-a",
+        "demo-doctor-b",
+        "demo-pharmacist",
+        "demo-emergency",
+        "demo-researcher",
+        "demo-admin",
+    ] {
+        assert!(p.stdout_lines.iter().any(|l| l.contains(u)), "{u}");
+    }
+    let token = |user: &str| -> Value {
+        let out = Command::new(BIN)
+            .args(["token", "--data", data, "--user", user])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let get = |path: &str, tok: &Value| -> (u16, Value) {
+        let r = client()
+            .get(format!("{}/{path}", p.base))
+            .bearer_auth(tok["access_token"].as_str().unwrap())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap().parse::<Value>().unwrap())
+    };
+    let me = token("demo-patient");
+    let my_id = me["patient"].as_str().unwrap().to_string();
+    assert!(me["scope"].as_str().unwrap().contains("patient/*.cruds"));
+    assert_eq!(me["token_type"], "Bearer");
+    let (st, own) = get("Patient?_count=100", &me);
+    assert_eq!(st, 200);
+    let ids: Vec<&str> = own["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![my_id.as_str()],
+        "a patient sees only their own record"
+    );
+    let admin = token("demo-admin");
+    let (_, b) = get("Patient?_count=100", &admin);
     let pats = b["entry"].as_array().unwrap();
-    assert!(!pats.is_empty());
+    assert!(pats.len() >= 3, "the administrator sees every patient");
+    // Doctor A's hospital treated the demo patient; doctor B's did not.
+    let (st, _) = get(&format!("Patient/{my_id}"), &token("demo-doctor-a"));
+    assert_eq!(st, 200);
+    let (st, _) = get(&format!("Patient/{my_id}"), &token("demo-doctor-b"));
+    assert_eq!(st, 404);
+    // Researchers get no individual records.
+    let (st, _) = get("Patient", &token("demo-researcher"));
+    assert_eq!(st, 403);
+    // A tampered token is refused.
+    let mut bad = me.clone();
+    bad["access_token"] = Value::String(format!("{}x", me["access_token"].as_str().unwrap()));
+    let (st, _) = get("Patient", &bad);
+    assert_eq!(st, 401);
     // Japanese names in kanji and kana
     let names = pats[0]["resource"]["name"].as_array().unwrap();
     assert!(names.len() >= 2, "{names:?}");
@@ -262,7 +343,13 @@ fn demo_files_and_import() {
         "{msg}"
     );
     let p = serve(
-        &["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-open",
+        ],
         &[],
     );
     let b: Value = client()

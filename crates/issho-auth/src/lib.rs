@@ -1,0 +1,589 @@
+//! Authentication for one deployment: the server's signing keys (ES256, rotated, published as a
+//! JWKS), SMART access tokens (JWTs) issued and verified here, and the users and clients of
+//! the deployment with argon2 password hashes.
+//!
+//! Everything lives in `auth.db` in the data directory, apart from the FHIR store: no FHIR
+//! interaction can read or change it. Private keys never leave that file; tokens, passwords
+//! and keys are never logged.
+//!
+//! A token's claims carry what the access gate needs ([`issho_access::Grant`]): subject, role,
+//! patient in context, organization, `fhirUser`, scopes and a token id (`jti`) that can be
+//! revoked.
+
+use issho_access::{Grant, Role, Scopes};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::EncodePrivateKey;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Lifetime of an access token.
+pub const ACCESS_TOKEN_SECONDS: i64 = 3600;
+/// Keys older than this sign no new tokens (a new key is made); they still verify tokens
+/// until `KEY_RETIRE_SECONDS`.
+pub const KEY_ROTATE_SECONDS: i64 = 30 * 24 * 3600;
+pub const KEY_RETIRE_SECONDS: i64 = KEY_ROTATE_SECONDS + 2 * ACCESS_TOKEN_SECONDS;
+
+#[derive(Debug)]
+pub enum AuthError {
+    /// The token is missing, malformed, expired, revoked, for another audience, or its
+    /// signature does not verify. The text says which, for the `WWW-Authenticate` header
+    /// and the OperationOutcome.
+    InvalidToken(String),
+    /// A user, client or password problem.
+    Invalid(String),
+    Storage(String),
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::InvalidToken(m) => write!(f, "invalid token: {m}"),
+            AuthError::Invalid(m) => f.write_str(m),
+            AuthError::Storage(m) => write!(f, "authentication storage: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl From<rusqlite::Error> for AuthError {
+    fn from(e: rusqlite::Error) -> Self {
+        AuthError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, AuthError>;
+
+/// A user of the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// For a patient: their Patient id.
+    pub patient: Option<String>,
+    /// For a practitioner: `Organization/id` they act for.
+    pub organization: Option<String>,
+    /// `Practitioner/id`, `Patient/id`.
+    pub fhir_user: Option<String>,
+    /// The widest scopes this user may be given.
+    pub scopes: String,
+    pub display: String,
+}
+
+/// The claims of issho's access tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    scope: String,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    fhir_user: Option<String>,
+}
+
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS auth_keys (
+  kid TEXT PRIMARY KEY, created INTEGER NOT NULL, private_pkcs8 BLOB NOT NULL,
+  x TEXT NOT NULL, y TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_users (
+  name TEXT PRIMARY KEY, password TEXT NOT NULL, role TEXT NOT NULL, patient TEXT,
+  organization TEXT, fhir_user TEXT, scopes TEXT NOT NULL, display TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_revoked (jti TEXT PRIMARY KEY, until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// The authentication store of a data directory.
+pub struct Auth {
+    conn: Mutex<Connection>,
+    /// The token issuer and audience: the server's FHIR base URL.
+    issuer: String,
+    /// Tokens already verified (token → grant, expiry): a signature is checked once per
+    /// token, not once per request. Revocation removes entries.
+    verified: Mutex<std::collections::HashMap<String, (Grant, i64)>>,
+}
+
+/// Most verified tokens remembered.
+const VERIFIED_CACHE: usize = 10_000;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        let chars = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
+        for (i, ch) in chars.iter().enumerate() {
+            if i <= c.len() {
+                out.push(T[*ch as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+impl std::fmt::Debug for Auth {
+    /// Never shows keys or hashes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Open (or create) `auth.db` in `dir`; `issuer` is the FHIR base URL tokens are for.
+    pub fn open(dir: &Path, issuer: &str) -> Result<Auth> {
+        std::fs::create_dir_all(dir).map_err(|e| AuthError::Storage(e.to_string()))?;
+        let path = dir.join("auth.db");
+        let conn = Connection::open(&path)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
+        conn.execute_batch(DDL)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        let issuer = issuer.trim_end_matches('/').to_string();
+        conn.execute(
+            "INSERT OR REPLACE INTO auth_meta (name, value) VALUES ('issuer', ?1)",
+            [&issuer],
+        )?;
+        Ok(Auth {
+            conn: Mutex::new(conn),
+            issuer,
+            verified: Mutex::default(),
+        })
+    }
+
+    /// Open the store of a data directory with the issuer the server last ran with (for
+    /// operator tools such as `issho token`); `None` when the server never ran there.
+    pub fn open_existing(dir: &Path) -> Result<Option<Auth>> {
+        let path = dir.join("auth.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(DDL)?;
+        let issuer: Option<String> = conn
+            .query_row(
+                "SELECT value FROM auth_meta WHERE name = 'issuer'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(issuer.map(|issuer| Auth {
+            conn: Mutex::new(conn),
+            issuer,
+            verified: Mutex::default(),
+        }))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key that signs new tokens: the newest, or a new one when it is older than
+    /// [`KEY_ROTATE_SECONDS`] (or there is none). Older keys keep verifying until retired.
+    fn signing_key(&self) -> Result<(String, Vec<u8>)> {
+        let conn = self.conn();
+        let newest: Option<(String, i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT kid, created, private_pkcs8 FROM auth_keys ORDER BY created DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((kid, created, der)) = newest
+            && now() - created < KEY_ROTATE_SECONDS
+        {
+            return Ok((kid, der));
+        }
+        drop(conn);
+        self.rotate_key()
+    }
+
+    /// Make a new signing key (key rotation); returns its id and PKCS#8 DER.
+    pub fn rotate_key(&self) -> Result<(String, Vec<u8>)> {
+        let secret = loop {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| AuthError::Storage(e.to_string()))?;
+            if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+                break k;
+            }
+        };
+        let der = secret
+            .to_pkcs8_der()
+            .map_err(|e| AuthError::Storage(e.to_string()))?
+            .as_bytes()
+            .to_vec();
+        let point = secret.public_key().to_encoded_point(false);
+        let x = b64url(&point.x().map(|x| x.to_vec()).unwrap_or_default());
+        let y = b64url(&point.y().map(|y| y.to_vec()).unwrap_or_default());
+        let kid = uuid::Uuid::new_v4().simple().to_string();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO auth_keys (kid, created, private_pkcs8, x, y) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![kid, now(), der, x, y],
+        )?;
+        conn.execute(
+            "DELETE FROM auth_keys WHERE created < ?1",
+            [now() - KEY_RETIRE_SECONDS],
+        )?;
+        Ok((kid, der))
+    }
+
+    /// The public keys as a JWKS (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> Result<Value> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT kid, x, y FROM auth_keys ORDER BY created DESC")?;
+        let keys: Vec<Value> = st
+            .query_map([], |r| {
+                Ok(json!({
+                    "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
+                    "kid": r.get::<_, String>(0)?, "x": r.get::<_, String>(1)?, "y": r.get::<_, String>(2)?
+                }))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(json!({ "keys": keys }))
+    }
+
+    // ---- users -----------------------------------------------------------------------
+
+    /// Add or replace a user; the password is stored as an argon2id hash.
+    pub fn put_user(&self, user: &User, password: &str) -> Result<()> {
+        if user.name.is_empty() || password.len() < 8 {
+            return Err(AuthError::Invalid(
+                "a user needs a name and a password of at least 8 characters".into(),
+            ));
+        }
+        Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
+        use argon2::PasswordHasher;
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| AuthError::Storage(e.to_string()))?
+            .to_string();
+        self.conn().execute(
+            "INSERT OR REPLACE INTO auth_users (name, password, role, patient, organization, fhir_user, scopes, display) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                user.name,
+                hash,
+                user.role.code(),
+                user.patient,
+                user.organization,
+                user.fhir_user,
+                user.scopes,
+                user.display
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<User>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, role, patient, organization, fhir_user, scopes, display FROM auth_users WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        role: Role::from_code(&r.get::<_, String>(1)?).unwrap_or(Role::Patient),
+                        patient: r.get(2)?,
+                        organization: r.get(3)?,
+                        fhir_user: r.get(4)?,
+                        scopes: r.get(5)?,
+                        display: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Check a user's password (constant-time comparison inside argon2). The error does not
+    /// say whether the user exists.
+    pub fn check_password(&self, name: &str, password: &str) -> Result<User> {
+        let stored: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT password FROM auth_users WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let bad = || AuthError::Invalid("unknown user or wrong password".into());
+        let Some(stored) = stored else {
+            // Spend comparable time when the user does not exist.
+            use argon2::PasswordHasher;
+            let _ = argon2::Argon2::default().hash_password(password.as_bytes());
+            return Err(bad());
+        };
+        use argon2::PasswordVerifier;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), stored.as_str())
+            .map_err(|_| bad())?;
+        self.user(name)?.ok_or_else(bad)
+    }
+
+    // ---- tokens ----------------------------------------------------------------------
+
+    /// An access token for `user` with `requested` scopes narrowed to what the user may have
+    /// (all of them when `requested` is `None`). Returns the SMART token response.
+    pub fn issue_for_user(&self, user: &User, requested: Option<&str>) -> Result<Value> {
+        let allowed = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
+        let scopes = match requested {
+            Some(r) => Scopes::parse(r)
+                .map_err(AuthError::Invalid)?
+                .within(&allowed),
+            None => allowed,
+        };
+        if scopes.resources.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "none of the requested scopes may be granted to {}",
+                user.name
+            )));
+        }
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: user.name.clone(),
+            aud: self.issuer.clone(),
+            iat: now(),
+            exp: now() + ACCESS_TOKEN_SECONDS,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            scope: scopes.to_string(),
+            role: user.role.code().to_string(),
+            patient: user.patient.clone(),
+            organization: user.organization.clone(),
+            fhir_user: user.fhir_user.clone(),
+        };
+        let token = self.sign(&claims)?;
+        let mut resp = json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "scope": claims.scope,
+        });
+        if let Some(p) = &user.patient {
+            resp["patient"] = json!(p);
+        }
+        if let Some(f) = &user.fhir_user {
+            resp["fhirUser"] = json!(f);
+        }
+        Ok(resp)
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String> {
+        let (kid, der) = self.signing_key()?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&der))
+            .map_err(|e| AuthError::Storage(e.to_string()))
+    }
+
+    /// Verify a bearer token: ES256 only (never `none` or a symmetric algorithm), a key of
+    /// this deployment, not expired, issued for this server, not revoked.
+    pub fn verify(&self, token: &str) -> Result<Grant> {
+        if let Some((g, exp)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            && *exp > now()
+        {
+            return Ok(g.clone());
+        }
+        let (grant, exp) = self.verify_signed(token)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            let t = now();
+            cache.retain(|_, (_, e)| *e > t);
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_string(), (grant.clone(), exp));
+        Ok(grant)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<(Grant, i64)> {
+        let bad = |m: &str| AuthError::InvalidToken(m.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a JWT"))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(bad("unsupported signature algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| bad("no key id"))?;
+        let key: Option<(String, String)> = self
+            .conn()
+            .query_row("SELECT x, y FROM auth_keys WHERE kid = ?1", [&kid], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (x, y) = key.ok_or_else(|| bad("unknown signing key"))?;
+        let dk = DecodingKey::from_ec_components(&x, &y).map_err(|_| bad("bad key"))?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[&self.issuer]);
+        v.set_issuer(&[&self.issuer]);
+        v.leeway = 5;
+        v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &dk, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => bad("expired"),
+                K::InvalidAudience => bad("issued for another server"),
+                K::InvalidIssuer => bad("issued by another server"),
+                K::InvalidSignature => bad("signature does not verify"),
+                _ => bad("malformed"),
+            }
+        })?;
+        let c = data.claims;
+        let revoked: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT until FROM auth_revoked WHERE jti = ?1",
+                [&c.jti],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if revoked.is_some() {
+            return Err(bad("revoked"));
+        }
+        let role = Role::from_code(&c.role).ok_or_else(|| bad("unknown role"))?;
+        let scopes = Scopes::parse(&c.scope).map_err(|_| bad("malformed scope"))?;
+        Ok((
+            Grant {
+                subject: c.sub,
+                role,
+                patient: c.patient,
+                organization: c.organization,
+                fhir_user: c.fhir_user,
+                scopes,
+                token_id: c.jti,
+            },
+            c.exp,
+        ))
+    }
+
+    /// Revoke a token (by its `jti`) until it would have expired anyway.
+    pub fn revoke(&self, token_id: &str) -> Result<()> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (g, _)| g.token_id != token_id);
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR REPLACE INTO auth_revoked (jti, until) VALUES (?1, ?2)",
+            params![token_id, now() + ACCESS_TOKEN_SECONDS + 60],
+        )?;
+        conn.execute("DELETE FROM auth_revoked WHERE until < ?1", [now()])?;
+        Ok(())
+    }
+
+    /// Sign arbitrary claims (tests of expiry and audience use it).
+    #[doc(hidden)]
+    pub fn sign_raw(&self, claims: &Value) -> Result<String> {
+        let (kid, der) = self.signing_key()?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&der))
+            .map_err(|e| AuthError::Storage(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User {
+            name: "hanako".into(),
+            role: Role::Patient,
+            patient: Some("p1".into()),
+            organization: None,
+            fhir_user: Some("Patient/p1".into()),
+            scopes: "openid fhirUser patient/*.rs".into(),
+            display: "花子".into(),
+        }
+    }
+
+    #[test]
+    fn issue_verify_and_reject() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Auth::open(dir.path(), "http://localhost:8080/fhir").unwrap();
+        a.put_user(&user(), "correct horse").unwrap();
+        assert!(a.check_password("hanako", "wrong one").is_err());
+        assert!(a.check_password("nobody", "correct horse").is_err());
+        let u = a.check_password("hanako", "correct horse").unwrap();
+        let resp = a
+            .issue_for_user(&u, Some("patient/Observation.rs patient/Patient.cruds"))
+            .unwrap();
+        assert_eq!(resp["scope"], "patient/Observation.rs patient/Patient.rs");
+        assert_eq!(resp["patient"], "p1");
+        let tok = resp["access_token"].as_str().unwrap();
+        let g = a.verify(tok).unwrap();
+        assert_eq!(g.subject, "hanako");
+        assert_eq!(g.patient.as_deref(), Some("p1"));
+        assert_eq!(g.role, Role::Patient);
+        // Tampered payload: the signature no longer verifies.
+        let parts: Vec<&str> = tok.split('.').collect();
+        let forged = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+        assert!(a.verify(&forged).is_err());
+        // alg=none
+        let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+        assert!(matches!(a.verify(&none), Err(AuthError::InvalidToken(_))));
+        // Expired and wrong audience.
+        let base = json!({"iss": a.issuer(), "sub": "hanako", "aud": a.issuer(), "iat": now(),
+            "exp": now() + 60, "jti": "j1", "scope": "patient/*.rs", "role": "patient", "patient": "p1"});
+        let mut exp = base.clone();
+        exp["exp"] = json!(now() - 3600);
+        assert!(
+            a.verify(&a.sign_raw(&exp).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
+        let mut aud = base.clone();
+        aud["aud"] = json!("https://other.example/fhir");
+        assert!(
+            a.verify(&a.sign_raw(&aud).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("another server")
+        );
+        // A key of another deployment.
+        let dir2 = tempfile::tempdir().unwrap();
+        let other = Auth::open(dir2.path(), "http://localhost:8080/fhir").unwrap();
+        assert!(a.verify(&other.sign_raw(&base).unwrap()).is_err());
+        // Revocation.
+        a.revoke(&g.token_id).unwrap();
+        assert!(a.verify(tok).unwrap_err().to_string().contains("revoked"));
+        // Rotation: old tokens keep verifying, new ones use the new key.
+        let t1 = a.sign_raw(&base).unwrap();
+        a.rotate_key().unwrap();
+        assert!(a.verify(&t1).is_ok());
+        assert_eq!(a.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,392 @@
+//! What a caller may see: the gate's [`Permit`] turned into search filters and checks that
+//! every interaction applies.
+//!
+//! One rule serves every path: a resource is visible when the search `Type?_id=ID` with the
+//! permit's conditions finds it. The conditions are the patient compartment (`Reach::Patient`),
+//! the compartments of the patients in a care relationship with an organization
+//! (`Reach::CareOf`), and the search parameters of a query-restricted scope. Searches get the
+//! same conditions as extra filters, so reads, searches, counts, includes, history entries,
+//! `$everything` and writes can never disagree. A resource outside the caller's reach is
+//! reported as not found (404), never as forbidden, so its existence does not leak.
+
+use crate::everything::compartment_filter;
+use crate::*;
+use issho_access::{Permit, Reach};
+use issho_search::{Filter, Match, ParamKind, Test};
+use issho_store::StoreRead;
+use std::collections::BTreeSet;
+
+/// The limits of one permit for one resource type.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub reach: Reach,
+    pub scope_filters: Vec<(String, String)>,
+    /// For `Reach::CareOf`: the patients in a care relationship (computed once per request).
+    pub persons: Option<Vec<String>>,
+}
+
+/// Most patients a care-relationship view is computed over (beyond: refused as too costly).
+const MAX_CARE_PERSONS: usize = 50_000;
+
+impl View {
+    pub fn of(permit: &Permit) -> View {
+        View {
+            reach: permit.reach.clone(),
+            scope_filters: permit.filters.clone(),
+            persons: None,
+        }
+    }
+
+    pub fn unrestricted(&self) -> bool {
+        self.reach == Reach::All && self.scope_filters.is_empty()
+    }
+
+    /// True when `rt` holds patient data this view restricts (Patient and the types of the
+    /// patient compartment).
+    pub fn restricts(&self, rt: &str) -> bool {
+        self.reach != Reach::All
+            && (rt == "Patient" || issho_model::r4().patient_compartment_params(rt).is_some())
+    }
+
+    /// The filters a search of `rt` must carry.
+    pub fn filters(&self, reg: &issho_search::Registry, rt: &str) -> Result<Vec<Filter>> {
+        let mut out = Vec::new();
+        if !self.scope_filters.is_empty() {
+            let q = issho_search::parse_in(reg, Some(rt), &self.scope_filters, true).map_err(
+                |issues| FhirError {
+                    status: 403,
+                    issues,
+                },
+            )?;
+            out.extend(q.filters);
+        }
+        if self.restricts(rt) {
+            match &self.reach {
+                Reach::Patient(pid) => {
+                    out.extend(compartment_filter(rt, Some(pid))?);
+                }
+                Reach::CareOf(_) => {
+                    let persons = self.persons.as_deref().unwrap_or_default();
+                    out.push(persons_filter(rt, persons)?);
+                }
+                Reach::All => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `rt/id` (its current version) is visible.
+    pub fn sees(
+        &self,
+        reg: &issho_search::Registry,
+        r: &dyn StoreRead,
+        rt: &str,
+        id: &str,
+    ) -> Result<bool> {
+        if self.unrestricted() || (!self.restricts(rt) && self.scope_filters.is_empty()) {
+            return Ok(true);
+        }
+        let mut filters = self.filters(reg, rt)?;
+        filters.push(Filter {
+            name: "_id".into(),
+            test: Test::Id {
+                ids: vec![id.to_string()],
+                negate: false,
+            },
+        });
+        let q = issho_search::SearchQuery {
+            resource_type: Some(rt.to_string()),
+            filters,
+            count: Some(1),
+            ..Default::default()
+        };
+        let (sql, args) = issho_search::sqlite_select(&q);
+        Ok(!r.query_rids(&sql, &args)?.is_empty())
+    }
+
+    /// Whether a version's body (not necessarily current) lies within the reach: compartment
+    /// membership read from the body itself (for history and vread).
+    pub fn body_in_reach(&self, rt: &str, body: &Value) -> bool {
+        if !self.restricts(rt) {
+            return true;
+        }
+        let ids: Vec<&str> = match &self.reach {
+            Reach::All => return true,
+            Reach::Patient(p) => vec![p.as_str()],
+            Reach::CareOf(_) => self
+                .persons
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        };
+        if rt == "Patient" {
+            let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
+            return ids.contains(&id);
+        }
+        compartment_patients(rt, body)
+            .iter()
+            .any(|p| ids.contains(&p.as_str()))
+    }
+}
+
+/// The Patient ids whose compartment holds `body` (by the compartment parameters' rows).
+pub(crate) fn compartment_patients(rt: &str, body: &Value) -> Vec<String> {
+    let keys = compartment_keys(rt);
+    let reg = issho_search::Registry::r4();
+    let mut out = Vec::new();
+    for row in issho_search::extract(body) {
+        let key = &reg.keys()[row.key as usize];
+        if !keys.contains(key) {
+            continue;
+        }
+        if let issho_search::Row::Ref {
+            ref_type, ref_id, ..
+        } = &row.row
+            && ref_type == "Patient"
+            && !out.contains(ref_id)
+        {
+            out.push(ref_id.clone());
+        }
+    }
+    out
+}
+
+/// The index keys of `rt`'s patient-compartment parameters.
+fn compartment_keys(rt: &str) -> BTreeSet<String> {
+    match compartment_filter(rt, Some("x")) {
+        Ok(Some(Filter {
+            test: Test::Values { keys, .. },
+            ..
+        })) => keys.into_iter().collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// "In the compartment of one of these patients".
+fn persons_filter(rt: &str, persons: &[String]) -> Result<Filter> {
+    if rt == "Patient" {
+        return Ok(Filter {
+            name: "_reach".into(),
+            test: Test::Id {
+                ids: persons.to_vec(),
+                negate: false,
+            },
+        });
+    }
+    let keys: Vec<String> = compartment_keys(rt).into_iter().collect();
+    Ok(Filter {
+        name: "_reach".into(),
+        test: Test::Values {
+            keys,
+            kind: ParamKind::Reference,
+            components: Vec::new(),
+            matches: persons
+                .iter()
+                .map(|p| Match::Reference {
+                    ref_type: Some("Patient".into()),
+                    id: p.clone(),
+                    version: None,
+                })
+                .collect(),
+            negate: false,
+        },
+    })
+}
+
+/// The access checks of one write, run inside its transaction: what the caller may change
+/// (`write`), and what its conditions may match (`find`).
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub reg: Arc<issho_search::Registry>,
+    pub write: View,
+    pub find: Option<View>,
+}
+
+impl Guard {
+    /// Filters for the search part of a conditional interaction.
+    pub fn find_filters(&self, rt: &str) -> Result<Vec<Filter>> {
+        match &self.find {
+            Some(v) => v.filters(&self.reg, rt),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Before changing `rt/id`: an existing resource must be visible (otherwise it is
+    /// reported as unknown).
+    pub fn before(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        if self.write.unrestricted() {
+            return Ok(());
+        }
+        match r.current(rt, id)? {
+            Some(s) if !s.is_deleted() => {
+                if self.write.sees(&self.reg, r, rt, id)? {
+                    Ok(())
+                } else {
+                    Err(Engine::hidden(rt, id))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After writing `rt/id`: the new version must still be within reach, or the write is
+    /// refused (and rolled back with its transaction).
+    pub fn after(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        if self.write.unrestricted() || self.write.sees(&self.reg, r, rt, id)? {
+            Ok(())
+        } else {
+            Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{rt}/{id} would be outside what this token may write (another patient's record, or outside its scope)"
+                ),
+            ))
+        }
+    }
+}
+
+impl Engine {
+    /// The guard for a write of `action` on `rt` (and its conditional search, if any).
+    pub(crate) fn guard(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        rt: &str,
+        conditional: bool,
+    ) -> Result<Guard> {
+        let r = self.store.reader()?;
+        self.guard_in(ctx, action, rt, conditional, &*r)
+    }
+
+    /// [`Engine::guard`] over a given snapshot (inside a transaction).
+    pub(crate) fn guard_in(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        rt: &str,
+        conditional: bool,
+        r: &dyn StoreRead,
+    ) -> Result<Guard> {
+        let write = self.view(ctx, action, Some(rt), r)?;
+        // Patient-facing tokens write only their own record: not shared data such as
+        // Practitioner, Organization or Medication.
+        if matches!(write.reach, Reach::Patient(_)) && !write.restricts(rt) {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{rt} is shared data, not part of a patient's record; this token may not change it"
+                ),
+            ));
+        }
+        let find = if conditional {
+            Some(self.view(ctx, Action::Search, Some(rt), r)?)
+        } else {
+            None
+        };
+        Ok(Guard {
+            reg: self.registry(),
+            write,
+            find,
+        })
+    }
+
+    /// Ask the gate and turn the permit into a view (computing a care relationship's patients
+    /// when needed).
+    pub(crate) fn view(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        rt: Option<&str>,
+        r: &dyn StoreRead,
+    ) -> Result<View> {
+        let permit = self.gate.check(ctx, action, rt)?;
+        let mut view = View::of(&permit);
+        if let Reach::CareOf(org) = &view.reach {
+            view.persons = Some(self.care_persons(r, org)?);
+        }
+        Ok(view)
+    }
+
+    /// Patients in a care relationship with `org`: an Encounter there (service provider), an
+    /// EpisodeOfCare managed there, or a referral (ServiceRequest) to it.
+    fn care_persons(&self, r: &dyn StoreRead, org: &str) -> Result<Vec<String>> {
+        let mut persons: BTreeSet<String> = BTreeSet::new();
+        for (rt, param) in [
+            ("Encounter", "service-provider"),
+            ("EpisodeOfCare", "organization"),
+            ("ServiceRequest", "performer"),
+        ] {
+            let pairs = vec![
+                (param.to_string(), org.to_string()),
+                ("_count".to_string(), (MAX_CARE_PERSONS * 4).to_string()),
+            ];
+            let q = issho_search::parse(Some(rt), &pairs, true).map_err(|issues| FhirError {
+                status: 500,
+                issues,
+            })?;
+            let (sql, args) = issho_search::sqlite_select(&q);
+            let rids = r.query_rids(&sql, &args)?;
+            for chunk in rids.chunks(500) {
+                for s in r.current_by_rids(chunk)? {
+                    if let Some(v) = s.json() {
+                        persons.extend(compartment_patients(rt, &v));
+                    }
+                }
+            }
+            if persons.len() > MAX_CARE_PERSONS {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::TooCostly,
+                    format!("{org} has more than {MAX_CARE_PERSONS} patients in care"),
+                ));
+            }
+        }
+        Ok(persons.into_iter().collect())
+    }
+
+    /// Refuse search constructs that could reveal patient data outside the view: under a
+    /// restricted reach, `_has` and chains may only start from a type whose results are
+    /// themselves restricted, and a search across all types is not offered.
+    pub(crate) fn check_query_reach(
+        &self,
+        view: &View,
+        rt: Option<&str>,
+        q: &issho_search::SearchQuery,
+    ) -> Result<()> {
+        if view.reach == Reach::All {
+            return Ok(());
+        }
+        let Some(rt) = rt else {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "a search across all types is not available with this token; search one type, or use Patient/[id]/$everything",
+            ));
+        };
+        if view.restricts(rt) {
+            return Ok(());
+        }
+        for f in &q.filters {
+            if matches!(f.test, Test::Has { .. } | Test::Chain { .. }) {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    format!(
+                        "'{}' on {rt} would look into patient records beyond this token's reach",
+                        f.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A resource outside the view: reported as unknown.
+    pub(crate) fn hidden(rt: &str, id: &str) -> FhirError {
+        FhirError::not_found(format!("{rt}/{id} is not known"))
+    }
+}

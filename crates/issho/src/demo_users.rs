@@ -1,0 +1,152 @@
+//! The demo users of `serve --demo`, bound to the generated population: a patient (person 0),
+//! two doctors (at a hospital that treated that patient, and at one that did not), a
+//! pharmacist, an emergency physician, a researcher and an administrator.
+
+use issho_access::Role;
+use issho_auth::{Auth, User};
+use serde_json::Value;
+
+/// The demo password of every demo user (the demo is for trying issho out, never for data
+/// that matters).
+pub const DEMO_PASSWORD: &str = "issho-demo";
+
+fn reference_id<'a>(v: &'a Value, prefix: &str) -> Option<&'a str> {
+    v.get("reference")?.as_str()?.strip_prefix(prefix)
+}
+
+/// Create (or refresh) the demo users; returns (name, role, what they see).
+pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, String)>, String> {
+    let cfg = issho_demo::DemoConfig { persons, seed };
+    let person = issho_demo::person_resources(&cfg, 0);
+    let patient = person
+        .iter()
+        .find(|r| r.resource_type == "Patient")
+        .map(|r| r.id.clone())
+        .ok_or("the demo population has no patient")?;
+    let treated_at: Vec<String> = person
+        .iter()
+        .filter(|r| r.resource_type == "Encounter")
+        .filter_map(|r| reference_id(&r.resource["serviceProvider"], "Organization/"))
+        .map(str::to_string)
+        .collect();
+    // (organization, practitioner, role code) of every PractitionerRole.
+    let roles: Vec<(String, String, String)> = issho_demo::reference_resources()
+        .iter()
+        .filter(|r| r.resource_type == "PractitionerRole")
+        .filter_map(|r| {
+            let org = reference_id(&r.resource["organization"], "Organization/")?;
+            let prac = reference_id(&r.resource["practitioner"], "Practitioner/")?;
+            let code = r.resource["code"][0]["coding"][0]["code"].as_str()?;
+            Some((org.to_string(), prac.to_string(), code.to_string()))
+        })
+        .collect();
+    let pick = |code: &str, at_treating: bool| {
+        roles
+            .iter()
+            .find(|(o, _, c)| c == code && treated_at.contains(o) == at_treating)
+            .or_else(|| roles.iter().find(|(_, _, c)| c == code))
+            .cloned()
+    };
+    let doc_a = pick("doctor", true).ok_or("no doctor in the demo data")?;
+    let doc_b = pick("doctor", false).ok_or("no doctor in the demo data")?;
+    let pharm = pick("pharmacist", true).unwrap_or_else(|| doc_a.clone());
+    let users: Vec<(User, &str)> = vec![
+        (
+            User {
+                name: "demo-patient".into(),
+                role: Role::Patient,
+                patient: Some(patient.clone()),
+                organization: None,
+                fhir_user: Some(format!("Patient/{patient}")),
+                scopes:
+                    "openid fhirUser launch/patient offline_access patient/*.cruds user/*.cruds"
+                        .into(),
+                display: "デモ患者 (demo patient)".into(),
+            },
+            "their own record (Patient/{patient})",
+        ),
+        (
+            User {
+                name: "demo-doctor-a".into(),
+                role: Role::Physician,
+                patient: None,
+                organization: Some(format!("Organization/{}", doc_a.0)),
+                fhir_user: Some(format!("Practitioner/{}", doc_a.1)),
+                scopes:
+                    "openid fhirUser launch/patient offline_access user/*.cruds patient/*.cruds"
+                        .into(),
+                display: "デモ医師A (doctor at a hospital that treated the demo patient)".into(),
+            },
+            "the records of patients treated at their hospital",
+        ),
+        (
+            User {
+                name: "demo-doctor-b".into(),
+                role: Role::Physician,
+                patient: None,
+                organization: Some(format!("Organization/{}", doc_b.0)),
+                fhir_user: Some(format!("Practitioner/{}", doc_b.1)),
+                scopes:
+                    "openid fhirUser launch/patient offline_access user/*.cruds patient/*.cruds"
+                        .into(),
+                display: "デモ医師B (doctor at another hospital)".into(),
+            },
+            "the records of patients treated at their hospital (not the demo patient)",
+        ),
+        (
+            User {
+                name: "demo-pharmacist".into(),
+                role: Role::Pharmacist,
+                patient: None,
+                organization: Some(format!("Organization/{}", pharm.0)),
+                fhir_user: Some(format!("Practitioner/{}", pharm.1)),
+                scopes: "openid fhirUser user/*.rs user/MedicationDispense.cruds".into(),
+                display: "デモ薬剤師 (pharmacist)".into(),
+            },
+            "records of patients of their organization, read-only except dispensing",
+        ),
+        (
+            User {
+                name: "demo-emergency".into(),
+                role: Role::EmergencyPhysician,
+                patient: None,
+                organization: Some(format!("Organization/{}", doc_b.0)),
+                fhir_user: Some(format!("Practitioner/{}", doc_b.1)),
+                scopes: "openid fhirUser user/*.rs".into(),
+                display: "デモ救急医 (emergency physician)".into(),
+            },
+            "records of patients in care at their hospital",
+        ),
+        (
+            User {
+                name: "demo-researcher".into(),
+                role: Role::Researcher,
+                patient: None,
+                organization: None,
+                fhir_user: None,
+                scopes: "openid user/*.rs".into(),
+                display: "デモ研究者 (researcher)".into(),
+            },
+            "no individual records (research uses consented, pseudonymised exports)",
+        ),
+        (
+            User {
+                name: "demo-admin".into(),
+                role: Role::Administrator,
+                patient: None,
+                organization: None,
+                fhir_user: None,
+                scopes: "openid user/*.cruds".into(),
+                display: "デモ管理者 (administrator)".into(),
+            },
+            "everything, including server administration",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (u, sees) in users {
+        auth.put_user(&u, DEMO_PASSWORD)
+            .map_err(|e| e.to_string())?;
+        out.push((u.name.clone(), sees.replace("{patient}", &patient)));
+    }
+    Ok(out)
+}
