@@ -1,4 +1,4 @@
-//! The `issho` command: serve, import, demo, version.
+//! The `issho` command: serve, import, demo, bench, audit, version.
 
 mod bench;
 mod demo_users;
@@ -36,6 +36,8 @@ enum Cmd {
     /// Print a SMART access token response for a user of the local store (an operator's
     /// tool: it needs the data directory, and is never offered over HTTP).
     Token(TokenArgs),
+    /// The audit trail (audit.db in the data directory).
+    Audit(AuditArgs),
     /// Print the version.
     Version,
 }
@@ -109,6 +111,26 @@ struct DemoArgs {
     data: PathBuf,
 }
 
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    #[command(subcommand)]
+    cmd: AuditCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Recompute the audit trail's hash chain; exit 1 naming the first bad entry when it was
+    /// edited, cut short or reordered.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditVerifyArgs {
+    /// Data directory (holds audit.db and its anchor audit.head).
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+}
+
 /// Apply the config file's values to arguments that were left at their defaults.
 fn merge_config(matches: &ArgMatches, config: Option<&PathBuf>) -> Result<Vec<String>, String> {
     let Some(path) = config else {
@@ -119,12 +141,27 @@ fn merge_config(matches: &ArgMatches, config: Option<&PathBuf>) -> Result<Vec<St
     let table: toml::Table = text
         .parse()
         .map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let Some((_, sub)) = matches.subcommand() else {
+    let Some((name, mut sub)) = matches.subcommand() else {
         return Ok(Vec::new());
     };
+    let mut path = vec![name];
+    while let Some((name, s)) = sub.subcommand() {
+        path.push(name);
+        sub = s;
+    }
+    // `audit verify` shares the server's configuration file and takes only the keys it
+    // knows (`data`); the other subcommands take every key.
+    let mut leaf = Cli::command();
+    for name in &path {
+        leaf = leaf.find_subcommand(name).cloned().unwrap_or_default();
+    }
+    let only_known = path == ["audit", "verify"];
     let mut args = Vec::new();
     for (k, v) in table {
         let id = k.replace('-', "_");
+        if only_known && !leaf.get_arguments().any(|a| a.get_id() == id.as_str()) {
+            continue;
+        }
         match sub.value_source(&id) {
             Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable) => continue,
             _ => {}
@@ -161,7 +198,7 @@ fn main() {
         let mut with: Vec<String> = Vec::new();
         let sub_pos = argv
             .iter()
-            .position(|a| matches!(a.as_str(), "serve" | "import" | "demo"))
+            .position(|a| matches!(a.as_str(), "serve" | "import" | "demo" | "verify"))
             .unwrap_or(1);
         with.extend_from_slice(&argv[..=sub_pos]);
         with.extend(extra);
@@ -173,6 +210,9 @@ fn main() {
             println!("issho {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
             0
         }
+        Cmd::Audit(AuditArgs {
+            cmd: AuditCmd::Verify(a),
+        }) => audit_verify(a),
         Cmd::Serve(a) => serve(a),
         Cmd::Token(a) => token(a),
         Cmd::Import(a) => import(a),
@@ -422,6 +462,23 @@ fn demo(a: DemoArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn audit_verify(a: AuditVerifyArgs) -> i32 {
+    match issho_audit::verify(&a.data) {
+        Ok(report) => {
+            println!("{report}");
+            0
+        }
+        Err(e @ issho_audit::VerifyError::Unreadable(_)) => {
+            eprintln!("error: {e}");
+            2
+        }
+        Err(e) => {
+            println!("{e}");
             1
         }
     }

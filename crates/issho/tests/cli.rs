@@ -72,7 +72,7 @@ fn version_prints() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("issho "));
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "import", "demo", "version"] {
+    for sub in ["serve", "import", "demo", "audit", "version"] {
         assert!(help.contains(sub), "{help}");
     }
 }
@@ -361,4 +361,56 @@ fn demo_files_and_import() {
         .parse::<Value>()
         .unwrap();
     assert_eq!(b["total"], lines as u64);
+}
+
+#[test]
+fn audit_verify_finds_tampering() {
+    use issho_audit::{AuditLog, AuditRecord, Interaction};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = AuditLog::open(&data).unwrap();
+    for i in 0..50 {
+        let mut r = AuditRecord::new(Interaction::Read, "Practitioner/dr", "cli-test");
+        r.patients = vec![format!("Patient/p{}", i % 4)];
+        r.entities = vec![format!("Observation/o{i}")];
+        log.record(r).unwrap();
+    }
+    log.close().unwrap();
+    let verify = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["audit", "verify"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, out) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("audit log intact: 50 entries"), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    // the server's configuration file names the data directory; its other keys are ignored
+    let cfg = dir.path().join("issho.toml");
+    std::fs::write(
+        &cfg,
+        format!("data = \"{}\"\nlisten = \"127.0.0.1:0\"\n", data.display()),
+    )
+    .unwrap();
+    let (code, out) = verify(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    // an edited entry: exit 1, the entry named
+    let conn = rusqlite::Connection::open(data.join(issho_audit::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_update;
+         UPDATE audit SET body = replace(body, 'Observation/o22', 'Observation/o99') WHERE seq = 23",
+    )
+    .unwrap();
+    drop(conn);
+    let (code, out) = verify(&["--data", data.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("seq 23"), "{out}");
+    // no audit log at all: cannot check
+    let (code, out) = verify(&["--data", dir.path().join("none").to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}");
 }

@@ -1,0 +1,30 @@
+//! The audit trail: every access to the record, and every denial, as a FHIR R4 AuditEvent
+//! following the IHE Basic Audit Log Patterns (BALP), kept in an append-only, hash-chained
+//! SQLite file of its own.
+//!
+//! - [`AuditRecord`]: what the engine fills in for one access (plain Rust, no engine types).
+//! - [`to_audit_event`]: the record as an AuditEvent resource.
+//! - [`AuditLog`]: `audit.db` in the data directory, separate from the FHIR store so that no
+//!   FHIR interaction can reach or rewrite it. [`AuditLog::record`] queues for a background
+//!   writer (batches, WAL, `synchronous=FULL`); [`AuditLog::flush`] waits for durability;
+//!   [`AuditLog::for_patient`] is a person's own access log, [`AuditLog::search`] the
+//!   administrators' view.
+//! - [`verify`]: recompute the chain and compare its end with the head file `audit.head`,
+//!   naming the first bad entry (edited, removed, reordered, or the tail cut off).
+//!
+//! What the chain proves: that no entry was edited, removed or moved by anyone who did not
+//! also recompute every later hash *and* replace the head file. It holds no secret, so
+//! someone with write access to both files and this code can rebuild a consistent forgery;
+//! the head hash printed by `issho audit verify`, kept elsewhere, detects that too.
+
+mod chain;
+mod event;
+mod log;
+mod record;
+mod verify;
+
+pub use chain::{DB_FILE, HEAD_FILE, Hash, entry_hash};
+pub use event::to_audit_event;
+pub use log::{AuditError, AuditLog};
+pub use record::{Action, Agent, AuditRecord, Interaction, Outcome, now_micros};
+pub use verify::{Problem, VerifyError, VerifyReport, verify};

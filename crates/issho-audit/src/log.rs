@@ -1,0 +1,477 @@
+//! [`AuditLog`]: the append-only, hash-chained log in `audit.db`, written by one background
+//! thread.
+//!
+//! Tables:
+//! - `audit(seq, time, agent, patients, body, prev, hash)`: one row per event; `body` is the
+//!   AuditEvent JSON exactly as hashed and returned; `patients` the patients concerned (sorted,
+//!   one per line); `prev`/`hash` the chain (see [`crate::chain`]). Index `(agent, seq)`.
+//! - `audit_patient(patient, seq)`: one row per patient concerned, the `(patient, seq)` index
+//!   behind a person's own access log (an event may concern several patients).
+//!
+//! Triggers refuse `UPDATE` and `DELETE` on both tables. They stop mistakes, not an attacker
+//! with the file: the chain and the head file are what detect tampering ([`crate::verify`]).
+
+use crate::chain::{self, DB_FILE, Hash, Head, ZERO};
+use crate::event::{agent_key, patient_keys, to_audit_event};
+use crate::record::AuditRecord;
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY,
+  time INTEGER NOT NULL,
+  agent TEXT NOT NULL,
+  patients TEXT NOT NULL,
+  body BLOB NOT NULL,
+  prev BLOB NOT NULL,
+  hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent, seq);
+CREATE TABLE IF NOT EXISTS audit_patient (
+  patient TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (patient, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_patient_no_update BEFORE UPDATE ON audit_patient
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_patient_no_delete BEFORE DELETE ON audit_patient
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+/// Most records committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// What can go wrong with the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditError {
+    /// The database or a file could not be read or written.
+    Io(String),
+    /// Opening found the log inconsistent with its head file (entries removed or rewritten).
+    Tampered(String),
+    /// The writer failed: records since then are not stored. Fix the cause and reopen.
+    WriterFailed(String),
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Io(e) => write!(f, "audit log: {e}"),
+            AuditError::Tampered(e) => write!(
+                f,
+                "audit log tampered with: {e} (run `issho audit verify` for details)"
+            ),
+            AuditError::WriterFailed(e) => write!(f, "audit log writer failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+impl From<rusqlite::Error> for AuditError {
+    fn from(e: rusqlite::Error) -> Self {
+        AuditError::Io(e.to_string())
+    }
+}
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Flush(mpsc::SyncSender<Result<(), String>>),
+}
+
+/// The writer's state as the request threads see it.
+#[derive(Default)]
+struct Shared {
+    failed: AtomicBool,
+    why: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        tracing::error!("the audit trail stopped: {why}");
+        let mut w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        w.get_or_insert(why);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        Err(w.clone().unwrap_or_else(|| "unknown failure".into()))
+    }
+}
+
+/// The audit trail of one data directory (`audit.db` and `audit.head` in it).
+///
+/// Share it behind an `Arc`: [`AuditLog::record`] only queues the record for the writer
+/// thread, which commits batches (WAL, `synchronous=FULL`) and keeps the hash chain.
+/// Dropping the log writes what was queued.
+pub struct AuditLog {
+    dir: PathBuf,
+    sender: Option<mpsc::Sender<Msg>>,
+    shared: Arc<Shared>,
+    reader: Mutex<Connection>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is synced at every commit, so a flushed record survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// The last entry: (seq, hash), (0, zeros) when the log is empty.
+fn last_entry(conn: &Connection) -> Result<(i64, Hash), String> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e.to_string()),
+        })?;
+    match row {
+        None => Ok((0, ZERO)),
+        Some((seq, h)) => {
+            let hash: Hash = h
+                .try_into()
+                .map_err(|_| format!("entry {seq} has a malformed hash"))?;
+            Ok((seq, hash))
+        }
+    }
+}
+
+/// Does the database agree with the head file? The full check is [`crate::verify`]; this
+/// one costs a lookup, for opening.
+fn check_anchor(conn: &Connection, head: Option<Head>, last: i64) -> Result<(), String> {
+    let Some(head) = head else {
+        return if last == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is missing while {DB_FILE} holds {last} entries",
+                chain::HEAD_FILE
+            ))
+        };
+    };
+    if head.seq > last {
+        return Err(format!(
+            "{DB_FILE} ends at entry {last} but {} records entry {}: entries were removed",
+            chain::HEAD_FILE,
+            head.seq
+        ));
+    }
+    let stored: Option<Vec<u8>> = if head.seq == 0 {
+        Some(ZERO.to_vec())
+    } else {
+        conn.query_row("SELECT hash FROM audit WHERE seq = ?1", [head.seq], |r| {
+            r.get(0)
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e.to_string()),
+        })?
+    };
+    if stored.as_deref() != Some(&head.hash[..]) {
+        return Err(format!(
+            "entry {} is not the one recorded in {}",
+            head.seq,
+            chain::HEAD_FILE
+        ));
+    }
+    Ok(())
+}
+
+impl AuditLog {
+    /// Open (creating if needed) the audit log in `dir`. Refuses a log whose database
+    /// disagrees with its head file (entries removed from the end, or rewritten):
+    /// appending to it would bury the evidence.
+    pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let head = chain::read_head(dir).map_err(AuditError::Tampered)?;
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        let (last, hash) = last_entry(&conn).map_err(AuditError::Tampered)?;
+        check_anchor(&conn, head, last).map_err(AuditError::Tampered)?;
+        // A new log gets its anchor at once (so that a missing head file always means
+        // tampering); entries committed before a crash interrupted the head update get theirs.
+        let now = Head { seq: last, hash };
+        if head != Some(now) {
+            chain::write_head(dir, now).map_err(AuditError::Io)?;
+        }
+        let reader = open_conn(&path)?;
+        reader.pragma_update(None, "query_only", true)?;
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let shared = shared.clone();
+            let dir = dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("issho-audit".into())
+                .spawn(move || writer_loop(conn, dir, rx, shared))
+                .map_err(|e| AuditError::Io(e.to_string()))?
+        };
+        Ok(AuditLog {
+            dir: dir.to_path_buf(),
+            sender: Some(tx),
+            shared,
+            reader: Mutex::new(reader),
+            writer: Some(writer),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Queue one record; it is durable after the writer's next commit ([`AuditLog::flush`]
+    /// waits for that). Fails — and logs at error level — once the writer has failed: the
+    /// caller must then refuse the access it was about to record.
+    pub fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
+        if let Err(why) = self.shared.check() {
+            tracing::error!(
+                interaction = rec.interaction.code(),
+                agent = %rec.agent.id,
+                "audit record refused: the writer failed: {why}"
+            );
+            return Err(AuditError::WriterFailed(why));
+        }
+        let sent = match &self.sender {
+            Some(s) => s.send(Msg::Record(Box::new(rec))).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            let why = "the audit writer thread has stopped".to_string();
+            self.shared.fail(why.clone());
+            Err(AuditError::WriterFailed(why))
+        }
+    }
+
+    /// Wait until every record queued so far is committed (and anchored in the head file).
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = match &self.sender {
+            Some(s) => s.send(Msg::Flush(tx)).is_ok(),
+            None => false,
+        };
+        let answer = if sent {
+            rx.recv()
+                .unwrap_or_else(|_| Err("the audit writer thread has stopped".into()))
+        } else {
+            Err("the audit writer thread has stopped".into())
+        };
+        answer.map_err(|why| {
+            self.shared.fail(why.clone());
+            AuditError::WriterFailed(why)
+        })
+    }
+
+    /// Ok while the writer works; the failure otherwise (for health checks).
+    pub fn health(&self) -> Result<(), AuditError> {
+        self.shared.check().map_err(AuditError::WriterFailed)?;
+        if self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+            return Err(AuditError::WriterFailed(
+                "the audit writer thread has stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write what is queued, stop the writer and report whether everything was stored.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        self.stop();
+        self.shared.check().map_err(AuditError::WriterFailed)
+    }
+
+    fn stop(&mut self) {
+        self.sender.take();
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            self.shared.fail("the audit writer thread panicked".into());
+        }
+    }
+
+    /// A person's own access log: the events concerning `patient` (`Patient/id`), newest
+    /// first, recorded at or after `since` (microseconds since the epoch), at most `limit`.
+    pub fn for_patient(
+        &self,
+        patient: &str,
+        since: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Value>, AuditError> {
+        self.search(None, Some(patient), since, None, limit)
+    }
+
+    /// Events by `agent` (the [`crate::Agent::id`]) and/or concerning `patient`, recorded in
+    /// `[since, until)` (microseconds since the epoch), newest first, at most `limit`.
+    pub fn search(
+        &self,
+        agent: Option<&str>,
+        patient: Option<&str>,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Value>, AuditError> {
+        let mut sql = String::from("SELECT a.body FROM ");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let order;
+        if let Some(p) = patient {
+            sql.push_str("audit_patient p JOIN audit a ON a.seq = p.seq WHERE p.patient = ?");
+            args.push(p.trim().to_string().into());
+            order = "p.seq";
+        } else {
+            sql.push_str("audit a WHERE 1");
+            order = "a.seq";
+        }
+        if let Some(a) = agent {
+            sql.push_str(" AND a.agent = ?");
+            args.push(a.trim().to_string().into());
+        }
+        if let Some(t) = since {
+            sql.push_str(" AND a.time >= ?");
+            args.push(t.into());
+        }
+        if let Some(t) = until {
+            sql.push_str(" AND a.time < ?");
+            args.push(t.into());
+        }
+        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ?"));
+        args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for body in rows {
+            let body = body?;
+            out.push(
+                serde_json::from_slice(&body)
+                    .map_err(|e| AuditError::Io(format!("an entry is not JSON: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn writer_loop(mut conn: Connection, dir: PathBuf, rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut records = Vec::new();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(r) => records.push(*r),
+                Msg::Flush(w) => waiters.push(w),
+            }
+            if records.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !records.is_empty() {
+            if shared.check().is_err() {
+                tracing::error!(
+                    "{} audit records lost: the writer had failed before",
+                    records.len()
+                );
+            } else {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    append(&mut conn, &dir, &records)
+                }));
+                let failure = match run {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some("the writer panicked".to_string()),
+                };
+                if let Some(e) = failure {
+                    shared.fail(format!("{} records were not stored: {e}", records.len()));
+                }
+            }
+        }
+        let answer = shared.check();
+        for w in waiters {
+            let _ = w.send(answer.clone());
+        }
+    }
+}
+
+/// Append `records` in one transaction, continuing the chain from the last stored entry
+/// (read inside the transaction, so a second writer on the same file cannot fork it), then
+/// move the anchor.
+fn append(conn: &mut Connection, dir: &Path, records: &[AuditRecord]) -> Result<(), String> {
+    let db = |e: rusqlite::Error| e.to_string();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let (mut seq, mut prev) = last_entry(&tx)?;
+    {
+        let mut entry = tx
+            .prepare_cached(
+                "INSERT INTO audit (seq, time, agent, patients, body, prev, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(db)?;
+        let mut by_patient = tx
+            .prepare_cached("INSERT INTO audit_patient (patient, seq) VALUES (?1, ?2)")
+            .map_err(db)?;
+        for rec in records {
+            seq += 1;
+            let body = serde_json::to_vec(&to_audit_event(rec, &seq.to_string()))
+                .map_err(|e| e.to_string())?;
+            let agent = agent_key(rec);
+            let patients = patient_keys(rec);
+            let joined = patients.join("\n");
+            let hash = chain::entry_hash(
+                seq,
+                rec.time,
+                &prev,
+                agent.as_bytes(),
+                joined.as_bytes(),
+                &body,
+            );
+            entry
+                .execute(params![
+                    seq,
+                    rec.time,
+                    agent,
+                    joined,
+                    body,
+                    &prev[..],
+                    &hash[..]
+                ])
+                .map_err(db)?;
+            for p in &patients {
+                by_patient.execute(params![p, seq]).map_err(db)?;
+            }
+            prev = hash;
+        }
+    }
+    tx.commit().map_err(db)?;
+    chain::write_head(dir, Head { seq, hash: prev })
+}
