@@ -246,7 +246,7 @@ fn can_drive(test: &Test) -> bool {
     match test {
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
-        Test::Chain { .. } | Test::Has { .. } => true,
+        Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
 }
@@ -351,7 +351,7 @@ fn selectivity_rank(t: &Test) -> u8 {
             kind: ParamKind::Reference,
             ..
         } => 2,
-        Test::Chain { .. } | Test::Has { .. } => 3,
+        Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => 3,
         Test::Values {
             kind: ParamKind::String,
             ..
@@ -364,6 +364,10 @@ fn selectivity_rank(t: &Test) -> u8 {
 /// Conditions that can be checked for one candidate rid through an index that starts with
 /// (param, value…, rid) or (rid, param).
 fn probe_ok(t: &Test) -> bool {
+    if let Test::FullText { .. } = t {
+        // FTS5 evaluates the query for the one rowid.
+        return true;
+    }
     let Test::Values {
         kind,
         matches,
@@ -392,6 +396,16 @@ fn probe_ok(t: &Test) -> bool {
 
 /// `EXISTS (a row of this resource that matches)`, ORed over the matches.
 fn exists_values(s: &mut Sql, t: &Test, r: &str) {
+    if let Test::FullText { field, query } = t {
+        let x = s.alias("f");
+        s.push(&format!(
+            "EXISTS (SELECT 1 FROM sp_text {x} WHERE {x}.{} MATCH ",
+            field.column()
+        ));
+        s.bind(query.clone());
+        s.push(&format!(" AND {x}.rowid = {r}.rid)"));
+        return;
+    }
     let Test::Values {
         keys,
         kind,
@@ -564,6 +578,15 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             s.bind(source_type.clone());
             s.push(" AND ");
             test_sql(s, inner, &o);
+            s.push(")");
+        }
+        Test::FullText { field, query } => {
+            let x = s.alias("f");
+            s.push(&format!(
+                "{r}.rid IN (SELECT {x}.rowid FROM sp_text {x} WHERE {x}.{} MATCH ",
+                field.column()
+            ));
+            s.bind(query.clone());
             s.push(")");
         }
     }
