@@ -49,6 +49,8 @@ pub enum Row {
     },
     /// `sp_uri`.
     Uri(String),
+    /// `sp_geo`: a position in degrees (its point on the unit sphere is stored with it).
+    Geo { lat: f64, lon: f64 },
     /// `sp_text`: the full-text tokens of the narrative and of the content (one row per
     /// resource, under the key of `_content`; see `fulltext`).
     Text { narrative: String, content: String },
@@ -215,6 +217,22 @@ pub(crate) fn extract_param(
                             _ => continue,
                         };
                         e.typed_value(p.kind, t, None, &[], &json);
+                    }
+                }
+            }
+        }
+        Source::Position(paths) => {
+            for path in paths {
+                for node in path.eval(resource, resource) {
+                    let coord = |k: &str| node.get(k).and_then(Value::as_f64);
+                    if let (Some(lat), Some(lon)) = (coord("latitude"), coord("longitude"))
+                        && crate::geo::valid_position(lat, lon)
+                    {
+                        out.push(IndexRow {
+                            key: p.kid.base,
+                            grp: 0,
+                            row: Row::Geo { lat, lon },
+                        });
                     }
                 }
             }

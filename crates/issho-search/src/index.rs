@@ -2,6 +2,7 @@
 
 use crate::extract::{IndexRow, Row, extract_in};
 use crate::fulltext::FTS_DDL;
+use crate::geo::unit_vector;
 use crate::registry::Registry;
 use crate::values::system_id;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
@@ -30,6 +31,8 @@ pub const INDEX_FORMAT: i64 = 3;
 ///   from the superseded version's JSON and deleting them by primary key. Only `sp_ref`
 ///   (`_include`, `_has`) and `sp_date` (sorting by date) have a `(rid, param)` index.
 /// - Code systems are stored as [`system_id`]s (a 6-byte hash instead of the URI).
+/// - `sp_geo` holds positions (`near`) with their points on the unit sphere (`x`, `y`, `z`), so
+///   that the exact great-circle test needs no trigonometry in SQL (see `geo`).
 /// - `sp_text` is an FTS5 table of the full-text tokens (`_text`, `_content`), one row per
 ///   resource with `rowid` = `rid`. It is contentless (the tokens are not stored again, only
 ///   the inverted index) with `contentless_delete=1`, so a row is deleted by its rowid.
@@ -76,10 +79,16 @@ CREATE TABLE IF NOT EXISTS sp_uri (
   param INTEGER NOT NULL, value TEXT NOT NULL,
   rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, value, rid, grp)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sp_geo (
+  param INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+  x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+  PRIMARY KEY (param, lat, lon, rid, grp)) WITHOUT ROWID;
 ";
 
 /// The columns of each value table (in the order of [`TABLES`]), as inserted.
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "param, code, system, rid, grp",
     "param, norm, exact, rid, grp",
     "param, ref_id, ref_type, url, version, rid, grp",
@@ -87,6 +96,7 @@ const COLUMNS: [&str; 7] = [
     "param, lo, hi, rid, grp",
     "param, canon, code, lo, hi, system, unit, rid, grp",
     "param, value, rid, grp",
+    "param, lat, lon, x, y, z, rid, grp",
 ];
 
 /// Rows per insert statement: a table's rows go in chunks of these sizes (largest first).
@@ -102,6 +112,7 @@ fn table_of(row: &Row) -> usize {
         Row::Number { .. } => 4,
         Row::Quantity { .. } => 5,
         Row::Uri(_) => 6,
+        Row::Geo { .. } => 7,
         Row::Text { .. } => TEXT,
     }
 }
@@ -139,7 +150,7 @@ fn insert_sql(table: usize, n: usize) -> &'static str {
 const TEXT: usize = usize::MAX;
 
 /// The value tables.
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 8] = [
     "sp_token",
     "sp_string",
     "sp_ref",
@@ -147,6 +158,7 @@ pub(crate) const TABLES: [&str; 7] = [
     "sp_number",
     "sp_quantity",
     "sp_uri",
+    "sp_geo",
 ];
 
 /// The search index of one SQLite database: the tables, and the database ids of the
@@ -397,7 +409,7 @@ impl SqliteIndex {
         rid: i64,
         rows: impl Iterator<Item = &'r IndexRow>,
     ) -> rusqlite::Result<()> {
-        let mut by_table: [Vec<&IndexRow>; 7] = Default::default();
+        let mut by_table: [Vec<&IndexRow>; 8] = Default::default();
         for r in rows {
             match table_of(&r.row) {
                 TEXT => self.write(conn, rid, r, true)?,
@@ -461,6 +473,10 @@ impl SqliteIndex {
                 text(unit),
             ]),
             Row::Uri(v) => out.push(text(v)),
+            Row::Geo { lat, lon } => {
+                let [x, y, z] = unit_vector(*lat, *lon);
+                out.extend([real(*lat), real(*lon), real(x), real(y), real(z)]);
+            }
             // Written by `write` (see `insert_rows`).
             Row::Text { .. } => {}
         }
@@ -607,6 +623,20 @@ impl SqliteIndex {
                     "DELETE FROM sp_uri WHERE param = ?1 AND value = ?2 AND rid = ?3 AND grp = ?4",
                 ))?
                 .execute(params![k, v, rid, g])?;
+            }
+            Row::Geo { lat, lon } => {
+                if insert {
+                    let [x, y, z] = unit_vector(*lat, *lon);
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO sp_geo (param, lat, lon, x, y, z, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![k, lat, lon, x, y, z, rid, g])?;
+                } else {
+                    conn.prepare_cached(
+                        "DELETE FROM sp_geo WHERE param = ?1 AND lat = ?2 AND lon = ?3 AND rid = ?4 AND grp = ?5",
+                    )?
+                    .execute(params![k, lat, lon, rid, g])?;
+                }
             }
             Row::Text { narrative, content } => {
                 // One row per resource: its rowid is the rid.

@@ -14,6 +14,7 @@
 mod expr;
 mod extract;
 mod fulltext;
+mod geo;
 mod index;
 mod registry;
 pub mod values;

@@ -133,6 +133,12 @@ pub enum Match {
     },
     /// One match per component, all to be met by the same composite value.
     Composite(Vec<Match>),
+    /// `near`: a position within `distance_m` metres (great circle) of (`lat`, `lon`).
+    Near {
+        lat: f64,
+        lon: f64,
+        distance_m: f64,
+    },
 }
 
 /// What a filter tests. All filters of a query are ANDed.
@@ -1309,20 +1315,22 @@ fn parse_value(
 #[derive(Clone, Copy)]
 enum Special {
     FullText(TextField),
+    Near,
 }
 
 fn special_values(p: &SearchParam) -> Option<Special> {
     match p.source {
         Source::Narrative => Some(Special::FullText(TextField::Narrative)),
         Source::Content => Some(Special::FullText(TextField::Content)),
+        Source::Position(_) => Some(Special::Near),
         _ => None,
     }
 }
 
-/// `_text`, `_content` (full text): values ORed by commas, no modifiers.
+/// `_text`, `_content` (full text) and `near`: values ORed by commas, no modifiers.
 fn parse_special(
     special: Special,
-    _keys: &[String],
+    keys: &[String],
     name: &str,
     code: &str,
     modifier: Option<&str>,
@@ -1340,6 +1348,25 @@ fn parse_special(
             let values: Vec<String> = values.iter().map(|v| unescape(v)).collect();
             let query = fts_query(&values).map_err(|e| invalid(name, e))?;
             Ok(Test::FullText { field, query })
+        }
+        Special::Near => {
+            let mut matches = Vec::new();
+            for v in &values {
+                let (lat, lon, distance_m) =
+                    crate::geo::parse_near(v).map_err(|e| invalid(name, e))?;
+                matches.push(Match::Near {
+                    lat,
+                    lon,
+                    distance_m,
+                });
+            }
+            Ok(Test::Values {
+                keys: keys.to_vec(),
+                kind: ParamKind::Special,
+                components: Vec::new(),
+                matches,
+                negate: false,
+            })
         }
     }
 }

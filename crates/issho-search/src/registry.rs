@@ -70,7 +70,9 @@ pub(crate) enum Source {
     Narrative,
     /// `_content`: full-text search of all the text of the resource.
     Content,
-    /// Not searchable here (`_query`, `near`, or a compile failure).
+    /// `near`: positions (`latitude`, `longitude`) at these paths (`sp_geo`, see `geo`).
+    Position(Vec<Path>),
+    /// Not searchable here (`_query`, or a compile failure).
     Unsupported(String),
 }
 
@@ -637,6 +639,9 @@ fn source_for(
         return Ok(Source::Deceased);
     }
     if kind == ParamKind::Special {
+        if base == "Location" && def.code == "near" {
+            return Ok(Source::Position(expr::compile(expression, base)?));
+        }
         return Err(format!("special parameter {} is not implemented", def.code));
     }
     if kind != ParamKind::Composite {

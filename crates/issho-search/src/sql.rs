@@ -2,6 +2,7 @@
 //! fragments, table and column names and generated aliases are written into the text.
 
 use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
+use crate::geo;
 use crate::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, Test, UriMode};
 use crate::registry::ParamKind;
 use crate::values::{normalize, prefix_upper_bound, system_id};
@@ -598,6 +599,7 @@ fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
         Match::TokenText(_) => ("sp_string", TEXT_SUFFIX),
         Match::OfType { .. } => ("sp_token", OF_TYPE_SUFFIX),
         Match::ReferenceIdentifier { .. } => ("sp_token", IDENTIFIER_SUFFIX),
+        Match::Near { .. } => ("sp_geo", ""),
         _ => (table(kind), ""),
     }
 }
@@ -891,7 +893,42 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
         Match::Composite(_) => {
             s.push("0");
         }
+        Match::Near {
+            lat,
+            lon,
+            distance_m,
+        } => near_cond(s, x, *lat, *lon, *distance_m),
     }
+}
+
+/// Positions within `distance_m` of (`lat`, `lon`): the latitude band (a key range), the
+/// longitude range(s), then the exact test on the squared chord (see `geo`).
+fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f64) {
+    let c = geo::cap(lat, lon, distance_m);
+    s.push(&format!("{x}.lat >= ")).bind(c.lat_lo);
+    s.push(&format!(" AND {x}.lat <= ")).bind(c.lat_hi);
+    if !c.lon.is_empty() {
+        s.push(" AND (");
+        for (i, (lo, hi)) in c.lon.iter().enumerate() {
+            if i > 0 {
+                s.push(" OR ");
+            }
+            s.push(&format!("({x}.lon >= ")).bind(*lo);
+            s.push(&format!(" AND {x}.lon <= ")).bind(*hi).push(")");
+        }
+        s.push(")");
+    }
+    s.push(" AND ");
+    for (i, col) in ["x", "y", "z"].iter().enumerate() {
+        if i > 0 {
+            s.push(" + ");
+        }
+        s.push(&format!("({x}.{col} - ")).bind(c.centre[i]);
+        s.push(&format!(") * ({x}.{col} - "))
+            .bind(c.centre[i])
+            .push(")");
+    }
+    s.push(" <= ").bind(c.chord2);
 }
 
 fn starts_with(s: &mut Sql, x: &str, prefix: &str) {
