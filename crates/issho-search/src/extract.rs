@@ -49,6 +49,11 @@ pub enum Row {
     },
     /// `sp_uri`.
     Uri(String),
+    /// `sp_geo`: a position in degrees (its point on the unit sphere is stored with it).
+    Geo { lat: f64, lon: f64 },
+    /// `sp_text`: the full-text tokens of the narrative and of the content (one row per
+    /// resource, under the key of `_content`; see `fulltext`).
+    Text { narrative: String, content: String },
 }
 
 /// A row with its parameter key and composite group (0 outside composites).
@@ -82,6 +87,17 @@ pub fn extract_in(reg: &Registry, resource: &Value) -> Vec<IndexRow> {
     let mut grp = 0;
     for p in reg.params_for(rt).filter(|p| p.is_indexed()) {
         extract_param(p, resource, &mut out, &mut grp);
+    }
+    if let Some(p) = reg
+        .param(rt, "_content")
+        .filter(|p| matches!(p.source, Source::Content))
+        && let Some(row) = crate::fulltext::text_row(resource)
+    {
+        out.push(IndexRow {
+            key: p.kid.base,
+            grp: 0,
+            row,
+        });
     }
     // Values found by several paths, and texts repeated in codings, are written once.
     out.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
@@ -205,6 +221,24 @@ pub(crate) fn extract_param(
                 }
             }
         }
+        Source::Position(paths) => {
+            for path in paths {
+                for node in path.eval(resource, resource) {
+                    let coord = |k: &str| node.get(k).and_then(Value::as_f64);
+                    if let (Some(lat), Some(lon)) = (coord("latitude"), coord("longitude"))
+                        && crate::geo::valid_position(lat, lon)
+                    {
+                        out.push(IndexRow {
+                            key: p.kid.base,
+                            grp: 0,
+                            row: Row::Geo { lat, lon },
+                        });
+                    }
+                }
+            }
+        }
+        // The full-text row is one per resource, written by `extract_in`.
+        Source::Narrative | Source::Content => {}
         Source::Id | Source::LastUpdated | Source::Unsupported(_) => {}
     }
 }

@@ -1,6 +1,8 @@
 //! SQLite index tables: one table per value shape, keyed by parameter id, value and `rid`.
 
 use crate::extract::{IndexRow, Row, extract_in};
+use crate::fulltext::FTS_DDL;
+use crate::geo::unit_vector;
 use crate::registry::Registry;
 use crate::values::system_id;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
@@ -14,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 /// drops the index tables and rebuilds them from the current resources: an update removes the
 /// rows of the superseded version by extracting them again from its JSON, which is only exact
 /// when they were written by the same rules.
-pub const INDEX_FORMAT: i64 = 2;
+pub const INDEX_FORMAT: i64 = 3;
 
 /// DDL of the index tables.
 ///
@@ -29,6 +31,11 @@ pub const INDEX_FORMAT: i64 = 2;
 ///   from the superseded version's JSON and deleting them by primary key. Only `sp_ref`
 ///   (`_include`, `_has`) and `sp_date` (sorting by date) have a `(rid, param)` index.
 /// - Code systems are stored as [`system_id`]s (a 6-byte hash instead of the URI).
+/// - `sp_geo` holds positions (`near`) with their points on the unit sphere (`x`, `y`, `z`), so
+///   that the exact great-circle test needs no trigonometry in SQL (see `geo`).
+/// - `sp_text` is an FTS5 table of the full-text tokens (`_text`, `_content`), one row per
+///   resource with `rowid` = `rid`. It is contentless (the tokens are not stored again, only
+///   the inverted index) with `contentless_delete=1`, so a row is deleted by its rowid.
 /// - Only current, non-deleted versions have rows.
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS sp_param (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
@@ -72,10 +79,16 @@ CREATE TABLE IF NOT EXISTS sp_uri (
   param INTEGER NOT NULL, value TEXT NOT NULL,
   rid INTEGER NOT NULL, grp INTEGER NOT NULL,
   PRIMARY KEY (param, value, rid, grp)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sp_geo (
+  param INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+  x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
+  rid INTEGER NOT NULL, grp INTEGER NOT NULL,
+  PRIMARY KEY (param, lat, lon, rid, grp)) WITHOUT ROWID;
 ";
 
 /// The columns of each value table (in the order of [`TABLES`]), as inserted.
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "param, code, system, rid, grp",
     "param, norm, exact, rid, grp",
     "param, ref_id, ref_type, url, version, rid, grp",
@@ -83,12 +96,13 @@ const COLUMNS: [&str; 7] = [
     "param, lo, hi, rid, grp",
     "param, canon, code, lo, hi, system, unit, rid, grp",
     "param, value, rid, grp",
+    "param, lat, lon, x, y, z, rid, grp",
 ];
 
 /// Rows per insert statement: a table's rows go in chunks of these sizes (largest first).
 const CHUNKS: [usize; 3] = [16, 4, 1];
 
-/// The table (index into [`TABLES`]) of a row.
+/// The table (index into [`TABLES`]) of a row; `sp_text` rows are written one by one.
 fn table_of(row: &Row) -> usize {
     match row {
         Row::Token { .. } => 0,
@@ -98,6 +112,8 @@ fn table_of(row: &Row) -> usize {
         Row::Number { .. } => 4,
         Row::Quantity { .. } => 5,
         Row::Uri(_) => 6,
+        Row::Geo { .. } => 7,
+        Row::Text { .. } => TEXT,
     }
 }
 
@@ -130,8 +146,11 @@ fn insert_sql(table: usize, n: usize) -> &'static str {
     &all[table][i]
 }
 
+/// [`table_of`] for `sp_text`, which is not one of [`TABLES`] (it has no `param`).
+const TEXT: usize = usize::MAX;
+
 /// The value tables.
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 8] = [
     "sp_token",
     "sp_string",
     "sp_ref",
@@ -139,6 +158,7 @@ pub(crate) const TABLES: [&str; 7] = [
     "sp_number",
     "sp_quantity",
     "sp_uri",
+    "sp_geo",
 ];
 
 /// The search index of one SQLite database: the tables, and the database ids of the
@@ -193,11 +213,12 @@ impl SqliteIndex {
             format != Some(INDEX_FORMAT) && (format.is_some() || table_exists(conn, "sp_token")?);
         if rebuild {
             // Older tables (also the first format, which had no `sp_meta`).
-            for t in TABLES.iter().chain(&["sp_param"]) {
+            for t in TABLES.iter().chain(&["sp_text", "sp_param"]) {
                 conn.execute_batch(&format!("DROP TABLE IF EXISTS {t}"))?;
             }
         }
         conn.execute_batch(DDL)?;
+        conn.execute_batch(FTS_DDL)?;
         conn.execute(
             "INSERT OR REPLACE INTO sp_meta (name, value) VALUES ('format', ?1)",
             [INDEX_FORMAT],
@@ -388,9 +409,12 @@ impl SqliteIndex {
         rid: i64,
         rows: impl Iterator<Item = &'r IndexRow>,
     ) -> rusqlite::Result<()> {
-        let mut by_table: [Vec<&IndexRow>; 7] = Default::default();
+        let mut by_table: [Vec<&IndexRow>; 8] = Default::default();
         for r in rows {
-            by_table[table_of(&r.row)].push(r);
+            match table_of(&r.row) {
+                TEXT => self.write(conn, rid, r, true)?,
+                t => by_table[t].push(r),
+            }
         }
         let mut args: Vec<ToSqlOutput<'_>> = Vec::new();
         for (t, rows) in by_table.iter().enumerate() {
@@ -449,6 +473,12 @@ impl SqliteIndex {
                 text(unit),
             ]),
             Row::Uri(v) => out.push(text(v)),
+            Row::Geo { lat, lon } => {
+                let [x, y, z] = unit_vector(*lat, *lon);
+                out.extend([real(*lat), real(*lon), real(x), real(y), real(z)]);
+            }
+            // Written by `write` (see `insert_rows`).
+            Row::Text { .. } => {}
         }
         out.extend([int(rid), int(i64::from(r.grp))]);
     }
@@ -506,6 +536,8 @@ impl SqliteIndex {
             conn.prepare_cached(&format!("DELETE FROM {t} WHERE rid = ?1"))?
                 .execute([rid])?;
         }
+        conn.prepare_cached("DELETE FROM sp_text WHERE rowid = ?1")?
+            .execute([rid])?;
         Ok(())
     }
 
@@ -591,6 +623,32 @@ impl SqliteIndex {
                     "DELETE FROM sp_uri WHERE param = ?1 AND value = ?2 AND rid = ?3 AND grp = ?4",
                 ))?
                 .execute(params![k, v, rid, g])?;
+            }
+            Row::Geo { lat, lon } => {
+                if insert {
+                    let [x, y, z] = unit_vector(*lat, *lon);
+                    conn.prepare_cached(
+                        "INSERT OR IGNORE INTO sp_geo (param, lat, lon, x, y, z, rid, grp) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![k, lat, lon, x, y, z, rid, g])?;
+                } else {
+                    conn.prepare_cached(
+                        "DELETE FROM sp_geo WHERE param = ?1 AND lat = ?2 AND lon = ?3 AND rid = ?4 AND grp = ?5",
+                    )?
+                    .execute(params![k, lat, lon, rid, g])?;
+                }
+            }
+            Row::Text { narrative, content } => {
+                // One row per resource: its rowid is the rid.
+                if insert {
+                    conn.prepare_cached(
+                        "INSERT INTO sp_text (rowid, narrative, content) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![rid, narrative, content])?;
+                } else {
+                    conn.prepare_cached("DELETE FROM sp_text WHERE rowid = ?1")?
+                        .execute([rid])?;
+                }
             }
         }
         Ok(())

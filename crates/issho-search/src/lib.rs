@@ -13,11 +13,14 @@
 
 mod expr;
 mod extract;
+mod fulltext;
+mod geo;
 mod index;
 mod registry;
 pub mod values;
 
 pub use extract::{IndexRow, Row, extract, extract_in};
+pub use fulltext::TextField;
 pub use index::{INDEX_FORMAT, SqliteIndex};
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;

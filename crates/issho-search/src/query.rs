@@ -2,7 +2,8 @@
 
 use crate::expr::parse_literal_reference;
 use crate::extract::UCUM;
-use crate::registry::{ParamKind, Registry, SearchParam};
+use crate::fulltext::{TextField, fts_query};
+use crate::registry::{ParamKind, Registry, SearchParam, Source};
 use crate::values::{
     Decimal, Micros, normalize, parse_date_range, parse_decimal, split_escaped, ucum_canonical,
     unescape,
@@ -138,6 +139,12 @@ pub enum Match {
     },
     /// One match per component, all to be met by the same composite value.
     Composite(Vec<Match>),
+    /// `near`: a position within `distance_m` metres (great circle) of (`lat`, `lon`).
+    Near {
+        lat: f64,
+        lon: f64,
+        distance_m: f64,
+    },
 }
 
 /// What a filter tests. All filters of a query are ANDed.
@@ -175,6 +182,9 @@ pub enum Test {
         keys: Vec<String>,
         inner: Box<Test>,
     },
+    /// `_text` / `_content`: the FTS5 query (built from issho's own tokens, see `fulltext`)
+    /// matches the narrative or the content.
+    FullText { field: TextField, query: String },
 }
 
 /// Finds the (system, code) pairs of a value-set or hierarchy match (see
@@ -526,7 +536,9 @@ fn parse_one(
                     _ => {
                         let params = resolve(reg, context, code).map_err(|m| unknown(name, m))?;
                         let kind = params[0].kind;
-                        if matches!(kind, ParamKind::Composite | ParamKind::Special) {
+                        if matches!(kind, ParamKind::Composite | ParamKind::Special)
+                            || special_values(params[0]).is_some()
+                        {
                             return Err(not_supported(
                                 name,
                                 format!("cannot sort by {} parameter '{code}'", kind.code()),
@@ -901,6 +913,9 @@ fn parse_filter(
             target_types: defining,
             inner: Box::new(inner),
         });
+    }
+    if let Some(special) = special_values(params[0]) {
+        return parse_special(special, &keys, name, code, modifier, value);
     }
     let mut type_modifier = None;
     if let Some(m) = modifier {
@@ -1303,5 +1318,65 @@ fn parse_value(
             name,
             format!("nested {} parameter", kind.code()),
         )),
+    }
+}
+
+/// Parameters whose values have a syntax of their own.
+#[derive(Clone, Copy)]
+enum Special {
+    FullText(TextField),
+    Near,
+}
+
+fn special_values(p: &SearchParam) -> Option<Special> {
+    match p.source {
+        Source::Narrative => Some(Special::FullText(TextField::Narrative)),
+        Source::Content => Some(Special::FullText(TextField::Content)),
+        Source::Position(_) => Some(Special::Near),
+        _ => None,
+    }
+}
+
+/// `_text`, `_content` (full text) and `near`: values ORed by commas, no modifiers.
+fn parse_special(
+    special: Special,
+    keys: &[String],
+    name: &str,
+    code: &str,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Test, Fail> {
+    if let Some(m) = modifier {
+        return Err(not_supported(
+            name,
+            format!("modifier ':{m}' is not supported on '{code}'"),
+        ));
+    }
+    let values = split_escaped(value, ',');
+    match special {
+        Special::FullText(field) => {
+            let values: Vec<String> = values.iter().map(|v| unescape(v)).collect();
+            let query = fts_query(&values).map_err(|e| invalid(name, e))?;
+            Ok(Test::FullText { field, query })
+        }
+        Special::Near => {
+            let mut matches = Vec::new();
+            for v in &values {
+                let (lat, lon, distance_m) =
+                    crate::geo::parse_near(v).map_err(|e| invalid(name, e))?;
+                matches.push(Match::Near {
+                    lat,
+                    lon,
+                    distance_m,
+                });
+            }
+            Ok(Test::Values {
+                keys: keys.to_vec(),
+                kind: ParamKind::Special,
+                components: Vec::new(),
+                matches,
+                negate: false,
+            })
+        }
     }
 }

@@ -66,7 +66,13 @@ pub(crate) enum Source {
     LastUpdated,
     /// `Patient.deceased.exists() and Patient.deceased != false`: a computed boolean token.
     Deceased,
-    /// Not searchable here (`_text`, `_content`, `_query`, `near`, or a compile failure).
+    /// `_text`: full-text search of the narrative (`sp_text`, see `fulltext`).
+    Narrative,
+    /// `_content`: full-text search of all the text of the resource.
+    Content,
+    /// `near`: positions (`latitude`, `longitude`) at these paths (`sp_geo`, see `geo`).
+    Position(Vec<Path>),
+    /// Not searchable here (`_query`, or a compile failure).
     Unsupported(String),
 }
 
@@ -622,6 +628,8 @@ fn source_for(
     match def.code.as_str() {
         "_id" => return Ok(Source::Id),
         "_lastUpdated" => return Ok(Source::LastUpdated),
+        "_text" => return Ok(Source::Narrative),
+        "_content" => return Ok(Source::Content),
         _ => {}
     }
     let Some(expression) = &def.expression else {
@@ -631,6 +639,9 @@ fn source_for(
         return Ok(Source::Deceased);
     }
     if kind == ParamKind::Special {
+        if base == "Location" && def.code == "near" {
+            return Ok(Source::Position(expr::compile(expression, base)?));
+        }
         return Err(format!("special parameter {} is not implemented", def.code));
     }
     if kind != ParamKind::Composite {

@@ -2,6 +2,7 @@
 //! fragments, table and column names and generated aliases are written into the text.
 
 use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
+use crate::geo;
 use crate::query::{Include, Match, Prefix, SearchQuery, SortBy, StringMode, Test, UriMode};
 use crate::registry::ParamKind;
 use crate::values::{normalize, prefix_upper_bound, system_id};
@@ -265,7 +266,7 @@ fn can_drive(test: &Test) -> bool {
     match test {
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
-        Test::Chain { .. } | Test::Has { .. } => true,
+        Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
 }
@@ -495,7 +496,7 @@ fn selectivity_rank(t: &Test) -> u8 {
             kind: ParamKind::Reference,
             ..
         } => 2,
-        Test::Chain { .. } | Test::Has { .. } => 3,
+        Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => 3,
         Test::Values {
             kind: ParamKind::String,
             ..
@@ -508,6 +509,10 @@ fn selectivity_rank(t: &Test) -> u8 {
 /// Conditions that can be checked for one candidate rid through an index that starts with
 /// (param, value…, rid) or (rid, param).
 fn probe_ok(t: &Test) -> bool {
+    if let Test::FullText { .. } = t {
+        // FTS5 evaluates the query for the one rowid.
+        return true;
+    }
     let Test::Values {
         kind,
         matches,
@@ -537,6 +542,16 @@ fn probe_ok(t: &Test) -> bool {
 
 /// `EXISTS (a row of this resource that matches)`, ORed over the matches.
 fn exists_values(s: &mut Sql, t: &Test, r: &str) {
+    if let Test::FullText { field, query } = t {
+        let x = s.alias("f");
+        s.push(&format!(
+            "EXISTS (SELECT 1 FROM sp_text {x} WHERE {x}.{} MATCH ",
+            field.column()
+        ));
+        s.bind(query.clone());
+        s.push(&format!(" AND {x}.rowid = {r}.rid)"));
+        return;
+    }
     let Test::Values {
         keys,
         kind,
@@ -711,6 +726,15 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             test_sql(s, inner, &o);
             s.push(")");
         }
+        Test::FullText { field, query } => {
+            let x = s.alias("f");
+            s.push(&format!(
+                "{r}.rid IN (SELECT {x}.rowid FROM sp_text {x} WHERE {x}.{} MATCH ",
+                field.column()
+            ));
+            s.bind(query.clone());
+            s.push(")");
+        }
     }
 }
 
@@ -720,6 +744,7 @@ fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
         Match::TokenText(_) => ("sp_string", TEXT_SUFFIX),
         Match::OfType { .. } => ("sp_token", OF_TYPE_SUFFIX),
         Match::ReferenceIdentifier { .. } => ("sp_token", IDENTIFIER_SUFFIX),
+        Match::Near { .. } => ("sp_geo", ""),
         _ => (table(kind), ""),
     }
 }
@@ -1027,7 +1052,42 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
         Match::Composite(_) => {
             s.push("0");
         }
+        Match::Near {
+            lat,
+            lon,
+            distance_m,
+        } => near_cond(s, x, *lat, *lon, *distance_m),
     }
+}
+
+/// Positions within `distance_m` of (`lat`, `lon`): the latitude band (a key range), the
+/// longitude range(s), then the exact test on the squared chord (see `geo`).
+fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f64) {
+    let c = geo::cap(lat, lon, distance_m);
+    s.push(&format!("{x}.lat >= ")).bind(c.lat_lo);
+    s.push(&format!(" AND {x}.lat <= ")).bind(c.lat_hi);
+    if !c.lon.is_empty() {
+        s.push(" AND (");
+        for (i, (lo, hi)) in c.lon.iter().enumerate() {
+            if i > 0 {
+                s.push(" OR ");
+            }
+            s.push(&format!("({x}.lon >= ")).bind(*lo);
+            s.push(&format!(" AND {x}.lon <= ")).bind(*hi).push(")");
+        }
+        s.push(")");
+    }
+    s.push(" AND ");
+    for (i, col) in ["x", "y", "z"].iter().enumerate() {
+        if i > 0 {
+            s.push(" + ");
+        }
+        s.push(&format!("({x}.{col} - ")).bind(c.centre[i]);
+        s.push(&format!(") * ({x}.{col} - "))
+            .bind(c.centre[i])
+            .push(")");
+    }
+    s.push(" <= ").bind(c.chord2);
 }
 
 fn starts_with(s: &mut Sql, x: &str, prefix: &str) {

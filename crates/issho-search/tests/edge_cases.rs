@@ -666,7 +666,14 @@ fn negative_cases() {
             IssueType::NotSupported,
             "hierarchy",
         ),
-        ("_content=x", IssueType::NotSupported, "not supported"),
+        ("_query=x", IssueType::NotSupported, "not supported"),
+        (
+            "_content:exact=x",
+            IssueType::NotSupported,
+            "modifier ':exact' is not supported on '_content'",
+        ),
+        ("_text=*", IssueType::Invalid, "has no searchable text"),
+        ("_sort=_content", IssueType::NotSupported, "cannot sort"),
     ];
     for (q, code, text) in cases {
         let e = err(Some("Patient"), q);
@@ -691,7 +698,7 @@ fn negative_cases() {
 fn lenient_mode_ignores_unknown_parameters() {
     let q = issho_search::parse(
         Some("Patient"),
-        &pairs("nosuch=1&gender=male&_content=x"),
+        &pairs("nosuch=1&gender=male&_query=x"),
         false,
     )
     .unwrap();

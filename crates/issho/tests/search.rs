@@ -456,3 +456,401 @@ fn japanese_text_and_malformed_parameters() {
         "{plan}"
     );
 }
+
+/// The text of a narrative `div` as this test reads it: every tag removed.
+fn narrative_text(r: &Value) -> String {
+    let div = r["text"]["div"].as_str().unwrap_or("");
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in div.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every string of a resource that is its "content" for this test: not the narrative, ids,
+/// meta, references or code systems.
+fn content_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if !matches!(
+                    k.as_str(),
+                    "text" | "id" | "meta" | "resourceType" | "reference" | "system" | "url"
+                ) || (k == "text" && x.is_string())
+                {
+                    content_strings(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| content_strings(x, out)),
+        Value::String(s) => out.push(s.clone()),
+        _ => {}
+    }
+}
+
+/// Whether one search term occurs in `texts`: an ASCII term as a whole word (any case), a
+/// Japanese one as a substring.
+fn term_in(texts: &[String], term: &str) -> bool {
+    if term.is_ascii() {
+        let t = term.to_ascii_lowercase();
+        texts.iter().any(|s| {
+            s.to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == t)
+        })
+    } else {
+        texts.iter().any(|s| s.contains(term))
+    }
+}
+
+/// A `_text`/`_content` value: commas separate alternatives, spaces terms that must all occur.
+fn text_matches(texts: &[String], value: &str) -> bool {
+    value.split(',').any(|alt| {
+        alt.split(' ')
+            .filter(|t| !t.is_empty())
+            .all(|t| term_in(texts, t))
+    })
+}
+
+/// Great-circle distance in km on the mean Earth sphere (spherical law of cosines).
+fn km_between(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (p1, p2) = (a.0.to_radians(), b.0.to_radians());
+    let dl = (b.1 - a.1).to_radians();
+    let c = p1.sin() * p2.sin() + p1.cos() * p2.cos() * dl.cos();
+    6371.0088 * c.clamp(-1.0, 1.0).acos()
+}
+
+fn div(html: &str) -> Value {
+    json!({"status": "generated",
+        "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{html}</div>")})
+}
+
+#[test]
+fn full_text_and_near() {
+    let s = Server::start();
+    let create = |r: Value| -> Value {
+        let t = r["resourceType"].as_str().unwrap().to_string();
+        let resp = s.post(&t, &r);
+        assert_eq!(resp.status(), 201, "{r}");
+        json(resp)
+    };
+    let ids_of = |q: &str| -> BTreeSet<String> {
+        let r = s.get(q);
+        assert_eq!(r.status(), 200, "{q}");
+        json(r)["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["search"]["mode"] == "match")
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let patients: Vec<String> = [("山田", "太郎"), ("Smith", "John"), ("佐藤", "花子")]
+        .iter()
+        .map(|(f, g)| {
+            create(json!({"resourceType": "Patient", "name": [{"family": f, "given": [g]}]}))["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let icd = "http://hl7.org/fhir/sid/icd-10";
+    let conditions = [
+        (
+            Some("<p>本態性<b>高血圧</b>症と診断。減塩を指導。</p>"),
+            "I10",
+            "本態性高血圧症",
+            0,
+        ),
+        (
+            Some("<p>2型糖尿病。HbA1c 7.8%。</p>"),
+            "E11",
+            "2型糖尿病",
+            0,
+        ),
+        (
+            Some("<p>Type 2 diabetes mellitus, on metformin.</p>"),
+            "E11",
+            "Type 2 diabetes mellitus",
+            1,
+        ),
+        (
+            Some("<p>Essential hypertension.</p><p>Low-salt diet.</p>"),
+            "I10",
+            "Essential (primary) hypertension",
+            1,
+        ),
+        (Some("<p>高血圧の家族歴あり。</p>"), "Z82", "家族歴", 2),
+        (None, "E112", "糖尿病性腎症", 2),
+    ];
+    let mut conds: BTreeMap<String, Value> = BTreeMap::new();
+    for (narr, code, display, p) in conditions {
+        let mut r = json!({"resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": icd, "code": code, "display": display}]},
+            "subject": {"reference": format!("Patient/{}", patients[p])}});
+        if let Some(n) = narr {
+            r["text"] = div(n);
+        }
+        let stored = create(r);
+        conds.insert(stored["id"].as_str().unwrap().to_string(), stored);
+    }
+    let want = |field: &str, value: &str, subject: Option<&str>| -> BTreeSet<String> {
+        conds
+            .iter()
+            .filter(|(_, c)| subject.is_none_or(|p| c["subject"]["reference"] == p))
+            .filter(|(_, c)| {
+                let texts = if field == "_text" {
+                    vec![narrative_text(c)]
+                } else {
+                    let mut v = Vec::new();
+                    content_strings(c, &mut v);
+                    v
+                };
+                text_matches(&texts, value)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let mut checked = 0;
+    for field in ["_text", "_content"] {
+        for value in [
+            "高血圧",
+            "糖尿病",
+            "diabetes",
+            "HYPERTENSION",
+            "減塩",
+            "家族歴",
+            "腎症",
+            "metformin",
+            "血圧 診断",
+            "diabetes mellitus",
+            "高血圧,metformin",
+            "salt",
+            "active",
+            "7",
+        ] {
+            let got = ids_of(&format!("Condition?{field}={}", value.replace(' ', "%20")));
+            let expected = want(field, value, None);
+            assert_eq!(got, expected, "Condition?{field}={value}");
+            checked += usize::from(!expected.is_empty());
+            // Combined with a reference (another driver) for each patient.
+            for p in &patients {
+                let subject = format!("Patient/{p}");
+                let got = ids_of(&format!(
+                    "Condition?subject={subject}&{field}={}",
+                    value.replace(' ', "%20")
+                ));
+                assert_eq!(
+                    got,
+                    want(field, value, Some(&subject)),
+                    "{subject} {field}={value}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 15, "most searches find something ({checked})");
+    // Half-width kana and full-width Latin are the same text.
+    assert_eq!(
+        ids_of("Patient?_content=%EF%BE%94%EF%BE%8F%EF%BE%80%EF%BE%9E"),
+        BTreeSet::new()
+    ); // ﾔﾏﾀﾞ: not in the data
+    assert_eq!(
+        ids_of("Patient?_content=ＳＭＩＴＨ"),
+        BTreeSet::from([patients[1].clone()])
+    );
+    assert_eq!(
+        ids_of("Patient?_content=山田"),
+        BTreeSet::from([patients[0].clone()])
+    );
+    // The answer of a count agrees.
+    let n = want("_content", "高血圧", None).len() as u64;
+    assert_eq!(
+        json(s.get("Condition?_content=高血圧&_summary=count"))["total"],
+        n
+    );
+
+    // Update: the old narrative and display are no longer found, the new ones are.
+    let (cid, old) = conds
+        .iter()
+        .find(|(_, c)| c["code"]["coding"][0]["display"] == "2型糖尿病")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let mut new = old.clone();
+    new["text"] = div("<p>慢性腎臓病ステージ3。</p>");
+    new["code"]["coding"][0] = json!({"system": icd, "code": "N18", "display": "慢性腎臓病"});
+    assert_eq!(s.put(&format!("Condition/{cid}"), &new).status(), 200);
+    assert!(!ids_of("Condition?_text=HbA1c").contains(&cid));
+    assert!(!ids_of("Condition?_content=2型糖尿病").contains(&cid));
+    assert!(ids_of("Condition?_text=腎臓病").contains(&cid));
+    assert!(ids_of("Condition?_content=慢性腎臓病").contains(&cid));
+    // Delete: gone from both.
+    assert_eq!(
+        s.req("DELETE", &format!("Condition/{cid}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert!(!ids_of("Condition?_text=腎臓病").contains(&cid));
+    assert!(!ids_of("Condition?_content=慢性腎臓病").contains(&cid));
+
+    // near: Locations at Japanese cities.
+    let cities = [
+        ("東京駅前クリニック", 35.681236, 139.767125, "active"),
+        ("新宿クリニック", 35.690921, 139.700258, "active"),
+        ("横浜病院", 35.465798, 139.622314, "inactive"),
+        ("大宮病院", 35.906439, 139.623924, "active"),
+        ("名古屋病院", 35.170694, 136.881637, "active"),
+        ("大阪病院", 34.702485, 135.495951, "active"),
+        ("札幌病院", 43.068661, 141.350755, "active"),
+        ("那覇クリニック", 26.2125, 127.6811, "inactive"),
+    ];
+    let mut locs: BTreeMap<String, (f64, f64, &str, &str)> = BTreeMap::new();
+    for (name, lat, lon, status) in cities {
+        let r = create(
+            json!({"resourceType": "Location", "name": name, "status": status,
+            "position": {"latitude": lat, "longitude": lon}}),
+        );
+        locs.insert(
+            r["id"].as_str().unwrap().to_string(),
+            (lat, lon, status, name),
+        );
+    }
+    create(json!({"resourceType": "Location", "name": "位置不明の病院"}));
+    let tokyo = (35.681236, 139.767125);
+    let within = |centre: (f64, f64), km: f64| -> BTreeSet<String> {
+        locs.iter()
+            .filter(|(_, (lat, lon, _, _))| {
+                let d = km_between(centre, (*lat, *lon));
+                assert!(
+                    (d - km).abs() > km * 0.01,
+                    "{d} km is too close to the radius {km}"
+                );
+                d <= km
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    for (q, km) in [
+        ("1", 1.0),
+        ("10|km", 10.0),
+        ("30", 30.0),
+        ("20000|m", 20.0),
+        ("300|km", 300.0),
+        ("200|mi", 200.0 * 1.609344),
+        ("200|%5Bmi_i%5D", 200.0 * 1.609344),
+        ("1000|km", 1000.0),
+        ("2000|km", 2000.0),
+    ] {
+        let got = ids_of(&format!("Location?near={}|{}|{q}", tokyo.0, tokyo.1));
+        assert_eq!(got, within(tokyo, km), "near Tokyo {q}");
+    }
+    // No distance: the server's default (a few km) finds the place itself only.
+    assert_eq!(
+        ids_of(&format!("Location?near={}|{}", tokyo.0, tokyo.1)),
+        within(tokyo, 2.0)
+    );
+    // Two centres (OR), and combined with other parameters.
+    let osaka = (34.702485, 135.495951);
+    let sapporo = (43.068661, 141.350755);
+    let want_or: BTreeSet<String> = within(osaka, 50.0)
+        .union(&within(sapporo, 50.0))
+        .cloned()
+        .collect();
+    assert_eq!(
+        ids_of(&format!(
+            "Location?near={}|{}|50|km,{}|{}|50|km",
+            osaka.0, osaka.1, sapporo.0, sapporo.1
+        )),
+        want_or
+    );
+    let active_near: BTreeSet<String> = within(tokyo, 30.0)
+        .into_iter()
+        .filter(|k| locs[k].2 == "active")
+        .collect();
+    assert_eq!(
+        ids_of(&format!(
+            "Location?near={}|{}|30|km&status=active",
+            tokyo.0, tokyo.1
+        )),
+        active_near
+    );
+    let hospitals_near: BTreeSet<String> = within(tokyo, 500.0)
+        .into_iter()
+        .filter(|k| locs[k].3.contains("病院"))
+        .collect();
+    assert_eq!(
+        ids_of(&format!(
+            "Location?near={}|{}|500|km&_content=病院",
+            tokyo.0, tokyo.1
+        )),
+        hospitals_near
+    );
+    // Moving and deleting a location.
+    let (yid, _) = locs.iter().find(|(_, v)| v.3 == "横浜病院").unwrap();
+    let moved = json!({"resourceType": "Location", "id": yid, "name": "横浜病院", "status": "inactive",
+        "position": {"latitude": 35.6895, "longitude": 139.6917}});
+    assert_eq!(s.put(&format!("Location/{yid}"), &moved).status(), 200);
+    let near_tokyo = ids_of(&format!("Location?near={}|{}|10|km", tokyo.0, tokyo.1));
+    assert!(near_tokyo.contains(yid), "moved within 10 km");
+    assert!(!ids_of("Location?near=35.465798|139.622314|5|km").contains(yid));
+    assert_eq!(
+        s.req("DELETE", &format!("Location/{yid}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert!(!ids_of(&format!("Location?near={}|{}|10|km", tokyo.0, tokyo.1)).contains(yid));
+
+    // Malformed values: 400 with an OperationOutcome.
+    for q in [
+        "Location?near=abc|139.7|10",
+        "Location?near=91|139.7|10",
+        "Location?near=35.6|181|10",
+        "Location?near=35.6|139.7|-5|km",
+        "Location?near=35.6|139.7|5|parsec",
+        "Location?near=35.6",
+        "Location?near:missing=true",
+        "Condition?_text:exact=x",
+        "Condition?_content=%22*",
+    ] {
+        let msg = assert_outcome(s.get(q), 400);
+        assert!(!msg.is_empty(), "{q}");
+    }
+    // FTS5 syntax in a value is just text.
+    for q in [
+        "Condition?_content=%22%20OR%20%22",
+        "Condition?_content=NEAR(a%20b)",
+        "Condition?_text=*%20-x%20content:y",
+    ] {
+        assert_eq!(s.get(q).status(), 200, "{q}");
+    }
+    // The CapabilityStatement lists them.
+    let cap = json(s.get("metadata"));
+    let params = |t: &str| -> Vec<String> {
+        cap["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == t)
+            .unwrap()["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for p in ["_text", "_content"] {
+        assert!(params("Condition").contains(&p.to_string()), "{p}");
+    }
+    assert!(params("Location").contains(&"near".to_string()));
+}
