@@ -206,6 +206,14 @@ impl Engine {
             if !(now && then) {
                 return Err(Engine::hidden(resource_type, id));
             }
+            let current = r.current(resource_type, id)?.map(|s| s.version);
+            if !view.scope_filters.is_empty() && current != Some(v) {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "earlier versions are not available with a search-restricted scope",
+                ));
+            }
         }
         match r.version(resource_type, id, v)? {
             None => Err(FhirError::not_found(format!(
@@ -557,13 +565,19 @@ impl Engine {
                 return Err(FhirError::new(
                     403,
                     IssueType::Forbidden,
-                    "type and system history are not available with this token;                      read the history of one resource, or use Patient/[id]/$everything?_since=…",
+                    "type and system history are not available with this token; read the history of one resource, or use Patient/[id]/$everything?_since=…",
                 ));
             };
-            if !view.scope_filters.is_empty() && view.restricts(t)
-                || !view.sees(&self.registry(), &*r, t, id)?
-            {
+            if !view.sees(&self.registry(), &*r, t, id)? {
                 return Err(Engine::hidden(t, id));
+            }
+            if !view.scope_filters.is_empty() {
+                // Earlier versions may not have met the scope's search conditions.
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "history is not available with a search-restricted scope; read the current version",
+                ));
             }
             let mut all = q.clone();
             all.count = usize::MAX;

@@ -28,6 +28,44 @@ impl Server {
         self._dir
     }
 
+    /// A server that requires tokens (no `--dev-open`), with its authentication store for
+    /// making users and tokens.
+    pub fn start_secure() -> (Server, std::sync::Arc<issho_auth::Auth>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine =
+            issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}/fhir");
+        let auth = std::sync::Arc::new(issho_auth::Auth::open(dir.path(), &base).unwrap());
+        let config = issho_server::ServerConfig {
+            dev_open: false,
+            auth: Some(auth.clone()),
+            ..Default::default()
+        };
+        let app = issho_server::router(engine, config);
+        rt.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let client = Client::builder().no_gzip().build().unwrap();
+        (
+            Server {
+                base,
+                client,
+                _dir: dir,
+                _rt: rt,
+            },
+            auth,
+        )
+    }
+
     /// A server on an existing data directory.
     pub fn start_in(
         dir: tempfile::TempDir,

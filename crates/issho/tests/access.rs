@@ -1,0 +1,566 @@
+//! The access attack matrix, over HTTP against a server that requires tokens: principals
+//! (patients, query-restricted scopes, doctors at two hospitals, administrator, backend
+//! service, researcher, anonymous, forged tokens) × interactions (read, vread, search with
+//! `_include`/`_revinclude`/chains/`_has`/totals/counts, history, `$everything`, compartment
+//! search, batch and transaction entries, writes, conditional writes, paging links).
+//!
+//! What each principal may see is computed here from the test data and the rules (never
+//! through the server), and every response is checked for any resource outside it: zero leaks.
+
+mod common;
+use common::*;
+use issho_access::Role;
+use issho_auth::{Auth, User};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// The record: three patients; p1 treated at hospital A, p2 at hospital B, p3 nowhere.
+fn data() -> Vec<Value> {
+    let mut out = vec![
+        json!({"resourceType": "Organization", "id": "org-a", "name": "A病院"}),
+        json!({"resourceType": "Organization", "id": "org-b", "name": "B病院"}),
+        json!({"resourceType": "Practitioner", "id": "pr1", "name": [{"family": "医師"}]}),
+    ];
+    for (p, family, org) in [
+        ("p1", "Sato", Some("org-a")),
+        ("p2", "Suzuki", Some("org-b")),
+        ("p3", "Takahashi", None),
+    ] {
+        out.push(json!({"resourceType": "Patient", "id": p, "name": [{"family": family}], "gender": "female"}));
+        if let Some(org) = org {
+            out.push(json!({"resourceType": "Encounter", "id": format!("{p}-enc"), "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": format!("Patient/{p}")},
+                "serviceProvider": {"reference": format!("Organization/{org}")}}));
+        }
+        for (kind, code) in [("laboratory", "2345-7"), ("vital-signs", "8867-4")] {
+            out.push(json!({"resourceType": "Observation", "id": format!("{p}-{kind}"), "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": kind}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": format!("Patient/{p}")},
+                "performer": [{"reference": "Practitioner/pr1"}],
+                "valueQuantity": {"value": 100, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}}));
+        }
+        out.push(
+            json!({"resourceType": "Condition", "id": format!("{p}-cond"),
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11"}]},
+            "subject": {"reference": format!("Patient/{p}")}}),
+        );
+    }
+    out
+}
+
+fn patient_of(r: &Value) -> Option<String> {
+    if r["resourceType"] == "Patient" {
+        return r["id"].as_str().map(str::to_string);
+    }
+    r["subject"]["reference"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("Patient/"))
+        .map(str::to_string)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Patient1,
+    Patient1Lab,
+    DoctorA,
+    DoctorB,
+    Admin,
+    Service,
+    Researcher,
+}
+
+const ALL: [Who; 7] = [
+    Who::Patient1,
+    Who::Patient1Lab,
+    Who::DoctorA,
+    Who::DoctorB,
+    Who::Admin,
+    Who::Service,
+    Who::Researcher,
+];
+
+/// The rules, independently: may `who` see `r`?
+fn may_see(who: Who, r: &Value) -> bool {
+    let shared = patient_of(r).is_none();
+    let p = patient_of(r);
+    match who {
+        Who::Admin | Who::Service => true,
+        Who::Researcher => false,
+        Who::Patient1 => shared || p.as_deref() == Some("p1"),
+        Who::Patient1Lab => {
+            r["resourceType"] == "Observation"
+                && p.as_deref() == Some("p1")
+                && r["category"][0]["coding"][0]["code"] == "laboratory"
+        }
+        Who::DoctorA => shared || p.as_deref() == Some("p1"),
+        Who::DoctorB => shared || p.as_deref() == Some("p2"),
+    }
+}
+
+fn user(who: Who) -> (User, Option<&'static str>) {
+    let base = |name: &str, role: Role, scopes: &str| User {
+        name: name.into(),
+        role,
+        patient: None,
+        organization: None,
+        fhir_user: None,
+        scopes: scopes.into(),
+        display: name.into(),
+    };
+    match who {
+        Who::Patient1 => (
+            User {
+                patient: Some("p1".into()),
+                ..base("pat1", Role::Patient, "patient/*.cruds")
+            },
+            None,
+        ),
+        Who::Patient1Lab => (
+            User {
+                patient: Some("p1".into()),
+                ..base(
+                    "pat1lab",
+                    Role::Patient,
+                    "patient/Observation.rs?category=laboratory",
+                )
+            },
+            None,
+        ),
+        Who::DoctorA => (
+            User {
+                organization: Some("Organization/org-a".into()),
+                ..base("doc-a", Role::Physician, "user/*.cruds")
+            },
+            None,
+        ),
+        Who::DoctorB => (
+            User {
+                organization: Some("Organization/org-b".into()),
+                ..base("doc-b", Role::Physician, "user/*.rs")
+            },
+            None,
+        ),
+        Who::Admin => (base("admin", Role::Administrator, "user/*.cruds"), None),
+        Who::Service => (base("svc", Role::Service, "system/*.rs"), None),
+        Who::Researcher => (base("res", Role::Researcher, "user/*.rs"), None),
+    }
+}
+
+fn token(auth: &Auth, who: Who) -> String {
+    let (u, scope) = user(who);
+    auth.put_user(&u, "a long password").unwrap();
+    auth.issue_for_user(&u, scope).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+struct Ctx {
+    s: Server,
+    data: Vec<Value>,
+    tokens: Vec<(Who, String)>,
+}
+
+impl Ctx {
+    fn tok(&self, who: Who) -> &str {
+        &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
+    }
+    fn get(&self, who: Who, path: &str) -> (u16, Value) {
+        let r = self
+            .s
+            .req("GET", path)
+            .bearer_auth(self.tok(who))
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        let text = r.text().unwrap();
+        (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+    fn send(&self, who: Who, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .s
+            .req(method, path)
+            .bearer_auth(self.tok(who))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        let text = r.text().unwrap();
+        (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+    fn visible(&self, who: Who, rt: &str) -> BTreeSet<String> {
+        self.data
+            .iter()
+            .filter(|r| r["resourceType"] == rt && may_see(who, r))
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+    /// Every resource anywhere in `v` must be one `who` may see (the leak check).
+    fn assert_no_leak(&self, who: Who, v: &Value, what: &str) {
+        let mut found = Vec::new();
+        collect_resources(v, &mut found);
+        for (rt, id) in found {
+            if let Some(r) = self
+                .data
+                .iter()
+                .find(|r| r["resourceType"] == rt.as_str() && r["id"] == id.as_str())
+            {
+                assert!(may_see(who, r), "{who:?} {what}: leaked {rt}/{id}");
+            }
+        }
+        // References in text too (diagnostics, links) must not name hidden patients.
+        let text = v.to_string();
+        for p in ["p1", "p2", "p3"] {
+            let pat = self.data.iter().find(|r| r["id"] == p).unwrap();
+            if !may_see(who, pat) && who != Who::Patient1Lab {
+                assert!(
+                    !text.contains(&format!("Patient/{p}\"")),
+                    "{who:?} {what}: names Patient/{p}: {text}"
+                );
+            }
+        }
+    }
+}
+
+fn collect_resources(v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(o) => {
+            if let (Some(rt), Some(id)) = (
+                o.get("resourceType").and_then(Value::as_str),
+                o.get("id").and_then(Value::as_str),
+            ) && rt != "Bundle"
+                && rt != "OperationOutcome"
+            {
+                out.push((rt.to_string(), id.to_string()));
+            }
+            for x in o.values() {
+                collect_resources(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_resources(x, out)),
+        _ => {}
+    }
+}
+
+fn ids_of(b: &Value) -> BTreeSet<String> {
+    b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn setup() -> Ctx {
+    let (s, auth) = Server::start_secure();
+    let tokens: Vec<(Who, String)> = ALL.iter().map(|w| (*w, token(&auth, *w))).collect();
+    let data = data();
+    let ctx = Ctx { s, data, tokens };
+    for r in &ctx.data {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        let (st, b) = ctx.send(Who::Admin, "PUT", &path, r);
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    ctx
+}
+
+#[test]
+fn attack_matrix() {
+    let c = setup();
+    let types = [
+        "Patient",
+        "Observation",
+        "Condition",
+        "Encounter",
+        "Practitioner",
+        "Organization",
+    ];
+    let mut checks = 0;
+    for who in ALL {
+        for r in &c.data {
+            let rt = r["resourceType"].as_str().unwrap();
+            let id = r["id"].as_str().unwrap();
+            for path in [
+                format!("{rt}/{id}"),
+                format!("{rt}/{id}/_history/1"),
+                format!("{rt}/{id}/_history"),
+            ] {
+                let (st, b) = c.get(who, &path);
+                let scope_ok = match who {
+                    Who::Researcher => false,
+                    Who::Patient1Lab => rt == "Observation",
+                    _ => true,
+                };
+                let restricted_history = who == Who::Patient1Lab && path.ends_with("/_history");
+                if !scope_ok {
+                    assert_eq!(st, 403, "{who:?} {path}: {b}");
+                } else if may_see(who, r) && restricted_history {
+                    assert_eq!(st, 403, "{who:?} {path}: {b}");
+                } else if may_see(who, r) {
+                    assert_eq!(st, 200, "{who:?} {path}: {b}");
+                } else {
+                    // Hidden looks exactly like absent.
+                    assert_eq!(st, 404, "{who:?} {path}: {b}");
+                    let (st2, b2) = c.get(who, &format!("{rt}/no-such-id"));
+                    assert_eq!(st2, 404);
+                    assert_eq!(
+                        b["issue"][0]["diagnostics"]
+                            .as_str()
+                            .unwrap()
+                            .replace(id, "X"),
+                        b2["issue"][0]["diagnostics"]
+                            .as_str()
+                            .unwrap()
+                            .replace("no-such-id", "X")
+                    );
+                }
+                c.assert_no_leak(who, &b, &path);
+                checks += 1;
+            }
+        }
+        for rt in types {
+            let scope_ok = match who {
+                Who::Researcher => false,
+                Who::Patient1Lab => rt == "Observation",
+                _ => true,
+            };
+            for q in [
+                format!("{rt}?_count=100"),
+                format!("{rt}?_count=100&_total=accurate"),
+                format!("{rt}?_summary=count"),
+            ] {
+                let (st, b) = c.get(who, &q);
+                if !scope_ok {
+                    assert_eq!(st, 403, "{who:?} {q}");
+                    continue;
+                }
+                assert_eq!(st, 200, "{who:?} {q}: {b}");
+                let want = c.visible(who, rt);
+                if q.contains("_summary=count") || q.contains("_total") {
+                    assert_eq!(b["total"], want.len(), "{who:?} {q}");
+                }
+                if !q.contains("_summary") {
+                    assert_eq!(ids_of(&b), want, "{who:?} {q}");
+                }
+                c.assert_no_leak(who, &b, &q);
+                checks += 1;
+            }
+        }
+        // Includes, reverse includes, chains, _has, and the compartment.
+        for q in [
+            "Observation?_include=Observation:subject&_include=Observation:performer&_count=100",
+            "Patient?_revinclude=Observation:subject&_revinclude=Condition:subject&_count=100",
+            "Observation?subject:Patient.family=Suzuki",
+            "Observation?subject.gender=female&_total=accurate",
+            "Patient?_has:Observation:subject:code=2345-7&_total=accurate",
+            "Practitioner?_has:Observation:performer:code=2345-7",
+            "Patient/p2/Observation",
+            "Patient/p1/Observation",
+            "Patient/p2/$everything",
+            "Patient/p1/$everything",
+            "Patient/$everything",
+            "Observation/_history",
+            "_history",
+            "?_type=Observation",
+        ] {
+            let (st, b) = c.get(who, q);
+            assert!(st != 500, "{who:?} {q}: {b}");
+            c.assert_no_leak(who, &b, q);
+            if st == 200 && q.contains("_total=accurate") {
+                // Totals count only what may be seen.
+                let rt = q.split('?').next().unwrap();
+                assert!(
+                    b["total"].as_u64().unwrap() as usize <= c.visible(who, rt).len(),
+                    "{who:?} {q}"
+                );
+            }
+            checks += 1;
+        }
+        // Batch GET entries obey the same rules.
+        let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Patient/p2"}},
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/p2"}},
+            {"request": {"method": "GET", "url": "Observation/p2-laboratory/_history/1"}},
+        ]});
+        let (st, b) = c.send(who, "POST", "", &batch);
+        assert!(st == 200 || st == 403, "{who:?} batch: {b}");
+        c.assert_no_leak(who, &b, "batch");
+        checks += 1;
+    }
+    println!("access matrix: {checks} checks, no leak");
+}
+
+#[test]
+fn writes_stay_within_reach() {
+    let c = setup();
+    let obs = |id: &str, p: &str| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "subject": {"reference": format!("Patient/{p}")}})
+    };
+    // A patient writes to their own record only.
+    let (st, _) = c.send(Who::Patient1, "PUT", "Observation/mine", &obs("mine", "p1"));
+    assert_eq!(st, 201);
+    let (st, b) = c.send(
+        Who::Patient1,
+        "PUT",
+        "Observation/theirs",
+        &obs("theirs", "p2"),
+    );
+    assert_eq!(st, 403, "{b}");
+    assert_eq!(
+        c.get(Who::Admin, "Observation/theirs").0,
+        404,
+        "nothing written"
+    );
+    // Moving one's own resource into another record is refused, and rolled back.
+    let (st, _) = c.send(Who::Patient1, "PUT", "Observation/mine", &obs("mine", "p2"));
+    assert_eq!(st, 403);
+    assert_eq!(
+        c.get(Who::Admin, "Observation/mine").1["subject"]["reference"],
+        "Patient/p1"
+    );
+    // Another patient's resource cannot be overwritten, patched or deleted: it is unknown.
+    let (st, _) = c.send(
+        Who::Patient1,
+        "PUT",
+        "Observation/p2-laboratory",
+        &obs("p2-laboratory", "p1"),
+    );
+    assert_eq!(st, 404);
+    let (st, _) = c.send(
+        Who::Patient1,
+        "DELETE",
+        "Observation/p2-laboratory",
+        &Value::Null,
+    );
+    assert_eq!(st, 404);
+    let patch = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
+    let r =
+        c.s.req("PATCH", "Observation/p2-laboratory")
+            .bearer_auth(c.tok(Who::Patient1))
+            .header("content-type", "application/json-patch+json")
+            .body(patch.to_string())
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        c.get(Who::Admin, "Observation/p2-laboratory").1["status"],
+        "final"
+    );
+    // Shared data is not a patient's to change.
+    let (st, _) = c.send(
+        Who::Patient1,
+        "PUT",
+        "Practitioner/pr1",
+        &json!({"resourceType": "Practitioner", "id": "pr1"}),
+    );
+    assert_eq!(st, 403);
+    // Conditional interactions never match what the caller cannot see.
+    let r =
+        c.s.req("POST", "Observation")
+            .bearer_auth(c.tok(Who::Patient1))
+            .header("content-type", "application/fhir+json")
+            .header("if-none-exist", "_id=p2-laboratory")
+            .body(obs("x", "p1").to_string())
+            .send()
+            .unwrap();
+    assert_eq!(
+        r.status(),
+        201,
+        "created, not matched to another's resource"
+    );
+    let r =
+        c.s.req("DELETE", "Observation?_id=p2-laboratory")
+            .bearer_auth(c.tok(Who::Patient1))
+            .send()
+            .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(
+        c.get(Who::Admin, "Observation/p2-laboratory").0,
+        200,
+        "not deleted"
+    );
+    // Transactions: an entry outside reach fails the whole transaction.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": obs("t1", "p1"), "request": {"method": "PUT", "url": "Observation/t1"}},
+        {"resource": obs("t2", "p2"), "request": {"method": "PUT", "url": "Observation/t2"}},
+    ]});
+    let (st, _) = c.send(Who::Patient1, "POST", "", &tx);
+    assert_eq!(st, 403);
+    assert_eq!(c.get(Who::Admin, "Observation/t1").0, 404, "all or nothing");
+    // Read-only scopes cannot write at all.
+    let (st, _) = c.send(Who::DoctorB, "PUT", "Observation/db", &obs("db", "p2"));
+    assert_eq!(st, 403);
+    // A doctor writes within their patients' records.
+    let (st, _) = c.send(Who::DoctorA, "PUT", "Observation/da", &obs("da", "p1"));
+    assert_eq!(st, 201);
+    let (st, _) = c.send(Who::DoctorA, "PUT", "Observation/da2", &obs("da2", "p2"));
+    assert_eq!(st, 403);
+}
+
+#[test]
+fn tokens_and_paging_links() {
+    let c = setup();
+    // No token: 401 with a Bearer challenge, except the CapabilityStatement.
+    let r = c.s.get("Patient");
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_eq!(c.s.get("metadata").status(), 200);
+    // Malformed, forged and alg=none tokens: 401 invalid_token.
+    let good = c.tok(Who::Admin).to_string();
+    let parts: Vec<&str> = good.split('.').collect();
+    for bad in [
+        "not-a-jwt".to_string(),
+        format!("{}.{}.{}", parts[0], parts[1], "AAAA"),
+        format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", parts[1]),
+    ] {
+        let r = c.s.req("GET", "Patient").bearer_auth(&bad).send().unwrap();
+        assert_eq!(r.status(), 401, "{bad}");
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    // A paging link belongs to whoever searched: another caller cannot use it to read the
+    // remembered result set.
+    let (_, b) = c.get(Who::Admin, "Observation?_count=1");
+    let next = b["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r =
+        c.s.client
+            .get(&next)
+            .bearer_auth(c.tok(Who::Patient1))
+            .send()
+            .unwrap();
+    let page = json(r);
+    c.assert_no_leak(Who::Patient1, &page, "replayed paging link");
+    // JWKS is public; it holds no private key material.
+    let r = c.s.get(".well-known/jwks.json");
+    assert_eq!(r.status(), 200);
+    let jwks = json(r);
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert!(jwks["keys"][0].get("d").is_none());
+}
