@@ -3,7 +3,7 @@
 //! costs the request almost nothing.
 
 /// `AuditEvent.action` (http://hl7.org/fhir/audit-event-action, a required binding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// `C`: create.
     Create,
@@ -30,7 +30,7 @@ impl Action {
 }
 
 /// `AuditEvent.outcome` (http://hl7.org/fhir/audit-event-outcome, a required binding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// `0`: the action succeeded.
     Success,
@@ -55,7 +55,7 @@ impl Outcome {
 
 /// What was done. The RESTful ones are the codes of http://hl7.org/fhir/restful-interaction;
 /// the others are security events of the server itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Interaction {
     Read,
     Vread,
@@ -166,7 +166,7 @@ impl Interaction {
 }
 
 /// Who acted: a person (user id) or a system (client id).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     /// The user id or client id. A relative reference (`Practitioner/123`, `Patient/7`) is
     /// rendered as a reference, anything else as an identifier value. This is also the key of
@@ -181,7 +181,7 @@ pub struct Agent {
 }
 
 /// One access (or denial, or security event), as the engine saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// When, in microseconds since the Unix epoch (`AuditEvent.recorded`).
     pub time: i64,

@@ -370,7 +370,7 @@ fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
 impl Engine {
     /// Process a batch or transaction Bundle. `base` is the server's base URL, stripped from
     /// absolute request URLs. Returns the response Bundle.
-    pub fn process_bundle(
+    pub(crate) fn process_bundle_unaudited(
         &self,
         ctx: &AccessContext,
         bundle: Value,

@@ -83,7 +83,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 impl Engine {
     /// Search inside a patient's compartment: `GET Patient/{id}/{type}?…` (`type = "*"`: every
     /// type of the compartment, like a system search).
-    pub fn compartment_search(
+    pub(crate) fn compartment_search_unaudited(
         &self,
         ctx: &AccessContext,
         patient_id: &str,
@@ -131,7 +131,7 @@ impl Engine {
 
     /// `Patient/{id}/$everything` (or, with `None`, `Patient/$everything` over every patient).
     /// Parameters: `_since`, `_type`, `start`, `end`, `_count`.
-    pub fn everything(
+    pub(crate) fn everything_unaudited(
         &self,
         ctx: &AccessContext,
         patient_id: Option<&str>,

@@ -6,6 +6,7 @@
 //! then touches the store. Validation, id and version assignment, conditional logic and
 //! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
+mod audit;
 mod bundle;
 mod everything;
 mod pages;
@@ -150,6 +151,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     indexer: Arc<params::SearchIndexer>,
     reindexer: Arc<params::Reindexer>,
+    /// The audit trail (`audit.db` beside the store); every interaction is recorded.
+    audit: Option<Arc<issho_audit::AuditLog>>,
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
@@ -170,6 +173,7 @@ impl Engine {
             store,
             indexer,
             reindexer: Arc::default(),
+            audit: None,
             gate,
             config,
             pages,
@@ -275,7 +279,10 @@ impl Engine {
     pub fn open_sqlite(dir: &std::path::Path, config: EngineConfig) -> Result<Engine> {
         let indexer = Arc::new(params::SearchIndexer::default());
         let store = issho_store::SqliteStore::open(dir, indexer.clone())?;
-        let engine = Engine::new(Arc::new(store), indexer, Gate::new(), config);
+        let mut engine = Engine::new(Arc::new(store), indexer, Gate::new(), config);
+        let log = issho_audit::AuditLog::open(dir)
+            .map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
+        engine.audit = Some(Arc::new(log));
         // Custom search parameters stored earlier; resumes unfinished reindexing.
         engine.refresh_search_parameters(true)?;
         Ok(engine)

@@ -142,7 +142,12 @@ impl Engine {
 
     // ---- read ------------------------------------------------------------------------
 
-    pub fn read(&self, ctx: &AccessContext, resource_type: &str, id: &str) -> Result<Stored> {
+    pub(crate) fn read_unaudited(
+        &self,
+        ctx: &AccessContext,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Stored> {
         self.check_type(resource_type)?;
         let r = self.store.reader()?;
         let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
@@ -180,7 +185,7 @@ impl Engine {
         }
     }
 
-    pub fn vread(
+    pub(crate) fn vread_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -231,7 +236,7 @@ impl Engine {
     // ---- create ----------------------------------------------------------------------
 
     /// Create with a server-assigned id; with `if_none_exist`, a conditional create.
-    pub fn create(
+    pub(crate) fn create_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -284,7 +289,7 @@ impl Engine {
     // ---- update ----------------------------------------------------------------------
 
     /// Update (or create with the client's id). `if_match` is the raw If-Match header.
-    pub fn update(
+    pub(crate) fn update_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -334,7 +339,7 @@ impl Engine {
     }
 
     /// Conditional update: `PUT Type?criteria`.
-    pub fn conditional_update(
+    pub(crate) fn conditional_update_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -414,7 +419,7 @@ impl Engine {
 
     // ---- patch -----------------------------------------------------------------------
 
-    pub fn patch(
+    pub(crate) fn patch_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -435,7 +440,7 @@ impl Engine {
     }
 
     /// Conditional patch: `PATCH Type?criteria`.
-    pub fn conditional_patch(
+    pub(crate) fn conditional_patch_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -475,7 +480,7 @@ impl Engine {
 
     // ---- delete ----------------------------------------------------------------------
 
-    pub fn delete(
+    pub(crate) fn delete_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -492,7 +497,7 @@ impl Engine {
     }
 
     /// Conditional delete: `DELETE Type?criteria` (at most one match).
-    pub fn conditional_delete(
+    pub(crate) fn conditional_delete_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: &str,
@@ -534,7 +539,7 @@ impl Engine {
 
     /// History at system, type or instance level. `q.max_seq` is the paging snapshot (None =
     /// now). Returns versions newest first, the total, and the sequence high-water mark used.
-    pub fn history(
+    pub(crate) fn history_unaudited(
         &self,
         ctx: &AccessContext,
         mut q: HistoryQuery,

@@ -98,7 +98,7 @@ pub(crate) fn find(
 
 impl Engine {
     /// Search at type level (`Some(type)`) or system level.
-    pub fn search(
+    pub(crate) fn search_unaudited(
         &self,
         ctx: &AccessContext,
         resource_type: Option<&str>,

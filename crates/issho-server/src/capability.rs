@@ -35,7 +35,9 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                 "operation": if t == "Patient" {
                     json!([
                         {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
-                        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+                        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                        {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
+                         "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (who accessed their record, when, why, with what outcome), newest first; for the person and administrators."}
                     ])
                 } else {
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])
@@ -56,7 +58,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "JSON and XML. Every write is validated against the R4 base definitions. Authentication: not yet implemented (the server is open; see README).",
+            "documentation": "JSON and XML. Every write is validated against the R4 base definitions. Authentication: SMART v2 bearer tokens (ES256, keys at .well-known/jwks.json) unless the server runs with --dev-open; every access is recorded in a hash-chained audit trail.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}
@@ -64,6 +66,8 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "operation": [
                 {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                {"name": "audit", "definition": "urn:issho:OperationDefinition:audit",
+                 "documentation": "Administrators: GET [base]/$audit?agent=&patient=&_since=&_count= searches the hash-chained audit trail."},
                 {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",
                  "documentation": "Administrators: progress of building the index rows of custom SearchParameter resources (GET or POST [base]/$reindex)."}
             ]

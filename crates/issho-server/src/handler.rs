@@ -520,6 +520,31 @@ async fn dispatch(
             );
             Ok(r)
         }
+        ("GET", ["Patient", id, "$access-log"]) => {
+            // A person's own access log: who read or changed their record, when, and why.
+            let since = pairs
+                .iter()
+                .find(|(k, _)| k == "_since")
+                .map(|(_, v)| parse_instant_param("_since", v))
+                .transpose()?;
+            let count = count_param(pairs)?;
+            let id = id.to_string();
+            let events = blocking(move || engine.access_log(&ctx, &id, since, count)).await?;
+            Ok(body_response(200, &audit_bundle(events), render.out))
+        }
+        ("GET", ["$audit"]) => {
+            let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let since = get("_since")
+                .map(|v| parse_instant_param("_since", &v))
+                .transpose()?;
+            let count = count_param(pairs)?;
+            let (agent, patient) = (get("agent"), get("patient"));
+            let events = blocking(move || {
+                engine.audit_search(&ctx, agent.as_deref(), patient.as_deref(), since, count)
+            })
+            .await?;
+            Ok(body_response(200, &audit_bundle(events), render.out))
+        }
         ("GET", ["$reindex"]) | ("POST", ["$reindex"]) => {
             let (status, params) = blocking(move || engine.reindex_status(&ctx)).await?;
             Ok(body_response(
@@ -1135,4 +1160,30 @@ fn reindex_parameters(
         out.push(json!({"name": "parameter", "part": part}));
     }
     json!({"resourceType": "Parameters", "parameter": out})
+}
+
+/// `_count` for the audit views (default 100, at most 1,000).
+fn count_param(pairs: &[(String, String)]) -> Result<usize, FhirError> {
+    match pairs.iter().find(|(k, _)| k == "_count") {
+        None => Ok(100),
+        Some((_, v)) => v
+            .parse::<usize>()
+            .map(|n| n.min(1000))
+            .map_err(|_| FhirError::bad_request(format!("_count '{v}' is not a number"))),
+    }
+}
+
+/// AuditEvents as a searchset Bundle.
+fn audit_bundle(events: Vec<Value>) -> Value {
+    let entries: Vec<Value> = events
+        .into_iter()
+        .map(|e| json!({"resource": e, "search": {"mode": "match"}}))
+        .collect();
+    json!({
+        "resourceType": "Bundle",
+        "id": issho_engine::new_bundle_id(),
+        "type": "searchset",
+        "total": entries.len(),
+        "entry": entries,
+    })
 }

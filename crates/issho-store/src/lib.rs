@@ -32,6 +32,8 @@ pub struct Stored {
     pub method: String,
     /// Internal row key of the logical resource.
     pub rid: i64,
+    /// The patient whose record holds the resource (the distribution key; current version).
+    pub person: Option<String>,
 }
 
 impl Stored {

@@ -546,7 +546,7 @@ fn writer_loop(
 fn read_current(conn: &Connection, t: &str, id: &str) -> Result<Option<Stored>> {
     Ok(conn
         .prepare_cached(
-            "SELECT r.rid, r.version, r.last_updated, r.body, h.method FROM resources r \
+            "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
              JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.type = ?1 AND r.id = ?2",
         )?
         .query_row(params![t, id], |r| {
@@ -558,6 +558,7 @@ fn read_current(conn: &Connection, t: &str, id: &str) -> Result<Option<Stored>> 
                 method: r.get(4)?,
                 resource_type: t.to_string(),
                 id: id.to_string(),
+                person: r.get(5)?,
             })
         })
         .optional()?)
@@ -567,7 +568,7 @@ fn read_version(conn: &Connection, t: &str, id: &str, v: u64) -> Result<Option<S
     Ok(conn
         .prepare_cached(
             "SELECT r.rid, h.last_updated, CASE WHEN h.version = r.version THEN r.body ELSE h.body END, \
-             h.method, h.deleted FROM resources r JOIN history h ON h.rid = r.rid \
+             h.method, h.deleted, r.person FROM resources r JOIN history h ON h.rid = r.rid \
              WHERE r.type = ?1 AND r.id = ?2 AND h.version = ?3",
         )?
         .query_row(params![t, id, v], |r| {
@@ -580,6 +581,7 @@ fn read_version(conn: &Connection, t: &str, id: &str, v: u64) -> Result<Option<S
                 method: r.get(3)?,
                 resource_type: t.to_string(),
                 id: id.to_string(),
+                person: r.get(5)?,
             })
         })
         .optional()?)
@@ -637,7 +639,7 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> Result<(Vec<Stored>, u64
     args.push((q.offset as i64).into());
     let sql = format!(
         "SELECT r.rid, r.type, r.id, h.version, h.last_updated, \
-         CASE WHEN h.deleted = 1 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END, h.method \
+         CASE WHEN h.deleted = 1 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END, h.method, r.person \
          FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ?{} OFFSET ?{}",
         args.len() - 1,
         args.len()
@@ -653,6 +655,7 @@ fn read_history(conn: &Connection, q: &HistoryQuery) -> Result<(Vec<Stored>, u64
                 last_updated: r.get(4)?,
                 body: r.get(5)?,
                 method: r.get(6)?,
+                person: r.get(7)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -694,7 +697,7 @@ fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Re
 
 fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Stored>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.type, r.id, r.version, r.last_updated, r.body, h.method FROM resources r \
+        "SELECT r.type, r.id, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
          JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.rid = ?1 AND r.deleted = 0",
     )?;
     let mut out = Vec::with_capacity(rids.len());
@@ -709,6 +712,7 @@ fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Stored>> {
                     last_updated: r.get(3)?,
                     body: r.get(4)?,
                     method: r.get(5)?,
+                    person: r.get(6)?,
                 })
             })
             .optional()?

@@ -562,3 +562,53 @@ fn tokens_and_paging_links() {
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert!(jwks["keys"][0].get("d").is_none());
 }
+
+#[test]
+fn audit_trail_and_access_log() {
+    let c = setup();
+    // Doctor A reads p1's record, doctor B tries to, the patient looks at their own.
+    assert_eq!(c.get(Who::DoctorA, "Observation?subject=Patient/p1").0, 200);
+    assert_eq!(c.get(Who::DoctorA, "Patient/p1").0, 200);
+    assert_eq!(c.get(Who::DoctorB, "Patient/p1").0, 404);
+    assert_eq!(c.get(Who::Researcher, "Patient/p1").0, 403);
+    // The person's access log shows who looked, including the refused attempts.
+    let (st, log) = c.get(Who::Patient1, "Patient/p1/$access-log");
+    assert_eq!(st, 200, "{log}");
+    let events: Vec<&Value> = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let by = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e.to_string().contains(name))
+            .count()
+    };
+    assert!(by("doc-a") >= 2, "{log}");
+    assert!(by("doc-b") >= 1, "refused attempts are recorded too: {log}");
+    assert!(by("res") >= 1);
+    for e in &events {
+        assert_eq!(e["resourceType"], "AuditEvent");
+        assert!(
+            e.to_string().contains("Patient/p1"),
+            "only events about this person: {e}"
+        );
+    }
+    let denied = events
+        .iter()
+        .find(|e| e.to_string().contains("doc-b"))
+        .unwrap();
+    assert_ne!(denied["outcome"], "0", "{denied}");
+    // Someone else's access log is not theirs to read; administrators search everything.
+    assert_eq!(c.get(Who::Patient1, "Patient/p2/$access-log").0, 404);
+    assert_eq!(c.get(Who::Patient1, "$audit").0, 403);
+    let (st, all) = c.get(Who::Admin, "$audit?agent=doc-a&_count=1000");
+    assert_eq!(st, 200);
+    assert!(all["total"].as_u64().unwrap() >= 2);
+    // The chain verifies.
+    let report = issho_audit::verify(c.s.dir()).expect("audit trail intact");
+    // 17 writes while loading, the reads and denials above, the log reads.
+    assert!(report.entries >= 23, "{report:?}");
+}

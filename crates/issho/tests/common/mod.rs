@@ -97,6 +97,11 @@ impl Server {
         }
     }
 
+    /// The data directory of the server.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.is_empty() {
             self.base.clone()
