@@ -102,7 +102,56 @@ CREATE TABLE IF NOT EXISTS auth_users (
   organization TEXT, fhir_user TEXT, scopes TEXT NOT NULL, display TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_revoked (jti TEXT PRIMARY KEY, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_clients (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, redirect_uris TEXT NOT NULL, scopes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_refresh (
+  hash TEXT PRIMARY KEY, user TEXT NOT NULL, client TEXT NOT NULL, scope TEXT NOT NULL,
+  until INTEGER NOT NULL);
 ";
+
+/// Lifetime of an authorization code.
+pub const CODE_SECONDS: i64 = 60;
+/// Lifetime of a refresh token (each use replaces it).
+pub const REFRESH_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A registered SMART app (a public client: authorization code with PKCE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// Exact redirect URIs; a loopback one (`http://127.0.0.1/…`, `http://localhost/…`)
+    /// matches on any port (RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// The widest scopes the app may get.
+    pub scopes: String,
+}
+
+impl Client {
+    /// Whether `uri` is one of this client's redirect URIs.
+    pub fn accepts_redirect(&self, uri: &str) -> bool {
+        let strip_port = |u: &str| -> Option<String> {
+            let rest = u.strip_prefix("http://")?;
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let name = host.split(':').next()?;
+            matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+                .then(|| format!("http://{name}/{path}"))
+        };
+        self.redirect_uris.iter().any(|r| {
+            r == uri || matches!((strip_port(r), strip_port(uri)), (Some(a), Some(b)) if a == b)
+        })
+    }
+}
+
+/// A pending authorization (between the login and the code exchange).
+#[derive(Debug, Clone)]
+struct Pending {
+    user: String,
+    client: String,
+    redirect_uri: String,
+    scope: String,
+    challenge: String,
+    until: i64,
+}
 
 /// The authentication store of a data directory.
 pub struct Auth {
@@ -112,6 +161,8 @@ pub struct Auth {
     /// Tokens already verified (token → grant, expiry): a signature is checked once per
     /// token, not once per request. Revocation removes entries.
     verified: Mutex<std::collections::HashMap<String, (Grant, i64)>>,
+    /// Authorization codes not yet exchanged (short-lived, single use).
+    codes: Mutex<std::collections::HashMap<String, Pending>>,
 }
 
 /// Most verified tokens remembered.
@@ -122,6 +173,20 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// 32 random bytes, base64url.
+fn random_token() -> Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| AuthError::Storage(e.to_string()))?;
+    Ok(b64url(&b))
+}
+
+/// base64url(SHA-256(s)) without padding: the PKCE S256 transform (also used to store
+/// refresh tokens by hash).
+pub fn pkce_s256(s: &str) -> String {
+    use sha2::Digest;
+    b64url(&sha2::Sha256::digest(s.as_bytes()))
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -172,6 +237,7 @@ impl Auth {
             conn: Mutex::new(conn),
             issuer,
             verified: Mutex::default(),
+            codes: Mutex::default(),
         })
     }
 
@@ -195,6 +261,7 @@ impl Auth {
             conn: Mutex::new(conn),
             issuer,
             verified: Mutex::default(),
+            codes: Mutex::default(),
         }))
     }
 
@@ -347,6 +414,200 @@ impl Auth {
             .verify_password(password.as_bytes(), stored.as_str())
             .map_err(|_| bad())?;
         self.user(name)?.ok_or_else(bad)
+    }
+
+    // ---- clients and the authorization code flow ---------------------------------------
+
+    pub fn put_client(&self, c: &Client) -> Result<()> {
+        if c.id.is_empty() || c.redirect_uris.is_empty() {
+            return Err(AuthError::Invalid(
+                "a client needs an id and at least one redirect URI".into(),
+            ));
+        }
+        Scopes::parse(&c.scopes).map_err(AuthError::Invalid)?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO auth_clients (id, name, redirect_uris, scopes) VALUES (?1, ?2, ?3, ?4)",
+            params![c.id, c.name, c.redirect_uris.join(" "), c.scopes],
+        )?;
+        Ok(())
+    }
+
+    pub fn client(&self, id: &str) -> Result<Option<Client>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id, name, redirect_uris, scopes FROM auth_clients WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Client {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        redirect_uris: r
+                            .get::<_, String>(2)?
+                            .split(' ')
+                            .map(str::to_string)
+                            .collect(),
+                        scopes: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// After the user signed in and agreed: a single-use code for `client`, bound to the
+    /// redirect URI and the PKCE challenge (S256). The scopes are those requested, narrowed
+    /// to what both the user and the client may have.
+    pub fn authorization_code(
+        &self,
+        user: &User,
+        client: &Client,
+        redirect_uri: &str,
+        requested_scope: &str,
+        code_challenge: &str,
+    ) -> Result<String> {
+        let requested = Scopes::parse(requested_scope).map_err(AuthError::Invalid)?;
+        let user_scopes = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
+        let client_scopes = Scopes::parse(&client.scopes).map_err(AuthError::Invalid)?;
+        let granted = requested.within(&user_scopes).within(&client_scopes);
+        if granted.resources.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "none of the requested scopes may be granted to {} through {}",
+                user.name, client.id
+            )));
+        }
+        let code = random_token()?;
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now();
+        codes.retain(|_, p| p.until > t);
+        codes.insert(
+            code.clone(),
+            Pending {
+                user: user.name.clone(),
+                client: client.id.clone(),
+                redirect_uri: redirect_uri.to_string(),
+                scope: granted.to_string(),
+                challenge: code_challenge.to_string(),
+                until: t + CODE_SECONDS,
+            },
+        );
+        Ok(code)
+    }
+
+    /// The token endpoint's `authorization_code` grant: the code (once), the same client and
+    /// redirect URI, and the PKCE verifier whose S256 hash is the challenge.
+    pub fn exchange_code(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+    ) -> Result<Value> {
+        let bad = |m: &str| AuthError::Invalid(m.to_string());
+        let pending = self
+            .codes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(code)
+            .ok_or_else(|| bad("unknown, used or expired code"))?;
+        if pending.until < now() {
+            return Err(bad("expired code"));
+        }
+        if pending.client != client_id || pending.redirect_uri != redirect_uri {
+            return Err(bad("the code was issued to another client or redirect URI"));
+        }
+        if pkce_s256(code_verifier) != pending.challenge {
+            return Err(bad("code_verifier does not match the code_challenge"));
+        }
+        let user = self
+            .user(&pending.user)?
+            .ok_or_else(|| bad("the user no longer exists"))?;
+        self.token_response(&user, client_id, &pending.scope)
+    }
+
+    /// The `refresh_token` grant: a new access token (and a new refresh token; the old one is
+    /// spent) with the same or fewer scopes.
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        client_id: &str,
+        scope: Option<&str>,
+    ) -> Result<Value> {
+        let bad = |m: &str| AuthError::Invalid(m.to_string());
+        let hash = pkce_s256(refresh_token);
+        let row: Option<(String, String, String, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT user, client, scope, until FROM auth_refresh WHERE hash = ?1",
+                [&hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let (user, client, granted, until) = row.ok_or_else(|| bad("unknown refresh token"))?;
+        self.conn()
+            .execute("DELETE FROM auth_refresh WHERE hash = ?1", [&hash])?;
+        if until < now() || client != client_id {
+            return Err(bad("expired refresh token, or issued to another client"));
+        }
+        let granted = Scopes::parse(&granted).map_err(AuthError::Invalid)?;
+        let scope = match scope {
+            Some(s) => Scopes::parse(s)
+                .map_err(AuthError::Invalid)?
+                .within(&granted),
+            None => granted,
+        };
+        let user = self
+            .user(&user)?
+            .ok_or_else(|| bad("the user no longer exists"))?;
+        self.token_response(&user, client_id, &scope.to_string())
+    }
+
+    /// A token response for `user` with exactly `scope` (already narrowed), with a refresh
+    /// token when `offline_access` or `online_access` was granted.
+    fn token_response(&self, user: &User, client_id: &str, scope: &str) -> Result<Value> {
+        let mut resp = self.issue_for_user(user, Some(scope))?;
+        let scopes = Scopes::parse(scope).map_err(AuthError::Invalid)?;
+        if scopes.has("offline_access") || scopes.has("online_access") {
+            let refresh = random_token()?;
+            self.conn().execute(
+                "INSERT INTO auth_refresh (hash, user, client, scope, until) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![pkce_s256(&refresh), user.name, client_id, scope, now() + REFRESH_SECONDS],
+            )?;
+            resp["refresh_token"] = json!(refresh);
+        }
+        Ok(resp)
+    }
+
+    /// RFC 7662 introspection of an access token.
+    pub fn introspect(&self, token: &str) -> Value {
+        match self.verify(token) {
+            Ok(g) => {
+                let mut v = json!({
+                    "active": true, "scope": g.scopes.to_string(), "sub": g.subject,
+                    "role": g.role.code(), "iss": self.issuer, "jti": g.token_id,
+                });
+                if let Some(p) = g.patient {
+                    v["patient"] = json!(p);
+                }
+                if let Some(f) = g.fhir_user {
+                    v["fhirUser"] = json!(f);
+                }
+                v
+            }
+            Err(_) => json!({"active": false}),
+        }
+    }
+
+    /// RFC 7009 revocation: an access token (by its id) or a refresh token. Unknown tokens
+    /// are not an error.
+    pub fn revoke_token(&self, token: &str) -> Result<()> {
+        if let Ok(g) = self.verify(token) {
+            return self.revoke(&g.token_id);
+        }
+        self.conn().execute(
+            "DELETE FROM auth_refresh WHERE hash = ?1",
+            [pkce_s256(token)],
+        )?;
+        Ok(())
     }
 
     // ---- tokens ----------------------------------------------------------------------

@@ -74,3 +74,24 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
         }]
     })
 }
+
+/// `rest.security` when tokens are required: SMART-on-FHIR, with the OAuth endpoints in the
+/// `oauth-uris` extension (how SMART 1 clients such as Python fhirclient find them).
+pub fn security(auth: &issho_auth::Auth) -> Value {
+    let iss = auth.issuer();
+    let root = iss.trim_end_matches("/fhir");
+    json!({
+        "cors": false,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+        "description": "SMART App Launch 2.0: authorization code with PKCE (S256) for public apps; see .well-known/smart-configuration",
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{root}/auth/authorize")},
+                {"url": "token", "valueUri": format!("{root}/auth/token")},
+                {"url": "revoke", "valueUri": format!("{root}/auth/revoke")},
+                {"url": "introspect", "valueUri": format!("{root}/auth/introspect")}
+            ]
+        }]
+    })
+}

@@ -503,8 +503,26 @@ async fn dispatch(
     };
     match (method.as_str(), seg.as_slice()) {
         ("GET", ["metadata"]) => {
-            let cs = crate::capability_statement(base, &engine.registry());
+            let mut cs = crate::capability_statement(base, &engine.registry());
+            if let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) {
+                cs["rest"][0]["security"] = crate::capability::security(auth);
+            }
             Ok(body_response(200, &cs, render.out))
+        }
+        ("GET", [".well-known", "smart-configuration"]) => {
+            let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) else {
+                return Err(FhirError::not_found(
+                    "this server runs without authorization",
+                ));
+            };
+            let mut r = Response::new(Body::from(
+                crate::oauth::smart_configuration(auth).to_string(),
+            ));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
         }
         ("GET", [".well-known", "jwks.json"]) => {
             let Some(auth) = &st.config.auth else {

@@ -8,6 +8,7 @@
 mod capability;
 mod format;
 mod handler;
+mod oauth;
 
 pub use capability::capability_statement;
 
@@ -55,6 +56,13 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
     });
     Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))
+        .route(
+            "/auth/authorize",
+            axum::routing::get(oauth::authorize).post(oauth::authorize),
+        )
+        .route("/auth/token", axum::routing::post(oauth::token))
+        .route("/auth/revoke", axum::routing::post(oauth::revoke))
+        .route("/auth/introspect", axum::routing::post(oauth::introspect))
         .route("/fhir", axum::routing::any(handler::fhir))
         .route("/fhir/", axum::routing::any(handler::fhir))
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))

@@ -142,6 +142,18 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
             "everything, including server administration",
         ),
     ];
+    // A public SMART app for trying the sign-in flow (loopback redirects, any port).
+    auth.put_client(&issho_auth::Client {
+        id: "demo-app".into(),
+        name: "issho demo app".into(),
+        redirect_uris: vec![
+            "http://127.0.0.1/callback".into(),
+            "http://localhost/callback".into(),
+        ],
+        scopes: "openid fhirUser launch/patient offline_access online_access patient/*.cruds user/*.cruds"
+            .into(),
+    })
+    .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for (u, sees) in users {
         auth.put_user(&u, DEMO_PASSWORD)

@@ -36,6 +36,8 @@ enum Cmd {
     /// Print a SMART access token response for a user of the local store (an operator's
     /// tool: it needs the data directory, and is never offered over HTTP).
     Token(TokenArgs),
+    /// Register a SMART app (a public client using authorization code with PKCE).
+    Client(ClientArgs),
     /// The audit trail (audit.db in the data directory).
     Audit(AuditArgs),
     /// Print the version.
@@ -84,6 +86,27 @@ struct TokenArgs {
     /// Requested scopes (default: all the user may have), narrowed to what the user may have.
     #[arg(long)]
     scope: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ClientArgs {
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
+    /// The client_id.
+    #[arg(long)]
+    id: String,
+    /// Display name shown on the sign-in page.
+    #[arg(long)]
+    name: Option<String>,
+    /// A redirect URI (repeat for several); loopback ones match any port.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// The widest scopes the app may get.
+    #[arg(
+        long,
+        default_value = "openid fhirUser launch/patient offline_access online_access patient/*.cruds user/*.cruds"
+    )]
+    scope: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -215,6 +238,7 @@ fn main() {
         }) => audit_verify(a),
         Cmd::Serve(a) => serve(a),
         Cmd::Token(a) => token(a),
+        Cmd::Client(a) => client(a),
         Cmd::Import(a) => import(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Bench(a) => match bench::run(a) {
@@ -365,6 +389,44 @@ fn serve(a: ServeArgs) -> i32 {
             }
         }
     })
+}
+
+fn client(a: ClientArgs) -> i32 {
+    let auth = match issho_auth::Auth::open_existing(&a.data) {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            eprintln!(
+                "error: {} has no authentication store yet; run `issho serve --data {}` once",
+                a.data.display(),
+                a.data.display()
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let c = issho_auth::Client {
+        name: a.name.clone().unwrap_or_else(|| a.id.clone()),
+        id: a.id,
+        redirect_uris: a.redirect_uris,
+        scopes: a.scope,
+    };
+    match auth.put_client(&c) {
+        Ok(()) => {
+            println!(
+                "registered client '{}' ({})",
+                c.id,
+                c.redirect_uris.join(" ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 fn token(a: TokenArgs) -> i32 {

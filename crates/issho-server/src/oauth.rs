@@ -1,0 +1,357 @@
+//! The built-in OAuth 2.0 authorization server for SMART App Launch 2.0 (standalone launch,
+//! public clients, authorization code with PKCE S256): the sign-in page (Japanese and
+//! English), the token endpoint (`authorization_code`, `refresh_token`), revocation (RFC 7009),
+//! introspection (RFC 7662) and `/.well-known/smart-configuration`.
+
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn form(s: &str) -> Vec<(String, String)> {
+    issho_engine::parse_query(s)
+}
+
+fn get<'a>(p: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    p.iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn json_response(status: u16, v: &Value) -> Response {
+    let mut r = Response::new(Body::from(v.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}
+
+fn html(status: u16, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    r
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The parameters an authorization request must carry through the sign-in form.
+const CARRIED: [&str; 8] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "aud",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+fn page(p: &[(String, String)], client_name: &str, scope: &str, error: Option<&str>) -> String {
+    let hidden: String = CARRIED
+        .iter()
+        .filter_map(|k| get(p, k).map(|v| (k, v)))
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                escape(v)
+            )
+        })
+        .collect();
+    let err = error
+        .map(|e| format!("<p class=\"err\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let scopes: String = scope
+        .split_whitespace()
+        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .collect();
+    format!(
+        r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>issho — サインイン / Sign in</title>
+<style>body{{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}}
+h1{{font-size:1.3rem}}label{{display:block;margin:.8rem 0 .2rem}}input[type=text],input[type=password]{{width:100%;padding:.5rem;font-size:1rem}}
+button{{margin-top:1.2rem;padding:.6rem 1.4rem;font-size:1rem}}.err{{color:#b00020}}.en{{color:#666;font-size:.9em}}</style></head>
+<body><h1>issho（一生・一緒）へサインイン <span class="en">Sign in to issho</span></h1>
+<p><strong>{client}</strong> があなたの健康記録へのアクセスを求めています。<br><span class="en">{client} asks to access health records on your behalf:</span></p>
+<ul>{scopes}</ul>{err}
+<form method="post" action="/auth/authorize">{hidden}
+<label for="u">ユーザー名 <span class="en">User name</span></label><input id="u" type="text" name="username" autocomplete="username" required>
+<label for="p">パスワード <span class="en">Password</span></label><input id="p" type="password" name="password" autocomplete="current-password" required>
+<button type="submit" name="decision" value="allow">許可してサインイン <span class="en">Allow and sign in</span></button>
+</form></body></html>"#,
+        client = escape(client_name),
+    )
+}
+
+/// Checks common to showing the page and accepting it. `Err(response)`: what to answer.
+fn check_request(
+    st: &AppState,
+    p: &[(String, String)],
+) -> Result<issho_auth::Client, Box<Response>> {
+    let Some(auth) = &st.config.auth else {
+        return Err(Box::new(html(404, "no authorization server here".into())));
+    };
+    let client = get(p, "client_id")
+        .and_then(|id| auth.client(id).ok().flatten())
+        .ok_or_else(|| {
+            html(
+                400,
+                "<p>Unknown client_id. / 不明なクライアントです。</p>".into(),
+            )
+        })?;
+    let redirect_uri = get(p, "redirect_uri").unwrap_or_default();
+    if !client.accepts_redirect(redirect_uri) {
+        // Never redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+        return Err(Box::new(html(
+            400,
+            "<p>redirect_uri is not registered for this client. / 登録されていないリダイレクト先です。</p>"
+                .into(),
+        )));
+    }
+    let fail = |error: &str, d: &str| {
+        let mut to = format!(
+            "{redirect_uri}{}error={error}&error_description={}",
+            if redirect_uri.contains('?') { '&' } else { '?' },
+            enc(d)
+        );
+        if let Some(s) = get(p, "state") {
+            to.push_str(&format!("&state={}", enc(s)));
+        }
+        Box::new(redirect(&to))
+    };
+    if get(p, "response_type") != Some("code") {
+        return Err(fail(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
+    }
+    if get(p, "code_challenge").is_none() || get(p, "code_challenge_method") != Some("S256") {
+        return Err(fail("invalid_request", "PKCE with S256 is required"));
+    }
+    if get(p, "aud").map(|a| a.trim_end_matches('/')) != Some(auth.issuer()) {
+        return Err(fail(
+            "invalid_request",
+            "aud must be this server's FHIR base URL",
+        ));
+    }
+    if get(p, "state").is_none() {
+        return Err(fail("invalid_request", "state is required"));
+    }
+    Ok(client)
+}
+
+/// `GET /auth/authorize` (the sign-in page) and `POST /auth/authorize` (the form).
+pub async fn authorize(
+    State(st): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let p = if method == Method::POST {
+        form(&String::from_utf8_lossy(&body))
+    } else {
+        form(uri.query().unwrap_or(""))
+    };
+    let client = match check_request(&st, &p) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let scope = get(&p, "scope").unwrap_or_default().to_string();
+    if method != Method::POST {
+        return html(200, page(&p, &client.name, &scope, None));
+    }
+    let auth = st.config.auth.clone().expect("checked");
+    let (user, pass) = (
+        get(&p, "username").unwrap_or_default().to_string(),
+        get(&p, "password").unwrap_or_default().to_string(),
+    );
+    let challenge = get(&p, "code_challenge").unwrap_or_default().to_string();
+    let redirect_uri = get(&p, "redirect_uri").unwrap_or_default().to_string();
+    let state = get(&p, "state").unwrap_or_default().to_string();
+    let scope2 = scope.clone();
+    let client2 = client.clone();
+    // argon2 is deliberately slow: off the async workers.
+    let res = tokio::task::spawn_blocking(move || {
+        let u = auth.check_password(&user, &pass)?;
+        auth.authorization_code(&u, &client2, &redirect_uri, &scope2, &challenge)
+            .map(|code| (code, redirect_uri))
+    })
+    .await;
+    match res {
+        Ok(Ok((code, redirect_uri))) => redirect(&format!(
+            "{redirect_uri}{}code={}&state={}",
+            if redirect_uri.contains('?') { '&' } else { '?' },
+            enc(&code),
+            enc(&state)
+        )),
+        Ok(Err(e)) => html(
+            401,
+            page(
+                &p,
+                &client.name,
+                &scope,
+                Some(&format!(
+                    "サインインできませんでした / Could not sign in: {e}"
+                )),
+            ),
+        ),
+        Err(_) => html(500, "internal error".into()),
+    }
+}
+
+/// `POST /auth/token`.
+pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(auth) = st.config.auth.clone() else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return oauth_error(
+            400,
+            "invalid_request",
+            "the token request must be application/x-www-form-urlencoded",
+        );
+    }
+    let p = form(&String::from_utf8_lossy(&body));
+    let grant = get(&p, "grant_type").unwrap_or_default().to_string();
+    let client_id = get(&p, "client_id").unwrap_or_default().to_string();
+    let res = tokio::task::spawn_blocking(move || match grant.as_str() {
+        "authorization_code" => auth.exchange_code(
+            get(&p, "code").unwrap_or_default(),
+            &client_id,
+            get(&p, "redirect_uri").unwrap_or_default(),
+            get(&p, "code_verifier").unwrap_or_default(),
+        ),
+        "refresh_token" => auth.refresh(
+            get(&p, "refresh_token").unwrap_or_default(),
+            &client_id,
+            get(&p, "scope"),
+        ),
+        other => Err(issho_auth::AuthError::Invalid(format!(
+            "unsupported grant_type '{other}'"
+        ))),
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => json_response(200, &v),
+        Ok(Err(e)) => {
+            let code = if e.to_string().starts_with("unsupported grant_type") {
+                "unsupported_grant_type"
+            } else {
+                "invalid_grant"
+            };
+            oauth_error(400, code, &e.to_string())
+        }
+        Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009): always 200.
+pub async fn revoke(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let p = form(&String::from_utf8_lossy(&body));
+    if let (Some(auth), Some(t)) = (&st.config.auth, get(&p, "token")) {
+        let _ = auth.revoke_token(t);
+    }
+    json_response(200, &json!({}))
+}
+
+/// `POST /auth/introspect` (RFC 7662). The caller authenticates with a valid access token of
+/// its own (resource servers in the same deployment).
+pub async fn introspect(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(auth) = &st.config.auth else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    let caller = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| auth.verify(t.trim()).is_ok())
+        .unwrap_or(false);
+    if !caller {
+        return oauth_error(
+            401,
+            "invalid_client",
+            "introspection needs a valid bearer token",
+        );
+    }
+    let p = form(&String::from_utf8_lossy(&body));
+    json_response(200, &auth.introspect(get(&p, "token").unwrap_or_default()))
+}
+
+/// `GET [base]/.well-known/smart-configuration`.
+pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
+    let iss = auth.issuer();
+    let root = iss.trim_end_matches("/fhir");
+    json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{root}/auth/authorize"),
+        "token_endpoint": format!("{root}/auth/token"),
+        "revocation_endpoint": format!("{root}/auth/revoke"),
+        "introspection_endpoint": format!("{root}/auth/introspect"),
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+            "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs"],
+        "capabilities": ["launch-standalone", "client-public", "context-standalone-patient",
+            "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
+    })
+}
