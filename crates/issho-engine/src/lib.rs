@@ -16,6 +16,7 @@ mod search;
 mod terminology;
 mod view;
 
+pub use audit::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
@@ -145,6 +146,9 @@ impl Default for EngineConfig {
     }
 }
 
+/// Break-the-glass openings by user: (patient id, until in seconds since the epoch).
+type BreakGlassOpenings = std::collections::HashMap<String, Vec<(String, u64)>>;
+
 /// The engine. Cheap to clone (shared store).
 #[derive(Clone)]
 pub struct Engine {
@@ -153,6 +157,8 @@ pub struct Engine {
     reindexer: Arc<params::Reindexer>,
     /// The audit trail (`audit.db` beside the store); every interaction is recorded.
     audit: Option<Arc<issho_audit::AuditLog>>,
+    /// Break-the-glass openings: user → (patient, until in seconds since the epoch).
+    break_glass: Arc<std::sync::Mutex<BreakGlassOpenings>>,
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
@@ -174,6 +180,7 @@ impl Engine {
             indexer,
             reindexer: Arc::default(),
             audit: None,
+            break_glass: Arc::default(),
             gate,
             config,
             pages,

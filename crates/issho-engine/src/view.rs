@@ -21,8 +21,76 @@ use std::collections::BTreeSet;
 pub(crate) struct View {
     pub reach: Reach,
     pub scope_filters: Vec<(String, String)>,
-    /// For `Reach::CareOf`: the patients in a care relationship (computed once per request).
+    /// For `Reach::CareOf`: the patients in a care relationship whose consent lets this
+    /// organization see their record (computed once per request).
     pub persons: Option<Vec<String>>,
+    /// Categories patients refused to share (a security label `system|code`, and the patients
+    /// who refused it): their resources carrying it are hidden.
+    pub refused_labels: Vec<(String, Vec<String>)>,
+}
+
+/// JP-CLINS indication tags (`meta.tag`): `UNINFORMED` (not yet told to the patient: hidden
+/// from the patient), `UNDELIVERED` (not shared beyond the authoring institution).
+pub(crate) const CLINS_INDICATION: &str =
+    "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication";
+
+/// What a person's active privacy Consents say for one organization.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConsentDecision {
+    /// The whole record is refused to this organization (or to everyone).
+    pub refused: bool,
+    /// Security labels (`system|code`) whose resources are refused.
+    pub labels: Vec<String>,
+}
+
+/// Read a Consent resource (R4, scope patient-privacy): `deny` provisions (top level and
+/// nested) with no actor or with `org` among their actors; without class/code/securityLabel
+/// they refuse the whole record, with security labels they refuse those categories.
+pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDecision) {
+    fn walk(p: &Value, org: &str, out: &mut ConsentDecision) {
+        let deny = p.get("type").and_then(Value::as_str) == Some("deny");
+        let actors: Vec<&str> = p
+            .get("actor")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["reference"]["reference"].as_str())
+            .collect();
+        let applies = actors.is_empty() || actors.contains(&org);
+        if deny && applies {
+            let labels: Vec<String> = p
+                .get("securityLabel")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| {
+                    Some(format!(
+                        "{}|{}",
+                        l.get("system")?.as_str()?,
+                        l.get("code")?.as_str()?
+                    ))
+                })
+                .collect();
+            if labels.is_empty() && p.get("class").is_none() && p.get("code").is_none() {
+                out.refused = true;
+            }
+            out.labels.extend(labels);
+        }
+        for child in p
+            .get("provision")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            walk(child, org, out);
+        }
+    }
+    if consent.get("status").and_then(Value::as_str) != Some("active") {
+        return;
+    }
+    if let Some(p) = consent.get("provision") {
+        walk(p, org, out);
+    }
 }
 
 /// Most patients a care-relationship view is computed over (beyond: refused as too costly).
@@ -34,11 +102,73 @@ impl View {
             reach: permit.reach.clone(),
             scope_filters: permit.filters.clone(),
             persons: None,
+            refused_labels: Vec::new(),
         }
     }
 
     pub fn unrestricted(&self) -> bool {
         self.reach == Reach::All && self.scope_filters.is_empty()
+    }
+
+    /// A `_tag`/`_security` filter test of `rt` for one `system|code`.
+    fn label_test(
+        reg: &issho_search::Registry,
+        rt: &str,
+        param: &str,
+        label: &str,
+    ) -> Result<Test> {
+        let q = issho_search::parse_in(
+            reg,
+            Some(rt),
+            &[(param.to_string(), label.to_string())],
+            true,
+        )
+        .map_err(|issues| FhirError {
+            status: 500,
+            issues,
+        })?;
+        Ok(q.filters
+            .into_iter()
+            .next()
+            .map(|f| f.test)
+            .expect("one filter"))
+    }
+
+    /// Conditions from consent and JP-CLINS tags for `rt` (patient data only).
+    fn consent_filters(&self, reg: &issho_search::Registry, rt: &str) -> Result<Vec<Filter>> {
+        let mut out = Vec::new();
+        match &self.reach {
+            Reach::Patient(_) => {
+                // Not yet told to the patient: hidden from the patient.
+                let t =
+                    Self::label_test(reg, rt, "_tag", &format!("{CLINS_INDICATION}|UNINFORMED"))?;
+                out.push(Filter {
+                    name: "_consent".into(),
+                    test: Test::NotAll(vec![t]),
+                });
+            }
+            Reach::CareOf(org) => {
+                // Not delivered beyond the authoring institution (`meta.source` names it).
+                let tag =
+                    Self::label_test(reg, rt, "_tag", &format!("{CLINS_INDICATION}|UNDELIVERED"))?;
+                let own = Self::label_test(reg, rt, "_source", org)?;
+                out.push(Filter {
+                    name: "_consent".into(),
+                    test: Test::NotAll(vec![tag, Test::NotAll(vec![own])]),
+                });
+                // Categories a patient refused: their resources with that label.
+                for (label, persons) in &self.refused_labels {
+                    let sec = Self::label_test(reg, rt, "_security", label)?;
+                    let whose = persons_filter(rt, persons)?.test;
+                    out.push(Filter {
+                        name: "_consent".into(),
+                        test: Test::NotAll(vec![whose, sec]),
+                    });
+                }
+            }
+            Reach::All => {}
+        }
+        Ok(out)
     }
 
     /// True when `rt` holds patient data this view restricts (Patient and the types of the
@@ -71,6 +201,7 @@ impl View {
                 }
                 Reach::All => {}
             }
+            out.extend(self.consent_filters(reg, rt)?);
         }
         Ok(out)
     }
@@ -121,13 +252,43 @@ impl View {
                 .map(String::as_str)
                 .collect(),
         };
-        if rt == "Patient" {
-            let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
-            return ids.contains(&id);
+        let has = |list: &str, system: &str, code: &str| {
+            body["meta"][list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.get("system").and_then(Value::as_str) == Some(system)
+                        && c.get("code").and_then(Value::as_str) == Some(code)
+                })
+        };
+        let pats: Vec<String> = if rt == "Patient" {
+            vec![
+                body.get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            ]
+        } else {
+            compartment_patients(rt, body)
+        };
+        if !pats.iter().any(|p| ids.contains(&p.as_str())) {
+            return false;
         }
-        compartment_patients(rt, body)
-            .iter()
-            .any(|p| ids.contains(&p.as_str()))
+        match &self.reach {
+            Reach::Patient(_) => !has("tag", CLINS_INDICATION, "UNINFORMED"),
+            Reach::CareOf(org) => {
+                let source = body["meta"]["source"].as_str().unwrap_or_default();
+                if has("tag", CLINS_INDICATION, "UNDELIVERED") && source != org {
+                    return false;
+                }
+                !self.refused_labels.iter().any(|(label, persons)| {
+                    let (system, code) = label.split_once('|').unwrap_or(("", label));
+                    has("security", system, code) && pats.iter().any(|p| persons.contains(p))
+                })
+            }
+            Reach::All => true,
+        }
     }
 }
 
@@ -306,9 +467,64 @@ impl Engine {
         let permit = self.gate.check(ctx, action, rt)?;
         let mut view = View::of(&permit);
         if let Reach::CareOf(org) = &view.reach {
-            view.persons = Some(self.care_persons(r, org)?);
+            let mut persons = self.care_persons(r, org)?;
+            // Consent: "share unless refused".
+            let decisions = self.consent_decisions(r, org)?;
+            persons.retain(|p| !decisions.get(p).is_some_and(|d| d.refused));
+            let mut labels: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for (p, d) in &decisions {
+                for l in &d.labels {
+                    labels.entry(l.clone()).or_default().push(p.clone());
+                }
+            }
+            view.refused_labels = labels.into_iter().collect();
+            // Break-the-glass: patients opened in an emergency, whatever their consent.
+            if let Some(g) = ctx.grant() {
+                for p in self.break_glass_patients(&g.subject) {
+                    if !persons.contains(&p) {
+                        persons.push(p.clone());
+                    }
+                    for (_, who) in view.refused_labels.iter_mut() {
+                        who.retain(|x| x != &p);
+                    }
+                }
+            }
+            view.persons = Some(persons);
         }
         Ok(view)
+    }
+
+    /// The privacy decisions of every patient with an active patient-privacy Consent, for
+    /// `org`.
+    fn consent_decisions(
+        &self,
+        r: &dyn StoreRead,
+        org: &str,
+    ) -> Result<std::collections::HashMap<String, ConsentDecision>> {
+        let pairs = vec![
+            ("status".to_string(), "active".to_string()),
+            ("_count".to_string(), "100000".to_string()),
+        ];
+        let q = issho_search::parse(Some("Consent"), &pairs, true).map_err(|issues| FhirError {
+            status: 500,
+            issues,
+        })?;
+        let (sql, args) = issho_search::sqlite_select(&q);
+        let rids = r.query_rids(&sql, &args)?;
+        let mut out: std::collections::HashMap<String, ConsentDecision> = Default::default();
+        for chunk in rids.chunks(500) {
+            for s in r.current_by_rids(chunk)? {
+                let Some(v) = s.json() else { continue };
+                let Some(p) = v["patient"]["reference"]
+                    .as_str()
+                    .and_then(|x| x.strip_prefix("Patient/"))
+                else {
+                    continue;
+                };
+                consent_decision(&v, org, out.entry(p.to_string()).or_default());
+            }
+        }
+        Ok(out)
     }
 
     /// Patients in a care relationship with `org`: an Encounter there (service provider), an

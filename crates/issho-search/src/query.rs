@@ -175,6 +175,10 @@ pub enum Test {
         target_types: Vec<String>,
         inner: Box<Test>,
     },
+    /// None of the resources that pass every one of these tests (`NOT (a AND b …)`): engine
+    /// conditions such as "not a resource of a patient who refused this category, carrying
+    /// that category's label". Never parsed from a URL.
+    NotAll(Vec<Test>),
     /// `_has`: a resource of `source_type` that passes `inner` refers to this one through
     /// (the rows of) `keys`.
     Has {

@@ -267,6 +267,7 @@ fn can_drive(test: &Test) -> bool {
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
+        Test::NotAll(_) => false,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
 }
@@ -701,6 +702,19 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             s.bind_list(target_types);
             s.push(" AND ");
             test_sql(s, inner, &t);
+            s.push(")");
+        }
+        Test::NotAll(tests) => {
+            s.push("NOT (");
+            for (i, t) in tests.iter().enumerate() {
+                if i > 0 {
+                    s.push(" AND ");
+                }
+                test_sql(s, t, r);
+            }
+            if tests.is_empty() {
+                s.push("1");
+            }
             s.push(")");
         }
         Test::Has {

@@ -36,6 +36,8 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                     json!([
                         {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
                         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                        {"name": "break-glass", "definition": "urn:issho:OperationDefinition:break-glass",
+                         "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log."},
                         {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
                          "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (who accessed their record, when, why, with what outcome), newest first; for the person and administrators."}
                     ])

@@ -538,6 +538,29 @@ async fn dispatch(
             );
             Ok(r)
         }
+        ("POST", ["Patient", id, "$break-glass"]) => {
+            // An emergency physician opens a record in an emergency, stating why.
+            let input = parse_json(headers, &body, false)?;
+            let reason = input["parameter"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == "reason")
+                .and_then(|p| p["valueString"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let id = id.to_string();
+            let e2 = engine.clone();
+            blocking(move || e2.break_glass(&ctx, &id, &reason)).await?;
+            Ok(outcome_response(
+                200,
+                &[Issue::information(format!(
+                    "the record is open for {} minutes; every access is recorded and reviewed",
+                    issho_engine::BREAK_GLASS_SECONDS / 60
+                ))],
+                render.out,
+            ))
+        }
         ("GET", ["Patient", id, "$access-log"]) => {
             // A person's own access log: who read or changed their record, when, and why.
             let since = pairs

@@ -612,3 +612,197 @@ fn audit_trail_and_access_log() {
     // 17 writes while loading, the reads and denials above, the log reads.
     assert!(report.entries >= 23, "{report:?}");
 }
+
+/// Consent ("share unless refused"), JP-CLINS indication tags, and break-the-glass.
+#[test]
+fn consent_tags_and_break_glass() {
+    let (s, auth) = Server::start_secure();
+    let mk = |name: &str, role: Role, org: Option<&str>, patient: Option<&str>, scopes: &str| {
+        let u = User {
+            name: name.into(),
+            role,
+            patient: patient.map(str::to_string),
+            organization: org.map(|o| format!("Organization/{o}")),
+            fhir_user: None,
+            scopes: scopes.into(),
+            display: name.into(),
+        };
+        auth.put_user(&u, "a long password").unwrap();
+        auth.issue_for_user(&u, None).unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let admin = mk("admin", Role::Administrator, None, None, "user/*.cruds");
+    let doc_a = mk("doc-a", Role::Physician, Some("org-a"), None, "user/*.rs");
+    let doc_a2 = mk("doc-a2", Role::Physician, Some("org-c"), None, "user/*.rs");
+    let er_b = mk(
+        "er-b",
+        Role::EmergencyPhysician,
+        Some("org-b"),
+        None,
+        "user/*.rs",
+    );
+    let pat = mk("pat", Role::Patient, None, Some("p1"), "patient/*.rs");
+    let put = |path: &str, body: Value| {
+        let r = s
+            .req("PUT", path)
+            .bearer_auth(&admin)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.text().unwrap());
+    };
+    let get = |tok: &str, path: &str| -> (u16, Value) {
+        let r = s.req("GET", path).bearer_auth(tok).send().unwrap();
+        let st = r.status().as_u16();
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
+    };
+    let ids = |b: &Value| -> BTreeSet<String> { ids_of(b) };
+    const CLINS: &str = "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication";
+    put("Patient/p1", json!({"resourceType": "Patient", "id": "p1"}));
+    for org in ["org-a", "org-c"] {
+        put(
+            &format!("Encounter/e-{org}"),
+            json!({"resourceType": "Encounter", "id": format!("e-{org}"), "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/p1"}, "serviceProvider": {"reference": format!("Organization/{org}")}}),
+        );
+    }
+    let cond = |id: &str, meta: Value| {
+        let mut c = json!({"resourceType": "Condition", "id": id,
+            "code": {"text": id}, "subject": {"reference": "Patient/p1"}});
+        if !meta.is_null() {
+            c["meta"] = meta;
+        }
+        c
+    };
+    put("Condition/plain", cond("plain", Value::Null));
+    put(
+        "Condition/psy",
+        cond(
+            "psy",
+            json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}),
+        ),
+    );
+    put(
+        "Condition/uninformed",
+        cond(
+            "uninformed",
+            json!({"tag": [{"system": CLINS, "code": "UNINFORMED"}]}),
+        ),
+    );
+    put(
+        "Condition/undelivered",
+        cond(
+            "undelivered",
+            json!({"source": "Organization/org-a", "tag": [{"system": CLINS, "code": "UNDELIVERED"}]}),
+        ),
+    );
+    let all: BTreeSet<String> = ["plain", "psy", "uninformed", "undelivered"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+    // Without any consent: shared with the care providers; the tags apply.
+    assert_eq!(ids(&get(&doc_a, "Condition?_count=50").1), all);
+    assert_eq!(
+        ids(&get(&doc_a2, "Condition?_count=50").1),
+        set(&["plain", "psy", "uninformed"]),
+        "UNDELIVERED stays at org-a"
+    );
+    assert_eq!(
+        ids(&get(&pat, "Condition?_count=50").1),
+        set(&["plain", "psy", "undelivered"]),
+        "UNINFORMED is not shown to the patient"
+    );
+    assert_eq!(get(&pat, "Condition/uninformed").0, 404);
+    // The person refuses mental-health records to everyone.
+    put(
+        "Consent/c1",
+        json!({"resourceType": "Consent", "id": "c1", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "provision": [{"type": "deny",
+            "securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}]}}),
+    );
+    assert_eq!(
+        ids(&get(&doc_a, "Condition?_count=50").1),
+        set(&["plain", "uninformed", "undelivered"])
+    );
+    assert_eq!(get(&doc_a, "Condition/psy").0, 404);
+    assert_eq!(get(&doc_a, "Condition?_summary=count").1["total"], 3);
+    // ... and refuses org-c entirely: takes effect on the next request.
+    put(
+        "Consent/c2",
+        json!({"resourceType": "Consent", "id": "c2", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"},
+        "provision": {"type": "deny", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
+            "reference": {"reference": "Organization/org-c"}}]}}),
+    );
+    assert_eq!(get(&doc_a2, "Patient/p1").0, 404);
+    assert!(ids(&get(&doc_a2, "Condition?_count=50").1).is_empty());
+    assert_eq!(get(&doc_a, "Patient/p1").0, 200, "org-a still may");
+    // Withdrawn: shared again.
+    let mut c2 = json!({"resourceType": "Consent", "id": "c2", "status": "inactive",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"}});
+    put("Consent/c2", c2.take());
+    assert_eq!(get(&doc_a2, "Patient/p1").0, 200);
+    // Break-the-glass: an emergency physician at a hospital with no care relationship.
+    assert_eq!(get(&er_b, "Patient/p1").0, 404);
+    let btg = |tok: &str, reason: &str| {
+        s.req("POST", "Patient/p1/$break-glass")
+            .bearer_auth(tok)
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": reason}]}).to_string())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        btg(&doc_a, "unconscious patient"),
+        403,
+        "only emergency physicians"
+    );
+    assert_eq!(btg(&er_b, ""), 400, "a reason is required");
+    assert_eq!(
+        btg(&er_b, "unconscious patient in the ER, allergies unknown"),
+        200
+    );
+    assert_eq!(get(&er_b, "Patient/p1").0, 200);
+    assert!(
+        ids(&get(&er_b, "Condition?_count=50").1).contains("psy"),
+        "consent is overridden"
+    );
+    // The person sees it in their access log, flagged.
+    let (_, log) = get(&pat, "Patient/p1/$access-log?_count=1000");
+    let text = log.to_string();
+    assert!(
+        text.contains("break-the-glass: unconscious patient"),
+        "{text}"
+    );
+    let flagged = log["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["resource"].to_string().contains("er-b")
+                && e["resource"].to_string().contains("ETREAT")
+        })
+        .count();
+    assert!(
+        flagged >= 3,
+        "the declaration and the accesses under it: {flagged}"
+    );
+}
