@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS auth_revoked (jti TEXT PRIMARY KEY, until INTEGER NOT
 CREATE TABLE IF NOT EXISTS auth_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_clients (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, redirect_uris TEXT NOT NULL, scopes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_client_keys (id TEXT PRIMARY KEY, jwks TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_refresh (
   hash TEXT PRIMARY KEY, user TEXT NOT NULL, client TEXT NOT NULL, scope TEXT NOT NULL,
   until INTEGER NOT NULL);
@@ -163,6 +164,8 @@ pub struct Auth {
     verified: Mutex<std::collections::HashMap<String, (Grant, i64)>>,
     /// Authorization codes not yet exchanged (short-lived, single use).
     codes: Mutex<std::collections::HashMap<String, Pending>>,
+    /// Client assertion ids seen (replay protection), with their expiry.
+    assertions: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Most verified tokens remembered.
@@ -187,6 +190,30 @@ fn random_token() -> Result<String> {
 pub fn pkce_s256(s: &str) -> String {
     use sha2::Digest;
     b64url(&sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn b64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            b'=' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -238,6 +265,7 @@ impl Auth {
             issuer,
             verified: Mutex::default(),
             codes: Mutex::default(),
+            assertions: Mutex::default(),
         })
     }
 
@@ -262,6 +290,7 @@ impl Auth {
             issuer,
             verified: Mutex::default(),
             codes: Mutex::default(),
+            assertions: Mutex::default(),
         }))
     }
 
@@ -524,6 +553,135 @@ impl Auth {
         self.token_response(&user, client_id, &pending.scope)
     }
 
+    /// Register a backend service (SMART Backend Services): a client authenticating with
+    /// `private_key_jwt` against its public keys (`jwks`: a JWK Set, RS384/ES384/ES256),
+    /// allowed the system `scopes`.
+    pub fn put_service(&self, id: &str, name: &str, jwks: &Value, scopes: &str) -> Result<()> {
+        serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone())
+            .map_err(|e| AuthError::Invalid(format!("not a JWK Set: {e}")))?;
+        let parsed = Scopes::parse(scopes).map_err(AuthError::Invalid)?;
+        if parsed
+            .resources
+            .iter()
+            .any(|r| r.context != issho_access::ScopeContext::System)
+        {
+            return Err(AuthError::Invalid(
+                "a backend service gets system/ scopes only".into(),
+            ));
+        }
+        self.put_client(&Client {
+            id: id.to_string(),
+            name: name.to_string(),
+            redirect_uris: vec!["urn:ietf:wg:oauth:2.0:oob".into()],
+            scopes: scopes.to_string(),
+        })?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO auth_client_keys (id, jwks) VALUES (?1, ?2)",
+            params![id, jwks.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The `client_credentials` grant with a `private_key_jwt` client assertion (SMART
+    /// Backend Services): the assertion is signed by one of the client's registered keys,
+    /// `iss` = `sub` = the client, `aud` = the token endpoint, expires within five minutes, and
+    /// its `jti` is used once.
+    pub fn client_credentials(
+        &self,
+        assertion_type: &str,
+        assertion: &str,
+        token_endpoint: &str,
+        scope: &str,
+    ) -> Result<Value> {
+        let bad = |m: &str| AuthError::Invalid(m.to_string());
+        if assertion_type != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+            return Err(bad("client_assertion_type must be jwt-bearer"));
+        }
+        let header = jsonwebtoken::decode_header(assertion)
+            .map_err(|_| bad("malformed client assertion"))?;
+        if !matches!(
+            header.alg,
+            Algorithm::RS384 | Algorithm::ES384 | Algorithm::ES256 | Algorithm::RS256
+        ) {
+            return Err(bad(
+                "client assertions must be signed with RS384, ES384, ES256 or RS256",
+            ));
+        }
+        // Who claims to be asking (checked against the signature below).
+        let unverified: Value = {
+            let payload = assertion
+                .split('.')
+                .nth(1)
+                .ok_or_else(|| bad("malformed client assertion"))?;
+            let bytes = b64url_decode(payload).ok_or_else(|| bad("malformed client assertion"))?;
+            serde_json::from_slice(&bytes).map_err(|_| bad("malformed client assertion"))?
+        };
+        let client_id = unverified["iss"].as_str().unwrap_or_default().to_string();
+        let jwks: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT jwks FROM auth_client_keys WHERE id = ?1",
+                [&client_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(&jwks.ok_or_else(|| bad("unknown client"))?)
+                .map_err(|_| bad("unknown client"))?;
+        let jwk = match &header.kid {
+            Some(kid) => jwks.find(kid),
+            None => jwks.keys.first(),
+        }
+        .ok_or_else(|| bad("no registered key for this assertion"))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| bad("unusable client key"))?;
+        let mut v = Validation::new(header.alg);
+        v.set_audience(&[token_endpoint]);
+        v.set_issuer(&[&client_id]);
+        v.sub = Some(client_id.clone());
+        v.set_required_spec_claims(&["exp", "aud", "iss", "sub", "jti"]);
+        v.leeway = 5;
+        let data = jsonwebtoken::decode::<Value>(assertion, &key, &v)
+            .map_err(|e| AuthError::Invalid(format!("client assertion rejected: {e}")))?;
+        let exp = data.claims["exp"].as_i64().unwrap_or(0);
+        if exp > now() + 300 {
+            return Err(bad("client assertions may live five minutes at most"));
+        }
+        let jti = data.claims["jti"].as_str().unwrap_or_default().to_string();
+        {
+            let mut seen = self.assertions.lock().unwrap_or_else(|e| e.into_inner());
+            let t = now();
+            seen.retain(|_, until| *until > t);
+            if seen
+                .insert(format!("{client_id}\u{1f}{jti}"), exp + 60)
+                .is_some()
+            {
+                return Err(bad("client assertion replayed (jti already used)"));
+            }
+        }
+        let client = self
+            .client(&client_id)?
+            .ok_or_else(|| bad("unknown client"))?;
+        let allowed = Scopes::parse(&client.scopes).map_err(AuthError::Invalid)?;
+        let granted = Scopes::parse(scope)
+            .map_err(AuthError::Invalid)?
+            .within(&allowed);
+        if granted.resources.is_empty() {
+            return Err(bad(
+                "none of the requested scopes may be granted to this client",
+            ));
+        }
+        let service = User {
+            name: client_id.clone(),
+            role: Role::Service,
+            patient: None,
+            organization: None,
+            fhir_user: None,
+            scopes: client.scopes.clone(),
+            display: client.name.clone(),
+        };
+        self.issue_for_user(&service, Some(&granted.to_string()))
+    }
+
     /// The `refresh_token` grant: a new access token (and a new refresh token; the old one is
     /// spent) with the same or fewer scopes.
     pub fn refresh(
@@ -774,9 +932,133 @@ impl Auth {
     }
 }
 
+/// A key pair for a backend service in tests and tools: (PKCS#8 DER private key, public JWK).
+#[doc(hidden)]
+pub fn new_es256_client_key(kid: &str) -> Result<(Vec<u8>, Value)> {
+    let secret = loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| AuthError::Storage(e.to_string()))?;
+        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+            break k;
+        }
+    };
+    let der = secret
+        .to_pkcs8_der()
+        .map_err(|e| AuthError::Storage(e.to_string()))?
+        .as_bytes()
+        .to_vec();
+    let point = secret.public_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64url(&point.x().map(|x| x.to_vec()).unwrap_or_default()),
+        "y": b64url(&point.y().map(|y| y.to_vec()).unwrap_or_default())});
+    Ok((der, jwk))
+}
+
+/// Sign a client assertion (tests and tools).
+#[doc(hidden)]
+pub fn sign_es256(der: &[u8], kid: &str, claims: &Value) -> Result<String> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(der))
+        .map_err(|e| AuthError::Storage(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backend_service_client_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+        let (der, jwk) = new_es256_client_key("k1").unwrap();
+        let jwks = json!({"keys": [jwk]});
+        assert!(
+            a.put_service("svc", "Lab system", &jwks, "patient/*.rs")
+                .is_err()
+        );
+        a.put_service(
+            "svc",
+            "Lab system",
+            &jwks,
+            "system/*.rs system/Observation.cruds",
+        )
+        .unwrap();
+        let endpoint = "http://h/auth/token";
+        let claims = |jti: &str, exp: i64, aud: &str| json!({"iss": "svc", "sub": "svc", "aud": aud, "exp": exp, "jti": jti});
+        let t = |c: &Value| sign_es256(&der, "k1", c).unwrap();
+        const JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        let ok = a
+            .client_credentials(
+                JWT,
+                &t(&claims("j1", now() + 120, endpoint)),
+                endpoint,
+                "system/*.rs user/*.rs",
+            )
+            .unwrap();
+        assert_eq!(ok["scope"], "system/*.rs");
+        let g = a.verify(ok["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(g.role, Role::Service);
+        // Replay, wrong audience, too long-lived, expired, another key, unknown client.
+        assert!(
+            a.client_credentials(
+                JWT,
+                &t(&claims("j1", now() + 120, endpoint)),
+                endpoint,
+                "system/*.rs"
+            )
+            .is_err()
+        );
+        assert!(
+            a.client_credentials(
+                JWT,
+                &t(&claims("j2", now() + 120, "http://other/token")),
+                endpoint,
+                "system/*.rs"
+            )
+            .is_err()
+        );
+        assert!(
+            a.client_credentials(
+                JWT,
+                &t(&claims("j3", now() + 3600, endpoint)),
+                endpoint,
+                "system/*.rs"
+            )
+            .is_err()
+        );
+        assert!(
+            a.client_credentials(
+                JWT,
+                &t(&claims("j4", now() - 120, endpoint)),
+                endpoint,
+                "system/*.rs"
+            )
+            .is_err()
+        );
+        let (other, _) = new_es256_client_key("k1").unwrap();
+        let forged = sign_es256(&other, "k1", &claims("j5", now() + 120, endpoint)).unwrap();
+        assert!(
+            a.client_credentials(JWT, &forged, endpoint, "system/*.rs")
+                .is_err()
+        );
+        let mut c = claims("j6", now() + 120, endpoint);
+        c["iss"] = json!("nobody");
+        c["sub"] = json!("nobody");
+        assert!(
+            a.client_credentials(JWT, &t(&c), endpoint, "system/*.rs")
+                .is_err()
+        );
+        assert!(
+            a.client_credentials(
+                "password",
+                &t(&claims("j7", now() + 120, endpoint)),
+                endpoint,
+                "system/*.rs"
+            )
+            .is_err()
+        );
+    }
 
     fn user() -> User {
         User {

@@ -83,7 +83,7 @@ pub fn security(auth: &issho_auth::Auth) -> Value {
     let iss = auth.issuer();
     let root = iss.trim_end_matches("/fhir");
     json!({
-        "cors": false,
+        "cors": true,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
         "description": "SMART App Launch 2.0: authorization code with PKCE (S256) for public apps; see .well-known/smart-configuration",
         "extension": [{

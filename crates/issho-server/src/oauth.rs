@@ -267,7 +267,14 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     let p = form(&String::from_utf8_lossy(&body));
     let grant = get(&p, "grant_type").unwrap_or_default().to_string();
     let client_id = get(&p, "client_id").unwrap_or_default().to_string();
+    let endpoint = format!("{}/auth/token", auth.issuer().trim_end_matches("/fhir"));
     let res = tokio::task::spawn_blocking(move || match grant.as_str() {
+        "client_credentials" => auth.client_credentials(
+            get(&p, "client_assertion_type").unwrap_or_default(),
+            get(&p, "client_assertion").unwrap_or_default(),
+            &endpoint,
+            get(&p, "scope").unwrap_or_default(),
+        ),
         "authorization_code" => auth.exchange_code(
             get(&p, "code").unwrap_or_default(),
             &client_id,
@@ -345,13 +352,14 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "token_endpoint": format!("{root}/auth/token"),
         "revocation_endpoint": format!("{root}/auth/revoke"),
         "introspection_endpoint": format!("{root}/auth/introspect"),
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "ES256", "RS256"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
-            "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs"],
-        "capabilities": ["launch-standalone", "client-public", "context-standalone-patient",
+            "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "system/*.cruds"],
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
     })
 }

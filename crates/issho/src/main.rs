@@ -99,14 +99,18 @@ struct ClientArgs {
     #[arg(long)]
     name: Option<String>,
     /// A redirect URI (repeat for several); loopback ones match any port.
-    #[arg(long = "redirect-uri", required = true)]
+    #[arg(long = "redirect-uri", required_unless_present = "jwks")]
     redirect_uris: Vec<String>,
-    /// The widest scopes the app may get.
+    /// The widest scopes the app may get (for a backend service: system/ scopes).
     #[arg(
         long,
         default_value = "openid fhirUser launch/patient offline_access online_access patient/*.cruds user/*.cruds"
     )]
     scope: String,
+    /// A backend service (SMART Backend Services) instead of an app: the file holding its
+    /// public keys as a JWK Set; it authenticates with private_key_jwt.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -407,6 +411,30 @@ fn client(a: ClientArgs) -> i32 {
             return 1;
         }
     };
+    if let Some(path) = &a.jwks {
+        let jwks = match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
+            }) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return 1;
+            }
+        };
+        let name = a.name.clone().unwrap_or_else(|| a.id.clone());
+        return match auth.put_service(&a.id, &name, &jwks, &a.scope) {
+            Ok(()) => {
+                println!("registered backend service '{}'", a.id);
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+    }
     let c = issho_auth::Client {
         name: a.name.clone().unwrap_or_else(|| a.id.clone()),
         id: a.id,

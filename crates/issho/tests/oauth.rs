@@ -446,3 +446,93 @@ except Exception as e:
         "python fhirclient 4.4.0: standalone launch with PKCE, read own record, other refused"
     );
 }
+
+/// SMART Backend Services: client credentials with a `private_key_jwt` assertion.
+#[test]
+fn backend_service_client_credentials() {
+    let (s, auth) = setup();
+    let (der, jwk) = issho_auth::new_es256_client_key("lab-1").unwrap();
+    auth.put_service(
+        "lab",
+        "検査システム",
+        &serde_json::json!({"keys": [jwk]}),
+        "system/*.rs",
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let endpoint = format!("{}/auth/token", root(&s));
+    let assertion = |jti: &str| {
+        issho_auth::sign_es256(
+            &der,
+            "lab-1",
+            &serde_json::json!({"iss": "lab", "sub": "lab", "aud": endpoint, "exp": now + 240, "jti": jti}),
+        )
+        .unwrap()
+    };
+    let body = |a: &str| {
+        format!(
+            "grant_type=client_credentials&scope={}&client_assertion_type={}&client_assertion={a}",
+            enc("system/*.rs"),
+            enc("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        )
+    };
+    let (st, tok) = token_request(&s, &body(&assertion("a1")));
+    assert_eq!(st, 200, "{tok}");
+    assert_eq!(tok["scope"], "system/*.rs");
+    let access = tok["access_token"].as_str().unwrap();
+    let b = json(
+        s.req("GET", "Patient?_count=10")
+            .bearer_auth(access)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(
+        b["entry"].as_array().unwrap().len(),
+        2,
+        "a backend service reads every record"
+    );
+    let r = s
+        .req("DELETE", "Patient/p1")
+        .bearer_auth(access)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403, "read-only system scope");
+    // The same assertion again is a replay.
+    let (st, e) = token_request(&s, &body(&assertion("a1")));
+    assert_eq!(st, 400);
+    assert_eq!(e["error"], "invalid_grant");
+}
+
+/// Browser apps: CORS preflight and headers; security headers on every response.
+#[test]
+fn cors_and_security_headers() {
+    let (s, _) = setup();
+    let r = s
+        .req("OPTIONS", "Patient")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(
+        r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let r = s
+        .req("GET", "metadata")
+        .header("origin", "https://app.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let cs = json(r);
+    assert_eq!(cs["rest"][0]["security"]["cors"], true);
+}
