@@ -36,8 +36,8 @@ enum Cmd {
     /// Print a SMART access token response for a user of the local store (an operator's
     /// tool: it needs the data directory, and is never offered over HTTP).
     Token(TokenArgs),
-    /// Register a SMART app (a public client using authorization code with PKCE).
-    Client(ClientArgs),
+    /// SMART apps and backend services of the deployment.
+    Client(ClientCmdArgs),
     /// The audit trail (audit.db in the data directory).
     Audit(AuditArgs),
     /// Print the version.
@@ -86,6 +86,19 @@ struct TokenArgs {
     /// Requested scopes (default: all the user may have), narrowed to what the user may have.
     #[arg(long)]
     scope: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ClientCmdArgs {
+    #[command(subcommand)]
+    cmd: ClientCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCmd {
+    /// Register (or replace) an app (public client, authorization code with PKCE) or, with
+    /// --jwks, a backend service (client credentials with private_key_jwt).
+    Add(ClientArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -242,7 +255,9 @@ fn main() {
         }) => audit_verify(a),
         Cmd::Serve(a) => serve(a),
         Cmd::Token(a) => token(a),
-        Cmd::Client(a) => client(a),
+        Cmd::Client(ClientCmdArgs {
+            cmd: ClientCmd::Add(a),
+        }) => client(a),
         Cmd::Import(a) => import(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Bench(a) => match bench::run(a) {

@@ -414,3 +414,78 @@ fn audit_verify_finds_tampering() {
     let (code, out) = verify(&["--data", dir.path().join("none").to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}");
 }
+
+#[test]
+fn client_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().unwrap();
+    // Before the server ran once there is no authentication store.
+    let out = run(&[
+        "client",
+        "add",
+        "--data",
+        data,
+        "--id",
+        "app",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+    ]);
+    assert!(!out.status.success());
+    let p = serve(&["--data", data, "--listen", "127.0.0.1:0"], &[]);
+    drop(p);
+    let out = run(&[
+        "client",
+        "add",
+        "--data",
+        data,
+        "--id",
+        "app",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, jwk) = issho_auth::new_es256_client_key("k").unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, json!({"keys": [jwk]}).to_string()).unwrap();
+    let out = run(&[
+        "client",
+        "add",
+        "--data",
+        data,
+        "--id",
+        "svc",
+        "--jwks",
+        keys.to_str().unwrap(),
+        "--scope",
+        "system/*.rs",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A backend service gets system scopes only.
+    let out = run(&[
+        "client",
+        "add",
+        "--data",
+        data,
+        "--id",
+        "svc2",
+        "--jwks",
+        keys.to_str().unwrap(),
+        "--scope",
+        "user/*.rs",
+    ]);
+    assert!(!out.status.success());
+    let auth = issho_auth::Auth::open_existing(dir.path())
+        .unwrap()
+        .unwrap();
+    assert!(auth.client("app").unwrap().is_some());
+    assert!(auth.client("svc").unwrap().is_some());
+}
