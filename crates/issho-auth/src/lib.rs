@@ -166,7 +166,14 @@ pub struct Auth {
     codes: Mutex<std::collections::HashMap<String, Pending>>,
     /// Client assertion ids seen (replay protection), with their expiry.
     assertions: Mutex<std::collections::HashMap<String, i64>>,
+    /// Failed sign-ins per user name: (count, window start). Too many lock the name for a
+    /// while (password guessing).
+    failures: Mutex<std::collections::HashMap<String, (u32, i64)>>,
 }
+
+/// Failed sign-ins allowed per user name within [`FAILURE_WINDOW`] seconds.
+pub const MAX_FAILURES: u32 = 5;
+pub const FAILURE_WINDOW: i64 = 900;
 
 /// Most verified tokens remembered.
 const VERIFIED_CACHE: usize = 10_000;
@@ -266,6 +273,7 @@ impl Auth {
             verified: Mutex::default(),
             codes: Mutex::default(),
             assertions: Mutex::default(),
+            failures: Mutex::default(),
         })
     }
 
@@ -291,6 +299,7 @@ impl Auth {
             verified: Mutex::default(),
             codes: Mutex::default(),
             assertions: Mutex::default(),
+            failures: Mutex::default(),
         }))
     }
 
@@ -423,6 +432,37 @@ impl Auth {
     /// Check a user's password (constant-time comparison inside argon2). The error does not
     /// say whether the user exists.
     pub fn check_password(&self, name: &str, password: &str) -> Result<User> {
+        let t = now();
+        {
+            let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((n, since)) = f.get(name)
+                && *n >= MAX_FAILURES
+                && t - since < FAILURE_WINDOW
+            {
+                return Err(AuthError::Invalid(format!(
+                    "too many failed sign-ins for this user; try again in {} minutes",
+                    (FAILURE_WINDOW - (t - since)) / 60 + 1
+                )));
+            }
+        }
+        let r = self.check_password_once(name, password);
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match &r {
+            Ok(_) => {
+                f.remove(name);
+            }
+            Err(_) => {
+                let e = f.entry(name.to_string()).or_insert((0, t));
+                if t - e.1 >= FAILURE_WINDOW {
+                    *e = (0, t);
+                }
+                e.0 += 1;
+            }
+        }
+        r
+    }
+
+    fn check_password_once(&self, name: &str, password: &str) -> Result<User> {
         let stored: Option<String> = self
             .conn()
             .query_row(
@@ -1080,6 +1120,13 @@ mod tests {
         assert!(a.check_password("hanako", "wrong one").is_err());
         assert!(a.check_password("nobody", "correct horse").is_err());
         let u = a.check_password("hanako", "correct horse").unwrap();
+        // Password guessing: after MAX_FAILURES wrong ones the name is locked for a while,
+        // even for the right password.
+        for _ in 0..MAX_FAILURES {
+            assert!(a.check_password("hanako", "guess").is_err());
+        }
+        let locked = a.check_password("hanako", "correct horse").unwrap_err();
+        assert!(locked.to_string().contains("too many"), "{locked}");
         let resp = a
             .issue_for_user(&u, Some("patient/Observation.rs patient/Patient.cruds"))
             .unwrap();

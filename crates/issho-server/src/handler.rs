@@ -143,14 +143,17 @@ fn prefer(h: &HeaderMap) -> Prefer {
     p
 }
 
-fn base_url(st: &AppState, h: &HeaderMap) -> String {
+fn base_url(st: &AppState, h: &HeaderMap, uri: &Uri) -> String {
     if let Some(b) = &st.config.base_url {
         return b.trim_end_matches('/').to_string();
     }
     // Without a configured base URL (development), the Host header names the server; only a
     // syntactically plain host[:port] is accepted, so a request cannot inject text into
     // Location headers or links. Deployments set --base-url.
+    // HTTP/2 carries the authority in the request URI (`:authority`), not in a Host header.
+    let authority = uri.authority().map(|a| a.as_str());
     let host = header_str(h, "host")
+        .or(authority)
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 255
@@ -158,7 +161,8 @@ fn base_url(st: &AppState, h: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    format!("http://{host}/fhir")
+    let scheme = if st.config.tls { "https" } else { "http" };
+    format!("{scheme}://{host}/fhir")
 }
 
 /// Run engine work off the async runtime.
@@ -462,7 +466,7 @@ pub async fn fhir(
                 .into_owned()
         })
         .collect();
-    let base = base_url(&st, &headers);
+    let base = base_url(&st, &headers, &uri);
     let ctx = match context(&st, &headers) {
         Ok(c) => c,
         Err(e) => return error_response(&e, out),

@@ -9,6 +9,7 @@ mod capability;
 mod format;
 mod handler;
 mod oauth;
+pub mod tls;
 
 pub use capability::capability_statement;
 
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     pub dev_open: bool,
     /// Keys and users of the deployment: bearer tokens are verified here.
     pub auth: Option<Arc<issho_auth::Auth>>,
+    /// Served over TLS (links use https; responses carry Strict-Transport-Security).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             max_body: 32 * 1024 * 1024,
             dev_open: true,
             auth: None,
+            tls: false,
         }
     }
 }
@@ -49,12 +53,13 @@ pub(crate) struct AppState {
 
 /// The application: `/healthz` and the FHIR base at `/fhir`.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
+    let tls = config.tls;
     let state = Arc::new(AppState {
         engine,
         config,
         started: std::time::Instant::now(),
     });
-    Router::new()
+    let app = Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))
         .route(
             "/auth/authorize",
@@ -79,7 +84,12 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .layer(cors())
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
-        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("referrer-policy", "no-referrer"));
+    if tls {
+        app.layer(header("strict-transport-security", "max-age=31536000"))
+    } else {
+        app
+    }
 }
 
 /// A response header set unless the handler set it.

@@ -149,6 +149,7 @@ pub fn run(a: BenchArgs) -> Result<String, String> {
         max_body: 256 * 1024 * 1024,
         dev_open: true,
         auth: None,
+        tls: false,
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -74,6 +74,12 @@ struct ServeArgs {
     /// Skip validation of writes (for trusted bulk loads only).
     #[arg(long, env = "ISSHO_NO_VALIDATE")]
     no_validate: bool,
+    /// Serve HTTPS: the PEM certificate chain (with --tls-key).
+    #[arg(long, env = "ISSHO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ISSHO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -335,10 +341,21 @@ fn serve(a: ServeArgs) -> i32 {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| a.listen.clone());
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => match issho_server::tls::server_config(c, k) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                eprintln!("error: TLS: {e}");
+                return 1;
+            }
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let issuer = a
         .base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}/fhir"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}/fhir"));
     let auth = match issho_auth::Auth::open(&a.data, &issuer) {
         Ok(x) => std::sync::Arc::new(x),
         Err(e) => {
@@ -379,6 +396,7 @@ fn serve(a: ServeArgs) -> i32 {
         max_body: a.max_body,
         dev_open: a.dev_open,
         auth: Some(auth),
+        tls: tls.is_some(),
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -396,11 +414,18 @@ fn serve(a: ServeArgs) -> i32 {
                 return 1;
             }
         };
-        println!("issho listening on http://{addr}/fhir (CapabilityStatement: http://{addr}/fhir/metadata)");
+        println!("issho listening on {scheme}://{addr}/fhir (CapabilityStatement: {scheme}://{addr}/fhir/metadata)");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        let served = match tls {
+            Some(cfg) => match issho_server::tls::TlsListener::new(listener, cfg) {
+                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                Err(e) => Err(e),
+            },
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        };
+        match served {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {e}");

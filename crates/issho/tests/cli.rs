@@ -489,3 +489,81 @@ fn client_registration() {
     assert!(auth.client("app").unwrap().is_some());
     assert!(auth.client("svc").unwrap().is_some());
 }
+
+/// TLS by configuration: HTTPS with the given certificate, HSTS, https links.
+#[test]
+fn serve_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: openssl is not available to make a test certificate");
+        return;
+    }
+    let data = dir.path().join("data");
+    let p = serve(
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-open",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(p.base.starts_with("https://127.0.0.1:"), "{}", p.base);
+    let curl = |extra: &[&str], url: &str| {
+        Command::new("curl")
+            .args(["-s", "-D", "-", "--cacert"])
+            .arg(&cert)
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap()
+    };
+    let out = curl(&[], &format!("{}/Patient", p.base));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("HTTP/"), "{text}");
+    assert!(text.contains(" 200"), "{text}");
+    assert!(
+        text.to_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"url\":\"https://127.0.0.1:"),
+        "links use https: {text}"
+    );
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = p.base.replace("https://", "http://");
+    let out = Command::new("curl")
+        .args(["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{plain}/metadata"))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+}
