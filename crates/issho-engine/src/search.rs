@@ -488,7 +488,7 @@ impl Engine {
                 .params
                 .iter()
                 .filter(|(k, _)| k != "_offset" && k != "_count")
-                .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                .map(|(k, v)| format!("{}={}", enc_name(k), enc(v)))
                 .collect();
             qs.push(format!("_count={}", res.count));
             if let Some(t) = &res.page_token {
@@ -549,6 +549,19 @@ impl Engine {
     }
 }
 
+/// Percent-encoding for query components: everything but RFC 3986's unreserved characters
+/// (and `:` between a parameter and its modifier) is encoded.
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, QUERY).to_string()
+}
+
+/// A parameter name (`code:in`, `_has:Observation:subject:code`).
+fn enc_name(s: &str) -> String {
+    s.split(':').map(enc).collect::<Vec<_>>().join(":")
 }

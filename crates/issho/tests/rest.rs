@@ -945,3 +945,17 @@ fn pathological_fhirpath_patch_is_refused_and_the_server_lives() {
         "1"
     );
 }
+
+/// Paging and self links keep parameter names readable: unreserved characters and the
+/// modifier separator are not percent-encoded; values are.
+#[test]
+fn links_encode_only_what_they_must() {
+    let s = Server::start();
+    let b = json(s.get("Patient?_summary=count&name:exact=%E5%B1%B1%E7%94%B0&gender:not=male"));
+    let link = b["link"][0]["url"].as_str().unwrap().to_string();
+    assert!(link.contains("_summary=count"), "{link}");
+    assert!(link.contains("name:exact=%E5%B1%B1%E7%94%B0"), "{link}");
+    assert!(link.contains("gender:not=male"), "{link}");
+    // The link works as given.
+    assert_eq!(s.client.get(&link).send().unwrap().status(), 200);
+}
