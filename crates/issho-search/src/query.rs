@@ -110,6 +110,11 @@ pub enum Match {
         url: String,
         version: Option<String>,
     },
+    /// Reference `:above` / `:below` on an absolute or canonical URL (prefix hierarchy).
+    ReferenceUrlHierarchy {
+        mode: UriMode,
+        url: String,
+    },
     /// Reference `:identifier`.
     ReferenceIdentifier {
         system: Option<String>,
@@ -1024,13 +1029,34 @@ fn parse_filter(
         });
     }
     if kind == ParamKind::Reference && matches!(modifier, Some("above" | "below")) {
-        return Err(not_supported(
-            name,
-            format!(
-                "modifier ':{}' needs a terminology or version hierarchy service, which this server does not have",
-                modifier.unwrap_or("")
-            ),
-        ));
+        // URL hierarchies of absolute and canonical references, as for uri parameters.
+        let mode = if modifier == Some("above") {
+            UriMode::Above
+        } else {
+            UriMode::Below
+        };
+        let mut matches = Vec::new();
+        for v in split_escaped(value, ',') {
+            let v = unescape(&v);
+            let url = v.split('|').next().unwrap_or(&v).to_string();
+            if !(url.contains("://") || url.starts_with("urn:")) {
+                return Err(invalid(
+                    name,
+                    format!(
+                        ":{} on a reference needs an absolute or canonical URL, not '{v}'",
+                        modifier.unwrap_or("")
+                    ),
+                ));
+            }
+            matches.push(Match::ReferenceUrlHierarchy { mode, url });
+        }
+        return Ok(Test::Values {
+            keys,
+            kind,
+            components,
+            matches,
+            negate: false,
+        });
     }
     let mut matches = Vec::new();
     for v in split_escaped(value, ',') {

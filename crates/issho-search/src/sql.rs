@@ -1007,6 +1007,21 @@ fn match_cond(s: &mut Sql, m: &Match, x: &str) {
                 s.push(&format!(" AND {x}.version = ")).bind(v.clone());
             }
         }
+        Match::ReferenceUrlHierarchy { mode, url } => {
+            s.push(&format!("{x}.ref_id = '' AND {x}.ref_type = '' AND "));
+            match mode {
+                UriMode::Below | UriMode::Exact => {
+                    s.push(&format!("{x}.url >= ")).bind(url.clone());
+                    s.push(&format!(" AND {x}.url < "))
+                        .bind(prefix_upper_bound(url));
+                }
+                UriMode::Above => {
+                    s.push(&format!("{x}.url <> '' AND substr("))
+                        .bind(url.clone());
+                    s.push(&format!(", 1, length({x}.url)) = {x}.url"));
+                }
+            }
+        }
         Match::ReferenceIdentifier { system, value } => {
             s.push(&format!("{x}.code = ")).bind(value.clone());
             if let Some(sys) = system {

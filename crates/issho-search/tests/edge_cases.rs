@@ -62,6 +62,10 @@ fn store() -> Db {
             "subject": {"reference": "Patient/p1"}, "onsetDateTime": "2019-05"}),
         json!({"resourceType": "ValueSet", "id": "vs1", "url": "http://example.org/fhir/ValueSet/a", "status": "active"}),
         json!({"resourceType": "ValueSet", "id": "vs2", "url": "http://example.org/fhir/ValueSet/a/b", "status": "active"}),
+        json!({"resourceType": "QuestionnaireResponse", "id": "qr1", "status": "completed",
+            "questionnaire": "http://example.org/fhir/Questionnaire/phq9|2"}),
+        json!({"resourceType": "QuestionnaireResponse", "id": "qr2", "status": "completed",
+            "questionnaire": "http://other.example/Questionnaire/gad7"}),
         json!({"resourceType": "Provenance", "id": "prov1", "recorded": "2020-01-01T00:00:00Z",
             "target": [{"reference": "Observation/w1"}], "agent": [{"who": {"reference": "Organization/o1"}}]}),
     ];
@@ -432,6 +436,36 @@ fn uris() {
     );
 }
 
+/// `:below` / `:above` on canonical (and absolute) references: URL hierarchies.
+#[test]
+fn reference_url_hierarchies() {
+    let c = store();
+    assert_eq!(
+        ids(
+            &c,
+            "QuestionnaireResponse",
+            "questionnaire:below=http://example.org/fhir/"
+        ),
+        v(&["qr1"])
+    );
+    assert_eq!(
+        ids(
+            &c,
+            "QuestionnaireResponse",
+            "questionnaire:above=http://other.example/Questionnaire/gad7/extra"
+        ),
+        v(&["qr2"])
+    );
+    assert_eq!(
+        ids(
+            &c,
+            "QuestionnaireResponse",
+            "questionnaire:below=http://nowhere.example/"
+        ),
+        v(&[])
+    );
+}
+
 #[test]
 fn sort_paging_count_and_system_search() {
     let c = store();
@@ -445,7 +479,7 @@ fn sort_paging_count_and_system_search() {
     let page = search(&c, Some("Observation"), "_sort=_id&_count=2&_offset=1");
     assert_eq!(page, v(&["Observation/bp2", "Observation/w1"]));
     assert_eq!(count(&c, Some("Observation"), "_count=1"), 4);
-    assert_eq!(count(&c, None, ""), 12);
+    assert_eq!(count(&c, None, ""), 14);
     assert_eq!(count(&c, None, "_type=Patient,Organization"), 4);
     assert_eq!(count(&c, None, "_id=p1,o1"), 2);
     assert_eq!(
@@ -663,8 +697,8 @@ fn negative_cases() {
         ("language:in=vs", IssueType::Invalid, "is not a value set"),
         (
             "general-practitioner:below=Practitioner/1",
-            IssueType::NotSupported,
-            "hierarchy",
+            IssueType::Invalid,
+            "absolute or canonical URL",
         ),
         ("_query=x", IssueType::NotSupported, "not supported"),
         (
