@@ -68,6 +68,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/auth/token", axum::routing::post(oauth::token))
         .route("/auth/revoke", axum::routing::post(oauth::revoke))
         .route("/auth/introspect", axum::routing::post(oauth::introspect))
+        .route("/auth/register", axum::routing::post(oauth::register))
         .route("/fhir", axum::routing::any(handler::fhir))
         .route("/fhir/", axum::routing::any(handler::fhir))
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))

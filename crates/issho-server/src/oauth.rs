@@ -351,6 +351,7 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "authorization_endpoint": format!("{root}/auth/authorize"),
         "token_endpoint": format!("{root}/auth/token"),
         "revocation_endpoint": format!("{root}/auth/revoke"),
+        "registration_endpoint": format!("{root}/auth/register"),
         "introspection_endpoint": format!("{root}/auth/introspect"),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
@@ -362,4 +363,82 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
     })
+}
+
+/// `POST /auth/register` (RFC 7591 dynamic client registration, for administrators): a JSON
+/// body with `client_name`, `redirect_uris` (an app) or `jwks` (a backend service), and
+/// `scope`; answers 201 with the `client_id`.
+pub async fn register(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(auth) = st.config.auth.clone() else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    let admin = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|t| auth.verify(t.trim()).ok())
+        .is_some_and(|g| g.role == issho_access::Role::Administrator);
+    if !admin {
+        return oauth_error(
+            401,
+            "invalid_token",
+            "client registration needs an administrator's bearer token",
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return oauth_error(400, "invalid_client_metadata", "the body must be JSON");
+    };
+    let name = req["client_name"].as_str().unwrap_or("app").to_string();
+    let scope = req["scope"]
+        .as_str()
+        .unwrap_or("openid fhirUser launch/patient offline_access patient/*.rs")
+        .to_string();
+    // A random v4 UUID (from the operating system's generator), without dashes.
+    let client_id: String = issho_engine::new_bundle_id().replace('-', "");
+    let res = if let Some(jwks) = req.get("jwks") {
+        auth.put_service(&client_id, &name, jwks, &scope)
+    } else {
+        let uris: Vec<String> = req["redirect_uris"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect();
+        if uris.is_empty() {
+            return oauth_error(
+                400,
+                "invalid_redirect_uri",
+                "an app needs redirect_uris (or a backend service jwks)",
+            );
+        }
+        auth.put_client(&issho_auth::Client {
+            id: client_id.clone(),
+            name: name.clone(),
+            redirect_uris: uris,
+            scopes: scope.clone(),
+        })
+    };
+    match res {
+        Ok(()) => {
+            let mut out = req.clone();
+            out["client_id"] = json!(client_id);
+            out["client_id_issued_at"] = json!(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            );
+            out["token_endpoint_auth_method"] = json!(if req.get("jwks").is_some() {
+                "private_key_jwt"
+            } else {
+                "none"
+            });
+            json_response(201, &out)
+        }
+        Err(e) => oauth_error(400, "invalid_client_metadata", &e.to_string()),
+    }
 }

@@ -536,3 +536,49 @@ fn cors_and_security_headers() {
     let cs = json(r);
     assert_eq!(cs["rest"][0]["security"]["cors"], true);
 }
+
+/// RFC 7591 registration by an administrator; refused to anyone else.
+#[test]
+fn client_registration_api() {
+    let (s, auth) = setup();
+    let admin = auth
+        .issue_for_user(&auth.user("admin").unwrap().unwrap(), None)
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patient = auth
+        .issue_for_user(&auth.user("hanako").unwrap().unwrap(), None)
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reg = |tok: Option<&str>, body: &serde_json::Value| {
+        let mut r = reqwest::blocking::Client::new()
+            .post(format!("{}/auth/register", root(&s)))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = tok {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), json(r))
+    };
+    let app = serde_json::json!({"client_name": "健康手帳アプリ", "redirect_uris": ["http://127.0.0.1/cb"],
+        "scope": "openid launch/patient patient/*.rs"});
+    assert_eq!(reg(None, &app).0, 401);
+    assert_eq!(reg(Some(&patient), &app).0, 401);
+    let (st, out) = reg(Some(&admin), &app);
+    assert_eq!(st, 201, "{out}");
+    let id = out["client_id"].as_str().unwrap();
+    assert_eq!(auth.client(id).unwrap().unwrap().name, "健康手帳アプリ");
+    let (st, _) = reg(Some(&admin), &serde_json::json!({"client_name": "x"}));
+    assert_eq!(st, 400);
+    let (_, jwk) = issho_auth::new_es256_client_key("k").unwrap();
+    let (st, svc) = reg(
+        Some(&admin),
+        &serde_json::json!({"client_name": "lab", "jwks": {"keys": [jwk]}, "scope": "system/*.rs"}),
+    );
+    assert_eq!(st, 201, "{svc}");
+    assert_eq!(svc["token_endpoint_auth_method"], "private_key_jwt");
+}
