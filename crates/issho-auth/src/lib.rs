@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS auth_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS auth_clients (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, redirect_uris TEXT NOT NULL, scopes TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_client_keys (id TEXT PRIMARY KEY, jwks TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS auth_refresh_patient (hash TEXT PRIMARY KEY, patient TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS auth_refresh (
   hash TEXT PRIMARY KEY, user TEXT NOT NULL, client TEXT NOT NULL, scope TEXT NOT NULL,
   until INTEGER NOT NULL);
@@ -152,7 +153,12 @@ struct Pending {
     scope: String,
     challenge: String,
     until: i64,
+    /// The patient of an EHR launch.
+    patient: Option<String>,
 }
+
+/// Lifetime of an EHR launch context.
+pub const LAUNCH_SECONDS: i64 = 300;
 
 /// The authentication store of a data directory.
 pub struct Auth {
@@ -169,6 +175,8 @@ pub struct Auth {
     /// Failed sign-ins per user name: (count, window start). Too many lock the name for a
     /// while (password guessing).
     failures: Mutex<std::collections::HashMap<String, (u32, i64)>>,
+    /// EHR launch contexts: launch token → (user who launched, patient, until).
+    launches: Mutex<std::collections::HashMap<String, (String, String, i64)>>,
 }
 
 /// Failed sign-ins allowed per user name within [`FAILURE_WINDOW`] seconds.
@@ -274,6 +282,7 @@ impl Auth {
             codes: Mutex::default(),
             assertions: Mutex::default(),
             failures: Mutex::default(),
+            launches: Mutex::default(),
         })
     }
 
@@ -300,6 +309,7 @@ impl Auth {
             codes: Mutex::default(),
             assertions: Mutex::default(),
             failures: Mutex::default(),
+            launches: Mutex::default(),
         }))
     }
 
@@ -523,6 +533,56 @@ impl Auth {
             .optional()?)
     }
 
+    /// An EHR launch: `user` (signed in to the EHR, and able to see the patient — checked by
+    /// the caller) opens an app on `patient`; the returned token goes in the app's launch URL.
+    pub fn new_launch(&self, user: &str, patient: &str) -> Result<String> {
+        let token = random_token()?;
+        let mut l = self.launches.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now();
+        l.retain(|_, (_, _, until)| *until > t);
+        l.insert(
+            token.clone(),
+            (user.to_string(), patient.to_string(), t + LAUNCH_SECONDS),
+        );
+        Ok(token)
+    }
+
+    /// The patient of a launch token, when `user` made it and it is still valid.
+    pub fn launch_patient(&self, launch: &str, user: &str) -> Result<String> {
+        let l = self.launches.lock().unwrap_or_else(|e| e.into_inner());
+        match l.get(launch) {
+            Some((u, p, until)) if u == user && *until > now() => Ok(p.clone()),
+            Some(_) => Err(AuthError::Invalid(
+                "this launch belongs to another user or has expired".into(),
+            )),
+            None => Err(AuthError::Invalid("unknown launch".into())),
+        }
+    }
+
+    /// [`Auth::authorization_code`] for an EHR launch: the token's patient is the launch's.
+    pub fn authorization_code_for_launch(
+        &self,
+        user: &User,
+        client: &Client,
+        redirect_uri: &str,
+        requested_scope: &str,
+        code_challenge: &str,
+        launch: &str,
+    ) -> Result<String> {
+        let patient = self.launch_patient(launch, &user.name)?;
+        let code =
+            self.authorization_code(user, client, redirect_uri, requested_scope, code_challenge)?;
+        if let Some(p) = self
+            .codes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&code)
+        {
+            p.patient = Some(patient);
+        }
+        Ok(code)
+    }
+
     /// After the user signed in and agreed: a single-use code for `client`, bound to the
     /// redirect URI and the PKCE challenge (S256). The scopes are those requested, narrowed
     /// to what both the user and the client may have.
@@ -557,6 +617,7 @@ impl Auth {
                 scope: granted.to_string(),
                 challenge: code_challenge.to_string(),
                 until: t + CODE_SECONDS,
+                patient: None,
             },
         );
         Ok(code)
@@ -587,9 +648,13 @@ impl Auth {
         if pkce_s256(code_verifier) != pending.challenge {
             return Err(bad("code_verifier does not match the code_challenge"));
         }
-        let user = self
+        let mut user = self
             .user(&pending.user)?
             .ok_or_else(|| bad("the user no longer exists"))?;
+        if let Some(p) = pending.patient {
+            // EHR launch: the patient in context is the launched one.
+            user.patient = Some(p);
+        }
         self.token_response(&user, client_id, &pending.scope)
     }
 
@@ -741,8 +806,18 @@ impl Auth {
             )
             .optional()?;
         let (user, client, granted, until) = row.ok_or_else(|| bad("unknown refresh token"))?;
+        let launched: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT patient FROM auth_refresh_patient WHERE hash = ?1",
+                [&hash],
+                |r| r.get(0),
+            )
+            .optional()?;
         self.conn()
             .execute("DELETE FROM auth_refresh WHERE hash = ?1", [&hash])?;
+        self.conn()
+            .execute("DELETE FROM auth_refresh_patient WHERE hash = ?1", [&hash])?;
         if until < now() || client != client_id {
             return Err(bad("expired refresh token, or issued to another client"));
         }
@@ -753,9 +828,12 @@ impl Auth {
                 .within(&granted),
             None => granted,
         };
-        let user = self
+        let mut user = self
             .user(&user)?
             .ok_or_else(|| bad("the user no longer exists"))?;
+        if launched.is_some() {
+            user.patient = launched;
+        }
         self.token_response(&user, client_id, &scope.to_string())
     }
 
@@ -770,6 +848,12 @@ impl Auth {
                 "INSERT INTO auth_refresh (hash, user, client, scope, until) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![pkce_s256(&refresh), user.name, client_id, scope, now() + REFRESH_SECONDS],
             )?;
+            if let Some(p) = &user.patient {
+                self.conn().execute(
+                    "INSERT OR REPLACE INTO auth_refresh_patient (hash, patient) VALUES (?1, ?2)",
+                    params![pkce_s256(&refresh), p],
+                )?;
+            }
             resp["refresh_token"] = json!(refresh);
         }
         Ok(resp)

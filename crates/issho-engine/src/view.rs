@@ -466,6 +466,25 @@ impl Engine {
     ) -> Result<View> {
         let permit = self.gate.check(ctx, action, rt)?;
         let mut view = View::of(&permit);
+        // A clinician's app launched on one patient (patient/ scopes): that patient, within
+        // the clinician's care relationships and the patient's consent.
+        let mut only: Option<String> = None;
+        if let (Reach::Patient(p), Some(g)) = (&view.reach, ctx.grant())
+            && g.role != issho_access::Role::Patient
+        {
+            only = Some(p.clone());
+            view.reach = match &g.organization {
+                Some(org) if g.role.is_clinician() => Reach::CareOf(org.clone()),
+                _ if g.role == issho_access::Role::Administrator => Reach::Patient(p.clone()),
+                _ => {
+                    return Err(FhirError::new(
+                        403,
+                        IssueType::Forbidden,
+                        "this role has no access to a patient's record",
+                    ));
+                }
+            };
+        }
         if let Reach::CareOf(org) = &view.reach {
             let mut persons = self.care_persons(r, org)?;
             // Consent: "share unless refused".
@@ -488,6 +507,9 @@ impl Engine {
                         who.retain(|x| x != &p);
                     }
                 }
+            }
+            if let Some(p) = &only {
+                persons.retain(|x| x == p);
             }
             view.persons = Some(persons);
         }

@@ -176,7 +176,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Who is asking: the development principal in open mode; otherwise the verified bearer
 /// token, or anonymous when there is none (the gate then allows only the CapabilityStatement).
-fn context(st: &AppState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
+pub(crate) fn context(st: &AppState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
     if st.config.dev_open {
         return Ok(AccessContext::dev_open());
     }

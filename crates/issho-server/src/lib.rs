@@ -69,6 +69,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/auth/revoke", axum::routing::post(oauth::revoke))
         .route("/auth/introspect", axum::routing::post(oauth::introspect))
         .route("/auth/register", axum::routing::post(oauth::register))
+        .route("/auth/launch", axum::routing::post(oauth::launch))
         .route("/fhir", axum::routing::any(handler::fhir))
         .route("/fhir/", axum::routing::any(handler::fhir))
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))

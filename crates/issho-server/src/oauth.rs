@@ -85,7 +85,8 @@ fn redirect(to: &str) -> Response {
 }
 
 /// The parameters an authorization request must carry through the sign-in form.
-const CARRIED: [&str; 8] = [
+const CARRIED: [&str; 9] = [
+    "launch",
     "response_type",
     "client_id",
     "redirect_uri",
@@ -219,11 +220,23 @@ pub async fn authorize(
     let state = get(&p, "state").unwrap_or_default().to_string();
     let scope2 = scope.clone();
     let client2 = client.clone();
+    let launch = get(&p, "launch").map(str::to_string);
     // argon2 is deliberately slow: off the async workers.
     let res = tokio::task::spawn_blocking(move || {
         let u = auth.check_password(&user, &pass)?;
-        auth.authorization_code(&u, &client2, &redirect_uri, &scope2, &challenge)
-            .map(|code| (code, redirect_uri))
+        match &launch {
+            // EHR launch: the context the EHR created for this user.
+            Some(l) => auth.authorization_code_for_launch(
+                &u,
+                &client2,
+                &redirect_uri,
+                &scope2,
+                &challenge,
+                l,
+            ),
+            None => auth.authorization_code(&u, &client2, &redirect_uri, &scope2, &challenge),
+        }
+        .map(|code| (code, redirect_uri))
     })
     .await;
     match res {
@@ -358,9 +371,9 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "ES256", "RS256"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
             "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "system/*.cruds"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+        "capabilities": ["launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
     })
 }
@@ -440,5 +453,52 @@ pub async fn register(
             json_response(201, &out)
         }
         Err(e) => oauth_error(400, "invalid_client_metadata", &e.to_string()),
+    }
+}
+
+/// `POST /auth/launch` (EHR launch): a signed-in clinician's EHR asks for a launch context on
+/// a patient the clinician may see (`patient=ID`, form or JSON); the answer's `launch` goes
+/// into the app's launch URL (`?iss=…&launch=…`) and the token the app gets has that patient
+/// in context.
+pub async fn launch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(auth) = st.config.auth.clone() else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    let ctx = match crate::handler::context(&st, &headers) {
+        Ok(c) if c.grant().is_some() => c,
+        _ => {
+            return oauth_error(
+                401,
+                "invalid_token",
+                "an EHR launch needs the user's bearer token",
+            );
+        }
+    };
+    let text = String::from_utf8_lossy(&body).to_string();
+    let patient = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["patient"].as_str().map(str::to_string))
+        .or_else(|| get(&form(&text), "patient").map(str::to_string))
+        .unwrap_or_default();
+    let user = ctx.grant().map(|g| g.subject.clone()).unwrap_or_default();
+    let engine = st.engine.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        // Only a patient the user may see now (care relationship, consent).
+        engine.read(&ctx, "Patient", &patient).map_err(|e| {
+            e.issues
+                .first()
+                .map(|i| i.diagnostics.clone())
+                .unwrap_or_default()
+        })?;
+        auth.new_launch(&user, &patient).map_err(|e| e.to_string())
+    })
+    .await;
+    match res {
+        Ok(Ok(token)) => json_response(
+            200,
+            &json!({"launch": token, "expires_in": issho_auth::LAUNCH_SECONDS}),
+        ),
+        Ok(Err(e)) => oauth_error(403, "access_denied", &e),
+        Err(_) => oauth_error(500, "server_error", "internal error"),
     }
 }

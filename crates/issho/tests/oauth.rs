@@ -582,3 +582,128 @@ fn client_registration_api() {
     assert_eq!(st, 201, "{svc}");
     assert_eq!(svc["token_endpoint_auth_method"], "private_key_jwt");
 }
+
+/// EHR launch: the clinician's EHR makes a launch context on a patient in their care; the app
+/// signs the clinician in with `launch` and gets that patient in context, and nothing beyond.
+#[test]
+fn ehr_launch() {
+    let (s, auth) = setup();
+    auth.put_client(&App {
+        id: "ehr-app".into(),
+        name: "EHR app".into(),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        scopes: "openid fhirUser launch patient/*.rs".into(),
+    })
+    .unwrap();
+    auth.put_user(
+        &User {
+            name: "doc".into(),
+            role: Role::Physician,
+            patient: None,
+            organization: Some("Organization/org-a".into()),
+            fhir_user: None,
+            scopes: "openid fhirUser launch patient/*.rs user/*.rs".into(),
+            display: "doc".into(),
+        },
+        "correct horse battery",
+    )
+    .unwrap();
+    let tok = |name: &str| {
+        auth.issue_for_user(&auth.user(name).unwrap().unwrap(), None)
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let admin = tok("admin");
+    let r = s
+        .req("PUT", "Encounter/e1")
+        .bearer_auth(&admin)
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Encounter","id":"e1","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p1"},"serviceProvider":{"reference":"Organization/org-a"}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let doc = tok("doc");
+    let launch = |patient: &str| {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/auth/launch", root(&s)))
+            .bearer_auth(&doc)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("patient={patient}"))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), json(r))
+    };
+    // Only for a patient in the clinician's care.
+    assert_eq!(launch("p2").0, 403);
+    let (st, l) = launch("p1");
+    assert_eq!(st, 200, "{l}");
+    let launch_token = l["launch"].as_str().unwrap().to_string();
+    let (challenge, verifier) = pkce();
+    let form = format!(
+        "response_type=code&client_id=ehr-app&redirect_uri={}&scope={}&state=s1&aud={}&code_challenge={challenge}&code_challenge_method=S256&launch={}&username=doc&password={}",
+        enc(REDIRECT),
+        enc("launch patient/*.rs"),
+        enc(&s.base),
+        enc(&launch_token),
+        enc("correct horse battery")
+    );
+    let r = no_redirect()
+        .post(format!("{}/auth/authorize", root(&s)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let code = query_param(&loc, "code").unwrap();
+    let (st, t) = token_request(
+        &s,
+        &format!(
+            "grant_type=authorization_code&code={}&client_id=ehr-app&redirect_uri={}&code_verifier={verifier}",
+            enc(&code),
+            enc(REDIRECT)
+        ),
+    );
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["patient"], "p1");
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(
+        s.req("GET", "Patient/p1")
+            .bearer_auth(access)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.req("GET", "Patient/p2")
+            .bearer_auth(access)
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        s.req("GET", "Encounter?_summary=count")
+            .bearer_auth(access)
+            .send()
+            .map(json)
+            .unwrap()["total"],
+        1
+    );
+    // Someone else cannot use the doctor's launch.
+    let (challenge2, _) = pkce();
+    let stolen = form.replace("username=doc", "username=hanako").replace(
+        &format!("code_challenge={challenge}"),
+        &format!("code_challenge={challenge2}"),
+    );
+    let r = no_redirect()
+        .post(format!("{}/auth/authorize", root(&s)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(stolen)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
