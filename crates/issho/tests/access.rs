@@ -15,7 +15,11 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// The record: three patients; p1 treated at hospital A, p2 at hospital B, p3 nowhere.
-fn data() -> Vec<Value> {
+const CLINS: &str = "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication";
+const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// The record; with `consent`, p1 refuses mental-health (PSY) records to everyone.
+fn data(consent: bool) -> Vec<Value> {
     let mut out = vec![
         json!({"resourceType": "Organization", "id": "org-a", "name": "A病院"}),
         json!({"resourceType": "Organization", "id": "org-b", "name": "B病院"}),
@@ -46,8 +50,37 @@ fn data() -> Vec<Value> {
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11"}]},
             "subject": {"reference": format!("Patient/{p}")}}),
         );
+        // Sensitive and tagged records (JP-CLINS indications, a mental-health label).
+        out.push(
+            json!({"resourceType": "Condition", "id": format!("{p}-psy"),
+            "meta": {"security": [{"system": ACT, "code": "PSY"}]},
+            "code": {"text": "depression"}, "subject": {"reference": format!("Patient/{p}")}}),
+        );
+        out.push(
+            json!({"resourceType": "Condition", "id": format!("{p}-uninformed"),
+            "meta": {"tag": [{"system": CLINS, "code": "UNINFORMED"}]},
+            "code": {"text": "not yet told"}, "subject": {"reference": format!("Patient/{p}")}}),
+        );
+        out.push(json!({"resourceType": "Condition", "id": format!("{p}-undelivered"),
+            "meta": {"source": "Organization/org-b", "tag": [{"system": CLINS, "code": "UNDELIVERED"}]},
+            "code": {"text": "kept at B"}, "subject": {"reference": format!("Patient/{p}")}}));
+    }
+    if consent {
+        out.push(json!({"resourceType": "Consent", "id": "p1-consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": "Patient/p1"},
+            "provision": {"type": "deny", "securityLabel": [{"system": ACT, "code": "PSY"}]}}));
     }
     out
+}
+
+fn has_meta(r: &Value, list: &str, code: &str) -> bool {
+    r["meta"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["code"] == code)
 }
 
 fn patient_of(r: &Value) -> Option<String> {
@@ -56,6 +89,7 @@ fn patient_of(r: &Value) -> Option<String> {
     }
     r["subject"]["reference"]
         .as_str()
+        .or(r["patient"]["reference"].as_str())
         .and_then(|s| s.strip_prefix("Patient/"))
         .map(str::to_string)
 }
@@ -81,21 +115,30 @@ const ALL: [Who; 7] = [
     Who::Researcher,
 ];
 
-/// The rules, independently: may `who` see `r`?
-fn may_see(who: Who, r: &Value) -> bool {
+/// The rules, independently: may `who` see `r` (with p1's consent in force or not)?
+fn may_see(who: Who, r: &Value, consent: bool) -> bool {
     let shared = patient_of(r).is_none();
     let p = patient_of(r);
+    let source = r["meta"]["source"].as_str().unwrap_or("");
+    // A clinician of `org` on a patient in their care: tags and consent.
+    let clinician = |org: &str, patient: &str| {
+        p.as_deref() == Some(patient)
+            && !(has_meta(r, "tag", "UNDELIVERED") && source != format!("Organization/{org}"))
+            && !(consent && patient == "p1" && has_meta(r, "security", "PSY"))
+    };
     match who {
         Who::Admin | Who::Service => true,
         Who::Researcher => false,
-        Who::Patient1 => shared || p.as_deref() == Some("p1"),
+        Who::Patient1 => {
+            shared || (p.as_deref() == Some("p1") && !has_meta(r, "tag", "UNINFORMED"))
+        }
         Who::Patient1Lab => {
             r["resourceType"] == "Observation"
                 && p.as_deref() == Some("p1")
                 && r["category"][0]["coding"][0]["code"] == "laboratory"
         }
-        Who::DoctorA => shared || p.as_deref() == Some("p1"),
-        Who::DoctorB => shared || p.as_deref() == Some("p2"),
+        Who::DoctorA => shared || clinician("org-a", "p1"),
+        Who::DoctorB => shared || clinician("org-b", "p2"),
     }
 }
 
@@ -161,6 +204,7 @@ struct Ctx {
     s: Server,
     data: Vec<Value>,
     tokens: Vec<(Who, String)>,
+    consent: bool,
 }
 
 impl Ctx {
@@ -194,7 +238,7 @@ impl Ctx {
     fn visible(&self, who: Who, rt: &str) -> BTreeSet<String> {
         self.data
             .iter()
-            .filter(|r| r["resourceType"] == rt && may_see(who, r))
+            .filter(|r| r["resourceType"] == rt && may_see(who, r, self.consent))
             .map(|r| r["id"].as_str().unwrap().to_string())
             .collect()
     }
@@ -208,14 +252,17 @@ impl Ctx {
                 .iter()
                 .find(|r| r["resourceType"] == rt.as_str() && r["id"] == id.as_str())
             {
-                assert!(may_see(who, r), "{who:?} {what}: leaked {rt}/{id}");
+                assert!(
+                    may_see(who, r, self.consent),
+                    "{who:?} {what}: leaked {rt}/{id}"
+                );
             }
         }
         // References in text too (diagnostics, links) must not name hidden patients.
         let text = v.to_string();
         for p in ["p1", "p2", "p3"] {
             let pat = self.data.iter().find(|r| r["id"] == p).unwrap();
-            if !may_see(who, pat) && who != Who::Patient1Lab {
+            if !may_see(who, pat, self.consent) && who != Who::Patient1Lab {
                 assert!(
                     !text.contains(&format!("Patient/{p}\"")),
                     "{who:?} {what}: names Patient/{p}: {text}"
@@ -256,10 +303,19 @@ fn ids_of(b: &Value) -> BTreeSet<String> {
 }
 
 fn setup() -> Ctx {
+    setup_with(false)
+}
+
+fn setup_with(consent: bool) -> Ctx {
     let (s, auth) = Server::start_secure();
     let tokens: Vec<(Who, String)> = ALL.iter().map(|w| (*w, token(&auth, *w))).collect();
-    let data = data();
-    let ctx = Ctx { s, data, tokens };
+    let data = data(consent);
+    let ctx = Ctx {
+        s,
+        data,
+        tokens,
+        consent,
+    };
     for r in &ctx.data {
         let path = format!(
             "{}/{}",
@@ -274,12 +330,19 @@ fn setup() -> Ctx {
 
 #[test]
 fn attack_matrix() {
-    let c = setup();
+    // Both consent states: p1 sharing everything, and p1 refusing mental-health records.
+    for consent in [false, true] {
+        attack_matrix_in(setup_with(consent));
+    }
+}
+
+fn attack_matrix_in(c: Ctx) {
     let types = [
         "Patient",
         "Observation",
         "Condition",
         "Encounter",
+        "Consent",
         "Practitioner",
         "Organization",
     ];
@@ -300,9 +363,9 @@ fn attack_matrix() {
                     _ => true,
                 };
                 let restricted_history = who == Who::Patient1Lab && path.ends_with("/_history");
-                if !scope_ok || (may_see(who, r) && restricted_history) {
+                if !scope_ok || (may_see(who, r, c.consent) && restricted_history) {
                     assert_eq!(st, 403, "{who:?} {path}: {b}");
-                } else if may_see(who, r) {
+                } else if may_see(who, r, c.consent) {
                     assert_eq!(st, 200, "{who:?} {path}: {b}");
                 } else {
                     // Hidden looks exactly like absent.
