@@ -108,6 +108,62 @@ impl Conn {
     }
 }
 
+/// The physical limit for ingest on this machine: the demo population's JSON bodies and all
+/// their index rows written by a minimal loop into SQLite (same index code and tables as the
+/// store, one transaction per 1,000 resources). Returns (resources, seconds, bytes on disk).
+fn raw_baseline(
+    cfg: &issho_demo::DemoConfig,
+    dir: &std::path::Path,
+) -> Result<(usize, f64, u64), String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let db = |e: rusqlite::Error| e.to_string();
+    let conn = rusqlite::Connection::open(dir.join("raw.db")).map_err(db)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+         CREATE TABLE resources (rid INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, \
+         body BLOB NOT NULL, UNIQUE(type, id));",
+    )
+    .map_err(db)?;
+    let index = issho_search::SqliteIndex::open(&conn).map_err(db)?;
+    let start = Instant::now();
+    let mut n = 0usize;
+    let mut in_tx = 0usize;
+    conn.execute_batch("BEGIN").map_err(db)?;
+    let mut put = |rt: &str, id: &str, body: &serde_json::Value| -> Result<(), String> {
+        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        conn.prepare_cached("INSERT INTO resources (type, id, body) VALUES (?1, ?2, ?3)")
+            .map_err(db)?
+            .execute(rusqlite::params![rt, id, bytes])
+            .map_err(db)?;
+        index
+            .insert(&conn, conn.last_insert_rowid(), body)
+            .map_err(db)?;
+        n += 1;
+        in_tx += 1;
+        if in_tx >= 1000 {
+            conn.execute_batch("COMMIT; BEGIN").map_err(db)?;
+            in_tx = 0;
+        }
+        Ok(())
+    };
+    for r in issho_demo::reference_resources() {
+        put(r.resource_type, &r.id, &r.resource)?;
+    }
+    for i in 0..cfg.persons {
+        for r in issho_demo::person_resources(cfg, i) {
+            put(r.resource_type, &r.id, &r.resource)?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(db)?;
+    let secs = start.elapsed().as_secs_f64();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(db)?;
+    drop(conn);
+    let bytes = dir_size(dir);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok((n, secs, bytes))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -395,6 +451,18 @@ pub fn run(a: BenchArgs) -> Result<String, String> {
         rss_kib("VmHWM:") / 1024
     ));
     drop(rt);
+
+    // ---- physical-limit baseline -------------------------------------------------------
+    let raw_dir = dir.join("raw-baseline");
+    let (raw_n, raw_secs, raw_bytes) = raw_baseline(&cfg, &raw_dir)?;
+    report.push_str("\n#### Raw-store baseline (the same resources: JSON and every index row written straight into SQLite, WAL, synchronous=FULL, 1,000 per transaction; no HTTP, validation, versions, history or audit)\n\n");
+    report.push_str("| resources | seconds | resources/s | disk bytes/resource | issho ingest / baseline |\n|---|---|---|---|---|\n");
+    let raw_rate = raw_n as f64 / raw_secs;
+    report.push_str(&format!(
+        "| {raw_n} | {raw_secs:.1} | {raw_rate:.0} | {:.0} | {:.2} |\n",
+        raw_bytes as f64 / raw_n.max(1) as f64,
+        (n_loaded as f64 / ingest_secs) / raw_rate
+    ));
     if a.data.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
