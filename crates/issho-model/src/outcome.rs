@@ -48,6 +48,8 @@ pub enum IssueType {
     Transient,
     Exception,
     Timeout,
+    /// Too many requests (rate limit).
+    Throttled,
     Informational,
 }
 
@@ -77,6 +79,7 @@ impl IssueType {
             IssueType::Transient => "transient",
             IssueType::Exception => "exception",
             IssueType::Timeout => "timeout",
+            IssueType::Throttled => "throttled",
             IssueType::Informational => "informational",
         }
     }

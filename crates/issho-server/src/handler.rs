@@ -402,6 +402,25 @@ pub async fn fhir(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Rate limit per caller (the bearer token; anonymous callers share one budget).
+    let caller = header_str(&headers, "authorization").unwrap_or("anonymous");
+    if let Err(wait) = st.admit(caller) {
+        let mut r = outcome_response(
+            429,
+            &[Issue::error(
+                IssueType::Throttled,
+                format!("too many requests; retry in {wait} s"),
+            )],
+            format::Out {
+                format: format::Format::Json,
+                pretty: false,
+            },
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let query = uri.query().unwrap_or("").to_string();
     let pairs = issho_engine::parse_query(&query);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

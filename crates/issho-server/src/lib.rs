@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub auth: Option<Arc<issho_auth::Auth>>,
     /// Served over TLS (links use https; responses carry Strict-Transport-Security).
     pub tls: bool,
+    /// Requests per second each caller (bearer token; anonymous callers share one budget)
+    /// may make, with bursts of twice that; `None`: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             dev_open: true,
             auth: None,
             tls: false,
+            rate_limit: None,
         }
     }
 }
@@ -49,6 +53,32 @@ pub(crate) struct AppState {
     pub engine: Engine,
     pub config: ServerConfig,
     pub started: std::time::Instant,
+    /// Token buckets by caller (see `ServerConfig::rate_limit`).
+    pub buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl AppState {
+    /// Take one request from `caller`'s bucket; `Err(seconds)` to wait when it is empty.
+    pub(crate) fn admit(&self, caller: &str) -> Result<(), u64> {
+        let Some(rate) = self.config.rate_limit.filter(|r| *r > 0) else {
+            return Ok(());
+        };
+        let rate = f64::from(rate);
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 100_000 {
+            b.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 60);
+        }
+        let (tokens, last) = b.entry(caller.to_string()).or_insert((2.0 * rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(2.0 * rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
 }
 
 /// The application: `/healthz` and the FHIR base at `/fhir`.
@@ -58,6 +88,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         engine,
         config,
         started: std::time::Instant::now(),
+        buckets: Default::default(),
     });
     let app = Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))

@@ -157,7 +157,8 @@ fn raw_baseline(
     }
     conn.execute_batch("COMMIT").map_err(db)?;
     let secs = start.elapsed().as_secs_f64();
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(db)?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .map_err(db)?;
     drop(conn);
     let bytes = dir_size(dir);
     let _ = std::fs::remove_dir_all(dir);
@@ -206,6 +207,7 @@ pub fn run(a: BenchArgs) -> Result<String, String> {
         dev_open: true,
         auth: None,
         tls: false,
+        rate_limit: None,
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -80,6 +80,9 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "ISSHO_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Requests per second per caller (bearer token), bursts of twice that; 0 = no limit.
+    #[arg(long, env = "ISSHO_RATE_LIMIT", default_value_t = 0)]
+    rate_limit: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -397,6 +400,7 @@ fn serve(a: ServeArgs) -> i32 {
         dev_open: a.dev_open,
         auth: Some(auth),
         tls: tls.is_some(),
+        rate_limit: (a.rate_limit > 0).then_some(a.rate_limit),
     };
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()

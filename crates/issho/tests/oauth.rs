@@ -707,3 +707,32 @@ fn ehr_launch() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Rate limits per caller: a burst of twice the rate, then 429 with Retry-After and an
+/// OperationOutcome; other callers are not affected.
+#[test]
+fn rate_limit_per_caller() {
+    let s = Server::start_with(|c| c.rate_limit = Some(5));
+    let mut codes = Vec::new();
+    for _ in 0..15 {
+        let r = s
+            .req("GET", "metadata")
+            .bearer_auth("caller-one")
+            .send()
+            .unwrap();
+        codes.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let o = json(r);
+            assert_eq!(o["issue"][0]["code"], "throttled");
+        }
+    }
+    assert!(codes[..10].iter().all(|c| *c == 200), "{codes:?}");
+    assert!(codes.contains(&429), "{codes:?}");
+    let r = s
+        .req("GET", "metadata")
+        .bearer_auth("caller-two")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
