@@ -152,9 +152,14 @@ impl Engine {
         let r = self.store.reader()?;
         let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
         match r.current(resource_type, id)? {
-            None => Err(FhirError::not_found(format!(
-                "{resource_type}/{id} is not known"
-            ))),
+            None => {
+                // The same visibility query as for an existing resource, so that "absent" and
+                // "hidden" take the same work (no timing difference to tell them apart).
+                let _ = view.sees(&self.registry(), &*r, resource_type, id)?;
+                Err(FhirError::not_found(format!(
+                    "{resource_type}/{id} is not known"
+                )))
+            }
             // A deleted resource is only reported as deleted to those who could read it;
             // its last version tells whose it was.
             Some(s) if s.is_deleted() => {
