@@ -149,6 +149,16 @@ impl Default for EngineConfig {
 /// Break-the-glass openings by user: (patient id, until in seconds since the epoch).
 type BreakGlassOpenings = std::collections::HashMap<String, Vec<(String, u64)>>;
 
+/// Care relationships and consent decisions by organization, valid for one store sequence.
+type CareCache = std::collections::HashMap<
+    String,
+    (
+        i64,
+        Vec<String>,
+        std::collections::HashMap<String, view::ConsentDecision>,
+    ),
+>;
+
 /// The engine. Cheap to clone (shared store).
 #[derive(Clone)]
 pub struct Engine {
@@ -159,6 +169,8 @@ pub struct Engine {
     audit: Option<Arc<issho_audit::AuditLog>>,
     /// Break-the-glass openings: user → (patient, until in seconds since the epoch).
     break_glass: Arc<std::sync::Mutex<BreakGlassOpenings>>,
+    /// Per organization: (store sequence, patients in care, consent decisions).
+    care_cache: Arc<std::sync::Mutex<CareCache>>,
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
@@ -181,6 +193,7 @@ impl Engine {
             reindexer: Arc::default(),
             audit: None,
             break_glass: Arc::default(),
+            care_cache: Arc::default(),
             gate,
             config,
             pages,

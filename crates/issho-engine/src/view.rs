@@ -486,9 +486,27 @@ impl Engine {
             };
         }
         if let Reach::CareOf(org) = &view.reach {
-            let mut persons = self.care_persons(r, org)?;
+            // Care relationships and consents of the organization, recomputed when anything
+            // was written since (the snapshot's sequence number).
+            let seq = r.max_seq()?;
+            let cached = {
+                let c = self.care_cache.lock().unwrap_or_else(|e| e.into_inner());
+                c.get(org).filter(|(s, _, _)| *s == seq).cloned()
+            };
+            let (mut persons, decisions) = match cached {
+                Some((_, p, d)) => (p, d),
+                None => {
+                    let p = self.care_persons(r, org)?;
+                    let d = self.consent_decisions(r, org)?;
+                    let mut c = self.care_cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if c.len() > 1000 {
+                        c.clear();
+                    }
+                    c.insert(org.clone(), (seq, p.clone(), d.clone()));
+                    (p, d)
+                }
+            };
             // Consent: "share unless refused".
-            let decisions = self.consent_decisions(r, org)?;
             persons.retain(|p| !decisions.get(p).is_some_and(|d| d.refused));
             let mut labels: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for (p, d) in &decisions {
@@ -568,13 +586,8 @@ impl Engine {
             })?;
             let (sql, args) = issho_search::sqlite_select(&q);
             let rids = r.query_rids(&sql, &args)?;
-            for chunk in rids.chunks(500) {
-                for s in r.current_by_rids(chunk)? {
-                    if let Some(v) = s.json() {
-                        persons.extend(compartment_patients(rt, &v));
-                    }
-                }
-            }
+            // The store's person column (the patient of each record), not the bodies.
+            persons.extend(r.persons_by_rids(&rids)?);
             if persons.len() > MAX_CARE_PERSONS {
                 return Err(FhirError::new(
                     403,

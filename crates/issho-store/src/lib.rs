@@ -172,6 +172,8 @@ pub trait StoreRead {
     fn query_count(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<u64>;
     /// The current versions of these resources, in the given order (missing ones skipped).
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>>;
+    /// The distinct persons (distribution keys) of these resources, without reading bodies.
+    fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>>;
 }
 
 /// Read-write access inside one store transaction.

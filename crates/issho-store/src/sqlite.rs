@@ -187,6 +187,9 @@ impl StoreRead for PooledReader<'_> {
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
         current_by_rids(self.conn.as_ref().unwrap(), rids)
     }
+    fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
+        persons_by_rids(self.conn.as_ref().unwrap(), rids)
+    }
 }
 
 impl Store for SqliteStore {
@@ -301,6 +304,9 @@ impl StoreRead for WriterTx<'_> {
     }
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
         current_by_rids(self.conn, rids)
+    }
+    fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
+        persons_by_rids(self.conn, rids)
     }
 }
 
@@ -693,6 +699,24 @@ fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Re
     Ok(conn
         .prepare_cached(sql)?
         .query_row(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?)
+}
+
+fn persons_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT person FROM resources WHERE rid = ?1 AND deleted = 0 AND person IS NOT NULL",
+    )?;
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for &rid in rids {
+        if let Some(p) = stmt
+            .query_row([rid], |r| r.get::<_, String>(0))
+            .optional()?
+            && seen.insert(p.clone())
+        {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Stored>> {
