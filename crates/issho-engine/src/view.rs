@@ -12,7 +12,7 @@
 use crate::everything::compartment_filter;
 use crate::*;
 use issho_access::{Permit, Reach};
-use issho_search::{Filter, Match, ParamKind, Test};
+use issho_search::{Filter, Test};
 use issho_store::StoreRead;
 use std::collections::BTreeSet;
 
@@ -325,34 +325,11 @@ fn compartment_keys(rt: &str) -> BTreeSet<String> {
     }
 }
 
-/// "In the compartment of one of these patients".
-fn persons_filter(rt: &str, persons: &[String]) -> Result<Filter> {
-    if rt == "Patient" {
-        return Ok(Filter {
-            name: "_reach".into(),
-            test: Test::Id {
-                ids: persons.to_vec(),
-                negate: false,
-            },
-        });
-    }
-    let keys: Vec<String> = compartment_keys(rt).into_iter().collect();
+/// "In the record of one of these patients" (the store's person column; any number of them).
+fn persons_filter(_rt: &str, persons: &[String]) -> Result<Filter> {
     Ok(Filter {
         name: "_reach".into(),
-        test: Test::Values {
-            keys,
-            kind: ParamKind::Reference,
-            components: Vec::new(),
-            matches: persons
-                .iter()
-                .map(|p| Match::Reference {
-                    ref_type: Some("Patient".into()),
-                    id: p.clone(),
-                    version: None,
-                })
-                .collect(),
-            negate: false,
-        },
+        test: Test::PersonIn(persons.to_vec()),
     })
 }
 

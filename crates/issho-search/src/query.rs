@@ -184,6 +184,9 @@ pub enum Test {
     /// conditions such as "not a resource of a patient who refused this category, carrying
     /// that category's label". Never parsed from a URL.
     NotAll(Vec<Test>),
+    /// Resources of these persons' records (the store's `person` column, the distribution
+    /// key): engine access conditions over many patients. Never parsed from a URL.
+    PersonIn(Vec<String>),
     /// `_has`: a resource of `source_type` that passes `inner` refers to this one through
     /// (the rows of) `keys`.
     Has {

@@ -267,7 +267,7 @@ fn can_drive(test: &Test) -> bool {
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
-        Test::NotAll(_) => false,
+        Test::NotAll(_) | Test::PersonIn(_) => false,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
 }
@@ -703,6 +703,14 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             s.push(" AND ");
             test_sql(s, inner, &t);
             s.push(")");
+        }
+        Test::PersonIn(persons) => {
+            // One bound JSON array, whatever the number of persons (no variable limit).
+            let list = serde_json::Value::from(persons.clone()).to_string();
+            s.push(&format!(
+                "({r}.person IS NOT NULL AND {r}.person IN (SELECT value FROM json_each("
+            ));
+            s.bind(list).push(")))");
         }
         Test::NotAll(tests) => {
             s.push("NOT (");

@@ -869,3 +869,39 @@ fn consent_tags_and_break_glass() {
         "the declaration and the accesses under it: {flagged}"
     );
 }
+
+/// A hospital with more patients in care than SQLite allows terms in one compound SELECT
+/// (regression: clinicians' searches failed with 500 beyond ~500 patients).
+#[test]
+fn care_of_many_patients() {
+    let c = setup();
+    let n = 700;
+    let mut entries = Vec::new();
+    for i in 0..n {
+        entries.push(
+            json!({"resource": {"resourceType": "Patient", "id": format!("m{i}")},
+            "request": {"method": "PUT", "url": format!("Patient/m{i}")}}),
+        );
+        entries.push(json!({"resource": {"resourceType": "Encounter", "id": format!("m{i}-enc"), "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/m{i}")},
+            "serviceProvider": {"reference": "Organization/org-a"}},
+            "request": {"method": "PUT", "url": format!("Encounter/m{i}-enc")}}));
+    }
+    let (st, _) = c.send(
+        Who::Admin,
+        "POST",
+        "",
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    );
+    assert_eq!(st, 200);
+    let (st, b) = c.get(Who::DoctorA, "Patient?_summary=count");
+    assert_eq!(st, 200, "{b}");
+    // p1 and the 700 new patients.
+    assert_eq!(b["total"], n + 1);
+    let (st, b) = c.get(Who::DoctorA, "Encounter?_count=5&_total=accurate");
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["total"], n + 1);
+    assert_eq!(c.get(Who::DoctorA, "Patient/m650").0, 200);
+    assert_eq!(c.get(Who::DoctorB, "Patient/m650").0, 404);
+}
