@@ -242,7 +242,7 @@ impl TxAccess<'_> {
     /// What a conditional lookup of `rt` may match.
     fn find_filters(&self, r: &dyn StoreRead, rt: &str) -> Result<Vec<issho_search::Filter>> {
         self.engine
-            .view(self.ctx, Action::Search, Some(rt), r)?
+            .view_with(self.ctx, Action::Search, Some(rt), r, true)?
             .filters(&self.engine.registry(), rt)
     }
     /// The checks of a write of `action` on `rt`.

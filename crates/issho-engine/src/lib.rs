@@ -169,8 +169,11 @@ pub struct Engine {
     audit: Option<Arc<issho_audit::AuditLog>>,
     /// Break-the-glass openings: user → (patient, until in seconds since the epoch).
     break_glass: Arc<std::sync::Mutex<BreakGlassOpenings>>,
-    /// Per organization: (store sequence, patients in care, consent decisions).
+    /// Per organization: (care generation, patients in care, consent decisions).
     care_cache: Arc<std::sync::Mutex<CareCache>>,
+    /// Incremented after each committed write of a resource that decides care relationships
+    /// or consent (so other writes keep the cache).
+    care_generation: Arc<std::sync::atomic::AtomicI64>,
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
@@ -194,6 +197,7 @@ impl Engine {
             audit: None,
             break_glass: Arc::default(),
             care_cache: Arc::default(),
+            care_generation: Arc::default(),
             gate,
             config,
             pages,
@@ -317,6 +321,16 @@ impl Engine {
         F: FnOnce(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
     {
         let out = issho_store::write(&*self.store, f);
+        // After the commit: clinicians' care relationships and consents are recomputed on
+        // their next request.
+        if self
+            .indexer
+            .care_dirty
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.care_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if let Err(e) = self.refresh_search_parameters(false) {
             tracing::error!(error = ?e.issues, "could not apply search parameter changes");
         }

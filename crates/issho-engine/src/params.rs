@@ -27,6 +27,9 @@ pub(crate) struct SearchIndexer {
     current: RwLock<Option<Arc<SqliteIndex>>>,
     /// Set when a SearchParameter resource was written or deleted: the registry may change.
     dirty: AtomicBool,
+    /// Set when a resource that decides care relationships or consent was written
+    /// (Encounter, EpisodeOfCare, ServiceRequest, Consent, Patient).
+    pub(crate) care_dirty: AtomicBool,
     /// Incremented whenever the set of pending keys is redefined.
     generation: AtomicU64,
 }
@@ -61,8 +64,12 @@ impl SearchIndexer {
     }
 
     fn note(&self, resource: &Value) {
-        if resource.get("resourceType").and_then(Value::as_str) == Some("SearchParameter") {
-            self.dirty.store(true, Ordering::SeqCst);
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some("SearchParameter") => self.dirty.store(true, Ordering::SeqCst),
+            Some("Encounter" | "EpisodeOfCare" | "ServiceRequest" | "Consent" | "Patient") => {
+                self.care_dirty.store(true, Ordering::SeqCst)
+            }
+            _ => {}
         }
     }
 }

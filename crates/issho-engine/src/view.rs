@@ -408,7 +408,7 @@ impl Engine {
         conditional: bool,
         r: &dyn StoreRead,
     ) -> Result<Guard> {
-        let write = self.view(ctx, action, Some(rt), r)?;
+        let write = self.view_with(ctx, action, Some(rt), r, true)?;
         // Patient-facing tokens write only their own record: not shared data such as
         // Practitioner, Organization or Medication.
         if matches!(write.reach, Reach::Patient(_)) && !write.restricts(rt) {
@@ -421,7 +421,7 @@ impl Engine {
             ));
         }
         let find = if conditional {
-            Some(self.view(ctx, Action::Search, Some(rt), r)?)
+            Some(self.view_with(ctx, Action::Search, Some(rt), r, true)?)
         } else {
             None
         };
@@ -440,6 +440,20 @@ impl Engine {
         action: Action,
         rt: Option<&str>,
         r: &dyn StoreRead,
+    ) -> Result<View> {
+        self.view_with(ctx, action, rt, r, false)
+    }
+
+    /// `direct`: compute care relationships and consents on `r` itself, bypassing the cache
+    /// (writes: inside a transaction `r` also holds its own uncommitted changes, such as the
+    /// Encounter that starts a care relationship).
+    pub(crate) fn view_with(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        rt: Option<&str>,
+        r: &dyn StoreRead,
+        direct: bool,
     ) -> Result<View> {
         let permit = self.gate.check(ctx, action, rt)?;
         let mut view = View::of(&permit);
@@ -463,18 +477,27 @@ impl Engine {
             };
         }
         if let Reach::CareOf(org) = &view.reach {
-            // Care relationships and consents of the organization, recomputed when anything
-            // was written since (the snapshot's sequence number).
-            let seq = r.max_seq()?;
-            let cached = {
+            // Care relationships and consents of the organization, recomputed after a write
+            // of an Encounter, EpisodeOfCare, ServiceRequest, Consent or Patient (the
+            // generation is incremented after such a commit). On a miss they are computed on a
+            // snapshot taken after reading the generation, so the entry holds every write that
+            // generation counts.
+            let seq = self
+                .care_generation
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let cached = if direct {
+                None
+            } else {
                 let c = self.care_cache.lock().unwrap_or_else(|e| e.into_inner());
                 c.get(org).filter(|(s, _, _)| *s == seq).cloned()
             };
             let (mut persons, decisions) = match cached {
                 Some((_, p, d)) => (p, d),
+                None if direct => (self.care_persons(r, org)?, self.consent_decisions(r, org)?),
                 None => {
-                    let p = self.care_persons(r, org)?;
-                    let d = self.consent_decisions(r, org)?;
+                    let fresh = self.store.reader()?;
+                    let p = self.care_persons(&*fresh, org)?;
+                    let d = self.consent_decisions(&*fresh, org)?;
                     let mut c = self.care_cache.lock().unwrap_or_else(|e| e.into_inner());
                     if c.len() > 1000 {
                         c.clear();

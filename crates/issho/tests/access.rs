@@ -905,3 +905,56 @@ fn care_of_many_patients() {
     assert_eq!(c.get(Who::DoctorA, "Patient/m650").0, 200);
     assert_eq!(c.get(Who::DoctorB, "Patient/m650").0, 404);
 }
+
+/// Care relationships follow the data: a new Encounter opens a record on the next request
+/// (the cached care set is refreshed); a clinician cannot open one by writing the Encounter.
+#[test]
+fn care_relationships_follow_writes() {
+    let c = setup();
+    assert_eq!(c.get(Who::DoctorA, "Patient/p3").0, 404);
+    let enc = |id: &str, p: &str| {
+        json!({"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": format!("Patient/{p}")},
+            "serviceProvider": {"reference": "Organization/org-a"}})
+    };
+    let (st, _) = c.send(Who::Admin, "PUT", "Encounter/p3-a", &enc("p3-a", "p3"));
+    assert_eq!(st, 201);
+    assert_eq!(
+        c.get(Who::DoctorA, "Patient/p3").0,
+        200,
+        "a new care relationship counts at once"
+    );
+    // A clinician cannot grant themselves a record by writing an Encounter for a patient
+    // outside their care: refused, nothing written.
+    let (st, _) = c.send(
+        Who::Admin,
+        "PUT",
+        "Patient/p9",
+        &json!({"resourceType": "Patient", "id": "p9"}),
+    );
+    assert_eq!(st, 201);
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": enc("p9-a", "p9"), "request": {"method": "PUT", "url": "Encounter/p9-a"}},
+        {"resource": {"resourceType": "Observation", "id": "p9-obs", "status": "final",
+            "code": {"text": "体温"}, "subject": {"reference": "Patient/p9"}},
+         "request": {"method": "PUT", "url": "Observation/p9-obs"}}
+    ]});
+    let (st, _) = c.send(Who::DoctorA, "POST", "", &tx);
+    assert_eq!(st, 403);
+    assert_eq!(
+        c.get(Who::Admin, "Encounter/p9-a").0,
+        404,
+        "nothing written"
+    );
+    assert_eq!(c.get(Who::DoctorA, "Patient/p9").0, 404);
+    // The hospital's system registers the visit; then the clinician writes to the record.
+    let (st, _) = c.send(Who::Admin, "PUT", "Encounter/p9-a", &enc("p9-a", "p9"));
+    assert_eq!(st, 201);
+    let (st, b) = c.send(Who::DoctorA, "PUT", "Observation/p9-obs", &json!({"resourceType": "Observation",
+        "id": "p9-obs", "status": "final", "code": {"text": "体温"}, "subject": {"reference": "Patient/p9"}}));
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(c.get(Who::DoctorA, "Observation/p9-obs").0, 200);
+    // Doctor B still cannot.
+    assert_eq!(c.get(Who::DoctorB, "Observation/p9-obs").0, 404);
+}
