@@ -207,45 +207,39 @@ pub fn pkce_s256(s: &str) -> String {
     b64url(&sha2::Sha256::digest(s.as_bytes()))
 }
 
-fn b64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+/// base64url without padding (JWT, JWK, PKCE).
+fn b64url(bytes: &[u8]) -> String {
+    issho_model::base64::encode(bytes, true)
+        .trim_end_matches('=')
+        .to_string()
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        let chars = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for (i, ch) in chars.iter().enumerate() {
-            if i <= c.len() {
-                out.push(T[*ch as usize] as char);
-            }
+/// A new P-256 key: (PKCS#8 DER private key, base64url x, base64url y).
+fn new_p256_key() -> Result<(Vec<u8>, String, String)> {
+    let secret = loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| AuthError::Storage(e.to_string()))?;
+        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
+            break k;
         }
-    }
-    out
+    };
+    let der = secret
+        .to_pkcs8_der()
+        .map_err(|e| AuthError::Storage(e.to_string()))?
+        .as_bytes()
+        .to_vec();
+    let point = secret.public_key().to_encoded_point(false);
+    let x = b64url(&point.x().map(|x| x.to_vec()).unwrap_or_default());
+    let y = b64url(&point.y().map(|y| y.to_vec()).unwrap_or_default());
+    Ok((der, x, y))
+}
+
+/// An ES256 JWT of `claims` signed with the PKCS#8 key `der`, naming `kid`.
+fn sign_with<T: Serialize>(der: &[u8], kid: &str, claims: &T) -> Result<String> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(der))
+        .map_err(|e| AuthError::Storage(e.to_string()))
 }
 
 impl std::fmt::Debug for Auth {
@@ -275,7 +269,11 @@ impl Auth {
             "INSERT OR REPLACE INTO auth_meta (name, value) VALUES ('issuer', ?1)",
             [&issuer],
         )?;
-        Ok(Auth {
+        Ok(Auth::with(conn, issuer))
+    }
+
+    fn with(conn: Connection, issuer: String) -> Auth {
+        Auth {
             conn: Mutex::new(conn),
             issuer,
             verified: Mutex::default(),
@@ -283,7 +281,7 @@ impl Auth {
             assertions: Mutex::default(),
             failures: Mutex::default(),
             launches: Mutex::default(),
-        })
+        }
     }
 
     /// Open the store of a data directory with the issuer the server last ran with (for
@@ -302,15 +300,7 @@ impl Auth {
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(issuer.map(|issuer| Auth {
-            conn: Mutex::new(conn),
-            issuer,
-            verified: Mutex::default(),
-            codes: Mutex::default(),
-            assertions: Mutex::default(),
-            failures: Mutex::default(),
-            launches: Mutex::default(),
-        }))
+        Ok(issuer.map(|issuer| Auth::with(conn, issuer)))
     }
 
     pub fn issuer(&self) -> &str {
@@ -343,21 +333,7 @@ impl Auth {
 
     /// Make a new signing key (key rotation); returns its id and PKCS#8 DER.
     pub fn rotate_key(&self) -> Result<(String, Vec<u8>)> {
-        let secret = loop {
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes).map_err(|e| AuthError::Storage(e.to_string()))?;
-            if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-                break k;
-            }
-        };
-        let der = secret
-            .to_pkcs8_der()
-            .map_err(|e| AuthError::Storage(e.to_string()))?
-            .as_bytes()
-            .to_vec();
-        let point = secret.public_key().to_encoded_point(false);
-        let x = b64url(&point.x().map(|x| x.to_vec()).unwrap_or_default());
-        let y = b64url(&point.y().map(|y| y.to_vec()).unwrap_or_default());
+        let (der, x, y) = new_p256_key()?;
         let kid = uuid::Uuid::new_v4().simple().to_string();
         let conn = self.conn();
         conn.execute(
@@ -718,7 +694,7 @@ impl Auth {
                 .split('.')
                 .nth(1)
                 .ok_or_else(|| bad("malformed client assertion"))?;
-            let bytes = b64url_decode(payload).ok_or_else(|| bad("malformed client assertion"))?;
+            let bytes = issho_model::base64::decode(payload).ok_or_else(|| bad("malformed client assertion"))?;
             serde_json::from_slice(&bytes).map_err(|_| bad("malformed client assertion"))?
         };
         let client_id = unverified["iss"].as_str().unwrap_or_default().to_string();
@@ -939,12 +915,9 @@ impl Auth {
         Ok(resp)
     }
 
-    fn sign(&self, claims: &Claims) -> Result<String> {
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String> {
         let (kid, der) = self.signing_key()?;
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid);
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&der))
-            .map_err(|e| AuthError::Storage(e.to_string()))
+        sign_with(&der, &kid, claims)
     }
 
     /// Verify a bearer token: ES256 only (never `none` or a symmetric algorithm), a key of
@@ -1048,43 +1021,23 @@ impl Auth {
     /// Sign arbitrary claims (tests of expiry and audience use it).
     #[doc(hidden)]
     pub fn sign_raw(&self, claims: &Value) -> Result<String> {
-        let (kid, der) = self.signing_key()?;
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid);
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(&der))
-            .map_err(|e| AuthError::Storage(e.to_string()))
+        self.sign(claims)
     }
 }
 
 /// A key pair for a backend service in tests and tools: (PKCS#8 DER private key, public JWK).
 #[doc(hidden)]
 pub fn new_es256_client_key(kid: &str) -> Result<(Vec<u8>, Value)> {
-    let secret = loop {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| AuthError::Storage(e.to_string()))?;
-        if let Ok(k) = p256::SecretKey::from_slice(&bytes) {
-            break k;
-        }
-    };
-    let der = secret
-        .to_pkcs8_der()
-        .map_err(|e| AuthError::Storage(e.to_string()))?
-        .as_bytes()
-        .to_vec();
-    let point = secret.public_key().to_encoded_point(false);
+    let (der, x, y) = new_p256_key()?;
     let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-        "x": b64url(&point.x().map(|x| x.to_vec()).unwrap_or_default()),
-        "y": b64url(&point.y().map(|y| y.to_vec()).unwrap_or_default())});
+        "x": x, "y": y});
     Ok((der, jwk))
 }
 
 /// Sign a client assertion (tests and tools).
 #[doc(hidden)]
 pub fn sign_es256(der: &[u8], kid: &str, claims: &Value) -> Result<String> {
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(kid.to_string());
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ec_der(der))
-        .map_err(|e| AuthError::Storage(e.to_string()))
+    sign_with(der, kid, claims)
 }
 
 #[cfg(test)]
