@@ -694,7 +694,8 @@ impl Auth {
                 .split('.')
                 .nth(1)
                 .ok_or_else(|| bad("malformed client assertion"))?;
-            let bytes = issho_model::base64::decode(payload).ok_or_else(|| bad("malformed client assertion"))?;
+            let bytes = issho_model::base64::decode(payload)
+                .ok_or_else(|| bad("malformed client assertion"))?;
             serde_json::from_slice(&bytes).map_err(|_| bad("malformed client assertion"))?
         };
         let client_id = unverified["iss"].as_str().unwrap_or_default().to_string();

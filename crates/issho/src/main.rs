@@ -439,21 +439,28 @@ fn serve(a: ServeArgs) -> i32 {
     })
 }
 
-fn client(a: ClientArgs) -> i32 {
-    let auth = match issho_auth::Auth::open_existing(&a.data) {
-        Ok(Some(x)) => x,
+/// The authentication store of a data directory the server ran on (errors printed).
+fn existing_auth(data: &std::path::Path) -> Option<issho_auth::Auth> {
+    match issho_auth::Auth::open_existing(data) {
+        Ok(Some(x)) => Some(x),
         Ok(None) => {
             eprintln!(
                 "error: {} has no authentication store yet; run `issho serve --data {}` once",
-                a.data.display(),
-                a.data.display()
+                data.display(),
+                data.display()
             );
-            return 1;
+            None
         }
         Err(e) => {
             eprintln!("error: {e}");
-            return 1;
+            None
         }
+    }
+}
+
+fn client(a: ClientArgs) -> i32 {
+    let Some(auth) = existing_auth(&a.data) else {
+        return 1;
     };
     if let Some(path) = &a.jwks {
         let jwks = match std::fs::read(path)
@@ -502,20 +509,8 @@ fn client(a: ClientArgs) -> i32 {
 }
 
 fn token(a: TokenArgs) -> i32 {
-    let auth = match issho_auth::Auth::open_existing(&a.data) {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            eprintln!(
-                "error: {} has no authentication store yet; run `issho serve --data {}` once",
-                a.data.display(),
-                a.data.display()
-            );
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
+    let Some(auth) = existing_auth(&a.data) else {
+        return 1;
     };
     let user = match auth.user(&a.user) {
         Ok(Some(u)) => u,
