@@ -212,11 +212,19 @@ impl Engine {
     /// a reason. The declaration is audited (flagged for review) and shows in the person's
     /// access log, as does every access made under it.
     pub fn break_glass(&self, ctx: &AccessContext, patient_id: &str, reason: &str) -> Result<()> {
+        // Through the gate like every operation (the token must allow reading patients), and
+        // then only for emergency physicians.
+        let permitted = self
+            .gate
+            .check(ctx, Action::Operation, Some("Patient"))
+            .map_err(FhirError::from);
         let allowed = ctx
             .grant()
             .is_some_and(|g| g.role == issho_access::Role::EmergencyPhysician);
         let reason = reason.trim().to_string();
-        let out: Result<()> = if !allowed {
+        let out: Result<()> = if let Err(e) = permitted {
+            Err(e)
+        } else if !allowed {
             Err(FhirError::new(
                 403,
                 IssueType::Forbidden,

@@ -236,18 +236,42 @@ fn rewrite_refs(
 struct TxAccess<'a> {
     engine: &'a Engine,
     ctx: &'a AccessContext,
+    /// Views by interaction and type, computed once per transaction (a clinician's care
+    /// relationships and consents are not recomputed for every entry).
+    guards: std::cell::RefCell<HashMap<String, crate::view::Guard>>,
+    finds: std::cell::RefCell<HashMap<String, Vec<issho_search::Filter>>>,
 }
 
-impl TxAccess<'_> {
+impl<'a> TxAccess<'a> {
+    fn new(engine: &'a Engine, ctx: &'a AccessContext) -> TxAccess<'a> {
+        TxAccess {
+            engine,
+            ctx,
+            guards: Default::default(),
+            finds: Default::default(),
+        }
+    }
     /// What a conditional lookup of `rt` may match.
     fn find_filters(&self, r: &dyn StoreRead, rt: &str) -> Result<Vec<issho_search::Filter>> {
-        self.engine
+        if let Some(f) = self.finds.borrow().get(rt) {
+            return Ok(f.clone());
+        }
+        let f = self
+            .engine
             .view_with(self.ctx, Action::Search, Some(rt), r, true)?
-            .filters(&self.engine.registry(), rt)
+            .filters(&self.engine.registry(), rt)?;
+        self.finds.borrow_mut().insert(rt.to_string(), f.clone());
+        Ok(f)
     }
     /// The checks of a write of `action` on `rt`.
     fn guard(&self, r: &dyn StoreRead, action: Action, rt: &str) -> Result<crate::view::Guard> {
-        self.engine.guard_in(self.ctx, action, rt, false, r)
+        let key = format!("{action:?} {rt}");
+        if let Some(g) = self.guards.borrow().get(&key) {
+            return Ok(g.clone());
+        }
+        let g = self.engine.guard_in(self.ctx, action, rt, false, r)?;
+        self.guards.borrow_mut().insert(key, g.clone());
+        Ok(g)
     }
 }
 
@@ -520,10 +544,7 @@ impl Engine {
         let ctx2 = ctx.clone();
         let reg = self.registry();
         let responses = self.write(move |tx| -> Result<Vec<Value>> {
-            let access = TxAccess {
-                engine: &engine,
-                ctx: &ctx2,
-            };
+            let access = TxAccess::new(&engine, &ctx2);
             // Phase 2, in the write transaction: conditional identities.
             let mut late: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];

@@ -308,6 +308,7 @@ impl Engine {
                     }
                     extra.sort();
                     extra.dedup();
+                    let mut candidates = Vec::new();
                     for (t, id) in extra {
                         if t == "Patient"
                             || issho_model::r4().patient_compartment_params(&t).is_some()
@@ -317,13 +318,17 @@ impl Engine {
                         }
                         if let Some(s) = r.current(&t, &id)?
                             && !s.is_deleted()
-                            && !seen.contains(&s.rid)
-                            && !self.visible_only(ctx, r, vec![s.clone()])?.is_empty()
+                            && seen.insert(s.rid)
                         {
-                            seen.insert(s.rid);
-                            rids.push(s.rid);
+                            candidates.push(s);
                         }
                     }
+                    // What the caller may read, with one view per type.
+                    rids.extend(
+                        self.visible_only(ctx, r, candidates)?
+                            .into_iter()
+                            .map(|s| s.rid),
+                    );
                 }
                 let total = Some(rids.len() as u64);
                 std::sync::Arc::new(pages::CachedSearch::new(rids, true, total))
