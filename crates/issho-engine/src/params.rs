@@ -346,18 +346,7 @@ impl Engine {
                 return Ok(());
             }
             let types = index.registry().pending_types();
-            let total = {
-                let r = self.store.reader()?;
-                let marks = vec!["?"; types.len()].join(", ");
-                let args: Vec<rusqlite::types::Value> =
-                    types.iter().map(|t| t.clone().into()).collect();
-                r.query_count(
-                    &format!(
-                        "SELECT count(*) FROM resources WHERE deleted = 0 AND type IN ({marks})"
-                    ),
-                    &args,
-                )?
-            };
+            let total = self.store.reader()?.count_current(&types)?;
             tracing::info!(
                 ?keys,
                 ?types,

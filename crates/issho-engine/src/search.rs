@@ -232,8 +232,7 @@ impl Engine {
                 let mut all = q.clone();
                 all.offset = 0;
                 let window = if streaming {
-                    let upto = r.query_count("SELECT coalesce(max(rid), 0) FROM resources", &[])?;
-                    all.rid_upto = Some(upto as i64);
+                    all.rid_upto = Some(r.max_rid()?);
                     (offset + count + 1)
                         .max(self.config.first_window)
                         .min(cap + 1)

@@ -174,6 +174,11 @@ pub trait StoreRead {
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>>;
     /// The distinct persons (distribution keys) of these resources, without reading bodies.
     fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>>;
+    /// The largest row key so far (resources created later have larger ones): a snapshot
+    /// bound for paging in `rid` order.
+    fn max_rid(&self) -> Result<i64>;
+    /// How many current resources the given types have.
+    fn count_current(&self, types: &[String]) -> Result<u64>;
 }
 
 /// Read-write access inside one store transaction.

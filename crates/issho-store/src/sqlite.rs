@@ -190,6 +190,12 @@ impl StoreRead for PooledReader<'_> {
     fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
         persons_by_rids(self.conn.as_ref().unwrap(), rids)
     }
+    fn max_rid(&self) -> Result<i64> {
+        max_rid(self.conn.as_ref().unwrap())
+    }
+    fn count_current(&self, types: &[String]) -> Result<u64> {
+        count_current(self.conn.as_ref().unwrap(), types)
+    }
 }
 
 impl Store for SqliteStore {
@@ -307,6 +313,12 @@ impl StoreRead for WriterTx<'_> {
     }
     fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
         persons_by_rids(self.conn, rids)
+    }
+    fn max_rid(&self) -> Result<i64> {
+        max_rid(self.conn)
+    }
+    fn count_current(&self, types: &[String]) -> Result<u64> {
+        count_current(self.conn, types)
     }
 }
 
@@ -699,6 +711,26 @@ fn query_count(conn: &Connection, sql: &str, p: &[rusqlite::types::Value]) -> Re
     Ok(conn
         .prepare_cached(sql)?
         .query_row(rusqlite::params_from_iter(p.iter()), |r| r.get(0))?)
+}
+
+fn max_rid(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(rid), 0) FROM resources", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+fn count_current(conn: &Connection, types: &[String]) -> Result<u64> {
+    if types.is_empty() {
+        return Ok(0);
+    }
+    let marks = vec!["?"; types.len()].join(", ");
+    Ok(conn.query_row(
+        &format!("SELECT count(*) FROM resources WHERE deleted = 0 AND type IN ({marks})"),
+        rusqlite::params_from_iter(types.iter()),
+        |r| r.get(0),
+    )?)
 }
 
 fn persons_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<String>> {
