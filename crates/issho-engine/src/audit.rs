@@ -7,7 +7,7 @@
 //! cannot be audited does not happen. A write that committed stays committed; the failure is
 //! logged and reported by the audit log's health.
 
-use crate::view::compartment_patients;
+use crate::rest::person_of;
 use crate::*;
 use issho_access::{Principal, Purpose};
 use issho_audit::{AuditRecord, Interaction, Outcome};
@@ -26,19 +26,15 @@ struct Touched {
 }
 
 impl Touched {
-    fn add(&mut self, rt: &str, id: &str, version: Option<u64>, body: Option<&Value>) {
+    /// A resource touched, and the patient whose record holds it (the store's person rule).
+    fn add(&mut self, rt: &str, id: &str, version: Option<u64>, person: Option<String>) {
         if self.entities.len() < MAX_ENTITIES {
             self.entities.push(match version {
                 Some(v) => format!("{rt}/{id}/_history/{v}"),
                 None => format!("{rt}/{id}"),
             });
         }
-        let pats = match (rt, body) {
-            ("Patient", _) => vec![id.to_string()],
-            (_, Some(b)) => compartment_patients(rt, b),
-            _ => Vec::new(),
-        };
-        for p in pats {
+        if let Some(p) = person {
             let r = format!("Patient/{p}");
             if !self.patients.contains(&r) {
                 self.patients.push(r);
@@ -46,23 +42,15 @@ impl Touched {
         }
     }
     fn stored(&mut self, s: &Stored) {
-        // The store's distribution key names the patient: no need to parse the body.
-        if self.entities.len() < MAX_ENTITIES {
-            self.entities.push(format!(
-                "{}/{}/_history/{}",
-                s.resource_type, s.id, s.version
-            ));
-        }
-        if let Some(p) = &s.person {
-            let r = format!("Patient/{p}");
-            if !self.patients.contains(&r) {
-                self.patients.push(r);
-            }
-        }
+        self.add(&s.resource_type, &s.id, Some(s.version), s.person.clone());
     }
     fn write(&mut self, w: &WriteOutcome) {
         if !w.id.is_empty() {
-            self.add(&w.resource_type, &w.id, w.version, w.resource.as_ref());
+            let person = w
+                .resource
+                .as_ref()
+                .and_then(|b| person_of(&w.resource_type, b));
+            self.add(&w.resource_type, &w.id, w.version, person);
         }
     }
     fn result(&mut self, r: &SearchResult) {
@@ -599,7 +587,7 @@ impl Engine {
                     r.get("id").and_then(Value::as_str).unwrap_or(""),
                 )
             {
-                pre.add(rt, id, None, Some(r));
+                pre.add(rt, id, None, person_of(rt, r));
             }
         }
         self.audited(
