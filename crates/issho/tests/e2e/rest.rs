@@ -1,7 +1,7 @@
 //! End-to-end tests of the FHIR REST interactions (FHIR R4 http.html) over HTTP.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn patient(family: &str) -> Value {

@@ -2,8 +2,8 @@
 //! registration, background reindexing with progress, searches that never see a partial
 //! index, changes, removal, restarts, and the JP Core parameters on the JP Core examples.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

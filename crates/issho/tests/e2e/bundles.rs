@@ -1,7 +1,7 @@
 //! Batch and transaction Bundles over HTTP (FHIR R4 http.html#transaction).
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn tx(entries: Vec<Value>) -> Value {

@@ -3,8 +3,8 @@
 //! the token, refresh, revocation, introspection, and the ways it must refuse; then the real
 //! Python `fhirclient` (PyPI) doing the same launch unmodified.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use issho_access::Role;
 use issho_auth::{Client as App, User};
 use serde_json::Value;

@@ -2,8 +2,8 @@
 //! back equal (apart from the server-assigned meta.versionId / meta.lastUpdated).
 //! Needs ../shared; prints SKIPPED without it.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

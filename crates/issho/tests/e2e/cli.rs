@@ -1,6 +1,6 @@
 //! The `issho` binary: subcommands, configuration precedence, durability across a crash.
 
-mod common;
+use crate::common;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

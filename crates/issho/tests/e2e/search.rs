@@ -1,8 +1,8 @@
 //! Search over HTTP on the generated Japanese population. Every expected answer is computed
 //! in this test from the raw JSON of the generated resources, never through the search code.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,7 +2,7 @@
 //! reference data folder `../shared` (or `ISSHO_SHARED`). Written straight to the process's
 //! stderr, which the test harness does not capture.
 
-mod common;
+use crate::common;
 use std::io::Write;
 
 #[test]

@@ -2,8 +2,8 @@
 //! resources stored in the server (and the specification's required value sets). Expected
 //! answers are computed here from the test data, not through the search code.
 
-mod common;
-use common::*;
+use crate::common;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const SYS: &str = "https://issho.example/fhir/CodeSystem/dx";

@@ -1,6 +1,5 @@
 //! Test support: an issho server on a free loopback port with a fresh store, and a small
 //! blocking HTTP client.
-#![allow(dead_code)]
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;

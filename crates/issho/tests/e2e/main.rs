@@ -1,0 +1,18 @@
+//! The end-to-end suite of the `issho` binary and server, over HTTP, as one test binary (one
+//! link instead of eleven: compile time and disk matter on the CI machine). Run one part with
+//! `cargo test -p issho --test e2e access::` (the module name is the prefix of its tests).
+#![allow(dead_code)]
+
+mod common;
+
+mod access;
+mod bundles;
+mod cli;
+mod conformance_r4_examples;
+mod conformance_synthea;
+mod custom_params;
+mod oauth;
+mod rest;
+mod search;
+mod shared_data;
+mod terminology;
