@@ -20,9 +20,9 @@ const MAX_ENTITIES: usize = 50;
 
 /// What an interaction touched.
 #[derive(Default)]
-struct Touched {
-    patients: Vec<String>,
-    entities: Vec<String>,
+pub(crate) struct Touched {
+    pub(crate) patients: Vec<String>,
+    pub(crate) entities: Vec<String>,
 }
 
 impl Touched {
@@ -85,7 +85,7 @@ fn query_string(path: &str, params: &[(String, String)]) -> String {
 
 impl Engine {
     /// Run `f` and record it.
-    fn audited<T>(
+    pub(crate) fn audited<T>(
         &self,
         ctx: &AccessContext,
         interaction: Interaction,

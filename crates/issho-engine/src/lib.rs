@@ -9,6 +9,7 @@
 mod audit;
 mod bundle;
 mod everything;
+mod export;
 mod pages;
 mod params;
 mod rest;
@@ -18,6 +19,7 @@ mod view;
 
 pub use audit::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
+pub use export::{ExportRequest, ExportSummary};
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
 pub use params::{CustomParam, ReindexStatus};

@@ -364,7 +364,11 @@ impl Engine {
     /// to the systems the index holds for the code (so they can be probed by primary key), and
     /// those matching more than a thousand resources are marked to be checked per candidate
     /// rather than materialised.
-    fn plan_links(&self, r: &dyn StoreRead, q: &mut issho_search::SearchQuery) -> Result<()> {
+    pub(crate) fn plan_links(
+        &self,
+        r: &dyn StoreRead,
+        q: &mut issho_search::SearchQuery,
+    ) -> Result<()> {
         const BROAD: usize = 1000;
         for i in 0..q.filters.len() {
             let inner = match &mut q.filters[i].test {

@@ -61,6 +61,9 @@ type Head = (i64, u64, bool);
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
+    /// `issho.lock`, exclusively locked while the store is open: one process per data
+    /// directory (a second one would run a second writer and a second audit chain head).
+    _lock: std::fs::File,
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -96,6 +99,21 @@ impl SqliteStore {
     pub fn open(dir: &Path, indexer: Arc<dyn Indexer>) -> Result<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("issho.lock"))
+            .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(StoreError::Db(match e {
+                std::fs::TryLockError::WouldBlock => format!(
+                    "the data directory {} is in use by another issho process (stop it first)",
+                    dir.display()
+                ),
+                std::fs::TryLockError::Error(e) => format!("{}: {e}", dir.display()),
+            }));
+        }
         let path = dir.join("issho.db");
         let conn = open_conn(&path, 64 * 1024)?;
         conn.execute_batch(SCHEMA)?;
@@ -114,6 +132,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, rx, indexer, last))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
+            _lock: lock,
             path,
             sender: Mutex::new(Some(tx)),
             readers: Mutex::new(Vec::new()),

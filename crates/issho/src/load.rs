@@ -160,14 +160,95 @@ fn import_resource(engine: &Engine, ctx: &AccessContext, r: Value) -> Result<usi
     res.map(|_| 1).map_err(|e| format!("{rt}: {:?}", e.issues))
 }
 
-/// `issho import`: load files and directories.
+/// Resources per transaction when importing NDJSON.
+const IMPORT_CHUNK: usize = 500;
+
+/// Import `docs` (resources from NDJSON) as one transaction of PUT (with id) / POST entries;
+/// if the transaction is refused, each resource alone, so that one bad line costs only itself.
+/// Returns (imported, errors).
+fn import_chunk(engine: &Engine, ctx: &AccessContext, docs: Vec<Value>) -> (usize, Vec<String>) {
+    let entries: Vec<Value> = docs
+        .iter()
+        .map(|r| {
+            let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or("");
+            let request = match r.get("id").and_then(Value::as_str) {
+                Some(id) => serde_json::json!({"method": "PUT", "url": format!("{rt}/{id}")}),
+                None => serde_json::json!({"method": "POST", "url": rt}),
+            };
+            serde_json::json!({"resource": r, "request": request})
+        })
+        .collect();
+    let n = entries.len();
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    if engine
+        .process_bundle(ctx, bundle, None, Return::Minimal)
+        .is_ok()
+    {
+        return (n, Vec::new());
+    }
+    let mut ok = 0;
+    let mut errors = Vec::new();
+    for d in docs {
+        match import_resource(engine, ctx, d) {
+            Ok(k) => ok += k,
+            Err(e) => errors.push(e),
+        }
+    }
+    (ok, errors)
+}
+
+/// `issho import`: load files and directories. Bundles are processed as they are; NDJSON is
+/// streamed (never read whole) in transactions of [`IMPORT_CHUNK`] resources by `jobs`
+/// workers. The summary ends with the rate over time (resources/s per 10 s).
 pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<String, String> {
     let files = collect(paths)?;
     let ctx = AccessContext::system("import");
     let start = Instant::now();
-    let pb = bar(files.len() as u64, "files");
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {pos} resources {per_sec} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let total = AtomicUsize::new(0);
     let errors: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let samples: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let add = |n: usize| {
+        total.fetch_add(n, Ordering::Relaxed);
+        pb.inc(n as u64);
+    };
+    // Work items: a whole Bundle file, or a chunk of NDJSON lines.
+    enum Work {
+        File(PathBuf),
+        Chunk(PathBuf, Vec<Value>),
+    }
+    let process = |w: Work| match w {
+        Work::File(f) => {
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.lock().unwrap().push(format!("{}: {e}", f.display()));
+                    return;
+                }
+            };
+            match serde_json::from_str(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| import_resource(engine, &ctx, v))
+            {
+                Ok(n) => add(n),
+                Err(e) => errors.lock().unwrap().push(format!("{}: {e}", f.display())),
+            }
+        }
+        Work::Chunk(f, docs) => {
+            let (n, errs) = import_chunk(engine, &ctx, docs);
+            add(n);
+            errors
+                .lock()
+                .unwrap()
+                .extend(errs.into_iter().map(|e| format!("{}: {e}", f.display())));
+        }
+    };
     // Reference data (hospitals, practitioners) first and alone, then the rest in parallel.
     let split = files
         .iter()
@@ -177,56 +258,111 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
             })
         })
         .unwrap_or(files.len());
-    let load_file = |f: &PathBuf| {
-        let text = match std::fs::read_to_string(f) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.lock().unwrap().push(format!("{}: {e}", f.display()));
-                return;
-            }
-        };
-        let is_ndjson = f.extension().is_some_and(|x| x == "ndjson");
-        let docs: Vec<Result<Value, String>> = if is_ndjson {
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).map_err(|e| e.to_string()))
-                .collect()
-        } else {
-            vec![serde_json::from_str(&text).map_err(|e| e.to_string())]
-        };
-        for d in docs {
-            match d.and_then(|v| import_resource(engine, &ctx, v)) {
-                Ok(n) => {
-                    total.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => errors.lock().unwrap().push(format!("{}: {e}", f.display())),
-            }
-        }
-        pb.inc(1);
-    };
-    files[..split].iter().for_each(load_file);
-    let next = AtomicUsize::new(split);
+    for f in &files[..split] {
+        process(Work::File(f.clone()));
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(jobs * 2);
+    let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        let w = rx.lock().unwrap().recv();
+                        match w {
+                            Ok(w) => process(w),
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            let mut last = 0;
+            let mut tick = Instant::now();
+            while !finished.load(Ordering::Relaxed) {
+                tick += std::time::Duration::from_secs(1);
+                while Instant::now() < tick && !finished.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let now = total.load(Ordering::Relaxed);
+                samples.lock().unwrap().push(now - last);
+                last = now;
+            }
+        });
+        // The reader: this thread.
+        for f in &files[split..] {
+            pb.set_message(
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string(),
+            );
+            if f.extension().is_none_or(|x| x != "ndjson") {
+                let _ = tx.send(Work::File(f.clone()));
+                continue;
+            }
+            let file = match std::fs::File::open(f) {
+                Ok(file) => file,
+                Err(e) => {
+                    errors.lock().unwrap().push(format!("{}: {e}", f.display()));
+                    continue;
+                }
+            };
+            let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+            for (no, line) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        errors.lock().unwrap().push(format!("{}: {e}", f.display()));
                         break;
                     }
-                    load_file(&files[i]);
+                };
+                if line.trim().is_empty() {
+                    continue;
                 }
-            });
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => chunk.push(v),
+                    Err(e) => {
+                        errors.lock().unwrap().push(format!(
+                            "{} line {}: {e}",
+                            f.display(),
+                            no + 1
+                        ));
+                        continue;
+                    }
+                }
+                if chunk.len() == IMPORT_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(IMPORT_CHUNK));
+                    let _ = tx.send(Work::Chunk(f.clone(), full));
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Work::Chunk(f.clone(), chunk));
+            }
         }
+        drop(tx);
+        // Workers end when the channel is drained; then the sampler.
+        for w in workers {
+            let _ = w.join();
+        }
+        finished.store(true, Ordering::Relaxed);
     });
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let n = total.into_inner();
     let errors = errors.into_inner().unwrap();
+    let per10: Vec<String> = samples
+        .into_inner()
+        .unwrap()
+        .chunks(10)
+        .map(|c| format!("{:.0}", c.iter().sum::<usize>() as f64 / c.len() as f64))
+        .collect();
     let summary = format!(
-        "imported {n} resources from {} files in {secs:.1} s ({:.0} resources/s)",
+        "imported {n} resources from {} files in {secs:.1} s ({:.0} resources/s); resources/s per 10 s: {}",
         files.len(),
-        n as f64 / secs.max(1e-9)
+        n as f64 / secs.max(1e-9),
+        per10.join(" ")
     );
     if errors.is_empty() {
         Ok(summary)

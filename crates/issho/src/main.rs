@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo_users;
+mod export;
 mod load;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
@@ -29,6 +30,8 @@ enum Cmd {
     Serve(ServeArgs),
     /// Load FHIR data (Bundles, NDJSON, or directories of them) into the store.
     Import(ImportArgs),
+    /// Write every resource as NDJSON, one file per type (FHIR Bulk Data's format).
+    Export(export::ExportArgs),
     /// Generate the deterministic Japanese demo population (into the store, or as files).
     Demo(DemoArgs),
     /// Measure ingest, reads and searches over HTTP on a generated population (see BENCHMARKS.md).
@@ -268,6 +271,7 @@ fn main() {
             cmd: ClientCmd::Add(a),
         }) => client(a),
         Cmd::Import(a) => import(a),
+        Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Bench(a) => match bench::run(a) {
             Ok(report) => {
@@ -553,6 +557,32 @@ fn import(a: ImportArgs) -> i32 {
             1
         }
     }
+}
+
+fn export(a: export::ExportArgs) -> i32 {
+    let engine = match open_engine(&a.data, true) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let req = issho_engine::ExportRequest {
+        types: a.types.clone(),
+        since: a.since.clone(),
+    };
+    let code = match export::export_to(&engine, &a.out, &req) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    let _ = engine.flush_audit();
+    code
 }
 
 fn demo(a: DemoArgs) -> i32 {

@@ -7,7 +7,6 @@
 //! What each principal may see is computed here from the test data and the rules (never
 //! through the server), and every response is checked for any resource outside it: zero leaks.
 
-use crate::common;
 use crate::common::*;
 use issho_access::Role;
 use issho_auth::{Auth, User};

@@ -1,6 +1,5 @@
 //! Batch and transaction Bundles over HTTP (FHIR R4 http.html#transaction).
 
-use crate::common;
 use crate::common::*;
 use serde_json::{Value, json};
 

@@ -361,6 +361,101 @@ fn demo_files_and_import() {
         .parse::<Value>()
         .unwrap();
     assert_eq!(b["total"], lines as u64);
+
+    // One process per data directory: a second one is refused while the server runs.
+    let exp = dir.path().join("export");
+    let export = |data: &std::path::Path, out: &std::path::Path, extra: &[&str]| {
+        Command::new(BIN)
+            .args(["export", "--data", data.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let st = export(&data, &exp, &[]);
+    assert!(!st.status.success());
+    assert!(
+        String::from_utf8_lossy(&st.stderr).contains("in use by another issho process"),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    drop(p);
+
+    // `issho export`: one NDJSON file per type holding exactly the generated resources
+    // (compared with the files `issho demo --out` wrote, apart from the server's meta).
+    let st = export(&data, &exp, &[]);
+    let msg = String::from_utf8_lossy(&st.stdout).to_string();
+    assert!(
+        st.status.success(),
+        "{msg}{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        msg.contains(&format!("exported {lines} resources")),
+        "{msg}"
+    );
+    let by_id = |path: &std::path::Path| -> std::collections::BTreeMap<String, Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("meta");
+                (v["id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    };
+    for f in &files {
+        let name = f.file_name().unwrap();
+        let mut want = by_id(f);
+        for v in want.values_mut() {
+            v.as_object_mut().unwrap().remove("meta");
+        }
+        assert_eq!(by_id(&exp.join(name)), want, "{name:?}");
+    }
+    assert_eq!(std::fs::read_dir(&exp).unwrap().count(), files.len());
+
+    // `--type` and `--since`.
+    let only = dir.path().join("only");
+    let st = export(&data, &only, &["--type", "Patient,Encounter"]);
+    assert!(st.status.success());
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(&only)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Encounter.ndjson", "Patient.ndjson"]
+            .map(String::from)
+            .into()
+    );
+    let later = dir.path().join("later");
+    let st = export(&data, &later, &["--since", "2999-01-01T00:00:00Z"]);
+    assert!(String::from_utf8_lossy(&st.stdout).contains("exported 0 resources"));
+    let st = export(&data, &later, &["--since", "soon"]);
+    assert!(!st.status.success());
+
+    // Round trip: the export imports into a fresh store with every resource.
+    let again = dir.path().join("again");
+    let st = Command::new(BIN)
+        .args([
+            "import",
+            "--data",
+            again.to_str().unwrap(),
+            exp.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&st.stdout).to_string();
+    assert!(
+        st.status.success(),
+        "{msg}{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        msg.contains(&format!("imported {lines} resources")),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! back equal (apart from the server-assigned meta.versionId / meta.lastUpdated).
 //! Needs ../shared; prints SKIPPED without it.
 
-use crate::common;
 use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,7 +1,6 @@
 //! Conformance: all 100 Synthea patients of ../shared load as they are, as transaction
 //! Bundles over HTTP, with every entry created. Prints SKIPPED without ../shared.
 
-use crate::common;
 use crate::common::*;
 use serde_json::Value;
 

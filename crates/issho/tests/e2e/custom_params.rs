@@ -2,7 +2,6 @@
 //! registration, background reindexing with progress, searches that never see a partial
 //! index, changes, removal, restarts, and the JP Core parameters on the JP Core examples.
 
-use crate::common;
 use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -3,7 +3,6 @@
 //! the token, refresh, revocation, introspection, and the ways it must refuse; then the real
 //! Python `fhirclient` (PyPI) doing the same launch unmodified.
 
-use crate::common;
 use crate::common::*;
 use issho_access::Role;
 use issho_auth::{Client as App, User};

@@ -1,6 +1,5 @@
 //! End-to-end tests of the FHIR REST interactions (FHIR R4 http.html) over HTTP.
 
-use crate::common;
 use crate::common::*;
 use serde_json::{Value, json};
 

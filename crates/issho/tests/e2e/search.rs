@@ -1,7 +1,6 @@
 //! Search over HTTP on the generated Japanese population. Every expected answer is computed
 //! in this test from the raw JSON of the generated resources, never through the search code.
 
-use crate::common;
 use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

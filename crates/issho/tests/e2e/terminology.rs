@@ -2,7 +2,6 @@
 //! resources stored in the server (and the specification's required value sets). Expected
 //! answers are computed here from the test data, not through the search code.
 
-use crate::common;
 use crate::common::*;
 use serde_json::{Value, json};
 
