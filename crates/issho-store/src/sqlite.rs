@@ -67,6 +67,56 @@ pub struct SqliteStore {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
+}
+
+/// WAL pages at which the writer checkpoints by itself (a safety net: normally the
+/// checkpointer thread keeps the WAL far below it).
+const WRITER_CHECKPOINT_PAGES: i64 = 65_536;
+
+/// Copies committed WAL pages into the database file on its own thread and connection, so the
+/// writer never waits for a checkpoint's page copies and database-file fsync (SQLite's
+/// automatic checkpoint runs inside the committing writer's COMMIT).
+struct Checkpointer {
+    /// Commits since the last checkpoint; the writer counts, the checkpointer resets.
+    commits: Arc<AtomicI64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = open_conn(path, 2 * 1024)?;
+        let commits = Arc::new(AtomicI64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st) = (commits.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name("issho-checkpoint".into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if c.swap(0, Ordering::Relaxed) > 0 {
+                        // PASSIVE: copies what no reader still needs, never blocks the writer
+                        // or readers; the next write transaction restarts the WAL when it
+                        // was copied entirely.
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(Checkpointer {
+            commits,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// Open a connection; `cache_kib` is its private page cache. Memory budget: the writer keeps
@@ -116,6 +166,9 @@ impl SqliteStore {
         }
         let path = dir.join("issho.db");
         let conn = open_conn(&path, 64 * 1024)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        // A WAL that once grew large is truncated back to 64 MiB when it restarts.
+        conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
         conn.execute_batch(SCHEMA)?;
         indexer.open(&conn)?;
         let last: i64 = conn.query_row(
@@ -124,12 +177,14 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         let (tx, rx) = mpsc::channel::<Request>();
+        let checkpointer = Checkpointer::start(&path)?;
+        let commits = checkpointer.commits.clone();
         let handle = std::thread::Builder::new()
             .name("issho-writer".into())
             // Jobs run validation, FHIRPath (patch) and JSON work, all depth-bounded; a roomy
             // stack keeps those bounds far from the thread's limit.
             .stack_size(16 << 20)
-            .spawn(move || writer_loop(conn, rx, indexer, last))
+            .spawn(move || writer_loop(conn, rx, indexer, last, commits))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
             _lock: lock,
@@ -137,6 +192,7 @@ impl SqliteStore {
             sender: Mutex::new(Some(tx)),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -145,6 +201,9 @@ impl SqliteStore {
         self.sender.lock().unwrap().take();
         if let Some(h) = self.writer.lock().unwrap().take() {
             let _ = h.join();
+        }
+        if let Some(c) = self.checkpointer.lock().unwrap().take() {
+            c.finish();
         }
     }
 
@@ -479,6 +538,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Request>,
     indexer: Arc<dyn Indexer>,
     last: i64,
+    commits: Arc<AtomicI64>,
 ) {
     let clock = AtomicI64::new(last);
     while let Ok(first) = rx.recv() {
@@ -564,6 +624,7 @@ fn writer_loop(
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
                 for (reply, out) in outputs {
                     let _ = reply.send(out);
                 }

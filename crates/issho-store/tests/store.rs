@@ -1,0 +1,83 @@
+//! The embedded store's own guarantees: one process (store) per data directory, and the WAL
+//! copied into the database file by the background checkpointer rather than by the writer.
+
+use issho_store::{Indexer, SqliteStore, Store, write};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Indexes nothing: these tests are about the store.
+struct NoIndex;
+
+impl Indexer for NoIndex {
+    fn open(&self, _: &rusqlite::Connection) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    fn index(
+        &self,
+        _: &rusqlite::Connection,
+        _: i64,
+        _: &Value,
+        _: Option<&[u8]>,
+    ) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    fn unindex(&self, _: &rusqlite::Connection, _: i64, _: &[u8]) -> rusqlite::Result<()> {
+        Ok(())
+    }
+}
+
+fn put(store: &SqliteStore, id: String) {
+    write(store, move |tx| {
+        let mut body =
+            json!({"resourceType": "Basic", "id": id, "code": {"text": "x".repeat(2000)}});
+        tx.put("Basic", &id, &mut body, None, "PUT").map(|_| ())
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    let err = SqliteStore::open(dir.path(), Arc::new(NoIndex))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("in use by another issho process"),
+        "{err}"
+    );
+    drop(first);
+    // Free again once the first is closed.
+    SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+}
+
+#[test]
+fn the_background_checkpointer_copies_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    let db = dir.path().join("issho.db");
+    let initial = std::fs::metadata(&db).unwrap().len();
+    for i in 0..300 {
+        put(&store, format!("b{i}"));
+    }
+    // The writer's own automatic checkpoint starts only at 65,536 WAL pages (256 MiB); these
+    // writes are ~1.2 MiB, and until a checkpoint copies them they live in the WAL alone: the
+    // database file grows only when the checkpointer has run.
+    let before = initial;
+    let mut copied = false;
+    for _ in 0..50 {
+        if std::fs::metadata(&db).unwrap().len() > before + 600_000 {
+            copied = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        copied,
+        "database file still {} bytes",
+        std::fs::metadata(&db).unwrap().len()
+    );
+    let r = store.reader().unwrap();
+    assert_eq!(r.max_rid().unwrap(), 300);
+}
