@@ -540,6 +540,20 @@ impl Engine {
                 }
             }
         }
+        // Index rows of the entries whose identity and references are final are extracted
+        // here, not on the single writer thread (the resource gets its id as the writer would).
+        let mut prepared: Vec<Option<issho_store::Prepared>> = (0..n).map(|_| None).collect();
+        if !unresolved {
+            for (k, e) in entries.iter_mut().enumerate() {
+                if let (Method::Post | Method::Put, Some(id), Some(r)) =
+                    (e.method, &assigned[k], e.resource.as_mut())
+                    && r.is_object()
+                {
+                    r["id"] = Value::String(id.clone());
+                    prepared[k] = issho_store::Indexer::prepare(&*self.indexer, r);
+                }
+            }
+        }
         let engine = self.clone();
         let ctx2 = ctx.clone();
         let reg = self.registry();
@@ -762,7 +776,8 @@ impl Engine {
                         } else {
                             let id = assigned[k].clone().unwrap_or_else(new_id);
                             let mut r = e.resource.take().unwrap_or(Value::Null);
-                            put_new(tx, &rt, &id, &mut r, "POST").map(|w| write_response(&w, ret))
+                            put_new(tx, &rt, &id, &mut r, "POST", prepared[k].take())
+                                .map(|w| write_response(&w, ret))
                         }
                     }
                     Method::Put => {
@@ -778,6 +793,7 @@ impl Engine {
                             &mut r,
                             e.if_match.as_deref(),
                             &engine.create_check(&ctx2, &rt),
+                            prepared[k].take(),
                         )
                         .map(|w| write_response(&w, ret))
                     }

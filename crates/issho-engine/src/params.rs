@@ -79,6 +79,27 @@ impl Indexer for SearchIndexer {
         self.set(SqliteIndex::open(conn)?);
         Ok(())
     }
+    fn prepare(&self, resource: &Value) -> Option<issho_store::Prepared> {
+        let index = self.get().ok()?;
+        Some(Box::new(index.prepare(resource)))
+    }
+    fn index_prepared(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        resource: &Value,
+        previous: Option<&[u8]>,
+        prepared: issho_store::Prepared,
+    ) -> rusqlite::Result<()> {
+        match (previous, prepared.downcast::<issho_search::Prepared>()) {
+            (None, Ok(p)) => {
+                self.note(resource);
+                self.get()?.insert_prepared(conn, rid, resource, *p)
+            }
+            // An update replaces the superseded version's rows by difference: in the writer.
+            _ => self.index(conn, rid, resource, previous),
+        }
+    }
     fn index(
         &self,
         conn: &rusqlite::Connection,

@@ -281,7 +281,7 @@ impl Engine {
                 }
             }
             let id = new_id();
-            let out = put_new(tx, &rt, &id, &mut resource, "POST")?;
+            let out = put_new(tx, &rt, &id, &mut resource, "POST", None)?;
             guard.after(tx, &rt, &id)?;
             Ok(out)
         })??;
@@ -327,6 +327,8 @@ impl Engine {
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
+        // Index rows are extracted here, not on the single writer thread.
+        let prepared = issho_store::Indexer::prepare(&*self.indexer, &resource);
         let out = self.write(move |tx| -> Result<WriteOutcome> {
             guard.before(tx, &rt, &id)?;
             let out = update_in(
@@ -336,6 +338,7 @@ impl Engine {
                 &mut resource,
                 if_match.as_deref(),
                 &may_create,
+                prepared,
             )?;
             guard.after(tx, &rt, &id)?;
             Ok(out)
@@ -389,6 +392,7 @@ impl Engine {
                         &mut resource,
                         if_match.as_deref(),
                         &may_create,
+                        None,
                     )?;
                     guard.after(tx, &rt, &id)?;
                     Ok(out)
@@ -410,6 +414,7 @@ impl Engine {
                         &mut resource,
                         if_match.as_deref(),
                         &may_create,
+                        None,
                     )?;
                     guard.after(tx, &rt, &id)?;
                     Ok(out)
@@ -623,10 +628,11 @@ pub(crate) fn put_new(
     id: &str,
     resource: &mut Value,
     method: &str,
+    prepared: Option<issho_store::Prepared>,
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
     let person = person_of(rt, resource);
-    let p = tx.put(rt, id, resource, person.as_deref(), method)?;
+    let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
 }
 
@@ -647,6 +653,8 @@ fn written(rt: &str, id: &str, resource: &mut Value, p: PutResult) -> WriteOutco
 ///
 /// `may_create` is asked when the update would create the resource (update-as-create, or
 /// re-creation after a deletion): creating needs the create permission, not only update.
+/// `prepared`: the indexer's work on `resource` done before the transaction
+/// (`Indexer::prepare`), for the resource exactly as given here.
 pub(crate) fn update_in(
     tx: &mut dyn StoreTx,
     rt: &str,
@@ -654,6 +662,7 @@ pub(crate) fn update_in(
     resource: &mut Value,
     if_match: Option<&str>,
     may_create: &dyn Fn() -> Result<()>,
+    prepared: Option<issho_store::Prepared>,
 ) -> Result<WriteOutcome> {
     let current = tx.current(rt, id)?;
     match &current {
@@ -670,7 +679,7 @@ pub(crate) fn update_in(
     }
     let method = "PUT";
     let person = person_of(rt, resource);
-    let p = tx.put(rt, id, resource, person.as_deref(), method)?;
+    let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
 }
 

@@ -164,6 +164,12 @@ pub(crate) const TABLES: [&str; 8] = [
 /// The search index of one SQLite database: the tables, and the database ids of the
 /// parameter keys (loaded at open).
 #[derive(Clone)]
+/// Index rows extracted before the write transaction ([`SqliteIndex::prepare`]).
+pub struct Prepared {
+    reg: Arc<Registry>,
+    rows: Vec<IndexRow>,
+}
+
 pub struct SqliteIndex {
     /// The parameters whose rows this index writes.
     reg: Arc<Registry>,
@@ -399,6 +405,32 @@ impl SqliteIndex {
     pub fn insert(&self, conn: &Connection, rid: i64, resource: &Value) -> rusqlite::Result<()> {
         let rows = extract_in(&self.reg, resource);
         self.insert_rows(conn, rid, rows.iter())
+    }
+
+    /// Extract the index rows of `resource` ahead of its write transaction, off the writer
+    /// thread. What the store sets in the transaction (`meta.versionId`, `meta.lastUpdated`)
+    /// has no index rows (`_lastUpdated` is the `resources.last_updated` column), so the rows
+    /// are those of the stored version.
+    pub fn prepare(&self, resource: &Value) -> Prepared {
+        Prepared {
+            reg: self.reg.clone(),
+            rows: extract_in(&self.reg, resource),
+        }
+    }
+
+    /// [`SqliteIndex::insert`] with rows from [`SqliteIndex::prepare`]; when the parameters
+    /// changed in between (another registry), the rows are extracted afresh.
+    pub fn insert_prepared(
+        &self,
+        conn: &Connection,
+        rid: i64,
+        resource: &Value,
+        prepared: Prepared,
+    ) -> rusqlite::Result<()> {
+        if !Arc::ptr_eq(&prepared.reg, &self.reg) {
+            return self.insert(conn, rid, resource);
+        }
+        self.insert_rows(conn, rid, prepared.rows.iter())
     }
 
     /// Insert rows, several per statement (one statement runs per table and chunk of up to

@@ -21,7 +21,7 @@ pub mod values;
 
 pub use extract::{IndexRow, Row, extract, extract_in};
 pub use fulltext::TextField;
-pub use index::{INDEX_FORMAT, SqliteIndex};
+pub use index::{INDEX_FORMAT, Prepared, SqliteIndex};
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;
 mod sql;

@@ -111,8 +111,29 @@ pub struct PutResult {
     pub created: bool,
 }
 
+/// What an [`Indexer`] computed about a resource before its write transaction.
+pub type Prepared = Box<dyn Any + Send>;
+
 /// Maintains search index rows in the same transaction as the resource.
 pub trait Indexer: Send + Sync {
+    /// Work on `resource` that can be done before the write transaction, off the single
+    /// writer thread (e.g. extracting index rows); handed back to [`Indexer::index_prepared`]
+    /// through [`StoreTx::put_prepared`]. The store may change only `meta.versionId` and
+    /// `meta.lastUpdated` of the resource in between.
+    fn prepare(&self, _resource: &Value) -> Option<Prepared> {
+        None
+    }
+    /// [`Indexer::index`] with the result of [`Indexer::prepare`] for this very resource.
+    fn index_prepared(
+        &self,
+        conn: &rusqlite::Connection,
+        rid: i64,
+        resource: &Value,
+        previous: Option<&[u8]>,
+        _prepared: Prepared,
+    ) -> rusqlite::Result<()> {
+        self.index(conn, rid, resource, previous)
+    }
     /// Create or upgrade the index tables; run once at open, after the store's own tables
     /// exist (idempotent).
     fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()>;
@@ -192,6 +213,19 @@ pub trait StoreTx: StoreRead {
         body: &mut Value,
         person: Option<&str>,
         method: &str,
+    ) -> Result<PutResult> {
+        self.put_prepared(resource_type, id, body, person, method, None)
+    }
+    /// [`StoreTx::put`] with what the indexer prepared for `body` before the transaction
+    /// ([`Indexer::prepare`]).
+    fn put_prepared(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        body: &mut Value,
+        person: Option<&str>,
+        method: &str,
+        prepared: Option<Prepared>,
     ) -> Result<PutResult>;
     /// Logically delete: a new version that is a deletion marker. Returns the marker's version,
     /// or None when there was nothing (or only a deletion) to delete.

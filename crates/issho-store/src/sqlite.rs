@@ -401,13 +401,14 @@ impl StoreRead for WriterTx<'_> {
 }
 
 impl StoreTx for WriterTx<'_> {
-    fn put(
+    fn put_prepared(
         &mut self,
         t: &str,
         id: &str,
         body: &mut Value,
         person: Option<&str>,
         method: &str,
+        prepared: Option<Prepared>,
     ) -> Result<PutResult> {
         let (existing, ts) = self.new_version(t, id)?;
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
@@ -445,8 +446,14 @@ impl StoreTx for WriterTx<'_> {
             )?
             .execute(params![rid, version, ts, method])?;
         // A new resource, or one re-created after a deletion, has no index rows to replace.
-        self.indexer
-            .index(self.conn, rid, body, previous.as_deref())?;
+        match prepared {
+            Some(p) => self
+                .indexer
+                .index_prepared(self.conn, rid, body, previous.as_deref(), p)?,
+            None => self
+                .indexer
+                .index(self.conn, rid, body, previous.as_deref())?,
+        }
         Ok(PutResult {
             rid,
             version,
