@@ -74,6 +74,9 @@ pub struct SqliteStore {
 /// checkpointer thread keeps the WAL far below it).
 const WRITER_CHECKPOINT_PAGES: i64 = 65_536;
 
+/// WAL pages (16 MiB) beyond which the checkpointer restarts the WAL.
+const RESTART_PAGES: i64 = 4_096;
+
 /// Copies committed WAL pages into the database file on its own thread and connection, so the
 /// writer never waits for a checkpoint's page copies and database-file fsync (SQLite's
 /// automatic checkpoint runs inside the committing writer's COMMIT).
@@ -99,7 +102,19 @@ impl Checkpointer {
                         // PASSIVE: copies what no reader still needs, never blocks the writer
                         // or readers; the next write transaction restarts the WAL when it
                         // was copied entirely.
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                        let frames = conn
+                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                                r.get::<_, i64>(1)
+                            })
+                            .unwrap_or(0);
+                        // Under continuous writing a PASSIVE checkpoint never catches up with
+                        // the last commit, so the WAL would grow to the writer's limit: past
+                        // RESTART_PAGES, a RESTART checkpoint copies the few frames left while
+                        // holding the writer back briefly, and the WAL starts over.
+                        if frames > RESTART_PAGES {
+                            let _ =
+                                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                        }
                     }
                 }
             })
