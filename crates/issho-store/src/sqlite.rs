@@ -74,7 +74,7 @@ pub struct SqliteStore {
 /// checkpointer thread keeps the WAL far below it).
 const WRITER_CHECKPOINT_PAGES: i64 = 65_536;
 
-/// WAL pages (16 MiB) beyond which the checkpointer restarts the WAL.
+/// WAL pages (16 MiB) beyond which the writer completes a checkpoint so that the WAL restarts.
 const RESTART_PAGES: i64 = 4_096;
 
 /// Copies committed WAL pages into the database file on its own thread and connection, so the
@@ -83,6 +83,9 @@ const RESTART_PAGES: i64 = 4_096;
 struct Checkpointer {
     /// Commits since the last checkpoint; the writer counts, the checkpointer resets.
     commits: Arc<AtomicI64>,
+    /// Set by the checkpointer when the WAL is past RESTART_PAGES; the writer then completes a
+    /// checkpoint between transactions so that the WAL restarts.
+    wal_big: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
@@ -92,7 +95,8 @@ impl Checkpointer {
         let conn = open_conn(path, 2 * 1024)?;
         let commits = Arc::new(AtomicI64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c, st) = (commits.clone(), stop.clone());
+        let wal_big = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st, big) = (commits.clone(), stop.clone(), wal_big.clone());
         let handle = std::thread::Builder::new()
             .name("issho-checkpoint".into())
             .spawn(move || {
@@ -103,23 +107,21 @@ impl Checkpointer {
                         // or readers; the next write transaction restarts the WAL when it
                         // was copied entirely.
                         let frames = conn
-                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                                r.get::<_, i64>(1)
-                            })
+                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
                             .unwrap_or(0);
-                        // Under continuous writing a PASSIVE checkpoint never catches up with
-                        // the last commit, so the WAL would grow to the writer's limit: past
-                        // RESTART_PAGES, a RESTART checkpoint copies the few frames left while
-                        // holding the writer back briefly, and the WAL starts over.
+                        // Under continuous writing a PASSIVE checkpoint here never catches up
+                        // with the last commit, and the WAL starts over only after a complete
+                        // one: past RESTART_PAGES the writer finishes it between two
+                        // transactions (copying only the few frames left).
                         if frames > RESTART_PAGES {
-                            let _ =
-                                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                            big.store(true, Ordering::Relaxed);
                         }
                     }
                 }
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Checkpointer {
+            wal_big,
             commits,
             stop,
             handle: Some(handle),
@@ -194,12 +196,13 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Request>();
         let checkpointer = Checkpointer::start(&path)?;
         let commits = checkpointer.commits.clone();
+        let wal_big = checkpointer.wal_big.clone();
         let handle = std::thread::Builder::new()
             .name("issho-writer".into())
             // Jobs run validation, FHIRPath (patch) and JSON work, all depth-bounded; a roomy
             // stack keeps those bounds far from the thread's limit.
             .stack_size(16 << 20)
-            .spawn(move || writer_loop(conn, rx, indexer, last, commits))
+            .spawn(move || writer_loop(conn, rx, indexer, last, commits, wal_big))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
             _lock: lock,
@@ -561,6 +564,7 @@ fn writer_loop(
     indexer: Arc<dyn Indexer>,
     last: i64,
     commits: Arc<AtomicI64>,
+    wal_big: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let clock = AtomicI64::new(last);
     while let Ok(first) = rx.recv() {
@@ -649,6 +653,12 @@ fn writer_loop(
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (reply, out) in outputs {
                     let _ = reply.send(out);
+                }
+                // After answering: between transactions nothing new is appended, so this
+                // PASSIVE checkpoint completes (unless a reader still needs old frames) and the
+                // next transaction restarts the WAL.
+                if wal_big.swap(false, Ordering::Relaxed) {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
             }
             Err(e) => {
