@@ -442,6 +442,9 @@ struct Measured {
     name: String,
     ingest: Ingest,
     rest_rss_kib: u64,
+    /// Of which anonymous memory (heap, caches; the rest is file-backed: memory-mapped
+    /// database pages, which the kernel can drop at any time).
+    rest_anon_kib: u64,
     reads: Option<Reads>,
     load_peak_rss_kib: u64,
     mix: Vec<MixResult>,
@@ -1066,6 +1069,7 @@ fn measure(
     std::thread::sleep(Duration::from_secs(2));
     m.ingest.disk = dir_size(&s.dir);
     m.rest_rss_kib = s.rss_kib();
+    m.rest_anon_kib = proc_status_kib(&s.pid().to_string(), "RssAnon:").unwrap_or(0);
     eprintln!("{}: reads and searches…", s.name);
     let ids = observation_ids(&s);
     let rss = RssSampler::start(s.pid());
@@ -1270,7 +1274,17 @@ fn report(
     );
     row(
         "RSS at rest after loading, MiB",
-        &|m| (mib(m.rest_rss_kib), m.rest_rss_kib as f64),
+        &|m| {
+            (
+                format!(
+                    "{} (anonymous {}, file-backed {})",
+                    mib(m.rest_rss_kib),
+                    mib(m.rest_anon_kib),
+                    mib(m.rest_rss_kib.saturating_sub(m.rest_anon_kib))
+                ),
+                m.rest_rss_kib as f64,
+            )
+        },
         -1,
     );
     row(
@@ -1522,7 +1536,7 @@ fn latency_svg(rs: &[Measured]) -> String {
     let band = 12.0 * rs.len() as f64 + 10.0;
     let h = t + band * rows.len() as f64 + 50.0;
     let pw = w - l - rgt;
-    let (lo, hi) = (0.01f64, 10000.0f64); // ms, log scale
+    let (lo, hi) = (0.01f64, 100_000.0f64); // ms, log scale
     let x = |v: f64| l + (v.clamp(lo, hi).log10() - lo.log10()) / (hi.log10() - lo.log10()) * pw;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
