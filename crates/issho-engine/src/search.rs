@@ -364,12 +364,22 @@ impl Engine {
     /// to the systems the index holds for the code (so they can be probed by primary key), and
     /// those matching more than a thousand resources are marked to be checked per candidate
     /// rather than materialised.
+    /// Resolve chains' and `_has`'s inner tokens without a system, and decide which broad
+    /// links are probed per candidate.
     pub(crate) fn plan_links(
         &self,
         r: &dyn StoreRead,
         q: &mut issho_search::SearchQuery,
     ) -> Result<()> {
         const BROAD: usize = 1000;
+        // Next to another condition, a token without a system (`category=laboratory`) is
+        // checked per candidate only if its systems are known (the index reaches the rid
+        // through (param, code, system)); otherwise every row of the code is materialised.
+        if q.filters.len() > 1 {
+            for f in q.filters.iter_mut() {
+                resolve_systems(r, &mut f.test)?;
+            }
+        }
         for i in 0..q.filters.len() {
             let inner = match &mut q.filters[i].test {
                 issho_search::Test::Chain { inner, .. } | issho_search::Test::Has { inner, .. } => {
@@ -377,38 +387,7 @@ impl Engine {
                 }
                 _ => continue,
             };
-            if let issho_search::Test::Values {
-                keys,
-                kind: issho_search::ParamKind::Token,
-                matches,
-                negate: false,
-                ..
-            } = &mut **inner
-            {
-                for m in matches.iter_mut() {
-                    if let Match::Token {
-                        system: None,
-                        code: Some(code),
-                    } = m
-                    {
-                        let marks = vec!["?"; keys.len()].join(", ");
-                        let mut args: Vec<rusqlite::types::Value> =
-                            keys.iter().map(|k| k.clone().into()).collect();
-                        args.push(code.clone().into());
-                        let systems = r.query_rids(
-                            &format!(
-                                "SELECT DISTINCT system FROM sp_token WHERE param IN \
-                                 (SELECT id FROM sp_param WHERE key IN ({marks})) AND code = ?"
-                            ),
-                            &args,
-                        )?;
-                        *m = Match::TokenSystems {
-                            code: code.clone(),
-                            systems,
-                        };
-                    }
-                }
-            }
+            resolve_systems(r, inner)?;
             if let Some((sql, args)) = issho_search::sqlite_link_breadth(&q.filters[i].test, BROAD)
                 && r.query_count(&sql, &args)? as usize >= BROAD
             {
@@ -567,4 +546,52 @@ fn enc(s: &str) -> String {
 /// A parameter name (`code:in`, `_has:Observation:subject:code`).
 fn enc_name(s: &str) -> String {
     s.split(':').map(enc).collect::<Vec<_>>().join(":")
+}
+
+/// Turn token matches without a system (`|code` is not one: it means "no system") into the
+/// systems the index holds for that code, so that a per-candidate probe can use the primary
+/// key. Same matches: every stored row of the code has one of these systems.
+fn resolve_systems(r: &dyn StoreRead, t: &mut issho_search::Test) -> Result<()> {
+    let issho_search::Test::Values {
+        keys,
+        kind: issho_search::ParamKind::Token,
+        matches,
+        negate: false,
+        ..
+    } = t
+    else {
+        return Ok(());
+    };
+    for m in matches.iter_mut() {
+        let Match::Token {
+            system: None,
+            code: Some(code),
+        } = m
+        else {
+            continue;
+        };
+        let mut systems: Vec<i64> = Vec::new();
+        for k in keys.iter() {
+            // A skip scan: one primary-key seek per distinct system (there are few), never a
+            // walk over every row of a common code.
+            let found = r.query_rids(
+                "WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ?1), \
+                 s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ?2) \
+                 UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) \
+                 AND code = ?2 AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
+                 SELECT sys FROM s WHERE sys IS NOT NULL",
+                &[k.clone().into(), code.clone().into()],
+            )?;
+            for f in found {
+                if !systems.contains(&f) {
+                    systems.push(f);
+                }
+            }
+        }
+        *m = Match::TokenSystems {
+            code: code.clone(),
+            systems,
+        };
+    }
+    Ok(())
 }
