@@ -30,39 +30,17 @@ impl Server {
     /// A server that requires tokens (no `--dev-open`), with its authentication store for
     /// making users and tokens.
     pub fn start_secure() -> (Server, std::sync::Arc<issho_auth::Auth>) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let engine =
-            issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}/fhir");
-        let auth = std::sync::Arc::new(issho_auth::Auth::open(dir.path(), &base).unwrap());
-        let config = issho_server::ServerConfig {
-            dev_open: false,
-            auth: Some(auth.clone()),
-            ..Default::default()
-        };
-        let app = issho_server::router(engine, config);
-        rt.spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+        let mut auth = None;
+        let s = Server::launch(tempfile::tempdir().expect("tempdir"), |base, dir| {
+            let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
+            auth = Some(a.clone());
+            issho_server::ServerConfig {
+                dev_open: false,
+                auth: Some(a),
+                ..Default::default()
+            }
         });
-        let client = Client::builder().no_gzip().build().unwrap();
-        (
-            Server {
-                base,
-                client,
-                _dir: dir,
-                _rt: rt,
-            },
-            auth,
-        )
+        (s, auth.expect("configured"))
     }
 
     /// A server on an existing data directory.
@@ -70,11 +48,21 @@ impl Server {
         dir: tempfile::TempDir,
         tune: impl FnOnce(&mut issho_server::ServerConfig),
     ) -> Server {
+        Server::launch(dir, |_, _| {
+            let mut config = issho_server::ServerConfig::default();
+            tune(&mut config);
+            config
+        })
+    }
+
+    /// Serve the store in `dir` on a free loopback port; `config` gets the base URL (known
+    /// once the port is bound) and the directory.
+    fn launch(
+        dir: tempfile::TempDir,
+        config: impl FnOnce(&str, &std::path::Path) -> issho_server::ServerConfig,
+    ) -> Server {
         let engine =
             issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
-        let mut config = issho_server::ServerConfig::default();
-        tune(&mut config);
-        let app = issho_server::router(engine, config);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -83,14 +71,14 @@ impl Server {
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+        let app = issho_server::router(engine, config(&base, dir.path()));
         rt.spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        let client = Client::builder().no_gzip().build().unwrap();
         Server {
-            base: format!("http://{addr}/fhir"),
-            client,
+            base,
+            client: Client::builder().no_gzip().build().unwrap(),
             _dir: dir,
             _rt: rt,
         }
