@@ -22,13 +22,6 @@ pub struct ExportArgs {
     pub since: Option<String>,
 }
 
-/// The process's memory: (current RSS, peak RSS) in KiB, from /proc (0 where unavailable).
-pub fn own_rss_kib() -> (u64, u64) {
-    crate::bench::proc_status_kib("self", "VmRSS:")
-        .zip(crate::bench::proc_status_kib("self", "VmHWM:"))
-        .unwrap_or((0, 0))
-}
-
 /// Export into `out`; returns the summary line.
 pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<String, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -67,7 +60,7 @@ pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<Str
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let n = summary.total();
-    let (_, peak) = own_rss_kib();
+    let peak = crate::bench::proc_status_kib("self", "VmHWM:").unwrap_or(0);
     Ok(format!(
         "exported {n} resources of {} types ({} persons) to {} in {secs:.1} s ({:.0} resources/s); peak RSS {} MiB",
         summary.counts.len(),
