@@ -477,6 +477,17 @@ impl Engine {
     }
 
     pub fn history(&self, ctx: &AccessContext, q: HistoryQuery) -> Result<(Vec<Stored>, u64, i64)> {
+        let r = self.store.reader()?;
+        self.audited_history(ctx, &*r, q)
+    }
+
+    /// History over the snapshot `r`, recorded like the plain interaction.
+    pub(crate) fn audited_history(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn issho_store::StoreRead,
+        q: HistoryQuery,
+    ) -> Result<(Vec<Stored>, u64, i64)> {
         let (interaction, target) = match &q.scope {
             HistoryScope::System => (Interaction::HistorySystem, None),
             HistoryScope::Type(t) => (Interaction::HistoryType, Some(t.clone())),
@@ -489,8 +500,64 @@ impl Engine {
             interaction,
             target,
             None,
-            || self.history_unaudited(ctx, q),
+            || self.history_in(ctx, r, q),
             |(rows, _, _), t| rows.iter().for_each(|s| t.stored(s)),
+        )
+    }
+
+    /// Read over the snapshot `r`, recorded like the plain interaction (GET entries of
+    /// batches and transactions).
+    pub(crate) fn audited_read_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn issho_store::StoreRead,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Stored> {
+        self.audited(
+            ctx,
+            Interaction::Read,
+            Some(format!("{resource_type}/{id}")),
+            None,
+            || self.read_in(ctx, r, resource_type, id),
+            |s, t| t.stored(s),
+        )
+    }
+
+    /// Vread over the snapshot `r`, recorded like the plain interaction.
+    pub(crate) fn audited_vread_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn issho_store::StoreRead,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+    ) -> Result<Stored> {
+        self.audited(
+            ctx,
+            Interaction::Vread,
+            Some(format!("{resource_type}/{id}/_history/{version}")),
+            None,
+            || self.vread_in(ctx, r, resource_type, id, version),
+            |s, t| t.stored(s),
+        )
+    }
+
+    /// Type search over the snapshot `r`, recorded like the plain interaction.
+    pub(crate) fn audited_search_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn issho_store::StoreRead,
+        resource_type: &str,
+        params: &[(String, String)],
+    ) -> Result<SearchResult> {
+        self.audited(
+            ctx,
+            Interaction::SearchType,
+            None,
+            Some(query_string(resource_type, params)),
+            || self.search_in(ctx, r, Some(resource_type), params, false),
+            |r, t| t.result(r),
         )
     }
 

@@ -943,56 +943,39 @@ impl Engine {
         with_body: bool,
         base: Option<&str>,
     ) -> Result<Value> {
+        // The same code, checks and audit record as the request on its own.
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        // Reads of one resource: only what the caller may see (otherwise: not known).
-        if let [rt, id, rest @ ..] = parts.as_slice()
-            && rest.len() != 1
-        {
-            let view = self.view(ctx, Action::Read, Some(rt), r)?;
-            if !view.sees(&self.registry(), r, rt, id)? {
-                return Err(Engine::hidden(rt, id));
-            }
-            if let [_, v] = rest
-                && let Ok(v) = v.parse::<u64>()
-                && !r
-                    .version(rt, id, v)?
-                    .and_then(|s| s.json())
-                    .is_some_and(|b| view.body_in_reach(rt, &b))
-            {
-                return Err(Engine::hidden(rt, id));
-            }
-        }
+        let pairs = search::parse_query(query);
+        let base_url = base.unwrap_or("");
+        let bundle_entry =
+            |b: Value| serde_json::json!({"resource": b, "response": {"status": "200 OK"}});
         match parts.as_slice() {
-            [rt, id] => match r.current(rt, id)? {
-                Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
-                Some(_) => Err(FhirError::new(
-                    410,
-                    IssueType::Deleted,
-                    format!("{rt}/{id} was deleted"),
-                )),
-                None => Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
-            },
-            [rt, id, "_history", v] => {
-                let v: u64 = v
-                    .parse()
-                    .map_err(|_| FhirError::not_found(format!("no version '{v}'")))?;
-                match r.version(rt, id, v)? {
-                    Some(s) if !s.is_deleted() => Ok(stored_entry(&s, with_body)),
-                    _ => Err(FhirError::not_found(format!(
-                        "{rt}/{id} has no version {v}"
-                    ))),
-                }
+            [rt, "_history"] => {
+                self.check_type(rt)?;
+                let scope = HistoryScope::Type(rt.to_string());
+                self.history_request_in(ctx, r, scope, &pairs, base_url, path)
+                    .map(bundle_entry)
             }
-            [rt] => {
+            [rt, id] => self
+                .audited_read_in(ctx, r, rt, id)
+                .map(|s| stored_entry(&s, with_body)),
+            [rt, id, "_history", v] => self
+                .audited_vread_in(ctx, r, rt, id, v)
+                .map(|s| stored_entry(&s, with_body)),
+            [rt, id, "_history"] => {
+                let scope = HistoryScope::Instance(rt.to_string(), id.to_string());
+                self.history_request_in(ctx, r, scope, &pairs, base_url, path)
+                    .map(bundle_entry)
+            }
+            ["_history"] => self
+                .history_request_in(ctx, r, HistoryScope::System, &pairs, base_url, path)
+                .map(bundle_entry),
+            [rt] if !rt.starts_with('$') => {
                 // The plan switch is an admin feature of the search endpoint, not of bundles.
-                let pairs: Vec<_> = search::parse_query(query)
-                    .into_iter()
-                    .filter(|(k, _)| k != "_explain")
-                    .collect();
-                let result = self.search_in(ctx, r, Some(rt), &pairs, false)?;
-                let bundle = self.search_bundle(&result, rt.as_ref(), base);
-                Ok(serde_json::json!({"resource": bundle, "response": {"status": "200 OK"}}))
+                let pairs: Vec<_> = pairs.into_iter().filter(|(k, _)| k != "_explain").collect();
+                let result = self.audited_search_in(ctx, r, rt, &pairs)?;
+                Ok(bundle_entry(self.search_bundle(&result, rt, base)))
             }
             _ => Err(FhirError::bad_request(format!(
                 "unsupported GET entry url '{url}'"

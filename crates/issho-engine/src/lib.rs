@@ -10,6 +10,9 @@ mod audit;
 mod bundle;
 mod everything;
 mod export;
+mod history;
+mod links;
+mod owner;
 mod pages;
 mod params;
 mod rest;
@@ -311,6 +314,8 @@ impl Engine {
         engine.audit = Some(Arc::new(log));
         // Custom search parameters stored earlier; resumes unfinished reindexing.
         engine.refresh_search_parameters(true)?;
+        // Stores keyed by an earlier ownership rule are re-keyed before serving.
+        engine.rekey_persons()?;
         Ok(engine)
     }
 
@@ -322,17 +327,25 @@ impl Engine {
         E: Send + 'static,
         F: FnOnce(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
     {
-        let out = issho_store::write(&*self.store, f);
-        // After the commit: clinicians' care relationships and consents are recomputed on
-        // their next request.
-        if self
-            .indexer
-            .care_dirty
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            self.care_generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+        use params::CARE_TOUCHED;
+        let out = issho_store::write(&*self.store, move |tx| {
+            CARE_TOUCHED.with(|c| c.set(false));
+            let out = f(tx);
+            let touched = CARE_TOUCHED.with(|c| c.replace(false));
+            out.map(|v| (v, touched))
+        });
+        // After this job's commit, before its answer: clinicians' care relationships and
+        // consents are recomputed on every request that starts from now on (cached sets carry
+        // the generation they were computed for).
+        let out = out.map(|r| {
+            r.map(|(v, touched)| {
+                if touched {
+                    self.care_generation
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                v
+            })
+        });
         if let Err(e) = self.refresh_search_parameters(false) {
             tracing::error!(error = ?e.issues, "could not apply search parameter changes");
         }

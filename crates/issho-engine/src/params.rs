@@ -27,11 +27,16 @@ pub(crate) struct SearchIndexer {
     current: RwLock<Option<Arc<SqliteIndex>>>,
     /// Set when a SearchParameter resource was written or deleted: the registry may change.
     dirty: AtomicBool,
-    /// Set when a resource that decides care relationships or consent was written
-    /// (Encounter, EpisodeOfCare, ServiceRequest, Consent, Patient).
-    pub(crate) care_dirty: AtomicBool,
     /// Incremented whenever the set of pending keys is redefined.
     generation: AtomicU64,
+}
+
+thread_local! {
+    /// Set on the writer thread while a write job changes a resource that decides care
+    /// relationships or consent (Encounter, EpisodeOfCare, ServiceRequest, Consent, Patient):
+    /// each job reads and clears its own flag (`Engine::write`), so one job's change can never
+    /// be claimed, or cleared, by another job committed in the same group.
+    pub(crate) static CARE_TOUCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Index-definition changes run on the writer (see [`issho_store::StoreTx::maintain_index`]).
@@ -67,7 +72,7 @@ impl SearchIndexer {
         match resource.get("resourceType").and_then(Value::as_str) {
             Some("SearchParameter") => self.dirty.store(true, Ordering::SeqCst),
             Some("Encounter" | "EpisodeOfCare" | "ServiceRequest" | "Consent" | "Patient") => {
-                self.care_dirty.store(true, Ordering::SeqCst)
+                CARE_TOUCHED.with(|c| c.set(true))
             }
             _ => {}
         }

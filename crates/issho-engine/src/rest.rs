@@ -1,77 +1,21 @@
 //! Instance and type level interactions: create, read, vread, update, patch, delete, history.
 
 use crate::*;
-use issho_store::{HistoryQuery, PutResult, StoreTx};
+use issho_store::{HistoryQuery, PutResult, StoreRead, StoreTx};
 
-/// The patient a resource belongs to (the distribution key): a Patient is its own person;
-/// other resources in the patient compartment belong to the Patient their compartment
-/// elements (`subject`, `patient`, …) point at.
+/// The person a resource names directly (the ownership rule without looking up referenced
+/// resources): for audit records of writes, which name the patients concerned.
 pub(crate) fn person_of(resource_type: &str, body: &Value) -> Option<String> {
-    if resource_type == "Patient" {
-        return body.get("id").and_then(Value::as_str).map(str::to_string);
+    match crate::owner::owner_of(resource_type, body, &mut |_, _| Ok(None)) {
+        Ok(crate::owner::Owner::Person(p)) => Some(p),
+        _ => None,
     }
-    for key in compartment_elements(resource_type) {
-        let candidates: Vec<&Value> = match body.get(key.as_str()) {
-            Some(Value::Array(a)) => a.iter().collect(),
-            Some(v) => vec![v],
-            None => continue,
-        };
-        for c in candidates {
-            if let Some(id) = c
-                .get("reference")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("Patient/"))
-            {
-                return Some(id.split('/').next().unwrap_or(id).to_string());
-            }
-        }
-    }
-    None
 }
 
-/// The top-level JSON elements behind a type's patient-compartment parameters (from the
-/// parameters' FHIRPath expressions: `Condition.subject.where(resolve() is Patient)` →
-/// `subject`), computed once per type.
-fn compartment_elements(resource_type: &str) -> Vec<String> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(v) = cache.lock().unwrap().get(resource_type) {
-        return v.clone();
-    }
-    let r4 = issho_model::r4();
-    let mut keys: Vec<String> = Vec::new();
-    for p in r4.patient_compartment_params(resource_type).unwrap_or(&[]) {
-        let def = r4
-            .search_parameters()
-            .iter()
-            .find(|d| d.code == *p && d.base.iter().any(|b| b == resource_type));
-        let Some(expr) = def.and_then(|d| d.expression.as_deref()) else {
-            continue;
-        };
-        for part in expr.split('|') {
-            let part = part.trim().trim_start_matches('(');
-            let Some(rest) = part
-                .strip_prefix(resource_type)
-                .and_then(|r| r.strip_prefix('.'))
-            else {
-                continue;
-            };
-            let key: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
-            if !key.is_empty() && !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-    }
-    cache
-        .lock()
-        .unwrap()
-        .insert(resource_type.to_string(), keys.clone());
-    keys
+/// The stored person of `body` by the ownership rule (`owner.rs`), over the transaction.
+fn person_in(tx: &dyn StoreTx, rt: &str, body: &Value) -> Result<Option<String>> {
+    let owner = crate::owner::owner_in(tx, rt, body)?;
+    Ok(owner.column().map(str::to_string))
 }
 
 pub(crate) fn etag_matches(if_match: Option<&str>, current: u64) -> Result<()> {
@@ -120,7 +64,7 @@ impl Engine {
         move || -> Result<()> { Ok(gate.check(&ctx, Action::Create, Some(&rt)).map(|_| ())?) }
     }
 
-    fn check_type(&self, resource_type: &str) -> Result<()> {
+    pub(crate) fn check_type(&self, resource_type: &str) -> Result<()> {
         if issho_model::r4().is_resource_type(resource_type) {
             Ok(())
         } else {
@@ -148,14 +92,25 @@ impl Engine {
         resource_type: &str,
         id: &str,
     ) -> Result<Stored> {
-        self.check_type(resource_type)?;
         let r = self.store.reader()?;
-        let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
+        self.read_in(ctx, &*r, resource_type, id)
+    }
+
+    /// Read over the snapshot `r` (a plain read, or a GET entry of a batch or transaction).
+    pub(crate) fn read_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Stored> {
+        self.check_type(resource_type)?;
+        let view = self.view(ctx, Action::Read, Some(resource_type), r)?;
         match r.current(resource_type, id)? {
             None => {
                 // The same visibility query as for an existing resource, so that "absent" and
                 // "hidden" take the same work (no timing difference to tell them apart).
-                let _ = view.sees(&self.registry(), &*r, resource_type, id)?;
+                let _ = view.sees(&self.registry(), r, resource_type, id)?;
                 Err(FhirError::not_found(format!(
                     "{resource_type}/{id} is not known"
                 )))
@@ -169,9 +124,12 @@ impl Engine {
                     None
                 };
                 let visible = view.unrestricted()
-                    || last.and_then(|l| l.json()).is_some_and(|b| {
-                        view.scope_filters.is_empty() && view.body_in_reach(resource_type, &b)
-                    });
+                    || match last.and_then(|l| l.json()) {
+                        Some(b) if view.scope_filters.is_empty() => {
+                            view.body_in_reach(r, resource_type, &b)?
+                        }
+                        _ => false,
+                    };
                 if !visible {
                     return Err(Engine::hidden(resource_type, id));
                 }
@@ -182,7 +140,7 @@ impl Engine {
                 ))
             }
             Some(s) => {
-                if !view.sees(&self.registry(), &*r, resource_type, id)? {
+                if !view.sees(&self.registry(), r, resource_type, id)? {
                     return Err(Engine::hidden(resource_type, id));
                 }
                 Ok(s)
@@ -197,9 +155,21 @@ impl Engine {
         id: &str,
         version: &str,
     ) -> Result<Stored> {
-        self.check_type(resource_type)?;
         let r = self.store.reader()?;
-        let view = self.view(ctx, Action::Read, Some(resource_type), &*r)?;
+        self.vread_in(ctx, &*r, resource_type, id, version)
+    }
+
+    /// Vread over the snapshot `r`.
+    pub(crate) fn vread_in(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+    ) -> Result<Stored> {
+        self.check_type(resource_type)?;
+        let view = self.view(ctx, Action::Read, Some(resource_type), r)?;
         let v: u64 = version.parse().map_err(|_| {
             FhirError::not_found(format!(
                 "'{version}' is not a version of {resource_type}/{id}"
@@ -208,11 +178,11 @@ impl Engine {
         // An old version is shown when the resource is visible now and that version lay
         // within reach too (it may have belonged to another patient before).
         if !view.unrestricted() {
-            let now = view.sees(&self.registry(), &*r, resource_type, id)?;
-            let then = r
-                .version(resource_type, id, v)?
-                .and_then(|s| s.json())
-                .is_some_and(|b| view.body_in_reach(resource_type, &b));
+            let now = view.sees(&self.registry(), r, resource_type, id)?;
+            let then = match r.version(resource_type, id, v)?.and_then(|s| s.json()) {
+                Some(b) => view.body_in_reach(r, resource_type, &b)?,
+                None => false,
+            };
             if !(now && then) {
                 return Err(Engine::hidden(resource_type, id));
             }
@@ -549,9 +519,11 @@ impl Engine {
 
     /// History at system, type or instance level. `q.max_seq` is the paging snapshot (None =
     /// now). Returns versions newest first, the total, and the sequence high-water mark used.
-    pub(crate) fn history_unaudited(
+    /// History over the snapshot `r`.
+    pub(crate) fn history_in(
         &self,
         ctx: &AccessContext,
+        r: &dyn StoreRead,
         mut q: HistoryQuery,
     ) -> Result<(Vec<Stored>, u64, i64)> {
         let rt = match &q.scope {
@@ -561,8 +533,7 @@ impl Engine {
                 Some(t.as_str())
             }
         };
-        let r = self.store.reader()?;
-        let view = self.view(ctx, Action::History, rt, &*r)?;
+        let view = self.view(ctx, Action::History, rt, r)?;
         let max_seq = match q.max_seq {
             Some(s) => s,
             None => r.max_seq()?,
@@ -583,7 +554,7 @@ impl Engine {
                     "type and system history are not available with this token; read the history of one resource, or use Patient/[id]/$everything?_since=…",
                 ));
             };
-            if !view.sees(&self.registry(), &*r, t, id)? {
+            if !view.sees(&self.registry(), r, t, id)? {
                 return Err(Engine::hidden(t, id));
             }
             if !view.scope_filters.is_empty() {
@@ -599,10 +570,14 @@ impl Engine {
             all.offset = 0;
             all.max_seq = Some(max_seq);
             let (rows, _) = r.history(&all)?;
-            let visible: Vec<Stored> = rows
-                .into_iter()
-                .filter(|s| s.json().is_some_and(|b| view.body_in_reach(t, &b)))
-                .collect();
+            let mut visible: Vec<Stored> = Vec::new();
+            for s in rows {
+                if let Some(b) = s.json()
+                    && view.body_in_reach(r, t, &b)?
+                {
+                    visible.push(s);
+                }
+            }
             let total = visible.len() as u64;
             let count = q.count.min(self.config.max_count);
             let page = visible.into_iter().skip(q.offset).take(count).collect();
@@ -631,7 +606,7 @@ pub(crate) fn put_new(
     prepared: Option<issho_store::Prepared>,
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
-    let person = person_of(rt, resource);
+    let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
 }
@@ -678,7 +653,7 @@ pub(crate) fn update_in(
         may_create()?;
     }
     let method = "PUT";
-    let person = person_of(rt, resource);
+    let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
 }
@@ -775,7 +750,7 @@ pub(crate) fn patch_in(
         );
         return Err(e);
     }
-    let person = person_of(rt, &doc);
+    let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
     Ok(written(rt, id, &mut doc, p))
 }

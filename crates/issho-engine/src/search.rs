@@ -167,6 +167,7 @@ impl Engine {
             })?;
         self.resolve_terminology(r, &mut q)?;
         self.check_query_reach(view, resource_type, &q)?;
+        self.guard_links(ctx, view, r, &mut q)?;
         if let Some(rt) = resource_type {
             q.filters.extend(view.filters(&self.registry(), rt)?);
         }
@@ -263,9 +264,12 @@ impl Engine {
             }
         };
         let (page, has_next) = self.page_of(r, &set, &q, offset, count)?;
+        // A remembered page is checked again: access may have changed since (a consent
+        // refused, a care relationship ended, a label added).
+        let page = self.recheck_page(view, r, resource_type, page)?;
         let matches = r.current_by_rids(&page)?;
         let included = if q.has_includes() {
-            self.visible_only(ctx, r, self.includes(r, &q, &page)?)?
+            self.includes(ctx, r, &q, &page)?
         } else {
             Vec::new()
         };
@@ -423,9 +427,11 @@ impl Engine {
         Ok(out)
     }
 
-    /// `_include` / `_revinclude`, with `:iterate` rounds until nothing new is added.
+    /// `_include` / `_revinclude`, with `:iterate` rounds until nothing new is added. Only
+    /// resources the caller may read are included, and `:iterate` continues only from those.
     fn includes(
         &self,
+        ctx: &AccessContext,
         r: &dyn StoreRead,
         q: &issho_search::SearchQuery,
         page: &[i64],
@@ -433,25 +439,23 @@ impl Engine {
         const MAX_INCLUDED: usize = 10_000;
         let mut seen: std::collections::HashSet<i64> = page.iter().copied().collect();
         let (sql, args) = issho_search::sqlite_includes(q, page);
-        let mut added: Vec<i64> = r
-            .query_rids(&sql, &args)?
-            .into_iter()
-            .filter(|rid| seen.insert(*rid))
-            .collect();
+        let fresh =
+            |rids: Vec<i64>, seen: &mut std::collections::HashSet<i64>| -> Result<Vec<Stored>> {
+                let new: Vec<i64> = rids.into_iter().filter(|rid| seen.insert(*rid)).collect();
+                self.visible_only(ctx, r, r.current_by_rids(&new)?)
+            };
+        let mut added = fresh(r.query_rids(&sql, &args)?, &mut seen)?;
         let mut all = added.clone();
         while !added.is_empty() && all.len() < MAX_INCLUDED {
-            let Some((sql, args)) = issho_search::sqlite_includes_iterate(q, &added) else {
+            let from: Vec<i64> = added.iter().map(|s| s.rid).collect();
+            let Some((sql, args)) = issho_search::sqlite_includes_iterate(q, &from) else {
                 break;
             };
-            added = r
-                .query_rids(&sql, &args)?
-                .into_iter()
-                .filter(|rid| seen.insert(*rid))
-                .collect();
-            all.extend_from_slice(&added);
+            added = fresh(r.query_rids(&sql, &args)?, &mut seen)?;
+            all.extend(added.iter().cloned());
         }
         all.truncate(MAX_INCLUDED);
-        Ok(r.current_by_rids(&all)?)
+        Ok(all)
     }
 
     /// Render a search result as a searchset Bundle. `base` is the base URL used for fullUrls

@@ -9,7 +9,6 @@
 //! `$everything` and writes can never disagree. A resource outside the caller's reach is
 //! reported as not found (404), never as forbidden, so its existence does not leak.
 
-use crate::everything::compartment_filter;
 use crate::*;
 use issho_access::{Permit, Reach};
 use issho_search::{Filter, Test};
@@ -159,7 +158,7 @@ impl View {
                 // Categories a patient refused: their resources with that label.
                 for (label, persons) in &self.refused_labels {
                     let sec = Self::label_test(reg, rt, "_security", label)?;
-                    let whose = persons_filter(rt, persons)?.test;
+                    let whose = Test::PersonIn(persons.clone());
                     out.push(Filter {
                         name: "_consent".into(),
                         test: Test::NotAll(vec![whose, sec]),
@@ -171,11 +170,20 @@ impl View {
         Ok(out)
     }
 
-    /// True when `rt` holds patient data this view restricts (Patient and the types of the
-    /// patient compartment).
-    pub fn restricts(&self, rt: &str) -> bool {
+    /// True when this view restricts resources of `rt`: under any reach narrower than
+    /// everything, every type is checked against the ownership rule (`owner.rs`), since a
+    /// resource of any type can belong to a person's record.
+    pub fn restricts(&self, _rt: &str) -> bool {
         self.reach != Reach::All
-            && (rt == "Patient" || issho_model::r4().patient_compartment_params(rt).is_some())
+    }
+
+    /// The persons whose records this view reaches (`None`: everything).
+    fn reached(&self) -> Option<Vec<String>> {
+        match &self.reach {
+            Reach::All => None,
+            Reach::Patient(p) => Some(vec![p.clone()]),
+            Reach::CareOf(_) => Some(self.persons.clone().unwrap_or_default()),
+        }
     }
 
     /// The filters a search of `rt` must carry.
@@ -190,17 +198,8 @@ impl View {
             )?;
             out.extend(q.filters);
         }
-        if self.restricts(rt) {
-            match &self.reach {
-                Reach::Patient(pid) => {
-                    out.extend(compartment_filter(rt, Some(pid))?);
-                }
-                Reach::CareOf(_) => {
-                    let persons = self.persons.as_deref().unwrap_or_default();
-                    out.push(persons_filter(rt, persons)?);
-                }
-                Reach::All => {}
-            }
+        if let Some(persons) = self.reached() {
+            out.push(persons_filter(rt, persons));
             out.extend(self.consent_filters(reg, rt)?);
         }
         Ok(out)
@@ -235,22 +234,18 @@ impl View {
         Ok(!r.query_rids(&sql, &args)?.is_empty())
     }
 
-    /// Whether a version's body (not necessarily current) lies within the reach: compartment
-    /// membership read from the body itself (for history and vread).
-    pub fn body_in_reach(&self, rt: &str, body: &Value) -> bool {
-        if !self.restricts(rt) {
-            return true;
-        }
-        let ids: Vec<&str> = match &self.reach {
-            Reach::All => return true,
-            Reach::Patient(p) => vec![p.as_str()],
-            Reach::CareOf(_) => self
-                .persons
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(String::as_str)
-                .collect(),
+    /// Whether a version's body (not necessarily current) lies within the reach: its owner by
+    /// the ownership rule (for history and vread, whose versions may have belonged to another
+    /// record), and the consent and JP-CLINS labels it carried.
+    pub fn body_in_reach(&self, r: &dyn StoreRead, rt: &str, body: &Value) -> Result<bool> {
+        let Some(ids) = self.reached() else {
+            return Ok(true);
+        };
+        let owner = crate::owner::owner_in(r, rt, body)?;
+        let person = match &owner {
+            crate::owner::Owner::Person(p) if ids.contains(p) => Some(p.clone()),
+            crate::owner::Owner::Shared => None,
+            _ => return Ok(false),
         };
         let has = |list: &str, system: &str, code: &str| {
             body["meta"][list]
@@ -262,75 +257,40 @@ impl View {
                         && c.get("code").and_then(Value::as_str) == Some(code)
                 })
         };
-        let pats: Vec<String> = if rt == "Patient" {
-            vec![
-                body.get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            ]
-        } else {
-            compartment_patients(rt, body)
-        };
-        if !pats.iter().any(|p| ids.contains(&p.as_str())) {
-            return false;
-        }
-        match &self.reach {
+        Ok(match &self.reach {
             Reach::Patient(_) => !has("tag", CLINS_INDICATION, "UNINFORMED"),
             Reach::CareOf(org) => {
                 let source = body["meta"]["source"].as_str().unwrap_or_default();
                 if has("tag", CLINS_INDICATION, "UNDELIVERED") && source != org {
-                    return false;
+                    return Ok(false);
                 }
                 !self.refused_labels.iter().any(|(label, persons)| {
                     let (system, code) = label.split_once('|').unwrap_or(("", label));
-                    has("security", system, code) && pats.iter().any(|p| persons.contains(p))
+                    has("security", system, code)
+                        && person.as_ref().is_some_and(|p| persons.contains(p))
                 })
             }
             Reach::All => true,
-        }
+        })
     }
 }
 
-/// The Patient ids whose compartment holds `body` (by the compartment parameters' rows).
-pub(crate) fn compartment_patients(rt: &str, body: &Value) -> Vec<String> {
-    let keys = compartment_keys(rt);
-    let reg = issho_search::Registry::r4();
-    let mut out = Vec::new();
-    for row in issho_search::extract(body) {
-        let key = &reg.keys()[row.key as usize];
-        if !keys.contains(key) {
-            continue;
-        }
-        if let issho_search::Row::Ref {
-            ref_type, ref_id, ..
-        } = &row.row
-            && ref_type == "Patient"
-            && !out.contains(ref_id)
-        {
-            out.push(ref_id.clone());
-        }
-    }
-    out
-}
-
-/// The index keys of `rt`'s patient-compartment parameters.
-fn compartment_keys(rt: &str) -> BTreeSet<String> {
-    match compartment_filter(rt, Some("x")) {
-        Ok(Some(Filter {
-            test: Test::Values { keys, .. },
-            ..
-        })) => keys.into_iter().collect(),
-        _ => BTreeSet::new(),
-    }
-}
-
-/// "In the record of one of these patients" (the store's person column; any number of them).
-fn persons_filter(_rt: &str, persons: &[String]) -> Result<Filter> {
-    Ok(Filter {
+/// "In the record of one of these patients" (the store's person column; any number of
+/// them); for types that are patient data only when they refer to a person, also shared data
+/// (no person).
+fn persons_filter(rt: &str, persons: Vec<String>) -> Filter {
+    let persons: Vec<String> = persons
+        .into_iter()
+        .filter(|p| p != crate::owner::RESTRICTED)
+        .collect();
+    Filter {
         name: "_reach".into(),
-        test: Test::PersonIn(persons.to_vec()),
-    })
+        test: if crate::owner::always_personal(rt) {
+            Test::PersonIn(persons)
+        } else {
+            Test::PersonOrShared(persons)
+        },
+    }
 }
 
 /// The access checks of one write, run inside its transaction: what the caller may change
@@ -352,38 +312,114 @@ impl Guard {
     }
 
     /// Before changing `rt/id`: an existing resource must be visible (otherwise it is
-    /// reported as unknown).
+    /// reported as unknown), and a patient may change only what is in their own record (not
+    /// shared data such as an Organization).
     pub fn before(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
         if self.write.unrestricted() {
             return Ok(());
         }
         match r.current(rt, id)? {
             Some(s) if !s.is_deleted() => {
-                if self.write.sees(&self.reg, r, rt, id)? {
-                    Ok(())
-                } else {
-                    Err(Engine::hidden(rt, id))
+                if !self.write.sees(&self.reg, r, rt, id)? {
+                    return Err(Engine::hidden(rt, id));
                 }
+                self.own_record(r, rt, id)
             }
             _ => Ok(()),
         }
     }
 
-    /// After writing `rt/id`: the new version must still be within reach, or the write is
-    /// refused (and rolled back with its transaction).
+    /// After writing `rt/id`: the new version must still be within reach (and, for a
+    /// patient, in their own record), or the write is refused (and rolled back with its
+    /// transaction).
     pub fn after(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        if self.write.unrestricted() || self.write.sees(&self.reg, r, rt, id)? {
-            Ok(())
-        } else {
-            Err(FhirError::new(
+        if self.write.unrestricted() {
+            return Ok(());
+        }
+        if !self.write.sees(&self.reg, r, rt, id)? {
+            return Err(FhirError::new(
                 403,
                 IssueType::Forbidden,
                 format!(
                     "{rt}/{id} would be outside what this token may write (another patient's record, or outside its scope)"
                 ),
-            ))
+            ));
+        }
+        self.own_record(r, rt, id)?;
+        self.may_open_care(r, rt, id)
+    }
+
+    /// A patient writes only into their own record: never shared data.
+    fn own_record(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        if let Reach::Patient(pid) = &self.write.reach
+            && r.person(rt, id)?.flatten().as_deref() != Some(pid.as_str())
+        {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{rt}/{id} is shared data, not part of this patient's record; this token may not change it"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Care relationships (an Encounter at, an EpisodeOfCare managed by, or a referral to an
+    /// organization) open a person's record to that organization's clinicians: only those
+    /// who can create them may write them — a clinician for their own organization (or a
+    /// referral by a clinician who already cares for the person), registrars and the
+    /// intake with full reach. Never a patient.
+    fn may_open_care(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        let Some(param) = care_param(rt) else {
+            return Ok(());
+        };
+        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
+            return Ok(());
+        };
+        let orgs = care_organizations(rt, param, &body);
+        if orgs.is_empty() {
+            return Ok(());
+        }
+        let refuse = |why: String| Err(FhirError::new(403, IssueType::Forbidden, why));
+        match &self.write.reach {
+            Reach::Patient(_) => refuse(format!(
+                "a patient's token may not write the care relationship of {rt}.{param} ({}); the organization's clinicians or registrars record it",
+                orgs.join(", ")
+            )),
+            Reach::CareOf(own) if rt != "ServiceRequest" && orgs.iter().any(|o| o != own) => {
+                refuse(format!(
+                    "{rt}.{param} names another organization ({}); a clinician records care relationships for their own organization ({own})",
+                    orgs.join(", ")
+                ))
+            }
+            _ => Ok(()),
         }
     }
+}
+
+/// The element of `rt` that makes a care relationship (see `Engine::care_persons`).
+pub(crate) fn care_param(rt: &str) -> Option<&'static str> {
+    match rt {
+        "Encounter" => Some("serviceProvider"),
+        "EpisodeOfCare" => Some("managingOrganization"),
+        "ServiceRequest" => Some("performer"),
+        _ => None,
+    }
+}
+
+/// The organizations (`Organization/id`) a care element of `body` names.
+fn care_organizations(_rt: &str, param: &str, body: &Value) -> Vec<String> {
+    let refs: Vec<&Value> = match body.get(param) {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => Vec::new(),
+    };
+    refs.into_iter()
+        .filter_map(|r| r.get("reference").and_then(Value::as_str))
+        .filter(|r| r.starts_with("Organization/"))
+        .map(str::to_string)
+        .collect()
 }
 
 impl Engine {
@@ -409,17 +445,6 @@ impl Engine {
         r: &dyn StoreRead,
     ) -> Result<Guard> {
         let write = self.view_with(ctx, action, Some(rt), r, true)?;
-        // Patient-facing tokens write only their own record: not shared data such as
-        // Practitioner, Organization or Medication.
-        if matches!(write.reach, Reach::Patient(_)) && !write.restricts(rt) {
-            return Err(FhirError::new(
-                403,
-                IssueType::Forbidden,
-                format!(
-                    "{rt} is shared data, not part of a patient's record; this token may not change it"
-                ),
-            ));
-        }
         let find = if conditional {
             Some(self.view_with(ctx, Action::Search, Some(rt), r, true)?)
         } else {
@@ -587,7 +612,11 @@ impl Engine {
             let (sql, args) = issho_search::sqlite_select(&q);
             let rids = r.query_rids(&sql, &args)?;
             // The store's person column (the patient of each record), not the bodies.
-            persons.extend(r.persons_by_rids(&rids)?);
+            persons.extend(
+                r.persons_by_rids(&rids)?
+                    .into_iter()
+                    .filter(|p| p != crate::owner::RESTRICTED),
+            );
             if persons.len() > MAX_CARE_PERSONS {
                 return Err(FhirError::new(
                     403,

@@ -197,6 +197,20 @@ pub enum Test {
     /// `_text` / `_content`: the FTS5 query (built from issho's own tokens, see `fulltext`)
     /// matches the narrative or the content.
     FullText { field: TextField, query: String },
+    /// Every one of these tests holds (engine conditions, e.g. a chain's target must also be
+    /// visible to the caller). Never parsed from a URL.
+    All(Vec<Test>),
+    /// At least one of these tests holds (`Any(vec![])` never does). Never parsed from a URL.
+    Any(Vec<Test>),
+    /// The resource is of one of these types. Never parsed from a URL.
+    Type(Vec<String>),
+    /// The resource's row key is one of these (re-checking a remembered page). Never parsed
+    /// from a URL.
+    Rids(Vec<i64>),
+    /// Shared data (no person) or the record of one of these persons: the access condition
+    /// for types that hold a patient's data only when they refer to one. Never parsed from a
+    /// URL.
+    PersonOrShared(Vec<String>),
 }
 
 /// Finds the (system, code) pairs of a value-set or hierarchy match (see
@@ -316,6 +330,9 @@ impl SearchQuery {
                     }
                 }
                 Test::Chain { inner, .. } | Test::Has { inner, .. } => walk(inner, resolve, errors),
+                Test::All(ts) | Test::Any(ts) | Test::NotAll(ts) => {
+                    ts.iter_mut().for_each(|t| walk(t, resolve, errors))
+                }
                 _ => {}
             }
         }

@@ -267,7 +267,9 @@ fn can_drive(test: &Test) -> bool {
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
-        Test::NotAll(_) | Test::PersonIn(_) => false,
+        Test::Rids(_) => true,
+        Test::NotAll(_) | Test::PersonIn(_) | Test::PersonOrShared(_) => false,
+        Test::All(_) | Test::Any(_) | Test::Type(_) => false,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
 }
@@ -400,7 +402,18 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
             // The references to this resource, each checked as the referring resource (index
             // rows exist only for current resources, and the keys name the source type).
             let h = s.alias("h");
-            s.push(&format!("EXISTS (SELECT 1 FROM sp_ref {h} WHERE "));
+            s.push(&format!("EXISTS (SELECT 1 FROM sp_ref {h} "));
+            // Conditions on the referring resource's own row (type, person, id) need it.
+            let src = if uses_row(inner) {
+                let o = s.alias("o");
+                s.push(&format!(
+                    "CROSS JOIN resources {o} ON {o}.rid = {h}.rid AND {o}.deleted = 0 "
+                ));
+                o
+            } else {
+                h.clone()
+            };
+            s.push("WHERE ");
             s.param_in(&format!("{h}.param"), keys);
             s.push(&format!(
                 " AND {h}.ref_id = {r}.id AND {h}.ref_type = {r}.type AND "
@@ -408,7 +421,7 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
             if probe_ok(inner) {
                 exists_values(s, inner, &h);
             } else {
-                test_sql(s, inner, &h);
+                test_sql(s, inner, &src);
             }
             s.push(")");
         }
@@ -497,6 +510,7 @@ fn selectivity_rank(t: &Test) -> u8 {
             kind: ParamKind::Reference,
             ..
         } => 2,
+        Test::Rids(_) => 0,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => 3,
         Test::Values {
             kind: ParamKind::String,
@@ -504,6 +518,19 @@ fn selectivity_rank(t: &Test) -> u8 {
         } => 4,
         Test::Missing { .. } => 6,
         _ => 5,
+    }
+}
+
+/// True when `t` reads columns of the resource's own row (not only its `rid`).
+fn uses_row(t: &Test) -> bool {
+    match t {
+        Test::Id { .. }
+        | Test::LastUpdated(_)
+        | Test::PersonIn(_)
+        | Test::PersonOrShared(_)
+        | Test::Type(_) => true,
+        Test::All(ts) | Test::Any(ts) | Test::NotAll(ts) => ts.iter().any(uses_row),
+        _ => false,
     }
 }
 
@@ -711,6 +738,40 @@ fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 "({r}.person IS NOT NULL AND {r}.person IN (SELECT value FROM json_each("
             ));
             s.bind(list).push(")))");
+        }
+        Test::PersonOrShared(persons) => {
+            let list = serde_json::Value::from(persons.clone()).to_string();
+            s.push(&format!(
+                "({r}.person IS NULL OR {r}.person IN (SELECT value FROM json_each("
+            ));
+            s.bind(list).push(")))");
+        }
+        Test::Rids(rids) => {
+            let list = serde_json::Value::from(rids.clone()).to_string();
+            s.push(&format!("{r}.rid IN (SELECT value FROM json_each("));
+            s.bind(list).push("))");
+        }
+        Test::Type(types) => {
+            s.push(&format!("{r}.type IN "));
+            s.bind_list(types);
+        }
+        Test::All(tests) | Test::Any(tests) => {
+            let (op, empty) = if matches!(test, Test::All(_)) {
+                (" AND ", "1")
+            } else {
+                (" OR ", "0")
+            };
+            s.push("(");
+            for (i, t) in tests.iter().enumerate() {
+                if i > 0 {
+                    s.push(op);
+                }
+                test_sql(s, t, r);
+            }
+            if tests.is_empty() {
+                s.push(empty);
+            }
+            s.push(")");
         }
         Test::NotAll(tests) => {
             s.push("NOT (");

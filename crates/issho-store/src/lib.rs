@@ -11,6 +11,7 @@
 //!   through `issho-engine`, which passes every call through the access gate first;
 //! - search index rows are written by an [`Indexer`] in the same transaction as the resource.
 
+mod keyed;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -200,6 +201,11 @@ pub trait StoreRead {
     fn max_rid(&self) -> Result<i64>;
     /// How many current resources the given types have.
     fn count_current(&self, types: &[String]) -> Result<u64>;
+    /// The person (distribution key) of a current resource: `None` when there is no such
+    /// resource (or it was deleted), `Some(None)` when it belongs to no person.
+    fn person(&self, resource_type: &str, id: &str) -> Result<Option<Option<String>>>;
+    /// A setting of the store itself (e.g. which version of the ownership rule keyed it).
+    fn meta(&self, key: &str) -> Result<Option<String>>;
 }
 
 /// Read-write access inside one store transaction.
@@ -234,6 +240,10 @@ pub trait StoreTx: StoreRead {
     /// `after_rid`, at most `limit` of them, in `rid` order ([`Indexer::reindex`]). Returns
     /// how many were done and the last `rid` (0 done: none were left).
     fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)>;
+    /// Re-key a current resource to another person (e.g. after the ownership rule changed).
+    fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()>;
+    /// Change a setting of the store ([`StoreRead::meta`]).
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
     /// Run an index-definition change ([`Indexer::maintain`]) in this transaction.
     fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>>;
 }

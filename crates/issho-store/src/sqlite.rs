@@ -187,6 +187,7 @@ impl SqliteStore {
         // A WAL that once grew large is truncated back to 64 MiB when it restarts.
         conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::keyed::SCHEMA)?;
         indexer.open(&conn)?;
         let last: i64 = conn.query_row(
             "SELECT coalesce(max(last_updated), 0) FROM history",
@@ -291,6 +292,12 @@ impl StoreRead for PooledReader<'_> {
     }
     fn count_current(&self, types: &[String]) -> Result<u64> {
         count_current(self.conn.as_ref().unwrap(), types)
+    }
+    fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
+        crate::keyed::person_of(self.conn.as_ref().unwrap(), t, id)
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        crate::keyed::meta(self.conn.as_ref().unwrap(), key)
     }
 }
 
@@ -416,6 +423,12 @@ impl StoreRead for WriterTx<'_> {
     fn count_current(&self, types: &[String]) -> Result<u64> {
         count_current(self.conn, types)
     }
+    fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
+        crate::keyed::person_of(self.conn, t, id)
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        crate::keyed::meta(self.conn, key)
+    }
 }
 
 impl StoreTx for WriterTx<'_> {
@@ -536,6 +549,12 @@ impl StoreTx for WriterTx<'_> {
         Ok((n, last))
     }
 
+    fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
+        crate::keyed::set_person(self.conn, rid, person)
+    }
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        crate::keyed::set_meta(self.conn, key, value)
+    }
     fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>> {
         Ok(self.indexer.maintain(self.conn, task)?)
     }
