@@ -11,6 +11,7 @@ mod cli;
 mod conformance_r4_examples;
 mod conformance_synthea;
 mod custom_params;
+mod leaks;
 mod oauth;
 mod rest;
 mod search;
