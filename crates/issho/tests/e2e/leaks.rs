@@ -101,7 +101,10 @@ impl Ctx {
             .send()
             .unwrap();
         let st = r.status().as_u16();
-        (st, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
     }
     /// GET an absolute URL (a paging link).
     fn get_url(&self, who: Who, url: &str) -> (u16, Value) {
@@ -113,7 +116,10 @@ impl Ctx {
             .send()
             .unwrap();
         let st = r.status().as_u16();
-        (st, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
     }
     fn send(&self, who: Who, method: &str, path: &str, body: &Value) -> (u16, Value) {
         let r = self
@@ -125,10 +131,17 @@ impl Ctx {
             .send()
             .unwrap();
         let st = r.status().as_u16();
-        (st, serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null))
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
     }
     fn put(&self, r: &Value) {
-        let path = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
         let (st, b) = self.send(Who::Admin, "PUT", &path, r);
         assert!(st == 201 || st == 200, "{path}: {st} {b}");
     }
@@ -146,7 +159,11 @@ fn entry_ids(b: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let r = &e["resource"];
-            Some(format!("{}/{}", r["resourceType"].as_str()?, r["id"].as_str()?))
+            Some(format!(
+                "{}/{}",
+                r["resourceType"].as_str()?,
+                r["id"].as_str()?
+            ))
         })
         .collect()
 }
@@ -167,7 +184,11 @@ pub(crate) fn setup() -> Ctx {
     let c = Ctx { s, tokens };
     c.put(&json!({"resourceType": "Organization", "id": "org-a", "name": "A病院"}));
     c.put(&json!({"resourceType": "Organization", "id": "org-b", "name": "B病院"}));
-    for (p, gender, org) in [("p1", "female", Some("org-a")), ("p2", "male", Some("org-b")), ("p3", "male", None)] {
+    for (p, gender, org) in [
+        ("p1", "female", Some("org-a")),
+        ("p2", "male", Some("org-b")),
+        ("p3", "male", None),
+    ] {
         c.put(&json!({"resourceType": "Patient", "id": p, "gender": gender}));
         if let Some(org) = org {
             c.put(&json!({"resourceType": "Encounter", "id": format!("{p}-enc"), "status": "finished",
@@ -216,8 +237,10 @@ fn a_patient_cannot_write_into_another_record() {
     assert_eq!(c.ids(Who::DoctorB, "Observation?code=8867-4").len(), 3);
     // Resources naming two persons are nobody's alone: written by the hospital system, they
     // are hidden from both patients and from both hospitals.
-    c.put(&json!({"resourceType": "Condition", "id": "two", "subject": {"reference": "Patient/p2"},
-        "asserter": {"reference": "Patient/p1"}, "code": {"text": "two persons"}}));
+    c.put(
+        &json!({"resourceType": "Condition", "id": "two", "subject": {"reference": "Patient/p2"},
+        "asserter": {"reference": "Patient/p1"}, "code": {"text": "two persons"}}),
+    );
     for who in [Who::P1, Who::P2, Who::DoctorA, Who::DoctorB] {
         assert_eq!(c.get(who, "Condition/two").0, 404, "{who:?}");
         let (_, b) = c.get(who, "Condition?_id=two&_summary=count");
@@ -234,7 +257,9 @@ fn links_only_pass_through_readable_resources() {
     let mut panel = obs("p1-panel", "p1", "vital-signs");
     panel["hasMember"] = json!([{"reference": "Observation/later"}]);
     c.put(&panel);
-    c.put(&json!({"resourceType": "Practitioner", "id": "p2-doctor", "name": [{"family": "秘密"}]}));
+    c.put(
+        &json!({"resourceType": "Practitioner", "id": "p2-doctor", "name": [{"family": "秘密"}]}),
+    );
     let mut later = obs("later", "p2", "laboratory");
     later["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "HIV-1"}]});
     later["performer"] = json!([{"reference": "Practitioner/p2-doctor"}]);
@@ -263,7 +288,10 @@ fn links_only_pass_through_readable_resources() {
     );
     assert_eq!(b["total"], 0, "{b}");
     // A clinician's chains stay inside the patients in their care.
-    let (_, b) = c.get(Who::DoctorA, "Encounter?subject:Patient.gender=male&_summary=count");
+    let (_, b) = c.get(
+        Who::DoctorA,
+        "Encounter?subject:Patient.gender=male&_summary=count",
+    );
     assert_eq!(b["total"], 0, "{b}");
     // The administrator still sees through everything.
     let (_, b) = c.get(
@@ -306,15 +334,19 @@ fn a_patient_cannot_open_a_record_to_an_organization() {
 #[test]
 fn patient_data_outside_the_compartment_is_guarded() {
     let c = setup();
-    c.put(&json!({"resourceType": "Task", "id": "t2", "status": "requested", "intent": "order",
-        "for": {"reference": "Patient/p2"}, "description": "HIV test follow-up"}));
+    c.put(
+        &json!({"resourceType": "Task", "id": "t2", "status": "requested", "intent": "order",
+        "for": {"reference": "Patient/p2"}, "description": "HIV test follow-up"}),
+    );
     c.put(&json!({"resourceType": "Device", "id": "d2", "patient": {"reference": "Patient/p2"}}));
     c.put(&json!({"resourceType": "Device", "id": "d-shared", "deviceName": [{"name": "ward scale", "type": "user-friendly-name"}]}));
     c.put(&json!({"resourceType": "Bundle", "id": "b2", "type": "collection",
         "entry": [{"resource": {"resourceType": "Patient", "id": "x", "name": [{"family": "Suzuki"}]}}]}));
     // A Task about p2's Observation (one hop) is p2's too.
-    c.put(&json!({"resourceType": "Task", "id": "t2-focus", "status": "requested", "intent": "order",
-        "focus": {"reference": "Observation/p2-obs0"}}));
+    c.put(
+        &json!({"resourceType": "Task", "id": "t2-focus", "status": "requested", "intent": "order",
+        "focus": {"reference": "Observation/p2-obs0"}}),
+    );
     for who in [Who::P1, Who::DoctorA, Who::PharmacistA, Who::EmergencyA] {
         for path in ["Task", "Device", "Bundle"] {
             let ids = c.ids(who, path);
@@ -331,7 +363,10 @@ fn patient_data_outside_the_compartment_is_guarded() {
     let mut b_sees = c.ids(Who::DoctorB, "Task");
     b_sees.sort();
     assert_eq!(b_sees, vec!["Task/t2", "Task/t2-focus"]);
-    assert_eq!(c.ids(Who::P2, "Device?patient=Patient/p2"), vec!["Device/d2"]);
+    assert_eq!(
+        c.ids(Who::P2, "Device?patient=Patient/p2"),
+        vec!["Device/d2"]
+    );
     // A clinician writes a Task for a patient in their care; that patient sees it.
     let task = json!({"resourceType": "Task", "status": "requested", "intent": "order",
         "for": {"reference": "Patient/p1"}});
@@ -351,7 +386,10 @@ fn patient_data_outside_the_compartment_is_guarded() {
         &json!({"resourceType": "Device", "id": "d-shared"}),
     );
     assert_eq!(st, 403);
-    assert_eq!(c.send(Who::P1, "DELETE", "Device/d-shared", &json!({})).0, 403);
+    assert_eq!(
+        c.send(Who::P1, "DELETE", "Device/d-shared", &json!({})).0,
+        403
+    );
 }
 
 /// Leak 4: a paging link taken before a consent refusal does not return the refused data.
@@ -379,12 +417,11 @@ fn paging_links_follow_consent_changes() {
         assert_eq!(st, 200);
         assert!(entry_ids(&page).is_empty(), "{path}: {page}");
         assert_eq!(c.get(Who::Admin, "Consent/p1-refuses").0, 200);
-        let r = c
-            .s
-            .req("DELETE", "Consent/p1-refuses")
-            .bearer_auth(c.tok(Who::Admin))
-            .send()
-            .unwrap();
+        let r =
+            c.s.req("DELETE", "Consent/p1-refuses")
+                .bearer_auth(c.tok(Who::Admin))
+                .send()
+                .unwrap();
         assert!(r.status().is_success());
     }
 }
@@ -425,6 +462,25 @@ fn a_refusal_is_enforced_at_once_under_concurrent_writes() {
             })
         })
         .collect();
+    // Clinicians' reads fill the care cache at every moment of the race.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, base, tok, stop) = (
+                c.s.client.clone(),
+                c.s.base.clone(),
+                c.tok(Who::DoctorA).to_string(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client
+                        .get(format!("{base}/Patient/p1"))
+                        .bearer_auth(&tok)
+                        .send();
+                }
+            })
+        })
+        .collect();
     let consent = |status: &str| {
         json!({"resourceType": "Consent", "id": "p1-refuses", "status": status,
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
@@ -433,7 +489,7 @@ fn a_refusal_is_enforced_at_once_under_concurrent_writes() {
             "provision": {"type": "deny"}})
     };
     let mut failures = Vec::new();
-    for round in 0..40 {
+    for round in 0..60 {
         c.put(&consent("active"));
         if c.get(Who::DoctorA, "Patient/p1").0 != 404 {
             failures.push(format!("round {round}: refusal not enforced"));
@@ -444,7 +500,10 @@ fn a_refusal_is_enforced_at_once_under_concurrent_writes() {
         }
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writers.into_iter().for_each(|w| w.join().unwrap());
+    writers
+        .into_iter()
+        .chain(readers)
+        .for_each(|w| w.join().unwrap());
     assert!(failures.is_empty(), "{failures:?}");
 }
 
@@ -485,7 +544,9 @@ fn bundle_get_entries_are_the_plain_interactions() {
         for (i, u) in urls.iter().enumerate() {
             let (plain, body) = c.get(Who::P1Vitals, u);
             let e = &resp["entry"][i];
-            let status: u16 = e["response"]["status"].as_str().unwrap()[..3].parse().unwrap();
+            let status: u16 = e["response"]["status"].as_str().unwrap()[..3]
+                .parse()
+                .unwrap();
             assert_eq!(status, plain, "{kind} {u}: {e} vs {body}");
         }
     }
