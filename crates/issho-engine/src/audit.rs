@@ -60,6 +60,49 @@ impl Touched {
     }
 }
 
+/// An AuditEvent as the person it concerns sees it: the entities of their own record only
+/// (their Patient, resources whose person is them), and the query only when the access
+/// concerned no one else (a search over several patients names others in its query).
+fn only_this_person(
+    mut ev: Value,
+    me: &str,
+    patient_id: &str,
+    r: &dyn issho_store::StoreRead,
+) -> Result<Value> {
+    let Some(entities) = ev.get_mut("entity").and_then(Value::as_array_mut) else {
+        return Ok(ev);
+    };
+    let others = entities.iter().any(|e| {
+        e["role"]["code"] == "1" && e["what"]["reference"].as_str().is_some_and(|p| p != me)
+    });
+    let mut kept = Vec::new();
+    for e in entities.drain(..) {
+        let keep = match (e["role"]["code"].as_str(), e["what"]["reference"].as_str()) {
+            (Some("1"), Some(p)) => p == me,
+            (Some("24"), _) => !others,
+            (_, Some(reference)) => {
+                let mut parts = reference.split('/');
+                match (parts.next(), parts.next()) {
+                    (Some(rt), Some(id)) => {
+                        r.person(rt, id)?.flatten().as_deref() == Some(patient_id)
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if keep {
+            kept.push(e);
+        }
+    }
+    if kept.is_empty() {
+        ev.as_object_mut().map(|o| o.remove("entity"));
+    } else {
+        ev["entity"] = Value::Array(kept);
+    }
+    Ok(ev)
+}
+
 fn purpose_code(p: Purpose) -> &'static str {
     match p {
         Purpose::Treatment => "TREAT",
@@ -283,6 +326,20 @@ impl Engine {
         since: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Value>> {
+        // A person's access log is theirs (it names only their data) and the
+        // administrators' (auditors see the records whole); clinicians do not read it.
+        let auditor = self.gate.check(ctx, Action::Admin, None).is_ok();
+        let own = ctx.grant().is_some_and(|g| {
+            g.role == issho_access::Role::Patient && g.patient.as_deref() == Some(patient_id)
+        });
+        if !auditor && !own {
+            self.read(ctx, "Patient", patient_id)?;
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "a person's access log is read by that person and by administrators",
+            ));
+        }
         self.read(ctx, "Patient", patient_id)?;
         let Some(log) = &self.audit else {
             return Ok(Vec::new());
@@ -290,8 +347,18 @@ impl Engine {
         // Everything recorded so far, including this request's own read of the Patient.
         log.flush()
             .map_err(|e| FhirError::internal(e.to_string()))?;
-        log.for_patient(&format!("Patient/{patient_id}"), since, limit)
-            .map_err(|e| FhirError::internal(e.to_string()))
+        let me = format!("Patient/{patient_id}");
+        let events = log
+            .for_patient(&me, since, limit)
+            .map_err(|e| FhirError::internal(e.to_string()))?;
+        if auditor {
+            return Ok(events);
+        }
+        let r = self.store.reader()?;
+        events
+            .into_iter()
+            .map(|ev| only_this_person(ev, &me, patient_id, &*r))
+            .collect()
     }
 
     /// The whole audit trail (administrators): by agent and/or patient, in a time window.

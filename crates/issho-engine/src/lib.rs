@@ -8,6 +8,7 @@
 
 mod audit;
 mod bundle;
+mod consent;
 mod everything;
 mod export;
 mod history;

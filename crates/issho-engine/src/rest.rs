@@ -606,6 +606,7 @@ pub(crate) fn put_new(
     prepared: Option<issho_store::Prepared>,
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
+    crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
@@ -653,6 +654,7 @@ pub(crate) fn update_in(
         may_create()?;
     }
     let method = "PUT";
+    crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     Ok(written(rt, id, resource, p))
@@ -750,6 +752,7 @@ pub(crate) fn patch_in(
         );
         return Err(e);
     }
+    crate::consent::check_enforceable(rt, &doc)?;
     let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
     Ok(written(rt, id, &mut doc, p))

@@ -33,64 +33,7 @@ pub(crate) struct View {
 pub(crate) const CLINS_INDICATION: &str =
     "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication";
 
-/// What a person's active privacy Consents say for one organization.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ConsentDecision {
-    /// The whole record is refused to this organization (or to everyone).
-    pub refused: bool,
-    /// Security labels (`system|code`) whose resources are refused.
-    pub labels: Vec<String>,
-}
-
-/// Read a Consent resource (R4, scope patient-privacy): `deny` provisions (top level and
-/// nested) with no actor or with `org` among their actors; without class/code/securityLabel
-/// they refuse the whole record, with security labels they refuse those categories.
-pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDecision) {
-    fn walk(p: &Value, org: &str, out: &mut ConsentDecision) {
-        let deny = p.get("type").and_then(Value::as_str) == Some("deny");
-        let actors: Vec<&str> = p
-            .get("actor")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a["reference"]["reference"].as_str())
-            .collect();
-        let applies = actors.is_empty() || actors.contains(&org);
-        if deny && applies {
-            let labels: Vec<String> = p
-                .get("securityLabel")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|l| {
-                    Some(format!(
-                        "{}|{}",
-                        l.get("system")?.as_str()?,
-                        l.get("code")?.as_str()?
-                    ))
-                })
-                .collect();
-            if labels.is_empty() && p.get("class").is_none() && p.get("code").is_none() {
-                out.refused = true;
-            }
-            out.labels.extend(labels);
-        }
-        for child in p
-            .get("provision")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            walk(child, org, out);
-        }
-    }
-    if consent.get("status").and_then(Value::as_str) != Some("active") {
-        return;
-    }
-    if let Some(p) = consent.get("provision") {
-        walk(p, org, out);
-    }
-}
+pub(crate) use crate::consent::{ConsentDecision, consent_decision};
 
 /// Most patients a care-relationship view is computed over (beyond: refused as too costly).
 const MAX_CARE_PERSONS: usize = 50_000;

@@ -567,3 +567,106 @@ fn bundle_get_entries_are_the_plain_interactions() {
         .to_string();
     assert!(read.contains("Patient/p1"), "{read}");
 }
+
+/// Leak 6: a person's access log names only that person's data; it is read by the person and
+/// administrators, not by clinicians.
+#[test]
+fn the_access_log_names_only_the_person() {
+    let c = setup();
+    // Doctor A now cares for p1 and p3 and searches across both.
+    c.put(&json!({"resourceType": "Encounter", "id": "p3-enc-a", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/p3"}, "serviceProvider": {"reference": "Organization/org-a"}}));
+    let ids = c.ids(Who::DoctorA, "Observation?_count=100");
+    assert!(
+        ids.iter().any(|i| i.starts_with("Observation/p3-")),
+        "{ids:?}"
+    );
+    assert_eq!(c.get(Who::DoctorA, "Observation?subject=Patient/p3").0, 200);
+    let (st, log) = c.get(Who::P1, "Patient/p1/$access-log");
+    assert_eq!(st, 200, "{log}");
+    let text = log.to_string();
+    assert!(text.contains("Observation/p1-obs0"), "{text}");
+    assert!(
+        !text.contains("p3"),
+        "another patient in p1's access log: {text}"
+    );
+    assert_eq!(c.get(Who::P1, "Patient/p3/$access-log").0, 404);
+    assert_eq!(c.get(Who::DoctorA, "Patient/p1/$access-log").0, 403);
+    assert_eq!(c.get(Who::DoctorB, "Patient/p1/$access-log").0, 404);
+    let (st, log) = c.get(Who::Admin, "Patient/p1/$access-log");
+    assert_eq!(st, 200);
+    assert!(
+        log.to_string().contains("p3"),
+        "administrators see records whole"
+    );
+}
+
+/// Leak 7: a Consent the gate cannot enforce exactly is refused (422), never stored as if in
+/// force.
+#[test]
+fn unenforceable_consents_are_refused() {
+    let c = setup();
+    let consent = |provision: Value, scope: &str| {
+        json!({"resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": scope}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": "Patient/p1"}, "provision": provision})
+    };
+    let base = c.s.base.clone();
+    for (why, body) in [
+        (
+            "absolute actor",
+            consent(
+                json!({"type": "deny", "actor": [{"role": {"text": "x"},
+            "reference": {"reference": format!("{base}/Organization/org-a")}}]}),
+                "patient-privacy",
+            ),
+        ),
+        (
+            "practitioner actor",
+            consent(
+                json!({"type": "deny", "actor": [{"role": {"text": "x"},
+            "reference": {"reference": "Practitioner/x"}}]}),
+                "patient-privacy",
+            ),
+        ),
+        (
+            "by class",
+            consent(
+                json!({"type": "deny", "class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}]}),
+                "patient-privacy",
+            ),
+        ),
+        (
+            "by period",
+            consent(
+                json!({"type": "deny", "period": {"start": "2020-01-01"}}),
+                "patient-privacy",
+            ),
+        ),
+        (
+            "exception",
+            consent(
+                json!({"type": "deny", "provision": [{"type": "permit"}]}),
+                "patient-privacy",
+            ),
+        ),
+        ("research", consent(json!({"type": "deny"}), "research")),
+    ] {
+        let (st, b) = c.send(Who::P1, "POST", "Consent", &body);
+        assert_eq!(st, 422, "{why}: {b}");
+        assert_eq!(b["resourceType"], "OperationOutcome", "{why}");
+    }
+    // Doctor A still reads p1's record: nothing was stored as a refusal.
+    assert_eq!(c.get(Who::DoctorA, "Patient/p1").0, 200);
+    // What is enforced is accepted, and enforced.
+    let ok = consent(
+        json!({"type": "permit", "provision": [{"type": "deny", "actor": [{"role": {"text": "x"},
+            "reference": {"reference": "Organization/org-a"}}]}]}),
+        "patient-privacy",
+    );
+    let (st, b) = c.send(Who::P1, "POST", "Consent", &ok);
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(c.get(Who::DoctorA, "Patient/p1").0, 404);
+}

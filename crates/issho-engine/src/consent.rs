@@ -1,0 +1,209 @@
+//! Privacy Consents ("share unless refused", NeXEHRs): what the gate enforces, and the check
+//! that refuses (422) every Consent it could not enforce exactly — a refusal is never stored as
+//! if it were in force.
+//!
+//! Enforced: an active Consent with scope `patient-privacy`, `patient` = `Patient/[id]`,
+//! provisions of type `deny` (at the top level, or nested in a top-level `permit`, the base
+//! "share" statement) that name no actor (everyone) or organizations (`Organization/[id]`,
+//! relative references), and optionally security labels (`system|code`, e.g. mental health
+//! `PSY`): no labels refuse the whole record, labels refuse the resources carrying them.
+//! Not enforced (refused): other scopes (research, treatment, advance directives), actors that
+//! are not organizations or are absolute URLs, and provisions by `class` (resource type),
+//! `code`, `data`, `purpose`, `action`, `period`, `dataPeriod`, exceptions nested in a deny.
+
+use crate::*;
+
+const PRIVACY: (&str, &str) = (
+    "http://terminology.hl7.org/CodeSystem/consentscope",
+    "patient-privacy",
+);
+
+/// What a person's active privacy Consents say for one organization.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConsentDecision {
+    /// The whole record is refused to this organization (or to everyone).
+    pub refused: bool,
+    /// Security labels (`system|code`) whose resources are refused.
+    pub labels: Vec<String>,
+}
+
+/// Read a Consent resource: `deny` provisions (top level and nested) with no actor or with
+/// `org` among their actors; without security labels they refuse the whole record, with
+/// security labels they refuse those categories.
+pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDecision) {
+    fn walk(p: &Value, org: &str, out: &mut ConsentDecision) {
+        let deny = p.get("type").and_then(Value::as_str) == Some("deny");
+        let actors: Vec<&str> = p
+            .get("actor")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["reference"]["reference"].as_str())
+            .collect();
+        let applies = actors.is_empty() || actors.contains(&org);
+        if deny && applies {
+            let labels: Vec<String> = labels(p);
+            if labels.is_empty() {
+                out.refused = true;
+            }
+            out.labels.extend(labels);
+        }
+        for child in p
+            .get("provision")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            walk(child, org, out);
+        }
+    }
+    if consent.get("status").and_then(Value::as_str) != Some("active") {
+        return;
+    }
+    if let Some(p) = consent.get("provision") {
+        walk(p, org, out);
+    }
+}
+
+fn labels(p: &Value) -> Vec<String> {
+    p.get("securityLabel")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            Some(format!(
+                "{}|{}",
+                l.get("system")?.as_str()?,
+                l.get("code")?.as_str()?
+            ))
+        })
+        .collect()
+}
+
+fn unenforceable(at: &str, what: String) -> FhirError {
+    let mut issue = Issue::error(
+        IssueType::NotSupported,
+        format!(
+            "{what}; issho enforces privacy Consents that refuse the whole record or security-labelled categories to everyone or to organizations, and refuses any other Consent rather than store it as if in force"
+        ),
+    );
+    issue.expression = Some(at.to_string());
+    FhirError {
+        status: 422,
+        issues: vec![issue],
+    }
+}
+
+/// Refuse (422) an active Consent the gate could not enforce exactly.
+pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
+    if rt != "Consent" || consent.get("status").and_then(Value::as_str) != Some("active") {
+        return Ok(());
+    }
+    let privacy = consent["scope"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == PRIVACY.0 && c["code"] == PRIVACY.1);
+    if !privacy {
+        return Err(unenforceable(
+            "Consent.scope",
+            "only patient-privacy Consents are enforced (research, treatment and advance-directive Consents are not yet)".into(),
+        ));
+    }
+    let patient = consent["patient"]["reference"].as_str().unwrap_or("");
+    if !patient
+        .strip_prefix("Patient/")
+        .is_some_and(crate::valid_id)
+    {
+        return Err(unenforceable(
+            "Consent.patient",
+            format!("Consent.patient must be a relative reference Patient/[id], not '{patient}'"),
+        ));
+    }
+    if let Some(p) = consent.get("provision") {
+        check_provision(p, "Consent.provision", true)?;
+    }
+    Ok(())
+}
+
+fn check_provision(p: &Value, at: &str, top: bool) -> Result<()> {
+    let Some(obj) = p.as_object() else {
+        return Err(unenforceable(at, "a provision must be an object".into()));
+    };
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("permit");
+    for (k, _) in obj {
+        if !matches!(
+            k.as_str(),
+            "type" | "actor" | "securityLabel" | "provision" | "id" | "extension"
+        ) {
+            return Err(unenforceable(
+                &format!("{at}.{k}"),
+                format!("a provision by '{k}' is not enforced"),
+            ));
+        }
+    }
+    match kind {
+        "permit" if !top => {
+            return Err(unenforceable(
+                at,
+                "exceptions (a permit inside a provision) are not enforced".into(),
+            ));
+        }
+        "permit" if obj.contains_key("actor") || obj.contains_key("securityLabel") => {
+            return Err(unenforceable(
+                at,
+                "a permit for chosen actors or labels is not enforced: records are shared unless refused".into(),
+            ));
+        }
+        "deny" if obj.contains_key("provision") => {
+            return Err(unenforceable(
+                &format!("{at}.provision"),
+                "exceptions nested in a deny are not enforced".into(),
+            ));
+        }
+        "permit" | "deny" => {}
+        other => {
+            return Err(unenforceable(
+                at,
+                format!("unknown provision type '{other}'"),
+            ));
+        }
+    }
+    for (i, a) in obj
+        .get("actor")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let r = a["reference"]["reference"].as_str().unwrap_or("");
+        if !r.strip_prefix("Organization/").is_some_and(crate::valid_id) {
+            return Err(unenforceable(
+                &format!("{at}.actor[{i}].reference"),
+                format!(
+                    "an actor must be an organization as a relative reference Organization/[id], not '{r}'"
+                ),
+            ));
+        }
+    }
+    let given = obj
+        .get("securityLabel")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if labels(p).len() != given {
+        return Err(unenforceable(
+            &format!("{at}.securityLabel"),
+            "each security label needs a system and a code".into(),
+        ));
+    }
+    for (i, c) in obj
+        .get("provision")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        check_provision(c, &format!("{at}.provision[{i}]"), false)?;
+    }
+    Ok(())
+}
