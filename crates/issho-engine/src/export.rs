@@ -97,9 +97,11 @@ impl Engine {
         };
         let mut params = Vec::new();
         if let Some(since) = &req.since {
-            let zoned = since.len() > 19
-                && since.as_bytes().get(10) == Some(&b'T')
-                && (since.ends_with('Z') || since[since.len() - 6..].starts_with(['+', '-']));
+            // Byte checks only (a non-ASCII value must not be sliced inside a character).
+            let b = since.as_bytes();
+            let zoned = b.len() > 19
+                && b.get(10) == Some(&b'T')
+                && (b.ends_with(b"Z") || matches!(b.get(b.len() - 6), Some(b'+' | b'-')));
             if !zoned || issho_model::instant::parse_range(since).is_none() {
                 return Err(FhirError::bad_request(format!(
                     "_since: '{since}' is not a FHIR instant (for example 2026-01-01T00:00:00Z)"
@@ -139,7 +141,7 @@ impl Engine {
                     sink(rt, body).map_err(|e| {
                         FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
                     })?;
-                    if let Some(p) = s.person {
+                    if let Some(p) = s.person.filter(|p| p != crate::owner::RESTRICTED) {
                         persons.insert(p);
                     }
                     n += 1;
@@ -216,6 +218,22 @@ mod tests {
             scopes: Scopes::parse("patient/*.rs").unwrap(),
             token_id: "t".into(),
         })
+    }
+
+    /// Regression (issue 9, item 15): a `_since` with multi-byte characters is a 400, not a
+    /// panic slicing inside a character.
+    #[test]
+    fn non_ascii_since_is_refused_not_a_panic() {
+        let (_d, e) = engine();
+        let sys = AccessContext::system("test");
+        for since in ["2026-01-01T00:00:00日0000", "2026-01-01T00:00:00+0９:00", "日"] {
+            let req = ExportRequest {
+                since: Some(since.into()),
+                ..Default::default()
+            };
+            let err = run(&e, &sys, &req).unwrap_err();
+            assert_eq!(err.status, 400, "{since}");
+        }
     }
 
     #[test]

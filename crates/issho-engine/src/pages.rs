@@ -97,7 +97,7 @@ impl PageCache {
     /// token.
     pub fn insert(&self, set: Arc<CachedSearch>, owner: &str) -> String {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut g = self.inner.lock().unwrap();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         while g.1.len() >= self.capacity {
             if let Some(old) = g.1.pop_front() {
                 g.0.remove(&old);
@@ -111,7 +111,7 @@ impl PageCache {
     /// The result set of `token`, only for the caller it was computed for: a paging link
     /// used by someone else is treated as expired, never as a way into another's results.
     pub fn get(&self, token: &str, owner: &str) -> Option<Arc<CachedSearch>> {
-        let g = self.inner.lock().unwrap();
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.get(token)
             .filter(|(o, c)| o == owner && c.created.elapsed() < self.ttl)
             .map(|(_, c)| c.clone())

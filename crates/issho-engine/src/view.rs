@@ -59,6 +59,21 @@ impl View {
         param: &str,
         label: &str,
     ) -> Result<Test> {
+        // Labels come from stored Consents: built as the token match itself, never parsed (a
+        // label with search syntax in it must not break, or widen, the condition).
+        if param == "_tag" || param == "_security" {
+            let (system, code) = label.split_once('|').unwrap_or(("", label));
+            return Ok(Test::Values {
+                keys: vec![param.to_string()],
+                kind: issho_search::ParamKind::Token,
+                components: Vec::new(),
+                matches: vec![issho_search::Match::Token {
+                    system: Some(system.to_string()),
+                    code: Some(code.to_string()),
+                }],
+                negate: false,
+            });
+        }
         let q = issho_search::parse_in(
             reg,
             Some(rt),
@@ -69,11 +84,9 @@ impl View {
             status: 500,
             issues,
         })?;
-        Ok(q.filters
-            .into_iter()
-            .next()
-            .map(|f| f.test)
-            .expect("one filter"))
+        q.filters.into_iter().next().map(|f| f.test).ok_or_else(|| {
+            FhirError::internal(format!("the label '{label}' gives no {param} condition"))
+        })
     }
 
     /// Conditions from consent and JP-CLINS tags for `rt` (patient data only).

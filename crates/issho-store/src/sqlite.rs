@@ -217,11 +217,11 @@ impl SqliteStore {
 
     /// Stop the writer after the queued jobs (called on shutdown; also on drop).
     pub fn close(&self) {
-        self.sender.lock().unwrap().take();
-        if let Some(h) = self.writer.lock().unwrap().take() {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
-        if let Some(c) = self.checkpointer.lock().unwrap().take() {
+        if let Some(c) = self.checkpointer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             c.finish();
         }
     }
@@ -251,7 +251,7 @@ struct PooledReader<'a> {
 impl Drop for PooledReader<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
-            let mut pool = self.store.readers.lock().unwrap();
+            let mut pool = self.store.readers.lock().unwrap_or_else(|e| e.into_inner());
             if pool.len() < 8 {
                 pool.push(c);
             }
@@ -303,7 +303,7 @@ impl StoreRead for PooledReader<'_> {
 
 impl Store for SqliteStore {
     fn reader(&self) -> Result<Box<dyn StoreRead + '_>> {
-        let pooled = self.readers.lock().unwrap().pop();
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
             None => open_conn(&self.path, 8 * 1024)?,
@@ -319,7 +319,7 @@ impl Store for SqliteStore {
     fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>> {
         let (reply, wait) = mpsc::sync_channel(1);
         {
-            let guard = self.sender.lock().unwrap();
+            let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender
                 .send(Request { job, reply })
