@@ -275,6 +275,16 @@ impl<'a> TxAccess<'a> {
     }
 }
 
+/// A condition in a canonical form (`Type?` and its parameters sorted), so that a conditional
+/// reference can be matched with a conditional create of the same transaction.
+fn criteria_key(s: &str) -> String {
+    let (rt, q) = s.split_once('?').unwrap_or(("", s));
+    let mut pairs = search::parse_query(q);
+    pairs.sort();
+    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{rt}?{}", q.join("&"))
+}
+
 fn resolve_conditional_ref(
     reg: &TxAccess<'_>,
     s: &str,
@@ -288,7 +298,7 @@ fn resolve_conditional_ref(
     if !issho_model::r4().is_resource_type(rt) {
         return Ok(None);
     }
-    if let Some(hit) = cache.get(s) {
+    if let Some(hit) = cache.get(s).or_else(|| cache.get(&criteria_key(s))) {
         return Ok(Some(hit.clone()));
     }
     let found = search::find(&reg.engine.registry(), tx, rt, s, reg.find_filters(tx, rt)?)?;
@@ -561,6 +571,7 @@ impl Engine {
             let access = TxAccess::new(&engine, &ctx2);
             // Phase 2, in the write transaction: conditional identities.
             let mut late: HashMap<String, String> = HashMap::new();
+            let mut created: HashMap<String, String> = HashMap::new();
             let mut matched: Vec<Option<Stored>> = vec![None; n];
             for (k, e) in entries.iter().enumerate() {
                 if assigned[k].is_some()
@@ -581,7 +592,13 @@ impl Engine {
                         let found = search::find(&reg, tx, &rt, &crit, access.find_filters(tx, &rt)?)
                             .map_err(|err| err.with_at(at(e.index)))?;
                         match found.len() {
-                            0 => new_id(),
+                            0 => {
+                                // Conditional references with the same criteria resolve to
+                                // the resource this entry creates (transaction rules).
+                                let id = new_id();
+                                created.insert(criteria_key(&crit), format!("{rt}/{id}"));
+                                id
+                            }
                             1 => {
                                 let id = found[0].id.clone();
                                 matched[k] = Some(found.into_iter().next().unwrap());
@@ -704,7 +721,7 @@ impl Engine {
             }
             // References that needed the store: to conditional entries, and conditional ones.
             if unresolved || !late.is_empty() {
-                let mut cache = HashMap::new();
+                let mut cache = created;
                 for e in entries.iter_mut() {
                     if let Some(r) = e.resource.as_mut() {
                         let loc = format!("{}.resource", at(e.index));

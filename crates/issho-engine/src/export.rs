@@ -226,7 +226,11 @@ mod tests {
     fn non_ascii_since_is_refused_not_a_panic() {
         let (_d, e) = engine();
         let sys = AccessContext::system("test");
-        for since in ["2026-01-01T00:00:00日0000", "2026-01-01T00:00:00+0９:00", "日"] {
+        for since in [
+            "2026-01-01T00:00:00日0000",
+            "2026-01-01T00:00:00+0９:00",
+            "日",
+        ] {
             let req = ExportRequest {
                 since: Some(since.into()),
                 ..Default::default()

@@ -221,7 +221,12 @@ impl SqliteStore {
         if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
-        if let Some(c) = self.checkpointer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(c) = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             c.finish();
         }
     }

@@ -306,3 +306,36 @@ fn transaction_identity_rules() {
         .to_string();
     assert_eq!(json(s.get(&loc))["identifier"][0]["value"], doc_id);
 }
+
+/// Regression (issue 9, item 12): a conditional reference to a resource that a conditional
+/// create earlier in the same transaction makes resolves to it (same criteria, any order of
+/// the parameters); a second run matches the stored one.
+#[test]
+fn conditional_reference_to_a_conditional_create_in_the_same_transaction() {
+    let s = Server::start();
+    let bundle = || {
+        tx(vec![
+            json!({"resource": {"resourceType": "Patient",
+                    "identifier": [{"system": "http://example.jp/ids", "value": "C1"}], "gender": "female"},
+                   "request": {"method": "POST", "url": "Patient",
+                               "ifNoneExist": "identifier=http://example.jp/ids|C1&gender=female"}}),
+            json!({"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "体重"},
+                    "subject": {"reference": "Patient?gender=female&identifier=http://example.jp/ids|C1"}},
+                   "request": {"method": "POST", "url": "Observation"}}),
+        ])
+    };
+    let r = s.post("", &bundle());
+    assert_eq!(r.status().as_u16(), 200);
+    let resp = json(r);
+    let created = resp["entry"][0]["response"]["location"].as_str().unwrap();
+    let id = created.split('/').nth(1).unwrap().to_string();
+    let obs = resp["entry"][1]["response"]["location"].as_str().unwrap();
+    let o = json(s.get(&obs.split("/_history").next().unwrap().to_string()));
+    assert_eq!(o["subject"]["reference"], format!("Patient/{id}"));
+    // Again: the conditional create matches, the reference finds the stored Patient.
+    let resp = json(s.post("", &bundle()));
+    assert_eq!(resp["entry"][0]["response"]["status"], "200 OK");
+    let obs = resp["entry"][1]["response"]["location"].as_str().unwrap();
+    let o = json(s.get(&obs.split("/_history").next().unwrap().to_string()));
+    assert_eq!(o["subject"]["reference"], format!("Patient/{id}"));
+}
