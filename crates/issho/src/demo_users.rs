@@ -49,7 +49,15 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
     };
     let doc_a = pick("doctor", true).ok_or("no doctor in the demo data")?;
     let doc_b = pick("doctor", false).ok_or("no doctor in the demo data")?;
-    let pharm = pick("pharmacist", true).unwrap_or_else(|| doc_a.clone());
+    // The pharmacist works at the demo patient's hospital (its care relationships are the
+    // hospital's); their own practitioner record is a pharmacist's, there if there is one.
+    let pharm = pick("pharmacist", true)
+        .filter(|p| p.0 == doc_a.0)
+        .or_else(|| {
+            pick("pharmacist", false)
+                .map(|(_, practitioner, code)| (doc_a.0.clone(), practitioner, code))
+        })
+        .unwrap_or_else(|| doc_a.clone());
     let users: Vec<(User, &str)> = vec![
         (
             User {
@@ -103,7 +111,7 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes: "openid fhirUser user/*.rs user/MedicationDispense.cruds".into(),
                 display: "デモ薬剤師 (pharmacist)".into(),
             },
-            "records of patients of their organization, read-only except dispensing",
+            "the records of patients treated at the demo patient's hospital, read-only except dispensing",
         ),
         (
             User {
@@ -127,7 +135,7 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes: "openid user/*.rs".into(),
                 display: "デモ研究者 (researcher)".into(),
             },
-            "no individual records (research uses consented, pseudonymised exports)",
+            "no individual records (research exports are not yet available)",
         ),
         (
             User {

@@ -293,10 +293,11 @@ fn open_engine(data: &std::path::Path, validate: bool) -> Result<Engine, String>
         ..Default::default()
     };
     Engine::open_sqlite(data, config).map_err(|e| {
+        let why: Vec<&str> = e.issues.iter().map(|i| i.diagnostics.as_str()).collect();
         format!(
-            "cannot open the store in {}: {:?}",
+            "cannot open the store in {}: {}",
             data.display(),
-            e.issues
+            why.join("; ")
         )
     })
 }
@@ -381,6 +382,15 @@ fn serve(a: ServeArgs) -> i32 {
                     "get a token:  issho token --data {} --user demo-patient\n\
                      then:         curl -H \"Authorization: Bearer $TOKEN\" {issuer}/Patient",
                     a.data.display()
+                );
+                let root = issuer.strip_suffix("/fhir").unwrap_or(&issuer);
+                println!(
+                    "sign in with a SMART app: the public client 'demo-app' (PKCE S256 required) may redirect to\n\
+                     \x20 http://127.0.0.1:<any port>/callback or http://localhost:<any port>/callback\n\
+                     \x20 authorize: {root}/auth/authorize?response_type=code&client_id=demo-app\
+                     &redirect_uri=http://127.0.0.1:9999/callback&scope=openid%20fhirUser%20launch/patient%20patient/*.rs\
+                     &state=STATE&aud={issuer}&code_challenge=CHALLENGE&code_challenge_method=S256\n\
+                     \x20 token:     {root}/auth/token   discovery: {issuer}/.well-known/smart-configuration"
                 );
             }
             Err(e) => {
@@ -564,6 +574,13 @@ fn export(a: export::ExportArgs) -> i32 {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
+            if e.contains("in use by another issho process") {
+                eprintln!(
+                    "issho export reads the store itself and writes its audit record into the store's audit trail, \
+                     which only one process may do: stop the server (Ctrl-C), run issho export, and start the server again. \
+                     Exporting from a running server over HTTP (Bulk Data $export) is not yet available."
+                );
+            }
             return 1;
         }
     };
