@@ -12,6 +12,7 @@ mod conformance_r4_examples;
 mod conformance_synthea;
 mod custom_params;
 mod leaks;
+mod matrix;
 mod oauth;
 mod rest;
 mod search;

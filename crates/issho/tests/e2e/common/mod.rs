@@ -30,16 +30,28 @@ impl Server {
     /// A server that requires tokens (no `--dev-open`), with its authentication store for
     /// making users and tokens.
     pub fn start_secure() -> (Server, std::sync::Arc<issho_auth::Auth>) {
+        Server::start_secure_with(Default::default())
+    }
+
+    /// [`Server::start_secure`] with an engine configuration (e.g. without validation, to
+    /// store minimal resources of every type).
+    pub fn start_secure_with(
+        engine: issho_engine::EngineConfig,
+    ) -> (Server, std::sync::Arc<issho_auth::Auth>) {
         let mut auth = None;
-        let s = Server::launch(tempfile::tempdir().expect("tempdir"), |base, dir| {
-            let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
-            auth = Some(a.clone());
-            issho_server::ServerConfig {
-                dev_open: false,
-                auth: Some(a),
-                ..Default::default()
-            }
-        });
+        let s = Server::launch_with(
+            tempfile::tempdir().expect("tempdir"),
+            engine,
+            |base, dir| {
+                let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
+                auth = Some(a.clone());
+                issho_server::ServerConfig {
+                    dev_open: false,
+                    auth: Some(a),
+                    ..Default::default()
+                }
+            },
+        );
         (s, auth.expect("configured"))
     }
 
@@ -61,8 +73,15 @@ impl Server {
         dir: tempfile::TempDir,
         config: impl FnOnce(&str, &std::path::Path) -> issho_server::ServerConfig,
     ) -> Server {
-        let engine =
-            issho_engine::Engine::open_sqlite(dir.path(), Default::default()).expect("store");
+        Server::launch_with(dir, Default::default(), config)
+    }
+
+    fn launch_with(
+        dir: tempfile::TempDir,
+        engine: issho_engine::EngineConfig,
+        config: impl FnOnce(&str, &std::path::Path) -> issho_server::ServerConfig,
+    ) -> Server {
+        let engine = issho_engine::Engine::open_sqlite(dir.path(), engine).expect("store");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

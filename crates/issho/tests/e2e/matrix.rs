@@ -1,0 +1,316 @@
+//! The attack matrix over every resource type that can hold a patient's data (derived from
+//! the R4 tables: every type with an element that may refer to a Patient), for a patient,
+//! a clinician, a pharmacist and an emergency physician at another hospital, and a researcher:
+//! read, vread, history, search, counts, batch and transaction GET entries, writes, and
+//! paging links taken before a consent refusal. Positive controls (the owner and their
+//! hospital's doctor) keep the matrix from passing vacuously.
+
+use crate::common::*;
+use issho_access::Role;
+use issho_auth::User;
+use serde_json::{Value, json};
+
+/// Every resource type (but Patient) with an element that may refer to a Patient, and a
+/// minimal body of that type whose only patient reference names `patient` there.
+fn patient_data_types(patient: &str) -> Vec<(String, Value)> {
+    let r4 = issho_model::r4();
+    let mut out = Vec::new();
+    for rt in r4.resource_types() {
+        if rt == "Patient" {
+            continue;
+        }
+        let td = r4.type_def(rt).unwrap();
+        let refers = |e: &&issho_model::ElementDef| {
+            !e.is_choice
+                && e.types.iter().any(|t| {
+                    t.code == "Reference"
+                        && (t.targets.is_empty()
+                            || t.targets.iter().any(|x| x == "Patient" || x == "Resource"))
+                })
+        };
+        let candidates: Vec<&issho_model::ElementDef> = td.elements.iter().filter(refers).collect();
+        let preferred = ["subject", "patient", "for", "beneficiary", "member.entity"];
+        let Some(e) = preferred
+            .iter()
+            .find_map(|p| candidates.iter().find(|e| e.path == *p))
+            .or(candidates.first())
+        else {
+            continue;
+        };
+        let mut v = json!({"reference": format!("Patient/{patient}")});
+        let segs: Vec<&str> = e.path.split('.').collect();
+        for i in (0..segs.len()).rev() {
+            if td.element(&segs[..=i].join(".")).unwrap().is_array() {
+                v = json!([v]);
+            }
+            v = json!({segs[i]: v});
+        }
+        v["resourceType"] = json!(rt);
+        out.push((rt.clone(), v));
+    }
+    out
+}
+
+struct M {
+    s: Server,
+    tokens: Vec<(&'static str, String)>,
+}
+
+impl M {
+    fn tok(&self, who: &str) -> &str {
+        &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
+    }
+    fn call(&self, who: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut r = self.s.req(method, path).bearer_auth(self.tok(who));
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
+        }
+        let r = r.send().unwrap();
+        let st = r.status().as_u16();
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+    fn get_url(&self, who: &str, url: &str) -> (u16, Value) {
+        let r = self
+            .s
+            .client
+            .get(url)
+            .bearer_auth(self.tok(who))
+            .send()
+            .unwrap();
+        let st = r.status().as_u16();
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+}
+
+fn users() -> Vec<(&'static str, User)> {
+    let u = |name: &str, role: Role, scopes: &str, patient: Option<&str>, org: Option<&str>| User {
+        name: name.into(),
+        role,
+        patient: patient.map(str::to_string),
+        organization: org.map(|o| format!("Organization/{o}")),
+        fhir_user: None,
+        scopes: scopes.into(),
+        display: name.into(),
+    };
+    vec![
+        (
+            "p1",
+            u("p1", Role::Patient, "patient/*.cruds", Some("p1"), None),
+        ),
+        (
+            "p2",
+            u("p2", Role::Patient, "patient/*.cruds", Some("p2"), None),
+        ),
+        (
+            "doc-a",
+            u(
+                "doc-a",
+                Role::Physician,
+                "user/*.cruds",
+                None,
+                Some("org-a"),
+            ),
+        ),
+        (
+            "pharm-a",
+            u(
+                "pharm-a",
+                Role::Pharmacist,
+                "user/*.rs user/MedicationDispense.cruds",
+                None,
+                Some("org-a"),
+            ),
+        ),
+        (
+            "er-a",
+            u(
+                "er-a",
+                Role::EmergencyPhysician,
+                "user/*.rs",
+                None,
+                Some("org-a"),
+            ),
+        ),
+        ("res", u("res", Role::Researcher, "user/*.rs", None, None)),
+        (
+            "doc-b",
+            u(
+                "doc-b",
+                Role::Physician,
+                "user/*.cruds",
+                None,
+                Some("org-b"),
+            ),
+        ),
+        (
+            "admin",
+            u("admin", Role::Administrator, "user/*.cruds", None, None),
+        ),
+    ]
+}
+
+fn setup() -> (M, Vec<(String, Value)>) {
+    let config = issho_engine::EngineConfig {
+        validate: false,
+        ..Default::default()
+    };
+    let (s, auth) = Server::start_secure_with(config);
+    let tokens = users()
+        .into_iter()
+        .map(|(w, u)| {
+            auth.put_user(&u, "a long password").unwrap();
+            let t = auth.issue_for_user(&u, None).unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (w, t)
+        })
+        .collect();
+    let m = M { s, tokens };
+    let put = |path: &str, body: &Value| {
+        let (st, b) = m.call("admin", "PUT", path, Some(body));
+        assert!(st == 200 || st == 201, "{path}: {st} {b}");
+    };
+    for (p, org) in [("p1", "org-a"), ("p2", "org-b")] {
+        put(
+            &format!("Organization/{org}"),
+            &json!({"resourceType": "Organization", "id": org}),
+        );
+        put(
+            &format!("Patient/{p}"),
+            &json!({"resourceType": "Patient", "id": p}),
+        );
+        put(
+            &format!("Encounter/{p}-enc"),
+            &json!({"resourceType": "Encounter", "id": format!("{p}-enc"), "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": format!("Patient/{p}")},
+                "serviceProvider": {"reference": format!("Organization/{org}")}}),
+        );
+    }
+    let types = patient_data_types("p2");
+    for (rt, body) in &types {
+        for n in 1..=2 {
+            let id = format!("m{n}-{}", rt.to_lowercase());
+            let mut b = body.clone();
+            b["id"] = json!(id);
+            // Encounters are p2's care at hospital B already; others must not change care.
+            put(&format!("{rt}/{id}"), &b);
+        }
+    }
+    (m, types)
+}
+
+fn denied(st: u16) -> bool {
+    st == 403 || st == 404
+}
+
+#[test]
+fn no_principal_outside_a_record_reaches_any_patient_data_type() {
+    let (m, types) = setup();
+    assert!(types.len() >= 78, "{}", types.len());
+    let mut leaks: Vec<String> = Vec::new();
+    for (rt, body) in &types {
+        let id = format!("m1-{}", rt.to_lowercase());
+        // Positive controls: the owner and their hospital's doctor see it.
+        for who in ["p2", "doc-b", "admin"] {
+            let (st, b) = m.call(who, "GET", &format!("{rt}/{id}"), None);
+            if st != 200 {
+                leaks.push(format!("control {who} cannot read {rt}/{id}: {st} {b}"));
+            }
+        }
+        for who in ["p1", "doc-a", "pharm-a", "er-a", "res"] {
+            let mut probe = |what: &str, ok: bool| {
+                if !ok {
+                    leaks.push(format!("{who} {rt}: {what}"));
+                }
+            };
+            let get = |path: &str| m.call(who, "GET", path, None);
+            probe("read", denied(get(&format!("{rt}/{id}")).0));
+            probe("vread", denied(get(&format!("{rt}/{id}/_history/1")).0));
+            probe("history", denied(get(&format!("{rt}/{id}/_history")).0));
+            let holds = |b: &Value| b["entry"].to_string().contains(&id);
+            let (st, b) = get(&format!("{rt}?_id={id}"));
+            probe(
+                &format!("search {st}"),
+                denied(st) || (st == 200 && !holds(&b)),
+            );
+            let (st, b) = get(&format!("{rt}?_id={id}&_summary=count"));
+            probe(&format!("count {b}"), denied(st) || b["total"] == 0);
+            let (st, b) = get(rt);
+            probe("search all", denied(st) || (st == 200 && !holds(&b)));
+            for kind in ["batch", "transaction"] {
+                let bundle = json!({"resourceType": "Bundle", "type": kind,
+                    "entry": [{"request": {"method": "GET", "url": format!("{rt}/{id}")}}]});
+                let (st, b) = m.call(who, "POST", "", Some(&bundle));
+                let inner = b["entry"][0]["response"]["status"].as_str().unwrap_or("");
+                probe(
+                    &format!("{kind} GET {st} {inner}"),
+                    denied(st) || inner.starts_with("403") || inner.starts_with("404"),
+                );
+            }
+            let mut changed = body.clone();
+            changed["id"] = json!(id);
+            changed["language"] = json!("en");
+            let (st, _) = m.call(who, "PUT", &format!("{rt}/{id}"), Some(&changed));
+            probe(&format!("update {st}"), !(200..300).contains(&st));
+            let (st, _) = m.call(who, "DELETE", &format!("{rt}/{id}"), None);
+            probe(&format!("delete {st}"), !(200..300).contains(&st));
+        }
+        let (_, b) = m.call("admin", "GET", &format!("{rt}/{id}"), None);
+        if b["meta"]["versionId"] != "1" {
+            leaks.push(format!("{rt}/{id} was changed: {b}"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+#[test]
+fn paging_links_of_every_patient_data_type_follow_a_refusal() {
+    let (m, types) = setup();
+    // Doctor B takes the first page of every type (p2 has two of each).
+    let mut nexts = Vec::new();
+    for (rt, _) in &types {
+        let (st, b) = m.call("doc-b", "GET", &format!("{rt}?_count=1&_sort=_id"), None);
+        assert_eq!(st, 200, "{rt}: {b}");
+        let next = b["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        let next = next.unwrap_or_else(|| panic!("{rt}: no next link: {b}"));
+        nexts.push((rt.clone(), next));
+    }
+    let consent = json!({"resourceType": "Consent", "id": "p2-refuses", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p2"}, "provision": {"type": "deny"}});
+    let (st, b) = m.call("p2", "PUT", "Consent/p2-refuses", Some(&consent));
+    assert_eq!(st, 201, "{b}");
+    let mut leaks = Vec::new();
+    for (rt, next) in nexts {
+        let (st, b) = m.get_url("doc-b", &next);
+        let entries = b["entry"].as_array().map_or(0, |e| {
+            e.iter().filter(|x| x["search"]["mode"] == "match").count()
+        });
+        if st != 200 || entries != 0 {
+            leaks.push(format!("{rt}: {st} {entries} entries after the refusal"));
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
