@@ -197,6 +197,17 @@ fn setup() -> (M, Vec<(String, Value)>) {
         );
     }
     let types = patient_data_types("p2");
+    // p1's own Observations, each naming (before it exists) a resource of p2's: probes for
+    // chains and includes from what the attackers may read into what they may not.
+    for (rt, _) in &types {
+        let id = format!("probe-{}", rt.to_lowercase());
+        put(
+            &format!("Observation/{id}"),
+            &json!({"resourceType": "Observation", "id": id, "status": "final", "code": {"text": "probe"},
+                "subject": {"reference": "Patient/p1"},
+                "focus": [{"reference": format!("{rt}/m1-{}", rt.to_lowercase())}]}),
+        );
+    }
     for (rt, body) in &types {
         for n in 1..=2 {
             let id = format!("m{n}-{}", rt.to_lowercase());
@@ -237,7 +248,13 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
             probe("read", denied(get(&format!("{rt}/{id}")).0));
             probe("vread", denied(get(&format!("{rt}/{id}/_history/1")).0));
             probe("history", denied(get(&format!("{rt}/{id}/_history")).0));
-            let holds = |b: &Value| b["entry"].to_string().contains(&id);
+            let holds = |b: &Value| {
+                b["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e["resource"]["id"] == id.as_str())
+            };
             let (st, b) = get(&format!("{rt}?_id={id}"));
             probe(
                 &format!("search {st}"),
@@ -257,6 +274,16 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
                     denied(st) || inner.starts_with("403") || inner.starts_with("404"),
                 );
             }
+            // Chains and includes from p1's probe Observation into p2's resource.
+            let probe_id = format!("probe-{}", rt.to_lowercase());
+            let (st, b) = get(&format!(
+                "Observation?_id={probe_id}&focus:{rt}._id={id}&_summary=count"
+            ));
+            probe(&format!("chain {b}"), denied(st) || b["total"] == 0);
+            let (st, b) = get(&format!(
+                "Observation?_id={probe_id}&_include=Observation:focus&_include:iterate={rt}:*"
+            ));
+            probe("include", denied(st) || !holds(&b));
             let mut changed = body.clone();
             changed["id"] = json!(id);
             changed["language"] = json!("en");
@@ -264,6 +291,31 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
             probe(&format!("update {st}"), !(200..300).contains(&st));
             let (st, _) = m.call(who, "DELETE", &format!("{rt}/{id}"), None);
             probe(&format!("delete {st}"), !(200..300).contains(&st));
+        }
+        // Controls for the probes: the administrator's chain and include do reach it.
+        let probe_id = format!("probe-{}", rt.to_lowercase());
+        let (_, b) = m.call(
+            "admin",
+            "GET",
+            &format!("Observation?_id={probe_id}&focus:{rt}._id={id}&_summary=count"),
+            None,
+        );
+        if b["total"] != 1 {
+            leaks.push(format!("control: admin chain into {rt}: {b}"));
+        }
+        let (_, b) = m.call(
+            "admin",
+            "GET",
+            &format!("Observation?_id={probe_id}&_include=Observation:focus"),
+            None,
+        );
+        let included = b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["resource"]["id"] == id.as_str());
+        if !included {
+            leaks.push(format!("control: admin include of {rt}: {b}"));
         }
         let (_, b) = m.call("admin", "GET", &format!("{rt}/{id}"), None);
         if b["meta"]["versionId"] != "1" {
