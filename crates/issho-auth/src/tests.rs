@@ -1,0 +1,175 @@
+//! Unit tests of issho-auth.
+
+use crate::*;
+use issho_access::Role;
+use serde_json::{Value, json};
+
+#[test]
+fn backend_service_client_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let (der, jwk) = new_es256_client_key("k1").unwrap();
+    let jwks = json!({"keys": [jwk]});
+    assert!(
+        a.put_service("svc", "Lab system", &jwks, "patient/*.rs")
+            .is_err()
+    );
+    a.put_service(
+        "svc",
+        "Lab system",
+        &jwks,
+        "system/*.rs system/Observation.cruds",
+    )
+    .unwrap();
+    let endpoint = "http://h/auth/token";
+    let claims = |jti: &str, exp: i64, aud: &str| json!({"iss": "svc", "sub": "svc", "aud": aud, "exp": exp, "jti": jti});
+    let t = |c: &Value| sign_es256(&der, "k1", c).unwrap();
+    const JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let ok = a
+        .client_credentials(
+            JWT,
+            &t(&claims("j1", now() + 120, endpoint)),
+            endpoint,
+            "system/*.rs user/*.rs",
+        )
+        .unwrap();
+    assert_eq!(ok["scope"], "system/*.rs");
+    let g = a.verify(ok["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(g.role, Role::Service);
+    // Replay, wrong audience, too long-lived, expired, another key, unknown client.
+    assert!(
+        a.client_credentials(
+            JWT,
+            &t(&claims("j1", now() + 120, endpoint)),
+            endpoint,
+            "system/*.rs"
+        )
+        .is_err()
+    );
+    assert!(
+        a.client_credentials(
+            JWT,
+            &t(&claims("j2", now() + 120, "http://other/token")),
+            endpoint,
+            "system/*.rs"
+        )
+        .is_err()
+    );
+    assert!(
+        a.client_credentials(
+            JWT,
+            &t(&claims("j3", now() + 3600, endpoint)),
+            endpoint,
+            "system/*.rs"
+        )
+        .is_err()
+    );
+    assert!(
+        a.client_credentials(
+            JWT,
+            &t(&claims("j4", now() - 120, endpoint)),
+            endpoint,
+            "system/*.rs"
+        )
+        .is_err()
+    );
+    let (other, _) = new_es256_client_key("k1").unwrap();
+    let forged = sign_es256(&other, "k1", &claims("j5", now() + 120, endpoint)).unwrap();
+    assert!(
+        a.client_credentials(JWT, &forged, endpoint, "system/*.rs")
+            .is_err()
+    );
+    let mut c = claims("j6", now() + 120, endpoint);
+    c["iss"] = json!("nobody");
+    c["sub"] = json!("nobody");
+    assert!(
+        a.client_credentials(JWT, &t(&c), endpoint, "system/*.rs")
+            .is_err()
+    );
+    assert!(
+        a.client_credentials(
+            "password",
+            &t(&claims("j7", now() + 120, endpoint)),
+            endpoint,
+            "system/*.rs"
+        )
+        .is_err()
+    );
+}
+
+fn user() -> User {
+    User {
+        name: "hanako".into(),
+        role: Role::Patient,
+        patient: Some("p1".into()),
+        organization: None,
+        fhir_user: Some("Patient/p1".into()),
+        scopes: "openid fhirUser patient/*.rs".into(),
+        display: "花子".into(),
+    }
+}
+
+#[test]
+fn issue_verify_and_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://localhost:8080/fhir").unwrap();
+    a.put_user(&user(), "correct horse").unwrap();
+    assert!(a.check_password("hanako", "wrong one").is_err());
+    assert!(a.check_password("nobody", "correct horse").is_err());
+    let u = a.check_password("hanako", "correct horse").unwrap();
+    // Password guessing: after MAX_FAILURES wrong ones the name is locked for a while,
+    // even for the right password.
+    for _ in 0..MAX_FAILURES {
+        assert!(a.check_password("hanako", "guess").is_err());
+    }
+    let locked = a.check_password("hanako", "correct horse").unwrap_err();
+    assert!(locked.to_string().contains("too many"), "{locked}");
+    let resp = a
+        .issue_for_user(&u, Some("patient/Observation.rs patient/Patient.cruds"))
+        .unwrap();
+    assert_eq!(resp["scope"], "patient/Observation.rs patient/Patient.rs");
+    assert_eq!(resp["patient"], "p1");
+    let tok = resp["access_token"].as_str().unwrap();
+    let g = a.verify(tok).unwrap();
+    assert_eq!(g.subject, "hanako");
+    assert_eq!(g.patient.as_deref(), Some("p1"));
+    assert_eq!(g.role, Role::Patient);
+    // Tampered payload: the signature no longer verifies.
+    let parts: Vec<&str> = tok.split('.').collect();
+    let forged = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+    assert!(a.verify(&forged).is_err());
+    // alg=none
+    let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    assert!(matches!(a.verify(&none), Err(AuthError::InvalidToken(_))));
+    // Expired and wrong audience.
+    let base = json!({"iss": a.issuer(), "sub": "hanako", "aud": a.issuer(), "iat": now(),
+        "exp": now() + 60, "jti": "j1", "scope": "patient/*.rs", "role": "patient", "patient": "p1"});
+    let mut exp = base.clone();
+    exp["exp"] = json!(now() - 3600);
+    assert!(
+        a.verify(&a.sign_raw(&exp).unwrap())
+            .unwrap_err()
+            .to_string()
+            .contains("expired")
+    );
+    let mut aud = base.clone();
+    aud["aud"] = json!("https://other.example/fhir");
+    assert!(
+        a.verify(&a.sign_raw(&aud).unwrap())
+            .unwrap_err()
+            .to_string()
+            .contains("another server")
+    );
+    // A key of another deployment.
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = Auth::open(dir2.path(), "http://localhost:8080/fhir").unwrap();
+    assert!(a.verify(&other.sign_raw(&base).unwrap()).is_err());
+    // Revocation.
+    a.revoke(&g.token_id).unwrap();
+    assert!(a.verify(tok).unwrap_err().to_string().contains("revoked"));
+    // Rotation: old tokens keep verifying, new ones use the new key.
+    let t1 = a.sign_raw(&base).unwrap();
+    a.rotate_key().unwrap();
+    assert!(a.verify(&t1).is_ok());
+    assert_eq!(a.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+}

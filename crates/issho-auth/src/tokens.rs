@@ -1,0 +1,207 @@
+//! SMART access tokens: issued for a user with narrowed scopes, verified (ES256 only, this
+//! deployment's keys, issuer, audience, expiry, revocation), introspected and revoked.
+
+use crate::{ACCESS_TOKEN_SECONDS, Auth, AuthError, Result, User, VERIFIED_CACHE, now, pkce_s256};
+use issho_access::{Grant, Role, Scopes};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The claims of issho's access tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    scope: String,
+    role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    fhir_user: Option<String>,
+}
+
+impl Auth {
+    /// RFC 7662 introspection of an access token.
+    pub fn introspect(&self, token: &str) -> Value {
+        match self.verify(token) {
+            Ok(g) => {
+                let mut v = json!({
+                    "active": true, "scope": g.scopes.to_string(), "sub": g.subject,
+                    "role": g.role.code(), "iss": self.issuer, "jti": g.token_id,
+                });
+                if let Some(p) = g.patient {
+                    v["patient"] = json!(p);
+                }
+                if let Some(f) = g.fhir_user {
+                    v["fhirUser"] = json!(f);
+                }
+                v
+            }
+            Err(_) => json!({"active": false}),
+        }
+    }
+
+    /// RFC 7009 revocation: an access token (by its id) or a refresh token. Unknown tokens
+    /// are not an error.
+    pub fn revoke_token(&self, token: &str) -> Result<()> {
+        if let Ok(g) = self.verify(token) {
+            return self.revoke(&g.token_id);
+        }
+        self.conn().execute(
+            "DELETE FROM auth_refresh WHERE hash = ?1",
+            [pkce_s256(token)],
+        )?;
+        Ok(())
+    }
+
+    // ---- tokens ----------------------------------------------------------------------
+
+    /// An access token for `user` with `requested` scopes narrowed to what the user may have
+    /// (all of them when `requested` is `None`). Returns the SMART token response.
+    pub fn issue_for_user(&self, user: &User, requested: Option<&str>) -> Result<Value> {
+        let allowed = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
+        let scopes = match requested {
+            Some(r) => Scopes::parse(r)
+                .map_err(AuthError::Invalid)?
+                .within(&allowed),
+            None => allowed,
+        };
+        if scopes.resources.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "none of the requested scopes may be granted to {}",
+                user.name
+            )));
+        }
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: user.name.clone(),
+            aud: self.issuer.clone(),
+            iat: now(),
+            exp: now() + ACCESS_TOKEN_SECONDS,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            scope: scopes.to_string(),
+            role: user.role.code().to_string(),
+            patient: user.patient.clone(),
+            organization: user.organization.clone(),
+            fhir_user: user.fhir_user.clone(),
+        };
+        let token = self.sign(&claims)?;
+        let mut resp = json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "scope": claims.scope,
+        });
+        if let Some(p) = &user.patient {
+            resp["patient"] = json!(p);
+        }
+        if let Some(f) = &user.fhir_user {
+            resp["fhirUser"] = json!(f);
+        }
+        Ok(resp)
+    }
+    /// Verify a bearer token: ES256 only (never `none` or a symmetric algorithm), a key of
+    /// this deployment, not expired, issued for this server, not revoked.
+    pub fn verify(&self, token: &str) -> Result<Grant> {
+        if let Some((g, exp)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            && *exp > now()
+        {
+            return Ok(g.clone());
+        }
+        let (grant, exp) = self.verify_signed(token)?;
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            let t = now();
+            cache.retain(|_, (_, e)| *e > t);
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_string(), (grant.clone(), exp));
+        Ok(grant)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<(Grant, i64)> {
+        let bad = |m: &str| AuthError::InvalidToken(m.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a JWT"))?;
+        if header.alg != Algorithm::ES256 {
+            return Err(bad("unsupported signature algorithm"));
+        }
+        let kid = header.kid.ok_or_else(|| bad("no key id"))?;
+        let key: Option<(String, String)> = self
+            .conn()
+            .query_row("SELECT x, y FROM auth_keys WHERE kid = ?1", [&kid], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let (x, y) = key.ok_or_else(|| bad("unknown signing key"))?;
+        let dk = DecodingKey::from_ec_components(&x, &y).map_err(|_| bad("bad key"))?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[&self.issuer]);
+        v.set_issuer(&[&self.issuer]);
+        v.leeway = 5;
+        v.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &dk, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => bad("expired"),
+                K::InvalidAudience => bad("issued for another server"),
+                K::InvalidIssuer => bad("issued by another server"),
+                K::InvalidSignature => bad("signature does not verify"),
+                _ => bad("malformed"),
+            }
+        })?;
+        let c = data.claims;
+        let revoked: Option<i64> = self
+            .conn()
+            .query_row(
+                "SELECT until FROM auth_revoked WHERE jti = ?1",
+                [&c.jti],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if revoked.is_some() {
+            return Err(bad("revoked"));
+        }
+        let role = Role::from_code(&c.role).ok_or_else(|| bad("unknown role"))?;
+        let scopes = Scopes::parse(&c.scope).map_err(|_| bad("malformed scope"))?;
+        Ok((
+            Grant {
+                subject: c.sub,
+                role,
+                patient: c.patient,
+                organization: c.organization,
+                fhir_user: c.fhir_user,
+                scopes,
+                token_id: c.jti,
+            },
+            c.exp,
+        ))
+    }
+
+    /// Revoke a token (by its `jti`) until it would have expired anyway.
+    pub fn revoke(&self, token_id: &str) -> Result<()> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (g, _)| g.token_id != token_id);
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR REPLACE INTO auth_revoked (jti, until) VALUES (?1, ?2)",
+            params![token_id, now() + ACCESS_TOKEN_SECONDS + 60],
+        )?;
+        conn.execute("DELETE FROM auth_revoked WHERE until < ?1", [now()])?;
+        Ok(())
+    }
+}
