@@ -18,7 +18,7 @@ mod tests;
 mod tokens;
 mod users;
 
-pub use keys::{new_es256_client_key, sign_es256};
+pub use keys::{new_es256_client_key, sign_es256, verify_es256_with_jwks};
 
 use flows::Pending;
 use issho_access::{Grant, Role};
