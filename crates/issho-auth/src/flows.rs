@@ -2,8 +2,8 @@
 //! to client, redirect URI and PKCE challenge, and refresh tokens stored by hash.
 
 use crate::{
-    Auth, AuthError, CODE_SECONDS, Client, LAUNCH_SECONDS, REFRESH_SECONDS, Result, User, now,
-    pkce_s256, random_token,
+    Auth, AuthError, CODE_SECONDS, Client, LAUNCH_SECONDS, OAuthError, REFRESH_SECONDS, Result,
+    User, now, oauth, pkce_s256, random_token,
 };
 use issho_access::Scopes;
 use rusqlite::{OptionalExtension, params};
@@ -127,10 +127,13 @@ impl Auth {
         let client_scopes = Scopes::parse(&client.scopes).map_err(AuthError::Invalid)?;
         let granted = requested.within(&user_scopes).within(&client_scopes);
         if granted.resources.is_empty() {
-            return Err(AuthError::Invalid(format!(
-                "none of the requested scopes may be granted to {} through {}",
-                user.name, client.id
-            )));
+            return Err(oauth(
+                OAuthError::InvalidScope,
+                format!(
+                    "none of the requested scopes may be granted to {} through {}",
+                    user.name, client.id
+                ),
+            ));
         }
         let code = random_token()?;
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,7 +163,7 @@ impl Auth {
         redirect_uri: &str,
         code_verifier: &str,
     ) -> Result<Value> {
-        let bad = |m: &str| AuthError::Invalid(m.to_string());
+        let bad = |m: &str| oauth(OAuthError::InvalidGrant, m);
         let pending = self
             .codes
             .lock()
@@ -194,7 +197,7 @@ impl Auth {
         client_id: &str,
         scope: Option<&str>,
     ) -> Result<Value> {
-        let bad = |m: &str| AuthError::Invalid(m.to_string());
+        let bad = |m: &str| oauth(OAuthError::InvalidGrant, m);
         let hash = pkce_s256(refresh_token);
         let row: Option<(String, String, String, i64)> = self
             .conn()

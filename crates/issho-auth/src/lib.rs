@@ -19,6 +19,7 @@ mod tokens;
 mod users;
 
 pub use keys::{new_es256_client_key, sign_es256, verify_es256_with_jwks};
+pub use service::{ClientAuth, JWT_BEARER};
 
 use flows::Pending;
 use issho_access::{Grant, Role};
@@ -32,23 +33,80 @@ pub const ACCESS_TOKEN_SECONDS: i64 = 3600;
 /// until `KEY_RETIRE_SECONDS`.
 pub const KEY_ROTATE_SECONDS: i64 = 30 * 24 * 3600;
 pub const KEY_RETIRE_SECONDS: i64 = KEY_ROTATE_SECONDS + 2 * ACCESS_TOKEN_SECONDS;
+/// Clock difference tolerated on `nbf` (tokens and client assertions not valid yet).
+pub const CLOCK_SKEW_SECONDS: i64 = 60;
 
 #[derive(Debug)]
 pub enum AuthError {
-    /// The token is missing, malformed, expired, revoked, for another audience, or its
-    /// signature does not verify. The text says which, for the `WWW-Authenticate` header
-    /// and the OperationOutcome.
+    /// The token is missing, malformed, expired, not valid yet, revoked, for another audience,
+    /// or its signature does not verify. The text says which, for the `WWW-Authenticate`
+    /// header and the OperationOutcome.
     InvalidToken(String),
     /// A user, client or password problem.
     Invalid(String),
+    /// A refused OAuth 2.0 request: the error code the endpoint answers with, and why.
+    OAuth(OAuthError, String),
     Storage(String),
+}
+
+/// The OAuth 2.0 error codes of the token, revocation and introspection endpoints (RFC 6749
+/// §5.2, RFC 7009 §2.2.1), each with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthError {
+    InvalidRequest,
+    /// Client authentication failed (unknown client, no or a bad client assertion).
+    InvalidClient,
+    /// The code or refresh token is unknown, expired, used, or another client's.
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+}
+
+impl OAuthError {
+    pub fn code(self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+        }
+    }
+
+    /// 401 for a client that failed to authenticate, 400 otherwise.
+    pub fn status(self) -> u16 {
+        match self {
+            OAuthError::InvalidClient => 401,
+            _ => 400,
+        }
+    }
+}
+
+impl AuthError {
+    /// What an OAuth endpoint answers for this error: (HTTP status, `error`,
+    /// `error_description`).
+    pub fn oauth(&self) -> (u16, &'static str, String) {
+        match self {
+            AuthError::OAuth(e, m) => (e.status(), e.code(), m.clone()),
+            AuthError::InvalidToken(_) => (400, "invalid_grant", self.to_string()),
+            AuthError::Invalid(m) => (400, "invalid_request", m.clone()),
+            AuthError::Storage(_) => (500, "server_error", "internal error".into()),
+        }
+    }
+}
+
+/// An [`AuthError::OAuth`].
+pub(crate) fn oauth(e: OAuthError, m: impl Into<String>) -> AuthError {
+    AuthError::OAuth(e, m.into())
 }
 
 impl std::fmt::Display for AuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AuthError::InvalidToken(m) => write!(f, "invalid token: {m}"),
-            AuthError::Invalid(m) => f.write_str(m),
+            AuthError::Invalid(m) | AuthError::OAuth(_, m) => f.write_str(m),
             AuthError::Storage(m) => write!(f, "authentication storage: {m}"),
         }
     }

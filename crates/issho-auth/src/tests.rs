@@ -24,77 +24,62 @@ fn backend_service_client_credentials() {
     let endpoint = "http://h/auth/token";
     let claims = |jti: &str, exp: i64, aud: &str| json!({"iss": "svc", "sub": "svc", "aud": aud, "exp": exp, "jti": jti});
     let t = |c: &Value| sign_es256(&der, "k1", c).unwrap();
-    const JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-    let ok = a
-        .client_credentials(
-            JWT,
-            &t(&claims("j1", now() + 120, endpoint)),
-            endpoint,
-            "system/*.rs user/*.rs",
-        )
-        .unwrap();
+    let cc = |kind: &str, assertion: &str, scope: &str| {
+        let c = ClientAuth {
+            client_id: None,
+            assertion_type: Some(kind),
+            assertion: Some(assertion),
+        };
+        a.client_credentials(&c, endpoint, scope)
+    };
+    let ok = cc(
+        JWT_BEARER,
+        &t(&claims("j1", now() + 120, endpoint)),
+        "system/*.rs user/*.rs",
+    )
+    .unwrap();
     assert_eq!(ok["scope"], "system/*.rs");
     let g = a.verify(ok["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(g.role, Role::Service);
-    // Replay, wrong audience, too long-lived, expired, another key, unknown client.
-    assert!(
-        a.client_credentials(
-            JWT,
-            &t(&claims("j1", now() + 120, endpoint)),
-            endpoint,
-            "system/*.rs"
-        )
-        .is_err()
-    );
-    assert!(
-        a.client_credentials(
-            JWT,
-            &t(&claims("j2", now() + 120, "http://other/token")),
-            endpoint,
-            "system/*.rs"
-        )
-        .is_err()
-    );
-    assert!(
-        a.client_credentials(
-            JWT,
-            &t(&claims("j3", now() + 3600, endpoint)),
-            endpoint,
-            "system/*.rs"
-        )
-        .is_err()
-    );
-    assert!(
-        a.client_credentials(
-            JWT,
-            &t(&claims("j4", now() - 120, endpoint)),
-            endpoint,
-            "system/*.rs"
-        )
-        .is_err()
-    );
+    // Replay, wrong audience, too long-lived, expired, another key, unknown client, another
+    // assertion type: the client is not authenticated.
     let (other, _) = new_es256_client_key("k1").unwrap();
-    let forged = sign_es256(&other, "k1", &claims("j5", now() + 120, endpoint)).unwrap();
-    assert!(
-        a.client_credentials(JWT, &forged, endpoint, "system/*.rs")
-            .is_err()
-    );
-    let mut c = claims("j6", now() + 120, endpoint);
-    c["iss"] = json!("nobody");
-    c["sub"] = json!("nobody");
-    assert!(
-        a.client_credentials(JWT, &t(&c), endpoint, "system/*.rs")
-            .is_err()
-    );
-    assert!(
-        a.client_credentials(
-            "password",
-            &t(&claims("j7", now() + 120, endpoint)),
-            endpoint,
-            "system/*.rs"
-        )
-        .is_err()
-    );
+    let mut nobody = claims("j6", now() + 120, endpoint);
+    nobody["iss"] = json!("nobody");
+    nobody["sub"] = json!("nobody");
+    for (kind, assertion) in [
+        (JWT_BEARER, t(&claims("j1", now() + 120, endpoint))),
+        (
+            JWT_BEARER,
+            t(&claims("j2", now() + 120, "http://other/token")),
+        ),
+        (JWT_BEARER, t(&claims("j3", now() + 3600, endpoint))),
+        (JWT_BEARER, t(&claims("j4", now() - 120, endpoint))),
+        (
+            JWT_BEARER,
+            sign_es256(&other, "k1", &claims("j5", now() + 120, endpoint)).unwrap(),
+        ),
+        (JWT_BEARER, t(&nobody)),
+        ("password", t(&claims("j7", now() + 120, endpoint))),
+    ] {
+        let e = cc(kind, &assertion, "system/*.rs").unwrap_err();
+        assert_eq!(e.oauth().1, "invalid_client", "{e}");
+    }
+    // No assertion: a public client may not use this grant; an unknown one is not a client.
+    let public = ClientAuth {
+        client_id: Some("svc"),
+        ..Default::default()
+    };
+    let e = a.client_credentials(&public, endpoint, "system/*.rs");
+    assert_eq!(e.unwrap_err().oauth().1, "invalid_client");
+    // Scopes it is not registered for.
+    let e = cc(
+        JWT_BEARER,
+        &t(&claims("j8", now() + 120, endpoint)),
+        "user/*.rs",
+    )
+    .unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_scope");
 }
 
 fn user() -> User {
@@ -172,4 +157,49 @@ fn issue_verify_and_reject() {
     a.rotate_key().unwrap();
     assert!(a.verify(&t1).is_ok());
     assert_eq!(a.jwks().unwrap()["keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn not_before_in_the_future_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let token = |nbf: i64| {
+        a.sign_raw(
+            &json!({"iss": "http://h/fhir", "sub": "hanako", "aud": "http://h/fhir",
+            "iat": now(), "nbf": nbf, "exp": now() + 7200, "jti": format!("j{nbf}"),
+            "scope": "patient/*.rs", "role": "patient", "patient": "p1"}),
+        )
+        .unwrap()
+    };
+    let early = a.verify(&token(now() + 600)).unwrap_err();
+    assert!(early.to_string().contains("not valid yet"), "{early}");
+    assert!(
+        a.verify(&token(now() + 30)).is_ok(),
+        "within the clock skew"
+    );
+    assert!(a.verify(&token(now() - 30)).is_ok());
+    // Client assertions too.
+    let (der, jwk) = new_es256_client_key("k1").unwrap();
+    a.put_service("svc", "svc", &json!({"keys": [jwk]}), "system/*.rs")
+        .unwrap();
+    let endpoint = "http://h/auth/token";
+    let assertion = |jti: &str, nbf: i64| {
+        sign_es256(
+            &der,
+            "k1",
+            &json!({"iss": "svc", "sub": "svc", "aud": endpoint,
+            "exp": now() + 120, "nbf": nbf, "jti": jti}),
+        )
+        .unwrap()
+    };
+    let cc = |assertion: &str| {
+        let c = ClientAuth {
+            client_id: Some("svc"),
+            assertion_type: Some(JWT_BEARER),
+            assertion: Some(assertion),
+        };
+        a.client_credentials(&c, endpoint, "system/*.rs")
+    };
+    assert!(cc(&assertion("a1", now() + 600)).is_err());
+    assert!(cc(&assertion("a2", now() - 5)).is_ok());
 }

@@ -1,7 +1,10 @@
 //! SMART access tokens: issued for a user with narrowed scopes, verified (ES256 only, this
 //! deployment's keys, issuer, audience, expiry, revocation), introspected and revoked.
 
-use crate::{ACCESS_TOKEN_SECONDS, Auth, AuthError, Result, User, VERIFIED_CACHE, now, pkce_s256};
+use crate::{
+    ACCESS_TOKEN_SECONDS, Auth, AuthError, CLOCK_SKEW_SECONDS, OAuthError, Result, User,
+    VERIFIED_CACHE, now, oauth, pkce_s256,
+};
 use issho_access::{Grant, Role, Scopes};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rusqlite::{OptionalExtension, params};
@@ -25,6 +28,9 @@ struct Claims {
     organization: Option<String>,
     #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
     fhir_user: Option<String>,
+    /// Not before: issho sets none, but a token carrying one is refused until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
 
 impl Auth {
@@ -74,10 +80,13 @@ impl Auth {
             None => allowed,
         };
         if scopes.resources.is_empty() {
-            return Err(AuthError::Invalid(format!(
-                "none of the requested scopes may be granted to {}",
-                user.name
-            )));
+            return Err(oauth(
+                OAuthError::InvalidScope,
+                format!(
+                    "none of the requested scopes may be granted to {}",
+                    user.name
+                ),
+            ));
         }
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -91,6 +100,7 @@ impl Auth {
             patient: user.patient.clone(),
             organization: user.organization.clone(),
             fhir_user: user.fhir_user.clone(),
+            nbf: None,
         };
         let token = self.sign(&claims)?;
         let mut resp = json!({
@@ -107,8 +117,10 @@ impl Auth {
         }
         Ok(resp)
     }
+
     /// Verify a bearer token: ES256 only (never `none` or a symmetric algorithm), a key of
-    /// this deployment, not expired, issued for this server, not revoked.
+    /// this deployment, not expired, not before its `nbf`, issued for this server, not
+    /// revoked.
     pub fn verify(&self, token: &str) -> Result<Grant> {
         if let Some((g, exp)) = self
             .verified
@@ -133,6 +145,26 @@ impl Auth {
     }
 
     fn verify_signed(&self, token: &str) -> Result<(Grant, i64)> {
+        let c = self.verified_claims(token)?;
+        let bad = |m: &str| AuthError::InvalidToken(m.to_string());
+        let role = Role::from_code(&c.role).ok_or_else(|| bad("unknown role"))?;
+        let scopes = Scopes::parse(&c.scope).map_err(|_| bad("malformed scope"))?;
+        Ok((
+            Grant {
+                subject: c.sub,
+                role,
+                patient: c.patient,
+                organization: c.organization,
+                fhir_user: c.fhir_user,
+                scopes,
+                token_id: c.jti,
+            },
+            c.exp,
+        ))
+    }
+
+    /// The claims of a token that verifies (see [`Auth::verify`]), without the cache.
+    fn verified_claims(&self, token: &str) -> Result<Claims> {
         let bad = |m: &str| AuthError::InvalidToken(m.to_string());
         let header = jsonwebtoken::decode_header(token).map_err(|_| bad("not a JWT"))?;
         if header.alg != Algorithm::ES256 {
@@ -163,6 +195,9 @@ impl Auth {
             }
         })?;
         let c = data.claims;
+        if c.nbf.is_some_and(|nbf| nbf > now() + CLOCK_SKEW_SECONDS) {
+            return Err(bad("not valid yet (nbf)"));
+        }
         let revoked: Option<i64> = self
             .conn()
             .query_row(
@@ -174,20 +209,7 @@ impl Auth {
         if revoked.is_some() {
             return Err(bad("revoked"));
         }
-        let role = Role::from_code(&c.role).ok_or_else(|| bad("unknown role"))?;
-        let scopes = Scopes::parse(&c.scope).map_err(|_| bad("malformed scope"))?;
-        Ok((
-            Grant {
-                subject: c.sub,
-                role,
-                patient: c.patient,
-                organization: c.organization,
-                fhir_user: c.fhir_user,
-                scopes,
-                token_id: c.jti,
-            },
-            c.exp,
-        ))
+        Ok(c)
     }
 
     /// Revoke a token (by its `jti`) until it would have expired anyway.

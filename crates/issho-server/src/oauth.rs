@@ -278,13 +278,14 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
         );
     }
     let p = form(&String::from_utf8_lossy(&body));
-    let grant = get(&p, "grant_type").unwrap_or_default().to_string();
+    let Some(grant) = get(&p, "grant_type").map(str::to_string) else {
+        return oauth_error(400, "invalid_request", "grant_type is required");
+    };
     let client_id = get(&p, "client_id").unwrap_or_default().to_string();
-    let endpoint = format!("{}/auth/token", auth.issuer().trim_end_matches("/fhir"));
+    let endpoint = token_endpoint(&auth);
     let res = tokio::task::spawn_blocking(move || match grant.as_str() {
         "client_credentials" => auth.client_credentials(
-            get(&p, "client_assertion_type").unwrap_or_default(),
-            get(&p, "client_assertion").unwrap_or_default(),
+            &client_auth(&p),
             &endpoint,
             get(&p, "scope").unwrap_or_default(),
         ),
@@ -299,22 +300,36 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
             &client_id,
             get(&p, "scope"),
         ),
-        other => Err(issho_auth::AuthError::Invalid(format!(
-            "unsupported grant_type '{other}'"
-        ))),
+        other => Err(issho_auth::AuthError::OAuth(
+            issho_auth::OAuthError::UnsupportedGrantType,
+            format!("unsupported grant_type '{other}'"),
+        )),
     })
     .await;
     match res {
         Ok(Ok(v)) => json_response(200, &v),
-        Ok(Err(e)) => {
-            let code = if e.to_string().starts_with("unsupported grant_type") {
-                "unsupported_grant_type"
-            } else {
-                "invalid_grant"
-            };
-            oauth_error(400, code, &e.to_string())
-        }
+        Ok(Err(e)) => auth_error(&e),
         Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
+}
+
+/// The OAuth error response for `e` (RFC 6749 §5.2).
+fn auth_error(e: &issho_auth::AuthError) -> Response {
+    let (status, error, description) = e.oauth();
+    oauth_error(status, error, &description)
+}
+
+/// The token endpoint's URL: the `aud` of client assertions.
+fn token_endpoint(auth: &issho_auth::Auth) -> String {
+    format!("{}/auth/token", auth.issuer().trim_end_matches("/fhir"))
+}
+
+/// How the client of a token, revocation or introspection request identified itself.
+fn client_auth(p: &[(String, String)]) -> issho_auth::ClientAuth<'_> {
+    issho_auth::ClientAuth {
+        client_id: get(p, "client_id"),
+        assertion_type: get(p, "client_assertion_type"),
+        assertion: get(p, "client_assertion"),
     }
 }
 

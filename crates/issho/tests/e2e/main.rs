@@ -16,3 +16,4 @@ mod rest;
 mod search;
 mod shared_data;
 mod terminology;
+mod tokens;

@@ -1,0 +1,192 @@
+//! Token defects of the built-in authorization server, over HTTP: `nbf`, refresh tokens and
+//! codes presented by another client, revocation and introspection by whom, the OpenID
+//! Connect `id_token`, repeated scopes and `launch/patient` without a patient.
+
+use crate::common::*;
+use crate::oauth::{REDIRECT, enc, no_redirect, pkce, query_param, root, setup, token_request};
+use issho_access::Role;
+use issho_auth::{Auth, Client as App, User};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The OAuth test server plus a second app (`other`, allowed `launch`), a physician (`doc`,
+/// no patient of their own) and a backend service (`lab`); returns the service's key.
+fn setup_more() -> (Server, Arc<Auth>, Vec<u8>) {
+    let (s, auth) = setup();
+    auth.put_client(&App {
+        id: "other".into(),
+        name: "other app".into(),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        scopes: "openid fhirUser launch launch/patient offline_access patient/*.rs user/*.rs"
+            .into(),
+    })
+    .unwrap();
+    auth.put_user(
+        &User {
+            name: "doc".into(),
+            role: Role::Physician,
+            patient: None,
+            organization: Some("Organization/org-a".into()),
+            fhir_user: Some("Practitioner/d1".into()),
+            scopes: "openid fhirUser launch launch/patient offline_access patient/*.rs user/*.rs"
+                .into(),
+            display: "doc".into(),
+        },
+        "correct horse battery",
+    )
+    .unwrap();
+    let (der, jwk) = issho_auth::new_es256_client_key("lab-1").unwrap();
+    auth.put_service("lab", "lab", &json!({"keys": [jwk]}), "system/*.rs")
+        .unwrap();
+    (s, auth, der)
+}
+
+/// Sign `user` in through `client` with `scope` (and `extra` parameters such as a nonce);
+/// returns the authorization code.
+fn code(s: &Server, client: &str, scope: &str, user: &str, extra: &str) -> String {
+    let (challenge, _) = pkce();
+    let form = format!(
+        "response_type=code&client_id={client}&redirect_uri={}&scope={}&state=st&aud={}&code_challenge={challenge}&code_challenge_method=S256&username={user}&password={}{extra}",
+        enc(REDIRECT),
+        enc(scope),
+        enc(&s.base),
+        enc("correct horse battery")
+    );
+    let r = no_redirect()
+        .post(format!("{}/auth/authorize", root(s)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().unwrap_or_default());
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    query_param(&loc, "code").unwrap_or_else(|| panic!("no code: {loc}"))
+}
+
+fn exchange(s: &Server, client: &str, code: &str) -> (u16, Value) {
+    let (_, verifier) = pkce();
+    token_request(
+        s,
+        &format!(
+            "grant_type=authorization_code&code={}&client_id={client}&redirect_uri={}&code_verifier={verifier}",
+            enc(code),
+            enc(REDIRECT)
+        ),
+    )
+}
+
+/// A token response for `user` through `client` (asserting success).
+fn tokens(s: &Server, client: &str, scope: &str, user: &str, extra: &str) -> Value {
+    let (st, t) = exchange(s, client, &code(s, client, scope, user, extra));
+    assert_eq!(st, 200, "{t}");
+    t
+}
+
+fn refresh(s: &Server, client: Option<&str>, refresh_token: &str) -> (u16, Value) {
+    let client = client
+        .map(|c| format!("&client_id={c}"))
+        .unwrap_or_default();
+    token_request(
+        s,
+        &format!(
+            "grant_type=refresh_token&refresh_token={}{client}",
+            enc(refresh_token)
+        ),
+    )
+}
+
+fn form_post(s: &Server, path: &str, bearer: Option<&str>, body: &str) -> (u16, Value) {
+    let mut r = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", root(s)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string());
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    let r = r.send().unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The status of a search with `token`: 200 while it is valid, 401 once it is not.
+fn status_with(s: &Server, token: &str) -> u16 {
+    s.req("GET", "Patient?_count=1")
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A `private_key_jwt` client assertion of the `lab` service.
+fn assertion(s: &Server, der: &[u8], jti: &str, extra: Value) -> String {
+    let mut claims = json!({"iss": "lab", "sub": "lab", "aud": format!("{}/auth/token", root(s)),
+        "exp": now() + 240, "jti": jti});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    issho_auth::sign_es256(der, "lab-1", &claims).unwrap()
+}
+
+fn service_token(s: &Server, der: &[u8], jti: &str) -> String {
+    let (st, t) = token_request(
+        s,
+        &format!(
+            "grant_type=client_credentials&scope={}&client_assertion_type={}&client_assertion={}",
+            enc("system/*.rs"),
+            enc(JWT_BEARER),
+            assertion(s, der, jti, json!({}))
+        ),
+    );
+    assert_eq!(st, 200, "{t}");
+    t["access_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn not_before_in_the_future_is_refused() {
+    let (s, auth, _) = setup_more();
+    let token = |nbf: i64| {
+        auth.sign_raw(
+            &json!({"iss": auth.issuer(), "sub": "hanako", "aud": auth.issuer(),
+            "iat": now(), "nbf": nbf, "exp": now() + 7200, "jti": format!("nbf-{nbf}"),
+            "scope": "patient/*.rs", "role": "patient", "patient": "p1"}),
+        )
+        .unwrap()
+    };
+    assert_eq!(status_with(&s, &token(now() + 3600)), 401, "nbf in an hour");
+    assert_eq!(
+        status_with(&s, &token(now() + 30)),
+        200,
+        "within the clock skew"
+    );
+    assert_eq!(status_with(&s, &token(now() - 10)), 200);
+}
+
+#[test]
+fn client_assertions_not_valid_yet_are_refused() {
+    let (s, _, der) = setup_more();
+    let (st, e) = token_request(
+        &s,
+        &format!(
+            "grant_type=client_credentials&scope={}&client_assertion_type={}&client_assertion={}",
+            enc("system/*.rs"),
+            enc(JWT_BEARER),
+            assertion(&s, &der, "early", json!({"nbf": now() + 3600}))
+        ),
+    );
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{e}"
+    );
+}
