@@ -155,7 +155,8 @@ impl Auth {
     }
 
     /// The token endpoint's `authorization_code` grant: the code (once), the same client and
-    /// redirect URI, and the PKCE verifier whose S256 hash is the challenge.
+    /// redirect URI, and the PKCE verifier whose S256 hash is the challenge. A code presented
+    /// by another client is refused and stays its client's; any other mismatch spends it.
     pub fn exchange_code(
         &self,
         code: &str,
@@ -164,17 +165,27 @@ impl Auth {
         code_verifier: &str,
     ) -> Result<Value> {
         let bad = |m: &str| oauth(OAuthError::InvalidGrant, m);
-        let pending = self
-            .codes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(code)
-            .ok_or_else(|| bad("unknown, used or expired code"))?;
+        if code.is_empty() || client_id.is_empty() || code_verifier.is_empty() {
+            return Err(oauth(
+                OAuthError::InvalidRequest,
+                "code, client_id and code_verifier are required",
+            ));
+        }
+        let pending = {
+            let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+            match codes.get(code) {
+                None => return Err(bad("unknown, used or expired code")),
+                Some(p) if p.client != client_id => {
+                    return Err(bad("the code was issued to another client"));
+                }
+                Some(_) => codes.remove(code).expect("present"),
+            }
+        };
         if pending.until < now() {
             return Err(bad("expired code"));
         }
-        if pending.client != client_id || pending.redirect_uri != redirect_uri {
-            return Err(bad("the code was issued to another client or redirect URI"));
+        if pending.redirect_uri != redirect_uri {
+            return Err(bad("the code was issued for another redirect URI"));
         }
         if pkce_s256(code_verifier) != pending.challenge {
             return Err(bad("code_verifier does not match the code_challenge"));
@@ -190,7 +201,8 @@ impl Auth {
     }
 
     /// The `refresh_token` grant: a new access token (and a new refresh token; the old one is
-    /// spent) with the same or fewer scopes.
+    /// spent) with the same or fewer scopes. A refresh token presented by another client is
+    /// refused and stays usable by its own.
     pub fn refresh(
         &self,
         refresh_token: &str,
@@ -198,36 +210,48 @@ impl Auth {
         scope: Option<&str>,
     ) -> Result<Value> {
         let bad = |m: &str| oauth(OAuthError::InvalidGrant, m);
-        let hash = pkce_s256(refresh_token);
-        let row: Option<(String, String, String, i64)> = self
-            .conn()
-            .query_row(
-                "SELECT user, client, scope, until FROM auth_refresh WHERE hash = ?1",
-                [&hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let (user, client, granted, until) = row.ok_or_else(|| bad("unknown refresh token"))?;
-        let launched: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT patient FROM auth_refresh_patient WHERE hash = ?1",
-                [&hash],
-                |r| r.get(0),
-            )
-            .optional()?;
-        self.conn()
-            .execute("DELETE FROM auth_refresh WHERE hash = ?1", [&hash])?;
-        self.conn()
-            .execute("DELETE FROM auth_refresh_patient WHERE hash = ?1", [&hash])?;
-        if until < now() || client != client_id {
-            return Err(bad("expired refresh token, or issued to another client"));
+        if refresh_token.is_empty() || client_id.is_empty() {
+            return Err(oauth(
+                OAuthError::InvalidRequest,
+                "refresh_token and client_id are required",
+            ));
         }
+        let requested = scope
+            .map(|s| Scopes::parse(s).map_err(|e| oauth(OAuthError::InvalidScope, e)))
+            .transpose()?;
+        let hash = pkce_s256(refresh_token);
+        let (user, granted, launched) = {
+            // One lock from the look-up to the deletion: a token is spent once.
+            let conn = self.conn();
+            let row: Option<(String, String, String, i64)> = conn
+                .query_row(
+                    "SELECT user, client, scope, until FROM auth_refresh WHERE hash = ?1",
+                    [&hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let (user, client, granted, until) =
+                row.ok_or_else(|| bad("unknown or used refresh token"))?;
+            if client != client_id {
+                return Err(bad("the refresh token was issued to another client"));
+            }
+            let launched: Option<String> = conn
+                .query_row(
+                    "SELECT patient FROM auth_refresh_patient WHERE hash = ?1",
+                    [&hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            conn.execute("DELETE FROM auth_refresh WHERE hash = ?1", [&hash])?;
+            conn.execute("DELETE FROM auth_refresh_patient WHERE hash = ?1", [&hash])?;
+            if until < now() {
+                return Err(bad("expired refresh token"));
+            }
+            (user, granted, launched)
+        };
         let granted = Scopes::parse(&granted).map_err(AuthError::Invalid)?;
-        let scope = match scope {
-            Some(s) => Scopes::parse(s)
-                .map_err(AuthError::Invalid)?
-                .within(&granted),
+        let scope = match requested {
+            Some(r) => r.within(&granted),
             None => granted,
         };
         let mut user = self

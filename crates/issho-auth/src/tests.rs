@@ -203,3 +203,57 @@ fn not_before_in_the_future_is_refused() {
     assert!(cc(&assertion("a1", now() + 600)).is_err());
     assert!(cc(&assertion("a2", now() - 5)).is_ok());
 }
+
+/// An app, registered, and a code for `u` through it with `scope` (PKCE verifier "v" * 43).
+fn code_for(a: &Auth, u: &User, client: &str, scope: &str) -> String {
+    let app = Client {
+        id: client.into(),
+        name: client.into(),
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        scopes: "openid fhirUser launch launch/patient offline_access patient/*.rs user/*.rs"
+            .into(),
+    };
+    a.put_client(&app).unwrap();
+    a.authorization_code(u, &app, "http://127.0.0.1/cb", scope, &pkce_s256(VERIFIER))
+        .unwrap()
+}
+
+const VERIFIER: &str = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
+
+#[test]
+fn codes_and_refresh_tokens_of_another_client_are_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let mut u = user();
+    u.scopes = "openid fhirUser launch/patient offline_access patient/*.rs".into();
+    a.put_user(&u, "correct horse").unwrap();
+    code_for(&a, &u, "other", "patient/*.rs");
+    let code = code_for(&a, &u, "app", "patient/*.rs offline_access");
+    let cb = "http://127.0.0.1/cb";
+    let e = a.exchange_code(&code, "other", cb, VERIFIER).unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_grant", "{e}");
+    let e = a.exchange_code(&code, "", cb, VERIFIER).unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_request", "{e}");
+    let t = a.exchange_code(&code, "app", cb, VERIFIER).unwrap();
+    let e = a.exchange_code(&code, "app", cb, VERIFIER).unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_grant", "used once: {e}");
+    let rt = t["refresh_token"].as_str().unwrap();
+    let e = a.refresh(rt, "other", None).unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_grant", "{e}");
+    let e = a.refresh(rt, "", None).unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_request", "{e}");
+    let e = a
+        .refresh(rt, "app", Some("patient/Observation.xyz"))
+        .unwrap_err();
+    assert_eq!(e.oauth().1, "invalid_scope", "{e}");
+    let t2 = a.refresh(rt, "app", None).unwrap();
+    assert_eq!(t2["patient"], "p1");
+    assert_eq!(
+        a.refresh(rt, "app", None).unwrap_err().oauth().1,
+        "invalid_grant"
+    );
+    // A wrong verifier from the right client spends the code (no guessing).
+    let code = code_for(&a, &u, "app", "patient/*.rs");
+    assert!(a.exchange_code(&code, "app", cb, "wrong").is_err());
+    assert!(a.exchange_code(&code, "app", cb, VERIFIER).is_err());
+}

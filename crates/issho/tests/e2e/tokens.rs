@@ -190,3 +190,38 @@ fn client_assertions_not_valid_yet_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn refresh_by_another_client_leaves_the_token_to_its_client() {
+    let (s, _, _) = setup_more();
+    let t = tokens(&s, "app", "patient/*.rs offline_access", "hanako", "");
+    let rt = t["refresh_token"].as_str().unwrap();
+    let (st, e) = refresh(&s, Some("other"), rt);
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    assert!(e["error_description"].is_string());
+    let (st, e) = refresh(&s, None, rt);
+    assert_eq!(st, 400, "{e}");
+    let (st, t2) = refresh(&s, Some("app"), rt);
+    assert_eq!(st, 200, "the rightful client still refreshes: {t2}");
+    // Rotated: the old one is spent now.
+    assert_eq!(refresh(&s, Some("app"), rt).0, 400);
+}
+
+#[test]
+fn a_code_presented_by_another_client_stays_with_its_client() {
+    let (s, _, _) = setup_more();
+    let c = code(&s, "app", "patient/*.rs", "hanako", "");
+    let (st, e) = exchange(&s, "other", &c);
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+    let (st, t) = exchange(&s, "app", &c);
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(exchange(&s, "app", &c).0, 400, "used once");
+}
