@@ -3,11 +3,23 @@
 
 use crate::{
     Auth, AuthError, CODE_SECONDS, Client, LAUNCH_SECONDS, OAuthError, REFRESH_SECONDS, Result,
-    User, now, oauth, pkce_s256, random_token,
+    User, granted_in_context, now, oauth, pkce_s256, random_token,
 };
 use issho_access::Scopes;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
+
+/// An authorization request (`/auth/authorize`) the user signed in to and agreed to.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizationRequest<'a> {
+    pub client: &'a Client,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    /// PKCE S256 `code_challenge`.
+    pub code_challenge: &'a str,
+    /// An EHR launch: the launch token from `/auth/launch`.
+    pub launch: Option<&'a str>,
+}
 
 /// A pending authorization (between the login and the code exchange).
 #[derive(Debug, Clone)]
@@ -87,45 +99,29 @@ impl Auth {
         }
     }
 
-    /// [`Auth::authorization_code`] for an EHR launch: the token's patient is the launch's.
-    pub fn authorization_code_for_launch(
-        &self,
-        user: &User,
-        client: &Client,
-        redirect_uri: &str,
-        requested_scope: &str,
-        code_challenge: &str,
-        launch: &str,
-    ) -> Result<String> {
-        let patient = self.launch_patient(launch, &user.name)?;
-        let code =
-            self.authorization_code(user, client, redirect_uri, requested_scope, code_challenge)?;
-        if let Some(p) = self
-            .codes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&code)
-        {
-            p.patient = Some(patient);
-        }
-        Ok(code)
-    }
-
-    /// After the user signed in and agreed: a single-use code for `client`, bound to the
-    /// redirect URI and the PKCE challenge (S256). The scopes are those requested, narrowed
-    /// to what both the user and the client may have.
+    /// After the user signed in and agreed: a single-use code for the request's client,
+    /// bound to the redirect URI and the PKCE challenge (S256). The scopes are those
+    /// requested, narrowed to what both the user and the client may have; `launch` only with
+    /// an EHR launch (whose patient the token will carry), `launch/patient` only with a
+    /// patient in context (the launch's, or a patient user's own), each scope once.
     pub fn authorization_code(
         &self,
         user: &User,
-        client: &Client,
-        redirect_uri: &str,
-        requested_scope: &str,
-        code_challenge: &str,
+        req: &AuthorizationRequest<'_>,
     ) -> Result<String> {
-        let requested = Scopes::parse(requested_scope).map_err(AuthError::Invalid)?;
+        let client = req.client;
+        let patient = match req.launch {
+            Some(l) => Some(self.launch_patient(l, &user.name)?),
+            None => None,
+        };
+        let requested = Scopes::parse(req.scope).map_err(|e| oauth(OAuthError::InvalidScope, e))?;
         let user_scopes = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
         let client_scopes = Scopes::parse(&client.scopes).map_err(AuthError::Invalid)?;
-        let granted = requested.within(&user_scopes).within(&client_scopes);
+        let mut granted = requested.within(&user_scopes).within(&client_scopes);
+        if patient.is_none() {
+            granted.other.retain(|o| o != "launch");
+        }
+        let granted = granted_in_context(granted, patient.is_some() || user.patient.is_some());
         if granted.resources.is_empty() {
             return Err(oauth(
                 OAuthError::InvalidScope,
@@ -144,11 +140,11 @@ impl Auth {
             Pending {
                 user: user.name.clone(),
                 client: client.id.clone(),
-                redirect_uri: redirect_uri.to_string(),
+                redirect_uri: req.redirect_uri.to_string(),
                 scope: granted.to_string(),
-                challenge: code_challenge.to_string(),
+                challenge: req.code_challenge.to_string(),
                 until: t + CODE_SECONDS,
-                patient: None,
+                patient,
             },
         );
         Ok(code)
@@ -267,7 +263,8 @@ impl Auth {
     /// token when `offline_access` or `online_access` was granted.
     fn token_response(&self, user: &User, client_id: &str, scope: &str) -> Result<Value> {
         let mut resp = self.issue_for_user(user, Some(scope))?;
-        let scopes = Scopes::parse(scope).map_err(AuthError::Invalid)?;
+        let scope = resp["scope"].as_str().unwrap_or_default().to_string();
+        let scopes = Scopes::parse(&scope).map_err(AuthError::Invalid)?;
         if scopes.has("offline_access") || scopes.has("online_access") {
             let refresh = random_token()?;
             self.conn().execute(

@@ -18,6 +18,7 @@ mod tests;
 mod tokens;
 mod users;
 
+pub use flows::AuthorizationRequest;
 pub use keys::{new_es256_client_key, sign_es256, verify_es256_with_jwks};
 pub use service::{ClientAuth, JWT_BEARER};
 
@@ -223,6 +224,24 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Scopes as granted: each once (the first kept, order preserved), and `launch/patient` only
+/// when a patient is in context.
+fn granted_in_context(s: issho_access::Scopes, patient_in_context: bool) -> issho_access::Scopes {
+    let mut seen = std::collections::HashSet::new();
+    issho_access::Scopes {
+        other: s
+            .other
+            .into_iter()
+            .filter(|o| (patient_in_context || o != "launch/patient") && seen.insert(o.clone()))
+            .collect(),
+        resources: s
+            .resources
+            .into_iter()
+            .filter(|r| seen.insert(r.to_string()))
+            .collect(),
+    }
 }
 
 /// 32 random bytes, base64url.

@@ -214,8 +214,14 @@ fn code_for(a: &Auth, u: &User, client: &str, scope: &str) -> String {
             .into(),
     };
     a.put_client(&app).unwrap();
-    a.authorization_code(u, &app, "http://127.0.0.1/cb", scope, &pkce_s256(VERIFIER))
-        .unwrap()
+    let req = AuthorizationRequest {
+        client: &app,
+        redirect_uri: "http://127.0.0.1/cb",
+        scope,
+        code_challenge: &pkce_s256(VERIFIER),
+        launch: None,
+    };
+    a.authorization_code(u, &req).unwrap()
 }
 
 const VERIFIER: &str = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv";
@@ -256,4 +262,30 @@ fn codes_and_refresh_tokens_of_another_client_are_refused_and_kept() {
     let code = code_for(&a, &u, "app", "patient/*.rs");
     assert!(a.exchange_code(&code, "app", cb, "wrong").is_err());
     assert!(a.exchange_code(&code, "app", cb, VERIFIER).is_err());
+}
+
+#[test]
+fn granted_scopes_are_unique_and_launch_patient_needs_a_patient() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let mut u = user();
+    u.scopes = "openid fhirUser launch/patient patient/*.rs user/*.rs".into();
+    let t = a
+        .issue_for_user(
+            &u,
+            Some("launch/patient patient/*.rs launch/patient patient/*.rs openid"),
+        )
+        .unwrap();
+    assert_eq!(t["scope"], "launch/patient openid patient/*.rs");
+    // A user with no patient of their own: launch/patient is not granted, no patient given.
+    let mut doc = u.clone();
+    doc.name = "doc".into();
+    doc.role = Role::Physician;
+    doc.patient = None;
+    doc.fhir_user = Some("Practitioner/d1".into());
+    let t = a.issue_for_user(&doc, None).unwrap();
+    assert_eq!(t["scope"], "openid fhirUser patient/*.rs user/*.rs");
+    assert!(t.get("patient").is_none());
+    let g = a.verify(t["access_token"].as_str().unwrap()).unwrap();
+    assert!(!g.scopes.has("launch/patient"));
 }

@@ -3,7 +3,7 @@
 
 use crate::{
     ACCESS_TOKEN_SECONDS, Auth, AuthError, CLOCK_SKEW_SECONDS, OAuthError, Result, User,
-    VERIFIED_CACHE, now, oauth, pkce_s256,
+    VERIFIED_CACHE, granted_in_context, now, oauth, pkce_s256,
 };
 use issho_access::{Grant, Role, Scopes};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -75,10 +75,11 @@ impl Auth {
         let allowed = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
         let scopes = match requested {
             Some(r) => Scopes::parse(r)
-                .map_err(AuthError::Invalid)?
+                .map_err(|e| oauth(OAuthError::InvalidScope, e))?
                 .within(&allowed),
             None => allowed,
         };
+        let scopes = granted_in_context(scopes, user.patient.is_some());
         if scopes.resources.is_empty() {
             return Err(oauth(
                 OAuthError::InvalidScope,

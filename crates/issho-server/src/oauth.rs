@@ -224,19 +224,16 @@ pub async fn authorize(
     // argon2 is deliberately slow: off the async workers.
     let res = tokio::task::spawn_blocking(move || {
         let u = auth.check_password(&user, &pass)?;
-        match &launch {
+        let req = issho_auth::AuthorizationRequest {
+            client: &client2,
+            redirect_uri: &redirect_uri,
+            scope: &scope2,
+            code_challenge: &challenge,
             // EHR launch: the context the EHR created for this user.
-            Some(l) => auth.authorization_code_for_launch(
-                &u,
-                &client2,
-                &redirect_uri,
-                &scope2,
-                &challenge,
-                l,
-            ),
-            None => auth.authorization_code(&u, &client2, &redirect_uri, &scope2, &challenge),
-        }
-        .map(|code| (code, redirect_uri))
+            launch: launch.as_deref(),
+        };
+        auth.authorization_code(&u, &req)
+            .map(|code| (code, redirect_uri))
     })
     .await;
     match res {

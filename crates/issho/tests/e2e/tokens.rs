@@ -225,3 +225,62 @@ fn a_code_presented_by_another_client_stays_with_its_client() {
     assert_eq!(st, 200, "{t}");
     assert_eq!(exchange(&s, "app", &c).0, 400, "used once");
 }
+
+#[test]
+fn granted_scopes_are_not_repeated() {
+    let (s, _, _) = setup_more();
+    let scope =
+        "launch/patient launch/patient patient/*.rs patient/*.rs offline_access launch/patient";
+    let t = tokens(&s, "app", scope, "hanako", "");
+    assert_eq!(
+        t["scope"], "launch/patient offline_access patient/*.rs",
+        "{t}"
+    );
+    let (_, t2) = refresh(&s, Some("app"), t["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        t2["scope"], "launch/patient offline_access patient/*.rs",
+        "{t2}"
+    );
+}
+
+#[test]
+fn launch_patient_needs_a_patient_in_context() {
+    let (s, auth, _) = setup_more();
+    // A physician signing in standalone: no patient picker here, so no launch/patient (and no
+    // `launch` without an EHR launch).
+    let t = tokens(&s, "other", "launch launch/patient user/*.rs", "doc", "");
+    assert_eq!(t["scope"], "user/*.rs", "{t}");
+    assert!(t.get("patient").is_none(), "{t}");
+    // An EHR launch on a patient in the physician's care: granted, with the patient.
+    let admin = auth
+        .issue_for_user(&auth.user("admin").unwrap().unwrap(), None)
+        .unwrap();
+    let r = s
+        .req("PUT", "Encounter/e1")
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType":"Encounter","id":"e1","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p1"},"serviceProvider":{"reference":"Organization/org-a"}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let doc = auth.issue_for_user(&auth.user("doc").unwrap().unwrap(), Some("user/*.rs"));
+    let doc = doc.unwrap()["access_token"].as_str().unwrap().to_string();
+    let (st, l) = form_post(&s, "/auth/launch", Some(&doc), "patient=p1");
+    assert_eq!(st, 200, "{l}");
+    let launch = format!("&launch={}", enc(l["launch"].as_str().unwrap()));
+    let t = tokens(
+        &s,
+        "other",
+        "launch launch/patient patient/*.rs",
+        "doc",
+        &launch,
+    );
+    assert_eq!(t["scope"], "launch launch/patient patient/*.rs", "{t}");
+    assert_eq!(t["patient"], "p1");
+    // A patient user has their own record in context.
+    let t = tokens(&s, "app", "launch/patient patient/*.rs", "hanako", "");
+    assert_eq!(
+        (&t["scope"], &t["patient"]),
+        (&json!("launch/patient patient/*.rs"), &json!("p1"))
+    );
+}
