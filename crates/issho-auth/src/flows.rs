@@ -262,7 +262,7 @@ impl Auth {
     /// A token response for `user` with exactly `scope` (already narrowed), with a refresh
     /// token when `offline_access` or `online_access` was granted.
     fn token_response(&self, user: &User, client_id: &str, scope: &str) -> Result<Value> {
-        let mut resp = self.issue_for_user(user, Some(scope))?;
+        let mut resp = self.issue(user, Some(scope), Some(client_id))?;
         let scope = resp["scope"].as_str().unwrap_or_default().to_string();
         let scopes = Scopes::parse(&scope).map_err(AuthError::Invalid)?;
         if scopes.has("offline_access") || scopes.has("online_access") {

@@ -201,7 +201,7 @@ impl Auth {
             scopes: client.scopes.clone(),
             display: client.name.clone(),
         };
-        self.issue_for_user(&service, Some(&granted.to_string()))
+        self.issue(&service, Some(&granted.to_string()), Some(&client_id))
     }
 }
 

@@ -289,3 +289,48 @@ fn granted_scopes_are_unique_and_launch_patient_needs_a_patient() {
     let g = a.verify(t["access_token"].as_str().unwrap()).unwrap();
     assert!(!g.scopes.has("launch/patient"));
 }
+
+#[test]
+fn revocation_by_the_client_a_token_was_issued_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let mut u = user();
+    u.scopes = "offline_access patient/*.rs".into();
+    a.put_user(&u, "correct horse").unwrap();
+    code_for(&a, &u, "other", "patient/*.rs");
+    let code = code_for(&a, &u, "app", "patient/*.rs offline_access");
+    let t = a
+        .exchange_code(&code, "app", "http://127.0.0.1/cb", VERIFIER)
+        .unwrap();
+    let (access, rt) = (
+        t["access_token"].as_str().unwrap(),
+        t["refresh_token"].as_str().unwrap(),
+    );
+    // Client authentication: a public app by its id; unknown ones and nobody are refused.
+    let id = |c: Option<&str>| {
+        a.authenticate_client(
+            &ClientAuth {
+                client_id: c,
+                ..Default::default()
+            },
+            "http://h/auth/token",
+        )
+    };
+    assert_eq!(id(Some("app")).unwrap(), "app");
+    assert_eq!(id(Some("nobody")).unwrap_err().oauth().1, "invalid_client");
+    assert_eq!(id(None).unwrap_err().oauth().1, "invalid_client");
+    // Another client's revocation changes nothing.
+    a.revoke_token(access, "other").unwrap();
+    a.revoke_token(rt, "other").unwrap();
+    assert!(a.verify(access).is_ok());
+    // An operator's token is no client's.
+    let op = a.issue_for_user(&u, None).unwrap();
+    let op = op["access_token"].as_str().unwrap();
+    a.revoke_token(op, "app").unwrap();
+    assert!(a.verify(op).is_ok());
+    // The app's own.
+    a.revoke_token(access, "app").unwrap();
+    assert!(a.verify(access).is_err());
+    a.revoke_token(rt, "app").unwrap();
+    assert!(a.refresh(rt, "app", None).is_err());
+}

@@ -31,6 +31,9 @@ struct Claims {
     /// Not before: issho sets none, but a token carrying one is refused until then.
     #[serde(skip_serializing_if = "Option::is_none")]
     nbf: Option<i64>,
+    /// The client the token was issued to (none for an operator's `issho token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 impl Auth {
@@ -54,24 +57,46 @@ impl Auth {
         }
     }
 
-    /// RFC 7009 revocation: an access token (by its id) or a refresh token. Unknown tokens
-    /// are not an error.
-    pub fn revoke_token(&self, token: &str) -> Result<()> {
-        if let Ok(g) = self.verify(token) {
-            return self.revoke(&g.token_id);
+    /// RFC 7009 revocation by `client_id` (authenticated by the caller, see
+    /// [`Auth::authenticate_client`]): an access token or a refresh token issued to that
+    /// client. Any other token — unknown, expired, another client's, an operator's — is left
+    /// alone and is not an error (§2.2: the answer does not tell which).
+    pub fn revoke_token(&self, token: &str, client_id: &str) -> Result<()> {
+        if let Ok(c) = self.verified_claims(token) {
+            if c.client_id.as_deref() == Some(client_id) {
+                self.revoke(&c.jti)?;
+            }
+            return Ok(());
         }
-        self.conn().execute(
-            "DELETE FROM auth_refresh WHERE hash = ?1",
-            [pkce_s256(token)],
+        let hash = pkce_s256(token);
+        let conn = self.conn();
+        let n = conn.execute(
+            "DELETE FROM auth_refresh WHERE hash = ?1 AND client = ?2",
+            params![hash, client_id],
         )?;
+        if n > 0 {
+            conn.execute("DELETE FROM auth_refresh_patient WHERE hash = ?1", [&hash])?;
+        }
         Ok(())
     }
 
     // ---- tokens ----------------------------------------------------------------------
 
     /// An access token for `user` with `requested` scopes narrowed to what the user may have
-    /// (all of them when `requested` is `None`). Returns the SMART token response.
+    /// (all of them when `requested` is `None`), issued to no client (operators' tokens).
+    /// Returns the SMART token response.
     pub fn issue_for_user(&self, user: &User, requested: Option<&str>) -> Result<Value> {
+        self.issue(user, requested, None)
+    }
+
+    /// [`Auth::issue_for_user`] for `client`: the token names it (`client_id`), so that the
+    /// client can revoke it and introspection can say whose it is.
+    pub(crate) fn issue(
+        &self,
+        user: &User,
+        requested: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<Value> {
         let allowed = Scopes::parse(&user.scopes).map_err(AuthError::Invalid)?;
         let scopes = match requested {
             Some(r) => Scopes::parse(r)
@@ -102,6 +127,7 @@ impl Auth {
             organization: user.organization.clone(),
             fhir_user: user.fhir_user.clone(),
             nbf: None,
+            client_id: client.map(str::to_string),
         };
         let token = self.sign(&claims)?;
         let mut resp = json!({

@@ -263,16 +263,8 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     let Some(auth) = st.config.auth.clone() else {
         return oauth_error(404, "invalid_request", "no authorization server here");
     };
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !ct.starts_with("application/x-www-form-urlencoded") {
-        return oauth_error(
-            400,
-            "invalid_request",
-            "the token request must be application/x-www-form-urlencoded",
-        );
+    if let Err(r) = require_form(&headers) {
+        return *r;
     }
     let p = form(&String::from_utf8_lossy(&body));
     let Some(grant) = get(&p, "grant_type").map(str::to_string) else {
@@ -330,13 +322,53 @@ fn client_auth(p: &[(String, String)]) -> issho_auth::ClientAuth<'_> {
     }
 }
 
-/// `POST /auth/revoke` (RFC 7009): always 200.
-pub async fn revoke(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let p = form(&String::from_utf8_lossy(&body));
-    if let (Some(auth), Some(t)) = (&st.config.auth, get(&p, "token")) {
-        let _ = auth.revoke_token(t);
+/// `POST /auth/revoke` (RFC 7009). The caller authenticates as a client (RFC 6749 §2.3): a
+/// public app by its `client_id`, a backend service with its `private_key_jwt` assertion;
+/// otherwise 401 `invalid_client`. Only tokens issued to that client are revoked; any other
+/// token (unknown, expired, another client's) is answered 200 all the same (§2.2), so the
+/// answer tells nothing about it.
+pub async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(auth) = st.config.auth.clone() else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    if let Err(r) = require_form(&headers) {
+        return *r;
     }
-    json_response(200, &json!({}))
+    let p = form(&String::from_utf8_lossy(&body));
+    let endpoint = token_endpoint(&auth);
+    let res = tokio::task::spawn_blocking(move || {
+        let client = auth.authenticate_client(&client_auth(&p), &endpoint)?;
+        let token = get(&p, "token").ok_or_else(|| {
+            issho_auth::AuthError::OAuth(
+                issho_auth::OAuthError::InvalidRequest,
+                "token is required".into(),
+            )
+        })?;
+        auth.revoke_token(token, &client)
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => json_response(200, &json!({})),
+        Ok(Err(e)) => auth_error(&e),
+        Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
+}
+
+/// OAuth endpoints take `application/x-www-form-urlencoded` bodies.
+fn require_form(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(Box::new(oauth_error(
+            400,
+            "invalid_request",
+            "the request must be application/x-www-form-urlencoded",
+        )))
+    }
 }
 
 /// `POST /auth/introspect` (RFC 7662). The caller authenticates with a valid access token of

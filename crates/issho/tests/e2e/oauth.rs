@@ -283,12 +283,12 @@ fn standalone_launch_with_pkce() {
         ),
     );
     assert_eq!(st, 400);
-    // Revocation takes effect on the next request.
+    // Revocation by the app it was issued to takes effect on the next request.
     let access2 = tok2["access_token"].as_str().unwrap().to_string();
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/auth/revoke", root(&s)))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", enc(&access2)))
+        .body(format!("token={}&client_id=app", enc(&access2)))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);

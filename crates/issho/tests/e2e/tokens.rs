@@ -227,6 +227,86 @@ fn a_code_presented_by_another_client_stays_with_its_client() {
 }
 
 #[test]
+fn revocation_needs_the_client_the_token_was_issued_to() {
+    let (s, auth, der) = setup_more();
+    let t = tokens(&s, "app", "patient/*.rs offline_access", "hanako", "");
+    let access = t["access_token"].as_str().unwrap();
+    let rt = t["refresh_token"].as_str().unwrap();
+    let revoke = |body: String| form_post(&s, "/auth/revoke", None, &body);
+    // Nobody: refused, and the token keeps working.
+    let (st, e) = revoke(format!("token={}", enc(access)));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{e}"
+    );
+    assert_eq!(status_with(&s, access), 200);
+    let (st, e) = revoke(format!("token={}&client_id=nobody", enc(access)));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{e}"
+    );
+    // Another client: answered 200 (RFC 7009 §2.2), nothing revoked.
+    assert_eq!(
+        revoke(format!("token={}&client_id=other", enc(access))).0,
+        200
+    );
+    assert_eq!(status_with(&s, access), 200);
+    assert_eq!(revoke(format!("token={}&client_id=other", enc(rt))).0, 200);
+    // A confidential client must authenticate: its client_id alone is not enough.
+    let (st, _) = revoke(format!("token={}&client_id=lab", enc(access)));
+    assert_eq!(st, 401);
+    assert_eq!(status_with(&s, access), 200);
+    // No token.
+    let (st, e) = revoke("client_id=app".into());
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{e}"
+    );
+    // The rightful client.
+    assert_eq!(
+        revoke(format!("token={}&client_id=app", enc(access))).0,
+        200
+    );
+    assert_eq!(status_with(&s, access), 401);
+    let (st, t2) = refresh(&s, Some("app"), rt);
+    assert_eq!(st, 200, "the refresh token survived the other client: {t2}");
+    let rt2 = t2["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        revoke(format!(
+            "token={}&client_id=app&token_type_hint=refresh_token",
+            enc(rt2)
+        ))
+        .0,
+        200
+    );
+    assert_eq!(refresh(&s, Some("app"), rt2).0, 400);
+    // A backend service revokes its own token with a client assertion, not another's.
+    let lab = service_token(&s, &der, "l1");
+    let bare = format!("token={}&client_id=lab", enc(&lab));
+    assert_eq!(revoke(bare).0, 401);
+    assert_eq!(revoke(format!("token={}&client_id=app", enc(&lab))).0, 200);
+    assert_eq!(status_with(&s, &lab), 200);
+    let a = assertion(&s, &der, "r1", json!({}));
+    let (st, e) = revoke(format!(
+        "token={}&client_assertion_type={}&client_assertion={a}",
+        enc(&lab),
+        enc(JWT_BEARER)
+    ));
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(status_with(&s, &lab), 401);
+    // An operator's token (issued to no client) is no app's to revoke.
+    let op = auth
+        .issue_for_user(&auth.user("admin").unwrap().unwrap(), None)
+        .unwrap();
+    let op = op["access_token"].as_str().unwrap();
+    assert_eq!(revoke(format!("token={}&client_id=app", enc(op))).0, 200);
+    assert_eq!(status_with(&s, op), 200);
+}
+
+#[test]
 fn granted_scopes_are_not_repeated() {
     let (s, _, _) = setup_more();
     let scope =
