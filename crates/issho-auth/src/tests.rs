@@ -334,3 +334,53 @@ fn revocation_by_the_client_a_token_was_issued_to() {
     a.revoke_token(rt, "app").unwrap();
     assert!(a.refresh(rt, "app", None).is_err());
 }
+
+#[test]
+fn introspection_within_the_callers_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let mut u = user();
+    u.scopes = "patient/*.rs".into();
+    let mut other = u.clone();
+    other.name = "taro".into();
+    other.patient = Some("p2".into());
+    let token = |u: &User, client: &str| {
+        let code = code_for(&a, u, client, "patient/*.rs");
+        let t = a
+            .exchange_code(&code, client, "http://127.0.0.1/cb", VERIFIER)
+            .unwrap();
+        t["access_token"].as_str().unwrap().to_string()
+    };
+    a.put_user(&u, "correct horse").unwrap();
+    a.put_user(&other, "correct horse").unwrap();
+    let (mine, same_user_other_app, theirs) =
+        (token(&u, "app"), token(&u, "other"), token(&other, "app"));
+    let i = a.introspect(&mine, &mine).unwrap();
+    assert_eq!(
+        (&i["active"], &i["client_id"]),
+        (&json!(true), &json!("app"))
+    );
+    assert_eq!(i["patient"], "p1");
+    for t in [&same_user_other_app, &theirs, &"not a token".to_string()] {
+        assert_eq!(a.introspect(&mine, t).unwrap(), json!({"active": false}));
+    }
+    // A backend service (resource server) is told.
+    let (_, jwk) = new_es256_client_key("k").unwrap();
+    a.put_service("rs", "rs", &json!({"keys": [jwk]}), "system/*.rs")
+        .unwrap();
+    let mut svc = u.clone();
+    svc.name = "rs".into();
+    svc.role = Role::Service;
+    svc.patient = None;
+    svc.scopes = "system/*.rs".into();
+    let rs = a.issue_for_user(&svc, None).unwrap();
+    let i = a
+        .introspect(rs["access_token"].as_str().unwrap(), &theirs)
+        .unwrap();
+    assert_eq!((&i["active"], &i["sub"]), (&json!(true), &json!("taro")));
+    // A caller without a valid token is refused.
+    assert!(matches!(
+        a.introspect("nope", &mine),
+        Err(AuthError::InvalidToken(_))
+    ));
+}

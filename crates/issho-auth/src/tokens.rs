@@ -37,24 +37,37 @@ struct Claims {
 }
 
 impl Auth {
-    /// RFC 7662 introspection of an access token.
-    pub fn introspect(&self, token: &str) -> Value {
-        match self.verify(token) {
-            Ok(g) => {
-                let mut v = json!({
-                    "active": true, "scope": g.scopes.to_string(), "sub": g.subject,
-                    "role": g.role.code(), "iss": self.issuer, "jti": g.token_id,
-                });
-                if let Some(p) = g.patient {
-                    v["patient"] = json!(p);
-                }
-                if let Some(f) = g.fhir_user {
-                    v["fhirUser"] = json!(f);
-                }
-                v
-            }
-            Err(_) => json!({"active": false}),
+    /// RFC 7662 introspection of `token` for the holder of the access token `caller`: a
+    /// resource server (a backend service) or an administrator learns about any token;
+    /// anyone else only about tokens of their own user and client — any other is
+    /// `active: false`, as an unknown one is (§2.2). A `caller` token that does not verify
+    /// is an error.
+    pub fn introspect(&self, caller: &str, token: &str) -> Result<Value> {
+        let who = self.verified_claims(caller)?;
+        let Ok(c) = self.verified_claims(token) else {
+            return Ok(json!({"active": false}));
+        };
+        let resource_server = matches!(
+            Role::from_code(&who.role),
+            Some(Role::Service | Role::Administrator)
+        );
+        if !resource_server && (who.sub != c.sub || who.client_id != c.client_id) {
+            return Ok(json!({"active": false}));
         }
+        let mut v = json!({
+            "active": true, "token_type": "Bearer", "scope": c.scope, "sub": c.sub,
+            "role": c.role, "iss": c.iss, "aud": c.aud, "jti": c.jti, "iat": c.iat, "exp": c.exp,
+        });
+        if let Some(client) = c.client_id {
+            v["client_id"] = json!(client);
+        }
+        if let Some(p) = c.patient {
+            v["patient"] = json!(p);
+        }
+        if let Some(f) = c.fhir_user {
+            v["fhirUser"] = json!(f);
+        }
+        Ok(v)
     }
 
     /// RFC 7009 revocation by `client_id` (authenticated by the caller, see

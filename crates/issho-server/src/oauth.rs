@@ -371,31 +371,50 @@ fn require_form(headers: &HeaderMap) -> Result<(), Box<Response>> {
     }
 }
 
-/// `POST /auth/introspect` (RFC 7662). The caller authenticates with a valid access token of
-/// its own (resource servers in the same deployment).
+/// `POST /auth/introspect` (RFC 7662). The caller authorizes with a bearer token of its own
+/// (§2.1): a resource server (a backend service) or an administrator is told about any
+/// token, anyone else only about tokens of their own user and app. No valid bearer token:
+/// 401 `invalid_token` (RFC 6750 §3).
 pub async fn introspect(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(auth) = &st.config.auth else {
+    let Some(auth) = st.config.auth.clone() else {
         return oauth_error(404, "invalid_request", "no authorization server here");
     };
+    if let Err(r) = require_form(&headers) {
+        return *r;
+    }
     let caller = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| auth.verify(t.trim()).is_ok())
-        .unwrap_or(false);
-    if !caller {
-        return oauth_error(
-            401,
-            "invalid_client",
-            "introspection needs a valid bearer token",
-        );
-    }
+        .map(|t| t.trim().to_string());
     let p = form(&String::from_utf8_lossy(&body));
-    json_response(200, &auth.introspect(get(&p, "token").unwrap_or_default()))
+    let Some(token) = get(&p, "token").map(str::to_string) else {
+        return oauth_error(400, "invalid_request", "token is required");
+    };
+    let res = tokio::task::spawn_blocking(move || match caller {
+        Some(c) => auth.introspect(&c, &token),
+        None => Err(issho_auth::AuthError::InvalidToken(
+            "introspection needs a bearer token".into(),
+        )),
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => json_response(200, &v),
+        Ok(Err(issho_auth::AuthError::InvalidToken(m))) => {
+            let mut r = oauth_error(401, "invalid_token", &m);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            r
+        }
+        Ok(Err(e)) => auth_error(&e),
+        Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
 }
 
 /// `GET [base]/.well-known/smart-configuration`.

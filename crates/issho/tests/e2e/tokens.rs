@@ -307,6 +307,41 @@ fn revocation_needs_the_client_the_token_was_issued_to() {
 }
 
 #[test]
+fn introspection_answers_within_the_callers_reach() {
+    let (s, _, der) = setup_more();
+    let mine = tokens(&s, "app", "patient/*.rs", "hanako", "");
+    let mine = mine["access_token"].as_str().unwrap();
+    let theirs = tokens(&s, "other", "user/*.rs", "doc", "");
+    let theirs = theirs["access_token"].as_str().unwrap();
+    let intro = |bearer: Option<&str>, token: &str| {
+        form_post(
+            &s,
+            "/auth/introspect",
+            bearer,
+            &format!("token={}", enc(token)),
+        )
+    };
+    let (st, e) = intro(None, mine);
+    assert_eq!(st, 401, "{e}");
+    assert!(e["error"].is_string());
+    // An app cannot learn about tokens of other users and apps.
+    let (st, i) = intro(Some(mine), theirs);
+    assert_eq!((st, &i["active"]), (200, &json!(false)), "{i}");
+    assert!(i.get("sub").is_none(), "{i}");
+    let (st, i) = intro(Some(mine), mine);
+    assert_eq!((st, &i["active"]), (200, &json!(true)), "{i}");
+    assert_eq!(i["client_id"], "app");
+    // A resource server (a backend service) can.
+    let lab = service_token(&s, &der, "i1");
+    let (st, i) = intro(Some(&lab), theirs);
+    assert_eq!((st, &i["active"]), (200, &json!(true)), "{i}");
+    assert_eq!(
+        (&i["sub"], &i["client_id"]),
+        (&json!("doc"), &json!("other"))
+    );
+}
+
+#[test]
 fn granted_scopes_are_not_repeated() {
     let (s, _, _) = setup_more();
     let scope =
