@@ -19,6 +19,8 @@ pub struct AuthorizationRequest<'a> {
     pub code_challenge: &'a str,
     /// An EHR launch: the launch token from `/auth/launch`.
     pub launch: Option<&'a str>,
+    /// OpenID Connect `nonce`, echoed in the `id_token`.
+    pub nonce: Option<&'a str>,
 }
 
 /// A pending authorization (between the login and the code exchange).
@@ -32,6 +34,7 @@ pub(crate) struct Pending {
     until: i64,
     /// The patient of an EHR launch.
     patient: Option<String>,
+    nonce: Option<String>,
 }
 
 impl Auth {
@@ -145,6 +148,7 @@ impl Auth {
                 challenge: req.code_challenge.to_string(),
                 until: t + CODE_SECONDS,
                 patient,
+                nonce: req.nonce.map(str::to_string),
             },
         );
         Ok(code)
@@ -193,7 +197,7 @@ impl Auth {
             // EHR launch: the patient in context is the launched one.
             user.patient = Some(p);
         }
-        self.token_response(&user, client_id, &pending.scope)
+        self.token_response(&user, client_id, &pending.scope, pending.nonce.as_deref())
     }
 
     /// The `refresh_token` grant: a new access token (and a new refresh token; the old one is
@@ -256,15 +260,27 @@ impl Auth {
         if launched.is_some() {
             user.patient = launched;
         }
-        self.token_response(&user, client_id, &scope.to_string())
+        // No nonce on refresh (OpenID Connect Core §12.2).
+        self.token_response(&user, client_id, &scope.to_string(), None)
     }
 
-    /// A token response for `user` with exactly `scope` (already narrowed), with a refresh
-    /// token when `offline_access` or `online_access` was granted.
-    fn token_response(&self, user: &User, client_id: &str, scope: &str) -> Result<Value> {
+    /// A token response for `user` with exactly `scope` (already narrowed): an `id_token`
+    /// when `openid` was granted, a refresh token when `offline_access` or `online_access`
+    /// was.
+    fn token_response(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: &str,
+        nonce: Option<&str>,
+    ) -> Result<Value> {
         let mut resp = self.issue(user, Some(scope), Some(client_id))?;
         let scope = resp["scope"].as_str().unwrap_or_default().to_string();
         let scopes = Scopes::parse(&scope).map_err(AuthError::Invalid)?;
+        if scopes.has("openid") {
+            let id = self.id_token(user, client_id, scopes.has("fhirUser"), nonce)?;
+            resp["id_token"] = json!(id);
+        }
         if scopes.has("offline_access") || scopes.has("online_access") {
             let refresh = random_token()?;
             self.conn().execute(

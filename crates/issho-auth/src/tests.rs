@@ -220,6 +220,7 @@ fn code_for(a: &Auth, u: &User, client: &str, scope: &str) -> String {
         scope,
         code_challenge: &pkce_s256(VERIFIER),
         launch: None,
+        nonce: Some("n1"),
     };
     a.authorization_code(u, &req).unwrap()
 }
@@ -383,4 +384,42 @@ fn introspection_within_the_callers_reach() {
         a.introspect("nope", &mine),
         Err(AuthError::InvalidToken(_))
     ));
+}
+
+#[test]
+fn openid_gets_an_id_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auth::open(dir.path(), "http://h/fhir").unwrap();
+    let mut u = user();
+    u.scopes = "openid fhirUser offline_access patient/*.rs".into();
+    a.put_user(&u, "correct horse").unwrap();
+    let code = code_for(&a, &u, "app", "openid fhirUser offline_access patient/*.rs");
+    let t = a
+        .exchange_code(&code, "app", "http://127.0.0.1/cb", VERIFIER)
+        .unwrap();
+    let jwks = a.jwks().unwrap();
+    let id = verify_es256_with_jwks(&jwks, t["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(id["iss"], "http://h/fhir");
+    assert_eq!((&id["sub"], &id["aud"]), (&json!("hanako"), &json!("app")));
+    assert_eq!(id["fhirUser"], "http://h/fhir/Patient/p1");
+    assert_eq!(id["nonce"], "n1");
+    assert!(id["exp"].as_i64().unwrap() > now());
+    let t2 = a
+        .refresh(t["refresh_token"].as_str().unwrap(), "app", None)
+        .unwrap();
+    let id2 = verify_es256_with_jwks(&jwks, t2["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(id2["fhirUser"], id["fhirUser"]);
+    assert!(id2.get("nonce").is_none());
+    // openid without fhirUser: an id_token without the claim; no openid: none.
+    let code = code_for(&a, &u, "app", "openid patient/*.rs");
+    let t = a
+        .exchange_code(&code, "app", "http://127.0.0.1/cb", VERIFIER)
+        .unwrap();
+    let id = verify_es256_with_jwks(&jwks, t["id_token"].as_str().unwrap()).unwrap();
+    assert!(id.get("fhirUser").is_none());
+    let code = code_for(&a, &u, "app", "patient/*.rs");
+    let t = a
+        .exchange_code(&code, "app", "http://127.0.0.1/cb", VERIFIER)
+        .unwrap();
+    assert!(t.get("id_token").is_none());
 }

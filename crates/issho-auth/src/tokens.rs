@@ -36,7 +36,52 @@ struct Claims {
     client_id: Option<String>,
 }
 
+/// The claims of an OpenID Connect `id_token` (OpenID Connect Core §2, SMART App Launch
+/// `fhirUser`).
+#[derive(Debug, Serialize)]
+struct IdClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    fhir_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+}
+
 impl Auth {
+    /// An OpenID Connect `id_token` for `user` signed in to `client` (ES256, this
+    /// deployment's key, published in the JWKS): `iss` this server, `sub` the user, `aud` the
+    /// client, the request's `nonce`, and with `fhir_user` granted the absolute URL of the
+    /// user's FHIR resource (`fhirUser`).
+    pub(crate) fn id_token(
+        &self,
+        user: &User,
+        client: &str,
+        fhir_user: bool,
+        nonce: Option<&str>,
+    ) -> Result<String> {
+        let t = now();
+        let fhir_user = user.fhir_user.as_deref().filter(|_| fhir_user).map(|f| {
+            if f.starts_with("http://") || f.starts_with("https://") {
+                f.to_string()
+            } else {
+                format!("{}/{f}", self.issuer)
+            }
+        });
+        self.sign(&IdClaims {
+            iss: &self.issuer,
+            sub: &user.name,
+            aud: client,
+            iat: t,
+            exp: t + ACCESS_TOKEN_SECONDS,
+            fhir_user,
+            nonce,
+        })
+    }
+
     /// RFC 7662 introspection of `token` for the holder of the access token `caller`: a
     /// resource server (a backend service) or an administrator learns about any token;
     /// anyone else only about tokens of their own user and client — any other is

@@ -85,8 +85,9 @@ fn redirect(to: &str) -> Response {
 }
 
 /// The parameters an authorization request must carry through the sign-in form.
-const CARRIED: [&str; 9] = [
+const CARRIED: [&str; 10] = [
     "launch",
+    "nonce",
     "response_type",
     "client_id",
     "redirect_uri",
@@ -221,6 +222,7 @@ pub async fn authorize(
     let scope2 = scope.clone();
     let client2 = client.clone();
     let launch = get(&p, "launch").map(str::to_string);
+    let nonce = get(&p, "nonce").map(str::to_string);
     // argon2 is deliberately slow: off the async workers.
     let res = tokio::task::spawn_blocking(move || {
         let u = auth.check_password(&user, &pass)?;
@@ -231,6 +233,7 @@ pub async fn authorize(
             code_challenge: &challenge,
             // EHR launch: the context the EHR created for this user.
             launch: launch.as_deref(),
+            nonce: nonce.as_deref(),
         };
         auth.authorization_code(&u, &req)
             .map(|code| (code, redirect_uri))
@@ -436,8 +439,33 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
             "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "system/*.cruds"],
-        "capabilities": ["launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+        "capabilities": ["sso-openid-connect", "launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
+    })
+}
+
+/// `GET [base]/.well-known/openid-configuration` (OpenID Connect Discovery): the issuer of
+/// `id_token`s is the FHIR base URL, so this is where apps find its keys.
+pub fn openid_configuration(auth: &issho_auth::Auth) -> Value {
+    let iss = auth.issuer();
+    let root = iss.trim_end_matches("/fhir");
+    json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{root}/auth/authorize"),
+        "token_endpoint": format!("{root}/auth/token"),
+        "revocation_endpoint": format!("{root}/auth/revoke"),
+        "introspection_endpoint": format!("{root}/auth/introspect"),
+        "registration_endpoint": format!("{root}/auth/register"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"]
     })
 }
 

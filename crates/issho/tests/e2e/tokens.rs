@@ -342,6 +342,57 @@ fn introspection_answers_within_the_callers_reach() {
 }
 
 #[test]
+fn openid_gets_a_signed_id_token_with_fhir_user() {
+    let (s, _, _) = setup_more();
+    let scope = "openid fhirUser launch/patient patient/*.rs offline_access";
+    let t = tokens(&s, "app", scope, "hanako", "&nonce=n-0S6_WzA2Mj");
+    let id_token = t["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {t}"));
+    let jwks = json(s.get(".well-known/jwks.json"));
+    let claims = issho_auth::verify_es256_with_jwks(&jwks, id_token).unwrap();
+    assert_eq!(claims["iss"], s.base.as_str());
+    assert_eq!(claims["sub"], "hanako");
+    assert_eq!(claims["aud"], "app");
+    assert_eq!(claims["fhirUser"], format!("{}/Patient/p1", s.base));
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert!(iat <= now() + 5 && exp > now() && exp > iat, "{claims}");
+    // Again on refresh (without the nonce, OpenID Connect Core §12.2).
+    let (st, t2) = refresh(&s, Some("app"), t["refresh_token"].as_str().unwrap());
+    assert_eq!(st, 200, "{t2}");
+    let again =
+        issho_auth::verify_es256_with_jwks(&jwks, t2["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&again["sub"], &again["aud"]),
+        (&json!("hanako"), &json!("app"))
+    );
+    assert_eq!(again["fhirUser"], claims["fhirUser"]);
+    assert!(again.get("nonce").is_none());
+    // No openid, no id_token.
+    let t3 = tokens(&s, "app", "patient/*.rs", "hanako", "");
+    assert!(t3.get("id_token").is_none(), "{t3}");
+    // Discovery says so, and the issuer's OpenID configuration names the key set.
+    let smart = json(s.get(".well-known/smart-configuration"));
+    assert!(
+        smart["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sso-openid-connect"))
+    );
+    let oidc = json(s.get(".well-known/openid-configuration"));
+    assert_eq!(oidc["issuer"], s.base.as_str());
+    assert_eq!(oidc["jwks_uri"], smart["jwks_uri"]);
+    assert_eq!(
+        oidc["id_token_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+}
+
+#[test]
 fn granted_scopes_are_not_repeated() {
     let (s, _, _) = setup_more();
     let scope =
