@@ -1,7 +1,8 @@
 //! The built-in OAuth 2.0 authorization server for SMART App Launch 2.0 (standalone launch,
 //! public clients, authorization code with PKCE S256): the sign-in page (Japanese and
 //! English), the token endpoint (`authorization_code`, `refresh_token`), revocation (RFC 7009),
-//! introspection (RFC 7662) and `/.well-known/smart-configuration`.
+//! introspection (RFC 7662), the OpenID Connect `id_token`, `/.well-known/smart-configuration`
+//! and `openid-configuration`.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
