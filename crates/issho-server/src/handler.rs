@@ -544,6 +544,21 @@ async fn dispatch(
             );
             Ok(r)
         }
+        ("GET", [".well-known", "openid-configuration"]) => {
+            let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) else {
+                return Err(FhirError::not_found(
+                    "this server runs without authorization",
+                ));
+            };
+            let mut r = Response::new(Body::from(
+                crate::oauth::openid_configuration(auth).to_string(),
+            ));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
+        }
         ("GET", [".well-known", "jwks.json"]) => {
             let Some(auth) = &st.config.auth else {
                 return Err(FhirError::not_found("this server signs no tokens"));

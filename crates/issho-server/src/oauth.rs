@@ -1,7 +1,8 @@
 //! The built-in OAuth 2.0 authorization server for SMART App Launch 2.0 (standalone launch,
 //! public clients, authorization code with PKCE S256): the sign-in page (Japanese and
 //! English), the token endpoint (`authorization_code`, `refresh_token`), revocation (RFC 7009),
-//! introspection (RFC 7662) and `/.well-known/smart-configuration`.
+//! introspection (RFC 7662), the OpenID Connect `id_token`, `/.well-known/smart-configuration`
+//! and `openid-configuration`.
 
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -85,8 +86,9 @@ fn redirect(to: &str) -> Response {
 }
 
 /// The parameters an authorization request must carry through the sign-in form.
-const CARRIED: [&str; 9] = [
+const CARRIED: [&str; 10] = [
     "launch",
+    "nonce",
     "response_type",
     "client_id",
     "redirect_uri",
@@ -221,22 +223,21 @@ pub async fn authorize(
     let scope2 = scope.clone();
     let client2 = client.clone();
     let launch = get(&p, "launch").map(str::to_string);
+    let nonce = get(&p, "nonce").map(str::to_string);
     // argon2 is deliberately slow: off the async workers.
     let res = tokio::task::spawn_blocking(move || {
         let u = auth.check_password(&user, &pass)?;
-        match &launch {
+        let req = issho_auth::AuthorizationRequest {
+            client: &client2,
+            redirect_uri: &redirect_uri,
+            scope: &scope2,
+            code_challenge: &challenge,
             // EHR launch: the context the EHR created for this user.
-            Some(l) => auth.authorization_code_for_launch(
-                &u,
-                &client2,
-                &redirect_uri,
-                &scope2,
-                &challenge,
-                l,
-            ),
-            None => auth.authorization_code(&u, &client2, &redirect_uri, &scope2, &challenge),
-        }
-        .map(|code| (code, redirect_uri))
+            launch: launch.as_deref(),
+            nonce: nonce.as_deref(),
+        };
+        auth.authorization_code(&u, &req)
+            .map(|code| (code, redirect_uri))
     })
     .await;
     match res {
@@ -266,25 +267,18 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     let Some(auth) = st.config.auth.clone() else {
         return oauth_error(404, "invalid_request", "no authorization server here");
     };
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !ct.starts_with("application/x-www-form-urlencoded") {
-        return oauth_error(
-            400,
-            "invalid_request",
-            "the token request must be application/x-www-form-urlencoded",
-        );
+    if let Err(r) = require_form(&headers) {
+        return *r;
     }
     let p = form(&String::from_utf8_lossy(&body));
-    let grant = get(&p, "grant_type").unwrap_or_default().to_string();
+    let Some(grant) = get(&p, "grant_type").map(str::to_string) else {
+        return oauth_error(400, "invalid_request", "grant_type is required");
+    };
     let client_id = get(&p, "client_id").unwrap_or_default().to_string();
-    let endpoint = format!("{}/auth/token", auth.issuer().trim_end_matches("/fhir"));
+    let endpoint = token_endpoint(&auth);
     let res = tokio::task::spawn_blocking(move || match grant.as_str() {
         "client_credentials" => auth.client_credentials(
-            get(&p, "client_assertion_type").unwrap_or_default(),
-            get(&p, "client_assertion").unwrap_or_default(),
+            &client_auth(&p),
             &endpoint,
             get(&p, "scope").unwrap_or_default(),
         ),
@@ -299,59 +293,132 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
             &client_id,
             get(&p, "scope"),
         ),
-        other => Err(issho_auth::AuthError::Invalid(format!(
-            "unsupported grant_type '{other}'"
-        ))),
+        other => Err(issho_auth::AuthError::OAuth(
+            issho_auth::OAuthError::UnsupportedGrantType,
+            format!("unsupported grant_type '{other}'"),
+        )),
     })
     .await;
     match res {
         Ok(Ok(v)) => json_response(200, &v),
-        Ok(Err(e)) => {
-            let code = if e.to_string().starts_with("unsupported grant_type") {
-                "unsupported_grant_type"
-            } else {
-                "invalid_grant"
-            };
-            oauth_error(400, code, &e.to_string())
-        }
+        Ok(Err(e)) => auth_error(&e),
         Err(_) => oauth_error(500, "server_error", "internal error"),
     }
 }
 
-/// `POST /auth/revoke` (RFC 7009): always 200.
-pub async fn revoke(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let p = form(&String::from_utf8_lossy(&body));
-    if let (Some(auth), Some(t)) = (&st.config.auth, get(&p, "token")) {
-        let _ = auth.revoke_token(t);
-    }
-    json_response(200, &json!({}))
+/// The OAuth error response for `e` (RFC 6749 §5.2).
+fn auth_error(e: &issho_auth::AuthError) -> Response {
+    let (status, error, description) = e.oauth();
+    oauth_error(status, error, &description)
 }
 
-/// `POST /auth/introspect` (RFC 7662). The caller authenticates with a valid access token of
-/// its own (resource servers in the same deployment).
+/// The token endpoint's URL: the `aud` of client assertions.
+fn token_endpoint(auth: &issho_auth::Auth) -> String {
+    format!("{}/auth/token", auth.issuer().trim_end_matches("/fhir"))
+}
+
+/// How the client of a token, revocation or introspection request identified itself.
+fn client_auth(p: &[(String, String)]) -> issho_auth::ClientAuth<'_> {
+    issho_auth::ClientAuth {
+        client_id: get(p, "client_id"),
+        assertion_type: get(p, "client_assertion_type"),
+        assertion: get(p, "client_assertion"),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009). The caller authenticates as a client (RFC 6749 §2.3): a
+/// public app by its `client_id`, a backend service with its `private_key_jwt` assertion;
+/// otherwise 401 `invalid_client`. Only tokens issued to that client are revoked; any other
+/// token (unknown, expired, another client's) is answered 200 all the same (§2.2), so the
+/// answer tells nothing about it.
+pub async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(auth) = st.config.auth.clone() else {
+        return oauth_error(404, "invalid_request", "no authorization server here");
+    };
+    if let Err(r) = require_form(&headers) {
+        return *r;
+    }
+    let p = form(&String::from_utf8_lossy(&body));
+    let endpoint = token_endpoint(&auth);
+    let res = tokio::task::spawn_blocking(move || {
+        let client = auth.authenticate_client(&client_auth(&p), &endpoint)?;
+        let token = get(&p, "token").ok_or_else(|| {
+            issho_auth::AuthError::OAuth(
+                issho_auth::OAuthError::InvalidRequest,
+                "token is required".into(),
+            )
+        })?;
+        auth.revoke_token(token, &client)
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => json_response(200, &json!({})),
+        Ok(Err(e)) => auth_error(&e),
+        Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
+}
+
+/// OAuth endpoints take `application/x-www-form-urlencoded` bodies.
+fn require_form(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        Ok(())
+    } else {
+        Err(Box::new(oauth_error(
+            400,
+            "invalid_request",
+            "the request must be application/x-www-form-urlencoded",
+        )))
+    }
+}
+
+/// `POST /auth/introspect` (RFC 7662). The caller authorizes with a bearer token of its own
+/// (§2.1): a resource server (a backend service) or an administrator is told about any
+/// token, anyone else only about tokens of their own user and app. No valid bearer token:
+/// 401 `invalid_token` (RFC 6750 §3).
 pub async fn introspect(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(auth) = &st.config.auth else {
+    let Some(auth) = st.config.auth.clone() else {
         return oauth_error(404, "invalid_request", "no authorization server here");
     };
+    if let Err(r) = require_form(&headers) {
+        return *r;
+    }
     let caller = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| auth.verify(t.trim()).is_ok())
-        .unwrap_or(false);
-    if !caller {
-        return oauth_error(
-            401,
-            "invalid_client",
-            "introspection needs a valid bearer token",
-        );
-    }
+        .map(|t| t.trim().to_string());
     let p = form(&String::from_utf8_lossy(&body));
-    json_response(200, &auth.introspect(get(&p, "token").unwrap_or_default()))
+    let Some(token) = get(&p, "token").map(str::to_string) else {
+        return oauth_error(400, "invalid_request", "token is required");
+    };
+    let res = tokio::task::spawn_blocking(move || match caller {
+        Some(c) => auth.introspect(&c, &token),
+        None => Err(issho_auth::AuthError::InvalidToken(
+            "introspection needs a bearer token".into(),
+        )),
+    })
+    .await;
+    match res {
+        Ok(Ok(v)) => json_response(200, &v),
+        Ok(Err(issho_auth::AuthError::InvalidToken(m))) => {
+            let mut r = oauth_error(401, "invalid_token", &m);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            r
+        }
+        Ok(Err(e)) => auth_error(&e),
+        Err(_) => oauth_error(500, "server_error", "internal error"),
+    }
 }
 
 /// `GET [base]/.well-known/smart-configuration`.
@@ -373,8 +440,33 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
             "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "system/*.cruds"],
-        "capabilities": ["launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
+        "capabilities": ["sso-openid-connect", "launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
+    })
+}
+
+/// `GET [base]/.well-known/openid-configuration` (OpenID Connect Discovery): the issuer of
+/// `id_token`s is the FHIR base URL, so this is where apps find its keys.
+pub fn openid_configuration(auth: &issho_auth::Auth) -> Value {
+    let iss = auth.issuer();
+    let root = iss.trim_end_matches("/fhir");
+    json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{root}/auth/authorize"),
+        "token_endpoint": format!("{root}/auth/token"),
+        "revocation_endpoint": format!("{root}/auth/revoke"),
+        "introspection_endpoint": format!("{root}/auth/introspect"),
+        "registration_endpoint": format!("{root}/auth/register"),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"]
     })
 }
 

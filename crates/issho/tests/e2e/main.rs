@@ -18,3 +18,4 @@ mod rest;
 mod search;
 mod shared_data;
 mod terminology;
+mod tokens;

@@ -8,9 +8,9 @@ use issho_access::Role;
 use issho_auth::{Client as App, User};
 use serde_json::Value;
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-fn setup() -> (Server, std::sync::Arc<issho_auth::Auth>) {
+pub(crate) fn setup() -> (Server, std::sync::Arc<issho_auth::Auth>) {
     let (s, auth) = Server::start_secure();
     auth.put_client(&App {
         id: "app".into(),
@@ -66,23 +66,23 @@ fn setup() -> (Server, std::sync::Arc<issho_auth::Auth>) {
     (s, auth)
 }
 
-fn root(s: &Server) -> String {
+pub(crate) fn root(s: &Server) -> String {
     s.base.trim_end_matches("/fhir").to_string()
 }
 
-fn no_redirect() -> reqwest::blocking::Client {
+pub(crate) fn no_redirect() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = "a-sufficiently-long-code-verifier-0123456789-abcdefghijklmnop".to_string();
     (issho_auth::pkce_s256(&verifier), verifier)
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -118,7 +118,7 @@ fn sign_in(s: &Server, scope: &str, challenge: &str, user: &str, password: &str)
     (status, loc)
 }
 
-fn query_param(url: &str, k: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, k: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     issho_engine::parse_query(q)
         .into_iter()
@@ -126,7 +126,7 @@ fn query_param(url: &str, k: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn token_request(s: &Server, body: &str) -> (u16, Value) {
+pub(crate) fn token_request(s: &Server, body: &str) -> (u16, Value) {
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/auth/token", root(s)))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -283,12 +283,12 @@ fn standalone_launch_with_pkce() {
         ),
     );
     assert_eq!(st, 400);
-    // Revocation takes effect on the next request.
+    // Revocation by the app it was issued to takes effect on the next request.
     let access2 = tok2["access_token"].as_str().unwrap().to_string();
     let r = reqwest::blocking::Client::new()
         .post(format!("{}/auth/revoke", root(&s)))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}", enc(&access2)))
+        .body(format!("token={}&client_id=app", enc(&access2)))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -499,10 +499,10 @@ fn backend_service_client_credentials() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 403, "read-only system scope");
-    // The same assertion again is a replay.
+    // The same assertion again is a replay: the client is not authenticated (RFC 7523 §3.2).
     let (st, e) = token_request(&s, &body(&assertion("a1")));
-    assert_eq!(st, 400);
-    assert_eq!(e["error"], "invalid_grant");
+    assert_eq!(st, 401);
+    assert_eq!(e["error"], "invalid_client");
 }
 
 /// Browser apps: CORS preflight and headers; security headers on every response.
