@@ -54,6 +54,32 @@ impl Auth {
         Ok(())
     }
 
+    /// Every registered client, by id, and whether it is a backend service (authenticating
+    /// with its own keys) rather than an app.
+    pub fn clients(&self) -> Result<Vec<(Client, bool)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT c.id, c.name, c.redirect_uris, c.scopes, k.id IS NOT NULL FROM auth_clients c \
+             LEFT JOIN auth_client_keys k ON k.id = c.id ORDER BY c.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                Client {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    redirect_uris: r
+                        .get::<_, String>(2)?
+                        .split(' ')
+                        .map(str::to_string)
+                        .collect(),
+                    scopes: r.get(3)?,
+                },
+                r.get::<_, bool>(4)?,
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+
     pub fn client(&self, id: &str) -> Result<Option<Client>> {
         Ok(self
             .conn()

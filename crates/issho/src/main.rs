@@ -111,6 +111,14 @@ enum ClientCmd {
     /// Register (or replace) an app (public client, authorization code with PKCE) or, with
     /// --jwks, a backend service (client credentials with private_key_jwt).
     Add(ClientArgs),
+    /// List the registered apps and backend services (id, kind, name, redirect URIs, scopes).
+    List(ClientListArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ClientListArgs {
+    #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
+    data: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -270,6 +278,9 @@ fn main() {
         Cmd::Client(ClientCmdArgs {
             cmd: ClientCmd::Add(a),
         }) => client(a),
+        Cmd::Client(ClientCmdArgs {
+            cmd: ClientCmd::List(a),
+        }) => client_list(a),
         Cmd::Import(a) => import(a),
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
@@ -468,6 +479,42 @@ fn existing_auth(data: &std::path::Path) -> Option<issho_auth::Auth> {
         Err(e) => {
             eprintln!("error: {e}");
             None
+        }
+    }
+}
+
+fn client_list(a: ClientListArgs) -> i32 {
+    let Some(auth) = existing_auth(&a.data) else {
+        return 1;
+    };
+    match auth.clients() {
+        Ok(list) => {
+            if list.is_empty() {
+                println!(
+                    "no clients registered (add one with: issho client add --id APP --redirect-uri URI)"
+                );
+            }
+            for (c, service) in list {
+                if service {
+                    println!(
+                        "{}\tbackend service\t{}\tscopes: {}",
+                        c.id, c.name, c.scopes
+                    );
+                } else {
+                    println!(
+                        "{}\tapp (public, PKCE)\t{}\tredirect URIs: {}\tscopes: {}",
+                        c.id,
+                        c.name,
+                        c.redirect_uris.join(" "),
+                        c.scopes
+                    );
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
         }
     }
 }

@@ -330,12 +330,12 @@ fn conditional_reference_to_a_conditional_create_in_the_same_transaction() {
     let created = resp["entry"][0]["response"]["location"].as_str().unwrap();
     let id = created.split('/').nth(1).unwrap().to_string();
     let obs = resp["entry"][1]["response"]["location"].as_str().unwrap();
-    let o = json(s.get(&obs.split("/_history").next().unwrap().to_string()));
+    let o = json(s.get(obs.split("/_history").next().unwrap()));
     assert_eq!(o["subject"]["reference"], format!("Patient/{id}"));
     // Again: the conditional create matches, the reference finds the stored Patient.
     let resp = json(s.post("", &bundle()));
     assert_eq!(resp["entry"][0]["response"]["status"], "200 OK");
     let obs = resp["entry"][1]["response"]["location"].as_str().unwrap();
-    let o = json(s.get(&obs.split("/_history").next().unwrap().to_string()));
+    let o = json(s.get(obs.split("/_history").next().unwrap()));
     assert_eq!(o["subject"]["reference"], format!("Patient/{id}"));
 }

@@ -662,3 +662,49 @@ fn serve_over_tls() {
         .unwrap();
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
 }
+
+/// `issho client list` shows what `issho client add` registered (issue 9, item 13).
+#[test]
+fn client_list_shows_registered_apps_and_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    // The authentication store exists once a token has been made for a user (the demo users).
+    let auth = issho_auth::Auth::open(&data, "http://127.0.0.1:1/fhir").unwrap();
+    drop(auth);
+    let out = Command::new(BIN)
+        .args(["client", "list", "--data", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no clients registered"));
+    let out = Command::new(BIN)
+        .args([
+            "client",
+            "add",
+            "--data",
+            d,
+            "--id",
+            "my-app",
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["client", "list", "--data", d])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("my-app\tapp (public, PKCE)"), "{text}");
+    assert!(text.contains("http://127.0.0.1/cb"), "{text}");
+}
