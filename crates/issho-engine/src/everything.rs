@@ -295,6 +295,50 @@ impl Engine {
                             .filter(|rid| seen.insert(*rid)),
                     );
                 }
+                // The person's data in types outside the R4 compartment (a Task for them, their
+                // Device…): by the ownership rule's person column, each checked like a read.
+                if let Some(pid) = patient_id {
+                    let outside: Vec<String> = issho_model::r4()
+                        .resource_types()
+                        .iter()
+                        .filter(|t| {
+                            !crate::owner::always_personal(t)
+                                && (param(params, "_type").is_none() || types.contains(t))
+                        })
+                        .cloned()
+                        .collect();
+                    let mut q = issho_search::SearchQuery {
+                        types: outside,
+                        ..Default::default()
+                    };
+                    q.filters.push(issho_search::Filter {
+                        name: "_person".into(),
+                        test: Test::PersonIn(vec![pid.to_string()]),
+                    });
+                    if let Some(s) = &since {
+                        let lu = issho_search::parse(
+                            None,
+                            &[("_lastUpdated".into(), format!("ge{s}"))],
+                            true,
+                        )
+                        .map_err(|issues| FhirError {
+                            status: 400,
+                            issues,
+                        })?;
+                        q.filters.extend(lu.filters);
+                    }
+                    let (sql, args) = issho_search::sqlite_select(&q);
+                    let found: Vec<i64> = r
+                        .query_rids(&sql, &args)?
+                        .into_iter()
+                        .filter(|rid| !seen.contains(rid))
+                        .collect();
+                    for s in self.visible_only(ctx, r, r.current_by_rids(&found)?)? {
+                        if seen.insert(s.rid) {
+                            rids.push(s.rid);
+                        }
+                    }
+                }
                 if with_referenced {
                     // Resources the record refers to (practitioners, organizations, medications…),
                     // but never another patient's data.
@@ -347,8 +391,10 @@ impl Engine {
                 echo.push((k.to_string(), v.to_string()));
             }
         }
+        // The paging rule: a page is filtered by the caller's access as it is now.
+        let matches = self.visible_only(ctx, r, r.current_by_rids(&page)?)?;
         Ok(SearchResult {
-            matches: r.current_by_rids(&page)?,
+            matches,
             included: Vec::new(),
             total: set.total,
             offset,

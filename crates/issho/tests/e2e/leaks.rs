@@ -367,6 +367,17 @@ fn patient_data_outside_the_compartment_is_guarded() {
         c.ids(Who::P2, "Device?patient=Patient/p2"),
         vec!["Device/d2"]
     );
+    // The person's whole record, types outside the compartment included.
+    let all = c.ids(Who::DoctorB, "Patient/p2/$everything?_count=100");
+    for r in ["Task/t2", "Task/t2-focus", "Device/d2", "Patient/p2"] {
+        assert!(all.contains(&r.to_string()), "{r} missing: {all:?}");
+    }
+    assert!(!all.contains(&"Device/d-shared".to_string()), "{all:?}");
+    let mine = c.ids(Who::P1, "Patient/p1/$everything?_count=100");
+    assert!(
+        mine.iter().all(|r| !r.contains("t2") && !r.contains("d2")),
+        "{mine:?}"
+    );
     // A clinician writes a Task for a patient in their care; that patient sees it.
     let task = json!({"resourceType": "Task", "status": "requested", "intent": "order",
         "for": {"reference": "Patient/p1"}});
@@ -423,6 +434,45 @@ fn paging_links_follow_consent_changes() {
                 .send()
                 .unwrap();
         assert!(r.status().is_success());
+    }
+    // The same for $everything's remembered pages, with a refusal of one category (the
+    // record stays open, its mental-health resources close).
+    c.put(&json!({"resourceType": "Condition", "id": "p1-psy", "subject": {"reference": "Patient/p1"},
+        "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]},
+        "code": {"text": "depression"}}));
+    let mut urls = Vec::new();
+    let mut url = format!("{}/Patient/p1/$everything?_count=1", c.s.base);
+    let mut seen_psy = false;
+    loop {
+        let (st, page) = c.get_url(Who::DoctorA, &url);
+        assert_eq!(st, 200, "{page}");
+        seen_psy |= entry_ids(&page).contains(&"Condition/p1-psy".to_string());
+        urls.push(url.clone());
+        match page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+        {
+            Some(l) => url = l["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert!(
+        seen_psy,
+        "the control: the PSY Condition is on a page before the refusal"
+    );
+    c.put(&json!({"resourceType": "Consent", "id": "p1-psy-refused", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"},
+        "provision": {"type": "deny", "securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}}));
+    for u in urls {
+        let (_, page) = c.get_url(Who::DoctorA, &u);
+        assert!(
+            !entry_ids(&page).contains(&"Condition/p1-psy".to_string()),
+            "{u}: {page}"
+        );
     }
 }
 
