@@ -66,8 +66,7 @@ impl Touched {
 fn only_this_person(
     mut ev: Value,
     me: &str,
-    patient_id: &str,
-    r: &dyn issho_store::StoreRead,
+    visible: &mut dyn FnMut(&str, &str) -> Result<bool>,
 ) -> Result<Value> {
     let Some(entities) = ev.get_mut("entity").and_then(Value::as_array_mut) else {
         return Ok(ev);
@@ -83,9 +82,7 @@ fn only_this_person(
             (_, Some(reference)) => {
                 let mut parts = reference.split('/');
                 match (parts.next(), parts.next()) {
-                    (Some(rt), Some(id)) => {
-                        r.person(rt, id)?.flatten().as_deref() == Some(patient_id)
-                    }
+                    (Some(rt), Some(id)) => visible(rt, id)?,
                     _ => false,
                 }
             }
@@ -355,9 +352,24 @@ impl Engine {
             return Ok(events);
         }
         let r = self.store.reader()?;
+        // The person's own view decides (what is not yet told to them stays hidden here too).
+        let mut views: std::collections::HashMap<String, Option<crate::view::View>> =
+            Default::default();
+        let reg = self.registry();
+        let mut visible = |t: &str, id: &str| -> Result<bool> {
+            if !views.contains_key(t) {
+                let v = self.view(ctx, Action::Read, Some(t), &*r).ok();
+                views.insert(t.to_string(), v);
+            }
+            match views.get(t).and_then(Option::as_ref) {
+                Some(v) => Ok(r.person(t, id)?.flatten().as_deref() == Some(patient_id)
+                    && v.sees(&reg, &*r, t, id)?),
+                None => Ok(false),
+            }
+        };
         events
             .into_iter()
-            .map(|ev| only_this_person(ev, &me, patient_id, &*r))
+            .map(|ev| only_this_person(ev, &me, &mut visible))
             .collect()
     }
 

@@ -733,6 +733,7 @@ impl Engine {
             let mut order: Vec<usize> = (0..n).collect();
             order.sort_by_key(|&k| (entries[k].method.rank(), k));
             let mut out: Vec<Value> = vec![Value::Null; n];
+            let mut pending: Vec<(crate::view::Guard, String, String, usize)> = Vec::new();
             for k in order {
                 let e = &mut entries[k];
                 let rt = e.resource_type().to_string();
@@ -841,31 +842,23 @@ impl Engine {
                             .and_then(|l| l.split('/').nth(1))
                             .map(str::to_string)
                             .or_else(|| target.clone());
-                        match written {
-                            Some(id) => g.after(tx, &rt, &id).map(|_| v),
-                            None => Ok(v),
+                        // Checked once every entry is written: entries may refer to each
+                        // other in any order.
+                        if let Some(id) = written {
+                            pending.push((g.clone(), rt.clone(), id, k));
                         }
+                        Ok(v)
                     }
                     (res, _) => res,
                 };
                 match res {
                     Ok(v) => out[k] = v,
-                    Err(err) => {
-                        let mut err = err.with_at(at(e.index));
-                        for i in err.issues.iter_mut() {
-                            if !i.diagnostics.starts_with("entry ") {
-                                i.diagnostics = format!(
-                                    "entry {} ({} {}): {}",
-                                    e.index,
-                                    method_name(e.method),
-                                    e.url,
-                                    i.diagnostics
-                                );
-                            }
-                        }
-                        return Err(err);
-                    }
+                    Err(err) => return Err(entry_error(e, err)),
                 }
+            }
+            for (g, rt, id, k) in pending {
+                g.after(tx, &rt, &id)
+                    .map_err(|err| entry_error(&entries[k], err))?;
             }
             Ok(out)
         })??;
@@ -999,6 +992,23 @@ impl Engine {
             ))),
         }
     }
+}
+
+/// An entry's failure, naming the entry.
+fn entry_error(e: &Entry, err: FhirError) -> FhirError {
+    let mut err = err.with_at(at(e.index));
+    for i in err.issues.iter_mut() {
+        if !i.diagnostics.starts_with("entry ") {
+            i.diagnostics = format!(
+                "entry {} ({} {}): {}",
+                e.index,
+                method_name(e.method),
+                e.url,
+                i.diagnostics
+            );
+        }
+    }
+    err
 }
 
 fn method_name(m: Method) -> &'static str {

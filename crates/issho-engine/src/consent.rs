@@ -99,16 +99,56 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
     if rt != "Consent" || consent.get("status").and_then(Value::as_str) != Some("active") {
         return Ok(());
     }
-    let privacy = consent["scope"]["coding"]
+    let scopes: Vec<&Value> = consent["scope"]["coding"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| c["system"] == PRIVACY.0 && c["code"] == PRIVACY.1);
+        .collect();
+    let privacy = !scopes.is_empty()
+        && scopes
+            .iter()
+            .all(|c| c["system"] == PRIVACY.0 && c["code"] == PRIVACY.1);
     if !privacy {
         return Err(unenforceable(
             "Consent.scope",
             "only patient-privacy Consents are enforced (research, treatment and advance-directive Consents are not yet)".into(),
         ));
+    }
+    if consent.get("modifierExtension").is_some() {
+        return Err(unenforceable(
+            "Consent.modifierExtension",
+            "modifier extensions change what a Consent means and are not enforced".into(),
+        ));
+    }
+    // The base policy: "share unless refused" is opt-out; an opt-in (or other) base policy
+    // would refuse what the provisions do not permit, which is not enforced.
+    if consent.get("policyRule").is_some()
+        && consent["policyRule"]["coding"]
+            .as_array()
+            .is_none_or(|c| c.is_empty())
+    {
+        return Err(unenforceable(
+            "Consent.policyRule",
+            "a base policy given without a code is not enforced".into(),
+        ));
+    }
+    for (i, rule) in consent["policyRule"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let optout = rule["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+            && rule["code"] == "OPTOUT";
+        if !optout {
+            return Err(unenforceable(
+                &format!("Consent.policyRule.coding[{i}]"),
+                format!(
+                    "the base policy '{}' is not enforced (records are shared unless refused: OPTOUT)",
+                    rule["code"].as_str().unwrap_or("?")
+                ),
+            ));
+        }
     }
     let patient = consent["patient"]["reference"].as_str().unwrap_or("");
     if !patient

@@ -252,7 +252,12 @@ impl Engine {
         );
         // The remembered result set, or a fresh one.
         let token = param(params, "_page").map(str::to_string);
-        let owner = ctx.owner();
+        // A paging token serves only the caller and the very request it was made for.
+        let bound: Vec<Option<&str>> = ["_type", "start", "end", "_since"]
+            .iter()
+            .map(|k| param(params, k))
+            .collect();
+        let owner = format!("{}\neverything {patient_id:?} {bound:?}", ctx.owner());
         let cached = token.as_deref().and_then(|t| self.pages.get(t, &owner));
         let set = match cached {
             Some(c) => c,
@@ -307,8 +312,9 @@ impl Engine {
                         })
                         .cloned()
                         .collect();
+                    // (`_type` may name compartment types only: nothing more to find.)
                     let mut q = issho_search::SearchQuery {
-                        types: outside,
+                        types: outside.clone(),
                         ..Default::default()
                     };
                     q.filters.push(issho_search::Filter {
@@ -328,11 +334,14 @@ impl Engine {
                         q.filters.extend(lu.filters);
                     }
                     let (sql, args) = issho_search::sqlite_select(&q);
-                    let found: Vec<i64> = r
-                        .query_rids(&sql, &args)?
-                        .into_iter()
-                        .filter(|rid| !seen.contains(rid))
-                        .collect();
+                    let found: Vec<i64> = if outside.is_empty() {
+                        Vec::new()
+                    } else {
+                        r.query_rids(&sql, &args)?
+                            .into_iter()
+                            .filter(|rid| !seen.contains(rid))
+                            .collect()
+                    };
                     for s in self.visible_only(ctx, r, r.current_by_rids(&found)?)? {
                         if seen.insert(s.rid) {
                             rids.push(s.rid);

@@ -113,6 +113,13 @@ fn literal(r: &str) -> Option<(&str, &str)> {
     (issho_model::r4().is_resource_type(t) && crate::valid_id(id)).then_some((t, id))
 }
 
+/// Every relative literal reference (`Type`, `id`) anywhere in `body`.
+pub(crate) fn literal_refs(body: &Value) -> BTreeSet<(String, String)> {
+    let mut found = Found::default();
+    walk(body, true, &mut found);
+    found.refs
+}
+
 /// The owner of `body` (a resource of type `rt` whose id is set), looking up referenced
 /// resources' persons with `lookup`.
 pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Result<Owner> {

@@ -342,7 +342,13 @@ impl Engine {
             let body_id = parse_body_id(&resource).map(str::to_string);
             match found.len() {
                 0 => {
+                    let chosen = body_id.is_some();
                     let id = match body_id {
+                        // A restricted caller creates with a server-assigned id only (an id of
+                        // their choosing would tell a hidden resource from an absent one).
+                        Some(id) if !guard.write.unrestricted() => {
+                            return Err(Engine::hidden(&rt, &id));
+                        }
                         Some(id) => {
                             if tx.current(&rt, &id)?.is_some_and(|s| !s.is_deleted()) {
                                 return Err(FhirError::bad_request(format!(
@@ -354,7 +360,9 @@ impl Engine {
                         }
                         None => new_id(),
                     };
-                    guard.before(tx, &rt, &id)?;
+                    if chosen {
+                        guard.before(tx, &rt, &id)?;
+                    }
                     let out = update_in(
                         tx,
                         &rt,

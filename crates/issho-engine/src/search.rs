@@ -155,6 +155,11 @@ impl Engine {
             .find(|(k, _)| k == "_page")
             .map(|(_, v)| v.clone());
         let explain = params.iter().any(|(k, v)| k == "_explain" && v == "true");
+        // Query plans are administrators' insight, on every search path (compartment
+        // searches included).
+        if params.iter().any(|(k, _)| k == "_explain") {
+            self.gate.check(ctx, Action::Admin, resource_type)?;
+        }
         let params: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k != "_page" && k != "_explain")
@@ -171,6 +176,8 @@ impl Engine {
         if let Some(rt) = resource_type {
             q.filters.extend(view.filters(&self.registry(), rt)?);
         }
+        let extra_key = format!("{extra:?}");
+        let extra_again = extra.clone();
         q.filters.extend(extra);
         self.plan_links(r, &mut q)?;
         let count = q
@@ -214,7 +221,16 @@ impl Engine {
         // later have larger rids and are left out), so that the first page of a large result
         // costs only its window; sorted results are ordered once, up to the cache limit.
         let cap = self.config.page_cache_rids;
-        let owner = ctx.owner();
+        // A paging token serves only the caller and the very query it was made for.
+        let bound: Vec<&(String, String)> = canonical
+            .iter()
+            .filter(|(k, _)| k != "_count" && k != "_offset")
+            .collect();
+        let owner = format!(
+            "{}\nsearch {} {bound:?} {extra_key}",
+            ctx.owner(),
+            resource_type.unwrap_or("")
+        );
         let cached = token.as_deref().and_then(|t| self.pages.get(t, &owner));
         if token.is_some() && cached.is_none() {
             warnings.push(Issue::warning(
@@ -226,6 +242,7 @@ impl Engine {
             q.total,
             issho_search::TotalMode::Accurate | issho_search::TotalMode::Estimate
         );
+        let from_cache = cached.is_some();
         let (set, token) = match cached {
             Some(c) => (c, token),
             None => {
@@ -266,7 +283,19 @@ impl Engine {
         let (page, has_next) = self.page_of(r, &set, &q, offset, count)?;
         // A remembered page is checked again: access may have changed since (a consent
         // refused, a care relationship ended, a label added).
+        let before = page.len();
         let page = self.recheck_page(view, r, resource_type, page)?;
+        if from_cache && page.len() < before {
+            // Access changed since the result set was remembered: it is computed afresh
+            // under the caller's access now (its total and pages with it).
+            let mut res =
+                self.search_with(ctx, view, r, resource_type, &params, strict, extra_again)?;
+            res.warnings.push(Issue::warning(
+                IssueType::Processing,
+                "access to some results changed since this search began; this page was computed afresh and may have shifted",
+            ));
+            return Ok(res);
+        }
         let matches = r.current_by_rids(&page)?;
         let included = if q.has_includes() {
             self.includes(ctx, r, &q, &page)?

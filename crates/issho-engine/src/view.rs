@@ -268,8 +268,10 @@ impl Guard {
     }
 
     /// Before changing `rt/id`: an existing resource must be visible (otherwise it is
-    /// reported as unknown), and a patient may change only what is in their own record (not
-    /// shared data such as an Organization).
+    /// reported as unknown), and within what this caller may change. Restricted callers
+    /// neither create with an id of their choosing nor delete what is not there: both would
+    /// tell a hidden resource from an absent one, so both are "not known" too (they create
+    /// with POST, the server assigning the id).
     pub fn before(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
         if self.write.unrestricted() {
             return Ok(());
@@ -281,17 +283,19 @@ impl Guard {
                 }
                 self.own_record(r, rt, id)
             }
-            _ => Ok(()),
+            _ => Err(Engine::hidden(rt, id)),
         }
     }
 
-    /// After writing `rt/id`: the new version must still be within reach (and, for a
-    /// patient, in their own record), or the write is refused (and rolled back with its
-    /// transaction).
+    /// After writing `rt/id`: every resource it refers to must be one the caller may read
+    /// (checked first, so that a reference to a hidden resource and to an absent one get the
+    /// same answer), the new version must still be within reach and in a record this caller
+    /// may change, or the write is refused (and rolled back with its transaction).
     pub fn after(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
         if self.write.unrestricted() {
             return Ok(());
         }
+        self.references_known(r, rt, id)?;
         if !self.write.sees(&self.reg, r, rt, id)? {
             return Err(FhirError::new(
                 403,
@@ -305,20 +309,55 @@ impl Guard {
         self.may_open_care(r, rt, id)
     }
 
-    /// A patient writes only into their own record: never shared data.
-    fn own_record(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        if let Reach::Patient(pid) = &self.write.reach
-            && r.person(rt, id)?.flatten().as_deref() != Some(pid.as_str())
-        {
+    /// Referential integrity for restricted writers: each literal reference names a resource
+    /// they may read (their reach, whatever their scope's search conditions).
+    fn references_known(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
+            return Ok(());
+        };
+        let reach = View {
+            scope_filters: Vec::new(),
+            ..self.write.clone()
+        };
+        for (t, rid) in crate::owner::literal_refs(&body) {
+            if (t == rt && rid == id) || reach.sees(&self.reg, r, &t, &rid)? {
+                continue;
+            }
             return Err(FhirError::new(
-                403,
-                IssueType::Forbidden,
-                format!(
-                    "{rt}/{id} is shared data, not part of this patient's record; this token may not change it"
-                ),
+                400,
+                IssueType::Invalid,
+                format!("{rt}/{id} refers to {t}/{rid}, which is not known"),
             ));
         }
         Ok(())
+    }
+
+    /// Restricted callers change only the records within their reach: a patient their own,
+    /// a clinician those of the patients in their care — never shared data (organizations,
+    /// practitioners, search parameters and other definitions are the administrators'). A
+    /// person's privacy Consents are theirs: a clinician may read but not change them.
+    fn own_record(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        let person = r.person(rt, id)?.flatten();
+        let refuse = |why: String| Err(FhirError::new(403, IssueType::Forbidden, why));
+        match &self.write.reach {
+            Reach::Patient(pid) if person.as_deref() != Some(pid.as_str()) => refuse(format!(
+                "{rt}/{id} is shared data, not part of this patient's record; this token may not change it"
+            )),
+            Reach::CareOf(_) if rt == "Consent" => refuse(
+                "a person's Consents are written by that person (or an administrator), not by their clinicians"
+                    .into(),
+            ),
+            Reach::CareOf(_)
+                if person
+                    .as_ref()
+                    .is_none_or(|p| !self.write.persons.as_deref().unwrap_or_default().contains(p)) =>
+            {
+                refuse(format!(
+                    "{rt}/{id} is shared data (or no single patient's); administrators maintain it"
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Care relationships (an Encounter at, an EpisodeOfCare managed by, or a referral to an

@@ -461,40 +461,51 @@ fn attack_matrix_in(c: Ctx) {
 #[test]
 fn writes_stay_within_reach() {
     let c = setup();
-    let obs = |id: &str, p: &str| {
-        json!({"resourceType": "Observation", "id": id, "status": "final",
+    let obs = |p: &str, ident: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+            "identifier": [{"system": "urn:test", "value": ident}],
             "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
             "subject": {"reference": format!("Patient/{p}")}})
     };
+    let refused = |st: u16| st == 400 || st == 403;
+    let count = |ident: &str| {
+        c.get(
+            Who::Admin,
+            &format!("Observation?identifier=urn:test|{ident}&_summary=count"),
+        )
+        .1["total"]
+            .as_u64()
+            .unwrap()
+    };
     // A patient writes to their own record only.
-    let (st, _) = c.send(Who::Patient1, "PUT", "Observation/mine", &obs("mine", "p1"));
-    assert_eq!(st, 201);
-    let (st, b) = c.send(
-        Who::Patient1,
-        "PUT",
-        "Observation/theirs",
-        &obs("theirs", "p2"),
-    );
-    assert_eq!(st, 403, "{b}");
+    let (st, b) = c.send(Who::Patient1, "POST", "Observation", &obs("p1", "mine"));
+    assert_eq!(st, 201, "{b}");
+    let mine = b["id"].as_str().unwrap().to_string();
+    let (st, b) = c.send(Who::Patient1, "POST", "Observation", &obs("p2", "theirs"));
+    assert!(refused(st), "{b}");
+    assert_eq!(count("theirs"), 0, "nothing written");
+    // Restricted callers create with POST: an id of their choosing would tell a hidden
+    // resource from an absent one, so it is "not known" like a hidden one.
+    let mut with_id = obs("p1", "chosen");
+    with_id["id"] = json!("chosen");
     assert_eq!(
-        c.get(Who::Admin, "Observation/theirs").0,
-        404,
-        "nothing written"
+        c.send(Who::Patient1, "PUT", "Observation/chosen", &with_id)
+            .0,
+        404
     );
     // Moving one's own resource into another record is refused, and rolled back.
-    let (st, _) = c.send(Who::Patient1, "PUT", "Observation/mine", &obs("mine", "p2"));
-    assert_eq!(st, 403);
+    let mut moved = obs("p2", "mine");
+    moved["id"] = json!(mine);
+    let (st, _) = c.send(Who::Patient1, "PUT", &format!("Observation/{mine}"), &moved);
+    assert!(refused(st));
     assert_eq!(
-        c.get(Who::Admin, "Observation/mine").1["subject"]["reference"],
+        c.get(Who::Admin, &format!("Observation/{mine}")).1["subject"]["reference"],
         "Patient/p1"
     );
     // Another patient's resource cannot be overwritten, patched or deleted: it is unknown.
-    let (st, _) = c.send(
-        Who::Patient1,
-        "PUT",
-        "Observation/p2-laboratory",
-        &obs("p2-laboratory", "p1"),
-    );
+    let mut over = obs("p1", "over");
+    over["id"] = json!("p2-laboratory");
+    let (st, _) = c.send(Who::Patient1, "PUT", "Observation/p2-laboratory", &over);
     assert_eq!(st, 404);
     let (st, _) = c.send(
         Who::Patient1,
@@ -503,6 +514,12 @@ fn writes_stay_within_reach() {
         &Value::Null,
     );
     assert_eq!(st, 404);
+    // … exactly as for one that does not exist.
+    assert_eq!(
+        c.send(Who::Patient1, "DELETE", "Observation/no-such", &Value::Null)
+            .0,
+        404
+    );
     let patch = json!([{"op": "replace", "path": "/status", "value": "cancelled"}]);
     let r =
         c.s.req("PATCH", "Observation/p2-laboratory")
@@ -516,21 +533,23 @@ fn writes_stay_within_reach() {
         c.get(Who::Admin, "Observation/p2-laboratory").1["status"],
         "final"
     );
-    // Shared data is not a patient's to change.
-    let (st, _) = c.send(
-        Who::Patient1,
-        "PUT",
-        "Practitioner/pr1",
-        &json!({"resourceType": "Practitioner", "id": "pr1"}),
-    );
-    assert_eq!(st, 403);
+    // Shared data is not a patient's (nor a clinician's) to change.
+    for who in [Who::Patient1, Who::DoctorA] {
+        let (st, _) = c.send(
+            who,
+            "PUT",
+            "Practitioner/pr1",
+            &json!({"resourceType": "Practitioner", "id": "pr1"}),
+        );
+        assert_eq!(st, 403, "{who:?}");
+    }
     // Conditional interactions never match what the caller cannot see.
     let r =
         c.s.req("POST", "Observation")
             .bearer_auth(c.tok(Who::Patient1))
             .header("content-type", "application/fhir+json")
             .header("if-none-exist", "_id=p2-laboratory")
-            .body(obs("x", "p1").to_string())
+            .body(obs("p1", "x").to_string())
             .send()
             .unwrap();
     assert_eq!(
@@ -551,20 +570,20 @@ fn writes_stay_within_reach() {
     );
     // Transactions: an entry outside reach fails the whole transaction.
     let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": obs("t1", "p1"), "request": {"method": "PUT", "url": "Observation/t1"}},
-        {"resource": obs("t2", "p2"), "request": {"method": "PUT", "url": "Observation/t2"}},
+        {"resource": obs("p1", "t1"), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": obs("p2", "t2"), "request": {"method": "POST", "url": "Observation"}},
     ]});
     let (st, _) = c.send(Who::Patient1, "POST", "", &tx);
-    assert_eq!(st, 403);
-    assert_eq!(c.get(Who::Admin, "Observation/t1").0, 404, "all or nothing");
+    assert!(refused(st));
+    assert_eq!(count("t1"), 0, "all or nothing");
     // Read-only scopes cannot write at all.
-    let (st, _) = c.send(Who::DoctorB, "PUT", "Observation/db", &obs("db", "p2"));
+    let (st, _) = c.send(Who::DoctorB, "POST", "Observation", &obs("p2", "db"));
     assert_eq!(st, 403);
     // A doctor writes within their patients' records.
-    let (st, _) = c.send(Who::DoctorA, "PUT", "Observation/da", &obs("da", "p1"));
+    let (st, _) = c.send(Who::DoctorA, "POST", "Observation", &obs("p1", "da"));
     assert_eq!(st, 201);
-    let (st, _) = c.send(Who::DoctorA, "PUT", "Observation/da2", &obs("da2", "p2"));
-    assert_eq!(st, 403);
+    let (st, _) = c.send(Who::DoctorA, "POST", "Observation", &obs("p2", "da2"));
+    assert!(refused(st));
 }
 
 #[test]
@@ -790,7 +809,7 @@ fn consent_tags_and_break_glass() {
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/p1"},
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
         "provision": {"type": "permit", "provision": [{"type": "deny",
             "securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}]}}),
     );
@@ -940,7 +959,7 @@ fn care_relationships_follow_writes() {
          "request": {"method": "PUT", "url": "Observation/p9-obs"}}
     ]});
     let (st, _) = c.send(Who::DoctorA, "POST", "", &tx);
-    assert_eq!(st, 403);
+    assert!(st == 403 || st == 404, "{st}");
     assert_eq!(
         c.get(Who::Admin, "Encounter/p9-a").0,
         404,
@@ -950,10 +969,16 @@ fn care_relationships_follow_writes() {
     // The hospital's system registers the visit; then the clinician writes to the record.
     let (st, _) = c.send(Who::Admin, "PUT", "Encounter/p9-a", &enc("p9-a", "p9"));
     assert_eq!(st, 201);
-    let (st, b) = c.send(Who::DoctorA, "PUT", "Observation/p9-obs", &json!({"resourceType": "Observation",
-        "id": "p9-obs", "status": "final", "code": {"text": "体温"}, "subject": {"reference": "Patient/p9"}}));
+    let (st, b) = c.send(
+        Who::DoctorA,
+        "POST",
+        "Observation",
+        &json!({"resourceType": "Observation",
+        "status": "final", "code": {"text": "体温"}, "subject": {"reference": "Patient/p9"}}),
+    );
     assert_eq!(st, 201, "{b}");
-    assert_eq!(c.get(Who::DoctorA, "Observation/p9-obs").0, 200);
+    let obs = format!("Observation/{}", b["id"].as_str().unwrap());
+    assert_eq!(c.get(Who::DoctorA, &obs).0, 200);
     // Doctor B still cannot.
-    assert_eq!(c.get(Who::DoctorB, "Observation/p9-obs").0, 404);
+    assert_eq!(c.get(Who::DoctorB, &obs).0, 404);
 }

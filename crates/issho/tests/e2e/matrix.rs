@@ -352,7 +352,7 @@ fn paging_links_of_every_patient_data_type_follow_a_refusal() {
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/p2"}, "provision": {"type": "deny"}});
-    let (st, b) = m.call("p2", "PUT", "Consent/p2-refuses", Some(&consent));
+    let (st, b) = m.call("p2", "POST", "Consent", Some(&consent));
     assert_eq!(st, 201, "{b}");
     let mut leaks = Vec::new();
     for (rt, next) in nexts {
