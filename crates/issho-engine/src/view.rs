@@ -326,7 +326,7 @@ impl Guard {
             return Err(FhirError::new(
                 400,
                 IssueType::Invalid,
-                format!("{rt}/{id} refers to {t}/{rid}, which is not known"),
+                format!("the reference to {t}/{rid} names a resource that is not known"),
             ));
         }
         Ok(())

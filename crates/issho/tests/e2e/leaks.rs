@@ -10,7 +10,7 @@ use issho_auth::{Auth, User};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Who {
+pub(crate) enum Who {
     P1,
     P2,
     /// p1 with `patient/Observation.rs?category=vital-signs` only.
@@ -90,10 +90,10 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn tok(&self, who: Who) -> &str {
+    pub(crate) fn tok(&self, who: Who) -> &str {
         &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
     }
-    fn get(&self, who: Who, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, who: Who, path: &str) -> (u16, Value) {
         let r = self
             .s
             .req("GET", path)
@@ -107,7 +107,7 @@ impl Ctx {
         )
     }
     /// GET an absolute URL (a paging link).
-    fn get_url(&self, who: Who, url: &str) -> (u16, Value) {
+    pub(crate) fn get_url(&self, who: Who, url: &str) -> (u16, Value) {
         let r = self
             .s
             .client
@@ -121,7 +121,7 @@ impl Ctx {
             serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
         )
     }
-    fn send(&self, who: Who, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn send(&self, who: Who, method: &str, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .s
             .req(method, path)
@@ -136,7 +136,7 @@ impl Ctx {
             serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
         )
     }
-    fn put(&self, r: &Value) {
+    pub(crate) fn put(&self, r: &Value) {
         let path = format!(
             "{}/{}",
             r["resourceType"].as_str().unwrap(),
@@ -145,14 +145,14 @@ impl Ctx {
         let (st, b) = self.send(Who::Admin, "PUT", &path, r);
         assert!(st == 201 || st == 200, "{path}: {st} {b}");
     }
-    fn ids(&self, who: Who, path: &str) -> Vec<String> {
+    pub(crate) fn ids(&self, who: Who, path: &str) -> Vec<String> {
         let (st, b) = self.get(who, path);
         assert_eq!(st, 200, "{who:?} {path}: {b}");
         entry_ids(&b)
     }
 }
 
-fn entry_ids(b: &Value) -> Vec<String> {
+pub(crate) fn entry_ids(b: &Value) -> Vec<String> {
     b["entry"]
         .as_array()
         .into_iter()
@@ -168,7 +168,7 @@ fn entry_ids(b: &Value) -> Vec<String> {
         .collect()
 }
 
-fn obs(id: &str, p: &str, category: &str) -> Value {
+pub(crate) fn obs(id: &str, p: &str, category: &str) -> Value {
     json!({"resourceType": "Observation", "id": id, "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},

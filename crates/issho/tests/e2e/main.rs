@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod attack_review;
 mod bundles;
 mod cli;
 mod conformance_r4_examples;

@@ -1,0 +1,242 @@
+//! Regression tests for what an attack review of the fixes for issue 9 found (a tester with
+//! the demo users' tokens against a running server): paging tokens replayed on another
+//! request, clinicians changing a person's Consents or shared data, answers that told a hidden
+//! resource from an absent one, query plans for non-administrators, and Consents accepted
+//! though not enforced exactly.
+
+use crate::leaks::{Who, entry_ids, obs, setup};
+use serde_json::{Value, json};
+
+fn consent(provision: Value) -> Value {
+    json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/p1"}, "provision": provision})
+}
+
+/// A paging token serves only the request it was made for: replayed on another patient's
+/// `$everything` (or another search), it is treated as expired and the page is computed for
+/// the request as it stands.
+#[test]
+fn paging_tokens_are_bound_to_their_request() {
+    let c = setup();
+    c.put(&json!({"resourceType": "Encounter", "id": "p3-enc-a", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/p3"}, "serviceProvider": {"reference": "Organization/org-a"}}));
+    let token_of = |b: &Value| {
+        b["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .and_then(|u| u.split("_page=").nth(1))
+            .map(|t| t.split('&').next().unwrap().to_string())
+            .unwrap()
+    };
+    let (_, first) = c.get(Who::DoctorA, "Patient/p1/$everything?_count=1");
+    let t = token_of(&first);
+    let ids = c.ids(
+        Who::DoctorA,
+        &format!("Patient/p3/$everything?_count=50&_page={t}&_offset=1"),
+    );
+    assert!(ids.iter().all(|i| !i.contains("p1")), "{ids:?}");
+    let (_, first) = c.get(Who::DoctorA, "Observation?subject=Patient/p1&_count=1");
+    let t = token_of(&first);
+    let ids = c.ids(
+        Who::DoctorA,
+        &format!("Observation?subject=Patient/p3&_count=50&_page={t}&_offset=1"),
+    );
+    assert!(ids.iter().all(|i| !i.contains("p1")), "{ids:?}");
+}
+
+/// A person's Consents are theirs: their clinicians read them but may not change, withdraw
+/// or write them for the person.
+#[test]
+fn clinicians_do_not_write_a_persons_consents() {
+    let c = setup();
+    let refusal = consent(json!({"type": "deny", "actor": [{"role": {"text": "x"},
+        "reference": {"reference": "Organization/org-b"}}]}));
+    let (st, b) = c.send(Who::P1, "POST", "Consent", &refusal);
+    assert_eq!(st, 201, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let path = format!("Consent/{id}");
+    assert_eq!(
+        c.get(Who::DoctorA, &path).0,
+        200,
+        "readable by the care team"
+    );
+    let mut withdrawn = b.clone();
+    withdrawn["status"] = json!("inactive");
+    assert_eq!(c.send(Who::DoctorA, "PUT", &path, &withdrawn).0, 403);
+    let r =
+        c.s.req("PATCH", &path)
+            .bearer_auth(c.tok(Who::DoctorA))
+            .header("content-type", "application/json-patch+json")
+            .body(r#"[{"op":"replace","path":"/status","value":"inactive"}]"#)
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(c.send(Who::DoctorA, "DELETE", &path, &Value::Null).0, 403);
+    let lockout = consent(json!({"type": "deny"}));
+    assert_eq!(c.send(Who::DoctorA, "POST", "Consent", &lockout).0, 403);
+    assert_eq!(c.get(Who::Admin, &path).1["status"], "active");
+    // The person withdraws it themself.
+    assert_eq!(c.send(Who::P1, "PUT", &path, &withdrawn).0, 200);
+}
+
+/// Shared data and the server's configuration are the administrators'.
+#[test]
+fn clinicians_do_not_change_shared_data_or_configuration() {
+    let c = setup();
+    let org = json!({"resourceType": "Organization", "id": "org-a", "name": "PWNED"});
+    assert_eq!(
+        c.send(Who::DoctorB, "PUT", "Organization/org-a", &org).0,
+        403
+    );
+    let sp = json!({"resourceType": "SearchParameter", "url": "http://evil/sp", "name": "evil",
+        "status": "active", "description": "x", "code": "evilcode", "base": ["Observation"],
+        "type": "string", "expression": "Observation.code.text"});
+    assert_eq!(c.send(Who::DoctorB, "POST", "SearchParameter", &sp).0, 403);
+    let (_, b) = c.get(Who::Admin, "SearchParameter?_summary=count");
+    assert_eq!(b["total"], 0);
+    assert_eq!(c.get(Who::Admin, "Organization/org-a").1["name"], "A病院");
+}
+
+/// Writes answer a hidden resource exactly as an absent one.
+#[test]
+fn writes_do_not_tell_hidden_from_absent() {
+    let c = setup();
+    let same = |a: (u16, Value), b: (u16, Value), what: &str| {
+        let text = |v: &Value| {
+            v["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("p2-obs0", "X")
+                .replace("absent-x", "X")
+        };
+        assert_eq!(a.0, b.0, "{what}: {} vs {}", a.1, b.1);
+        assert_eq!(text(&a.1), text(&b.1), "{what}");
+    };
+    let put = |id: &str| {
+        let mut o = obs(id, "p1", "vital-signs");
+        o["id"] = json!(id);
+        c.send(Who::P1, "PUT", &format!("Observation/{id}"), &o)
+    };
+    same(put("p2-obs0"), put("absent-x"), "update");
+    let del = |id: &str| {
+        c.send(
+            Who::P1,
+            "DELETE",
+            &format!("Observation/{id}"),
+            &Value::Null,
+        )
+    };
+    same(del("p2-obs0"), del("absent-x"), "delete");
+    let refer = |id: &str| {
+        let mut o = obs("new", "p1", "vital-signs");
+        o.as_object_mut().unwrap().remove("id");
+        o["focus"] = json!([{"reference": format!("Observation/{id}")}]);
+        c.send(Who::P1, "POST", "Observation", &o)
+    };
+    let (a, b) = (refer("p2-obs0"), refer("absent-x"));
+    same(a, b, "reference");
+    let patient = |id: &str| {
+        c.send(
+            Who::P1,
+            "PUT",
+            &format!("Patient/{id}"),
+            &json!({"resourceType": "Patient", "id": id}),
+        )
+    };
+    let (a, b) = (patient("p2"), patient("absent-x"));
+    assert_eq!(a.0, b.0, "{} vs {}", a.1, b.1);
+    // The hidden resource is untouched.
+    assert_eq!(
+        c.get(Who::Admin, "Observation/p2-obs0").1["meta"]["versionId"],
+        "1"
+    );
+}
+
+/// Query plans are administrators' insight on every search path.
+#[test]
+fn query_plans_need_an_administrator_everywhere() {
+    let c = setup();
+    for who in [Who::DoctorA, Who::P1] {
+        assert_eq!(
+            c.get(who, "Patient/p1/Observation?_explain=true").0,
+            403,
+            "{who:?}"
+        );
+        assert_eq!(c.get(who, "Observation?_explain=true").0, 403);
+    }
+    let (st, b) = c.get(Who::Admin, "Patient/p1/Observation?_explain=true");
+    assert_eq!(st, 200);
+    assert!(b.to_string().contains("plan"), "{b}");
+}
+
+/// What the person may not see yet is not in their access log either, and a remembered
+/// search whose access changed is counted afresh (its old total would count what is now
+/// refused).
+#[test]
+fn hidden_things_stay_hidden_in_logs_and_totals() {
+    let c = setup();
+    let mut secret = obs("p1-secret", "p1", "laboratory");
+    secret["meta"] = json!({"tag": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication", "code": "UNINFORMED"}]});
+    let (st, _) = c.send(Who::DoctorA, "PUT", "Observation/p1-obs0", &{
+        let mut o = secret.clone();
+        o["id"] = json!("p1-obs0");
+        o
+    });
+    assert_eq!(st, 200);
+    let (_, log) = c.get(Who::P1, "Patient/p1/$access-log");
+    assert!(!log.to_string().contains("Observation/p1-obs0"), "{log}");
+    // Totals of a remembered search after a refusal.
+    let (_, first) = c.get(Who::DoctorA, "Observation?_count=1&_total=accurate");
+    assert_eq!(first["total"], 3);
+    let next = first["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, b) = c.send(
+        Who::P1,
+        "POST",
+        "Consent",
+        &consent(json!({"type": "deny"})),
+    );
+    assert_eq!(st, 201, "{b}");
+    let (st, page) = c.get_url(Who::DoctorA, &next);
+    assert_eq!(st, 200);
+    assert!(entry_ids(&page).is_empty(), "{page}");
+    assert_ne!(page["total"], 3, "{page}");
+}
+
+/// Consents whose meaning issho does not enforce exactly are refused.
+#[test]
+fn more_unenforceable_consents_are_refused() {
+    let c = setup();
+    let mut modifier = consent(json!({"type": "deny"}));
+    modifier["modifierExtension"] = json!([{"url": "http://example.org/x", "valueBoolean": true}]);
+    let mut optin = consent(json!({"type": "deny"}));
+    optin["policyRule"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]});
+    let mut mixed = consent(json!({"type": "deny"}));
+    mixed["scope"]["coding"].as_array_mut().unwrap().push(
+        json!({"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}),
+    );
+    for (why, body) in [
+        ("modifier", modifier),
+        ("opt-in", optin),
+        ("mixed scope", mixed),
+    ] {
+        let (st, b) = c.send(Who::P1, "POST", "Consent", &body);
+        assert_eq!(st, 422, "{why}: {b}");
+    }
+    let mut optout = consent(json!({"type": "deny"}));
+    optout["policyRule"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]});
+    assert_eq!(c.send(Who::P1, "POST", "Consent", &optout).0, 201);
+}
