@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod access_rules;
 mod attack_review;
 mod bundles;
 mod cli;
