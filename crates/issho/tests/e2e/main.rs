@@ -10,6 +10,7 @@ mod access_rules;
 mod attack_review;
 mod bundles;
 mod cli;
+mod clients;
 mod conformance_r4_examples;
 mod conformance_synthea;
 mod custom_params;
