@@ -6,7 +6,7 @@
 //! references between entries, and conditional references such as
 //! `Practitioner?identifier=...`, are rewritten before anything is stored.
 
-use crate::rest::{delete_in, parse_body_id, patch_in, put_new, update_in};
+use crate::rest::parse_body_id;
 use crate::*;
 use issho_store::StoreRead;
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ pub enum Return {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub(crate) enum Method {
     Get,
     Head,
     Post,
@@ -42,7 +42,7 @@ impl Method {
         })
     }
     /// Processing order of http.html#trules.
-    fn rank(self) -> u8 {
+    pub(crate) fn rank(self) -> u8 {
         match self {
             Method::Delete => 0,
             Method::Post => 1,
@@ -53,25 +53,25 @@ impl Method {
 }
 
 /// One parsed entry.
-struct Entry {
-    index: usize,
-    method: Method,
+pub(crate) struct Entry {
+    pub(crate) index: usize,
+    pub(crate) method: Method,
     /// Request URL relative to the base (`Patient`, `Patient/1`, `Patient?identifier=x`).
-    url: String,
-    full_url: Option<String>,
-    resource: Option<Value>,
-    if_none_exist: Option<String>,
-    if_match: Option<String>,
+    pub(crate) url: String,
+    pub(crate) full_url: Option<String>,
+    pub(crate) resource: Option<Value>,
+    pub(crate) if_none_exist: Option<String>,
+    pub(crate) if_match: Option<String>,
     /// The server's base URL, for the fullUrls and links of nested search results.
-    base: Option<String>,
+    pub(crate) base: Option<String>,
 }
 
 impl Entry {
-    fn resource_type(&self) -> &str {
+    pub(crate) fn resource_type(&self) -> &str {
         self.url.split(['/', '?']).next().unwrap_or("")
     }
     /// `Type/id` → id.
-    fn instance_id(&self) -> Option<&str> {
+    pub(crate) fn instance_id(&self) -> Option<&str> {
         let (path, query) = self
             .url
             .split_once('?')
@@ -84,12 +84,12 @@ impl Entry {
         parts.next();
         parts.next()
     }
-    fn criteria(&self) -> Option<&str> {
+    pub(crate) fn criteria(&self) -> Option<&str> {
         self.url.split_once('?').map(|(_, q)| q)
     }
 }
 
-fn at(i: usize) -> String {
+pub(crate) fn at(i: usize) -> String {
     format!("Bundle.entry[{i}]")
 }
 
@@ -170,7 +170,7 @@ fn parse_entries(mut bundle: Value, base: Option<&str>) -> Result<(String, Vec<E
 /// Identifier.value of `urn:uuid:…`, as documents carry) keep their value. Returns true when a
 /// reference is left that only the store can resolve (a conditional reference, or a
 /// `urn:uuid:`/`urn:oid:` reference to an entry whose identity depends on a search).
-fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
+pub(crate) fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
     match v {
         Value::Object(o) => {
             let mut left = false;
@@ -198,7 +198,7 @@ fn rewrite_known(v: &mut Value, map: &HashMap<String, String>) -> bool {
 
 /// Replace every `reference` that is exactly a mapped fullUrl by its `Type/id`, and resolve
 /// conditional references (`Type?criteria`) in `reference` elements.
-fn rewrite_refs(
+pub(crate) fn rewrite_refs(
     reg: &TxAccess<'_>,
     v: &mut Value,
     map: &HashMap<String, String>,
@@ -233,7 +233,7 @@ fn rewrite_refs(
 }
 
 /// The caller, for access checks inside a transaction.
-struct TxAccess<'a> {
+pub(crate) struct TxAccess<'a> {
     engine: &'a Engine,
     ctx: &'a AccessContext,
     /// Views by interaction and type, computed once per transaction (a clinician's care
@@ -243,7 +243,7 @@ struct TxAccess<'a> {
 }
 
 impl<'a> TxAccess<'a> {
-    fn new(engine: &'a Engine, ctx: &'a AccessContext) -> TxAccess<'a> {
+    pub(crate) fn new(engine: &'a Engine, ctx: &'a AccessContext) -> TxAccess<'a> {
         TxAccess {
             engine,
             ctx,
@@ -252,7 +252,11 @@ impl<'a> TxAccess<'a> {
         }
     }
     /// What a conditional lookup of `rt` may match.
-    fn find_filters(&self, r: &dyn StoreRead, rt: &str) -> Result<Vec<issho_search::Filter>> {
+    pub(crate) fn find_filters(
+        &self,
+        r: &dyn StoreRead,
+        rt: &str,
+    ) -> Result<Vec<issho_search::Filter>> {
         if let Some(f) = self.finds.borrow().get(rt) {
             return Ok(f.clone());
         }
@@ -264,7 +268,12 @@ impl<'a> TxAccess<'a> {
         Ok(f)
     }
     /// The checks of a write of `action` on `rt`.
-    fn guard(&self, r: &dyn StoreRead, action: Action, rt: &str) -> Result<crate::view::Guard> {
+    pub(crate) fn guard(
+        &self,
+        r: &dyn StoreRead,
+        action: Action,
+        rt: &str,
+    ) -> Result<crate::view::Guard> {
         let key = format!("{action:?} {rt}");
         if let Some(g) = self.guards.borrow().get(&key) {
             return Ok(g.clone());
@@ -277,7 +286,7 @@ impl<'a> TxAccess<'a> {
 
 /// A condition in a canonical form (`Type?` and its parameters sorted), so that a conditional
 /// reference can be matched with a conditional create of the same transaction.
-fn criteria_key(s: &str) -> String {
+pub(crate) fn criteria_key(s: &str) -> String {
     let (rt, q) = s.split_once('?').unwrap_or(("", s));
     let mut pairs = search::parse_query(q);
     pairs.sort();
@@ -339,7 +348,7 @@ fn status_line(code: u16) -> String {
     format!("{code} {text}").trim_end().to_string()
 }
 
-fn write_response(w: &WriteOutcome, ret: Return) -> Value {
+pub(crate) fn write_response(w: &WriteOutcome, ret: Return) -> Value {
     let mut resp = serde_json::Map::new();
     resp.insert("status".into(), Value::String(status_line(w.status)));
     if let Some(loc) = w.location()
@@ -375,13 +384,13 @@ fn write_response(w: &WriteOutcome, ret: Return) -> Value {
     Value::Object(entry)
 }
 
-fn error_entry(e: &FhirError) -> Value {
+pub(crate) fn error_entry(e: &FhirError) -> Value {
     serde_json::json!({
         "response": {"status": status_line(e.status), "outcome": e.outcome()}
     })
 }
 
-fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
+pub(crate) fn stored_entry(s: &Stored, ret_resource: bool) -> Value {
     let mut entry = serde_json::Map::new();
     entry.insert(
         "fullUrl".into(),
@@ -422,7 +431,7 @@ impl Engine {
     /// Checks that need no store (permissions, URL, body present, PUT id). The resource itself
     /// is validated once: by the interaction (batch entries) or after reference rewriting
     /// (transaction entries).
-    fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
+    pub(crate) fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
         let rt = e.resource_type();
         if !issho_model::r4().is_resource_type(rt) {
             return Err(FhirError::new(
@@ -480,394 +489,6 @@ impl Engine {
             _ => {}
         }
         Ok(())
-    }
-
-    fn transaction(
-        &self,
-        ctx: &AccessContext,
-        mut entries: Vec<Entry>,
-        ret: Return,
-    ) -> Result<Value> {
-        let prefix = |e: &Entry, mut err: FhirError| {
-            for i in err.issues.iter_mut() {
-                if i.expression.is_none() {
-                    i.expression = Some(at(e.index));
-                }
-                i.diagnostics = format!("entry {}: {}", e.index, i.diagnostics);
-            }
-            err
-        };
-        // Phase 1, without the store: static checks, the identities that need no lookup,
-        // reference rewriting with them, and validation. Only what truly needs the store
-        // (conditional identities and references) is left for the writer.
-        let mut seen = std::collections::HashSet::new();
-        for e in &entries {
-            self.check_entry(ctx, e).map_err(|err| prefix(e, err))?;
-            if let Some(f) = &e.full_url
-                && !seen.insert(f.clone())
-            {
-                return Err(FhirError::bad_request(format!(
-                    "fullUrl '{f}' appears more than once"
-                ))
-                .with_at(at(e.index)));
-            }
-        }
-        let n = entries.len();
-        let mut assigned: Vec<Option<String>> = vec![None; n];
-        let mut known: HashMap<String, String> = HashMap::new();
-        for (k, e) in entries.iter().enumerate() {
-            assigned[k] = match e.method {
-                Method::Post if e.if_none_exist.is_none() => Some(new_id()),
-                Method::Put | Method::Patch if e.criteria().is_none() => {
-                    e.instance_id().map(str::to_string)
-                }
-                _ => None,
-            };
-            if let (Some(id), Some(f)) = (&assigned[k], &e.full_url) {
-                known.insert(f.clone(), format!("{}/{id}", e.resource_type()));
-            }
-        }
-        let mut unresolved = false;
-        for e in entries.iter_mut() {
-            if let Some(r) = e.resource.as_mut() {
-                unresolved |= rewrite_known(r, &known);
-            }
-        }
-        if self.config.validate {
-            for e in &entries {
-                if let (Method::Post | Method::Put, Some(r)) = (e.method, &e.resource) {
-                    let mut issues = check_resource(Some(e.resource_type()), r, true, true);
-                    issues.retain(Issue::is_error);
-                    if !issues.is_empty() {
-                        return Err(prefix(
-                            e,
-                            FhirError {
-                                status: 400,
-                                issues,
-                            },
-                        ));
-                    }
-                }
-            }
-        }
-        // Index rows of the entries whose identity and references are final are extracted
-        // here, not on the single writer thread (the resource gets its id as the writer would).
-        let mut prepared: Vec<Option<issho_store::Prepared>> = (0..n).map(|_| None).collect();
-        if !unresolved {
-            for (k, e) in entries.iter_mut().enumerate() {
-                if let (Method::Post | Method::Put, Some(id), Some(r)) =
-                    (e.method, &assigned[k], e.resource.as_mut())
-                    && r.is_object()
-                {
-                    r["id"] = Value::String(id.clone());
-                    prepared[k] = issho_store::Indexer::prepare(&*self.indexer, r);
-                }
-            }
-        }
-        let engine = self.clone();
-        let ctx2 = ctx.clone();
-        let reg = self.registry();
-        let responses = self.write(move |tx| -> Result<Vec<Value>> {
-            let access = TxAccess::new(&engine, &ctx2);
-            // Phase 2, in the write transaction: conditional identities.
-            let mut late: HashMap<String, String> = HashMap::new();
-            let mut created: HashMap<String, String> = HashMap::new();
-            let mut matched: Vec<Option<Stored>> = vec![None; n];
-            for (k, e) in entries.iter().enumerate() {
-                if assigned[k].is_some()
-                    || matches!(e.method, Method::Get | Method::Head)
-                    || (e.method == Method::Delete && e.criteria().is_none())
-                {
-                    continue;
-                }
-                let rt = e.resource_type().to_string();
-                let target = match e.method {
-                    Method::Post => {
-                        let c = e.if_none_exist.as_deref().unwrap_or_default();
-                        let crit = if c.contains('?') {
-                            c.to_string()
-                        } else {
-                            format!("{rt}?{c}")
-                        };
-                        let found = search::find(&reg, tx, &rt, &crit, access.find_filters(tx, &rt)?)
-                            .map_err(|err| err.with_at(at(e.index)))?;
-                        match found.len() {
-                            0 => {
-                                // Conditional references with the same criteria resolve to
-                                // the resource this entry creates (transaction rules).
-                                let id = new_id();
-                                created.insert(criteria_key(&crit), format!("{rt}/{id}"));
-                                id
-                            }
-                            1 => {
-                                let id = found[0].id.clone();
-                                matched[k] = Some(found.into_iter().next().unwrap());
-                                id
-                            }
-                            m => {
-                                return Err(FhirError::precondition(format!(
-                                    "entry {}: ifNoneExist '{c}' matches {m} resources",
-                                    e.index
-                                ))
-                                .with_at(at(e.index)));
-                            }
-                        }
-                    }
-                    _ => {
-                        let c = e.criteria().unwrap_or_default();
-                        let found = search::find(
-                            &reg,
-                            tx,
-                            &rt,
-                            &format!("{rt}?{c}"),
-                            access.find_filters(tx, &rt)?,
-                        )
-                            .map_err(|err| err.with_at(at(e.index)))?;
-                        let body_id = e
-                            .resource
-                            .as_ref()
-                            .and_then(parse_body_id)
-                            .map(str::to_string);
-                        let fail = |status: u16, code: IssueType, msg: String| FhirError {
-                            status,
-                            issues: vec![
-                                Issue::error(code, format!("entry {}: {msg}", e.index))
-                                    .at(at(e.index)),
-                            ],
-                        };
-                        match (e.method, found.len()) {
-                            // Conditional delete of nothing: nothing to do.
-                            (Method::Delete, 0) => continue,
-                            (Method::Put, 0) => match body_id {
-                                Some(id)
-                                    if tx.current(&rt, &id)?.is_some_and(|s| !s.is_deleted()) =>
-                                {
-                                    return Err(fail(
-                                        400,
-                                        IssueType::Invalid,
-                                        format!(
-                                            "no match for '{}', but {rt}/{id} named by the body exists; the body's id cannot be used to create",
-                                            e.url
-                                        ),
-                                    ));
-                                }
-                                Some(id) => id,
-                                None => new_id(),
-                            },
-                            (_, 1) => {
-                                let id = found[0].id.clone();
-                                if e.method == Method::Put
-                                    && body_id.as_ref().is_some_and(|b| *b != id)
-                                {
-                                    return Err(fail(
-                                        400,
-                                        IssueType::Invalid,
-                                        format!(
-                                            "'{}' matches {rt}/{id} but the body's id is '{}'",
-                                            e.url,
-                                            body_id.unwrap_or_default()
-                                        ),
-                                    ));
-                                }
-                                id
-                            }
-                            (_, 0) => {
-                                return Err(fail(
-                                    404,
-                                    IssueType::NotFound,
-                                    format!("'{}' matches no resource", e.url),
-                                ));
-                            }
-                            (_, m) => {
-                                return Err(fail(
-                                    412,
-                                    IssueType::MultipleMatches,
-                                    format!(
-                                        "'{}' matches {m} resources; it must match exactly one",
-                                        e.url
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                };
-                if let Some(f) = &e.full_url {
-                    late.insert(f.clone(), format!("{rt}/{target}"));
-                }
-                assigned[k] = Some(target);
-            }
-            // The same resource must not be written twice in one transaction (http.html#trules).
-            let mut identities: HashMap<String, usize> = HashMap::new();
-            for (k, e) in entries.iter().enumerate() {
-                if matches!(e.method, Method::Get | Method::Head) {
-                    continue;
-                }
-                let id = match (e.method, &assigned[k]) {
-                    (_, Some(id)) => id.clone(),
-                    (Method::Delete, None) => match e.instance_id() {
-                        Some(id) => id.to_string(),
-                        None => continue,
-                    },
-                    _ => continue,
-                };
-                let key = format!("{}/{id}", e.resource_type());
-                if let Some(first) = identities.insert(key.clone(), e.index) {
-                    return Err(FhirError::bad_request(format!(
-                        "entries {first} and {} both act on {key}; a transaction may touch each resource once",
-                        e.index
-                    ))
-                    .with_at(at(e.index)));
-                }
-            }
-            // References that needed the store: to conditional entries, and conditional ones.
-            if unresolved || !late.is_empty() {
-                let mut cache = created;
-                for e in entries.iter_mut() {
-                    if let Some(r) = e.resource.as_mut() {
-                        let loc = format!("{}.resource", at(e.index));
-                        rewrite_refs(&access, r, &late, tx, &mut cache, &loc)?;
-                    }
-                }
-            }
-            // 3. Process in the specification's order.
-            let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by_key(|&k| (entries[k].method.rank(), k));
-            let mut out: Vec<Value> = vec![Value::Null; n];
-            let mut pending: Vec<(crate::view::Guard, String, String, usize)> = Vec::new();
-            for k in order {
-                let e = &mut entries[k];
-                let rt = e.resource_type().to_string();
-                // Access: the entry's target must be visible before and after the change.
-                let action = match e.method {
-                    Method::Post => Some(Action::Create),
-                    Method::Put | Method::Patch => Some(Action::Update),
-                    Method::Delete => Some(Action::Delete),
-                    Method::Get | Method::Head => None,
-                };
-                let guard = match action {
-                    Some(a) => Some(access.guard(tx, a, &rt).map_err(|err| err.with_at(at(e.index)))?),
-                    None => None,
-                };
-                let target = match e.method {
-                    Method::Delete => match e.criteria() {
-                        None => e.instance_id().map(str::to_string),
-                        Some(_) => assigned[k].clone(),
-                    },
-                    Method::Put | Method::Patch => assigned[k].clone(),
-                    _ => None,
-                };
-                if let (Some(g), Some(id)) = (&guard, &target) {
-                    g.before(tx, &rt, id).map_err(|err| err.with_at(at(e.index)))?;
-                }
-                let res = match e.method {
-                    Method::Delete => match e.criteria() {
-                        None => match e.instance_id() {
-                            Some(id) => delete_in(tx, &rt, id, e.if_match.as_deref()),
-                            None => Err(FhirError::bad_request(format!(
-                                "DELETE needs Type/id or Type?criteria, not '{}'",
-                                e.url
-                            ))),
-                        },
-                        Some(_) => match &assigned[k] {
-                            Some(id) => delete_in(tx, &rt, id, None),
-                            None => Ok(WriteOutcome {
-                                status: 204,
-                                resource_type: rt.clone(),
-                                id: String::new(),
-                                resource: None,
-                                version: None,
-                                last_updated: None,
-                                issues: vec![],
-                            }),
-                        },
-                    }
-                    .map(|w| write_response(&w, ret)),
-                    Method::Post => {
-                        if let Some(s) = &matched[k] {
-                            let mut entry = stored_entry(s, ret == Return::Representation);
-                            entry["response"]["status"] = Value::String("200 OK".into());
-                            entry["response"]["location"] = Value::String(format!(
-                                "{}/{}/_history/{}",
-                                s.resource_type, s.id, s.version
-                            ));
-                            Ok(entry)
-                        } else {
-                            let id = assigned[k].clone().unwrap_or_else(new_id);
-                            let mut r = e.resource.take().unwrap_or(Value::Null);
-                            put_new(tx, &rt, &id, &mut r, "POST", prepared[k].take())
-                                .map(|w| write_response(&w, ret))
-                        }
-                    }
-                    Method::Put => {
-                        let id = assigned[k].clone().unwrap_or_default();
-                        let mut r = e.resource.take().unwrap_or(Value::Null);
-                        if let Some(o) = r.as_object_mut() {
-                            o.insert("id".into(), Value::String(id.clone()));
-                        }
-                        update_in(
-                            tx,
-                            &rt,
-                            &id,
-                            &mut r,
-                            e.if_match.as_deref(),
-                            &engine.create_check(&ctx2, &rt),
-                            prepared[k].take(),
-                        )
-                        .map(|w| write_response(&w, ret))
-                    }
-                    Method::Patch => {
-                        let id = assigned[k].clone().unwrap_or_default();
-                        let patch = entry_patch(e.resource.take().unwrap_or(Value::Null))?;
-                        patch_in(
-                            tx,
-                            &rt,
-                            &id,
-                            &patch,
-                            e.if_match.as_deref(),
-                            engine.config.validate,
-                        )
-                        .map(|w| write_response(&w, ret))
-                    }
-                    // A failed read changes nothing: it is reported in its entry, not fatal.
-                    Method::Get | Method::Head => Ok(engine
-                        .get_entry(&ctx2, &*tx, &e.url, e.method == Method::Get, e.base.as_deref())
-                        .unwrap_or_else(|err| error_entry(&err))),
-                };
-                // After the write: still within reach (a created resource's id is in its
-                // response location).
-                let res = match (res, &guard) {
-                    (Ok(v), Some(g)) if e.method != Method::Delete => {
-                        let written = v["response"]["location"]
-                            .as_str()
-                            .and_then(|l| l.split('/').nth(1))
-                            .map(str::to_string)
-                            .or_else(|| target.clone());
-                        // Checked once every entry is written: entries may refer to each
-                        // other in any order.
-                        if let Some(id) = written {
-                            pending.push((g.clone(), rt.clone(), id, k));
-                        }
-                        Ok(v)
-                    }
-                    (res, _) => res,
-                };
-                match res {
-                    Ok(v) => out[k] = v,
-                    Err(err) => return Err(entry_error(e, err)),
-                }
-            }
-            for (g, rt, id, k) in pending {
-                g.after(tx, &rt, &id)
-                    .map_err(|err| entry_error(&entries[k], err))?;
-            }
-            Ok(out)
-        })??;
-        Ok(serde_json::json!({
-            "resourceType": "Bundle",
-            "id": new_id(),
-            "type": "transaction-response",
-            "entry": responses,
-        }))
     }
 
     fn batch(&self, ctx: &AccessContext, entries: Vec<Entry>, ret: Return) -> Result<Value> {
@@ -945,7 +566,7 @@ impl Engine {
     }
 
     /// A GET entry: read, vread or search, answered from `r`.
-    fn get_entry(
+    pub(crate) fn get_entry(
         &self,
         ctx: &AccessContext,
         r: &dyn StoreRead,
@@ -995,7 +616,7 @@ impl Engine {
 }
 
 /// An entry's failure, naming the entry.
-fn entry_error(e: &Entry, err: FhirError) -> FhirError {
+pub(crate) fn entry_error(e: &Entry, err: FhirError) -> FhirError {
     let mut err = err.with_at(at(e.index));
     for i in err.issues.iter_mut() {
         if !i.diagnostics.starts_with("entry ") {
@@ -1024,7 +645,7 @@ fn method_name(m: Method) -> &'static str {
 
 /// The patch document of a PATCH entry: a Parameters resource (FHIRPath Patch) or a Binary
 /// whose data is a JSON Patch.
-fn entry_patch(resource: Value) -> Result<Patch> {
+pub(crate) fn entry_patch(resource: Value) -> Result<Patch> {
     match resource.get("resourceType").and_then(Value::as_str) {
         Some("Parameters") => Ok(Patch::FhirPath(resource)),
         Some("Binary") => {

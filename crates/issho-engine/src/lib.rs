@@ -19,6 +19,7 @@ mod params;
 mod rest;
 mod search;
 mod terminology;
+mod transaction;
 mod view;
 
 pub use audit::BREAK_GLASS_SECONDS;
