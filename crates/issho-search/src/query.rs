@@ -1184,6 +1184,9 @@ fn parse_date(name: &str, v: &str) -> Result<Match, Fail> {
 
 fn parse_number(name: &str, v: &str) -> Result<(Prefix, Decimal), Fail> {
     let (prefix, rest) = split_prefix(name, v)?;
+    if let Err(why) = issho_model::decimal::check_indexable(rest) {
+        return Err(invalid(name, format!("parameter {name}: {why}")));
+    }
     let d = parse_decimal(rest)
         .ok_or_else(|| invalid(name, format!("bad number '{rest}' for parameter {name}")))?;
     Ok((prefix, d))

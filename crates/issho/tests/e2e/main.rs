@@ -12,6 +12,7 @@ mod conformance_r4_examples;
 mod conformance_synthea;
 mod custom_params;
 mod oauth;
+mod protocol;
 mod rest;
 mod search;
 mod shared_data;
