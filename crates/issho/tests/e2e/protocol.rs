@@ -5,6 +5,25 @@
 
 use crate::common::*;
 
+#[test]
+fn searches_beyond_what_sqlite_takes_are_refused_clearly() {
+    let s = Server::start();
+    // More parameters, or values, than SQLite can take in one statement (was a 500).
+    let many: String = (0..1_000).map(|i| format!("name=a{i}&")).collect();
+    let d = assert_outcome(s.get(&format!("Patient?{many}")), 400);
+    assert!(d.contains("at most 200 parameters"), "{d}");
+    let many: String = (0..1_000).map(|i| format!("a{i},")).collect();
+    let d = assert_outcome(s.get(&format!("Patient?name={many}")), 400);
+    assert!(d.contains("400 values"), "{d}");
+    let many: String = (0..1_000)
+        .map(|i| format!("date=ge2020-01-0{}&", 1 + i % 9))
+        .collect();
+    assert_outcome(s.get(&format!("Observation?{many}")), 400);
+    // Just under the limits still works.
+    let ok: String = (0..200).map(|i| format!("name=a{i}&")).collect();
+    assert_eq!(s.get(&format!("Patient?{ok}")).status(), 200);
+}
+
 fn obs_with(value: &str) -> String {
     format!(
         r#"{{"resourceType":"Observation","status":"final","code":{{"text":"x"}},"valueQuantity":{{"value":{value},"unit":"g"}}}}"#
