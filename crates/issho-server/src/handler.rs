@@ -573,6 +573,11 @@ fn shape_bundle(mut bundle: Value, render: &Render) -> Value {
             }
         }
     }
+    if bundle["entry"].as_array().is_some_and(Vec::is_empty)
+        && let Some(b) = bundle.as_object_mut()
+    {
+        b.remove("entry");
+    }
     bundle
 }
 
@@ -635,11 +640,14 @@ fn audit_bundle(events: Vec<Value>) -> Value {
         .into_iter()
         .map(|e| json!({"resource": e, "search": {"mode": "match"}}))
         .collect();
-    json!({
+    let mut b = json!({
         "resourceType": "Bundle",
         "id": issho_engine::new_bundle_id(),
         "type": "searchset",
         "total": entries.len(),
-        "entry": entries,
-    })
+    });
+    if !entries.is_empty() {
+        b["entry"] = Value::Array(entries);
+    }
+    b
 }

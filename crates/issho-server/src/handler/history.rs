@@ -153,13 +153,15 @@ pub(super) async fn history(
             Value::Object(e)
         })
         .collect();
-    let bundle = serde_json::json!({
+    let mut bundle = serde_json::json!({
         "resourceType": "Bundle",
         "id": issho_engine::new_bundle_id(),
         "type": "history",
         "total": total,
         "link": links,
-        "entry": entries,
     });
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
     Ok(body_response(200, &bundle, render.out))
 }

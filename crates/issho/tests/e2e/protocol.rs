@@ -4,6 +4,154 @@
 //! CapabilityStatement (cached, ETag, compression, `_summary` / `_elements`).
 
 use crate::common::*;
+use serde_json::{Value, json};
+
+/// Paths to the empty arrays and objects in `v` (FHIR JSON allows none).
+fn empties(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Array(a) if a.is_empty() => out.push(path.to_string()),
+        Value::Object(o) if o.is_empty() => out.push(path.to_string()),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                empties(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                empties(x, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[track_caller]
+fn assert_no_empties(v: &Value) {
+    let mut found = Vec::new();
+    empties(v, "$", &mut found);
+    assert!(found.is_empty(), "empty arrays/objects at {found:?} in {v}");
+}
+
+fn links(b: &Value) -> Vec<(String, String)> {
+    b["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["relation"].as_str().unwrap().to_string(),
+                l["url"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn link<'a>(l: &'a [(String, String)], rel: &str) -> Option<&'a str> {
+    l.iter().find(|(r, _)| r == rel).map(|(_, u)| u.as_str())
+}
+
+fn observation(i: usize) -> Value {
+    json!({"resourceType": "Observation", "status": "final", "code": {"text": format!("o{i}")},
+           "valueQuantity": {"value": i, "unit": "g"}})
+}
+
+/// `n` Observations in one transaction.
+fn load_observations(s: &Server, n: usize) {
+    let entries: Vec<Value> = (0..n)
+        .map(|i| json!({"resource": observation(i), "request": {"method": "POST", "url": "Observation"}}))
+        .collect();
+    let r = s.post(
+        "",
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+#[test]
+fn count_zero_answers_the_total_without_a_page_or_next_link() {
+    let s = Server::start();
+    for i in 0..3 {
+        assert_eq!(
+            s.post(
+                "Patient",
+                &json!({"resourceType": "Patient", "id": format!("x{i}"), "gender": "male"})
+            )
+            .status(),
+            201
+        );
+    }
+    // More matches than the first window (1,000), where the total is not known unasked.
+    load_observations(&s, 1_050);
+    for q in [
+        "Patient?_count=0",
+        "Observation?_count=0",
+        "Observation?_count=0&_offset=10",
+    ] {
+        let b = json(s.get(q));
+        let want = if q.starts_with("Patient") { 3 } else { 1_050 };
+        assert_eq!(b["total"], want, "{q}: {b}");
+        assert!(b.get("entry").is_none(), "{q}: {b}");
+        let l = links(&b);
+        let me = link(&l, "self").unwrap();
+        assert!(link(&l, "next").is_none(), "{q}: a next link {l:?}");
+        assert!(
+            l.iter()
+                .all(|(rel, u)| rel == "self" || rel == "first" || u != me),
+            "{q}: a paging link equal to self: {l:?}"
+        );
+        assert_no_empties(&b);
+    }
+    // `_total=accurate` always has it, on every page; without `_total` a large result states
+    // none rather than a wrong one, and its pages never loop.
+    let b = json(s.get("Observation?_count=1&_total=accurate"));
+    assert_eq!(b["total"], 1_050);
+    let next = link(&links(&b), "next").unwrap().to_string();
+    let b2 = json(s.client.get(&next).send().unwrap());
+    assert_eq!(b2["total"], 1_050, "{b2}");
+    assert_ne!(link(&links(&b2), "next"), Some(next.as_str()));
+    let b = json(s.get("Observation?_count=1"));
+    assert!(b.get("total").is_none_or(|t| t == 1_050), "{b}");
+    assert_eq!(json(s.get("Patient?_count=1"))["total"], 3);
+}
+
+#[test]
+fn no_empty_arrays_or_objects_in_any_answer() {
+    let s = Server::start();
+    let p = json!({"resourceType": "Patient", "id": "p1", "gender": "female",
+                   "name": [{"family": "Yamada", "given": ["Hanako"]}]});
+    assert_eq!(s.put("Patient/p1", &p).status(), 201);
+    let mut answers = vec![
+        ("no matches", json(s.get("Patient?family=Nobody"))),
+        ("_summary=count", json(s.get("Patient?_summary=count"))),
+        (
+            "_summary=count, none",
+            json(s.get("Patient?family=Nobody&_summary=count")),
+        ),
+        ("_count=0", json(s.get("Patient?_count=0"))),
+        ("empty history", json(s.get("Observation/_history"))),
+        ("history _count=0", json(s.get("Patient/_history?_count=0"))),
+        ("_elements", json(s.get("Patient?_elements=photo"))),
+        ("read _elements", json(s.get("Patient/p1?_elements=photo"))),
+        ("read _summary", json(s.get("Patient/p1?_summary=true"))),
+        ("compartment", json(s.get("Patient/p1/Observation"))),
+        ("everything", json(s.get("Patient/p1/$everything"))),
+        ("metadata _elements", json(s.get("metadata?_elements=rest"))),
+    ];
+    let r = s.post("", &json!({"resourceType": "Bundle", "type": "batch"}));
+    answers.push(("empty batch", json(r)));
+    let r = s
+        .req("DELETE", "Patient/p1")
+        .header("prefer", "return=OperationOutcome")
+        .send()
+        .unwrap();
+    answers.push(("delete outcome", json(r)));
+    for (what, v) in answers {
+        assert!(v.get("resourceType").is_some(), "{what}: {v}");
+        let mut found = Vec::new();
+        empties(&v, "$", &mut found);
+        assert!(found.is_empty(), "{what}: empty at {found:?}: {v}");
+    }
+}
 
 #[test]
 fn searches_beyond_what_sqlite_takes_are_refused_clearly() {
