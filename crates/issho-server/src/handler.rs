@@ -69,6 +69,15 @@ pub async fn fhir(
         }
         return r;
     }
+    if let Err(e) = precheck(&headers, &uri, st.config.max_body) {
+        let mut r = error_response(&e, format::Out::JSON);
+        if e.status == 413 {
+            // The body is left unread: this connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return r;
+    }
     let query = uri.query().unwrap_or("").to_string();
     let pairs = issho_engine::parse_query(&query);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -103,19 +112,7 @@ pub async fn fhir(
     };
     let bytes = match axum::body::to_bytes(body, st.config.max_body).await {
         Ok(b) => b,
-        Err(_) => {
-            return outcome_response(
-                413,
-                &[Issue::error(
-                    IssueType::TooLong,
-                    format!(
-                        "the request body is larger than the limit of {} bytes",
-                        st.config.max_body
-                    ),
-                )],
-                out,
-            );
-        }
+        Err(_) => return error_response(&too_large(st.config.max_body), out),
     };
     // Exactly one "/fhir" prefix: "/fhir/fhirPatient" is not "/fhir/Patient".
     let path = uri
@@ -128,6 +125,7 @@ pub async fn fhir(
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
+            // UTF-8 after `precheck`.
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()

@@ -6,12 +6,15 @@
 //! Every error leaves as an OperationOutcome. Nothing here touches the store.
 
 mod capability;
+mod conn;
+mod errors;
 mod format;
 mod handler;
 mod oauth;
 pub mod tls;
 
 pub use capability::capability_statement;
+pub use conn::{OutcomeIo, OutcomeListener};
 
 use axum::Router;
 use issho_engine::Engine;
@@ -81,7 +84,8 @@ impl AppState {
     }
 }
 
-/// The application: `/healthz` and the FHIR base at `/fhir`.
+/// The application: `/healthz` and the FHIR base at `/fhir`. Serve it on an
+/// [`OutcomeListener`] so that the errors hyper answers by itself carry an OperationOutcome too.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let tls = config.tls;
     let state = Arc::new(AppState {
@@ -106,6 +110,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))
         .fallback(handler::not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(errors::outcome_net))
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)

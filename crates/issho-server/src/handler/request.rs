@@ -198,7 +198,56 @@ pub(super) fn form_pairs(
             "POST _search needs Content-Type application/x-www-form-urlencoded",
         ));
     }
-    Ok(issho_engine::parse_query(&String::from_utf8_lossy(body)))
+    let text = std::str::from_utf8(body)
+        .ok()
+        .filter(|t| decodes_to_utf8(t));
+    let Some(text) = text else {
+        return Err(FhirError::bad_request(
+            "the form body is not UTF-8 (once percent-decoded); FHIR search values are UTF-8",
+        ));
+    };
+    Ok(issho_engine::parse_query(text))
+}
+
+/// Is `s` UTF-8 once percent-decoded? (`%FF` is not.)
+fn decodes_to_utf8(s: &str) -> bool {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .is_ok()
+}
+
+/// What must be refused before the body is read: a path or query that is not UTF-8 once
+/// percent-decoded (400), and a `Content-Length` over the limit (413, at once: the body is
+/// never read).
+pub(super) fn precheck(headers: &HeaderMap, uri: &Uri, max_body: usize) -> Result<(), FhirError> {
+    if !decodes_to_utf8(uri.path()) {
+        return Err(FhirError::bad_request(
+            "the request path is not UTF-8 once percent-decoded (for example '%FF'); FHIR URLs are UTF-8",
+        ));
+    }
+    if !decodes_to_utf8(uri.query().unwrap_or("")) {
+        return Err(FhirError::bad_request(
+            "the query string is not UTF-8 once percent-decoded (for example '%FF'); FHIR search values are UTF-8",
+        ));
+    }
+    if let Some(len) = header_str(headers, "content-length")
+        && len
+            .trim()
+            .parse::<u64>()
+            .map_or(true, |n| n > max_body as u64)
+    {
+        return Err(too_large(max_body));
+    }
+    Ok(())
+}
+
+/// 413 for a body over `max_body` bytes.
+pub(super) fn too_large(max_body: usize) -> FhirError {
+    FhirError::new(
+        413,
+        IssueType::TooLong,
+        format!("the request body is larger than the limit of {max_body} bytes"),
+    )
 }
 
 pub(super) fn parse_instant_param(name: &str, v: &str) -> Result<i64, FhirError> {

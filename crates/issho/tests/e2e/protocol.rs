@@ -5,6 +5,8 @@
 
 use crate::common::*;
 use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 /// Paths to the empty arrays and objects in `v` (FHIR JSON allows none).
 fn empties(v: &Value, path: &str, out: &mut Vec<String>) {
@@ -153,6 +155,116 @@ fn no_empty_arrays_or_objects_in_any_answer() {
     }
 }
 
+/// Send `request` as it is on a new connection; the answer as (status, head, body).
+fn raw(s: &Server, request: &[u8]) -> (u16, String, Vec<u8>) {
+    let addr = s
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server may answer and close before reading all of a large request.
+    let _ = c.write_all(request);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if got.is_empty() => panic!("no answer: {e}"),
+            Err(_) => break,
+        }
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..i]).to_string();
+            let len = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            });
+            if len.is_some_and(|n| got.len() >= i + 4 + n) {
+                break;
+            }
+        }
+    }
+    let i = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&got[..i]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, head, got[i + 4..].to_vec())
+}
+
+/// An OperationOutcome answer of `status`; its diagnostics.
+#[track_caller]
+fn raw_outcome(answer: (u16, String, Vec<u8>), status: u16) -> String {
+    let (got, head, body) = answer;
+    assert_eq!(got, status, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/fhir+json"),
+        "{head}"
+    );
+    let v: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{e}: {head}\n{}", String::from_utf8_lossy(&body)));
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    assert_eq!(v["issue"][0]["severity"], "error", "{v}");
+    v["issue"][0]["diagnostics"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn errors_below_the_handler_carry_an_operation_outcome() {
+    let s = Server::start();
+    let get = |target: &[u8]| {
+        let mut r = b"GET ".to_vec();
+        r.extend_from_slice(target);
+        r.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        r
+    };
+    // Raw bytes that are not URL characters: hyper refuses the request line.
+    raw_outcome(raw(&s, &get(b"/fhir/Patient/\xff")), 400);
+    raw_outcome(raw(&s, &get(b"/fhir/Patient?name=\xff")), 400);
+    // Percent-encoded, but not UTF-8: refused rather than searched for U+FFFD.
+    let d = raw_outcome(raw(&s, &get(b"/fhir/Patient/%FF%FE")), 400);
+    assert!(d.contains("UTF-8"), "{d}");
+    let d = raw_outcome(raw(&s, &get(b"/fhir/Patient?name=%FF")), 400);
+    assert!(d.contains("UTF-8"), "{d}");
+    // A URI over 64 KiB, and too many headers.
+    let long: String = (0..10_000).map(|i| format!("name=x{i}&")).collect();
+    let d = raw_outcome(
+        raw(&s, &get(format!("/fhir/Patient?{long}").as_bytes())),
+        414,
+    );
+    assert!(d.contains("_search"), "{d}");
+    let mut many = b"GET /fhir/Patient HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"Connection: close\r\n\r\n");
+    raw_outcome(raw(&s, &many), 431);
+    // A header over hyper's buffer.
+    let mut big = b"GET /fhir/Patient HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 500_000));
+    big.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    raw_outcome(raw(&s, &big), 431);
+    // Methods a route does not take, outside the FHIR base too.
+    assert_outcome(
+        s.client
+            .post(s.base.replace("/fhir", "/healthz"))
+            .send()
+            .unwrap(),
+        405,
+    );
+    assert_outcome(
+        s.client
+            .get(s.base.replace("/fhir", "/auth/token"))
+            .send()
+            .unwrap(),
+        405,
+    );
+    assert_outcome(s.req("FOO", "Patient").send().unwrap(), 405);
+}
+
 #[test]
 fn searches_beyond_what_sqlite_takes_are_refused_clearly() {
     let s = Server::start();
@@ -170,6 +282,36 @@ fn searches_beyond_what_sqlite_takes_are_refused_clearly() {
     // Just under the limits still works.
     let ok: String = (0..200).map(|i| format!("name=a{i}&")).collect();
     assert_eq!(s.get(&format!("Patient?{ok}")).status(), 200);
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_at_once() {
+    let s = Server::start_with(|c| c.max_body = 64 * 1024);
+    // Content-Length over the limit, and only a little of the body sent: 413 without waiting
+    // for the rest.
+    let started = Instant::now();
+    let d = raw_outcome(
+        raw(
+            &s,
+            b"POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n\
+              Content-Length: 999999999\r\n\r\n{\"resourceType\":",
+        ),
+        413,
+    );
+    assert!(d.contains("65536"), "{d}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the answer waited for the body"
+    );
+    // The OAuth endpoints' own limit (axum's) answers with an OperationOutcome too.
+    let r = s
+        .client
+        .post(s.base.replace("/fhir", "/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 3 * 1024 * 1024])
+        .send()
+        .unwrap();
+    assert_outcome(r, 413);
 }
 
 fn obs_with(value: &str) -> String {
