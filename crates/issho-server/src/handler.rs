@@ -1,9 +1,11 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
 mod history;
+mod metadata;
 mod request;
 mod respond;
 
+pub(crate) use metadata::MetadataCache;
 pub(crate) use request::context;
 pub(crate) use respond::panic_response;
 
@@ -171,12 +173,9 @@ async fn dispatch(
         )
     };
     match (method.as_str(), seg.as_slice()) {
-        ("GET", ["metadata"]) => {
-            let mut cs = crate::capability_statement(base, &engine.registry());
-            if let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) {
-                cs["rest"][0]["security"] = crate::capability::security(auth);
-            }
-            Ok(body_response(200, &cs, render.out))
+        ("GET" | "HEAD", ["metadata"]) => {
+            let head = method == Method::HEAD;
+            Ok(metadata::metadata(st, headers, base, render, head).await)
         }
         ("GET", [".well-known", "smart-configuration"]) => {
             let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) else {

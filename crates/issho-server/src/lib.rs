@@ -58,6 +58,8 @@ pub(crate) struct AppState {
     pub started: std::time::Instant,
     /// Token buckets by caller (see `ServerConfig::rate_limit`).
     pub buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    /// The CapabilityStatement as served, per registry.
+    pub metadata: handler::MetadataCache,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         config,
         started: std::time::Instant::now(),
         buckets: Default::default(),
+        metadata: Default::default(),
     });
     let app = Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))

@@ -8,6 +8,13 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+fn header(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
 /// Paths to the empty arrays and objects in `v` (FHIR JSON allows none).
 fn empties(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
@@ -377,5 +384,122 @@ fn decimals_beyond_the_index_are_refused_and_the_rest_found() {
             d.contains("value-quantity") && d.contains("at most 17 significant digits"),
             "{q}: {d}"
         );
+    }
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn unbrotli(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(b, 4096)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn metadata_is_cached_validated_compressed_and_shaped() {
+    let s = Server::start();
+    let r = s.get("metadata");
+    assert_eq!(r.status(), 200);
+    let etag = header(&r, "etag");
+    assert!(!etag.is_empty(), "no ETag");
+    let full = r.bytes().unwrap().to_vec();
+    let cs: Value = serde_json::from_slice(&full).unwrap();
+    assert_no_empties(&cs);
+    // Revalidation: 304 without a body; a HEAD has the headers only.
+    let r = s
+        .req("GET", "metadata")
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(header(&r, "etag"), etag);
+    assert!(r.bytes().unwrap().is_empty());
+    let r = s
+        .req("GET", "metadata")
+        .header("if-none-match", "\"other\"")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.req("HEAD", "metadata").send().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "etag")),
+        (200, etag.clone())
+    );
+    // Compressed as asked, to the same bytes.
+    let r = s
+        .req("GET", "metadata")
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(header(&r, "content-encoding"), "gzip");
+    assert_eq!(header(&r, "etag"), etag);
+    assert_eq!(gunzip(&r.bytes().unwrap()), full);
+    let r = s
+        .req("GET", "metadata")
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .unwrap();
+    assert_eq!(header(&r, "content-encoding"), "br");
+    assert_eq!(unbrotli(&r.bytes().unwrap()), full);
+    let r = s
+        .req("GET", "metadata")
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .unwrap();
+    assert!(header(&r, "content-encoding").is_empty());
+    // `_summary=true` and `_elements`.
+    let sum = json(s.get("metadata?_summary=true"));
+    assert_eq!(sum["resourceType"], "CapabilityStatement");
+    assert_eq!(sum["fhirVersion"], "4.0.1");
+    assert_eq!(sum["meta"]["tag"][0]["code"], "SUBSETTED", "{sum}");
+    assert!(serde_json::to_vec(&sum).unwrap().len() < full.len());
+    let el = json(s.get("metadata?_elements=fhirVersion,software"));
+    assert_eq!(el["software"]["name"], "issho");
+    assert!(
+        el.get("rest").is_none() && el.get("implementation").is_none(),
+        "{el}"
+    );
+    assert_eq!(el["meta"]["tag"][0]["code"], "SUBSETTED");
+    // The same answer until the search parameters change; then a new one that has them.
+    assert_eq!(header(&s.get("metadata"), "etag"), etag);
+    let sp = json!({
+        "resourceType": "SearchParameter", "id": "nickname", "url": "https://issho.example/fhir/SearchParameter/nickname",
+        "name": "Nickname", "status": "active", "description": "Nickname",
+        "code": "nickname", "base": ["Patient"], "type": "string",
+        "expression": "Patient.name.where(use='nickname').given"
+    });
+    assert_eq!(s.put("SearchParameter/nickname", &sp).status(), 201);
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = s.get("metadata");
+        let tag = header(&r, "etag");
+        let cs = json(r);
+        let patient = cs["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Patient")
+            .unwrap()
+            .clone();
+        if patient["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "nickname")
+        {
+            assert_ne!(tag, etag, "a changed statement under the old ETag");
+            break;
+        }
+        assert_eq!(tag, etag);
+        assert!(Instant::now() < end, "the custom parameter never appeared");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
