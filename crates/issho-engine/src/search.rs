@@ -204,7 +204,9 @@ impl Engine {
             warnings,
             page_token,
         };
-        if q.summary == Some(issho_search::Summary::Count) {
+        // `_summary=count`, and `_count=0` (how clients such as fhirpy ask "how many?"): the
+        // number of matches without a page, so without a `next` link.
+        if q.summary == Some(issho_search::Summary::Count) || count == 0 {
             let (csql, cargs) = issho_search::sqlite_count(&q);
             let total = r.query_count(&csql, &cargs)?;
             return Ok(base(
@@ -521,10 +523,11 @@ impl Engine {
         };
         let mut links = vec![serde_json::json!({"relation": "self", "url": link_url(res.offset)})];
         links.push(serde_json::json!({"relation": "first", "url": link_url(0)}));
-        if res.offset > 0 {
+        // An empty page (`_count=0`) has no neighbours: their links would equal `self`.
+        if res.offset > 0 && res.count > 0 {
             links.push(serde_json::json!({"relation": "previous", "url": link_url(res.offset.saturating_sub(res.count))}));
         }
-        if res.has_next {
+        if res.has_next && res.count > 0 {
             links.push(
                 serde_json::json!({"relation": "next", "url": link_url(res.offset + res.count)}),
             );
@@ -559,7 +562,10 @@ impl Engine {
             b["total"] = Value::from(t);
         }
         b["link"] = Value::Array(links);
-        b["entry"] = Value::Array(entries);
+        // FHIR JSON has no empty arrays: no matches, no `entry`.
+        if !entries.is_empty() {
+            b["entry"] = Value::Array(entries);
+        }
         b
     }
 }

@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate does no I/O and knows nothing of HTTP or storage.
 
 pub mod base64;
+pub mod decimal;
 pub mod instant;
 mod outcome;
 mod tables;

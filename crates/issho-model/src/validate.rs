@@ -1024,6 +1024,8 @@ impl<'o> Validator<'o> {
                         Some(here),
                         format!("Invalid decimal '{}'", n.as_str()),
                     );
+                } else if let Err(why) = crate::decimal::check_indexable(n.as_str()) {
+                    self.error(IssueType::Value, Some(here), format!("Decimal {why}"));
                 }
             }
             _ => {

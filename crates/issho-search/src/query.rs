@@ -401,6 +401,12 @@ pub fn parse(
     parse_in(Registry::r4(), resource_type, params, strict)
 }
 
+/// Most parameters (name/value pairs) one search may have.
+pub const MAX_PARAMS: usize = 200;
+/// Most values over all parameters of one search (each comma-separated value counts): SQLite
+/// refuses statements beyond about 500 compound terms or 1,000 levels of expression.
+pub const MAX_VALUES: usize = 400;
+
 /// [`parse`] against `reg` (the R4 parameters plus a deployment's custom ones).
 pub fn parse_in(
     reg: &Registry,
@@ -408,6 +414,18 @@ pub fn parse_in(
     params: &[(String, String)],
     strict: bool,
 ) -> Result<SearchQuery, Vec<Issue>> {
+    let values: usize = params.iter().map(|(_, v)| v.split(',').count()).sum();
+    if params.len() > MAX_PARAMS || values > MAX_VALUES {
+        return Err(vec![Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "this search has {} parameters and {values} values; at most {MAX_PARAMS} \
+                 parameters and {MAX_VALUES} values (commas count) are accepted in one search \
+                 — split it into several",
+                params.len()
+            ),
+        )]);
+    }
     let mut q = SearchQuery {
         resource_type: resource_type.map(str::to_string),
         ..SearchQuery::default()
@@ -1201,6 +1219,9 @@ fn parse_date(name: &str, v: &str) -> Result<Match, Fail> {
 
 fn parse_number(name: &str, v: &str) -> Result<(Prefix, Decimal), Fail> {
     let (prefix, rest) = split_prefix(name, v)?;
+    if let Err(why) = issho_model::decimal::check_indexable(rest) {
+        return Err(invalid(name, format!("parameter {name}: {why}")));
+    }
     let d = parse_decimal(rest)
         .ok_or_else(|| invalid(name, format!("bad number '{rest}' for parameter {name}")))?;
     Ok((prefix, d))

@@ -232,11 +232,14 @@ pub fn parse_decimal(s: &str) -> Option<Decimal> {
     if !value.is_finite() {
         return None;
     }
-    let half = 0.5 * 10f64.powi(exp - frac.len() as i32);
+    let half = 0.5 * 10f64.powi(exp.saturating_sub(frac.len() as i32));
+    // A precision finer than a double's (`1.000000000000000000E-245`) still brackets the
+    // value: at least the neighbouring doubles, so the value finds itself.
+    let (lo, hi) = (value - half, value + half);
     Some(Decimal {
         value,
-        lo: value - half,
-        hi: value + half,
+        lo: if lo < value { lo } else { value.next_down() },
+        hi: if hi > value { hi } else { value.next_up() },
     })
 }
 
@@ -444,6 +447,15 @@ mod tests {
         assert!((d.lo + 0.505).abs() < 1e-12 && (d.hi + 0.495).abs() < 1e-12);
         for bad in ["", ".", "1.2.3", "abc", "1e", "--1", "inf", "NaN"] {
             assert!(parse_decimal(bad).is_none(), "{bad}");
+        }
+        // More precision than a double holds: the range still contains the value.
+        for fine in [
+            "1.5000000000000000000000",
+            "1.000000000000000000E-245",
+            "0e-400",
+        ] {
+            let d = parse_decimal(fine).unwrap();
+            assert!(d.lo < d.value && d.value < d.hi, "{fine}: {d:?}");
         }
     }
 

@@ -35,7 +35,20 @@ impl Out {
 
     /// Serialise a resource. XML conversion failures fall back to JSON's error-free path by
     /// returning None (the caller answers 500 with an OperationOutcome).
+    ///
+    /// The last check of every body: FHIR allows no empty arrays or objects, so any left by
+    /// the code that built `v` (an empty page, an element emptied by `_elements`) are removed.
     pub fn bytes(self, v: &Value) -> Option<Vec<u8>> {
+        if has_empty(v) {
+            tracing::debug!("empty arrays or objects removed from a response body");
+            let mut v = v.clone();
+            prune_empty(&mut v);
+            return self.write(&v);
+        }
+        self.write(v)
+    }
+
+    fn write(self, v: &Value) -> Option<Vec<u8>> {
         match self.format {
             Format::Json => Some(to_bytes(v, self.pretty)),
             Format::Xml => issho_model::xml::json_to_xml(v)
@@ -150,6 +163,55 @@ pub fn is_fhir_json(content_type: &str) -> bool {
         mime.as_str(),
         "application/fhir+json" | "application/json" | "application/json+fhir"
     )
+}
+
+/// Does `v` hold an empty array or object anywhere (itself included)?
+pub fn has_empty(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty() || a.iter().any(has_empty),
+        Value::Object(o) => o.is_empty() || o.values().any(has_empty),
+        _ => false,
+    }
+}
+
+/// Remove empty arrays and objects, bottom up (an object left empty goes too). Inside the
+/// arrays of primitive extensions (`_given`), an emptied item becomes `null` to keep the
+/// alignment with the values; such an array of nulls only goes as a whole. Returns true
+/// when `v` itself is now empty.
+pub fn prune_empty(v: &mut Value) -> bool {
+    match v {
+        Value::Object(o) => {
+            o.retain(|k, child| match child {
+                Value::Array(a) => {
+                    let aligned = k.starts_with('_');
+                    prune_array(a, aligned);
+                    !a.is_empty()
+                }
+                _ => !prune_empty(child),
+            });
+            o.is_empty()
+        }
+        Value::Array(a) => {
+            prune_array(a, false);
+            a.is_empty()
+        }
+        _ => false,
+    }
+}
+
+fn prune_array(a: &mut Vec<Value>, aligned: bool) {
+    if aligned {
+        for item in a.iter_mut() {
+            if prune_empty(item) {
+                *item = Value::Null;
+            }
+        }
+        if a.iter().all(Value::is_null) {
+            a.clear();
+        }
+    } else {
+        a.retain_mut(|item| !prune_empty(item));
+    }
 }
 
 /// Serialise for the wire.
@@ -319,6 +381,26 @@ mod tests {
             negotiate(Some("json"), Some("application/fhir+xml")).unwrap(),
             Format::Json
         );
+    }
+
+    #[test]
+    fn empty_arrays_and_objects_are_removed() {
+        let v = serde_json::json!({
+            "resourceType": "Bundle", "type": "searchset", "link": [], "entry": [{}],
+            "meta": {"tag": []},
+            "x": {"name": [{"given": ["a", "b"], "_given": [{}, {"id": "g"}]}, {}]},
+            "y": {"_given": [{}, {"extension": []}]}
+        });
+        assert!(has_empty(&v));
+        let out: Value = serde_json::from_slice(&Out::JSON.bytes(&v).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "resourceType": "Bundle", "type": "searchset",
+                "x": {"name": [{"given": ["a", "b"], "_given": [null, {"id": "g"}]}]}
+            })
+        );
+        assert!(!has_empty(&out));
     }
 
     #[test]

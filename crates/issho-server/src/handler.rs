@@ -1,77 +1,27 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
+mod history;
+mod metadata;
+mod request;
+mod respond;
+
+pub(crate) use metadata::MetadataCache;
+pub(crate) use request::context;
+pub(crate) use respond::panic_response;
+
 use crate::AppState;
 use crate::format::{self, Summary};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::Response;
-use issho_engine::{AccessContext, FhirError, HistoryScope, Patch, Return, Stored, WriteOutcome};
+use history::history;
+use issho_engine::{AccessContext, FhirError, HistoryScope, Return};
 use issho_model::{Issue, IssueType};
+use request::*;
+use respond::*;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// Rendering options common to every response.
-struct Render {
-    out: format::Out,
-    summary: Summary,
-    elements: Option<Vec<String>>,
-}
-
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-fn raw_response(code: u16, body: Vec<u8>, out: format::Out) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status(code);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(out.content_type()),
-    );
-    r
-}
-
-/// A resource in the negotiated format.
-fn body_response(code: u16, v: &Value, out: format::Out) -> Response {
-    match out.bytes(v) {
-        Some(b) => raw_response(code, b, out),
-        None => raw_response(
-            500,
-            format::to_bytes(
-                &issho_model::operation_outcome(&[Issue::error(
-                    IssueType::Exception,
-                    "the resource could not be written as XML",
-                )]),
-                false,
-            ),
-            format::Out::JSON,
-        ),
-    }
-}
-
-fn outcome_response(code: u16, issues: &[Issue], out: format::Out) -> Response {
-    body_response(code, &issho_model::operation_outcome(issues), out)
-}
-
-fn error_response(e: &FhirError, out: format::Out) -> Response {
-    let mut r = outcome_response(e.status, &e.issues, out);
-    if e.status == 401 {
-        let invalid = e
-            .issues
-            .iter()
-            .any(|i| i.diagnostics.starts_with("invalid token"));
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(if invalid {
-                "Bearer realm=\"issho\", error=\"invalid_token\""
-            } else {
-                "Bearer realm=\"issho\""
-            }),
-        );
-    }
-    r
-}
 
 pub async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({"status": "ok", "uptimeSeconds": st.started.elapsed().as_secs()});
@@ -92,303 +42,6 @@ pub async fn not_found(uri: Uri) -> Response {
         )],
         format::Out::JSON,
     )
-}
-
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    outcome_response(
-        500,
-        &[Issue::error(
-            IssueType::Exception,
-            "internal error; nothing was changed",
-        )],
-        format::Out::JSON,
-    )
-}
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// `Prefer` header fields.
-struct Prefer {
-    ret: Return,
-    ret_given: bool,
-    strict: bool,
-}
-
-fn prefer(h: &HeaderMap) -> Prefer {
-    let mut p = Prefer {
-        ret: Return::Representation,
-        ret_given: false,
-        strict: false,
-    };
-    for v in h.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
-        for part in v.split([',', ';']) {
-            let part = part.trim().replace(' ', "");
-            match part.as_str() {
-                "return=minimal" => (p.ret, p.ret_given) = (Return::Minimal, true),
-                "return=representation" => (p.ret, p.ret_given) = (Return::Representation, true),
-                "return=OperationOutcome" => {
-                    (p.ret, p.ret_given) = (Return::OperationOutcome, true)
-                }
-                "handling=strict" => p.strict = true,
-                "handling=lenient" => p.strict = false,
-                _ => {}
-            }
-        }
-    }
-    p
-}
-
-fn base_url(st: &AppState, h: &HeaderMap, uri: &Uri) -> String {
-    if let Some(b) = &st.config.base_url {
-        return b.trim_end_matches('/').to_string();
-    }
-    // Without a configured base URL (development), the Host header names the server; only a
-    // syntactically plain host[:port] is accepted, so a request cannot inject text into
-    // Location headers or links. Deployments set --base-url.
-    // HTTP/2 carries the authority in the request URI (`:authority`), not in a Host header.
-    let authority = uri.authority().map(|a| a.as_str());
-    let host = header_str(h, "host")
-        .or(authority)
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 255
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
-        .unwrap_or("localhost");
-    let scheme = if st.config.tls { "https" } else { "http" };
-    format!("{scheme}://{host}/fhir")
-}
-
-/// Run engine work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, FhirError> + Send + 'static,
-) -> Result<T, FhirError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
-}
-
-/// Who is asking: the development principal in open mode; otherwise the verified bearer
-/// token, or anonymous when there is none (the gate then allows only the CapabilityStatement).
-pub(crate) fn context(st: &AppState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
-    if st.config.dev_open {
-        return Ok(AccessContext::dev_open());
-    }
-    let Some(auth) = header_str(headers, "authorization") else {
-        return Ok(AccessContext::anonymous());
-    };
-    let Some(token) = auth
-        .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("bearer "))
-    else {
-        return Err(FhirError::new(
-            401,
-            IssueType::Login,
-            "the Authorization header must be 'Bearer <access token>'",
-        ));
-    };
-    let Some(keys) = &st.config.auth else {
-        return Err(FhirError::new(
-            401,
-            IssueType::Login,
-            "this server accepts no tokens (no authentication is configured)",
-        ));
-    };
-    keys.verify(token.trim())
-        .map(AccessContext::token)
-        .map_err(|e| FhirError::new(401, IssueType::Login, e.to_string()))
-}
-
-/// `ETag: W/"n"` (a version number is always a valid header value).
-fn etag(version: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("W/\"{version}\"")).expect("a version makes a valid ETag")
-}
-
-fn write_headers(r: &mut Response, w: &WriteOutcome, base: &str, location: bool) {
-    if let Some(v) = w.version {
-        r.headers_mut().insert(header::ETAG, etag(v));
-    }
-    if let Some(t) = w.last_updated
-        && let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(t))
-    {
-        r.headers_mut().insert(header::LAST_MODIFIED, h);
-    }
-    if location
-        && let Some(loc) = w.location()
-        && let Ok(h) = HeaderValue::from_str(&format!("{base}/{loc}"))
-    {
-        r.headers_mut().insert(header::LOCATION, h.clone());
-        r.headers_mut().insert(header::CONTENT_LOCATION, h);
-    }
-}
-
-fn write_response(w: WriteOutcome, pref: &Prefer, base: &str, render: &Render) -> Response {
-    let mut r = match pref.ret {
-        Return::Minimal => {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = status(w.status);
-            r
-        }
-        Return::OperationOutcome => {
-            let issues = if w.issues.is_empty() {
-                vec![Issue::information(format!(
-                    "{} {}/{} ({})",
-                    if w.status == 201 { "created" } else { "done" },
-                    w.resource_type,
-                    w.id,
-                    w.status
-                ))]
-            } else {
-                w.issues.clone()
-            };
-            outcome_response(
-                if w.status == 204 { 200 } else { w.status },
-                &issues,
-                render.out,
-            )
-        }
-        Return::Representation => match &w.resource {
-            Some(res) => body_response(w.status, res, render.out),
-            None => {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() = status(w.status);
-                r
-            }
-        },
-    };
-    write_headers(&mut r, &w, base, w.status == 201 || w.status == 200);
-    r
-}
-
-fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
-    // The stored JSON goes out as it is unless something asks for a different rendering.
-    let plain = render.out == format::Out::JSON
-        && render.summary == Summary::False
-        && render.elements.is_none();
-    let mut r = match (&s.body, plain) {
-        (Some(b), true) => raw_response(200, b.clone(), render.out),
-        (Some(_), false) => {
-            let v = s.json().unwrap_or(Value::Null);
-            body_response(
-                200,
-                &format::shape(v, render.summary, render.elements.as_deref()),
-                render.out,
-            )
-        }
-        (None, _) => raw_response(200, Vec::new(), render.out),
-    };
-    r.headers_mut().insert(header::ETAG, etag(s.version));
-    if let Ok(h) = HeaderValue::from_str(&issho_model::instant::format_http_date(s.last_updated)) {
-        r.headers_mut().insert(header::LAST_MODIFIED, h);
-    }
-    if let Ok(h) = HeaderValue::from_str(&format!(
-        "{base}/{}/{}/_history/{}",
-        s.resource_type, s.id, s.version
-    )) {
-        r.headers_mut().insert(header::CONTENT_LOCATION, h);
-    }
-    r
-}
-
-/// Parse a request body as JSON, with the right 4xx when it is not.
-fn parse_json(headers: &HeaderMap, body: &Bytes, allow_patch: bool) -> Result<Value, FhirError> {
-    let ct = header_str(headers, "content-type").unwrap_or("");
-    if ct.is_empty() {
-        return Err(FhirError::new(
-            415,
-            IssueType::NotSupported,
-            "the request has a body but no Content-Type; send application/fhir+json",
-        ));
-    }
-    let is_patch = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json-patch+json");
-    let is_xml = format::is_fhir_xml(ct);
-    if !(format::is_fhir_json(ct) || is_xml || (allow_patch && is_patch)) {
-        return Err(FhirError::new(
-            415,
-            IssueType::NotSupported,
-            format!(
-                "Content-Type '{ct}' is not supported; send application/fhir+json or application/fhir+xml{}",
-                if allow_patch {
-                    " or application/json-patch+json"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
-    if body.is_empty() {
-        return Err(FhirError::new(
-            400,
-            IssueType::Required,
-            "the request body is empty",
-        ));
-    }
-    if is_xml {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| FhirError::new(400, IssueType::Structure, "the XML body is not UTF-8"))?;
-        // Nesting is bounded like JSON's: the converter follows the type tables, whose depth
-        // is finite except through extensions and contained items.
-        if text.matches('<').count() > 2_000_000 {
-            return Err(FhirError::new(
-                413,
-                IssueType::TooLong,
-                "the XML body has too many elements",
-            ));
-        }
-        return issho_model::xml::xml_to_json(text).map_err(|e| {
-            FhirError::new(
-                400,
-                IssueType::Structure,
-                format!("the body is not valid FHIR XML: {e}"),
-            )
-        });
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        let msg = e.to_string();
-        let hint = if msg.contains("recursion limit") {
-            " (the JSON is nested too deeply)"
-        } else {
-            ""
-        };
-        FhirError::new(
-            400,
-            IssueType::Structure,
-            format!("the body is not valid JSON: {msg}{hint}"),
-        )
-    })
-}
-
-fn form_pairs(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, FhirError> {
-    if body.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ct = header_str(headers, "content-type").unwrap_or("");
-    if !ct.starts_with("application/x-www-form-urlencoded") {
-        return Err(FhirError::new(
-            415,
-            IssueType::NotSupported,
-            "POST _search needs Content-Type application/x-www-form-urlencoded",
-        ));
-    }
-    Ok(issho_engine::parse_query(&String::from_utf8_lossy(body)))
-}
-
-fn parse_instant_param(name: &str, v: &str) -> Result<i64, FhirError> {
-    issho_model::instant::parse_range(v)
-        .map(|r| r.lo)
-        .ok_or_else(|| {
-            FhirError::bad_request(format!(
-                "{name} '{v}' is not a valid FHIR instant or dateTime"
-            ))
-        })
 }
 
 /// The FHIR endpoint.
@@ -415,6 +68,15 @@ pub async fn fhir(
         );
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    if let Err(e) = precheck(&headers, &uri, st.config.max_body) {
+        let mut r = error_response(&e, format::Out::JSON);
+        if e.status == 413 {
+            // The body is left unread: this connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         return r;
     }
@@ -452,19 +114,7 @@ pub async fn fhir(
     };
     let bytes = match axum::body::to_bytes(body, st.config.max_body).await {
         Ok(b) => b,
-        Err(_) => {
-            return outcome_response(
-                413,
-                &[Issue::error(
-                    IssueType::TooLong,
-                    format!(
-                        "the request body is larger than the limit of {} bytes",
-                        st.config.max_body
-                    ),
-                )],
-                out,
-            );
-        }
+        Err(_) => return error_response(&too_large(st.config.max_body), out),
     };
     // Exactly one "/fhir" prefix: "/fhir/fhirPatient" is not "/fhir/Patient".
     let path = uri
@@ -477,6 +127,7 @@ pub async fn fhir(
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
+            // UTF-8 after `precheck`.
             percent_encoding::percent_decode_str(s)
                 .decode_utf8_lossy()
                 .into_owned()
@@ -522,12 +173,9 @@ async fn dispatch(
         )
     };
     match (method.as_str(), seg.as_slice()) {
-        ("GET", ["metadata"]) => {
-            let mut cs = crate::capability_statement(base, &engine.registry());
-            if let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) {
-                cs["rest"][0]["security"] = crate::capability::security(auth);
-            }
-            Ok(body_response(200, &cs, render.out))
+        ("GET" | "HEAD", ["metadata"]) => {
+            let head = method == Method::HEAD;
+            Ok(metadata::metadata(st, headers, base, render, head).await)
         }
         ("GET", [".well-known", "smart-configuration"]) => {
             let Some(auth) = st.config.auth.as_ref().filter(|_| !st.config.dev_open) else {
@@ -899,111 +547,6 @@ async fn dispatch(
     }
 }
 
-fn delete_response(w: WriteOutcome, pref: &Prefer, render: &Render) -> Response {
-    let mut r = if pref.ret == Return::OperationOutcome && pref.ret_given {
-        outcome_response(200, &w.issues, render.out)
-    } else {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NO_CONTENT;
-        r
-    };
-    if let Some(v) = w.version {
-        r.headers_mut().insert(header::ETAG, etag(v));
-    }
-    r
-}
-
-/// 304 for `If-None-Match` / `If-Modified-Since` that the current version satisfies.
-fn not_modified(headers: &HeaderMap, s: &Stored) -> Option<Response> {
-    let mut hit = false;
-    if let Some(inm) = header_str(headers, "if-none-match") {
-        hit = inm.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || issho_engine::parse_etag(t) == Some(s.version)
-        });
-    } else if let Some(ims) = header_str(headers, "if-modified-since")
-        && let Some(t) = issho_model::instant::parse_http_date(ims)
-    {
-        // HTTP dates have second precision.
-        hit = s.last_updated / 1_000_000 <= t / 1_000_000;
-    }
-    if !hit {
-        return None;
-    }
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::NOT_MODIFIED;
-    r.headers_mut().insert(header::ETAG, etag(s.version));
-    Some(r)
-}
-
-fn parse_patch(headers: &HeaderMap, body: &Bytes) -> Result<Patch, FhirError> {
-    let v = parse_json(headers, body, true)?;
-    let ct = header_str(headers, "content-type").unwrap_or("");
-    if ct.starts_with("application/json-patch+json") {
-        return Ok(Patch::Json(v));
-    }
-    match v.get("resourceType").and_then(Value::as_str) {
-        Some("Parameters") => Ok(Patch::FhirPath(v)),
-        _ if v.is_array() => Ok(Patch::Json(v)),
-        _ => Err(FhirError::new(
-            415,
-            IssueType::NotSupported,
-            "PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath Patch Parameters resource (application/fhir+json)",
-        )),
-    }
-}
-
-/// `$validate` input: a resource, or Parameters with `resource` and `mode`.
-fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirError> {
-    if input.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
-        let params = input
-            .get("parameter")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut resource = None;
-        let mut mode = None;
-        for p in params {
-            match p.get("name").and_then(Value::as_str) {
-                Some("resource") => resource = p.get("resource").cloned(),
-                Some("mode") => {
-                    mode = p
-                        .get("valueCode")
-                        .or(p.get("valueString"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                }
-                Some("profile") => {
-                    let prof = p
-                        .get("valueUri")
-                        .or(p.get("valueCanonical"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    if !prof.starts_with("http://hl7.org/fhir/StructureDefinition/") {
-                        return Err(FhirError::new(
-                            400,
-                            IssueType::NotSupported,
-                            format!(
-                                "profile '{prof}' is not known to this server (only the R4 base definitions are loaded)"
-                            ),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(m) = &mode
-            && !matches!(m.as_str(), "create" | "update" | "delete")
-        {
-            return Err(FhirError::bad_request(format!(
-                "$validate mode must be create, update or delete (not '{m}')"
-            )));
-        }
-        return Ok((resource, mode));
-    }
-    Ok((Some(input), None))
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn search(
     st: &Arc<AppState>,
@@ -1042,27 +585,12 @@ fn shape_bundle(mut bundle: Value, render: &Render) -> Value {
             }
         }
     }
+    if bundle["entry"].as_array().is_some_and(Vec::is_empty)
+        && let Some(b) = bundle.as_object_mut()
+    {
+        b.remove("entry");
+    }
     bundle
-}
-
-async fn history(
-    st: &Arc<AppState>,
-    ctx: AccessContext,
-    scope: HistoryScope,
-    pairs: &[(String, String)],
-    render: &Render,
-    base: &str,
-    path: &str,
-) -> Result<Response, FhirError> {
-    let engine = st.engine.clone();
-    let (pairs, base, path) = (pairs.to_vec(), base.to_string(), path.to_string());
-    let bundle =
-        blocking(move || engine.history_request(&ctx, scope, &pairs, &base, &path)).await?;
-    Ok(body_response(
-        200,
-        &shape_bundle(bundle, render),
-        render.out,
-    ))
 }
 
 use serde_json::json;
@@ -1124,11 +652,14 @@ fn audit_bundle(events: Vec<Value>) -> Value {
         .into_iter()
         .map(|e| json!({"resource": e, "search": {"mode": "match"}}))
         .collect();
-    json!({
+    let mut b = json!({
         "resourceType": "Bundle",
         "id": issho_engine::new_bundle_id(),
         "type": "searchset",
         "total": entries.len(),
-        "entry": entries,
-    })
+    });
+    if !entries.is_empty() {
+        b["entry"] = Value::Array(entries);
+    }
+    b
 }

@@ -6,12 +6,15 @@
 //! Every error leaves as an OperationOutcome. Nothing here touches the store.
 
 mod capability;
+mod conn;
+mod errors;
 mod format;
 mod handler;
 mod oauth;
 pub mod tls;
 
 pub use capability::capability_statement;
+pub use conn::{OutcomeIo, OutcomeListener};
 
 use axum::Router;
 use issho_engine::Engine;
@@ -55,6 +58,8 @@ pub(crate) struct AppState {
     pub started: std::time::Instant,
     /// Token buckets by caller (see `ServerConfig::rate_limit`).
     pub buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    /// The CapabilityStatement as served, per registry.
+    pub metadata: handler::MetadataCache,
 }
 
 impl AppState {
@@ -81,7 +86,8 @@ impl AppState {
     }
 }
 
-/// The application: `/healthz` and the FHIR base at `/fhir`.
+/// The application: `/healthz` and the FHIR base at `/fhir`. Serve it on an
+/// [`OutcomeListener`] so that the errors hyper answers by itself carry an OperationOutcome too.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let tls = config.tls;
     let state = Arc::new(AppState {
@@ -89,6 +95,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         config,
         started: std::time::Instant::now(),
         buckets: Default::default(),
+        metadata: Default::default(),
     });
     let app = Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))
@@ -106,6 +113,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))
         .fallback(handler::not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(errors::outcome_net))
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)

@@ -449,10 +449,18 @@ fn serve(a: ServeArgs) -> i32 {
         };
         let served = match tls {
             Some(cfg) => match issho_server::tls::TlsListener::new(listener, cfg) {
-                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                Ok(l) => {
+                    axum::serve(issho_server::OutcomeListener::new(l), app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
                 Err(e) => Err(e),
             },
-            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+            None => {
+                axum::serve(issho_server::OutcomeListener::new(listener), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
         };
         match served {
             Ok(()) => 0,

@@ -345,13 +345,27 @@ fn primitive_json_types() {
         IssueType::Structure,
         "Patient.birthDate",
     );
-    // decimals keep any precision, and must be numbers
-    let dec: Value = serde_json::from_str(
-        r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},
-            "valueQuantity":{"value":12345678901234567890.123456789}}"#,
-    )
-    .unwrap();
-    assert_valid(dec);
+    // decimals keep their precision up to what the search index can compare (17 significant
+    // digits, trailing zeros not counted), and must be numbers
+    let dec = |v: &str| -> Value {
+        serde_json::from_str(&format!(
+            r#"{{"resourceType":"Observation","status":"final","code":{{"text":"x"}},
+                "valueQuantity":{{"value":{v}}}}}"#
+        ))
+        .unwrap()
+    };
+    assert_valid(dec("1234567890123456.7"));
+    assert_valid(dec("1.000000000000000000E-245"));
+    assert_error(
+        dec("12345678901234567890.123456789"),
+        IssueType::Value,
+        "Observation.value.ofType(Quantity).value",
+    );
+    assert_error(
+        dec("1e999999"),
+        IssueType::Value,
+        "Observation.value.ofType(Quantity).value",
+    );
     // positiveInt / unsignedInt
     let pr = |n: Value| json!({"resourceType": "Patient", "extension": [{"url": "http://e.org", "valuePositiveInt": n}]});
     assert_valid(pr(json!(1)));

@@ -17,6 +17,7 @@ mod custom_params;
 mod leaks;
 mod matrix;
 mod oauth;
+mod protocol;
 mod rest;
 mod search;
 mod shared_data;

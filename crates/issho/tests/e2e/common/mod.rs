@@ -93,7 +93,9 @@ impl Server {
         let base = format!("http://{}/fhir", listener.local_addr().unwrap());
         let app = issho_server::router(engine, config(&base, dir.path()));
         rt.spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(issho_server::OutcomeListener::new(listener), app)
+                .await
+                .unwrap();
         });
         Server {
             base,
