@@ -51,6 +51,54 @@ fn patient_data_types(patient: &str) -> Vec<(String, Value)> {
     out
 }
 
+/// A reference search parameter of `rt` that may point at an Organization, on a top-level
+/// element other than `patient_element`: (parameter code, element name, is an array).
+fn organization_param(rt: &str, patient_element: &str) -> Option<(String, String, bool)> {
+    let r4 = issho_model::r4();
+    let td = r4.type_def(rt)?;
+    for sp in r4.search_parameters() {
+        if sp.kind != "reference"
+            || !sp.base.iter().any(|b| b == rt)
+            || !sp.target.iter().any(|t| t == "Organization")
+        {
+            continue;
+        }
+        for part in sp.expression.as_deref().unwrap_or_default().split('|') {
+            let Some(path) = part.trim().strip_prefix(&format!("{rt}.")) else {
+                continue;
+            };
+            let path = path
+                .strip_suffix(".where(resolve() is Organization)")
+                .unwrap_or(path);
+            if !path.chars().all(|c| c.is_ascii_alphanumeric()) || path == patient_element {
+                continue;
+            }
+            let Some(e) = td.element(path) else { continue };
+            let reference = e.types.iter().any(|t| {
+                t.code == "Reference"
+                    && (t.targets.is_empty()
+                        || t.targets
+                            .iter()
+                            .any(|x| x == "Organization" || x == "Resource"))
+            });
+            if reference && !e.is_choice {
+                return Some((sp.code.clone(), path.to_string(), e.is_array()));
+            }
+        }
+    }
+    None
+}
+
+/// The top-level element of a minimal body that holds its patient reference.
+fn patient_element(body: &Value) -> String {
+    body.as_object()
+        .unwrap()
+        .keys()
+        .find(|k| *k != "resourceType" && *k != "id")
+        .cloned()
+        .unwrap_or_default()
+}
+
 struct M {
     s: Server,
     tokens: Vec<(&'static str, String)>,
@@ -196,6 +244,10 @@ fn setup() -> (M, Vec<(String, Value)>) {
                 "serviceProvider": {"reference": format!("Organization/{org}")}}),
         );
     }
+    put(
+        "Organization/org-x",
+        &json!({"resourceType": "Organization", "id": "org-x"}),
+    );
     let types = patient_data_types("p2");
     // p1's own Observations, each naming (before it exists) a resource of p2's: probes for
     // chains and includes from what the attackers may read into what they may not.
@@ -213,6 +265,13 @@ fn setup() -> (M, Vec<(String, Value)>) {
             let id = format!("m{n}-{}", rt.to_lowercase());
             let mut b = body.clone();
             b["id"] = json!(id);
+            // The second one also names a shared Organization (nobody's care), for `_has`.
+            if n == 2
+                && let Some((_, element, array)) = organization_param(rt, &patient_element(body))
+            {
+                let r = json!({"reference": "Organization/org-x"});
+                b[element] = if array { json!([r]) } else { r };
+            }
             // Encounters are p2's care at hospital B already; others must not change care.
             put(&format!("{rt}/{id}"), &b);
         }
@@ -229,6 +288,7 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
     let (m, types) = setup();
     assert!(types.len() >= 78, "{}", types.len());
     let mut leaks: Vec<String> = Vec::new();
+    let mut has_probes = 0;
     for (rt, body) in &types {
         let id = format!("m1-{}", rt.to_lowercase());
         // Positive controls: the owner and their hospital's doctor see it.
@@ -284,6 +344,14 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
                 "Observation?_id={probe_id}&_include=Observation:focus&_include:iterate={rt}:*"
             ));
             probe("include", denied(st) || !holds(&b));
+            // `_has` from shared data the attacker may read, through p2's resource.
+            if let Some((code, _, _)) = organization_param(rt, &patient_element(body)) {
+                let (st, b) = get(&format!(
+                    "Organization?_id=org-x&_has:{rt}:{code}:_id=m2-{}&_summary=count",
+                    rt.to_lowercase()
+                ));
+                probe(&format!("_has {b}"), denied(st) || b["total"] == 0);
+            }
             let mut changed = body.clone();
             changed["id"] = json!(id);
             changed["language"] = json!("en");
@@ -317,11 +385,23 @@ fn no_principal_outside_a_record_reaches_any_patient_data_type() {
         if !included {
             leaks.push(format!("control: admin include of {rt}: {b}"));
         }
+        if let Some((code, _, _)) = organization_param(rt, &patient_element(body)) {
+            has_probes += 1;
+            let path = format!(
+                "Organization?_id=org-x&_has:{rt}:{code}:_id=m2-{}&_summary=count",
+                rt.to_lowercase()
+            );
+            let (_, b) = m.call("admin", "GET", &path, None);
+            if b["total"] != 1 {
+                leaks.push(format!("control: admin {path}: {b}"));
+            }
+        }
         let (_, b) = m.call("admin", "GET", &format!("{rt}/{id}"), None);
         if b["meta"]["versionId"] != "1" {
             leaks.push(format!("{rt}/{id} was changed: {b}"));
         }
     }
+    assert!(has_probes >= 20, "{has_probes} types probed with _has");
     assert!(
         leaks.is_empty(),
         "{} leaks:\n{}",
