@@ -227,18 +227,41 @@ pub enum Reach {
     All,
 }
 
-/// Proof that the gate allowed an action, and its limits. The engine asks for one before
-/// each store call and applies `reach` and `filters` to what it returns or writes.
+/// Proof that the gate allowed an action, and its limits. Only [`Gate::check`] makes one (the
+/// fields are private and there is no other constructor), and the store takes one for every
+/// snapshot and every write job: the engine cannot reach the data without asking the gate.
+/// The engine applies `reach` and `filters` to what it returns or writes.
+///
+/// Nothing outside this crate can make one:
+/// ```compile_fail
+/// let forged = issho_access::Permit {
+///     action: issho_access::Action::Read,
+///     reach: issho_access::Reach::All,
+///     filters: Vec::new(),
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Permit {
-    pub action: Action,
-    pub reach: Reach,
+    action: Action,
+    reach: Reach,
     /// Search conditions every resource must meet (from a scope such as
     /// `patient/Observation.rs?category=laboratory`).
-    pub filters: Vec<(String, String)>,
+    filters: Vec<(String, String)>,
 }
 
 impl Permit {
+    /// What was allowed.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+    /// How far the caller reaches.
+    pub fn reach(&self) -> &Reach {
+        &self.reach
+    }
+    /// Search conditions every resource must meet.
+    pub fn filters(&self) -> &[(String, String)] {
+        &self.filters
+    }
     fn all(action: Action) -> Permit {
         Permit {
             action,
@@ -418,7 +441,7 @@ mod tests {
         let g = Gate::new();
         let p = grant(Role::Patient, "patient/*.rs patient/Observation.c");
         let permit = g.check(&p, Action::Read, Some("Condition")).unwrap();
-        assert_eq!(permit.reach, Reach::Patient("p1".into()));
+        assert_eq!(*permit.reach(), Reach::Patient("p1".into()));
         assert!(g.check(&p, Action::Create, Some("Observation")).is_ok());
         let d = g
             .check(&p, Action::Delete, Some("Observation"))
@@ -433,14 +456,14 @@ mod tests {
         let lab = grant(Role::Patient, "patient/Observation.rs?category=laboratory");
         let permit = g.check(&lab, Action::Search, Some("Observation")).unwrap();
         assert_eq!(
-            permit.filters,
+            permit.filters(),
             vec![("category".into(), "laboratory".into())]
         );
         assert!(g.check(&lab, Action::Search, Some("Condition")).is_err());
         // The widest applicable scope wins.
         let doc = grant(Role::Physician, "user/*.rs");
         let permit = g.check(&doc, Action::Search, Some("Observation")).unwrap();
-        assert_eq!(permit.reach, Reach::CareOf("Organization/h1".into()));
+        assert_eq!(*permit.reach(), Reach::CareOf("Organization/h1".into()));
         // System scopes only for backend services.
         let not_service = grant(Role::Physician, "system/*.rs");
         assert!(
@@ -451,8 +474,8 @@ mod tests {
         assert_eq!(
             g.check(&service, Action::Read, Some("Patient"))
                 .unwrap()
-                .reach,
-            Reach::All
+                .reach(),
+            &Reach::All
         );
         // Researchers get no individual records through user scopes.
         let r = grant(Role::Researcher, "user/*.rs");

@@ -263,7 +263,7 @@ impl Engine {
                 "breaking the glass needs a reason (at least a few words)",
             ))
         } else {
-            let r = self.store.reader()?;
+            let r = self.snapshot(ctx, Action::Read, Some("Patient"))?;
             match r.current("Patient", patient_id)? {
                 Some(s) if !s.is_deleted() => {
                     let until = std::time::SystemTime::now()
@@ -351,7 +351,7 @@ impl Engine {
         if auditor {
             return Ok(events);
         }
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Read, Some("Patient"))?;
         // The person's own view decides (what is not yet told to them stays hidden here too).
         let mut views: std::collections::HashMap<String, Option<crate::view::View>> =
             Default::default();
@@ -556,15 +556,15 @@ impl Engine {
     }
 
     pub fn history(&self, ctx: &AccessContext, q: HistoryQuery) -> Result<(Vec<Stored>, u64, i64)> {
-        let r = self.store.reader()?;
-        self.audited_history(ctx, &*r, q)
+        self.audited_history(ctx, None, q)
     }
 
-    /// History over the snapshot `r`, recorded like the plain interaction.
+    /// History over the snapshot `r` (`None`: a fresh one, opened with the caller's permit),
+    /// recorded like the plain interaction — denials included.
     pub(crate) fn audited_history(
         &self,
         ctx: &AccessContext,
-        r: &dyn issho_store::StoreRead,
+        r: Option<&dyn issho_store::StoreRead>,
         q: HistoryQuery,
     ) -> Result<(Vec<Stored>, u64, i64)> {
         let (interaction, target) = match &q.scope {
@@ -579,7 +579,17 @@ impl Engine {
             interaction,
             target,
             None,
-            || self.history_in(ctx, r, q),
+            || match r {
+                Some(r) => self.history_in(ctx, r, q),
+                None => {
+                    let t = match &q.scope {
+                        HistoryScope::System => None,
+                        HistoryScope::Type(t) | HistoryScope::Instance(t, _) => Some(t.clone()),
+                    };
+                    let r = self.snapshot(ctx, Action::History, t.as_deref())?;
+                    self.history_in(ctx, &*r, q)
+                }
+            },
             |(rows, _, _), t| rows.iter().for_each(|s| t.stored(s)),
         )
     }

@@ -431,7 +431,11 @@ impl Engine {
     /// Checks that need no store (permissions, URL, body present, PUT id). The resource itself
     /// is validated once: by the interaction (batch entries) or after reference rewriting
     /// (transaction entries).
-    pub(crate) fn check_entry(&self, ctx: &AccessContext, e: &Entry) -> Result<()> {
+    pub(crate) fn check_entry(
+        &self,
+        ctx: &AccessContext,
+        e: &Entry,
+    ) -> Result<issho_access::Permit> {
         let rt = e.resource_type();
         if !issho_model::r4().is_resource_type(rt) {
             return Err(FhirError::new(
@@ -446,7 +450,7 @@ impl Engine {
             Method::Put | Method::Patch => Action::Update,
             Method::Delete => Action::Delete,
         };
-        self.gate.check(ctx, action, Some(rt))?;
+        let permit = self.gate.check(ctx, action, Some(rt))?;
         if e.criteria().is_some() || e.if_none_exist.is_some() {
             self.gate.check(ctx, Action::Search, Some(rt))?;
         }
@@ -488,7 +492,7 @@ impl Engine {
             }
             _ => {}
         }
-        Ok(())
+        Ok(permit)
     }
 
     fn batch(&self, ctx: &AccessContext, entries: Vec<Entry>, ret: Return) -> Result<Value> {
@@ -516,7 +520,7 @@ impl Engine {
         let crit = e.criteria().map(str::to_string);
         let w = match e.method {
             Method::Get | Method::Head => {
-                let r = self.store.reader()?;
+                let r = self.snapshot(ctx, Action::Read, Some(&rt))?;
                 return self.get_entry(
                     ctx,
                     &*r,
@@ -585,7 +589,7 @@ impl Engine {
             [rt, "_history"] => {
                 self.check_type(rt)?;
                 let scope = HistoryScope::Type(rt.to_string());
-                self.history_request_in(ctx, r, scope, &pairs, base_url, path)
+                self.history_request_in(ctx, Some(r), scope, &pairs, base_url, path)
                     .map(bundle_entry)
             }
             [rt, id] => self
@@ -596,11 +600,11 @@ impl Engine {
                 .map(|s| stored_entry(&s, with_body)),
             [rt, id, "_history"] => {
                 let scope = HistoryScope::Instance(rt.to_string(), id.to_string());
-                self.history_request_in(ctx, r, scope, &pairs, base_url, path)
+                self.history_request_in(ctx, Some(r), scope, &pairs, base_url, path)
                     .map(bundle_entry)
             }
             ["_history"] => self
-                .history_request_in(ctx, r, HistoryScope::System, &pairs, base_url, path)
+                .history_request_in(ctx, Some(r), HistoryScope::System, &pairs, base_url, path)
                 .map(bundle_entry),
             [rt] if !rt.starts_with('$') => {
                 // The plan switch is an admin feature of the search endpoint, not of bundles.

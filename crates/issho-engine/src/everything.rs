@@ -91,7 +91,7 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Read, Some("Patient"))?;
         let pv = self.view(ctx, Action::Read, Some("Patient"), &*r)?;
         match r.current("Patient", patient_id)? {
             Some(s)
@@ -137,7 +137,7 @@ impl Engine {
         patient_id: Option<&str>,
         params: &[(String, String)],
     ) -> Result<SearchResult> {
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Operation, Some("Patient"))?;
         let view = self.view(ctx, Action::Operation, Some("Patient"), &*r)?;
         // Type level (every patient) narrows to the one patient of a patient-facing token;
         // other restricted callers name the patient.

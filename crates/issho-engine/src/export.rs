@@ -110,7 +110,18 @@ impl Engine {
             params.push(("_lastUpdated".to_string(), format!("ge{since}")));
         }
         let reg = self.registry();
-        let r = self.store.reader()?;
+        // One snapshot for every type, opened with the gate's permit for the first type the
+        // caller may export (each type is then checked on its own below).
+        let permit = match types
+            .iter()
+            .find_map(|t| self.gate.check(ctx, Action::Search, Some(t)).ok())
+        {
+            Some(p) => p,
+            None => self
+                .gate
+                .check(ctx, Action::Search, types.first().map(String::as_str))?,
+        };
+        let r = self.store.reader(&permit)?;
         let upto = r.max_rid()?;
         let mut summary = ExportSummary::default();
         for rt in &types {

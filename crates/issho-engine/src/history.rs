@@ -29,15 +29,14 @@ impl Engine {
         base: &str,
         path: &str,
     ) -> Result<Value> {
-        let r = self.store.reader()?;
-        self.history_request_in(ctx, &*r, scope, pairs, base, path)
+        self.history_request_in(ctx, None, scope, pairs, base, path)
     }
 
-    /// [`Engine::history_request`] over the snapshot `r`.
+    /// [`Engine::history_request`] over the snapshot `r` (`None`: a fresh one).
     pub(crate) fn history_request_in(
         &self,
         ctx: &AccessContext,
-        r: &dyn StoreRead,
+        r: Option<&dyn StoreRead>,
         scope: HistoryScope,
         pairs: &[(String, String)],
         base: &str,

@@ -323,14 +323,18 @@ impl Engine {
 
     /// Run `f` in a write transaction, then take in any change of the stored
     /// SearchParameter resources (the registry; background reindexing).
-    pub(crate) fn write<R, E, F>(&self, f: F) -> issho_store::Result<std::result::Result<R, E>>
+    pub(crate) fn write<R, E, F>(
+        &self,
+        permit: &issho_access::Permit,
+        f: F,
+    ) -> issho_store::Result<std::result::Result<R, E>>
     where
         R: Send + 'static,
         E: Send + 'static,
         F: FnOnce(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
     {
         use params::CARE_TOUCHED;
-        let out = issho_store::write(&*self.store, move |tx| {
+        let out = issho_store::write(&*self.store, permit, move |tx| {
             CARE_TOUCHED.with(|c| c.set(false));
             let out = f(tx);
             let touched = CARE_TOUCHED.with(|c| c.replace(false));
@@ -356,7 +360,26 @@ impl Engine {
 
     /// True when nothing was ever written (an operator's check, e.g. before loading demo data).
     pub fn is_empty(&self, ctx: &AccessContext) -> Result<bool> {
-        self.gate.check(ctx, Action::Admin, None)?;
-        Ok(self.store.reader()?.max_seq()? == 0)
+        let permit = self.gate.check(ctx, Action::Admin, None)?;
+        Ok(self.store.reader(&permit)?.max_seq()? == 0)
+    }
+
+    /// A snapshot for `ctx`'s `action` on `rt`: the gate first, its permit opens the store.
+    pub(crate) fn snapshot(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        rt: Option<&str>,
+    ) -> Result<Box<dyn issho_store::StoreRead + '_>> {
+        let permit = self.gate.check(ctx, action, rt)?;
+        Ok(self.store.reader(&permit)?)
+    }
+
+    /// The permit of the engine's own upkeep (search-parameter registry and reindexing,
+    /// re-keying by the ownership rule): the system principal's, from the gate like any other.
+    pub(crate) fn system_permit(&self, why: &str) -> Result<issho_access::Permit> {
+        Ok(self
+            .gate
+            .check(&AccessContext::system(why), Action::Admin, None)?)
     }
 }

@@ -165,7 +165,8 @@ impl crate::Engine {
     /// (in `rid` order, 1,000 resources per transaction; then the rule's version is recorded).
     pub(crate) fn rekey_persons(&self) -> Result<()> {
         const KEY: &str = "person_rule";
-        let r = self.store.reader()?;
+        let permit = self.system_permit("person-rule")?;
+        let r = self.store.reader(&permit)?;
         if r.meta(KEY)?.as_deref() == Some(RULE_VERSION) {
             return Ok(());
         }
@@ -175,7 +176,7 @@ impl crate::Engine {
         let mut changed = 0usize;
         while after < max {
             let upto = (after + 1000).min(max);
-            let n = issho_store::write(&*self.store, move |tx| -> Result<usize> {
+            let n = issho_store::write(&*self.store, &permit, move |tx| -> Result<usize> {
                 let rids: Vec<i64> = (after + 1..=upto).collect();
                 let mut n = 0;
                 for s in tx.current_by_rids(&rids)? {
@@ -191,7 +192,7 @@ impl crate::Engine {
             changed += n;
             after = upto;
         }
-        issho_store::write(&*self.store, |tx| tx.set_meta(KEY, RULE_VERSION))??;
+        issho_store::write(&*self.store, &permit, |tx| tx.set_meta(KEY, RULE_VERSION))??;
         if changed > 0 {
             tracing::info!(changed, "re-keyed resources by the ownership rule");
         }

@@ -273,7 +273,8 @@ impl Engine {
             a == b
         };
         if !same || force {
-            issho_store::write(&*self.store, move |tx| {
+            let permit = self.system_permit("search-parameters")?;
+            issho_store::write(&*self.store, &permit, move |tx| {
                 tx.maintain_index(&IndexTask::Sync(reg)).map(|_| ())
             })??;
         }
@@ -283,7 +284,9 @@ impl Engine {
 
     /// The definitions of the stored SearchParameter resources with status `active`.
     fn active_search_parameters(&self) -> Result<Vec<issho_model::SearchParamDef>> {
-        let r = self.store.reader()?;
+        let r = self
+            .store
+            .reader(&self.system_permit("search-parameters")?)?;
         let pairs = vec![
             ("status".to_string(), "active".to_string()),
             ("_sort".to_string(), "_id".to_string()),
@@ -361,6 +364,7 @@ impl Engine {
     }
 
     fn reindex_loop(&self) -> Result<()> {
+        let permit = self.system_permit("reindex")?;
         loop {
             let generation = self.indexer.generation.load(Ordering::SeqCst);
             let index = self
@@ -372,7 +376,7 @@ impl Engine {
                 return Ok(());
             }
             let types = index.registry().pending_types();
-            let total = self.store.reader()?.count_current(&types)?;
+            let total = self.store.reader(&permit)?.count_current(&types)?;
             tracing::info!(
                 ?keys,
                 ?types,
@@ -392,7 +396,7 @@ impl Engine {
                     break;
                 }
                 let t = types.clone();
-                let (n, last) = issho_store::write(&*self.store, move |tx| {
+                let (n, last) = issho_store::write(&*self.store, &permit, move |tx| {
                     tx.reindex(&t, after, REINDEX_BATCH)
                 })??;
                 if n == 0 {
@@ -402,7 +406,7 @@ impl Engine {
                 self.reindexer.update(|s| s.done += n as u64);
             }
             let k = keys.clone();
-            let finished = issho_store::write(&*self.store, move |tx| {
+            let finished = issho_store::write(&*self.store, &permit, move |tx| {
                 tx.maintain_index(&IndexTask::Finish(k, generation))
             })??;
             if finished.downcast_ref::<bool>() == Some(&true) {

@@ -92,7 +92,7 @@ impl Engine {
         resource_type: &str,
         id: &str,
     ) -> Result<Stored> {
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Read, Some(resource_type))?;
         self.read_in(ctx, &*r, resource_type, id)
     }
 
@@ -155,7 +155,7 @@ impl Engine {
         id: &str,
         version: &str,
     ) -> Result<Stored> {
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Read, Some(resource_type))?;
         self.vread_in(ctx, &*r, resource_type, id, version)
     }
 
@@ -223,7 +223,7 @@ impl Engine {
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let reg = self.registry();
-        let result = self.write(move |tx| -> Result<WriteOutcome> {
+        let result = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             if let Some(criteria) = if_none_exist {
                 let found = search::find(&reg, tx, &rt, &criteria, guard.find_filters(&rt)?)?;
                 match found.len() {
@@ -299,20 +299,23 @@ impl Engine {
         let may_create = self.create_check(ctx, resource_type);
         // Index rows are extracted here, not on the single writer thread.
         let prepared = issho_store::Indexer::prepare(&*self.indexer, &resource);
-        let out = self.write(move |tx| -> Result<WriteOutcome> {
-            guard.before(tx, &rt, &id)?;
-            let out = update_in(
-                tx,
-                &rt,
-                &id,
-                &mut resource,
-                if_match.as_deref(),
-                &may_create,
-                prepared,
-            )?;
-            guard.after(tx, &rt, &id)?;
-            Ok(out)
-        })??;
+        let out = self.write(
+            &guard.write.permit.clone(),
+            move |tx| -> Result<WriteOutcome> {
+                guard.before(tx, &rt, &id)?;
+                let out = update_in(
+                    tx,
+                    &rt,
+                    &id,
+                    &mut resource,
+                    if_match.as_deref(),
+                    &may_create,
+                    prepared,
+                )?;
+                guard.after(tx, &rt, &id)?;
+                Ok(out)
+            },
+        )??;
         Ok(WriteOutcome { issues, ..out })
     }
 
@@ -331,7 +334,7 @@ impl Engine {
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);
         let reg = self.registry();
-        let out = self.write(move |tx| -> Result<WriteOutcome> {
+        let out = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             let found = search::find(
                 &reg,
                 tx,
@@ -419,12 +422,15 @@ impl Engine {
         let guard = self.guard(ctx, Action::Update, resource_type, false)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let validate = self.config.validate;
-        self.write(move |tx| -> Result<WriteOutcome> {
-            guard.before(tx, &rt, &id)?;
-            let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
-            guard.after(tx, &rt, &id)?;
-            Ok(out)
-        })?
+        self.write(
+            &guard.write.permit.clone(),
+            move |tx| -> Result<WriteOutcome> {
+                guard.before(tx, &rt, &id)?;
+                let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
+                guard.after(tx, &rt, &id)?;
+                Ok(out)
+            },
+        )?
     }
 
     /// Conditional patch: `PATCH Type?criteria`.
@@ -441,7 +447,7 @@ impl Engine {
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let validate = self.config.validate;
         let reg = self.registry();
-        self.write(move |tx| -> Result<WriteOutcome> {
+        self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             let found = search::find(
                 &reg,
                 tx,
@@ -478,10 +484,13 @@ impl Engine {
         self.check_type(resource_type)?;
         let guard = self.guard(ctx, Action::Delete, resource_type, false)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
-        self.write(move |tx| -> Result<WriteOutcome> {
-            guard.before(tx, &rt, &id)?;
-            delete_in(tx, &rt, &id, if_match.as_deref())
-        })?
+        self.write(
+            &guard.write.permit.clone(),
+            move |tx| -> Result<WriteOutcome> {
+                guard.before(tx, &rt, &id)?;
+                delete_in(tx, &rt, &id, if_match.as_deref())
+            },
+        )?
     }
 
     /// Conditional delete: `DELETE Type?criteria` (at most one match).
@@ -495,7 +504,7 @@ impl Engine {
         let guard = self.guard(ctx, Action::Delete, resource_type, true)?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let reg = self.registry();
-        self.write(move |tx| -> Result<WriteOutcome> {
+        self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             let found = search::find(
                 &reg,
                 tx,

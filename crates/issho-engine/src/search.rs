@@ -117,7 +117,7 @@ impl Engine {
         if params.iter().any(|(k, _)| k == "_explain") {
             self.gate.check(ctx, Action::Admin, resource_type)?;
         }
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, Action::Search, resource_type)?;
         self.search_in(ctx, &*r, resource_type, params, strict)
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct Plan {
     prepared: Vec<Option<issho_store::Prepared>>,
     /// Some references still need the store (conditional ones).
     unresolved: bool,
+    /// The gate's permit of the first entry (each entry was checked): it opens the store.
+    permit: Option<issho_access::Permit>,
 }
 
 /// What phase 2 found in the store.
@@ -57,10 +59,18 @@ impl Engine {
         entries: Vec<Entry>,
         ret: Return,
     ) -> Result<Value> {
-        let plan = self.plan_transaction(ctx, entries)?;
+        let mut plan = self.plan_transaction(ctx, entries)?;
+        let Some(permit) = plan.permit.take() else {
+            // No entries: nothing to do.
+            return Ok(serde_json::json!({
+                "resourceType": "Bundle",
+                "id": new_id(),
+                "type": "transaction-response",
+            }));
+        };
         let engine = self.clone();
         let ctx2 = ctx.clone();
-        let responses = self.write(move |tx| -> Result<Vec<Value>> {
+        let responses = self.write(&permit, move |tx| -> Result<Vec<Value>> {
             engine.run_transaction(&ctx2, tx, plan, ret)
         })??;
         Ok(serde_json::json!({
@@ -77,8 +87,10 @@ impl Engine {
         // reference rewriting with them, and validation. Only what truly needs the store
         // (conditional identities and references) is left for the writer.
         let mut seen = std::collections::HashSet::new();
+        let mut permit = None;
         for e in &entries {
-            self.check_entry(ctx, e).map_err(|err| prefix(e, err))?;
+            let p = self.check_entry(ctx, e).map_err(|err| prefix(e, err))?;
+            permit.get_or_insert(p);
             if let Some(f) = &e.full_url
                 && !seen.insert(f.clone())
             {
@@ -145,6 +157,7 @@ impl Engine {
             assigned,
             prepared,
             unresolved,
+            permit,
         })
     }
 

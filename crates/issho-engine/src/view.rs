@@ -18,6 +18,8 @@ use std::collections::BTreeSet;
 /// The limits of one permit for one resource type.
 #[derive(Debug, Clone)]
 pub(crate) struct View {
+    /// The gate's permit this view was made from (it opens the store for writes).
+    pub permit: Permit,
     pub reach: Reach,
     pub scope_filters: Vec<(String, String)>,
     /// For `Reach::CareOf`: the patients in a care relationship whose consent lets this
@@ -41,8 +43,9 @@ const MAX_CARE_PERSONS: usize = 50_000;
 impl View {
     pub fn of(permit: &Permit) -> View {
         View {
-            reach: permit.reach.clone(),
-            scope_filters: permit.filters.clone(),
+            permit: permit.clone(),
+            reach: permit.reach().clone(),
+            scope_filters: permit.filters().to_vec(),
             persons: None,
             refused_labels: Vec::new(),
         }
@@ -426,7 +429,7 @@ impl Engine {
         rt: &str,
         conditional: bool,
     ) -> Result<Guard> {
-        let r = self.store.reader()?;
+        let r = self.snapshot(ctx, action, Some(rt))?;
         self.guard_in(ctx, action, rt, conditional, &*r)
     }
 
@@ -515,7 +518,7 @@ impl Engine {
                 Some((_, p, d)) => (p, d),
                 None if direct => (self.care_persons(r, org)?, self.consent_decisions(r, org)?),
                 None => {
-                    let fresh = self.store.reader()?;
+                    let fresh = self.store.reader(&permit)?;
                     let p = self.care_persons(&*fresh, org)?;
                     let d = self.consent_decisions(&*fresh, org)?;
                     let mut c = self.care_cache.lock().unwrap_or_else(|e| e.into_inner());

@@ -16,6 +16,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
+pub use issho_access::Permit;
 use serde_json::Value;
 use std::any::Any;
 
@@ -251,25 +252,30 @@ pub trait StoreTx: StoreRead {
 /// A write job: runs on the writer thread; returns (commit?, output).
 pub type Job = Box<dyn FnOnce(&mut dyn StoreTx) -> (bool, Box<dyn Any + Send>) + Send>;
 
-/// A store: snapshots for reading, jobs for writing.
+/// A store: snapshots for reading, jobs for writing. Both take a [`Permit`]: only the access
+/// gate (issho-access) makes one, so nothing reaches the data without asking the gate first
+/// (what the permit allows is applied by the engine, which owns the store).
 pub trait Store: Send + Sync {
-    fn reader(&self) -> Result<Box<dyn StoreRead + '_>>;
+    fn reader(&self, permit: &Permit) -> Result<Box<dyn StoreRead + '_>>;
     /// Run a job in a write transaction; returns once it is durable (or rolled back).
-    fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>>;
+    fn submit(&self, permit: &Permit, job: Job) -> Result<Box<dyn Any + Send>>;
 }
 
 /// Run `f` in a write transaction: committed when it returns `Ok`, rolled back when `Err`.
 /// The outer result reports storage failures (nothing written); the inner is `f`'s own.
-pub fn write<R, E, F>(store: &dyn Store, f: F) -> Result<std::result::Result<R, E>>
+pub fn write<R, E, F>(store: &dyn Store, permit: &Permit, f: F) -> Result<std::result::Result<R, E>>
 where
     R: Send + 'static,
     E: Send + 'static,
     F: FnOnce(&mut dyn StoreTx) -> std::result::Result<R, E> + Send + 'static,
 {
-    let out = store.submit(Box::new(move |tx| {
-        let r = f(tx);
-        (r.is_ok(), Box::new(r) as Box<dyn Any + Send>)
-    }))?;
+    let out = store.submit(
+        permit,
+        Box::new(move |tx| {
+            let r = f(tx);
+            (r.is_ok(), Box::new(r) as Box<dyn Any + Send>)
+        }),
+    )?;
     Ok(*out
         .downcast::<std::result::Result<R, E>>()
         .expect("job output type"))

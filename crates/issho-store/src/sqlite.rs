@@ -307,7 +307,7 @@ impl StoreRead for PooledReader<'_> {
 }
 
 impl Store for SqliteStore {
-    fn reader(&self) -> Result<Box<dyn StoreRead + '_>> {
+    fn reader(&self, _permit: &Permit) -> Result<Box<dyn StoreRead + '_>> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -321,7 +321,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn submit(&self, job: Job) -> Result<Box<dyn Any + Send>> {
+    fn submit(&self, _permit: &Permit, job: Job) -> Result<Box<dyn Any + Send>> {
         let (reply, wait) = mpsc::sync_channel(1);
         {
             let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());

@@ -26,8 +26,16 @@ impl Indexer for NoIndex {
     }
 }
 
+/// What the engine gets from the gate before any store call (here for the system itself).
+fn permit() -> issho_store::Permit {
+    let ctx = issho_access::AccessContext::system("test");
+    issho_access::Gate::new()
+        .check(&ctx, issho_access::Action::Admin, None)
+        .unwrap()
+}
+
 fn put(store: &SqliteStore, id: String) {
-    write(store, move |tx| {
+    write(store, &permit(), move |tx| {
         let mut body =
             json!({"resourceType": "Basic", "id": id, "code": {"text": "x".repeat(2000)}});
         tx.put("Basic", &id, &mut body, None, "PUT").map(|_| ())
@@ -78,6 +86,6 @@ fn the_background_checkpointer_copies_the_wal() {
         "database file still {} bytes",
         std::fs::metadata(&db).unwrap().len()
     );
-    let r = store.reader().unwrap();
+    let r = store.reader(&permit()).unwrap();
     assert_eq!(r.max_rid().unwrap(), 300);
 }
