@@ -1,0 +1,651 @@
+//! The SQL of one condition: index-table lookups per parameter kind and match (tokens,
+//! strings, references, dates, numbers and quantities, URIs, composites, `near`), chains and
+//! `_has`, full text, and the engine's access conditions (persons, types, row keys).
+
+use super::{Sql, type_col};
+use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
+use crate::geo;
+use crate::query::{Match, Prefix, StringMode, Test, UriMode};
+use crate::registry::ParamKind;
+use crate::values::{normalize, prefix_upper_bound, system_id};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `EXISTS (a row of this resource that matches)`, ORed over the matches.
+pub(super) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
+    if let Test::FullText { field, query } = t {
+        let x = s.alias("f");
+        s.push(&format!(
+            "EXISTS (SELECT 1 FROM sp_text {x} WHERE {x}.{} MATCH ",
+            field.column()
+        ));
+        s.bind(query.clone());
+        s.push(&format!(" AND {x}.rowid = {r}.rid)"));
+        return;
+    }
+    let Test::Values {
+        keys,
+        kind,
+        matches,
+        ..
+    } = t
+    else {
+        return;
+    };
+    s.push("(");
+    for (i, m) in matches.iter().enumerate() {
+        if i > 0 {
+            s.push(" OR ");
+        }
+        let (tbl, suffix) = match_table(*kind, m);
+        // Where the primary key does not lead to the rid, the (rid, param) index does.
+        let hint = match tbl {
+            "sp_ref" => " INDEXED BY sp_ref_rid",
+            "sp_date" => " INDEXED BY sp_date_rid",
+            _ => "",
+        };
+        let x = s.alias("e");
+        s.push(&format!(
+            "EXISTS (SELECT 1 FROM {tbl} {x}{hint} WHERE {x}.rid = {r}.rid AND "
+        ));
+        s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
+        s.push(" AND ");
+        match_cond(s, m, &x);
+        s.push(")");
+    }
+    s.push(")");
+}
+
+/// The table of a parameter kind's rows.
+pub(super) fn table(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Token => "sp_token",
+        ParamKind::String => "sp_string",
+        ParamKind::Reference => "sp_ref",
+        ParamKind::Date => "sp_date",
+        ParamKind::Number => "sp_number",
+        ParamKind::Quantity => "sp_quantity",
+        ParamKind::Uri => "sp_uri",
+        ParamKind::Composite | ParamKind::Special => "sp_token",
+    }
+}
+
+/// (table, column for ascending, column for descending, extra condition) of a sort.
+pub(super) fn sort_column(
+    kind: ParamKind,
+) -> (&'static str, &'static str, &'static str, &'static str) {
+    match kind {
+        ParamKind::Date | ParamKind::Number => (table(kind), "x.lo", "x.hi", ""),
+        ParamKind::Quantity => ("sp_quantity", "x.lo", "x.hi", " AND x.canon = 0"),
+        ParamKind::String => ("sp_string", "x.norm", "x.norm", ""),
+        ParamKind::Token => ("sp_token", "x.code", "x.code", ""),
+        ParamKind::Reference => (
+            "sp_ref",
+            "x.ref_type || '/' || x.ref_id || x.url",
+            "x.ref_type || '/' || x.ref_id || x.url",
+            "",
+        ),
+        ParamKind::Uri => ("sp_uri", "x.value", "x.value", ""),
+        ParamKind::Composite | ParamKind::Special => ("sp_token", "x.code", "x.code", ""),
+    }
+}
+
+pub(super) fn suffixed(keys: &[String], suffix: &str) -> Vec<String> {
+    keys.iter().map(|k| format!("{k}{suffix}")).collect()
+}
+
+/// A condition on the resource alias `r`.
+pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
+    match test {
+        Test::Values {
+            keys,
+            kind,
+            components,
+            matches,
+            negate,
+        } => {
+            s.push(&format!(
+                "{r}.rid {}IN (",
+                if *negate { "NOT " } else { "" }
+            ));
+            for (i, m) in matches.iter().enumerate() {
+                if i > 0 {
+                    s.push(" UNION ALL ");
+                }
+                if let Match::Composite(parts) = m {
+                    composite_select(s, keys, components, parts);
+                } else {
+                    value_select(s, keys, *kind, m);
+                }
+            }
+            s.push(")");
+        }
+        Test::Missing {
+            keys,
+            kind,
+            missing,
+        } => {
+            let (tbl, keys) = if *kind == ParamKind::Composite {
+                ("sp_token", suffixed(keys, "$0"))
+            } else {
+                (table(*kind), keys.clone())
+            };
+            let x = s.alias("m");
+            s.push(&format!(
+                "{r}.rid {}IN (SELECT {x}.rid FROM {tbl} {x} WHERE ",
+                if *missing { "NOT " } else { "" }
+            ));
+            s.param_in(&format!("{x}.param"), &keys);
+            s.push(")");
+        }
+        Test::Id { ids, negate } => {
+            s.push(&format!("{r}.id {}IN ", if *negate { "NOT " } else { "" }));
+            s.bind_list(ids);
+        }
+        Test::LastUpdated(matches) => {
+            s.push("(");
+            for (i, m) in matches.iter().enumerate() {
+                if i > 0 {
+                    s.push(" OR ");
+                }
+                let col = format!("{r}.last_updated");
+                if let Match::Date { prefix, lo, hi } = m {
+                    range_cond(s, &col, &col, *prefix, *lo, *hi);
+                } else {
+                    s.push("0");
+                }
+            }
+            s.push(")");
+        }
+        Test::Chain {
+            keys,
+            target_types,
+            inner,
+        } => {
+            // The targets passing `inner` first, then the references to them.
+            let x = s.alias("c");
+            let t = s.alias("t");
+            let col = type_col(&t, &[inner]);
+            s.push(&format!(
+                "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND "
+            ));
+            s.param_in(&format!("{x}.param"), keys);
+            s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
+            s.bind_list(target_types);
+            s.push(" AND ");
+            test_sql(s, inner, &t);
+            s.push(")");
+        }
+        Test::PersonIn(persons) => {
+            // One bound JSON array, whatever the number of persons (no variable limit).
+            let list = serde_json::Value::from(persons.clone()).to_string();
+            s.push(&format!(
+                "({r}.person IS NOT NULL AND {r}.person IN (SELECT value FROM json_each("
+            ));
+            s.bind(list).push(")))");
+        }
+        Test::PersonOrShared(persons) => {
+            let list = serde_json::Value::from(persons.clone()).to_string();
+            s.push(&format!(
+                "({r}.person IS NULL OR {r}.person IN (SELECT value FROM json_each("
+            ));
+            s.bind(list).push(")))");
+        }
+        Test::Rids(rids) => {
+            let list = serde_json::Value::from(rids.clone()).to_string();
+            s.push(&format!("{r}.rid IN (SELECT value FROM json_each("));
+            s.bind(list).push("))");
+        }
+        Test::Type(types) => {
+            s.push(&format!("{r}.type IN "));
+            s.bind_list(types);
+        }
+        Test::All(tests) | Test::Any(tests) => {
+            let (op, empty) = if matches!(test, Test::All(_)) {
+                (" AND ", "1")
+            } else {
+                (" OR ", "0")
+            };
+            s.push("(");
+            for (i, t) in tests.iter().enumerate() {
+                if i > 0 {
+                    s.push(op);
+                }
+                test_sql(s, t, r);
+            }
+            if tests.is_empty() {
+                s.push(empty);
+            }
+            s.push(")");
+        }
+        Test::NotAll(tests) => {
+            s.push("NOT (");
+            for (i, t) in tests.iter().enumerate() {
+                if i > 0 {
+                    s.push(" AND ");
+                }
+                test_sql(s, t, r);
+            }
+            if tests.is_empty() {
+                s.push("1");
+            }
+            s.push(")");
+        }
+        Test::Has {
+            source_type,
+            keys,
+            inner,
+        } => {
+            // The referring resources passing `inner` first, then what they refer to.
+            let x = s.alias("h");
+            let t = s.alias("t");
+            let o = s.alias("o");
+            let col = type_col(&o, &[inner]);
+            s.push(&format!(
+                "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND "
+            ));
+            s.param_in(&format!("{x}.param"), keys);
+            s.push(&format!(
+                " CROSS JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
+                 WHERE {t}.deleted = 0 AND {o}.deleted = 0 AND {col} = "
+            ));
+            s.bind(source_type.clone());
+            s.push(" AND ");
+            test_sql(s, inner, &o);
+            s.push(")");
+        }
+        Test::FullText { field, query } => {
+            let x = s.alias("f");
+            s.push(&format!(
+                "{r}.rid IN (SELECT {x}.rowid FROM sp_text {x} WHERE {x}.{} MATCH ",
+                field.column()
+            ));
+            s.bind(query.clone());
+            s.push(")");
+        }
+    }
+}
+
+/// Table and key suffix where the rows of a match live.
+pub(super) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
+    match m {
+        Match::TokenText(_) => ("sp_string", TEXT_SUFFIX),
+        Match::OfType { .. } => ("sp_token", OF_TYPE_SUFFIX),
+        Match::ReferenceIdentifier { .. } => ("sp_token", IDENTIFIER_SUFFIX),
+        Match::Near { .. } => ("sp_geo", ""),
+        _ => (table(kind), ""),
+    }
+}
+
+/// `SELECT x.rid FROM <table> x WHERE x.param IN (keys) AND <match on x>`.
+pub(super) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
+    let (tbl, suffix) = match_table(kind, m);
+    let x = s.alias("v");
+    s.push(&format!("SELECT {x}.rid FROM {tbl} {x} WHERE "));
+    s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
+    s.push(" AND ");
+    match_cond(s, m, &x);
+}
+
+/// Components of one composite value, joined on (rid, grp).
+pub(super) fn composite_select(
+    s: &mut Sql,
+    keys: &[String],
+    components: &[ParamKind],
+    parts: &[Match],
+) {
+    let aliases: Vec<String> = parts.iter().map(|_| s.alias("k")).collect();
+    s.push(&format!("SELECT {}.rid FROM ", aliases[0]));
+    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
+        let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
+        let (tbl, _) = match_table(kind, part);
+        if i == 0 {
+            s.push(&format!("{tbl} {a}"));
+        } else {
+            let a0 = &aliases[0];
+            s.push(&format!(
+                " JOIN {tbl} {a} ON {a}.rid = {a0}.rid AND {a}.grp = {a0}.grp"
+            ));
+        }
+    }
+    s.push(" WHERE ");
+    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
+        if i > 0 {
+            s.push(" AND ");
+        }
+        s.param_in(&format!("{a}.param"), &suffixed(keys, &format!("${i}")));
+        s.push(" AND ");
+        match_cond(s, part, a);
+    }
+}
+
+pub(super) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Range semantics of the prefixes for a target range `[lo_col, hi_col]` and a search range
+/// `[lo, hi]` (dates, both inclusive).
+pub(super) fn range_cond(
+    s: &mut Sql,
+    lo_col: &str,
+    hi_col: &str,
+    prefix: Prefix,
+    lo: i64,
+    hi: i64,
+) {
+    match prefix {
+        Prefix::Eq => {
+            // `lo <= hi` always, so `lo <= search hi` is implied; it bounds the index range.
+            s.push(&format!("({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {lo_col} <= ")).bind(hi);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push(")");
+        }
+        Prefix::Ne => {
+            s.push(&format!("NOT ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push(")");
+        }
+        Prefix::Gt => {
+            s.push(&format!("{hi_col} > ")).bind(hi);
+        }
+        Prefix::Lt => {
+            s.push(&format!("{lo_col} < ")).bind(lo);
+        }
+        Prefix::Ge => {
+            // Both alternatives imply `hi >= search lo` (an index range).
+            s.push(&format!("{hi_col} >= ")).bind(lo);
+            s.push(&format!(" AND ({hi_col} > ")).bind(hi);
+            s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
+        }
+        Prefix::Le => {
+            // Both alternatives imply `lo <= search hi` (an index range).
+            s.push(&format!("{lo_col} <= ")).bind(hi);
+            s.push(&format!(" AND ({lo_col} < ")).bind(lo);
+            s.push(&format!(" OR ({lo_col} >= ")).bind(lo);
+            s.push(&format!(" AND {hi_col} <= ")).bind(hi).push("))");
+        }
+        Prefix::Sa => {
+            s.push(&format!("{lo_col} > ")).bind(hi);
+        }
+        Prefix::Eb => {
+            s.push(&format!("{hi_col} < ")).bind(lo);
+        }
+        Prefix::Ap => {
+            // Approximately: overlap, widened by 10% of the distance from now.
+            let gap = ((now_micros() as i128 - lo as i128).abs() / 10) as i64;
+            s.push(&format!("({lo_col} <= "))
+                .bind(hi.saturating_add(gap));
+            s.push(&format!(" AND {hi_col} >= "))
+                .bind(lo.saturating_sub(gap))
+                .push(")");
+        }
+    }
+}
+
+/// Prefix semantics for numbers and quantities: target range `[x.lo, x.hi]` (a point for
+/// plain values), search value `v` with its significant-figure range `[vlo, vhi)`.
+pub(super) fn number_cond(s: &mut Sql, x: &str, prefix: Prefix, v: f64, vlo: f64, vhi: f64) {
+    match prefix {
+        Prefix::Eq => {
+            s.push(&format!("({x}.lo >= ")).bind(vlo);
+            s.push(&format!(" AND {x}.hi < ")).bind(vhi).push(")");
+        }
+        Prefix::Ne => {
+            s.push(&format!("NOT ({x}.lo >= ")).bind(vlo);
+            s.push(&format!(" AND {x}.hi < ")).bind(vhi).push(")");
+        }
+        Prefix::Gt => {
+            s.push(&format!("{x}.hi > ")).bind(v);
+        }
+        Prefix::Lt => {
+            s.push(&format!("{x}.lo < ")).bind(v);
+        }
+        Prefix::Ge => {
+            s.push(&format!("{x}.hi >= ")).bind(v);
+        }
+        Prefix::Le => {
+            s.push(&format!("{x}.lo <= ")).bind(v);
+        }
+        Prefix::Sa => {
+            s.push(&format!("{x}.lo > ")).bind(v);
+        }
+        Prefix::Eb => {
+            s.push(&format!("{x}.hi < ")).bind(v);
+        }
+        Prefix::Ap => {
+            let d = (v.abs() / 10.0).max((vhi - vlo) / 2.0);
+            s.push(&format!("({x}.lo <= ")).bind(v + d);
+            s.push(&format!(" AND {x}.hi >= ")).bind(v - d).push(")");
+        }
+    }
+}
+
+/// The condition of one match on the row alias `x`.
+pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
+    match m {
+        Match::Token { system, code } => {
+            let mut and = false;
+            if let Some(c) = code {
+                s.push(&format!("{x}.code = ")).bind(c.clone());
+                and = true;
+            }
+            if let Some(sys) = system {
+                if and {
+                    s.push(" AND ");
+                }
+                s.push(&format!("{x}.system = ")).bind(system_id(sys));
+                and = true;
+            }
+            if !and {
+                s.push("1");
+            }
+        }
+        Match::TokenText(t) => starts_with(s, x, t),
+        Match::TokenSystems { code, systems } => {
+            s.push(&format!("{x}.code = ")).bind(code.clone());
+            s.push(&format!(" AND {x}.system IN ("));
+            for (i, id) in systems.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.bind(*id);
+            }
+            if systems.is_empty() {
+                s.push("NULL");
+            }
+            s.push(")");
+        }
+        Match::TokenSet(pairs) if !pairs.is_empty() => {
+            // The primary key (param, code, system…) serves `code IN`; the pairs then filter.
+            let mut codes: Vec<String> = pairs.iter().map(|(_, c)| c.clone()).collect();
+            codes.sort();
+            codes.dedup();
+            s.push(&format!("{x}.code IN "));
+            s.bind_list(&codes);
+            s.push(&format!(" AND ({x}.code, {x}.system) IN (VALUES "));
+            for (i, (sys, code)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    s.push(", ");
+                }
+                s.push("(").bind(code.clone()).push(", ");
+                s.bind(system_id(sys)).push(")");
+            }
+            s.push(")");
+        }
+        // Empty or unresolved value sets match nothing.
+        Match::TokenSet(_) | Match::ValueSet(_) | Match::Subsumption { .. } => {
+            s.push("0");
+        }
+        Match::OfType {
+            system,
+            code,
+            value,
+        } => {
+            s.push(&format!("{x}.system = ")).bind(system_id(system));
+            s.push(&format!(" AND {x}.code = "))
+                .bind(format!("{code}{OF_TYPE_SEP}{value}"));
+        }
+        Match::String { mode, value } => match mode {
+            StringMode::StartsWith => starts_with(s, x, value),
+            StringMode::Contains => {
+                s.push(&format!("instr({x}.norm, "))
+                    .bind(value.clone())
+                    .push(") > 0");
+            }
+            StringMode::Exact => {
+                // `exact` is empty when the text equals its normalised form. The normalised
+                // value bounds the index range.
+                s.push(&format!("{x}.norm = ")).bind(normalize(value));
+                s.push(&format!(" AND ({x}.exact = ")).bind(value.clone());
+                s.push(&format!(" OR ({x}.exact = '' AND {x}.norm = "))
+                    .bind(value.clone())
+                    .push("))");
+            }
+        },
+        Match::Reference {
+            ref_type,
+            id,
+            version,
+        } => {
+            s.push(&format!("{x}.ref_id = ")).bind(id.clone());
+            match ref_type {
+                Some(t) => {
+                    s.push(&format!(" AND {x}.ref_type = ")).bind(t.clone());
+                }
+                None => {
+                    s.push(&format!(" AND {x}.ref_type <> ''"));
+                }
+            }
+            if let Some(v) = version {
+                s.push(&format!(" AND {x}.version = ")).bind(v.clone());
+            }
+        }
+        Match::ReferenceUrl { url, version } => {
+            // URL rows have no type and id: the primary key range serves the search.
+            s.push(&format!(
+                "{x}.ref_id = '' AND {x}.ref_type = '' AND {x}.url = "
+            ))
+            .bind(url.clone());
+            if let Some(v) = version {
+                s.push(&format!(" AND {x}.version = ")).bind(v.clone());
+            }
+        }
+        Match::ReferenceUrlHierarchy { mode, url } => {
+            s.push(&format!("{x}.ref_id = '' AND {x}.ref_type = '' AND "));
+            match mode {
+                UriMode::Below | UriMode::Exact => {
+                    s.push(&format!("{x}.url >= ")).bind(url.clone());
+                    s.push(&format!(" AND {x}.url < "))
+                        .bind(prefix_upper_bound(url));
+                }
+                UriMode::Above => {
+                    s.push(&format!("{x}.url <> '' AND substr("))
+                        .bind(url.clone());
+                    s.push(&format!(", 1, length({x}.url)) = {x}.url"));
+                }
+            }
+        }
+        Match::ReferenceIdentifier { system, value } => {
+            s.push(&format!("{x}.code = ")).bind(value.clone());
+            if let Some(sys) = system {
+                s.push(&format!(" AND {x}.system = ")).bind(system_id(sys));
+            }
+        }
+        Match::Date { prefix, lo, hi } => {
+            range_cond(s, &format!("{x}.lo"), &format!("{x}.hi"), *prefix, *lo, *hi);
+        }
+        Match::Number { prefix, value } => {
+            number_cond(s, x, *prefix, value.value, value.lo, value.hi);
+        }
+        Match::Quantity {
+            prefix,
+            value,
+            system,
+            code,
+            canonical,
+        } => {
+            if *canonical {
+                s.push(&format!("{x}.canon = 1 AND {x}.code = "))
+                    .bind(code.clone().unwrap_or_default());
+            } else {
+                s.push(&format!("{x}.canon = 0"));
+                if let Some(sys) = system {
+                    s.push(&format!(" AND {x}.system = ")).bind(system_id(sys));
+                }
+                if let Some(c) = code {
+                    if system.is_some() {
+                        s.push(&format!(" AND {x}.code = ")).bind(c.clone());
+                    } else {
+                        s.push(&format!(" AND ({x}.code = ")).bind(c.clone());
+                        s.push(&format!(" OR {x}.unit = "))
+                            .bind(c.clone())
+                            .push(")");
+                    }
+                }
+            }
+            s.push(" AND ");
+            number_cond(s, x, *prefix, value.value, value.lo, value.hi);
+        }
+        Match::Uri { mode, value } => match mode {
+            UriMode::Exact => {
+                s.push(&format!("{x}.value = ")).bind(value.clone());
+            }
+            UriMode::Below => {
+                s.push(&format!("{x}.value >= ")).bind(value.clone());
+                s.push(&format!(" AND {x}.value < "))
+                    .bind(prefix_upper_bound(value));
+            }
+            UriMode::Above => {
+                s.push(&format!("{x}.value <> '' AND substr("))
+                    .bind(value.clone());
+                s.push(&format!(", 1, length({x}.value)) = {x}.value"));
+            }
+        },
+        Match::Composite(_) => {
+            s.push("0");
+        }
+        Match::Near {
+            lat,
+            lon,
+            distance_m,
+        } => near_cond(s, x, *lat, *lon, *distance_m),
+    }
+}
+
+/// Positions within `distance_m` of (`lat`, `lon`): the latitude band (a key range), the
+/// longitude range(s), then the exact test on the squared chord (see `geo`).
+pub(super) fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f64) {
+    let c = geo::cap(lat, lon, distance_m);
+    s.push(&format!("{x}.lat >= ")).bind(c.lat_lo);
+    s.push(&format!(" AND {x}.lat <= ")).bind(c.lat_hi);
+    if !c.lon.is_empty() {
+        s.push(" AND (");
+        for (i, (lo, hi)) in c.lon.iter().enumerate() {
+            if i > 0 {
+                s.push(" OR ");
+            }
+            s.push(&format!("({x}.lon >= ")).bind(*lo);
+            s.push(&format!(" AND {x}.lon <= ")).bind(*hi).push(")");
+        }
+        s.push(")");
+    }
+    s.push(" AND ");
+    for (i, col) in ["x", "y", "z"].iter().enumerate() {
+        if i > 0 {
+            s.push(" + ");
+        }
+        s.push(&format!("({x}.{col} - ")).bind(c.centre[i]);
+        s.push(&format!(") * ({x}.{col} - "))
+            .bind(c.centre[i])
+            .push(")");
+    }
+    s.push(" <= ").bind(c.chord2);
+}
+
+pub(super) fn starts_with(s: &mut Sql, x: &str, prefix: &str) {
+    s.push(&format!("{x}.norm >= ")).bind(prefix.to_string());
+    s.push(&format!(" AND {x}.norm < "))
+        .bind(prefix_upper_bound(prefix));
+}
