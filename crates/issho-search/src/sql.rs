@@ -262,13 +262,18 @@ fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String
 }
 
 /// True when `test` yields a (small) set of rids SQLite can start from (`rid IN (...)`).
+/// A person condition naming this many persons (one: a patient's own record) drives a
+/// query (the `person` index), with chains and `_has` then checked per candidate.
+const FEW_PERSONS: usize = 1;
+
 fn can_drive(test: &Test) -> bool {
     match test {
+        Test::PersonIn(p) => p.len() <= FEW_PERSONS,
         Test::Values { negate, .. } => !negate,
         Test::Missing { missing, .. } => !missing,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => true,
         Test::Rids(_) => true,
-        Test::NotAll(_) | Test::PersonIn(_) | Test::PersonOrShared(_) => false,
+        Test::NotAll(_) | Test::PersonOrShared(_) => false,
         Test::All(_) | Test::Any(_) | Test::Type(_) => false,
         Test::Id { .. } | Test::LastUpdated(_) => false,
     }
@@ -340,6 +345,8 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
     }
     let tests: Vec<&Test> = q.filters.iter().map(|f| &f.test).collect();
     let driver = driver_of(q);
+    // The caller reaches few persons and that drives: links are probed per candidate.
+    let few_persons = driver.is_some_and(|d| matches!(&q.filters[d].test, Test::PersonIn(_)));
     // Without a driving condition the type's index (in rid order) drives.
     let col = if driver.is_some() {
         type_col(r, &tests)
@@ -364,7 +371,10 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
         s.push(" AND ");
         if Some(i) != driver && driver.is_some() && probe_ok(t) {
             exists_values(s, t, r);
-        } else if q.probe.contains(&i) && q.resource_type.is_some() {
+        } else if (q.probe.contains(&i)
+            || (few_persons && matches!(t, Test::Chain { .. } | Test::Has { .. })))
+            && q.resource_type.is_some()
+        {
             exists_link(s, t, r);
         } else {
             test_sql(s, t, r);
@@ -511,6 +521,7 @@ fn selectivity_rank(t: &Test) -> u8 {
             ..
         } => 2,
         Test::Rids(_) => 0,
+        Test::PersonIn(p) if p.len() <= FEW_PERSONS => 0,
         Test::Chain { .. } | Test::Has { .. } | Test::FullText { .. } => 3,
         Test::Values {
             kind: ParamKind::String,
