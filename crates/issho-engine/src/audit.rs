@@ -68,6 +68,11 @@ fn only_this_person(
     me: &str,
     visible: &mut dyn FnMut(&str, &str) -> Result<bool>,
 ) -> Result<Value> {
+    let by_me = ev["agent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["who"]["reference"] == me);
     let Some(entities) = ev.get_mut("entity").and_then(Value::as_array_mut) else {
         return Ok(ev);
     };
@@ -78,7 +83,9 @@ fn only_this_person(
     for e in entities.drain(..) {
         let keep = match (e["role"]["code"].as_str(), e["what"]["reference"].as_str()) {
             (Some("1"), Some(p)) => p == me,
-            (Some("24"), _) => !others,
+            // A query is the asker's words (other people's names, ids, search terms): shown
+            // only for the person's own accesses.
+            (Some("24"), _) => !others && by_me,
             (_, Some(reference)) => {
                 let mut parts = reference.split('/');
                 match (parts.next(), parts.next()) {
@@ -437,9 +444,13 @@ impl Engine {
         resource: Value,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome> {
-        let q = if_none_exist
-            .clone()
-            .map(|c| format!("{resource_type}?{c}"));
+        let q = if_none_exist.clone().map(|c| {
+            if c.contains('?') {
+                c
+            } else {
+                format!("{resource_type}?{c}")
+            }
+        });
         self.audited(
             ctx,
             Interaction::Create,

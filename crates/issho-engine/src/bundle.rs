@@ -607,8 +607,6 @@ impl Engine {
                 .history_request_in(ctx, Some(r), HistoryScope::System, &pairs, base_url, path)
                 .map(bundle_entry),
             [rt] if !rt.starts_with('$') => {
-                // The plan switch is an admin feature of the search endpoint, not of bundles.
-                let pairs: Vec<_> = pairs.into_iter().filter(|(k, _)| k != "_explain").collect();
                 let result = self.audited_search_in(ctx, r, rt, &pairs)?;
                 Ok(bundle_entry(self.search_bundle(&result, rt, base)))
             }

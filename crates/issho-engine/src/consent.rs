@@ -114,6 +114,12 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
             "only patient-privacy Consents are enforced (research, treatment and advance-directive Consents are not yet)".into(),
         ));
     }
+    if consent.get("policy").is_some() {
+        return Err(unenforceable(
+            "Consent.policy",
+            "the policies a Consent refers to are not enforced (only its provisions are)".into(),
+        ));
+    }
     if consent.get("modifierExtension").is_some() {
         return Err(unenforceable(
             "Consent.modifierExtension",

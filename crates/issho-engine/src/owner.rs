@@ -61,6 +61,37 @@ pub(crate) fn always_personal(rt: &str) -> bool {
     rt == "Patient" || issho_model::r4().patient_compartment_params(rt).is_some()
 }
 
+/// True when resources of `rt` can hold a patient's data: the compartment types, and every
+/// type with an element (at any depth) that may refer to a Patient or to any resource (by
+/// the R4 tables' reference targets). Organization, Practitioner, Location, Medication… cannot.
+pub(crate) fn may_hold_patient_data(rt: &str) -> bool {
+    use std::sync::OnceLock;
+    static TYPES: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            let r4 = issho_model::r4();
+            r4.resource_types()
+                .iter()
+                .filter(|t| {
+                    always_personal(t)
+                        || r4.type_def(t).is_some_and(|td| {
+                            td.elements.iter().any(|e| {
+                                e.types.iter().any(|x| {
+                                    x.code == "Reference"
+                                        && (x.targets.is_empty()
+                                            || x.targets
+                                                .iter()
+                                                .any(|y| y == "Patient" || y == "Resource"))
+                                })
+                            })
+                        })
+                })
+                .cloned()
+                .collect()
+        })
+        .contains(rt)
+}
+
 /// Looks up the stored person of a referenced resource: `None` when it is not stored,
 /// `Some(person column)` otherwise.
 pub(crate) type Lookup<'a> = dyn FnMut(&str, &str) -> Result<Option<Option<String>>> + 'a;
@@ -134,6 +165,9 @@ pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Resul
     let me = body.get("id").and_then(Value::as_str).unwrap_or_default();
     let mut persons: BTreeSet<String> = BTreeSet::new();
     let mut restricted = found.inline_patient;
+    // A reference to a resource not (yet) stored, of a type that can hold a patient's data:
+    // whose it will be is unknown, so the referrer is not shared data.
+    let mut unknown = false;
     for (t, id) in &found.refs {
         if t == "Patient" {
             persons.insert(id.clone());
@@ -143,14 +177,15 @@ pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Resul
                 Some(Some(p)) => {
                     persons.insert(p);
                 }
-                _ => {}
+                Some(None) => {}
+                None => unknown |= may_hold_patient_data(t),
             }
         }
     }
     Ok(match persons.len() {
         _ if restricted => Owner::Restricted,
         1 => Owner::Person(persons.into_iter().next().unwrap_or_default()),
-        0 if !always_personal(rt) => Owner::Shared,
+        0 if !always_personal(rt) && !unknown => Owner::Shared,
         _ => Owner::Restricted,
     })
 }
@@ -158,6 +193,39 @@ pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Resul
 /// [`owner_of`] over a store snapshot (the transaction writing `body`, or a reader).
 pub(crate) fn owner_in(r: &dyn issho_store::StoreRead, rt: &str, body: &Value) -> Result<Owner> {
     owner_of(rt, body, &mut |t, id| Ok(r.person(t, id)?))
+}
+
+/// After every entry of a transaction is written: the entries keyed as shared or restricted
+/// (possibly for want of a resource written later in the same transaction) are keyed again by
+/// the transaction's final state, until nothing changes (at most four rounds: references
+/// within one transaction are rarely deeper).
+pub(crate) fn rekey_written(
+    tx: &mut dyn issho_store::StoreTx,
+    written: &[(String, String)],
+) -> Result<()> {
+    for _ in 0..4 {
+        let mut changed = false;
+        for (rt, id) in written {
+            match tx.person(rt, id)? {
+                Some(Some(p)) if p != RESTRICTED => continue,
+                None => continue,
+                _ => {}
+            }
+            let Some(s) = tx.current(rt, id)? else {
+                continue;
+            };
+            let Some(body) = s.json() else { continue };
+            let owner = owner_in(&*tx, rt, &body)?;
+            if owner.column() != s.person.as_deref() {
+                tx.set_person(s.rid, owner.column())?;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(())
 }
 
 impl crate::Engine {
@@ -271,6 +339,25 @@ mod tests {
             owner_of("Observation", &obs, &mut lookup).unwrap(),
             Owner::Restricted
         );
+        // A reference to what is not stored yet, of a type that can hold a patient's data:
+        // not shared (whose it will be is unknown); to an organization: still shared.
+        let task = json!({"resourceType": "Task", "id": "t2", "focus": {"reference": "Observation/later"}});
+        assert_eq!(
+            owner_of("Task", &task, &mut lookup).unwrap(),
+            Owner::Restricted
+        );
+        let bin = json!({"resourceType": "Binary", "id": "b", "securityContext": {"reference": "DocumentReference/later"}});
+        assert_eq!(
+            owner_of("Binary", &bin, &mut lookup).unwrap(),
+            Owner::Restricted
+        );
+        let role = json!({"resourceType": "PractitionerRole", "id": "r", "organization": {"reference": "Organization/later"}});
+        assert_eq!(
+            owner_of("PractitionerRole", &role, &mut lookup).unwrap(),
+            Owner::Shared
+        );
+        assert!(!may_hold_patient_data("Organization") && !may_hold_patient_data("Practitioner"));
+        assert!(may_hold_patient_data("Binary") && may_hold_patient_data("Task"));
         let flag = json!({"resourceType": "Flag", "id": "f", "subject": {"reference": "Group/g"}});
         assert_eq!(
             owner_of("Flag", &flag, &mut lookup).unwrap(),

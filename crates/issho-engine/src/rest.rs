@@ -366,6 +366,8 @@ impl Engine {
                     if chosen {
                         guard.before(tx, &rt, &id)?;
                     }
+                    // The stored body carries its id (also when the server chose it).
+                    set_id(&mut resource, &id);
                     let out = update_in(
                         tx,
                         &rt,

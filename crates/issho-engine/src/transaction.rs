@@ -37,6 +37,8 @@ struct Found {
     created: HashMap<String, String>,
     /// The stored resource a conditional create matched.
     matched: Vec<Option<Stored>>,
+    /// Entries whose id the server chose just now (nothing to check before writing).
+    fresh: Vec<bool>,
 }
 
 /// A write whose after-checks wait for the end of the transaction.
@@ -190,6 +192,13 @@ impl Engine {
         for k in order {
             out[k] = self.write_entry(ctx, &access, tx, &mut plan, &found, k, ret, &mut pending)?;
         }
+        // Ownership by the transaction's final state (entries refer to each other in any
+        // order), before the guards check what was written.
+        let written: Vec<(String, String)> = pending
+            .iter()
+            .map(|(_, rt, id, _)| (rt.clone(), id.clone()))
+            .collect();
+        crate::owner::rekey_written(tx, &written)?;
         for (g, rt, id, k) in pending {
             g.after(tx, &rt, &id)
                 .map_err(|err| entry_error(&plan.entries[k], err))?;
@@ -235,7 +244,7 @@ impl Engine {
             Method::Put | Method::Patch => plan.assigned[k].clone(),
             _ => None,
         };
-        if let (Some(g), Some(id)) = (&guard, &target) {
+        if let (Some(g), Some(id), false) = (&guard, &target, found.fresh[k]) {
             g.before(tx, &rt, id)
                 .map_err(|err| err.with_at(at(e.index)))?;
         }
@@ -378,6 +387,7 @@ fn conditional_identities(
         late: HashMap::new(),
         created: HashMap::new(),
         matched: vec![None; plan.entries.len()],
+        fresh: vec![false; plan.entries.len()],
     };
     for (k, e) in plan.entries.iter().enumerate() {
         if plan.assigned[k].is_some()
@@ -386,11 +396,13 @@ fn conditional_identities(
         {
             continue;
         }
-        let Some((target, matched)) = conditional_target(reg, access, tx, e, &mut found.created)?
+        let Some((target, matched, fresh)) =
+            conditional_target(reg, access, tx, e, &mut found.created)?
         else {
             continue;
         };
         found.matched[k] = matched;
+        found.fresh[k] = fresh;
         if let Some(f) = &e.full_url {
             found
                 .late
@@ -409,11 +421,13 @@ fn conditional_target(
     tx: &dyn StoreRead,
     e: &Entry,
     created: &mut HashMap<String, String>,
-) -> Result<Option<(String, Option<Stored>)>> {
+) -> Result<Option<(String, Option<Stored>, bool)>> {
     if e.method == Method::Post {
-        return conditional_create_target(reg, access, tx, e, created).map(Some);
+        return conditional_create_target(reg, access, tx, e, created)
+            .map(|(id, matched)| Some((id, matched, false)));
     }
     let rt = e.resource_type().to_string();
+    let mut fresh = false;
     let target = {
         {
             let c = e.criteria().unwrap_or_default();
@@ -439,6 +453,15 @@ fn conditional_target(
             match (e.method, found.len()) {
                 // Conditional delete of nothing: nothing to do.
                 (Method::Delete, 0) => return Ok(None),
+                // A restricted caller creates with a server-assigned id only (an id of their
+                // choosing would tell a hidden resource from an absent one).
+                (Method::Put, 0)
+                    if body_id.is_some()
+                        && !access.guard(tx, Action::Update, &rt)?.write.unrestricted() =>
+                {
+                    return Err(Engine::hidden(&rt, body_id.as_deref().unwrap_or_default())
+                        .with_at(at(e.index)));
+                }
                 (Method::Put, 0) => match body_id {
                     Some(id) if tx.current(&rt, &id)?.is_some_and(|s| !s.is_deleted()) => {
                         return Err(fail(
@@ -451,7 +474,10 @@ fn conditional_target(
                         ));
                     }
                     Some(id) => id,
-                    None => new_id(),
+                    None => {
+                        fresh = true;
+                        new_id()
+                    }
                 },
                 (_, 1) => {
                     let id = found[0].id.clone();
@@ -488,7 +514,7 @@ fn conditional_target(
             }
         }
     };
-    Ok(Some((target, None)))
+    Ok(Some((target, None, fresh)))
 }
 
 /// The identity of a conditional create (`ifNoneExist`): the one visible match, or a new id

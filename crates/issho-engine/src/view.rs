@@ -257,6 +257,9 @@ fn persons_filter(rt: &str, persons: Vec<String>) -> Filter {
 #[derive(Clone)]
 pub(crate) struct Guard {
     pub reg: Arc<issho_search::Registry>,
+    /// Who writes, and the gate: the references they write are checked type by type.
+    pub ctx: AccessContext,
+    pub gate: issho_access::Gate,
     pub write: View,
     pub find: Option<View>,
 }
@@ -312,18 +315,33 @@ impl Guard {
         self.may_open_care(r, rt, id)
     }
 
-    /// Referential integrity for restricted writers: each literal reference names a resource
-    /// they may read (their reach, whatever their scope's search conditions).
+    /// Restricted writers' references to what can hold a patient's data name resources they
+    /// may read with this token (the gate for its type, their reach, the scope's search
+    /// conditions) — so a reference answers alike for a hidden and an absent resource.
     fn references_known(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
         let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
             return Ok(());
         };
-        let reach = View {
-            scope_filters: Vec::new(),
-            ..self.write.clone()
-        };
         for (t, rid) in crate::owner::literal_refs(&body) {
-            if (t == rt && rid == id) || reach.sees(&self.reg, r, &t, &rid)? {
+            // Itself; a Patient (the ownership rule decides: another person's or an absent
+            // one's makes the resource nobody's alone, refused alike); or a type that never
+            // holds a patient's data (Organization, Practitioner…: shared, not a secret).
+            if (t == rt && rid == id) || t == "Patient" || !crate::owner::may_hold_patient_data(&t)
+            {
+                continue;
+            }
+            let readable = match self.gate.check(&self.ctx, Action::Read, Some(&t)) {
+                Ok(permit) => View {
+                    permit: permit.clone(),
+                    reach: self.write.reach.clone(),
+                    scope_filters: permit.filters().to_vec(),
+                    persons: self.write.persons.clone(),
+                    refused_labels: self.write.refused_labels.clone(),
+                }
+                .sees(&self.reg, r, &t, &rid)?,
+                Err(_) => false,
+            };
+            if readable {
                 continue;
             }
             return Err(FhirError::new(
@@ -450,6 +468,8 @@ impl Engine {
         };
         Ok(Guard {
             reg: self.registry(),
+            ctx: ctx.clone(),
+            gate: self.gate.clone(),
             write,
             find,
         })

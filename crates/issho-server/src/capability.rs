@@ -60,7 +60,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "JSON and XML. Every write is validated against the R4 base definitions. Authentication: SMART v2 bearer tokens (ES256, keys at .well-known/jwks.json) unless the server runs with --dev-open; every access is recorded in a hash-chained audit trail. Patients and clinicians see and write only the records within their reach (one ownership rule for every resource type); they create with POST (update-as-create and deletes of unknown ids answer 404 for them, as for hidden resources) and may only reference resources they can read; shared data, SearchParameters and a person's Consents are written by administrators (Consents also by that person).",
+            "documentation": "JSON and XML. Every write is validated against the R4 base definitions. Authentication: SMART v2 bearer tokens (ES256, keys at .well-known/jwks.json) unless the server runs with --dev-open; every access is recorded in a hash-chained audit trail. Patients and clinicians see and write only the records within their reach (one ownership rule for every resource type); they create with POST (update-as-create and deletes of unknown ids answer 404 for them, as for hidden resources) and may only reference patient data they can read; shared data, SearchParameters and a person's Consents are written by administrators (Consents also by that person).",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}

@@ -240,3 +240,145 @@ fn more_unenforceable_consents_are_refused() {
     optout["policyRule"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]});
     assert_eq!(c.send(Who::P1, "POST", "Consent", &optout).0, 201);
 }
+
+/// Second round (F1): whose record a resource is does not depend on the order things are
+/// written — within a transaction (a Binary before the DocumentReference it belongs to) and
+/// across requests (a Task about an Observation written later is not shared data meanwhile).
+#[test]
+fn ownership_does_not_depend_on_write_order() {
+    let c = setup();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0a000000-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "SElWIHBvc2l0aXZl",
+            "securityContext": {"reference": "urn:uuid:0a000000-0000-4000-8000-000000000002"}},
+         "request": {"method": "POST", "url": "Binary"}},
+        {"fullUrl": "urn:uuid:0a000000-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": "Patient/p2"},
+            "content": [{"attachment": {"contentType": "text/plain", "url": "urn:uuid:0a000000-0000-4000-8000-000000000001"}}]},
+         "request": {"method": "POST", "url": "DocumentReference"}}
+    ]});
+    let (st, b) = c.send(Who::Admin, "POST", "", &tx);
+    assert_eq!(st, 200, "{b}");
+    let bin = b["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split("/_history")
+        .next()
+        .unwrap()
+        .to_string();
+    for who in [Who::P1, Who::DoctorA, Who::PharmacistA] {
+        assert_eq!(c.get(who, &bin).0, 404, "{who:?} {bin}");
+        assert!(c.ids(who, "Binary").is_empty(), "{who:?}");
+    }
+    assert_eq!(c.get(Who::DoctorB, &bin).0, 200, "p2's own doctor");
+    // Across requests: the Task is written first, its Observation later.
+    c.put(
+        &json!({"resourceType": "Task", "id": "early", "status": "requested", "intent": "order",
+        "description": "call about the result", "focus": {"reference": "Observation/later-obs"}}),
+    );
+    c.put(&obs("later-obs", "p2", "laboratory"));
+    for who in [Who::P1, Who::DoctorA] {
+        assert_eq!(c.get(who, "Task/early").0, 404, "{who:?}");
+        assert!(c.ids(who, "Task?_content=result").is_empty(), "{who:?}");
+    }
+}
+
+/// Second round (F2, F7): a conditional update that creates stores the resource with its id
+/// (a Patient made so is its own person), also inside a transaction for restricted callers.
+#[test]
+fn conditional_updates_that_create_keep_their_id() {
+    let c = setup();
+    let r = c
+        .s
+        .req("PUT", "Patient?identifier=urn:x|cu-1")
+        .bearer_auth(c.tok(Who::Admin))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "cu-1"}]}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let b: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    let id = b["id"]
+        .as_str()
+        .expect("the stored body has its id")
+        .to_string();
+    c.put(
+        &json!({"resourceType": "Encounter", "id": "cu-enc", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": format!("Patient/{id}")},
+        "serviceProvider": {"reference": "Organization/org-a"}}),
+    );
+    let (st, p) = c.get(Who::DoctorA, &format!("Patient/{id}"));
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["id"], id.as_str());
+    // A patient's conditional PUT with no match creates, in a transaction as on its own.
+    let body = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"reference": "Patient/p1"}});
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "PUT", "url": "Observation?code:text=nomatch-2"}, "resource": body}]});
+    let (st, b) = c.send(Who::P1, "POST", "", &tx);
+    assert_eq!(st, 200, "{b}");
+}
+
+/// Second round (F3): a person's access log never shows other people's queries.
+#[test]
+fn the_access_log_shows_no_one_elses_queries() {
+    let c = setup();
+    c.put(&json!({"resourceType": "Encounter", "id": "p3-enc-a", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/p3"}, "serviceProvider": {"reference": "Organization/org-a"}}));
+    let (st, _) = c.get(
+        Who::DoctorA,
+        "Observation?subject=Patient/p1,Patient/p3&_id=p1-obs1",
+    );
+    assert_eq!(st, 200);
+    let (_, log) = c.get(Who::P1, "Patient/p1/$access-log");
+    let text = log.to_string();
+    assert!(text.contains("Observation/p1-obs1"), "{text}");
+    assert!(!text.contains("p3"), "{text}");
+    assert!(!text.contains("\"24\""), "no query entity: {text}");
+}
+
+/// Second round (F4): with a search-restricted scope, references answer alike for what the
+/// token may not read and what does not exist.
+#[test]
+fn scoped_references_do_not_tell_hidden_from_absent() {
+    let c = setup();
+    c.put(&json!({"resourceType": "Condition", "id": "p1-cond", "subject": {"reference": "Patient/p1"},
+        "code": {"text": "x"}}));
+    let refer = |target: &str| {
+        let mut o = obs("n", "p1", "vital-signs");
+        o.as_object_mut().unwrap().remove("id");
+        o["focus"] = json!([{"reference": target}]);
+        c.send(Who::P1Vitals, "POST", "Observation", &o).0
+    };
+    c.put(&obs("p1-lab", "p1", "laboratory"));
+    // Hidden by the scope (another category, another type) or absent: the same 400.
+    let a = refer("Condition/p1-cond");
+    assert_eq!(a, 400);
+    assert_eq!(a, refer("Condition/absent-zz"));
+    assert_eq!(refer("Observation/p1-lab"), refer("Observation/absent-zz"));
+    assert_eq!(refer("Observation/p1-obs0"), 201, "a readable one is fine");
+}
+
+/// Second round (F9, F10): a batch GET with `_explain` is the plain request (403 for a
+/// clinician); Consents naming policies are refused.
+#[test]
+fn explain_in_bundles_and_consent_policies() {
+    let c = setup();
+    let bundle = json!({"resourceType": "Bundle", "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Observation?_explain=true"}}]});
+    let (st, b) = c.send(Who::DoctorA, "POST", "", &bundle);
+    assert_eq!(st, 200);
+    assert!(
+        b["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("403"),
+        "{b}"
+    );
+    let mut with_policy = consent(json!({"type": "deny"}));
+    with_policy["policy"] = json!([{"uri": "http://example.org/policies/opt-in-only-research"}]);
+    assert_eq!(c.send(Who::P1, "POST", "Consent", &with_policy).0, 422);
+}

@@ -60,7 +60,7 @@ fn user(who: Who) -> User {
             ..u(
                 "p1v",
                 Role::Patient,
-                "patient/Observation.rs?category=vital-signs",
+                "patient/Observation.crus?category=vital-signs",
             )
         },
         Who::DoctorA => User {
