@@ -13,6 +13,7 @@ mod everything;
 mod export;
 mod history;
 mod links;
+mod origin;
 mod owner;
 mod pages;
 mod params;

@@ -121,6 +121,9 @@ impl Engine {
         for e in entries.iter_mut() {
             if let Some(r) = e.resource.as_mut() {
                 unresolved |= rewrite_known(r, &known);
+                if matches!(e.method, Method::Post | Method::Put) {
+                    crate::origin::mark(ctx, r);
+                }
             }
         }
         if self.config.validate {

@@ -287,7 +287,8 @@ impl Guard {
                 if !self.write.sees(&self.reg, r, rt, id)? {
                     return Err(Engine::hidden(rt, id));
                 }
-                self.own_record(r, rt, id)
+                self.own_record(r, rt, id)?;
+                self.patient_may_change(r, rt, id, "change")
             }
             _ => Err(Engine::hidden(rt, id)),
         }
@@ -312,7 +313,30 @@ impl Guard {
             ));
         }
         self.own_record(r, rt, id)?;
+        self.patient_may_change(r, rt, id, "write")?;
         self.may_open_care(r, rt, id)
+    }
+
+    /// A person changes only what they wrote themself (and their Consents), never what their
+    /// care providers recorded (`origin.rs`).
+    fn patient_may_change(&self, r: &dyn StoreRead, rt: &str, id: &str, what: &str) -> Result<()> {
+        if !crate::origin::writes_as_patient(&self.ctx) {
+            return Ok(());
+        }
+        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
+            return Ok(());
+        };
+        if crate::origin::patient_may_change(rt, &body) {
+            return Ok(());
+        }
+        Err(FhirError::new(
+            403,
+            IssueType::Forbidden,
+            format!(
+                "{rt}/{id} was recorded by a care provider; a patient may {what} only what they wrote themself (marked {}|patient)",
+                crate::origin::ORIGIN_SYSTEM
+            ),
+        ))
     }
 
     /// Restricted writers' references to what can hold a patient's data name resources they

@@ -382,3 +382,74 @@ fn explain_in_bundles_and_consent_policies() {
     with_policy["policy"] = json!([{"uri": "http://example.org/policies/opt-in-only-research"}]);
     assert_eq!(c.send(Who::P1, "POST", "Consent", &with_policy).0, 422);
 }
+
+/// Both attack rounds: a person may change only what they wrote themself (and their
+/// Consents), never what their care providers recorded — a prescription stays as written.
+#[test]
+fn patients_do_not_rewrite_what_care_providers_recorded() {
+    let c = setup();
+    // Recorded by the hospital.
+    c.put(
+        &json!({"resourceType": "MedicationRequest", "id": "p1-mr", "status": "completed",
+        "intent": "order", "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"text": "metformin 500 mg"}}),
+    );
+    let (st, mut mr) = c.get(Who::P1, "MedicationRequest/p1-mr");
+    assert_eq!(st, 200, "the person reads it");
+    mr["status"] = json!("active");
+    mr["note"] = json!([{"text": "dose x10"}]);
+    assert_eq!(
+        c.send(Who::P1, "PUT", "MedicationRequest/p1-mr", &mr).0,
+        403
+    );
+    let r =
+        c.s.req("PATCH", "MedicationRequest/p1-mr")
+            .bearer_auth(c.tok(Who::P1))
+            .header("content-type", "application/json-patch+json")
+            .body(r#"[{"op":"replace","path":"/status","value":"active"}]"#)
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        c.send(Who::P1, "DELETE", "MedicationRequest/p1-mr", &Value::Null)
+            .0,
+        403
+    );
+    assert_eq!(
+        c.get(Who::Admin, "MedicationRequest/p1-mr").1["meta"]["versionId"],
+        "1"
+    );
+    // What the person writes is marked as theirs, and stays theirs to change.
+    let (st, mine) = c.send(Who::P1, "POST", "Observation", &{
+        let mut o = obs("x", "p1", "vital-signs");
+        o.as_object_mut().unwrap().remove("id");
+        o
+    });
+    assert_eq!(st, 201, "{mine}");
+    assert!(
+        mine["meta"]["tag"]
+            .to_string()
+            .contains("urn:issho:record-origin"),
+        "{mine}"
+    );
+    let id = mine["id"].as_str().unwrap().to_string();
+    let mut changed = mine.clone();
+    changed["status"] = json!("amended");
+    assert_eq!(
+        c.send(Who::P1, "PUT", &format!("Observation/{id}"), &changed)
+            .0,
+        200
+    );
+    // Removing the mark would hand the record to nobody: refused.
+    let r =
+        c.s.req("PATCH", &format!("Observation/{id}"))
+            .bearer_auth(c.tok(Who::P1))
+            .header("content-type", "application/json-patch+json")
+            .body(r#"[{"op":"remove","path":"/meta/tag"}]"#)
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 403);
+    // Their clinicians may still annotate it; the person's mark stays.
+    let (st, _) = c.send(Who::DoctorA, "PUT", &format!("Observation/{id}"), &changed);
+    assert_eq!(st, 200);
+}

@@ -1,0 +1,55 @@
+//! Who wrote a record: what a person writes into their own record (measurements, their own
+//! notes, devices, Consents…) is marked as theirs (`meta.tag` `urn:issho:record-origin|patient`),
+//! and a person may change or delete only what is theirs — never what their care providers
+//! recorded (a prescription, a lab result, a diagnosis), which stays as the provider wrote it.
+//! A person's Consents are theirs to change whoever recorded them.
+
+use crate::*;
+use issho_access::Role;
+
+/// The code system of the mark.
+pub(crate) const ORIGIN_SYSTEM: &str = "urn:issho:record-origin";
+
+/// True when `ctx` writes as the person themself.
+pub(crate) fn writes_as_patient(ctx: &AccessContext) -> bool {
+    ctx.grant().is_some_and(|g| g.role == Role::Patient)
+}
+
+/// Mark what the person writes as theirs (before validation and indexing).
+pub(crate) fn mark(ctx: &AccessContext, body: &mut Value) {
+    if !writes_as_patient(ctx) || marked(body) {
+        return;
+    }
+    let Some(o) = body.as_object_mut() else {
+        return;
+    };
+    let meta = o
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let tags = meta
+        .entry("tag")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(tags) = tags.as_array_mut() {
+        tags.push(
+            serde_json::json!({"system": ORIGIN_SYSTEM, "code": "patient",
+            "display": "written by the person"}),
+        );
+    }
+}
+
+/// True when `body` carries the mark.
+pub(crate) fn marked(body: &Value) -> bool {
+    body["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["system"] == ORIGIN_SYSTEM && t["code"] == "patient")
+}
+
+/// A person may change `rt` with this current body: their own records, and their Consents.
+pub(crate) fn patient_may_change(rt: &str, body: &Value) -> bool {
+    rt == "Consent" || marked(body)
+}
