@@ -64,6 +64,30 @@ impl Engine {
         move || -> Result<()> { Ok(gate.check(&ctx, Action::Create, Some(&rt)).map(|_| ())?) }
     }
 
+    /// Visible now, or — deleted — its last version lay within reach (as a read answers 410
+    /// rather than 404 to whoever could read it): its history stays theirs to read.
+    fn sees_or_saw(
+        &self,
+        view: &crate::view::View,
+        r: &dyn StoreRead,
+        rt: &str,
+        id: &str,
+    ) -> Result<bool> {
+        if view.sees(&self.registry(), r, rt, id)? {
+            return Ok(true);
+        }
+        let Some(cur) = r.current(rt, id)? else {
+            return Ok(false);
+        };
+        if !cur.is_deleted() || cur.version < 2 || !view.scope_filters.is_empty() {
+            return Ok(false);
+        }
+        match r.version(rt, id, cur.version - 1)?.and_then(|s| s.json()) {
+            Some(b) => view.body_in_reach(r, rt, &b),
+            None => Ok(false),
+        }
+    }
+
     pub(crate) fn check_type(&self, resource_type: &str) -> Result<()> {
         if issho_model::r4().is_resource_type(resource_type) {
             Ok(())
@@ -178,7 +202,7 @@ impl Engine {
         // An old version is shown when the resource is visible now and that version lay
         // within reach too (it may have belonged to another patient before).
         if !view.unrestricted() {
-            let now = view.sees(&self.registry(), r, resource_type, id)?;
+            let now = self.sees_or_saw(&view, r, resource_type, id)?;
             let then = match r.version(resource_type, id, v)?.and_then(|s| s.json()) {
                 Some(b) => view.body_in_reach(r, resource_type, &b)?,
                 None => false,
@@ -576,7 +600,7 @@ impl Engine {
                     "type and system history are not available with this token; read the history of one resource, or use Patient/[id]/$everything?_since=…",
                 ));
             };
-            if !view.sees(&self.registry(), r, t, id)? {
+            if !self.sees_or_saw(&view, r, t, id)? {
                 return Err(Engine::hidden(t, id));
             }
             if !view.scope_filters.is_empty() {

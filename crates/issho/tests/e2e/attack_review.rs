@@ -453,3 +453,28 @@ fn patients_do_not_rewrite_what_care_providers_recorded() {
     let (st, _) = c.send(Who::DoctorA, "PUT", &format!("Observation/{id}"), &changed);
     assert_eq!(st, 200);
 }
+
+/// Second round (F8): whoever could read a deleted resource reads its history too (as a read
+/// answers 410 to them); to others it stays unknown.
+#[test]
+fn the_history_of_a_deleted_resource_stays_readable_to_its_readers() {
+    let c = setup();
+    c.put(&obs("gone", "p1", "vital-signs"));
+    let r =
+        c.s.req("DELETE", "Observation/gone")
+            .bearer_auth(c.tok(Who::Admin))
+            .send()
+            .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(c.get(Who::DoctorA, "Observation/gone").0, 410);
+    let (st, h) = c.get(Who::DoctorA, "Observation/gone/_history");
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(c.get(Who::DoctorA, "Observation/gone/_history/1").0, 200);
+    for path in [
+        "Observation/gone",
+        "Observation/gone/_history",
+        "Observation/gone/_history/1",
+    ] {
+        assert_eq!(c.get(Who::DoctorB, path).0, 404, "{path}");
+    }
+}
