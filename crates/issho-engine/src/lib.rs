@@ -22,6 +22,7 @@ mod search;
 mod terminology;
 mod transaction;
 mod view;
+mod writes;
 
 pub use audit::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
