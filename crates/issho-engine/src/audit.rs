@@ -410,14 +410,7 @@ impl Engine {
     // ---- the audited interactions ------------------------------------------------------
 
     pub fn read(&self, ctx: &AccessContext, resource_type: &str, id: &str) -> Result<Stored> {
-        self.audited(
-            ctx,
-            Interaction::Read,
-            Some(format!("{resource_type}/{id}")),
-            None,
-            || self.read_unaudited(ctx, resource_type, id),
-            |s, t| t.stored(s),
-        )
+        self.audited_read_in(ctx, None, resource_type, id)
     }
 
     pub fn vread(
@@ -427,14 +420,7 @@ impl Engine {
         id: &str,
         version: &str,
     ) -> Result<Stored> {
-        self.audited(
-            ctx,
-            Interaction::Vread,
-            Some(format!("{resource_type}/{id}/_history/{version}")),
-            None,
-            || self.vread_unaudited(ctx, resource_type, id, version),
-            |s, t| t.stored(s),
-        )
+        self.audited_vread_in(ctx, None, resource_type, id, version)
     }
 
     pub fn create(
@@ -605,12 +591,12 @@ impl Engine {
         )
     }
 
-    /// Read over the snapshot `r`, recorded like the plain interaction (GET entries of
-    /// batches and transactions).
+    /// Read over the snapshot `r` (GET entries of batches and transactions; `None`: a fresh
+    /// one, the plain interaction), recorded — denials included.
     pub(crate) fn audited_read_in(
         &self,
         ctx: &AccessContext,
-        r: &dyn issho_store::StoreRead,
+        r: Option<&dyn issho_store::StoreRead>,
         resource_type: &str,
         id: &str,
     ) -> Result<Stored> {
@@ -619,16 +605,19 @@ impl Engine {
             Interaction::Read,
             Some(format!("{resource_type}/{id}")),
             None,
-            || self.read_in(ctx, r, resource_type, id),
+            || match r {
+                Some(r) => self.read_in(ctx, r, resource_type, id),
+                None => self.read_unaudited(ctx, resource_type, id),
+            },
             |s, t| t.stored(s),
         )
     }
 
-    /// Vread over the snapshot `r`, recorded like the plain interaction.
+    /// Vread over the snapshot `r` (`None`: a fresh one), recorded like [`Engine::read`].
     pub(crate) fn audited_vread_in(
         &self,
         ctx: &AccessContext,
-        r: &dyn issho_store::StoreRead,
+        r: Option<&dyn issho_store::StoreRead>,
         resource_type: &str,
         id: &str,
         version: &str,
@@ -638,7 +627,10 @@ impl Engine {
             Interaction::Vread,
             Some(format!("{resource_type}/{id}/_history/{version}")),
             None,
-            || self.vread_in(ctx, r, resource_type, id, version),
+            || match r {
+                Some(r) => self.vread_in(ctx, r, resource_type, id, version),
+                None => self.vread_unaudited(ctx, resource_type, id, version),
+            },
             |s, t| t.stored(s),
         )
     }

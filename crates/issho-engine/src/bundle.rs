@@ -593,10 +593,10 @@ impl Engine {
                     .map(bundle_entry)
             }
             [rt, id] => self
-                .audited_read_in(ctx, r, rt, id)
+                .audited_read_in(ctx, Some(r), rt, id)
                 .map(|s| stored_entry(&s, with_body)),
             [rt, id, "_history", v] => self
-                .audited_vread_in(ctx, r, rt, id, v)
+                .audited_vread_in(ctx, Some(r), rt, id, v)
                 .map(|s| stored_entry(&s, with_body)),
             [rt, id, "_history"] => {
                 let scope = HistoryScope::Instance(rt.to_string(), id.to_string());

@@ -170,15 +170,7 @@ fn tokens_and_paging_links() {
     // A paging link belongs to whoever searched: another caller cannot use it to read the
     // remembered result set.
     let (_, b) = c.get(Who::Admin, "Observation?_count=1");
-    let next = b["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let next = next_link(&b);
     let r =
         c.s.client
             .get(&next)

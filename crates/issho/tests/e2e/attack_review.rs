@@ -4,6 +4,7 @@
 //! resource from an absent one, query plans for non-administrators, and Consents accepted
 //! though not enforced exactly.
 
+use crate::common::next_link;
 use crate::leaks::{Who, entry_ids, obs, setup};
 use serde_json::{Value, json};
 
@@ -194,15 +195,7 @@ fn hidden_things_stay_hidden_in_logs_and_totals() {
     // Totals of a remembered search after a refusal.
     let (_, first) = c.get(Who::DoctorA, "Observation?_count=1&_total=accurate");
     assert_eq!(first["total"], 3);
-    let next = first["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let next = next_link(&first);
     let (st, b) = c.send(
         Who::P1,
         "POST",

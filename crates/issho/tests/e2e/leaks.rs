@@ -410,15 +410,7 @@ fn paging_links_follow_consent_changes() {
     for path in ["Observation?_count=1", "Observation?_count=1&_sort=_id"] {
         let (st, first) = c.get(Who::DoctorA, path);
         assert_eq!(st, 200);
-        let next = first["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == "next")
-            .unwrap()["url"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let next = next_link(&first);
         c.put(&json!({"resourceType": "Consent", "id": "p1-refuses", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],

@@ -336,15 +336,7 @@ fn history_levels_since_and_paging() {
     // paging with _count; a write between pages does not shift the pages
     let p1 = json(s.get("Patient/_history?_count=2"));
     assert_eq!(p1["entry"].as_array().unwrap().len(), 2);
-    let next = p1["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let next = next_link(&p1);
     s.post("Patient", &patient("Late"));
     let p2 = json(s.client.get(&next).send().unwrap());
     assert_eq!(p2["entry"][0]["resource"]["id"], ids[2].as_str());
@@ -721,28 +713,12 @@ fn search_paging_is_stable_while_data_changes() {
             .collect::<Vec<_>>()
     };
     assert_eq!(fam(&p1), ["Page0", "Page1", "Page2"]);
-    let next = p1["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let next = next_link(&p1);
     // a new resource that sorts first would shift offset paging; the remembered result does not move
     s.post("Patient", &patient("Aaa"));
     let p2 = json(s.client.get(&next).send().unwrap());
     assert_eq!(fam(&p2), ["Page3", "Page4", "Page5"]);
-    let next = p2["link"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["relation"] == "next")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let next = next_link(&p2);
     let p3 = json(s.client.get(&next).send().unwrap());
     assert_eq!(fam(&p3), ["Page6"]);
     assert!(

@@ -185,3 +185,15 @@ pub fn shared_dir() -> Option<PathBuf> {
         None
     }
 }
+
+/// The `next` link of a searchset (panics when there is none).
+pub fn next_link(bundle: &Value) -> String {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .unwrap_or_else(|| panic!("no next link: {bundle}"))
+        .to_string()
+}
