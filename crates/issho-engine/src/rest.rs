@@ -71,13 +71,17 @@ impl Engine {
         if view.sees(&self.registry(), r, rt, id)? {
             return Ok(true);
         }
-        let Some(cur) = r.current(rt, id)? else {
+        // The row's state only (no body): only a deleted resource's last version is read.
+        let Some((version, true)) = r.state(rt, id)? else {
             return Ok(false);
         };
-        if !cur.is_deleted() || cur.version < 2 || !view.scope_filters.is_empty() {
+        if version < 2 || (!view.scope_filters.is_empty() && !view.unrestricted()) {
             return Ok(false);
         }
-        match r.version(rt, id, cur.version - 1)?.and_then(|s| s.json()) {
+        if view.unrestricted() {
+            return Ok(true);
+        }
+        match r.version(rt, id, version - 1)?.and_then(|s| s.json()) {
             Some(b) => view.body_in_reach(r, rt, &b),
             None => Ok(false),
         }
@@ -125,45 +129,24 @@ impl Engine {
     ) -> Result<Stored> {
         self.check_type(resource_type)?;
         let view = self.view(ctx, Action::Read, Some(resource_type), r)?;
-        match r.current(resource_type, id)? {
-            None => {
-                // The same visibility query as for an existing resource, so that "absent" and
-                // "hidden" take the same work (no timing difference to tell them apart).
-                let _ = view.sees(&self.registry(), r, resource_type, id)?;
-                Err(FhirError::not_found(format!(
-                    "{resource_type}/{id} is not known"
-                )))
-            }
-            // A deleted resource is only reported as deleted to those who could read it;
-            // its last version tells whose it was.
-            Some(s) if s.is_deleted() => {
-                let last = if s.version > 1 {
-                    r.version(resource_type, id, s.version - 1)?
-                } else {
-                    None
-                };
-                let visible = view.unrestricted()
-                    || match last.and_then(|l| l.json()) {
-                        Some(b) if view.scope_filters.is_empty() => {
-                            view.body_in_reach(r, resource_type, &b)?
-                        }
-                        _ => false,
-                    };
-                if !visible {
-                    return Err(Engine::hidden(resource_type, id));
-                }
+        // Visibility first, from the index and row state alone: an absent and a hidden
+        // resource take the same work (no body is read for what the caller may not see).
+        if view.sees(&self.registry(), r, resource_type, id)?
+            && let Some(s) = r.current(resource_type, id)?
+            && !s.is_deleted()
+        {
+            return Ok(s);
+        }
+        // A deleted resource is reported as deleted only to those who could read it.
+        match r.state(resource_type, id)? {
+            Some((version, true)) if self.sees_or_saw(&view, r, resource_type, id)? => {
                 Err(FhirError::new(
                     410,
                     IssueType::Deleted,
-                    format!("{resource_type}/{id} was deleted (version {})", s.version),
+                    format!("{resource_type}/{id} was deleted (version {version})"),
                 ))
             }
-            Some(s) => {
-                if !view.sees(&self.registry(), r, resource_type, id)? {
-                    return Err(Engine::hidden(resource_type, id));
-                }
-                Ok(s)
-            }
+            _ => Err(Engine::hidden(resource_type, id)),
         }
     }
 

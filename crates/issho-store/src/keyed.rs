@@ -36,3 +36,14 @@ pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<()> 
     .execute(params![key, value])?;
     Ok(())
 }
+
+/// The version and deletion flag of a resource's row, without its body.
+pub(crate) fn state(conn: &Connection, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT version, deleted FROM resources WHERE type = ?1 AND id = ?2")?;
+    Ok(stmt
+        .query_row(params![t, id], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0))
+        })
+        .optional()?)
+}

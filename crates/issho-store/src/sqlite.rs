@@ -307,6 +307,9 @@ impl StoreRead for PooledReader<'_> {
     fn meta(&self, key: &str) -> Result<Option<String>> {
         crate::keyed::meta(self.conn.as_ref().unwrap(), key)
     }
+    fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+        crate::keyed::state(self.conn.as_ref().unwrap(), t, id)
+    }
 }
 
 impl Store for SqliteStore {
@@ -436,6 +439,9 @@ impl StoreRead for WriterTx<'_> {
     }
     fn meta(&self, key: &str) -> Result<Option<String>> {
         crate::keyed::meta(self.conn, key)
+    }
+    fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+        crate::keyed::state(self.conn, t, id)
     }
 }
 
