@@ -683,6 +683,19 @@ impl Engine {
         params: &[(String, String)],
         strict: bool,
     ) -> Result<SearchResult> {
+        self.audited_compartment_search(ctx, None, patient_id, resource_type, params, strict)
+    }
+
+    /// Compartment search over `snapshot` (`None`: a fresh one), recorded — denials included.
+    pub(crate) fn audited_compartment_search(
+        &self,
+        ctx: &AccessContext,
+        snapshot: Option<&dyn issho_store::StoreRead>,
+        patient_id: &str,
+        resource_type: &str,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<SearchResult> {
         self.audited(
             ctx,
             Interaction::SearchType,
@@ -691,7 +704,18 @@ impl Engine {
                 &format!("Patient/{patient_id}/{resource_type}"),
                 params,
             )),
-            || self.compartment_search_unaudited(ctx, patient_id, resource_type, params, strict),
+            || match snapshot {
+                Some(r) => {
+                    self.compartment_search_on(ctx, r, patient_id, resource_type, params, strict)
+                }
+                None => self.compartment_search_unaudited(
+                    ctx,
+                    patient_id,
+                    resource_type,
+                    params,
+                    strict,
+                ),
+            },
             |r, t| t.result(r),
         )
     }
@@ -699,6 +723,17 @@ impl Engine {
     pub fn everything(
         &self,
         ctx: &AccessContext,
+        patient_id: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<SearchResult> {
+        self.audited_everything(ctx, None, patient_id, params)
+    }
+
+    /// `$everything` over `snapshot` (`None`: a fresh one), recorded — denials included.
+    pub(crate) fn audited_everything(
+        &self,
+        ctx: &AccessContext,
+        snapshot: Option<&dyn issho_store::StoreRead>,
         patient_id: Option<&str>,
         params: &[(String, String)],
     ) -> Result<SearchResult> {
@@ -711,7 +746,10 @@ impl Engine {
             Interaction::Operation,
             patient_id.map(|id| format!("Patient/{id}")),
             Some(query_string(&path, params)),
-            || self.everything_unaudited(ctx, patient_id, params),
+            || match snapshot {
+                Some(r) => self.everything_on(ctx, r, patient_id, params),
+                None => self.everything_unaudited(ctx, patient_id, params),
+            },
             |r, t| t.result(r),
         )
     }

@@ -606,6 +606,14 @@ impl Engine {
             ["_history"] => self
                 .history_request_in(ctx, Some(r), HistoryScope::System, &pairs, base_url, path)
                 .map(bundle_entry),
+            ["Patient", id, "$everything"] => {
+                let result = self.audited_everything(ctx, Some(r), Some(id), &pairs)?;
+                Ok(bundle_entry(self.search_bundle(&result, path, base)))
+            }
+            ["Patient", id, t] if *t == "*" || issho_model::r4().is_resource_type(t) => {
+                let result = self.audited_compartment_search(ctx, Some(r), id, t, &pairs, false)?;
+                Ok(bundle_entry(self.search_bundle(&result, path, base)))
+            }
             [rt] if !rt.starts_with('$') => {
                 let result = self.audited_search_in(ctx, r, rt, &pairs)?;
                 Ok(bundle_entry(self.search_bundle(&result, rt, base)))

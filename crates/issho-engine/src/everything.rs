@@ -92,10 +92,24 @@ impl Engine {
         strict: bool,
     ) -> Result<SearchResult> {
         let r = self.snapshot(ctx, Action::Read, Some("Patient"))?;
-        let pv = self.view(ctx, Action::Read, Some("Patient"), &*r)?;
+        self.compartment_search_on(ctx, &*r, patient_id, resource_type, params, strict)
+    }
+
+    /// [`Engine::compartment_search_unaudited`] over the snapshot `r` (a GET entry of a batch
+    /// or transaction).
+    pub(crate) fn compartment_search_on(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        patient_id: &str,
+        resource_type: &str,
+        params: &[(String, String)],
+        strict: bool,
+    ) -> Result<SearchResult> {
+        let pv = self.view(ctx, Action::Read, Some("Patient"), r)?;
         match r.current("Patient", patient_id)? {
             Some(s)
-                if !s.is_deleted() && pv.sees(&self.registry(), &*r, "Patient", patient_id)? => {}
+                if !s.is_deleted() && pv.sees(&self.registry(), r, "Patient", patient_id)? => {}
             _ => {
                 return Err(FhirError::not_found(format!(
                     "Patient/{patient_id} is not known"
@@ -103,7 +117,7 @@ impl Engine {
             }
         }
         if resource_type == "*" {
-            return self.everything_in(ctx, &*r, Some(patient_id), params, false);
+            return self.everything_in(ctx, r, Some(patient_id), params, false);
         }
         if !issho_model::r4().is_resource_type(resource_type) {
             return Err(FhirError::new(
@@ -112,7 +126,7 @@ impl Engine {
                 format!("unknown resource type '{resource_type}'"),
             ));
         }
-        let view = self.view(ctx, Action::Search, Some(resource_type), &*r)?;
+        let view = self.view(ctx, Action::Search, Some(resource_type), r)?;
         let Some(filter) = compartment_filter(resource_type, Some(patient_id))? else {
             return Err(FhirError::bad_request(format!(
                 "{resource_type} is not part of the Patient compartment"
@@ -121,7 +135,7 @@ impl Engine {
         self.search_with(
             ctx,
             &view,
-            &*r,
+            r,
             Some(resource_type),
             params,
             strict,
@@ -138,7 +152,18 @@ impl Engine {
         params: &[(String, String)],
     ) -> Result<SearchResult> {
         let r = self.snapshot(ctx, Action::Operation, Some("Patient"))?;
-        let view = self.view(ctx, Action::Operation, Some("Patient"), &*r)?;
+        self.everything_on(ctx, &*r, patient_id, params)
+    }
+
+    /// [`Engine::everything_unaudited`] over the snapshot `r` (a GET entry of a bundle).
+    pub(crate) fn everything_on(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        patient_id: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<SearchResult> {
+        let view = self.view(ctx, Action::Operation, Some("Patient"), r)?;
         // Type level (every patient) narrows to the one patient of a patient-facing token;
         // other restricted callers name the patient.
         let own;
@@ -159,12 +184,11 @@ impl Engine {
         };
         if let Some(id) = patient_id {
             match r.current("Patient", id)? {
-                Some(s)
-                    if !s.is_deleted() && view.sees(&self.registry(), &*r, "Patient", id)? => {}
+                Some(s) if !s.is_deleted() && view.sees(&self.registry(), r, "Patient", id)? => {}
                 _ => return Err(FhirError::not_found(format!("Patient/{id} is not known"))),
             }
         }
-        self.everything_in(ctx, &*r, patient_id, params, true)
+        self.everything_in(ctx, r, patient_id, params, true)
     }
 
     fn everything_in(

@@ -567,29 +567,35 @@ fn bundle_get_entries_are_the_plain_interactions() {
         "Observation?code=8867-4",
         "Observation/p2-obs0",
         "Patient/p1",
+        "Patient/p1/Observation",
+        "Patient/p2/Observation",
+        "Patient/p1/$everything",
+        "Patient/p2/$everything",
     ];
-    for kind in ["batch", "transaction"] {
-        let entries: Vec<Value> = urls
-            .iter()
-            .map(|u| json!({"request": {"method": "GET", "url": u}}))
-            .collect();
-        let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
-        let (st, resp) = c.send(Who::P1Vitals, "POST", "", &bundle);
-        if kind == "transaction" && st != 200 {
-            // A transaction fails as a whole when one entry fails: its outcome must be the
-            // first failing entry's own status.
-            let (plain, _) = c.get(Who::P1Vitals, "Observation/x/_history/1");
-            assert_eq!(st, plain, "{resp}");
-            continue;
-        }
-        assert_eq!(st, 200, "{kind}: {resp}");
-        for (i, u) in urls.iter().enumerate() {
-            let (plain, body) = c.get(Who::P1Vitals, u);
-            let e = &resp["entry"][i];
-            let status: u16 = e["response"]["status"].as_str().unwrap()[..3]
-                .parse()
-                .unwrap();
-            assert_eq!(status, plain, "{kind} {u}: {e} vs {body}");
+    for who in [Who::P1Vitals, Who::DoctorA, Who::P1] {
+        for kind in ["batch", "transaction"] {
+            let entries: Vec<Value> = urls
+                .iter()
+                .map(|u| json!({"request": {"method": "GET", "url": u}}))
+                .collect();
+            let bundle = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
+            let (st, resp) = c.send(who, "POST", "", &bundle);
+            if kind == "transaction" && st != 200 {
+                // A transaction fails as a whole when one entry fails: its outcome must be the
+                // first failing entry's own status.
+                let (plain, _) = c.get(who, "Observation/x/_history/1");
+                assert_eq!(st, plain, "{resp}");
+                continue;
+            }
+            assert_eq!(st, 200, "{kind}: {resp}");
+            for (i, u) in urls.iter().enumerate() {
+                let (plain, body) = c.get(who, u);
+                let e = &resp["entry"][i];
+                let status: u16 = e["response"]["status"].as_str().unwrap()[..3]
+                    .parse()
+                    .unwrap();
+                assert_eq!(status, plain, "{who:?} {kind} {u}: {e} vs {body}");
+            }
         }
     }
     // The audit record of a batch GET names the patient and the resource, like a plain read.
