@@ -17,8 +17,10 @@
 //!   [`Owner::Restricted`]: patient data no single person's reach covers, visible only to
 //!   callers who see everything;
 //! - a resource naming no person is [`Owner::Restricted`] when its type is always a patient's
-//!   data (the types of the R4 Patient compartment), and [`Owner::Shared`] otherwise
-//!   (Organization, Practitioner, Medication, a Device assigned to nobody…).
+//!   data (the types of the R4 Patient compartment) or when it refers to a resource not stored
+//!   (yet) of a type that can hold a patient's data (whose it will be is unknown), and
+//!   [`Owner::Shared`] otherwise (Organization, Practitioner, Medication, a Device assigned to
+//!   nobody…). A transaction keys its entries again by its final state ([`rekey_written`]).
 //!
 //! So the types that can hold a patient's data are not listed by hand: any resource of any
 //! type that refers to a person's data belongs to that person's record.
