@@ -287,8 +287,9 @@ impl Guard {
                 if !self.write.sees(&self.reg, r, rt, id)? {
                     return Err(Engine::hidden(rt, id));
                 }
-                self.own_record(r, rt, id)?;
-                self.patient_may_change(r, rt, id, "change")
+                let body = s.json().unwrap_or_default();
+                self.own_record(rt, id, s.person.as_deref())?;
+                self.patient_may_change(rt, id, &body, "change")
             }
             _ => Err(Engine::hidden(rt, id)),
         }
@@ -302,7 +303,12 @@ impl Guard {
         if self.write.unrestricted() {
             return Ok(());
         }
-        self.references_known(r, rt, id)?;
+        // The version just written, read once for every check below.
+        let Some(s) = r.current(rt, id)? else {
+            return Ok(());
+        };
+        let body = s.json().unwrap_or_default();
+        self.references_known(r, rt, id, &body)?;
         if !self.write.sees(&self.reg, r, rt, id)? {
             return Err(FhirError::new(
                 403,
@@ -312,21 +318,17 @@ impl Guard {
                 ),
             ));
         }
-        self.own_record(r, rt, id)?;
-        self.patient_may_change(r, rt, id, "write")?;
-        self.may_open_care(r, rt, id)
+        self.own_record(rt, id, s.person.as_deref())?;
+        self.patient_may_change(rt, id, &body, "write")?;
+        self.may_open_care(rt, &body)
     }
 
     /// A person changes only what they wrote themself (and their Consents), never what their
     /// care providers recorded (`origin.rs`).
-    fn patient_may_change(&self, r: &dyn StoreRead, rt: &str, id: &str, what: &str) -> Result<()> {
-        if !crate::origin::writes_as_patient(&self.ctx) {
-            return Ok(());
-        }
-        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
-            return Ok(());
-        };
-        if crate::origin::patient_may_change(rt, &body) {
+    fn patient_may_change(&self, rt: &str, id: &str, body: &Value, what: &str) -> Result<()> {
+        if !crate::origin::writes_as_patient(&self.ctx)
+            || crate::origin::patient_may_change(rt, body)
+        {
             return Ok(());
         }
         Err(FhirError::new(
@@ -342,11 +344,8 @@ impl Guard {
     /// Restricted writers' references to what can hold a patient's data name resources they
     /// may read with this token (the gate for its type, their reach, the scope's search
     /// conditions) — so a reference answers alike for a hidden and an absent resource.
-    fn references_known(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
-            return Ok(());
-        };
-        for (t, rid) in crate::owner::literal_refs(&body) {
+    fn references_known(&self, r: &dyn StoreRead, rt: &str, id: &str, body: &Value) -> Result<()> {
+        for (t, rid) in crate::owner::literal_refs(body) {
             // Itself; a Patient (the ownership rule decides: another person's or an absent
             // one's makes the resource nobody's alone, refused alike); or a type that never
             // holds a patient's data (Organization, Practitioner…: shared, not a secret).
@@ -381,11 +380,10 @@ impl Guard {
     /// a clinician those of the patients in their care — never shared data (organizations,
     /// practitioners, search parameters and other definitions are the administrators'). A
     /// person's privacy Consents are theirs: a clinician may read but not change them.
-    fn own_record(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        let person = r.person(rt, id)?.flatten();
+    fn own_record(&self, rt: &str, id: &str, person: Option<&str>) -> Result<()> {
         let refuse = |why: String| Err(FhirError::new(403, IssueType::Forbidden, why));
         match &self.write.reach {
-            Reach::Patient(pid) if person.as_deref() != Some(pid.as_str()) => refuse(format!(
+            Reach::Patient(pid) if person != Some(pid.as_str()) => refuse(format!(
                 "{rt}/{id} is shared data, not part of this patient's record; this token may not change it"
             )),
             Reach::CareOf(_) if rt == "Consent" => refuse(
@@ -393,9 +391,15 @@ impl Guard {
                     .into(),
             ),
             Reach::CareOf(_)
-                if person
-                    .as_ref()
-                    .is_none_or(|p| !self.write.persons.as_deref().unwrap_or_default().contains(p)) =>
+                if person.is_none_or(|p| {
+                    !self
+                        .write
+                        .persons
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|x| x == p)
+                }) =>
             {
                 refuse(format!(
                     "{rt}/{id} is shared data (or no single patient's); administrators maintain it"
@@ -410,14 +414,11 @@ impl Guard {
     /// who can create them may write them — a clinician for their own organization (or a
     /// referral by a clinician who already cares for the person), registrars and the
     /// intake with full reach. Never a patient.
-    fn may_open_care(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+    fn may_open_care(&self, rt: &str, body: &Value) -> Result<()> {
         let Some(param) = care_param(rt) else {
             return Ok(());
         };
-        let Some(body) = r.current(rt, id)?.and_then(|s| s.json()) else {
-            return Ok(());
-        };
-        let orgs = care_organizations(rt, param, &body);
+        let orgs = care_organizations(param, body);
         if orgs.is_empty() {
             return Ok(());
         }
@@ -449,7 +450,7 @@ pub(crate) fn care_param(rt: &str) -> Option<&'static str> {
 }
 
 /// The organizations (`Organization/id`) a care element of `body` names.
-fn care_organizations(_rt: &str, param: &str, body: &Value) -> Vec<String> {
+fn care_organizations(param: &str, body: &Value) -> Vec<String> {
     let refs: Vec<&Value> = match body.get(param) {
         Some(Value::Array(a)) => a.iter().collect(),
         Some(v) => vec![v],
