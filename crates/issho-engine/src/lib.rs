@@ -6,6 +6,7 @@
 //! then touches the store. Validation, id and version assignment, conditional logic and
 //! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
+mod access_log;
 mod audit;
 mod bundle;
 mod consent;
