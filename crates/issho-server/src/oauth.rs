@@ -421,11 +421,11 @@ pub async fn introspect(
     }
 }
 
-/// `GET [base]/.well-known/smart-configuration`.
-pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
+/// The endpoints both discovery documents name, and what they share.
+fn discovery(auth: &issho_auth::Auth) -> serde_json::Map<String, Value> {
     let iss = auth.issuer();
     let root = iss.trim_end_matches("/fhir");
-    json!({
+    let v = json!({
         "issuer": iss,
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
         "authorization_endpoint": format!("{root}/auth/authorize"),
@@ -435,39 +435,44 @@ pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
         "introspection_endpoint": format!("{root}/auth/introspect"),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "ES256", "RS256"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+    });
+    json_object(v)
+}
+
+/// `GET [base]/.well-known/smart-configuration`.
+pub fn smart_configuration(auth: &issho_auth::Auth) -> Value {
+    let mut m = discovery(auth);
+    m.extend(json_object(json!({
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "ES256", "RS256"],
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
             "patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.rs", "system/*.cruds"],
         "capabilities": ["sso-openid-connect", "launch-standalone", "launch-ehr", "context-ehr-patient", "client-public", "client-confidential-asymmetric", "context-standalone-patient",
             "permission-v1", "permission-v2", "permission-patient", "permission-user", "permission-offline"]
-    })
+    })));
+    Value::Object(m)
 }
 
 /// `GET [base]/.well-known/openid-configuration` (OpenID Connect Discovery): the issuer of
 /// `id_token`s is the FHIR base URL, so this is where apps find its keys.
 pub fn openid_configuration(auth: &issho_auth::Auth) -> Value {
-    let iss = auth.issuer();
-    let root = iss.trim_end_matches("/fhir");
-    json!({
-        "issuer": iss,
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "authorization_endpoint": format!("{root}/auth/authorize"),
-        "token_endpoint": format!("{root}/auth/token"),
-        "revocation_endpoint": format!("{root}/auth/revoke"),
-        "introspection_endpoint": format!("{root}/auth/introspect"),
-        "registration_endpoint": format!("{root}/auth/register"),
-        "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+    let mut m = discovery(auth);
+    m.extend(json_object(json!({
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
         "revocation_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
-        "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"]
-    })
+    })));
+    Value::Object(m)
+}
+
+fn json_object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// `POST /auth/register` (RFC 7591 dynamic client registration, for administrators): a JSON
