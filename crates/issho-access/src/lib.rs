@@ -262,6 +262,14 @@ impl Permit {
     pub fn filters(&self) -> &[(String, String)] {
         &self.filters
     }
+    /// True when it allows changing data (create, update, delete, administration): what a
+    /// store write job needs.
+    pub fn allows_writing(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create | Action::Update | Action::Delete | Action::Admin
+        )
+    }
     fn all(action: Action) -> Permit {
         Permit {
             action,

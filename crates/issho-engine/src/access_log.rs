@@ -22,11 +22,21 @@ impl Engine {
         });
         if !auditor && !own {
             self.read(ctx, "Patient", patient_id)?;
-            return Err(FhirError::new(
-                403,
-                IssueType::Forbidden,
-                "a person's access log is read by that person and by administrators",
-            ));
+            // The refusal is recorded like every denial.
+            return self.audited(
+                ctx,
+                issho_audit::Interaction::Operation,
+                Some(format!("Patient/{patient_id}")),
+                Some(format!("Patient/{patient_id}/$access-log")),
+                || {
+                    Err(FhirError::new(
+                        403,
+                        IssueType::Forbidden,
+                        "a person's access log is read by that person and by administrators",
+                    ))
+                },
+                |_: &Vec<Value>, _| {},
+            );
         }
         self.read(ctx, "Patient", patient_id)?;
         let Some(log) = &self.audit else {

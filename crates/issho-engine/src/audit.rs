@@ -199,6 +199,36 @@ impl Engine {
     /// `BREAK_GLASS_SECONDS`, whatever the care relationship and the person's consent, stating
     /// a reason. The declaration is audited (flagged for review) and shows in the person's
     /// access log, as does every access made under it.
+    /// Open `patient_id`'s record to this emergency physician (the checks passed).
+    fn open_glass(
+        &self,
+        permit: &issho_access::Permit,
+        ctx: &AccessContext,
+        patient_id: &str,
+    ) -> Result<()> {
+        let r = self.store.reader(permit)?;
+        match r.current("Patient", patient_id)? {
+            Some(s) if !s.is_deleted() => {
+                let until = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    + BREAK_GLASS_SECONDS;
+                let user = ctx.grant().map(|g| g.subject.clone()).unwrap_or_default();
+                self.break_glass
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(user)
+                    .or_default()
+                    .push((patient_id.to_string(), until));
+                Ok(())
+            }
+            _ => Err(FhirError::not_found(format!(
+                "Patient/{patient_id} is not known"
+            ))),
+        }
+    }
+
     pub fn break_glass(&self, ctx: &AccessContext, patient_id: &str, reason: &str) -> Result<()> {
         // Through the gate like every operation (the token must allow reading patients), and
         // then only for emergency physicians.
@@ -210,40 +240,18 @@ impl Engine {
             .grant()
             .is_some_and(|g| g.role == issho_access::Role::EmergencyPhysician);
         let reason = reason.trim().to_string();
-        let out: Result<()> = if let Err(e) = permitted {
-            Err(e)
-        } else if !allowed {
-            Err(FhirError::new(
+        let out: Result<()> = match permitted {
+            Err(e) => Err(e),
+            Ok(_) if !allowed => Err(FhirError::new(
                 403,
                 IssueType::Forbidden,
                 "only emergency physicians may break the glass",
-            ))
-        } else if reason.len() < 4 {
-            Err(FhirError::bad_request(
+            )),
+            Ok(_) if reason.len() < 4 => Err(FhirError::bad_request(
                 "breaking the glass needs a reason (at least a few words)",
-            ))
-        } else {
-            let r = self.snapshot(ctx, Action::Read, Some("Patient"))?;
-            match r.current("Patient", patient_id)? {
-                Some(s) if !s.is_deleted() => {
-                    let until = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                        + BREAK_GLASS_SECONDS;
-                    let user = ctx.grant().map(|g| g.subject.clone()).unwrap_or_default();
-                    self.break_glass
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(user)
-                        .or_default()
-                        .push((patient_id.to_string(), until));
-                    Ok(())
-                }
-                _ => Err(FhirError::not_found(format!(
-                    "Patient/{patient_id} is not known"
-                ))),
-            }
+            )),
+            // The gate's permit opens the store; any failure is recorded below like the rest.
+            Ok(permit) => self.open_glass(&permit, ctx, patient_id),
         };
         if let Some(log) = &self.audit {
             let mut rec = AuditRecord::new(Interaction::BreakGlass, &ctx.who(), "issho");
@@ -533,7 +541,7 @@ impl Engine {
     pub(crate) fn audited_search_in(
         &self,
         ctx: &AccessContext,
-        r: &dyn issho_store::StoreRead,
+        r: Option<&dyn issho_store::StoreRead>,
         resource_type: &str,
         params: &[(String, String)],
     ) -> Result<SearchResult> {
@@ -542,7 +550,10 @@ impl Engine {
             Interaction::SearchType,
             None,
             Some(query_string(resource_type, params)),
-            || self.search_in(ctx, r, Some(resource_type), params, false),
+            || match r {
+                Some(r) => self.search_in(ctx, r, Some(resource_type), params, false),
+                None => self.search_unaudited(ctx, Some(resource_type), params, false),
+            },
             |r, t| t.result(r),
         )
     }

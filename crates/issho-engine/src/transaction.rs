@@ -63,11 +63,27 @@ impl Engine {
     ) -> Result<Value> {
         let mut plan = self.plan_transaction(ctx, entries)?;
         let Some(permit) = plan.permit.take() else {
-            // No entries: nothing to do.
+            // Nothing to write (only reads, or no entries): each read is the request on its
+            // own, answered in its entry.
+            let entry: Vec<Value> = plan
+                .entries
+                .iter()
+                .map(|e| {
+                    self.get_entry(
+                        ctx,
+                        None,
+                        &e.url,
+                        e.method == Method::Get,
+                        e.base.as_deref(),
+                    )
+                    .unwrap_or_else(|err| error_entry(&err))
+                })
+                .collect();
             return Ok(serde_json::json!({
                 "resourceType": "Bundle",
                 "id": new_id(),
                 "type": "transaction-response",
+                "entry": entry,
             }));
         };
         let engine = self.clone();
@@ -91,8 +107,9 @@ impl Engine {
         let mut seen = std::collections::HashSet::new();
         let mut permit = None;
         for e in &entries {
-            let p = self.check_entry(ctx, e).map_err(|err| prefix(e, err))?;
-            permit.get_or_insert(p);
+            if let Some(p) = self.check_entry(ctx, e).map_err(|err| prefix(e, err))? {
+                permit.get_or_insert(p);
+            }
             if let Some(f) = &e.full_url
                 && !seen.insert(f.clone())
             {
@@ -367,7 +384,7 @@ impl Engine {
             Method::Get | Method::Head => Ok(self
                 .get_entry(
                     ctx,
-                    &*tx,
+                    Some(&*tx),
                     &e.url,
                     e.method == Method::Get,
                     e.base.as_deref(),

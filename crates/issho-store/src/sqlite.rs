@@ -327,7 +327,13 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn submit(&self, _permit: &Permit, job: Job) -> Result<Box<dyn Any + Send>> {
+    fn submit(&self, permit: &Permit, job: Job) -> Result<Box<dyn Any + Send>> {
+        // A write job needs a permit to change data (a read's permit opens snapshots only).
+        if !permit.allows_writing() {
+            return Err(StoreError::Db(
+                "a write job needs the gate's permit to change data".into(),
+            ));
+        }
         let (reply, wait) = mpsc::sync_channel(1);
         {
             let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());

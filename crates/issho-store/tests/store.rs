@@ -89,3 +89,30 @@ fn the_background_checkpointer_copies_the_wal() {
     let r = store.reader(&permit()).unwrap();
     assert_eq!(r.max_rid().unwrap(), 300);
 }
+
+/// A write job needs a permit that allows changing data: a read's permit opens snapshots only.
+#[test]
+fn a_write_needs_a_writing_permit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    let ctx = issho_access::AccessContext::system("test");
+    let read = issho_access::Gate::new()
+        .check(&ctx, issho_access::Action::Read, Some("Patient"))
+        .unwrap();
+    assert!(store.reader(&read).is_ok());
+    let refused = write(&store, &read, |tx| {
+        let mut v = json!({"resourceType": "Patient"});
+        tx.put("Patient", "p", &mut v, None, "PUT").map(|_| ())
+    });
+    assert!(refused.is_err());
+    put(&store, "p".into());
+    let r = store.reader(&read).unwrap();
+    assert!(
+        r.current("Patient", "p").unwrap().is_none(),
+        "nothing written"
+    );
+    assert!(
+        r.current("Basic", "p").unwrap().is_some(),
+        "a writing permit writes"
+    );
+}

@@ -471,3 +471,39 @@ fn the_history_of_a_deleted_resource_stays_readable_to_its_readers() {
         assert_eq!(c.get(Who::DoctorB, path).0, 404, "{path}");
     }
 }
+
+/// Review of the change: reads in bundles are the requests on their own — a transaction of
+/// reads only answers each one, and a denied read in a batch is recorded like a plain one; a
+/// refused `$access-log` is recorded too.
+#[test]
+fn bundle_reads_and_refusals_are_recorded_like_plain_requests() {
+    let c = setup();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Observation/p1-obs0"}},
+        {"request": {"method": "GET", "url": "Observation/p2-obs0"}}]});
+    let (st, b) = c.send(Who::P1, "POST", "", &tx);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["entry"][0]["response"]["status"], "200 OK", "{b}");
+    assert!(
+        b["entry"][1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("404"),
+        "{b}"
+    );
+    let batch = json!({"resourceType": "Bundle", "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "Observation/p1-obs2"}}]});
+    assert_eq!(c.send(Who::DoctorB, "POST", "", &batch).0, 200);
+    assert_eq!(c.get(Who::DoctorA, "Patient/p1/$access-log").0, 403);
+    let (_, log) = c.get(Who::Admin, "$audit?_count=1000");
+    let text = log.to_string();
+    for who in ["doc-b", "doc-a"] {
+        let failed = log["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.to_string().contains(&format!("\"{who}\"")))
+            .any(|e| e["resource"]["outcome"] != "0");
+        assert!(failed, "{who}: no denial recorded in {text}");
+    }
+}
