@@ -332,13 +332,9 @@ impl Engine {
         resource: Value,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome> {
-        let q = if_none_exist.clone().map(|c| {
-            if c.contains('?') {
-                c
-            } else {
-                format!("{resource_type}?{c}")
-            }
-        });
+        let q = if_none_exist
+            .as_deref()
+            .map(|c| search::condition_url(resource_type, c));
         self.audited(
             ctx,
             Interaction::Create,

@@ -531,13 +531,10 @@ impl Engine {
                 );
             }
             Method::Post => {
-                let c = e.if_none_exist.map(|c| {
-                    if c.contains('?') {
-                        c
-                    } else {
-                        format!("{rt}?{c}")
-                    }
-                });
+                let c = e
+                    .if_none_exist
+                    .as_deref()
+                    .map(|c| search::condition_url(&rt, c));
                 self.create(ctx, &rt, e.resource.unwrap_or(Value::Null), c)?
             }
             Method::Put => match (crit, id) {

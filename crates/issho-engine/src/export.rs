@@ -138,7 +138,6 @@ impl Engine {
                         issues,
                     }
                 })?;
-            self.check_query_reach(&view, Some(rt), &q)?;
             q.filters.extend(view.filters(&reg, rt)?);
             self.plan_links(&*r, &mut q)?;
             q.rid_upto = Some(upto);

@@ -44,6 +44,16 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
+/// A condition as `Type?criteria` (`If-None-Exist` and `ifNoneExist` may give the criteria
+/// alone).
+pub(crate) fn condition_url(rt: &str, criteria: &str) -> String {
+    if criteria.contains('?') {
+        criteria.to_string()
+    } else {
+        format!("{rt}?{criteria}")
+    }
+}
+
 /// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
 /// know whether there are none, one, or several).
 /// `extra`: the caller's access filters (see `view.rs`), so a condition never matches what the
@@ -171,7 +181,7 @@ impl Engine {
                 issues,
             })?;
         self.resolve_terminology(r, &mut q)?;
-        self.check_query_reach(view, resource_type, &q)?;
+        self.check_query_reach(view, resource_type)?;
         self.guard_links(ctx, view, r, &mut q)?;
         if let Some(rt) = resource_type {
             q.filters.extend(view.filters(&self.registry(), rt)?);

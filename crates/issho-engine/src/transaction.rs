@@ -548,11 +548,7 @@ fn conditional_create_target(
 ) -> Result<(String, Option<Stored>)> {
     let rt = e.resource_type().to_string();
     let c = e.if_none_exist.as_deref().unwrap_or_default();
-    let crit = if c.contains('?') {
-        c.to_string()
-    } else {
-        format!("{rt}?{c}")
-    };
+    let crit = search::condition_url(&rt, c);
     let found = search::find(reg, tx, &rt, &crit, access.find_filters(tx, &rt)?)
         .map_err(|err| err.with_at(at(e.index)))?;
     match found.len() {

@@ -129,13 +129,6 @@ impl View {
         Ok(out)
     }
 
-    /// True when this view restricts resources of `rt`: under any reach narrower than
-    /// everything, every type is checked against the ownership rule (`owner.rs`), since a
-    /// resource of any type can belong to a person's record.
-    pub fn restricts(&self, _rt: &str) -> bool {
-        self.reach != Reach::All
-    }
-
     /// The persons whose records this view reaches (`None`: everything).
     fn reached(&self) -> Option<Vec<String>> {
         match &self.reach {
@@ -172,7 +165,7 @@ impl View {
         rt: &str,
         id: &str,
     ) -> Result<bool> {
-        if self.unrestricted() || (!self.restricts(rt) && self.scope_filters.is_empty()) {
+        if self.unrestricted() {
             return Ok(true);
         }
         let mut filters = self.filters(reg, rt)?;
@@ -673,12 +666,7 @@ impl Engine {
 
     /// Under a restricted reach a search names one type (a search across all types is not
     /// offered); what chains and `_has` may pass through is decided hop by hop (`links.rs`).
-    pub(crate) fn check_query_reach(
-        &self,
-        view: &View,
-        rt: Option<&str>,
-        _q: &issho_search::SearchQuery,
-    ) -> Result<()> {
+    pub(crate) fn check_query_reach(&self, view: &View, rt: Option<&str>) -> Result<()> {
         if view.reach == Reach::All || rt.is_some() {
             return Ok(());
         }
