@@ -71,9 +71,7 @@ impl SearchIndexer {
     fn note(&self, resource: &Value) {
         match resource.get("resourceType").and_then(Value::as_str) {
             Some("SearchParameter") => self.dirty.store(true, Ordering::SeqCst),
-            Some("Encounter" | "EpisodeOfCare" | "ServiceRequest" | "Consent" | "Patient") => {
-                CARE_TOUCHED.with(|c| c.set(true))
-            }
+            Some(rt) if crate::view::decides_access(rt) => CARE_TOUCHED.with(|c| c.set(true)),
             _ => {}
         }
     }

@@ -434,12 +434,21 @@ impl Guard {
 
 /// The element of `rt` that makes a care relationship (see `Engine::care_persons`).
 pub(crate) fn care_param(rt: &str) -> Option<&'static str> {
-    match rt {
-        "Encounter" => Some("serviceProvider"),
-        "EpisodeOfCare" => Some("managingOrganization"),
-        "ServiceRequest" => Some("performer"),
-        _ => None,
-    }
+    CARE.iter().find(|(t, _, _)| *t == rt).map(|(_, e, _)| *e)
+}
+
+/// What makes a care relationship with an organization, one row per type: (type, element,
+/// search parameter) — an Encounter there, an EpisodeOfCare it manages, a referral to it.
+pub(crate) const CARE: [(&str, &str, &str); 3] = [
+    ("Encounter", "serviceProvider", "service-provider"),
+    ("EpisodeOfCare", "managingOrganization", "organization"),
+    ("ServiceRequest", "performer", "performer"),
+];
+
+/// True when writing a resource of `rt` can change who sees which record: the care
+/// relationships, Consents, and Patients (their persons).
+pub(crate) fn decides_access(rt: &str) -> bool {
+    rt == "Consent" || rt == "Patient" || care_param(rt).is_some()
 }
 
 /// The organizations (`Organization/id`) a care element of `body` names.
@@ -632,11 +641,7 @@ impl Engine {
     /// EpisodeOfCare managed there, or a referral (ServiceRequest) to it.
     fn care_persons(&self, r: &dyn StoreRead, org: &str) -> Result<Vec<String>> {
         let mut persons: BTreeSet<String> = BTreeSet::new();
-        for (rt, param) in [
-            ("Encounter", "service-provider"),
-            ("EpisodeOfCare", "organization"),
-            ("ServiceRequest", "performer"),
-        ] {
+        for (rt, _, param) in CARE {
             let pairs = vec![
                 (param.to_string(), org.to_string()),
                 ("_count".to_string(), (MAX_CARE_PERSONS * 4).to_string()),
