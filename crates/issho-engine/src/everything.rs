@@ -317,12 +317,7 @@ impl Engine {
                     q.filters.push(filter);
                     q.filters.extend(access);
                     q.count = None;
-                    let (sql, args) = issho_search::sqlite_select(&q);
-                    rids.extend(
-                        r.query_rids(&sql, &args)?
-                            .into_iter()
-                            .filter(|rid| seen.insert(*rid)),
-                    );
+                    rids.extend(r.search(&q)?.into_iter().filter(|rid| seen.insert(*rid)));
                 }
                 // The person's data in types outside the R4 compartment (a Task for them, their
                 // Device…): by the ownership rule's person column, each checked like a read.
@@ -357,11 +352,10 @@ impl Engine {
                         })?;
                         q.filters.extend(lu.filters);
                     }
-                    let (sql, args) = issho_search::sqlite_select(&q);
                     let found: Vec<i64> = if outside.is_empty() {
                         Vec::new()
                     } else {
-                        r.query_rids(&sql, &args)?
+                        r.search(&q)?
                             .into_iter()
                             .filter(|rid| !seen.contains(rid))
                             .collect()

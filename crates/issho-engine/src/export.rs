@@ -144,8 +144,7 @@ impl Engine {
             q.count = Some(WINDOW);
             let mut n = 0u64;
             loop {
-                let (sql, args) = issho_search::sqlite_select(&q);
-                let rids = r.query_rids(&sql, &args)?;
+                let rids = r.search(&q)?;
                 for s in r.current_by_rids(&rids)? {
                     let Some(body) = &s.body else { continue };
                     sink(rt, body).map_err(|e| {

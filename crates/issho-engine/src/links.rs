@@ -141,8 +141,7 @@ impl Engine {
             count: Some(page.len()),
             ..Default::default()
         };
-        let (sql, args) = issho_search::sqlite_select(&q);
-        let ok: std::collections::HashSet<i64> = r.query_rids(&sql, &args)?.into_iter().collect();
+        let ok: std::collections::HashSet<i64> = r.search(&q)?.into_iter().collect();
         Ok(page.into_iter().filter(|x| ok.contains(x)).collect())
     }
 }

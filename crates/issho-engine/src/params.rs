@@ -12,19 +12,17 @@
 //! (`sp_meta`), and the worker resumes when the engine opens.
 
 use crate::*;
-use issho_search::{Registry, SqliteIndex};
-use issho_store::Indexer;
+use issho_search::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 
 /// Resources per reindex write transaction.
 const REINDEX_BATCH: usize = 500;
 
-/// Writes search index rows (issho-search) in the store's transactions, with the registry of
-/// this deployment.
+/// Watches the store's writes for what changes the search parameters or access (the store's
+/// [`issho_store::Observer`]); the store itself writes the index rows.
 #[derive(Default)]
 pub(crate) struct SearchIndexer {
-    current: RwLock<Option<Arc<SqliteIndex>>>,
     /// Set when a SearchParameter resource was written or deleted: the registry may change.
     dirty: AtomicBool,
     /// Incremented whenever the set of pending keys is redefined.
@@ -39,137 +37,13 @@ thread_local! {
     pub(crate) static CARE_TOUCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Index-definition changes run on the writer (see [`issho_store::StoreTx::maintain_index`]).
-enum IndexTask {
-    /// Use this registry (R4 + the active custom parameters).
-    Sync(Registry),
-    /// These keys' rows are complete (if nothing was redefined since `generation`).
-    Finish(Vec<String>, u64),
-}
-
-impl SearchIndexer {
-    fn get(&self) -> rusqlite::Result<Arc<SqliteIndex>> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or(rusqlite::Error::InvalidQuery)
-    }
-
-    fn set(&self, index: SqliteIndex) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(index));
-    }
-
-    /// The registry searches are parsed with.
-    pub(crate) fn registry(&self) -> Arc<Registry> {
-        match self.get() {
-            Ok(i) => i.registry().clone(),
-            Err(_) => Registry::r4_shared().clone(),
-        }
-    }
-
-    fn note(&self, resource: &Value) {
-        match resource.get("resourceType").and_then(Value::as_str) {
-            Some("SearchParameter") => self.dirty.store(true, Ordering::SeqCst),
-            Some(rt) if crate::view::decides_access(rt) => CARE_TOUCHED.with(|c| c.set(true)),
+impl issho_store::Observer for SearchIndexer {
+    fn changed(&self, resource_type: &str) {
+        match resource_type {
+            "SearchParameter" => self.dirty.store(true, Ordering::SeqCst),
+            rt if crate::view::decides_access(rt) => CARE_TOUCHED.with(|c| c.set(true)),
             _ => {}
         }
-    }
-}
-
-impl Indexer for SearchIndexer {
-    fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-        self.set(SqliteIndex::open(conn)?);
-        Ok(())
-    }
-    fn prepare(&self, resource: &Value) -> Option<issho_store::Prepared> {
-        let index = self.get().ok()?;
-        Some(Box::new(index.prepare(resource)))
-    }
-    fn index_prepared(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-        previous: Option<&[u8]>,
-        prepared: issho_store::Prepared,
-    ) -> rusqlite::Result<()> {
-        match (previous, prepared.downcast::<issho_search::Prepared>()) {
-            (None, Ok(p)) => {
-                self.note(resource);
-                self.get()?.insert_prepared(conn, rid, resource, *p)
-            }
-            // An update replaces the superseded version's rows by difference: in the writer.
-            _ => self.index(conn, rid, resource, previous),
-        }
-    }
-    fn index(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-        previous: Option<&[u8]>,
-    ) -> rusqlite::Result<()> {
-        self.note(resource);
-        let index = self.get()?;
-        match previous.map(serde_json::from_slice::<Value>) {
-            None => index.insert(conn, rid, resource),
-            Some(Ok(old)) => index.replace(conn, rid, &old, resource),
-            Some(Err(_)) => {
-                index.remove_all(conn, rid)?;
-                index.insert(conn, rid, resource)
-            }
-        }
-    }
-    fn unindex(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        previous: &[u8],
-    ) -> rusqlite::Result<()> {
-        let index = self.get()?;
-        match serde_json::from_slice::<Value>(previous) {
-            Ok(old) => {
-                self.note(&old);
-                index.remove(conn, rid, &old)
-            }
-            Err(_) => index.remove_all(conn, rid),
-        }
-    }
-    fn reindex(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-    ) -> rusqlite::Result<()> {
-        self.get()?.reindex(conn, rid, resource)
-    }
-    fn maintain(
-        &self,
-        conn: &rusqlite::Connection,
-        task: &(dyn std::any::Any + Send),
-    ) -> rusqlite::Result<Box<dyn std::any::Any + Send>> {
-        let Some(task) = task.downcast_ref::<IndexTask>() else {
-            return Ok(Box::new(false));
-        };
-        let index = self.get()?;
-        let changed = match task {
-            IndexTask::Sync(reg) => {
-                let next = index.sync(conn, reg.clone())?;
-                self.generation.fetch_add(1, Ordering::SeqCst);
-                self.set(next);
-                true
-            }
-            IndexTask::Finish(keys, generation) => {
-                if self.generation.load(Ordering::SeqCst) != *generation {
-                    false
-                } else {
-                    self.set(index.finish(conn, keys)?);
-                    true
-                }
-            }
-        };
-        Ok(Box::new(changed))
     }
 }
 
@@ -242,7 +116,7 @@ pub(crate) fn search_parameter_issues(resource: &Value) -> Vec<Issue> {
 impl Engine {
     /// The search parameters of this deployment (R4 + custom).
     pub fn registry(&self) -> Arc<Registry> {
-        self.indexer.registry()
+        self.store.registry()
     }
 
     /// Bring the registry in line with the stored active SearchParameter resources when one
@@ -272,8 +146,12 @@ impl Engine {
         };
         if !same || force {
             let permit = self.system_permit("search-parameters")?;
+            let indexer = self.indexer.clone();
+            // The generation moves on the writer, in the same job as the redefinition.
             issho_store::write(&*self.store, &permit, move |tx| {
-                tx.maintain_index(&IndexTask::Sync(reg)).map(|_| ())
+                tx.sync_params(reg)?;
+                indexer.generation.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), issho_store::StoreError>(())
             })??;
         }
         self.start_reindex();
@@ -297,8 +175,7 @@ impl Engine {
                 }
             })?;
         q.count = Some(100_000);
-        let (sql, params) = issho_search::sqlite_select(&q);
-        let rids = r.query_rids(&sql, &params)?;
+        let rids = r.search(&q)?;
         let mut defs = Vec::new();
         for s in r.current_by_rids(&rids)? {
             if let Some(v) = s.json()
@@ -312,10 +189,7 @@ impl Engine {
 
     /// Start the worker unless it runs or there is nothing to build.
     fn start_reindex(&self) {
-        let Ok(index) = self.indexer.get() else {
-            return;
-        };
-        if index.pending().is_empty() {
+        if self.store.pending_params().is_empty() {
             return;
         }
         {
@@ -346,7 +220,7 @@ impl Engine {
                     }
                 });
                 // Something may have become pending while the worker was finishing.
-                if engine.indexer.get().is_ok_and(|i| !i.pending().is_empty())
+                if !engine.store.pending_params().is_empty()
                     && engine
                         .reindexer
                         .status
@@ -365,15 +239,11 @@ impl Engine {
         let permit = self.system_permit("reindex")?;
         loop {
             let generation = self.indexer.generation.load(Ordering::SeqCst);
-            let index = self
-                .indexer
-                .get()
-                .map_err(|e| FhirError::internal(e.to_string()))?;
-            let keys = index.pending();
+            let keys = self.store.pending_params();
             if keys.is_empty() {
                 return Ok(());
             }
-            let types = index.registry().pending_types();
+            let types = self.store.registry().pending_types();
             let total = self.store.reader(&permit)?.count_current(&types)?;
             tracing::info!(
                 ?keys,
@@ -404,10 +274,16 @@ impl Engine {
                 self.reindexer.update(|s| s.done += n as u64);
             }
             let k = keys.clone();
+            let indexer = self.indexer.clone();
+            // Finished unless the parameters were redefined meanwhile (checked on the writer,
+            // where every redefinition runs, so none can slip in between).
             let finished = issho_store::write(&*self.store, &permit, move |tx| {
-                tx.maintain_index(&IndexTask::Finish(k, generation))
+                if indexer.generation.load(Ordering::SeqCst) != generation {
+                    return Ok(false);
+                }
+                tx.finish_params(&k).map(|_| true)
             })??;
-            if finished.downcast_ref::<bool>() == Some(&true) {
+            if finished {
                 tracing::info!(?keys, "search parameters ready");
                 self.reindexer.update(|s| {
                     s.passes += 1;
@@ -468,7 +344,7 @@ impl Engine {
     pub fn wait_for_reindex(&self, timeout: std::time::Duration) -> bool {
         let end = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < end {
-            let idle = self.indexer.get().is_ok_and(|i| i.pending().is_empty());
+            let idle = self.store.pending_params().is_empty();
             if idle {
                 return true;
             }

@@ -302,7 +302,7 @@ impl Engine {
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
         // Index rows are extracted here, not on the single writer thread.
-        let prepared = issho_store::Indexer::prepare(&*self.indexer, &resource);
+        let prepared = Some(self.store.prepare(&resource));
         let out = self.write(
             &guard.write.permit.clone(),
             move |tx| -> Result<WriteOutcome> {

@@ -101,8 +101,7 @@ pub(crate) fn find(
         });
     }
     q.filters.extend(extra);
-    let (sql, params) = issho_search::sqlite_select(&q);
-    let rids = r.query_rids(&sql, &params)?;
+    let rids = r.search(&q)?;
     Ok(r.current_by_rids(&rids)?)
 }
 
@@ -217,8 +216,7 @@ impl Engine {
         // `_summary=count`, and `_count=0` (how clients such as fhirpy ask "how many?"): the
         // number of matches without a page, so without a `next` link.
         if q.summary == Some(issho_search::Summary::Count) || count == 0 {
-            let (csql, cargs) = issho_search::sqlite_count(&q);
-            let total = r.query_count(&csql, &cargs)?;
+            let total = r.count(&q)?;
             return Ok(base(
                 Vec::new(),
                 Vec::new(),
@@ -270,15 +268,13 @@ impl Engine {
                     cap + 1
                 };
                 all.count = Some(window);
-                let (sql, args) = issho_search::sqlite_select(&all);
-                let mut rids = r.query_rids(&sql, &args)?;
+                let mut rids = r.search(&all)?;
                 let complete = rids.len() < window;
                 rids.truncate(cap);
                 let total = if complete {
                     Some(rids.len() as u64)
                 } else if explicit_total {
-                    let (csql, cargs) = issho_search::sqlite_count(&all);
-                    Some(r.query_count(&csql, &cargs)?)
+                    Some(r.count(&all)?)
                 } else {
                     None
                 };
@@ -342,8 +338,7 @@ impl Engine {
                 let want = (need - st.rids.len()).max(self.config.first_window);
                 more.rid_after = st.rids.last().copied();
                 more.count = Some(want);
-                let (sql, args) = issho_search::sqlite_select(&more);
-                let got = r.query_rids(&sql, &args)?;
+                let got = r.search(&more)?;
                 st.complete = got.len() < want;
                 st.rids.extend(got);
                 if st.complete && st.total.is_none() {
@@ -360,8 +355,7 @@ impl Engine {
             drop(st);
             beyond.offset = offset;
             beyond.count = Some(count + 1);
-            let (sql, args) = issho_search::sqlite_select(&beyond);
-            let mut page = r.query_rids(&sql, &args)?;
+            let mut page = r.search(&beyond)?;
             let has_next = page.len() > count;
             page.truncate(count);
             return Ok((page, has_next));
@@ -374,8 +368,7 @@ impl Engine {
         let mut beyond = q.clone();
         beyond.offset = offset;
         beyond.count = Some(count + 1);
-        let (sql, args) = issho_search::sqlite_select(&beyond);
-        let mut page = r.query_rids(&sql, &args)?;
+        let mut page = r.search(&beyond)?;
         let has_next = page.len() > count;
         page.truncate(count);
         Ok((page, has_next))
@@ -391,14 +384,12 @@ impl Engine {
         let elapsed = started.elapsed();
         let mut plan_q = q.clone();
         plan_q.offset = 0;
-        let (sql, args) = issho_search::sqlite_select(&plan_q);
-        let plan = r.explain(&sql, &args)?;
-        let (csql, cargs) = issho_search::sqlite_count(q);
+        let plan = r.explain(&plan_q)?;
         let t = std::time::Instant::now();
-        let n = r.query_count(&csql, &cargs)?;
+        let n = r.count(q)?;
         let count_time = t.elapsed();
         Ok(Issue::information(format!(
-            "plan (SQLite, embedded store):\n{}\nSQL: {sql}\ncost: this page took {:.3} ms; counting all {n} matches takes {:.3} ms",
+            "plan:\n{}\ncost: this page took {:.3} ms; counting all {n} matches takes {:.3} ms",
             plan.join("\n"),
             elapsed.as_secs_f64() * 1e3,
             count_time.as_secs_f64() * 1e3
@@ -433,9 +424,7 @@ impl Engine {
                 _ => continue,
             };
             resolve_systems(r, inner)?;
-            if let Some((sql, args)) = issho_search::sqlite_link_breadth(&q.filters[i].test, BROAD)
-                && r.query_count(&sql, &args)? as usize >= BROAD
-            {
+            if r.link_breadth(&q.filters[i].test, BROAD)? as usize >= BROAD {
                 q.probe.push(i);
             }
         }
@@ -479,20 +468,16 @@ impl Engine {
     ) -> Result<Vec<Stored>> {
         const MAX_INCLUDED: usize = 10_000;
         let mut seen: std::collections::HashSet<i64> = page.iter().copied().collect();
-        let (sql, args) = issho_search::sqlite_includes(q, page);
         let fresh =
             |rids: Vec<i64>, seen: &mut std::collections::HashSet<i64>| -> Result<Vec<Stored>> {
                 let new: Vec<i64> = rids.into_iter().filter(|rid| seen.insert(*rid)).collect();
                 self.visible_only(ctx, r, r.current_by_rids(&new)?)
             };
-        let mut added = fresh(r.query_rids(&sql, &args)?, &mut seen)?;
+        let mut added = fresh(r.includes(q, page, false)?, &mut seen)?;
         let mut all = added.clone();
         while !added.is_empty() && all.len() < MAX_INCLUDED {
             let from: Vec<i64> = added.iter().map(|s| s.rid).collect();
-            let Some((sql, args)) = issho_search::sqlite_includes_iterate(q, &from) else {
-                break;
-            };
-            added = fresh(r.query_rids(&sql, &args)?, &mut seen)?;
+            added = fresh(r.includes(q, &from, true)?, &mut seen)?;
             all.extend(added.iter().cloned());
         }
         all.truncate(MAX_INCLUDED);
@@ -621,16 +606,7 @@ fn resolve_systems(r: &dyn StoreRead, t: &mut issho_search::Test) -> Result<()> 
         };
         let mut systems: Vec<i64> = Vec::new();
         for k in keys.iter() {
-            // A skip scan: one primary-key seek per distinct system (there are few), never a
-            // walk over every row of a common code.
-            let found = r.query_rids(
-                "WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ?1), \
-                 s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ?2) \
-                 UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) \
-                 AND code = ?2 AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
-                 SELECT sys FROM s WHERE sys IS NOT NULL",
-                &[k.clone().into(), code.clone().into()],
-            )?;
+            let found = r.token_systems(k, code)?;
             for f in found {
                 if !systems.contains(&f) {
                     systems.push(f);

@@ -438,8 +438,7 @@ impl StoreSource<'_> {
         let Ok(q) = issho_search::parse(Some(rt), &pairs, true) else {
             return Vec::new();
         };
-        let (sql, params) = issho_search::sqlite_select(&q);
-        let Ok(rids) = self.r.query_rids(&sql, &params) else {
+        let Ok(rids) = self.r.search(&q) else {
             return Vec::new();
         };
         self.r

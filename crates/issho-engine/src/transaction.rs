@@ -170,7 +170,7 @@ impl Engine {
                     && r.is_object()
                 {
                     r["id"] = Value::String(id.clone());
-                    prepared[k] = issho_store::Indexer::prepare(&*self.indexer, r);
+                    prepared[k] = Some(self.store.prepare(r));
                 }
             }
         }

@@ -182,8 +182,7 @@ impl View {
             count: Some(1),
             ..Default::default()
         };
-        let (sql, args) = issho_search::sqlite_select(&q);
-        Ok(!r.query_rids(&sql, &args)?.is_empty())
+        Ok(!r.search(&q)?.is_empty())
     }
 
     /// Whether a version's body (not necessarily current) lies within the reach: its owner by
@@ -619,8 +618,7 @@ impl Engine {
             status: 500,
             issues,
         })?;
-        let (sql, args) = issho_search::sqlite_select(&q);
-        let rids = r.query_rids(&sql, &args)?;
+        let rids = r.search(&q)?;
         let mut out: std::collections::HashMap<String, ConsentDecision> = Default::default();
         for chunk in rids.chunks(500) {
             for s in r.current_by_rids(chunk)? {
@@ -650,8 +648,7 @@ impl Engine {
                 status: 500,
                 issues,
             })?;
-            let (sql, args) = issho_search::sqlite_select(&q);
-            let rids = r.query_rids(&sql, &args)?;
+            let rids = r.search(&q)?;
             // The store's person column (the patient of each record), not the bodies.
             persons.extend(
                 r.persons_by_rids(&rids)?

@@ -10,13 +10,13 @@ pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
 pub(crate) const CURRENCY: &str = "urn:iso:std:iso:4217";
 
 /// Suffix of the key of display/text rows (string rows used by token `:text`).
-pub(crate) const TEXT_SUFFIX: &str = "#text";
+pub const TEXT_SUFFIX: &str = "#text";
 /// Suffix of the key of Identifier.type rows (token rows used by `:of-type`).
-pub(crate) const OF_TYPE_SUFFIX: &str = "#type";
+pub const OF_TYPE_SUFFIX: &str = "#type";
 /// Suffix of the key of Reference.identifier rows (token rows used by `:identifier`).
-pub(crate) const IDENTIFIER_SUFFIX: &str = "#identifier";
+pub const IDENTIFIER_SUFFIX: &str = "#identifier";
 /// Separator between Identifier.type code and Identifier.value in `:of-type` rows.
-pub(crate) const OF_TYPE_SEP: char = '\u{1f}';
+pub const OF_TYPE_SEP: char = '\u{1f}';
 
 /// One extracted value, shaped like the row of its index table.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]

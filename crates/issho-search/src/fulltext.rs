@@ -1,7 +1,7 @@
 //! Full-text search for `_text` (the narrative) and `_content` (all the text of a resource).
 //!
-//! SQLite's FTS5 stores the words; issho decides what the words are, so that Japanese, which
-//! has no spaces, is searchable. Text is normalised like string search ([`normalize`]: NFKC,
+//! The store's text index (SQLite FTS5, PostgreSQL `tsvector`) keeps the words; issho decides
+//! what the words are, so that Japanese, which has no spaces, is searchable. Text is normalised like string search ([`normalize`]: NFKC,
 //! lower case, Latin diacritics removed) and cut into tokens:
 //!
 //! - a run of letters and digits of other scripts is one word (`hba1c`, `diabetes`);
@@ -12,22 +12,18 @@
 //!   phrase that continues after the run (`糖尿x`) adjacent;
 //! - everything else (spaces, punctuation, symbols) separates tokens and is never searched.
 //!
-//! The tokens are written to FTS5 space-separated, with its `ascii` tokenizer, which keeps
-//! every non-ASCII character and splits only on ASCII non-alphanumerics: FTS5 sees exactly the
-//! tokens made here.
+//! The tokens reach the store space-separated ([`Row::Text`]); each backend keeps exactly these
+//! tokens (no stemming, no tokenizer of its own that could split them differently).
 //!
 //! A search value is a list of terms separated by spaces, all of which must occur (AND); the
-//! values of one parameter separated by commas are alternatives (OR). A term becomes an FTS5
-//! phrase of its tokens, each quoted, so no character of the value can act as FTS5 syntax
+//! values of one parameter separated by commas are alternatives (OR). A term becomes a
+//! [`Phrase`] of its tokens ([`text_terms`]); each backend renders phrases in its own query
+//! language with every token quoted, so no character of the value can act as syntax
 //! (`"`, `*`, `OR`, `NEAR(`, `-`, `:` are text — or, being punctuation, separators).
 
 use crate::extract::Row;
 use crate::values::{normalize, parse_date_range};
 use serde_json::Value;
-
-/// The FTS5 table of the narrative and content tokens, one row per resource (`rowid` = `rid`).
-pub(crate) const FTS_DDL: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS sp_text USING fts5(\
-narrative, content, content='', contentless_delete=1, tokenize='ascii')";
 
 /// Longest word kept, in characters (the same cut applies to indexed and searched words).
 const MAX_WORD: usize = 64;
@@ -42,8 +38,8 @@ pub enum TextField {
 }
 
 impl TextField {
-    /// The column of `sp_text`.
-    pub(crate) fn column(self) -> &'static str {
+    /// The name of the store's column for this text (`narrative`, `content`).
+    pub fn column(self) -> &'static str {
         match self {
             TextField::Narrative => "narrative",
             TextField::Content => "content",
@@ -123,19 +119,18 @@ pub(crate) fn push_index_tokens(text: &str, out: &mut String) {
     }
 }
 
-/// The tokens of `text`, space-separated.
-#[cfg(test)]
-fn index_tokens(text: &str) -> String {
+/// The tokens of `text`, space-separated (as indexed).
+pub fn index_tokens(text: &str) -> String {
     let mut out = String::new();
     push_index_tokens(text, &mut out);
     out
 }
 
-/// One search term as an FTS5 phrase: its tokens, and whether the last one is a prefix.
-#[derive(Debug, PartialEq)]
-struct Phrase {
-    tokens: Vec<String>,
-    prefix: bool,
+/// One search term: its tokens, adjacent and in order, and whether the last one is a prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phrase {
+    pub tokens: Vec<String>,
+    pub prefix: bool,
 }
 
 /// The phrase of one term (no whitespace inside); `None` when it has no token characters.
@@ -171,41 +166,20 @@ fn term_phrase(term: &str) -> Option<Phrase> {
     if p.tokens.is_empty() { None } else { Some(p) }
 }
 
-/// An FTS5 string literal (double quotes, inner quotes doubled).
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// The FTS5 query of the values of one `_text` / `_content` parameter (already split on
-/// unescaped commas and unescaped): values ORed, the terms of a value ANDed. Errors name the
-/// value without searchable text.
-pub(crate) fn fts_query(values: &[String]) -> Result<String, String> {
+/// The terms of the values of one `_text` / `_content` parameter (already split on unescaped
+/// commas and unescaped): values ORed (the outer list), the phrases of a value ANDed. Errors
+/// name the value without searchable text.
+pub fn text_terms(values: &[String]) -> Result<Vec<Vec<Phrase>>, String> {
     let mut alternatives = Vec::new();
     for v in values {
         let norm = normalize(v);
-        let mut terms = Vec::new();
-        for term in norm.split(' ') {
-            if let Some(p) = term_phrase(term) {
-                let mut t = quote(&p.tokens.join(" "));
-                if p.prefix {
-                    t.push_str(" *");
-                }
-                terms.push(t);
-            }
-        }
+        let terms: Vec<Phrase> = norm.split(' ').filter_map(term_phrase).collect();
         if terms.is_empty() {
             return Err(format!("'{v}' has no searchable text"));
         }
-        alternatives.push(terms.join(" AND "));
+        alternatives.push(terms);
     }
-    Ok(match alternatives.as_slice() {
-        [one] => one.clone(),
-        _ => alternatives
-            .iter()
-            .map(|a| format!("({a})"))
-            .collect::<Vec<_>>()
-            .join(" OR "),
-    })
+    Ok(alternatives)
 }
 
 /// The full-text row of a resource: the tokens of its narrative and of its content; `None`
@@ -366,7 +340,6 @@ fn decode_entities(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
     use serde_json::json;
 
     #[test]
@@ -402,129 +375,42 @@ mod tests {
         let long = "x".repeat(100);
         assert_eq!(index_tokens(&long).chars().count(), MAX_WORD);
         assert_eq!(
-            fts_query(&[long]).unwrap(),
-            format!("\"{}\"", "x".repeat(MAX_WORD))
+            text_terms(&[long]).unwrap()[0][0].tokens,
+            vec!["x".repeat(MAX_WORD)]
         );
     }
 
     #[test]
-    fn queries() {
-        let q = |v: &[&str]| fts_query(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(q(&["糖尿病"]).unwrap(), "\"糖尿 尿病\"");
-        assert_eq!(q(&["糖"]).unwrap(), "\"糖\" *");
-        assert_eq!(q(&["2型"]).unwrap(), "\"2 型\" *");
-        assert_eq!(q(&["型糖x"]).unwrap(), "\"型糖 糖 x\"");
-        assert_eq!(
-            q(&["Diabetes  mellitus"]).unwrap(),
-            "\"diabetes\" AND \"mellitus\""
-        );
+    fn terms() {
+        let q = |v: &[&str]| {
+            text_terms(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map(|alts| {
+                alts.iter()
+                    .map(|a| {
+                        a.iter()
+                            .map(|p| {
+                                format!("{}{}", p.tokens.join(" "), if p.prefix { "*" } else { "" })
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" & ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+        };
+        assert_eq!(q(&["糖尿病"]).unwrap(), "糖尿 尿病");
+        assert_eq!(q(&["糖"]).unwrap(), "糖*");
+        assert_eq!(q(&["2型"]).unwrap(), "2 型*");
+        assert_eq!(q(&["型糖x"]).unwrap(), "型糖 糖 x");
+        assert_eq!(q(&["Diabetes  mellitus"]).unwrap(), "diabetes & mellitus");
         // Full-width space separates terms too.
-        assert_eq!(
-            q(&["高血圧　糖尿病"]).unwrap(),
-            "\"高血 血圧\" AND \"糖尿 尿病\""
-        );
-        assert_eq!(q(&["a b", "c"]).unwrap(), "(\"a\" AND \"b\") OR (\"c\")");
+        assert_eq!(q(&["高血圧　糖尿病"]).unwrap(), "高血 血圧 & 糖尿 尿病");
+        assert_eq!(q(&["a b", "c"]).unwrap(), "a & b | c");
+        assert_eq!(q(&["foo\" OR \"bar"]).unwrap(), "foo & or & bar");
+        assert_eq!(q(&["NEAR(a b)"]).unwrap(), "near a & b");
+        assert_eq!(q(&["{narrative}:x ^y"]).unwrap(), "narrative x & y");
         assert!(q(&["*"]).is_err());
         assert!(q(&["\""]).is_err());
         assert!(q(&["x", " - "]).is_err());
-    }
-
-    /// Nothing in a value reaches FTS5 as syntax.
-    #[test]
-    fn injection_is_text() {
-        let q = |v: &str| fts_query(&[v.to_string()]).unwrap();
-        assert_eq!(q("foo\" OR \"bar"), "\"foo\" AND \"or\" AND \"bar\"");
-        assert_eq!(q("NEAR(a b)"), "\"near a\" AND \"b\"");
-        assert_eq!(q("-foo"), "\"foo\"");
-        assert_eq!(q("content:foo"), "\"content foo\"");
-        assert_eq!(q("foo*"), "\"foo\"");
-        assert_eq!(q("a AND NOT b"), "\"a\" AND \"and\" AND \"not\" AND \"b\"");
-        assert_eq!(q("{narrative}:x ^y"), "\"narrative x\" AND \"y\"");
-        // And every such query runs, matching the words as words.
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(FTS_DDL).unwrap();
-        c.execute(
-            "INSERT INTO sp_text (rowid, narrative, content) VALUES (1, '', ?1)",
-            [index_tokens("foo or bar near a b content foo and not")],
-        )
-        .unwrap();
-        c.execute(
-            "INSERT INTO sp_text (rowid, narrative, content) VALUES (2, '', ?1)",
-            [index_tokens("foo bar")],
-        )
-        .unwrap();
-        for (v, want) in [
-            ("foo\" OR \"bar", vec![1]),
-            ("NEAR(a b)", vec![1]),
-            ("-foo", vec![1, 2]),
-            ("foo*", vec![1, 2]),
-            ("content:foo", vec![1]),
-            ("a AND NOT b", vec![1]),
-            ("foo) OR (bar", vec![1]),
-            ("foo\"", vec![1, 2]),
-            ("'; DROP TABLE sp_text; --", vec![]),
-        ] {
-            let fq = q(v);
-            let mut st = c
-                .prepare("SELECT rowid FROM sp_text WHERE content MATCH ?1 ORDER BY rowid")
-                .unwrap();
-            let got: Vec<i64> = st
-                .query_map([&fq], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            assert_eq!(got, want, "{v} → {fq}");
-        }
-    }
-
-    /// Substrings of Japanese text are found through the bigram phrases.
-    #[test]
-    fn japanese_search() {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(FTS_DDL).unwrap();
-        let docs = [
-            (1, "2型糖尿病"),
-            (2, "本態性高血圧症"),
-            (3, "糖尿"),
-            (4, "病院 型"),
-            (5, "ＨｂＡ１ｃ高値"),
-        ];
-        for (id, t) in docs {
-            c.execute(
-                "INSERT INTO sp_text (rowid, narrative, content) VALUES (?1, ?2, '')",
-                rusqlite::params![id, index_tokens(t)],
-            )
-            .unwrap();
-        }
-        let find = |v: &str| -> Vec<i64> {
-            let fq = fts_query(&[v.to_string()]).unwrap();
-            let mut st = c
-                .prepare("SELECT rowid FROM sp_text WHERE narrative MATCH ?1 ORDER BY rowid")
-                .unwrap();
-            st.query_map([&fq], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        assert_eq!(find("糖尿病"), vec![1]);
-        assert_eq!(find("糖尿"), vec![1, 3]);
-        assert_eq!(find("高血圧"), vec![2]);
-        assert_eq!(find("圧症"), vec![2]);
-        assert_eq!(find("病"), vec![1, 4]);
-        assert_eq!(find("症"), vec![2]);
-        assert_eq!(find("型"), vec![1, 4]);
-        assert_eq!(find("2型"), vec![1]);
-        assert_eq!(find("2型糖尿病"), vec![1]);
-        assert_eq!(find("型糖尿"), vec![1]);
-        assert_eq!(find("尿病 2"), vec![1]);
-        assert_eq!(find("血糖"), Vec::<i64>::new());
-        assert_eq!(find("hba1c"), vec![5]);
-        assert_eq!(find("HbA1c　高値"), vec![5]);
-        assert_eq!(find("ｈｂａ１ｃ高"), vec![5]);
-        // Deletion by rowid (contentless_delete).
-        c.execute("DELETE FROM sp_text WHERE rowid = 1", [])
-            .unwrap();
-        assert_eq!(find("糖尿"), vec![3]);
     }
 
     #[test]

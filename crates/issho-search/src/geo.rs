@@ -23,7 +23,7 @@ pub(crate) const EARTH_RADIUS_M: f64 = 6_371_008.8;
 pub(crate) const DEFAULT_NEAR_M: f64 = 5_000.0;
 
 /// The point of (latitude, longitude) in degrees on the unit sphere.
-pub(crate) fn unit_vector(lat: f64, lon: f64) -> [f64; 3] {
+pub fn unit_vector(lat: f64, lon: f64) -> [f64; 3] {
     let (la, lo) = (lat.to_radians(), lon.to_radians());
     [la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()]
 }
@@ -45,7 +45,7 @@ pub(crate) fn valid_position(lat: f64, lon: f64) -> bool {
 
 /// What SQL needs to find the points within `radius_m` of (`lat`, `lon`).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Cap {
+pub struct Cap {
     /// Latitude band, degrees.
     pub lat_lo: f64,
     pub lat_hi: f64,
@@ -62,7 +62,7 @@ pub(crate) struct Cap {
 const SLACK: f64 = 1e-12;
 const SLACK_ABS: f64 = 1e-20;
 
-pub(crate) fn cap(lat: f64, lon: f64, radius_m: f64) -> Cap {
+pub fn cap(lat: f64, lon: f64, radius_m: f64) -> Cap {
     let theta = radius_m / EARTH_RADIUS_M;
     let centre = unit_vector(lat, lon);
     if theta >= std::f64::consts::PI {

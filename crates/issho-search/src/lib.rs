@@ -1,35 +1,50 @@
-//! FHIR R4 search for issho.
+//! FHIR R4 search for issho, independent of any database.
 //!
 //! - [`Registry`]: every R4 SearchParameter, by (resource type, code), with its expression
 //!   compiled to a direct path walker over the JSON tree (no FHIRPath engine involved).
-//! - [`SqliteIndex`]: the index tables of a SQLite database (created at open, with the ids of
-//!   the parameter keys) and the index rows of a resource's current version.
-//! - [`parse`]: a search request (name/value pairs) to a [`SearchQuery`].
-//! - [`sqlite_select`] / [`sqlite_count`] / [`sqlite_includes`]: a query to SQL over the
-//!   store's `resources` table and the index tables. Values are always bound parameters.
+//! - [`extract`] / [`Prepared`]: the index rows of a resource (tokens, strings, references,
+//!   dates, numbers, quantities, URIs, positions, full-text tokens), the same for every store.
+//! - [`parse`]: a search request (name/value pairs) to a [`SearchQuery`]: a tree of tests the
+//!   store compiles to its own query language (issho-store's `sqlite` and `postgres` modules).
+//! - [`fulltext`] (Japanese-aware tokens and phrases), [`geo`] (the great-circle cap of
+//!   `near`) and [`values`] (normalisation, dates, decimals, UCUM): the semantics every
+//!   backend shares.
 //!
-//! Architecture invariant: this crate does no I/O of its own; it writes and reads SQLite only
-//! through the connection its caller passes in, inside the caller's transaction.
+//! Architecture invariant: this crate does no I/O and knows no database (no SQL, no
+//! `rusqlite`); a test checks its manifest.
 
 mod expr;
 mod extract;
-mod fulltext;
-mod geo;
-mod index;
+pub mod fulltext;
+pub mod geo;
+mod prepared;
 mod registry;
 pub mod values;
 
-pub use extract::{IndexRow, Row, extract, extract_in};
-pub use fulltext::TextField;
-pub use index::{INDEX_FORMAT, Prepared, SqliteIndex};
+pub use extract::{
+    IDENTIFIER_SUFFIX, IndexRow, OF_TYPE_SEP, OF_TYPE_SUFFIX, Row, TEXT_SUFFIX, extract, extract_in,
+};
+pub use fulltext::{Phrase, TextField};
+pub use prepared::Prepared;
 pub use registry::{ParamKind, Registry, SearchParam};
 mod query;
-mod sql;
 
 pub use query::{
-    Filter, Include, Match, Prefix, SearchQuery, SortKey, StringMode, Summary, Test, TotalMode,
-    UriMode, parse, parse_in,
+    Filter, Include, Match, Prefix, SearchQuery, SortBy, SortKey, StringMode, Summary, Test,
+    TotalMode, UriMode, parse, parse_in,
 };
-pub use sql::{
-    sqlite_count, sqlite_includes, sqlite_includes_iterate, sqlite_link_breadth, sqlite_select,
-};
+
+#[cfg(test)]
+mod invariants {
+    /// The crate stays store-neutral: no database driver among its dependencies.
+    #[test]
+    fn no_database_dependency() {
+        let manifest = include_str!("../Cargo.toml");
+        for db in ["rusqlite", "postgres", "sqlx"] {
+            assert!(
+                !manifest.contains(db),
+                "issho-search must not depend on {db}"
+            );
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! A parsed search request ([`SearchQuery`]: filters as [`Test`]s of [`Match`]es, sorting,
 //! includes, result controls); the parser is in `query/parse.rs`.
 
-use crate::fulltext::TextField;
+use crate::fulltext::{Phrase, TextField};
 use crate::registry::ParamKind;
 use crate::values::{Decimal, Micros};
 use issho_model::Issue;
@@ -190,9 +190,12 @@ pub enum Test {
         keys: Vec<String>,
         inner: Box<Test>,
     },
-    /// `_text` / `_content`: the FTS5 query (built from issho's own tokens, see `fulltext`)
-    /// matches the narrative or the content.
-    FullText { field: TextField, query: String },
+    /// `_text` / `_content`: one of the alternatives (each a list of phrases, all of which
+    /// occur) matches the narrative or the content (issho's own tokens, see `fulltext`).
+    FullText {
+        field: TextField,
+        terms: Vec<Vec<Phrase>>,
+    },
     /// Every one of these tests holds (engine conditions, e.g. a chain's target must also be
     /// visible to the caller). Never parsed from a URL.
     All(Vec<Test>),
@@ -226,11 +229,11 @@ pub struct Filter {
 pub struct SortKey {
     pub code: String,
     pub descending: bool,
-    pub(crate) by: SortBy,
+    pub by: SortBy,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum SortBy {
+pub enum SortBy {
     Id,
     LastUpdated,
     Index { kind: ParamKind, keys: Vec<String> },
@@ -247,7 +250,8 @@ pub struct Include {
     pub target_type: Option<String>,
     /// `:iterate` (or the older `:recurse`).
     pub iterate: bool,
-    pub(crate) keys: Vec<String>,
+    /// The index keys of the reference parameters this rule follows.
+    pub keys: Vec<String>,
 }
 
 /// `_total`: whether and how precisely to report the number of matches.

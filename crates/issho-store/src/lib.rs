@@ -9,16 +9,28 @@
 //! Architecture invariants:
 //! - this crate knows nothing of HTTP and nothing of access control; it is reachable only
 //!   through `issho-engine`, which passes every call through the access gate first;
-//! - search index rows are written by an [`Indexer`] in the same transaction as the resource.
+//! - searches cross the boundary as parsed queries ([`SearchQuery`]), never as SQL: each
+//!   backend compiles them in its own module (`sqlite`); the engine knows no database;
+//! - search index rows are written by the store in the same transaction as the resource.
 
 mod keyed;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{INDEX_FORMAT, SqliteIndex, SqliteStore};
+
+/// The SQLite backend's query compiler, public for the compiler's own tests and the
+/// benchmark's raw baseline. Nothing above the store uses it: the engine hands
+/// [`SearchQuery`]s to [`StoreRead`] (an invariant test checks the engine's sources).
+pub mod sqlite_sql {
+    pub use crate::sqlite::query::{count, includes, link_breadth, select, token_systems};
+}
 
 pub use issho_access::Permit;
+pub use issho_search::Prepared;
+use issho_search::{Registry, SearchQuery, Test};
 use serde_json::Value;
 use std::any::Any;
+use std::sync::Arc;
 
 /// One stored version of a resource.
 #[derive(Debug, Clone)]
@@ -113,68 +125,17 @@ pub struct PutResult {
     pub created: bool,
 }
 
-/// What an [`Indexer`] computed about a resource before its write transaction.
-pub type Prepared = Box<dyn Any + Send>;
+/// Told of every resource a write job changes, on the writer inside the job (before its
+/// commit): the engine notes there what decides access or the search parameters.
+pub trait Observer: Send + Sync {
+    fn changed(&self, resource_type: &str);
+}
 
-/// Maintains search index rows in the same transaction as the resource.
-pub trait Indexer: Send + Sync {
-    /// Work on `resource` that can be done before the write transaction, off the single
-    /// writer thread (e.g. extracting index rows); handed back to [`Indexer::index_prepared`]
-    /// through [`StoreTx::put_prepared`]. The store may change only `meta.versionId` and
-    /// `meta.lastUpdated` of the resource in between.
-    fn prepare(&self, _resource: &Value) -> Option<Prepared> {
-        None
-    }
-    /// [`Indexer::index`] with the result of [`Indexer::prepare`] for this very resource.
-    fn index_prepared(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-        previous: Option<&[u8]>,
-        _prepared: Prepared,
-    ) -> rusqlite::Result<()> {
-        self.index(conn, rid, resource, previous)
-    }
-    /// Create or upgrade the index tables; run once at open, after the store's own tables
-    /// exist (idempotent).
-    fn open(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()>;
-    /// Write the index rows of `resource`. `previous` is the JSON of the version it
-    /// supersedes, whose rows are to be replaced (`None` when there is none, or it was a
-    /// deletion).
-    fn index(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        resource: &Value,
-        previous: Option<&[u8]>,
-    ) -> rusqlite::Result<()>;
-    /// Remove the index rows of `rid`, whose current version's JSON is `previous`.
-    fn unindex(
-        &self,
-        conn: &rusqlite::Connection,
-        rid: i64,
-        previous: &[u8],
-    ) -> rusqlite::Result<()>;
-    /// Add the rows of parameters defined after `resource` (the current version of `rid`)
-    /// was indexed; idempotent (see [`StoreTx::reindex`]).
-    fn reindex(
-        &self,
-        _conn: &rusqlite::Connection,
-        _rid: i64,
-        _resource: &Value,
-    ) -> rusqlite::Result<()> {
-        Ok(())
-    }
-    /// Change the index definition in the current write transaction (what `task` means is
-    /// the indexer's business: new parameters, removed ones, finished rebuilds).
-    fn maintain(
-        &self,
-        _conn: &rusqlite::Connection,
-        _task: &(dyn Any + Send),
-    ) -> rusqlite::Result<Box<dyn Any + Send>> {
-        Ok(Box::new(()))
-    }
+/// Observes nothing.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn changed(&self, _: &str) {}
 }
 
 /// Read access to a consistent snapshot.
@@ -187,12 +148,24 @@ pub trait StoreRead {
     fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)>;
     /// The newest version sequence number (a high-water mark for stable paging).
     fn max_seq(&self) -> Result<i64>;
-    /// Run an index query that yields `rid`s (as compiled by issho-search) and return them.
-    fn query_rids(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<Vec<i64>>;
-    /// The database's plan for a query (`EXPLAIN QUERY PLAN`), one line per step.
-    fn explain(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<Vec<String>>;
-    /// Run a count query compiled by issho-search.
-    fn query_count(&self, sql: &str, params: &[rusqlite::types::Value]) -> Result<u64>;
+    /// The `rid`s of the current resources matching `q`, in its order, with its `count`,
+    /// `offset` and `rid` window applied.
+    fn search(&self, q: &SearchQuery) -> Result<Vec<i64>>;
+    /// How many current resources match `q` (sort and paging ignored).
+    fn count(&self, q: &SearchQuery) -> Result<u64>;
+    /// The `rid`s that `q`'s `_include` / `_revinclude` rules add to a page of `rid`s (may
+    /// repeat rids of the page); with `iterate_only`, only the `:iterate` rules (for the
+    /// following rounds). Empty when there is no such rule.
+    fn includes(&self, q: &SearchQuery, page: &[i64], iterate_only: bool) -> Result<Vec<i64>>;
+    /// How many resources (up to `limit`) a chain's or `_has`'s inner condition matches (the
+    /// targets of a chain, the referring resources of a `_has`): how broad it is, for the
+    /// planner. 0 for other tests.
+    fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64>;
+    /// The code systems (as `values::system_id`s) the index holds for `code` under the index
+    /// key `key` (a token parameter), so that a match without a system can probe by key.
+    fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>>;
+    /// The database's plan for `q`, one line per step (for `_explain`).
+    fn explain(&self, q: &SearchQuery) -> Result<Vec<String>>;
     /// The current versions of these resources, in the given order (missing ones skipped).
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>>;
     /// The distinct persons (distribution keys) of these resources, without reading bodies.
@@ -225,8 +198,8 @@ pub trait StoreTx: StoreRead {
     ) -> Result<PutResult> {
         self.put_prepared(resource_type, id, body, person, method, None)
     }
-    /// [`StoreTx::put`] with what the indexer prepared for `body` before the transaction
-    /// ([`Indexer::prepare`]).
+    /// [`StoreTx::put`] with the index rows extracted from `body` before the transaction
+    /// ([`Store::prepare`]).
     fn put_prepared(
         &mut self,
         resource_type: &str,
@@ -239,16 +212,22 @@ pub trait StoreTx: StoreRead {
     /// Logically delete: a new version that is a deletion marker. Returns the marker's version,
     /// or None when there was nothing (or only a deletion) to delete.
     fn delete(&mut self, resource_type: &str, id: &str) -> Result<Option<PutResult>>;
-    /// Let the indexer add rows to the current resources of `types` whose `rid` is above
-    /// `after_rid`, at most `limit` of them, in `rid` order ([`Indexer::reindex`]). Returns
-    /// how many were done and the last `rid` (0 done: none were left).
+    /// Add the rows of the pending search parameters ([`StoreTx::sync_params`]) to the
+    /// current resources of `types` whose `rid` is above `after_rid`, at most `limit` of them,
+    /// in `rid` order (idempotent). Returns how many were done and the last `rid` (0 done:
+    /// none were left).
     fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)>;
     /// Re-key a current resource to another person (e.g. after the ownership rule changed).
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()>;
     /// Change a setting of the store ([`StoreRead::meta`]).
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()>;
-    /// Run an index-definition change ([`Indexer::maintain`]) in this transaction.
-    fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>>;
+    /// Index the parameters of `reg` (R4 + the deployment's custom ones) from now on: keys new
+    /// to the store are pending until their rows are built ([`StoreTx::reindex`],
+    /// [`StoreTx::finish_params`]); keys `reg` no longer has lose their rows. Takes effect for
+    /// [`Store::registry`] when this transaction commits.
+    fn sync_params(&mut self, reg: Registry) -> Result<()>;
+    /// The rows of these pending keys are complete: searches may use them.
+    fn finish_params(&mut self, keys: &[String]) -> Result<()>;
 }
 
 /// A write job: runs on the writer thread; returns (commit?, output).
@@ -261,6 +240,15 @@ pub trait Store: Send + Sync {
     fn reader(&self, permit: &Permit) -> Result<Box<dyn StoreRead + '_>>;
     /// Run a job in a write transaction; returns once it is durable (or rolled back).
     fn submit(&self, permit: &Permit, job: Job) -> Result<Box<dyn Any + Send>>;
+    /// The search parameters the store indexes (with the pending ones flagged): searches are
+    /// parsed with it.
+    fn registry(&self) -> Arc<Registry>;
+    /// The index keys whose rows are still being built.
+    fn pending_params(&self) -> Vec<String>;
+    /// The index rows of `resource`, extracted before its write transaction (off the writer).
+    fn prepare(&self, resource: &Value) -> Prepared {
+        Prepared::new(&self.registry(), resource)
+    }
 }
 
 /// Run `f` in a write transaction: committed when it returns `Ok`, rolled back when `Err`.

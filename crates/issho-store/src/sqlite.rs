@@ -16,8 +16,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+mod index;
+pub(crate) mod query;
 mod read;
+pub use index::{INDEX_FORMAT, SqliteIndex};
 use read::*;
+use std::sync::RwLock;
+
+/// The index the writer writes with, replaced when the search parameters change.
+type IndexCell = Arc<RwLock<Arc<SqliteIndex>>>;
+
+fn current_index(cell: &IndexCell) -> Arc<SqliteIndex> {
+    cell.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS resources (
@@ -71,6 +82,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
+    /// The search index as last committed (read by `registry`, replaced by the writer).
+    index: IndexCell,
 }
 
 /// WAL pages at which the writer checkpoints by itself (a safety net: normally the
@@ -166,7 +179,7 @@ fn open_conn(path: &Path, cache_kib: i64) -> rusqlite::Result<Connection> {
 
 impl SqliteStore {
     /// Open (creating if needed) the store in directory `dir` (file `issho.db`).
-    pub fn open(dir: &Path, indexer: Arc<dyn Indexer>) -> Result<SqliteStore> {
+    pub fn open(dir: &Path, observer: Arc<dyn Observer>) -> Result<SqliteStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
         let lock = std::fs::OpenOptions::new()
@@ -191,7 +204,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::keyed::SCHEMA)?;
-        indexer.open(&conn)?;
+        let index: IndexCell = Arc::new(RwLock::new(Arc::new(SqliteIndex::open(&conn)?)));
+        let writer_index = index.clone();
         let last: i64 = conn.query_row(
             "SELECT coalesce(max(last_updated), 0) FROM history",
             [],
@@ -206,7 +220,16 @@ impl SqliteStore {
             // Jobs run validation, FHIRPath (patch) and JSON work, all depth-bounded; a roomy
             // stack keeps those bounds far from the thread's limit.
             .stack_size(16 << 20)
-            .spawn(move || writer_loop(conn, rx, indexer, last, commits, wal_big))
+            .spawn(move || {
+                let w = Writer {
+                    index: writer_index,
+                    observer,
+                    clock: AtomicI64::new(last),
+                    commits,
+                    wal_big,
+                };
+                w.run(conn, rx)
+            })
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
             _lock: lock,
@@ -215,6 +238,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some(checkpointer)),
+            index,
         })
     }
 
@@ -267,48 +291,81 @@ impl Drop for PooledReader<'_> {
     }
 }
 
-impl StoreRead for PooledReader<'_> {
+/// A connection the shared read code runs on (a pooled reader, or the writer's transaction).
+trait OnConn {
+    fn conn(&self) -> &Connection;
+}
+
+impl OnConn for PooledReader<'_> {
+    fn conn(&self) -> &Connection {
+        self.conn.as_ref().expect("pooled connection")
+    }
+}
+
+impl<T: OnConn> StoreRead for T {
     fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-        read_current(self.conn.as_ref().unwrap(), t, id)
+        read_current(self.conn(), t, id)
     }
     fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-        read_version(self.conn.as_ref().unwrap(), t, id, v)
+        read_version(self.conn(), t, id, v)
     }
     fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
-        read_history(self.conn.as_ref().unwrap(), q)
+        read_history(self.conn(), q)
     }
     fn max_seq(&self) -> Result<i64> {
-        read_max_seq(self.conn.as_ref().unwrap())
+        read_max_seq(self.conn())
     }
-    fn query_rids(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<i64>> {
-        query_rids(self.conn.as_ref().unwrap(), sql, p)
+    fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
+        let (sql, args) = query::select(q);
+        query_rids(self.conn(), &sql, &args)
     }
-    fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
-        query_count(self.conn.as_ref().unwrap(), sql, p)
+    fn count(&self, q: &SearchQuery) -> Result<u64> {
+        let (sql, args) = query::count(q);
+        query_count(self.conn(), &sql, &args)
     }
-    fn explain(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<String>> {
-        explain(self.conn.as_ref().unwrap(), sql, p)
+    fn includes(&self, q: &SearchQuery, page: &[i64], iterate_only: bool) -> Result<Vec<i64>> {
+        match query::includes(q, page, iterate_only) {
+            Some((sql, args)) => query_rids(self.conn(), &sql, &args),
+            None => Ok(Vec::new()),
+        }
+    }
+    fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
+        match query::link_breadth(t, limit) {
+            Some((sql, args)) => query_count(self.conn(), &sql, &args),
+            None => Ok(0),
+        }
+    }
+    fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
+        let (sql, args) = query::token_systems(key, code);
+        query_rids(self.conn(), &sql, &args)
+    }
+    fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
+        let (sql, args) = query::select(q);
+        let mut plan = vec!["SQLite (embedded store):".to_string()];
+        plan.extend(explain(self.conn(), &sql, &args)?);
+        plan.push(format!("SQL: {sql}"));
+        Ok(plan)
     }
     fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
-        current_by_rids(self.conn.as_ref().unwrap(), rids)
+        current_by_rids(self.conn(), rids)
     }
     fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
-        persons_by_rids(self.conn.as_ref().unwrap(), rids)
+        persons_by_rids(self.conn(), rids)
     }
     fn max_rid(&self) -> Result<i64> {
-        max_rid(self.conn.as_ref().unwrap())
+        max_rid(self.conn())
     }
     fn count_current(&self, types: &[String]) -> Result<u64> {
-        count_current(self.conn.as_ref().unwrap(), types)
+        count_current(self.conn(), types)
     }
     fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-        crate::keyed::person_of(self.conn.as_ref().unwrap(), t, id)
+        crate::keyed::person_of(self.conn(), t, id)
     }
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        crate::keyed::meta(self.conn.as_ref().unwrap(), key)
+        crate::keyed::meta(self.conn(), key)
     }
     fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        crate::keyed::state(self.conn.as_ref().unwrap(), t, id)
+        crate::keyed::state(self.conn(), t, id)
     }
 }
 
@@ -344,14 +401,30 @@ impl Store for SqliteStore {
         }
         wait.recv().map_err(|_| StoreError::Closed)?
     }
+
+    fn registry(&self) -> Arc<Registry> {
+        current_index(&self.index).registry().clone()
+    }
+
+    fn pending_params(&self) -> Vec<String> {
+        current_index(&self.index).pending()
+    }
 }
 
 // ---- the writer ------------------------------------------------------------------------
 
 struct WriterTx<'a> {
     conn: &'a Connection,
-    indexer: &'a dyn Indexer,
-    clock: &'a AtomicI64,
+    w: &'a Writer,
+    /// The index of this transaction (a parameter change inside it replaces it).
+    index: Arc<SqliteIndex>,
+    index_changed: bool,
+}
+
+impl OnConn for WriterTx<'_> {
+    fn conn(&self) -> &Connection {
+        self.conn
+    }
 }
 
 fn now_micros() -> i64 {
@@ -365,9 +438,9 @@ impl WriterTx<'_> {
     /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
     fn tick(&self) -> i64 {
         let now = now_micros();
-        let prev = self.clock.load(Ordering::Relaxed);
+        let prev = self.w.clock.load(Ordering::Relaxed);
         let t = if now > prev { now } else { prev + 1 };
-        self.clock.store(t, Ordering::Relaxed);
+        self.w.clock.store(t, Ordering::Relaxed);
         t
     }
 
@@ -403,51 +476,6 @@ impl WriterTx<'_> {
             )?
             .execute(params![rid, version])?;
         Ok(())
-    }
-}
-
-impl StoreRead for WriterTx<'_> {
-    fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-        read_current(self.conn, t, id)
-    }
-    fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-        read_version(self.conn, t, id, v)
-    }
-    fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
-        read_history(self.conn, q)
-    }
-    fn max_seq(&self) -> Result<i64> {
-        read_max_seq(self.conn)
-    }
-    fn query_rids(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<i64>> {
-        query_rids(self.conn, sql, p)
-    }
-    fn query_count(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<u64> {
-        query_count(self.conn, sql, p)
-    }
-    fn explain(&self, sql: &str, p: &[rusqlite::types::Value]) -> Result<Vec<String>> {
-        explain(self.conn, sql, p)
-    }
-    fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
-        current_by_rids(self.conn, rids)
-    }
-    fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
-        persons_by_rids(self.conn, rids)
-    }
-    fn max_rid(&self) -> Result<i64> {
-        max_rid(self.conn)
-    }
-    fn count_current(&self, types: &[String]) -> Result<u64> {
-        count_current(self.conn, types)
-    }
-    fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-        crate::keyed::person_of(self.conn, t, id)
-    }
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        crate::keyed::meta(self.conn, key)
-    }
-    fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        crate::keyed::state(self.conn, t, id)
     }
 }
 
@@ -496,14 +524,21 @@ impl StoreTx for WriterTx<'_> {
                  VALUES (?1, ?2, ?3, ?4, 0, NULL)",
             )?
             .execute(params![rid, version, ts, method])?;
-        // A new resource, or one re-created after a deletion, has no index rows to replace.
-        match prepared {
-            Some(p) => self
-                .indexer
-                .index_prepared(self.conn, rid, body, previous.as_deref(), p)?,
-            None => self
-                .indexer
-                .index(self.conn, rid, body, previous.as_deref())?,
+        self.w.observer.changed(t);
+        let index = &self.index;
+        match (
+            previous.map(|b| serde_json::from_slice::<Value>(&b)),
+            prepared,
+        ) {
+            // A new resource, or one re-created after a deletion, has no index rows to replace.
+            (None, Some(p)) => index.insert_prepared(self.conn, rid, body, p)?,
+            (None, None) => index.insert(self.conn, rid, body)?,
+            // An update replaces the superseded version's rows by difference.
+            (Some(Ok(old)), _) => index.replace(self.conn, rid, &old, body)?,
+            (Some(Err(_)), _) => {
+                index.remove_all(self.conn, rid)?;
+                index.insert(self.conn, rid, body)?;
+            }
         }
         Ok(PutResult {
             rid,
@@ -532,8 +567,11 @@ impl StoreTx for WriterTx<'_> {
                  VALUES (?1, ?2, ?3, 'DELETE', 1, NULL)",
             )?
             .execute(params![rid, version, ts])?;
-        self.indexer
-            .unindex(self.conn, rid, previous.as_deref().unwrap_or(b""))?;
+        self.w.observer.changed(t);
+        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
+            Some(Ok(old)) => self.index.remove(self.conn, rid, &old)?,
+            _ => self.index.remove_all(self.conn, rid)?,
+        }
         Ok(Some(PutResult {
             rid,
             version,
@@ -561,7 +599,7 @@ impl StoreTx for WriterTx<'_> {
             if let Some(body) = row.get::<_, Option<Vec<u8>>>(1)?
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
-                self.indexer.reindex(self.conn, rid, &v)?;
+                self.index.reindex(self.conn, rid, &v)?;
             }
             n += 1;
             last = rid;
@@ -575,8 +613,15 @@ impl StoreTx for WriterTx<'_> {
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         crate::keyed::set_meta(self.conn, key, value)
     }
-    fn maintain_index(&mut self, task: &(dyn Any + Send)) -> Result<Box<dyn Any + Send>> {
-        Ok(self.indexer.maintain(self.conn, task)?)
+    fn sync_params(&mut self, reg: Registry) -> Result<()> {
+        self.index = Arc::new(self.index.sync(self.conn, reg)?);
+        self.index_changed = true;
+        Ok(())
+    }
+    fn finish_params(&mut self, keys: &[String]) -> Result<()> {
+        self.index = Arc::new(self.index.finish(self.conn, keys)?);
+        self.index_changed = true;
+        Ok(())
     }
 }
 
@@ -597,16 +642,27 @@ fn set_meta(body: &mut Value, version: u64, ts: i64) {
     }
 }
 
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<Request>,
-    indexer: Arc<dyn Indexer>,
-    last: i64,
+/// The writer thread's state.
+struct Writer {
+    index: IndexCell,
+    observer: Arc<dyn Observer>,
+    clock: AtomicI64,
     commits: Arc<AtomicI64>,
     wal_big: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let clock = AtomicI64::new(last);
-    while let Ok(first) = rx.recv() {
+}
+
+impl Writer {
+    fn run(&self, conn: Connection, rx: mpsc::Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            self.group(&conn, first, &rx);
+        }
+    }
+
+    /// Run the queued jobs (up to [`MAX_GROUP`]) in one transaction and answer each.
+    fn group(&self, conn: &Connection, first: Request, rx: &mpsc::Receiver<Request>) {
+        let (commits, wal_big) = (&self.commits, &self.wal_big);
+        // A search-parameter change made by a committed job, published after the commit.
+        let mut new_index: Option<Arc<SqliteIndex>> = None;
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -620,7 +676,7 @@ fn writer_loop(
             for r in batch {
                 let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
             }
-            continue;
+            return;
         }
         // A lone job needs no savepoint: when it fails the whole transaction is rolled back.
         // Savepoints cost a statement journal of every page they touch, so they are used only
@@ -642,9 +698,12 @@ fn writer_loop(
                 continue;
             }
             let mut tx = WriterTx {
-                conn: &conn,
-                indexer: &*indexer,
-                clock: &clock,
+                conn,
+                w: self,
+                index: new_index
+                    .clone()
+                    .unwrap_or_else(|| current_index(&self.index)),
+                index_changed: false,
             };
             let job = req.job;
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
@@ -652,6 +711,9 @@ fn writer_loop(
                 Ok((keep, out)) => (keep, Ok(out)),
                 Err(_) => (false, Err(StoreError::JobPanicked)),
             };
+            if keep && tx.index_changed {
+                new_index = Some(tx.index.clone());
+            }
             if !alone {
                 let end = conn.execute_batch(if keep {
                     "RELEASE job"
@@ -677,7 +739,7 @@ fn writer_loop(
             for (reply, _) in outputs {
                 let _ = reply.send(Err(StoreError::Db(format!("nothing was stored: {why}"))));
             }
-            continue;
+            return;
         }
         if !any_committed {
             // Nothing to keep (a lone failed job, or all failed): undo and answer.
@@ -685,10 +747,13 @@ fn writer_loop(
             for (reply, out) in outputs {
                 let _ = reply.send(out);
             }
-            continue;
+            return;
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => {
+                if let Some(index) = new_index {
+                    *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+                }
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (reply, out) in outputs {
                     let _ = reply.send(out);

@@ -1,30 +1,9 @@
 //! The embedded store's own guarantees: one process (store) per data directory, and the WAL
 //! copied into the database file by the background checkpointer rather than by the writer.
 
-use issho_store::{Indexer, SqliteStore, Store, write};
-use serde_json::{Value, json};
+use issho_store::{NoObserver, SqliteStore, Store, write};
+use serde_json::json;
 use std::sync::Arc;
-
-/// Indexes nothing: these tests are about the store.
-struct NoIndex;
-
-impl Indexer for NoIndex {
-    fn open(&self, _: &rusqlite::Connection) -> rusqlite::Result<()> {
-        Ok(())
-    }
-    fn index(
-        &self,
-        _: &rusqlite::Connection,
-        _: i64,
-        _: &Value,
-        _: Option<&[u8]>,
-    ) -> rusqlite::Result<()> {
-        Ok(())
-    }
-    fn unindex(&self, _: &rusqlite::Connection, _: i64, _: &[u8]) -> rusqlite::Result<()> {
-        Ok(())
-    }
-}
 
 /// What the engine gets from the gate before any store call (here for the system itself).
 fn permit() -> issho_store::Permit {
@@ -47,8 +26,8 @@ fn put(store: &SqliteStore, id: String) {
 #[test]
 fn a_second_store_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
-    let err = SqliteStore::open(dir.path(), Arc::new(NoIndex))
+    let first = SqliteStore::open(dir.path(), Arc::new(NoObserver)).unwrap();
+    let err = SqliteStore::open(dir.path(), Arc::new(NoObserver))
         .err()
         .expect("refused");
     assert!(
@@ -57,13 +36,13 @@ fn a_second_store_on_the_same_directory_is_refused() {
     );
     drop(first);
     // Free again once the first is closed.
-    SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    SqliteStore::open(dir.path(), Arc::new(NoObserver)).unwrap();
 }
 
 #[test]
 fn the_background_checkpointer_copies_the_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    let store = SqliteStore::open(dir.path(), Arc::new(NoObserver)).unwrap();
     let db = dir.path().join("issho.db");
     let initial = std::fs::metadata(&db).unwrap().len();
     for i in 0..300 {
@@ -94,7 +73,7 @@ fn the_background_checkpointer_copies_the_wal() {
 #[test]
 fn a_write_needs_a_writing_permit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), Arc::new(NoIndex)).unwrap();
+    let store = SqliteStore::open(dir.path(), Arc::new(NoObserver)).unwrap();
     let ctx = issho_access::AccessContext::system("test");
     let read = issho_access::Gate::new()
         .check(&ctx, issho_access::Action::Read, Some("Patient"))

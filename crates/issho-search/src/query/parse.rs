@@ -4,7 +4,7 @@
 use super::*;
 use crate::expr::parse_literal_reference;
 use crate::extract::UCUM;
-use crate::fulltext::{TextField, fts_query};
+use crate::fulltext::{TextField, text_terms};
 use crate::registry::{ParamKind, Registry, SearchParam, Source};
 use crate::values::{
     Decimal, normalize, parse_date_range, parse_decimal, split_escaped, ucum_canonical, unescape,

@@ -243,8 +243,8 @@ pub(super) fn parse_special(
     match special {
         Special::FullText(field) => {
             let values: Vec<String> = values.iter().map(|v| unescape(v)).collect();
-            let query = fts_query(&values).map_err(|e| invalid(name, e))?;
-            Ok(Test::FullText { field, query })
+            let terms = text_terms(&values).map_err(|e| invalid(name, e))?;
+            Ok(Test::FullText { field, terms })
         }
         Special::Near => {
             let mut matches = Vec::new();

@@ -1,13 +1,14 @@
-//! SQL for SQLite from a [`SearchQuery`]. Every value is a bound parameter; only fixed
-//! fragments, table and column names and generated aliases are written into the text.
+//! The SQLite backend's query compiler: SQL from a [`SearchQuery`]. Every value is a bound
+//! parameter; only fixed fragments, table and column names and generated aliases are written
+//! into the text.
 
-use crate::query::{Include, Match, SearchQuery, SortBy, Test};
-use crate::registry::ParamKind;
-use crate::values::system_id;
 use conditions::*;
+use issho_search::values::system_id;
+use issho_search::{Include, Match, ParamKind, SearchQuery, SortBy, Test};
 use rusqlite::types::Value;
 
 mod conditions;
+mod fts5;
 
 struct Sql {
     text: String,
@@ -62,7 +63,7 @@ impl Sql {
 
 /// SQL selecting the `rid`s of the current, non-deleted resources matching `q`, in the
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
-pub fn sqlite_select(q: &SearchQuery) -> (String, Vec<Value>) {
+pub fn select(q: &SearchQuery) -> (String, Vec<Value>) {
     let mut s = Sql::new();
     let streamed = if q.sort.is_empty() {
         driver_of(q).filter(|&i| streamable(&q.filters[i].test).is_some())
@@ -152,7 +153,7 @@ fn has_rid_index(table: &str) -> bool {
 }
 
 /// SQL counting the resources matching `q` (ignores sort and paging).
-pub fn sqlite_count(q: &SearchQuery) -> (String, Vec<Value>) {
+pub fn count(q: &SearchQuery) -> (String, Vec<Value>) {
     let mut s = Sql::new();
     // One condition on parameters of this type alone: the index holds rows of current,
     // non-deleted resources only, and the keys name the type, so the index range itself is
@@ -179,22 +180,11 @@ pub fn sqlite_count(q: &SearchQuery) -> (String, Vec<Value>) {
     (s.text, s.args)
 }
 
-/// SQL yielding the `rid`s to add for `_include` / `_revinclude` (every rule), given the
-/// `rid`s of the resources in the page. The result may contain rids already in `rids`. When the
-/// query has no include rule the SQL yields nothing.
-pub fn sqlite_includes(q: &SearchQuery, rids: &[i64]) -> (String, Vec<Value>) {
-    includes(q, rids, false)
-        .unwrap_or_else(|| ("SELECT rid FROM resources WHERE 0".to_string(), Vec::new()))
-}
-
-/// Like [`sqlite_includes`] but with only the `:iterate` rules, for the following rounds:
-/// call with the rids the previous round added, until it adds nothing new. `None` when the
-/// query has no `:iterate` rule.
-pub fn sqlite_includes_iterate(q: &SearchQuery, rids: &[i64]) -> Option<(String, Vec<Value>)> {
-    includes(q, rids, true)
-}
-
-fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String, Vec<Value>)> {
+/// SQL yielding the `rid`s to add for `_include` / `_revinclude`, given the `rid`s of the
+/// resources in the page (every rule; with `iterate_only` only the `:iterate` rules, for the
+/// following rounds). The result may contain rids already in `rids`. `None` when the query
+/// has no such rule.
+pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String, Vec<Value>)> {
     let list = format!(
         "[{}]",
         rids.iter()
@@ -442,7 +432,7 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
 /// SQL counting, up to `limit`, the resources a chain's or `_has`'s inner condition matches
 /// (the targets of a chain, the referring resources of a `_has`): how broad it is, for the
 /// planner ([`SearchQuery::probe`]). `None` for other tests.
-pub fn sqlite_link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>)> {
+pub fn link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>)> {
     let mut s = Sql::new();
     match t {
         Test::Chain {
@@ -469,6 +459,21 @@ pub fn sqlite_link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>
     }
     s.push(" LIMIT ").bind(limit as i64).push(")");
     Some((s.text, s.args))
+}
+
+/// SQL yielding the code systems (`system_id`s) the index holds for `code` under `key`: a
+/// skip scan, one primary-key seek per distinct system (there are few), never a walk over every
+/// row of a common code.
+pub fn token_systems(key: &str, code: &str) -> (String, Vec<Value>) {
+    (
+        "WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ?1), \
+         s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ?2) \
+         UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) \
+         AND code = ?2 AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
+         SELECT sys FROM s WHERE sys IS NOT NULL"
+            .to_string(),
+        vec![key.to_string().into(), code.to_string().into()],
+    )
 }
 
 /// Lower is more selective: a reference to one resource, then a code in a system, …

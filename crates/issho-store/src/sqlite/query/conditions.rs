@@ -2,23 +2,25 @@
 //! strings, references, dates, numbers and quantities, URIs, composites, `near`), chains and
 //! `_has`, full text, and the engine's access conditions (persons, types, row keys).
 
+use super::fts5::fts5_query;
 use super::{Sql, type_col};
-use crate::extract::{IDENTIFIER_SUFFIX, OF_TYPE_SEP, OF_TYPE_SUFFIX, TEXT_SUFFIX};
-use crate::geo;
-use crate::query::{Match, Prefix, StringMode, Test, UriMode};
-use crate::registry::ParamKind;
-use crate::values::{normalize, prefix_upper_bound, system_id};
+use issho_search::geo;
+use issho_search::values::{normalize, prefix_upper_bound, system_id};
+use issho_search::{
+    IDENTIFIER_SUFFIX, Match, OF_TYPE_SEP, OF_TYPE_SUFFIX, ParamKind, Prefix, StringMode,
+    TEXT_SUFFIX, Test, UriMode,
+};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `EXISTS (a row of this resource that matches)`, ORed over the matches.
 pub(super) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
-    if let Test::FullText { field, query } = t {
+    if let Test::FullText { field, terms } = t {
         let x = s.alias("f");
         s.push(&format!(
             "EXISTS (SELECT 1 FROM sp_text {x} WHERE {x}.{} MATCH ",
             field.column()
         ));
-        s.bind(query.clone());
+        s.bind(fts5_query(terms));
         s.push(&format!(" AND {x}.rowid = {r}.rid)"));
         return;
     }
@@ -253,13 +255,13 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             test_sql(s, inner, &o);
             s.push(")");
         }
-        Test::FullText { field, query } => {
+        Test::FullText { field, terms } => {
             let x = s.alias("f");
             s.push(&format!(
                 "{r}.rid IN (SELECT {x}.rowid FROM sp_text {x} WHERE {x}.{} MATCH ",
                 field.column()
             ));
-            s.bind(query.clone());
+            s.bind(fts5_query(terms));
             s.push(")");
         }
     }

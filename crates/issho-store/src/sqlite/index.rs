@@ -1,10 +1,8 @@
 //! SQLite index tables: one table per value shape, keyed by parameter id, value and `rid`.
 
-use crate::extract::{IndexRow, Row, extract_in};
-use crate::fulltext::FTS_DDL;
-use crate::geo::unit_vector;
-use crate::registry::Registry;
-use crate::values::system_id;
+use issho_search::geo::unit_vector;
+use issho_search::values::system_id;
+use issho_search::{IndexRow, Prepared, Registry, Row, extract_in};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -17,6 +15,12 @@ use std::sync::{Arc, OnceLock};
 /// rows of the superseded version by extracting them again from its JSON, which is only exact
 /// when they were written by the same rules.
 pub const INDEX_FORMAT: i64 = 3;
+
+/// The FTS5 table of the narrative and content tokens, one row per resource (`rowid` = `rid`).
+/// Its `ascii` tokenizer keeps every non-ASCII character and splits only on ASCII
+/// non-alphanumerics, so FTS5 sees exactly the tokens issho-search made (space-separated).
+pub(crate) const FTS_DDL: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS sp_text USING fts5(\
+narrative, content, content='', contentless_delete=1, tokenize='ascii')";
 
 /// DDL of the index tables.
 ///
@@ -163,13 +167,6 @@ pub(crate) const TABLES: [&str; 8] = [
 
 /// The search index of one SQLite database: the tables, and the database ids of the
 /// parameter keys (loaded at open).
-#[derive(Clone)]
-/// Index rows extracted before the write transaction ([`SqliteIndex::prepare`]).
-pub struct Prepared {
-    reg: Arc<Registry>,
-    rows: Vec<IndexRow>,
-}
-
 pub struct SqliteIndex {
     /// The parameters whose rows this index writes.
     reg: Arc<Registry>,
@@ -412,10 +409,7 @@ impl SqliteIndex {
     /// has no index rows (`_lastUpdated` is the `resources.last_updated` column), so the rows
     /// are those of the stored version.
     pub fn prepare(&self, resource: &Value) -> Prepared {
-        Prepared {
-            reg: self.reg.clone(),
-            rows: extract_in(&self.reg, resource),
-        }
+        Prepared::new(&self.reg, resource)
     }
 
     /// [`SqliteIndex::insert`] with rows from [`SqliteIndex::prepare`]; when the parameters
@@ -427,10 +421,10 @@ impl SqliteIndex {
         resource: &Value,
         prepared: Prepared,
     ) -> rusqlite::Result<()> {
-        if !Arc::ptr_eq(&prepared.reg, &self.reg) {
+        if !prepared.is_for(&self.reg) {
             return self.insert(conn, rid, resource);
         }
-        self.insert_rows(conn, rid, prepared.rows.iter())
+        self.insert_rows(conn, rid, prepared.rows().iter())
     }
 
     /// Insert rows, several per statement (one statement runs per table and chunk of up to
