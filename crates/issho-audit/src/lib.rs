@@ -4,7 +4,8 @@
 //!
 //! - [`AuditRecord`]: what the engine fills in for one access (plain Rust, no engine types).
 //! - [`to_audit_event`]: the record as an AuditEvent resource.
-//! - [`AuditLog`]: `audit.db` in the data directory, separate from the FHIR store so that no
+//! - [`AuditTrail`]: what the engine records to (no database in its signature).
+//! - [`AuditLog`] (feature `sqlite`, on by default): `audit.db` in the data directory, separate from the FHIR store so that no
 //!   FHIR interaction can reach or rewrite it. [`AuditLog::record`] queues for a background
 //!   writer (batches, WAL, `synchronous=FULL`); [`AuditLog::flush`] waits for durability;
 //!   [`AuditLog::for_patient`] is a person's own access log, [`AuditLog::search`] the
@@ -17,14 +18,23 @@
 //! someone with write access to both files and this code can rebuild a consistent forgery;
 //! the head hash printed by `issho audit verify`, kept elsewhere, detects that too.
 
+// Parts of these serve only the SQLite log (the head file, the index keys).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 mod chain;
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 mod event;
+#[cfg(feature = "sqlite")]
 mod log;
 mod record;
+mod trail;
+#[cfg(feature = "sqlite")]
 mod verify;
 
 pub use chain::{DB_FILE, HEAD_FILE, Hash, entry_hash};
 pub use event::to_audit_event;
-pub use log::{AuditError, AuditLog};
+#[cfg(feature = "sqlite")]
+pub use log::AuditLog;
 pub use record::{Action, Agent, AuditRecord, Interaction, Outcome, now_micros};
+pub use trail::{AuditError, AuditTrail};
+#[cfg(feature = "sqlite")]
 pub use verify::{Problem, VerifyError, VerifyReport, verify};

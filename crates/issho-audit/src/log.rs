@@ -13,6 +13,7 @@
 //! Triggers refuse `UPDATE` and `DELETE` on both tables. They stop mistakes, not an attacker
 //! with the file: the chain and the head file are what detect tampering ([`crate::verify`]).
 
+use crate::AuditError;
 use crate::chain::{self, DB_FILE, Hash, Head, ZERO};
 use crate::event::{agent_key, patient_keys, to_audit_event};
 use crate::record::AuditRecord;
@@ -50,32 +51,6 @@ CREATE TRIGGER IF NOT EXISTS audit_patient_no_delete BEFORE DELETE ON audit_pati
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
-
-/// What can go wrong with the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditError {
-    /// The database or a file could not be read or written.
-    Io(String),
-    /// Opening found the log inconsistent with its head file (entries removed or rewritten).
-    Tampered(String),
-    /// The writer failed: records since then are not stored. Fix the cause and reopen.
-    WriterFailed(String),
-}
-
-impl std::fmt::Display for AuditError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuditError::Io(e) => write!(f, "audit log: {e}"),
-            AuditError::Tampered(e) => write!(
-                f,
-                "audit log tampered with: {e} (run `issho audit verify` for details)"
-            ),
-            AuditError::WriterFailed(e) => write!(f, "audit log writer failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AuditError {}
 
 impl From<rusqlite::Error> for AuditError {
     fn from(e: rusqlite::Error) -> Self {
@@ -479,4 +454,23 @@ fn append(conn: &mut Connection, dir: &Path, records: &[AuditRecord]) -> Result<
     }
     tx.commit().map_err(db)?;
     chain::write_head(dir, Head { seq, hash: prev })
+}
+
+impl crate::AuditTrail for AuditLog {
+    fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
+        AuditLog::record(self, rec)
+    }
+    fn flush(&self) -> Result<(), AuditError> {
+        AuditLog::flush(self)
+    }
+    fn search(
+        &self,
+        agent: Option<&str>,
+        patient: Option<&str>,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<Value>, AuditError> {
+        AuditLog::search(self, agent, patient, since, until, limit)
+    }
 }

@@ -47,7 +47,7 @@ impl Engine {
             .map_err(|e| FhirError::internal(e.to_string()))?;
         let me = format!("Patient/{patient_id}");
         let events = log
-            .for_patient(&me, since, limit)
+            .search(None, Some(&me), since, None, limit)
             .map_err(|e| FhirError::internal(e.to_string()))?;
         if auditor {
             return Ok(events);

@@ -176,7 +176,7 @@ pub struct Engine {
     indexer: Arc<params::SearchIndexer>,
     reindexer: Arc<params::Reindexer>,
     /// The audit trail (`audit.db` beside the store); every interaction is recorded.
-    audit: Option<Arc<issho_audit::AuditLog>>,
+    audit: Option<Arc<dyn issho_audit::AuditTrail>>,
     /// Break-the-glass openings: user → (patient, until in seconds since the epoch).
     break_glass: Arc<std::sync::Mutex<BreakGlassOpenings>>,
     /// Per organization: (care generation, patients in care, consent decisions).
@@ -309,14 +309,19 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 impl Engine {
-    /// Open the embedded SQLite store in `dir` with search indexing and the default gate.
-    pub fn open_sqlite(dir: &std::path::Path, config: EngineConfig) -> Result<Engine> {
+    /// Open the engine over a store and an audit trail, with the default gate.
+    /// `open_store` opens the backend with the engine's observer (changes that decide access
+    /// or the search parameters are noted on the writer, inside each write job); `audit` is
+    /// the trail every interaction is recorded to (`None`: nothing is recorded).
+    pub fn open(
+        open_store: impl FnOnce(Arc<dyn issho_store::Observer>) -> Result<Arc<dyn Store>>,
+        audit: Option<Arc<dyn issho_audit::AuditTrail>>,
+        config: EngineConfig,
+    ) -> Result<Engine> {
         let indexer = Arc::new(params::SearchIndexer::default());
-        let store = issho_store::SqliteStore::open(dir, indexer.clone())?;
-        let mut engine = Engine::new(Arc::new(store), indexer, Gate::new(), config);
-        let log = issho_audit::AuditLog::open(dir)
-            .map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
-        engine.audit = Some(Arc::new(log));
+        let store = open_store(indexer.clone())?;
+        let mut engine = Engine::new(store, indexer, Gate::new(), config);
+        engine.audit = audit;
         // Custom search parameters stored earlier; resumes unfinished reindexing.
         engine.refresh_search_parameters(true)?;
         // Stores keyed by an earlier ownership rule are re-keyed before serving.
@@ -384,5 +389,41 @@ impl Engine {
         Ok(self
             .gate
             .check(&AccessContext::system(why), Action::Admin, None)?)
+    }
+}
+
+#[cfg(test)]
+mod invariants {
+    /// The engine knows no database: it depends on the store's traits (issho-store) and the
+    /// audit trail's (issho-audit without its `sqlite` feature), never on a backend, so
+    /// `cargo tree -p issho-engine` shows no database driver.
+    #[test]
+    fn the_engine_depends_on_no_database() {
+        let manifest = include_str!("../Cargo.toml");
+        for db in [
+            "rusqlite",
+            "postgres",
+            "sqlx",
+            "issho-store-sqlite",
+            "issho-store-pg",
+        ] {
+            assert!(
+                !manifest.contains(db),
+                "issho-engine must not depend on {db}"
+            );
+        }
+        assert!(
+            !manifest.contains("features = [\"sqlite\"]"),
+            "the engine uses issho-audit without its SQLite log"
+        );
+        let workspace = include_str!("../../../Cargo.toml");
+        let audit = workspace
+            .lines()
+            .find(|l| l.starts_with("issho-audit ="))
+            .expect("issho-audit in the workspace");
+        assert!(
+            audit.contains("default-features = false"),
+            "issho-audit's SQLite log is opted into by the binary only: {audit}"
+        );
     }
 }

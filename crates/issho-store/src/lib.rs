@@ -1,7 +1,7 @@
 //! issho's storage layer.
 //!
-//! One trait family ([`Store`], [`StoreRead`], [`StoreTx`]) and the embedded SQLite
-//! implementation ([`SqliteStore`]). The store keeps **every version** of every resource, assigns
+//! One trait family ([`Store`], [`StoreRead`], [`StoreTx`]) that every backend implements
+//! (`issho-store-sqlite`, the embedded store). The store keeps **every version** of every resource, assigns
 //! `meta.versionId` / `meta.lastUpdated`, and runs all writes on one writer thread that commits
 //! concurrent requests together (group commit). A write is acknowledged only after its
 //! transaction is durable (WAL with `synchronous=FULL`: the WAL is fsynced at every commit).
@@ -10,20 +10,9 @@
 //! - this crate knows nothing of HTTP and nothing of access control; it is reachable only
 //!   through `issho-engine`, which passes every call through the access gate first;
 //! - searches cross the boundary as parsed queries ([`SearchQuery`]), never as SQL: each
-//!   backend compiles them in its own module (`sqlite`); the engine knows no database;
+//!   backend compiles them in its own crate (`issho-store-sqlite`); the engine knows no
+//!   database (this crate depends on none: a test checks its manifest);
 //! - search index rows are written by the store in the same transaction as the resource.
-
-mod keyed;
-mod sqlite;
-
-pub use sqlite::{INDEX_FORMAT, SqliteIndex, SqliteStore};
-
-/// The SQLite backend's query compiler, public for the compiler's own tests and the
-/// benchmark's raw baseline. Nothing above the store uses it: the engine hands
-/// [`SearchQuery`]s to [`StoreRead`] (an invariant test checks the engine's sources).
-pub mod sqlite_sql {
-    pub use crate::sqlite::query::{count, includes, link_breadth, select, token_systems};
-}
 
 pub use issho_access::Permit;
 pub use issho_search::Prepared;
@@ -82,10 +71,11 @@ impl std::fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
+/// Any backend's error (a database driver's, JSON, I/O) becomes [`StoreError::Db`] with `?`.
+/// `StoreError` itself is therefore not a `std::error::Error` (the blanket conversion would
+/// otherwise overlap with `From<T> for T`, the pattern `anyhow::Error` follows).
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StoreError {
+    fn from(e: E) -> Self {
         StoreError::Db(e.to_string())
     }
 }
@@ -269,4 +259,19 @@ where
     Ok(*out
         .downcast::<std::result::Result<R, E>>()
         .expect("job output type"))
+}
+
+#[cfg(test)]
+mod invariants {
+    /// The boundary stays store-neutral: no database driver among this crate's dependencies.
+    #[test]
+    fn no_database_dependency() {
+        let manifest = include_str!("../Cargo.toml");
+        for db in ["rusqlite", "postgres", "sqlx"] {
+            assert!(
+                !manifest.contains(db),
+                "issho-store must not depend on {db}"
+            );
+        }
+    }
 }

@@ -950,7 +950,7 @@ fn raw_baseline(cfg: &issho_demo::DemoConfig, dir: &Path) -> Result<(usize, f64,
          body BLOB NOT NULL, UNIQUE(type, id));",
     )
     .map_err(db)?;
-    let index = issho_store::SqliteIndex::open(&conn).map_err(db)?;
+    let index = issho_store_sqlite::SqliteIndex::open(&conn).map_err(db)?;
     let start = Instant::now();
     let mut n = 0usize;
     let mut in_tx = 0usize;

@@ -303,7 +303,7 @@ fn open_engine(data: &std::path::Path, validate: bool) -> Result<Engine, String>
         validate,
         ..Default::default()
     };
-    Engine::open_sqlite(data, config).map_err(|e| {
+    issho::open_embedded(data, config).map_err(|e| {
         let why: Vec<&str> = e.issues.iter().map(|i| i.diagnostics.as_str()).collect();
         format!(
             "cannot open the store in {}: {}",

@@ -14,6 +14,7 @@ mod clients;
 mod conformance_r4_examples;
 mod conformance_synthea;
 mod custom_params;
+mod export_engine;
 mod leaks;
 mod matrix;
 mod oauth;

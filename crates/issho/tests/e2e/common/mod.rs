@@ -81,7 +81,7 @@ impl Server {
         engine: issho_engine::EngineConfig,
         config: impl FnOnce(&str, &std::path::Path) -> issho_server::ServerConfig,
     ) -> Server {
-        let engine = issho_engine::Engine::open_sqlite(dir.path(), engine).expect("store");
+        let engine = issho::open_embedded(dir.path(), engine).expect("store");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

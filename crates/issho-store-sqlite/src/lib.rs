@@ -1,6 +1,9 @@
 //! The embedded store: SQLite in WAL mode, one writer thread with group commit, a pool of
 //! reader connections.
 //!
+//! The backend of `issho-store`'s traits: it compiles the store-neutral [`SearchQuery`]s of
+//! issho-search to SQLite SQL (`query`) and keeps the search index tables (`index`).
+//!
 //! Tables (see docs/store.md):
 //! - `resources`: one row per logical resource (`rid`), its current version, deletion flag,
 //!   distribution key `person` and current body;
@@ -8,8 +11,10 @@
 //!   superseded version lives here, the current version's body lives in `resources` (its history
 //!   row's body is NULL), so each version's JSON is stored once.
 
-use crate::*;
+use issho_search::{Registry, SearchQuery, Test};
+use issho_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,6 +22,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 mod index;
+mod keyed;
 pub(crate) mod query;
 mod read;
 pub use index::{INDEX_FORMAT, SqliteIndex};
@@ -302,72 +308,86 @@ impl OnConn for PooledReader<'_> {
     }
 }
 
-impl<T: OnConn> StoreRead for T {
-    fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-        read_current(self.conn(), t, id)
-    }
-    fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-        read_version(self.conn(), t, id, v)
-    }
-    fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
-        read_history(self.conn(), q)
-    }
-    fn max_seq(&self) -> Result<i64> {
-        read_max_seq(self.conn())
-    }
-    fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
-        let (sql, args) = query::select(q);
-        query_rids(self.conn(), &sql, &args)
-    }
-    fn count(&self, q: &SearchQuery) -> Result<u64> {
-        let (sql, args) = query::count(q);
-        query_count(self.conn(), &sql, &args)
-    }
-    fn includes(&self, q: &SearchQuery, page: &[i64], iterate_only: bool) -> Result<Vec<i64>> {
-        match query::includes(q, page, iterate_only) {
-            Some((sql, args)) => query_rids(self.conn(), &sql, &args),
-            None => Ok(Vec::new()),
+/// The read interface of both connection kinds (a macro: a blanket impl of the foreign
+/// trait is not allowed).
+macro_rules! store_read {
+    ($t:ty) => {
+        impl StoreRead for $t {
+            fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+                read_current(self.conn(), t, id)
+            }
+            fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
+                read_version(self.conn(), t, id, v)
+            }
+            fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
+                read_history(self.conn(), q)
+            }
+            fn max_seq(&self) -> Result<i64> {
+                read_max_seq(self.conn())
+            }
+            fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
+                let (sql, args) = query::select(q);
+                query_rids(self.conn(), &sql, &args)
+            }
+            fn count(&self, q: &SearchQuery) -> Result<u64> {
+                let (sql, args) = query::count(q);
+                query_count(self.conn(), &sql, &args)
+            }
+            fn includes(
+                &self,
+                q: &SearchQuery,
+                page: &[i64],
+                iterate_only: bool,
+            ) -> Result<Vec<i64>> {
+                match query::includes(q, page, iterate_only) {
+                    Some((sql, args)) => query_rids(self.conn(), &sql, &args),
+                    None => Ok(Vec::new()),
+                }
+            }
+            fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
+                match query::link_breadth(t, limit) {
+                    Some((sql, args)) => query_count(self.conn(), &sql, &args),
+                    None => Ok(0),
+                }
+            }
+            fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
+                let (sql, args) = query::token_systems(key, code);
+                query_rids(self.conn(), &sql, &args)
+            }
+            fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
+                let (sql, args) = query::select(q);
+                let mut plan = vec!["SQLite (embedded store):".to_string()];
+                plan.extend(explain(self.conn(), &sql, &args)?);
+                plan.push(format!("SQL: {sql}"));
+                Ok(plan)
+            }
+            fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
+                current_by_rids(self.conn(), rids)
+            }
+            fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
+                persons_by_rids(self.conn(), rids)
+            }
+            fn max_rid(&self) -> Result<i64> {
+                max_rid(self.conn())
+            }
+            fn count_current(&self, types: &[String]) -> Result<u64> {
+                count_current(self.conn(), types)
+            }
+            fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
+                crate::keyed::person_of(self.conn(), t, id)
+            }
+            fn meta(&self, key: &str) -> Result<Option<String>> {
+                crate::keyed::meta(self.conn(), key)
+            }
+            fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+                crate::keyed::state(self.conn(), t, id)
+            }
         }
-    }
-    fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
-        match query::link_breadth(t, limit) {
-            Some((sql, args)) => query_count(self.conn(), &sql, &args),
-            None => Ok(0),
-        }
-    }
-    fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
-        let (sql, args) = query::token_systems(key, code);
-        query_rids(self.conn(), &sql, &args)
-    }
-    fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
-        let (sql, args) = query::select(q);
-        let mut plan = vec!["SQLite (embedded store):".to_string()];
-        plan.extend(explain(self.conn(), &sql, &args)?);
-        plan.push(format!("SQL: {sql}"));
-        Ok(plan)
-    }
-    fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
-        current_by_rids(self.conn(), rids)
-    }
-    fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
-        persons_by_rids(self.conn(), rids)
-    }
-    fn max_rid(&self) -> Result<i64> {
-        max_rid(self.conn())
-    }
-    fn count_current(&self, types: &[String]) -> Result<u64> {
-        count_current(self.conn(), types)
-    }
-    fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-        crate::keyed::person_of(self.conn(), t, id)
-    }
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        crate::keyed::meta(self.conn(), key)
-    }
-    fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-        crate::keyed::state(self.conn(), t, id)
-    }
+    };
 }
+
+store_read!(PooledReader<'_>);
+store_read!(WriterTx<'_>);
 
 impl Store for SqliteStore {
     fn reader(&self, _permit: &Permit) -> Result<Box<dyn StoreRead + '_>> {
@@ -776,3 +796,10 @@ impl Writer {
 }
 
 // ---- shared read helpers ---------------------------------------------------------------
+
+/// The SQLite backend's query compiler, public for the compiler's own tests and the
+/// benchmark's raw baseline. Nothing above the store uses it: the engine hands
+/// [`SearchQuery`]s to [`StoreRead`] and does not depend on this crate.
+pub mod sqlite_sql {
+    pub use crate::query::{count, includes, link_breadth, select, token_systems};
+}

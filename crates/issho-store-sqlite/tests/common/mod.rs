@@ -17,7 +17,7 @@ pub const RESOURCES_DDL: &str = "CREATE TABLE resources (
 /// An in-memory database with the index tables, and its index.
 pub struct Db {
     pub conn: Connection,
-    pub index: issho_store::SqliteIndex,
+    pub index: issho_store_sqlite::SqliteIndex,
 }
 
 impl std::ops::Deref for Db {
@@ -30,12 +30,17 @@ impl std::ops::Deref for Db {
 pub fn open() -> Db {
     let c = Connection::open_in_memory().unwrap();
     c.execute_batch(RESOURCES_DDL).unwrap();
-    let index = issho_store::SqliteIndex::open(&c).unwrap();
+    let index = issho_store_sqlite::SqliteIndex::open(&c).unwrap();
     Db { conn: c, index }
 }
 
 /// Store and index a resource; returns its rid.
-pub fn put(c: &Connection, index: &issho_store::SqliteIndex, r: &Value, last_updated: i64) -> i64 {
+pub fn put(
+    c: &Connection,
+    index: &issho_store_sqlite::SqliteIndex,
+    r: &Value,
+    last_updated: i64,
+) -> i64 {
     let t = r["resourceType"].as_str().unwrap();
     let id = r["id"].as_str().unwrap();
     c.execute(
@@ -86,13 +91,13 @@ pub fn names(c: &Connection, rids: &[i64]) -> Vec<String> {
 pub fn search(c: &Connection, rt: Option<&str>, query: &str) -> Vec<String> {
     let q =
         issho_search::parse(rt, &pairs(query), true).unwrap_or_else(|e| panic!("{query}: {e:?}"));
-    let (sql, args) = issho_store::sqlite_sql::select(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
     names(c, &rids_of(c, &sql, &args))
 }
 
 pub fn count(c: &Connection, rt: Option<&str>, query: &str) -> i64 {
     let q = issho_search::parse(rt, &pairs(query), true).unwrap();
-    let (sql, args) = issho_store::sqlite_sql::count(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::count(&q);
     c.query_row(&sql, params_from_iter(args.iter()), |r| r.get(0))
         .unwrap()
 }

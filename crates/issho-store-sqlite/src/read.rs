@@ -1,7 +1,7 @@
 //! Reads of the embedded store, shared by the pooled readers and the writer's transaction:
 //! current and past versions, history windows, index queries, row keys and persons.
 
-use crate::*;
+use issho_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) fn read_current(conn: &Connection, t: &str, id: &str) -> Result<Option<Stored>> {

@@ -2,7 +2,7 @@
 //! thread) are exactly the rows the writer would extract itself, once the store has set
 //! `meta.versionId` and `meta.lastUpdated`.
 
-use issho_store::SqliteIndex;
+use issho_store_sqlite::SqliteIndex;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! The distribution key (`person`) of single resources, and the store's own settings
 //! (`store_meta`): small statements shared by the readers and the writer.
 
-use crate::Result;
+use issho_store::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) const SCHEMA: &str =

@@ -1,7 +1,8 @@
 //! The embedded store's own guarantees: one process (store) per data directory, and the WAL
 //! copied into the database file by the background checkpointer rather than by the writer.
 
-use issho_store::{NoObserver, SqliteStore, Store, write};
+use issho_store::{NoObserver, Store, write};
+use issho_store_sqlite::SqliteStore;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -505,9 +505,9 @@ fn includes() {
         true,
     )
     .unwrap();
-    let (sql, args) = issho_store::sqlite_sql::select(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
     let rids = rids_of(&c, &sql, &args);
-    let (isql, iargs) = issho_store::sqlite_sql::includes(&q, &rids, false).unwrap();
+    let (isql, iargs) = issho_store_sqlite::sqlite_sql::includes(&q, &rids, false).unwrap();
     let mut inc = names(&c, &rids_of(&c, &isql, &iargs));
     inc.sort();
     assert_eq!(inc, v(&["Patient/p1", "Patient/p2", "Provenance/prov1"]));
@@ -520,13 +520,13 @@ fn includes() {
     .unwrap();
     let rids = rids_of(
         &c,
-        &issho_store::sqlite_sql::select(&q).0,
-        &issho_store::sqlite_sql::select(&q).1,
+        &issho_store_sqlite::sqlite_sql::select(&q).0,
+        &issho_store_sqlite::sqlite_sql::select(&q).1,
     );
-    let (isql, iargs) = issho_store::sqlite_sql::includes(&q, &rids, false).unwrap();
+    let (isql, iargs) = issho_store_sqlite::sqlite_sql::includes(&q, &rids, false).unwrap();
     let first = rids_of(&c, &isql, &iargs);
     assert_eq!(names(&c, &first), v(&["Patient/p1"]));
-    let (isql, iargs) = issho_store::sqlite_sql::includes(&q, &first, true).unwrap();
+    let (isql, iargs) = issho_store_sqlite::sqlite_sql::includes(&q, &first, true).unwrap();
     assert_eq!(
         names(&c, &rids_of(&c, &isql, &iargs)),
         v(&["Organization/o1"])
@@ -783,7 +783,7 @@ fn older_index_format_is_rebuilt() {
         [],
     )
     .unwrap();
-    let index = issho_store::SqliteIndex::open(&c).unwrap();
+    let index = issho_store_sqlite::SqliteIndex::open(&c).unwrap();
     let db = Db { conn: c, index };
     assert_eq!(ids(&db, "Patient", "gender=female"), v(&["a"]));
     assert_eq!(ids(&db, "Patient", "family=sato"), v(&["a"]));
@@ -796,7 +796,7 @@ fn older_index_format_is_rebuilt() {
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    issho_store::SqliteIndex::open(&db).unwrap();
+    issho_store_sqlite::SqliteIndex::open(&db).unwrap();
     let after: Vec<(i64, String)> = db
         .prepare("SELECT id, key FROM sp_param ORDER BY id")
         .unwrap()

@@ -116,13 +116,13 @@ fn load(patient_files: usize) -> Option<Data> {
 fn rids(d: &Data, rt: Option<&str>, query: &str) -> BTreeSet<i64> {
     let q =
         issho_search::parse(rt, &pairs(query), true).unwrap_or_else(|e| panic!("{query}: {e:?}"));
-    let (sql, args) = issho_store::sqlite_sql::select(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
     rids_of(&d.conn, &sql, &args).into_iter().collect()
 }
 
 fn ordered(d: &Data, rt: &str, query: &str) -> Vec<i64> {
     let q = issho_search::parse(Some(rt), &pairs(query), true).unwrap();
-    let (sql, args) = issho_store::sqlite_sql::select(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
     rids_of(&d.conn, &sql, &args)
 }
 
@@ -469,9 +469,9 @@ fn synthea_searches_match_independent_answers() {
         true,
     )
     .unwrap();
-    let (sql, args) = issho_store::sqlite_sql::select(&q);
+    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
     let page = rids_of(&d.conn, &sql, &args);
-    let (isql, iargs) = issho_store::sqlite_sql::includes(&q, &page, false).unwrap();
+    let (isql, iargs) = issho_store_sqlite::sqlite_sql::includes(&q, &page, false).unwrap();
     let included: BTreeSet<i64> = rids_of(&d.conn, &isql, &iargs).into_iter().collect();
     let expect: BTreeSet<i64> = d
         .all
@@ -488,7 +488,7 @@ fn synthea_searches_match_independent_answers() {
     )
     .unwrap();
     let (isql, iargs) =
-        issho_store::sqlite_sql::includes(&q, &[d.rid_of("Patient", pid)], false).unwrap();
+        issho_store_sqlite::sqlite_sql::includes(&q, &[d.rid_of("Patient", pid)], false).unwrap();
     let included: BTreeSet<i64> = rids_of(&d.conn, &isql, &iargs).into_iter().collect();
     let expect: BTreeSet<i64> = d
         .of_type("Encounter")
@@ -585,9 +585,9 @@ fn full_scale_timing_and_plans() {
     ] {
         let q = issho_search::parse(Some(rt), &pairs(&query), true).unwrap();
         let (sql, args) = if query.contains("_summary=count") {
-            issho_store::sqlite_sql::count(&q)
+            issho_store_sqlite::sqlite_sql::count(&q)
         } else {
-            issho_store::sqlite_sql::select(&q)
+            issho_store_sqlite::sqlite_sql::select(&q)
         };
         let t = std::time::Instant::now();
         let n = rids_of(&d.conn, &sql, &args).len();

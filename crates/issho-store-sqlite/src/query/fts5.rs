@@ -40,7 +40,7 @@ pub(super) fn fts5_query(terms: &[Vec<Phrase>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::index::FTS_DDL;
+    use crate::index::FTS_DDL;
     use issho_search::fulltext::{index_tokens, text_terms};
     use rusqlite::Connection;
 
