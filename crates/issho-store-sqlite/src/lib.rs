@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+#[cfg(test)]
+mod fts_tests;
 mod index;
 mod keyed;
-pub(crate) mod query;
 mod read;
 pub use index::{INDEX_FORMAT, SqliteIndex};
 use read::*;
@@ -326,11 +327,11 @@ macro_rules! store_read {
                 read_max_seq(self.conn())
             }
             fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
-                let (sql, args) = query::select(q);
+                let (sql, args) = sqlite_sql::select(q);
                 query_rids(self.conn(), &sql, &args)
             }
             fn count(&self, q: &SearchQuery) -> Result<u64> {
-                let (sql, args) = query::count(q);
+                let (sql, args) = sqlite_sql::count(q);
                 query_count(self.conn(), &sql, &args)
             }
             fn includes(
@@ -339,23 +340,23 @@ macro_rules! store_read {
                 page: &[i64],
                 iterate_only: bool,
             ) -> Result<Vec<i64>> {
-                match query::includes(q, page, iterate_only) {
+                match sqlite_sql::includes(q, page, iterate_only) {
                     Some((sql, args)) => query_rids(self.conn(), &sql, &args),
                     None => Ok(Vec::new()),
                 }
             }
             fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
-                match query::link_breadth(t, limit) {
+                match sqlite_sql::link_breadth(t, limit) {
                     Some((sql, args)) => query_count(self.conn(), &sql, &args),
                     None => Ok(0),
                 }
             }
             fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
-                let (sql, args) = query::token_systems(key, code);
+                let (sql, args) = sqlite_sql::token_systems(key, code);
                 query_rids(self.conn(), &sql, &args)
             }
             fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
-                let (sql, args) = query::select(q);
+                let (sql, args) = sqlite_sql::select(q);
                 let mut plan = vec!["SQLite (embedded store):".to_string()];
                 plan.extend(explain(self.conn(), &sql, &args)?);
                 plan.push(format!("SQL: {sql}"));
@@ -447,13 +448,6 @@ impl OnConn for WriterTx<'_> {
     }
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 impl WriterTx<'_> {
     /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
     fn tick(&self) -> i64 {
@@ -511,7 +505,7 @@ impl StoreTx for WriterTx<'_> {
     ) -> Result<PutResult> {
         let (existing, ts) = self.new_version(t, id)?;
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
-        set_meta(body, version, ts);
+        stamp(body, version, ts);
         let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
         let mut previous: Option<Vec<u8>> = None;
         let (rid, created) = match existing {
@@ -642,23 +636,6 @@ impl StoreTx for WriterTx<'_> {
         self.index = Arc::new(self.index.finish(self.conn, keys)?);
         self.index_changed = true;
         Ok(())
-    }
-}
-
-fn set_meta(body: &mut Value, version: u64, ts: i64) {
-    if let Some(obj) = body.as_object_mut() {
-        let meta = obj
-            .entry("meta")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if !meta.is_object() {
-            *meta = Value::Object(Default::default());
-        }
-        let m = meta.as_object_mut().unwrap();
-        m.insert("versionId".into(), Value::String(version.to_string()));
-        m.insert(
-            "lastUpdated".into(),
-            Value::String(issho_model::instant::format_instant(ts)),
-        );
     }
 }
 
@@ -797,9 +774,44 @@ impl Writer {
 
 // ---- shared read helpers ---------------------------------------------------------------
 
-/// The SQLite backend's query compiler, public for the compiler's own tests and the
-/// benchmark's raw baseline. Nothing above the store uses it: the engine hands
-/// [`SearchQuery`]s to [`StoreRead`] and does not depend on this crate.
+/// The shared compiler (issho-store-sql) in SQLite's dialect, with the bound values as
+/// rusqlite's; public for the compiler's tests against real tables and the benchmark's raw
+/// baseline. Nothing above the store uses it: the engine hands [`SearchQuery`]s to
+/// [`StoreRead`] and does not depend on this crate.
 pub mod sqlite_sql {
-    pub use crate::query::{count, includes, link_breadth, select, token_systems};
+    use issho_search::{SearchQuery, Test};
+    use issho_store_sql::{Arg, Dialect::Sqlite};
+    use rusqlite::types::Value;
+
+    type Stmt = (String, Vec<Value>);
+
+    fn values((sql, args): (String, Vec<Arg>)) -> Stmt {
+        let args = args
+            .into_iter()
+            .map(|a| match a {
+                Arg::Int(v) => Value::Integer(v),
+                Arg::Real(v) => Value::Real(v),
+                Arg::Text(v) => Value::Text(v),
+                // The SQLite dialect binds lists as JSON text; these never occur in it.
+                Arg::Ints(v) => Value::Text(serde_json::Value::from(v).to_string()),
+                Arg::Texts(v) => Value::Text(serde_json::Value::from(v).to_string()),
+            })
+            .collect();
+        (sql, args)
+    }
+    pub fn select(q: &SearchQuery) -> Stmt {
+        values(issho_store_sql::select(Sqlite, q))
+    }
+    pub fn count(q: &SearchQuery) -> Stmt {
+        values(issho_store_sql::count(Sqlite, q))
+    }
+    pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<Stmt> {
+        issho_store_sql::includes(Sqlite, q, rids, iterate_only).map(values)
+    }
+    pub fn link_breadth(t: &Test, limit: usize) -> Option<Stmt> {
+        issho_store_sql::link_breadth(Sqlite, t, limit).map(values)
+    }
+    pub fn token_systems(key: &str, code: &str) -> Stmt {
+        values(issho_store_sql::token_systems(Sqlite, key, code))
+    }
 }

@@ -241,6 +241,34 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Set `meta.versionId` and `meta.lastUpdated` (micros) in a resource being stored: what
+/// every backend does to a new version.
+pub fn stamp(body: &mut Value, version: u64, ts: i64) {
+    if let Some(obj) = body.as_object_mut() {
+        let meta = obj
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("versionId".into(), Value::String(version.to_string()));
+            m.insert(
+                "lastUpdated".into(),
+                Value::String(issho_model::instant::format_instant(ts)),
+            );
+        }
+    }
+}
+
 /// Run `f` in a write transaction: committed when it returns `Ok`, rolled back when `Err`.
 /// The outer result reports storage failures (nothing written); the inner is `f`'s own.
 pub fn write<R, E, F>(store: &dyn Store, permit: &Permit, f: F) -> Result<std::result::Result<R, E>>

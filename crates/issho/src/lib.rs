@@ -1,23 +1,107 @@
 //! The issho deployment: which store and audit trail the engine runs on.
 //!
 //! The engine depends on no database; this crate chooses them: the embedded store
-//! (`issho-store-sqlite`, `issho.db`) and the SQLite audit trail (`audit.db`), both in the data
-//! directory.
+//! (`issho-store-sqlite`, `issho.db` in the data directory) or PostgreSQL
+//! (`issho-store-pg`, `--store postgres://…`), and the SQLite audit trail (`audit.db`, always
+//! in the data directory, with the keys and locks).
 
 use issho_engine::{Engine, EngineConfig, FhirError};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Open the engine on the embedded store and audit trail in `dir` (created if needed).
-pub fn open_embedded(dir: &Path, config: EngineConfig) -> Result<Engine, FhirError> {
+/// Where the resources are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded store in the data directory.
+    Embedded,
+    /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`).
+    Postgres(String),
+}
+
+impl StoreChoice {
+    /// `None` or `embedded`: the embedded store; a `postgres://` or `postgresql://` URL:
+    /// PostgreSQL.
+    pub fn parse(s: Option<&str>) -> Result<StoreChoice, String> {
+        match s.map(str::trim) {
+            None | Some("") | Some("embedded") => Ok(StoreChoice::Embedded),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(StoreChoice::Postgres(u.to_string()))
+            }
+            Some(other) => Err(format!(
+                "--store must be 'embedded' or a postgres:// URL, not '{}'",
+                redact(other)
+            )),
+        }
+    }
+
+    /// How to name it in messages (never with a password).
+    pub fn describe(&self, dir: &Path) -> String {
+        match self {
+            StoreChoice::Embedded => format!("the embedded store in {}", dir.display()),
+            StoreChoice::Postgres(u) => format!("PostgreSQL at {}", redact(u)),
+        }
+    }
+}
+
+/// A URL without its password (`postgres://user:***@host/db`).
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Open the engine on the chosen store, with the audit trail in `dir` (created if needed).
+pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Engine, FhirError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| FhirError::internal(format!("{}: {e}", dir.display())))?;
     let audit = issho_audit::AuditLog::open(dir)
         .map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
     Engine::open(
         |observer| {
-            let store = issho_store_sqlite::SqliteStore::open(dir, observer)?;
-            Ok(Arc::new(store) as Arc<dyn issho_store::Store>)
+            Ok(match store {
+                StoreChoice::Embedded => {
+                    Arc::new(issho_store_sqlite::SqliteStore::open(dir, observer)?)
+                        as Arc<dyn issho_store::Store>
+                }
+                StoreChoice::Postgres(url) => {
+                    Arc::new(issho_store_pg::PgStore::open(url, observer)?)
+                }
+            })
         },
         Some(Arc::new(audit)),
         config,
     )
+}
+
+/// Open the engine on the embedded store and audit trail in `dir`.
+pub fn open_embedded(dir: &Path, config: EngineConfig) -> Result<Engine, FhirError> {
+    open(&StoreChoice::Embedded, dir, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_choices() {
+        assert_eq!(StoreChoice::parse(None), Ok(StoreChoice::Embedded));
+        assert_eq!(
+            StoreChoice::parse(Some("postgres://u@h/db")),
+            Ok(StoreChoice::Postgres("postgres://u@h/db".into()))
+        );
+        let err = StoreChoice::parse(Some("mysql://u:secret@h/db")).unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        assert_eq!(
+            redact("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
 }

@@ -43,15 +43,29 @@ enum Cmd {
     Client(ClientCmdArgs),
     /// The audit trail (audit.db in the data directory).
     Audit(AuditArgs),
+    /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
+    Migrate(MigrateArgs),
     /// Print the version.
     Version,
 }
 
 #[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// The PostgreSQL database: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    #[arg(long, env = "ISSHO_STORE")]
+    store: String,
+}
+
+#[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Data directory of the embedded store.
+    /// Data directory: the embedded store, keys, audit trail.
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     data: PathBuf,
+    /// Where the resources are kept: `embedded` (the default: the data directory) or a
+    /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
+    /// holds the keys, the audit trail and the lock).
+    #[arg(long, env = "ISSHO_STORE")]
+    store: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "ISSHO_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -150,6 +164,11 @@ struct ClientArgs {
 struct ImportArgs {
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     data: PathBuf,
+    /// Where the resources are kept: `embedded` (the default: the data directory) or a
+    /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
+    /// holds the keys, the audit trail and the lock).
+    #[arg(long, env = "ISSHO_STORE")]
+    store: Option<String>,
     /// Files or directories: FHIR Bundles (.json) or NDJSON (.ndjson).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -266,6 +285,7 @@ fn main() {
         Cli::parse_from(with)
     };
     let code = match cli.cmd {
+        Cmd::Migrate(a) => migrate(a),
         Cmd::Version => {
             println!("issho {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
             0
@@ -298,23 +318,62 @@ fn main() {
     std::process::exit(code);
 }
 
-fn open_engine(data: &std::path::Path, validate: bool) -> Result<Engine, String> {
+fn open_engine(
+    data: &std::path::Path,
+    store: Option<&str>,
+    validate: bool,
+) -> Result<Engine, String> {
     let config = EngineConfig {
         validate,
         ..Default::default()
     };
-    issho::open_embedded(data, config).map_err(|e| {
+    let choice = issho::StoreChoice::parse(store)?;
+    issho::open(&choice, data, config).map_err(|e| {
         let why: Vec<&str> = e.issues.iter().map(|i| i.diagnostics.as_str()).collect();
-        format!(
-            "cannot open the store in {}: {}",
-            data.display(),
-            why.join("; ")
-        )
+        format!("cannot open {}: {}", choice.describe(data), why.join("; "))
     })
 }
 
+fn migrate(a: MigrateArgs) -> i32 {
+    let url = match issho::StoreChoice::parse(Some(&a.store)) {
+        Ok(issho::StoreChoice::Postgres(u)) => u,
+        Ok(issho::StoreChoice::Embedded) => {
+            eprintln!(
+                "error: the embedded store needs no migration; --store takes a postgres:// URL"
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match issho_store_pg::migrate(&url) {
+        Ok(applied) if applied.is_empty() => {
+            println!(
+                "{}: the schema is up to date (version {})",
+                issho::redact(&url),
+                issho_store_pg::schema_version()
+            );
+            0
+        }
+        Ok(applied) => {
+            println!(
+                "{}: applied migrations {applied:?} (schema version {})",
+                issho::redact(&url),
+                issho_store_pg::schema_version()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 fn serve(a: ServeArgs) -> i32 {
-    let engine = match open_engine(&a.data, !a.no_validate) {
+    let engine = match open_engine(&a.data, a.store.as_deref(), !a.no_validate) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -605,7 +664,7 @@ fn token(a: TokenArgs) -> i32 {
 }
 
 fn import(a: ImportArgs) -> i32 {
-    let engine = match open_engine(&a.data, true) {
+    let engine = match open_engine(&a.data, a.store.as_deref(), true) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -625,7 +684,7 @@ fn import(a: ImportArgs) -> i32 {
 }
 
 fn export(a: export::ExportArgs) -> i32 {
-    let engine = match open_engine(&a.data, true) {
+    let engine = match open_engine(&a.data, None, true) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -679,7 +738,7 @@ fn demo(a: DemoArgs) -> i32 {
             }
         };
     }
-    let engine = match open_engine(&a.data, true) {
+    let engine = match open_engine(&a.data, None, true) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");

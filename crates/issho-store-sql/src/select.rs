@@ -1,70 +1,15 @@
-//! The SQLite backend's query compiler: SQL from a [`SearchQuery`]. Every value is a bound
-//! parameter; only fixed fragments, table and column names and generated aliases are written
-//! into the text.
+//! Whole queries: select (with the planner's choice of a driving condition), count, includes,
+//! link breadth, token systems.
 
-use conditions::*;
+use crate::conditions::*;
+use crate::{Arg, Dialect, Sql};
 use issho_search::values::system_id;
 use issho_search::{Include, Match, ParamKind, SearchQuery, SortBy, Test};
-use rusqlite::types::Value;
-
-mod conditions;
-mod fts5;
-
-struct Sql {
-    text: String,
-    args: Vec<Value>,
-    next_alias: usize,
-}
-
-impl Sql {
-    fn new() -> Sql {
-        Sql {
-            text: String::new(),
-            args: Vec::new(),
-            next_alias: 0,
-        }
-    }
-    fn push(&mut self, s: &str) -> &mut Sql {
-        self.text.push_str(s);
-        self
-    }
-    fn bind(&mut self, v: impl Into<Value>) -> &mut Sql {
-        self.text.push('?');
-        self.args.push(v.into());
-        self
-    }
-    fn bind_list(&mut self, items: &[String]) -> &mut Sql {
-        self.push("(");
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.bind(it.clone());
-        }
-        self.push(")")
-    }
-    /// `col` is the id of one of the parameter `keys` (ids are looked up in `sp_param`).
-    fn param_in(&mut self, col: &str, keys: &[String]) -> &mut Sql {
-        if let [k] = keys {
-            self.push(&format!("{col} = (SELECT id FROM sp_param WHERE key = "));
-            self.bind(k.clone());
-            self.push(")")
-        } else {
-            self.push(&format!("{col} IN (SELECT id FROM sp_param WHERE key IN "));
-            self.bind_list(keys);
-            self.push(")")
-        }
-    }
-    fn alias(&mut self, prefix: &str) -> String {
-        self.next_alias += 1;
-        format!("{prefix}{}", self.next_alias)
-    }
-}
 
 /// SQL selecting the `rid`s of the current, non-deleted resources matching `q`, in the
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
-pub fn select(q: &SearchQuery) -> (String, Vec<Value>) {
-    let mut s = Sql::new();
+pub fn select(d: Dialect, q: &SearchQuery) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d);
     let streamed = if q.sort.is_empty() {
         driver_of(q).filter(|&i| streamable(&q.filters[i].test).is_some())
     } else {
@@ -78,11 +23,9 @@ pub fn select(q: &SearchQuery) -> (String, Vec<Value>) {
         s.push(" AND d.system = ").bind(system_id(sys));
         s.push(" AND ");
         where_clause_streamed(&mut s, q, "r", Some(i));
-        s.push(" ORDER BY d.rid LIMIT ");
-        s.bind(q.count.map(|c| c as i64).unwrap_or(-1));
-        s.push(" OFFSET ");
-        s.bind(q.offset as i64);
-        return (s.text, s.args);
+        s.push(" ORDER BY d.rid");
+        s.limit(q.count, q.offset);
+        return s.finish();
     }
     s.push("SELECT r.rid FROM resources r");
     // Sort values from tables without a `rid` index: each parameter's rows are aggregated per
@@ -135,16 +78,15 @@ pub fn select(q: &SearchQuery) -> (String, Vec<Value>) {
                 s.push(&format!(
                     "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND "
                 ));
-                s.param_in("+x.param", keys);
+                let col = s.no_index("x.param");
+                s.param_in(&col, keys);
                 s.push(&format!(") {dir} NULLS LAST, "));
             }
         }
     }
-    s.push("r.rid LIMIT ");
-    s.bind(q.count.map(|c| c as i64).unwrap_or(-1));
-    s.push(" OFFSET ");
-    s.bind(q.offset as i64);
-    (s.text, s.args)
+    s.push("r.rid");
+    s.limit(q.count, q.offset);
+    s.finish()
 }
 
 /// True for the tables with a `(rid, param)` index (see the DDL).
@@ -153,8 +95,8 @@ fn has_rid_index(table: &str) -> bool {
 }
 
 /// SQL counting the resources matching `q` (ignores sort and paging).
-pub fn count(q: &SearchQuery) -> (String, Vec<Value>) {
-    let mut s = Sql::new();
+pub fn count(d: Dialect, q: &SearchQuery) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d);
     // One condition on parameters of this type alone: the index holds rows of current,
     // non-deleted resources only, and the keys name the type, so the index range itself is
     // the answer (no visit of `resources` per match).
@@ -172,26 +114,24 @@ pub fn count(q: &SearchQuery) -> (String, Vec<Value>) {
     {
         s.push("SELECT count(DISTINCT rid) FROM (");
         value_select(&mut s, keys, *kind, m);
-        s.push(")");
-        return (s.text, s.args);
+        s.push(") c");
+        return s.finish();
     }
     s.push("SELECT count(*) FROM resources r WHERE ");
     where_clause(&mut s, q, "r");
-    (s.text, s.args)
+    s.finish()
 }
 
 /// SQL yielding the `rid`s to add for `_include` / `_revinclude`, given the `rid`s of the
 /// resources in the page (every rule; with `iterate_only` only the `:iterate` rules, for the
 /// following rounds). The result may contain rids already in `rids`. `None` when the query
 /// has no such rule.
-pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(String, Vec<Value>)> {
-    let list = format!(
-        "[{}]",
-        rids.iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+pub fn includes(
+    d: Dialect,
+    q: &SearchQuery,
+    rids: &[i64],
+    iterate_only: bool,
+) -> Option<(String, Vec<Arg>)> {
     let rules = |v: &'_ [Include]| -> Vec<Include> {
         v.iter()
             .filter(|i| !iterate_only || i.iterate)
@@ -203,7 +143,7 @@ pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(St
     if inc.is_empty() && rev.is_empty() {
         return None;
     }
-    let mut s = Sql::new();
+    let mut s = Sql::new(d);
     s.push("SELECT DISTINCT rid FROM (");
     let mut first = true;
     for i in &inc {
@@ -214,10 +154,10 @@ pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(St
         s.push(
             "SELECT t.rid AS rid FROM sp_ref x JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id \
              JOIN resources src ON src.rid = x.rid \
-             WHERE x.rid IN (SELECT value FROM json_each(",
+             WHERE x.rid IN ",
         );
-        s.bind(list.clone());
-        s.push(")) AND src.type = ");
+        s.rid_list(rids);
+        s.push(" AND src.type = ");
         s.bind(i.source_type.clone());
         s.push(" AND ");
         s.param_in("x.param", &i.keys);
@@ -235,10 +175,10 @@ pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(St
         s.push(
             "SELECT x.rid AS rid FROM resources t JOIN sp_ref x ON x.ref_type = t.type AND x.ref_id = t.id \
              JOIN resources o ON o.rid = x.rid \
-             WHERE t.rid IN (SELECT value FROM json_each(",
+             WHERE t.rid IN ",
         );
-        s.bind(list.clone());
-        s.push(")) AND ");
+        s.rid_list(rids);
+        s.push(" AND ");
         s.param_in("x.param", &i.keys);
         s.push(" AND o.deleted = 0 AND o.type = ");
         s.bind(i.source_type.clone());
@@ -247,8 +187,8 @@ pub fn includes(q: &SearchQuery, rids: &[i64], iterate_only: bool) -> Option<(St
             s.bind(t.clone());
         }
     }
-    s.push(")");
-    Some((s.text, s.args))
+    s.push(") i");
+    Some(s.finish())
 }
 
 /// True when `test` yields a (small) set of rids SQLite can start from (`rid IN (...)`).
@@ -272,12 +212,12 @@ fn can_drive(test: &Test) -> bool {
 /// `+col` keeps SQLite from using an index on `col` (a unary plus is not a column reference
 /// for the planner): used on `type` when a filter's rid set should drive the query instead of
 /// a scan of every resource of the type.
-fn type_col(r: &str, tests: &[&Test]) -> String {
+pub(crate) fn type_col(s: &Sql, r: &str, tests: &[&Test]) -> String {
     let by_id = tests
         .iter()
         .any(|t| matches!(t, Test::Id { negate: false, .. }));
     if !by_id && tests.iter().any(|t| can_drive(t)) {
-        format!("+{r}.type")
+        s.no_index(&format!("{r}.type"))
     } else {
         format!("{r}.type")
     }
@@ -339,7 +279,7 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
     let few_persons = driver.is_some_and(|d| matches!(&q.filters[d].test, Test::PersonIn(_)));
     // Without a driving condition the type's index (in rid order) drives.
     let col = if driver.is_some() {
-        type_col(r, &tests)
+        type_col(s, r, &tests)
     } else {
         format!("{r}.type")
     };
@@ -384,8 +324,9 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
             let x = s.alias("c");
             let tt = s.alias("t");
             s.push(&format!(
-                "EXISTS (SELECT 1 FROM sp_ref {x} INDEXED BY sp_ref_rid CROSS JOIN resources {tt} \
-                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {x}.rid = {r}.rid AND "
+                "EXISTS (SELECT 1 FROM sp_ref {x}{} CROSS JOIN resources {tt} \
+                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {x}.rid = {r}.rid AND ",
+                s.by_rid("sp_ref")
             ));
             s.param_in(&format!("{x}.param"), keys);
             s.push(&format!(" AND {tt}.deleted = 0 AND {tt}.type IN "));
@@ -432,8 +373,8 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
 /// SQL counting, up to `limit`, the resources a chain's or `_has`'s inner condition matches
 /// (the targets of a chain, the referring resources of a `_has`): how broad it is, for the
 /// planner ([`SearchQuery::probe`]). `None` for other tests.
-pub fn link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>)> {
-    let mut s = Sql::new();
+pub fn link_breadth(d: Dialect, t: &Test, limit: usize) -> Option<(String, Vec<Arg>)> {
+    let mut s = Sql::new(d);
     match t {
         Test::Chain {
             target_types,
@@ -457,23 +398,26 @@ pub fn link_breadth(t: &Test, limit: usize) -> Option<(String, Vec<Value>)> {
         }
         _ => return None,
     }
-    s.push(" LIMIT ").bind(limit as i64).push(")");
-    Some((s.text, s.args))
+    s.push(" LIMIT ").bind(limit as i64).push(") c");
+    Some(s.finish())
 }
 
 /// SQL yielding the code systems (`system_id`s) the index holds for `code` under `key`: a
 /// skip scan, one primary-key seek per distinct system (there are few), never a walk over every
 /// row of a common code.
-pub fn token_systems(key: &str, code: &str) -> (String, Vec<Value>) {
-    (
-        "WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ?1), \
-         s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ?2) \
-         UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) \
-         AND code = ?2 AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
-         SELECT sys FROM s WHERE sys IS NOT NULL"
-            .to_string(),
-        vec![key.to_string().into(), code.to_string().into()],
-    )
+pub fn token_systems(d: Dialect, key: &str, code: &str) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d);
+    s.push("WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ");
+    s.bind(key.to_string());
+    s.push("), s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");
+    s.bind(code.to_string());
+    s.push(") UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");
+    s.bind(code.to_string());
+    s.push(
+        " AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
+         SELECT sys FROM s WHERE sys IS NOT NULL",
+    );
+    s.finish()
 }
 
 /// Lower is more selective: a reference to one resource, then a code in a system, …

@@ -2,8 +2,8 @@
 //! strings, references, dates, numbers and quantities, URIs, composites, `near`), chains and
 //! `_has`, full text, and the engine's access conditions (persons, types, row keys).
 
-use super::fts5::fts5_query;
-use super::{Sql, type_col};
+use crate::Sql;
+use crate::select::type_col;
 use issho_search::geo;
 use issho_search::values::{normalize, prefix_upper_bound, system_id};
 use issho_search::{
@@ -13,15 +13,12 @@ use issho_search::{
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `EXISTS (a row of this resource that matches)`, ORed over the matches.
-pub(super) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
+pub(crate) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
     if let Test::FullText { field, terms } = t {
         let x = s.alias("f");
-        s.push(&format!(
-            "EXISTS (SELECT 1 FROM sp_text {x} WHERE {x}.{} MATCH ",
-            field.column()
-        ));
-        s.bind(fts5_query(terms));
-        s.push(&format!(" AND {x}.rowid = {r}.rid)"));
+        s.push(&format!("EXISTS (SELECT 1 FROM sp_text {x} WHERE "));
+        s.text_match(&x, *field, terms);
+        s.push(&format!(" AND {x}.{} = {r}.rid)", s.text_rid()));
         return;
     }
     let Test::Values {
@@ -40,11 +37,7 @@ pub(super) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
         }
         let (tbl, suffix) = match_table(*kind, m);
         // Where the primary key does not lead to the rid, the (rid, param) index does.
-        let hint = match tbl {
-            "sp_ref" => " INDEXED BY sp_ref_rid",
-            "sp_date" => " INDEXED BY sp_date_rid",
-            _ => "",
-        };
+        let hint = s.by_rid(tbl);
         let x = s.alias("e");
         s.push(&format!(
             "EXISTS (SELECT 1 FROM {tbl} {x}{hint} WHERE {x}.rid = {r}.rid AND "
@@ -58,7 +51,7 @@ pub(super) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
 }
 
 /// The table of a parameter kind's rows.
-pub(super) fn table(kind: ParamKind) -> &'static str {
+pub(crate) fn table(kind: ParamKind) -> &'static str {
     match kind {
         ParamKind::Token => "sp_token",
         ParamKind::String => "sp_string",
@@ -72,7 +65,7 @@ pub(super) fn table(kind: ParamKind) -> &'static str {
 }
 
 /// (table, column for ascending, column for descending, extra condition) of a sort.
-pub(super) fn sort_column(
+pub(crate) fn sort_column(
     kind: ParamKind,
 ) -> (&'static str, &'static str, &'static str, &'static str) {
     match kind {
@@ -91,12 +84,12 @@ pub(super) fn sort_column(
     }
 }
 
-pub(super) fn suffixed(keys: &[String], suffix: &str) -> Vec<String> {
+pub(crate) fn suffixed(keys: &[String], suffix: &str) -> Vec<String> {
     keys.iter().map(|k| format!("{k}{suffix}")).collect()
 }
 
 /// A condition on the resource alias `r`.
-pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
+pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
     match test {
         Test::Values {
             keys,
@@ -153,7 +146,7 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 if let Match::Date { prefix, lo, hi } = m {
                     range_cond(s, &col, &col, *prefix, *lo, *hi);
                 } else {
-                    s.push("0");
+                    s.push("1 = 0");
                 }
             }
             s.push(")");
@@ -166,7 +159,7 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             // The targets passing `inner` first, then the references to them.
             let x = s.alias("c");
             let t = s.alias("t");
-            let col = type_col(&t, &[inner]);
+            let col = type_col(s, &t, &[inner]);
             s.push(&format!(
                 "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND "
             ));
@@ -179,23 +172,18 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         }
         Test::PersonIn(persons) => {
             // One bound JSON array, whatever the number of persons (no variable limit).
-            let list = serde_json::Value::from(persons.clone()).to_string();
-            s.push(&format!(
-                "({r}.person IS NOT NULL AND {r}.person IN (SELECT value FROM json_each("
-            ));
-            s.bind(list).push(")))");
+            s.push(&format!("({r}.person IS NOT NULL AND {r}.person IN "));
+            s.text_list(persons);
+            s.push(")");
         }
         Test::PersonOrShared(persons) => {
-            let list = serde_json::Value::from(persons.clone()).to_string();
-            s.push(&format!(
-                "({r}.person IS NULL OR {r}.person IN (SELECT value FROM json_each("
-            ));
-            s.bind(list).push(")))");
+            s.push(&format!("({r}.person IS NULL OR {r}.person IN "));
+            s.text_list(persons);
+            s.push(")");
         }
         Test::Rids(rids) => {
-            let list = serde_json::Value::from(rids.clone()).to_string();
-            s.push(&format!("{r}.rid IN (SELECT value FROM json_each("));
-            s.bind(list).push("))");
+            s.push(&format!("{r}.rid IN "));
+            s.rid_list(rids);
         }
         Test::Type(types) => {
             s.push(&format!("{r}.type IN "));
@@ -203,9 +191,9 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         }
         Test::All(tests) | Test::Any(tests) => {
             let (op, empty) = if matches!(test, Test::All(_)) {
-                (" AND ", "1")
+                (" AND ", "1 = 1")
             } else {
-                (" OR ", "0")
+                (" OR ", "1 = 0")
             };
             s.push("(");
             for (i, t) in tests.iter().enumerate() {
@@ -228,7 +216,7 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 test_sql(s, t, r);
             }
             if tests.is_empty() {
-                s.push("1");
+                s.push("1 = 1");
             }
             s.push(")");
         }
@@ -241,7 +229,7 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             let x = s.alias("h");
             let t = s.alias("t");
             let o = s.alias("o");
-            let col = type_col(&o, &[inner]);
+            let col = type_col(s, &o, &[inner]);
             s.push(&format!(
                 "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND "
             ));
@@ -257,18 +245,18 @@ pub(super) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         }
         Test::FullText { field, terms } => {
             let x = s.alias("f");
+            let rid = s.text_rid();
             s.push(&format!(
-                "{r}.rid IN (SELECT {x}.rowid FROM sp_text {x} WHERE {x}.{} MATCH ",
-                field.column()
+                "{r}.rid IN (SELECT {x}.{rid} FROM sp_text {x} WHERE "
             ));
-            s.bind(fts5_query(terms));
+            s.text_match(&x, *field, terms);
             s.push(")");
         }
     }
 }
 
 /// Table and key suffix where the rows of a match live.
-pub(super) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
+pub(crate) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static str) {
     match m {
         Match::TokenText(_) => ("sp_string", TEXT_SUFFIX),
         Match::OfType { .. } => ("sp_token", OF_TYPE_SUFFIX),
@@ -279,7 +267,7 @@ pub(super) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static
 }
 
 /// `SELECT x.rid FROM <table> x WHERE x.param IN (keys) AND <match on x>`.
-pub(super) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
+pub(crate) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
     let (tbl, suffix) = match_table(kind, m);
     let x = s.alias("v");
     s.push(&format!("SELECT {x}.rid FROM {tbl} {x} WHERE "));
@@ -289,7 +277,7 @@ pub(super) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Ma
 }
 
 /// Components of one composite value, joined on (rid, grp).
-pub(super) fn composite_select(
+pub(crate) fn composite_select(
     s: &mut Sql,
     keys: &[String],
     components: &[ParamKind],
@@ -320,7 +308,7 @@ pub(super) fn composite_select(
     }
 }
 
-pub(super) fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -329,7 +317,7 @@ pub(super) fn now_micros() -> i64 {
 
 /// Range semantics of the prefixes for a target range `[lo_col, hi_col]` and a search range
 /// `[lo, hi]` (dates, both inclusive).
-pub(super) fn range_cond(
+pub(crate) fn range_cond(
     s: &mut Sql,
     lo_col: &str,
     hi_col: &str,
@@ -388,7 +376,7 @@ pub(super) fn range_cond(
 
 /// Prefix semantics for numbers and quantities: target range `[x.lo, x.hi]` (a point for
 /// plain values), search value `v` with its significant-figure range `[vlo, vhi)`.
-pub(super) fn number_cond(s: &mut Sql, x: &str, prefix: Prefix, v: f64, vlo: f64, vhi: f64) {
+pub(crate) fn number_cond(s: &mut Sql, x: &str, prefix: Prefix, v: f64, vlo: f64, vhi: f64) {
     match prefix {
         Prefix::Eq => {
             s.push(&format!("({x}.lo >= ")).bind(vlo);
@@ -425,7 +413,7 @@ pub(super) fn number_cond(s: &mut Sql, x: &str, prefix: Prefix, v: f64, vlo: f64
 }
 
 /// The condition of one match on the row alias `x`.
-pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
+pub(crate) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
     match m {
         Match::Token { system, code } => {
             let mut and = false;
@@ -441,7 +429,7 @@ pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
                 and = true;
             }
             if !and {
-                s.push("1");
+                s.push("1 = 1");
             }
         }
         Match::TokenText(t) => starts_with(s, x, t),
@@ -478,7 +466,7 @@ pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
         }
         // Empty or unresolved value sets match nothing.
         Match::TokenSet(_) | Match::ValueSet(_) | Match::Subsumption { .. } => {
-            s.push("0");
+            s.push("1 = 0");
         }
         Match::OfType {
             system,
@@ -492,9 +480,7 @@ pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
         Match::String { mode, value } => match mode {
             StringMode::StartsWith => starts_with(s, x, value),
             StringMode::Contains => {
-                s.push(&format!("instr({x}.norm, "))
-                    .bind(value.clone())
-                    .push(") > 0");
+                s.contains(&format!("{x}.norm"), value);
             }
             StringMode::Exact => {
                 // `exact` is empty when the text equals its normalised form. The normalised
@@ -606,7 +592,7 @@ pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
             }
         },
         Match::Composite(_) => {
-            s.push("0");
+            s.push("1 = 0");
         }
         Match::Near {
             lat,
@@ -618,7 +604,7 @@ pub(super) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
 
 /// Positions within `distance_m` of (`lat`, `lon`): the latitude band (a key range), the
 /// longitude range(s), then the exact test on the squared chord (see `geo`).
-pub(super) fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f64) {
+pub(crate) fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f64) {
     let c = geo::cap(lat, lon, distance_m);
     s.push(&format!("{x}.lat >= ")).bind(c.lat_lo);
     s.push(&format!(" AND {x}.lat <= ")).bind(c.lat_hi);
@@ -646,7 +632,7 @@ pub(super) fn near_cond(s: &mut Sql, x: &str, lat: f64, lon: f64, distance_m: f6
     s.push(" <= ").bind(c.chord2);
 }
 
-pub(super) fn starts_with(s: &mut Sql, x: &str, prefix: &str) {
+pub(crate) fn starts_with(s: &mut Sql, x: &str, prefix: &str) {
     s.push(&format!("{x}.norm >= ")).bind(prefix.to_string());
     s.push(&format!(" AND {x}.norm < "))
         .bind(prefix_upper_bound(prefix));

@@ -1,0 +1,427 @@
+//! The search index tables on PostgreSQL: the same tables and rows as the embedded store's
+//! (`issho-store-sqlite/src/index.rs`), written in the resource's transaction.
+
+use crate::args::{params, wrap};
+use crate::conn::Conn as Client;
+use issho_search::geo::unit_vector;
+use issho_search::values::system_id;
+use issho_search::{IndexRow, Prepared, Registry, Row, extract_in};
+use issho_store_sql::Arg;
+use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, postgres::Error>;
+
+/// The value tables and their columns, as inserted (the full text is apart: `sp_text`).
+const TABLES: [(&str, &str); 8] = [
+    ("sp_token", "param, code, system, rid, grp"),
+    ("sp_string", "param, norm, exact, rid, grp"),
+    ("sp_ref", "param, ref_id, ref_type, url, version, rid, grp"),
+    ("sp_date", "param, lo, hi, rid, grp"),
+    ("sp_number", "param, lo, hi, rid, grp"),
+    (
+        "sp_quantity",
+        "param, canon, code, lo, hi, system, unit, rid, grp",
+    ),
+    ("sp_uri", "param, value, rid, grp"),
+    ("sp_geo", "param, lat, lon, x, y, z, rid, grp"),
+];
+
+/// The primary-key columns of each table (what a row is deleted by).
+const KEYS: [&str; 8] = [
+    "param, code, system, rid, grp",
+    "param, norm, exact, rid, grp",
+    "param, ref_id, ref_type, url, version, rid, grp",
+    "param, lo, hi, rid, grp",
+    "param, lo, hi, rid, grp",
+    "param, canon, code, lo, hi, system, unit, rid, grp",
+    "param, value, rid, grp",
+    "param, lat, lon, rid, grp",
+];
+
+/// Rows per insert statement, at most.
+const CHUNK: usize = 64;
+
+/// `sp_meta` name marking a key whose rows are still being built.
+const PENDING: &str = "pending:";
+
+fn table_of(row: &Row) -> Option<usize> {
+    Some(match row {
+        Row::Token { .. } => 0,
+        Row::Str { .. } => 1,
+        Row::Ref { .. } => 2,
+        Row::Date { .. } => 3,
+        Row::Number { .. } => 4,
+        Row::Quantity { .. } => 5,
+        Row::Uri(_) => 6,
+        Row::Geo { .. } => 7,
+        Row::Text { .. } => return None,
+    })
+}
+
+/// The column values of a row (in the order of [`TABLES`]); `key_only`: those of [`KEYS`].
+fn values(param: i64, rid: i64, r: &IndexRow, key_only: bool, out: &mut Vec<Arg>) {
+    out.push(Arg::Int(param));
+    match &r.row {
+        Row::Token { system, code } => {
+            out.extend([Arg::from(code.as_str()), Arg::Int(system_id(system))])
+        }
+        Row::Str { norm, exact } => out.extend([Arg::from(norm.as_str()), exact.as_str().into()]),
+        Row::Ref {
+            ref_type,
+            ref_id,
+            version,
+            url,
+        } => out.extend([
+            Arg::from(ref_id.as_str()),
+            ref_type.as_str().into(),
+            url.as_str().into(),
+            version.as_str().into(),
+        ]),
+        Row::Date { lo, hi } => out.extend([Arg::Int(*lo), Arg::Int(*hi)]),
+        Row::Number { lo, hi } => out.extend([Arg::Real(*lo), Arg::Real(*hi)]),
+        Row::Quantity {
+            canon,
+            system,
+            code,
+            unit,
+            lo,
+            hi,
+        } => out.extend([
+            Arg::Int(*canon as i64),
+            code.as_str().into(),
+            Arg::Real(*lo),
+            Arg::Real(*hi),
+            Arg::Int(system_id(system)),
+            unit.as_str().into(),
+        ]),
+        Row::Uri(v) => out.push(v.as_str().into()),
+        Row::Geo { lat, lon } => {
+            out.extend([Arg::Real(*lat), Arg::Real(*lon)]);
+            if !key_only {
+                let [x, y, z] = unit_vector(*lat, *lon);
+                out.extend([Arg::Real(x), Arg::Real(y), Arg::Real(z)]);
+            }
+        }
+        Row::Text { .. } => {}
+    }
+    out.extend([Arg::Int(rid), Arg::Int(i64::from(r.grp))]);
+}
+
+/// `$a, $b, …` groups: `rows` groups of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let one: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", one.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// issho's tokens (space-separated) as a `tsvector` literal with their positions, so that a
+/// phrase (`<->`) matches tokens that follow each other (positions stop at PostgreSQL's
+/// largest, 16383).
+pub(crate) fn tsvector_text(tokens: &str) -> String {
+    let mut out = String::new();
+    for (i, t) in tokens.split(' ').filter(|t| !t.is_empty()).enumerate() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let pos = (i + 1).min(16383);
+        out.push('\'');
+        out.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
+        out.push_str(&format!("':{pos}"));
+    }
+    out
+}
+
+/// The search index of one PostgreSQL database: the registry it writes and the database ids
+/// of the parameter keys.
+pub struct PgIndex {
+    reg: Arc<Registry>,
+    ids: Vec<i64>,
+    pending: HashSet<u32>,
+}
+
+impl PgIndex {
+    /// Number the keys of the R4 registry plus those marked pending, and load their ids.
+    pub fn open(c: &mut Client) -> Result<PgIndex> {
+        let reg = Registry::r4_shared().clone();
+        Ok(Self::number_keys(c, reg)?.0)
+    }
+
+    fn known_keys(c: &mut Client) -> Result<HashMap<String, i64>> {
+        Ok(c.query("SELECT key, id FROM sp_param", &[])?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect())
+    }
+
+    fn number_keys(c: &mut Client, reg: Arc<Registry>) -> Result<(PgIndex, Vec<String>)> {
+        let known = Self::known_keys(c)?;
+        let mut ids = Vec::with_capacity(reg.keys().len());
+        let mut added = Vec::new();
+        for k in reg.keys() {
+            let id = match known.get(k) {
+                Some(id) => *id,
+                None => {
+                    added.push(k.clone());
+                    c.query_one(
+                        "INSERT INTO sp_param (key) VALUES ($1) \
+                         ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id",
+                        &[k],
+                    )?
+                    .get(0)
+                }
+            };
+            ids.push(id);
+        }
+        let index = PgIndex {
+            reg,
+            ids,
+            pending: HashSet::new(),
+        };
+        Ok((index, added))
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.reg
+    }
+
+    /// See `SqliteIndex::sync`: new keys are numbered and pending, keys no longer wanted lose
+    /// their rows.
+    pub fn sync(&self, c: &mut Client, reg: Registry) -> Result<PgIndex> {
+        let wanted: HashSet<&str> = reg.keys().iter().map(String::as_str).collect();
+        let spec: HashSet<&str> = Registry::r4().keys().iter().map(String::as_str).collect();
+        for (k, id) in Self::known_keys(c)? {
+            if wanted.contains(k.as_str()) || spec.contains(k.as_str()) {
+                continue;
+            }
+            for (t, _) in TABLES {
+                c.execute(&format!("DELETE FROM {t} WHERE param = $1"), &[&id])?;
+            }
+            c.execute("DELETE FROM sp_param WHERE id = $1", &[&id])?;
+            c.execute(
+                "DELETE FROM sp_meta WHERE name = $1",
+                &[&format!("{PENDING}{k}")],
+            )?;
+        }
+        let (_, added) = Self::number_keys(c, Arc::new(reg.clone()))?;
+        for k in &added {
+            c.execute(
+                "INSERT INTO sp_meta (name, value) VALUES ($1, '1') ON CONFLICT (name) DO NOTHING",
+                &[&format!("{PENDING}{k}")],
+            )?;
+        }
+        let pending = Self::pending_keys(c)?;
+        let mut reg = reg;
+        reg.set_pending(&pending);
+        let (mut index, _) = Self::number_keys(c, Arc::new(reg))?;
+        index.pending = index
+            .reg
+            .keys()
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| pending.contains(*k))
+            .map(|(i, _)| i as u32)
+            .collect();
+        Ok(index)
+    }
+
+    pub fn pending_keys(c: &mut Client) -> Result<HashSet<String>> {
+        Ok(
+            c.query("SELECT name FROM sp_meta WHERE name LIKE 'pending:%'", &[])?
+                .iter()
+                .map(|r| r.get::<_, String>(0)[PENDING.len()..].to_string())
+                .collect(),
+        )
+    }
+
+    pub fn pending(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .pending
+            .iter()
+            .map(|&n| self.reg.keys()[n as usize].clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn reindex(&self, c: &mut Client, rid: i64, resource: &Value) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = extract_in(&self.reg, resource);
+        let todo: Vec<&IndexRow> = rows
+            .iter()
+            .filter(|r| self.pending.contains(&r.key))
+            .collect();
+        self.insert_rows(c, rid, todo)
+    }
+
+    pub fn finish(&self, c: &mut Client, keys: &[String]) -> Result<PgIndex> {
+        for k in keys {
+            c.execute(
+                "DELETE FROM sp_meta WHERE name = $1",
+                &[&format!("{PENDING}{k}")],
+            )?;
+        }
+        let mut reg = (*self.reg).clone();
+        reg.set_pending(&HashSet::new());
+        self.sync(c, reg)
+    }
+
+    pub fn insert(&self, c: &mut Client, rid: i64, resource: &Value) -> Result<()> {
+        let rows = extract_in(&self.reg, resource);
+        self.insert_rows(c, rid, rows.iter().collect())
+    }
+
+    pub fn insert_prepared(
+        &self,
+        c: &mut Client,
+        rid: i64,
+        resource: &Value,
+        prepared: Prepared,
+    ) -> Result<()> {
+        if !prepared.is_for(&self.reg) {
+            return self.insert(c, rid, resource);
+        }
+        self.insert_rows(c, rid, prepared.rows().iter().collect())
+    }
+
+    fn insert_rows(&self, c: &mut Client, rid: i64, rows: Vec<&IndexRow>) -> Result<()> {
+        let mut by_table: [Vec<&IndexRow>; 8] = Default::default();
+        for r in rows {
+            match table_of(&r.row) {
+                Some(t) => by_table[t].push(r),
+                None => self.write_text(c, rid, r, true)?,
+            }
+        }
+        let mut args: Vec<Arg> = Vec::new();
+        for (t, rows) in by_table.iter().enumerate() {
+            let (table, cols) = TABLES[t];
+            let ncols = cols.split(", ").count();
+            for chunk in rows.chunks(CHUNK) {
+                args.clear();
+                for r in chunk {
+                    values(self.ids[r.key as usize], rid, r, false, &mut args);
+                }
+                let sql = format!(
+                    "INSERT INTO {table} ({cols}) VALUES {} ON CONFLICT DO NOTHING",
+                    placeholders(chunk.len(), ncols)
+                );
+                let bound = wrap(&args);
+                c.execute(&sql, &params(&bound))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replace the rows of `previous` by those of `resource` (only the rows that differ).
+    pub fn replace(
+        &self,
+        c: &mut Client,
+        rid: i64,
+        previous: &Value,
+        resource: &Value,
+    ) -> Result<()> {
+        let old = extract_in(&self.reg, previous);
+        let new = extract_in(&self.reg, resource);
+        let mut added = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            let ord = match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            match ord {
+                Ordering::Less => {
+                    self.delete_row(c, rid, &old[i])?;
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    added.push(&new[j]);
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        self.insert_rows(c, rid, added)
+    }
+
+    pub fn remove(&self, c: &mut Client, rid: i64, previous: &Value) -> Result<()> {
+        for r in extract_in(&self.reg, previous) {
+            self.delete_row(c, rid, &r)?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_all(&self, c: &mut Client, rid: i64) -> Result<()> {
+        for (t, _) in TABLES {
+            c.execute(&format!("DELETE FROM {t} WHERE rid = $1"), &[&rid])?;
+        }
+        c.execute("DELETE FROM sp_text WHERE rid = $1", &[&rid])?;
+        Ok(())
+    }
+
+    fn delete_row(&self, c: &mut Client, rid: i64, r: &IndexRow) -> Result<()> {
+        let Some(t) = table_of(&r.row) else {
+            return self.write_text(c, rid, r, false);
+        };
+        let mut args = Vec::new();
+        values(self.ids[r.key as usize], rid, r, true, &mut args);
+        let cond: Vec<String> = KEYS[t]
+            .split(", ")
+            .enumerate()
+            .map(|(i, col)| format!("{col} = ${}", i + 1))
+            .collect();
+        let sql = format!("DELETE FROM {} WHERE {}", TABLES[t].0, cond.join(" AND "));
+        let bound = wrap(&args);
+        c.execute(&sql, &params(&bound))?;
+        Ok(())
+    }
+
+    fn write_text(&self, c: &mut Client, rid: i64, r: &IndexRow, insert: bool) -> Result<()> {
+        let Row::Text { narrative, content } = &r.row else {
+            return Ok(());
+        };
+        if insert {
+            c.execute(
+                "INSERT INTO sp_text (rid, narrative, content) \
+                 VALUES ($1, $2::text::tsvector, $3::text::tsvector) \
+                 ON CONFLICT (rid) DO UPDATE SET narrative = excluded.narrative, content = excluded.content",
+                &[&rid, &tsvector_text(narrative), &tsvector_text(content)],
+            )?;
+        } else {
+            c.execute("DELETE FROM sp_text WHERE rid = $1", &[&rid])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsvector_literals_keep_positions_and_quote() {
+        assert_eq!(
+            tsvector_text("型糖 糖尿 尿病 病"),
+            "'型糖':1 '糖尿':2 '尿病':3 '病':4"
+        );
+        assert_eq!(tsvector_text(""), "");
+        assert_eq!(tsvector_text("it's a\\b"), "'it''s':1 'a\\\\b':2");
+    }
+
+    #[test]
+    fn placeholders_number_rows_and_columns() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}

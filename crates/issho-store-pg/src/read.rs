@@ -1,0 +1,180 @@
+//! Reads, shared by the pooled readers and the writer's transaction: current and past
+//! versions, history windows, row keys and persons, settings.
+
+use crate::conn::Conn;
+use issho_store::*;
+use postgres::Row;
+use postgres::types::ToSql;
+
+fn stored(r: &Row, t: Option<&str>, id: Option<&str>) -> Stored {
+    Stored {
+        rid: r.get("rid"),
+        resource_type: t.map(str::to_string).unwrap_or_else(|| r.get("type")),
+        id: id.map(str::to_string).unwrap_or_else(|| r.get("id")),
+        version: r.get::<_, i64>("version") as u64,
+        last_updated: r.get("last_updated"),
+        body: r.get("body"),
+        method: r.get("method"),
+        person: r.get("person"),
+    }
+}
+
+pub(crate) fn read_current(c: &mut Conn, t: &str, id: &str) -> Result<Option<Stored>> {
+    Ok(c.query_opt(
+        "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
+         JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.type = $1 AND r.id = $2",
+        &[&t, &id],
+    )?
+    .map(|r| stored(&r, Some(t), Some(id))))
+}
+
+pub(crate) fn read_version(c: &mut Conn, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
+    Ok(c.query_opt(
+        "SELECT r.rid, h.version, h.last_updated, \
+         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
+         h.method, r.person FROM resources r JOIN history h ON h.rid = r.rid \
+         WHERE r.type = $1 AND r.id = $2 AND h.version = $3",
+        &[&t, &id, &(v as i64)],
+    )?
+    .map(|r| stored(&r, Some(t), Some(id))))
+}
+
+pub(crate) fn read_max_seq(c: &mut Conn) -> Result<i64> {
+    Ok(
+        c.query_one("SELECT coalesce(max(seq), 0)::bigint FROM history", &[])?
+            .get(0),
+    )
+}
+
+pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
+    let mut where_ = vec!["1 = 1".to_string()];
+    let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+    let mut arg = |v: Box<dyn ToSql + Sync>| {
+        args.push(v);
+        args.len()
+    };
+    match &q.scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(t) => where_.push(format!("r.type = ${}", arg(Box::new(t.clone())))),
+        HistoryScope::Instance(t, id) => {
+            where_.push(format!("r.type = ${}", arg(Box::new(t.clone()))));
+            where_.push(format!("r.id = ${}", arg(Box::new(id.clone()))));
+        }
+    }
+    if let Some(s) = q.since {
+        where_.push(format!("h.last_updated >= ${}", arg(Box::new(s))));
+    }
+    if let Some((lo, hi)) = q.at {
+        let nh = arg(Box::new(hi));
+        let nl = arg(Box::new(lo));
+        where_.push(format!(
+            "h.last_updated <= ${nh} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.rid = h.rid \
+             AND h2.version = h.version + 1 AND h2.last_updated <= ${nl})"
+        ));
+    }
+    if let Some(m) = q.max_seq {
+        where_.push(format!("h.seq <= ${}", arg(Box::new(m))));
+    }
+    let cond = where_.join(" AND ");
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref()).collect();
+    let total: i64 = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond}"
+            ),
+            &refs,
+        )?
+        .get(0);
+    let n = refs.len();
+    let (count, offset) = (q.count as i64, q.offset as i64);
+    let mut page = refs.clone();
+    page.push(&count);
+    page.push(&offset);
+    let sql = format!(
+        "SELECT r.rid, r.type, r.id, h.version, h.last_updated, \
+         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
+         h.method, r.person \
+         FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let rows = c
+        .query(&sql, &page)?
+        .iter()
+        .map(|r| stored(r, None, None))
+        .collect();
+    Ok((rows, total as u64))
+}
+
+pub(crate) fn max_rid(c: &mut Conn) -> Result<i64> {
+    Ok(
+        c.query_one("SELECT coalesce(max(rid), 0)::bigint FROM resources", &[])?
+            .get(0),
+    )
+}
+
+pub(crate) fn count_current(c: &mut Conn, types: &[String]) -> Result<u64> {
+    if types.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM resources WHERE deleted = 0 AND type = ANY($1)",
+            &[&types],
+        )?
+        .get(0);
+    Ok(n as u64)
+}
+
+pub(crate) fn persons_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<String>> {
+    let rows = c.query(
+        "SELECT person FROM resources r JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
+         ON k.rid = r.rid WHERE r.deleted = 0 AND r.person IS NOT NULL ORDER BY k.n",
+        &[&rids],
+    )?;
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in rows {
+        let p: String = r.get(0);
+        if seen.insert(p.clone()) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn current_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<Stored>> {
+    Ok(c.query(
+        "SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body, h.method, r.person \
+         FROM unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
+         JOIN resources r ON r.rid = k.rid JOIN history h ON h.rid = r.rid AND h.version = r.version \
+         WHERE r.deleted = 0 ORDER BY k.n",
+        &[&rids],
+    )?
+    .iter()
+    .map(|r| stored(r, None, None))
+    .collect())
+}
+
+pub(crate) fn person_of(c: &mut Conn, t: &str, id: &str) -> Result<Option<Option<String>>> {
+    Ok(c.query_opt(
+        "SELECT person FROM resources WHERE type = $1 AND id = $2 AND deleted = 0",
+        &[&t, &id],
+    )?
+    .map(|r| r.get(0)))
+}
+
+pub(crate) fn meta(c: &mut Conn, key: &str) -> Result<Option<String>> {
+    Ok(
+        c.query_opt("SELECT value FROM store_meta WHERE key = $1", &[&key])?
+            .map(|r| r.get(0)),
+    )
+}
+
+pub(crate) fn state(c: &mut Conn, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+    Ok(c.query_opt(
+        "SELECT version, deleted FROM resources WHERE type = $1 AND id = $2",
+        &[&t, &id],
+    )?
+    .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i32>(1) != 0)))
+}

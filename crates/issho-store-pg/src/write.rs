@@ -1,0 +1,196 @@
+//! The writer's transaction: new versions, deletions, re-keying, settings, search-parameter
+//! changes.
+
+use super::*;
+use serde_json::Value;
+
+impl WriterTx<'_> {
+    /// The row of a resource, locked for this transaction.
+    fn head(&self, t: &str, id: &str) -> Result<Option<(i64, u64, bool)>> {
+        Ok(self
+            .conn()
+            .query_opt(
+                "SELECT rid, version, deleted FROM resources WHERE type = $1 AND id = $2 FOR UPDATE",
+                &[&t, &id],
+            )?
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, i64>(1) as u64,
+                    r.get::<_, i32>(2) != 0,
+                )
+            }))
+    }
+
+    /// Move the current body of `rid` into its history row before it is replaced; returns it.
+    fn retire_current(&self, rid: i64, version: u64) -> Result<Option<Vec<u8>>> {
+        let mut c = self.conn();
+        let body: Option<Vec<u8>> = c
+            .query_one("SELECT body FROM resources WHERE rid = $1", &[&rid])?
+            .get(0);
+        c.execute(
+            "UPDATE history SET body = $3 WHERE rid = $1 AND version = $2",
+            &[&rid, &(version as i64), &body],
+        )?;
+        Ok(body)
+    }
+}
+
+impl StoreTx for WriterTx<'_> {
+    fn put_prepared(
+        &mut self,
+        t: &str,
+        id: &str,
+        body: &mut Value,
+        person: Option<&str>,
+        method: &str,
+        prepared: Option<Prepared>,
+    ) -> Result<PutResult> {
+        let existing = self.head(t, id)?;
+        let ts = self.w.tick();
+        let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
+        stamp(body, version, ts);
+        let bytes = serde_json::to_vec(body)?;
+        let mut previous: Option<Vec<u8>> = None;
+        let v = version as i64;
+        let (rid, created) = match existing {
+            Some((rid, old, was_deleted)) => {
+                let retired = self.retire_current(rid, old)?;
+                if !was_deleted {
+                    previous = retired;
+                }
+                self.conn().execute(
+                    "UPDATE resources SET version = $2, last_updated = $3, deleted = 0, \
+                     person = $4, body = $5 WHERE rid = $1",
+                    &[&rid, &v, &ts, &person, &bytes],
+                )?;
+                (rid, was_deleted)
+            }
+            None => {
+                let rid: i64 = self
+                    .conn()
+                    .query_one(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING rid",
+                        &[&t, &id, &v, &ts, &person, &bytes],
+                    )?
+                    .get(0);
+                (rid, true)
+            }
+        };
+        self.conn().execute(
+            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, 0, NULL)",
+            &[&rid, &v, &ts, &method],
+        )?;
+        self.w.observer.changed(t);
+        let index = self.index.clone();
+        let mut c = self.conn();
+        match (
+            previous.map(|b| serde_json::from_slice::<Value>(&b)),
+            prepared,
+        ) {
+            (None, Some(p)) => index.insert_prepared(&mut c, rid, body, p)?,
+            (None, None) => index.insert(&mut c, rid, body)?,
+            (Some(Ok(old)), _) => index.replace(&mut c, rid, &old, body)?,
+            (Some(Err(_)), _) => {
+                index.remove_all(&mut c, rid)?;
+                index.insert(&mut c, rid, body)?;
+            }
+        }
+        Ok(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created,
+        })
+    }
+
+    fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
+        let Some((rid, old, false)) = self.head(t, id)? else {
+            return Ok(None);
+        };
+        let ts = self.w.tick();
+        let version = old + 1;
+        let v = version as i64;
+        let previous = self.retire_current(rid, old)?;
+        self.conn().execute(
+            "UPDATE resources SET version = $2, last_updated = $3, deleted = 1, body = NULL WHERE rid = $1",
+            &[&rid, &v, &ts],
+        )?;
+        self.conn().execute(
+            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, 'DELETE', 1, NULL)",
+            &[&rid, &v, &ts],
+        )?;
+        self.w.observer.changed(t);
+        let index = self.index.clone();
+        let mut c = self.conn();
+        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
+            Some(Ok(old)) => index.remove(&mut c, rid, &old)?,
+            _ => index.remove_all(&mut c, rid)?,
+        }
+        Ok(Some(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created: false,
+        }))
+    }
+
+    fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)> {
+        if types.is_empty() {
+            return Ok((0, after_rid));
+        }
+        let rows = self.conn().query(
+            "SELECT rid, body FROM resources WHERE rid > $1 AND deleted = 0 AND type = ANY($2) \
+             ORDER BY rid LIMIT $3",
+            &[&after_rid, &types, &(limit as i64)],
+        )?;
+        let (mut n, mut last) = (0, after_rid);
+        let index = self.index.clone();
+        for row in rows {
+            let rid: i64 = row.get(0);
+            let body: Option<Vec<u8>> = row.get(1);
+            if let Some(body) = body
+                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            {
+                index.reindex(&mut self.conn(), rid, &v)?;
+            }
+            n += 1;
+            last = rid;
+        }
+        Ok((n, last))
+    }
+
+    fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE resources SET person = $2 WHERE rid = $1",
+            &[&rid, &person],
+        )?;
+        Ok(())
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO store_meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&key, &value],
+        )?;
+        Ok(())
+    }
+
+    fn sync_params(&mut self, reg: Registry) -> Result<()> {
+        let next = self.index.sync(&mut self.conn(), reg)?;
+        self.index = Arc::new(next);
+        self.index_changed = true;
+        Ok(())
+    }
+
+    fn finish_params(&mut self, keys: &[String]) -> Result<()> {
+        let next = self.index.finish(&mut self.conn(), keys)?;
+        self.index = Arc::new(next);
+        self.index_changed = true;
+        Ok(())
+    }
+}

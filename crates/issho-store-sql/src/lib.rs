@@ -1,0 +1,231 @@
+//! SQL from issho-search's parsed queries, for the SQL backends (issho-store-sqlite,
+//! issho-store-pg).
+//!
+//! Both backends keep the same tables (`resources`, the `sp_*` index tables) and the same
+//! planning (the most selective condition drives the query as a set of `rid`s; the others are
+//! probed per candidate by primary key or the `(rid, param)` indexes), so one compiler serves
+//! both. What differs is said by a [`Dialect`], in one place ([`Sql`]): placeholders (`?` or
+//! `$n`), planner hints SQLite needs (`INDEXED BY`, a unary `+` that hides an index), lists of
+//! row keys and persons (a bound JSON array or a bound array), substring tests, `LIMIT` without
+//! a limit, and full text (FTS5 `MATCH` or `tsvector @@ tsquery`).
+//!
+//! Every value is a bound parameter ([`Arg`]); only fixed fragments, table and column names
+//! and generated aliases are written into the text.
+//!
+//! **Invariant:** no driver here (the backends bind [`Arg`]s with their own).
+
+mod conditions;
+mod fulltext;
+mod select;
+
+pub use fulltext::{fts5_query, tsquery};
+pub use select::{count, includes, link_breadth, select, token_systems};
+
+use issho_search::{Phrase, TextField};
+
+/// The SQL dialect of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Int(i64),
+    Real(f64),
+    Text(String),
+    /// Row keys (PostgreSQL: a `bigint[]`).
+    Ints(Vec<i64>),
+    /// Texts (PostgreSQL: a `text[]`).
+    Texts(Vec<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg::Real(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(v.to_string())
+    }
+}
+
+/// A statement being written: its text and bound values.
+pub(crate) struct Sql {
+    d: Dialect,
+    text: String,
+    args: Vec<Arg>,
+    next_alias: usize,
+}
+
+impl Sql {
+    pub(crate) fn new(d: Dialect) -> Sql {
+        Sql {
+            d,
+            text: String::new(),
+            args: Vec::new(),
+            next_alias: 0,
+        }
+    }
+    pub(crate) fn finish(self) -> (String, Vec<Arg>) {
+        (self.text, self.args)
+    }
+    pub(crate) fn push(&mut self, s: &str) -> &mut Sql {
+        self.text.push_str(s);
+        self
+    }
+    pub(crate) fn bind(&mut self, v: impl Into<Arg>) -> &mut Sql {
+        self.args.push(v.into());
+        match self.d {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                let n = self.args.len();
+                self.text.push_str(&format!("${n}"));
+            }
+        }
+        self
+    }
+    pub(crate) fn bind_list(&mut self, items: &[String]) -> &mut Sql {
+        self.push("(");
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(it.clone());
+        }
+        self.push(")")
+    }
+    /// `(…)`: the row keys as one bound value, whatever their number (no variable limit).
+    pub(crate) fn rid_list(&mut self, rids: &[i64]) -> &mut Sql {
+        match self.d {
+            Dialect::Sqlite => {
+                let list = serde_json::Value::from(rids.to_vec()).to_string();
+                self.push("(SELECT value FROM json_each(")
+                    .bind(list)
+                    .push("))")
+            }
+            Dialect::Postgres => self
+                .push("(SELECT unnest(")
+                .bind(Arg::Ints(rids.to_vec()))
+                .push("::bigint[]))"),
+        }
+    }
+    /// `(…)`: texts as one bound value.
+    pub(crate) fn text_list(&mut self, items: &[String]) -> &mut Sql {
+        match self.d {
+            Dialect::Sqlite => {
+                let list = serde_json::Value::from(items.to_vec()).to_string();
+                self.push("(SELECT value FROM json_each(")
+                    .bind(list)
+                    .push("))")
+            }
+            Dialect::Postgres => self
+                .push("(SELECT unnest(")
+                .bind(Arg::Texts(items.to_vec()))
+                .push("::text[]))"),
+        }
+    }
+    /// `col` is the id of one of the parameter `keys` (ids are looked up in `sp_param`).
+    pub(crate) fn param_in(&mut self, col: &str, keys: &[String]) -> &mut Sql {
+        if let [k] = keys {
+            self.push(&format!("{col} = (SELECT id FROM sp_param WHERE key = "));
+            self.bind(k.clone());
+            self.push(")")
+        } else {
+            self.push(&format!("{col} IN (SELECT id FROM sp_param WHERE key IN "));
+            self.bind_list(keys);
+            self.push(")")
+        }
+    }
+    pub(crate) fn alias(&mut self, prefix: &str) -> String {
+        self.next_alias += 1;
+        format!("{prefix}{}", self.next_alias)
+    }
+    /// `col` such that SQLite's planner does not use an index on it (a unary `+` is not a
+    /// column reference for it); PostgreSQL plans by cost and needs no such hint.
+    pub(crate) fn no_index(&self, col: &str) -> String {
+        match self.d {
+            Dialect::Sqlite => format!("+{col}"),
+            Dialect::Postgres => col.to_string(),
+        }
+    }
+    /// The hint that makes SQLite read `table` by its `(rid, param)` index where the primary
+    /// key does not lead to the rid.
+    pub(crate) fn by_rid(&self, table: &str) -> &'static str {
+        match (self.d, table) {
+            (Dialect::Sqlite, "sp_ref") => " INDEXED BY sp_ref_rid",
+            (Dialect::Sqlite, "sp_date") => " INDEXED BY sp_date_rid",
+            _ => "",
+        }
+    }
+    /// `col` contains `value` (both normalised text).
+    pub(crate) fn contains(&mut self, col: &str, value: &str) -> &mut Sql {
+        match self.d {
+            Dialect::Sqlite => self.push(&format!("instr({col}, ")),
+            Dialect::Postgres => self.push(&format!("strpos({col}, ")),
+        };
+        self.bind(value.to_string()).push(") > 0")
+    }
+    /// ` LIMIT … OFFSET …` (no limit when `count` is `None`).
+    pub(crate) fn limit(&mut self, count: Option<usize>, offset: usize) -> &mut Sql {
+        match (self.d, count) {
+            (_, Some(c)) => self.push(" LIMIT ").bind(c as i64),
+            (Dialect::Sqlite, None) => self.push(" LIMIT -1"),
+            (Dialect::Postgres, None) => self.push(" LIMIT ALL"),
+        };
+        self.push(" OFFSET ").bind(offset as i64)
+    }
+    /// The `sp_text` column holding the row key.
+    pub(crate) fn text_rid(&self) -> &'static str {
+        match self.d {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "rid",
+        }
+    }
+    /// `x.<field>` matches the terms (alternatives ORed, phrases ANDed).
+    pub(crate) fn text_match(
+        &mut self,
+        x: &str,
+        field: TextField,
+        terms: &[Vec<Phrase>],
+    ) -> &mut Sql {
+        let col = field.column();
+        match self.d {
+            Dialect::Sqlite => self
+                .push(&format!("{x}.{col} MATCH "))
+                .bind(fts5_query(terms)),
+            Dialect::Postgres => self
+                .push(&format!("{x}.{col} @@ "))
+                .bind(tsquery(terms))
+                .push("::text::tsquery"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod invariants {
+    /// The compiler stays driver-free.
+    #[test]
+    fn no_database_dependency() {
+        let manifest = include_str!("../Cargo.toml");
+        for db in ["rusqlite", "postgres", "sqlx"] {
+            assert!(
+                !manifest.contains(db),
+                "issho-store-sql must not depend on {db}"
+            );
+        }
+    }
+}
