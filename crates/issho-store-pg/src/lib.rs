@@ -118,6 +118,13 @@ impl PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.close();
+        // A client closes by blocking on its own runtime, which panics on a thread that drives
+        // asynchronous tasks (the store may be dropped with a server's state): close the idle
+        // connections on a thread of their own.
+        let idle = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
     }
 }
 

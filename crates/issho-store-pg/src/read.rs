@@ -86,7 +86,9 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
         )?
         .get(0);
     let n = refs.len();
-    let (count, offset) = (q.count as i64, q.offset as i64);
+    // "No limit" arrives as a huge count.
+    let count = i64::try_from(q.count).unwrap_or(i64::MAX);
+    let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
     let mut page = refs.clone();
     page.push(&count);
     page.push(&offset);

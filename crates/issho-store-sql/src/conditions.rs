@@ -460,7 +460,7 @@ pub(crate) fn match_cond(s: &mut Sql, m: &Match, x: &str) {
                     s.push(", ");
                 }
                 s.push("(").bind(code.clone()).push(", ");
-                s.bind(system_id(sys)).push(")");
+                s.bind_int(system_id(sys)).push(")");
             }
             s.push(")");
         }

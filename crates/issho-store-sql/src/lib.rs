@@ -7,7 +7,8 @@
 //! both. What differs is said by a [`Dialect`], in one place ([`Sql`]): placeholders (`?` or
 //! `$n`), planner hints SQLite needs (`INDEXED BY`, a unary `+` that hides an index), lists of
 //! row keys and persons (a bound JSON array or a bound array), substring tests, `LIMIT` without
-//! a limit, and full text (FTS5 `MATCH` or `tsvector @@ tsquery`).
+//! a limit, `CROSS JOIN` (SQLite's fixed join order), and full text (FTS5 `MATCH` or
+//! `tsvector @@ tsquery`).
 //!
 //! Every value is a bound parameter ([`Arg`]); only fixed fragments, table and column names
 //! and generated aliases are written into the text.
@@ -81,7 +82,13 @@ impl Sql {
         }
     }
     pub(crate) fn finish(self) -> (String, Vec<Arg>) {
-        (self.text, self.args)
+        match self.d {
+            Dialect::Sqlite => (self.text, self.args),
+            // `CROSS JOIN … ON` fixes SQLite's join order; PostgreSQL has no `ON` on a cross
+            // join and orders joins by cost. (Only fixed fragments are in the text: every value
+            // is bound, so this cannot touch a searched value.)
+            Dialect::Postgres => (self.text.replace(" CROSS JOIN ", " JOIN "), self.args),
+        }
     }
     pub(crate) fn push(&mut self, s: &str) -> &mut Sql {
         self.text.push_str(s);
@@ -97,6 +104,15 @@ impl Sql {
             }
         }
         self
+    }
+    /// An integer where nothing in the statement gives its type (a `VALUES` row):
+    /// PostgreSQL would take it for text.
+    pub(crate) fn bind_int(&mut self, v: i64) -> &mut Sql {
+        self.bind(v);
+        match self.d {
+            Dialect::Sqlite => self,
+            Dialect::Postgres => self.push("::bigint"),
+        }
     }
     pub(crate) fn bind_list(&mut self, items: &[String]) -> &mut Sql {
         self.push("(");
@@ -182,11 +198,14 @@ impl Sql {
     /// ` LIMIT … OFFSET …` (no limit when `count` is `None`).
     pub(crate) fn limit(&mut self, count: Option<usize>, offset: usize) -> &mut Sql {
         match (self.d, count) {
-            (_, Some(c)) => self.push(" LIMIT ").bind(c as i64),
+            (_, Some(c)) => self
+                .push(" LIMIT ")
+                .bind(i64::try_from(c).unwrap_or(i64::MAX)),
             (Dialect::Sqlite, None) => self.push(" LIMIT -1"),
             (Dialect::Postgres, None) => self.push(" LIMIT ALL"),
         };
-        self.push(" OFFSET ").bind(offset as i64)
+        self.push(" OFFSET ")
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
     }
     /// The `sp_text` column holding the row key.
     pub(crate) fn text_rid(&self) -> &'static str {

@@ -76,7 +76,14 @@ impl std::fmt::Display for StoreError {
 /// otherwise overlap with `From<T> for T`, the pattern `anyhow::Error` follows).
 impl<E: std::error::Error + Send + Sync + 'static> From<E> for StoreError {
     fn from(e: E) -> Self {
-        StoreError::Db(e.to_string())
+        // With its causes: a driver's own message is often only "db error".
+        let mut msg = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        StoreError::Db(msg)
     }
 }
 

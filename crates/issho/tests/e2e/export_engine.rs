@@ -8,7 +8,7 @@ use serde_json::json;
 
 fn engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let e = issho::open_embedded(dir.path(), Default::default()).unwrap();
+    let e = crate::common::open_engine(dir.path(), Default::default());
     let sys = AccessContext::system("test");
     for p in ["p1", "p2"] {
         e.update(

@@ -18,6 +18,7 @@ mod export_engine;
 mod leaks;
 mod matrix;
 mod oauth;
+mod postgres_suite;
 mod protocol;
 mod rest;
 mod search;

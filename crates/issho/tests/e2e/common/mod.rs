@@ -5,6 +5,42 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// The PostgreSQL database the suite runs on instead of the embedded store
+/// (`ISSHO_TEST_STORE=postgres://…`; see `postgres_suite.rs`), if any.
+pub fn test_store() -> Option<String> {
+    std::env::var("ISSHO_TEST_STORE")
+        .ok()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// Open the engine for a test on the store of this run: the embedded store in `dir`, or, on
+/// PostgreSQL, a schema of its own (named in `dir/pg-schema`, so that a restart on the same
+/// directory finds the same data).
+pub fn open_engine(
+    dir: &std::path::Path,
+    config: issho_engine::EngineConfig,
+) -> issho_engine::Engine {
+    let choice = match test_store() {
+        None => issho::StoreChoice::Embedded,
+        Some(base) => {
+            let file = dir.join("pg-schema");
+            let schema = match std::fs::read_to_string(&file) {
+                Ok(s) => s,
+                Err(_) => {
+                    let s = format!("t_{}", uuid::Uuid::new_v4().simple());
+                    let mut c = issho_store_pg::connect(&base).expect("PostgreSQL");
+                    c.batch(&format!("CREATE SCHEMA {s}")).expect("schema");
+                    std::fs::write(&file, &s).unwrap();
+                    s
+                }
+            };
+            let sep = if base.contains('?') { '&' } else { '?' };
+            issho::StoreChoice::Postgres(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+        }
+    };
+    issho::open(&choice, dir, config).expect("store")
+}
+
 pub struct Server {
     pub base: String,
     pub client: Client,
@@ -81,7 +117,7 @@ impl Server {
         engine: issho_engine::EngineConfig,
         config: impl FnOnce(&str, &std::path::Path) -> issho_server::ServerConfig,
     ) -> Server {
-        let engine = issho::open_embedded(dir.path(), engine).expect("store");
+        let engine = open_engine(dir.path(), engine);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
