@@ -502,6 +502,13 @@ fn serve(a: ServeArgs) -> i32 {
                 return 1;
             }
         };
+        if let Ok(choice) = issho::StoreChoice::parse(a.store.as_deref()) {
+            println!(
+                "resources: {}; keys, users and audit trail: {}",
+                choice.describe(&a.data),
+                a.data.display()
+            );
+        }
         println!("issho listening on {scheme}://{addr}/fhir (CapabilityStatement: {scheme}://{addr}/fhir/metadata)");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
