@@ -251,6 +251,9 @@ macro_rules! store_read {
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
                 state(&mut self.conn(), t, id)
             }
+            fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
+                versions(&mut self.conn(), after_seq, limit)
+            }
         }
     };
 }

@@ -180,3 +180,16 @@ pub(crate) fn state(c: &mut Conn, t: &str, id: &str) -> Result<Option<(u64, bool
     )?
     .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i32>(1) != 0)))
 }
+
+pub(crate) fn versions(c: &mut Conn, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
+    Ok(c.query(
+        "SELECT h.seq, r.rid, r.type, r.id, h.version, h.last_updated, \
+         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
+         h.method, r.person FROM history h JOIN resources r ON r.rid = h.rid \
+         WHERE h.seq > $1 ORDER BY h.seq LIMIT $2",
+        &[&after_seq, &i64::try_from(limit).unwrap_or(i64::MAX)],
+    )?
+    .iter()
+    .map(|r| (r.get::<_, i64>("seq"), stored(r, None, None)))
+    .collect())
+}

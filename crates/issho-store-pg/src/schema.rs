@@ -85,11 +85,16 @@ CREATE INDEX sp_text_content ON sp_text USING gin (content);
 /// Apply the migrations not yet applied, each in its own transaction, under an advisory lock
 /// (two processes starting together apply each once). Returns the versions applied now.
 pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Error> {
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-           version int PRIMARY KEY, description text NOT NULL,
-           applied_at timestamptz NOT NULL DEFAULT now())",
-    )?;
+    let exists: bool = c
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        c.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+               version int PRIMARY KEY, description text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())",
+        )?;
+    }
     let mut applied_now = Vec::new();
     let mut tx = c.transaction()?;
     // One migrating process at a time (released at commit).

@@ -163,6 +163,71 @@ impl StoreTx for WriterTx<'_> {
         Ok((n, last))
     }
 
+    fn put_version(&mut self, v: &Stored) -> Result<()> {
+        let existing = self.head(&v.resource_type, &v.id)?;
+        if existing.is_some_and(|(_, old, _)| old >= v.version) {
+            return Err(StoreError::Db(format!(
+                "{}/{} already has version {} or later",
+                v.resource_type, v.id, v.version
+            )));
+        }
+        self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
+        let deleted = i32::from(v.body.is_none());
+        let ver = v.version as i64;
+        let mut previous: Option<Vec<u8>> = None;
+        let rid = match existing {
+            Some((rid, old, was_deleted)) => {
+                let retired = self.retire_current(rid, old)?;
+                if !was_deleted {
+                    previous = retired;
+                }
+                self.conn().execute(
+                    "UPDATE resources SET version = $2, last_updated = $3, deleted = $4, \
+                     person = $5, body = $6 WHERE rid = $1",
+                    &[&rid, &ver, &v.last_updated, &deleted, &v.person, &v.body],
+                )?;
+                rid
+            }
+            None => self
+                .conn()
+                .query_one(
+                    "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rid",
+                    &[
+                        &v.resource_type,
+                        &v.id,
+                        &ver,
+                        &v.last_updated,
+                        &deleted,
+                        &v.person,
+                        &v.body,
+                    ],
+                )?
+                .get(0),
+        };
+        self.conn().execute(
+            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+            &[&rid, &ver, &v.last_updated, &v.method, &deleted],
+        )?;
+        self.w.observer.changed(&v.resource_type);
+        let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
+        let old = previous.as_deref().and_then(parse);
+        let new = v.body.as_deref().and_then(parse);
+        let index = self.index.clone();
+        let mut c = self.conn();
+        if old.is_none() && previous.is_some() {
+            index.remove_all(&mut c, rid)?;
+        }
+        match (old, new) {
+            (Some(old), Some(new)) => index.replace(&mut c, rid, &old, &new)?,
+            (Some(old), None) => index.remove(&mut c, rid, &old)?,
+            (None, Some(new)) => index.insert(&mut c, rid, &new)?,
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
         self.conn().execute(
             "UPDATE resources SET person = $2 WHERE rid = $1",

@@ -383,6 +383,9 @@ macro_rules! store_read {
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
                 crate::keyed::state(self.conn(), t, id)
             }
+            fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
+                versions(self.conn(), after_seq, limit)
+            }
         }
     };
 }
@@ -619,6 +622,84 @@ impl StoreTx for WriterTx<'_> {
             last = rid;
         }
         Ok((n, last))
+    }
+
+    fn put_version(&mut self, v: &Stored) -> Result<()> {
+        let (existing, _) = self.new_version(&v.resource_type, &v.id)?;
+        if existing.is_some_and(|(_, old, _)| old >= v.version) {
+            return Err(StoreError::Db(format!(
+                "{}/{} already has version {} or later",
+                v.resource_type, v.id, v.version
+            )));
+        }
+        self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
+        let deleted = i64::from(v.body.is_none());
+        let mut previous: Option<Vec<u8>> = None;
+        let rid = match existing {
+            Some((rid, old, was_deleted)) => {
+                if !was_deleted {
+                    previous = self.current_body(rid)?;
+                }
+                self.retire_current(rid, old)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = ?4, \
+                         person = ?5, body = ?6 WHERE rid = ?1",
+                    )?
+                    .execute(params![
+                        rid,
+                        v.version,
+                        v.last_updated,
+                        deleted,
+                        v.person,
+                        v.body
+                    ])?;
+                rid
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        v.resource_type,
+                        v.id,
+                        v.version,
+                        v.last_updated,
+                        deleted,
+                        v.person,
+                        v.body
+                    ])?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            )?
+            .execute(params![rid, v.version, v.last_updated, v.method, deleted])?;
+        self.w.observer.changed(&v.resource_type);
+        let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
+        let old = previous.as_deref().and_then(parse);
+        let new = v.body.as_deref().and_then(parse);
+        match (old, new) {
+            (Some(old), Some(new)) => self.index.replace(self.conn, rid, &old, &new)?,
+            (Some(old), None) => self.index.remove(self.conn, rid, &old)?,
+            (None, Some(new)) => {
+                if previous.is_some() {
+                    self.index.remove_all(self.conn, rid)?;
+                }
+                self.index.insert(self.conn, rid, &new)?
+            }
+            (None, None) => {
+                if previous.is_some() {
+                    self.index.remove_all(self.conn, rid)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {

@@ -233,3 +233,34 @@ pub(super) fn current_by_rids(conn: &Connection, rids: &[i64]) -> Result<Vec<Sto
     }
     Ok(out)
 }
+
+pub(super) fn versions(
+    conn: &Connection,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Stored)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT h.seq, r.rid, r.type, r.id, h.version, h.last_updated, \
+         CASE WHEN h.deleted = 1 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END, \
+         h.method, r.person FROM history h JOIN resources r ON r.rid = h.rid \
+         WHERE h.seq > ?1 ORDER BY h.seq LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![after_seq, limit as i64], |r| {
+            Ok((
+                r.get(0)?,
+                Stored {
+                    rid: r.get(1)?,
+                    resource_type: r.get(2)?,
+                    id: r.get(3)?,
+                    version: r.get(4)?,
+                    last_updated: r.get(5)?,
+                    body: r.get(6)?,
+                    method: r.get(7)?,
+                    person: r.get(8)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

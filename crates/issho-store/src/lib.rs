@@ -179,6 +179,10 @@ pub trait StoreRead {
     fn meta(&self, key: &str) -> Result<Option<String>>;
     /// The current version of a resource and whether it is deleted, without its body.
     fn state(&self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>>;
+    /// Every version in the order it was written, after sequence number `after_seq`, at most
+    /// `limit`, with its sequence number (a deletion has no body; `person` is the resource's
+    /// current one): for copying a whole store.
+    fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>>;
 }
 
 /// Read-write access inside one store transaction.
@@ -214,6 +218,10 @@ pub trait StoreTx: StoreRead {
     /// in `rid` order (idempotent). Returns how many were done and the last `rid` (0 done:
     /// none were left).
     fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)>;
+    /// Write a version exactly as given (its number, time, method, body or deletion, person),
+    /// as the next version of its resource: for copying a store into an empty one. Refused
+    /// when the resource already has this version or a later one.
+    fn put_version(&mut self, v: &Stored) -> Result<()>;
     /// Re-key a current resource to another person (e.g. after the ownership rule changed).
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()>;
     /// Change a setting of the store ([`StoreRead::meta`]).

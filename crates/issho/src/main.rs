@@ -1,6 +1,7 @@
 //! The `issho` command: serve, import, demo, bench, audit, version.
 
 mod bench;
+mod copy;
 mod demo_users;
 mod export;
 mod load;
@@ -43,6 +44,8 @@ enum Cmd {
     Client(ClientCmdArgs),
     /// The audit trail (audit.db in the data directory).
     Audit(AuditArgs),
+    /// Copy a whole store (every version) into an empty one: embedded ⇄ PostgreSQL.
+    Copy(copy::CopyArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -286,6 +289,16 @@ fn main() {
     };
     let code = match cli.cmd {
         Cmd::Migrate(a) => migrate(a),
+        Cmd::Copy(a) => match copy::run(a) {
+            Ok(summary) => {
+                println!("{summary}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
         Cmd::Version => {
             println!("issho {} (FHIR R4 4.0.1)", env!("CARGO_PKG_VERSION"));
             0

@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod conformance_r4_examples;
 mod conformance_synthea;
+mod copy_store;
 mod custom_params;
 mod export_engine;
 mod leaks;
