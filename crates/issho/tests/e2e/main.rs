@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod common;
+mod concurrency;
 
 mod access;
 mod access_rules;
