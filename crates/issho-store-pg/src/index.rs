@@ -143,6 +143,8 @@ pub(crate) fn tsvector_text(tokens: &str) -> String {
 pub struct PgIndex {
     reg: Arc<Registry>,
     ids: Vec<i64>,
+    /// The same ids by key, for the compiler (bound as numbers in queries).
+    by_key: HashMap<String, i64>,
     pending: HashSet<u32>,
 }
 
@@ -179,9 +181,16 @@ impl PgIndex {
             };
             ids.push(id);
         }
+        let by_key = reg
+            .keys()
+            .iter()
+            .cloned()
+            .zip(ids.iter().copied())
+            .collect();
         let index = PgIndex {
             reg,
             ids,
+            by_key,
             pending: HashSet::new(),
         };
         Ok((index, added))
@@ -189,6 +198,11 @@ impl PgIndex {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.reg
+    }
+
+    /// The database id of every parameter key.
+    pub fn key_ids(&self) -> &HashMap<String, i64> {
+        &self.by_key
     }
 
     /// See `SqliteIndex::sync`: new keys are numbered and pending, keys no longer wanted lose

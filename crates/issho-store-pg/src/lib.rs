@@ -22,7 +22,7 @@ pub use index::PgIndex;
 use args::{params, wrap};
 use issho_search::{Registry, SearchQuery, Test};
 use issho_store::*;
-use issho_store_sql::{Arg, Dialect::Postgres};
+use issho_store_sql::{Arg, Dialect::Postgres, Target};
 use read::*;
 use std::any::Any;
 use std::cell::{RefCell, RefMut};
@@ -146,9 +146,10 @@ impl Drop for PooledReader<'_> {
     }
 }
 
-/// A connection the shared read code runs on.
+/// A connection the shared read code runs on, and the index its queries are compiled with.
 trait OnConn {
     fn conn(&self) -> RefMut<'_, Conn>;
+    fn index(&self) -> Arc<PgIndex>;
 }
 
 impl OnConn for PooledReader<'_> {
@@ -156,6 +157,16 @@ impl OnConn for PooledReader<'_> {
         RefMut::map(self.conn.borrow_mut(), |c| {
             c.as_mut().expect("pooled connection")
         })
+    }
+    fn index(&self) -> Arc<PgIndex> {
+        current_index(&self.store.index)
+    }
+}
+
+fn target(index: &PgIndex) -> Target<'_> {
+    Target {
+        dialect: Postgres,
+        param_ids: Some(index.key_ids()),
     }
 }
 
@@ -199,10 +210,16 @@ macro_rules! store_read {
                 read_max_seq(&mut self.conn())
             }
             fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
-                rids(&mut self.conn(), issho_store_sql::select(Postgres, q))
+                rids(
+                    &mut self.conn(),
+                    issho_store_sql::select(target(&self.index()), q),
+                )
             }
             fn count(&self, q: &SearchQuery) -> Result<u64> {
-                count_of(&mut self.conn(), issho_store_sql::count(Postgres, q))
+                count_of(
+                    &mut self.conn(),
+                    issho_store_sql::count(target(&self.index()), q),
+                )
             }
             fn includes(
                 &self,
@@ -210,13 +227,13 @@ macro_rules! store_read {
                 page: &[i64],
                 iterate_only: bool,
             ) -> Result<Vec<i64>> {
-                match issho_store_sql::includes(Postgres, q, page, iterate_only) {
+                match issho_store_sql::includes(target(&self.index()), q, page, iterate_only) {
                     Some(stmt) => rids(&mut self.conn(), stmt),
                     None => Ok(Vec::new()),
                 }
             }
             fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
-                match issho_store_sql::link_breadth(Postgres, t, limit) {
+                match issho_store_sql::link_breadth(target(&self.index()), t, limit) {
                     Some(stmt) => count_of(&mut self.conn(), stmt),
                     None => Ok(0),
                 }
@@ -228,7 +245,10 @@ macro_rules! store_read {
                 )
             }
             fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
-                explain(&mut self.conn(), issho_store_sql::select(Postgres, q))
+                explain(
+                    &mut self.conn(),
+                    issho_store_sql::select(target(&self.index()), q),
+                )
             }
             fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
                 current_by_rids(&mut self.conn(), rids)
@@ -253,6 +273,9 @@ macro_rules! store_read {
             }
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
                 versions(&mut self.conn(), after_seq, limit)
+            }
+            fn settings(&self) -> Result<Vec<(String, String)>> {
+                settings(&mut self.conn())
             }
         }
     };
@@ -318,6 +341,9 @@ struct WriterTx<'a> {
 impl OnConn for WriterTx<'_> {
     fn conn(&self) -> RefMut<'_, Conn> {
         RefMut::map(self.c.borrow_mut(), |c| &mut **c)
+    }
+    fn index(&self) -> Arc<PgIndex> {
+        self.index.clone()
     }
 }
 

@@ -193,3 +193,12 @@ pub(crate) fn versions(c: &mut Conn, after_seq: i64, limit: usize) -> Result<Vec
     .map(|r| (r.get::<_, i64>("seq"), stored(r, None, None)))
     .collect())
 }
+
+pub(crate) fn settings(c: &mut Conn) -> Result<Vec<(String, String)>> {
+    Ok(
+        c.query("SELECT key, value FROM store_meta ORDER BY key", &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+    )
+}

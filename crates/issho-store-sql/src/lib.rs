@@ -23,12 +23,32 @@ pub use fulltext::{fts5_query, tsquery};
 pub use select::{count, includes, link_breadth, select, token_systems};
 
 use issho_search::{Phrase, TextField};
+use std::collections::HashMap;
 
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
     Postgres,
+}
+
+/// What a statement is compiled for: the dialect, and (when the backend knows them) the
+/// database ids of the parameter keys, bound as numbers instead of looked up in `sp_param` by a
+/// subquery — PostgreSQL's planner estimates a known id from its statistics, a subquery's
+/// result only generically.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub dialect: Dialect,
+    pub param_ids: Option<&'a HashMap<String, i64>>,
+}
+
+impl From<Dialect> for Target<'static> {
+    fn from(dialect: Dialect) -> Target<'static> {
+        Target {
+            dialect,
+            param_ids: None,
+        }
+    }
 }
 
 /// A bound value.
@@ -65,17 +85,19 @@ impl From<&str> for Arg {
 }
 
 /// A statement being written: its text and bound values.
-pub(crate) struct Sql {
+pub(crate) struct Sql<'a> {
     d: Dialect,
+    ids: Option<&'a HashMap<String, i64>>,
     text: String,
     args: Vec<Arg>,
     next_alias: usize,
 }
 
-impl Sql {
-    pub(crate) fn new(d: Dialect) -> Sql {
+impl<'a> Sql<'a> {
+    pub(crate) fn new(t: Target<'a>) -> Sql<'a> {
         Sql {
-            d,
+            d: t.dialect,
+            ids: t.param_ids,
             text: String::new(),
             args: Vec::new(),
             next_alias: 0,
@@ -90,11 +112,11 @@ impl Sql {
             Dialect::Postgres => (self.text.replace(" CROSS JOIN ", " JOIN "), self.args),
         }
     }
-    pub(crate) fn push(&mut self, s: &str) -> &mut Sql {
+    pub(crate) fn push(&mut self, s: &str) -> &mut Sql<'a> {
         self.text.push_str(s);
         self
     }
-    pub(crate) fn bind(&mut self, v: impl Into<Arg>) -> &mut Sql {
+    pub(crate) fn bind(&mut self, v: impl Into<Arg>) -> &mut Sql<'a> {
         self.args.push(v.into());
         match self.d {
             Dialect::Sqlite => self.text.push('?'),
@@ -107,14 +129,14 @@ impl Sql {
     }
     /// An integer where nothing in the statement gives its type (a `VALUES` row):
     /// PostgreSQL would take it for text.
-    pub(crate) fn bind_int(&mut self, v: i64) -> &mut Sql {
+    pub(crate) fn bind_int(&mut self, v: i64) -> &mut Sql<'a> {
         self.bind(v);
         match self.d {
             Dialect::Sqlite => self,
             Dialect::Postgres => self.push("::bigint"),
         }
     }
-    pub(crate) fn bind_list(&mut self, items: &[String]) -> &mut Sql {
+    pub(crate) fn bind_list(&mut self, items: &[String]) -> &mut Sql<'a> {
         self.push("(");
         for (i, it) in items.iter().enumerate() {
             if i > 0 {
@@ -125,7 +147,7 @@ impl Sql {
         self.push(")")
     }
     /// `(…)`: the row keys as one bound value, whatever their number (no variable limit).
-    pub(crate) fn rid_list(&mut self, rids: &[i64]) -> &mut Sql {
+    pub(crate) fn rid_list(&mut self, rids: &[i64]) -> &mut Sql<'a> {
         match self.d {
             Dialect::Sqlite => {
                 let list = serde_json::Value::from(rids.to_vec()).to_string();
@@ -140,7 +162,7 @@ impl Sql {
         }
     }
     /// `(…)`: texts as one bound value.
-    pub(crate) fn text_list(&mut self, items: &[String]) -> &mut Sql {
+    pub(crate) fn text_list(&mut self, items: &[String]) -> &mut Sql<'a> {
         match self.d {
             Dialect::Sqlite => {
                 let list = serde_json::Value::from(items.to_vec()).to_string();
@@ -155,7 +177,25 @@ impl Sql {
         }
     }
     /// `col` is the id of one of the parameter `keys` (ids are looked up in `sp_param`).
-    pub(crate) fn param_in(&mut self, col: &str, keys: &[String]) -> &mut Sql {
+    pub(crate) fn param_in(&mut self, col: &str, keys: &[String]) -> &mut Sql<'a> {
+        if let Some(ids) = self.ids {
+            // A key the database has no id for has no rows: -1 is no id.
+            let found: Vec<i64> = keys
+                .iter()
+                .map(|k| ids.get(k).copied().unwrap_or(-1))
+                .collect();
+            if let [id] = found.as_slice() {
+                return self.push(&format!("{col} = ")).bind(*id);
+            }
+            self.push(&format!("{col} IN ("));
+            for (i, id) in found.iter().enumerate() {
+                if i > 0 {
+                    self.push(", ");
+                }
+                self.bind(*id);
+            }
+            return self.push(")");
+        }
         if let [k] = keys {
             self.push(&format!("{col} = (SELECT id FROM sp_param WHERE key = "));
             self.bind(k.clone());
@@ -188,7 +228,7 @@ impl Sql {
         }
     }
     /// `col` contains `value` (both normalised text).
-    pub(crate) fn contains(&mut self, col: &str, value: &str) -> &mut Sql {
+    pub(crate) fn contains(&mut self, col: &str, value: &str) -> &mut Sql<'a> {
         match self.d {
             Dialect::Sqlite => self.push(&format!("instr({col}, ")),
             Dialect::Postgres => self.push(&format!("strpos({col}, ")),
@@ -196,7 +236,7 @@ impl Sql {
         self.bind(value.to_string()).push(") > 0")
     }
     /// ` LIMIT … OFFSET …` (no limit when `count` is `None`).
-    pub(crate) fn limit(&mut self, count: Option<usize>, offset: usize) -> &mut Sql {
+    pub(crate) fn limit(&mut self, count: Option<usize>, offset: usize) -> &mut Sql<'a> {
         match (self.d, count) {
             (_, Some(c)) => self
                 .push(" LIMIT ")
@@ -220,7 +260,7 @@ impl Sql {
         x: &str,
         field: TextField,
         terms: &[Vec<Phrase>],
-    ) -> &mut Sql {
+    ) -> &mut Sql<'a> {
         let col = field.column();
         match self.d {
             Dialect::Sqlite => self

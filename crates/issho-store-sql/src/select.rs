@@ -2,14 +2,14 @@
 //! link breadth, token systems.
 
 use crate::conditions::*;
-use crate::{Arg, Dialect, Sql};
+use crate::{Arg, Sql, Target};
 use issho_search::values::system_id;
 use issho_search::{Include, Match, ParamKind, SearchQuery, SortBy, Test};
 
 /// SQL selecting the `rid`s of the current, non-deleted resources matching `q`, in the
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
-pub fn select(d: Dialect, q: &SearchQuery) -> (String, Vec<Arg>) {
-    let mut s = Sql::new(d);
+pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d.into());
     let streamed = if q.sort.is_empty() {
         driver_of(q).filter(|&i| streamable(&q.filters[i].test).is_some())
     } else {
@@ -95,8 +95,8 @@ fn has_rid_index(table: &str) -> bool {
 }
 
 /// SQL counting the resources matching `q` (ignores sort and paging).
-pub fn count(d: Dialect, q: &SearchQuery) -> (String, Vec<Arg>) {
-    let mut s = Sql::new(d);
+pub fn count<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d.into());
     // One condition on parameters of this type alone: the index holds rows of current,
     // non-deleted resources only, and the keys name the type, so the index range itself is
     // the answer (no visit of `resources` per match).
@@ -126,8 +126,8 @@ pub fn count(d: Dialect, q: &SearchQuery) -> (String, Vec<Arg>) {
 /// resources in the page (every rule; with `iterate_only` only the `:iterate` rules, for the
 /// following rounds). The result may contain rids already in `rids`. `None` when the query
 /// has no such rule.
-pub fn includes(
-    d: Dialect,
+pub fn includes<'a>(
+    d: impl Into<Target<'a>>,
     q: &SearchQuery,
     rids: &[i64],
     iterate_only: bool,
@@ -143,7 +143,7 @@ pub fn includes(
     if inc.is_empty() && rev.is_empty() {
         return None;
     }
-    let mut s = Sql::new(d);
+    let mut s = Sql::new(d.into());
     s.push("SELECT DISTINCT rid FROM (");
     let mut first = true;
     for i in &inc {
@@ -373,8 +373,12 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
 /// SQL counting, up to `limit`, the resources a chain's or `_has`'s inner condition matches
 /// (the targets of a chain, the referring resources of a `_has`): how broad it is, for the
 /// planner ([`SearchQuery::probe`]). `None` for other tests.
-pub fn link_breadth(d: Dialect, t: &Test, limit: usize) -> Option<(String, Vec<Arg>)> {
-    let mut s = Sql::new(d);
+pub fn link_breadth<'a>(
+    d: impl Into<Target<'a>>,
+    t: &Test,
+    limit: usize,
+) -> Option<(String, Vec<Arg>)> {
+    let mut s = Sql::new(d.into());
     match t {
         Test::Chain {
             target_types,
@@ -405,8 +409,8 @@ pub fn link_breadth(d: Dialect, t: &Test, limit: usize) -> Option<(String, Vec<A
 /// SQL yielding the code systems (`system_id`s) the index holds for `code` under `key`: a
 /// skip scan, one primary-key seek per distinct system (there are few), never a walk over every
 /// row of a common code.
-pub fn token_systems(d: Dialect, key: &str, code: &str) -> (String, Vec<Arg>) {
-    let mut s = Sql::new(d);
+pub fn token_systems<'a>(d: impl Into<Target<'a>>, key: &str, code: &str) -> (String, Vec<Arg>) {
+    let mut s = Sql::new(d.into());
     s.push("WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ");
     s.bind(key.to_string());
     s.push("), s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");

@@ -47,3 +47,9 @@ pub(crate) fn state(conn: &Connection, t: &str, id: &str) -> Result<Option<(u64,
         })
         .optional()?)
 }
+
+pub(crate) fn settings(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM store_meta ORDER BY key")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -386,6 +386,9 @@ macro_rules! store_read {
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
                 versions(self.conn(), after_seq, limit)
             }
+            fn settings(&self) -> Result<Vec<(String, String)>> {
+                crate::keyed::settings(self.conn())
+            }
         }
     };
 }

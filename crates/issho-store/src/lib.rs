@@ -177,6 +177,8 @@ pub trait StoreRead {
     fn person(&self, resource_type: &str, id: &str) -> Result<Option<Option<String>>>;
     /// A setting of the store itself (e.g. which version of the ownership rule keyed it).
     fn meta(&self, key: &str) -> Result<Option<String>>;
+    /// Every setting of the store (for copying it).
+    fn settings(&self) -> Result<Vec<(String, String)>>;
     /// The current version of a resource and whether it is deleted, without its body.
     fn state(&self, resource_type: &str, id: &str) -> Result<Option<(u64, bool)>>;
     /// Every version in the order it was written, after sequence number `after_seq`, at most

@@ -20,22 +20,24 @@ pub struct CopyArgs {
     pub to: String,
 }
 
+fn is_pg(place: &str) -> bool {
+    place.starts_with("postgres://") || place.starts_with("postgresql://")
+}
+
 /// A store opened for copying (the store's own handle: not through the engine).
 fn open(place: &str) -> Result<Arc<dyn Store>, String> {
-    Ok(
-        if place.starts_with("postgres://") || place.starts_with("postgresql://") {
-            Arc::new(
-                issho_store_pg::PgStore::open(place, Arc::new(NoObserver))
-                    .map_err(|e| format!("{}: {e}", issho::redact(place)))?,
-            )
-        } else {
-            let dir = PathBuf::from(place);
-            Arc::new(
-                issho_store_sqlite::SqliteStore::open(&dir, Arc::new(NoObserver))
-                    .map_err(|e| format!("{place}: {e}"))?,
-            )
-        },
-    )
+    Ok(if is_pg(place) {
+        Arc::new(
+            issho_store_pg::PgStore::open(place, Arc::new(NoObserver))
+                .map_err(|e| format!("{}: {e}", issho::redact(place)))?,
+        )
+    } else {
+        let dir = PathBuf::from(place);
+        Arc::new(
+            issho_store_sqlite::SqliteStore::open(&dir, Arc::new(NoObserver))
+                .map_err(|e| format!("{place}: {e}"))?,
+        )
+    })
 }
 
 /// The system's permit for copying (what the engine's upkeep uses).
@@ -130,9 +132,34 @@ pub fn run(a: CopyArgs) -> Result<String, String> {
         pb.inc(n);
     }
     pb.finish_and_clear();
+    // The store's own settings (e.g. the version of the ownership rule that keyed it: without
+    // it the engine would re-key every resource when it opens the copy).
+    let settings = r.settings().map_err(|e| e.to_string())?;
+    issho_store::write(&*to, &permit, move |tx| {
+        for (k, v) in &settings {
+            tx.set_meta(k, v)?;
+        }
+        Ok::<(), issho_store::StoreError>(())
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     drop(r);
     let (n1, r1, c1) = checksum(&*from, &permit)?;
     let (n2, r2, c2) = checksum(&*to, &permit)?;
+    let settings = |s: &dyn Store| -> Result<Vec<(String, String)>, String> {
+        s.reader(&permit)
+            .and_then(|r| r.settings())
+            .map_err(|e| e.to_string())
+    };
+    if settings(&*from)? != settings(&*to)? {
+        return Err("the copy's store settings differ from the source's".into());
+    }
+    if is_pg(&a.to) {
+        // Fresh tables: give the planner its statistics now rather than at autovacuum's pace.
+        issho_store_pg::connect(&a.to)
+            .and_then(|mut c| Ok(c.batch("ANALYZE")?))
+            .map_err(|e| e.to_string())?;
+    }
     if (n1, r1, &c1) != (n2, r2, &c2) {
         return Err(format!(
             "the copy differs from the source: {n1} versions of {r1} resources (SHA-256 {c1}) \
@@ -141,7 +168,7 @@ pub fn run(a: CopyArgs) -> Result<String, String> {
     }
     Ok(format!(
         "copied {n1} versions of {r1} resources from {} to {}; verified: equal counts and \
-         SHA-256 {c1} over every version on both sides. The audit trail stays in its data \
+         SHA-256 {c1} over every version on both sides, and the same store settings. The audit trail stays in its data \
          directory (check it with `issho audit verify`); custom search parameters are indexed \
          when a server first opens the copy.",
         issho::redact(&a.from),
