@@ -33,6 +33,9 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 const MAX_GROUP: usize = 256;
 /// Idle reader connections kept.
 const POOL: usize = 16;
+/// The advisory lock of the writing process, with the schema's name: one writer per schema
+/// (a database with several issho schemas serves several deployments).
+const WRITER_LOCK: i32 = 7_349_002;
 
 type IndexCell = Arc<RwLock<Arc<PgIndex>>>;
 
@@ -79,6 +82,21 @@ impl PgStore {
     pub fn open(url: &str, observer: Arc<dyn Observer>) -> Result<PgStore> {
         let mut conn = connect(url)?;
         schema::migrate(conn.client())?;
+        // One writing process per database (as one per data directory for the embedded
+        // store): the writer's connection holds this lock for as long as it lives.
+        let alone: bool = conn
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+                &[&WRITER_LOCK],
+            )?
+            .get(0);
+        if !alone {
+            return Err(StoreError::Db(
+                "another issho process is writing to this PostgreSQL database and schema (one \
+                 process at a time for now; stop it first)"
+                    .into(),
+            ));
+        }
         let index: IndexCell = Arc::new(RwLock::new(Arc::new(PgIndex::open(&mut conn)?)));
         let last: i64 = conn
             .query_one(

@@ -91,3 +91,25 @@ fn if_match_loses_no_update_under_32_clients() {
     let history = json(s.get("Basic/counter/_history?_count=1000"));
     assert_eq!(history["total"], total + 1, "gap-free history");
 }
+
+/// One writing process per store: a second one on the same data directory (embedded) or the
+/// same PostgreSQL database and schema is refused with a message, not left to race.
+#[test]
+fn a_second_process_on_the_same_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = crate::common::open_engine(dir.path(), Default::default());
+    let choice = crate::common::store_choice(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let second_dir = match choice {
+        issho::StoreChoice::Embedded => dir.path(),
+        issho::StoreChoice::Postgres(_) => other.path(),
+    };
+    let err = issho::open(&choice, second_dir, Default::default())
+        .err()
+        .expect("a second process is refused");
+    let why = err.issues[0].diagnostics.clone();
+    assert!(why.contains("another issho process"), "{why}");
+    drop(first);
+    // Once the first has stopped, the store opens again.
+    issho::open(&choice, second_dir, Default::default()).expect("reopens");
+}

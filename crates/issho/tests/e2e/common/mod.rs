@@ -20,7 +20,12 @@ pub fn open_engine(
     dir: &std::path::Path,
     config: issho_engine::EngineConfig,
 ) -> issho_engine::Engine {
-    let choice = match test_store() {
+    issho::open(&store_choice(dir), dir, config).expect("store")
+}
+
+/// The store of a test's data directory on this run (see [`open_engine`]).
+pub fn store_choice(dir: &std::path::Path) -> issho::StoreChoice {
+    match test_store() {
         None => issho::StoreChoice::Embedded,
         Some(base) => {
             let file = dir.join("pg-schema");
@@ -37,8 +42,7 @@ pub fn open_engine(
             let sep = if base.contains('?') { '&' } else { '?' };
             issho::StoreChoice::Postgres(format!("{base}{sep}options=-csearch_path%3D{schema}"))
         }
-    };
-    issho::open(&choice, dir, config).expect("store")
+    }
 }
 
 pub struct Server {
