@@ -60,7 +60,7 @@ pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<Str
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let n = summary.total();
-    let peak = crate::bench::proc_status_kib("self", "VmHWM:").unwrap_or(0);
+    let peak = peak_rss_kib().unwrap_or(0);
     Ok(format!(
         "exported {n} resources of {} types ({} persons) to {} in {secs:.1} s ({:.0} resources/s); peak RSS {} MiB",
         summary.counts.len(),
@@ -69,4 +69,16 @@ pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<Str
         n as f64 / secs.max(1e-9),
         peak / 1024
     ))
+}
+
+/// This process's peak resident memory (VmHWM of /proc/self/status), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

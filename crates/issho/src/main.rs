@@ -1,6 +1,5 @@
-//! The `issho` command: serve, import, demo, bench, audit, version.
+//! The `issho` command: serve, import, demo, audit, version.
 
-mod bench;
 mod copy;
 mod demo_users;
 mod export;
@@ -35,8 +34,6 @@ enum Cmd {
     Export(export::ExportArgs),
     /// Generate the deterministic Japanese demo population (into the store, or as files).
     Demo(DemoArgs),
-    /// Measure ingest, reads and searches over HTTP on a generated population (see BENCHMARKS.md).
-    Bench(bench::BenchArgs),
     /// Print a SMART access token response for a user of the local store (an operator's
     /// tool: it needs the data directory, and is never offered over HTTP).
     Token(TokenArgs),
@@ -317,16 +314,6 @@ fn main() {
         Cmd::Import(a) => import(a),
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
-        Cmd::Bench(a) => match bench::run(a) {
-            Ok(report) => {
-                println!("{report}");
-                0
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                1
-            }
-        },
     };
     std::process::exit(code);
 }
