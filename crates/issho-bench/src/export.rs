@@ -18,15 +18,22 @@ pub struct Export {
 }
 
 /// `issho export` of the stopped server's store, as a child process.
-pub fn export_issho(issho: &Path, dir: &Path, out: &Path) -> Result<Export, String> {
+pub fn export_issho(
+    issho: &Path,
+    dir: &Path,
+    out: &Path,
+    store: Option<&str>,
+) -> Result<Export, String> {
     let t = Instant::now();
-    let o = Command::new(issho)
-        .args(["export", "--data"])
+    let mut cmd = Command::new(issho);
+    cmd.args(["export", "--data"])
         .arg(dir)
         .arg("--out")
-        .arg(out)
-        .output()
-        .map_err(|e| e.to_string())?;
+        .arg(out);
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
+    }
+    let o = cmd.output().map_err(|e| e.to_string())?;
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     if !o.status.success() {
@@ -106,14 +113,19 @@ pub fn export_bulk(s: &Server) -> Result<Export, String> {
 }
 
 /// `issho import` of an NDJSON directory into a fresh store; (resources, seconds, its output).
-pub fn import_issho(issho: &Path, ndjson: &Path, dir: &Path) -> Result<(u64, f64, String), String> {
+pub fn import_issho(
+    issho: &Path,
+    ndjson: &Path,
+    dir: &Path,
+    store: Option<&str>,
+) -> Result<(u64, f64, String), String> {
     let t = Instant::now();
-    let o = Command::new(issho)
-        .args(["import", "--data"])
-        .arg(dir)
-        .arg(ndjson)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(issho);
+    cmd.args(["import", "--data"]).arg(dir);
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
+    }
+    let o = cmd.arg(ndjson).output().map_err(|e| e.to_string())?;
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
     if !o.status.success() {

@@ -82,6 +82,10 @@ pub struct BenchArgs {
     /// Skip the raw-store baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run issho on PostgreSQL: a database (`postgres://USER:PASSWORD@HOST/DB`) in which the
+    /// benchmark makes a fresh schema of its own for the run (and one for the import).
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 fn main() {
@@ -120,7 +124,11 @@ fn run(a: BenchArgs) -> Result<String, String> {
         None
     };
     let mut results = Vec::new();
-    let issho = server::Server::issho(&issho_bin, &work.join("issho"))?;
+    let store = match &a.store {
+        Some(url) => Some(server::fresh_schema(url)?),
+        None => None,
+    };
+    let issho = server::Server::issho(&issho_bin, &work.join("issho"), store.as_ref())?;
     results.push(measure::measure(issho, &cfg, &a, &work, use_wrk)?);
     if let Some((bin, params)) = &peer {
         let s = server::Server::peer(bin, &work.join("peer"), params)?;
@@ -138,6 +146,9 @@ fn run(a: BenchArgs) -> Result<String, String> {
     }
     if a.data.is_none() {
         let _ = std::fs::remove_dir_all(&work);
+        if let Some(p) = &store {
+            p.drop_schema();
+        }
     }
     Ok(report)
 }

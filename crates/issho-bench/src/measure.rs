@@ -206,7 +206,8 @@ pub fn measure(
     eprintln!("{}: loading {} persons…", s.name, cfg.persons);
     m.ingest = ingest(&s, cfg, a.clients)?;
     std::thread::sleep(Duration::from_secs(2));
-    m.ingest.disk = dir_size(&s.dir);
+    // On PostgreSQL: its tables and indexes, plus the data directory (audit trail, keys).
+    m.ingest.disk = dir_size(&s.dir) + s.store.as_ref().map(|p| p.size()).unwrap_or(0);
     m.rest_rss_kib = s.rss_kib();
     m.rest_anon_kib = proc_status_kib(&s.pid().to_string(), "RssAnon:").unwrap_or(0);
     eprintln!("{}: reads and searches…", s.name);
@@ -221,17 +222,27 @@ pub fn measure(
     }
     m.mix = search_mix(&s, &mix_persons(cfg), a.search_reps);
     m.load_peak_rss_kib = rss.finish();
-    if s.name == "issho" {
-        let (dir, bin) = (s.dir.clone(), s.bin.clone());
+    if s.name.starts_with("issho") {
+        let (dir, bin, store) = (s.dir.clone(), s.bin.clone(), s.store.clone());
         s.stop();
-        eprintln!("issho: export and import…");
+        eprintln!("{}: export and import…", m.name);
         let out = work.join("export");
-        match export_issho(&bin, &dir, &out) {
+        let url = store.as_ref().map(|p| p.url.as_str());
+        match export_issho(&bin, &dir, &out, url) {
             Ok(e) => {
                 m.export = Some(e);
                 let fresh = work.join("imported");
-                m.import = Some(import_issho(&bin, &out, &fresh)?);
+                // Into a fresh store of the same kind.
+                let target = match &store {
+                    Some(p) => Some(crate::server::fresh_schema(&p.base)?),
+                    None => None,
+                };
+                let turl = target.as_ref().map(|p| p.url.as_str());
+                m.import = Some(import_issho(&bin, &out, &fresh, turl)?);
                 let _ = std::fs::remove_dir_all(&fresh);
+                if let Some(t) = target {
+                    t.drop_schema();
+                }
             }
             Err(e) => {
                 m.export = Some(Export {

@@ -19,6 +19,62 @@ pub struct Server {
     pub dir: PathBuf,
     /// The executable it runs.
     pub bin: PathBuf,
+    /// issho on PostgreSQL: its schema.
+    pub store: Option<PgSchema>,
+}
+
+/// A schema of its own in a PostgreSQL database, for one run.
+#[derive(Debug, Clone)]
+pub struct PgSchema {
+    /// The database's URL.
+    pub base: String,
+    pub schema: String,
+    /// The URL that selects the schema (`options=-csearch_path=…`).
+    pub url: String,
+}
+
+/// Make a new schema in the database at `base`.
+pub fn fresh_schema(base: &str) -> Result<PgSchema, String> {
+    let schema = format!(
+        "bench_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let mut c = issho_store_pg::connect(base).map_err(|e| e.to_string())?;
+    c.batch(&format!("CREATE SCHEMA {schema}"))
+        .map_err(|e| e.to_string())?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(PgSchema {
+        base: base.to_string(),
+        url: format!("{base}{sep}options=-csearch_path%3D{schema}"),
+        schema,
+    })
+}
+
+impl PgSchema {
+    /// Bytes of its tables, indexes and TOAST.
+    pub fn size(&self) -> u64 {
+        let Ok(mut c) = issho_store_pg::connect(&self.base) else {
+            return 0;
+        };
+        c.query_one(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+            &[&self.schema],
+        )
+        .map(|r| r.get::<_, i64>(0) as u64)
+        .unwrap_or(0)
+    }
+
+    /// Remove the schema and everything in it.
+    pub fn drop_schema(&self) {
+        if let Ok(mut c) = issho_store_pg::connect(&self.base) {
+            let _ = c.batch(&format!("DROP SCHEMA {} CASCADE", self.schema));
+        }
+    }
 }
 
 impl Server {
@@ -36,12 +92,16 @@ impl Server {
 
     /// `issho serve` on `dir`, open mode (no tokens: the load generator measures the server,
     /// not the token issuer), validation on, every read and write audited.
-    pub fn issho(bin: &Path, dir: &Path) -> Result<Server, String> {
+    pub fn issho(bin: &Path, dir: &Path, store: Option<&PgSchema>) -> Result<Server, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.with_extension("log")).map_err(|e| e.to_string())?;
-        let mut child = Command::new(bin)
-            .args(["serve", "--dev-open", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir)
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--dev-open", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir);
+        if let Some(pg) = store {
+            cmd.args(["--store", &pg.url]);
+        }
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -69,12 +129,16 @@ impl Server {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let s = Server {
-            name: "issho".into(),
+            name: match store {
+                Some(_) => "issho (PostgreSQL)".into(),
+                None => "issho".into(),
+            },
             child,
             addr,
             base: "/fhir".into(),
             dir: dir.to_path_buf(),
             bin: bin.to_path_buf(),
+            store: store.cloned(),
         };
         s.wait_ready("/fhir/metadata")?;
         Ok(s)
@@ -114,6 +178,7 @@ impl Server {
             base: String::new(),
             dir: dir.to_path_buf(),
             bin: bin.to_path_buf(),
+            store: None,
         };
         s.wait_ready("/metadata")?;
         Ok(s)

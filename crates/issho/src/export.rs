@@ -11,6 +11,9 @@ use std::time::Instant;
 pub struct ExportArgs {
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     pub data: PathBuf,
+    /// Where the resources are kept: `embedded` (the default) or a `postgres://` URL.
+    #[arg(long, env = "ISSHO_STORE")]
+    pub store: Option<String>,
     /// Output directory (created); one `Type.ndjson` per exported type.
     #[arg(long)]
     pub out: PathBuf,

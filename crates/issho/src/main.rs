@@ -691,7 +691,7 @@ fn import(a: ImportArgs) -> i32 {
 }
 
 fn export(a: export::ExportArgs) -> i32 {
-    let engine = match open_engine(&a.data, None, true) {
+    let engine = match open_engine(&a.data, a.store.as_deref(), true) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
