@@ -26,5 +26,6 @@ mod rest;
 mod search;
 mod shared_data;
 mod store_synthea;
+mod store_text_and_near;
 mod terminology;
 mod tokens;

@@ -4,11 +4,10 @@
 //! Needs the shared reference data (`$ISSHO_SHARED` or `../shared` beside the repository);
 //! skipped with a message without it.
 
-use issho_store::{NoObserver, Permit, Store};
+use crate::common::{StoreDb, pairs};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Patients loaded (each file holds one patient's whole record).
 const PATIENT_FILES: usize = 12;
@@ -23,35 +22,9 @@ fn shared_dir() -> Option<PathBuf> {
 }
 
 struct Data {
-    store: Arc<dyn Store>,
-    permit: Permit,
+    db: StoreDb,
     /// (rid, resource) in insertion order.
     all: Vec<(i64, Value)>,
-    _dir: tempfile::TempDir,
-}
-
-/// `a=1&b=2` (not URL-encoded) as pairs.
-fn pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// The store of this run, opened directly (not through the engine), empty.
-fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
-    match crate::common::store_choice(dir) {
-        issho::StoreChoice::Embedded => {
-            Arc::new(issho_store_sqlite::SqliteStore::open(dir, Arc::new(NoObserver)).unwrap())
-        }
-        issho::StoreChoice::Postgres(url) => {
-            Arc::new(issho_store_pg::PgStore::open(&url, Arc::new(NoObserver)).unwrap())
-        }
-    }
 }
 
 impl Data {
@@ -120,12 +93,7 @@ fn load(patient_files: usize) -> Option<Data> {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(dir.path());
-    let ctx = issho_access::AccessContext::system("test");
-    let permit = issho_access::Gate::new()
-        .check(&ctx, issho_access::Action::Admin, None)
-        .unwrap();
+    let db = StoreDb::open();
     let mut seen = std::collections::HashSet::new();
     let mut todo = Vec::new();
     for (_, mut r) in entries {
@@ -139,7 +107,7 @@ fn load(patient_files: usize) -> Option<Data> {
     let mut all = Vec::new();
     for chunk in todo.chunks(500) {
         let chunk = chunk.to_vec();
-        let written = issho_store::write(&*store, &permit, move |tx| {
+        let written = issho_store::write(&*db.store, &db.permit, move |tx| {
             let mut out = Vec::new();
             for mut r in chunk {
                 let (t, id) = (
@@ -156,24 +124,29 @@ fn load(patient_files: usize) -> Option<Data> {
         all.extend(written);
     }
     eprintln!("loaded {} resources", all.len());
-    Some(Data {
-        store,
-        permit,
-        all,
-        _dir: dir,
-    })
+    Some(Data { db, all })
 }
 
 impl Data {
     fn search(&self, q: &issho_search::SearchQuery) -> Vec<i64> {
-        self.store.reader(&self.permit).unwrap().search(q).unwrap()
+        self.db
+            .store
+            .reader(&self.db.permit)
+            .unwrap()
+            .search(q)
+            .unwrap()
     }
     fn count(&self, rt: Option<&str>, query: &str) -> u64 {
         let q = issho_search::parse(rt, &pairs(query), true).unwrap();
-        self.store.reader(&self.permit).unwrap().count(&q).unwrap()
+        self.db
+            .store
+            .reader(&self.db.permit)
+            .unwrap()
+            .count(&q)
+            .unwrap()
     }
     fn includes(&self, q: &issho_search::SearchQuery, page: &[i64]) -> BTreeSet<i64> {
-        let r = self.store.reader(&self.permit).unwrap();
+        let r = self.db.store.reader(&self.db.permit).unwrap();
         r.includes(q, page, false).unwrap().into_iter().collect()
     }
 }
@@ -615,7 +588,7 @@ fn full_scale_timing_and_plans() {
         ),
     ] {
         let q = issho_search::parse(Some(rt), &pairs(&query), true).unwrap();
-        let r = d.store.reader(&d.permit).unwrap();
+        let r = d.db.store.reader(&d.db.permit).unwrap();
         let t = std::time::Instant::now();
         let n = r.search(&q).unwrap().len();
         let first = t.elapsed();

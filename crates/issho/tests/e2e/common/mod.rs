@@ -237,3 +237,119 @@ pub fn next_link(bundle: &Value) -> String {
         .unwrap_or_else(|| panic!("no next link: {bundle}"))
         .to_string()
 }
+
+/// A store of this run opened directly (not through the engine), empty, with the system's
+/// permit: for the search tests that check the store's answers to parsed queries.
+pub struct StoreDb {
+    pub store: std::sync::Arc<dyn issho_store::Store>,
+    pub permit: issho_store::Permit,
+    _dir: tempfile::TempDir,
+}
+
+impl StoreDb {
+    pub fn open() -> StoreDb {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let observer = Arc::new(issho_store::NoObserver);
+        let store: Arc<dyn issho_store::Store> = match store_choice(dir.path()) {
+            issho::StoreChoice::Embedded => {
+                Arc::new(issho_store_sqlite::SqliteStore::open(dir.path(), observer).unwrap())
+            }
+            issho::StoreChoice::Postgres(url) => {
+                Arc::new(issho_store_pg::PgStore::open(&url, observer).unwrap())
+            }
+        };
+        let ctx = issho_access::AccessContext::system("test");
+        let permit = issho_access::Gate::new()
+            .check(&ctx, issho_access::Action::Admin, None)
+            .unwrap();
+        StoreDb {
+            store,
+            permit,
+            _dir: dir,
+        }
+    }
+
+    /// Write a version of `r` (its `resourceType` and `id`); returns its row key.
+    pub fn put(&self, r: &Value) -> i64 {
+        let mut r = r.clone();
+        issho_store::write(&*self.store, &self.permit, move |tx| {
+            let t = r["resourceType"].as_str().unwrap().to_string();
+            let id = r["id"].as_str().unwrap().to_string();
+            tx.put(&t, &id, &mut r, None, "PUT").map(|p| p.rid)
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    pub fn delete(&self, rt: &str, id: &str) {
+        let (rt, id) = (rt.to_string(), id.to_string());
+        issho_store::write(&*self.store, &self.permit, move |tx| tx.delete(&rt, &id))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The current body of the resource with this id (any type).
+    pub fn current(&self, id: &str) -> Value {
+        let r = self.store.reader(&self.permit).unwrap();
+        for rt in ["Condition", "Patient", "Location", "Observation"] {
+            if let Some(s) = r.current(rt, id).unwrap()
+                && let Some(v) = s.json()
+            {
+                return v;
+            }
+        }
+        panic!("no resource {id}")
+    }
+
+    /// The rids of a parsed search, in order.
+    pub fn rids(&self, q: &issho_search::SearchQuery) -> Vec<i64> {
+        self.store.reader(&self.permit).unwrap().search(q).unwrap()
+    }
+
+    /// `Type/id` of rids.
+    pub fn names(&self, rids: &[i64]) -> Vec<String> {
+        self.store
+            .reader(&self.permit)
+            .unwrap()
+            .current_by_rids(rids)
+            .unwrap()
+            .iter()
+            .map(|s| format!("{}/{}", s.resource_type, s.id))
+            .collect()
+    }
+}
+
+/// `a=1&b=2` (not URL-encoded) as pairs.
+pub fn pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// A search on the store; `Type/id` in result order.
+pub fn search(c: &StoreDb, rt: Option<&str>, query: &str) -> Vec<String> {
+    let q =
+        issho_search::parse(rt, &pairs(query), true).unwrap_or_else(|e| panic!("{query}: {e:?}"));
+    c.names(&c.rids(&q))
+}
+
+pub fn count(c: &StoreDb, rt: Option<&str>, query: &str) -> i64 {
+    let q = issho_search::parse(rt, &pairs(query), true).unwrap();
+    c.store.reader(&c.permit).unwrap().count(&q).unwrap() as i64
+}
+
+/// Sorted ids (without type) of a search.
+pub fn ids(c: &StoreDb, rt: &str, query: &str) -> Vec<String> {
+    let mut v: Vec<String> = search(c, Some(rt), query)
+        .into_iter()
+        .map(|n| n.split_once('/').unwrap().1.to_string())
+        .collect();
+    v.sort();
+    v
+}
