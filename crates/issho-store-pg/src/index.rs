@@ -41,8 +41,23 @@ const KEYS: [&str; 8] = [
     "param, lat, lon, rid, grp",
 ];
 
-/// Rows per insert statement, at most.
-const CHUNK: usize = 64;
+/// Rows per insert statement: a table's rows go in chunks of these sizes (largest first), so
+/// that few distinct statements are prepared.
+const CHUNKS: [usize; 5] = [500, 100, 20, 5, 1];
+
+/// The index rows of resources created in the current write job, inserted together when the
+/// job reads, changes index rows, or ends ([`PgIndex::flush`]): one statement per table for
+/// many resources instead of several per resource.
+#[derive(Default)]
+pub struct Staged {
+    rows: Vec<(i64, Vec<IndexRow>)>,
+}
+
+impl Staged {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
 
 /// `sp_meta` name marking a key whose rows are still being built.
 const PENDING: &str = "pending:";
@@ -307,29 +322,72 @@ impl PgIndex {
     }
 
     fn insert_rows(&self, c: &mut Client, rid: i64, rows: Vec<&IndexRow>) -> Result<()> {
-        let mut by_table: [Vec<&IndexRow>; 8] = Default::default();
-        for r in rows {
+        self.insert_many(c, rows.into_iter().map(|r| (rid, r)))
+    }
+
+    /// Stage the rows of a resource just created (no rows yet): inserted at the next
+    /// [`PgIndex::flush`].
+    pub fn stage(
+        &self,
+        staged: &mut Staged,
+        rid: i64,
+        resource: &Value,
+        prepared: Option<Prepared>,
+    ) {
+        let rows = match prepared {
+            Some(p) if p.is_for(&self.reg) => p.rows().to_vec(),
+            _ => extract_in(&self.reg, resource),
+        };
+        staged.rows.push((rid, rows));
+    }
+
+    /// Insert the staged rows.
+    pub fn flush(&self, c: &mut Client, staged: &mut Staged) -> Result<()> {
+        let rows = std::mem::take(&mut staged.rows);
+        self.insert_many(
+            c,
+            rows.iter()
+                .flat_map(|(rid, rows)| rows.iter().map(move |r| (*rid, r))),
+        )
+    }
+
+    /// Insert rows of any resources, several per statement.
+    fn insert_many<'r>(
+        &self,
+        c: &mut Client,
+        rows: impl Iterator<Item = (i64, &'r IndexRow)>,
+    ) -> Result<()> {
+        let mut by_table: [Vec<(i64, &IndexRow)>; 8] = Default::default();
+        let mut texts: Vec<(i64, &IndexRow)> = Vec::new();
+        for (rid, r) in rows {
             match table_of(&r.row) {
-                Some(t) => by_table[t].push(r),
-                None => self.write_text(c, rid, r, true)?,
+                Some(t) => by_table[t].push((rid, r)),
+                None => texts.push((rid, r)),
             }
         }
         let mut args: Vec<Arg> = Vec::new();
         for (t, rows) in by_table.iter().enumerate() {
             let (table, cols) = TABLES[t];
             let ncols = cols.split(", ").count();
-            for chunk in rows.chunks(CHUNK) {
+            let mut rest: &[(i64, &IndexRow)] = rows;
+            while !rest.is_empty() {
+                let n = CHUNKS.iter().copied().find(|&c| c <= rest.len()).unwrap_or(1);
+                let (chunk, tail) = rest.split_at(n);
+                rest = tail;
                 args.clear();
-                for r in chunk {
-                    values(self.ids[r.key as usize], rid, r, false, &mut args);
+                for (rid, r) in chunk {
+                    values(self.ids[r.key as usize], *rid, r, false, &mut args);
                 }
                 let sql = format!(
                     "INSERT INTO {table} ({cols}) VALUES {} ON CONFLICT DO NOTHING",
-                    placeholders(chunk.len(), ncols)
+                    placeholders(n, ncols)
                 );
                 let bound = wrap(&args);
                 c.execute(&sql, &params(&bound))?;
             }
+        }
+        for (rid, r) in texts {
+            self.write_text(c, rid, r, true)?;
         }
         Ok(())
     }

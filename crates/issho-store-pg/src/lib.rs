@@ -17,7 +17,7 @@ mod read;
 mod schema;
 
 pub use conn::Conn;
-pub use index::PgIndex;
+pub use index::{PgIndex, Staged};
 
 use args::{params, wrap};
 use issho_search::{Registry, SearchQuery, Test};
@@ -168,6 +168,10 @@ impl Drop for PooledReader<'_> {
 trait OnConn {
     fn conn(&self) -> RefMut<'_, Conn>;
     fn index(&self) -> Arc<PgIndex>;
+    /// The connection, with everything this transaction wrote visible to a query.
+    fn ready(&self) -> Result<RefMut<'_, Conn>> {
+        Ok(self.conn())
+    }
 }
 
 impl OnConn for PooledReader<'_> {
@@ -216,26 +220,26 @@ macro_rules! store_read {
     ($t:ty) => {
         impl StoreRead for $t {
             fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-                read_current(&mut self.conn(), t, id)
+                read_current(&mut *self.ready()?, t, id)
             }
             fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-                read_version(&mut self.conn(), t, id, v)
+                read_version(&mut *self.ready()?, t, id, v)
             }
             fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
-                read_history(&mut self.conn(), q)
+                read_history(&mut *self.ready()?, q)
             }
             fn max_seq(&self) -> Result<i64> {
-                read_max_seq(&mut self.conn())
+                read_max_seq(&mut *self.ready()?)
             }
             fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
                 rids(
-                    &mut self.conn(),
+                    &mut *self.ready()?,
                     issho_store_sql::select(target(&self.index()), q),
                 )
             }
             fn count(&self, q: &SearchQuery) -> Result<u64> {
                 count_of(
-                    &mut self.conn(),
+                    &mut *self.ready()?,
                     issho_store_sql::count(target(&self.index()), q),
                 )
             }
@@ -246,54 +250,54 @@ macro_rules! store_read {
                 iterate_only: bool,
             ) -> Result<Vec<i64>> {
                 match issho_store_sql::includes(target(&self.index()), q, page, iterate_only) {
-                    Some(stmt) => rids(&mut self.conn(), stmt),
+                    Some(stmt) => rids(&mut *self.ready()?, stmt),
                     None => Ok(Vec::new()),
                 }
             }
             fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
                 match issho_store_sql::link_breadth(target(&self.index()), t, limit) {
-                    Some(stmt) => count_of(&mut self.conn(), stmt),
+                    Some(stmt) => count_of(&mut *self.ready()?, stmt),
                     None => Ok(0),
                 }
             }
             fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
                 rids(
-                    &mut self.conn(),
+                    &mut *self.ready()?,
                     issho_store_sql::token_systems(Postgres, key, code),
                 )
             }
             fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
                 explain(
-                    &mut self.conn(),
+                    &mut *self.ready()?,
                     issho_store_sql::select(target(&self.index()), q),
                 )
             }
             fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
-                current_by_rids(&mut self.conn(), rids)
+                current_by_rids(&mut *self.ready()?, rids)
             }
             fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
-                persons_by_rids(&mut self.conn(), rids)
+                persons_by_rids(&mut *self.ready()?, rids)
             }
             fn max_rid(&self) -> Result<i64> {
-                max_rid(&mut self.conn())
+                max_rid(&mut *self.ready()?)
             }
             fn count_current(&self, types: &[String]) -> Result<u64> {
-                count_current(&mut self.conn(), types)
+                count_current(&mut *self.ready()?, types)
             }
             fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-                person_of(&mut self.conn(), t, id)
+                person_of(&mut *self.ready()?, t, id)
             }
             fn meta(&self, key: &str) -> Result<Option<String>> {
-                meta(&mut self.conn(), key)
+                meta(&mut *self.ready()?, key)
             }
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-                state(&mut self.conn(), t, id)
+                state(&mut *self.ready()?, t, id)
             }
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
-                versions(&mut self.conn(), after_seq, limit)
+                versions(&mut *self.ready()?, after_seq, limit)
             }
             fn settings(&self) -> Result<Vec<(String, String)>> {
-                settings(&mut self.conn())
+                settings(&mut *self.ready()?)
             }
         }
     };
@@ -354,6 +358,8 @@ struct WriterTx<'a> {
     w: &'a Writer,
     index: Arc<PgIndex>,
     index_changed: bool,
+    /// Index rows of resources created in this job, not yet inserted.
+    staged: RefCell<Staged>,
 }
 
 impl OnConn for WriterTx<'_> {
@@ -362,6 +368,14 @@ impl OnConn for WriterTx<'_> {
     }
     fn index(&self) -> Arc<PgIndex> {
         self.index.clone()
+    }
+    fn ready(&self) -> Result<RefMut<'_, Conn>> {
+        let mut c = self.conn();
+        let mut staged = self.staged.borrow_mut();
+        if !staged.is_empty() {
+            self.index.flush(&mut c, &mut staged)?;
+        }
+        Ok(c)
     }
 }
 
@@ -412,10 +426,16 @@ impl Writer {
                         .clone()
                         .unwrap_or_else(|| current_index(&self.index)),
                     index_changed: false,
+                    staged: RefCell::new(Staged::default()),
                 };
                 let job = req.job;
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
                 let (keep, out) = match run {
+                    // The job's staged index rows go in before its savepoint is released.
+                    Ok((true, out)) => match tx.ready() {
+                        Ok(_) => (true, Ok(out)),
+                        Err(e) => (false, Err(e)),
+                    },
                     Ok((keep, out)) => (keep, Ok(out)),
                     Err(_) => (false, Err(StoreError::JobPanicked)),
                 };

@@ -85,15 +85,12 @@ impl StoreTx for WriterTx<'_> {
         )?;
         self.w.observer.changed(t);
         let index = self.index.clone();
-        let mut c = self.conn();
-        match (
-            previous.map(|b| serde_json::from_slice::<Value>(&b)),
-            prepared,
-        ) {
-            (None, Some(p)) => index.insert_prepared(&mut c, rid, body, p)?,
-            (None, None) => index.insert(&mut c, rid, body)?,
-            (Some(Ok(old)), _) => index.replace(&mut c, rid, &old, body)?,
-            (Some(Err(_)), _) => {
+        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
+            // A new resource (or one created again): its rows go in with the job's others.
+            None => index.stage(&mut self.staged.borrow_mut(), rid, body, prepared),
+            Some(Ok(old)) => index.replace(&mut *self.ready()?, rid, &old, body)?,
+            Some(Err(_)) => {
+                let mut c = self.ready()?;
                 index.remove_all(&mut c, rid)?;
                 index.insert(&mut c, rid, body)?;
             }
@@ -125,7 +122,7 @@ impl StoreTx for WriterTx<'_> {
         )?;
         self.w.observer.changed(t);
         let index = self.index.clone();
-        let mut c = self.conn();
+        let mut c = self.ready()?;
         match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
             Some(Ok(old)) => index.remove(&mut c, rid, &old)?,
             _ => index.remove_all(&mut c, rid)?,
@@ -155,7 +152,7 @@ impl StoreTx for WriterTx<'_> {
             if let Some(body) = body
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
-                index.reindex(&mut self.conn(), rid, &v)?;
+                index.reindex(&mut *self.ready()?, rid, &v)?;
             }
             n += 1;
             last = rid;
@@ -215,7 +212,7 @@ impl StoreTx for WriterTx<'_> {
         let old = previous.as_deref().and_then(parse);
         let new = v.body.as_deref().and_then(parse);
         let index = self.index.clone();
-        let mut c = self.conn();
+        let mut c = self.ready()?;
         if old.is_none() && previous.is_some() {
             index.remove_all(&mut c, rid)?;
         }
@@ -246,14 +243,14 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn sync_params(&mut self, reg: Registry) -> Result<()> {
-        let next = self.index.sync(&mut self.conn(), reg)?;
+        let next = self.index.sync(&mut *self.ready()?, reg)?;
         self.index = Arc::new(next);
         self.index_changed = true;
         Ok(())
     }
 
     fn finish_params(&mut self, keys: &[String]) -> Result<()> {
-        let next = self.index.finish(&mut self.conn(), keys)?;
+        let next = self.index.finish(&mut *self.ready()?, keys)?;
         self.index = Arc::new(next);
         self.index_changed = true;
         Ok(())
