@@ -220,16 +220,16 @@ macro_rules! store_read {
     ($t:ty) => {
         impl StoreRead for $t {
             fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-                read_current(&mut *self.ready()?, t, id)
+                read_current(&mut self.conn(), t, id)
             }
             fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-                read_version(&mut *self.ready()?, t, id, v)
+                read_version(&mut self.conn(), t, id, v)
             }
             fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
-                read_history(&mut *self.ready()?, q)
+                read_history(&mut self.conn(), q)
             }
             fn max_seq(&self) -> Result<i64> {
-                read_max_seq(&mut *self.ready()?)
+                read_max_seq(&mut self.conn())
             }
             fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
                 rids(
@@ -273,31 +273,31 @@ macro_rules! store_read {
                 )
             }
             fn current_by_rids(&self, rids: &[i64]) -> Result<Vec<Stored>> {
-                current_by_rids(&mut *self.ready()?, rids)
+                current_by_rids(&mut self.conn(), rids)
             }
             fn persons_by_rids(&self, rids: &[i64]) -> Result<Vec<String>> {
-                persons_by_rids(&mut *self.ready()?, rids)
+                persons_by_rids(&mut self.conn(), rids)
             }
             fn max_rid(&self) -> Result<i64> {
-                max_rid(&mut *self.ready()?)
+                max_rid(&mut self.conn())
             }
             fn count_current(&self, types: &[String]) -> Result<u64> {
-                count_current(&mut *self.ready()?, types)
+                count_current(&mut self.conn(), types)
             }
             fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-                person_of(&mut *self.ready()?, t, id)
+                person_of(&mut self.conn(), t, id)
             }
             fn meta(&self, key: &str) -> Result<Option<String>> {
-                meta(&mut *self.ready()?, key)
+                meta(&mut self.conn(), key)
             }
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-                state(&mut *self.ready()?, t, id)
+                state(&mut self.conn(), t, id)
             }
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
-                versions(&mut *self.ready()?, after_seq, limit)
+                versions(&mut self.conn(), after_seq, limit)
             }
             fn settings(&self) -> Result<Vec<(String, String)>> {
-                settings(&mut *self.ready()?)
+                settings(&mut self.conn())
             }
         }
     };
