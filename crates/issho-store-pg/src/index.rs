@@ -371,7 +371,11 @@ impl PgIndex {
             let ncols = cols.split(", ").count();
             let mut rest: &[(i64, &IndexRow)] = rows;
             while !rest.is_empty() {
-                let n = CHUNKS.iter().copied().find(|&c| c <= rest.len()).unwrap_or(1);
+                let n = CHUNKS
+                    .iter()
+                    .copied()
+                    .find(|&c| c <= rest.len())
+                    .unwrap_or(1);
                 let (chunk, tail) = rest.split_at(n);
                 rest = tail;
                 args.clear();

@@ -7,7 +7,9 @@
 //! Writes: one writer connection per process runs the write jobs in order, several per
 //! transaction (group commit, each job in its own savepoint), as the embedded store does —
 //! versions, `lastUpdated` and history sequence numbers therefore stay strictly ordered.
-//! Reads: a pool of connections, each statement prepared once per connection.
+//! Reads: a pool of at most 32 connections (a request waits for one), each statement prepared
+//! once per connection; the writer reconnects (and takes its lock again) when its connection
+//! broke.
 //! Not yet: several writers or several processes writing to one database, TLS.
 
 mod args;
@@ -31,8 +33,16 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 
 /// Most queued write jobs committed in one transaction.
 const MAX_GROUP: usize = 256;
-/// Idle reader connections kept.
-const POOL: usize = 16;
+/// Reader connections open at most (a burst of requests waits for one rather than going past
+/// the server's `max_connections`).
+const MAX_READERS: usize = 32;
+
+/// The readers' connections: the idle ones, and how many are open in all.
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Conn>,
+    open: usize,
+}
 /// The advisory lock of the writing process, with the schema's name: one writer per schema
 /// (a database with several issho schemas serves several deployments).
 const WRITER_LOCK: i32 = 7_349_002;
@@ -57,6 +67,26 @@ pub fn connect(url: &str) -> Result<Conn> {
     Ok(Conn::new(client))
 }
 
+/// One writing process per database and schema (as one per data directory for the embedded
+/// store): the writer's connection holds this lock for as long as it lives.
+fn take_writer_lock(conn: &mut Conn) -> Result<()> {
+    let alone: bool = conn
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
+            &[&WRITER_LOCK],
+        )?
+        .get(0);
+    if alone {
+        Ok(())
+    } else {
+        Err(StoreError::Db(
+            "another issho process is writing to this PostgreSQL database and schema (one \
+             process at a time for now; stop it first)"
+                .into(),
+        ))
+    }
+}
+
 /// Apply the schema migrations not yet applied; returns the versions applied now.
 pub fn migrate(url: &str) -> Result<Vec<i32>> {
     let mut c = connect(url)?;
@@ -70,7 +100,9 @@ pub fn schema_version() -> i32 {
 
 pub struct PgStore {
     url: String,
-    pool: Mutex<Vec<Conn>>,
+    readers: Mutex<Readers>,
+    /// Signalled when a reader connection is returned or closed.
+    returned: std::sync::Condvar,
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     index: IndexCell,
@@ -82,21 +114,7 @@ impl PgStore {
     pub fn open(url: &str, observer: Arc<dyn Observer>) -> Result<PgStore> {
         let mut conn = connect(url)?;
         schema::migrate(conn.client())?;
-        // One writing process per database (as one per data directory for the embedded
-        // store): the writer's connection holds this lock for as long as it lives.
-        let alone: bool = conn
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
-                &[&WRITER_LOCK],
-            )?
-            .get(0);
-        if !alone {
-            return Err(StoreError::Db(
-                "another issho process is writing to this PostgreSQL database and schema (one \
-                 process at a time for now; stop it first)"
-                    .into(),
-            ));
-        }
+        take_writer_lock(&mut conn)?;
         let index: IndexCell = Arc::new(RwLock::new(Arc::new(PgIndex::open(&mut conn)?)));
         let last: i64 = conn
             .query_one(
@@ -106,6 +124,7 @@ impl PgStore {
             .get(0);
         let (tx, rx) = mpsc::channel::<Request>();
         let w = Writer {
+            url: url.to_string(),
             index: index.clone(),
             observer,
             clock: AtomicI64::new(last),
@@ -117,7 +136,8 @@ impl PgStore {
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(PgStore {
             url: url.to_string(),
-            pool: Mutex::new(Vec::new()),
+            readers: Mutex::new(Readers::default()),
+            returned: std::sync::Condvar::new(),
             sender: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             index,
@@ -139,7 +159,7 @@ impl Drop for PgStore {
         // A client closes by blocking on its own runtime, which panics on a thread that drives
         // asynchronous tasks (the store may be dropped with a server's state): close the idle
         // connections on a thread of their own.
-        let idle = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
+        let idle = std::mem::take(&mut self.readers.lock().unwrap_or_else(|e| e.into_inner()).idle);
         if !idle.is_empty() {
             let _ = std::thread::spawn(move || drop(idle)).join();
         }
@@ -153,13 +173,14 @@ struct PooledReader<'a> {
 
 impl Drop for PooledReader<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.get_mut().take()
-            && !c.is_closed()
-        {
-            let mut pool = self.store.pool.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < POOL {
-                pool.push(c);
+        if let Some(c) = self.conn.get_mut().take() {
+            let mut readers = self.store.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if c.is_closed() {
+                readers.open = readers.open.saturating_sub(1);
+            } else {
+                readers.idle.push(c);
             }
+            self.store.returned.notify_one();
         }
     }
 }
@@ -308,10 +329,32 @@ store_read!(WriterTx<'_>);
 
 impl Store for PgStore {
     fn reader(&self, _permit: &Permit) -> Result<Box<dyn StoreRead + '_>> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => connect(&self.url)?,
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        // A request may hold two readers at once: after a while a waiting one opens a
+        // connection past the limit rather than wait for ever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let conn = loop {
+            if let Some(c) = readers.idle.pop() {
+                break c;
+            }
+            if readers.open < MAX_READERS || std::time::Instant::now() >= deadline {
+                readers.open += 1;
+                drop(readers);
+                match connect(&self.url) {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        let mut r = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+                        r.open -= 1;
+                        self.returned.notify_one();
+                        return Err(e);
+                    }
+                }
+            }
+            readers = self
+                .returned
+                .wait_timeout(readers, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         };
         Ok(Box::new(PooledReader {
             store: self,
@@ -348,6 +391,7 @@ impl Store for PgStore {
 // ---- the writer ------------------------------------------------------------------------
 
 struct Writer {
+    url: String,
     index: IndexCell,
     observer: Arc<dyn Observer>,
     clock: AtomicI64,
@@ -384,6 +428,17 @@ mod write;
 impl Writer {
     fn run(&self, mut conn: Conn, rx: mpsc::Receiver<Request>) {
         while let Ok(first) = rx.recv() {
+            if conn.is_closed() {
+                // The server restarted or the network failed: connect again and take the
+                // writer's lock again before writing anything.
+                match self.reconnect() {
+                    Ok(c) => conn = c,
+                    Err(e) => {
+                        let _ = first.reply.send(Err(e));
+                        continue;
+                    }
+                }
+            }
             let mut batch = vec![first];
             while batch.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -429,14 +484,20 @@ impl Writer {
                     staged: RefCell::new(Staged::default()),
                 };
                 let job = req.job;
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-                let (keep, out) = match run {
-                    // The job's staged index rows go in before its savepoint is released.
-                    Ok((true, out)) => match tx.ready() {
+                // The job, then its staged index rows (before its savepoint is released), both
+                // inside the panic guard.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let (keep, out) = job(&mut tx);
+                    if !keep {
+                        return (false, Ok(out));
+                    }
+                    match tx.ready() {
                         Ok(_) => (true, Ok(out)),
                         Err(e) => (false, Err(e)),
-                    },
-                    Ok((keep, out)) => (keep, Ok(out)),
+                    }
+                }));
+                let (keep, out) = match run {
+                    Ok(r) => r,
                     Err(_) => (false, Err(StoreError::JobPanicked)),
                 };
                 (keep, out, tx.index_changed.then_some(tx.index))
@@ -456,9 +517,17 @@ impl Writer {
         }
         let done = match &broken {
             Some(why) => Err(why.clone()),
-            None => conn
-                .batch("COMMIT")
-                .map_err(|e| format!("commit failed: {e}")),
+            None => conn.batch("COMMIT").map_err(|e| {
+                if conn.is_closed() {
+                    // The server may have committed before the connection broke.
+                    format!(
+                        "the connection to PostgreSQL broke during the commit, so whether \
+                             it was stored is unknown (read before retrying): {e}"
+                    )
+                } else {
+                    format!("nothing was stored: commit failed: {e}")
+                }
+            }),
         };
         match done {
             Ok(()) => {
@@ -472,10 +541,21 @@ impl Writer {
             Err(why) => {
                 let _ = conn.batch("ROLLBACK");
                 for (reply, _) in outputs {
-                    let _ = reply.send(Err(StoreError::Db(format!("nothing was stored: {why}"))));
+                    let msg = if why.starts_with("nothing was stored") || why.contains("unknown") {
+                        why.clone()
+                    } else {
+                        format!("nothing was stored: {why}")
+                    };
+                    let _ = reply.send(Err(StoreError::Db(msg)));
                 }
             }
         }
+    }
+
+    fn reconnect(&self) -> Result<Conn> {
+        let mut c = connect(&self.url)?;
+        take_writer_lock(&mut c)?;
+        Ok(c)
     }
 
     /// Strictly increasing timestamps: versions are ordered by time as well as by seq.

@@ -12,7 +12,7 @@ pub struct ExportArgs {
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     pub data: PathBuf,
     /// Where the resources are kept: `embedded` (the default) or a `postgres://` URL.
-    #[arg(long, env = "ISSHO_STORE")]
+    #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     pub store: Option<String>,
     /// Output directory (created); one `Type.ndjson` per exported type.
     #[arg(long)]

@@ -10,12 +10,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Where the resources are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// The embedded store in the data directory.
     Embedded,
     /// A PostgreSQL database (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`).
     Postgres(String),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Embedded => f.write_str("Embedded"),
+            StoreChoice::Postgres(u) => write!(f, "Postgres({})", redact(u)),
+        }
+    }
 }
 
 impl StoreChoice {
@@ -43,18 +52,34 @@ impl StoreChoice {
     }
 }
 
-/// A URL without its password (`postgres://user:***@host/db`).
+/// A URL without its password (`postgres://user:***@host/db`, `?password=***`).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = match rest.split_once('@') {
         Some((user, host)) => match user.split_once(':') {
             Some((name, _)) => format!("{scheme}://{name}:***@{host}"),
-            None => url.to_string(),
+            None => format!("{scheme}://{rest}"),
         },
-        None => url.to_string(),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(q) = query {
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&parts.join("&"));
     }
+    out
 }
 
 /// Open the engine on the chosen store, with the audit trail in `dir` (created if needed).
@@ -103,5 +128,9 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?password=pw&options=-cx"),
+            "postgres://u@h/db?password=***&options=-cx"
+        );
     }
 }

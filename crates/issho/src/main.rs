@@ -52,7 +52,7 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct MigrateArgs {
     /// The PostgreSQL database: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
-    #[arg(long, env = "ISSHO_STORE")]
+    #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: String,
 }
 
@@ -64,7 +64,7 @@ struct ServeArgs {
     /// Where the resources are kept: `embedded` (the default: the data directory) or a
     /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
     /// holds the keys, the audit trail and the lock).
-    #[arg(long, env = "ISSHO_STORE")]
+    #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "ISSHO_LISTEN", default_value = "127.0.0.1:8080")]
@@ -167,7 +167,7 @@ struct ImportArgs {
     /// Where the resources are kept: `embedded` (the default: the data directory) or a
     /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
     /// holds the keys, the audit trail and the lock).
-    #[arg(long, env = "ISSHO_STORE")]
+    #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Files or directories: FHIR Bundles (.json) or NDJSON (.ndjson).
     #[arg(required = true)]
