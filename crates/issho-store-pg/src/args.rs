@@ -25,6 +25,9 @@ impl ToSql for PgArg<'_> {
             (Arg::Int(v), &Type::FLOAT8) => (*v as f64).to_sql(ty, out),
             (Arg::Real(v), &Type::FLOAT8) => v.to_sql(ty, out),
             (Arg::Real(v), &Type::FLOAT4) => (*v as f32).to_sql(ty, out),
+            // PostgreSQL's text cannot hold U+0000 (JSON may): removed, alike in the index
+            // rows and in searched values, so a search still finds what was indexed.
+            (Arg::Text(v), _) if v.contains('\0') => v.replace('\0', "").as_str().to_sql(ty, out),
             (Arg::Text(v), _) => v.as_str().to_sql(ty, out),
             (Arg::Int(v), _) => v.to_string().as_str().to_sql(ty, out),
             (Arg::Real(v), _) => v.to_string().as_str().to_sql(ty, out),

@@ -166,3 +166,23 @@ fn the_postgresql_store_survives_dropped_connections() {
     assert!(ok, "writes work again after the connection broke");
     assert_eq!(s.get("Basic/b1").status(), 200);
 }
+
+/// A string with U+0000 (valid JSON, a validation warning in FHIR) is stored and found on
+/// both stores — PostgreSQL's text cannot hold it, so its index leaves it out alike when
+/// writing and searching.
+#[test]
+fn a_nul_character_in_a_string_is_stored_and_searchable() {
+    let s = Server::start();
+    let p = json!({"resourceType": "Patient", "id": "nul", "name": [{"family": "Ya\u{0}mada"}]});
+    let r = s.put("Patient/nul", &p);
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let back = json(s.get("Patient/nul"));
+    assert_eq!(
+        back["name"][0]["family"], "Ya\u{0}mada",
+        "the body keeps it"
+    );
+    let found = json(s.get("Patient?family=Ya%00ma"));
+    assert_eq!(found["total"], 1, "{found}");
+    let found = json(s.get("Patient?_id=nul&family=zzz"));
+    assert_eq!(found["total"], 0);
+}
