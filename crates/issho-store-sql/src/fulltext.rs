@@ -8,34 +8,41 @@ fn fts5_quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// The FTS5 query of full-text terms: alternatives ORed, the phrases of one ANDed; every
-/// phrase is one quoted string of its tokens (a trailing ` *` for a prefix), so nothing of the
-/// searched value acts as FTS5 syntax.
-pub fn fts5_query(terms: &[Vec<Phrase>]) -> String {
+/// Alternatives joined by `or`, each the phrases joined by `and` (each phrase rendered by
+/// `phrase`); alternatives are parenthesised when there are several, or always with `wrap`.
+fn render(
+    terms: &[Vec<Phrase>],
+    phrase: impl Fn(&Phrase) -> String,
+    and: &str,
+    or: &str,
+    wrap: bool,
+) -> String {
     let alternatives: Vec<String> = terms
         .iter()
-        .map(|phrases| {
-            phrases
-                .iter()
-                .map(|p| {
-                    let mut t = fts5_quote(&p.tokens.join(" "));
-                    if p.prefix {
-                        t.push_str(" *");
-                    }
-                    t
-                })
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        })
+        .map(|phrases| phrases.iter().map(&phrase).collect::<Vec<_>>().join(and))
         .collect();
     match alternatives.as_slice() {
-        [one] => one.clone(),
+        [one] if !wrap => one.clone(),
         _ => alternatives
             .iter()
             .map(|a| format!("({a})"))
             .collect::<Vec<_>>()
-            .join(" OR "),
+            .join(or),
     }
+}
+
+/// The FTS5 query of full-text terms: alternatives ORed, the phrases of one ANDed; every
+/// phrase is one quoted string of its tokens (a trailing ` *` for a prefix), so nothing of the
+/// searched value acts as FTS5 syntax.
+pub fn fts5_query(terms: &[Vec<Phrase>]) -> String {
+    let phrase = |p: &Phrase| {
+        let mut t = fts5_quote(&p.tokens.join(" "));
+        if p.prefix {
+            t.push_str(" *");
+        }
+        t
+    };
+    render(terms, phrase, " AND ", " OR ", false)
 }
 
 /// A `tsquery` lexeme literal (single quotes; quotes and backslashes doubled/escaped).
@@ -46,36 +53,23 @@ fn ts_quote(s: &str) -> String {
 /// The `tsquery` of full-text terms (cast from text, so no lexeme is normalised again): a
 /// phrase's tokens follow each other (`<->`), a prefix is `:*`, phrases `&`, alternatives `|`.
 pub fn tsquery(terms: &[Vec<Phrase>]) -> String {
-    let alternatives: Vec<String> = terms
-        .iter()
-        .map(|phrases| {
-            phrases
-                .iter()
-                .map(|p| {
-                    let n = p.tokens.len();
-                    let words: Vec<String> = p
-                        .tokens
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| {
-                            let mut w = ts_quote(t);
-                            if p.prefix && i + 1 == n {
-                                w.push_str(":*");
-                            }
-                            w
-                        })
-                        .collect();
-                    format!("({})", words.join(" <-> "))
-                })
-                .collect::<Vec<_>>()
-                .join(" & ")
-        })
-        .collect();
-    alternatives
-        .iter()
-        .map(|a| format!("({a})"))
-        .collect::<Vec<_>>()
-        .join(" | ")
+    let phrase = |p: &Phrase| {
+        let n = p.tokens.len();
+        let words: Vec<String> = p
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut w = ts_quote(t);
+                if p.prefix && i + 1 == n {
+                    w.push_str(":*");
+                }
+                w
+            })
+            .collect();
+        format!("({})", words.join(" <-> "))
+    };
+    render(terms, phrase, " & ", " | ", true)
 }
 
 #[cfg(test)]
