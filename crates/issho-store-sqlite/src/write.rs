@@ -1,0 +1,422 @@
+//! The writer: its transaction (`WriterTx`: new versions, deletions, copies of versions,
+//! re-keying, settings, search-parameter changes) and its thread (`Writer`: group commit).
+
+use super::*;
+
+pub(crate) struct WriterTx<'a> {
+    conn: &'a Connection,
+    w: &'a Writer,
+    /// The index of this transaction (a parameter change inside it replaces it).
+    index: Arc<SqliteIndex>,
+    index_changed: bool,
+}
+
+impl OnConn for WriterTx<'_> {
+    fn conn(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl WriterTx<'_> {
+    /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
+    fn tick(&self) -> i64 {
+        let now = now_micros();
+        let prev = self.w.clock.load(Ordering::Relaxed);
+        let t = if now > prev { now } else { prev + 1 };
+        self.w.clock.store(t, Ordering::Relaxed);
+        t
+    }
+
+    fn new_version(&self, t: &str, id: &str) -> Result<(Option<Head>, i64)> {
+        let row: Option<Head> = self
+            .conn
+            .prepare_cached(
+                "SELECT rid, version, deleted FROM resources WHERE type = ?1 AND id = ?2",
+            )?
+            .query_row(params![t, id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+            })
+            .optional()?;
+        Ok((row, self.tick()))
+    }
+
+    /// The JSON of the current version of `rid` (for the indexer, before it is superseded).
+    fn current_body(&self, rid: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT body FROM resources WHERE rid = ?1")?
+            .query_row([rid], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Move the current body of `rid` into its history row before it is replaced.
+    fn retire_current(&self, rid: i64, version: u64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE history SET body = (SELECT body FROM resources WHERE rid = ?1) \
+                 WHERE rid = ?1 AND version = ?2",
+            )?
+            .execute(params![rid, version])?;
+        Ok(())
+    }
+}
+
+impl StoreTx for WriterTx<'_> {
+    fn put_prepared(
+        &mut self,
+        t: &str,
+        id: &str,
+        body: &mut Value,
+        person: Option<&str>,
+        method: &str,
+        prepared: Option<Prepared>,
+    ) -> Result<PutResult> {
+        let (existing, ts) = self.new_version(t, id)?;
+        let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
+        stamp(body, version, ts);
+        let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
+        let mut previous: Option<Vec<u8>> = None;
+        let (rid, created) = match existing {
+            Some((rid, old, was_deleted)) => {
+                if !was_deleted {
+                    previous = self.current_body(rid)?;
+                }
+                self.retire_current(rid, old)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = 0, \
+                         person = ?4, body = ?5 WHERE rid = ?1",
+                    )?
+                    .execute(params![rid, version, ts, person, bytes])?;
+                (rid, was_deleted)
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+                    )?
+                    .execute(params![t, id, version, ts, person, bytes])?;
+                (self.conn.last_insert_rowid(), true)
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, 0, NULL)",
+            )?
+            .execute(params![rid, version, ts, method])?;
+        self.w.observer.changed(t);
+        let index = &self.index;
+        match (
+            previous.map(|b| serde_json::from_slice::<Value>(&b)),
+            prepared,
+        ) {
+            // A new resource, or one re-created after a deletion, has no index rows to replace.
+            (None, Some(p)) => index.insert_prepared(self.conn, rid, body, p)?,
+            (None, None) => index.insert(self.conn, rid, body)?,
+            // An update replaces the superseded version's rows by difference.
+            (Some(Ok(old)), _) => index.replace(self.conn, rid, &old, body)?,
+            (Some(Err(_)), _) => {
+                index.remove_all(self.conn, rid)?;
+                index.insert(self.conn, rid, body)?;
+            }
+        }
+        Ok(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created,
+        })
+    }
+
+    fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
+        let (existing, ts) = self.new_version(t, id)?;
+        let Some((rid, old, false)) = existing else {
+            return Ok(None);
+        };
+        let version = old + 1;
+        let previous = self.current_body(rid)?;
+        self.retire_current(rid, old)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE resources SET version = ?2, last_updated = ?3, deleted = 1, body = NULL WHERE rid = ?1",
+            )?
+            .execute(params![rid, version, ts])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, 'DELETE', 1, NULL)",
+            )?
+            .execute(params![rid, version, ts])?;
+        self.w.observer.changed(t);
+        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
+            Some(Ok(old)) => self.index.remove(self.conn, rid, &old)?,
+            _ => self.index.remove_all(self.conn, rid)?,
+        }
+        Ok(Some(PutResult {
+            rid,
+            version,
+            last_updated: ts,
+            created: false,
+        }))
+    }
+
+    fn reindex(&mut self, types: &[String], after_rid: i64, limit: usize) -> Result<(usize, i64)> {
+        if types.is_empty() {
+            return Ok((0, after_rid));
+        }
+        let marks = vec!["?"; types.len()].join(", ");
+        let sql = format!(
+            "SELECT rid, body FROM resources WHERE rid > ?1 AND deleted = 0 AND type IN ({marks}) \
+             ORDER BY rid LIMIT {limit}"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![after_rid.into()];
+        args.extend(types.iter().map(|t| t.clone().into()));
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut rows = st.query(rusqlite::params_from_iter(args))?;
+        let (mut n, mut last) = (0, after_rid);
+        while let Some(row) = rows.next()? {
+            let rid: i64 = row.get(0)?;
+            if let Some(body) = row.get::<_, Option<Vec<u8>>>(1)?
+                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            {
+                self.index.reindex(self.conn, rid, &v)?;
+            }
+            n += 1;
+            last = rid;
+        }
+        Ok((n, last))
+    }
+
+    fn put_version(&mut self, v: &Stored) -> Result<()> {
+        let (existing, _) = self.new_version(&v.resource_type, &v.id)?;
+        if existing.is_some_and(|(_, old, _)| old >= v.version) {
+            return Err(StoreError::Db(format!(
+                "{}/{} already has version {} or later",
+                v.resource_type, v.id, v.version
+            )));
+        }
+        self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
+        let deleted = i64::from(v.body.is_none());
+        let mut previous: Option<Vec<u8>> = None;
+        let rid = match existing {
+            Some((rid, old, was_deleted)) => {
+                if !was_deleted {
+                    previous = self.current_body(rid)?;
+                }
+                self.retire_current(rid, old)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = ?4, \
+                         person = ?5, body = ?6 WHERE rid = ?1",
+                    )?
+                    .execute(params![
+                        rid,
+                        v.version,
+                        v.last_updated,
+                        deleted,
+                        v.person,
+                        v.body
+                    ])?;
+                rid
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        v.resource_type,
+                        v.id,
+                        v.version,
+                        v.last_updated,
+                        deleted,
+                        v.person,
+                        v.body
+                    ])?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            )?
+            .execute(params![rid, v.version, v.last_updated, v.method, deleted])?;
+        self.w.observer.changed(&v.resource_type);
+        let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
+        let old = previous.as_deref().and_then(parse);
+        let new = v.body.as_deref().and_then(parse);
+        match (old, new) {
+            (Some(old), Some(new)) => self.index.replace(self.conn, rid, &old, &new)?,
+            (Some(old), None) => self.index.remove(self.conn, rid, &old)?,
+            (None, Some(new)) => {
+                if previous.is_some() {
+                    self.index.remove_all(self.conn, rid)?;
+                }
+                self.index.insert(self.conn, rid, &new)?
+            }
+            (None, None) => {
+                if previous.is_some() {
+                    self.index.remove_all(self.conn, rid)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
+        crate::keyed::set_person(self.conn, rid, person)
+    }
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        crate::keyed::set_meta(self.conn, key, value)
+    }
+    fn sync_params(&mut self, reg: Registry) -> Result<()> {
+        self.index = Arc::new(self.index.sync(self.conn, reg)?);
+        self.index_changed = true;
+        Ok(())
+    }
+    fn finish_params(&mut self, keys: &[String]) -> Result<()> {
+        self.index = Arc::new(self.index.finish(self.conn, keys)?);
+        self.index_changed = true;
+        Ok(())
+    }
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub(crate) index: IndexCell,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) clock: AtomicI64,
+    pub(crate) commits: Arc<AtomicI64>,
+    pub(crate) wal_big: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Writer {
+    pub(crate) fn run(&self, conn: Connection, rx: mpsc::Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            self.group(&conn, first, &rx);
+        }
+    }
+
+    /// Run the queued jobs (up to [`MAX_GROUP`]) in one transaction and answer each.
+    fn group(&self, conn: &Connection, first: Request, rx: &mpsc::Receiver<Request>) {
+        let (commits, wal_big) = (&self.commits, &self.wal_big);
+        // A search-parameter change made by a committed job, published after the commit.
+        let mut new_index: Option<Arc<SqliteIndex>> = None;
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut outputs: Vec<(Reply, Result<Box<dyn Any + Send>>)> =
+            Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
+            }
+            return;
+        }
+        // A lone job needs no savepoint: when it fails the whole transaction is rolled back.
+        // Savepoints cost a statement journal of every page they touch, so they are used only
+        // when several jobs share the commit and one must be undone without the others.
+        let alone = batch.len() == 1;
+        let mut any_committed = false;
+        let mut broken: Option<String> = None;
+        for req in batch {
+            if let Some(why) = &broken {
+                outputs.push((req.reply, Err(StoreError::Db(why.clone()))));
+                continue;
+            }
+            if !alone && let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                broken = Some(format!("cannot start a savepoint: {e}"));
+                outputs.push((
+                    req.reply,
+                    Err(StoreError::Db(format!("cannot start a savepoint: {e}"))),
+                ));
+                continue;
+            }
+            let mut tx = WriterTx {
+                conn,
+                w: self,
+                index: new_index
+                    .clone()
+                    .unwrap_or_else(|| current_index(&self.index)),
+                index_changed: false,
+            };
+            let job = req.job;
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            let (keep, out) = match run {
+                Ok((keep, out)) => (keep, Ok(out)),
+                Err(_) => (false, Err(StoreError::JobPanicked)),
+            };
+            if keep && tx.index_changed {
+                new_index = Some(tx.index.clone());
+            }
+            if !alone {
+                let end = conn.execute_batch(if keep {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                });
+                if let Err(e) = end {
+                    broken = Some(format!("cannot end a savepoint: {e}"));
+                }
+            }
+            // SQLite may have rolled the whole transaction back on its own (disk full, I/O
+            // error): then nothing of this group is stored, and no later job may run outside it.
+            if conn.is_autocommit() {
+                broken.get_or_insert_with(|| {
+                    "the transaction was rolled back by the database".to_string()
+                });
+            }
+            any_committed |= keep;
+            outputs.push((req.reply, out));
+        }
+        if let Some(why) = broken {
+            let _ = conn.execute_batch("ROLLBACK");
+            for (reply, _) in outputs {
+                let _ = reply.send(Err(StoreError::Db(format!("nothing was stored: {why}"))));
+            }
+            return;
+        }
+        if !any_committed {
+            // Nothing to keep (a lone failed job, or all failed): undo and answer.
+            let _ = conn.execute_batch("ROLLBACK");
+            for (reply, out) in outputs {
+                let _ = reply.send(out);
+            }
+            return;
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                if let Some(index) = new_index {
+                    *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+                }
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (reply, out) in outputs {
+                    let _ = reply.send(out);
+                }
+                // After answering: between transactions nothing new is appended, so this
+                // PASSIVE checkpoint completes (unless a reader still needs old frames) and the
+                // next transaction restarts the WAL.
+                if wal_big.swap(false, Ordering::Relaxed) {
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                for (reply, _) in outputs {
+                    let _ = reply.send(Err(StoreError::Db(format!("commit failed: {e}"))));
+                }
+            }
+        }
+    }
+}
+
+// ---- shared read helpers ---------------------------------------------------------------
