@@ -34,6 +34,57 @@ impl WriterTx<'_> {
         )?;
         Ok(body)
     }
+    /// Write the rows of a new version of `t/id` (the resource's row, superseding its current
+    /// version, and a history row); `body` `None` is a deletion marker. Returns the row key,
+    /// whether it created the resource (none, or only a deletion, was there), and the body of
+    /// the version it superseded when that was not a deletion.
+    #[allow(clippy::too_many_arguments)]
+    fn write_version(
+        &self,
+        existing: Option<(i64, u64, bool)>,
+        (t, id): (&str, &str),
+        version: u64,
+        ts: i64,
+        method: &str,
+        person: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<(i64, bool, Option<Vec<u8>>)> {
+        let deleted = i32::from(body.is_none());
+        let v = version as i64;
+        let mut previous = None;
+        let (rid, created) = match existing {
+            Some((rid, old, was_deleted)) => {
+                let retired = self.retire_current(rid, old)?;
+                if !was_deleted {
+                    previous = retired;
+                }
+                self.conn().execute(
+                    "UPDATE resources SET version = $2, last_updated = $3, deleted = $4, \
+                     person = $5, body = $6 WHERE rid = $1",
+                    &[&rid, &v, &ts, &deleted, &person, &body],
+                )?;
+                (rid, was_deleted)
+            }
+            None => {
+                let rid: i64 = self
+                    .conn()
+                    .query_one(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rid",
+                        &[&t, &id, &v, &ts, &deleted, &person, &body],
+                    )?
+                    .get(0);
+                (rid, true)
+            }
+        };
+        self.conn().execute(
+            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+            &[&rid, &v, &ts, &method, &deleted],
+        )?;
+        self.w.observer.changed(t);
+        Ok((rid, created, previous))
+    }
 }
 
 impl StoreTx for WriterTx<'_> {
@@ -51,39 +102,8 @@ impl StoreTx for WriterTx<'_> {
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         stamp(body, version, ts);
         let bytes = serde_json::to_vec(body)?;
-        let mut previous: Option<Vec<u8>> = None;
-        let v = version as i64;
-        let (rid, created) = match existing {
-            Some((rid, old, was_deleted)) => {
-                let retired = self.retire_current(rid, old)?;
-                if !was_deleted {
-                    previous = retired;
-                }
-                self.conn().execute(
-                    "UPDATE resources SET version = $2, last_updated = $3, deleted = 0, \
-                     person = $4, body = $5 WHERE rid = $1",
-                    &[&rid, &v, &ts, &person, &bytes],
-                )?;
-                (rid, was_deleted)
-            }
-            None => {
-                let rid: i64 = self
-                    .conn()
-                    .query_one(
-                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
-                         VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING rid",
-                        &[&t, &id, &v, &ts, &person, &bytes],
-                    )?
-                    .get(0);
-                (rid, true)
-            }
-        };
-        self.conn().execute(
-            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, 0, NULL)",
-            &[&rid, &v, &ts, &method],
-        )?;
-        self.w.observer.changed(t);
+        let (rid, created, previous) =
+            self.write_version(existing, (t, id), version, ts, method, person, Some(&bytes))?;
         let index = self.index.clone();
         match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
             // A new resource (or one created again): its rows go in with the job's others.
@@ -169,45 +189,15 @@ impl StoreTx for WriterTx<'_> {
             )));
         }
         self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
-        let deleted = i32::from(v.body.is_none());
-        let ver = v.version as i64;
-        let mut previous: Option<Vec<u8>> = None;
-        let rid = match existing {
-            Some((rid, old, was_deleted)) => {
-                let retired = self.retire_current(rid, old)?;
-                if !was_deleted {
-                    previous = retired;
-                }
-                self.conn().execute(
-                    "UPDATE resources SET version = $2, last_updated = $3, deleted = $4, \
-                     person = $5, body = $6 WHERE rid = $1",
-                    &[&rid, &ver, &v.last_updated, &deleted, &v.person, &v.body],
-                )?;
-                rid
-            }
-            None => self
-                .conn()
-                .query_one(
-                    "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rid",
-                    &[
-                        &v.resource_type,
-                        &v.id,
-                        &ver,
-                        &v.last_updated,
-                        &deleted,
-                        &v.person,
-                        &v.body,
-                    ],
-                )?
-                .get(0),
-        };
-        self.conn().execute(
-            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, $5, NULL)",
-            &[&rid, &ver, &v.last_updated, &v.method, &deleted],
+        let (rid, _, previous) = self.write_version(
+            existing,
+            (&v.resource_type, &v.id),
+            v.version,
+            v.last_updated,
+            &v.method,
+            v.person.as_deref(),
+            v.body.as_deref(),
         )?;
-        self.w.observer.changed(&v.resource_type);
         let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
         let old = previous.as_deref().and_then(parse);
         let new = v.body.as_deref().and_then(parse);

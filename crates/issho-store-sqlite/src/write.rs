@@ -60,6 +60,56 @@ impl WriterTx<'_> {
             .execute(params![rid, version])?;
         Ok(())
     }
+    /// Write the rows of a new version of `t/id` (the resource's row, superseding its current
+    /// version, and a history row); `body` `None` is a deletion marker. Returns the row key,
+    /// whether it created the resource (none, or only a deletion, was there), and the body of
+    /// the version it superseded when that was not a deletion.
+    #[allow(clippy::too_many_arguments)]
+    fn write_version(
+        &self,
+        existing: Option<Head>,
+        (t, id): (&str, &str),
+        version: u64,
+        ts: i64,
+        method: &str,
+        person: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<(i64, bool, Option<Vec<u8>>)> {
+        let deleted = i64::from(body.is_none());
+        let mut previous = None;
+        let (rid, created) = match existing {
+            Some((rid, old, was_deleted)) => {
+                if !was_deleted {
+                    previous = self.current_body(rid)?;
+                }
+                self.retire_current(rid, old)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = ?4, \
+                         person = ?5, body = ?6 WHERE rid = ?1",
+                    )?
+                    .execute(params![rid, version, ts, deleted, person, body])?;
+                (rid, was_deleted)
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![t, id, version, ts, deleted, person, body])?;
+                (self.conn.last_insert_rowid(), true)
+            }
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+            )?
+            .execute(params![rid, version, ts, method, deleted])?;
+        self.w.observer.changed(t);
+        Ok((rid, created, previous))
+    }
 }
 
 impl StoreTx for WriterTx<'_> {
@@ -76,38 +126,8 @@ impl StoreTx for WriterTx<'_> {
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         stamp(body, version, ts);
         let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
-        let mut previous: Option<Vec<u8>> = None;
-        let (rid, created) = match existing {
-            Some((rid, old, was_deleted)) => {
-                if !was_deleted {
-                    previous = self.current_body(rid)?;
-                }
-                self.retire_current(rid, old)?;
-                self.conn
-                    .prepare_cached(
-                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = 0, \
-                         person = ?4, body = ?5 WHERE rid = ?1",
-                    )?
-                    .execute(params![rid, version, ts, person, bytes])?;
-                (rid, was_deleted)
-            }
-            None => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
-                         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-                    )?
-                    .execute(params![t, id, version, ts, person, bytes])?;
-                (self.conn.last_insert_rowid(), true)
-            }
-        };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-                 VALUES (?1, ?2, ?3, ?4, 0, NULL)",
-            )?
-            .execute(params![rid, version, ts, method])?;
-        self.w.observer.changed(t);
+        let (rid, created, previous) =
+            self.write_version(existing, (t, id), version, ts, method, person, Some(&bytes))?;
         let index = &self.index;
         match (
             previous.map(|b| serde_json::from_slice::<Value>(&b)),
@@ -199,54 +219,15 @@ impl StoreTx for WriterTx<'_> {
             )));
         }
         self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
-        let deleted = i64::from(v.body.is_none());
-        let mut previous: Option<Vec<u8>> = None;
-        let rid = match existing {
-            Some((rid, old, was_deleted)) => {
-                if !was_deleted {
-                    previous = self.current_body(rid)?;
-                }
-                self.retire_current(rid, old)?;
-                self.conn
-                    .prepare_cached(
-                        "UPDATE resources SET version = ?2, last_updated = ?3, deleted = ?4, \
-                         person = ?5, body = ?6 WHERE rid = ?1",
-                    )?
-                    .execute(params![
-                        rid,
-                        v.version,
-                        v.last_updated,
-                        deleted,
-                        v.person,
-                        v.body
-                    ])?;
-                rid
-            }
-            None => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        v.resource_type,
-                        v.id,
-                        v.version,
-                        v.last_updated,
-                        deleted,
-                        v.person,
-                        v.body
-                    ])?;
-                self.conn.last_insert_rowid()
-            }
-        };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            )?
-            .execute(params![rid, v.version, v.last_updated, v.method, deleted])?;
-        self.w.observer.changed(&v.resource_type);
+        let (rid, _, previous) = self.write_version(
+            existing,
+            (&v.resource_type, &v.id),
+            v.version,
+            v.last_updated,
+            &v.method,
+            v.person.as_deref(),
+            v.body.as_deref(),
+        )?;
         let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
         let old = previous.as_deref().and_then(parse);
         let new = v.body.as_deref().and_then(parse);
