@@ -98,6 +98,31 @@ pub struct AuditLog {
     shared: Arc<Shared>,
     reader: Mutex<Connection>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held for the log's lifetime: one writer per chain (a second process appending, or
+    /// merely re-anchoring the head, would fork or rewind it).
+    _lock: std::fs::File,
+}
+
+/// The lock file beside the log; an exclusive lock on it is held while a log is open.
+pub const LOCK_FILE: &str = "audit.lock";
+
+/// Take the exclusive lock of the audit trail in `dir`, or say that another process holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, AuditError> {
+    let io = |e: std::io::Error| AuditError::Io(format!("{}: {e}", dir.display()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Io(format!(
+            "the data directory {} is in use by another issho process (stop it first)",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
@@ -178,10 +203,14 @@ fn check_anchor(conn: &Connection, head: Option<Head>, last: i64) -> Result<(), 
 impl AuditLog {
     /// Open (creating if needed) the audit log in `dir`. Refuses a log whose database
     /// disagrees with its head file (entries removed from the end, or rewritten):
-    /// appending to it would bury the evidence.
+    /// appending to it would bury the evidence. Holds an exclusive lock on `audit.lock` until
+    /// dropped: a second opening (another process on the same data directory) is refused
+    /// before it reads or writes anything.
     pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
+        // Before anything is read or written: a refused process must leave the chain alone.
+        let lock = lock_dir(dir)?;
         let path = dir.join(DB_FILE);
         let head = chain::read_head(dir).map_err(AuditError::Tampered)?;
         let conn = open_conn(&path)?;
@@ -212,6 +241,7 @@ impl AuditLog {
             shared,
             reader: Mutex::new(reader),
             writer: Some(writer),
+            _lock: lock,
         })
     }
 

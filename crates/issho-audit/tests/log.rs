@@ -369,3 +369,31 @@ fn no_log_is_unreadable_and_an_empty_one_is_intact() {
     drop(AuditLog::open(dir.path()).unwrap());
     assert_eq!(verify(dir.path()).unwrap().entries, 0);
 }
+
+/// Regression (CI, 2026-12-03): a second process opening a data directory in use — `issho
+/// export` beside a running server — re-anchored the head file while the server's writer was
+/// replacing it, and one of the two renames failed. The second opening is now refused before
+/// it reads or writes anything, and the chain stays the first log's.
+#[test]
+fn a_second_opening_is_refused_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = AuditLog::open(dir.path()).unwrap();
+    for i in 0..10 {
+        first.record(rec(i)).unwrap();
+    }
+    first.flush().unwrap();
+    let head = std::fs::read(dir.path().join(HEAD_FILE)).unwrap();
+    let err = match AuditLog::open(dir.path()) {
+        Ok(_) => panic!("a second log on one directory was opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("in use by another issho process"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join(HEAD_FILE)).unwrap(), head);
+    for i in 10..20 {
+        first.record(rec(i)).unwrap();
+    }
+    first.close().unwrap();
+    // Released with the log: the directory opens again, and the chain is whole.
+    drop(AuditLog::open(dir.path()).unwrap());
+    assert_eq!(verify(dir.path()).unwrap().entries, 20);
+}
