@@ -16,29 +16,32 @@ type Result<T> = std::result::Result<T, postgres::Error>;
 
 /// The value tables and their columns, as inserted (the full text is apart: `sp_text`).
 const TABLES: [(&str, &str); 8] = [
-    ("sp_token", "param, code, system, rid, grp"),
-    ("sp_string", "param, norm, exact, rid, grp"),
-    ("sp_ref", "param, ref_id, ref_type, url, version, rid, grp"),
-    ("sp_date", "param, lo, hi, rid, grp"),
-    ("sp_number", "param, lo, hi, rid, grp"),
+    ("sp_token", "param, code, system, pk, rid, grp"),
+    ("sp_string", "param, norm, exact, pk, rid, grp"),
+    (
+        "sp_ref",
+        "param, ref_id, ref_type, url, version, pk, rid, grp",
+    ),
+    ("sp_date", "param, lo, hi, pk, rid, grp"),
+    ("sp_number", "param, lo, hi, pk, rid, grp"),
     (
         "sp_quantity",
-        "param, canon, code, lo, hi, system, unit, rid, grp",
+        "param, canon, code, lo, hi, system, unit, pk, rid, grp",
     ),
-    ("sp_uri", "param, value, rid, grp"),
-    ("sp_geo", "param, lat, lon, x, y, z, rid, grp"),
+    ("sp_uri", "param, value, pk, rid, grp"),
+    ("sp_geo", "param, lat, lon, x, y, z, pk, rid, grp"),
 ];
 
 /// The primary-key columns of each table (what a row is deleted by).
 const KEYS: [&str; 8] = [
-    "param, code, system, rid, grp",
-    "param, norm, exact, rid, grp",
-    "param, ref_id, ref_type, url, version, rid, grp",
-    "param, lo, hi, rid, grp",
-    "param, lo, hi, rid, grp",
-    "param, canon, code, lo, hi, system, unit, rid, grp",
-    "param, value, rid, grp",
-    "param, lat, lon, rid, grp",
+    "param, code, system, pk, rid, grp",
+    "param, norm, exact, pk, rid, grp",
+    "param, ref_id, ref_type, url, version, pk, rid, grp",
+    "param, lo, hi, pk, rid, grp",
+    "param, lo, hi, pk, rid, grp",
+    "param, canon, code, lo, hi, system, unit, pk, rid, grp",
+    "param, value, pk, rid, grp",
+    "param, lat, lon, pk, rid, grp",
 ];
 
 /// Rows per insert statement: a table's rows go in chunks of these sizes (largest first), so
@@ -50,8 +53,11 @@ const CHUNKS: [usize; 5] = [500, 100, 20, 5, 1];
 /// many resources instead of several per resource.
 #[derive(Default)]
 pub struct Staged {
-    rows: Vec<(i64, Vec<IndexRow>)>,
+    rows: Vec<(Key, Vec<IndexRow>)>,
 }
+
+/// A resource's rows' key: its distribution key `pk` and its `rid`.
+pub type Key = (String, i64);
 
 impl Staged {
     pub fn is_empty(&self) -> bool {
@@ -77,7 +83,7 @@ fn table_of(row: &Row) -> Option<usize> {
 }
 
 /// The column values of a row (in the order of [`TABLES`]); `key_only`: those of [`KEYS`].
-fn values(param: i64, rid: i64, r: &IndexRow, key_only: bool, out: &mut Vec<Arg>) {
+fn values(param: i64, (pk, rid): (&str, i64), r: &IndexRow, key_only: bool, out: &mut Vec<Arg>) {
     out.push(Arg::Int(param));
     match &r.row {
         Row::Token { system, code } => {
@@ -122,7 +128,7 @@ fn values(param: i64, rid: i64, r: &IndexRow, key_only: bool, out: &mut Vec<Arg>
         }
         Row::Text { .. } => {}
     }
-    out.extend([Arg::Int(rid), Arg::Int(i64::from(r.grp))]);
+    out.extend([Arg::from(pk), Arg::Int(rid), Arg::Int(i64::from(r.grp))]);
 }
 
 /// `$a, $b, …` groups: `rows` groups of `cols` placeholders.
@@ -161,13 +167,22 @@ pub struct PgIndex {
     /// The same ids by key, for the compiler (bound as numbers in queries).
     by_key: HashMap<String, i64>,
     pending: HashSet<u32>,
+    /// The tables are distributed (Citus).
+    distributed: bool,
 }
 
 impl PgIndex {
     /// Number the keys of the R4 registry plus those marked pending, and load their ids.
-    pub fn open(c: &mut Client) -> Result<PgIndex> {
+    pub fn open(c: &mut Client, distributed: bool) -> Result<PgIndex> {
         let reg = Registry::r4_shared().clone();
-        Ok(Self::number_keys(c, reg)?.0)
+        let mut index = Self::number_keys(c, reg)?.0;
+        index.distributed = distributed;
+        Ok(index)
+    }
+
+    /// True when the tables are distributed (Citus).
+    pub fn distributed(&self) -> bool {
+        self.distributed
     }
 
     fn known_keys(c: &mut Client) -> Result<HashMap<String, i64>> {
@@ -207,6 +222,7 @@ impl PgIndex {
             ids,
             by_key,
             pending: HashSet::new(),
+            distributed: false,
         };
         Ok((index, added))
     }
@@ -249,6 +265,7 @@ impl PgIndex {
         let mut reg = reg;
         reg.set_pending(&pending);
         let (mut index, _) = Self::number_keys(c, Arc::new(reg))?;
+        index.distributed = self.distributed;
         index.pending = index
             .reg
             .keys()
@@ -279,7 +296,7 @@ impl PgIndex {
         v
     }
 
-    pub fn reindex(&self, c: &mut Client, rid: i64, resource: &Value) -> Result<()> {
+    pub fn reindex(&self, c: &mut Client, key: (&str, i64), resource: &Value) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -288,7 +305,7 @@ impl PgIndex {
             .iter()
             .filter(|r| self.pending.contains(&r.key))
             .collect();
-        self.insert_rows(c, rid, todo)
+        self.insert_rows(c, key, todo)
     }
 
     pub fn finish(&self, c: &mut Client, keys: &[String]) -> Result<PgIndex> {
@@ -303,26 +320,13 @@ impl PgIndex {
         self.sync(c, reg)
     }
 
-    pub fn insert(&self, c: &mut Client, rid: i64, resource: &Value) -> Result<()> {
+    pub fn insert(&self, c: &mut Client, key: (&str, i64), resource: &Value) -> Result<()> {
         let rows = extract_in(&self.reg, resource);
-        self.insert_rows(c, rid, rows.iter().collect())
+        self.insert_rows(c, key, rows.iter().collect())
     }
 
-    pub fn insert_prepared(
-        &self,
-        c: &mut Client,
-        rid: i64,
-        resource: &Value,
-        prepared: Prepared,
-    ) -> Result<()> {
-        if !prepared.is_for(&self.reg) {
-            return self.insert(c, rid, resource);
-        }
-        self.insert_rows(c, rid, prepared.rows().iter().collect())
-    }
-
-    fn insert_rows(&self, c: &mut Client, rid: i64, rows: Vec<&IndexRow>) -> Result<()> {
-        self.insert_many(c, rows.into_iter().map(|r| (rid, r)))
+    fn insert_rows(&self, c: &mut Client, key: (&str, i64), rows: Vec<&IndexRow>) -> Result<()> {
+        self.insert_many(c, rows.into_iter().map(|r| (key, r)))
     }
 
     /// Stage the rows of a resource just created (no rows yet): inserted at the next
@@ -330,7 +334,7 @@ impl PgIndex {
     pub fn stage(
         &self,
         staged: &mut Staged,
-        rid: i64,
+        (pk, rid): (&str, i64),
         resource: &Value,
         prepared: Option<Prepared>,
     ) {
@@ -338,7 +342,7 @@ impl PgIndex {
             Some(p) if p.is_for(&self.reg) => p.rows().to_vec(),
             _ => extract_in(&self.reg, resource),
         };
-        staged.rows.push((rid, rows));
+        staged.rows.push(((pk.to_string(), rid), rows));
     }
 
     /// Insert the staged rows.
@@ -347,7 +351,7 @@ impl PgIndex {
         self.insert_many(
             c,
             rows.iter()
-                .flat_map(|(rid, rows)| rows.iter().map(move |r| (*rid, r))),
+                .flat_map(|((pk, rid), rows)| rows.iter().map(move |r| ((pk.as_str(), *rid), r))),
         )
     }
 
@@ -355,21 +359,21 @@ impl PgIndex {
     fn insert_many<'r>(
         &self,
         c: &mut Client,
-        rows: impl Iterator<Item = (i64, &'r IndexRow)>,
+        rows: impl Iterator<Item = ((&'r str, i64), &'r IndexRow)>,
     ) -> Result<()> {
-        let mut by_table: [Vec<(i64, &IndexRow)>; 8] = Default::default();
-        let mut texts: Vec<(i64, &IndexRow)> = Vec::new();
-        for (rid, r) in rows {
+        let mut by_table: [Vec<((&str, i64), &IndexRow)>; 8] = Default::default();
+        let mut texts: Vec<((&str, i64), &IndexRow)> = Vec::new();
+        for (key, r) in rows {
             match table_of(&r.row) {
-                Some(t) => by_table[t].push((rid, r)),
-                None => texts.push((rid, r)),
+                Some(t) => by_table[t].push((key, r)),
+                None => texts.push((key, r)),
             }
         }
         let mut args: Vec<Arg> = Vec::new();
         for (t, rows) in by_table.iter().enumerate() {
             let (table, cols) = TABLES[t];
             let ncols = cols.split(", ").count();
-            let mut rest: &[(i64, &IndexRow)] = rows;
+            let mut rest: &[((&str, i64), &IndexRow)] = rows;
             while !rest.is_empty() {
                 let n = CHUNKS
                     .iter()
@@ -379,8 +383,8 @@ impl PgIndex {
                 let (chunk, tail) = rest.split_at(n);
                 rest = tail;
                 args.clear();
-                for (rid, r) in chunk {
-                    values(self.ids[r.key as usize], *rid, r, false, &mut args);
+                for (key, r) in chunk {
+                    values(self.ids[r.key as usize], *key, r, false, &mut args);
                 }
                 let sql = format!(
                     "INSERT INTO {table} ({cols}) VALUES {} ON CONFLICT DO NOTHING",
@@ -390,8 +394,8 @@ impl PgIndex {
                 c.execute(&sql, &params(&bound))?;
             }
         }
-        for (rid, r) in texts {
-            self.write_text(c, rid, r, true)?;
+        for (key, r) in texts {
+            self.write_text(c, key, r, true)?;
         }
         Ok(())
     }
@@ -400,7 +404,7 @@ impl PgIndex {
     pub fn replace(
         &self,
         c: &mut Client,
-        rid: i64,
+        key: (&str, i64),
         previous: &Value,
         resource: &Value,
     ) -> Result<()> {
@@ -416,7 +420,7 @@ impl PgIndex {
             };
             match ord {
                 Ordering::Less => {
-                    self.delete_row(c, rid, &old[i])?;
+                    self.delete_row(c, key, &old[i])?;
                     i += 1;
                 }
                 Ordering::Greater => {
@@ -429,30 +433,36 @@ impl PgIndex {
                 }
             }
         }
-        self.insert_rows(c, rid, added)
+        self.insert_rows(c, key, added)
     }
 
-    pub fn remove(&self, c: &mut Client, rid: i64, previous: &Value) -> Result<()> {
+    pub fn remove(&self, c: &mut Client, key: (&str, i64), previous: &Value) -> Result<()> {
         for r in extract_in(&self.reg, previous) {
-            self.delete_row(c, rid, &r)?;
+            self.delete_row(c, key, &r)?;
         }
         Ok(())
     }
 
-    pub fn remove_all(&self, c: &mut Client, rid: i64) -> Result<()> {
+    pub fn remove_all(&self, c: &mut Client, (pk, rid): (&str, i64)) -> Result<()> {
         for (t, _) in TABLES {
-            c.execute(&format!("DELETE FROM {t} WHERE rid = $1"), &[&rid])?;
+            c.execute(
+                &format!("DELETE FROM {t} WHERE pk = $1 AND rid = $2"),
+                &[&pk, &rid],
+            )?;
         }
-        c.execute("DELETE FROM sp_text WHERE rid = $1", &[&rid])?;
+        c.execute(
+            "DELETE FROM sp_text WHERE pk = $1 AND rid = $2",
+            &[&pk, &rid],
+        )?;
         Ok(())
     }
 
-    fn delete_row(&self, c: &mut Client, rid: i64, r: &IndexRow) -> Result<()> {
+    fn delete_row(&self, c: &mut Client, key: (&str, i64), r: &IndexRow) -> Result<()> {
         let Some(t) = table_of(&r.row) else {
-            return self.write_text(c, rid, r, false);
+            return self.write_text(c, key, r, false);
         };
         let mut args = Vec::new();
-        values(self.ids[r.key as usize], rid, r, true, &mut args);
+        values(self.ids[r.key as usize], key, r, true, &mut args);
         let cond: Vec<String> = KEYS[t]
             .split(", ")
             .enumerate()
@@ -464,19 +474,28 @@ impl PgIndex {
         Ok(())
     }
 
-    fn write_text(&self, c: &mut Client, rid: i64, r: &IndexRow, insert: bool) -> Result<()> {
+    fn write_text(
+        &self,
+        c: &mut Client,
+        (pk, rid): (&str, i64),
+        r: &IndexRow,
+        insert: bool,
+    ) -> Result<()> {
         let Row::Text { narrative, content } = &r.row else {
             return Ok(());
         };
         if insert {
             c.execute(
-                "INSERT INTO sp_text (rid, narrative, content) \
-                 VALUES ($1, $2::text::tsvector, $3::text::tsvector) \
-                 ON CONFLICT (rid) DO UPDATE SET narrative = excluded.narrative, content = excluded.content",
-                &[&rid, &tsvector_text(narrative), &tsvector_text(content)],
+                "INSERT INTO sp_text (pk, rid, narrative, content) \
+                 VALUES ($1, $2, $3::text::tsvector, $4::text::tsvector) \
+                 ON CONFLICT (pk, rid) DO UPDATE SET narrative = excluded.narrative, content = excluded.content",
+                &[&pk, &rid, &tsvector_text(narrative), &tsvector_text(content)],
             )?;
         } else {
-            c.execute("DELETE FROM sp_text WHERE rid = $1", &[&rid])?;
+            c.execute(
+                "DELETE FROM sp_text WHERE pk = $1 AND rid = $2",
+                &[&pk, &rid],
+            )?;
         }
         Ok(())
     }

@@ -114,8 +114,12 @@ impl PgStore {
     pub fn open(url: &str, observer: Arc<dyn Observer>) -> Result<PgStore> {
         let mut conn = connect(url)?;
         schema::migrate(conn.client())?;
+        let distributed = schema::distribute(conn.client())?;
         take_writer_lock(&mut conn)?;
-        let index: IndexCell = Arc::new(RwLock::new(Arc::new(PgIndex::open(&mut conn)?)));
+        let index: IndexCell = Arc::new(RwLock::new(Arc::new(PgIndex::open(
+            &mut conn,
+            distributed,
+        )?)));
         let last: i64 = conn
             .query_one(
                 "SELECT coalesce(max(last_updated), 0)::bigint FROM history",
@@ -210,6 +214,7 @@ fn target(index: &PgIndex) -> Target<'_> {
     Target {
         dialect: Postgres,
         param_ids: Some(index.key_ids()),
+        distributed: index.distributed(),
     }
 }
 
@@ -284,7 +289,7 @@ macro_rules! store_read {
             fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
                 rids(
                     &mut *self.ready()?,
-                    issho_store_sql::token_systems(Postgres, key, code),
+                    issho_store_sql::token_systems(target(&self.index()), key, code),
                 )
             }
             fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {

@@ -22,7 +22,7 @@ fn stored(r: &Row, t: Option<&str>, id: Option<&str>) -> Stored {
 pub(crate) fn read_current(c: &mut Conn, t: &str, id: &str) -> Result<Option<Stored>> {
     Ok(c.query_opt(
         "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
-         JOIN history h ON h.rid = r.rid AND h.version = r.version WHERE r.type = $1 AND r.id = $2",
+         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version WHERE r.type = $1 AND r.id = $2",
         &[&t, &id],
     )?
     .map(|r| stored(&r, Some(t), Some(id))))
@@ -32,7 +32,7 @@ pub(crate) fn read_version(c: &mut Conn, t: &str, id: &str, v: u64) -> Result<Op
     Ok(c.query_opt(
         "SELECT r.rid, h.version, h.last_updated, \
          CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
-         h.method, r.person FROM resources r JOIN history h ON h.rid = r.rid \
+         h.method, r.person FROM resources r JOIN history h ON h.pk = r.pk AND h.rid = r.rid \
          WHERE r.type = $1 AND r.id = $2 AND h.version = $3",
         &[&t, &id, &(v as i64)],
     )?
@@ -68,7 +68,7 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
         let nh = arg(Box::new(hi));
         let nl = arg(Box::new(lo));
         where_.push(format!(
-            "h.last_updated <= ${nh} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.rid = h.rid \
+            "h.last_updated <= ${nh} AND NOT EXISTS (SELECT 1 FROM history h2 WHERE h2.pk = h.pk AND h2.rid = h.rid \
              AND h2.version = h.version + 1 AND h2.last_updated <= ${nl})"
         ));
     }
@@ -80,7 +80,8 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
     let total: i64 = c
         .query_one(
             &format!(
-                "SELECT count(*) FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond}"
+                "SELECT count(*) FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid \
+                 WHERE {cond}"
             ),
             &refs,
         )?
@@ -96,7 +97,7 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
         "SELECT r.rid, r.type, r.id, h.version, h.last_updated, \
          CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
          h.method, r.person \
-         FROM history h JOIN resources r ON r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ${} OFFSET ${}",
+         FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ${} OFFSET ${}",
         n + 1,
         n + 2
     );
@@ -149,7 +150,8 @@ pub(crate) fn current_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<Stored>>
     Ok(c.query(
         "SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body, h.method, r.person \
          FROM unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
-         JOIN resources r ON r.rid = k.rid JOIN history h ON h.rid = r.rid AND h.version = r.version \
+         JOIN resources r ON r.rid = k.rid \
+         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
          WHERE r.deleted = 0 ORDER BY k.n",
         &[&rids],
     )?
@@ -185,7 +187,7 @@ pub(crate) fn versions(c: &mut Conn, after_seq: i64, limit: usize) -> Result<Vec
     Ok(c.query(
         "SELECT h.seq, r.rid, r.type, r.id, h.version, h.last_updated, \
          CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
-         h.method, r.person FROM history h JOIN resources r ON r.rid = h.rid \
+         h.method, r.person FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid \
          WHERE h.seq > $1 ORDER BY h.seq LIMIT $2",
         &[&after_seq, &i64::try_from(limit).unwrap_or(i64::MAX)],
     )?

@@ -6,10 +6,11 @@
 //! embedded store (`issho-store-sqlite/src/index.rs` explains each table).
 
 /// (version, what it does, SQL). Never edit an applied migration: add the next one.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "resources, history, search index, settings",
-    r#"
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "resources, history, search index, settings",
+        r#"
 CREATE TABLE resources (
   rid bigserial PRIMARY KEY,
   type text COLLATE "C" NOT NULL,
@@ -80,7 +81,73 @@ CREATE TABLE sp_text (rid bigint PRIMARY KEY, narrative tsvector NOT NULL, conte
 CREATE INDEX sp_text_narrative ON sp_text USING gin (narrative);
 CREATE INDEX sp_text_content ON sp_text USING gin (content);
 "#,
-)];
+    ),
+    (
+        2,
+        "the distribution key pk on every table of a resource's rows; resource_ids",
+        r#"
+-- `pk`: the person whose record a resource is in, or the resource itself ('Type/id') when it
+-- is in no one's record. Every row of a resource carries it and every key includes it, so that
+-- the tables can be distributed by it (Citus) with a person's record on one shard.
+ALTER TABLE resources ADD COLUMN pk text COLLATE "C";
+UPDATE resources SET pk = coalesce(person, type || '/' || id);
+ALTER TABLE resources ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE resources DROP CONSTRAINT resources_pkey, ADD PRIMARY KEY (pk, rid);
+ALTER TABLE resources DROP CONSTRAINT resources_type_id_key;
+CREATE INDEX resources_type_id ON resources (type, id);
+CREATE INDEX resources_rid ON resources (rid);
+-- One row per resource ever created, keyed by (id, type): the uniqueness of a resource's
+-- identity (a unique key of `resources` would have to include `pk`), and where its `pk` is.
+CREATE TABLE resource_ids (
+  id text COLLATE "C" NOT NULL, type text COLLATE "C" NOT NULL, pk text COLLATE "C" NOT NULL,
+  PRIMARY KEY (id, type));
+INSERT INTO resource_ids (id, type, pk) SELECT id, type, pk FROM resources;
+ALTER TABLE history ADD COLUMN pk text COLLATE "C";
+UPDATE history h SET pk = r.pk FROM resources r WHERE r.rid = h.rid;
+ALTER TABLE history ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE history DROP CONSTRAINT history_pkey, ADD PRIMARY KEY (pk, seq);
+ALTER TABLE history DROP CONSTRAINT history_rid_version_key, ADD UNIQUE (pk, rid, version);
+CREATE INDEX history_seq ON history (seq);
+CREATE INDEX history_rid ON history (rid, version);
+ALTER TABLE sp_token ADD COLUMN pk text COLLATE "C";
+UPDATE sp_token x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_token ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_token DROP CONSTRAINT sp_token_pkey, ADD PRIMARY KEY (param, code, system, pk, rid, grp);
+ALTER TABLE sp_string ADD COLUMN pk text COLLATE "C";
+UPDATE sp_string x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_string ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_string DROP CONSTRAINT sp_string_pkey, ADD PRIMARY KEY (param, norm, exact, pk, rid, grp);
+ALTER TABLE sp_ref ADD COLUMN pk text COLLATE "C";
+UPDATE sp_ref x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_ref ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_ref DROP CONSTRAINT sp_ref_pkey, ADD PRIMARY KEY (param, ref_id, ref_type, url, version, pk, rid, grp);
+ALTER TABLE sp_date ADD COLUMN pk text COLLATE "C";
+UPDATE sp_date x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_date ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_date DROP CONSTRAINT sp_date_pkey, ADD PRIMARY KEY (param, lo, hi, pk, rid, grp);
+ALTER TABLE sp_number ADD COLUMN pk text COLLATE "C";
+UPDATE sp_number x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_number ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_number DROP CONSTRAINT sp_number_pkey, ADD PRIMARY KEY (param, lo, hi, pk, rid, grp);
+ALTER TABLE sp_quantity ADD COLUMN pk text COLLATE "C";
+UPDATE sp_quantity x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_quantity ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_quantity DROP CONSTRAINT sp_quantity_pkey, ADD PRIMARY KEY (param, canon, code, lo, hi, system, unit, pk, rid, grp);
+ALTER TABLE sp_uri ADD COLUMN pk text COLLATE "C";
+UPDATE sp_uri x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_uri ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_uri DROP CONSTRAINT sp_uri_pkey, ADD PRIMARY KEY (param, value, pk, rid, grp);
+ALTER TABLE sp_geo ADD COLUMN pk text COLLATE "C";
+UPDATE sp_geo x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_geo ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_geo DROP CONSTRAINT sp_geo_pkey, ADD PRIMARY KEY (param, lat, lon, pk, rid, grp);
+ALTER TABLE sp_text ADD COLUMN pk text COLLATE "C";
+UPDATE sp_text x SET pk = r.pk FROM resources r WHERE r.rid = x.rid;
+ALTER TABLE sp_text ALTER COLUMN pk SET NOT NULL;
+ALTER TABLE sp_text DROP CONSTRAINT sp_text_pkey, ADD PRIMARY KEY (pk, rid);
+"#,
+    ),
+];
 
 /// Apply the migrations not yet applied, each in its own transaction, under an advisory lock
 /// (two processes starting together apply each once). Returns the versions applied now.
@@ -117,4 +184,77 @@ pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Er
     }
     tx.commit()?;
     Ok(applied_now)
+}
+
+/// Tables of shared settings, copied to every node of a distributed database.
+const REFERENCE_TABLES: [&str; 4] = ["schema_migrations", "store_meta", "sp_meta", "sp_param"];
+
+/// Tables holding a resource's rows, distributed by `pk` and co-located with `resources`.
+const DISTRIBUTED_TABLES: [&str; 11] = [
+    "resources",
+    "history",
+    "sp_token",
+    "sp_string",
+    "sp_ref",
+    "sp_date",
+    "sp_number",
+    "sp_quantity",
+    "sp_uri",
+    "sp_geo",
+    "sp_text",
+];
+
+/// When the database has the `citus` extension, distribute the tables that are not yet: the
+/// tables of resources' rows by `pk` (co-located: one person's record on one node),
+/// `resource_ids` by `id`, the settings as reference tables. Idempotent, under the migrations'
+/// lock. Returns whether the tables are distributed.
+pub(crate) fn distribute(c: &mut postgres::Client) -> Result<bool, postgres::Error> {
+    let citus: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+            &[],
+        )?
+        .get(0);
+    if !citus {
+        return Ok(false);
+    }
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7349001)", &[])?;
+    let done = |tx: &mut postgres::Transaction, t: &str| -> Result<bool, postgres::Error> {
+        Ok(tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::text::regclass)",
+                &[&t],
+            )?
+            .get(0))
+    };
+    for t in REFERENCE_TABLES {
+        if !done(&mut tx, t)? {
+            tx.execute("SELECT create_reference_table($1::text::regclass)", &[&t])?;
+        }
+    }
+    for t in DISTRIBUTED_TABLES {
+        if done(&mut tx, t)? {
+            continue;
+        }
+        if t == "resources" {
+            tx.execute(
+                "SELECT create_distributed_table($1::text::regclass, 'pk')",
+                &[&t],
+            )?;
+        } else {
+            tx.execute(
+                "SELECT create_distributed_table($1::text::regclass, 'pk', colocate_with => 'resources')",
+                &[&t],
+            )?;
+        }
+    }
+    if !done(&mut tx, "resource_ids")? {
+        tx.execute(
+            "SELECT create_distributed_table('resource_ids'::regclass, 'id')",
+            &[],
+        )?;
+    }
+    tx.commit()?;
+    Ok(true)
 }

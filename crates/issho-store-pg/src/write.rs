@@ -4,86 +4,202 @@
 use super::*;
 use serde_json::Value;
 
+/// The row of a resource as the writer finds it.
+pub(crate) struct Head {
+    pk: String,
+    rid: i64,
+    version: u64,
+    deleted: bool,
+}
+
+/// What writing a version did.
+struct Written {
+    pk: String,
+    rid: i64,
+    /// None, or only a deletion, was there.
+    created: bool,
+    /// The body of the superseded version, when that was not a deletion.
+    previous: Option<Vec<u8>>,
+    /// The distribution key the resource's rows had before, when it changed (its index rows
+    /// are still under it).
+    moved_from: Option<String>,
+}
+
+/// The distribution key of a resource: its person, or itself when it is in no one's record
+/// (`Type/id` cannot be a person's id: ids have no `/`).
+pub(crate) fn pk_for(t: &str, id: &str, person: Option<&str>) -> String {
+    match person {
+        Some(p) => p.to_string(),
+        None => format!("{t}/{id}"),
+    }
+}
+
 impl WriterTx<'_> {
-    /// The row of a resource, locked for this transaction.
-    fn head(&self, t: &str, id: &str) -> Result<Option<(i64, u64, bool)>> {
-        Ok(self
+    /// The row of a resource, its identity locked for this transaction (by its row in
+    /// `resource_ids`, which says where the resource's rows are).
+    fn head(&self, t: &str, id: &str) -> Result<Option<Head>> {
+        let pk: Option<String> = self
             .conn()
             .query_opt(
-                "SELECT rid, version, deleted FROM resources WHERE type = $1 AND id = $2 FOR UPDATE",
-                &[&t, &id],
+                "SELECT pk FROM resource_ids WHERE id = $1 AND type = $2 FOR UPDATE",
+                &[&id, &t],
             )?
-            .map(|r| {
-                (
-                    r.get::<_, i64>(0),
-                    r.get::<_, i64>(1) as u64,
-                    r.get::<_, i32>(2) != 0,
-                )
-            }))
+            .map(|r| r.get(0));
+        let Some(pk) = pk else {
+            return Ok(None);
+        };
+        let row = self.conn().query_opt(
+            "SELECT rid, version, deleted FROM resources WHERE pk = $1 AND type = $2 AND id = $3",
+            &[&pk, &t, &id],
+        )?;
+        Ok(row.map(|r| Head {
+            pk,
+            rid: r.get(0),
+            version: r.get::<_, i64>(1) as u64,
+            deleted: r.get::<_, i32>(2) != 0,
+        }))
     }
 
     /// Move the current body of `rid` into its history row before it is replaced; returns it.
-    fn retire_current(&self, rid: i64, version: u64) -> Result<Option<Vec<u8>>> {
+    fn retire_current(&self, pk: &str, rid: i64, version: u64) -> Result<Option<Vec<u8>>> {
         let mut c = self.conn();
         let body: Option<Vec<u8>> = c
-            .query_one("SELECT body FROM resources WHERE rid = $1", &[&rid])?
+            .query_one(
+                "SELECT body FROM resources WHERE pk = $1 AND rid = $2",
+                &[&pk, &rid],
+            )?
             .get(0);
         c.execute(
-            "UPDATE history SET body = $3 WHERE rid = $1 AND version = $2",
-            &[&rid, &(version as i64), &body],
+            "UPDATE history SET body = $4 WHERE pk = $1 AND rid = $2 AND version = $3",
+            &[&pk, &rid, &(version as i64), &body],
         )?;
         Ok(body)
     }
+
+    /// Give the rows of `rid` (its resource row, every history row, its identity) the key
+    /// `to`: a distributed table cannot change a row's key in place, so they are copied and
+    /// deleted. The index rows are the caller's (they are rewritten anyway).
+    fn move_rows(&self, from: &str, to: &str, rid: i64) -> Result<()> {
+        let mut c = self.conn();
+        c.execute(
+            "INSERT INTO resources (pk, rid, type, id, version, last_updated, deleted, person, body) \
+             SELECT $2, rid, type, id, version, last_updated, deleted, person, body \
+             FROM resources WHERE pk = $1 AND rid = $3",
+            &[&from, &to, &rid],
+        )?;
+        let ident = c.query_one(
+            "DELETE FROM resources WHERE pk = $1 AND rid = $2 RETURNING type, id",
+            &[&from, &rid],
+        )?;
+        let (t, id): (String, String) = (ident.get(0), ident.get(1));
+        c.execute(
+            "INSERT INTO history (pk, seq, rid, version, last_updated, method, deleted, body) \
+             SELECT $2, seq, rid, version, last_updated, method, deleted, body \
+             FROM history WHERE pk = $1 AND rid = $3",
+            &[&from, &to, &rid],
+        )?;
+        c.execute(
+            "DELETE FROM history WHERE pk = $1 AND rid = $2",
+            &[&from, &rid],
+        )?;
+        c.execute(
+            "UPDATE resource_ids SET pk = $3 WHERE id = $1 AND type = $2",
+            &[&id, &t, &to],
+        )?;
+        Ok(())
+    }
+
     /// Write the rows of a new version of `t/id` (the resource's row, superseding its current
-    /// version, and a history row); `body` `None` is a deletion marker. Returns the row key,
-    /// whether it created the resource (none, or only a deletion, was there), and the body of
-    /// the version it superseded when that was not a deletion.
+    /// version, and a history row); `body` `None` is a deletion marker.
     #[allow(clippy::too_many_arguments)]
     fn write_version(
         &self,
-        existing: Option<(i64, u64, bool)>,
+        existing: Option<Head>,
         (t, id): (&str, &str),
         version: u64,
         ts: i64,
         method: &str,
         person: Option<&str>,
         body: Option<&[u8]>,
-    ) -> Result<(i64, bool, Option<Vec<u8>>)> {
+    ) -> Result<Written> {
         let deleted = i32::from(body.is_none());
         let v = version as i64;
+        let pk = pk_for(t, id, person);
         let mut previous = None;
+        let mut moved_from = None;
         let (rid, created) = match existing {
-            Some((rid, old, was_deleted)) => {
-                let retired = self.retire_current(rid, old)?;
-                if !was_deleted {
+            Some(h) => {
+                let retired = self.retire_current(&h.pk, h.rid, h.version)?;
+                if !h.deleted {
                     previous = retired;
                 }
+                if h.pk != pk {
+                    self.move_rows(&h.pk, &pk, h.rid)?;
+                    moved_from = Some(h.pk);
+                }
                 self.conn().execute(
-                    "UPDATE resources SET version = $2, last_updated = $3, deleted = $4, \
-                     person = $5, body = $6 WHERE rid = $1",
-                    &[&rid, &v, &ts, &deleted, &person, &body],
+                    "UPDATE resources SET version = $3, last_updated = $4, deleted = $5, \
+                     person = $6, body = $7 WHERE pk = $1 AND rid = $2",
+                    &[&pk, &h.rid, &v, &ts, &deleted, &person, &body],
                 )?;
-                (rid, was_deleted)
+                (h.rid, h.deleted)
             }
             None => {
                 let rid: i64 = self
                     .conn()
                     .query_one(
-                        "INSERT INTO resources (type, id, version, last_updated, deleted, person, body) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING rid",
-                        &[&t, &id, &v, &ts, &deleted, &person, &body],
+                        "INSERT INTO resources (pk, type, id, version, last_updated, deleted, person, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid",
+                        &[&pk, &t, &id, &v, &ts, &deleted, &person, &body],
                     )?
                     .get(0);
+                self.conn().execute(
+                    "INSERT INTO resource_ids (id, type, pk) VALUES ($1, $2, $3)",
+                    &[&id, &t, &pk],
+                )?;
                 (rid, true)
             }
         };
         self.conn().execute(
-            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, $5, NULL)",
-            &[&rid, &v, &ts, &method, &deleted],
+            "INSERT INTO history (pk, rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            &[&pk, &rid, &v, &ts, &method, &deleted],
         )?;
         self.w.observer.changed(t);
-        Ok((rid, created, previous))
+        Ok(Written {
+            pk,
+            rid,
+            created,
+            previous,
+            moved_from,
+        })
+    }
+
+    /// The index rows of `w`'s resource after it changed from `old` to `new` (bodies).
+    fn reindex_written(&self, w: &Written, old: Option<Value>, new: Option<&Value>) -> Result<()> {
+        let index = self.index.clone();
+        let mut c = self.ready()?;
+        let key = (w.pk.as_str(), w.rid);
+        let old = match &w.moved_from {
+            // Under their old key: removed, and the new version's rows all inserted.
+            Some(from) => {
+                index.remove_all(&mut c, (from, w.rid))?;
+                None
+            }
+            None if old.is_none() && w.previous.is_some() => {
+                // An unreadable previous body: its rows are not known one by one.
+                index.remove_all(&mut c, key)?;
+                None
+            }
+            None => old,
+        };
+        match (old, new) {
+            (Some(old), Some(new)) => index.replace(&mut c, key, &old, new)?,
+            (Some(old), None) => index.remove(&mut c, key, &old)?,
+            (None, Some(new)) => index.insert(&mut c, key, new)?,
+            (None, None) => {}
+        }
+        Ok(())
     }
 }
 
@@ -99,53 +215,59 @@ impl StoreTx for WriterTx<'_> {
     ) -> Result<PutResult> {
         let existing = self.head(t, id)?;
         let ts = self.w.tick();
-        let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
+        let version = existing.as_ref().map(|h| h.version + 1).unwrap_or(1);
         stamp(body, version, ts);
         let bytes = serde_json::to_vec(body)?;
-        let (rid, created, previous) =
-            self.write_version(existing, (t, id), version, ts, method, person, Some(&bytes))?;
-        let index = self.index.clone();
-        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
+        let w = self.write_version(existing, (t, id), version, ts, method, person, Some(&bytes))?;
+        if w.previous.is_none() && w.moved_from.is_none() {
             // A new resource (or one created again): its rows go in with the job's others.
-            None => index.stage(&mut self.staged.borrow_mut(), rid, body, prepared),
-            Some(Ok(old)) => index.replace(&mut *self.ready()?, rid, &old, body)?,
-            Some(Err(_)) => {
-                let mut c = self.ready()?;
-                index.remove_all(&mut c, rid)?;
-                index.insert(&mut c, rid, body)?;
-            }
+            let index = self.index.clone();
+            index.stage(
+                &mut self.staged.borrow_mut(),
+                (&w.pk, w.rid),
+                body,
+                prepared,
+            );
+        } else {
+            let old = w
+                .previous
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+            self.reindex_written(&w, old, Some(body))?;
         }
         Ok(PutResult {
-            rid,
+            rid: w.rid,
             version,
             last_updated: ts,
-            created,
+            created: w.created,
         })
     }
 
     fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
-        let Some((rid, old, false)) = self.head(t, id)? else {
+        let Some(h) = self.head(t, id)?.filter(|h| !h.deleted) else {
             return Ok(None);
         };
+        let (pk, rid) = (h.pk.as_str(), h.rid);
         let ts = self.w.tick();
-        let version = old + 1;
+        let version = h.version + 1;
         let v = version as i64;
-        let previous = self.retire_current(rid, old)?;
+        let previous = self.retire_current(pk, rid, h.version)?;
         self.conn().execute(
-            "UPDATE resources SET version = $2, last_updated = $3, deleted = 1, body = NULL WHERE rid = $1",
-            &[&rid, &v, &ts],
+            "UPDATE resources SET version = $3, last_updated = $4, deleted = 1, body = NULL \
+             WHERE pk = $1 AND rid = $2",
+            &[&pk, &rid, &v, &ts],
         )?;
         self.conn().execute(
-            "INSERT INTO history (rid, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, 'DELETE', 1, NULL)",
-            &[&rid, &v, &ts],
+            "INSERT INTO history (pk, rid, version, last_updated, method, deleted, body) \
+             VALUES ($1, $2, $3, $4, 'DELETE', 1, NULL)",
+            &[&pk, &rid, &v, &ts],
         )?;
         self.w.observer.changed(t);
         let index = self.index.clone();
         let mut c = self.ready()?;
         match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
-            Some(Ok(old)) => index.remove(&mut c, rid, &old)?,
-            _ => index.remove_all(&mut c, rid)?,
+            Some(Ok(old)) => index.remove(&mut c, (pk, rid), &old)?,
+            _ => index.remove_all(&mut c, (pk, rid))?,
         }
         Ok(Some(PutResult {
             rid,
@@ -160,7 +282,7 @@ impl StoreTx for WriterTx<'_> {
             return Ok((0, after_rid));
         }
         let rows = self.conn().query(
-            "SELECT rid, body FROM resources WHERE rid > $1 AND deleted = 0 AND type = ANY($2) \
+            "SELECT rid, body, pk FROM resources WHERE rid > $1 AND deleted = 0 AND type = ANY($2) \
              ORDER BY rid LIMIT $3",
             &[&after_rid, &types, &(limit as i64)],
         )?;
@@ -169,10 +291,11 @@ impl StoreTx for WriterTx<'_> {
         for row in rows {
             let rid: i64 = row.get(0);
             let body: Option<Vec<u8>> = row.get(1);
+            let pk: String = row.get(2);
             if let Some(body) = body
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
-                index.reindex(&mut *self.ready()?, rid, &v)?;
+                index.reindex(&mut *self.ready()?, (&pk, rid), &v)?;
             }
             n += 1;
             last = rid;
@@ -182,14 +305,14 @@ impl StoreTx for WriterTx<'_> {
 
     fn put_version(&mut self, v: &Stored) -> Result<()> {
         let existing = self.head(&v.resource_type, &v.id)?;
-        if existing.is_some_and(|(_, old, _)| old >= v.version) {
+        if existing.as_ref().is_some_and(|h| h.version >= v.version) {
             return Err(StoreError::Db(format!(
                 "{}/{} already has version {} or later",
                 v.resource_type, v.id, v.version
             )));
         }
         self.w.clock.fetch_max(v.last_updated, Ordering::Relaxed);
-        let (rid, _, previous) = self.write_version(
+        let w = self.write_version(
             existing,
             (&v.resource_type, &v.id),
             v.version,
@@ -199,26 +322,37 @@ impl StoreTx for WriterTx<'_> {
             v.body.as_deref(),
         )?;
         let parse = |b: &[u8]| serde_json::from_slice::<Value>(b).ok();
-        let old = previous.as_deref().and_then(parse);
+        let old = w.previous.as_deref().and_then(parse);
         let new = v.body.as_deref().and_then(parse);
-        let index = self.index.clone();
-        let mut c = self.ready()?;
-        if old.is_none() && previous.is_some() {
-            index.remove_all(&mut c, rid)?;
-        }
-        match (old, new) {
-            (Some(old), Some(new)) => index.replace(&mut c, rid, &old, &new)?,
-            (Some(old), None) => index.remove(&mut c, rid, &old)?,
-            (None, Some(new)) => index.insert(&mut c, rid, &new)?,
-            (None, None) => {}
-        }
-        Ok(())
+        self.reindex_written(&w, old, new.as_ref())
     }
 
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
+        let Some(row) = self.conn().query_opt(
+            "SELECT pk, type, id, deleted, body FROM resources WHERE rid = $1",
+            &[&rid],
+        )?
+        else {
+            return Ok(());
+        };
+        let (pk, t, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let body: Option<Vec<u8>> = row.get(4);
+        let to = pk_for(&t, &id, person);
+        if to != pk {
+            // Staged rows of this job first, so that all of its index rows move.
+            drop(self.ready()?);
+            self.move_rows(&pk, &to, rid)?;
+            let index = self.index.clone();
+            let mut c = self.ready()?;
+            index.remove_all(&mut c, (&pk, rid))?;
+            let live = row.get::<_, i32>(3) == 0;
+            if live && let Some(v) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+                index.insert(&mut c, (&to, rid), &v)?;
+            }
+        }
         self.conn().execute(
-            "UPDATE resources SET person = $2 WHERE rid = $1",
-            &[&rid, &person],
+            "UPDATE resources SET person = $3 WHERE pk = $1 AND rid = $2",
+            &[&to, &rid, &person],
         )?;
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! strings, references, dates, numbers and quantities, URIs, composites, `near`), chains and
 //! `_has`, full text, and the engine's access conditions (persons, types, row keys).
 
-use crate::Sql;
 use crate::select::type_col;
+use crate::{Arg, Sql};
 use issho_search::geo;
 use issho_search::values::{normalize, prefix_upper_bound, system_id};
 use issho_search::{
@@ -18,7 +18,8 @@ pub(crate) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
         let x = s.alias("f");
         s.push(&format!("EXISTS (SELECT 1 FROM sp_text {x} WHERE "));
         s.text_match(&x, *field, terms);
-        s.push(&format!(" AND {x}.{} = {r}.rid)", s.text_rid()));
+        let same = s.same_text_row(&x, r);
+        s.push(&format!(" AND {same})"));
         return;
     }
     let Test::Values {
@@ -39,8 +40,9 @@ pub(crate) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
         // Where the primary key does not lead to the rid, the (rid, param) index does.
         let hint = s.by_rid(tbl);
         let x = s.alias("e");
+        let same = s.same_row(&x, r);
         s.push(&format!(
-            "EXISTS (SELECT 1 FROM {tbl} {x}{hint} WHERE {x}.rid = {r}.rid AND "
+            "EXISTS (SELECT 1 FROM {tbl} {x}{hint} WHERE {same} AND "
         ));
         s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
         s.push(" AND ");
@@ -99,7 +101,8 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             negate,
         } => {
             s.push(&format!(
-                "{r}.rid {}IN (",
+                "{} {}IN (",
+                s.key_in(r),
                 if *negate { "NOT " } else { "" }
             ));
             for (i, m) in matches.iter().enumerate() {
@@ -126,8 +129,10 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             };
             let x = s.alias("m");
             s.push(&format!(
-                "{r}.rid {}IN (SELECT {x}.rid FROM {tbl} {x} WHERE ",
-                if *missing { "NOT " } else { "" }
+                "{} {}IN (SELECT {} FROM {tbl} {x} WHERE ",
+                s.key_in(r),
+                if *missing { "NOT " } else { "" },
+                s.key_of(&x)
             ));
             s.param_in(&format!("{x}.param"), &keys);
             s.push(")");
@@ -159,6 +164,24 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             // The targets passing `inner` first, then the references to them.
             let x = s.alias("c");
             let t = s.alias("t");
+            if s.keyed() {
+                // The references to the targets, the targets a subquery of their own.
+                s.push(&format!(
+                    "{} IN (SELECT {} FROM sp_ref {x} WHERE ",
+                    s.key_in(r),
+                    s.key_of(&x)
+                ));
+                s.param_in(&format!("{x}.param"), keys);
+                s.push(&format!(
+                    " AND ({x}.ref_type, {x}.ref_id) IN (SELECT {t}.type, {t}.id FROM resources {t} \
+                     WHERE {t}.deleted = 0 AND {t}.type IN "
+                ));
+                s.bind_list(target_types);
+                s.push(" AND ");
+                test_sql(s, inner, &t);
+                s.push("))");
+                return;
+            }
             let col = type_col(s, &t, &[inner]);
             s.push(&format!(
                 "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND "
@@ -171,6 +194,20 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             s.push(")");
         }
         Test::PersonIn(persons) => {
+            if s.keyed() {
+                // A person's rows carry the person as their key: the condition on the key lets
+                // a distributed planner send the query to those persons' shards only.
+                s.push(&format!("({r}.person IS NOT NULL AND "));
+                if let [p] = persons.as_slice() {
+                    s.push(&format!("{r}.pk = ")).bind(p.clone());
+                } else {
+                    s.push(&format!("{r}.pk = ANY("))
+                        .bind(Arg::Texts(persons.clone()))
+                        .push("::text[])");
+                }
+                s.push(")");
+                return;
+            }
             // One bound JSON array, whatever the number of persons (no variable limit).
             s.push(&format!("({r}.person IS NOT NULL AND {r}.person IN "));
             s.text_list(persons);
@@ -229,6 +266,21 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             let x = s.alias("h");
             let t = s.alias("t");
             let o = s.alias("o");
+            if s.keyed() {
+                // What the referring resources refer to, as (type, id).
+                let same = s.same_row(&x, &o);
+                s.push(&format!(
+                    "({r}.type, {r}.id) IN (SELECT {x}.ref_type, {x}.ref_id FROM resources {o} \
+                     JOIN sp_ref {x} ON {same} AND "
+                ));
+                s.param_in(&format!("{x}.param"), keys);
+                s.push(&format!(" WHERE {o}.deleted = 0 AND {o}.type = "));
+                s.bind(source_type.clone());
+                s.push(" AND ");
+                test_sql(s, inner, &o);
+                s.push(")");
+                return;
+            }
             let col = type_col(s, &o, &[inner]);
             s.push(&format!(
                 "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND "
@@ -245,10 +297,12 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         }
         Test::FullText { field, terms } => {
             let x = s.alias("f");
-            let rid = s.text_rid();
-            s.push(&format!(
-                "{r}.rid IN (SELECT {x}.{rid} FROM sp_text {x} WHERE "
-            ));
+            let (left, sel) = if s.keyed() {
+                (s.key_in(r), s.key_of(&x))
+            } else {
+                (format!("{r}.rid"), format!("{x}.rowid"))
+            };
+            s.push(&format!("{left} IN (SELECT {sel} FROM sp_text {x} WHERE "));
             s.text_match(&x, *field, terms);
             s.push(")");
         }
@@ -270,7 +324,7 @@ pub(crate) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static
 pub(crate) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
     let (tbl, suffix) = match_table(kind, m);
     let x = s.alias("v");
-    s.push(&format!("SELECT {x}.rid FROM {tbl} {x} WHERE "));
+    s.push(&format!("SELECT {} FROM {tbl} {x} WHERE ", s.key_of(&x)));
     s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
     s.push(" AND ");
     match_cond(s, m, &x);
@@ -284,7 +338,7 @@ pub(crate) fn composite_select(
     parts: &[Match],
 ) {
     let aliases: Vec<String> = parts.iter().map(|_| s.alias("k")).collect();
-    s.push(&format!("SELECT {}.rid FROM ", aliases[0]));
+    s.push(&format!("SELECT {} FROM ", s.key_of(&aliases[0])));
     for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
         let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
         let (tbl, _) = match_table(kind, part);
@@ -292,9 +346,8 @@ pub(crate) fn composite_select(
             s.push(&format!("{tbl} {a}"));
         } else {
             let a0 = &aliases[0];
-            s.push(&format!(
-                " JOIN {tbl} {a} ON {a}.rid = {a0}.rid AND {a}.grp = {a0}.grp"
-            ));
+            let same = s.same_row(a, a0);
+            s.push(&format!(" JOIN {tbl} {a} ON {same} AND {a}.grp = {a0}.grp"));
         }
     }
     s.push(" WHERE ");

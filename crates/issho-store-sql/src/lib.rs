@@ -10,6 +10,13 @@
 //! a limit, `CROSS JOIN` (SQLite's fixed join order), and full text (FTS5 `MATCH` or
 //! `tsvector @@ tsquery`).
 //!
+//! On PostgreSQL every row of a resource also carries `pk`, the distribution key (the person,
+//! or the resource itself when it belongs to no person), so that the tables can be distributed
+//! by it (Citus): rows of one resource are matched on `(pk, rid)` ([`Sql::same_row`]), and a
+//! condition between two resources (a chain, `_has`, an include) is an uncorrelated
+//! `(type, id) IN (…)` subquery rather than a join on columns other than the key — the shapes a
+//! distributed planner can push down to the shards or run as a separate step.
+//!
 //! Every value is a bound parameter ([`Arg`]); only fixed fragments, table and column names
 //! and generated aliases are written into the text.
 //!
@@ -40,6 +47,8 @@ pub enum Dialect {
 pub struct Target<'a> {
     pub dialect: Dialect,
     pub param_ids: Option<&'a HashMap<String, i64>>,
+    /// The tables are distributed (Citus): no recursive query over an index table.
+    pub distributed: bool,
 }
 
 impl From<Dialect> for Target<'static> {
@@ -47,6 +56,7 @@ impl From<Dialect> for Target<'static> {
         Target {
             dialect,
             param_ids: None,
+            distributed: false,
         }
     }
 }
@@ -88,6 +98,7 @@ impl From<&str> for Arg {
 pub(crate) struct Sql<'a> {
     d: Dialect,
     ids: Option<&'a HashMap<String, i64>>,
+    pub(crate) distributed: bool,
     text: String,
     args: Vec<Arg>,
     next_alias: usize,
@@ -98,6 +109,7 @@ impl<'a> Sql<'a> {
         Sql {
             d: t.dialect,
             ids: t.param_ids,
+            distributed: t.distributed,
             text: String::new(),
             args: Vec::new(),
             next_alias: 0,
@@ -247,11 +259,42 @@ impl<'a> Sql<'a> {
         self.push(" OFFSET ")
             .bind(i64::try_from(offset).unwrap_or(i64::MAX))
     }
-    /// The `sp_text` column holding the row key.
-    pub(crate) fn text_rid(&self) -> &'static str {
-        match self.d {
-            Dialect::Sqlite => "rowid",
-            Dialect::Postgres => "rid",
+    /// True on PostgreSQL, where rows carry the distribution key `pk`.
+    pub(crate) fn keyed(&self) -> bool {
+        self.d == Dialect::Postgres
+    }
+    /// `x` and `r` are rows of the same resource (`x.rid = r.rid`, and on PostgreSQL the same
+    /// `pk`: a join a distributed planner keeps on one shard).
+    pub(crate) fn same_row(&self, x: &str, r: &str) -> String {
+        if self.keyed() {
+            format!("{x}.pk = {r}.pk AND {x}.rid = {r}.rid")
+        } else {
+            format!("{x}.rid = {r}.rid")
+        }
+    }
+    /// [`Sql::same_row`] for a full-text row `x` (SQLite keeps its row key as `rowid`).
+    pub(crate) fn same_text_row(&self, x: &str, r: &str) -> String {
+        if self.keyed() {
+            self.same_row(x, r)
+        } else {
+            format!("{x}.rowid = {r}.rid")
+        }
+    }
+    /// What identifies a resource's rows of alias `x`, as a select list (`x.rid`, or
+    /// `x.pk, x.rid` on PostgreSQL).
+    pub(crate) fn key_of(&self, x: &str) -> String {
+        if self.keyed() {
+            format!("{x}.pk, {x}.rid")
+        } else {
+            format!("{x}.rid")
+        }
+    }
+    /// The left side of `IN (SELECT <key_of> …)`: `r.rid`, or `(r.pk, r.rid)`.
+    pub(crate) fn key_in(&self, r: &str) -> String {
+        if self.keyed() {
+            format!("({r}.pk, {r}.rid)")
+        } else {
+            format!("{r}.rid")
         }
     }
     /// `x.<field>` matches the terms (alternatives ORed, phrases ANDed).

@@ -17,7 +17,10 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
     };
     if let Some(i) = streamed {
         let (key, sys, code) = streamable(&q.filters[i].test).expect("streamable");
-        s.push("SELECT r.rid FROM sp_token d CROSS JOIN resources r ON r.rid = d.rid WHERE ");
+        let same = s.same_row("r", "d");
+        s.push(&format!(
+            "SELECT r.rid FROM sp_token d CROSS JOIN resources r ON {same} WHERE "
+        ));
         s.param_in("d.param", &[key.to_string()]);
         s.push(" AND d.code = ").bind(code.to_string());
         s.push(" AND d.system = ").bind(system_id(sys));
@@ -42,11 +45,13 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
                     ("min", col_asc)
                 };
                 let a = s.alias("s");
+                let key = s.key_of("x");
                 s.push(&format!(
-                    " LEFT JOIN (SELECT x.rid AS rid, {agg}({col}) AS v FROM {table} x WHERE "
+                    " LEFT JOIN (SELECT {key}, {agg}({col}) AS v FROM {table} x WHERE "
                 ));
                 s.param_in("x.param", keys);
-                s.push(&format!("{extra} GROUP BY x.rid) {a} ON {a}.rid = r.rid"));
+                let same = s.same_row(&a, "r");
+                s.push(&format!("{extra} GROUP BY {key}) {a} ON {same}"));
                 alias = Some(a);
             }
         }
@@ -75,8 +80,9 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
                     ("min", col_asc)
                 };
                 // `+x.param`: look the rows up by (rid, param), not by scanning the param.
+                let same = s.same_row("x", "r");
                 s.push(&format!(
-                    "(SELECT {agg}({col}) FROM {table} x WHERE x.rid = r.rid{extra} AND "
+                    "(SELECT {agg}({col}) FROM {table} x WHERE {same}{extra} AND "
                 ));
                 let col = s.no_index("x.param");
                 s.param_in(&col, keys);
@@ -151,6 +157,10 @@ pub fn includes<'a>(
             s.push(" UNION ALL ");
         }
         first = false;
+        if s.keyed() {
+            include_keyed(&mut s, i, rids);
+            continue;
+        }
         s.push(
             "SELECT t.rid AS rid FROM sp_ref x JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id \
              JOIN resources src ON src.rid = x.rid \
@@ -172,6 +182,10 @@ pub fn includes<'a>(
             s.push(" UNION ALL ");
         }
         first = false;
+        if s.keyed() {
+            revinclude_keyed(&mut s, i, rids);
+            continue;
+        }
         s.push(
             "SELECT x.rid AS rid FROM resources t JOIN sp_ref x ON x.ref_type = t.type AND x.ref_id = t.id \
              JOIN resources o ON o.rid = x.rid \
@@ -189,6 +203,46 @@ pub fn includes<'a>(
     }
     s.push(") i");
     Some(s.finish())
+}
+
+/// PostgreSQL's `_include`: the targets by (type, id) of the page's references (no join on
+/// other columns than the distribution key, see the crate's documentation).
+fn include_keyed(s: &mut Sql, i: &Include, rids: &[i64]) {
+    s.push("SELECT t.rid AS rid FROM resources t WHERE t.deleted = 0");
+    if let Some(t) = &i.target_type {
+        s.push(" AND t.type = ");
+        s.bind(t.clone());
+    }
+    let same = s.same_row("x", "src");
+    s.push(&format!(
+        " AND (t.type, t.id) IN (SELECT x.ref_type, x.ref_id FROM sp_ref x \
+         JOIN resources src ON {same} WHERE x.rid IN "
+    ));
+    s.rid_list(rids);
+    s.push(" AND src.type = ");
+    s.bind(i.source_type.clone());
+    s.push(" AND ");
+    s.param_in("x.param", &i.keys);
+    s.push(")");
+}
+
+/// PostgreSQL's `_revinclude`: the references to the page's resources, by (type, id).
+fn revinclude_keyed(s: &mut Sql, i: &Include, rids: &[i64]) {
+    let same = s.same_row("x", "o");
+    s.push(&format!(
+        "SELECT x.rid AS rid FROM sp_ref x JOIN resources o ON {same} \
+         WHERE o.deleted = 0 AND o.type = "
+    ));
+    s.bind(i.source_type.clone());
+    s.push(" AND ");
+    s.param_in("x.param", &i.keys);
+    s.push(" AND (x.ref_type, x.ref_id) IN (SELECT t.type, t.id FROM resources t WHERE t.rid IN ");
+    s.rid_list(rids);
+    if let Some(t) = &i.target_type {
+        s.push(" AND t.type = ");
+        s.bind(t.clone());
+    }
+    s.push(")");
 }
 
 /// True when `test` yields a (small) set of rids SQLite can start from (`rid IN (...)`).
@@ -260,6 +314,9 @@ fn streamable(t: &Test) -> Option<(&str, &str, &str)> {
     }
 }
 
+/// Probes a PostgreSQL query keeps as semi-joins (see [`where_clause_streamed`]).
+const MAX_SEMI_JOINS: usize = 8;
+
 fn where_clause(s: &mut Sql, q: &SearchQuery, r: &str) {
     where_clause_streamed(s, q, r, None)
 }
@@ -294,13 +351,28 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
     // the others are checked per candidate with a primary-key or (rid, param) probe
     // (`EXISTS`), so that a broad condition (a common code, a date range, a category) is
     // never materialised as a set of every matching row.
+    let probes = tests
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| Some(*i) != driver && driver.is_some() && probe_ok(t))
+        .count();
+    // PostgreSQL turns each top-level `EXISTS` into a semi-join and searches the join orders
+    // of all of them (a distributed planner then once more per shard): past a few, planning
+    // would cost seconds. `(EXISTS …) IS TRUE` stays a probe per candidate (linear planning).
+    let as_probe = s.keyed() && probes > MAX_SEMI_JOINS;
     for (i, t) in tests.iter().enumerate() {
         if Some(i) == streamed {
             continue;
         }
         s.push(" AND ");
         if Some(i) != driver && driver.is_some() && probe_ok(t) {
-            exists_values(s, t, r);
+            if as_probe {
+                s.push("(");
+                exists_values(s, t, r);
+                s.push(") IS TRUE");
+            } else {
+                exists_values(s, t, r);
+            }
         } else if (q.probe.contains(&i)
             || (few_persons && matches!(t, Test::Chain { .. } | Test::Has { .. })))
             && q.resource_type.is_some()
@@ -315,6 +387,11 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
 /// A chain or `_has` checked for one candidate (instead of materialising every resource it
 /// matches): used for broad ones (see [`SearchQuery::probe`]) when another condition drives.
 fn exists_link(s: &mut Sql, t: &Test, r: &str) {
+    if s.keyed() {
+        // PostgreSQL plans an `IN` as a semi-join by cost (and a distributed planner cannot
+        // correlate on columns other than the key): the uncorrelated form.
+        return test_sql(s, t, r);
+    }
     match t {
         Test::Chain {
             keys,
@@ -411,6 +488,14 @@ pub fn link_breadth<'a>(
 /// row of a common code.
 pub fn token_systems<'a>(d: impl Into<Target<'a>>, key: &str, code: &str) -> (String, Vec<Arg>) {
     let mut s = Sql::new(d.into());
+    if s.distributed {
+        // No recursive query over a distributed table: each shard lists its systems.
+        s.push("SELECT DISTINCT system FROM sp_token WHERE param = (SELECT id FROM sp_param WHERE key = ");
+        s.bind(key.to_string());
+        s.push(") AND code = ");
+        s.bind(code.to_string());
+        return s.finish();
+    }
     s.push("WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ");
     s.bind(key.to_string());
     s.push("), s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");

@@ -1,34 +1,36 @@
-//! The whole end-to-end suite again on PostgreSQL: this test runs this very test binary once
-//! more with `ISSHO_TEST_STORE` set (every server of the suite then opens a schema of its own
-//! in that database), so the same tests check both stores. It needs a database:
-//! `ISSHO_TEST_PG=postgres://USER:PASSWORD@HOST/DB` (`.ci/run` starts PostgreSQL 15 and sets
-//! it). Without it the run is skipped and says so on the test process's stderr, which the test
-//! harness does not capture.
+//! The whole end-to-end suite again on PostgreSQL, and again on Citus: each test here runs
+//! this very test binary once more with `ISSHO_TEST_STORE` set (every server of the suite then
+//! opens a schema of its own in that database), so the same tests check every store.
+//!
+//! - PostgreSQL: `ISSHO_TEST_PG=postgres://USER:PASSWORD@HOST/DB`.
+//! - Citus: `ISSHO_TEST_CITUS=postgres://USER@COORDINATOR/DB`, a database with the `citus`
+//!   extension and workers (`../shared/citus/cluster.sh start`); the store distributes its
+//!   tables by the person key when it opens them.
+//!
+//! `.ci/run` sets both. Without them the runs are skipped and say so on the test process's
+//! stderr, which the test harness does not capture.
 
 use std::io::Write;
 
-#[test]
-fn the_suite_passes_on_postgresql() {
+/// Run the suite on the database named by `var`, or say why it was skipped.
+fn rerun_suite(var: &str, label: &str) {
     if crate::common::test_store().is_some() {
-        return; // this is the PostgreSQL run itself
+        return; // this is the run on a database itself
     }
     let mut err = std::io::stderr();
-    let Some(url) = std::env::var("ISSHO_TEST_PG")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
+    let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
         let _ = writeln!(
             err,
-            "\n[issho] ISSHO_TEST_PG is not set: the end-to-end suite on PostgreSQL was SKIPPED \
-             (.ci/run starts PostgreSQL and runs it)"
+            "\n[issho] {var} is not set: the end-to-end suite on {label} was SKIPPED \
+             (.ci/run starts {label} and runs it)"
         );
         return;
     };
     if let Err(e) = issho_store_pg::connect(&url) {
         let _ = writeln!(
             err,
-            "\n[issho] PostgreSQL at {} is not reachable ({e:?}): the end-to-end suite on \
-             PostgreSQL was SKIPPED",
+            "\n[issho] {label} at {} is not reachable ({e:?}): the end-to-end suite on \
+             {label} was SKIPPED",
             issho::redact(&url)
         );
         return;
@@ -46,13 +48,23 @@ fn the_suite_passes_on_postgresql() {
         .collect();
     let _ = writeln!(
         err,
-        "\n[issho] the end-to-end suite on PostgreSQL ({}): {}",
+        "\n[issho] the end-to-end suite on {label} ({}): {}",
         issho::redact(&url),
         summary.join("\n[issho]   ")
     );
     assert!(
         out.status.success(),
-        "the suite failed on PostgreSQL:\n{stdout}\n{}",
+        "the suite failed on {label}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_suite_passes_on_postgresql() {
+    rerun_suite("ISSHO_TEST_PG", "PostgreSQL");
+}
+
+#[test]
+fn the_suite_passes_on_citus() {
+    rerun_suite("ISSHO_TEST_CITUS", "Citus");
 }
