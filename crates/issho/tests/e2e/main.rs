@@ -10,6 +10,7 @@ mod access;
 mod access_rules;
 mod attack_review;
 mod bundles;
+mod citus;
 mod cli;
 mod clients;
 mod conformance_r4_examples;
