@@ -246,10 +246,10 @@ macro_rules! store_read {
     ($t:ty) => {
         impl StoreRead for $t {
             fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
-                read_current(&mut self.conn(), t, id)
+                read_current(&mut self.conn(), self.index().distributed(), t, id)
             }
             fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-                read_version(&mut self.conn(), t, id, v)
+                read_version(&mut self.conn(), self.index().distributed(), t, id, v)
             }
             fn history(&self, q: &HistoryQuery) -> Result<(Vec<Stored>, u64)> {
                 read_history(&mut self.conn(), q)
@@ -311,13 +311,13 @@ macro_rules! store_read {
                 count_current(&mut self.conn(), types)
             }
             fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-                person_of(&mut self.conn(), t, id)
+                person_of(&mut self.conn(), self.index().distributed(), t, id)
             }
             fn meta(&self, key: &str) -> Result<Option<String>> {
                 meta(&mut self.conn(), key)
             }
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-                state(&mut self.conn(), t, id)
+                state(&mut self.conn(), self.index().distributed(), t, id)
             }
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
                 versions(&mut self.conn(), after_seq, limit)

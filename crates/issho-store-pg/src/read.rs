@@ -19,21 +19,72 @@ fn stored(r: &Row, t: Option<&str>, id: Option<&str>) -> Stored {
     }
 }
 
-pub(crate) fn read_current(c: &mut Conn, t: &str, id: &str) -> Result<Option<Stored>> {
+/// Where the rows of `t/id` are, so that a read by id goes to one shard of a distributed
+/// database: `None` when there is no such resource, `Some(None)` when the tables are not
+/// distributed (the `(type, id)` index answers at once).
+pub(crate) type Route = Option<Option<String>>;
+
+pub(crate) fn route(c: &mut Conn, distributed: bool, t: &str, id: &str) -> Result<Route> {
+    if !distributed {
+        return Ok(Some(None));
+    }
     Ok(c.query_opt(
+        "SELECT pk FROM resource_ids WHERE id = $1 AND type = $2",
+        &[&id, &t],
+    )?
+    .map(|r| Some(r.get(0))))
+}
+
+/// One row by `type = $1 AND id = $2` (and `pk`, when routed): `sql` ends with its conditions.
+fn by_id(
+    c: &mut Conn,
+    route: Option<String>,
+    sql: &str,
+    args: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>> {
+    let mut all: Vec<&(dyn ToSql + Sync)> = args.to_vec();
+    match &route {
+        Some(pk) => {
+            all.push(pk);
+            let sql = format!("{sql} AND r.pk = ${}", all.len());
+            Ok(c.query_opt(&sql, &all)?)
+        }
+        None => Ok(c.query_opt(sql, &all)?),
+    }
+}
+
+pub(crate) fn read_current(c: &mut Conn, d: bool, t: &str, id: &str) -> Result<Option<Stored>> {
+    let Some(route) = route(c, d, t, id)? else {
+        return Ok(None);
+    };
+    Ok(by_id(
+        c,
+        route,
         "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
-         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version WHERE r.type = $1 AND r.id = $2",
+         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
+         WHERE r.type = $1 AND r.id = $2",
         &[&t, &id],
     )?
     .map(|r| stored(&r, Some(t), Some(id))))
 }
 
-pub(crate) fn read_version(c: &mut Conn, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
-    Ok(c.query_opt(
+pub(crate) fn read_version(
+    c: &mut Conn,
+    d: bool,
+    t: &str,
+    id: &str,
+    v: u64,
+) -> Result<Option<Stored>> {
+    let Some(route) = route(c, d, t, id)? else {
+        return Ok(None);
+    };
+    Ok(by_id(
+        c,
+        route,
         "SELECT r.rid, h.version, h.last_updated, \
          CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
          h.method, r.person FROM resources r JOIN history h ON h.pk = r.pk AND h.rid = r.rid \
-         WHERE r.type = $1 AND r.id = $2 AND h.version = $3",
+         WHERE h.version = $3 AND r.type = $1 AND r.id = $2",
         &[&t, &id, &(v as i64)],
     )?
     .map(|r| stored(&r, Some(t), Some(id))))
@@ -160,9 +211,19 @@ pub(crate) fn current_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<Stored>>
     .collect())
 }
 
-pub(crate) fn person_of(c: &mut Conn, t: &str, id: &str) -> Result<Option<Option<String>>> {
-    Ok(c.query_opt(
-        "SELECT person FROM resources WHERE type = $1 AND id = $2 AND deleted = 0",
+pub(crate) fn person_of(
+    c: &mut Conn,
+    d: bool,
+    t: &str,
+    id: &str,
+) -> Result<Option<Option<String>>> {
+    let Some(route) = route(c, d, t, id)? else {
+        return Ok(None);
+    };
+    Ok(by_id(
+        c,
+        route,
+        "SELECT r.person FROM resources r WHERE r.deleted = 0 AND r.type = $1 AND r.id = $2",
         &[&t, &id],
     )?
     .map(|r| r.get(0)))
@@ -175,9 +236,14 @@ pub(crate) fn meta(c: &mut Conn, key: &str) -> Result<Option<String>> {
     )
 }
 
-pub(crate) fn state(c: &mut Conn, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
-    Ok(c.query_opt(
-        "SELECT version, deleted FROM resources WHERE type = $1 AND id = $2",
+pub(crate) fn state(c: &mut Conn, d: bool, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+    let Some(route) = route(c, d, t, id)? else {
+        return Ok(None);
+    };
+    Ok(by_id(
+        c,
+        route,
+        "SELECT r.version, r.deleted FROM resources r WHERE r.type = $1 AND r.id = $2",
         &[&t, &id],
     )?
     .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i32>(1) != 0)))
