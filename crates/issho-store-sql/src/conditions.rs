@@ -164,7 +164,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             // The targets passing `inner` first, then the references to them.
             let x = s.alias("c");
             let t = s.alias("t");
-            if s.keyed() {
+            if s.distributed {
                 // The references to the targets, the targets a subquery of their own.
                 s.push(&format!(
                     "{} IN (SELECT {} FROM sp_ref {x} WHERE ",
@@ -184,7 +184,9 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             }
             let col = type_col(s, &t, &[inner]);
             s.push(&format!(
-                "{r}.rid IN (SELECT {x}.rid FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND "
+                "{} IN (SELECT {} FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND ",
+                s.key_in(r),
+                s.key_of(&x)
             ));
             s.param_in(&format!("{x}.param"), keys);
             s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
@@ -266,7 +268,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             let x = s.alias("h");
             let t = s.alias("t");
             let o = s.alias("o");
-            if s.keyed() {
+            if s.distributed {
                 // What the referring resources refer to, as (type, id).
                 let same = s.same_row(&x, &o);
                 s.push(&format!(
@@ -282,8 +284,11 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 return;
             }
             let col = type_col(s, &o, &[inner]);
+            let same = s.same_row(&x, &o);
             s.push(&format!(
-                "{r}.rid IN (SELECT {t}.rid FROM resources {o} CROSS JOIN sp_ref {x} ON {x}.rid = {o}.rid AND "
+                "{} IN (SELECT {} FROM resources {o} CROSS JOIN sp_ref {x} ON {same} AND ",
+                s.key_in(r),
+                s.key_of(&t)
             ));
             s.param_in(&format!("{x}.param"), keys);
             s.push(&format!(

@@ -157,15 +157,16 @@ pub fn includes<'a>(
             s.push(" UNION ALL ");
         }
         first = false;
-        if s.keyed() {
+        if s.distributed {
             include_keyed(&mut s, i, rids);
             continue;
         }
-        s.push(
+        let same = s.same_row("src", "x");
+        s.push(&format!(
             "SELECT t.rid AS rid FROM sp_ref x JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id \
-             JOIN resources src ON src.rid = x.rid \
-             WHERE x.rid IN ",
-        );
+             JOIN resources src ON {same} \
+             WHERE x.rid IN "
+        ));
         s.rid_list(rids);
         s.push(" AND src.type = ");
         s.bind(i.source_type.clone());
@@ -182,15 +183,16 @@ pub fn includes<'a>(
             s.push(" UNION ALL ");
         }
         first = false;
-        if s.keyed() {
+        if s.distributed {
             revinclude_keyed(&mut s, i, rids);
             continue;
         }
-        s.push(
+        let same = s.same_row("o", "x");
+        s.push(&format!(
             "SELECT x.rid AS rid FROM resources t JOIN sp_ref x ON x.ref_type = t.type AND x.ref_id = t.id \
-             JOIN resources o ON o.rid = x.rid \
-             WHERE t.rid IN ",
-        );
+             JOIN resources o ON {same} \
+             WHERE t.rid IN "
+        ));
         s.rid_list(rids);
         s.push(" AND ");
         s.param_in("x.param", &i.keys);
@@ -387,9 +389,9 @@ fn where_clause_streamed(s: &mut Sql, q: &SearchQuery, r: &str, streamed: Option
 /// A chain or `_has` checked for one candidate (instead of materialising every resource it
 /// matches): used for broad ones (see [`SearchQuery::probe`]) when another condition drives.
 fn exists_link(s: &mut Sql, t: &Test, r: &str) {
-    if s.keyed() {
-        // PostgreSQL plans an `IN` as a semi-join by cost (and a distributed planner cannot
-        // correlate on columns other than the key): the uncorrelated form.
+    if s.distributed {
+        // A distributed planner cannot correlate on columns other than the key: the
+        // uncorrelated form.
         return test_sql(s, t, r);
     }
     match t {
@@ -400,9 +402,10 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
         } => {
             let x = s.alias("c");
             let tt = s.alias("t");
+            let same = s.same_row(&x, r);
             s.push(&format!(
                 "EXISTS (SELECT 1 FROM sp_ref {x}{} CROSS JOIN resources {tt} \
-                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {x}.rid = {r}.rid AND ",
+                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {same} AND ",
                 s.by_rid("sp_ref")
             ));
             s.param_in(&format!("{x}.param"), keys);
@@ -424,8 +427,9 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
             // Conditions on the referring resource's own row (type, person, id) need it.
             let src = if uses_row(inner) {
                 let o = s.alias("o");
+                let same = s.same_row(&o, &h);
                 s.push(&format!(
-                    "CROSS JOIN resources {o} ON {o}.rid = {h}.rid AND {o}.deleted = 0 "
+                    "CROSS JOIN resources {o} ON {same} AND {o}.deleted = 0 "
                 ));
                 o
             } else {
