@@ -1,4 +1,5 @@
-//! The search index tables on PostgreSQL: the same tables and rows as the embedded store's
+//! The search index tables on PostgreSQL: the embedded store's tables and rows, each row with
+//! its resource's distribution key `pk`
 //! (`issho-store-sqlite/src/index.rs`), written in the resource's transaction.
 
 use crate::args::{params, wrap};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 type Result<T> = std::result::Result<T, postgres::Error>;
 
 /// The value tables and their columns, as inserted (the full text is apart: `sp_text`).
-const TABLES: [(&str, &str); 8] = [
+pub(crate) const TABLES: [(&str, &str); 8] = [
     ("sp_token", "param, code, system, pk, rid, grp"),
     ("sp_string", "param, norm, exact, pk, rid, grp"),
     (

@@ -2,8 +2,9 @@
 //!
 //! Every text column compares bytewise (`COLLATE "C"`), as SQLite does, so that ids, codes and
 //! normalised strings sort and match identically on both stores. Index rows carry `param` (the
-//! id of a parameter key in `sp_param`) and end their primary key with `rid`, as in the
-//! embedded store (`issho-store-sqlite/src/index.rs` explains each table).
+//! id of a parameter key in `sp_param`) and the embedded store's columns
+//! (`issho-store-sqlite/src/index.rs` explains each table); since migration 2 every table of a
+//! resource's rows also carries the distribution key `pk`, just before `rid` in its key.
 
 /// (version, what it does, SQL). Never edit an applied migration: add the next one.
 pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -189,20 +190,14 @@ pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Er
 /// Tables of shared settings, copied to every node of a distributed database.
 const REFERENCE_TABLES: [&str; 4] = ["schema_migrations", "store_meta", "sp_meta", "sp_param"];
 
-/// Tables holding a resource's rows, distributed by `pk` and co-located with `resources`.
-const DISTRIBUTED_TABLES: [&str; 11] = [
-    "resources",
-    "history",
-    "sp_token",
-    "sp_string",
-    "sp_ref",
-    "sp_date",
-    "sp_number",
-    "sp_quantity",
-    "sp_uri",
-    "sp_geo",
-    "sp_text",
-];
+/// Tables holding a resource's rows, distributed by `pk` and co-located with `resources`
+/// (first): the resource and history tables, the index tables and the full text.
+fn distributed_tables() -> impl Iterator<Item = &'static str> {
+    ["resources", "history"]
+        .into_iter()
+        .chain(crate::index::TABLES.iter().map(|(t, _)| *t))
+        .chain(["sp_text"])
+}
 
 /// When the database has the `citus` extension, distribute the tables that are not yet: the
 /// tables of resources' rows by `pk` (co-located: one person's record on one node),
@@ -233,7 +228,7 @@ pub(crate) fn distribute(c: &mut postgres::Client) -> Result<bool, postgres::Err
             tx.execute("SELECT create_reference_table($1::text::regclass)", &[&t])?;
         }
     }
-    for t in DISTRIBUTED_TABLES {
+    for t in distributed_tables() {
         if done(&mut tx, t)? {
             continue;
         }

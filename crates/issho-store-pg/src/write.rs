@@ -247,30 +247,26 @@ impl StoreTx for WriterTx<'_> {
         let Some(h) = self.head(t, id)?.filter(|h| !h.deleted) else {
             return Ok(None);
         };
-        let (pk, rid) = (h.pk.as_str(), h.rid);
         let ts = self.w.tick();
         let version = h.version + 1;
-        let v = version as i64;
-        let previous = self.retire_current(pk, rid, h.version)?;
-        self.conn().execute(
-            "UPDATE resources SET version = $3, last_updated = $4, deleted = 1, body = NULL \
-             WHERE pk = $1 AND rid = $2",
-            &[&pk, &rid, &v, &ts],
+        // The deletion marker keeps the resource's person, so its rows stay where they are.
+        let person = (h.pk != pk_for(t, id, None)).then(|| h.pk.clone());
+        let w = self.write_version(
+            Some(h),
+            (t, id),
+            version,
+            ts,
+            "DELETE",
+            person.as_deref(),
+            None,
         )?;
-        self.conn().execute(
-            "INSERT INTO history (pk, rid, version, last_updated, method, deleted, body) \
-             VALUES ($1, $2, $3, $4, 'DELETE', 1, NULL)",
-            &[&pk, &rid, &v, &ts],
-        )?;
-        self.w.observer.changed(t);
-        let index = self.index.clone();
-        let mut c = self.ready()?;
-        match previous.map(|b| serde_json::from_slice::<Value>(&b)) {
-            Some(Ok(old)) => index.remove(&mut c, (pk, rid), &old)?,
-            _ => index.remove_all(&mut c, (pk, rid))?,
-        }
+        let old = w
+            .previous
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+        self.reindex_written(&w, old, None)?;
         Ok(Some(PutResult {
-            rid,
+            rid: w.rid,
             version,
             last_updated: ts,
             created: false,
