@@ -1,7 +1,7 @@
 //! The PostgreSQL store: the backend of `issho-store`'s traits on PostgreSQL 15 or later.
 //!
-//! The same tables as the embedded store (`resources`, `history`, the `sp_*` index tables; see
-//! `schema.rs`), applied by numbered migrations at open; searches compiled by issho-store-sql
+//! The embedded store's tables (`resources`, `history`, the `sp_*` index tables), each with the
+//! distribution key `pk` in its keys, and `resource_ids` (see `schema.rs`), applied by numbered migrations at open; searches compiled by issho-store-sql
 //! in PostgreSQL's dialect (full text as `tsvector @@ tsquery` over issho's own tokens).
 //!
 //! Writes: one writer connection per process runs the write jobs in order, several per

@@ -1,7 +1,8 @@
 //! SQL from issho-search's parsed queries, for the SQL backends (issho-store-sqlite,
 //! issho-store-pg).
 //!
-//! Both backends keep the same tables (`resources`, the `sp_*` index tables) and the same
+//! Both backends keep the same tables (`resources`, the `sp_*` index tables; PostgreSQL adds the
+//! key `pk` to each, below) and the same
 //! planning (the most selective condition drives the query as a set of `rid`s; the others are
 //! probed per candidate by primary key or the `(rid, param)` indexes), so one compiler serves
 //! both. What differs is said by a [`Dialect`], in one place ([`Sql`]): placeholders (`?` or
