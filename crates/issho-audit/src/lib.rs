@@ -1,6 +1,7 @@
 //! The audit trail: every access to the record, and every denial, as a FHIR R4 AuditEvent
 //! following the IHE Basic Audit Log Patterns (BALP), kept in an append-only, hash-chained
-//! SQLite file of its own.
+//! SQLite file of its own, or (feature `postgres`, [`PgAuditLog`]) in the tables of a
+//! PostgreSQL store's database: one chain for every process serving it.
 //!
 //! - [`AuditRecord`]: what the engine fills in for one access (plain Rust, no engine types).
 //! - [`to_audit_event`]: the record as an AuditEvent resource.
@@ -25,16 +26,25 @@ mod chain;
 mod event;
 #[cfg(feature = "sqlite")]
 mod log;
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod queue;
 mod record;
 mod trail;
 #[cfg(feature = "sqlite")]
 mod verify;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod walk;
 
 pub use chain::{DB_FILE, HEAD_FILE, Hash, entry_hash};
 pub use event::to_audit_event;
 #[cfg(feature = "sqlite")]
 pub use log::AuditLog;
+#[cfg(feature = "postgres")]
+pub use pg::{PgAuditLog, verify_pg};
 pub use record::{Action, Agent, AuditRecord, Interaction, Outcome, now_micros};
 pub use trail::{AuditError, AuditTrail};
 #[cfg(feature = "sqlite")]
-pub use verify::{Problem, VerifyError, VerifyReport, verify};
+pub use verify::verify;
+pub use walk::{Problem, VerifyError, VerifyReport};

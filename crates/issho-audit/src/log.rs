@@ -15,13 +15,13 @@
 
 use crate::AuditError;
 use crate::chain::{self, DB_FILE, Hash, Head, ZERO};
-use crate::event::{agent_key, patient_keys, to_audit_event};
+use crate::event::to_audit_event;
+use crate::queue::{Queue, chain_on};
 use crate::record::AuditRecord;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Mutex;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS audit (
@@ -49,41 +49,9 @@ CREATE TRIGGER IF NOT EXISTS audit_patient_no_delete BEFORE DELETE ON audit_pati
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
 
-/// Most records committed in one transaction.
-const MAX_BATCH: usize = 1024;
-
 impl From<rusqlite::Error> for AuditError {
     fn from(e: rusqlite::Error) -> Self {
         AuditError::Io(e.to_string())
-    }
-}
-
-enum Msg {
-    Record(Box<AuditRecord>),
-    Flush(mpsc::SyncSender<Result<(), String>>),
-}
-
-/// The writer's state as the request threads see it.
-#[derive(Default)]
-struct Shared {
-    failed: AtomicBool,
-    why: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn fail(&self, why: String) {
-        tracing::error!("the audit trail stopped: {why}");
-        let mut w = self.why.lock().unwrap_or_else(|p| p.into_inner());
-        w.get_or_insert(why);
-        self.failed.store(true, Ordering::SeqCst);
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if !self.failed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let w = self.why.lock().unwrap_or_else(|p| p.into_inner());
-        Err(w.clone().unwrap_or_else(|| "unknown failure".into()))
     }
 }
 
@@ -94,10 +62,8 @@ impl Shared {
 /// Dropping the log writes what was queued.
 pub struct AuditLog {
     dir: PathBuf,
-    sender: Option<mpsc::Sender<Msg>>,
-    shared: Arc<Shared>,
+    queue: Queue,
     reader: Mutex<Connection>,
-    writer: Option<std::thread::JoinHandle<()>>,
     /// Held for the log's lifetime: one writer per chain (a second process appending, or
     /// merely re-anchoring the head, would fork or rewind it).
     _lock: std::fs::File,
@@ -225,22 +191,14 @@ impl AuditLog {
         }
         let reader = open_conn(&path)?;
         reader.pragma_update(None, "query_only", true)?;
-        let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let shared = shared.clone();
-            let dir = dir.to_path_buf();
-            std::thread::Builder::new()
-                .name("issho-audit".into())
-                .spawn(move || writer_loop(conn, dir, rx, shared))
-                .map_err(|e| AuditError::Io(e.to_string()))?
+        let queue = {
+            let (dir, mut conn) = (dir.to_path_buf(), conn);
+            Queue::start(move |records| append(&mut conn, &dir, records))?
         };
         Ok(AuditLog {
             dir: dir.to_path_buf(),
-            sender: Some(tx),
-            shared,
+            queue,
             reader: Mutex::new(reader),
-            writer: Some(writer),
             _lock: lock,
         })
     }
@@ -254,70 +212,22 @@ impl AuditLog {
     /// waits for that). Fails — and logs at error level — once the writer has failed: the
     /// caller must then refuse the access it was about to record.
     pub fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
-        if let Err(why) = self.shared.check() {
-            tracing::error!(
-                interaction = rec.interaction.code(),
-                agent = %rec.agent.id,
-                "audit record refused: the writer failed: {why}"
-            );
-            return Err(AuditError::WriterFailed(why));
-        }
-        let sent = match &self.sender {
-            Some(s) => s.send(Msg::Record(Box::new(rec))).is_ok(),
-            None => false,
-        };
-        if sent {
-            Ok(())
-        } else {
-            let why = "the audit writer thread has stopped".to_string();
-            self.shared.fail(why.clone());
-            Err(AuditError::WriterFailed(why))
-        }
+        self.queue.record(rec)
     }
 
     /// Wait until every record queued so far is committed (and anchored in the head file).
     pub fn flush(&self) -> Result<(), AuditError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let sent = match &self.sender {
-            Some(s) => s.send(Msg::Flush(tx)).is_ok(),
-            None => false,
-        };
-        let answer = if sent {
-            rx.recv()
-                .unwrap_or_else(|_| Err("the audit writer thread has stopped".into()))
-        } else {
-            Err("the audit writer thread has stopped".into())
-        };
-        answer.map_err(|why| {
-            self.shared.fail(why.clone());
-            AuditError::WriterFailed(why)
-        })
+        self.queue.flush()
     }
 
     /// Ok while the writer works; the failure otherwise (for health checks).
     pub fn health(&self) -> Result<(), AuditError> {
-        self.shared.check().map_err(AuditError::WriterFailed)?;
-        if self.writer.as_ref().is_none_or(|w| w.is_finished()) {
-            return Err(AuditError::WriterFailed(
-                "the audit writer thread has stopped".into(),
-            ));
-        }
-        Ok(())
+        self.queue.health()
     }
 
     /// Write what is queued, stop the writer and report whether everything was stored.
     pub fn close(mut self) -> Result<(), AuditError> {
-        self.stop();
-        self.shared.check().map_err(AuditError::WriterFailed)
-    }
-
-    fn stop(&mut self) {
-        self.sender.take();
-        if let Some(w) = self.writer.take()
-            && w.join().is_err()
-        {
-            self.shared.fail("the audit writer thread panicked".into());
-        }
+        self.queue.stop()
     }
 
     /// A person's own access log: the events concerning `patient` (`Patient/id`), newest
@@ -383,53 +293,6 @@ impl AuditLog {
     }
 }
 
-impl Drop for AuditLog {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn writer_loop(mut conn: Connection, dir: PathBuf, rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
-    while let Ok(first) = rx.recv() {
-        let mut records = Vec::new();
-        let mut waiters = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(r) => records.push(*r),
-                Msg::Flush(w) => waiters.push(w),
-            }
-            if records.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !records.is_empty() {
-            if shared.check().is_err() {
-                tracing::error!(
-                    "{} audit records lost: the writer had failed before",
-                    records.len()
-                );
-            } else {
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    append(&mut conn, &dir, &records)
-                }));
-                let failure = match run {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(_) => Some("the writer panicked".to_string()),
-                };
-                if let Some(e) = failure {
-                    shared.fail(format!("{} records were not stored: {e}", records.len()));
-                }
-            }
-        }
-        let answer = shared.check();
-        for w in waiters {
-            let _ = w.send(answer.clone());
-        }
-    }
-}
-
 /// Append `records` in one transaction, continuing the chain from the last stored entry
 /// (read inside the transaction, so a second writer on the same file cannot fork it), then
 /// move the anchor.
@@ -438,7 +301,8 @@ fn append(conn: &mut Connection, dir: &Path, records: &[AuditRecord]) -> Result<
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
-    let (mut seq, mut prev) = last_entry(&tx)?;
+    let (seq, prev) = last_entry(&tx)?;
+    let entries = chain_on(seq, prev, records)?;
     {
         let mut entry = tx
             .prepare_cached(
@@ -449,41 +313,34 @@ fn append(conn: &mut Connection, dir: &Path, records: &[AuditRecord]) -> Result<
         let mut by_patient = tx
             .prepare_cached("INSERT INTO audit_patient (patient, seq) VALUES (?1, ?2)")
             .map_err(db)?;
-        for rec in records {
-            seq += 1;
-            // The compact record (the AuditEvent is rendered from it when read): cheap enough
-            // to record every read of a busy server.
-            let body = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
-            let agent = agent_key(rec);
-            let patients = patient_keys(rec);
-            let joined = patients.join("\n");
-            let hash = chain::entry_hash(
-                seq,
-                rec.time,
-                &prev,
-                agent.as_bytes(),
-                joined.as_bytes(),
-                &body,
-            );
+        for e in &entries {
             entry
                 .execute(params![
-                    seq,
-                    rec.time,
-                    agent,
-                    joined,
-                    body,
-                    &prev[..],
-                    &hash[..]
+                    e.seq,
+                    e.time,
+                    e.agent,
+                    e.joined,
+                    e.body,
+                    &e.prev[..],
+                    &e.hash[..]
                 ])
                 .map_err(db)?;
-            for p in &patients {
-                by_patient.execute(params![p, seq]).map_err(db)?;
+            for p in &e.patients {
+                by_patient.execute(params![p, e.seq]).map_err(db)?;
             }
-            prev = hash;
         }
     }
     tx.commit().map_err(db)?;
-    chain::write_head(dir, Head { seq, hash: prev })
+    match entries.last() {
+        Some(e) => chain::write_head(
+            dir,
+            Head {
+                seq: e.seq,
+                hash: e.hash,
+            },
+        ),
+        None => Ok(()),
+    }
 }
 
 impl crate::AuditTrail for AuditLog {

@@ -1,0 +1,239 @@
+//! The writer thread every audit log has, whatever keeps it: request threads queue records,
+//! the writer appends them in batches (one transaction each) and answers flushes; once an
+//! append fails, the log refuses further records (the caller then refuses the access).
+
+use crate::AuditError;
+use crate::chain::{self, Hash};
+use crate::event::{agent_key, patient_keys};
+use crate::record::AuditRecord;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+/// Most records committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Flush(mpsc::SyncSender<Result<(), String>>),
+}
+
+/// The writer's state as the request threads see it.
+#[derive(Default)]
+struct Shared {
+    failed: AtomicBool,
+    why: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        tracing::error!("the audit trail stopped: {why}");
+        let mut w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        w.get_or_insert(why);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !self.failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        Err(w.clone().unwrap_or_else(|| "unknown failure".into()))
+    }
+}
+
+/// One entry of the chain, as stored.
+pub(crate) struct Entry {
+    pub seq: i64,
+    pub time: i64,
+    pub agent: String,
+    /// The patients concerned (sorted, once each).
+    pub patients: Vec<String>,
+    /// `patients` one per line, as hashed.
+    pub joined: String,
+    /// The compact record (the AuditEvent is rendered from it when read).
+    pub body: Vec<u8>,
+    pub prev: Hash,
+    pub hash: Hash,
+}
+
+/// The entries continuing the chain after entry `seq` whose hash is `prev`.
+pub(crate) fn chain_on(
+    mut seq: i64,
+    mut prev: Hash,
+    records: &[AuditRecord],
+) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::with_capacity(records.len());
+    for rec in records {
+        seq += 1;
+        let body = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
+        let agent = agent_key(rec);
+        let patients = patient_keys(rec);
+        let joined = patients.join("\n");
+        let hash = chain::entry_hash(
+            seq,
+            rec.time,
+            &prev,
+            agent.as_bytes(),
+            joined.as_bytes(),
+            &body,
+        );
+        out.push(Entry {
+            seq,
+            time: rec.time,
+            agent,
+            patients,
+            joined,
+            body,
+            prev,
+            hash,
+        });
+        prev = hash;
+    }
+    Ok(out)
+}
+
+/// The queue and its writer thread.
+pub(crate) struct Queue {
+    sender: Option<mpsc::Sender<Msg>>,
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Queue {
+    /// Start the writer: `append` stores one batch durably (in one transaction) or says why
+    /// not.
+    pub(crate) fn start(
+        mut append: impl FnMut(&[AuditRecord]) -> Result<(), String> + Send + 'static,
+    ) -> Result<Queue, AuditError> {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("issho-audit".into())
+                .spawn(move || writer_loop(&mut append, rx, shared))
+                .map_err(|e| AuditError::Io(e.to_string()))?
+        };
+        Ok(Queue {
+            sender: Some(tx),
+            shared,
+            writer: Some(writer),
+        })
+    }
+
+    /// Queue one record; it is durable after the writer's next commit ([`Queue::flush`]
+    /// waits for that). Fails — and logs at error level — once the writer has failed: the
+    /// caller must then refuse the access it was about to record.
+    pub(crate) fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
+        if let Err(why) = self.shared.check() {
+            tracing::error!(
+                interaction = rec.interaction.code(),
+                agent = %rec.agent.id,
+                "audit record refused: the writer failed: {why}"
+            );
+            return Err(AuditError::WriterFailed(why));
+        }
+        let sent = match &self.sender {
+            Some(s) => s.send(Msg::Record(Box::new(rec))).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            let why = "the audit writer thread has stopped".to_string();
+            self.shared.fail(why.clone());
+            Err(AuditError::WriterFailed(why))
+        }
+    }
+
+    /// Wait until every record queued so far is committed.
+    pub(crate) fn flush(&self) -> Result<(), AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = match &self.sender {
+            Some(s) => s.send(Msg::Flush(tx)).is_ok(),
+            None => false,
+        };
+        let answer = if sent {
+            rx.recv()
+                .unwrap_or_else(|_| Err("the audit writer thread has stopped".into()))
+        } else {
+            Err("the audit writer thread has stopped".into())
+        };
+        answer.map_err(|why| {
+            self.shared.fail(why.clone());
+            AuditError::WriterFailed(why)
+        })
+    }
+
+    /// Ok while the writer works; the failure otherwise (for health checks).
+    pub(crate) fn health(&self) -> Result<(), AuditError> {
+        self.shared.check().map_err(AuditError::WriterFailed)?;
+        if self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+            return Err(AuditError::WriterFailed(
+                "the audit writer thread has stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write what is queued and stop the writer; whether everything was stored.
+    pub(crate) fn stop(&mut self) -> Result<(), AuditError> {
+        self.sender.take();
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            self.shared.fail("the audit writer thread panicked".into());
+        }
+        self.shared.check().map_err(AuditError::WriterFailed)
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn writer_loop(
+    append: &mut dyn FnMut(&[AuditRecord]) -> Result<(), String>,
+    rx: mpsc::Receiver<Msg>,
+    shared: Arc<Shared>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut records = Vec::new();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(r) => records.push(*r),
+                Msg::Flush(w) => waiters.push(w),
+            }
+            if records.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !records.is_empty() {
+            if shared.check().is_err() {
+                tracing::error!(
+                    "{} audit records lost: the writer had failed before",
+                    records.len()
+                );
+            } else {
+                let run =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| append(&records)));
+                let failure = match run {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some("the writer panicked".to_string()),
+                };
+                if let Some(e) = failure {
+                    shared.fail(format!("{} records were not stored: {e}", records.len()));
+                }
+            }
+        }
+        let answer = shared.check();
+        for w in waiters {
+            let _ = w.send(answer.clone());
+        }
+    }
+}
