@@ -280,6 +280,8 @@ impl Auth {
         std::fs::create_dir_all(dir).map_err(|e| AuthError::Storage(e.to_string()))?;
         let path = dir.join("auth.db");
         let conn = Connection::open(&path)?;
+        // Several processes may share the data directory (on a PostgreSQL store).
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
         conn.execute_batch(DDL)?;
         #[cfg(unix)]
@@ -315,6 +317,7 @@ impl Auth {
             return Ok(None);
         }
         let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(DDL)?;
         let issuer: Option<String> = conn
             .query_row(

@@ -53,6 +53,7 @@ impl Method {
 }
 
 /// One parsed entry.
+#[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) index: usize,
     pub(crate) method: Method,

@@ -77,7 +77,12 @@ impl FhirError {
 
 impl From<issho_store::StoreError> for FhirError {
     fn from(e: issho_store::StoreError) -> Self {
-        FhirError::new(500, IssueType::Exception, e.to_string())
+        // Lost to other writers: transient, the client may send it again.
+        let (status, code) = match e {
+            issho_store::StoreError::Conflict(_) => (503, IssueType::Transient),
+            _ => (500, IssueType::Exception),
+        };
+        FhirError::new(status, code, e.to_string())
     }
 }
 
@@ -330,7 +335,8 @@ impl Engine {
     }
 
     /// Run `f` in a write transaction, then take in any change of the stored
-    /// SearchParameter resources (the registry; background reindexing).
+    /// SearchParameter resources (the registry; background reindexing). The store may run `f`
+    /// again after a conflict with another writer ([`issho_store::Job`]).
     pub(crate) fn write<R, E, F>(
         &self,
         permit: &issho_access::Permit,
@@ -339,9 +345,10 @@ impl Engine {
     where
         R: Send + 'static,
         E: Send + 'static,
-        F: FnOnce(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
+        F: FnMut(&mut dyn issho_store::StoreTx) -> std::result::Result<R, E> + Send + 'static,
     {
         use params::CARE_TOUCHED;
+        let mut f = f;
         let out = issho_store::write(&*self.store, permit, move |tx| {
             CARE_TOUCHED.with(|c| c.set(false));
             let out = f(tx);

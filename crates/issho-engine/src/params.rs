@@ -149,7 +149,7 @@ impl Engine {
             let indexer = self.indexer.clone();
             // The generation moves on the writer, in the same job as the redefinition.
             issho_store::write(&*self.store, &permit, move |tx| {
-                tx.sync_params(reg)?;
+                tx.sync_params(reg.clone())?;
                 indexer.generation.fetch_add(1, Ordering::SeqCst);
                 Ok::<(), issho_store::StoreError>(())
             })??;

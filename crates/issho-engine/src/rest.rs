@@ -227,15 +227,16 @@ impl Engine {
         let rt = resource_type.to_string();
         let reg = self.registry();
         let result = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
-            if let Some(criteria) = if_none_exist {
-                let found = search::find(&reg, tx, &rt, &criteria, guard.find_filters(&rt)?)?;
+            if let Some(criteria) = &if_none_exist {
+                search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
+                let found = search::find(&reg, tx, &rt, criteria, guard.find_filters(&rt)?)?;
                 match found.len() {
                     0 => {}
                     1 => {
                         let s = &found[0];
                         return Ok(WriteOutcome {
                             status: 200,
-                            resource_type: rt,
+                            resource_type: rt.clone(),
                             id: s.id.clone(),
                             resource: Some(stored_json(s)?),
                             version: Some(s.version),
@@ -302,7 +303,7 @@ impl Engine {
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
         // Index rows are extracted here, not on the single writer thread.
-        let prepared = Some(self.store.prepare(&resource));
+        let mut prepared = Some(self.store.prepare(&resource));
         let out = self.write(
             &guard.write.permit.clone(),
             move |tx| -> Result<WriteOutcome> {
@@ -314,7 +315,8 @@ impl Engine {
                     &mut resource,
                     if_match.as_deref(),
                     &may_create,
-                    prepared,
+                    // A second run (after a conflict) lets the store extract the rows again.
+                    prepared.take(),
                 )?;
                 guard.after(tx, &rt, &id)?;
                 Ok(out)
@@ -340,6 +342,7 @@ impl Engine {
         let may_create = self.create_check(ctx, resource_type);
         let reg = self.registry();
         let out = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
+            search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
             let found = search::find(
                 &reg,
                 tx,
@@ -455,6 +458,7 @@ impl Engine {
         let validate = self.config.validate;
         let reg = self.registry();
         self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
+            search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
             let found = search::find(
                 &reg,
                 tx,
@@ -512,6 +516,7 @@ impl Engine {
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let reg = self.registry();
         self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
+            search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
             let found = search::find(
                 &reg,
                 tx,

@@ -54,6 +54,28 @@ pub(crate) fn condition_url(rt: &str, criteria: &str) -> String {
     }
 }
 
+/// Before a search whose outcome decides a write (conditional create, update, patch,
+/// delete): hold the condition until the transaction ends, so that another writer with the
+/// same condition (however its parameters are ordered) waits, then finds what this one wrote —
+/// two conditional creates never both create. A store with one writer has nothing to hold.
+pub(crate) fn hold_conditions<'a>(
+    tx: &mut dyn issho_store::StoreTx,
+    conditions: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<()> {
+    // Always in the same order: two transactions holding several conditions cannot wait for
+    // each other.
+    let mut keys: Vec<String> = conditions
+        .into_iter()
+        .map(|(rt, c)| crate::bundle::criteria_key(&condition_url(rt, c)))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        tx.lock_key(&format!("condition {k}"))?;
+    }
+    Ok(())
+}
+
 /// All current resources matching `Type?criteria` (at most 2 are fetched: callers only need to
 /// know whether there are none, one, or several).
 /// `extra`: the caller's access filters (see `view.rs`), so a condition never matches what the

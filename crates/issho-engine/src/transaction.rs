@@ -15,7 +15,9 @@ use crate::*;
 use issho_store::{StoreRead, StoreTx};
 use std::collections::HashMap;
 
-/// What phase 1 prepared for the writer.
+/// What phase 1 prepared for the writer (cloned for each run of the job: a store with
+/// several writers may run it again after a conflict).
+#[derive(Clone)]
 pub(crate) struct Plan {
     entries: Vec<Entry>,
     /// Each entry's id, when known without the store.
@@ -89,7 +91,7 @@ impl Engine {
         let engine = self.clone();
         let ctx2 = ctx.clone();
         let responses = self.write(&permit, move |tx| -> Result<Vec<Value>> {
-            engine.run_transaction(&ctx2, tx, plan, ret)
+            engine.run_transaction(&ctx2, tx, plan.clone(), ret)
         })??;
         Ok(serde_json::json!({
             "resourceType": "Bundle",
@@ -192,6 +194,17 @@ impl Engine {
         ret: Return,
     ) -> Result<Vec<Value>> {
         let access = TxAccess::new(self, ctx);
+        // The conditions that decide a write (not conditional references, not reads).
+        search::hold_conditions(
+            tx,
+            plan.entries.iter().filter_map(|e| match e.method {
+                Method::Post => e.if_none_exist.as_deref().map(|c| (e.resource_type(), c)),
+                Method::Put | Method::Patch | Method::Delete => {
+                    e.criteria().map(|c| (e.resource_type(), c))
+                }
+                Method::Get | Method::Head => None,
+            }),
+        )?;
         let found = conditional_identities(&self.registry(), &access, tx, &mut plan)?;
         unique_identities(&plan)?;
         // References that needed the store: to conditional entries, and conditional ones.

@@ -11,6 +11,24 @@ const MAX_STATEMENTS: usize = 512;
 pub struct Conn {
     client: postgres::Client,
     cache: HashMap<String, Statement>,
+    /// A statement failed because another transaction got in the way (deadlock,
+    /// serialization failure, a key taken meanwhile, a lock not available): the job may be
+    /// run again ([`Conn::take_conflict`]).
+    conflict: bool,
+}
+
+/// The SQLSTATEs of an error that running the job again can cure.
+fn is_conflict(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::LOCK_NOT_AVAILABLE,
+        ]
+        .contains(c)
+    })
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -20,7 +38,27 @@ impl Conn {
         Conn {
             client,
             cache: HashMap::new(),
+            conflict: false,
         }
+    }
+
+    fn note<T>(&mut self, r: Result<T, postgres::Error>) -> Result<T, postgres::Error> {
+        if let Err(e) = &r
+            && is_conflict(e)
+        {
+            self.conflict = true;
+        }
+        r
+    }
+
+    /// Whether a statement lost to another transaction since the last call.
+    pub fn take_conflict(&mut self) -> bool {
+        std::mem::take(&mut self.conflict)
+    }
+
+    /// Record a conflict found without a failed statement (a lock not taken).
+    pub fn mark_conflict(&mut self) {
+        self.conflict = true;
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
@@ -37,27 +75,32 @@ impl Conn {
 
     pub fn execute(&mut self, sql: &str, p: Params<'_>) -> Result<u64, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.execute(&s, p)
+        let r = self.client.execute(&s, p);
+        self.note(r)
     }
 
     pub fn query(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.query(&s, p)
+        let r = self.client.query(&s, p);
+        self.note(r)
     }
 
     pub fn query_opt(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.query_opt(&s, p)
+        let r = self.client.query_opt(&s, p);
+        self.note(r)
     }
 
     pub fn query_one(&mut self, sql: &str, p: Params<'_>) -> Result<Row, postgres::Error> {
         let s = self.statement(sql)?;
-        self.client.query_one(&s, p)
+        let r = self.client.query_one(&s, p);
+        self.note(r)
     }
 
     /// Statements without parameters (transaction control, DDL).
     pub fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+        let r = self.client.batch_execute(sql);
+        self.note(r)
     }
 
     pub fn client(&mut self) -> &mut postgres::Client {

@@ -4,13 +4,16 @@
 //! distribution key `pk` in its keys, and `resource_ids` (see `schema.rs`), applied by numbered migrations at open; searches compiled by issho-store-sql
 //! in PostgreSQL's dialect (full text as `tsvector @@ tsquery` over issho's own tokens).
 //!
-//! Writes: one writer connection per process runs the write jobs in order, several per
-//! transaction (group commit, each job in its own savepoint), as the embedded store does —
-//! versions, `lastUpdated` and history sequence numbers therefore stay strictly ordered.
+//! Writes: [`WRITERS`] writer threads, each with its own connection, run the queued jobs,
+//! several per transaction (group commit, each job in its own savepoint); several processes
+//! may write to one database at once. Writers meet only in PostgreSQL, through locks on what
+//! a job writes (`writer.rs`): one resource's versions stay strictly ordered (also in time),
+//! and a conditional create or update finds what a concurrent one with the same condition
+//! wrote. A job that loses to another writer is run again.
 //! Reads: a pool of at most 32 connections (a request waits for one), each statement prepared
-//! once per connection; the writer reconnects (and takes its lock again) when its connection
-//! broke.
-//! Not yet: several writers or several processes writing to one database, TLS.
+//! once per connection; a writer reconnects when its connection broke.
+//! Not yet: TLS; a change of the search parameters reaching other running processes (they
+//! refuse writes until restarted).
 
 mod args;
 mod conn;
@@ -43,9 +46,9 @@ struct Readers {
     idle: Vec<Conn>,
     open: usize,
 }
-/// The advisory lock of the writing process, with the schema's name: one writer per schema
-/// (a database with several issho schemas serves several deployments).
-const WRITER_LOCK: i32 = 7_349_002;
+/// Writer threads (and connections) per process: enough to keep two cores busy while
+/// others wait for commits or locks.
+pub const WRITERS: usize = 4;
 
 type IndexCell = Arc<RwLock<Arc<PgIndex>>>;
 
@@ -55,36 +58,11 @@ fn current_index(cell: &IndexCell) -> Arc<PgIndex> {
 
 type Reply = mpsc::SyncSender<Result<Box<dyn Any + Send>>>;
 
-struct Request {
-    job: Job,
-    reply: Reply,
-}
-
 /// Connect to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?options=…]`), without TLS.
 pub fn connect(url: &str) -> Result<Conn> {
     let client = postgres::Client::connect(url, postgres::NoTls)
         .map_err(|e| StoreError::Db(format!("cannot connect to PostgreSQL: {e}")))?;
     Ok(Conn::new(client))
-}
-
-/// One writing process per database and schema (as one per data directory for the embedded
-/// store): the writer's connection holds this lock for as long as it lives.
-fn take_writer_lock(conn: &mut Conn) -> Result<()> {
-    let alone: bool = conn
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))",
-            &[&WRITER_LOCK],
-        )?
-        .get(0);
-    if alone {
-        Ok(())
-    } else {
-        Err(StoreError::Db(
-            "another issho process is writing to this PostgreSQL database and schema (one \
-             process at a time for now; stop it first)"
-                .into(),
-        ))
-    }
 }
 
 /// Apply the schema migrations not yet applied; returns the versions applied now.
@@ -104,18 +82,24 @@ pub struct PgStore {
     /// Signalled when a reader connection is returned or closed.
     returned: std::sync::Condvar,
     sender: Mutex<Option<mpsc::Sender<Request>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     index: IndexCell,
 }
 
 impl PgStore {
     /// Open the store at `url`: apply pending migrations, load the search index's keys, start
-    /// the writer.
+    /// the writers.
     pub fn open(url: &str, observer: Arc<dyn Observer>) -> Result<PgStore> {
         let mut conn = connect(url)?;
         schema::migrate(conn.client())?;
         let distributed = schema::distribute(conn.client())?;
-        take_writer_lock(&mut conn)?;
+        let generation: i64 = conn
+            .query_opt(
+                "SELECT value::bigint FROM store_meta WHERE key = $1",
+                &[&writer::INDEX_GENERATION],
+            )?
+            .map(|r| r.get(0))
+            .unwrap_or(0);
         let index: IndexCell = Arc::new(RwLock::new(Arc::new(PgIndex::open(
             &mut conn,
             distributed,
@@ -127,31 +111,43 @@ impl PgStore {
             )?
             .get(0);
         let (tx, rx) = mpsc::channel::<Request>();
-        let w = Writer {
-            url: url.to_string(),
-            index: index.clone(),
-            observer,
-            clock: AtomicI64::new(last),
-        };
-        let handle = std::thread::Builder::new()
-            .name("issho-pg-writer".into())
-            .stack_size(16 << 20)
-            .spawn(move || w.run(conn, rx))
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let rx = Arc::new(Mutex::new(rx));
+        let clock = Arc::new(AtomicI64::new(last));
+        let generation = Arc::new(AtomicI64::new(generation));
+        let mut writers = Vec::with_capacity(WRITERS);
+        drop(conn);
+        for n in 0..WRITERS {
+            let conn = writer::connect_writer(url)?;
+            let w = Writer {
+                url: url.to_string(),
+                index: index.clone(),
+                observer: observer.clone(),
+                clock: clock.clone(),
+                generation: generation.clone(),
+            };
+            let rx = rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("issho-pg-writer-{n}"))
+                .stack_size(16 << 20)
+                .spawn(move || w.run(conn, rx))
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            writers.push(handle);
+        }
         Ok(PgStore {
             url: url.to_string(),
             readers: Mutex::new(Readers::default()),
             returned: std::sync::Condvar::new(),
             sender: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
+            writers: Mutex::new(writers),
             index,
         })
     }
 
-    /// Stop the writer after the queued jobs.
+    /// Stop the writers after the queued jobs.
     pub fn close(&self) {
         self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let writers = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in writers {
             let _ = h.join();
         }
     }
@@ -196,6 +192,11 @@ trait OnConn {
     /// The connection, with everything this transaction wrote visible to a query.
     fn ready(&self) -> Result<RefMut<'_, Conn>> {
         Ok(self.conn())
+    }
+    /// Before reading a resource that a write job may then write: hold its identity (a
+    /// writer; nothing for a reader).
+    fn hold_identity(&self, _t: &str, _id: &str) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -246,6 +247,7 @@ macro_rules! store_read {
     ($t:ty) => {
         impl StoreRead for $t {
             fn current(&self, t: &str, id: &str) -> Result<Option<Stored>> {
+                self.hold_identity(t, id)?;
                 read_current(&mut self.conn(), self.index().distributed(), t, id)
             }
             fn version(&self, t: &str, id: &str, v: u64) -> Result<Option<Stored>> {
@@ -317,6 +319,7 @@ macro_rules! store_read {
                 meta(&mut self.conn(), key)
             }
             fn state(&self, t: &str, id: &str) -> Result<Option<(u64, bool)>> {
+                self.hold_identity(t, id)?;
                 state(&mut self.conn(), self.index().distributed(), t, id)
             }
             fn versions(&self, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
@@ -378,7 +381,11 @@ impl Store for PgStore {
             let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender
-                .send(Request { job, reply })
+                .send(Request {
+                    job,
+                    reply,
+                    runs: 0,
+                })
                 .map_err(|_| StoreError::Closed)?;
         }
         wait.recv().map_err(|_| StoreError::Closed)?
@@ -393,185 +400,9 @@ impl Store for PgStore {
     }
 }
 
-// ---- the writer ------------------------------------------------------------------------
-
-struct Writer {
-    url: String,
-    index: IndexCell,
-    observer: Arc<dyn Observer>,
-    clock: AtomicI64,
-}
-
-struct WriterTx<'a> {
-    c: RefCell<&'a mut Conn>,
-    w: &'a Writer,
-    index: Arc<PgIndex>,
-    index_changed: bool,
-    /// Index rows of resources created in this job, not yet inserted.
-    staged: RefCell<Staged>,
-}
-
-impl OnConn for WriterTx<'_> {
-    fn conn(&self) -> RefMut<'_, Conn> {
-        RefMut::map(self.c.borrow_mut(), |c| &mut **c)
-    }
-    fn index(&self) -> Arc<PgIndex> {
-        self.index.clone()
-    }
-    fn ready(&self) -> Result<RefMut<'_, Conn>> {
-        let mut c = self.conn();
-        let mut staged = self.staged.borrow_mut();
-        if !staged.is_empty() {
-            self.index.flush(&mut c, &mut staged)?;
-        }
-        Ok(c)
-    }
-}
-
 mod write;
-
-impl Writer {
-    fn run(&self, mut conn: Conn, rx: mpsc::Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            if conn.is_closed() {
-                // The server restarted or the network failed: connect again and take the
-                // writer's lock again before writing anything.
-                match self.reconnect() {
-                    Ok(c) => conn = c,
-                    Err(e) => {
-                        let _ = first.reply.send(Err(e));
-                        continue;
-                    }
-                }
-            }
-            let mut batch = vec![first];
-            while batch.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            self.group(&mut conn, batch);
-        }
-    }
-
-    /// Run the jobs in one transaction, each in its own savepoint (PostgreSQL aborts a
-    /// transaction at its first failed statement; the savepoint confines that to the job),
-    /// commit, then answer each.
-    fn group(&self, conn: &mut Conn, batch: Vec<Request>) {
-        if let Err(e) = conn.batch("BEGIN") {
-            for r in batch {
-                let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
-            }
-            return;
-        }
-        let mut outputs = Vec::with_capacity(batch.len());
-        let mut new_index: Option<Arc<PgIndex>> = None;
-        let mut broken: Option<String> = None;
-        for req in batch {
-            if let Some(why) = &broken {
-                outputs.push((req.reply, Err(StoreError::Db(why.clone()))));
-                continue;
-            }
-            if let Err(e) = conn.batch("SAVEPOINT job") {
-                broken = Some(format!("cannot start a savepoint: {e}"));
-                outputs.push((req.reply, Err(StoreError::Db(e.to_string()))));
-                continue;
-            }
-            let (keep, out, index) = {
-                let mut tx = WriterTx {
-                    c: RefCell::new(&mut *conn),
-                    w: self,
-                    index: new_index
-                        .clone()
-                        .unwrap_or_else(|| current_index(&self.index)),
-                    index_changed: false,
-                    staged: RefCell::new(Staged::default()),
-                };
-                let job = req.job;
-                // The job, then its staged index rows (before its savepoint is released), both
-                // inside the panic guard.
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let (keep, out) = job(&mut tx);
-                    if !keep {
-                        return (false, Ok(out));
-                    }
-                    match tx.ready() {
-                        Ok(_) => (true, Ok(out)),
-                        Err(e) => (false, Err(e)),
-                    }
-                }));
-                let (keep, out) = match run {
-                    Ok(r) => r,
-                    Err(_) => (false, Err(StoreError::JobPanicked)),
-                };
-                (keep, out, tx.index_changed.then_some(tx.index))
-            };
-            let end = conn.batch(if keep {
-                "RELEASE SAVEPOINT job"
-            } else {
-                "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
-            });
-            if let Err(e) = end {
-                broken = Some(format!("cannot end a savepoint: {e}"));
-            }
-            if keep && let Some(i) = index {
-                new_index = Some(i);
-            }
-            outputs.push((req.reply, out));
-        }
-        let done = match &broken {
-            Some(why) => Err(why.clone()),
-            None => conn.batch("COMMIT").map_err(|e| {
-                if conn.is_closed() {
-                    // The server may have committed before the connection broke.
-                    format!(
-                        "the connection to PostgreSQL broke during the commit, so whether \
-                             it was stored is unknown (read before retrying): {e}"
-                    )
-                } else {
-                    format!("nothing was stored: commit failed: {e}")
-                }
-            }),
-        };
-        match done {
-            Ok(()) => {
-                if let Some(index) = new_index {
-                    *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-                }
-                for (reply, out) in outputs {
-                    let _ = reply.send(out);
-                }
-            }
-            Err(why) => {
-                let _ = conn.batch("ROLLBACK");
-                for (reply, _) in outputs {
-                    let msg = if why.starts_with("nothing was stored") || why.contains("unknown") {
-                        why.clone()
-                    } else {
-                        format!("nothing was stored: {why}")
-                    };
-                    let _ = reply.send(Err(StoreError::Db(msg)));
-                }
-            }
-        }
-    }
-
-    fn reconnect(&self) -> Result<Conn> {
-        let mut c = connect(&self.url)?;
-        take_writer_lock(&mut c)?;
-        Ok(c)
-    }
-
-    /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
-    fn tick(&self) -> i64 {
-        let now = now_micros();
-        let prev = self.clock.load(Ordering::Relaxed);
-        let t = if now > prev { now } else { prev + 1 };
-        self.clock.store(t, Ordering::Relaxed);
-        t
-    }
-}
+mod writer;
+use writer::{Request, Writer, WriterTx};
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -10,6 +10,7 @@ pub(crate) struct Head {
     rid: i64,
     version: u64,
     deleted: bool,
+    last_updated: i64,
 }
 
 /// What writing a version did.
@@ -35,9 +36,10 @@ pub(crate) fn pk_for(t: &str, id: &str, person: Option<&str>) -> String {
 }
 
 impl WriterTx<'_> {
-    /// The row of a resource, its identity locked for this transaction (by its row in
-    /// `resource_ids`, which says where the resource's rows are).
+    /// The row of a resource, its identity held for this transaction (see `writer.rs`; its
+    /// row in `resource_ids`, which says where the resource's rows are, is locked too).
     fn head(&self, t: &str, id: &str) -> Result<Option<Head>> {
+        self.hold_identity(t, id)?;
         let pk: Option<String> = self
             .conn()
             .query_opt(
@@ -49,7 +51,8 @@ impl WriterTx<'_> {
             return Ok(None);
         };
         let row = self.conn().query_opt(
-            "SELECT rid, version, deleted FROM resources WHERE pk = $1 AND type = $2 AND id = $3",
+            "SELECT rid, version, deleted, last_updated FROM resources \
+             WHERE pk = $1 AND type = $2 AND id = $3",
             &[&pk, &t, &id],
         )?;
         Ok(row.map(|r| Head {
@@ -57,7 +60,23 @@ impl WriterTx<'_> {
             rid: r.get(0),
             version: r.get::<_, i64>(1) as u64,
             deleted: r.get::<_, i32>(2) != 0,
+            last_updated: r.get(3),
         }))
+    }
+
+    /// The time of a new version: this process's clock, and later than the version it
+    /// supersedes (written perhaps by another process whose clock is ahead).
+    fn time_after(&self, head: Option<&Head>) -> i64 {
+        let t = self.w.tick();
+        match head {
+            Some(h) if h.last_updated >= t => {
+                self.w
+                    .clock
+                    .fetch_max(h.last_updated + 1, Ordering::Relaxed);
+                h.last_updated + 1
+            }
+            _ => t,
+        }
     }
 
     /// Move the current body of `rid` into its history row before it is replaced; returns it.
@@ -214,7 +233,7 @@ impl StoreTx for WriterTx<'_> {
         prepared: Option<Prepared>,
     ) -> Result<PutResult> {
         let existing = self.head(t, id)?;
-        let ts = self.w.tick();
+        let ts = self.time_after(existing.as_ref());
         let version = existing.as_ref().map(|h| h.version + 1).unwrap_or(1);
         stamp(body, version, ts);
         let bytes = serde_json::to_vec(body)?;
@@ -247,7 +266,7 @@ impl StoreTx for WriterTx<'_> {
         let Some(h) = self.head(t, id)?.filter(|h| !h.deleted) else {
             return Ok(None);
         };
-        let ts = self.w.tick();
+        let ts = self.time_after(Some(&h));
         let version = h.version + 1;
         // The deletion marker keeps the resource's person, so its rows stay where they are.
         let person = (h.pk != pk_for(t, id, None)).then(|| h.pk.clone());
@@ -332,6 +351,7 @@ impl StoreTx for WriterTx<'_> {
             return Ok(());
         };
         let (pk, t, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        self.hold_identity(&t, &id)?;
         let body: Option<Vec<u8>> = row.get(4);
         let to = pk_for(&t, &id, person);
         if to != pk {
@@ -353,6 +373,10 @@ impl StoreTx for WriterTx<'_> {
         Ok(())
     }
 
+    fn lock_key(&mut self, key: &str) -> Result<()> {
+        self.hold(key)
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO store_meta (key, value) VALUES ($1, $2) \
@@ -363,6 +387,15 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn sync_params(&mut self, reg: Registry) -> Result<()> {
+        // The same keys (a process opening, a definition stored again): nothing changes in
+        // the tables, other writers go on.
+        let mut now: Vec<&String> = self.index.registry().keys().iter().collect();
+        let mut wanted: Vec<&String> = reg.keys().iter().collect();
+        now.sort();
+        wanted.sort();
+        if now != wanted {
+            self.hold_index()?;
+        }
         let next = self.index.sync(&mut *self.ready()?, reg)?;
         self.index = Arc::new(next);
         self.index_changed = true;
@@ -370,6 +403,7 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn finish_params(&mut self, keys: &[String]) -> Result<()> {
+        self.hold_index()?;
         let next = self.index.finish(&mut *self.ready()?, keys)?;
         self.index = Arc::new(next);
         self.index_changed = true;

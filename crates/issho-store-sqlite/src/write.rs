@@ -330,7 +330,7 @@ impl Writer {
                     .unwrap_or_else(|| current_index(&self.index)),
                 index_changed: false,
             };
-            let job = req.job;
+            let mut job = req.job;
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
             let (keep, out) = match run {
                 Ok((keep, out)) => (keep, Ok(out)),

@@ -57,6 +57,9 @@ pub enum StoreError {
     Closed,
     /// A write job panicked; its changes were rolled back.
     JobPanicked,
+    /// The job lost a conflict with another writer too many times (each run was rolled
+    /// back): nothing was stored, and the same request may be sent again.
+    Conflict(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -67,6 +70,7 @@ impl std::fmt::Display for StoreError {
             StoreError::JobPanicked => {
                 write!(f, "internal error while writing; nothing was stored")
             }
+            StoreError::Conflict(e) => write!(f, "busy: {e}; nothing was stored, try again"),
         }
     }
 }
@@ -235,10 +239,20 @@ pub trait StoreTx: StoreRead {
     fn sync_params(&mut self, reg: Registry) -> Result<()>;
     /// The rows of these pending keys are complete: searches may use them.
     fn finish_params(&mut self, keys: &[String]) -> Result<()>;
+    /// Hold `key` (e.g. a conditional create's type and criteria) until this transaction ends:
+    /// another transaction asking for the same key waits. A store with one writer has nothing
+    /// to do; one with several writers makes a conditional create or update that searches and
+    /// then writes unique this way.
+    fn lock_key(&mut self, _key: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
-/// A write job: runs on the writer thread; returns (commit?, output).
-pub type Job = Box<dyn FnOnce(&mut dyn StoreTx) -> (bool, Box<dyn Any + Send>) + Send>;
+/// A write job: runs on a writer thread; returns (commit?, output). A store with several
+/// writers may run it again, from the start and on a clean transaction, when its first run
+/// lost a conflict with another writer (a deadlock, or a serialization failure): a job keeps
+/// no state between runs that its effects on the transaction depend on.
+pub type Job = Box<dyn FnMut(&mut dyn StoreTx) -> (bool, Box<dyn Any + Send>) + Send>;
 
 /// A store: snapshots for reading, jobs for writing. Both take a [`Permit`]: only the access
 /// gate (issho-access) makes one, so nothing reaches the data without asking the gate first
@@ -292,8 +306,9 @@ pub fn write<R, E, F>(store: &dyn Store, permit: &Permit, f: F) -> Result<std::r
 where
     R: Send + 'static,
     E: Send + 'static,
-    F: FnOnce(&mut dyn StoreTx) -> std::result::Result<R, E> + Send + 'static,
+    F: FnMut(&mut dyn StoreTx) -> std::result::Result<R, E> + Send + 'static,
 {
+    let mut f = f;
     let out = store.submit(
         permit,
         Box::new(move |tx| {

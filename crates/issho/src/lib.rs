@@ -2,8 +2,10 @@
 //!
 //! The engine depends on no database; this crate chooses them: the embedded store
 //! (`issho-store-sqlite`, `issho.db` in the data directory) or PostgreSQL
-//! (`issho-store-pg`, `--store postgres://…`), and the SQLite audit trail (`audit.db`, always
-//! in the data directory, with the keys and locks).
+//! (`issho-store-pg`, `--store postgres://…`), and the audit trail beside it: `audit.db` in the
+//! data directory with the embedded store, the `audit*` tables of the same database and
+//! schema with PostgreSQL (one chain for every process serving it). The data directory holds
+//! the keys and users in either case.
 
 use issho_engine::{Engine, EngineConfig, FhirError};
 use std::path::Path;
@@ -82,12 +84,13 @@ pub fn redact(url: &str) -> String {
     out
 }
 
-/// Open the engine on the chosen store, with the audit trail in `dir` (created if needed).
+/// Open the engine on the chosen store and its audit trail (see the crate's text); `dir` is
+/// created if needed.
 pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Engine, FhirError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| FhirError::internal(format!("{}: {e}", dir.display())))?;
-    let audit = issho_audit::AuditLog::open(dir)
-        .map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
+    let audit =
+        open_audit(store, dir).map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
     Engine::open(
         |observer| {
             Ok(match store {
@@ -100,9 +103,31 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
                 }
             })
         },
-        Some(Arc::new(audit)),
+        Some(audit),
         config,
     )
+}
+
+/// The audit trail that goes with the store.
+fn open_audit(
+    store: &StoreChoice,
+    dir: &Path,
+) -> Result<Arc<dyn issho_audit::AuditTrail>, issho_audit::AuditError> {
+    Ok(match store {
+        StoreChoice::Embedded => Arc::new(issho_audit::AuditLog::open(dir)?),
+        StoreChoice::Postgres(url) => Arc::new(issho_audit::PgAuditLog::open(url)?),
+    })
+}
+
+/// Recompute the audit trail of the store (`issho audit verify`).
+pub fn verify_audit(
+    store: &StoreChoice,
+    dir: &Path,
+) -> Result<issho_audit::VerifyReport, issho_audit::VerifyError> {
+    match store {
+        StoreChoice::Embedded => issho_audit::verify(dir),
+        StoreChoice::Postgres(url) => issho_audit::verify_pg(url),
+    }
 }
 
 /// Open the engine on the embedded store and audit trail in `dir`.

@@ -205,9 +205,13 @@ enum AuditCmd {
 
 #[derive(clap::Args, Debug)]
 struct AuditVerifyArgs {
-    /// Data directory (holds audit.db and its anchor audit.head).
+    /// Data directory (holds audit.db and its anchor audit.head with the embedded store).
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     data: PathBuf,
+    /// The store whose audit trail to check: `embedded` (the default: audit.db in the data
+    /// directory) or a PostgreSQL URL (the trail is in that database and schema).
+    #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
+    store: Option<String>,
 }
 
 /// Apply the config file's values to arguments that were left at their defaults.
@@ -229,7 +233,7 @@ fn merge_config(matches: &ArgMatches, config: Option<&PathBuf>) -> Result<Vec<St
         sub = s;
     }
     // `audit verify` shares the server's configuration file and takes only the keys it
-    // knows (`data`); the other subcommands take every key.
+    // knows (`data`, `store`); the other subcommands take every key.
     let mut leaf = Cli::command();
     for name in &path {
         leaf = leaf.find_subcommand(name).cloned().unwrap_or_default();
@@ -503,8 +507,12 @@ fn serve(a: ServeArgs) -> i32 {
             }
         };
         if let Ok(choice) = issho::StoreChoice::parse(a.store.as_deref()) {
+            let trail = match choice {
+                issho::StoreChoice::Embedded => "keys, users and audit trail",
+                issho::StoreChoice::Postgres(_) => "audit trail beside them; keys and users",
+            };
             println!(
-                "resources: {}; keys, users and audit trail: {}",
+                "resources: {}; {trail}: {}",
                 choice.describe(&a.data),
                 a.data.display()
             );
@@ -765,7 +773,14 @@ fn demo(a: DemoArgs) -> i32 {
 }
 
 fn audit_verify(a: AuditVerifyArgs) -> i32 {
-    match issho_audit::verify(&a.data) {
+    let store = match issho::StoreChoice::parse(a.store.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match issho::verify_audit(&store, &a.data) {
         Ok(report) => {
             println!("{report}");
             0

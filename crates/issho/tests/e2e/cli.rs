@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_issho");
 
 /// A running `issho serve`; killed (SIGKILL) on drop.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     stdout_lines: Vec<String>,
 }
 
@@ -21,7 +21,7 @@ impl Drop for Proc {
     }
 }
 
-fn serve(args: &[&str], envs: &[(&str, &str)]) -> Proc {
+pub(crate) fn serve(args: &[&str], envs: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .args(args)

@@ -1,7 +1,7 @@
 //! Many clients at once (on each store of the run): conditional create stays unique, `If-Match`
 //! loses no update, and versions are gap-free.
 
-use crate::common::{Server, json};
+use crate::common::{self, Server, json};
 use serde_json::json;
 
 const CLIENTS: usize = 32;
@@ -9,114 +9,49 @@ const CLIENTS: usize = 32;
 #[test]
 fn conditional_create_stays_unique_under_32_clients() {
     let s = Server::start();
-    let crit = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|concurrent";
     let body = json!({"resourceType": "Patient",
         "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11312345670", "value": "concurrent"}]});
-    let statuses: Vec<u16> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                sc.spawn(|| {
-                    s.req("POST", "Patient")
-                        .header("content-type", "application/fhir+json")
-                        .header("if-none-exist", crit)
-                        .body(body.to_string())
-                        .send()
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_eq!(
-        statuses.iter().filter(|&&c| c == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|&c| c == 201 || c == 200),
-        "{statuses:?}"
-    );
-    let found = json(s.get(&format!("Patient?{crit}&_summary=count")));
-    assert_eq!(found["total"], 1);
+    let crit = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345670|concurrent";
+    common::conditional_create_race(&[&s.base], CLIENTS, crit, &body);
 }
 
 #[test]
 fn if_match_loses_no_update_under_32_clients() {
     let s = Server::start();
-    let counter = |n: i64| {
-        json!({"resourceType": "Basic", "id": "counter",
-        "code": {"text": "counter"}, "extension": [{"url": "urn:issho:test:n", "valueInteger": n}]})
-    };
-    assert_eq!(s.put("Basic/counter", &counter(0)).status(), 201);
-    // Every client increments the counter 5 times: read, add one, write with If-Match; on 412
-    // (someone else wrote first) read again.
-    let rounds = 5;
-    std::thread::scope(|sc| {
-        for _ in 0..CLIENTS {
-            sc.spawn(|| {
-                let mut done = 0;
-                while done < rounds {
-                    let r = s.get("Basic/counter");
-                    let etag = r.headers()["etag"].to_str().unwrap().to_string();
-                    let n = json(r)["extension"][0]["valueInteger"].as_i64().unwrap();
-                    let w = s
-                        .req("PUT", "Basic/counter")
-                        .header("content-type", "application/fhir+json")
-                        .header("if-match", etag)
-                        .body(counter(n + 1).to_string())
-                        .send()
-                        .unwrap();
-                    match w.status().as_u16() {
-                        200 => done += 1,
-                        412 | 409 => {}
-                        other => panic!("unexpected {other}: {}", w.text().unwrap()),
-                    }
-                }
-            });
-        }
-    });
-    let last = json(s.get("Basic/counter"));
-    let total = (CLIENTS * rounds) as i64;
-    assert_eq!(
-        last["extension"][0]["valueInteger"], total,
-        "no increment lost"
-    );
-    assert_eq!(
-        last["meta"]["versionId"],
-        (total + 1).to_string(),
-        "one version per increment"
-    );
-    let history = json(s.get("Basic/counter/_history?_count=1000"));
-    assert_eq!(history["total"], total + 1, "gap-free history");
+    common::increment_counter_with_if_match(&[&s.base], CLIENTS, 5);
 }
 
-/// One writing process per store: a second one on the same data directory (embedded) or the
-/// same PostgreSQL database and schema is refused with a message, not left to race.
+/// The embedded store has one process per data directory: a second one is refused with a
+/// message, not left to race. On PostgreSQL a second process on the same database and schema
+/// opens and serves beside the first (`several_processes.rs` runs two servers together).
 #[test]
-fn a_second_process_on_the_same_store_is_refused() {
+fn a_second_process_is_refused_on_the_embedded_store_and_joins_on_postgresql() {
     let dir = tempfile::tempdir().unwrap();
     let first = crate::common::open_engine(dir.path(), Default::default());
     let choice = crate::common::store_choice(dir.path());
     let other = tempfile::tempdir().unwrap();
-    let second_dir = match choice {
-        issho::StoreChoice::Embedded => dir.path(),
-        issho::StoreChoice::Postgres(_) => other.path(),
-    };
-    let err = issho::open(&choice, second_dir, Default::default())
-        .err()
-        .expect("a second process is refused");
-    let why = err.issues[0].diagnostics.clone();
-    assert!(why.contains("another issho process"), "{why}");
-    drop(first);
-    // Once the first has stopped, the store opens again.
-    issho::open(&choice, second_dir, Default::default()).expect("reopens");
+    match choice {
+        issho::StoreChoice::Embedded => {
+            let err = issho::open(&choice, dir.path(), Default::default())
+                .err()
+                .expect("a second process is refused");
+            let why = err.issues[0].diagnostics.clone();
+            assert!(why.contains("another issho process"), "{why}");
+            drop(first);
+            // Once the first has stopped, the store opens again.
+            issho::open(&choice, dir.path(), Default::default()).expect("reopens");
+        }
+        issho::StoreChoice::Postgres(_) => {
+            let second = issho::open(&choice, other.path(), Default::default())
+                .expect("a second process joins");
+            drop((first, second));
+        }
+    }
 }
 
 /// PostgreSQL: when the server drops the store's connections (a restart, a failover), writes
-/// and reads work again without restarting issho — the writer reconnects and takes its lock
-/// again; a request caught in the break is answered with an error, never a false success.
+/// and reads work again without restarting issho — the writers reconnect; a request caught in
+/// the break is answered with an error, never a false success.
 #[test]
 fn the_postgresql_store_survives_dropped_connections() {
     let Some(base) = crate::common::test_store() else {
@@ -137,18 +72,21 @@ fn the_postgresql_store_survives_dropped_connections() {
     let killed = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid))::bigint FROM pg_stat_activity \
-             WHERE pid <> pg_backend_pid() AND query NOT ILIKE '%pg_stat_activity%' \
-             AND datname = current_database() AND application_name = '' \
-             AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' \
-                 AND objid = hashtext($1)::oid)",
+             WHERE pid <> pg_backend_pid() AND datname = current_database() \
+             AND application_name = 'issho-writer ' || $1",
             &[&schema],
         )
         .unwrap()
         .get::<_, i64>(0);
-    assert!(killed >= 1, "the writer's connection was found and dropped");
-    // The first write may meet the broken connection (an error, nothing claimed); then it works.
+    assert_eq!(
+        killed,
+        issho_store_pg::WRITERS as i64,
+        "the writers' connections were found and dropped"
+    );
+    // The first writes may meet broken connections (an error each, nothing claimed: each
+    // writer finds its own broken); then they work.
     let mut ok = false;
-    for i in 0..3 {
+    for i in 0..issho_store_pg::WRITERS + 2 {
         let r = s.put(
             &format!("Basic/b{}", i + 2),
             &json!({"resourceType": "Basic",

@@ -25,6 +25,7 @@ mod postgres_suite;
 mod protocol;
 mod rest;
 mod search;
+mod several_processes;
 mod shared_data;
 mod store_synthea;
 mod store_text_and_near;

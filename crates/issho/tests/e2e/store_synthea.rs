@@ -109,7 +109,7 @@ fn load(patient_files: usize) -> Option<Data> {
         let chunk = chunk.to_vec();
         let written = issho_store::write(&*db.store, &db.permit, move |tx| {
             let mut out = Vec::new();
-            for mut r in chunk {
+            for mut r in chunk.clone() {
                 let (t, id) = (
                     r["resourceType"].as_str().unwrap().to_string(),
                     r["id"].as_str().unwrap().to_string(),
