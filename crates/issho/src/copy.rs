@@ -94,7 +94,41 @@ fn checksum(store: &dyn Store, permit: &Permit) -> Result<(u64, u64, String), St
     Ok((n, ids.len() as u64, hex))
 }
 
+/// Copy, then record the copy in the source's audit trail (the data directory's, or the
+/// source database's): who ran it, where to, and every person whose record was copied — so a
+/// person's own access log shows that their record was copied. A failed copy is recorded too.
 pub fn run(a: CopyArgs) -> Result<String, String> {
+    // Opened first: a copy that cannot be recorded is not made.
+    let trail = open_trail(&a.from)?;
+    let mut persons = std::collections::BTreeSet::new();
+    let result = copy(&a, &mut persons);
+    use issho_audit::{AuditRecord, Interaction, Outcome};
+    let mut rec = AuditRecord::new(Interaction::Operation, "issho-copy", "issho copy");
+    rec.agent.role = Some("system".into());
+    rec.query = Some(format!("$copy?to={}", issho::redact(&a.to)));
+    rec.patients = persons.iter().map(|p| format!("Patient/{p}")).collect();
+    if let Err(e) = &result {
+        rec.outcome = Outcome::SeriousFailure;
+        rec.reason = Some(e.clone());
+    }
+    trail
+        .record(rec)
+        .and_then(|()| trail.flush())
+        .map_err(|e| format!("the copy could not be recorded in the audit trail: {e}"))?;
+    result
+}
+
+/// The audit trail of the store at `place`.
+fn open_trail(place: &str) -> Result<Box<dyn issho_audit::AuditTrail>, String> {
+    let trail: Box<dyn issho_audit::AuditTrail> = if is_pg(place) {
+        Box::new(issho_audit::PgAuditLog::open(place).map_err(|e| e.to_string())?)
+    } else {
+        Box::new(issho_audit::AuditLog::open(&PathBuf::from(place)).map_err(|e| e.to_string())?)
+    };
+    Ok(trail)
+}
+
+fn copy(a: &CopyArgs, persons: &mut std::collections::BTreeSet<String>) -> Result<String, String> {
     let permit = permit()?;
     let from = open(&a.from)?;
     let to = open(&a.to)?;
@@ -119,6 +153,7 @@ pub fn run(a: CopyArgs) -> Result<String, String> {
     loop {
         let page = r.versions(after, BATCH).map_err(|e| e.to_string())?;
         let Some((last, _)) = page.last() else { break };
+        persons.extend(page.iter().filter_map(|(_, v)| v.person.clone()));
         after = *last;
         let n = page.len() as u64;
         issho_store::write(&*to, &permit, move |tx| {
@@ -168,9 +203,9 @@ pub fn run(a: CopyArgs) -> Result<String, String> {
     }
     Ok(format!(
         "copied {n1} versions of {r1} resources from {} to {}; verified: equal counts and \
-         SHA-256 {c1} over every version on both sides, and the same store settings. The audit trail stays in its data \
-         directory (check it with `issho audit verify`); custom search parameters are indexed \
-         when a server first opens the copy.",
+         SHA-256 {c1} over every version on both sides, and the same store settings. The copy is \
+         recorded in the source's audit trail, which stays where it is (check it with `issho \
+         audit verify`); custom search parameters are indexed when a server first opens the copy.",
         issho::redact(&a.from),
         issho::redact(&a.to)
     ))

@@ -87,6 +87,16 @@ fn a_store_copies_with_every_version_and_back() {
     let target = copied.path().join("store");
     let first = copy(&from, &target.display().to_string());
     assert!(first.contains("5 versions of 2 resources"), "{first}");
+    // The copy is in the source's audit trail, naming the person whose record it copied.
+    {
+        let e = common::open_engine(src.path(), Default::default());
+        let events = e
+            .audit_search(&sys, Some("issho-copy"), Some("Patient/p1"), None, 10)
+            .unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let query = events[0]["entity"].to_string();
+        assert!(query.contains("$copy"), "{query}");
+    }
     // Through PostgreSQL and back, when there is one: the same checksum all the way.
     let back = copied.path().join("back");
     if let Some(pg) = pg_target() {
