@@ -304,6 +304,13 @@ pub fn to_audit_event(rec: &AuditRecord, id: &str) -> Value {
     Value::Object(ev)
 }
 
+/// A stored entry (its seq and compact record) as the AuditEvent it is read as.
+pub(crate) fn stored_event(seq: i64, body: &[u8]) -> Result<Value, crate::AuditError> {
+    let rec: crate::AuditRecord = serde_json::from_slice(body)
+        .map_err(|e| crate::AuditError::Io(format!("entry {seq} is not a record: {e}")))?;
+    Ok(to_audit_event(&rec, &seq.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 
 use crate::AuditError;
 use crate::chain::{self, DB_FILE, Hash, Head, ZERO};
-use crate::event::to_audit_event;
+use crate::event::stored_event;
 use crate::queue::{Queue, chain_on};
 use crate::record::AuditRecord;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -285,9 +285,7 @@ impl AuditLog {
         for row in rows {
             let (seq, body) = row?;
             // Entries hold the compact record; the AuditEvent is rendered when read.
-            let rec: AuditRecord = serde_json::from_slice(&body)
-                .map_err(|e| AuditError::Io(format!("entry {seq} is not a record: {e}")))?;
-            out.push(to_audit_event(&rec, &seq.to_string()));
+            out.push(stored_event(seq, &body)?);
         }
         Ok(out)
     }

@@ -14,7 +14,7 @@
 
 use crate::AuditError;
 use crate::chain::{Hash, Head, ZERO};
-use crate::event::to_audit_event;
+use crate::event::stored_event;
 use crate::queue::{Queue, chain_on};
 use crate::record::AuditRecord;
 use crate::walk::*;
@@ -160,10 +160,7 @@ impl crate::AuditTrail for PgAuditLog {
             .map_err(|e| AuditError::Io(db(e)))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let (seq, body): (i64, Vec<u8>) = (r.get(0), r.get(1));
-            let rec: AuditRecord = serde_json::from_slice(&body)
-                .map_err(|e| AuditError::Io(format!("entry {seq} is not a record: {e}")))?;
-            out.push(to_audit_event(&rec, &seq.to_string()));
+            out.push(stored_event(r.get(0), r.get::<_, &[u8]>(1))?);
         }
         Ok(out)
     }
