@@ -57,41 +57,14 @@ impl Owner {
     }
 }
 
-/// True when every resource of `rt` is a patient's data: Patient and the types of the R4
-/// Patient compartment.
+/// True when every resource of `rt` is a patient's data (the R4 tables decide).
 pub(crate) fn always_personal(rt: &str) -> bool {
-    rt == "Patient" || issho_model::r4().patient_compartment_params(rt).is_some()
+    issho_model::r4().always_personal(rt)
 }
 
-/// True when resources of `rt` can hold a patient's data: the compartment types, and every
-/// type with an element (at any depth) that may refer to a Patient or to any resource (by
-/// the R4 tables' reference targets). Organization, Practitioner, Location, Medication… cannot.
+/// True when resources of `rt` can hold a patient's data (the R4 tables decide).
 pub(crate) fn may_hold_patient_data(rt: &str) -> bool {
-    use std::sync::OnceLock;
-    static TYPES: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
-    TYPES
-        .get_or_init(|| {
-            let r4 = issho_model::r4();
-            r4.resource_types()
-                .iter()
-                .filter(|t| {
-                    always_personal(t)
-                        || r4.type_def(t).is_some_and(|td| {
-                            td.elements.iter().any(|e| {
-                                e.types.iter().any(|x| {
-                                    x.code == "Reference"
-                                        && (x.targets.is_empty()
-                                            || x.targets
-                                                .iter()
-                                                .any(|y| y == "Patient" || y == "Resource"))
-                                })
-                            })
-                        })
-                })
-                .cloned()
-                .collect()
-        })
-        .contains(rt)
+    issho_model::r4().may_hold_patient_data(rt)
 }
 
 /// Looks up the stored person of a referenced resource: `None` when it is not stored,

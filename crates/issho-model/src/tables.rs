@@ -171,6 +171,8 @@ pub struct R4 {
     value_sets: HashMap<String, HashSet<(String, String)>>,
     search_parameters: Vec<SearchParamDef>,
     patient_compartment: HashMap<String, Vec<String>>,
+    /// The resource types that can hold a patient's data ([`R4::may_hold_patient_data`]).
+    patient_data_types: HashSet<String>,
 }
 
 impl R4 {
@@ -234,13 +236,49 @@ impl R4 {
             .into_iter()
             .map(|(k, v)| (k, v.into_iter().collect()))
             .collect();
-        R4 {
+        let mut r4 = R4 {
             types,
             resource_types,
             value_sets,
             search_parameters: raw.search_parameters,
             patient_compartment: raw.patient_compartment,
-        }
+            patient_data_types: HashSet::new(),
+        };
+        r4.patient_data_types = r4
+            .resource_types
+            .iter()
+            .filter(|t| r4.holds_references_to_patients(t))
+            .cloned()
+            .collect();
+        r4
+    }
+
+    fn holds_references_to_patients(&self, rt: &str) -> bool {
+        self.always_personal(rt)
+            || self.type_def(rt).is_some_and(|td| {
+                td.elements.iter().any(|e| {
+                    e.types.iter().any(|x| {
+                        x.code == "Reference"
+                            && (x.targets.is_empty()
+                                || x.targets.iter().any(|y| y == "Patient" || y == "Resource"))
+                    })
+                })
+            })
+    }
+
+    /// True when every resource of `rt` is a patient's data: Patient and the types of the R4
+    /// Patient compartment.
+    pub fn always_personal(&self, rt: &str) -> bool {
+        rt == "Patient" || self.patient_compartment.contains_key(rt)
+    }
+
+    /// True when resources of `rt` can hold a patient's data: the compartment types, and every
+    /// type with an element (at any depth) that may refer to a Patient or to any resource (by
+    /// the reference targets). Organization, Practitioner, Location, Medication, terminology and
+    /// conformance resources cannot: they are never in a person's record (the engine's
+    /// ownership rule), and a store may keep them apart (PostgreSQL's `shared_*` tables).
+    pub fn may_hold_patient_data(&self, rt: &str) -> bool {
+        self.patient_data_types.contains(rt)
     }
 
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {

@@ -7,7 +7,7 @@ use crate::conn::Conn as Client;
 use issho_search::geo::unit_vector;
 use issho_search::values::system_id;
 use issho_search::{IndexRow, Prepared, Registry, Row, extract_in};
-use issho_store_sql::Arg;
+use issho_store_sql::{Arg, Side};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -57,8 +57,11 @@ pub struct Staged {
     rows: Vec<(Key, Vec<IndexRow>)>,
 }
 
-/// A resource's rows' key: its distribution key `pk` and its `rid`.
-pub type Key = (String, i64);
+/// A resource's rows' key: its side (which tables), its distribution key `pk` and its `rid`.
+pub type Key = (Side, String, i64);
+
+/// [`Key`], borrowed.
+pub type At<'a> = (Side, &'a str, i64);
 
 impl Staged {
     pub fn is_empty(&self) -> bool {
@@ -84,7 +87,7 @@ fn table_of(row: &Row) -> Option<usize> {
 }
 
 /// The column values of a row (in the order of [`TABLES`]); `key_only`: those of [`KEYS`].
-fn values(param: i64, (pk, rid): (&str, i64), r: &IndexRow, key_only: bool, out: &mut Vec<Arg>) {
+fn values(param: i64, (_, pk, rid): At<'_>, r: &IndexRow, key_only: bool, out: &mut Vec<Arg>) {
     out.push(Arg::Int(param));
     match &r.row {
         Row::Token { system, code } => {
@@ -247,7 +250,10 @@ impl PgIndex {
                 continue;
             }
             for (t, _) in TABLES {
-                c.execute(&format!("DELETE FROM {t} WHERE param = $1"), &[&id])?;
+                for side in [Side::Record, Side::Shared] {
+                    let t = side.table(t);
+                    c.execute(&format!("DELETE FROM {t} WHERE param = $1"), &[&id])?;
+                }
             }
             c.execute("DELETE FROM sp_param WHERE id = $1", &[&id])?;
             c.execute(
@@ -297,7 +303,7 @@ impl PgIndex {
         v
     }
 
-    pub fn reindex(&self, c: &mut Client, key: (&str, i64), resource: &Value) -> Result<()> {
+    pub fn reindex(&self, c: &mut Client, key: At<'_>, resource: &Value) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -321,12 +327,12 @@ impl PgIndex {
         self.sync(c, reg)
     }
 
-    pub fn insert(&self, c: &mut Client, key: (&str, i64), resource: &Value) -> Result<()> {
+    pub fn insert(&self, c: &mut Client, key: At<'_>, resource: &Value) -> Result<()> {
         let rows = extract_in(&self.reg, resource);
         self.insert_rows(c, key, rows.iter().collect())
     }
 
-    fn insert_rows(&self, c: &mut Client, key: (&str, i64), rows: Vec<&IndexRow>) -> Result<()> {
+    fn insert_rows(&self, c: &mut Client, key: At<'_>, rows: Vec<&IndexRow>) -> Result<()> {
         self.insert_many(c, rows.into_iter().map(|r| (key, r)))
     }
 
@@ -335,7 +341,7 @@ impl PgIndex {
     pub fn stage(
         &self,
         staged: &mut Staged,
-        (pk, rid): (&str, i64),
+        (side, pk, rid): At<'_>,
         resource: &Value,
         prepared: Option<Prepared>,
     ) {
@@ -343,7 +349,7 @@ impl PgIndex {
             Some(p) if p.is_for(&self.reg) => p.rows().to_vec(),
             _ => extract_in(&self.reg, resource),
         };
-        staged.rows.push(((pk.to_string(), rid), rows));
+        staged.rows.push(((side, pk.to_string(), rid), rows));
     }
 
     /// Insert the staged rows.
@@ -351,8 +357,9 @@ impl PgIndex {
         let rows = std::mem::take(&mut staged.rows);
         self.insert_many(
             c,
-            rows.iter()
-                .flat_map(|((pk, rid), rows)| rows.iter().map(move |r| ((pk.as_str(), *rid), r))),
+            rows.iter().flat_map(|((side, pk, rid), rows)| {
+                rows.iter().map(move |r| ((*side, pk.as_str(), *rid), r))
+            }),
         )
     }
 
@@ -360,10 +367,10 @@ impl PgIndex {
     fn insert_many<'r>(
         &self,
         c: &mut Client,
-        rows: impl Iterator<Item = ((&'r str, i64), &'r IndexRow)>,
+        rows: impl Iterator<Item = (At<'r>, &'r IndexRow)>,
     ) -> Result<()> {
-        let mut by_table: [Vec<((&str, i64), &IndexRow)>; 8] = Default::default();
-        let mut texts: Vec<((&str, i64), &IndexRow)> = Vec::new();
+        let mut by_table: [Vec<(At<'_>, &IndexRow)>; 8] = Default::default();
+        let mut texts: Vec<(At<'_>, &IndexRow)> = Vec::new();
         for (key, r) in rows {
             match table_of(&r.row) {
                 Some(t) => by_table[t].push((key, r)),
@@ -371,18 +378,24 @@ impl PgIndex {
             }
         }
         let mut args: Vec<Arg> = Vec::new();
-        for (t, rows) in by_table.iter().enumerate() {
+        for (t, rows) in by_table.iter_mut().enumerate() {
             let (table, cols) = TABLES[t];
             let ncols = cols.split(", ").count();
-            let mut rest: &[((&str, i64), &IndexRow)] = rows;
+            // The rows of each side together (mostly one side per job).
+            rows.sort_by_key(|((side, ..), _)| *side == Side::Shared);
+            let mut rest: &[(At<'_>, &IndexRow)] = rows;
             while !rest.is_empty() {
                 let n = CHUNKS
                     .iter()
                     .copied()
                     .find(|&c| c <= rest.len())
                     .unwrap_or(1);
+                let side = rest[0].0.0;
+                let n = n.min(rest.iter().take_while(|((s, ..), _)| *s == side).count());
+                let n = CHUNKS.iter().copied().find(|&c| c <= n).unwrap_or(1);
                 let (chunk, tail) = rest.split_at(n);
                 rest = tail;
+                let table = side.table(table);
                 args.clear();
                 for (key, r) in chunk {
                     values(self.ids[r.key as usize], *key, r, false, &mut args);
@@ -405,7 +418,7 @@ impl PgIndex {
     pub fn replace(
         &self,
         c: &mut Client,
-        key: (&str, i64),
+        key: At<'_>,
         previous: &Value,
         resource: &Value,
     ) -> Result<()> {
@@ -437,28 +450,25 @@ impl PgIndex {
         self.insert_rows(c, key, added)
     }
 
-    pub fn remove(&self, c: &mut Client, key: (&str, i64), previous: &Value) -> Result<()> {
+    pub fn remove(&self, c: &mut Client, key: At<'_>, previous: &Value) -> Result<()> {
         for r in extract_in(&self.reg, previous) {
             self.delete_row(c, key, &r)?;
         }
         Ok(())
     }
 
-    pub fn remove_all(&self, c: &mut Client, (pk, rid): (&str, i64)) -> Result<()> {
-        for (t, _) in TABLES {
+    pub fn remove_all(&self, c: &mut Client, (side, pk, rid): At<'_>) -> Result<()> {
+        for t in TABLES.iter().map(|(t, _)| *t).chain(["sp_text"]) {
+            let t = side.table(t);
             c.execute(
                 &format!("DELETE FROM {t} WHERE pk = $1 AND rid = $2"),
                 &[&pk, &rid],
             )?;
         }
-        c.execute(
-            "DELETE FROM sp_text WHERE pk = $1 AND rid = $2",
-            &[&pk, &rid],
-        )?;
         Ok(())
     }
 
-    fn delete_row(&self, c: &mut Client, key: (&str, i64), r: &IndexRow) -> Result<()> {
+    fn delete_row(&self, c: &mut Client, key: At<'_>, r: &IndexRow) -> Result<()> {
         let Some(t) = table_of(&r.row) else {
             return self.write_text(c, key, r, false);
         };
@@ -469,7 +479,11 @@ impl PgIndex {
             .enumerate()
             .map(|(i, col)| format!("{col} = ${}", i + 1))
             .collect();
-        let sql = format!("DELETE FROM {} WHERE {}", TABLES[t].0, cond.join(" AND "));
+        let sql = format!(
+            "DELETE FROM {} WHERE {}",
+            key.0.table(TABLES[t].0),
+            cond.join(" AND ")
+        );
         let bound = wrap(&args);
         c.execute(&sql, &params(&bound))?;
         Ok(())
@@ -478,23 +492,24 @@ impl PgIndex {
     fn write_text(
         &self,
         c: &mut Client,
-        (pk, rid): (&str, i64),
+        (side, pk, rid): At<'_>,
         r: &IndexRow,
         insert: bool,
     ) -> Result<()> {
         let Row::Text { narrative, content } = &r.row else {
             return Ok(());
         };
+        let table = side.table("sp_text");
         if insert {
             c.execute(
-                "INSERT INTO sp_text (pk, rid, narrative, content) \
+                &format!("INSERT INTO {table} (pk, rid, narrative, content) \
                  VALUES ($1, $2, $3::text::tsvector, $4::text::tsvector) \
-                 ON CONFLICT (pk, rid) DO UPDATE SET narrative = excluded.narrative, content = excluded.content",
+                 ON CONFLICT (pk, rid) DO UPDATE SET narrative = excluded.narrative, content = excluded.content"),
                 &[&pk, &rid, &tsvector_text(narrative), &tsvector_text(content)],
             )?;
         } else {
             c.execute(
-                "DELETE FROM sp_text WHERE pk = $1 AND rid = $2",
+                &format!("DELETE FROM {table} WHERE pk = $1 AND rid = $2"),
                 &[&pk, &rid],
             )?;
         }

@@ -216,6 +216,7 @@ fn target(index: &PgIndex) -> Target<'_> {
         dialect: Postgres,
         param_ids: Some(index.key_ids()),
         distributed: index.distributed(),
+        shared_tables: true,
     }
 }
 

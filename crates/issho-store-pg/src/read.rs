@@ -3,6 +3,7 @@
 
 use crate::conn::Conn;
 use issho_store::*;
+use issho_store_sql::Side;
 use postgres::Row;
 use postgres::types::ToSql;
 
@@ -25,7 +26,8 @@ fn stored(r: &Row, t: Option<&str>, id: Option<&str>) -> Stored {
 pub(crate) type Route = Option<Option<String>>;
 
 pub(crate) fn route(c: &mut Conn, distributed: bool, t: &str, id: &str) -> Result<Route> {
-    if !distributed {
+    // A shared resource is on every node: its `(type, id)` index answers there.
+    if !distributed || Side::of(t) == Side::Shared {
         return Ok(Some(None));
     }
     Ok(c.query_opt(
@@ -60,9 +62,12 @@ pub(crate) fn read_current(c: &mut Conn, d: bool, t: &str, id: &str) -> Result<O
     Ok(by_id(
         c,
         route,
-        "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM resources r \
-         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
-         WHERE r.type = $1 AND r.id = $2",
+        &format!(
+            "SELECT r.rid, r.version, r.last_updated, r.body, h.method, r.person FROM {} r \
+             JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
+             WHERE r.type = $1 AND r.id = $2",
+            Side::of(t).table("resources")
+        ),
         &[&t, &id],
     )?
     .map(|r| stored(&r, Some(t), Some(id))))
@@ -81,10 +86,13 @@ pub(crate) fn read_version(
     Ok(by_id(
         c,
         route,
-        "SELECT r.rid, h.version, h.last_updated, \
-         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
-         h.method, r.person FROM resources r JOIN history h ON h.pk = r.pk AND h.rid = r.rid \
-         WHERE h.version = $3 AND r.type = $1 AND r.id = $2",
+        &format!(
+            "SELECT r.rid, h.version, h.last_updated, \
+             CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
+             h.method, r.person FROM {} r JOIN history h ON h.pk = r.pk AND h.rid = r.rid \
+             WHERE h.version = $3 AND r.type = $1 AND r.id = $2",
+            Side::of(t).table("resources")
+        ),
         &[&t, &id, &(v as i64)],
     )?
     .map(|r| stored(&r, Some(t), Some(id))))
@@ -103,6 +111,10 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
     let mut arg = |v: Box<dyn ToSql + Sync>| {
         args.push(v);
         args.len()
+    };
+    let sides = match &q.scope {
+        HistoryScope::System => vec![Side::Record, Side::Shared],
+        HistoryScope::Type(t) | HistoryScope::Instance(t, _) => vec![Side::of(t)],
     };
     match &q.scope {
         HistoryScope::System => {}
@@ -128,11 +140,25 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
     }
     let cond = where_.join(" AND ");
     let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref()).collect();
+    // A leg per side (the history of shared resources joins their own table).
+    let legs = |select: &str| -> String {
+        sides
+            .iter()
+            .map(|side| {
+                format!(
+                    "SELECT {select} FROM history h JOIN {} r ON r.pk = h.pk AND r.rid = h.rid \
+                     WHERE {cond}",
+                    side.table("resources")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    };
     let total: i64 = c
         .query_one(
             &format!(
-                "SELECT count(*) FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid \
-                 WHERE {cond}"
+                "SELECT coalesce(sum(n), 0)::bigint FROM ({}) u",
+                legs("count(*) AS n")
             ),
             &refs,
         )?
@@ -145,10 +171,8 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
     page.push(&count);
     page.push(&offset);
     let sql = format!(
-        "SELECT r.rid, r.type, r.id, h.version, h.last_updated, \
-         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
-         h.method, r.person \
-         FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid WHERE {cond} ORDER BY h.seq DESC LIMIT ${} OFFSET ${}",
+        "SELECT * FROM ({}) u ORDER BY seq DESC LIMIT ${} OFFSET ${}",
+        legs(VERSION_COLUMNS),
         n + 1,
         n + 2
     );
@@ -160,11 +184,18 @@ pub(crate) fn read_history(c: &mut Conn, q: &HistoryQuery) -> Result<(Vec<Stored
     Ok((rows, total as u64))
 }
 
+/// The columns of a version read from `history h` joined with its resource `r`.
+const VERSION_COLUMNS: &str = "h.seq, r.rid, r.type, r.id, h.version, h.last_updated, \
+     CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
+     h.method, r.person";
+
 pub(crate) fn max_rid(c: &mut Conn) -> Result<i64> {
-    Ok(
-        c.query_one("SELECT coalesce(max(rid), 0)::bigint FROM resources", &[])?
-            .get(0),
-    )
+    Ok(c.query_one(
+        "SELECT greatest((SELECT coalesce(max(rid), 0) FROM resources), \
+             (SELECT coalesce(max(rid), 0) FROM shared_resources))::bigint",
+        &[],
+    )?
+    .get(0))
 }
 
 pub(crate) fn count_current(c: &mut Conn, types: &[String]) -> Result<u64> {
@@ -173,7 +204,8 @@ pub(crate) fn count_current(c: &mut Conn, types: &[String]) -> Result<u64> {
     }
     let n: i64 = c
         .query_one(
-            "SELECT count(*) FROM resources WHERE deleted = 0 AND type = ANY($1)",
+            "SELECT (SELECT count(*) FROM resources WHERE deleted = 0 AND type = ANY($1)) \
+             + (SELECT count(*) FROM shared_resources WHERE deleted = 0 AND type = ANY($1))",
             &[&types],
         )?
         .get(0);
@@ -182,8 +214,12 @@ pub(crate) fn count_current(c: &mut Conn, types: &[String]) -> Result<u64> {
 
 pub(crate) fn persons_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<String>> {
     let rows = c.query(
-        "SELECT person FROM resources r JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
-         ON k.rid = r.rid WHERE r.deleted = 0 AND r.person IS NOT NULL ORDER BY k.n",
+        "SELECT person FROM (SELECT r.person, k.n FROM resources r \
+         JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
+         ON k.rid = r.rid WHERE r.deleted = 0 AND r.person IS NOT NULL \
+         UNION ALL SELECT r.person, k.n FROM shared_resources r \
+         JOIN unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
+         ON k.rid = r.rid WHERE r.deleted = 0 AND r.person IS NOT NULL) u ORDER BY n",
         &[&rids],
     )?;
     let mut out: Vec<String> = Vec::new();
@@ -198,12 +234,21 @@ pub(crate) fn persons_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<String>>
 }
 
 pub(crate) fn current_by_rids(c: &mut Conn, rids: &[i64]) -> Result<Vec<Stored>> {
+    let leg = |res: &str| {
+        format!(
+            "SELECT k.n, r.rid, r.type, r.id, r.version, r.last_updated, r.body, h.method, r.person \
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
+             JOIN {res} r ON r.rid = k.rid \
+             JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
+             WHERE r.deleted = 0"
+        )
+    };
     Ok(c.query(
-        "SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body, h.method, r.person \
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS k(rid, n) \
-         JOIN resources r ON r.rid = k.rid \
-         JOIN history h ON h.pk = r.pk AND h.rid = r.rid AND h.version = r.version \
-         WHERE r.deleted = 0 ORDER BY k.n",
+        &format!(
+            "SELECT * FROM ({} UNION ALL {}) u ORDER BY n",
+            leg("resources"),
+            leg("shared_resources")
+        ),
         &[&rids],
     )?
     .iter()
@@ -223,7 +268,10 @@ pub(crate) fn person_of(
     Ok(by_id(
         c,
         route,
-        "SELECT r.person FROM resources r WHERE r.deleted = 0 AND r.type = $1 AND r.id = $2",
+        &format!(
+            "SELECT r.person FROM {} r WHERE r.deleted = 0 AND r.type = $1 AND r.id = $2",
+            Side::of(t).table("resources")
+        ),
         &[&t, &id],
     )?
     .map(|r| r.get(0)))
@@ -243,18 +291,28 @@ pub(crate) fn state(c: &mut Conn, d: bool, t: &str, id: &str) -> Result<Option<(
     Ok(by_id(
         c,
         route,
-        "SELECT r.version, r.deleted FROM resources r WHERE r.type = $1 AND r.id = $2",
+        &format!(
+            "SELECT r.version, r.deleted FROM {} r WHERE r.type = $1 AND r.id = $2",
+            Side::of(t).table("resources")
+        ),
         &[&t, &id],
     )?
     .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i32>(1) != 0)))
 }
 
 pub(crate) fn versions(c: &mut Conn, after_seq: i64, limit: usize) -> Result<Vec<(i64, Stored)>> {
+    let leg = |res: &str| {
+        format!(
+            "(SELECT {VERSION_COLUMNS} FROM history h JOIN {res} r ON r.pk = h.pk AND r.rid = h.rid \
+             WHERE h.seq > $1 ORDER BY h.seq LIMIT $2)"
+        )
+    };
     Ok(c.query(
-        "SELECT h.seq, r.rid, r.type, r.id, h.version, h.last_updated, \
-         CASE WHEN h.deleted <> 0 THEN NULL WHEN h.version = r.version THEN r.body ELSE h.body END AS body, \
-         h.method, r.person FROM history h JOIN resources r ON r.pk = h.pk AND r.rid = h.rid \
-         WHERE h.seq > $1 ORDER BY h.seq LIMIT $2",
+        &format!(
+            "SELECT * FROM ({} UNION ALL {}) u ORDER BY seq LIMIT $2",
+            leg("resources"),
+            leg("shared_resources")
+        ),
         &[&after_seq, &i64::try_from(limit).unwrap_or(i64::MAX)],
     )?
     .iter()

@@ -148,11 +148,61 @@ ALTER TABLE sp_text ALTER COLUMN pk SET NOT NULL;
 ALTER TABLE sp_text DROP CONSTRAINT sp_text_pkey, ADD PRIMARY KEY (pk, rid);
 "#,
     ),
+    (
+        3,
+        "shared resources (types never in a person's record) in shared_resources and shared_sp_*",
+        r#"
+-- The resources of the types that are never in a person's record (Organization, Practitioner,
+-- Location, Medication, terminology, conformance…: `Side::of` in issho-store-sql, from the R4
+-- tables) and their index rows, in tables of the same shape that a distributed database copies
+-- to every node. `rid` comes from the same sequence as `resources.rid`. Their history stays in
+-- `history` (by `pk`, as every version).
+CREATE TEMPORARY TABLE moving ON COMMIT DROP AS
+  SELECT pk, rid FROM resources WHERE type = ANY(string_to_array('{SHARED_TYPES}', ','));
+DO $$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['resources', 'sp_token', 'sp_string', 'sp_ref', 'sp_date',
+      'sp_number', 'sp_quantity', 'sp_uri', 'sp_geo', 'sp_text'] LOOP
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING ALL)', 'shared_' || t, t);
+    EXECUTE format('INSERT INTO %I SELECT x.* FROM %I x JOIN moving m USING (pk, rid)',
+      'shared_' || t, t);
+    EXECUTE format('DELETE FROM %I x USING moving m WHERE x.pk = m.pk AND x.rid = m.rid', t);
+  END LOOP;
+END
+$$;
+"#,
+    ),
 ];
+
+/// The migration's SQL, with the list of shared types (`{SHARED_TYPES}`: R4 type names, letters
+/// only) written in.
+fn migration_sql(sql: &str) -> String {
+    if !sql.contains("{SHARED_TYPES}") {
+        return sql.to_string();
+    }
+    let shared: Vec<&str> = issho_model::r4()
+        .resource_types()
+        .iter()
+        .filter(|t| issho_store_sql::Side::of(t) == issho_store_sql::Side::Shared)
+        .map(String::as_str)
+        .collect();
+    debug_assert!(
+        shared
+            .iter()
+            .all(|t| t.chars().all(|c| c.is_ascii_alphabetic()))
+    );
+    sql.replace("{SHARED_TYPES}", &shared.join(","))
+}
 
 /// Apply the migrations not yet applied, each in its own transaction, under an advisory lock
 /// (two processes starting together apply each once). Returns the versions applied now.
 pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Error> {
+    migrate_upto(c, i32::MAX)
+}
+
+/// [`migrate`] up to version `upto` (tests of an upgrade start from an older schema).
+fn migrate_upto(c: &mut postgres::Client, upto: i32) -> Result<Vec<i32>, postgres::Error> {
     let exists: bool = c
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
         .get(0);
@@ -173,10 +223,10 @@ pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Er
         .map(|r| r.get(0))
         .collect();
     for (v, what, sql) in MIGRATIONS {
-        if done.contains(v) {
+        if done.contains(v) || *v > upto {
             continue;
         }
-        tx.batch_execute(sql)?;
+        tx.batch_execute(&migration_sql(sql))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
             &[v, what],
@@ -187,8 +237,24 @@ pub(crate) fn migrate(c: &mut postgres::Client) -> Result<Vec<i32>, postgres::Er
     Ok(applied_now)
 }
 
-/// Tables of shared settings, copied to every node of a distributed database.
-const REFERENCE_TABLES: [&str; 4] = ["schema_migrations", "store_meta", "sp_meta", "sp_param"];
+/// Tables copied to every node of a distributed database: the shared settings, and the shared
+/// resources with their index rows.
+const REFERENCE_TABLES: [&str; 14] = [
+    "schema_migrations",
+    "store_meta",
+    "sp_meta",
+    "sp_param",
+    "shared_resources",
+    "shared_sp_token",
+    "shared_sp_string",
+    "shared_sp_ref",
+    "shared_sp_date",
+    "shared_sp_number",
+    "shared_sp_quantity",
+    "shared_sp_uri",
+    "shared_sp_geo",
+    "shared_sp_text",
+];
 
 /// Tables holding a resource's rows, distributed by `pk` and co-located with `resources`
 /// (first): the resource and history tables, the index tables and the full text.
@@ -215,10 +281,12 @@ pub(crate) fn distribute(c: &mut postgres::Client) -> Result<bool, postgres::Err
     }
     let mut tx = c.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock(7349001)", &[])?;
+    // Distributed already, or not there (a schema older than this build's, in a test).
     let done = |tx: &mut postgres::Transaction, t: &str| -> Result<bool, postgres::Error> {
         Ok(tx
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::text::regclass)",
+                "SELECT to_regclass($1) IS NULL OR EXISTS (SELECT 1 FROM pg_dist_partition \
+                 WHERE logicalrelid = to_regclass($1))",
                 &[&t],
             )?
             .get(0))
@@ -252,4 +320,100 @@ pub(crate) fn distribute(c: &mut postgres::Client) -> Result<bool, postgres::Err
     }
     tx.commit()?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod upgrade {
+    use super::*;
+
+    /// A store of schema version 2 with a shared and a person's resource, upgraded: the shared
+    /// one's rows move to the shared tables, the person's stay. On PostgreSQL
+    /// (`ISSHO_TEST_PG`) and on Citus with the version-2 tables distributed first
+    /// (`ISSHO_TEST_CITUS`); skipped (and said) without them.
+    #[test]
+    fn version_2_moves_shared_resources_to_their_tables() {
+        let mut ran = 0;
+        for var in ["ISSHO_TEST_PG", "ISSHO_TEST_CITUS"] {
+            let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
+                eprintln!("[issho-store-pg] {var} is not set: the upgrade test on it was SKIPPED");
+                continue;
+            };
+            upgrade_on(&url);
+            ran += 1;
+        }
+        eprintln!("[issho-store-pg] upgrade from schema 2 checked on {ran} database(s)");
+    }
+
+    fn upgrade_on(base: &str) {
+        let schema = format!("up_{}", std::process::id());
+        let mut c = postgres::Client::connect(base, postgres::NoTls).expect("connect");
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        assert_eq!(migrate_upto(&mut c, 2).unwrap(), [1, 2]);
+        let distributed = distribute(&mut c).unwrap();
+        // Rows as a version-2 store wrote them: an Organization and an Observation.
+        c.batch_execute(
+            "INSERT INTO resources (pk, rid, type, id, version, last_updated, person, body) VALUES \
+               ('Organization/o1', 1, 'Organization', 'o1', 1, 10, NULL, 'o'), \
+               ('p1', 2, 'Observation', 'b1', 1, 11, 'p1', 'b'); \
+             INSERT INTO resource_ids (id, type, pk) VALUES ('o1', 'Organization', 'Organization/o1'), \
+               ('b1', 'Observation', 'p1'); \
+             INSERT INTO history (pk, seq, rid, version, last_updated, method) VALUES \
+               ('Organization/o1', 1, 1, 1, 10, 'PUT'), ('p1', 2, 2, 1, 11, 'PUT'); \
+             INSERT INTO sp_token (param, code, system, pk, rid, grp) VALUES \
+               (1, 'x', 0, 'Organization/o1', 1, 0), (1, 'y', 0, 'p1', 2, 0); \
+             INSERT INTO sp_text (pk, rid, narrative, content) VALUES \
+               ('Organization/o1', 1, '', ''), ('p1', 2, '', '');",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut c).unwrap(), [3]);
+        distribute(&mut c).unwrap();
+        let count =
+            |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+        for (table, want) in [
+            ("shared_resources WHERE id = 'o1'", 1),
+            ("resources WHERE id = 'o1'", 0),
+            ("resources WHERE id = 'b1'", 1),
+            ("shared_resources WHERE id = 'b1'", 0),
+            ("shared_sp_token WHERE code = 'x'", 1),
+            ("sp_token WHERE code = 'x'", 0),
+            ("sp_token WHERE code = 'y'", 1),
+            ("shared_sp_text WHERE rid = 1", 1),
+            ("sp_text WHERE rid = 1", 0),
+            ("history", 2),
+        ] {
+            assert_eq!(
+                count(&mut c, &format!("SELECT count(*) FROM {table}")),
+                want,
+                "{table} (distributed: {distributed})"
+            );
+        }
+        // A new shared resource takes its rid from the same sequence.
+        let rid: i64 = c
+            .query_one(
+                "INSERT INTO shared_resources (pk, type, id, version, last_updated) \
+                 VALUES ('Location/l1', 'Location', 'l1', 1, 12) RETURNING rid",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let next: i64 = c
+            .query_one(
+                "INSERT INTO resources (pk, type, id, version, last_updated) \
+                 VALUES ('p2', 'Patient', 'p2', 1, 13) RETURNING rid",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(next > rid, "one sequence: {rid} then {next}");
+        drop(c);
+        let mut c = postgres::Client::connect(base, postgres::NoTls).expect("connect");
+        c.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+    }
 }

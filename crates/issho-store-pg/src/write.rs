@@ -2,10 +2,12 @@
 //! changes.
 
 use super::*;
+use issho_store_sql::Side;
 use serde_json::Value;
 
 /// The row of a resource as the writer finds it.
 pub(crate) struct Head {
+    side: Side,
     pk: String,
     rid: i64,
     version: u64,
@@ -15,6 +17,7 @@ pub(crate) struct Head {
 
 /// What writing a version did.
 struct Written {
+    side: Side,
     pk: String,
     rid: i64,
     /// None, or only a deletion, was there.
@@ -50,12 +53,17 @@ impl WriterTx<'_> {
         let Some(pk) = pk else {
             return Ok(None);
         };
+        let side = Side::of(t);
         let row = self.conn().query_opt(
-            "SELECT rid, version, deleted, last_updated FROM resources \
-             WHERE pk = $1 AND type = $2 AND id = $3",
+            &format!(
+                "SELECT rid, version, deleted, last_updated FROM {} \
+                 WHERE pk = $1 AND type = $2 AND id = $3",
+                side.table("resources")
+            ),
             &[&pk, &t, &id],
         )?;
         Ok(row.map(|r| Head {
+            side,
             pk,
             rid: r.get(0),
             version: r.get::<_, i64>(1) as u64,
@@ -80,11 +88,15 @@ impl WriterTx<'_> {
     }
 
     /// Move the current body of `rid` into its history row before it is replaced; returns it.
-    fn retire_current(&self, pk: &str, rid: i64, version: u64) -> Result<Option<Vec<u8>>> {
+    fn retire_current(&self, h: &Head) -> Result<Option<Vec<u8>>> {
+        let (pk, rid, version) = (&h.pk, h.rid, h.version);
         let mut c = self.conn();
         let body: Option<Vec<u8>> = c
             .query_one(
-                "SELECT body FROM resources WHERE pk = $1 AND rid = $2",
+                &format!(
+                    "SELECT body FROM {} WHERE pk = $1 AND rid = $2",
+                    h.side.table("resources")
+                ),
                 &[&pk, &rid],
             )?
             .get(0);
@@ -98,16 +110,19 @@ impl WriterTx<'_> {
     /// Give the rows of `rid` (its resource row, every history row, its identity) the key
     /// `to`: a distributed table cannot change a row's key in place, so they are copied and
     /// deleted. The index rows are the caller's (they are rewritten anyway).
-    fn move_rows(&self, from: &str, to: &str, rid: i64) -> Result<()> {
+    fn move_rows(&self, side: Side, from: &str, to: &str, rid: i64) -> Result<()> {
         let mut c = self.conn();
+        let res = side.table("resources");
         c.execute(
-            "INSERT INTO resources (pk, rid, type, id, version, last_updated, deleted, person, body) \
-             SELECT $2, rid, type, id, version, last_updated, deleted, person, body \
-             FROM resources WHERE pk = $1 AND rid = $3",
+            &format!(
+                "INSERT INTO {res} (pk, rid, type, id, version, last_updated, deleted, person, body) \
+                 SELECT $2, rid, type, id, version, last_updated, deleted, person, body \
+                 FROM {res} WHERE pk = $1 AND rid = $3"
+            ),
             &[&from, &to, &rid],
         )?;
         let ident = c.query_one(
-            "DELETE FROM resources WHERE pk = $1 AND rid = $2 RETURNING type, id",
+            &format!("DELETE FROM {res} WHERE pk = $1 AND rid = $2 RETURNING type, id"),
             &[&from, &rid],
         )?;
         let (t, id): (String, String) = (ident.get(0), ident.get(1));
@@ -144,21 +159,25 @@ impl WriterTx<'_> {
         let deleted = i32::from(body.is_none());
         let v = version as i64;
         let pk = pk_for(t, id, person);
+        let side = Side::of(t);
+        let res = side.table("resources");
         let mut previous = None;
         let mut moved_from = None;
         let (rid, created) = match existing {
             Some(h) => {
-                let retired = self.retire_current(&h.pk, h.rid, h.version)?;
+                let retired = self.retire_current(&h)?;
                 if !h.deleted {
                     previous = retired;
                 }
                 if h.pk != pk {
-                    self.move_rows(&h.pk, &pk, h.rid)?;
+                    self.move_rows(side, &h.pk, &pk, h.rid)?;
                     moved_from = Some(h.pk);
                 }
                 self.conn().execute(
-                    "UPDATE resources SET version = $3, last_updated = $4, deleted = $5, \
-                     person = $6, body = $7 WHERE pk = $1 AND rid = $2",
+                    &format!(
+                        "UPDATE {res} SET version = $3, last_updated = $4, deleted = $5, \
+                         person = $6, body = $7 WHERE pk = $1 AND rid = $2"
+                    ),
                     &[&pk, &h.rid, &v, &ts, &deleted, &person, &body],
                 )?;
                 (h.rid, h.deleted)
@@ -167,8 +186,10 @@ impl WriterTx<'_> {
                 let rid: i64 = self
                     .conn()
                     .query_one(
-                        "INSERT INTO resources (pk, type, id, version, last_updated, deleted, person, body) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid",
+                        &format!(
+                            "INSERT INTO {res} (pk, type, id, version, last_updated, deleted, person, body) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING rid"
+                        ),
                         &[&pk, &t, &id, &v, &ts, &deleted, &person, &body],
                     )?
                     .get(0);
@@ -186,6 +207,7 @@ impl WriterTx<'_> {
         )?;
         self.w.observer.changed(t);
         Ok(Written {
+            side,
             pk,
             rid,
             created,
@@ -198,11 +220,11 @@ impl WriterTx<'_> {
     fn reindex_written(&self, w: &Written, old: Option<Value>, new: Option<&Value>) -> Result<()> {
         let index = self.index.clone();
         let mut c = self.ready()?;
-        let key = (w.pk.as_str(), w.rid);
+        let key = (w.side, w.pk.as_str(), w.rid);
         let old = match &w.moved_from {
             // Under their old key: removed, and the new version's rows all inserted.
             Some(from) => {
-                index.remove_all(&mut c, (from, w.rid))?;
+                index.remove_all(&mut c, (w.side, from, w.rid))?;
                 None
             }
             None if old.is_none() && w.previous.is_some() => {
@@ -243,7 +265,7 @@ impl StoreTx for WriterTx<'_> {
             let index = self.index.clone();
             index.stage(
                 &mut self.staged.borrow_mut(),
-                (&w.pk, w.rid),
+                (w.side, &w.pk, w.rid),
                 body,
                 prepared,
             );
@@ -296,9 +318,12 @@ impl StoreTx for WriterTx<'_> {
         if types.is_empty() {
             return Ok((0, after_rid));
         }
+        // Both sides (rids come from one sequence), in rid order.
         let rows = self.conn().query(
-            "SELECT rid, body, pk FROM resources WHERE rid > $1 AND deleted = 0 AND type = ANY($2) \
-             ORDER BY rid LIMIT $3",
+            "SELECT * FROM (SELECT rid, body, pk, type FROM resources \
+             WHERE rid > $1 AND deleted = 0 AND type = ANY($2) \
+             UNION ALL SELECT rid, body, pk, type FROM shared_resources \
+             WHERE rid > $1 AND deleted = 0 AND type = ANY($2)) u ORDER BY rid LIMIT $3",
             &[&after_rid, &types, &(limit as i64)],
         )?;
         let (mut n, mut last) = (0, after_rid);
@@ -307,10 +332,11 @@ impl StoreTx for WriterTx<'_> {
             let rid: i64 = row.get(0);
             let body: Option<Vec<u8>> = row.get(1);
             let pk: String = row.get(2);
+            let side = Side::of(&row.get::<_, String>(3));
             if let Some(body) = body
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
-                index.reindex(&mut *self.ready()?, (&pk, rid), &v)?;
+                index.reindex(&mut *self.ready()?, (side, &pk, rid), &v)?;
             }
             n += 1;
             last = rid;
@@ -344,30 +370,35 @@ impl StoreTx for WriterTx<'_> {
 
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
         let Some(row) = self.conn().query_opt(
-            "SELECT pk, type, id, deleted, body FROM resources WHERE rid = $1",
+            "SELECT pk, type, id, deleted, body FROM resources WHERE rid = $1 \
+             UNION ALL SELECT pk, type, id, deleted, body FROM shared_resources WHERE rid = $1",
             &[&rid],
         )?
         else {
             return Ok(());
         };
         let (pk, t, id): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let side = Side::of(&t);
         self.hold_identity(&t, &id)?;
         let body: Option<Vec<u8>> = row.get(4);
         let to = pk_for(&t, &id, person);
         if to != pk {
             // Staged rows of this job first, so that all of its index rows move.
             drop(self.ready()?);
-            self.move_rows(&pk, &to, rid)?;
+            self.move_rows(side, &pk, &to, rid)?;
             let index = self.index.clone();
             let mut c = self.ready()?;
-            index.remove_all(&mut c, (&pk, rid))?;
+            index.remove_all(&mut c, (side, &pk, rid))?;
             let live = row.get::<_, i32>(3) == 0;
             if live && let Some(v) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-                index.insert(&mut c, (&to, rid), &v)?;
+                index.insert(&mut c, (side, &to, rid), &v)?;
             }
         }
         self.conn().execute(
-            "UPDATE resources SET person = $3 WHERE pk = $1 AND rid = $2",
+            &format!(
+                "UPDATE {} SET person = $3 WHERE pk = $1 AND rid = $2",
+                side.table("resources")
+            ),
             &[&to, &rid, &person],
         )?;
         Ok(())

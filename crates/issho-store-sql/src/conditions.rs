@@ -3,7 +3,7 @@
 //! `_has`, full text, and the engine's access conditions (persons, types, row keys).
 
 use crate::select::type_col;
-use crate::{Arg, Sql};
+use crate::{Arg, Side, Sql};
 use issho_search::geo;
 use issho_search::values::{normalize, prefix_upper_bound, system_id};
 use issho_search::{
@@ -16,7 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub(crate) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
     if let Test::FullText { field, terms } = t {
         let x = s.alias("f");
-        s.push(&format!("EXISTS (SELECT 1 FROM sp_text {x} WHERE "));
+        let tbl = s.tab("sp_text");
+        s.push(&format!("EXISTS (SELECT 1 FROM {tbl} {x} WHERE "));
         s.text_match(&x, *field, terms);
         let same = s.same_text_row(&x, r);
         s.push(&format!(" AND {same})"));
@@ -39,6 +40,7 @@ pub(crate) fn exists_values(s: &mut Sql, t: &Test, r: &str) {
         let (tbl, suffix) = match_table(*kind, m);
         // Where the primary key does not lead to the rid, the (rid, param) index does.
         let hint = s.by_rid(tbl);
+        let tbl = s.tab(tbl);
         let x = s.alias("e");
         let same = s.same_row(&x, r);
         s.push(&format!(
@@ -127,6 +129,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             } else {
                 (table(*kind), keys.clone())
             };
+            let tbl = s.tab(tbl);
             let x = s.alias("m");
             s.push(&format!(
                 "{} {}IN (SELECT {} FROM {tbl} {x} WHERE ",
@@ -160,41 +163,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             keys,
             target_types,
             inner,
-        } => {
-            // The targets passing `inner` first, then the references to them.
-            let x = s.alias("c");
-            let t = s.alias("t");
-            if s.distributed {
-                // The references to the targets, the targets a subquery of their own.
-                s.push(&format!(
-                    "{} IN (SELECT {} FROM sp_ref {x} WHERE ",
-                    s.key_in(r),
-                    s.key_of(&x)
-                ));
-                s.param_in(&format!("{x}.param"), keys);
-                s.push(&format!(
-                    " AND ({x}.ref_type, {x}.ref_id) IN (SELECT {t}.type, {t}.id FROM resources {t} \
-                     WHERE {t}.deleted = 0 AND {t}.type IN "
-                ));
-                s.bind_list(target_types);
-                s.push(" AND ");
-                test_sql(s, inner, &t);
-                s.push("))");
-                return;
-            }
-            let col = type_col(s, &t, &[inner]);
-            s.push(&format!(
-                "{} IN (SELECT {} FROM resources {t} CROSS JOIN sp_ref {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND ",
-                s.key_in(r),
-                s.key_of(&x)
-            ));
-            s.param_in(&format!("{x}.param"), keys);
-            s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
-            s.bind_list(target_types);
-            s.push(" AND ");
-            test_sql(s, inner, &t);
-            s.push(")");
-        }
+        } => chain_sql(s, keys, target_types, inner, r),
         Test::PersonIn(persons) => {
             if s.keyed() {
                 // A person's rows carry the person as their key: the condition on the key lets
@@ -263,43 +232,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             source_type,
             keys,
             inner,
-        } => {
-            // The referring resources passing `inner` first, then what they refer to.
-            let x = s.alias("h");
-            let t = s.alias("t");
-            let o = s.alias("o");
-            if s.distributed {
-                // What the referring resources refer to, as (type, id).
-                let same = s.same_row(&x, &o);
-                s.push(&format!(
-                    "({r}.type, {r}.id) IN (SELECT {x}.ref_type, {x}.ref_id FROM resources {o} \
-                     JOIN sp_ref {x} ON {same} AND "
-                ));
-                s.param_in(&format!("{x}.param"), keys);
-                s.push(&format!(" WHERE {o}.deleted = 0 AND {o}.type = "));
-                s.bind(source_type.clone());
-                s.push(" AND ");
-                test_sql(s, inner, &o);
-                s.push(")");
-                return;
-            }
-            let col = type_col(s, &o, &[inner]);
-            let same = s.same_row(&x, &o);
-            s.push(&format!(
-                "{} IN (SELECT {} FROM resources {o} CROSS JOIN sp_ref {x} ON {same} AND ",
-                s.key_in(r),
-                s.key_of(&t)
-            ));
-            s.param_in(&format!("{x}.param"), keys);
-            s.push(&format!(
-                " CROSS JOIN resources {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
-                 WHERE {t}.deleted = 0 AND {o}.deleted = 0 AND {col} = "
-            ));
-            s.bind(source_type.clone());
-            s.push(" AND ");
-            test_sql(s, inner, &o);
-            s.push(")");
-        }
+        } => has_sql(s, source_type, keys, inner, r),
         Test::FullText { field, terms } => {
             let x = s.alias("f");
             let (left, sel) = if s.keyed() {
@@ -307,11 +240,117 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             } else {
                 (format!("{r}.rid"), format!("{x}.rowid"))
             };
-            s.push(&format!("{left} IN (SELECT {sel} FROM sp_text {x} WHERE "));
+            let tbl = s.tab("sp_text");
+            s.push(&format!("{left} IN (SELECT {sel} FROM {tbl} {x} WHERE "));
             s.text_match(&x, *field, terms);
             s.push(")");
         }
     }
+}
+
+/// A chain on the resource alias `r`: the targets passing `inner` first, then the references
+/// to them. The references are rows of `r`'s side; the targets are on their own side(s), a leg
+/// each.
+fn chain_sql(s: &mut Sql, keys: &[String], target_types: &[String], inner: &Test, r: &str) {
+    let outer = s.side;
+    let sides = s.sides(target_types);
+    let x = s.alias("c");
+    let refs = s.tab("sp_ref");
+    // On a distributed database, targets in persons' records are reached by an uncorrelated
+    // subquery (a join on columns other than the key would cross shards); shared targets are
+    // on every node, so they are joined.
+    if s.distributed && sides.contains(&Side::Record) {
+        s.push(&format!(
+            "{} IN (SELECT {} FROM {refs} {x} WHERE ",
+            s.key_in(r),
+            s.key_of(&x)
+        ));
+        s.param_in(&format!("{x}.param"), keys);
+        s.push(&format!(" AND ({x}.ref_type, {x}.ref_id) IN ("));
+        for (i, side) in sides.iter().enumerate() {
+            if i > 0 {
+                s.push(" UNION ALL ");
+            }
+            let t = s.alias("t");
+            let res = s.tab_on(*side, "resources");
+            s.push(&format!(
+                "SELECT {t}.type, {t}.id FROM {res} {t} WHERE {t}.deleted = 0 AND {t}.type IN "
+            ));
+            s.bind_list(&s.types_on(*side, target_types));
+            s.push(" AND ");
+            s.enter(*side);
+            test_sql(s, inner, &t);
+            s.enter(outer);
+        }
+        s.push("))");
+        return;
+    }
+    s.push(&format!("{} IN (", s.key_in(r)));
+    for (i, side) in sides.iter().enumerate() {
+        if i > 0 {
+            s.push(" UNION ALL ");
+        }
+        let t = s.alias("t");
+        let res = s.tab_on(*side, "resources");
+        let col = type_col(s, &t, &[inner]);
+        s.push(&format!(
+            "SELECT {} FROM {res} {t} CROSS JOIN {refs} {x} ON {x}.ref_type = {t}.type AND {x}.ref_id = {t}.id AND ",
+            s.key_of(&x)
+        ));
+        s.param_in(&format!("{x}.param"), keys);
+        s.push(&format!(" WHERE {t}.deleted = 0 AND {col} IN "));
+        s.bind_list(&s.types_on(*side, target_types));
+        s.push(" AND ");
+        s.enter(*side);
+        test_sql(s, inner, &t);
+        s.enter(outer);
+    }
+    s.push(")");
+}
+
+/// `_has` on the resource alias `r`: the referring resources (of `source_type`, on its side)
+/// passing `inner` first, then what they refer to.
+fn has_sql(s: &mut Sql, source_type: &str, keys: &[String], inner: &Test, r: &str) {
+    let outer = s.side;
+    let x = s.alias("h");
+    let t = s.alias("t");
+    let o = s.alias("o");
+    let targets = s.tab("resources");
+    s.enter(Side::of(source_type));
+    let (res, refs) = (s.tab("resources"), s.tab("sp_ref"));
+    if s.distributed {
+        // What the referring resources refer to, as (type, id).
+        let same = s.same_row(&x, &o);
+        s.push(&format!(
+            "({r}.type, {r}.id) IN (SELECT {x}.ref_type, {x}.ref_id FROM {res} {o} \
+             JOIN {refs} {x} ON {same} AND "
+        ));
+        s.param_in(&format!("{x}.param"), keys);
+        s.push(&format!(" WHERE {o}.deleted = 0 AND {o}.type = "));
+        s.bind(source_type.to_string());
+        s.push(" AND ");
+        test_sql(s, inner, &o);
+        s.push(")");
+        s.enter(outer);
+        return;
+    }
+    let col = type_col(s, &o, &[inner]);
+    let same = s.same_row(&x, &o);
+    s.push(&format!(
+        "{} IN (SELECT {} FROM {res} {o} CROSS JOIN {refs} {x} ON {same} AND ",
+        s.key_in(r),
+        s.key_of(&t)
+    ));
+    s.param_in(&format!("{x}.param"), keys);
+    s.push(&format!(
+        " CROSS JOIN {targets} {t} ON {t}.type = {x}.ref_type AND {t}.id = {x}.ref_id \
+         WHERE {t}.deleted = 0 AND {o}.deleted = 0 AND {col} = "
+    ));
+    s.bind(source_type.to_string());
+    s.push(" AND ");
+    test_sql(s, inner, &o);
+    s.push(")");
+    s.enter(outer);
 }
 
 /// Table and key suffix where the rows of a match live.
@@ -328,6 +367,7 @@ pub(crate) fn match_table(kind: ParamKind, m: &Match) -> (&'static str, &'static
 /// `SELECT x.rid FROM <table> x WHERE x.param IN (keys) AND <match on x>`.
 pub(crate) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Match) {
     let (tbl, suffix) = match_table(kind, m);
+    let tbl = s.tab(tbl);
     let x = s.alias("v");
     s.push(&format!("SELECT {} FROM {tbl} {x} WHERE ", s.key_of(&x)));
     s.param_in(&format!("{x}.param"), &suffixed(keys, suffix));
@@ -346,7 +386,7 @@ pub(crate) fn composite_select(
     s.push(&format!("SELECT {} FROM ", s.key_of(&aliases[0])));
     for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
         let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
-        let (tbl, _) = match_table(kind, part);
+        let tbl = s.tab(match_table(kind, part).0);
         if i == 0 {
             s.push(&format!("{tbl} {a}"));
         } else {

@@ -20,6 +20,16 @@
 //! run as a separate step; on one PostgreSQL it stays a join, which the planner orders by cost
 //! (the nested form made the benchmark's `_has` 3× slower there).
 //!
+//! PostgreSQL keeps the resources of the types that are never in a person's record
+//! (Organization, Practitioner, Location, Medication, terminology and conformance resources:
+//! [`Side::of`]) in tables of their own, `shared_resources` and `shared_sp_*`, which a
+//! distributed database copies to every node (Citus reference tables), so that a person's
+//! resource joins them on the person's own shard. The compiler writes each resource alias's
+//! tables on its [`Side`]; where a query may meet both (a search across types, a chain or an
+//! include whose targets are of both kinds) it writes a leg per side, `UNION ALL`ed. SQLite keeps
+//! one set of tables ([`Target::shared_tables`] false): the same compiler writes the same
+//! statements as before for it.
+//!
 //! Every value is a bound parameter ([`Arg`]); only fixed fragments, table and column names
 //! and generated aliases are written into the text.
 //!
@@ -53,6 +63,37 @@ pub struct Target<'a> {
     /// The tables are distributed (Citus): conditions between resources as uncorrelated
     /// subqueries, no recursive query over an index table.
     pub distributed: bool,
+    /// The store keeps the resources of shared types in the `shared_*` tables ([`Side`]).
+    pub shared_tables: bool,
+}
+
+/// Which tables hold a resource's rows: those of persons' records (`resources`, `sp_*`,
+/// distributed by the person), or the shared ones (`shared_resources`, `shared_sp_*`,
+/// copied to every node) for the types that are never in a person's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Record,
+    Shared,
+}
+
+impl Side {
+    /// The side of a resource type: shared when no resource of the type can hold a patient's
+    /// data (the R4 tables decide, as for the engine's ownership rule).
+    pub fn of(resource_type: &str) -> Side {
+        let r4 = issho_model::r4();
+        if r4.is_resource_type(resource_type) && !r4.may_hold_patient_data(resource_type) {
+            Side::Shared
+        } else {
+            Side::Record
+        }
+    }
+    /// The name of the table `base` (`resources`, `sp_token`, …) on this side.
+    pub fn table(self, base: &str) -> String {
+        match self {
+            Side::Record => base.to_string(),
+            Side::Shared => format!("shared_{base}"),
+        }
+    }
 }
 
 impl From<Dialect> for Target<'static> {
@@ -61,6 +102,7 @@ impl From<Dialect> for Target<'static> {
             dialect,
             param_ids: None,
             distributed: false,
+            shared_tables: false,
         }
     }
 }
@@ -103,6 +145,9 @@ pub(crate) struct Sql<'a> {
     d: Dialect,
     ids: Option<&'a HashMap<String, i64>>,
     pub(crate) distributed: bool,
+    split: bool,
+    /// The side of the resource alias being written (see [`Sql::tab`]).
+    pub(crate) side: Side,
     text: String,
     args: Vec<Arg>,
     next_alias: usize,
@@ -114,6 +159,8 @@ impl<'a> Sql<'a> {
             d: t.dialect,
             ids: t.param_ids,
             distributed: t.distributed,
+            split: t.shared_tables,
+            side: Side::Record,
             text: String::new(),
             args: Vec::new(),
             next_alias: 0,
@@ -127,6 +174,42 @@ impl<'a> Sql<'a> {
             // is bound, so this cannot touch a searched value.)
             Dialect::Postgres => (self.text.replace(" CROSS JOIN ", " JOIN "), self.args),
         }
+    }
+    /// The table `base` on the side of the alias being written.
+    pub(crate) fn tab(&self, base: &str) -> String {
+        self.tab_on(self.side, base)
+    }
+    /// The table `base` on `side` (on a store without shared tables, `base` itself).
+    pub(crate) fn tab_on(&self, side: Side, base: &str) -> String {
+        if self.split {
+            side.table(base)
+        } else {
+            base.to_string()
+        }
+    }
+    /// The sides the resources of `types` are on (every type when empty), in a fixed order;
+    /// one side on a store without shared tables.
+    pub(crate) fn sides(&self, types: &[String]) -> Vec<Side> {
+        if !self.split {
+            return vec![Side::Record];
+        }
+        let all = types.is_empty();
+        [Side::Record, Side::Shared]
+            .into_iter()
+            .filter(|side| all || types.iter().any(|t| Side::of(t) == *side))
+            .collect()
+    }
+    /// The types of `types` on `side` (all of them on a store without shared tables).
+    pub(crate) fn types_on(&self, side: Side, types: &[String]) -> Vec<String> {
+        types
+            .iter()
+            .filter(|t| !self.split || Side::of(t) == side)
+            .cloned()
+            .collect()
+    }
+    /// Write what follows for an alias on `side`; returns the side to restore.
+    pub(crate) fn enter(&mut self, side: Side) -> Side {
+        std::mem::replace(&mut self.side, side)
     }
     pub(crate) fn push(&mut self, s: &str) -> &mut Sql<'a> {
         self.text.push_str(s);
@@ -237,7 +320,7 @@ impl<'a> Sql<'a> {
     /// The hint that makes SQLite read `table` by its `(rid, param)` index where the primary
     /// key does not lead to the rid.
     pub(crate) fn by_rid(&self, table: &str) -> &'static str {
-        match (self.d, table) {
+        match (self.d, table.trim_start_matches("shared_")) {
             (Dialect::Sqlite, "sp_ref") => " INDEXED BY sp_ref_rid",
             (Dialect::Sqlite, "sp_date") => " INDEXED BY sp_date_rid",
             _ => "",

@@ -2,7 +2,7 @@
 //! link breadth, token systems.
 
 use crate::conditions::*;
-use crate::{Arg, Sql, Target};
+use crate::{Arg, Side, Sql, Target};
 use issho_search::values::system_id;
 use issho_search::{Include, Match, ParamKind, SearchQuery, SortBy, Test};
 
@@ -10,6 +10,15 @@ use issho_search::{Include, Match, ParamKind, SearchQuery, SortBy, Test};
 /// requested order (then by `rid`), with `_count` and `_offset` applied.
 pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg>) {
     let mut s = Sql::new(d.into());
+    match query_sides(&s, q).as_slice() {
+        [side] => {
+            s.enter(*side);
+        }
+        sides => {
+            select_across(&mut s, q, sides);
+            return s.finish();
+        }
+    }
     let streamed = if q.sort.is_empty() {
         driver_of(q).filter(|&i| streamable(&q.filters[i].test).is_some())
     } else {
@@ -18,8 +27,9 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
     if let Some(i) = streamed {
         let (key, sys, code) = streamable(&q.filters[i].test).expect("streamable");
         let same = s.same_row("r", "d");
+        let (tokens, res) = (s.tab("sp_token"), s.tab("resources"));
         s.push(&format!(
-            "SELECT r.rid FROM sp_token d CROSS JOIN resources r ON {same} WHERE "
+            "SELECT r.rid FROM {tokens} d CROSS JOIN {res} r ON {same} WHERE "
         ));
         s.param_in("d.param", &[key.to_string()]);
         s.push(" AND d.code = ").bind(code.to_string());
@@ -30,7 +40,8 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
         s.limit(q.count, q.offset);
         return s.finish();
     }
-    s.push("SELECT r.rid FROM resources r");
+    let res = s.tab("resources");
+    s.push(&format!("SELECT r.rid FROM {res} r"));
     // Sort values from tables without a `rid` index: each parameter's rows are aggregated per
     // rid once and joined (one pass over the parameter's key range).
     let mut joined: Vec<Option<String>> = Vec::new();
@@ -39,6 +50,7 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
         if let SortBy::Index { kind, keys } = &k.by {
             let (table, col_asc, col_desc, extra) = sort_column(*kind);
             if !has_rid_index(table) {
+                let table = s.tab(table);
                 let (agg, col) = if k.descending {
                     ("max", col_desc)
                 } else {
@@ -73,26 +85,76 @@ pub fn select<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg
                 s.push(&format!("{a}.v {dir} NULLS LAST, "));
             }
             (SortBy::Index { kind, keys }, None) => {
-                let (table, col_asc, col_desc, extra) = sort_column(*kind);
-                let (agg, col) = if k.descending {
-                    ("max", col_desc)
-                } else {
-                    ("min", col_asc)
-                };
-                // `+x.param`: look the rows up by (rid, param), not by scanning the param.
-                let same = s.same_row("x", "r");
-                s.push(&format!(
-                    "(SELECT {agg}({col}) FROM {table} x WHERE {same}{extra} AND "
-                ));
-                let col = s.no_index("x.param");
-                s.param_in(&col, keys);
-                s.push(&format!(") {dir} NULLS LAST, "));
+                sort_value(&mut s, *kind, keys, k.descending);
+                s.push(&format!(" {dir} NULLS LAST, "));
             }
         }
     }
     s.push("r.rid");
     s.limit(q.count, q.offset);
     s.finish()
+}
+
+/// `(SELECT min|max(value) …)`: the sort value of resource `r` for one parameter.
+fn sort_value(s: &mut Sql, kind: ParamKind, keys: &[String], descending: bool) {
+    let (table, col_asc, col_desc, extra) = sort_column(kind);
+    let table = s.tab(table);
+    let (agg, col) = if descending {
+        ("max", col_desc)
+    } else {
+        ("min", col_asc)
+    };
+    // `+x.param`: look the rows up by (rid, param), not by scanning the param.
+    let same = s.same_row("x", "r");
+    s.push(&format!(
+        "(SELECT {agg}({col}) FROM {table} x WHERE {same}{extra} AND "
+    ));
+    let col = s.no_index("x.param");
+    s.param_in(&col, keys);
+    s.push(")");
+}
+
+/// The sides a query's resources may be on: its type's, its types', or both for a search
+/// across every type.
+fn query_sides(s: &Sql, q: &SearchQuery) -> Vec<Side> {
+    match &q.resource_type {
+        Some(t) => s.sides(std::slice::from_ref(t)),
+        None => s.sides(&q.types),
+    }
+}
+
+/// A search whose resources may be on both sides: a leg per side with its sort values as
+/// columns, `UNION ALL`ed, then sorted and paged (PostgreSQL only: SQLite has one side).
+fn select_across(s: &mut Sql, q: &SearchQuery, sides: &[Side]) {
+    s.push("SELECT u.rid FROM (");
+    for (i, side) in sides.iter().enumerate() {
+        if i > 0 {
+            s.push(" UNION ALL ");
+        }
+        s.enter(*side);
+        s.push("SELECT r.rid");
+        for (j, k) in q.sort.iter().enumerate() {
+            match &k.by {
+                SortBy::Id => s.push(&format!(", r.id AS s{j}")),
+                SortBy::LastUpdated => s.push(&format!(", r.last_updated AS s{j}")),
+                SortBy::Index { kind, keys } => {
+                    s.push(", ");
+                    sort_value(s, *kind, keys, k.descending);
+                    s.push(&format!(" AS s{j}"))
+                }
+            };
+        }
+        let res = s.tab("resources");
+        s.push(&format!(" FROM {res} r WHERE "));
+        where_clause(s, q, "r");
+    }
+    s.push(") u ORDER BY ");
+    for (j, k) in q.sort.iter().enumerate() {
+        let dir = if k.descending { "DESC" } else { "ASC" };
+        s.push(&format!("u.s{j} {dir} NULLS LAST, "));
+    }
+    s.push("u.rid");
+    s.limit(q.count, q.offset);
 }
 
 /// True for the tables with a `(rid, param)` index (see the DDL).
@@ -103,6 +165,23 @@ fn has_rid_index(table: &str) -> bool {
 /// SQL counting the resources matching `q` (ignores sort and paging).
 pub fn count<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg>) {
     let mut s = Sql::new(d.into());
+    let sides = query_sides(&s, q);
+    if let [_, _, ..] = sides.as_slice() {
+        // A count per side, added.
+        s.push("SELECT ");
+        for (i, side) in sides.iter().enumerate() {
+            if i > 0 {
+                s.push(" + ");
+            }
+            s.enter(*side);
+            let res = s.tab("resources");
+            s.push(&format!("(SELECT count(*) FROM {res} r WHERE "));
+            where_clause(&mut s, q, "r");
+            s.push(")");
+        }
+        return s.finish();
+    }
+    s.enter(sides[0]);
     // One condition on parameters of this type alone: the index holds rows of current,
     // non-deleted resources only, and the keys name the type, so the index range itself is
     // the answer (no visit of `resources` per match).
@@ -123,7 +202,8 @@ pub fn count<'a>(d: impl Into<Target<'a>>, q: &SearchQuery) -> (String, Vec<Arg>
         s.push(") c");
         return s.finish();
     }
-    s.push("SELECT count(*) FROM resources r WHERE ");
+    let res = s.tab("resources");
+    s.push(&format!("SELECT count(*) FROM {res} r WHERE "));
     where_clause(&mut s, q, "r");
     s.finish()
 }
@@ -152,73 +232,101 @@ pub fn includes<'a>(
     let mut s = Sql::new(d.into());
     s.push("SELECT DISTINCT rid FROM (");
     let mut first = true;
-    for i in &inc {
+    let mut leg = |s: &mut Sql| {
         if !first {
             s.push(" UNION ALL ");
         }
         first = false;
-        if s.distributed {
-            include_keyed(&mut s, i, rids);
-            continue;
-        }
-        let same = s.same_row("src", "x");
-        s.push(&format!(
-            "SELECT t.rid AS rid FROM sp_ref x JOIN resources t ON t.type = x.ref_type AND t.id = x.ref_id \
-             JOIN resources src ON {same} \
-             WHERE x.rid IN "
-        ));
-        s.rid_list(rids);
-        s.push(" AND src.type = ");
-        s.bind(i.source_type.clone());
-        s.push(" AND ");
-        s.param_in("x.param", &i.keys);
-        s.push(" AND t.deleted = 0");
-        if let Some(t) = &i.target_type {
-            s.push(" AND t.type = ");
-            s.bind(t.clone());
+    };
+    for i in &inc {
+        // The references are rows of the source type's side; the targets a leg per side.
+        let source = Side::of(&i.source_type);
+        for target in s.sides(i.target_type.as_slice()) {
+            leg(&mut s);
+            if s.distributed && target == Side::Record {
+                include_keyed(&mut s, i, rids, source, target);
+            } else {
+                include_joined(&mut s, i, rids, source, target);
+            }
         }
     }
     for i in &rev {
-        if !first {
-            s.push(" UNION ALL ");
-        }
-        first = false;
-        if s.distributed {
-            revinclude_keyed(&mut s, i, rids);
-            continue;
-        }
-        let same = s.same_row("o", "x");
-        s.push(&format!(
-            "SELECT x.rid AS rid FROM resources t JOIN sp_ref x ON x.ref_type = t.type AND x.ref_id = t.id \
-             JOIN resources o ON {same} \
-             WHERE t.rid IN "
-        ));
-        s.rid_list(rids);
-        s.push(" AND ");
-        s.param_in("x.param", &i.keys);
-        s.push(" AND o.deleted = 0 AND o.type = ");
-        s.bind(i.source_type.clone());
-        if let Some(t) = &i.target_type {
-            s.push(" AND t.type = ");
-            s.bind(t.clone());
+        // The referring resources on the source type's side; the page's resources (the
+        // targets) a leg per side.
+        let source = Side::of(&i.source_type);
+        for target in s.sides(i.target_type.as_slice()) {
+            leg(&mut s);
+            if s.distributed {
+                revinclude_keyed(&mut s, i, rids, source, target);
+            } else {
+                revinclude_joined(&mut s, i, rids, source, target);
+            }
         }
     }
     s.push(") i");
     Some(s.finish())
 }
 
-/// PostgreSQL's `_include`: the targets by (type, id) of the page's references (no join on
-/// other columns than the distribution key, see the crate's documentation).
-fn include_keyed(s: &mut Sql, i: &Include, rids: &[i64]) {
-    s.push("SELECT t.rid AS rid FROM resources t WHERE t.deleted = 0");
+/// `_include` by joins: the targets of the page's references.
+fn include_joined(s: &mut Sql, i: &Include, rids: &[i64], source: Side, target: Side) {
+    let same = s.same_row("src", "x");
+    let (refs, src) = (s.tab_on(source, "sp_ref"), s.tab_on(source, "resources"));
+    let res = s.tab_on(target, "resources");
+    s.push(&format!(
+        "SELECT t.rid AS rid FROM {refs} x JOIN {res} t ON t.type = x.ref_type AND t.id = x.ref_id \
+         JOIN {src} src ON {same} \
+         WHERE x.rid IN "
+    ));
+    s.rid_list(rids);
+    s.push(" AND src.type = ");
+    s.bind(i.source_type.clone());
+    s.push(" AND ");
+    s.param_in("x.param", &i.keys);
+    s.push(" AND t.deleted = 0");
+    if let Some(t) = &i.target_type {
+        s.push(" AND t.type = ");
+        s.bind(t.clone());
+    }
+}
+
+/// `_revinclude` by joins: the references to the page's resources.
+fn revinclude_joined(s: &mut Sql, i: &Include, rids: &[i64], source: Side, target: Side) {
+    let same = s.same_row("o", "x");
+    let (refs, src) = (s.tab_on(source, "sp_ref"), s.tab_on(source, "resources"));
+    let res = s.tab_on(target, "resources");
+    s.push(&format!(
+        "SELECT x.rid AS rid FROM {res} t JOIN {refs} x ON x.ref_type = t.type AND x.ref_id = t.id \
+         JOIN {src} o ON {same} \
+         WHERE t.rid IN "
+    ));
+    s.rid_list(rids);
+    s.push(" AND ");
+    s.param_in("x.param", &i.keys);
+    s.push(" AND o.deleted = 0 AND o.type = ");
+    s.bind(i.source_type.clone());
+    if let Some(t) = &i.target_type {
+        s.push(" AND t.type = ");
+        s.bind(t.clone());
+    }
+}
+
+/// A distributed database's `_include` of targets in persons' records: the targets by
+/// (type, id) of the page's references (no join on other columns than the distribution key,
+/// see the crate's documentation).
+fn include_keyed(s: &mut Sql, i: &Include, rids: &[i64], source: Side, target: Side) {
+    let res = s.tab_on(target, "resources");
+    s.push(&format!(
+        "SELECT t.rid AS rid FROM {res} t WHERE t.deleted = 0"
+    ));
     if let Some(t) = &i.target_type {
         s.push(" AND t.type = ");
         s.bind(t.clone());
     }
     let same = s.same_row("x", "src");
+    let (refs, src) = (s.tab_on(source, "sp_ref"), s.tab_on(source, "resources"));
     s.push(&format!(
-        " AND (t.type, t.id) IN (SELECT x.ref_type, x.ref_id FROM sp_ref x \
-         JOIN resources src ON {same} WHERE x.rid IN "
+        " AND (t.type, t.id) IN (SELECT x.ref_type, x.ref_id FROM {refs} x \
+         JOIN {src} src ON {same} WHERE x.rid IN "
     ));
     s.rid_list(rids);
     s.push(" AND src.type = ");
@@ -228,17 +336,22 @@ fn include_keyed(s: &mut Sql, i: &Include, rids: &[i64]) {
     s.push(")");
 }
 
-/// PostgreSQL's `_revinclude`: the references to the page's resources, by (type, id).
-fn revinclude_keyed(s: &mut Sql, i: &Include, rids: &[i64]) {
+/// A distributed database's `_revinclude`: the references to the page's resources, by
+/// (type, id).
+fn revinclude_keyed(s: &mut Sql, i: &Include, rids: &[i64], source: Side, target: Side) {
     let same = s.same_row("x", "o");
+    let (refs, src) = (s.tab_on(source, "sp_ref"), s.tab_on(source, "resources"));
     s.push(&format!(
-        "SELECT x.rid AS rid FROM sp_ref x JOIN resources o ON {same} \
+        "SELECT x.rid AS rid FROM {refs} x JOIN {src} o ON {same} \
          WHERE o.deleted = 0 AND o.type = "
     ));
     s.bind(i.source_type.clone());
     s.push(" AND ");
     s.param_in("x.param", &i.keys);
-    s.push(" AND (x.ref_type, x.ref_id) IN (SELECT t.type, t.id FROM resources t WHERE t.rid IN ");
+    let res = s.tab_on(target, "resources");
+    s.push(&format!(
+        " AND (x.ref_type, x.ref_id) IN (SELECT t.type, t.id FROM {res} t WHERE t.rid IN "
+    ));
     s.rid_list(rids);
     if let Some(t) = &i.target_type {
         s.push(" AND t.type = ");
@@ -400,36 +513,61 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
             target_types,
             inner,
         } => {
+            // A leg per side of the targets.
+            let outer = s.side;
+            let sides = s.sides(target_types);
             let x = s.alias("c");
-            let tt = s.alias("t");
-            let same = s.same_row(&x, r);
-            s.push(&format!(
-                "EXISTS (SELECT 1 FROM sp_ref {x}{} CROSS JOIN resources {tt} \
-                 ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {same} AND ",
-                s.by_rid("sp_ref")
-            ));
-            s.param_in(&format!("{x}.param"), keys);
-            s.push(&format!(" AND {tt}.deleted = 0 AND {tt}.type IN "));
-            s.bind_list(target_types);
-            s.push(" AND ");
-            if probe_ok(inner) {
-                exists_values(s, inner, &tt);
-            } else {
-                test_sql(s, inner, &tt);
+            let (refs, hint) = (s.tab("sp_ref"), s.by_rid("sp_ref"));
+            if sides.len() > 1 {
+                s.push("(");
             }
-            s.push(")");
+            for (i, side) in sides.iter().enumerate() {
+                if i > 0 {
+                    s.push(" OR ");
+                }
+                let tt = s.alias("t");
+                let res = s.tab_on(*side, "resources");
+                let same = s.same_row(&x, r);
+                s.push(&format!(
+                    "EXISTS (SELECT 1 FROM {refs} {x}{hint} CROSS JOIN {res} {tt} \
+                     ON {tt}.type = {x}.ref_type AND {tt}.id = {x}.ref_id WHERE {same} AND "
+                ));
+                s.param_in(&format!("{x}.param"), keys);
+                s.push(&format!(" AND {tt}.deleted = 0 AND {tt}.type IN "));
+                s.bind_list(&s.types_on(*side, target_types));
+                s.push(" AND ");
+                s.enter(*side);
+                if probe_ok(inner) {
+                    exists_values(s, inner, &tt);
+                } else {
+                    test_sql(s, inner, &tt);
+                }
+                s.enter(outer);
+                s.push(")");
+            }
+            if sides.len() > 1 {
+                s.push(")");
+            }
         }
-        Test::Has { keys, inner, .. } => {
+        Test::Has {
+            keys,
+            inner,
+            source_type,
+        } => {
             // The references to this resource, each checked as the referring resource (index
-            // rows exist only for current resources, and the keys name the source type).
+            // rows exist only for current resources, and the keys name the source type), on
+            // the source type's side.
+            let outer = s.enter(Side::of(source_type));
             let h = s.alias("h");
-            s.push(&format!("EXISTS (SELECT 1 FROM sp_ref {h} "));
+            let refs = s.tab("sp_ref");
+            s.push(&format!("EXISTS (SELECT 1 FROM {refs} {h} "));
             // Conditions on the referring resource's own row (type, person, id) need it.
             let src = if uses_row(inner) {
                 let o = s.alias("o");
                 let same = s.same_row(&o, &h);
+                let res = s.tab("resources");
                 s.push(&format!(
-                    "CROSS JOIN resources {o} ON {same} AND {o}.deleted = 0 "
+                    "CROSS JOIN {res} {o} ON {same} AND {o}.deleted = 0 "
                 ));
                 o
             } else {
@@ -446,6 +584,7 @@ fn exists_link(s: &mut Sql, t: &Test, r: &str) {
                 test_sql(s, inner, &src);
             }
             s.push(")");
+            s.enter(outer);
         }
         other => test_sql(s, other, r),
     }
@@ -460,28 +599,30 @@ pub fn link_breadth<'a>(
     limit: usize,
 ) -> Option<(String, Vec<Arg>)> {
     let mut s = Sql::new(d.into());
-    match t {
+    let (types, inner) = match t {
         Test::Chain {
             target_types,
             inner,
             ..
-        } => {
-            s.push("SELECT count(*) FROM (SELECT 1 FROM resources t WHERE t.deleted = 0 AND t.type IN ");
-            s.bind_list(target_types);
-            s.push(" AND ");
-            test_sql(&mut s, inner, "t");
-        }
+        } => (target_types.clone(), inner),
         Test::Has {
             source_type, inner, ..
-        } => {
-            s.push(
-                "SELECT count(*) FROM (SELECT 1 FROM resources t WHERE t.deleted = 0 AND t.type = ",
-            );
-            s.bind(source_type.clone());
-            s.push(" AND ");
-            test_sql(&mut s, inner, "t");
-        }
+        } => (vec![source_type.clone()], inner),
         _ => return None,
+    };
+    s.push("SELECT count(*) FROM (");
+    for (i, side) in s.sides(&types).into_iter().enumerate() {
+        if i > 0 {
+            s.push(" UNION ALL ");
+        }
+        s.enter(side);
+        let res = s.tab("resources");
+        s.push(&format!(
+            "SELECT 1 FROM {res} t WHERE t.deleted = 0 AND t.type IN "
+        ));
+        s.bind_list(&s.types_on(side, &types));
+        s.push(" AND ");
+        test_sql(&mut s, inner, "t");
     }
     s.push(" LIMIT ").bind(limit as i64).push(") c");
     Some(s.finish())
@@ -492,24 +633,52 @@ pub fn link_breadth<'a>(
 /// row of a common code.
 pub fn token_systems<'a>(d: impl Into<Target<'a>>, key: &str, code: &str) -> (String, Vec<Arg>) {
     let mut s = Sql::new(d.into());
+    let tables: Vec<String> = s
+        .sides(&[])
+        .into_iter()
+        .map(|side| s.tab_on(side, "sp_token"))
+        .collect();
     if s.distributed {
         // No recursive query over a distributed table: each shard lists its systems.
-        s.push("SELECT DISTINCT system FROM sp_token WHERE param = (SELECT id FROM sp_param WHERE key = ");
-        s.bind(key.to_string());
-        s.push(") AND code = ");
-        s.bind(code.to_string());
+        s.push("SELECT DISTINCT system FROM (");
+        for (i, tbl) in tables.iter().enumerate() {
+            if i > 0 {
+                s.push(" UNION ALL ");
+            }
+            s.push(&format!(
+                "SELECT system FROM {tbl} WHERE param = (SELECT id FROM sp_param WHERE key = "
+            ));
+            s.bind(key.to_string());
+            s.push(") AND code = ");
+            s.bind(code.to_string());
+        }
+        s.push(") u");
         return s.finish();
     }
+    // A skip scan per table.
     s.push("WITH RECURSIVE p(id) AS (SELECT id FROM sp_param WHERE key = ");
     s.bind(key.to_string());
-    s.push("), s(sys) AS (SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");
-    s.bind(code.to_string());
-    s.push(") UNION ALL SELECT (SELECT min(system) FROM sp_token WHERE param = (SELECT id FROM p) AND code = ");
-    s.bind(code.to_string());
-    s.push(
-        " AND system > s.sys) FROM s WHERE s.sys IS NOT NULL) \
-         SELECT sys FROM s WHERE sys IS NOT NULL",
-    );
+    s.push(")");
+    for (i, tbl) in tables.iter().enumerate() {
+        s.push(&format!(
+            ", s{i}(sys) AS (SELECT (SELECT min(system) FROM {tbl} WHERE param = (SELECT id FROM p) AND code = "
+        ));
+        s.bind(code.to_string());
+        s.push(&format!(
+            ") UNION ALL SELECT (SELECT min(system) FROM {tbl} WHERE param = (SELECT id FROM p) AND code = "
+        ));
+        s.bind(code.to_string());
+        s.push(&format!(
+            " AND system > s{i}.sys) FROM s{i} WHERE s{i}.sys IS NOT NULL)"
+        ));
+    }
+    s.push(" ");
+    for i in 0..tables.len() {
+        if i > 0 {
+            s.push(" UNION ");
+        }
+        s.push(&format!("SELECT sys FROM s{i} WHERE sys IS NOT NULL"));
+    }
     s.finish()
 }
 

@@ -2,6 +2,8 @@
 //! distributed by the person key and co-located, every row of a resource is on its person's
 //! shard (also after re-keying), a search within one person's record is sent to one shard, and
 //! searches between resources of different persons (chains, `_has`, includes) still answer.
+//! Shared resources (Organization, Practitioner, …) are in reference tables on every node, so a
+//! person's search that reaches them stays on the person's shard.
 //! On a database without the `citus` extension (the other runs) there is nothing to check.
 
 use crate::common::*;
@@ -125,8 +127,26 @@ fn the_record_of_a_person_stays_on_one_shard() {
         assert_eq!(d, resources, "{t}: distributed by pk with resources");
     }
     assert_eq!(by_table["resource_ids"].1, "id");
-    for t in ["store_meta", "sp_meta", "sp_param", "schema_migrations"] {
-        assert_eq!(by_table[t].0, "n", "{t} is a reference table");
+    for t in [
+        "store_meta",
+        "sp_meta",
+        "sp_param",
+        "schema_migrations",
+        "shared_resources",
+        "shared_sp_token",
+        "shared_sp_string",
+        "shared_sp_ref",
+        "shared_sp_date",
+        "shared_sp_number",
+        "shared_sp_quantity",
+        "shared_sp_uri",
+        "shared_sp_geo",
+        "shared_sp_text",
+    ] {
+        let d = by_table
+            .get(t)
+            .unwrap_or_else(|| panic!("{t} is not known to Citus"));
+        assert_eq!(d.0, "n", "{t} is a reference table");
     }
 
     let s = &*store;
@@ -159,15 +179,23 @@ fn the_record_of_a_person_stays_on_one_shard() {
     }
     let org: String = c
         .query_one(
-            "SELECT pk FROM resources WHERE type = 'Organization' AND id = 'org1'",
+            "SELECT pk FROM shared_resources WHERE type = 'Organization' AND id = 'org1'",
             &[],
         )
         .unwrap()
         .get(0);
     assert_eq!(
         org, "Organization/org1",
-        "a shared resource is keyed by itself"
+        "a shared resource is in the shared tables, keyed by itself"
     );
+    let elsewhere: i64 = c
+        .query_one(
+            "SELECT count(*) FROM resources WHERE type = 'Organization'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(elsewhere, 0, "no shared resource in the distributed tables");
 
     // One person's search goes to one shard; a population search to all of them.
     let reader = store.reader(&permit).unwrap();
@@ -188,6 +216,35 @@ fn the_record_of_a_person_stays_on_one_shard() {
     assert_eq!(
         c_names(&*reader, reader.search(&q).unwrap()),
         ["Observation/o1"]
+    );
+    // A person's search through a chain to a shared resource joins the copy on the person's
+    // shard: one task, no step of its own for the chain.
+    let mut q = issho_search::parse(
+        Some("Observation"),
+        &pairs("performer:Organization.name=Kita"),
+        true,
+    )
+    .unwrap();
+    q.filters.push(Filter {
+        name: "person".into(),
+        test: Test::PersonIn(vec!["pa".into()]),
+    });
+    let plan = reader.explain(&q).unwrap().join("\n");
+    assert!(
+        plan.contains("Task Count: 1\n") && !plan.contains("Subplan"),
+        "{plan}"
+    );
+    assert_eq!(
+        c_names(&*reader, reader.search(&q).unwrap()),
+        ["Observation/o1"]
+    );
+    // Shared resources alone: one node reads its copy.
+    let q = issho_search::parse(Some("Organization"), &pairs("name=Kita"), true).unwrap();
+    let plan = reader.explain(&q).unwrap().join("\n");
+    assert!(plan.contains("Task Count: 1\n"), "{plan}");
+    assert_eq!(
+        c_names(&*reader, reader.search(&q).unwrap()),
+        ["Organization/org1"]
     );
     drop(reader);
 
@@ -227,6 +284,45 @@ fn the_record_of_a_person_stays_on_one_shard() {
         c_names(&*reader, reader.includes(&q, &page, false).unwrap()),
         ["Observation/o2"]
     );
+    // Between the two kinds of tables: a person's resource including a shared one, a shared
+    // one's references from persons' resources, `_has` from them, and a search across types.
+    let q = issho_search::parse(
+        Some("Observation"),
+        &pairs("_include=Observation:performer&_id=o1"),
+        true,
+    )
+    .unwrap();
+    let page = reader.search(&q).unwrap();
+    assert_eq!(
+        c_names(&*reader, reader.includes(&q, &page, false).unwrap()),
+        ["Organization/org1"]
+    );
+    let q = issho_search::parse(
+        Some("Organization"),
+        &pairs("_revinclude=Observation:performer&_id=org1"),
+        true,
+    )
+    .unwrap();
+    let page = reader.search(&q).unwrap();
+    let mut inc = c_names(&*reader, reader.includes(&q, &page, false).unwrap());
+    inc.sort();
+    assert_eq!(inc, ["Observation/o1", "Observation/o2"]);
+    drop(reader);
+    assert_eq!(
+        find(
+            db,
+            "Organization",
+            "_has:Observation:performer:subject=Patient/pb"
+        ),
+        ["Organization/org1"]
+    );
+    let reader = store.reader(&permit).unwrap();
+    let q = issho_search::parse(None, &pairs("_id=org1,o2,pa&_sort=-_id"), true).unwrap();
+    assert_eq!(
+        c_names(&*reader, reader.search(&q).unwrap()),
+        ["Patient/pa", "Organization/org1", "Observation/o2"]
+    );
+    assert_eq!(reader.count(&q).unwrap(), 3);
     drop(reader);
 
     // Re-keying (the person of a resource changes) moves every row to the new person's shard.

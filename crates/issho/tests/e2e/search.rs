@@ -917,3 +917,85 @@ fn full_text_and_near() {
     }
     assert!(params("Location").contains(&"near".to_string()));
 }
+
+/// Reference of a resource's element as "Type/id".
+fn reference(v: &Value) -> String {
+    v["reference"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn shared_and_personal_resources_meet() {
+    // Organizations are shared resources (PostgreSQL keeps them in tables of their own, copied
+    // to every node of a distributed database); encounters are in persons' records. Every
+    // search between the two kinds answers as the raw JSON says.
+    let w = world();
+    let encounters: Vec<(&String, &Value)> = w.of_type("Encounter").collect();
+    let (org_key, org) = w
+        .of_type("Organization")
+        .max_by_key(|(k, _)| {
+            encounters
+                .iter()
+                .filter(|(_, e)| reference(&e["serviceProvider"]) == **k)
+                .count()
+        })
+        .unwrap();
+    let org_id = org_key.trim_start_matches("Organization/");
+    let name = org["name"].as_str().unwrap();
+    let same_name: BTreeSet<String> = w
+        .of_type("Organization")
+        .filter(|(_, o)| o["name"] == name)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let served = |orgs: &BTreeSet<String>| -> BTreeSet<String> {
+        encounters
+            .iter()
+            .filter(|(_, e)| orgs.contains(&reference(&e["serviceProvider"])))
+            .map(|(k, _)| (*k).clone())
+            .collect()
+    };
+    let want = served(&same_name);
+    assert!(!want.is_empty());
+    // A chain from a person's resource to a shared one.
+    let (got, _, _) = w.search_all(&format!(
+        "Encounter?service-provider:Organization.name:exact={name}&_count=50"
+    ));
+    assert_eq!(set(&got), want, "chain to Organization.name {name}");
+    // `_has` from persons' resources to a shared one.
+    let subject = reference(&encounters[0].1["subject"]);
+    let want_orgs: BTreeSet<String> = encounters
+        .iter()
+        .filter(|(_, e)| reference(&e["subject"]) == subject)
+        .map(|(_, e)| reference(&e["serviceProvider"]))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let (got, _, _) = w.search_all(&format!(
+        "Organization?_has:Encounter:service-provider:subject={subject}"
+    ));
+    assert_eq!(set(&got), want_orgs, "_has:Encounter from {subject}");
+    // `_include` of the shared resources a person's encounters name.
+    let (_, included, _) = w.search_all(&format!(
+        "Encounter?subject={subject}&_include=Encounter:service-provider&_count=3"
+    ));
+    assert_eq!(included, want_orgs, "_include=Encounter:service-provider");
+    // `_revinclude` of persons' resources naming a shared one.
+    let (got, included, _) = w.search_all(&format!(
+        "Organization?_id={org_id}&_revinclude=Encounter:service-provider"
+    ));
+    assert_eq!(got, std::slice::from_ref(org_key));
+    assert_eq!(
+        included,
+        served(&BTreeSet::from([org_key.clone()])),
+        "_revinclude"
+    );
+    // A search across types of both kinds, sorted and paged as one list.
+    let mut want: Vec<String> = w
+        .of_type("Organization")
+        .chain(w.of_type("Patient"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    want.sort_by_key(|k| std::cmp::Reverse(k.split_once('/').unwrap().1.to_string()));
+    let (got, _, total) =
+        w.search_all("?_type=Organization,Patient&_sort=-_id&_count=7&_total=accurate");
+    assert_eq!(got, want, "across types, by id descending");
+    assert_eq!(total, Some(want.len() as u64));
+}
