@@ -22,6 +22,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS audit (
@@ -193,7 +194,9 @@ impl AuditLog {
         reader.pragma_update(None, "query_only", true)?;
         let queue = {
             let (dir, mut conn) = (dir.to_path_buf(), conn);
-            Queue::start(move |records| append(&mut conn, &dir, records))?
+            Queue::start(Duration::ZERO, move |records| {
+                append(&mut conn, &dir, records)
+            })?
         };
         Ok(AuditLog {
             dir: dir.to_path_buf(),

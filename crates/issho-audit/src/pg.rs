@@ -11,6 +11,16 @@
 //! The anchor is `audit_head`, in the same database as the entries: removing the last entries
 //! is detected unless `audit_head` is rewritten too (by someone who can drop the triggers).
 //! The head printed by `issho audit verify`, kept elsewhere, detects that as well.
+//!
+//! A batch of reads' records (reads, searches, histories) gathers for [`COMMIT_WINDOW`]
+//! before it commits — at once when a flush waits or any other record (a write, an operation,
+//! a sign-in) arrives: at most ~20 commits a second under read load. Each commit waits for the WAL to
+//! reach the disk, and on the machine of BENCHMARKS.md every such flush stalled the other
+//! backends' reads for tens to hundreds of milliseconds (pgbench alone shows it): committing
+//! whatever was queued, hundreds of times a second under read load, made the read p99 tens of
+//! milliseconds. The price: a crash may lose the records of the reads of the last window (a
+//! read is answered before its record is durable, on either log; a write's record is
+//! committed as soon as the writer takes it, as before).
 
 use crate::AuditError;
 use crate::chain::{Hash, Head, ZERO};
@@ -23,6 +33,9 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+/// How long a batch of audit records gathers before it commits.
+pub const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS audit (
@@ -104,7 +117,7 @@ impl PgAuditLog {
         tx.commit().map_err(|e| AuditError::Io(db(e)))?;
         check_anchor(&mut c).map_err(AuditError::Tampered)?;
         let mut writer = c;
-        let queue = Queue::start(move |records| append(&mut writer, records))?;
+        let queue = Queue::start(COMMIT_WINDOW, move |records| append(&mut writer, records))?;
         Ok(PgAuditLog {
             queue,
             reader: Mutex::new(connect(url)?),

@@ -8,6 +8,7 @@ use crate::event::{agent_key, patient_keys};
 use crate::record::AuditRecord;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -101,8 +102,13 @@ pub(crate) struct Queue {
 
 impl Queue {
     /// Start the writer: `append` stores one batch durably (in one transaction) or says why
-    /// not.
+    /// not. `window`: how long a batch of reads' records gathers after its first one before
+    /// it is committed (at once when a flush waits, a record of anything but a read, search or
+    /// history arrives, or the batch is full) — zero commits whatever is queued at once; a
+    /// window trades how much a crash may lose of reads' records for fewer commits (see
+    /// `PgAuditLog`).
     pub(crate) fn start(
+        window: Duration,
         mut append: impl FnMut(&[AuditRecord]) -> Result<(), String> + Send + 'static,
     ) -> Result<Queue, AuditError> {
         let shared = Arc::new(Shared::default());
@@ -111,7 +117,7 @@ impl Queue {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("issho-audit".into())
-                .spawn(move || writer_loop(&mut append, rx, shared))
+                .spawn(move || writer_loop(&mut append, rx, shared, window))
                 .map_err(|e| AuditError::Io(e.to_string()))?
         };
         Ok(Queue {
@@ -198,8 +204,10 @@ fn writer_loop(
     append: &mut dyn FnMut(&[AuditRecord]) -> Result<(), String>,
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
+    window: Duration,
 ) {
     while let Ok(first) = rx.recv() {
+        let until = Instant::now() + window;
         let mut records = Vec::new();
         let mut waiters = Vec::new();
         let mut next = Some(first);
@@ -210,6 +218,13 @@ fn writer_loop(
             }
             if records.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
+                // Nothing queued: gather more until the window closes — only reads, and only
+                // while no one waits (a write's record is committed at once, as a flush is).
+                let left = until.saturating_duration_since(Instant::now());
+                let reads_only = records.iter().all(AuditRecord::is_read_only);
+                if next.is_none() && waiters.is_empty() && reads_only && !left.is_zero() {
+                    next = rx.recv_timeout(left).ok();
+                }
             }
         }
         if !records.is_empty() {
@@ -234,6 +249,81 @@ fn writer_loop(
         let answer = shared.check();
         for w in waiters {
             let _ = w.send(answer.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod window {
+    use super::*;
+    use crate::record::Interaction;
+
+    /// The batches a writer committed, as (interactions, when).
+    type Batches = Arc<Mutex<Vec<(Vec<String>, Instant)>>>;
+
+    fn queue(window: Duration) -> (Queue, Batches) {
+        let seen: Batches = Arc::default();
+        let s = seen.clone();
+        let q = Queue::start(window, move |records| {
+            let names = records
+                .iter()
+                .map(|r| r.interaction.code().to_string())
+                .collect();
+            s.lock().unwrap().push((names, Instant::now()));
+            Ok(())
+        })
+        .unwrap();
+        (q, seen)
+    }
+
+    fn rec(i: Interaction) -> AuditRecord {
+        AuditRecord::new(i, "tester", "test")
+    }
+
+    /// Reads' records gather for the window and are committed together; a write's record or a
+    /// flush ends the gathering at once (generous bounds: the window is long).
+    #[test]
+    fn reads_gather_writes_and_flushes_do_not_wait() {
+        let window = Duration::from_secs(20);
+        let (q, seen) = queue(window);
+        let t0 = Instant::now();
+        q.record(rec(Interaction::Read)).unwrap();
+        q.record(rec(Interaction::SearchType)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(seen.lock().unwrap().is_empty(), "reads wait for the window");
+        q.record(rec(Interaction::Update)).unwrap();
+        while seen.lock().unwrap().is_empty() {
+            assert!(
+                t0.elapsed() < window / 2,
+                "a write's record is not held back"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            seen.lock().unwrap()[0].0,
+            ["read", "search-type", "update"],
+            "one batch"
+        );
+        q.record(rec(Interaction::Vread)).unwrap();
+        let t1 = Instant::now();
+        q.flush().unwrap();
+        assert!(
+            t1.elapsed() < window / 2,
+            "a flush does not wait for the window"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        assert_eq!(seen.lock().unwrap()[1].0, ["vread"]);
+    }
+
+    /// Without a window whatever is queued is committed at once.
+    #[test]
+    fn no_window_commits_reads_at_once() {
+        let (q, seen) = queue(Duration::ZERO);
+        let t0 = Instant::now();
+        q.record(rec(Interaction::Read)).unwrap();
+        while seen.lock().unwrap().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -212,6 +212,20 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// A disclosure that changed nothing (a read, vread, search or history): the records a
+    /// log may gather for a while before committing ([`crate::pg`]'s commit window).
+    pub fn is_read_only(&self) -> bool {
+        self.action == Action::Read
+            || matches!(
+                self.interaction,
+                Interaction::SearchType
+                    | Interaction::SearchSystem
+                    | Interaction::HistoryInstance
+                    | Interaction::HistoryType
+                    | Interaction::HistorySystem
+            )
+    }
+
     /// A successful `interaction` by `agent_id` (the requestor) observed by `source`, now;
     /// the action is the interaction's usual one. Fill in the rest by field.
     pub fn new(interaction: Interaction, agent_id: &str, source: &str) -> AuditRecord {

@@ -58,12 +58,12 @@ struct MigrateArgs {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Data directory: the embedded store, keys, audit trail.
+    /// Data directory: the embedded store and its audit trail, keys, users.
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     data: PathBuf,
     /// Where the resources are kept: `embedded` (the default: the data directory) or a
     /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
-    /// holds the keys, the audit trail and the lock).
+    /// holds the keys and the users; the audit trail is then in the database).
     #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Address to listen on.
@@ -166,7 +166,7 @@ struct ImportArgs {
     data: PathBuf,
     /// Where the resources are kept: `embedded` (the default: the data directory) or a
     /// PostgreSQL URL `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (the data directory still
-    /// holds the keys, the audit trail and the lock).
+    /// holds the keys and the users; the audit trail is then in the database).
     #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: Option<String>,
     /// Files or directories: FHIR Bundles (.json) or NDJSON (.ndjson).
