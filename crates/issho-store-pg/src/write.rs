@@ -408,6 +408,10 @@ impl StoreTx for WriterTx<'_> {
         self.hold(key)
     }
 
+    fn may_run_again(&self) -> bool {
+        true
+    }
+
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO store_meta (key, value) VALUES ($1, $2) \

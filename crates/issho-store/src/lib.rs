@@ -246,6 +246,12 @@ pub trait StoreTx: StoreRead {
     fn lock_key(&mut self, _key: &str) -> Result<()> {
         Ok(())
     }
+    /// Whether this store may run the job again after it returned (a store with several
+    /// writers re-runs a job that lost a lock or a conflict): a job that consumes what it was
+    /// given keeps a copy only then (a store with one writer runs each job once).
+    fn may_run_again(&self) -> bool {
+        false
+    }
 }
 
 /// A write job: runs on a writer thread; returns (commit?, output). A store with several

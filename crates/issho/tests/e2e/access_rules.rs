@@ -526,3 +526,42 @@ fn care_relationships_follow_writes() {
     // Doctor B still cannot.
     assert_eq!(c.get(Who::DoctorB, &obs).0, 404);
 }
+
+/// A resource of a type that is never in a person's record (an Organization) still belongs to
+/// the person it names — here in an extension — by the ownership rule, whichever tables the
+/// store keeps that type in (PostgreSQL: the shared tables): its person reads and finds it,
+/// another person's does neither.
+#[test]
+fn a_shared_type_naming_a_person_is_in_their_record() {
+    let c = setup();
+    for p in ["p1", "p2"] {
+        let org = json!({"resourceType": "Organization", "id": format!("o-{p}"),
+            "name": format!("Family pharmacy {p}"),
+            "extension": [{"url": "urn:test:for",
+                "valueReference": {"reference": format!("Patient/{p}")}}]});
+        let (st, b) = c.send(Who::Admin, "PUT", &format!("Organization/o-{p}"), &org);
+        assert!(st == 201 || st == 200, "{b}");
+    }
+    let ids = |who: Who, q: &str| -> Vec<String> {
+        let (st, b) = c.get(who, q);
+        assert_eq!(st, 200, "{who:?} {q}: {b}");
+        let mut v: Vec<String> = b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(c.get(Who::Patient1, "Organization/o-p1").0, 200);
+    let (st, b) = c.get(Who::Patient1, "Organization/o-p2");
+    assert_ne!(st, 200, "{b}");
+    assert!(b["name"].is_null(), "{b}");
+    assert_eq!(ids(Who::Patient1, "Organization?_id=o-p1,o-p2"), ["o-p1"]);
+    assert_eq!(ids(Who::Patient1, "Organization?name=Family"), ["o-p1"]);
+    assert_eq!(
+        ids(Who::Admin, "Organization?_id=o-p1,o-p2"),
+        ["o-p1", "o-p2"]
+    );
+}
