@@ -33,7 +33,9 @@ use std::collections::BTreeSet;
 pub(crate) const RESTRICTED: &str = "#restricted";
 
 /// The version of this rule; stores keyed by an older rule are re-keyed at open.
-pub(crate) const RULE_VERSION: &str = "2";
+/// 3: a Bundle can hold a patient's data (its entries are whole resources), so a reference to
+/// one not stored makes the referrer nobody's alone, as for the other such types.
+pub(crate) const RULE_VERSION: &str = "3";
 
 /// Whose record a resource belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -253,14 +253,18 @@ impl R4 {
         r4
     }
 
+    /// A type some element of which may refer to a Patient or to any resource, or hold a
+    /// whole resource inline (Bundle entries, Parameters; not `contained`, which every type
+    /// has: the ownership rule looks into it anyway).
     fn holds_references_to_patients(&self, rt: &str) -> bool {
         self.always_personal(rt)
             || self.type_def(rt).is_some_and(|td| {
                 td.elements.iter().any(|e| {
                     e.types.iter().any(|x| {
-                        x.code == "Reference"
+                        (x.code == "Reference"
                             && (x.targets.is_empty()
-                                || x.targets.iter().any(|y| y == "Patient" || y == "Resource"))
+                                || x.targets.iter().any(|y| y == "Patient" || y == "Resource")))
+                            || (x.code == "Resource" && e.path != "contained")
                     })
                 })
             })
@@ -272,9 +276,9 @@ impl R4 {
         rt == "Patient" || self.patient_compartment.contains_key(rt)
     }
 
-    /// True when resources of `rt` can hold a patient's data: the compartment types, and every
+    /// True when resources of `rt` can hold a patient's data: the compartment types, every
     /// type with an element (at any depth) that may refer to a Patient or to any resource (by
-    /// the reference targets). Organization, Practitioner, Location, Medication, terminology and
+    /// the reference targets), and Bundle (its entries are whole resources). Organization, Practitioner, Location, Medication, terminology and
     /// conformance resources cannot: they are never in a person's record (the engine's
     /// ownership rule), and a store may keep them apart (PostgreSQL's `shared_*` tables).
     pub fn may_hold_patient_data(&self, rt: &str) -> bool {

@@ -93,6 +93,13 @@ impl PgStore {
         let mut conn = connect(url)?;
         schema::migrate(conn.client())?;
         let distributed = schema::distribute(conn.client())?;
+        let moved = schema::place_sides(conn.client())?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "resources moved to the tables of their kind (shared or a person's record)"
+            );
+        }
         let generation: i64 = conn
             .query_opt(
                 "SELECT value::bigint FROM store_meta WHERE key = $1",

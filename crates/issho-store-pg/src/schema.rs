@@ -175,18 +175,72 @@ $$;
     ),
 ];
 
+/// The resource types on the shared side (R4 type names: letters only).
+fn shared_types() -> Vec<&'static str> {
+    issho_model::r4()
+        .resource_types()
+        .iter()
+        .filter(|t| issho_store_sql::Side::of(t) == issho_store_sql::Side::Shared)
+        .map(String::as_str)
+        .collect()
+}
+
+/// Move the rows of resources whose tables disagree with their type's side (`Side::of`, from
+/// the R4 tables: a newer build may place a type differently, as Bundle moved to persons'
+/// records) to the right tables, in one transaction under the migrations' lock. Two index
+/// probes when nothing is misplaced. Returns the resources moved.
+pub(crate) fn place_sides(c: &mut postgres::Client) -> Result<u64, postgres::Error> {
+    let shared = shared_types();
+    let list: Vec<String> = shared.iter().map(|t| t.to_string()).collect();
+    let literal = format!("'{{{}}}'::text[]", shared.join(","));
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7349001)", &[])?;
+    let mut moved = 0;
+    for (from, to, cond) in [
+        ("", "shared_", format!("type = ANY({literal})")),
+        ("shared_", "", format!("NOT (type = ANY({literal}))")),
+    ] {
+        let any: bool = tx
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {from}resources WHERE {})",
+                    cond.replace(&literal, "$1")
+                ),
+                &[&list],
+            )?
+            .get(0);
+        if !any {
+            continue;
+        }
+        moved += tx.execute(
+            &format!(
+                "CREATE TEMPORARY TABLE moving ON COMMIT DROP AS \
+                 SELECT pk, rid FROM {from}resources WHERE {cond}"
+            ),
+            &[],
+        )?;
+        let tables = ["resources", "sp_text"]
+            .into_iter()
+            .chain(crate::index::TABLES.iter().map(|(t, _)| *t));
+        for t in tables {
+            tx.batch_execute(&format!(
+                "INSERT INTO {to}{t} SELECT x.* FROM {from}{t} x JOIN moving m USING (pk, rid); \
+                 DELETE FROM {from}{t} x USING moving m WHERE x.pk = m.pk AND x.rid = m.rid"
+            ))?;
+        }
+        tx.batch_execute("DROP TABLE moving")?;
+    }
+    tx.commit()?;
+    Ok(moved)
+}
+
 /// The migration's SQL, with the list of shared types (`{SHARED_TYPES}`: R4 type names, letters
 /// only) written in.
 fn migration_sql(sql: &str) -> String {
     if !sql.contains("{SHARED_TYPES}") {
         return sql.to_string();
     }
-    let shared: Vec<&str> = issho_model::r4()
-        .resource_types()
-        .iter()
-        .filter(|t| issho_store_sql::Side::of(t) == issho_store_sql::Side::Shared)
-        .map(String::as_str)
-        .collect();
+    let shared = shared_types();
     debug_assert!(
         shared
             .iter()
@@ -391,6 +445,29 @@ mod upgrade {
                 count(&mut c, &format!("SELECT count(*) FROM {table}")),
                 want,
                 "{table} (distributed: {distributed})"
+            );
+        }
+        // A row on the wrong side (a Bundle in the shared tables, where a build before Bundle
+        // was known to hold patients' data put it) moves to the right one at open.
+        c.batch_execute(
+            "INSERT INTO shared_resources (pk, rid, type, id, version, last_updated, person, body) \
+             VALUES ('p1', 5, 'Bundle', 'd1', 1, 14, 'p1', 'd'); \
+             INSERT INTO shared_sp_token (param, code, system, pk, rid, grp) VALUES (1, 'z', 0, 'p1', 5, 0)",
+        )
+        .unwrap();
+        assert_eq!(place_sides(&mut c).unwrap(), 1);
+        assert_eq!(place_sides(&mut c).unwrap(), 0, "nothing left to move");
+        for (table, want) in [
+            ("resources WHERE id = 'd1'", 1),
+            ("shared_resources WHERE id = 'd1'", 0),
+            ("sp_token WHERE code = 'z'", 1),
+            ("shared_sp_token WHERE code = 'z'", 0),
+            ("shared_resources WHERE id = 'o1'", 1),
+        ] {
+            assert_eq!(
+                count(&mut c, &format!("SELECT count(*) FROM {table}")),
+                want,
+                "{table} after placing (distributed: {distributed})"
             );
         }
         // A new shared resource takes its rid from the same sequence.

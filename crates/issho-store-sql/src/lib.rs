@@ -418,3 +418,46 @@ mod invariants {
         }
     }
 }
+
+#[cfg(test)]
+mod sides {
+    use super::Side;
+
+    /// The types docs/scaling.md names as shared are shared; those that can hold a patient's
+    /// data (or any resource's reference) are in persons' records.
+    #[test]
+    fn shared_and_record_types() {
+        for t in [
+            "Organization",
+            "Practitioner",
+            "PractitionerRole",
+            "Location",
+            "Medication",
+            "Substance",
+            "CodeSystem",
+            "ValueSet",
+            "ConceptMap",
+            "NamingSystem",
+            "SearchParameter",
+            "StructureDefinition",
+        ] {
+            assert_eq!(Side::of(t), Side::Shared, "{t}");
+        }
+        for t in [
+            "Patient",
+            "Observation",
+            "Encounter",
+            "Condition",
+            "Device",
+            "Group",
+            "Bundle",
+            "Provenance",
+            "AuditEvent",
+            "NotAType",
+        ] {
+            assert_eq!(Side::of(t), Side::Record, "{t}");
+        }
+        assert_eq!(Side::Shared.table("sp_token"), "shared_sp_token");
+        assert_eq!(Side::Record.table("resources"), "resources");
+    }
+}

@@ -565,3 +565,33 @@ fn a_shared_type_naming_a_person_is_in_their_record() {
         ["o-p1", "o-p2"]
     );
 }
+
+/// A Bundle holds patients' data inline (a document, a collection): a patient's reference to
+/// another person's Bundle must answer exactly as one to a Bundle that does not exist, or the
+/// answer would tell that it exists.
+#[test]
+fn a_reference_to_someone_elses_bundle_tells_nothing() {
+    let c = setup();
+    let doc = json!({"resourceType": "Bundle", "id": "b-p2", "type": "collection",
+        "entry": [{"fullUrl": "urn:uuid:7c2f0d2e-1b7e-4d7e-9a57-0f5b2f7f0c11",
+            "resource": {"resourceType": "Observation", "status": "final",
+            "code": {"text": "x"}, "subject": {"reference": "Patient/p2"}}}]});
+    let (st, b) = c.send(Who::Admin, "PUT", "Bundle/b-p2", &doc);
+    assert!(st == 201 || st == 200, "{b}");
+    let obs = |focus: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "mine"},
+            "subject": {"reference": "Patient/p1"}, "focus": [{"reference": focus}]})
+    };
+    let (st_there, b_there) = c.send(Who::Patient1, "POST", "Observation", &obs("Bundle/b-p2"));
+    let (st_absent, b_absent) = c.send(
+        Who::Patient1,
+        "POST",
+        "Observation",
+        &obs("Bundle/no-such-bundle"),
+    );
+    assert_eq!(
+        st_there, st_absent,
+        "another person's Bundle: {b_there}; an absent one: {b_absent}"
+    );
+    assert_ne!(st_there, 201, "{b_there}");
+}
