@@ -212,23 +212,23 @@ pub(crate) fn place_sides(c: &mut postgres::Client) -> Result<u64, postgres::Err
         if !any {
             continue;
         }
-        moved += tx.execute(
-            &format!(
-                "CREATE TEMPORARY TABLE moving ON COMMIT DROP AS \
-                 SELECT pk, rid FROM {from}resources WHERE {cond}"
-            ),
-            &[],
-        )?;
-        let tables = ["resources", "sp_text"]
-            .into_iter()
-            .chain(crate::index::TABLES.iter().map(|(t, _)| *t));
+        // Each table's rows by a condition on the resources' own rows (no temporary table: a
+        // distributed database joins only its own tables), the resources' rows last.
+        let which = format!("(pk, rid) IN (SELECT pk, rid FROM {from}resources WHERE {cond})");
+        let tables = crate::index::TABLES
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(["sp_text", "resources"]);
         for t in tables {
-            tx.batch_execute(&format!(
-                "INSERT INTO {to}{t} SELECT x.* FROM {from}{t} x JOIN moving m USING (pk, rid); \
-                 DELETE FROM {from}{t} x USING moving m WHERE x.pk = m.pk AND x.rid = m.rid"
-            ))?;
+            let n = tx.execute(
+                &format!("INSERT INTO {to}{t} SELECT * FROM {from}{t} WHERE {which}"),
+                &[],
+            )?;
+            tx.execute(&format!("DELETE FROM {from}{t} WHERE {which}"), &[])?;
+            if t == "resources" {
+                moved += n;
+            }
         }
-        tx.batch_execute("DROP TABLE moving")?;
     }
     tx.commit()?;
     Ok(moved)
