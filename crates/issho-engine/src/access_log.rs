@@ -17,8 +17,22 @@ impl Engine {
         // A person's access log is theirs (it names only their data) and the
         // administrators' (auditors see the records whole); clinicians do not read it.
         let auditor = self.gate.check(ctx, Action::Admin, None).is_ok();
+        // The person's: any of their Patients (linked at several institutions) asks.
+        let (person, mine) = {
+            let permit = self.system_permit("access log")?;
+            let r = self.store.reader(&permit)?;
+            let person = crate::identity::person_of_patient(&*r, patient_id)?;
+            let mut mine = crate::identity::members(&*r, &person)?;
+            if !mine.iter().any(|m| m == patient_id) {
+                mine.push(patient_id.to_string());
+            }
+            (person, mine)
+        };
         let own = ctx.grant().is_some_and(|g| {
-            g.role == issho_access::Role::Patient && g.patient.as_deref() == Some(patient_id)
+            g.role == issho_access::Role::Patient
+                && g.patient
+                    .as_deref()
+                    .is_some_and(|p| mine.iter().any(|m| m == p))
         });
         if !auditor && !own {
             self.read(ctx, "Patient", patient_id)?;
@@ -45,10 +59,27 @@ impl Engine {
         // Everything recorded so far, including this request's own read of the Patient.
         log.flush()
             .map_err(|e| FhirError::internal(e.to_string()))?;
-        let me = format!("Patient/{patient_id}");
-        let events = log
-            .search(None, Some(&me), since, None, limit)
-            .map_err(|e| FhirError::internal(e.to_string()))?;
+        let me: Vec<String> = mine.iter().map(|m| format!("Patient/{m}")).collect();
+        let mut events: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for m in &me {
+            for ev in log
+                .search(None, Some(m), since, None, limit)
+                .map_err(|e| FhirError::internal(e.to_string()))?
+            {
+                if seen.insert(ev["id"].as_str().unwrap_or_default().to_string()) {
+                    events.push(ev);
+                }
+            }
+        }
+        // Newest first across the person's Patients.
+        events.sort_by(|a, b| {
+            b["recorded"]
+                .as_str()
+                .unwrap_or_default()
+                .cmp(a["recorded"].as_str().unwrap_or_default())
+        });
+        events.truncate(limit);
         if auditor {
             return Ok(events);
         }
@@ -63,8 +94,10 @@ impl Engine {
                 views.insert(t.to_string(), v);
             }
             match views.get(t).and_then(Option::as_ref) {
-                Some(v) => Ok(r.person(t, id)?.flatten().as_deref() == Some(patient_id)
-                    && v.sees(&reg, &*r, t, id)?),
+                Some(v) => Ok(
+                    r.person(t, id)?.flatten().as_deref() == Some(person.as_str())
+                        && v.sees(&reg, &*r, t, id)?,
+                ),
                 None => Ok(false),
             }
         };
@@ -80,24 +113,27 @@ impl Engine {
 /// concerned no one else (a search over several patients names others in its query).
 fn only_this_person(
     mut ev: Value,
-    me: &str,
+    me: &[String],
     visible: &mut dyn FnMut(&str, &str) -> Result<bool>,
 ) -> Result<Value> {
-    let by_me = ev["agent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|a| a["who"]["reference"] == me);
+    let by_me = ev["agent"].as_array().into_iter().flatten().any(|a| {
+        a["who"]["reference"]
+            .as_str()
+            .is_some_and(|w| me.iter().any(|m| m == w))
+    });
     let Some(entities) = ev.get_mut("entity").and_then(Value::as_array_mut) else {
         return Ok(ev);
     };
     let others = entities.iter().any(|e| {
-        e["role"]["code"] == "1" && e["what"]["reference"].as_str().is_some_and(|p| p != me)
+        e["role"]["code"] == "1"
+            && e["what"]["reference"]
+                .as_str()
+                .is_some_and(|p| !me.iter().any(|m| m == p))
     });
     let mut kept = Vec::new();
     for e in entities.drain(..) {
         let keep = match (e["role"]["code"].as_str(), e["what"]["reference"].as_str()) {
-            (Some("1"), Some(p)) => p == me,
+            (Some("1"), Some(p)) => me.iter().any(|m| m == p),
             // A query is the asker's words (other people's names, ids, search terms): shown
             // only for the person's own accesses.
             (Some("24"), _) => !others && by_me,

@@ -7,20 +7,27 @@
 //! parameters, so it composes with any other search parameters, sorting and paging.
 
 use crate::*;
-use issho_search::{Filter, Match, ParamKind, Test};
+use issho_search::{Filter, ParamKind, Test};
 use issho_store::StoreRead;
 use std::collections::HashSet;
 
 /// The filter "in the compartment of Patient/`id`" for resources of `rt` (None when `rt` is
-/// never in a patient compartment). `id = None`: in any patient's compartment.
-pub(crate) fn compartment_filter(rt: &str, id: Option<&str>) -> Result<Option<Filter>> {
-    if rt == "Patient" {
-        return Ok(id.map(|id| Filter {
-            name: "_id".into(),
-            test: Test::Id {
-                ids: vec![id.to_string()],
-                negate: false,
-            },
+/// never in a patient compartment). `person = None`: in any patient's compartment; `Some`:
+/// the whole record of Patient/`id`'s person (the store's person column, `owner.rs`) — the
+/// resources referring to that Patient and to every Patient linked with it (`identity.rs`)
+/// and what belongs to them. A client asks for one institution's part with the search
+/// parameters themselves (`Patient/[id]/Observation?patient=[id]`). Resources naming
+/// several persons are in no one's record (only callers who see everything see them).
+pub(crate) fn compartment_filter(rt: &str, person: Option<&str>) -> Result<Option<Filter>> {
+    let in_compartment =
+        rt == "Patient" || issho_model::r4().patient_compartment_params(rt).is_some();
+    if !in_compartment {
+        return Ok(None);
+    }
+    if let Some(person) = person {
+        return Ok(Some(Filter {
+            name: "_compartment".into(),
+            test: Test::PersonIn(vec![person.to_string()]),
         }));
     }
     let Some(params) = issho_model::r4().patient_compartment_params(rt) else {
@@ -48,27 +55,13 @@ pub(crate) fn compartment_filter(rt: &str, id: Option<&str>) -> Result<Option<Fi
     if keys.is_empty() {
         return Ok(None);
     }
-    let test = match id {
-        Some(id) => Test::Values {
-            keys,
-            kind: ParamKind::Reference,
-            components: Vec::new(),
-            matches: vec![Match::Reference {
-                ref_type: Some("Patient".into()),
-                id: id.to_string(),
-                version: None,
-            }],
-            negate: false,
-        },
-        None => Test::Missing {
+    Ok(Some(Filter {
+        name: "_compartment".into(),
+        test: Test::Missing {
             keys,
             kind: ParamKind::Reference,
             missing: false,
         },
-    };
-    Ok(Some(Filter {
-        name: "_compartment".into(),
-        test,
     }))
 }
 
@@ -127,7 +120,8 @@ impl Engine {
             ));
         }
         let view = self.view(ctx, Action::Search, Some(resource_type), r)?;
-        let Some(filter) = compartment_filter(resource_type, Some(patient_id))? else {
+        let person = crate::identity::person_of_patient(r, patient_id)?;
+        let Some(filter) = compartment_filter(resource_type, Some(&person))? else {
             return Err(FhirError::bad_request(format!(
                 "{resource_type} is not part of the Patient compartment"
             )));
@@ -288,12 +282,16 @@ impl Engine {
             None => {
                 let mut rids: Vec<i64> = Vec::new();
                 let mut seen: HashSet<i64> = HashSet::new();
+                let person = match patient_id {
+                    Some(id) => Some(crate::identity::person_of_patient(r, id)?),
+                    None => None,
+                };
                 for t in &types {
                     let Ok(view) = self.view(ctx, Action::Search, Some(t), r) else {
                         continue;
                     };
                     let access = view.filters(&self.registry(), t)?;
-                    let Some(filter) = compartment_filter(t, patient_id)? else {
+                    let Some(filter) = compartment_filter(t, person.as_deref())? else {
                         continue;
                     };
                     let mut p: Vec<(String, String)> = Vec::new();
@@ -321,7 +319,7 @@ impl Engine {
                 }
                 // The person's data in types outside the R4 compartment (a Task for them, their
                 // Device…): by the ownership rule's person column, each checked like a read.
-                if let Some(pid) = patient_id {
+                if let Some(pid) = &person {
                     let outside: Vec<String> = issho_model::r4()
                         .resource_types()
                         .iter()

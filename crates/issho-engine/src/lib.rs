@@ -13,6 +13,8 @@ mod consent;
 mod everything;
 mod export;
 mod history;
+mod identity;
+mod identity_ops;
 mod links;
 mod origin;
 mod owner;

@@ -7,8 +7,10 @@
 //!
 //! The rule, over the resource's JSON (contained resources, Bundle entries and extensions
 //! included — any `Reference` anywhere counts):
-//! - a Patient belongs to itself;
-//! - a literal reference `Patient/X` names person X; a reference to another resource
+//! - a Patient belongs to its person: itself, or the person it was linked into by a
+//!   certain match or a registrar (`identity.rs`; its stored key, never its own references:
+//!   writing `Patient.link` links nobody);
+//! - a literal reference `Patient/X` names X's person (X itself when X is not stored); a reference to another resource
 //!   (`Encounter/E`, `Observation/O`, `Device/D`…) names that resource's own person, if it has
 //!   one (one hop, as stored);
 //! - a resource naming exactly one person belongs to that person;
@@ -132,8 +134,9 @@ pub(crate) fn literal_refs(body: &Value) -> BTreeSet<(String, String)> {
 /// resources' persons with `lookup`.
 pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Result<Owner> {
     if rt == "Patient" {
+        // Its person: the stored key (a linked Patient shares its person's), or itself.
         return Ok(match body.get("id").and_then(Value::as_str) {
-            Some(id) => Owner::Person(id.to_string()),
+            Some(id) => Owner::Person(patient_person(lookup, id)?),
             None => Owner::Restricted,
         });
     }
@@ -147,7 +150,7 @@ pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Resul
     let mut unknown = false;
     for (t, id) in &found.refs {
         if t == "Patient" {
-            persons.insert(id.clone());
+            persons.insert(patient_person(lookup, id)?);
         } else if !(t == rt && id == me) {
             match lookup(t, id)? {
                 Some(Some(p)) if p == RESTRICTED => restricted = true,
@@ -164,6 +167,15 @@ pub(crate) fn owner_of(rt: &str, body: &Value, lookup: &mut Lookup<'_>) -> Resul
         1 => Owner::Person(persons.into_iter().next().unwrap_or_default()),
         0 if !always_personal(rt) && !unknown => Owner::Shared,
         _ => Owner::Restricted,
+    })
+}
+
+/// The person of `Patient/id`: the stored key of a stored Patient (the person it was linked
+/// into, `identity.rs`), otherwise the id itself.
+fn patient_person(lookup: &mut Lookup<'_>, id: &str) -> Result<String> {
+    Ok(match lookup("Patient", id)? {
+        Some(Some(p)) if p != RESTRICTED => p,
+        _ => id.to_string(),
     })
 }
 

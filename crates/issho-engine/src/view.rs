@@ -133,7 +133,8 @@ impl View {
     fn reached(&self) -> Option<Vec<String>> {
         match &self.reach {
             Reach::All => None,
-            Reach::Patient(p) => Some(vec![p.clone()]),
+            // The person of the token's Patient (computed per request, `view_with`).
+            Reach::Patient(p) => Some(self.persons.clone().unwrap_or_else(|| vec![p.clone()])),
             Reach::CareOf(_) => Some(self.persons.clone().unwrap_or_default()),
         }
     }
@@ -374,8 +375,9 @@ impl Guard {
     /// person's privacy Consents are theirs: a clinician may read but not change them.
     fn own_record(&self, rt: &str, id: &str, person: Option<&str>) -> Result<()> {
         let refuse = |why: String| Err(FhirError::new(403, IssueType::Forbidden, why));
+        let own = self.write.reached().unwrap_or_default();
         match &self.write.reach {
-            Reach::Patient(pid) if person != Some(pid.as_str()) => refuse(format!(
+            Reach::Patient(_) if person.is_none_or(|p| !own.iter().any(|o| o == p)) => refuse(format!(
                 "{rt}/{id} is shared data, not part of this patient's record; this token may not change it"
             )),
             Reach::CareOf(_) if rt == "Consent" => refuse(
@@ -486,6 +488,14 @@ impl Engine {
         conditional: bool,
         r: &dyn StoreRead,
     ) -> Result<Guard> {
+        if rt == "Person" && matches!(action, Action::Create | Action::Update | Action::Delete) {
+            // Who is one person is decided by matching and registrars, never by a write.
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "Person resources are kept by the server (a certain match by insurance member ID links Patients); a registrar uses Patient/[id]/$link and $unlink",
+            ));
+        }
         let write = self.view_with(ctx, action, Some(rt), r, true)?;
         let find = if conditional {
             Some(self.view_with(ctx, Action::Search, Some(rt), r, true)?)
@@ -532,7 +542,7 @@ impl Engine {
         if let (Reach::Patient(p), Some(g)) = (&view.reach, ctx.grant())
             && g.role != issho_access::Role::Patient
         {
-            only = Some(p.clone());
+            only = Some(crate::identity::person_of_patient(r, p)?);
             view.reach = match &g.organization {
                 Some(org) if g.role.is_clinician() => Reach::CareOf(org.clone()),
                 _ if g.role == issho_access::Role::Administrator => Reach::Patient(p.clone()),
@@ -544,6 +554,10 @@ impl Engine {
                     ));
                 }
             };
+        }
+        if let Reach::Patient(p) = &view.reach {
+            // A person's token reaches their whole record: every Patient linked to theirs.
+            view.persons = Some(vec![crate::identity::person_of_patient(r, p)?]);
         }
         if let Reach::CareOf(org) = &view.reach {
             // Care relationships and consents of the organization, recomputed after a write
@@ -587,6 +601,7 @@ impl Engine {
             // Break-the-glass: patients opened in an emergency, whatever their consent.
             if let Some(g) = ctx.grant() {
                 for p in self.break_glass_patients(&g.subject) {
+                    let p = crate::identity::person_of_patient(r, &p)?;
                     if !persons.contains(&p) {
                         persons.push(p.clone());
                     }
@@ -623,13 +638,15 @@ impl Engine {
         for chunk in rids.chunks(500) {
             for s in r.current_by_rids(chunk)? {
                 let Some(v) = s.json() else { continue };
-                let Some(p) = v["patient"]["reference"]
-                    .as_str()
-                    .and_then(|x| x.strip_prefix("Patient/"))
-                else {
+                // The Consent's person (the store's key: a linked person's Consents at
+                // any of their Patients decide for the whole record).
+                if v["patient"]["reference"].as_str().is_none() {
+                    continue;
+                }
+                let Some(p) = s.person.clone().filter(|p| p != crate::owner::RESTRICTED) else {
                     continue;
                 };
-                consent_decision(&v, org, out.entry(p.to_string()).or_default());
+                consent_decision(&v, org, out.entry(p).or_default());
             }
         }
         Ok(out)

@@ -31,7 +31,17 @@ pub(crate) fn put_new(
     crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
+    after_put(tx, rt, id, resource)?;
     Ok(written(rt, id, resource, p))
+}
+
+/// What follows a write inside its transaction: a Patient may be one person with Patients
+/// at other institutions (a certain match links them, `identity.rs`).
+fn after_put(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &Value) -> Result<()> {
+    if rt == "Patient" {
+        crate::identity::patient_written(tx, id, resource)?;
+    }
+    Ok(())
 }
 
 /// The outcome of a write; takes the stored resource out of `resource` (no copy).
@@ -79,6 +89,7 @@ pub(crate) fn update_in(
     crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
+    after_put(tx, rt, id, resource)?;
     Ok(written(rt, id, resource, p))
 }
 
@@ -177,5 +188,6 @@ pub(crate) fn patch_in(
     crate::consent::check_enforceable(rt, &doc)?;
     let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
+    after_put(tx, rt, id, &doc)?;
     Ok(written(rt, id, &mut doc, p))
 }

@@ -15,14 +15,23 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                 .filter(|p| p.is_supported() && !p.pending)
                 .map(|p| json!({"name": p.code, "type": p.kind.code(), "definition": p.url}))
                 .collect();
-            json!({
-                "type": t,
-                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
-                "interaction": [
+            // Person resources are kept by the server (identity matching): read and search.
+            let interaction = if t == "Person" {
+                json!([
+                    {"code": "read"}, {"code": "vread"}, {"code": "history-instance"},
+                    {"code": "history-type"}, {"code": "search-type"}
+                ])
+            } else {
+                json!([
                     {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"},
                     {"code": "delete"}, {"code": "history-instance"}, {"code": "history-type"},
                     {"code": "create"}, {"code": "search-type"}
-                ],
+                ])
+            };
+            let mut entry = json!({
+                "type": t,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "interaction": interaction,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
@@ -39,12 +48,25 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                         {"name": "break-glass", "definition": "urn:issho:OperationDefinition:break-glass",
                          "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log."},
                         {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
-                         "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (who accessed their record, when, why, with what outcome), newest first; for the person and administrators."}
+                         "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (every Patient linked into them: who accessed their record, when, why, with what outcome), newest first; for the person and administrators."},
+                        {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+                         "documentation": "POST Patient/$match (resource, onlyCertainMatches, count): graded and scored candidates among the Patients the caller may search; certain = the same JP insurance member ID (NFKC) and birth date."},
+                        {"name": "link", "definition": "urn:issho:OperationDefinition:link",
+                         "documentation": "Administrators (registrars): POST Patient/[id]/$link with a Parameters 'other' (Patient/[id]): the two Patients are one person; the other's record joins this one's. Audited; reversed by $unlink."},
+                        {"name": "unlink", "definition": "urn:issho:OperationDefinition:unlink",
+                         "documentation": "Administrators (registrars): POST Patient/[id]/$unlink: this Patient leaves its person (and is not linked to it again by matching); the records are keyed again."}
                     ])
                 } else {
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])
                 }
-            })
+            });
+            if t == "Person" {
+                for k in ["updateCreate", "conditionalCreate", "conditionalUpdate", "conditionalDelete"] {
+                    entry.as_object_mut().map(|o| o.remove(k));
+                }
+                entry["documentation"] = json!("Kept by the server: one Person per person with Patients at several institutions (link.target; assurance level3 for a certain match by insurance member ID, level4 for a registrar's link) or with an insurance member ID. Read and searched within the caller's reach; written only through Patient matching, $link and $unlink.");
+            }
+            entry
         })
         .collect();
     json!({

@@ -221,6 +221,27 @@ async fn dispatch(
             );
             Ok(r)
         }
+        ("POST", ["Patient", "$match"]) => {
+            let input = parse_json(headers, &body, false)?;
+            let base = base.to_string();
+            let b = blocking(move || engine.match_patients(&ctx, &input, &base)).await?;
+            Ok(body_response(200, &b, render.out))
+        }
+        ("POST", ["Patient", id, op @ ("$link" | "$unlink")]) => {
+            // A registrar links two Patients into one person, or takes one out.
+            let input = if body.is_empty() && *op == "$unlink" {
+                serde_json::json!({"resourceType": "Parameters"})
+            } else {
+                parse_json(headers, &body, false)?
+            };
+            let (id, op) = (id.to_string(), op.to_string());
+            let person = blocking(move || match op.as_str() {
+                "$link" => engine.link_patients(&ctx, &id, &input),
+                _ => engine.unlink_patient(&ctx, &id),
+            })
+            .await?;
+            Ok(body_response(200, &person, render.out))
+        }
         ("POST", ["Patient", id, "$break-glass"]) => {
             // An emergency physician opens a record in an emergency, stating why.
             let input = parse_json(headers, &body, false)?;

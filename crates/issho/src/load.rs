@@ -211,6 +211,7 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let total = AtomicUsize::new(0);
+    let mut skipped = 0usize;
     let errors: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let samples: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
     let finished = std::sync::atomic::AtomicBool::new(false);
@@ -322,6 +323,8 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
                     continue;
                 }
                 match serde_json::from_str::<Value>(&line) {
+                    // Kept by the server (identity matching rebuilds them from the Patients).
+                    Ok(v) if v["resourceType"] == "Person" => skipped += 1,
                     Ok(v) => chunk.push(v),
                     Err(e) => {
                         errors.lock().unwrap().push(format!(
@@ -358,12 +361,17 @@ pub fn import_paths(engine: &Engine, paths: &[PathBuf], jobs: usize) -> Result<S
         .chunks(10)
         .map(|c| format!("{:.0}", c.iter().sum::<usize>() as f64 / c.len() as f64))
         .collect();
-    let summary = format!(
+    let mut summary = format!(
         "imported {n} resources from {} files in {secs:.1} s ({:.0} resources/s); resources/s per 10 s: {}",
         files.len(),
         n as f64 / secs.max(1e-9),
         per10.join(" ")
     );
+    if skipped > 0 {
+        summary.push_str(&format!(
+            "; skipped {skipped} Person resources (the server keeps them, linking Patients by insurance member ID; a registrar's links move with `issho copy`)"
+        ));
+    }
     if errors.is_empty() {
         Ok(summary)
     } else {

@@ -360,7 +360,32 @@ fn demo_files_and_import() {
         .unwrap()
         .parse::<Value>()
         .unwrap();
-    assert_eq!(b["total"], lines as u64);
+    // Plus one server-kept Person per demo person (each has an insurance member ID), whose
+    // Patients at several institutions it links.
+    let persons: Value = client()
+        .get(format!("{}/Person?_count=100", p.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+        .parse::<Value>()
+        .unwrap();
+    assert_eq!(persons["total"], 4, "{persons}");
+    let patients = std::fs::read_to_string(out.join("Patient.ndjson"))
+        .unwrap()
+        .lines()
+        .count();
+    let linked: usize = persons["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["link"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        linked, patients,
+        "every Patient in its person's Person: {persons}"
+    );
+    assert_eq!(b["total"], lines as u64 + 4);
 
     // One process per data directory: a second one is refused while the server runs.
     let exp = dir.path().join("export");
@@ -382,7 +407,8 @@ fn demo_files_and_import() {
     drop(p);
 
     // `issho export`: one NDJSON file per type holding exactly the generated resources
-    // (compared with the files `issho demo --out` wrote, apart from the server's meta).
+    // (compared with the files `issho demo --out` wrote, apart from the server's meta), and
+    // the server-kept Persons.
     let st = export(&data, &exp, &[]);
     let msg = String::from_utf8_lossy(&st.stdout).to_string();
     assert!(
@@ -391,7 +417,7 @@ fn demo_files_and_import() {
         String::from_utf8_lossy(&st.stderr)
     );
     assert!(
-        msg.contains(&format!("exported {lines} resources")),
+        msg.contains(&format!("exported {} resources", lines + 4)),
         "{msg}"
     );
     let by_id = |path: &std::path::Path| -> std::collections::BTreeMap<String, Value> {
@@ -413,7 +439,14 @@ fn demo_files_and_import() {
         }
         assert_eq!(by_id(&exp.join(name)), want, "{name:?}");
     }
-    assert_eq!(std::fs::read_dir(&exp).unwrap().count(), files.len());
+    assert_eq!(std::fs::read_dir(&exp).unwrap().count(), files.len() + 1);
+    assert_eq!(
+        std::fs::read_to_string(exp.join("Person.ndjson"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
 
     // `--type` and `--since`.
     let only = dir.path().join("only");
@@ -453,7 +486,8 @@ fn demo_files_and_import() {
         String::from_utf8_lossy(&st.stderr)
     );
     assert!(
-        msg.contains(&format!("imported {lines} resources")),
+        msg.contains(&format!("imported {lines} resources"))
+            && msg.contains("skipped 4 Person resources"),
         "{msg}"
     );
 }

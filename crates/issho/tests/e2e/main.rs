@@ -18,6 +18,7 @@ mod conformance_synthea;
 mod copy_store;
 mod custom_params;
 mod export_engine;
+mod identity;
 mod leaks;
 mod matrix;
 mod oauth;

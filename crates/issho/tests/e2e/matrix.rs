@@ -16,7 +16,8 @@ fn patient_data_types(patient: &str) -> Vec<(String, Value)> {
     let r4 = issho_model::r4();
     let mut out = Vec::new();
     for rt in r4.resource_types() {
-        if rt == "Patient" {
+        // Person is kept by the server, written by no client (its probes: identity.rs).
+        if rt == "Patient" || rt == "Person" {
             continue;
         }
         let td = r4.type_def(rt).unwrap();
@@ -99,29 +100,9 @@ fn patient_element(body: &Value) -> String {
         .unwrap_or_default()
 }
 
-struct M {
-    s: Server,
-    tokens: Vec<(&'static str, String)>,
-}
+type M = Signed;
 
-impl M {
-    fn tok(&self, who: &str) -> &str {
-        &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
-    }
-    fn call(&self, who: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut r = self.s.req(method, path).bearer_auth(self.tok(who));
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/fhir+json")
-                .body(b.to_string());
-        }
-        let r = r.send().unwrap();
-        let st = r.status().as_u16();
-        (
-            st,
-            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
-        )
-    }
+impl Signed {
     fn get_url(&self, who: &str, url: &str) -> (u16, Value) {
         let r = self
             .s
@@ -139,15 +120,7 @@ impl M {
 }
 
 fn users() -> Vec<(&'static str, User)> {
-    let u = |name: &str, role: Role, scopes: &str, patient: Option<&str>, org: Option<&str>| User {
-        name: name.into(),
-        role,
-        patient: patient.map(str::to_string),
-        organization: org.map(|o| format!("Organization/{o}")),
-        fhir_user: None,
-        scopes: scopes.into(),
-        display: name.into(),
-    };
+    let u = user;
     vec![
         (
             "p1",
@@ -210,19 +183,7 @@ fn setup() -> (M, Vec<(String, Value)>) {
         validate: false,
         ..Default::default()
     };
-    let (s, auth) = Server::start_secure_with(config);
-    let tokens = users()
-        .into_iter()
-        .map(|(w, u)| {
-            auth.put_user(&u, "a long password").unwrap();
-            let t = auth.issue_for_user(&u, None).unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            (w, t)
-        })
-        .collect();
-    let m = M { s, tokens };
+    let m = Signed::start(config, users());
     let put = |path: &str, body: &Value| {
         let (st, b) = m.call("admin", "PUT", path, Some(body));
         assert!(st == 200 || st == 201, "{path}: {st} {b}");
@@ -286,7 +247,7 @@ fn denied(st: u16) -> bool {
 #[test]
 fn no_principal_outside_a_record_reaches_any_patient_data_type() {
     let (m, types) = setup();
-    assert!(types.len() >= 78, "{}", types.len());
+    assert!(types.len() >= 77, "{}", types.len());
     let mut leaks: Vec<String> = Vec::new();
     let mut has_probes = 0;
     for (rt, body) in &types {

@@ -468,3 +468,67 @@ pub fn increment_counter_with_if_match(bases: &[&str], clients: usize, rounds: u
         assert!(times.windows(2).all(|w| w[0] > w[1]), "{times:?}");
     }
 }
+
+/// A user of the built-in authorization server (`org`: an Organization id).
+pub fn user(
+    name: &str,
+    role: issho_access::Role,
+    scopes: &str,
+    patient: Option<&str>,
+    org: Option<&str>,
+) -> issho_auth::User {
+    issho_auth::User {
+        name: name.into(),
+        role,
+        patient: patient.map(str::to_string),
+        organization: org.map(|o| format!("Organization/{o}")),
+        fhir_user: None,
+        scopes: scopes.into(),
+        display: name.into(),
+    }
+}
+
+/// A secure server with signed-in principals, each called by name.
+pub struct Signed {
+    pub s: Server,
+    pub tokens: Vec<(&'static str, String)>,
+}
+
+impl Signed {
+    pub fn start(
+        config: issho_engine::EngineConfig,
+        users: Vec<(&'static str, issho_auth::User)>,
+    ) -> Signed {
+        let (s, auth) = Server::start_secure_with(config);
+        let tokens = users
+            .into_iter()
+            .map(|(w, u)| {
+                auth.put_user(&u, "a long password").unwrap();
+                let t = auth.issue_for_user(&u, None).unwrap()["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (w, t)
+            })
+            .collect();
+        Signed { s, tokens }
+    }
+    pub fn tok(&self, who: &str) -> &str {
+        &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
+    }
+    /// `who` sends `method path` (with a FHIR JSON body): the status and the JSON answer.
+    pub fn call(&self, who: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut r = self.s.req(method, path).bearer_auth(self.tok(who));
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/fhir+json")
+                .body(b.to_string());
+        }
+        let r = r.send().unwrap();
+        let st = r.status().as_u16();
+        (
+            st,
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+}
