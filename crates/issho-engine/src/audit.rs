@@ -12,9 +12,6 @@ use crate::*;
 use issho_access::{Principal, Purpose};
 use issho_audit::{AuditRecord, Interaction, Outcome};
 
-/// How long a break-the-glass opening lasts.
-pub const BREAK_GLASS_SECONDS: u64 = 3600;
-
 /// Most resources named in one audit record (searches name the query as well).
 const MAX_ENTITIES: usize = 50;
 
@@ -129,10 +126,7 @@ impl Engine {
         rec.purpose_of_use = vec![purpose_code(ctx.purpose).to_string()];
         // Under a break-the-glass opening of one of the patients concerned: flagged for
         // review, and visible as such in the person's access log.
-        let opened = ctx
-            .grant()
-            .map(|g| self.break_glass_patients(&g.subject))
-            .unwrap_or_default();
+        let opened = self.glass_opened_for(ctx).unwrap_or_default();
         rec.break_glass = ctx.purpose == Purpose::EmergencyTreatment
             || t.patients
                 .iter()
@@ -177,107 +171,6 @@ impl Engine {
                     "the audit trail cannot record this access, so it is not performed",
                 ));
             }
-        }
-        out
-    }
-
-    /// Patients `user` opened by break-the-glass, still within their time limit.
-    pub(crate) fn break_glass_patients(&self, user: &str) -> Vec<String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut g = self.break_glass.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(list) = g.get_mut(user) else {
-            return Vec::new();
-        };
-        list.retain(|(_, until)| *until > now);
-        list.iter().map(|(p, _)| p.clone()).collect()
-    }
-
-    /// Break the glass: an emergency physician opens `patient_id`'s record for
-    /// `BREAK_GLASS_SECONDS`, whatever the care relationship and the person's consent, stating
-    /// a reason. The declaration is audited (flagged for review) and shows in the person's
-    /// access log, as does every access made under it.
-    /// Open `patient_id`'s record to this emergency physician (the checks passed).
-    fn open_glass(
-        &self,
-        permit: &issho_access::Permit,
-        ctx: &AccessContext,
-        patient_id: &str,
-    ) -> Result<()> {
-        let r = self.store.reader(permit)?;
-        match r.current("Patient", patient_id)? {
-            Some(s) if !s.is_deleted() => {
-                let until = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0)
-                    + BREAK_GLASS_SECONDS;
-                let user = ctx.grant().map(|g| g.subject.clone()).unwrap_or_default();
-                self.break_glass
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(user)
-                    .or_default()
-                    .push((patient_id.to_string(), until));
-                Ok(())
-            }
-            _ => Err(FhirError::not_found(format!(
-                "Patient/{patient_id} is not known"
-            ))),
-        }
-    }
-
-    pub fn break_glass(&self, ctx: &AccessContext, patient_id: &str, reason: &str) -> Result<()> {
-        // Through the gate like every operation (the token must allow reading patients), and
-        // then only for emergency physicians.
-        let permitted = self
-            .gate
-            .check(ctx, Action::Operation, Some("Patient"))
-            .map_err(FhirError::from);
-        let allowed = ctx
-            .grant()
-            .is_some_and(|g| g.role == issho_access::Role::EmergencyPhysician);
-        let reason = reason.trim().to_string();
-        let out: Result<()> = match permitted {
-            Err(e) => Err(e),
-            Ok(_) if !allowed => Err(FhirError::new(
-                403,
-                IssueType::Forbidden,
-                "only emergency physicians may break the glass",
-            )),
-            Ok(_) if reason.len() < 4 => Err(FhirError::bad_request(
-                "breaking the glass needs a reason (at least a few words)",
-            )),
-            // The gate's permit opens the store; any failure is recorded below like the rest.
-            Ok(permit) => self.open_glass(&permit, ctx, patient_id),
-        };
-        if let Some(log) = &self.audit {
-            let mut rec = AuditRecord::new(Interaction::BreakGlass, &ctx.who(), "issho");
-            if let Some(g) = ctx.grant() {
-                rec.agent.role = Some(g.role.code().to_string());
-                rec.on_behalf_of = g.organization.clone();
-            }
-            rec.patients = vec![format!("Patient/{patient_id}")];
-            rec.purpose_of_use = vec!["ETREAT".into()];
-            rec.break_glass = true;
-            rec.reason = Some(match &out {
-                Ok(()) => format!("break-the-glass: {reason}"),
-                Err(e) => format!(
-                    "break-the-glass refused ({}): {reason}",
-                    e.issues
-                        .first()
-                        .map(|i| i.diagnostics.as_str())
-                        .unwrap_or("")
-                ),
-            });
-            if out.is_err() {
-                rec.outcome = Outcome::MinorFailure;
-            }
-            log.record(rec).map_err(|e| {
-                FhirError::new(503, IssueType::Transient, format!("audit trail: {e}"))
-            })?;
         }
         out
     }

@@ -8,6 +8,7 @@
 
 mod access_log;
 mod audit;
+mod break_glass;
 mod bundle;
 mod consent;
 mod everything;
@@ -27,7 +28,7 @@ mod transaction;
 mod view;
 mod writes;
 
-pub use audit::BREAK_GLASS_SECONDS;
+pub use break_glass::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
 pub use export::{ExportRequest, ExportSummary};
 pub use issho_access::{AccessContext, Action, Gate};
@@ -147,6 +148,8 @@ pub struct EngineConfig {
     /// How many result sets are remembered, and for how long.
     pub page_cache_sets: usize,
     pub page_cache_ttl: std::time::Duration,
+    /// How long a break-the-glass opening lasts (`break_glass.rs`).
+    pub break_glass_for: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -159,12 +162,10 @@ impl Default for EngineConfig {
             first_window: 1_000,
             page_cache_sets: 1_000,
             page_cache_ttl: std::time::Duration::from_secs(600),
+            break_glass_for: std::time::Duration::from_secs(break_glass::BREAK_GLASS_SECONDS),
         }
     }
 }
-
-/// Break-the-glass openings by user: (patient id, until in seconds since the epoch).
-type BreakGlassOpenings = std::collections::HashMap<String, Vec<(String, u64)>>;
 
 /// Care relationships and consent decisions by organization, valid for one store sequence.
 type CareCache = std::collections::HashMap<
@@ -184,8 +185,6 @@ pub struct Engine {
     reindexer: Arc<params::Reindexer>,
     /// The audit trail (`audit.db` beside the store); every interaction is recorded.
     audit: Option<Arc<dyn issho_audit::AuditTrail>>,
-    /// Break-the-glass openings: user → (patient, until in seconds since the epoch).
-    break_glass: Arc<std::sync::Mutex<BreakGlassOpenings>>,
     /// Per organization: (care generation, patients in care, consent decisions).
     care_cache: Arc<std::sync::Mutex<CareCache>>,
     /// Incremented after each committed write of a resource that decides care relationships
@@ -212,7 +211,6 @@ impl Engine {
             indexer,
             reindexer: Arc::default(),
             audit: None,
-            break_glass: Arc::default(),
             care_cache: Arc::default(),
             care_generation: Arc::default(),
             gate,

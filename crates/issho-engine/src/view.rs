@@ -272,6 +272,12 @@ impl Guard {
     /// tell a hidden resource from an absent one, so both are "not known" too (they create
     /// with POST, the server assigning the id).
     pub fn before(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        if rt == "Communication"
+            && let Some(s) = r.current(rt, id)?
+            && !s.is_deleted()
+        {
+            refuse_server_kept(rt, id, &s.json().unwrap_or_default())?;
+        }
         if self.write.unrestricted() {
             return Ok(());
         }
@@ -293,6 +299,11 @@ impl Guard {
     /// same answer), the new version must still be within reach and in a record this caller
     /// may change, or the write is refused (and rolled back with its transaction).
     pub fn after(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
+        if rt == "Communication"
+            && let Some(s) = r.current(rt, id)?
+        {
+            refuse_server_kept(rt, id, &s.json().unwrap_or_default())?;
+        }
         if self.write.unrestricted() {
             return Ok(());
         }
@@ -431,6 +442,21 @@ impl Guard {
             _ => Ok(()),
         }
     }
+}
+
+/// The notifications issho writes to a person (`break_glass.rs`) are written by no client.
+fn refuse_server_kept(rt: &str, id: &str, body: &Value) -> Result<()> {
+    if crate::break_glass::server_kept(rt, body) {
+        return Err(FhirError::new(
+            403,
+            IssueType::Forbidden,
+            format!(
+                "{rt}/{id} is a notification issho keeps (category {}); no client writes one",
+                crate::break_glass::NOTIFICATION
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The element of `rt` that makes a care relationship (see `Engine::care_persons`).
@@ -600,8 +626,7 @@ impl Engine {
             view.refused_labels = labels.into_iter().collect();
             // Break-the-glass: patients opened in an emergency, whatever their consent.
             if let Some(g) = ctx.grant() {
-                for p in self.break_glass_patients(&g.subject) {
-                    let p = crate::identity::person_of_patient(r, &p)?;
+                for p in self.glass_opened(r, g)? {
                     if !persons.contains(&p) {
                         persons.push(p.clone());
                     }

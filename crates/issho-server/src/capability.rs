@@ -46,7 +46,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                         {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
                         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
                         {"name": "break-glass", "definition": "urn:issho:OperationDefinition:break-glass",
-                         "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log."},
+                         "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this person's record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log, and told to the person by a Communication in their record (category urn:issho:fhir:CodeSystem:notification|break-glass) that survives restarts and that no client can write."},
                         {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
                          "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (every Patient linked into them: who accessed their record, when, why, with what outcome), newest first; for the person and administrators."},
                         {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",

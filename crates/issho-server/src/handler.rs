@@ -259,8 +259,8 @@ async fn dispatch(
             Ok(outcome_response(
                 200,
                 &[Issue::information(format!(
-                    "the record is open for {} minutes; every access is recorded and reviewed",
-                    issho_engine::BREAK_GLASS_SECONDS / 60
+                    "the record is open for {} minutes; every access is recorded and reviewed, and the person is told",
+                    engine.config().break_glass_for.as_secs() / 60
                 ))],
                 render.out,
             ))

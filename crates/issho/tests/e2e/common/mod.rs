@@ -78,20 +78,24 @@ impl Server {
     pub fn start_secure_with(
         engine: issho_engine::EngineConfig,
     ) -> (Server, std::sync::Arc<issho_auth::Auth>) {
+        Server::start_secure_in(tempfile::tempdir().expect("tempdir"), engine)
+    }
+
+    /// [`Server::start_secure_with`] on an existing data directory (its users stay).
+    pub fn start_secure_in(
+        dir: tempfile::TempDir,
+        engine: issho_engine::EngineConfig,
+    ) -> (Server, std::sync::Arc<issho_auth::Auth>) {
         let mut auth = None;
-        let s = Server::launch_with(
-            tempfile::tempdir().expect("tempdir"),
-            engine,
-            |base, dir| {
-                let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
-                auth = Some(a.clone());
-                issho_server::ServerConfig {
-                    dev_open: false,
-                    auth: Some(a),
-                    ..Default::default()
-                }
-            },
-        );
+        let s = Server::launch_with(dir, engine, |base, dir| {
+            let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
+            auth = Some(a.clone());
+            issho_server::ServerConfig {
+                dev_open: false,
+                auth: Some(a),
+                ..Default::default()
+            }
+        });
         (s, auth.expect("configured"))
     }
 
@@ -499,7 +503,16 @@ impl Signed {
         config: issho_engine::EngineConfig,
         users: Vec<(&'static str, issho_auth::User)>,
     ) -> Signed {
-        let (s, auth) = Server::start_secure_with(config);
+        Signed::start_in(tempfile::tempdir().expect("tempdir"), config, users)
+    }
+
+    /// [`Signed::start`] on an existing data directory (a restart: new tokens, same store).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        config: issho_engine::EngineConfig,
+        users: Vec<(&'static str, issho_auth::User)>,
+    ) -> Signed {
+        let (s, auth) = Server::start_secure_in(dir, config);
         let tokens = users
             .into_iter()
             .map(|(w, u)| {
