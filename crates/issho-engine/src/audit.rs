@@ -225,6 +225,10 @@ impl Engine {
         resource: Value,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome> {
+        if resource_type == "Bundle" && issho_documents::kind_of(&resource).is_some() {
+            // A JP-CLINS document or item collection: taken into the person's record.
+            return self.submit_document(ctx, resource);
+        }
         let q = if_none_exist
             .as_deref()
             .map(|c| search::condition_url(resource_type, c));

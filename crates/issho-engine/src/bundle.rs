@@ -115,8 +115,13 @@ fn parse_entries(mut bundle: Value, base: Option<&str>) -> Result<(String, Vec<E
         .unwrap_or("")
         .to_string();
     if kind != "transaction" && kind != "batch" {
+        let hint = if issho_documents::kind_of(&bundle).is_some() {
+            " (a JP-CLINS document or item collection is submitted with POST [base]/Bundle)"
+        } else {
+            ""
+        };
         return Err(FhirError::bad_request(format!(
-            "Bundle.type must be 'transaction' or 'batch' to be processed, not '{kind}'"
+            "Bundle.type must be 'transaction' or 'batch' to be processed, not '{kind}'{hint}"
         )));
     }
     let mut entries = match bundle.get_mut("entry").map(Value::take) {

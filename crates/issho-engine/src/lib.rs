@@ -16,6 +16,7 @@ mod export;
 mod history;
 mod identity;
 mod identity_ops;
+mod intake;
 mod links;
 mod origin;
 mod owner;

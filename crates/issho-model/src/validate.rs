@@ -654,10 +654,11 @@ impl<'o> Validator<'o> {
                 .strip_prefix("http://hl7.org/fhir/StructureDefinition/")
                 .unwrap_or(t);
             if !crate::r4().is_resource_type(name) {
+                // The binding is extensible (a logical model's URI may stand here): a warning.
                 let l = here.name("type");
-                self.error(
+                self.warning(
                     IssueType::Value,
-                    Some(&l),
+                    &l,
                     format!("Reference.type '{t}' is not a resource type"),
                 );
             } else {

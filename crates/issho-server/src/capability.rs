@@ -60,6 +60,16 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])
                 }
             });
+            if t == "Bundle" {
+                entry["documentation"] = json!("POST [base]/Bundle with a JP-CLINS document (referral 57133-1, discharge summary 18842-5, ePCS 56447-6, eCheckupReport 53576-5) or a JP_Bundle_CLINS collection: checked, stored whole (Binary + DocumentReference, the answer) and extracted into the person's record in one transaction (Provenance back to it; re-sending replaces; an older versionNumber is refused with 409). Other Bundles are stored as they are.");
+            }
+            if t == "Composition" {
+                entry["operation"] = json!([
+                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                    {"name": "document", "definition": "http://hl7.org/fhir/OperationDefinition/Composition-document",
+                     "documentation": "GET or POST Composition/[id]/$document: the document as received, or assembled from the Composition and what it refers to."}
+                ]);
+            }
             if t == "Person" {
                 for k in ["updateCreate", "conditionalCreate", "conditionalUpdate", "conditionalDelete"] {
                     entry.as_object_mut().map(|o| o.remove(k));

@@ -242,6 +242,12 @@ async fn dispatch(
             .await?;
             Ok(body_response(200, &person, render.out))
         }
+        ("GET" | "POST", ["Composition", id, "$document"]) => {
+            // The document a Composition heads (as received, or put together).
+            let id = id.to_string();
+            let b = blocking(move || engine.composition_document(&ctx, &id)).await?;
+            Ok(body_response(200, &b, render.out))
+        }
         ("POST", ["Patient", id, "$break-glass"]) => {
             // An emergency physician opens a record in an emergency, stating why.
             let input = parse_json(headers, &body, false)?;

@@ -585,11 +585,15 @@ fn references() {
         json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
         "subject": {"type": "Patient", "identifier": {"value": "1"}}}),
     );
-    assert_error(
-        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-            "subject": {"type": "Patientt", "display": "x"}}),
-        IssueType::Value,
-        "Observation.subject.type",
+    // An unknown type: a warning (the binding is extensible), not an error.
+    let v = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+        "subject": {"type": "Patientt", "display": "x"}});
+    assert_valid(v.clone());
+    assert!(
+        check(&v).iter().any(|i| i.code == IssueType::Value
+            && i.expression.as_deref() == Some("Observation.subject.type")),
+        "{:#?}",
+        check(&v)
     );
     // conditional references are allowed inside transactions only
     let tx = |ty: &str| {

@@ -17,6 +17,7 @@ mod conformance_r4_examples;
 mod conformance_synthea;
 mod copy_store;
 mod custom_params;
+mod documents;
 mod emergency;
 mod export_engine;
 mod identity;

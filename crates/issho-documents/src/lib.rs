@@ -1,0 +1,719 @@
+//! JP-CLINS documents and information items, as a sender submits them.
+//!
+//! A referral letter (診療情報提供書, `JP_Bundle_eReferral`, Composition type `57133-1`), a
+//! discharge summary (退院時サマリー, `18842-5`), a care plan (ePCS 計画書, `56447-6`), a checkup
+//! report (健診結果報告書, `53576-5`) — each a `document` Bundle whose first entry is the
+//! Composition — or a collection of the six information items (`JP_Bundle_CLINS`, `collection`).
+//! [`plan`] checks what the document must hold (the Patient, the identifiers, the required
+//! sections of its type) and turns it into one FHIR **transaction** into the person's record:
+//!
+//! - the document as received, kept whole as a `Binary` (`application/fhir+json`), described
+//!   by a `DocumentReference` (type, date, author, custodian, version, the Composition);
+//! - every entry extracted as a resource of its own: the Patient by its institution's patient
+//!   ID and Organizations by their medical-institution number (conditional creates: an
+//!   existing one is used), every other resource under an id derived from the sender's
+//!   institution and its `resourceInstance-identifier` (or, without one, from the document's
+//!   identity and its entry) — so re-sending a document or an item replaces what it sent
+//!   before instead of duplicating it;
+//! - a `Provenance` from the extracted resources back to the DocumentReference;
+//! - for a referral, a `ServiceRequest` to the receiving institution (a care relationship:
+//!   its clinicians see the record, as the person's consent allows).
+//!
+//! Nothing here touches a store; the engine runs the transaction with the sender's access.
+
+use issho_model::{Issue, IssueType};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+
+pub const RESOURCE_INSTANCE: &str =
+    "http://jpfhir.jp/fhir/core/IdSystem/resourceInstance-identifier";
+pub const INSTITUTION_NO: &str =
+    "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no";
+const INSTITUTION_EXT: &str =
+    "http://jpfhir.jp/fhir/clins/Extension/StructureDefinition/JP_eCS_InstitutionNumber";
+pub const VERSION_EXT: &str =
+    "http://hl7.org/fhir/StructureDefinition/composition-clinicaldocument-versionNumber";
+const DOC_TYPES: &str = "http://jpfhir.jp/fhir/Common/CodeSystem/doc-typecodes";
+const CLINS_PROFILE: &str = "http://jpfhir.jp/fhir/clins/StructureDefinition/JP_Bundle_CLINS";
+const MEMBER_ID: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
+
+/// What was submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Referral,
+    DischargeSummary,
+    CarePlan,
+    Checkup,
+    /// A `JP_Bundle_CLINS` collection of information items.
+    Items,
+}
+
+impl Kind {
+    /// The document type code (doc-typecodes), or `CLINS` for an item collection.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Referral => "57133-1",
+            Kind::DischargeSummary => "18842-5",
+            Kind::CarePlan => "56447-6",
+            Kind::Checkup => "53576-5",
+            Kind::Items => "CLINS",
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Referral => "診療情報提供書",
+            Kind::DischargeSummary => "退院時サマリー",
+            Kind::CarePlan => "計画書",
+            Kind::Checkup => "健診結果報告書",
+            Kind::Items => "6情報",
+        }
+    }
+}
+
+/// The sections a document of `kind` must have: (section code, inside the structured
+/// section `300`), from the JP-CLINS and eCheckupReport Composition profiles (slices with
+/// `min` 1). A referral also needs the sending and receiving institutions (920, 910).
+fn required_sections(kind: Kind) -> &'static [(&'static str, bool)] {
+    match kind {
+        Kind::Referral => &[
+            ("920", false),
+            ("910", false),
+            ("950", true),
+            ("340", true),
+            ("360", true),
+        ],
+        Kind::DischargeSummary => &[
+            ("322", true),
+            ("342", true),
+            ("352", true),
+            ("312", true),
+            ("362", true),
+            ("333", true),
+            ("324", true),
+            ("344", true),
+            ("444", true),
+            ("424", true),
+        ],
+        Kind::CarePlan => &[("422", false)],
+        Kind::Checkup | Kind::Items => &[],
+    }
+}
+
+/// What a Bundle is, if it is one issho takes in (`None`: an ordinary Bundle).
+pub fn kind_of(bundle: &Value) -> Option<Kind> {
+    if bundle["resourceType"].as_str() != Some("Bundle") {
+        return None;
+    }
+    match bundle["type"].as_str()? {
+        "document" => {
+            let c = &bundle["entry"][0]["resource"];
+            if c["resourceType"].as_str() != Some("Composition") {
+                return None;
+            }
+            let codes: Vec<&str> = c["type"]["coding"]
+                .as_array()?
+                .iter()
+                .filter(|x| x["system"].as_str().is_none_or(|s| s == DOC_TYPES))
+                .filter_map(|x| x["code"].as_str())
+                .collect();
+            [
+                Kind::Referral,
+                Kind::DischargeSummary,
+                Kind::CarePlan,
+                Kind::Checkup,
+            ]
+            .into_iter()
+            .find(|k| codes.contains(&k.code()))
+        }
+        "collection" => bundle["meta"]["profile"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|p| p.split('|').next() == Some(CLINS_PROFILE))
+            .then_some(Kind::Items),
+        _ => None,
+    }
+}
+
+/// A resource id derived from `key` (SHA-256, 40 hex digits: the same key, the same id).
+pub fn id_for(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(key.as_bytes());
+    let hex: String = h.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("clins-{hex}")
+}
+
+/// A document version (`composition-clinicaldocument-versionNumber`, e.g. `1.0`, `2`), as
+/// comparable numbers.
+pub fn version_of(text: &str) -> Option<Vec<u64>> {
+    text.trim()
+        .split('.')
+        .map(|p| p.parse::<u64>().ok())
+        .collect::<Option<Vec<u64>>>()
+        .filter(|v| !v.is_empty())
+}
+
+/// The plan of one submission.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub kind: Kind,
+    /// The document's identity: Bundle.identifier `system|value` (or, lacking one, the
+    /// Composition's identifier, or a digest of the content).
+    pub key: String,
+    /// The document's version as written (`1.0`), if it has one.
+    pub version: Option<String>,
+    /// The ids issho gives the DocumentReference and the Binary holding the document.
+    pub document_reference: String,
+    pub binary: String,
+    /// Information items and other clinical resources extracted (not the Patient,
+    /// organizations or practitioners).
+    pub items: usize,
+    /// The FHIR transaction that stores the document and extracts it.
+    pub transaction: Value,
+}
+
+fn err(msg: impl Into<String>) -> Issue {
+    Issue::error(IssueType::Invariant, msg)
+}
+
+fn first_identifier<'a>(r: &'a Value, system: &str) -> Option<&'a str> {
+    let ids: Vec<&Value> = match &r["identifier"] {
+        Value::Array(a) => a.iter().collect(),
+        v @ Value::Object(_) => vec![v],
+        _ => Vec::new(),
+    };
+    ids.into_iter()
+        .find(|i| i["system"].as_str() == Some(system))
+        .and_then(|i| i["value"].as_str())
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn codes_of(section: &Value) -> Vec<&str> {
+    section["code"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["code"].as_str())
+        .collect()
+}
+
+/// Checks the Composition's sections against its type's required sections.
+fn check_sections(kind: Kind, composition: &Value, issues: &mut Vec<Issue>) {
+    let top: Vec<&Value> = composition["section"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let structured: Option<&&Value> = top.iter().find(|s| codes_of(s).contains(&"300"));
+    let has = |code: &str, inner: bool| -> bool {
+        if inner {
+            structured.is_some_and(|s| {
+                s["section"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| codes_of(x).contains(&code))
+            })
+        } else {
+            top.iter().any(|s| codes_of(s).contains(&code))
+        }
+    };
+    for (code, inner) in required_sections(kind) {
+        // The structured section itself is optional (a document may be CDA only): its
+        // required sub-sections are required when it is there.
+        if *inner && structured.is_none() {
+            continue;
+        }
+        if !has(code, *inner) {
+            issues.push(
+                err(format!(
+                    "a {} ({}) needs the section {code}{}",
+                    kind.label(),
+                    kind.code(),
+                    if *inner {
+                        " inside the structured section 300"
+                    } else {
+                        ""
+                    }
+                ))
+                .at("Bundle.entry[0].resource.section"),
+            );
+        }
+    }
+    if kind == Kind::Checkup
+        && !top.iter().any(|s| {
+            codes_of(s)
+                .iter()
+                .any(|c| matches!(*c, "01011" | "01021" | "01031" | "01910"))
+        })
+    {
+        issues.push(err(
+            "a checkup report (53576-5) needs a section of results (01011, 01021, 01031 or 01910)",
+        ));
+    }
+}
+
+/// The institution that sent the document: its custodian's medical-institution number, an
+/// item's institution-number extension, or the Bundle identifier's first part.
+fn sender(bundle: &Value, by_url: &HashMap<&str, &Value>, composition: Option<&Value>) -> String {
+    if let Some(c) = composition
+        && let Some(org) = c["custodian"]["reference"]
+            .as_str()
+            .and_then(|u| by_url.get(u))
+        && let Some(no) = first_identifier(org, INSTITUTION_NO)
+    {
+        return no.to_string();
+    }
+    for e in bundle["entry"].as_array().into_iter().flatten() {
+        for x in e["resource"]["extension"].as_array().into_iter().flatten() {
+            if x["url"].as_str() == Some(INSTITUTION_EXT)
+                && let Some(v) = x["valueIdentifier"]["value"].as_str()
+            {
+                return v.to_string();
+            }
+        }
+    }
+    bundle["identifier"]["value"]
+        .as_str()
+        .and_then(|v| v.split('^').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Checks a submitted document or item collection and plans its transaction. `received`:
+/// the instant it arrived (the Provenance's `recorded`).
+pub fn plan(bundle: &Value, received: &str) -> Result<Intake, Vec<Issue>> {
+    let kind = kind_of(bundle).ok_or_else(|| {
+        vec![err(
+            "not a JP-CLINS document (a document Bundle whose Composition is a referral, discharge summary, care plan or checkup report) nor a JP_Bundle_CLINS collection",
+        )]
+    })?;
+    let mut issues = Vec::new();
+    let entries: Vec<&Value> = bundle["entry"].as_array().into_iter().flatten().collect();
+    let mut by_url: HashMap<&str, &Value> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        match (
+            e["fullUrl"].as_str(),
+            e["resource"]["resourceType"].as_str(),
+        ) {
+            (Some(u), Some(_)) => {
+                if by_url.insert(u, &e["resource"]).is_some() {
+                    issues.push(
+                        err(format!("fullUrl '{u}' appears more than once"))
+                            .at(format!("Bundle.entry[{i}]")),
+                    );
+                }
+            }
+            _ => issues.push(
+                err("every entry needs a fullUrl and a resource").at(format!("Bundle.entry[{i}]")),
+            ),
+        }
+    }
+    let patients: Vec<&&Value> = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Patient")
+        .collect();
+    if patients.len() != 1 {
+        issues.push(err(format!(
+            "a {} names exactly one Patient entry (found {})",
+            kind.label(),
+            patients.len()
+        )));
+    }
+    let composition = (kind != Kind::Items).then(|| &entries[0]["resource"]);
+    if let Some(c) = composition {
+        check_sections(kind, c, &mut issues);
+        let subject = c["subject"]["reference"].as_str();
+        let patient_url = patients.first().and_then(|p| p["fullUrl"].as_str());
+        if subject.is_none() || subject != patient_url {
+            issues.push(
+                err("the Composition's subject must be the document's Patient entry")
+                    .at("Bundle.entry[0].resource.subject"),
+            );
+        }
+        if bundle["identifier"]["value"].as_str().is_none() {
+            issues.push(
+                err("a document needs its Bundle.identifier (system and value)")
+                    .at("Bundle.identifier"),
+            );
+        }
+        if let Some(v) = version_text(c)
+            && version_of(&v).is_none()
+        {
+            issues.push(err(format!(
+                "the document version '{v}' is not a number such as 1 or 1.0"
+            )));
+        }
+    }
+    let patient = patients.first().map(|p| &p["resource"]);
+    let patient_key = patient.and_then(|p| {
+        match &p["identifier"] {
+            Value::Array(a) => a.iter().find(|i| i["system"].as_str() != Some(MEMBER_ID)),
+            _ => None,
+        }
+        .and_then(|i| Some((i["system"].as_str()?, i["value"].as_str()?)))
+    });
+    if patient.is_some() && patient_key.is_none() {
+        issues.push(err(
+            "the Patient needs an identifier of the sending institution (its patient ID), by which the person is found",
+        ));
+    }
+    if !issues.is_empty() {
+        return Err(issues);
+    }
+    let (psys, pval) = patient_key.unwrap_or_default();
+    let key = match (
+        bundle["identifier"]["system"].as_str(),
+        bundle["identifier"]["value"].as_str(),
+    ) {
+        (s, Some(v)) => format!("{}|{v}", s.unwrap_or_default()),
+        _ => format!("digest|{}", id_for(&bundle.to_string())),
+    };
+    let from = sender(bundle, &by_url, composition);
+    Ok(build(
+        kind,
+        bundle,
+        &entries,
+        &by_url,
+        composition,
+        &from,
+        &key,
+        (psys, pval),
+        received,
+    ))
+}
+
+fn version_text(composition: &Value) -> Option<String> {
+    composition["extension"]
+        .as_array()?
+        .iter()
+        .find(|x| x["url"].as_str() == Some(VERSION_EXT))
+        .and_then(|x| x["valueString"].as_str().map(str::to_string))
+}
+
+/// The transaction entry of one document entry: (entry, is an item).
+fn entry_for(
+    e: &Value,
+    from: &str,
+    key: &str,
+    unique: &HashSet<(String, String)>,
+    patient: (&str, &str),
+    patient_url: &str,
+) -> (Value, bool) {
+    let url = e["fullUrl"].as_str().unwrap_or_default();
+    let mut r = e["resource"].clone();
+    let rt = r["resourceType"].as_str().unwrap_or_default().to_string();
+    if let Some(m) = r.get_mut("meta").and_then(Value::as_object_mut) {
+        m.remove("versionId");
+        m.remove("lastUpdated");
+    }
+    let conditional = |r: &mut Value, q: String| {
+        if let Some(o) = r.as_object_mut() {
+            o.remove("id");
+        }
+        json!({"fullUrl": url, "resource": r.clone(),
+            "request": {"method": "POST", "url": rt, "ifNoneExist": q}})
+    };
+    // A search value: FHIR escapes (`\\`, `\|`, `\,`, `\$`), then the URL's own characters.
+    let enc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace(',', "\\,")
+            .replace('$', "\\$")
+            .replace('%', "%25")
+            .replace('&', "%26")
+            .replace('#', "%23")
+            .replace('+', "%2B")
+    };
+    match rt.as_str() {
+        "Patient" => {
+            let q = format!("identifier={}|{}", enc(patient.0), enc(patient.1));
+            return (conditional(&mut r, q), false);
+        }
+        "Organization" | "Practitioner" => {
+            let ident = match rt.as_str() {
+                "Organization" => first_identifier(&r, INSTITUTION_NO)
+                    .map(|v| (INSTITUTION_NO.to_string(), v.to_string())),
+                _ => match &r["identifier"] {
+                    Value::Array(a) => a.first().and_then(|i| {
+                        Some((
+                            i["system"].as_str()?.to_string(),
+                            i["value"].as_str()?.to_string(),
+                        ))
+                    }),
+                    _ => None,
+                },
+            };
+            if let Some((s, v)) = ident {
+                let q = format!("identifier={}|{}", enc(&s), enc(&v));
+                return (conditional(&mut r, q), false);
+            }
+        }
+        _ => {}
+    }
+    fill_subject(&rt, &mut r, patient_url);
+    let instance = first_identifier(&r, RESOURCE_INSTANCE);
+    let id_key = match instance {
+        Some(v) if unique.contains(&(rt.clone(), v.to_string())) => format!("{from}|{rt}|{v}"),
+        _ => format!("{key}|{url}"),
+    };
+    let id = id_for(&id_key);
+    r["id"] = json!(id);
+    let item = !matches!(
+        rt.as_str(),
+        "Organization" | "Practitioner" | "PractitionerRole"
+    );
+    (
+        json!({"fullUrl": url, "resource": r, "request": {"method": "PUT", "url": format!("{rt}/{id}")}}),
+        item,
+    )
+}
+
+/// A document's entries are about its subject: a resource of a type that is always a
+/// patient's data and that names no Patient (an Encounter or a DocumentReference without a
+/// subject, as JP-CLINS documents carry them) gets the document's Patient in its patient
+/// element (`subject`, `patient`, `beneficiary` or `for`, whichever the type has).
+fn fill_subject(rt: &str, r: &mut Value, patient_url: &str) {
+    let r4 = issho_model::r4();
+    if rt == "Patient" || !r4.always_personal(rt) || names_a_patient(r, patient_url) {
+        return;
+    }
+    let Some(td) = r4.type_def(rt) else { return };
+    for name in ["subject", "patient", "beneficiary", "for"] {
+        let Some(e) = td.element(name) else { continue };
+        let takes_patient = e.types.iter().any(|t| {
+            t.code == "Reference"
+                && (t.targets.is_empty() || t.targets.iter().any(|x| x == "Patient"))
+        });
+        if !takes_patient || r.get(name).is_some() {
+            continue;
+        }
+        let reference = json!({"reference": patient_url});
+        r[name] = if e.is_array() {
+            json!([reference])
+        } else {
+            reference
+        };
+        return;
+    }
+}
+
+/// True when `v` refers to the document's Patient or to any Patient.
+fn names_a_patient(v: &Value, patient_url: &str) -> bool {
+    match v {
+        Value::Object(o) => o.iter().any(|(k, c)| match (k.as_str(), c) {
+            ("reference", Value::String(s)) => s == patient_url || s.starts_with("Patient/"),
+            ("contained", _) => false,
+            _ => names_a_patient(c, patient_url),
+        }),
+        Value::Array(a) => a.iter().any(|c| names_a_patient(c, patient_url)),
+        _ => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    kind: Kind,
+    bundle: &Value,
+    entries: &[&Value],
+    by_url: &HashMap<&str, &Value>,
+    composition: Option<&Value>,
+    from: &str,
+    key: &str,
+    patient: (&str, &str),
+    received: &str,
+) -> Intake {
+    // (type, resourceInstance-identifier) pairs that occur once in the Bundle: the sender's
+    // identity of that resource. Pairs used twice cannot both be one resource.
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for e in entries {
+        let r = &e["resource"];
+        if let Some(v) = first_identifier(r, RESOURCE_INSTANCE) {
+            *seen
+                .entry((
+                    r["resourceType"].as_str().unwrap_or_default().to_string(),
+                    v.to_string(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    let unique: HashSet<(String, String)> = seen
+        .into_iter()
+        .filter(|(_, n)| *n == 1)
+        .map(|(k, _)| k)
+        .collect();
+    let docref = id_for(&format!("docref|{key}"));
+    let binary = id_for(&format!("binary|{key}"));
+    let patient_url = entries
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .and_then(|e| e["fullUrl"].as_str())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut targets = Vec::new();
+    let mut items = 0;
+    for e in entries {
+        let (t, item) = entry_for(e, from, key, &unique, patient, patient_url);
+        if item && t["resource"]["resourceType"] != "Patient" {
+            items += 1;
+            targets.push(json!({"reference": e["fullUrl"]}));
+        }
+        out.push(t);
+    }
+    let version = composition.and_then(version_text);
+    let text = serde_json::to_vec(bundle).unwrap_or_default();
+    out.push(json!({"resource": {
+        "resourceType": "Binary", "id": binary, "contentType": "application/fhir+json",
+        "securityContext": {"reference": format!("DocumentReference/{docref}")},
+        "data": issho_model::base64::encode(&text, false)},
+        "request": {"method": "PUT", "url": format!("Binary/{binary}")}}));
+    let mut dr = Map::new();
+    dr.insert("resourceType".into(), json!("DocumentReference"));
+    dr.insert("id".into(), json!(docref));
+    if let Some(v) = &version {
+        dr.insert(
+            "extension".into(),
+            json!([{"url": VERSION_EXT, "valueString": v}]),
+        );
+    }
+    let (sys, val) = key.split_once('|').unwrap_or(("", key));
+    dr.insert(
+        "masterIdentifier".into(),
+        json!({"system": sys, "value": val}),
+    );
+    dr.insert("status".into(), json!("current"));
+    dr.insert("docStatus".into(), json!("final"));
+    dr.insert(
+        "type".into(),
+        match composition {
+            Some(c) => c["type"].clone(),
+            None => json!({"text": kind.label()}),
+        },
+    );
+    if let Some(c) = composition {
+        if c.get("category").is_some() {
+            dr.insert("category".into(), c["category"].clone());
+        }
+        if let Some(a) = c.get("author") {
+            dr.insert("author".into(), a.clone());
+        }
+        if let Some(cu) = c.get("custodian") {
+            dr.insert("custodian".into(), cu.clone());
+        }
+        if let Some(d) = c.get("date") {
+            dr.insert("date".into(), d.clone());
+        }
+        if let Some(t) = c.get("title") {
+            dr.insert("description".into(), t.clone());
+        }
+    }
+    dr.insert("subject".into(), json!({"reference": patient_url}));
+    let title = composition
+        .and_then(|c| c["title"].as_str())
+        .unwrap_or(kind.label());
+    dr.insert(
+        "content".into(),
+        json!([{"attachment": {"contentType": "application/fhir+json",
+            "url": format!("Binary/{binary}"), "title": title, "size": text.len()}}]),
+    );
+    let mut context = Map::new();
+    if let Some(c) = composition {
+        if let Some(enc) = c.get("encounter") {
+            context.insert("encounter".into(), json!([enc]));
+        }
+        context.insert(
+            "related".into(),
+            json!([{"reference": entries[0]["fullUrl"]}]),
+        );
+    }
+    if !context.is_empty() {
+        dr.insert("context".into(), Value::Object(context));
+    }
+    out.push(json!({"resource": Value::Object(dr),
+        "request": {"method": "PUT", "url": format!("DocumentReference/{docref}")}}));
+    let provenance = id_for(&format!("provenance|{key}"));
+    let mut prov = json!({
+        "resourceType": "Provenance", "id": provenance,
+        "target": targets,
+        "recorded": received,
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]},
+        "entity": [{"role": "source", "what": {"reference": format!("DocumentReference/{docref}")}}],
+    });
+    let agent = composition
+        .and_then(|c| c["custodian"]["reference"].as_str())
+        .map(str::to_string);
+    prov["agent"] = match agent {
+        Some(a) => json!([{"who": {"reference": a}}]),
+        None => json!([{"who": {"display": format!("医療機関 {from}")}}]),
+    };
+    out.push(json!({"resource": prov,
+        "request": {"method": "PUT", "url": format!("Provenance/{provenance}")}}));
+    if kind == Kind::Referral
+        && let Some(c) = composition
+    {
+        out.push(referral(c, by_url, key, patient_url, &docref));
+    }
+    Intake {
+        kind,
+        key: key.to_string(),
+        version,
+        document_reference: docref,
+        binary,
+        items,
+        transaction: json!({"resourceType": "Bundle", "type": "transaction", "entry": out}),
+    }
+}
+
+/// The referral as a ServiceRequest to the receiving institution (section 910).
+fn referral(
+    c: &Value,
+    by_url: &HashMap<&str, &Value>,
+    key: &str,
+    patient_url: &str,
+    docref: &str,
+) -> Value {
+    let section = |code: &str| {
+        c["section"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| codes_of(s).contains(&code))
+    };
+    let pick = |code: &str, rt: &str| -> Option<String> {
+        section(code)?["entry"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["reference"].as_str())
+            .find(|u| by_url.get(u).is_some_and(|r| r["resourceType"] == rt))
+            .map(str::to_string)
+    };
+    let id = id_for(&format!("referral|{key}"));
+    let mut sr = json!({
+        "resourceType": "ServiceRequest", "id": id,
+        "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}], "text": "紹介"}],
+        "code": {"text": "診療情報提供（紹介）"},
+        "subject": {"reference": patient_url},
+        "supportingInfo": [{"reference": format!("DocumentReference/{docref}")}],
+    });
+    if let Some(d) = c["date"].as_str() {
+        sr["authoredOn"] = json!(d);
+    }
+    if let Some(r) = pick("920", "Practitioner").or_else(|| pick("920", "Organization")) {
+        sr["requester"] = json!({"reference": r});
+    }
+    let mut performer = Vec::new();
+    if let Some(o) = pick("910", "Organization") {
+        performer.push(json!({"reference": o}));
+    }
+    if let Some(p) = pick("910", "Practitioner") {
+        performer.push(json!({"reference": p}));
+    }
+    if !performer.is_empty() {
+        sr["performer"] = json!(performer);
+    }
+    json!({"resource": sr, "request": {"method": "PUT", "url": format!("ServiceRequest/{id}")}})
+}
+
+#[cfg(test)]
+mod tests;

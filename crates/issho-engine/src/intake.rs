@@ -1,0 +1,196 @@
+//! Documents and information items into the person's record: a JP-CLINS document or item
+//! collection POSTed to `[base]/Bundle` is checked and planned by issho-documents and run as
+//! one transaction with the sender's own access (so every guard, the validation and the
+//! audit trail apply as to any transaction), then answered with its DocumentReference.
+//! `Composition/[id]/$document` gives the document back.
+
+use crate::*;
+use issho_access::Role;
+use serde_json::json;
+
+impl Engine {
+    /// Take in a JP-CLINS document or information-item collection: 201 with the new
+    /// DocumentReference (200 when it replaced an earlier version or the same document).
+    /// A version lower than the one stored is refused (409); what the sender may not write
+    /// (another institution's patient, a patient's own token) is refused as any write is,
+    /// with nothing written.
+    pub fn submit_document(&self, ctx: &AccessContext, bundle: Value) -> Result<WriteOutcome> {
+        if ctx.grant().is_some_and(|g| g.role == Role::Patient) {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "documents are submitted by care providers, not with a patient's token",
+            ));
+        }
+        let received = issho_model::instant::format_instant(issho_store::now_micros());
+        let mut intake = issho_documents::plan(&bundle, &received).map_err(|issues| FhirError {
+            status: 422,
+            issues,
+        })?;
+        // An earlier version the sender can see: a newer one replaces it, an older one is
+        // refused; the transaction holds the version it read (If-Match).
+        let r = self.snapshot(ctx, Action::Read, Some("DocumentReference"))?;
+        let view = self.view(ctx, Action::Read, Some("DocumentReference"), &*r)?;
+        let id = intake.document_reference.clone();
+        let stored = match r.current("DocumentReference", &id)? {
+            Some(s)
+                if !s.is_deleted()
+                    && view.sees(&self.registry(), &*r, "DocumentReference", &id)? =>
+            {
+                Some(s)
+            }
+            _ => None,
+        };
+        drop(r);
+        if let Some(s) = &stored {
+            let before = s.json().and_then(|v| {
+                v["extension"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["url"].as_str() == Some(issho_documents::VERSION_EXT))
+                    .and_then(|x| x["valueString"].as_str())
+                    .and_then(issho_documents::version_of)
+            });
+            let now = intake
+                .version
+                .as_deref()
+                .and_then(issho_documents::version_of);
+            if let (Some(b), Some(n)) = (&before, &now)
+                && n < b
+            {
+                return Err(FhirError::new(
+                    409,
+                    IssueType::Conflict,
+                    format!(
+                        "a newer version of this document is stored ({}): version {} does not replace it",
+                        b.iter().map(u64::to_string).collect::<Vec<_>>().join("."),
+                        intake.version.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            for e in intake.transaction["entry"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if e["request"]["url"].as_str() == Some(&format!("DocumentReference/{id}")) {
+                    e["request"]["ifMatch"] = json!(format!("W/\"{}\"", s.version));
+                }
+            }
+        }
+        let tx = std::mem::take(&mut intake.transaction);
+        self.process_bundle(ctx, tx, None, Return::Minimal)?;
+        let s = self.read(ctx, "DocumentReference", &id)?;
+        Ok(WriteOutcome {
+            status: if stored.is_some() { 200 } else { 201 },
+            resource_type: "DocumentReference".into(),
+            id: id.clone(),
+            resource: s.json(),
+            version: Some(s.version),
+            last_updated: Some(s.last_updated),
+            issues: vec![Issue::information(format!(
+                "{} taken in: {} resources extracted into the person's record (Provenance/{}); the document as received is Binary/{}",
+                intake.kind.label(),
+                intake.items,
+                issho_documents::id_for(&format!("provenance|{}", intake.key)),
+                intake.binary
+            ))],
+        })
+    }
+
+    /// `Composition/[id]/$document`: the document this Composition heads — as it was received
+    /// when it came in as one (the Binary its DocumentReference points to), otherwise put
+    /// together from the Composition and what it refers to (each resource as the caller may
+    /// read it).
+    pub fn composition_document(&self, ctx: &AccessContext, id: &str) -> Result<Value> {
+        self.audited(
+            ctx,
+            issho_audit::Interaction::Operation,
+            Some(format!("Composition/{id}")),
+            Some(format!("Composition/{id}/$document")),
+            || self.document_unaudited(ctx, id),
+            |_, _| {},
+        )
+    }
+
+    fn document_unaudited(&self, ctx: &AccessContext, id: &str) -> Result<Value> {
+        let composition = self.read(ctx, "Composition", id)?;
+        let r = self.snapshot(ctx, Action::Read, Some("DocumentReference"))?;
+        let q = issho_search::parse(
+            Some("DocumentReference"),
+            &[("related".into(), format!("Composition/{id}"))],
+            true,
+        )
+        .map_err(|issues| FhirError {
+            status: 500,
+            issues,
+        })?;
+        for s in r.current_by_rids(&r.search(&q)?)? {
+            let Some(v) = s.json() else { continue };
+            let Some(bin) = v["content"][0]["attachment"]["url"]
+                .as_str()
+                .and_then(|u| u.strip_prefix("Binary/"))
+            else {
+                continue;
+            };
+            let b = self.read(ctx, "Binary", bin)?;
+            let data = b
+                .json()
+                .and_then(|v| v["data"].as_str().and_then(issho_model::base64::decode))
+                .ok_or_else(|| FhirError::internal(format!("Binary/{bin} holds no document")))?;
+            return serde_json::from_slice(&data)
+                .map_err(|e| FhirError::internal(format!("Binary/{bin}: {e}")));
+        }
+        drop(r);
+        self.assemble_document(ctx, composition)
+    }
+
+    /// A document Bundle from a stored Composition: the Composition first, then every
+    /// resource it refers to and what those refer to (two levels), that the caller may read.
+    fn assemble_document(&self, ctx: &AccessContext, composition: Stored) -> Result<Value> {
+        let first = composition
+            .json()
+            .ok_or_else(|| FhirError::internal("the Composition has no body"))?;
+        let mut entries = vec![first.clone()];
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(format!("Composition/{}", composition.id));
+        let mut level = vec![first];
+        for _ in 0..2 {
+            let mut next = Vec::new();
+            for v in &level {
+                for (t, rid) in crate::owner::literal_refs(v) {
+                    let key = format!("{t}/{rid}");
+                    if !seen.insert(key) {
+                        continue;
+                    }
+                    // What the caller may not read is left out, as in any search.
+                    if let Ok(s) = self.read(ctx, &t, &rid)
+                        && let Some(body) = s.json()
+                    {
+                        entries.push(body.clone());
+                        next.push(body);
+                    }
+                }
+            }
+            level = next;
+        }
+        let entry: Vec<Value> = entries
+            .into_iter()
+            .map(|r| {
+                let url = format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                );
+                json!({"fullUrl": url, "resource": r})
+            })
+            .collect();
+        Ok(json!({
+            "resourceType": "Bundle",
+            "type": "document",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", uuid::Uuid::new_v4())},
+            "timestamp": issho_model::instant::format_instant(issho_store::now_micros()),
+            "entry": entry,
+        }))
+    }
+}
