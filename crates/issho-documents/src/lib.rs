@@ -280,9 +280,18 @@ fn sender(bundle: &Value, by_url: &HashMap<&str, &Value>, composition: Option<&V
         .to_string()
 }
 
+/// The id of the stored Organization with this medical-institution number, if there is one.
+pub type Known<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// The id an institution gets when a document first names it (the same number, the same id).
+pub fn organization_id(institution_no: &str) -> String {
+    id_for(&format!("organization|{institution_no}"))
+}
+
 /// Checks a submitted document or item collection and plans its transaction. `received`:
-/// the instant it arrived (the Provenance's `recorded`).
-pub fn plan(bundle: &Value, received: &str) -> Result<Intake, Vec<Issue>> {
+/// the instant it arrived (the Provenance's `recorded`); `known`: the stored organizations
+/// by medical-institution number (the sender's becomes the extracted data's `meta.source`).
+pub fn plan(bundle: &Value, received: &str, known: &Known<'_>) -> Result<Intake, Vec<Issue>> {
     let kind = kind_of(bundle).ok_or_else(|| {
         vec![err(
             "not a JP-CLINS document (a document Bundle whose Composition is a referral, discharge summary, care plan or checkup report) nor a JP_Bundle_CLINS collection",
@@ -370,15 +379,24 @@ pub fn plan(bundle: &Value, received: &str) -> Result<Intake, Vec<Issue>> {
         _ => format!("digest|{}", id_for(&bundle.to_string())),
     };
     let from = sender(bundle, &by_url, composition);
+    let source = match known(&from) {
+        Some(id) => format!("Organization/{id}"),
+        None => format!("Organization/{}", organization_id(&from)),
+    };
+    let cx = Ctx {
+        from: &from,
+        key: &key,
+        patient: (psys, pval),
+        source: &source,
+        known,
+    };
     Ok(build(
         kind,
         bundle,
         &entries,
         &by_url,
         composition,
-        &from,
-        &key,
-        (psys, pval),
+        &cx,
         received,
     ))
 }
@@ -392,14 +410,26 @@ fn version_text(composition: &Value) -> Option<String> {
 }
 
 /// The transaction entry of one document entry: (entry, is an item).
+/// What every entry of one submission shares.
+struct Ctx<'a> {
+    /// The sender's medical-institution number.
+    from: &'a str,
+    /// The document's identity.
+    key: &'a str,
+    /// The Patient's identifier (system, value) at the sender.
+    patient: (&'a str, &'a str),
+    /// `Organization/[id]` of the sender: the extracted data's `meta.source`.
+    source: &'a str,
+    known: &'a Known<'a>,
+}
+
 fn entry_for(
     e: &Value,
-    from: &str,
-    key: &str,
+    cx: &Ctx<'_>,
     unique: &HashSet<(String, String)>,
-    patient: (&str, &str),
     patient_url: &str,
 ) -> (Value, bool) {
+    let (from, key, patient) = (cx.from, cx.key, cx.patient);
     let url = e["fullUrl"].as_str().unwrap_or_default();
     let mut r = e["resource"].clone();
     let rt = r["resourceType"].as_str().unwrap_or_default().to_string();
@@ -430,7 +460,23 @@ fn entry_for(
             let q = format!("identifier={}|{}", enc(patient.0), enc(patient.1));
             return (conditional(&mut r, q), false);
         }
-        "Organization" | "Practitioner" => {
+        "Organization" => {
+            if let Some(no) = first_identifier(&r, INSTITUTION_NO).map(str::to_string) {
+                if (cx.known)(&no).is_some() {
+                    let q = format!("identifier={}|{}", enc(INSTITUTION_NO), enc(&no));
+                    return (conditional(&mut r, q), false);
+                }
+                // First named here: under the id its number gives (what `meta.source` says).
+                let id = organization_id(&no);
+                r["id"] = json!(id);
+                return (
+                    json!({"fullUrl": url, "resource": r,
+                        "request": {"method": "PUT", "url": format!("Organization/{id}")}}),
+                    false,
+                );
+            }
+        }
+        "Practitioner" => {
             let ident = match rt.as_str() {
                 "Organization" => first_identifier(&r, INSTITUTION_NO)
                     .map(|v| (INSTITUTION_NO.to_string(), v.to_string())),
@@ -463,6 +509,13 @@ fn entry_for(
         rt.as_str(),
         "Organization" | "Practitioner" | "PractitionerRole"
     );
+    if item {
+        // The sending institution holds this data.
+        if !r["meta"].is_object() {
+            r["meta"] = json!({});
+        }
+        r["meta"]["source"] = json!(cx.source);
+    }
     (
         json!({"fullUrl": url, "resource": r, "request": {"method": "PUT", "url": format!("{rt}/{id}")}}),
         item,
@@ -518,11 +571,10 @@ fn build(
     entries: &[&Value],
     by_url: &HashMap<&str, &Value>,
     composition: Option<&Value>,
-    from: &str,
-    key: &str,
-    patient: (&str, &str),
+    cx: &Ctx<'_>,
     received: &str,
 ) -> Intake {
+    let (from, key) = (cx.from, cx.key);
     // (type, resourceInstance-identifier) pairs that occur once in the Bundle: the sender's
     // identity of that resource. Pairs used twice cannot both be one resource.
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
@@ -553,7 +605,7 @@ fn build(
     let mut targets = Vec::new();
     let mut items = 0;
     for e in entries {
-        let (t, item) = entry_for(e, from, key, &unique, patient, patient_url);
+        let (t, item) = entry_for(e, cx, &unique, patient_url);
         if item && t["resource"]["resourceType"] != "Patient" {
             items += 1;
             targets.push(json!({"reference": e["fullUrl"]}));
@@ -563,13 +615,15 @@ fn build(
     let version = composition.and_then(version_text);
     let text = serde_json::to_vec(bundle).unwrap_or_default();
     out.push(json!({"resource": {
-        "resourceType": "Binary", "id": binary, "contentType": "application/fhir+json",
+        "resourceType": "Binary", "id": binary, "meta": {"source": cx.source},
+        "contentType": "application/fhir+json",
         "securityContext": {"reference": format!("DocumentReference/{docref}")},
         "data": issho_model::base64::encode(&text, false)},
         "request": {"method": "PUT", "url": format!("Binary/{binary}")}}));
     let mut dr = Map::new();
     dr.insert("resourceType".into(), json!("DocumentReference"));
     dr.insert("id".into(), json!(docref));
+    dr.insert("meta".into(), json!({"source": cx.source}));
     if let Some(v) = &version {
         dr.insert(
             "extension".into(),
@@ -633,7 +687,7 @@ fn build(
         "request": {"method": "PUT", "url": format!("DocumentReference/{docref}")}}));
     let provenance = id_for(&format!("provenance|{key}"));
     let mut prov = json!({
-        "resourceType": "Provenance", "id": provenance,
+        "resourceType": "Provenance", "id": provenance, "meta": {"source": cx.source},
         "target": targets,
         "recorded": received,
         "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]},
@@ -651,7 +705,9 @@ fn build(
     if kind == Kind::Referral
         && let Some(c) = composition
     {
-        out.push(referral(c, by_url, key, patient_url, &docref));
+        let mut sr = referral(c, by_url, key, patient_url, &docref);
+        sr["resource"]["meta"] = json!({"source": cx.source});
+        out.push(sr);
     }
     Intake {
         kind,

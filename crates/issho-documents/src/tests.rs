@@ -45,6 +45,11 @@ fn referral() -> Value {
     ]})
 }
 
+/// Hospital A is known; clinic B is not yet.
+fn known(no: &str) -> Option<String> {
+    (no == "1319876543").then(|| "org-a".to_string())
+}
+
 fn by_type<'a>(t: &'a Value, rt: &str) -> Vec<&'a Value> {
     t["entry"]
         .as_array()
@@ -58,7 +63,7 @@ fn by_type<'a>(t: &'a Value, rt: &str) -> Vec<&'a Value> {
 fn a_referral_becomes_one_transaction_with_stable_ids() {
     let doc = referral();
     assert_eq!(kind_of(&doc), Some(Kind::Referral));
-    let plan1 = plan(&doc, "2024-05-02T00:00:00Z").unwrap();
+    let plan1 = plan(&doc, "2024-05-02T00:00:00Z", &known).unwrap();
     assert_eq!(plan1.version.as_deref(), Some("2.0"));
     assert_eq!(plan1.items, 4, "Composition, two Conditions, the allergy");
     let t = &plan1.transaction;
@@ -71,12 +76,20 @@ fn a_referral_becomes_one_transaction_with_stable_ids() {
     );
     assert!(p["resource"].get("id").is_none());
     let orgs = by_type(t, "Organization");
-    assert!(orgs.iter().all(|o| {
-        o["request"]["ifNoneExist"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("identifier={INSTITUTION_NO}|"))
-    }));
+    assert_eq!(
+        orgs[0]["request"]["ifNoneExist"],
+        format!("identifier={INSTITUTION_NO}|1319876543")
+    );
+    assert_eq!(
+        orgs[1]["request"]["url"],
+        format!("Organization/{}", organization_id("1311234567"))
+    );
+    // The sender holds the extracted data.
+    assert!(
+        by_type(t, "Condition")
+            .iter()
+            .all(|c| c["resource"]["meta"]["source"] == "Organization/org-a")
+    );
     // The allergy's id comes from the sender and its identifier; two Conditions sharing one
     // identifier keep apart (by their entries).
     let a = by_type(t, "AllergyIntolerance")[0];
@@ -102,7 +115,7 @@ fn a_referral_becomes_one_transaction_with_stable_ids() {
     assert_eq!(sr["resource"]["performer"][0]["reference"], "urn:uuid:ob");
     assert_eq!(sr["resource"]["requester"]["reference"], "urn:uuid:da");
     // The same document again: the same transaction.
-    let plan2 = plan(&doc, "2024-05-03T00:00:00Z").unwrap();
+    let plan2 = plan(&doc, "2024-05-03T00:00:00Z", &known).unwrap();
     let ids = |p: &Intake| -> Vec<String> {
         p.transaction["entry"]
             .as_array()
@@ -126,7 +139,7 @@ fn what_a_document_must_hold() {
         .as_array_mut()
         .unwrap()
         .remove(0);
-    let issues = plan(&doc, "2024-05-02T00:00:00Z").unwrap_err();
+    let issues = plan(&doc, "2024-05-02T00:00:00Z", &known).unwrap_err();
     let text: Vec<&str> = issues.iter().map(|i| i.diagnostics.as_str()).collect();
     assert!(text.iter().any(|t| t.contains("section 910")), "{text:?}");
     assert!(text.iter().any(|t| t.contains("section 950")), "{text:?}");
@@ -136,7 +149,7 @@ fn what_a_document_must_hold() {
         json!([{"system": MEMBER_ID, "value": "00012345:1:2:01"}]);
     doc["entry"][0]["resource"]["subject"]["reference"] = json!("urn:uuid:other");
     doc["entry"][0]["resource"]["extension"][0]["valueString"] = json!("draft");
-    let issues = plan(&doc, "2024-05-02T00:00:00Z").unwrap_err();
+    let issues = plan(&doc, "2024-05-02T00:00:00Z", &known).unwrap_err();
     assert_eq!(issues.len(), 3, "{issues:?}");
     // Ordinary Bundles are not taken in.
     assert_eq!(

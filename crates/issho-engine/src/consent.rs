@@ -6,7 +6,10 @@
 //! provisions of type `deny` (at the top level, or nested in a top-level `permit`, the base
 //! "share" statement) that name no actor (everyone) or organizations (`Organization/[id]`,
 //! relative references), and optionally security labels (`system|code`, e.g. mental health
-//! `PSY`): no labels refuse the whole record, labels refuse the resources carrying them.
+//! `PSY`): no labels refuse the whole record, labels refuse the resources carrying them;
+//! organizations in the custodian role (`CST`) refuse the data those institutions hold
+//! (`meta.source`) to everyone else. A base `permit` is the person's agreement to share,
+//! which the deployment policy "share after consent" waits for ([`ConsentPolicy`]).
 //! Not enforced (refused): other scopes (research, treatment, advance directives), actors that
 //! are not organizations or are absolute URLs, and provisions by `class` (resource type),
 //! `code`, `data`, `purpose`, `action`, `period`, `dataPeriod`, exceptions nested in a deny.
@@ -18,6 +21,26 @@ const PRIVACY: (&str, &str) = (
     "patient-privacy",
 );
 
+/// The actor role that names the institution whose data a provision is about (v3
+/// ParticipationType `CST`, custodian): "do not share what hospital A holds".
+const CUSTODIAN: (&str, &str) = (
+    "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+    "CST",
+);
+
+/// The deployment's consent policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsentPolicy {
+    /// NeXEHRs: a person's record is shared with the institutions caring for them unless
+    /// the person refused (the default).
+    #[default]
+    ShareUnlessRefused,
+    /// The national service: an institution sees what other institutions hold only after
+    /// the person agreed (an active privacy Consent whose base provision permits); its own
+    /// data it always sees.
+    ShareAfterConsent,
+}
+
 /// What a person's active privacy Consents say for one organization.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ConsentDecision {
@@ -25,25 +48,50 @@ pub(crate) struct ConsentDecision {
     pub refused: bool,
     /// Security labels (`system|code`) whose resources are refused.
     pub labels: Vec<String>,
+    /// Institutions (`Organization/[id]`) whose data the person refused to share with this
+    /// organization (the data's `meta.source`).
+    pub sources: Vec<String>,
+    /// The person agreed to share (a base `permit` provision): what the policy
+    /// "share after consent" waits for.
+    pub permitted: bool,
+}
+
+fn is_custodian(actor: &Value) -> bool {
+    actor["role"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == CUSTODIAN.0 && c["code"] == CUSTODIAN.1)
 }
 
 /// Read a Consent resource: `deny` provisions (top level and nested) with no actor or with
 /// `org` among their actors; without security labels they refuse the whole record, with
-/// security labels they refuse those categories.
+/// security labels they refuse those categories; with custodian actors (`CST`) they refuse
+/// the data those institutions hold. A base `permit` is the person's agreement to share.
 pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDecision) {
     fn walk(p: &Value, org: &str, out: &mut ConsentDecision) {
         let deny = p.get("type").and_then(Value::as_str) == Some("deny");
-        let actors: Vec<&str> = p
+        let all: Vec<&Value> = p
             .get("actor")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|a| a["reference"]["reference"].as_str())
             .collect();
+        let named = |custodian: bool| -> Vec<&str> {
+            all.iter()
+                .filter(|a| is_custodian(a) == custodian)
+                .filter_map(|a| a["reference"]["reference"].as_str())
+                .collect()
+        };
+        let (actors, sources) = (named(false), named(true));
         let applies = actors.is_empty() || actors.contains(&org);
         if deny && applies {
             let labels: Vec<String> = labels(p);
-            if labels.is_empty() {
+            if !sources.is_empty() {
+                // An institution always sees what it holds itself.
+                out.sources
+                    .extend(sources.iter().filter(|s| **s != org).map(|s| s.to_string()));
+            } else if labels.is_empty() {
                 out.refused = true;
             }
             out.labels.extend(labels);
@@ -61,6 +109,9 @@ pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDeci
         return;
     }
     if let Some(p) = consent.get("provision") {
+        if p.get("type").and_then(Value::as_str).unwrap_or("permit") == "permit" {
+            out.permitted = true;
+        }
         walk(p, org, out);
     }
 }
@@ -144,13 +195,16 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
         .flatten()
         .enumerate()
     {
-        let optout = rule["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-            && rule["code"] == "OPTOUT";
-        if !optout {
+        // OPTOUT (share unless refused) and OPTIN (the person agrees to share): the
+        // provisions say what is shared or refused either way; the deployment's policy says
+        // what holds without a Consent.
+        let known = rule["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+            && (rule["code"] == "OPTOUT" || rule["code"] == "OPTIN");
+        if !known {
             return Err(unenforceable(
                 &format!("Consent.policyRule.coding[{i}]"),
                 format!(
-                    "the base policy '{}' is not enforced (records are shared unless refused: OPTOUT)",
+                    "the base policy '{}' is not enforced (OPTOUT and OPTIN are)",
                     rule["code"].as_str().unwrap_or("?")
                 ),
             ));
@@ -223,6 +277,19 @@ fn check_provision(p: &Value, at: &str, top: bool) -> Result<()> {
         .enumerate()
     {
         let r = a["reference"]["reference"].as_str().unwrap_or("");
+        let roles = a["role"]["coding"].as_array().map_or(0, Vec::len);
+        if roles > 0 && !is_custodian(a) {
+            return Err(unenforceable(
+                &format!("{at}.actor[{i}].role"),
+                "an actor's role is enforced only as the custodian (v3-ParticipationType CST: the institution whose data is refused)".into(),
+            ));
+        }
+        if is_custodian(a) && (kind != "deny" || obj.contains_key("securityLabel")) {
+            return Err(unenforceable(
+                &format!("{at}.actor[{i}]"),
+                "a custodian actor is enforced in a deny provision without security labels (refusing the data an institution holds)".into(),
+            ));
+        }
         if !r.strip_prefix("Organization/").is_some_and(crate::valid_id) {
             return Err(unenforceable(
                 &format!("{at}.actor[{i}].reference"),

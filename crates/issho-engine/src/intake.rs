@@ -23,10 +23,31 @@ impl Engine {
             ));
         }
         let received = issho_model::instant::format_instant(issho_store::now_micros());
-        let mut intake = issho_documents::plan(&bundle, &received).map_err(|issues| FhirError {
-            status: 422,
-            issues,
-        })?;
+        // The organizations already stored, by medical-institution number (shared data).
+        let orgs = self.snapshot(ctx, Action::Read, Some("Organization"))?;
+        let known = |no: &str| -> Option<String> {
+            let q = issho_search::parse(
+                Some("Organization"),
+                &[(
+                    "identifier".into(),
+                    format!("{}|{no}", issho_documents::INSTITUTION_NO),
+                )],
+                true,
+            )
+            .ok()?;
+            let rids = orgs.search(&q).ok()?;
+            let found = orgs.current_by_rids(&rids).ok()?;
+            match found.as_slice() {
+                [one] => Some(one.id.clone()),
+                _ => None,
+            }
+        };
+        let mut intake =
+            issho_documents::plan(&bundle, &received, &known).map_err(|issues| FhirError {
+                status: 422,
+                issues,
+            })?;
+        drop(orgs);
         // An earlier version the sender can see: a newer one replaces it, an older one is
         // refused; the transaction holds the version it read (If-Match).
         let r = self.snapshot(ctx, Action::Read, Some("DocumentReference"))?;

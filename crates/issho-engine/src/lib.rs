@@ -31,6 +31,7 @@ mod writes;
 
 pub use break_glass::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
+pub use consent::ConsentPolicy;
 pub use export::{ExportRequest, ExportSummary};
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
@@ -151,6 +152,8 @@ pub struct EngineConfig {
     pub page_cache_ttl: std::time::Duration,
     /// How long a break-the-glass opening lasts (`break_glass.rs`).
     pub break_glass_for: std::time::Duration,
+    /// Share a person's record unless they refused, or only after they agreed (`consent.rs`).
+    pub consent_policy: ConsentPolicy,
 }
 
 impl Default for EngineConfig {
@@ -164,6 +167,7 @@ impl Default for EngineConfig {
             page_cache_sets: 1_000,
             page_cache_ttl: std::time::Duration::from_secs(600),
             break_glass_for: std::time::Duration::from_secs(break_glass::BREAK_GLASS_SECONDS),
+            consent_policy: ConsentPolicy::default(),
         }
     }
 }

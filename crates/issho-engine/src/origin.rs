@@ -53,3 +53,22 @@ pub(crate) fn marked(body: &Value) -> bool {
 pub(crate) fn patient_may_change(rt: &str, body: &Value) -> bool {
     rt == "Consent" || marked(body)
 }
+
+/// A clinician's writes hold their organization's data: `meta.source` is their organization
+/// (`Organization/[id]`), whatever the client wrote there — the source a person's refusal of
+/// an institution's data is about (`consent.rs`), and the `UNDELIVERED` tag's holder.
+pub(crate) fn stamp_source(ctx: &AccessContext, body: &mut Value) {
+    let Some(g) = ctx.grant() else { return };
+    let Some(org) = g.organization.as_deref().filter(|_| g.role.is_clinician()) else {
+        return;
+    };
+    let Some(o) = body.as_object_mut() else {
+        return;
+    };
+    let meta = o
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("source".into(), Value::String(org.to_string()));
+    }
+}

@@ -28,6 +28,12 @@ pub(crate) struct View {
     /// Categories patients refused to share (a security label `system|code`, and the patients
     /// who refused it): their resources carrying it are hidden.
     pub refused_labels: Vec<(String, Vec<String>)>,
+    /// Institutions whose data patients refused to share (`Organization/[id]`, compared with
+    /// `meta.source`, and the patients who refused it).
+    pub refused_sources: Vec<(String, Vec<String>)>,
+    /// Under "share after consent": the patients in care who have not agreed yet (this
+    /// organization sees only the data it holds itself).
+    pub not_agreed: Vec<String>,
 }
 
 /// JP-CLINS indication tags (`meta.tag`): `UNINFORMED` (not yet told to the patient: hidden
@@ -48,6 +54,8 @@ impl View {
             scope_filters: permit.filters().to_vec(),
             persons: None,
             refused_labels: Vec::new(),
+            refused_sources: Vec::new(),
+            not_agreed: Vec::new(),
         }
     }
 
@@ -121,6 +129,25 @@ impl View {
                     out.push(Filter {
                         name: "_consent".into(),
                         test: Test::NotAll(vec![whose, sec]),
+                    });
+                }
+                // Institutions whose data a patient refused to share: that data.
+                for (source, persons) in &self.refused_sources {
+                    let from = Self::label_test(reg, rt, "_source", source)?;
+                    out.push(Filter {
+                        name: "_consent".into(),
+                        test: Test::NotAll(vec![Test::PersonIn(persons.clone()), from]),
+                    });
+                }
+                // Not agreed yet (share after consent): only what this organization holds.
+                if !self.not_agreed.is_empty() {
+                    let own = Self::label_test(reg, rt, "_source", org)?;
+                    out.push(Filter {
+                        name: "_consent".into(),
+                        test: Test::NotAll(vec![
+                            Test::PersonIn(self.not_agreed.clone()),
+                            Test::NotAll(vec![own]),
+                        ]),
                     });
                 }
             }
@@ -216,11 +243,18 @@ impl View {
                 if has("tag", CLINS_INDICATION, "UNDELIVERED") && source != org {
                     return Ok(false);
                 }
-                !self.refused_labels.iter().any(|(label, persons)| {
+                let theirs =
+                    |persons: &Vec<String>| person.as_ref().is_some_and(|p| persons.contains(p));
+                let refused_label = self.refused_labels.iter().any(|(label, persons)| {
                     let (system, code) = label.split_once('|').unwrap_or(("", label));
-                    has("security", system, code)
-                        && person.as_ref().is_some_and(|p| persons.contains(p))
-                })
+                    has("security", system, code) && theirs(persons)
+                });
+                let refused_source = self
+                    .refused_sources
+                    .iter()
+                    .any(|(s, persons)| s == source && theirs(persons));
+                let waiting = source != org && theirs(&self.not_agreed);
+                !(refused_label || refused_source || waiting)
             }
             Reach::All => true,
         })
@@ -324,6 +358,20 @@ impl Guard {
         }
         self.own_record(rt, id, s.person.as_deref())?;
         self.patient_may_change(rt, id, &body, "write")?;
+        if let Reach::CareOf(org) = &self.write.reach
+            && let Some(source) = body["meta"]["source"].as_str()
+            && source != org
+        {
+            // A clinician's data is their organization's (a patch cannot move it to another
+            // institution, out of what a person refused).
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{rt}/{id}: meta.source must be this clinician's organization ({org}), not '{source}'"
+                ),
+            ));
+        }
         self.may_open_care(rt, &body)
     }
 
@@ -364,6 +412,8 @@ impl Guard {
                     scope_filters: permit.filters().to_vec(),
                     persons: self.write.persons.clone(),
                     refused_labels: self.write.refused_labels.clone(),
+                    refused_sources: self.write.refused_sources.clone(),
+                    not_agreed: self.write.not_agreed.clone(),
                 }
                 .sees(&self.reg, r, &t, &rid)?,
                 Err(_) => false,
@@ -624,15 +674,35 @@ impl Engine {
                 }
             }
             view.refused_labels = labels.into_iter().collect();
+            let mut sources: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for (p, d) in &decisions {
+                for s in &d.sources {
+                    sources.entry(s.clone()).or_default().push(p.clone());
+                }
+            }
+            view.refused_sources = sources.into_iter().collect();
+            if self.config.consent_policy == crate::consent::ConsentPolicy::ShareAfterConsent {
+                view.not_agreed = persons
+                    .iter()
+                    .filter(|p| !decisions.get(*p).is_some_and(|d| d.permitted))
+                    .cloned()
+                    .collect();
+            }
             // Break-the-glass: patients opened in an emergency, whatever their consent.
             if let Some(g) = ctx.grant() {
                 for p in self.glass_opened(r, g)? {
                     if !persons.contains(&p) {
                         persons.push(p.clone());
                     }
-                    for (_, who) in view.refused_labels.iter_mut() {
+                    // The emergency opens the whole record, refused data included.
+                    for (_, who) in view
+                        .refused_labels
+                        .iter_mut()
+                        .chain(view.refused_sources.iter_mut())
+                    {
                         who.retain(|x| x != &p);
                     }
+                    view.not_agreed.retain(|x| x != &p);
                 }
             }
             if let Some(p) = &only {

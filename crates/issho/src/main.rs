@@ -100,6 +100,27 @@ struct ServeArgs {
     /// Requests per second per caller (bearer token), bursts of twice that; 0 = no limit.
     #[arg(long, env = "ISSHO_RATE_LIMIT", default_value_t = 0)]
     rate_limit: u32,
+    /// Whether institutions caring for a person see what other institutions hold unless the
+    /// person refused (NeXEHRs), or only after the person agreed (an active privacy Consent
+    /// with a base `permit`); an institution always sees what it holds itself.
+    #[arg(long, env = "ISSHO_CONSENT_POLICY", value_enum, default_value_t = Policy::ShareUnlessRefused)]
+    consent_policy: Policy,
+}
+
+/// `--consent-policy`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Policy {
+    ShareUnlessRefused,
+    ShareAfterConsent,
+}
+
+impl From<Policy> for issho_engine::ConsentPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::ShareUnlessRefused => issho_engine::ConsentPolicy::ShareUnlessRefused,
+            Policy::ShareAfterConsent => issho_engine::ConsentPolicy::ShareAfterConsent,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -325,12 +346,8 @@ fn main() {
 fn open_engine(
     data: &std::path::Path,
     store: Option<&str>,
-    validate: bool,
+    config: EngineConfig,
 ) -> Result<Engine, String> {
-    let config = EngineConfig {
-        validate,
-        ..Default::default()
-    };
     let choice = issho::StoreChoice::parse(store)?;
     issho::open(&choice, data, config).map_err(|e| {
         let why: Vec<&str> = e.issues.iter().map(|i| i.diagnostics.as_str()).collect();
@@ -377,7 +394,15 @@ fn migrate(a: MigrateArgs) -> i32 {
 }
 
 fn serve(a: ServeArgs) -> i32 {
-    let engine = match open_engine(&a.data, a.store.as_deref(), !a.no_validate) {
+    let engine = match open_engine(
+        &a.data,
+        a.store.as_deref(),
+        EngineConfig {
+            validate: !a.no_validate,
+            consent_policy: a.consent_policy.into(),
+            ..Default::default()
+        },
+    ) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -517,6 +542,15 @@ fn serve(a: ServeArgs) -> i32 {
                 a.data.display()
             );
         }
+        println!(
+            "sharing: {} (--consent-policy)",
+            match a.consent_policy {
+                Policy::ShareUnlessRefused =>
+                    "a person's record is shared with the institutions caring for them unless they refused",
+                Policy::ShareAfterConsent =>
+                    "institutions caring for a person see what others hold only after the person agreed",
+            }
+        );
         println!("issho listening on {scheme}://{addr}/fhir (CapabilityStatement: {scheme}://{addr}/fhir/metadata)");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -679,7 +713,7 @@ fn token(a: TokenArgs) -> i32 {
 }
 
 fn import(a: ImportArgs) -> i32 {
-    let engine = match open_engine(&a.data, a.store.as_deref(), true) {
+    let engine = match open_engine(&a.data, a.store.as_deref(), EngineConfig::default()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -699,7 +733,7 @@ fn import(a: ImportArgs) -> i32 {
 }
 
 fn export(a: export::ExportArgs) -> i32 {
-    let engine = match open_engine(&a.data, a.store.as_deref(), true) {
+    let engine = match open_engine(&a.data, a.store.as_deref(), EngineConfig::default()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -753,7 +787,7 @@ fn demo(a: DemoArgs) -> i32 {
             }
         };
     }
-    let engine = match open_engine(&a.data, None, true) {
+    let engine = match open_engine(&a.data, None, EngineConfig::default()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");

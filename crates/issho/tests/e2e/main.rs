@@ -30,6 +30,7 @@ mod rest;
 mod search;
 mod several_processes;
 mod shared_data;
+mod sharing;
 mod store_synthea;
 mod store_text_and_near;
 mod terminology;

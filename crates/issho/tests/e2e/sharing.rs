@@ -1,0 +1,229 @@
+//! Sharing across institutions under the person's consent, over HTTP, with the JP-CLINS
+//! referral example (skipped without `../shared`): hospital A refers the person to clinic B;
+//! B sees A's data until the person refuses A's sharing (counts included), A and the person
+//! keep seeing it, an emergency physician sees it after breaking the glass; under the policy
+//! "share after consent" B sees only its own data until the person agrees.
+
+use crate::common::*;
+use issho_access::Role;
+use serde_json::{Value, json};
+
+const INSTITUTION_NO: &str = "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no";
+const CST: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+
+fn referral() -> Option<Value> {
+    let Some(shared) = shared_dir() else {
+        eprintln!("skipped: ../shared is not there (JP-CLINS referral example)");
+        return None;
+    };
+    let p = shared.join("jp/jp-clins-examples/Bundle-Bundle-CLINS-Referral-Example-01.json");
+    Some(serde_json::from_str(&std::fs::read_to_string(p).ok()?).unwrap())
+}
+
+fn setup(policy: issho_engine::ConsentPolicy) -> Signed {
+    let config = issho_engine::EngineConfig {
+        consent_policy: policy,
+        ..Default::default()
+    };
+    let c = Signed::start(
+        config,
+        vec![
+            (
+                "admin",
+                user("admin", Role::Administrator, "user/*.cruds", None, None),
+            ),
+            (
+                "svc",
+                user("svc", Role::Service, "system/*.cruds", None, None),
+            ),
+            (
+                "pat",
+                user(
+                    "pat",
+                    Role::Patient,
+                    "patient/*.cruds",
+                    Some("makino"),
+                    None,
+                ),
+            ),
+            (
+                "doc-a",
+                user(
+                    "doc-a",
+                    Role::Physician,
+                    "user/*.cruds",
+                    None,
+                    Some("org-a"),
+                ),
+            ),
+            (
+                "doc-b",
+                user(
+                    "doc-b",
+                    Role::Physician,
+                    "user/*.cruds",
+                    None,
+                    Some("org-b"),
+                ),
+            ),
+            (
+                "er",
+                user(
+                    "er",
+                    Role::EmergencyPhysician,
+                    "user/*.rs",
+                    None,
+                    Some("org-er"),
+                ),
+            ),
+        ],
+    );
+    for (id, no) in [
+        ("org-a", "1319876543"),
+        ("org-b", "1311234567"),
+        ("org-er", "1310000001"),
+    ] {
+        let r = json!({"resourceType": "Organization", "id": id, "name": id,
+            "identifier": [{"system": INSTITUTION_NO, "value": no}]});
+        assert_eq!(
+            c.call("admin", "PUT", &format!("Organization/{id}"), Some(&r))
+                .0,
+            201
+        );
+    }
+    let p = json!({"resourceType": "Patient", "id": "makino",
+        "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11318814790", "value": "000999739"}]});
+    assert_eq!(c.call("admin", "PUT", "Patient/makino", Some(&p)).0, 201);
+    // Hospital A treats her (its own encounter, recorded by its registrar).
+    let e = json!({"resourceType": "Encounter", "status": "finished",
+        "meta": {"source": "Organization/org-a"},
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/makino"}, "serviceProvider": {"reference": "Organization/org-a"}});
+    let (st, b) = c.call("admin", "POST", "Encounter", Some(&e));
+    assert_eq!(st, 201, "{b}");
+    c
+}
+
+fn count(c: &Signed, who: &str, q: &str) -> u64 {
+    let (st, b) = c.call(who, "GET", &format!("{q}&_summary=count"), None);
+    assert_eq!(st, 200, "{q}: {b}");
+    b["total"].as_u64().unwrap()
+}
+
+fn refuse_a() -> Value {
+    json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/makino"},
+        "provision": {"type": "permit", "provision": [{"type": "deny",
+            "actor": [{"role": {"coding": [{"system": CST, "code": "CST"}]},
+                       "reference": {"reference": "Organization/org-a"}}]}]}})
+}
+
+#[test]
+fn the_person_refuses_hospital_as_sharing_and_clinic_b_no_longer_sees_it() {
+    let Some(doc) = referral() else { return };
+    let c = setup(Default::default());
+    let (st, b) = c.call("svc", "POST", "Bundle", Some(&doc));
+    assert_eq!(st, 201, "{b}");
+    // Clinic B writes its own observation.
+    let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "血圧"},
+        "subject": {"reference": "Patient/makino"}, "meta": {"source": "Organization/org-a"}});
+    let (st, b) = c.call("doc-b", "POST", "Observation", Some(&obs));
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(
+        b["meta"]["source"], "Organization/org-b",
+        "stamped with B, whatever was sent"
+    );
+    let b_obs = b["id"].as_str().unwrap().to_string();
+    // … and cannot move it to another institution by a patch.
+    let r =
+        c.s.req("PATCH", &format!("Observation/{b_obs}"))
+            .bearer_auth(c.tok("doc-b"))
+            .header("content-type", "application/json-patch+json")
+            .body(
+                json!([{"op": "replace", "path": "/meta/source", "value": "Organization/org-a"}])
+                    .to_string(),
+            )
+            .send()
+            .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Shared: B sees A's allergies and the letter.
+    assert_eq!(count(&c, "doc-b", "AllergyIntolerance?patient=makino"), 3);
+    assert_eq!(
+        count(&c, "doc-b", "DocumentReference?subject=Patient/makino"),
+        2
+    );
+    // The person refuses A's sharing.
+    let (st, b) = c.call("pat", "POST", "Consent", Some(&refuse_a()));
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(count(&c, "doc-b", "AllergyIntolerance?patient=makino"), 0);
+    assert_eq!(
+        count(&c, "doc-b", "DocumentReference?subject=Patient/makino"),
+        0
+    );
+    assert_eq!(count(&c, "doc-b", "Condition?patient=makino"), 0);
+    let (_, all) = c.call(
+        "doc-b",
+        "GET",
+        "Patient/makino/$everything?_count=500",
+        None,
+    );
+    assert!(
+        !all.to_string().contains("Organization/org-a\"}")
+            || all["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["resource"]["meta"]["source"] != "Organization/org-a"),
+        "{all}"
+    );
+    // B's own data stays B's to see.
+    assert_eq!(
+        c.call("doc-b", "GET", &format!("Observation/{b_obs}"), None)
+            .0,
+        200
+    );
+    // A sees what it holds, the person sees everything.
+    assert_eq!(count(&c, "doc-a", "AllergyIntolerance?patient=makino"), 3);
+    assert_eq!(count(&c, "pat", "AllergyIntolerance?patient=makino"), 3);
+    // The emergency overrides the refusal (stated rule), audited and told.
+    assert_eq!(count(&c, "er", "AllergyIntolerance?patient=makino"), 0);
+    let reason = json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "アナフィラキシー疑い"}]});
+    assert_eq!(
+        c.call("er", "POST", "Patient/makino/$break-glass", Some(&reason))
+            .0,
+        200
+    );
+    assert_eq!(count(&c, "er", "AllergyIntolerance?patient=makino"), 3);
+    // A Consent that names a custodian in a permit is not enforced: refused, not stored.
+    let mut odd = refuse_a();
+    odd["provision"]["provision"][0]["type"] = json!("permit");
+    assert_eq!(c.call("pat", "POST", "Consent", Some(&odd)).0, 422);
+}
+
+#[test]
+fn share_after_consent_waits_for_the_person() {
+    let Some(doc) = referral() else { return };
+    let c = setup(issho_engine::ConsentPolicy::ShareAfterConsent);
+    assert_eq!(c.call("svc", "POST", "Bundle", Some(&doc)).0, 201);
+    let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "血圧"},
+        "subject": {"reference": "Patient/makino"}});
+    assert_eq!(c.call("doc-b", "POST", "Observation", Some(&obs)).0, 201);
+    // Not agreed yet: B sees only what it holds; A its own.
+    assert_eq!(count(&c, "doc-b", "AllergyIntolerance?patient=makino"), 0);
+    assert_eq!(count(&c, "doc-b", "Observation?patient=makino"), 1);
+    assert_eq!(count(&c, "doc-a", "AllergyIntolerance?patient=makino"), 3);
+    // The person agrees.
+    let agree = json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/makino"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit"}});
+    let (st, b) = c.call("pat", "POST", "Consent", Some(&agree));
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(count(&c, "doc-b", "AllergyIntolerance?patient=makino"), 3);
+    assert_eq!(count(&c, "doc-b", "Observation?patient=makino"), 2);
+}
