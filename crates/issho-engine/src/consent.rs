@@ -108,12 +108,29 @@ pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDeci
     if consent.get("status").and_then(Value::as_str) != Some("active") {
         return;
     }
+    let base_permit = consent
+        .get("provision")
+        .is_some_and(|p| p.get("type").and_then(Value::as_str).unwrap_or("permit") == "permit");
+    if base_permit {
+        out.permitted = true;
+    } else if opt_in(consent) {
+        // Opt-in: what the provisions do not permit is refused.
+        out.refused = true;
+    }
     if let Some(p) = consent.get("provision") {
-        if p.get("type").and_then(Value::as_str).unwrap_or("permit") == "permit" {
-            out.permitted = true;
-        }
         walk(p, org, out);
     }
+}
+
+fn opt_in(consent: &Value) -> bool {
+    consent["policyRule"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+                && c["code"] == "OPTIN"
+        })
 }
 
 fn labels(p: &Value) -> Vec<String> {
@@ -277,13 +294,6 @@ fn check_provision(p: &Value, at: &str, top: bool) -> Result<()> {
         .enumerate()
     {
         let r = a["reference"]["reference"].as_str().unwrap_or("");
-        let roles = a["role"]["coding"].as_array().map_or(0, Vec::len);
-        if roles > 0 && !is_custodian(a) {
-            return Err(unenforceable(
-                &format!("{at}.actor[{i}].role"),
-                "an actor's role is enforced only as the custodian (v3-ParticipationType CST: the institution whose data is refused)".into(),
-            ));
-        }
         if is_custodian(a) && (kind != "deny" || obj.contains_key("securityLabel")) {
             return Err(unenforceable(
                 &format!("{at}.actor[{i}]"),
@@ -319,4 +329,70 @@ fn check_provision(p: &Value, at: &str, top: bool) -> Result<()> {
         check_provision(c, &format!("{at}.provision[{i}]"), false)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn consent(provision: Value, rule: Option<&str>) -> Value {
+        let mut c = json!({"resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": PRIVACY.0, "code": PRIVACY.1}]},
+            "patient": {"reference": "Patient/p"}, "provision": provision});
+        if let Some(r) = rule {
+            c["policyRule"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": r}]});
+        }
+        c
+    }
+
+    fn decide(c: &Value, org: &str) -> ConsentDecision {
+        check_enforceable("Consent", c).unwrap();
+        let mut d = ConsentDecision::default();
+        consent_decision(c, org, &mut d);
+        d
+    }
+
+    #[test]
+    fn custodians_accessors_and_the_base_policy() {
+        let cst = json!({"coding": [{"system": CUSTODIAN.0, "code": CUSTODIAN.1}]});
+        let refuse_a = consent(
+            json!({"type": "permit", "provision": [{"type": "deny",
+                "actor": [{"role": cst, "reference": {"reference": "Organization/a"}}]}]}),
+            None,
+        );
+        let b = decide(&refuse_a, "Organization/b");
+        assert_eq!(b.sources, vec!["Organization/a".to_string()]);
+        assert!(!b.refused && b.permitted);
+        // A sees what it holds itself.
+        assert!(decide(&refuse_a, "Organization/a").sources.is_empty());
+        // An actor in another role is the organization whose access is refused.
+        let prcp = json!({"coding": [{"system": CUSTODIAN.0, "code": "PRCP"}]});
+        let refuse_b = consent(
+            json!({"type": "permit", "provision": [{"type": "deny",
+                "actor": [{"role": prcp, "reference": {"reference": "Organization/b"}}]}]}),
+            None,
+        );
+        assert!(decide(&refuse_b, "Organization/b").refused);
+        assert!(!decide(&refuse_b, "Organization/c").refused);
+        // Opt-in without a permit refuses; with one it is the person's agreement.
+        assert!(
+            decide(
+                &consent(json!({"type": "deny"}), Some("OPTIN")),
+                "Organization/b"
+            )
+            .refused
+        );
+        let agreed = decide(
+            &consent(json!({"type": "permit"}), Some("OPTIN")),
+            "Organization/b",
+        );
+        assert!(agreed.permitted && !agreed.refused);
+        // A custodian in a permit, or with labels, is not enforced.
+        let odd = consent(
+            json!({"type": "permit", "actor": [{"role": cst, "reference": {"reference": "Organization/a"}}]}),
+            None,
+        );
+        assert_eq!(check_enforceable("Consent", &odd).unwrap_err().status, 422);
+    }
 }

@@ -123,18 +123,18 @@ impl Engine {
     /// when it came in as one (the Binary its DocumentReference points to), otherwise put
     /// together from the Composition and what it refers to (each resource as the caller may
     /// read it).
-    pub fn composition_document(&self, ctx: &AccessContext, id: &str) -> Result<Value> {
+    pub fn composition_document(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<Value> {
         self.audited(
             ctx,
             issho_audit::Interaction::Operation,
             Some(format!("Composition/{id}")),
             Some(format!("Composition/{id}/$document")),
-            || self.document_unaudited(ctx, id),
+            || self.document_unaudited(ctx, id, base),
             |_, _| {},
         )
     }
 
-    fn document_unaudited(&self, ctx: &AccessContext, id: &str) -> Result<Value> {
+    fn document_unaudited(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<Value> {
         let composition = self.read(ctx, "Composition", id)?;
         let r = self.snapshot(ctx, Action::Read, Some("DocumentReference"))?;
         let q = issho_search::parse(
@@ -163,12 +163,17 @@ impl Engine {
                 .map_err(|e| FhirError::internal(format!("Binary/{bin}: {e}")));
         }
         drop(r);
-        self.assemble_document(ctx, composition)
+        self.assemble_document(ctx, composition, base)
     }
 
     /// A document Bundle from a stored Composition: the Composition first, then every
     /// resource it refers to and what those refer to (two levels), that the caller may read.
-    fn assemble_document(&self, ctx: &AccessContext, composition: Stored) -> Result<Value> {
+    fn assemble_document(
+        &self,
+        ctx: &AccessContext,
+        composition: Stored,
+        base: &str,
+    ) -> Result<Value> {
         let first = composition
             .json()
             .ok_or_else(|| FhirError::internal("the Composition has no body"))?;
@@ -199,7 +204,7 @@ impl Engine {
             .into_iter()
             .map(|r| {
                 let url = format!(
-                    "{}/{}",
+                    "{base}/{}/{}",
                     r["resourceType"].as_str().unwrap_or_default(),
                     r["id"].as_str().unwrap_or_default()
                 );

@@ -24,6 +24,7 @@ mod pages;
 mod params;
 mod rest;
 mod search;
+mod summary;
 mod terminology;
 mod transaction;
 mod view;

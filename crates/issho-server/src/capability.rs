@@ -49,6 +49,8 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                          "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this person's record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log, and told to the person by a Communication in their record (category urn:issho:fhir:CodeSystem:notification|break-glass) that survives restarts and that no client can write."},
                         {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
                          "documentation": "GET Patient/[id]/$access-log: the audit trail's AuditEvents about this person (every Patient linked into them: who accessed their record, when, why, with what outcome), newest first; for the person and administrators."},
+                        {"name": "summary", "definition": "urn:issho:OperationDefinition:summary",
+                         "documentation": "GET Patient/[id]/$summary?kind=six-items|emergency|pharmacy: a document Bundle of the person's record across institutions as the caller may see it; each section entry names the institution holding it and its date."},
                         {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
                          "documentation": "POST Patient/$match (resource, onlyCertainMatches, count): graded and scored candidates among the Patients the caller may search; certain = the same JP insurance member ID (NFKC) and birth date."},
                         {"name": "link", "definition": "urn:issho:OperationDefinition:link",

@@ -244,8 +244,24 @@ async fn dispatch(
         }
         ("GET" | "POST", ["Composition", id, "$document"]) => {
             // The document a Composition heads (as received, or put together).
-            let id = id.to_string();
-            let b = blocking(move || engine.composition_document(&ctx, &id)).await?;
+            let (id, base) = (id.to_string(), base.to_string());
+            let b = blocking(move || engine.composition_document(&ctx, &id, &base)).await?;
+            Ok(body_response(200, &b, render.out))
+        }
+        ("GET" | "POST", ["Patient", id, "$summary"]) => {
+            // The person's record across institutions as a document (six items, emergency,
+            // pharmacy).
+            let mut p = pairs.to_vec();
+            if method == Method::POST {
+                p.extend(form_pairs(headers, &body)?);
+            }
+            let kind = p
+                .iter()
+                .find(|(k, _)| k == "kind")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "six-items".into());
+            let (id, base) = (id.to_string(), base.to_string());
+            let b = blocking(move || engine.summary(&ctx, &id, &kind, &base)).await?;
             Ok(body_response(200, &b, render.out))
         }
         ("POST", ["Patient", id, "$break-glass"]) => {

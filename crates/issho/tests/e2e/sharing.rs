@@ -110,6 +110,33 @@ fn count(c: &Signed, who: &str, q: &str) -> u64 {
     b["total"].as_u64().unwrap()
 }
 
+/// The entries of the summary section whose title starts with `title`: (reference,
+/// holding institution's name).
+fn section(summary: &Value, title: &str) -> Vec<(String, String)> {
+    let comp = &summary["entry"][0]["resource"];
+    assert_eq!(comp["resourceType"], "Composition", "{summary}");
+    let s = comp["section"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"].as_str().unwrap().starts_with(title))
+        .unwrap_or_else(|| panic!("no section {title}: {summary}"));
+    s["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["reference"].as_str().unwrap().to_string(),
+                e["extension"][0]["valueReference"]["display"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
 fn refuse_a() -> Value {
     json!({"resourceType": "Consent", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
@@ -155,6 +182,32 @@ fn the_person_refuses_hospital_as_sharing_and_clinic_b_no_longer_sees_it() {
         count(&c, "doc-b", "DocumentReference?subject=Patient/makino"),
         2
     );
+    // The six items across institutions, each with the institution holding it.
+    let (st, sum) = c.call("doc-b", "GET", "Patient/makino/$summary", None);
+    assert_eq!(st, 200, "{sum}");
+    assert_eq!(sum["type"], "document");
+    assert_eq!(section(&sum, "傷病名").len(), 3, "active diagnoses: {sum}");
+    let allergies = section(&sum, "アレルギー");
+    assert_eq!(allergies.len(), 2, "{sum}");
+    assert!(
+        allergies.iter().all(|(_, org)| org == "org-a"),
+        "{allergies:?}"
+    );
+    assert_eq!(section(&sum, "禁忌薬").len(), 1, "the drug allergy: {sum}");
+    // The pharmacy view: prescriptions with the drug allergies first.
+    let (st, ph) = c.call(
+        "doc-b",
+        "GET",
+        "Patient/makino/$summary?kind=pharmacy",
+        None,
+    );
+    assert_eq!(st, 200, "{ph}");
+    assert_eq!(section(&ph, "禁忌薬").len(), 1);
+    assert_eq!(
+        c.call("doc-b", "GET", "Patient/makino/$summary?kind=other", None)
+            .0,
+        400
+    );
     // The person refuses A's sharing.
     let (st, b) = c.call("pat", "POST", "Consent", Some(&refuse_a()));
     assert_eq!(st, 201, "{b}");
@@ -197,6 +250,16 @@ fn the_person_refuses_hospital_as_sharing_and_clinic_b_no_longer_sees_it() {
         200
     );
     assert_eq!(count(&c, "er", "AllergyIntolerance?patient=makino"), 3);
+    let (st, em) = c.call("er", "GET", "Patient/makino/$summary?kind=emergency", None);
+    assert_eq!(st, 200, "{em}");
+    assert_eq!(section(&em, "アレルギー・禁忌").len(), 3, "{em}");
+    assert_eq!(section(&em, "既往歴").len(), 2, "resolved diagnoses: {em}");
+    // B's summary no longer holds A's data.
+    let (_, sum) = c.call("doc-b", "GET", "Patient/makino/$summary", None);
+    assert!(
+        section(&sum, "傷病名").is_empty() && section(&sum, "アレルギー").is_empty(),
+        "{sum}"
+    );
     // A Consent that names a custodian in a permit is not enforced: refused, not stored.
     let mut odd = refuse_a();
     odd["provision"]["provision"][0]["type"] = json!("permit");
