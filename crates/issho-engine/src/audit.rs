@@ -232,14 +232,51 @@ impl Engine {
         let q = if_none_exist
             .as_deref()
             .map(|c| search::condition_url(resource_type, c));
+        let warnings = self.order_checks(ctx, resource_type, &resource);
         self.audited(
             ctx,
             Interaction::Create,
             None,
             q,
-            || self.create_unaudited(ctx, resource_type, resource, if_none_exist),
+            || {
+                self.refuse_conflicts(&warnings)?;
+                let mut w = self.create_unaudited(ctx, resource_type, resource, if_none_exist)?;
+                w.issues.extend(warnings);
+                Ok(w)
+            },
             |w, t| t.write(w),
         )
+    }
+
+    /// The medication checks of a MedicationRequest being written (`cds.rs`), as warnings.
+    fn order_checks(&self, ctx: &AccessContext, rt: &str, resource: &Value) -> Vec<Issue> {
+        if rt == "MedicationRequest" {
+            self.order_warnings(ctx, resource)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A deployment that refuses conflicting prescriptions (`EngineConfig`): 409 with them.
+    fn refuse_conflicts(&self, warnings: &[Issue]) -> Result<()> {
+        if !self.config.refuse_conflicting_orders || warnings.is_empty() {
+            return Ok(());
+        }
+        let mut issues: Vec<Issue> = warnings
+            .iter()
+            .map(|w| Issue::error(w.code, w.diagnostics.clone()))
+            .collect();
+        issues.insert(
+            0,
+            Issue::error(
+                IssueType::BusinessRule,
+                "this prescription conflicts with the person's record; nothing was written",
+            ),
+        );
+        Err(FhirError {
+            status: 409,
+            issues,
+        })
     }
 
     pub fn update(
@@ -250,12 +287,18 @@ impl Engine {
         resource: Value,
         if_match: Option<String>,
     ) -> Result<WriteOutcome> {
+        let warnings = self.order_checks(ctx, resource_type, &resource);
         self.audited(
             ctx,
             Interaction::Update,
             None,
             None,
-            || self.update_unaudited(ctx, resource_type, id, resource, if_match),
+            || {
+                self.refuse_conflicts(&warnings)?;
+                let mut w = self.update_unaudited(ctx, resource_type, id, resource, if_match)?;
+                w.issues.extend(warnings);
+                Ok(w)
+            },
             |w, t| t.write(w),
         )
     }

@@ -10,6 +10,7 @@ mod access_log;
 mod audit;
 mod break_glass;
 mod bundle;
+mod cds;
 mod consent;
 mod everything;
 mod export;
@@ -32,6 +33,7 @@ mod writes;
 
 pub use break_glass::BREAK_GLASS_SECONDS;
 pub use bundle::Return;
+pub use cds::cds_discovery;
 pub use consent::ConsentPolicy;
 pub use export::{ExportRequest, ExportSummary};
 pub use issho_access::{AccessContext, Action, Gate};
@@ -155,6 +157,9 @@ pub struct EngineConfig {
     pub break_glass_for: std::time::Duration,
     /// Share a person's record unless they refused, or only after they agreed (`consent.rs`).
     pub consent_policy: ConsentPolicy,
+    /// Refuse (409) a MedicationRequest that conflicts with the person's drug allergies,
+    /// contraindicated drugs or current prescriptions; by default it is written with warnings.
+    pub refuse_conflicting_orders: bool,
 }
 
 impl Default for EngineConfig {
@@ -169,6 +174,7 @@ impl Default for EngineConfig {
             page_cache_ttl: std::time::Duration::from_secs(600),
             break_glass_for: std::time::Duration::from_secs(break_glass::BREAK_GLASS_SECONDS),
             consent_policy: ConsentPolicy::default(),
+            refuse_conflicting_orders: false,
         }
     }
 }

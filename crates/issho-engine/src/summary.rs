@@ -164,7 +164,7 @@ impl Engine {
     }
 
     /// The person's current resources of `rt` that the caller may see.
-    fn record_of(
+    pub(crate) fn record_of(
         &self,
         ctx: &AccessContext,
         r: &dyn StoreRead,
@@ -274,22 +274,7 @@ impl Engine {
                 }),
         );
         let now = issho_model::instant::format_instant(issho_store::now_micros());
-        let recent = |d: Option<&str>| {
-            // Within the last 90 days (by the date's text, ISO 8601 sorts as it reads).
-            let cutoff = issho_model::instant::format_instant(
-                issho_store::now_micros() - 90 * 86_400 * 1_000_000,
-            );
-            d.is_some_and(|d| d >= &cutoff[..10])
-        };
-        let current_meds: Vec<Value> = meds
-            .iter()
-            .filter(|m| match m["status"].as_str() {
-                Some("active" | "on-hold") => true,
-                Some("completed") => recent(date_of(m)),
-                _ => false,
-            })
-            .cloned()
-            .collect();
+        let current_meds = current_prescriptions(&meds);
         let active =
             |c: &&Value| status_is(c, "clinicalStatus", &["active", "recurrence", "relapse"]);
         let confirmed = |c: &&Value| {
@@ -426,6 +411,22 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The prescriptions a person takes now: active or on hold, or completed in the last 90
+/// days (a Japanese prescription is often "completed" once dispensed, and taken for weeks).
+pub(crate) fn current_prescriptions(meds: &[Value]) -> Vec<Value> {
+    // By the date's text: ISO 8601 sorts as it reads.
+    let cutoff =
+        issho_model::instant::format_instant(issho_store::now_micros() - 90 * 86_400 * 1_000_000);
+    meds.iter()
+        .filter(|m| match m["status"].as_str() {
+            Some("active" | "on-hold") => true,
+            Some("completed") => date_of(m).is_some_and(|d| d >= &cutoff[..10]),
+            _ => false,
+        })
+        .cloned()
+        .collect()
 }
 
 /// The latest result of each test (by its first coding or text), at most [`KEY_LABS`].

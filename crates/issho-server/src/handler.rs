@@ -1,10 +1,12 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
+mod cds;
 mod history;
 mod metadata;
 mod request;
 mod respond;
 
+pub use cds::{cds_discovery, cds_service};
 pub(crate) use metadata::MetadataCache;
 pub(crate) use request::context;
 pub(crate) use respond::panic_response;

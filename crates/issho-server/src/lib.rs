@@ -108,6 +108,11 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/auth/introspect", axum::routing::post(oauth::introspect))
         .route("/auth/register", axum::routing::post(oauth::register))
         .route("/auth/launch", axum::routing::post(oauth::launch))
+        .route("/cds-services", axum::routing::get(handler::cds_discovery))
+        .route(
+            "/cds-services/{id}",
+            axum::routing::post(handler::cds_service),
+        )
         .route("/fhir", axum::routing::any(handler::fhir))
         .route("/fhir/", axum::routing::any(handler::fhir))
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))

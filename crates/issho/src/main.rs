@@ -105,6 +105,10 @@ struct ServeArgs {
     /// with a base `permit`); an institution always sees what it holds itself.
     #[arg(long, env = "ISSHO_CONSENT_POLICY", value_enum, default_value_t = Policy::ShareUnlessRefused)]
     consent_policy: Policy,
+    /// Refuse (409) a MedicationRequest that conflicts with the person's drug allergies,
+    /// contraindicated drugs or current prescriptions, instead of writing it with warnings.
+    #[arg(long, env = "ISSHO_REFUSE_CONFLICTING_ORDERS")]
+    refuse_conflicting_orders: bool,
 }
 
 /// `--consent-policy`.
@@ -400,6 +404,7 @@ fn serve(a: ServeArgs) -> i32 {
         EngineConfig {
             validate: !a.no_validate,
             consent_policy: a.consent_policy.into(),
+            refuse_conflicting_orders: a.refuse_conflicting_orders,
             ..Default::default()
         },
     ) {

@@ -21,10 +21,13 @@ fn referral() -> Option<Value> {
 }
 
 fn setup(policy: issho_engine::ConsentPolicy) -> Signed {
-    let config = issho_engine::EngineConfig {
+    setup_with(issho_engine::EngineConfig {
         consent_policy: policy,
         ..Default::default()
-    };
+    })
+}
+
+fn setup_with(config: issho_engine::EngineConfig) -> Signed {
     let c = Signed::start(
         config,
         vec![
@@ -289,4 +292,190 @@ fn share_after_consent_waits_for_the_person() {
     assert_eq!(st, 201, "{b}");
     assert_eq!(count(&c, "doc-b", "AllergyIntolerance?patient=makino"), 3);
     assert_eq!(count(&c, "doc-b", "Observation?patient=makino"), 2);
+}
+
+#[test]
+fn cds_hooks_and_prescriptions_warn_of_an_allergy_recorded_elsewhere() {
+    let Some(doc) = referral() else { return };
+    let c = setup(Default::default());
+    assert_eq!(c.call("svc", "POST", "Bundle", Some(&doc)).0, 201);
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let http = reqwest::blocking::Client::new();
+    // Discovery: public, both hooks, prefetch templates.
+    let d: Value = serde_json::from_str(
+        &http
+            .get(format!("{root}/cds-services"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let hooks: Vec<&str> = d["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hook"].as_str().unwrap())
+        .collect();
+    assert_eq!(hooks, vec!["order-select", "order-sign"]);
+    assert!(
+        d["services"][0]["prefetch"]["allergies"]
+            .as_str()
+            .unwrap()
+            .contains("{{context.patientId}}")
+    );
+    // Povidone-iodine (YJ 2260701…): hospital A recorded a drug allergy to it.
+    let draft = |id: &str, yj: &str, name: &str| {
+        json!({"resourceType": "MedicationRequest", "id": id, "status": "draft", "intent": "order",
+            "subject": {"reference": "Patient/makino"},
+            "medicationCodeableConcept": {"coding": [{"system": "http://capstandard.jp/iyaku.info/CodeSystem/YJ-code", "code": yj, "display": name}]}})
+    };
+    let call = |who: Option<&str>, service: &str, body: &Value| -> (u16, Value) {
+        let mut r = http
+            .post(format!("{root}/cds-services/{service}"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(w) = who {
+            r = r.bearer_auth(c.tok(w));
+        }
+        let r = r.send().unwrap();
+        (
+            r.status().as_u16(),
+            serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+        )
+    };
+    let sign = |orders: Vec<Value>| {
+        json!({"hook": "order-sign", "hookInstance": "d1bf2e3e-0000-4000-8000-000000000001",
+            "context": {"userId": "Practitioner/x", "patientId": "makino",
+                "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                    "entry": orders.into_iter().map(|o| json!({"resource": o})).collect::<Vec<_>>()}}})
+    };
+    let (st, b) = call(
+        Some("doc-b"),
+        "issho-medication-order-sign",
+        &sign(vec![draft("d1", "2260701Q1038", "イソジンガーグル液７％")]),
+    );
+    assert_eq!(st, 200, "{b}");
+    let cards = b["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{b}");
+    assert!(
+        cards[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("薬剤アレルギー"),
+        "{b}"
+    );
+    assert!(matches!(
+        cards[0]["indicator"].as_str(),
+        Some("warning" | "critical")
+    ));
+    assert_eq!(
+        cards[0]["suggestions"][0]["actions"][0]["resourceId"][0],
+        "MedicationRequest/d1"
+    );
+    assert!(cards[0]["source"]["label"].as_str().is_some());
+    // Another drug: no card. order-select checks only the selected orders.
+    let (_, b) = call(
+        Some("doc-b"),
+        "issho-medication-order-sign",
+        &sign(vec![draft("d2", "1141007F1063", "カロナール錠３００")]),
+    );
+    assert!(b["cards"].as_array().unwrap().is_empty(), "{b}");
+    let mut select = sign(vec![
+        draft("d1", "2260701Q1038", "イソジン"),
+        draft("d2", "1141007F1063", "カロナール錠３００"),
+    ]);
+    select["hook"] = json!("order-select");
+    select["context"]["selections"] = json!(["MedicationRequest/d2"]);
+    let (st, b) = call(Some("doc-b"), "issho-medication-order-select", &select);
+    assert_eq!(st, 200, "{b}");
+    assert!(
+        b["cards"].as_array().unwrap().is_empty(),
+        "only d2 selected: {b}"
+    );
+    // Probes: no token, another hook, an unknown service, someone the caller cannot see.
+    assert_eq!(
+        call(None, "issho-medication-order-sign", &sign(vec![])).0,
+        401,
+        "anonymous: a token is needed"
+    );
+    assert_eq!(
+        call(
+            Some("doc-b"),
+            "issho-medication-order-select",
+            &sign(vec![])
+        )
+        .0,
+        400
+    );
+    assert_eq!(call(Some("doc-b"), "nope", &sign(vec![])).0, 404);
+    let mut other = sign(vec![draft("d1", "2260701Q1038", "イソジン")]);
+    other["context"]["patientId"] = json!("nobody");
+    assert_eq!(
+        call(Some("doc-b"), "issho-medication-order-sign", &other).0,
+        404
+    );
+    // The same check on a prescription written through the API: written, with its warning.
+    let mut order = draft("x", "2260701Q1038", "イソジンガーグル液７％");
+    order.as_object_mut().unwrap().remove("id");
+    order["status"] = json!("active");
+    let r =
+        c.s.req("POST", "MedicationRequest")
+            .bearer_auth(c.tok("doc-b"))
+            .header("content-type", "application/fhir+json")
+            .header("prefer", "return=OperationOutcome")
+            .body(order.to_string())
+            .send()
+            .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let oo: Value = serde_json::from_str(&r.text().unwrap()).unwrap();
+    assert!(
+        oo["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["severity"] == "warning"
+                && i["diagnostics"]
+                    .as_str()
+                    .unwrap()
+                    .contains("薬剤アレルギー")),
+        "{oo}"
+    );
+    // Now also a duplicate of the prescription just written.
+    let (_, b) = call(
+        Some("doc-b"),
+        "issho-medication-order-sign",
+        &sign(vec![draft("d3", "2260701Q1046", "イソジンガーグル")]),
+    );
+    let topics: Vec<&str> = b["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"]["topic"]["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        topics.contains(&"drug-allergy") && topics.contains(&"duplicate-prescription"),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_deployment_can_refuse_conflicting_prescriptions() {
+    let Some(doc) = referral() else { return };
+    let c = setup_with(issho_engine::EngineConfig {
+        refuse_conflicting_orders: true,
+        ..Default::default()
+    });
+    assert_eq!(c.call("svc", "POST", "Bundle", Some(&doc)).0, 201);
+    let order = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/makino"},
+        "medicationCodeableConcept": {"coding": [{"system": "http://capstandard.jp/iyaku.info/CodeSystem/YJ-code", "code": "2260701Q1038", "display": "イソジンガーグル液７％"}]}});
+    let (st, b) = c.call("doc-b", "POST", "MedicationRequest", Some(&order));
+    assert_eq!(st, 409, "{b}");
+    assert!(b.to_string().contains("薬剤アレルギー"), "{b}");
+    assert_eq!(
+        count(&c, "admin", "MedicationRequest?patient=makino"),
+        0,
+        "nothing written"
+    );
 }
