@@ -220,3 +220,108 @@ impl Engine {
         }))
     }
 }
+
+impl Engine {
+    /// `POST DocumentReference/[id]/$withdraw`: the sender takes a document back, in one
+    /// transaction with their own access: the DocumentReference becomes `entered-in-error`,
+    /// the document as received (Binary), its Provenance and its referral go, and so does
+    /// every resource it brought that no other document still carries.
+    pub fn withdraw_document(&self, ctx: &AccessContext, id: &str) -> Result<Value> {
+        if ctx.grant().is_some_and(|g| g.role == Role::Patient) {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "documents are withdrawn by the care providers who sent them",
+            ));
+        }
+        let dr = self.read(ctx, "DocumentReference", id)?;
+        let mut body = dr
+            .json()
+            .ok_or_else(|| FhirError::internal("the DocumentReference has no body"))?;
+        let key = match (
+            body["masterIdentifier"]["system"].as_str(),
+            body["masterIdentifier"]["value"].as_str(),
+        ) {
+            (s, Some(v)) => format!("{}|{v}", s.unwrap_or_default()),
+            _ => {
+                return Err(FhirError::bad_request(
+                    "this DocumentReference was not made by a document intake",
+                ));
+            }
+        };
+        if issho_documents::id_for(&format!("docref|{key}")) != id {
+            return Err(FhirError::bad_request(
+                "this DocumentReference was not made by a document intake (only those are withdrawn)",
+            ));
+        }
+        if body["status"] == "entered-in-error" {
+            return Err(FhirError::new(
+                409,
+                IssueType::Conflict,
+                "the document was withdrawn already",
+            ));
+        }
+        let provenance = issho_documents::id_for(&format!("provenance|{key}"));
+        let binary = issho_documents::id_for(&format!("binary|{key}"));
+        let referral = issho_documents::id_for(&format!("referral|{key}"));
+        let mut entries = Vec::new();
+        let r = self.snapshot(ctx, Action::Read, Some("Provenance"))?;
+        if let Some(p) = r.current("Provenance", &provenance)?.and_then(|s| s.json()) {
+            for t in p["target"].as_array().into_iter().flatten() {
+                let Some(target) = t["reference"].as_str() else {
+                    continue;
+                };
+                // Still carried by another document: it stays.
+                let q = issho_search::parse(
+                    Some("Provenance"),
+                    &[("target".into(), target.to_string())],
+                    true,
+                )
+                .map_err(|issues| FhirError {
+                    status: 500,
+                    issues,
+                })?;
+                let others = r
+                    .current_by_rids(&r.search(&q)?)?
+                    .into_iter()
+                    .any(|s| s.id != provenance);
+                if !others {
+                    entries.push(json!({"request": {"method": "DELETE", "url": target}}));
+                }
+            }
+            entries.push(
+                json!({"request": {"method": "DELETE", "url": format!("Provenance/{provenance}")}}),
+            );
+        }
+        for (rt, rid) in [("Binary", &binary), ("ServiceRequest", &referral)] {
+            if r.current(rt, rid)?.is_some_and(|s| !s.is_deleted()) {
+                entries
+                    .push(json!({"request": {"method": "DELETE", "url": format!("{rt}/{rid}")}}));
+            }
+        }
+        drop(r);
+        body["status"] = json!("entered-in-error");
+        if let Some(o) = body.as_object_mut() {
+            o.remove("content");
+            o.insert(
+                "content".into(),
+                json!([{"attachment": {"title": "取り下げ (withdrawn)"}}]),
+            );
+        }
+        entries.push(json!({"resource": body, "request": {"method": "PUT",
+            "url": format!("DocumentReference/{id}"), "ifMatch": format!("W/\"{}\"", dr.version)}}));
+        let n = entries.len();
+        self.process_bundle(
+            ctx,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+            None,
+            Return::Minimal,
+        )?;
+        Ok(issho_model::operation_outcome(&[Issue::information(
+            format!(
+                "DocumentReference/{id} withdrawn: {} resources removed, the reference kept as entered-in-error",
+                n - 1
+            ),
+        )]))
+    }
+}

@@ -65,6 +65,13 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
             if t == "Bundle" {
                 entry["documentation"] = json!("POST [base]/Bundle with a JP-CLINS document (referral 57133-1, discharge summary 18842-5, ePCS 56447-6, eCheckupReport 53576-5) or a JP_Bundle_CLINS collection: checked, stored whole (Binary + DocumentReference, the answer) and extracted into the person's record in one transaction (Provenance back to it; re-sending replaces; an older versionNumber is refused with 409). Other Bundles are stored as they are.");
             }
+            if t == "DocumentReference" {
+                entry["operation"] = json!([
+                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                    {"name": "withdraw", "definition": "urn:issho:OperationDefinition:withdraw",
+                     "documentation": "POST DocumentReference/[id]/$withdraw: the sender takes back a document taken in by POST [base]/Bundle: the reference becomes entered-in-error; the document, its Provenance and referral, and every item no other document carries are deleted."}
+                ]);
+            }
             if t == "Composition" {
                 entry["operation"] = json!([
                     {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},

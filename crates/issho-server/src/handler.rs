@@ -266,6 +266,12 @@ async fn dispatch(
             let b = blocking(move || engine.summary(&ctx, &id, &kind, &base)).await?;
             Ok(body_response(200, &b, render.out))
         }
+        ("POST", ["DocumentReference", id, "$withdraw"]) => {
+            // The sender takes a document back (and what it alone brought).
+            let id = id.to_string();
+            let oo = blocking(move || engine.withdraw_document(&ctx, &id)).await?;
+            Ok(body_response(200, &oo, render.out))
+        }
         ("POST", ["Patient", id, "$break-glass"]) => {
             // An emergency physician opens a record in an emergency, stating why.
             let input = parse_json(headers, &body, false)?;

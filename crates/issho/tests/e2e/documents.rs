@@ -337,3 +337,122 @@ fn a_referral_reaches_the_receiving_clinic_and_comes_back_whole() {
         "診療情報提供書（訂正）"
     );
 }
+
+#[test]
+fn the_sender_withdraws_a_document_and_what_it_alone_brought() {
+    let Some(examples) = examples() else { return };
+    let letter = examples
+        .iter()
+        .find(|(x, _)| x == "Bundle-Bundle-CLINS-Referral-Example-01.json")
+        .unwrap()
+        .1
+        .clone();
+    // A second letter from the same hospital carrying the same items (another document).
+    let mut second = letter.clone();
+    second["identifier"]["value"] = json!("1319876543^2024^second-letter");
+    let c = setup();
+    let empty = counts(&c, "admin");
+    let (st, first) = submit(&c, "svc", &letter);
+    assert_eq!(st, 201, "{first}");
+    let (st, other) = submit(&c, "svc", &second);
+    assert_eq!(st, 201, "{other}");
+    let both = counts(&c, "admin");
+    assert_eq!(
+        both["AllergyIntolerance"], 3,
+        "the same items, once: {both:?}"
+    );
+    let fid = first["id"].as_str().unwrap();
+    // Not by a patient, nor by a clinic that cannot see it.
+    assert_eq!(
+        c.call(
+            "pat",
+            "POST",
+            &format!("DocumentReference/{fid}/$withdraw"),
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        c.call(
+            "doc-c",
+            "POST",
+            &format!("DocumentReference/{fid}/$withdraw"),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(counts(&c, "admin"), both);
+    let (st, b) = c.call(
+        "svc",
+        "POST",
+        &format!("DocumentReference/{fid}/$withdraw"),
+        None,
+    );
+    assert_eq!(st, 200, "{b}");
+    let after = counts(&c, "admin");
+    // The items stay: the second letter still carries them; the first's letter, provenance
+    // and referral are gone.
+    assert_eq!(after["AllergyIntolerance"], 3, "{after:?}");
+    assert_eq!(after["Binary"], both["Binary"] - 1, "{after:?}");
+    assert_eq!(after["Provenance"], both["Provenance"] - 1, "{after:?}");
+    assert_eq!(
+        after["ServiceRequest"],
+        both["ServiceRequest"] - 1,
+        "{after:?}"
+    );
+    let (_, dr) = c.call("admin", "GET", &format!("DocumentReference/{fid}"), None);
+    assert_eq!(dr["status"], "entered-in-error");
+    assert_eq!(
+        c.call(
+            "svc",
+            "POST",
+            &format!("DocumentReference/{fid}/$withdraw"),
+            None
+        )
+        .0,
+        409
+    );
+    // Withdrawing the second takes the items, and clinic B's care relationship, with it.
+    let oid = other["id"].as_str().unwrap();
+    assert_eq!(
+        c.call("doc-b", "GET", &format!("DocumentReference/{oid}"), None)
+            .0,
+        200
+    );
+    assert_eq!(
+        c.call(
+            "svc",
+            "POST",
+            &format!("DocumentReference/{oid}/$withdraw"),
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        c.call("doc-b", "GET", &format!("DocumentReference/{oid}"), None)
+            .0,
+        404
+    );
+    let end = counts(&c, "admin");
+    for rt in [
+        "AllergyIntolerance",
+        "Condition",
+        "Composition",
+        "Observation",
+        "Encounter",
+        "Binary",
+        "Provenance",
+        "ServiceRequest",
+    ] {
+        assert_eq!(end[rt], empty[rt], "{rt}: {end:?}");
+    }
+    // The two references stay, withdrawn (and the clinical-course reference it carried goes).
+    assert_eq!(
+        end["DocumentReference"],
+        empty["DocumentReference"] + 2,
+        "{end:?}"
+    );
+}
