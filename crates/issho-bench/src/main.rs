@@ -22,6 +22,7 @@ mod measure;
 mod peer;
 mod plots;
 mod reads;
+mod record;
 mod report;
 mod search;
 mod server;

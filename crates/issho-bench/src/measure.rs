@@ -37,6 +37,9 @@ pub struct Measured {
     pub reads: Option<Reads>,
     pub load_peak_rss_kib: u64,
     pub mix: Vec<MixResult>,
+    /// The lifelong record's operations (issho only): `$everything`, `$summary`, `$match`,
+    /// document intake.
+    pub record: Vec<MixResult>,
     pub export: Option<Export>,
     pub import: Option<(u64, f64, String)>,
 }
@@ -222,6 +225,13 @@ pub fn measure(
     }
     m.mix = search_mix(&s, &mix_persons(cfg), a.search_reps);
     m.load_peak_rss_kib = rss.finish();
+    if s.name.starts_with("issho") {
+        eprintln!(
+            "{}: the lifelong record ($everything, $summary, $match, intake)…",
+            s.name
+        );
+        m.record = crate::record::record_ops(&s, cfg, a.search_reps, a.clients);
+    }
     if s.name.starts_with("issho") {
         let (dir, bin, store) = (s.dir.clone(), s.bin.clone(), s.store.clone());
         s.stop();

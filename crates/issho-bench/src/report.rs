@@ -32,6 +32,7 @@ pub fn report(
     ingest_rows(&mut t);
     read_rows(&mut t);
     search_rows(&mut t);
+    record_rows(&mut t);
     export_row(&mut t);
     r.push_str(&t.out);
     r.push('\n');
@@ -227,6 +228,41 @@ fn search_rows(t: &mut Table) {
     );
 }
 
+/// The lifelong record's operations (issho only; "—" for a peer).
+fn record_rows(t: &mut Table) {
+    let names = [
+        "$everything of a person at several institutions",
+        "$summary (six items across institutions)",
+        "Patient/$match (member ID, name, birth date)",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        t.row(
+            &format!("record p50 / p95 ms: {name}"),
+            &|m| match m.record.get(i) {
+                Some(x) if x.error.is_none() => (
+                    format!("{:.2} / **{:.2}** ({})", x.p50, x.p95, x.matches),
+                    x.p95,
+                ),
+                Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
+                None => ("—".into(), 0.0),
+            },
+            -1,
+        );
+    }
+    t.row(
+        "JP-CLINS referral intake, documents/s (p95 ms)",
+        &|m| match m.record.get(3) {
+            Some(x) if x.error.is_none() => (
+                format!("**{:.0}** ({:.1} ms; {})", x.rate, x.p95, x.matches),
+                x.rate,
+            ),
+            Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
+            None => ("—".into(), 0.0),
+        },
+        1,
+    );
+}
+
 fn export_row(t: &mut Table) {
     t.row(
         "export: resources/s (peak RSS MiB)",
@@ -260,7 +296,7 @@ fn notes(r: &mut String, rs: &[Measured]) {
         if let Some(f) = &m.ingest.first_failure {
             r.push_str(&format!("First failed bundle of {}: {f}\n", m.name));
         }
-        for x in &m.mix {
+        for x in m.mix.iter().chain(&m.record) {
             if let Some(e) = &x.error {
                 r.push_str(&format!("{} — {}: {e}\n", m.name, x.name));
             }

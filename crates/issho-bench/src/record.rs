@@ -1,0 +1,239 @@
+//! The lifelong record: `$everything` and `$summary` of persons with Patients at several
+//! institutions (linked by their insurance member ID when loaded), `Patient/$match`, and
+//! JP-CLINS referral intake (documents/s with extraction, from several clients).
+
+use crate::http::Conn;
+use crate::measure::percentile;
+use crate::search::MixResult;
+use crate::server::Server;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Persons with Patients at two or more institutions: (first Patient id, its resource).
+fn linked_persons(cfg: &issho_demo::DemoConfig) -> Vec<(String, Value)> {
+    (0..cfg.persons)
+        .filter_map(|i| {
+            let rs = issho_demo::person_resources(cfg, i);
+            let pats: Vec<_> = rs.iter().filter(|r| r.resource_type == "Patient").collect();
+            (pats.len() >= 2).then(|| (pats[0].id.clone(), pats[0].resource.clone()))
+        })
+        .take(50)
+        .collect()
+}
+
+/// Run `reps` requests made by `req(rep)` on one connection; the figures of the operation.
+fn run(
+    s: &Server,
+    name: &'static str,
+    reps: usize,
+    mut req: impl FnMut(usize) -> (&'static str, String, Option<Vec<u8>>),
+) -> MixResult {
+    let mut lat = Vec::with_capacity(reps);
+    let mut error = None;
+    let mut matches = String::new();
+    let began = Instant::now();
+    if let Ok(mut c) = Conn::open(s.addr) {
+        for rep in 0..reps {
+            let (method, url, body) = req(rep);
+            let t = Instant::now();
+            let r = c.request(method, &s.url(&url), &[], body.as_deref());
+            lat.push(t.elapsed());
+            match r {
+                Ok(r) if r.status < 300 => {
+                    if rep == 0 {
+                        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                        matches = v["entry"]
+                            .as_array()
+                            .map(|a| format!("{} entries", a.len()))
+                            .unwrap_or_default();
+                    }
+                }
+                Ok(r) => {
+                    error = Some(format!(
+                        "HTTP {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                            .chars()
+                            .take(160)
+                            .collect::<String>()
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+            if began.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+    } else {
+        error = Some("cannot connect".into());
+    }
+    let total: f64 = lat.iter().map(Duration::as_secs_f64).sum();
+    let n = lat.len();
+    lat.sort();
+    MixResult {
+        name,
+        reps: n,
+        p50: percentile(&lat, 0.5),
+        p95: percentile(&lat, 0.95),
+        p99: percentile(&lat, 0.99),
+        rate: n as f64 / total.max(1e-9),
+        matches,
+        error,
+    }
+}
+
+/// A small JP-CLINS referral letter from hospital A (1319876543) to clinic B (1311234567)
+/// about a new patient `n`: two diagnoses, a drug allergy, a result.
+pub fn referral(n: usize) -> Value {
+    let sec = |code: &str, entries: &[&str], sub: Vec<Value>| {
+        let mut s = json!({"title": code, "code": {"coding": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/document-section", "code": code}]},
+            "entry": entries.iter().map(|u| json!({"reference": u})).collect::<Vec<_>>()});
+        if !sub.is_empty() {
+            s["section"] = json!(sub);
+        }
+        s
+    };
+    let ri = "http://jpfhir.jp/fhir/core/IdSystem/resourceInstance-identifier";
+    let no = "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no";
+    json!({"resourceType": "Bundle", "type": "document",
+    "identifier": {"system": "http://jpfhir.jp/fhir/clins/bundle-identifier", "value": format!("1319876543^2026^bench-{n}")},
+    "entry": [
+        {"fullUrl": "urn:uuid:c0", "resource": {"resourceType": "Composition", "status": "final",
+            "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/composition-clinicaldocument-versionNumber", "valueString": "1"}],
+            "identifier": {"system": ri, "value": format!("bench-doc-{n}")},
+            "type": {"coding": [{"system": "http://jpfhir.jp/fhir/Common/CodeSystem/doc-typecodes", "code": "57133-1"}]},
+            "subject": {"reference": "urn:uuid:p0"}, "date": "2026-11-01", "title": "診療情報提供書",
+            "author": [{"reference": "urn:uuid:oa"}], "custodian": {"reference": "urn:uuid:oa"},
+            "section": [sec("920", &["urn:uuid:oa"], vec![]), sec("910", &["urn:uuid:ob"], vec![]),
+                sec("300", &[], vec![sec("950", &[], vec![]), sec("340", &["urn:uuid:c1", "urn:uuid:c2"], vec![]),
+                    sec("360", &[], vec![]), sec("510", &["urn:uuid:a1"], vec![]), sec("620", &["urn:uuid:o1"], vec![])])]}},
+        {"fullUrl": "urn:uuid:p0", "resource": {"resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11319876543", "value": format!("bench-{n}")}],
+            "name": [{"family": "検証", "given": [format!("{n}")]}], "gender": "female", "birthDate": "1950-01-01"}},
+        {"fullUrl": "urn:uuid:oa", "resource": {"resourceType": "Organization", "name": "病院A", "identifier": [{"system": no, "value": "1319876543"}]}},
+        {"fullUrl": "urn:uuid:ob", "resource": {"resourceType": "Organization", "name": "診療所B", "identifier": [{"system": no, "value": "1311234567"}]}},
+        {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c1-{n}")}],
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"text": "高血圧症"}, "subject": {"reference": "urn:uuid:p0"}}},
+        {"fullUrl": "urn:uuid:c2", "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c2-{n}")}],
+            "code": {"text": "2型糖尿病"}, "subject": {"reference": "urn:uuid:p0"}}},
+        {"fullUrl": "urn:uuid:a1", "resource": {"resourceType": "AllergyIntolerance", "identifier": [{"system": ri, "value": format!("a1-{n}")}],
+            "category": ["medication"], "code": {"text": "ペニシリン"}, "patient": {"reference": "urn:uuid:p0"}}},
+        {"fullUrl": "urn:uuid:o1", "resource": {"resourceType": "Observation", "identifier": [{"system": ri, "value": format!("o1-{n}")}],
+            "status": "final", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 7.1, "unit": "%"},
+            "subject": {"reference": "urn:uuid:p0"}}}
+    ]})
+}
+
+/// Documents/s of JP-CLINS referral intake from `clients` connections (each a new patient).
+fn intake(s: &Server, docs: usize, clients: usize) -> MixResult {
+    let next = AtomicUsize::new(0);
+    let lats = std::sync::Mutex::new(Vec::new());
+    let error = std::sync::Mutex::new(None);
+    let began = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..clients.max(1) {
+            sc.spawn(|| {
+                let Ok(mut c) = Conn::open(s.addr) else {
+                    return;
+                };
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= docs {
+                        break;
+                    }
+                    let body = referral(n).to_string();
+                    let t = Instant::now();
+                    let r = c.request(
+                        "POST",
+                        &s.url("/Bundle"),
+                        &[("Prefer", "return=minimal")],
+                        Some(body.as_bytes()),
+                    );
+                    lats.lock().unwrap().push(t.elapsed());
+                    match r {
+                        Ok(r) if r.status == 201 => {}
+                        Ok(r) => {
+                            *error.lock().unwrap() = Some(format!(
+                                "HTTP {}: {}",
+                                r.status,
+                                String::from_utf8_lossy(&r.body)
+                                    .chars()
+                                    .take(160)
+                                    .collect::<String>()
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            *error.lock().unwrap() = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let secs = began.elapsed().as_secs_f64();
+    let mut lat = lats.into_inner().unwrap();
+    lat.sort();
+    MixResult {
+        name: "JP-CLINS referral intake (documents/s, extraction included)",
+        reps: lat.len(),
+        p50: percentile(&lat, 0.5),
+        p95: percentile(&lat, 0.95),
+        p99: percentile(&lat, 0.99),
+        rate: lat.len() as f64 / secs.max(1e-9),
+        matches: format!("{} documents, {clients} clients", lat.len()),
+        error: error.into_inner().unwrap(),
+    }
+}
+
+/// The record's operations: `$everything` and `$summary` of linked persons, `$match`, and
+/// document intake.
+pub fn record_ops(
+    s: &Server,
+    cfg: &issho_demo::DemoConfig,
+    reps: usize,
+    clients: usize,
+) -> Vec<MixResult> {
+    let persons = linked_persons(cfg);
+    let mut out = Vec::new();
+    if persons.is_empty() {
+        return out;
+    }
+    let pick = |rep: usize| &persons[rep % persons.len()];
+    out.push(run(
+        s,
+        "$everything of a person at several institutions",
+        reps,
+        |rep| {
+            (
+                "GET",
+                format!("/Patient/{}/$everything?_count=1000", pick(rep).0),
+                None,
+            )
+        },
+    ));
+    out.push(run(
+        s,
+        "$summary (six items across institutions)",
+        reps,
+        |rep| ("GET", format!("/Patient/{}/$summary", pick(rep).0), None),
+    ));
+    out.push(run(s, "Patient/$match (member ID, name, birth date)", reps, |rep| {
+        let mut p = pick(rep).1.clone();
+        if let Some(o) = p.as_object_mut() {
+            o.remove("id");
+            o.remove("link");
+        }
+        let body = json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": p}]});
+        ("POST", "/Patient/$match".to_string(), Some(body.to_string().into_bytes()))
+    }));
+    out.push(intake(s, reps.max(200), clients));
+    out
+}
