@@ -91,42 +91,49 @@ fn run(
 /// about a new patient `n`: two diagnoses, a drug allergy, a result.
 pub fn referral(n: usize) -> Value {
     let sec = |code: &str, entries: &[&str], sub: Vec<Value>| {
-        let mut s = json!({"title": code, "code": {"coding": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/document-section", "code": code}]},
-            "entry": entries.iter().map(|u| json!({"reference": u})).collect::<Vec<_>>()});
+        let mut s = json!({"title": code,
+            "code": {"coding": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/document-section", "code": code}]},
+            "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{code}</div>")}});
+        if !entries.is_empty() {
+            s["entry"] = entries.iter().map(|u| json!({"reference": u})).collect();
+        }
         if !sub.is_empty() {
             s["section"] = json!(sub);
         }
         s
     };
     let ri = "http://jpfhir.jp/fhir/core/IdSystem/resourceInstance-identifier";
+    // fullUrls: real UUIDs (the document's n, the entry's k).
+    let u = |k: u64| format!("urn:uuid:{n:08x}-0000-4000-8000-{k:012x}");
+    let (c0, p0, oa, ob, c1, c2, a1, o1) = (u(0), u(1), u(2), u(3), u(4), u(5), u(6), u(7));
     let no = "http://jpfhir.jp/fhir/core/IdSystem/insurance-medical-institution-no";
     json!({"resourceType": "Bundle", "type": "document",
     "identifier": {"system": "http://jpfhir.jp/fhir/clins/bundle-identifier", "value": format!("1319876543^2026^bench-{n}")},
     "entry": [
-        {"fullUrl": "urn:uuid:c0", "resource": {"resourceType": "Composition", "status": "final",
+        {"fullUrl": c0, "resource": {"resourceType": "Composition", "status": "final",
             "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/composition-clinicaldocument-versionNumber", "valueString": "1"}],
             "identifier": {"system": ri, "value": format!("bench-doc-{n}")},
             "type": {"coding": [{"system": "http://jpfhir.jp/fhir/Common/CodeSystem/doc-typecodes", "code": "57133-1"}]},
-            "subject": {"reference": "urn:uuid:p0"}, "date": "2026-11-01", "title": "診療情報提供書",
-            "author": [{"reference": "urn:uuid:oa"}], "custodian": {"reference": "urn:uuid:oa"},
-            "section": [sec("920", &["urn:uuid:oa"], vec![]), sec("910", &["urn:uuid:ob"], vec![]),
-                sec("300", &[], vec![sec("950", &[], vec![]), sec("340", &["urn:uuid:c1", "urn:uuid:c2"], vec![]),
-                    sec("360", &[], vec![]), sec("510", &["urn:uuid:a1"], vec![]), sec("620", &["urn:uuid:o1"], vec![])])]}},
-        {"fullUrl": "urn:uuid:p0", "resource": {"resourceType": "Patient",
+            "subject": {"reference": p0}, "date": "2026-11-01", "title": "診療情報提供書",
+            "author": [{"reference": oa}], "custodian": {"reference": oa},
+            "section": [sec("920", &[oa.as_str()], vec![]), sec("910", &[ob.as_str()], vec![]),
+                sec("300", &[], vec![sec("950", &[], vec![]), sec("340", &[c1.as_str(), c2.as_str()], vec![]),
+                    sec("360", &[], vec![]), sec("510", &[a1.as_str()], vec![]), sec("620", &[o1.as_str()], vec![])])]}},
+        {"fullUrl": p0, "resource": {"resourceType": "Patient",
             "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11319876543", "value": format!("bench-{n}")}],
             "name": [{"family": "検証", "given": [format!("{n}")]}], "gender": "female", "birthDate": "1950-01-01"}},
-        {"fullUrl": "urn:uuid:oa", "resource": {"resourceType": "Organization", "name": "病院A", "identifier": [{"system": no, "value": "1319876543"}]}},
-        {"fullUrl": "urn:uuid:ob", "resource": {"resourceType": "Organization", "name": "診療所B", "identifier": [{"system": no, "value": "1311234567"}]}},
-        {"fullUrl": "urn:uuid:c1", "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c1-{n}")}],
+        {"fullUrl": oa, "resource": {"resourceType": "Organization", "name": "病院A", "identifier": [{"system": no, "value": "1319876543"}]}},
+        {"fullUrl": ob, "resource": {"resourceType": "Organization", "name": "診療所B", "identifier": [{"system": no, "value": "1311234567"}]}},
+        {"fullUrl": c1, "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c1-{n}")}],
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "code": {"text": "高血圧症"}, "subject": {"reference": "urn:uuid:p0"}}},
-        {"fullUrl": "urn:uuid:c2", "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c2-{n}")}],
-            "code": {"text": "2型糖尿病"}, "subject": {"reference": "urn:uuid:p0"}}},
-        {"fullUrl": "urn:uuid:a1", "resource": {"resourceType": "AllergyIntolerance", "identifier": [{"system": ri, "value": format!("a1-{n}")}],
-            "category": ["medication"], "code": {"text": "ペニシリン"}, "patient": {"reference": "urn:uuid:p0"}}},
-        {"fullUrl": "urn:uuid:o1", "resource": {"resourceType": "Observation", "identifier": [{"system": ri, "value": format!("o1-{n}")}],
+            "code": {"text": "高血圧症"}, "subject": {"reference": p0}}},
+        {"fullUrl": c2, "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c2-{n}")}],
+            "code": {"text": "2型糖尿病"}, "subject": {"reference": p0}}},
+        {"fullUrl": a1, "resource": {"resourceType": "AllergyIntolerance", "identifier": [{"system": ri, "value": format!("a1-{n}")}],
+            "category": ["medication"], "code": {"text": "ペニシリン"}, "patient": {"reference": p0}}},
+        {"fullUrl": o1, "resource": {"resourceType": "Observation", "identifier": [{"system": ri, "value": format!("o1-{n}")}],
             "status": "final", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 7.1, "unit": "%"},
-            "subject": {"reference": "urn:uuid:p0"}}}
+            "subject": {"reference": p0}}}
     ]})
 }
 

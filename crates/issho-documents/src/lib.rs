@@ -654,8 +654,10 @@ fn build(
         if let Some(cu) = c.get("custodian") {
             dr.insert("custodian".into(), cu.clone());
         }
-        if let Some(d) = c.get("date") {
-            dr.insert("date".into(), d.clone());
+        // DocumentReference.date is an instant: a Composition date without a time (a
+        // dateTime may be a day) is not copied.
+        if let Some(d) = c["date"].as_str().filter(|d| is_instant(d)) {
+            dr.insert("date".into(), json!(d));
         }
         if let Some(t) = c.get("title") {
             dr.insert("description".into(), t.clone());
@@ -718,6 +720,14 @@ fn build(
         items,
         transaction: json!({"resourceType": "Bundle", "type": "transaction", "entry": out}),
     }
+}
+
+/// True when `d` is a FHIR instant (a day, a time and a zone).
+fn is_instant(d: &str) -> bool {
+    let zone = d.ends_with('Z')
+        || d.get(19..)
+            .is_some_and(|t| t.contains('+') || t.contains('-'));
+    d.len() >= 20 && d.as_bytes().get(10) == Some(&b'T') && zone
 }
 
 /// The referral as a ServiceRequest to the receiving institution (section 910).

@@ -109,6 +109,10 @@ fn a_referral_becomes_one_transaction_with_stable_ids() {
         dr["resource"]["masterIdentifier"]["value"],
         "1319876543^2024^7"
     );
+    // A Composition dated by day only: DocumentReference.date (an instant) is left out.
+    assert!(dr["resource"].get("date").is_none());
+    assert!(is_instant("2020-08-21T12:12:20+09:00") && is_instant("2020-08-21T03:12:20Z"));
+    assert!(!is_instant("2020-08-21") && !is_instant("2020-08-21T12:12"));
     let prov = by_type(t, "Provenance")[0];
     assert_eq!(prov["resource"]["target"].as_array().unwrap().len(), 4);
     let sr = by_type(t, "ServiceRequest")[0];
