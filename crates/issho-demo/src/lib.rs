@@ -49,6 +49,7 @@
 
 mod codes;
 mod date;
+mod documents;
 mod geo;
 mod jsonb;
 mod names;
@@ -56,6 +57,7 @@ mod person;
 mod reference;
 mod rng;
 
+pub use documents::documents;
 use jsonb::obj;
 use serde_json::Value;
 use std::collections::BTreeMap;

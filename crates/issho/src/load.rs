@@ -47,6 +47,7 @@ pub fn load_demo(
     };
     let next = AtomicUsize::new(0);
     let loaded = AtomicUsize::new(0);
+    let documents = AtomicUsize::new(0);
     let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -66,6 +67,18 @@ pub fn load_demo(
                             *failed.lock().unwrap() = Some(format!("person {i}: {:?}", e.issues));
                         }
                     }
+                    // Referral letters and discharge summaries between their institutions.
+                    for doc in issho_demo::documents(&cfg, i) {
+                        match engine.create(&ctx, "Bundle", doc, None) {
+                            Ok(_) => {
+                                documents.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                *failed.lock().unwrap() =
+                                    Some(format!("person {i}'s document: {:?}", e.issues));
+                            }
+                        }
+                    }
                     pb.inc(1);
                 }
             });
@@ -78,7 +91,8 @@ pub fn load_demo(
     resources += loaded.into_inner();
     let secs = start.elapsed().as_secs_f64();
     Ok(format!(
-        "demo population: {persons} persons (seed {seed}), {resources} resources in {secs:.1} s ({:.0} resources/s)",
+        "demo population: {persons} persons (seed {seed}), {resources} resources and {} JP-CLINS documents (referral letters, discharge summaries) in {secs:.1} s ({:.0} resources/s)",
+        documents.into_inner(),
         resources as f64 / secs.max(1e-9)
     ))
 }
