@@ -46,7 +46,7 @@ struct Ctx {
     person: usize,
     mode: RefMode,
     entries: Vec<Entry>,
-    counters: [u32; 10],
+    counters: [u32; 11],
 }
 
 fn abbrev(rtype: &str) -> (&'static str, usize) {
@@ -60,6 +60,7 @@ fn abbrev(rtype: &str) -> (&'static str, usize) {
         "MedicationRequest" => ("mr", 6),
         "AllergyIntolerance" => ("alg", 7),
         "Immunization" => ("imm", 8),
+        "MedicationDispense" => ("md", 10),
         _ => ("res", 9),
     }
 }
@@ -219,7 +220,7 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
         person: i,
         mode,
         entries: Vec::with_capacity(96),
-        counters: [0; 10],
+        counters: [0; 11],
     };
 
     // Demographics.
@@ -701,7 +702,51 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
     // Patient-generated data.
     patient_generated(&mut ctx, &mut rng, &person, &attends[a_home].patient);
 
+    // Dispensing (no random draws: what came before stays as it was).
+    dispenses(&mut ctx, pcode);
+
     ctx.entries
+}
+
+/// The pharmacy of the person's prefecture dispensed their three latest prescriptions.
+fn dispenses(ctx: &mut Ctx, pcode: &str) {
+    let Some(pharmacy) = reference::institutions_in(pcode, Kind::Pharmacy).next() else {
+        return;
+    };
+    let prescriptions: Vec<(Value, Value, Value, Value)> = ctx
+        .entries
+        .iter()
+        .filter(|e| e.rtype == "MedicationRequest")
+        .map(|e| {
+            let rid = Rid {
+                rtype: "MedicationRequest",
+                id: e.id.clone(),
+            };
+            (
+                e.resource["medicationCodeableConcept"].clone(),
+                e.resource["subject"].clone(),
+                e.resource["authoredOn"].clone(),
+                ctx.reference(&rid),
+            )
+        })
+        .collect();
+    let n = prescriptions.len();
+    for (medication, subject, authored, prescription) in
+        prescriptions.into_iter().skip(n.saturating_sub(3))
+    {
+        let r = ctx.alloc("MedicationDispense");
+        let mut d = obj! {
+        "meta" => profile("JP_MedicationDispense"),
+        "status" => "completed",
+        "medicationCodeableConcept" => medication,
+        "subject" => subject,
+        "performer" => arr![obj! {"actor" => org_ref(pharmacy)}],
+        "authorizingPrescription" => arr![prescription]};
+        if authored.is_string() {
+            d["whenHandedOver"] = authored;
+        }
+        ctx.push(r, d);
+    }
 }
 
 // --- Conditions and traits ----------------------------------------------------------------

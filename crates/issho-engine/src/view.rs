@@ -515,11 +515,13 @@ pub(crate) fn care_param(rt: &str) -> Option<&'static str> {
 }
 
 /// What makes a care relationship with an organization, one row per type: (type, element,
-/// search parameter) — an Encounter there, an EpisodeOfCare it manages, a referral to it.
-pub(crate) const CARE: [(&str, &str, &str); 3] = [
+/// search parameter) — an Encounter there, an EpisodeOfCare it manages, a referral to it, a
+/// dispensing by it (a pharmacy: `MedicationDispense.performer.actor`).
+pub(crate) const CARE: [(&str, &str, &str); 4] = [
     ("Encounter", "serviceProvider", "service-provider"),
     ("EpisodeOfCare", "managingOrganization", "organization"),
     ("ServiceRequest", "performer", "performer"),
+    ("MedicationDispense", "performer", "performer"),
 ];
 
 /// True when writing a resource of `rt` can change who sees which record: the care
@@ -536,7 +538,12 @@ fn care_organizations(param: &str, body: &Value) -> Vec<String> {
         None => Vec::new(),
     };
     refs.into_iter()
-        .filter_map(|r| r.get("reference").and_then(Value::as_str))
+        // A Reference, or a performer whose `actor` is one (MedicationDispense).
+        .filter_map(|r| {
+            r.get("reference")
+                .or_else(|| r["actor"].get("reference"))
+                .and_then(Value::as_str)
+        })
         .filter(|r| r.starts_with("Organization/"))
         .map(str::to_string)
         .collect()

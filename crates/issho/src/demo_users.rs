@@ -49,15 +49,32 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
     };
     let doc_a = pick("doctor", true).ok_or("no doctor in the demo data")?;
     let doc_b = pick("doctor", false).ok_or("no doctor in the demo data")?;
-    // The pharmacist works at the demo patient's hospital (its care relationships are the
-    // hospital's); their own practitioner record is a pharmacist's, there if there is one.
-    let pharm = pick("pharmacist", true)
-        .filter(|p| p.0 == doc_a.0)
+    // The pharmacist works at the pharmacy that dispensed the demo patient's prescriptions
+    // (its dispensing is its care relationship); without one, at the demo patient's hospital.
+    let dispensed_by: Option<String> = person
+        .iter()
+        .filter(|r| r.resource_type == "MedicationDispense")
+        .find_map(|r| reference_id(&r.resource["performer"][0]["actor"], "Organization/"))
+        .map(str::to_string);
+    let at_pharmacy = dispensed_by.as_ref().and_then(|ph| {
+        roles
+            .iter()
+            .find(|(o, _, c)| o == ph && c == "pharmacist")
+            .cloned()
+    });
+    let pharm = at_pharmacy
+        .clone()
+        .or_else(|| pick("pharmacist", true).filter(|p| p.0 == doc_a.0))
         .or_else(|| {
             pick("pharmacist", false)
                 .map(|(_, practitioner, code)| (doc_a.0.clone(), practitioner, code))
         })
         .unwrap_or_else(|| doc_a.clone());
+    let pharm_sees = if at_pharmacy.is_some() {
+        "the records of the persons their pharmacy dispensed to (the demo patient among them), read-only except dispensing"
+    } else {
+        "the records of patients treated at the demo patient's hospital, read-only except dispensing"
+    };
     let users: Vec<(User, &str)> = vec![
         (
             User {
@@ -111,7 +128,7 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes: "openid fhirUser user/*.rs user/MedicationDispense.cruds".into(),
                 display: "デモ薬剤師 (pharmacist)".into(),
             },
-            "the records of patients treated at the demo patient's hospital, read-only except dispensing",
+            pharm_sees,
         ),
         (
             User {

@@ -79,6 +79,16 @@ fn setup_with(config: issho_engine::EngineConfig) -> Signed {
                     Some("org-er"),
                 ),
             ),
+            (
+                "pharm",
+                user(
+                    "pharm",
+                    Role::Pharmacist,
+                    "user/*.rs user/MedicationDispense.cruds",
+                    None,
+                    Some("org-ph"),
+                ),
+            ),
         ],
     );
     for (id, no) in [
@@ -477,5 +487,73 @@ fn a_deployment_can_refuse_conflicting_prescriptions() {
         count(&c, "admin", "MedicationRequest?patient=makino"),
         0,
         "nothing written"
+    );
+}
+
+#[test]
+fn a_pharmacy_that_dispensed_to_the_person_sees_their_allergies() {
+    let c = setup(Default::default());
+    let allergy = json!({"resourceType": "AllergyIntolerance", "category": ["medication"],
+        "code": {"text": "ペニシリン"}, "patient": {"reference": "Patient/makino"},
+        "meta": {"source": "Organization/org-a"}});
+    assert_eq!(
+        c.call("admin", "POST", "AllergyIntolerance", Some(&allergy))
+            .0,
+        201
+    );
+    assert_eq!(count(&c, "pharm", "AllergyIntolerance?patient=makino"), 0);
+    let dispense = |org: &str| {
+        json!({"resourceType": "MedicationDispense", "status": "completed",
+            "medicationCodeableConcept": {"text": "アムロジピン錠５ｍｇ"},
+            "subject": {"reference": "Patient/makino"},
+            "performer": [{"actor": {"reference": format!("Organization/{org}")}}]})
+    };
+    // Neither the patient nor another pharmacy's pharmacist records a dispensing by it.
+    assert!(matches!(
+        c.call(
+            "pat",
+            "POST",
+            "MedicationDispense",
+            Some(&dispense("org-ph"))
+        )
+        .0,
+        403 | 404
+    ));
+    // The dispensing (recorded by the pharmacy's system) is the pharmacy's care relationship.
+    let (st, b) = c.call(
+        "admin",
+        "POST",
+        "MedicationDispense",
+        Some(&dispense("org-ph")),
+    );
+    assert_eq!(st, 201, "{b}");
+    assert_eq!(count(&c, "pharm", "AllergyIntolerance?patient=makino"), 1);
+    assert_eq!(c.call("pharm", "GET", "Patient/makino", None).0, 200);
+    // Its pharmacist records further dispensings for the pharmacy, not for another one.
+    assert_eq!(
+        c.call(
+            "pharm",
+            "POST",
+            "MedicationDispense",
+            Some(&dispense("org-ph"))
+        )
+        .0,
+        201
+    );
+    assert_eq!(
+        c.call(
+            "pharm",
+            "POST",
+            "MedicationDispense",
+            Some(&dispense("org-b"))
+        )
+        .0,
+        403
+    );
+    // Read-only otherwise.
+    assert_eq!(
+        c.call("pharm", "POST", "AllergyIntolerance", Some(&allergy))
+            .0,
+        403
     );
 }
