@@ -95,6 +95,7 @@ fn setup_with(config: issho_engine::EngineConfig) -> Signed {
         ("org-a", "1319876543"),
         ("org-b", "1311234567"),
         ("org-er", "1310000001"),
+        ("org-ph", "1340000002"),
     ] {
         let r = json!({"resourceType": "Organization", "id": id, "name": id,
             "identifier": [{"system": INSTITUTION_NO, "value": no}]});
