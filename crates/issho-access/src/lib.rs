@@ -45,6 +45,9 @@ pub enum Role {
     PublicHealthOfficer,
     Researcher,
     Administrator,
+    /// Keeps the register of persons: reads and searches Patients, Persons and shared data
+    /// (never clinical data), matches and links Patients into persons.
+    Registrar,
     /// A backend service (SMART Backend Services, client credentials).
     Service,
 }
@@ -60,6 +63,7 @@ impl Role {
             Role::PublicHealthOfficer => "public-health",
             Role::Researcher => "researcher",
             Role::Administrator => "administrator",
+            Role::Registrar => "registrar",
             Role::Service => "service",
         }
     }
@@ -73,6 +77,7 @@ impl Role {
             "public-health" => Role::PublicHealthOfficer,
             "researcher" => Role::Researcher,
             "administrator" => Role::Administrator,
+            "registrar" => Role::Registrar,
             "service" => Role::Service,
             _ => return None,
         })
@@ -145,7 +150,9 @@ impl AccessContext {
         let purpose = match grant.role {
             Role::Patient => Purpose::PatientRequest,
             Role::Researcher => Purpose::Research,
-            Role::Administrator | Role::Service | Role::PublicHealthOfficer => Purpose::Operations,
+            Role::Administrator | Role::Service | Role::PublicHealthOfficer | Role::Registrar => {
+                Purpose::Operations
+            }
             _ => Purpose::Treatment,
         };
         AccessContext {
@@ -349,6 +356,18 @@ fn check_grant(g: &Grant, action: Action, resource_type: Option<&str>) -> Result
         return Ok(Permit::all(action));
     };
     let t = resource_type.unwrap_or("*");
+    // A registrar works on the register of persons: Patients, Persons and shared data, never
+    // on clinical data.
+    if g.role == Role::Registrar
+        && !(t == "Patient"
+            || t == "Person"
+            || (t != "*" && !issho_model::r4().may_hold_patient_data(t)))
+    {
+        return Err(forbidden(format!(
+            "a registrar works with Patients, Persons and shared data, not {}",
+            resource_type.unwrap_or("all types")
+        )));
+    }
     // The widest reach found, with the queries of the scopes that give it.
     let mut best: Option<(Reach, Vec<Query>)> = None;
     for s in g.scopes.resources.iter().filter(|s| s.allows(perm)) {
@@ -411,7 +430,7 @@ fn reach_of(g: &Grant, ctx: ScopeContext) -> Option<Reach> {
         ScopeContext::User => match g.role {
             Role::Patient => g.patient.clone().map(Reach::Patient),
             r if r.is_clinician() => g.organization.clone().map(Reach::CareOf),
-            Role::Administrator => Some(Reach::All),
+            Role::Administrator | Role::Registrar => Some(Reach::All),
             // Researchers and public-health officers work with exports made for them, not
             // with individual records.
             _ => None,
@@ -442,6 +461,33 @@ mod tests {
             scopes: Scopes::parse(scopes).unwrap(),
             token_id: "t".into(),
         })
+    }
+
+    #[test]
+    fn a_registrar_keeps_the_register_not_the_records() {
+        let gate = Gate::new();
+        let r = grant(Role::Registrar, "user/*.cruds");
+        for t in ["Patient", "Person", "Organization", "Practitioner"] {
+            let p = gate.check(&r, Action::Read, Some(t)).unwrap();
+            assert_eq!(*p.reach(), Reach::All, "{t}");
+        }
+        assert!(gate.check(&r, Action::Update, Some("Patient")).is_ok());
+        for t in [
+            "Observation",
+            "Condition",
+            "Bundle",
+            "Communication",
+            "Task",
+        ] {
+            assert_eq!(
+                gate.check(&r, Action::Read, Some(t)).unwrap_err().status,
+                403,
+                "{t}"
+            );
+        }
+        assert!(gate.check(&r, Action::Search, None).is_err());
+        assert!(gate.check(&r, Action::Admin, None).is_err());
+        assert_eq!(Role::from_code("registrar"), Some(Role::Registrar));
     }
 
     #[test]

@@ -249,16 +249,18 @@ impl Engine {
         Ok(out)
     }
 
-    /// A registrar's permit: administrators (and the server's own principals) with the whole
-    /// store in reach. Clinicians and patients never link or unlink persons.
+    /// A registrar's permit: registrars and administrators (and the server's own principals)
+    /// with the whole store in reach. Clinicians and patients never link or unlink persons.
     fn registrar(&self, ctx: &AccessContext) -> Result<issho_access::Permit> {
         let permit = self.gate.check(ctx, Action::Update, Some("Patient"))?;
-        let role_ok = ctx.grant().is_none_or(|g| g.role == Role::Administrator);
+        let role_ok = ctx
+            .grant()
+            .is_none_or(|g| matches!(g.role, Role::Administrator | Role::Registrar));
         if *permit.reach() != Reach::All || !role_ok {
             return Err(FhirError::new(
                 403,
                 IssueType::Forbidden,
-                "linking and unlinking persons is a registrar's task (administrators)",
+                "linking and unlinking persons is a registrar's task (registrars and administrators)",
             ));
         }
         Ok(permit)

@@ -54,9 +54,9 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                         {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
                          "documentation": "POST Patient/$match (resource, onlyCertainMatches, count): graded and scored candidates among the Patients the caller may search; certain = the same JP insurance member ID (NFKC) and birth date."},
                         {"name": "link", "definition": "urn:issho:OperationDefinition:link",
-                         "documentation": "Administrators (registrars): POST Patient/[id]/$link with a Parameters 'other' (Patient/[id]): the two Patients are one person; the other's record joins this one's. Audited; reversed by $unlink."},
+                         "documentation": "Registrars and administrators: POST Patient/[id]/$link with a Parameters 'other' (Patient/[id]): the two Patients are one person; the other's record joins this one's. Audited; reversed by $unlink."},
                         {"name": "unlink", "definition": "urn:issho:OperationDefinition:unlink",
-                         "documentation": "Administrators (registrars): POST Patient/[id]/$unlink: this Patient leaves its person (and is not linked to it again by matching); the records are keyed again."}
+                         "documentation": "Registrars and administrators: POST Patient/[id]/$unlink: this Patient leaves its person (and is not linked to it again by matching); the records are keyed again."}
                     ])
                 } else {
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])

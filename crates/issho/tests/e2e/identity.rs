@@ -89,6 +89,10 @@ fn setup() -> Ctx {
                     Some("org-c"),
                 ),
             ),
+            (
+                "registrar",
+                user("registrar", Role::Registrar, "user/*.cruds", None, None),
+            ),
         ],
     );
     for o in ["org-a", "org-b", "org-c"] {
@@ -348,6 +352,21 @@ fn only_a_registrar_links_and_unlinks_and_both_reverse() {
     c.put(&pb);
     assert_eq!(c.get("doc-c", "Condition/ca").0, 404);
     assert_eq!(person_links(&c, "pc"), set(&["Patient/pc"]));
+    // A registrar matches and links, but reads no clinical data.
+    let (st, b) = c.call("registrar", "POST", "Patient/pc/$link", Some(&other("pb")));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        person_links(&c, "pc"),
+        set(&["Patient/pa", "Patient/pb", "Patient/pc"])
+    );
+    assert_eq!(c.call("registrar", "GET", "Condition/ca", None).0, 403);
+    assert_eq!(
+        c.call("registrar", "GET", "Observation?patient=pa", None).0,
+        403
+    );
+    let (st, b) = c.call("registrar", "POST", "Patient/pc/$unlink", None);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(person_links(&c, "pa"), set(&["Patient/pa", "Patient/pb"]));
     // Bad input.
     assert_eq!(
         c.call(
