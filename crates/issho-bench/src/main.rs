@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Skip the raw-store baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Also measure `Patient/$match` on a fresh store of this many synthetic persons (Patients
+    /// only; a third at two institutions, linked by member ID); 0: skip.
+    #[arg(long, default_value_t = 0)]
+    pub match_persons: usize,
     /// Run issho on PostgreSQL: a database (`postgres://USER:PASSWORD@HOST/DB`) in which the
     /// benchmark makes a fresh schema of its own for the run (and one for the import).
     #[arg(long)]
@@ -141,7 +145,23 @@ fn run(a: BenchArgs) -> Result<String, String> {
         eprintln!("raw-store baseline…");
         Some(baseline::raw_baseline(&cfg, &work.join("raw-baseline"))?)
     };
-    let report = report::report(&a, &cfg, &results, baseline, peer.is_some(), &work);
+    let mut report = report::report(&a, &cfg, &results, baseline, peer.is_some(), &work);
+    if a.match_persons > 0 {
+        let (rate, m) = record::match_at_scale(
+            &issho_bin,
+            &work.join("match"),
+            a.match_persons,
+            a.clients,
+            a.search_reps.max(200),
+        )?;
+        report.push_str(&match m.error {
+            None => format!(
+                "\n`Patient/$match` over {} persons (Patients only, loaded at {rate:.0} Patients/s with linking): p50 {:.2} ms, p95 **{:.2}** ms, p99 {:.2} ms ({} requests, {})\n",
+                a.match_persons, m.p50, m.p95, m.p99, m.reps, m.matches
+            ),
+            Some(e) => format!("\n`Patient/$match` over {} persons failed: {e}\n", a.match_persons),
+        });
+    }
     if let Some(out) = &a.out {
         write_out(out, &report, &results)?;
     }

@@ -244,3 +244,120 @@ pub fn record_ops(
     out.push(intake(s, reps.max(200), clients));
     out
 }
+
+const FAMILIES: [(&str, &str); 12] = [
+    ("佐藤", "サトウ"),
+    ("鈴木", "スズキ"),
+    ("高橋", "タカハシ"),
+    ("田中", "タナカ"),
+    ("伊藤", "イトウ"),
+    ("渡辺", "ワタナベ"),
+    ("山本", "ヤマモト"),
+    ("中村", "ナカムラ"),
+    ("小林", "コバヤシ"),
+    ("加藤", "カトウ"),
+    ("吉田", "ヨシダ"),
+    ("山田", "ヤマダ"),
+];
+const GIVENS: [(&str, &str); 10] = [
+    ("太郎", "タロウ"),
+    ("花子", "ハナコ"),
+    ("一郎", "イチロウ"),
+    ("陽子", "ヨウコ"),
+    ("健", "ケン"),
+    ("恵子", "ケイコ"),
+    ("翔", "ショウ"),
+    ("美咲", "ミサキ"),
+    ("大輔", "ダイスケ"),
+    ("直美", "ナオミ"),
+];
+const EN_REP: &str = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation";
+const MEMBER: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
+
+/// Synthetic person `n` registered at institution `at` (one Patient; every third person has a
+/// second one elsewhere, which the member ID and birth date link).
+fn match_patient(n: usize, at: usize) -> Value {
+    let (fk, fr) = FAMILIES[n % FAMILIES.len()];
+    let (gk, gr) = GIVENS[(n / FAMILIES.len()) % GIVENS.len()];
+    let day = 1 + (n * 7919) % (80 * 365);
+    let (y, d) = (1940 + day / 365, day % 365);
+    let birth = format!("{y}-{:02}-{:02}", 1 + d / 31 % 12, 1 + d % 28);
+    json!({"resourceType": "Patient",
+        "identifier": [
+            {"system": format!("urn:oid:1.2.392.100495.20.3.51.1{:010}", 1_300_000_000 + at), "value": format!("m{n}")},
+            {"system": MEMBER, "value": format!("0613{:04}:{}:{}:00", n % 9000, n % 97, n)}],
+        "name": [
+            {"extension": [{"url": EN_REP, "valueCode": "IDE"}], "family": fk, "given": [gk]},
+            {"extension": [{"url": EN_REP, "valueCode": "SYL"}], "family": fr, "given": [gr]}],
+        "gender": if n.is_multiple_of(2) { "female" } else { "male" },
+        "birthDate": birth})
+}
+
+/// `Patient/$match` over a fresh store of `persons` synthetic persons (Patients only, a third
+/// of them at two institutions): the load's resources/s and the operation's figures.
+pub fn match_at_scale(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    persons: usize,
+    clients: usize,
+    reps: usize,
+) -> Result<(f64, MixResult), String> {
+    let s = Server::issho(bin, dir, None)?;
+    eprintln!("$match at scale: loading {persons} persons…");
+    let next = AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None);
+    let began = Instant::now();
+    const PER_BUNDLE: usize = 250;
+    std::thread::scope(|sc| {
+        for _ in 0..clients.max(1) {
+            sc.spawn(|| {
+                let Ok(mut c) = Conn::open(s.addr) else { return };
+                loop {
+                    let from = next.fetch_add(PER_BUNDLE, Ordering::Relaxed);
+                    if from >= persons {
+                        break;
+                    }
+                    let mut entries = Vec::new();
+                    for n in from..(from + PER_BUNDLE).min(persons) {
+                        entries.push(json!({"resource": match_patient(n, 0), "request": {"method": "POST", "url": "Patient"}}));
+                        if n.is_multiple_of(3) {
+                            entries.push(json!({"resource": match_patient(n, 1), "request": {"method": "POST", "url": "Patient"}}));
+                        }
+                    }
+                    let b = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}).to_string();
+                    match c.request("POST", &s.url(""), &[("Prefer", "return=minimal")], Some(b.as_bytes())) {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => {
+                            *failed.lock().unwrap() = Some(format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body).chars().take(200).collect::<String>()));
+                            break;
+                        }
+                        Err(e) => {
+                            *failed.lock().unwrap() = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let load_secs = began.elapsed().as_secs_f64();
+    if let Some(e) = failed.into_inner().unwrap() {
+        s.stop();
+        return Err(format!("$match at scale: loading failed: {e}"));
+    }
+    let written = persons + persons.div_ceil(3);
+    let result = run(&s, "Patient/$match at scale", reps, |rep| {
+        let n = (rep * 7_561) % persons;
+        let mut p = match_patient(n, 5);
+        // Asked as a third institution would: another patient ID, the same member ID.
+        p["identifier"][0]["value"] = json!(format!("q{n}"));
+        let body = json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": p}]});
+        (
+            "POST",
+            "/Patient/$match".to_string(),
+            Some(body.to_string().into_bytes()),
+        )
+    });
+    s.stop();
+    Ok((written as f64 / load_secs.max(1e-9), result))
+}
