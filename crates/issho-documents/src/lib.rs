@@ -614,8 +614,30 @@ fn build(
     }
     let version = composition.and_then(version_text);
     let text = serde_json::to_vec(bundle).unwrap_or_default();
+    // The document whole carries what any of its entries carries: the JP-CLINS indications
+    // (UNINFORMED, UNDELIVERED…) and security labels, so the Binary and its reference are
+    // hidden wherever an entry would be.
+    let labels = |list: &str| -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        for e in entries {
+            for t in e["resource"]["meta"][list].as_array().into_iter().flatten() {
+                let t = json!({"system": t["system"], "code": t["code"]});
+                if t["code"].is_string() && !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    };
+    let mut doc_meta = json!({"source": cx.source});
+    for list in ["tag", "security"] {
+        let l = labels(list);
+        if !l.is_empty() {
+            doc_meta[list] = json!(l);
+        }
+    }
     out.push(json!({"resource": {
-        "resourceType": "Binary", "id": binary, "meta": {"source": cx.source},
+        "resourceType": "Binary", "id": binary, "meta": doc_meta.clone(),
         "contentType": "application/fhir+json",
         "securityContext": {"reference": format!("DocumentReference/{docref}")},
         "data": issho_model::base64::encode(&text, false)},
@@ -623,7 +645,7 @@ fn build(
     let mut dr = Map::new();
     dr.insert("resourceType".into(), json!("DocumentReference"));
     dr.insert("id".into(), json!(docref));
-    dr.insert("meta".into(), json!({"source": cx.source}));
+    dr.insert("meta".into(), doc_meta);
     if let Some(v) = &version {
         dr.insert(
             "extension".into(),

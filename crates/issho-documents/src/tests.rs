@@ -41,6 +41,7 @@ fn referral() -> Value {
         {"fullUrl": "urn:uuid:c2", "resource": {"resourceType": "Condition", "subject": {"reference": "urn:uuid:p"},
             "identifier": [{"system": RESOURCE_INSTANCE, "value": "cond-1"}]}},
         {"fullUrl": "urn:uuid:a1", "resource": {"resourceType": "AllergyIntolerance", "patient": {"reference": "urn:uuid:p"},
+            "meta": {"tag": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication", "code": "UNINFORMED"}]},
             "identifier": [{"system": RESOURCE_INSTANCE, "value": "alg-1"}]}}
     ]})
 }
@@ -109,6 +110,10 @@ fn a_referral_becomes_one_transaction_with_stable_ids() {
         dr["resource"]["masterIdentifier"]["value"],
         "1319876543^2024^7"
     );
+    // What an entry is labelled with, the whole document is: the allergy's indication.
+    let b = by_type(t, "Binary")[0];
+    assert_eq!(b["resource"]["meta"]["tag"][0]["code"], "UNINFORMED", "{b}");
+    assert_eq!(dr["resource"]["meta"]["tag"][0]["code"], "UNINFORMED");
     // A Composition dated by day only: DocumentReference.date (an instant) is left out.
     assert!(dr["resource"].get("date").is_none());
     assert!(is_instant("2020-08-21T12:12:20+09:00") && is_instant("2020-08-21T03:12:20Z"));

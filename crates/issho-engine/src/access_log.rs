@@ -121,6 +121,17 @@ fn only_this_person(
             .as_str()
             .is_some_and(|w| me.iter().any(|m| m == w))
     });
+    // The outcome's words may name what the person may not see (another resource, a query);
+    // a break-the-glass declaration's are the physician's stated reason, which the person is
+    // owed.
+    let declaration = ev["subtype"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["code"] == "BTG");
+    if !declaration && let Some(o) = ev.as_object_mut() {
+        o.remove("outcomeDesc");
+    }
     let Some(entities) = ev.get_mut("entity").and_then(Value::as_array_mut) else {
         return Ok(ev);
     };

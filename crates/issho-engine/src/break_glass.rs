@@ -35,15 +35,32 @@ fn opener_system(subject: &str) -> String {
     format!("urn:issho:break-glass:{enc}")
 }
 
-/// True for the notifications issho keeps (no client writes them).
+/// True for a Communication in the notification category (with `code`, or any code).
+fn notification(body: &Value, code: Option<&str>) -> bool {
+    body["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["coding"].as_array().into_iter().flatten())
+        .any(|c| {
+            c["system"].as_str() == Some(NOTIFICATION)
+                && code.is_none_or(|k| c["code"].as_str() == Some(k))
+        })
+}
+
+/// True for the notifications issho keeps, and for anything that names a break-the-glass
+/// opener's identifier system: no client writes them (an opening cannot be forged).
 pub(crate) fn server_kept(rt: &str, body: &Value) -> bool {
-    rt == "Communication"
-        && body["category"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|c| c["coding"].as_array().into_iter().flatten())
-            .any(|c| c["system"].as_str() == Some(NOTIFICATION))
+    let opener = body["identifier"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| {
+            i["system"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("urn:issho:break-glass:"))
+        });
+    rt == "Communication" && (notification(body, None) || opener)
 }
 
 fn now_micros() -> i64 {
@@ -79,6 +96,10 @@ impl Engine {
         let mut out = Vec::new();
         for s in r.current_by_rids(&r.search(&q)?)? {
             let Some(v) = s.json() else { continue };
+            // Only the server's own notifications (clients cannot write one).
+            if !notification(&v, Some("break-glass")) {
+                continue;
+            }
             let open = v["extension"]
                 .as_array()
                 .into_iter()
@@ -201,7 +222,13 @@ impl Engine {
                 rec.agent.role = Some(g.role.code().to_string());
                 rec.on_behalf_of = g.organization.clone();
             }
-            rec.patients = vec![format!("Patient/{patient_id}")];
+            // A refused attempt by someone who may not break the glass is not the person's
+            // business (their access log is not anyone's notice board): recorded without them.
+            if allowed {
+                rec.patients = vec![format!("Patient/{patient_id}")];
+            } else {
+                rec.entities = vec![format!("Patient/{patient_id}")];
+            }
             rec.purpose_of_use = vec!["ETREAT".into()];
             rec.break_glass = true;
             rec.reason = Some(match &out {

@@ -21,6 +21,20 @@ use serde_json::json;
 /// `valueString` `Patient/[id]`: a Patient a registrar said is not this person.
 pub(crate) const DISTINCT: &str = "urn:issho:fhir:extension:distinct-person";
 
+/// True when `ctx`'s writes may link Patients into persons by a certain match: registrars,
+/// administrators, backend services and the server's own principals (intake, demo, import).
+/// A clinician's or a patient's write never merges two records (either could otherwise pull
+/// someone else's record into one they reach, or learn that a member ID is registered).
+pub(crate) fn may_link(ctx: &AccessContext) -> bool {
+    use issho_access::Role;
+    ctx.grant().is_none_or(|g| {
+        matches!(
+            g.role,
+            Role::Administrator | Role::Registrar | Role::Service
+        )
+    })
+}
+
 /// The person of `Patient/id`: its stored key, or itself when not stored (yet).
 pub(crate) fn person_of_patient(r: &dyn StoreRead, id: &str) -> Result<String> {
     Ok(match r.person("Patient", id)? {

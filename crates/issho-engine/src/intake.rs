@@ -137,7 +137,7 @@ impl Engine {
     fn document_unaudited(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<Value> {
         let composition = self.read(ctx, "Composition", id)?;
         let r = self.snapshot(ctx, Action::Read, Some("DocumentReference"))?;
-        let q = issho_search::parse(
+        let mut q = issho_search::parse(
             Some("DocumentReference"),
             &[("related".into(), format!("Composition/{id}"))],
             true,
@@ -146,15 +146,28 @@ impl Engine {
             status: 500,
             issues,
         })?;
+        // As the caller may see them, and only the references an intake made (their id comes
+        // from the document's identity): anyone else's DocumentReference naming this
+        // Composition is not its document.
+        let view = self.view(ctx, Action::Search, Some("DocumentReference"), &*r)?;
+        q.filters
+            .extend(view.filters(&self.registry(), "DocumentReference")?);
         for s in r.current_by_rids(&r.search(&q)?)? {
             let Some(v) = s.json() else { continue };
-            let Some(bin) = v["content"][0]["attachment"]["url"]
-                .as_str()
-                .and_then(|u| u.strip_prefix("Binary/"))
-            else {
+            let key = match (
+                v["masterIdentifier"]["system"].as_str(),
+                v["masterIdentifier"]["value"].as_str(),
+            ) {
+                (sys, Some(val)) => format!("{}|{val}", sys.unwrap_or_default()),
+                _ => continue,
+            };
+            if issho_documents::id_for(&format!("docref|{key}")) != s.id {
+                continue;
+            }
+            let bin = issho_documents::id_for(&format!("binary|{key}"));
+            let Ok(b) = self.read(ctx, "Binary", &bin) else {
                 continue;
             };
-            let b = self.read(ctx, "Binary", bin)?;
             let data = b
                 .json()
                 .and_then(|v| v["data"].as_str().and_then(issho_model::base64::decode))

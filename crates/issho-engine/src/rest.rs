@@ -227,6 +227,7 @@ impl Engine {
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let reg = self.registry();
+        let link = crate::identity::may_link(ctx);
         let result = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             if let Some(criteria) = &if_none_exist {
                 search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
@@ -256,7 +257,7 @@ impl Engine {
                 }
             }
             let id = new_id();
-            let out = put_new(tx, &rt, &id, &mut resource, "POST", None)?;
+            let out = put_new(tx, &rt, &id, &mut resource, "POST", None, link)?;
             guard.after(tx, &rt, &id)?;
             Ok(out)
         })??;
@@ -306,6 +307,7 @@ impl Engine {
         let may_create = self.create_check(ctx, resource_type);
         // Index rows are extracted here, not on the single writer thread.
         let mut prepared = Some(self.store.prepare(&resource));
+        let link = crate::identity::may_link(ctx);
         let out = self.write(
             &guard.write.permit.clone(),
             move |tx| -> Result<WriteOutcome> {
@@ -319,6 +321,7 @@ impl Engine {
                     &may_create,
                     // A second run (after a conflict) lets the store extract the rows again.
                     prepared.take(),
+                    link,
                 )?;
                 guard.after(tx, &rt, &id)?;
                 Ok(out)
@@ -344,6 +347,7 @@ impl Engine {
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);
         let reg = self.registry();
+        let link = crate::identity::may_link(ctx);
         let out = self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
             let found = search::find(
@@ -387,6 +391,7 @@ impl Engine {
                         if_match.as_deref(),
                         &may_create,
                         None,
+                        link,
                     )?;
                     guard.after(tx, &rt, &id)?;
                     Ok(out)
@@ -409,6 +414,7 @@ impl Engine {
                         if_match.as_deref(),
                         &may_create,
                         None,
+                        link,
                     )?;
                     guard.after(tx, &rt, &id)?;
                     Ok(out)
@@ -435,11 +441,12 @@ impl Engine {
         let guard = self.guard(ctx, Action::Update, resource_type, false)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let validate = self.config.validate;
+        let link = crate::identity::may_link(ctx);
         self.write(
             &guard.write.permit.clone(),
             move |tx| -> Result<WriteOutcome> {
                 guard.before(tx, &rt, &id)?;
-                let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
+                let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate, link)?;
                 guard.after(tx, &rt, &id)?;
                 Ok(out)
             },
@@ -460,6 +467,7 @@ impl Engine {
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let validate = self.config.validate;
         let reg = self.registry();
+        let link = crate::identity::may_link(ctx);
         self.write(&guard.write.permit.clone(), move |tx| -> Result<WriteOutcome> {
             search::hold_conditions(tx, [(rt.as_str(), criteria.as_str())])?;
             let found = search::find(
@@ -475,7 +483,7 @@ impl Engine {
                 ))),
                 1 => {
                     let id = found[0].id.clone();
-                    let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate)?;
+                    let out = patch_in(tx, &rt, &id, &patch, if_match.as_deref(), validate, link)?;
                     guard.after(tx, &rt, &id)?;
                     Ok(out)
                 }

@@ -335,6 +335,7 @@ impl Engine {
         ret: Return,
     ) -> Result<Value> {
         let rt = e.resource_type().to_string();
+        let link = crate::identity::may_link(ctx);
         match e.method {
             Method::Delete => match e.criteria() {
                 None => match e.instance_id() {
@@ -370,7 +371,8 @@ impl Engine {
                 } else {
                     let id = assigned.clone().unwrap_or_else(new_id);
                     let mut r = e.resource.take().unwrap_or(Value::Null);
-                    put_new(tx, &rt, &id, &mut r, "POST", prepared).map(|w| write_response(&w, ret))
+                    put_new(tx, &rt, &id, &mut r, "POST", prepared, link)
+                        .map(|w| write_response(&w, ret))
                 }
             }
             Method::Put => {
@@ -387,6 +389,7 @@ impl Engine {
                     e.if_match.as_deref(),
                     &self.create_check(ctx, &rt),
                     prepared,
+                    link,
                 )
                 .map(|w| write_response(&w, ret))
             }
@@ -400,6 +403,7 @@ impl Engine {
                     &patch,
                     e.if_match.as_deref(),
                     self.config.validate,
+                    link,
                 )
                 .map(|w| write_response(&w, ret))
             }

@@ -322,6 +322,7 @@ impl Guard {
                 }
                 let body = s.json().unwrap_or_default();
                 self.own_record(rt, id, s.person.as_deref())?;
+                self.held_elsewhere(rt, id, &body)?;
                 self.patient_may_change(rt, id, &body, "change")
             }
             _ => Err(Engine::hidden(rt, id)),
@@ -373,6 +374,25 @@ impl Guard {
             ));
         }
         self.may_open_care(rt, &body)
+    }
+
+    /// A clinician changes or deletes only what their own organization holds: another
+    /// institution's data (its `meta.source`) stays as that institution recorded it (and
+    /// cannot be moved out of what a person refused, or hidden from its holder).
+    fn held_elsewhere(&self, rt: &str, id: &str, body: &Value) -> Result<()> {
+        if let Reach::CareOf(org) = &self.write.reach
+            && let Some(source) = body["meta"]["source"].as_str()
+            && source != org
+        {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{rt}/{id} is held by another institution ({source}); a clinician changes only their own organization's data"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A person changes only what they wrote themself (and their Consents), never what their
@@ -736,6 +756,14 @@ impl Engine {
             issues,
         })?;
         let rids = r.search(&q)?;
+        if rids.len() >= 100_000 {
+            // Unchecked refusals would be shared records: refuse rather than guess.
+            return Err(FhirError::new(
+                503,
+                IssueType::TooCostly,
+                "more active Consents than one request evaluates; access is refused rather than left unchecked",
+            ));
+        }
         let mut out: std::collections::HashMap<String, ConsentDecision> = Default::default();
         for chunk in rids.chunks(500) {
             for s in r.current_by_rids(chunk)? {

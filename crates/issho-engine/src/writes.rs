@@ -26,19 +26,21 @@ pub(crate) fn put_new(
     resource: &mut Value,
     method: &str,
     prepared: Option<issho_store::Prepared>,
+    link: bool,
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
     crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
-    after_put(tx, rt, id, resource)?;
+    after_put(tx, rt, id, resource, link)?;
     Ok(written(rt, id, resource, p))
 }
 
 /// What follows a write inside its transaction: a Patient may be one person with Patients
-/// at other institutions (a certain match links them, `identity.rs`).
-fn after_put(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &Value) -> Result<()> {
-    if rt == "Patient" {
+/// at other institutions (a certain match links them, `identity.rs`) — when the writer may
+/// link persons (`identity::may_link`): a clinician's write never merges two records.
+fn after_put(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &Value, link: bool) -> Result<()> {
+    if rt == "Patient" && link {
         crate::identity::patient_written(tx, id, resource)?;
     }
     Ok(())
@@ -71,6 +73,7 @@ pub(crate) fn update_in(
     if_match: Option<&str>,
     may_create: &dyn Fn() -> Result<()>,
     prepared: Option<issho_store::Prepared>,
+    link: bool,
 ) -> Result<WriteOutcome> {
     let current = tx.current(rt, id)?;
     match &current {
@@ -89,7 +92,7 @@ pub(crate) fn update_in(
     crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
-    after_put(tx, rt, id, resource)?;
+    after_put(tx, rt, id, resource, link)?;
     Ok(written(rt, id, resource, p))
 }
 
@@ -142,6 +145,7 @@ pub(crate) fn patch_in(
     patch: &Patch,
     if_match: Option<&str>,
     validate: bool,
+    link: bool,
 ) -> Result<WriteOutcome> {
     let cur = match tx.current(rt, id)? {
         None => return Err(FhirError::not_found(format!("{rt}/{id} is not known"))),
@@ -188,6 +192,6 @@ pub(crate) fn patch_in(
     crate::consent::check_enforceable(rt, &doc)?;
     let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
-    after_put(tx, rt, id, &doc)?;
+    after_put(tx, rt, id, &doc, link)?;
     Ok(written(rt, id, &mut doc, p))
 }

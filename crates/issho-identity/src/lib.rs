@@ -67,8 +67,9 @@ pub fn normalize(s: &str) -> String {
         .collect()
 }
 
-/// The JP insurance member IDs of a Patient, normalised (full-width `００１２` and `0012`
-/// agree).
+/// The JP insurance member IDs of a Patient that name one person, normalised (full-width
+/// `００１２` and `0012` agree): `insurer:symbol:number:branch` with all four parts — without
+/// the branch number (枝番) an ID is the insured family's, shared by twins.
 pub fn member_ids(patient: &Value) -> Vec<String> {
     let mut out: Vec<String> = patient["identifier"]
         .as_array()
@@ -77,7 +78,10 @@ pub fn member_ids(patient: &Value) -> Vec<String> {
         .filter(|i| i["system"].as_str() == Some(MEMBER_ID))
         .filter_map(|i| i["value"].as_str())
         .map(normalize)
-        .filter(|v| !v.is_empty())
+        .filter(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            parts.len() == 4 && parts.iter().all(|p| !p.is_empty())
+        })
         .collect();
     out.sort();
     out.dedup();
@@ -364,6 +368,10 @@ mod tests {
         assert_eq!(normalize("髙橋　﨑"), "高橋崎");
         assert_eq!(normalize("Tanaka Taro"), "TANAKATARO");
         assert_eq!(member_ids(&makino()), vec!["00012345:アイウ:187:05"]);
+        // Without the branch number: the family's ID, not one person's.
+        let family = json!({"identifier": [{"system": MEMBER_ID, "value": "00012345:あいう:187"},
+            {"system": MEMBER_ID, "value": "00012345:あいう:187:"}]});
+        assert!(member_ids(&family).is_empty());
     }
 
     #[test]

@@ -128,6 +128,18 @@ fn an_opening_is_told_to_the_person_survives_a_restart_and_ends() {
     let mut forged = note.clone();
     forged.as_object_mut().unwrap().remove("id");
     forged["subject"] = json!({"reference": "Patient/p1"});
+    // Nor an opening without the notification's category: the identifier alone is refused,
+    // and would not open anything.
+    let mut bare = forged.clone();
+    bare.as_object_mut().unwrap().remove("category");
+    bare["extension"][0]["valueDateTime"] = json!("2099-01-01T00:00:00Z");
+    for who in ["er", "doc", "admin"] {
+        let (st, b) = c.call(who, "POST", "Communication", Some(&bare));
+        assert!(
+            st == 403 || st == 404,
+            "{who} forged a bare opening: {st} {b}"
+        );
+    }
     for who in ["er", "pat", "doc", "admin"] {
         let (st, b) = c.call(who, "POST", "Communication", Some(&forged));
         assert!(st == 403 || st == 404, "{who} forged one: {st} {b}");

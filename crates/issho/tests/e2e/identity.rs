@@ -346,6 +346,26 @@ fn only_a_registrar_links_and_unlinks_and_both_reverse() {
         let (st, _) = c.call(who, "POST", "Patient/pb/$unlink", None);
         assert!(matches!(st, 403 | 404), "{who}: {st}");
     }
+    // A clinician's write never links: clinic C copies the member ID and birth date of
+    // hospital A's patient into its own patient's record — still a person of its own, and
+    // the answer is the same as for any update (no oracle of registered member IDs).
+    let mut pc = patient(
+        "pc",
+        "org-c",
+        "０００１２３４５:あいう:１８７:05",
+        "1930-06-28",
+    );
+    pc["id"] = json!("pc");
+    let (st, b) = c.call("doc-c", "PUT", "Patient/pc", Some(&pc));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(person_links(&c, "pc"), set(&["Patient/pc"]));
+    assert_eq!(c.call("doc-c", "GET", "Condition/ca", None).0, 404);
+    c.put(&patient(
+        "pc",
+        "org-c",
+        "00012345:アイウ:187:05",
+        "1950-01-01",
+    ));
     // Patient.link written by an administrator links nobody.
     let mut pb = patient("pb", "org-b", "00012345:アイウ:187:05", "1930-06-28");
     pb["link"] = json!([{"other": {"reference": "Patient/pc"}, "type": "seealso"}]);

@@ -246,6 +246,59 @@ fn the_person_refuses_hospital_as_sharing_and_clinic_b_no_longer_sees_it() {
                 .all(|e| e["resource"]["meta"]["source"] != "Organization/org-a"),
         "{all}"
     );
+    // B cannot change, delete or withdraw what A holds (even while it saw it).
+    let (_, a_allergy) = c.call(
+        "admin",
+        "GET",
+        "AllergyIntolerance?patient=makino&_count=1",
+        None,
+    );
+    let aid = a_allergy["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut changed = a_allergy["entry"][0]["resource"].clone();
+    changed["criticality"] = json!("low");
+    assert!(matches!(
+        c.call(
+            "doc-b",
+            "PUT",
+            &format!("AllergyIntolerance/{aid}"),
+            Some(&changed)
+        )
+        .0,
+        403 | 404
+    ));
+    assert!(matches!(
+        c.call(
+            "doc-b",
+            "DELETE",
+            &format!("AllergyIntolerance/{aid}"),
+            None
+        )
+        .0,
+        403 | 404
+    ));
+    let (_, docs) = c.call("admin", "GET", "DocumentReference?type=57133-1", None);
+    let did = docs["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(matches!(
+        c.call(
+            "doc-b",
+            "POST",
+            &format!("DocumentReference/{did}/$withdraw"),
+            None
+        )
+        .0,
+        403 | 404
+    ));
+    assert_eq!(
+        c.call("admin", "GET", &format!("AllergyIntolerance/{aid}"), None)
+            .0,
+        200
+    );
     // B's own data stays B's to see.
     assert_eq!(
         c.call("doc-b", "GET", &format!("Observation/{b_obs}"), None)
