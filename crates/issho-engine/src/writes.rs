@@ -65,6 +65,7 @@ fn written(rt: &str, id: &str, resource: &mut Value, p: PutResult) -> WriteOutco
 /// re-creation after a deletion): creating needs the create permission, not only update.
 /// `prepared`: the indexer's work on `resource` done before the transaction
 /// (`Indexer::prepare`), for the resource exactly as given here.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn update_in(
     tx: &mut dyn StoreTx,
     rt: &str,
