@@ -14,6 +14,7 @@ mod cds;
 mod consent;
 mod everything;
 mod export;
+mod guard;
 mod history;
 mod identity;
 mod identity_ops;
