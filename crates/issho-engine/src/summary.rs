@@ -386,23 +386,31 @@ impl Engine {
             newest_first(&mut s.items);
             s.items.truncate(MAX_ENTRIES);
         }
-        let names = self.organization_names(&*r, &sections)?;
+        let names = self.organization_names(ctx, &*r, &sections)?;
         Ok(document(kind, &patient, &sections, &names, &now, base))
     }
 
     /// The names of the organizations the sections' entries come from.
+    /// Each as the caller may read it: `meta.source` is the writer's word, and an
+    /// Organization that names a person is in that person's record.
     fn organization_names(
         &self,
+        ctx: &AccessContext,
         r: &dyn StoreRead,
         sections: &[Section],
     ) -> Result<BTreeMap<String, Value>> {
         let mut out = BTreeMap::new();
+        let Ok(view) = self.view(ctx, Action::Read, Some("Organization"), r) else {
+            return Ok(out);
+        };
+        let reg = self.registry();
         for s in sections {
             for i in &s.items {
                 if let Some(id) = i["meta"]["source"]
                     .as_str()
                     .and_then(|x| x.strip_prefix("Organization/"))
                     && !out.contains_key(id)
+                    && view.sees(&reg, r, "Organization", id)?
                     && let Some(o) = r.current("Organization", id)?.and_then(|s| s.json())
                 {
                     out.insert(id.to_string(), o);

@@ -89,6 +89,10 @@ fn setup_with(config: issho_engine::EngineConfig) -> Signed {
                     Some("org-ph"),
                 ),
             ),
+            (
+                "res",
+                user("res", Role::Researcher, "user/*.rs", None, None),
+            ),
         ],
     );
     for (id, no) in [
@@ -610,4 +614,65 @@ fn a_pharmacy_that_dispensed_to_the_person_sees_their_allergies() {
             .0,
         403
     );
+}
+
+/// The record's operations probed by those who may not see the person: an emergency
+/// physician before breaking the glass, another person's token, a researcher; and a summary
+/// that must not carry an Organization the caller may not read.
+#[test]
+fn summaries_checks_and_matches_tell_outsiders_nothing() {
+    let c = setup(Default::default());
+    let other = json!({"resourceType": "Patient", "id": "other",
+        "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11319876543", "value": "x9"}]});
+    assert_eq!(c.call("admin", "PUT", "Patient/other", Some(&other)).0, 201);
+    // An Organization that names the other person is in their record, not shared data.
+    let secret = json!({"resourceType": "Organization", "id": "secret", "name": "秘密",
+        "extension": [{"url": "urn:test", "valueReference": {"reference": "Patient/other"}}]});
+    assert_eq!(
+        c.call("admin", "PUT", "Organization/secret", Some(&secret))
+            .0,
+        201
+    );
+    for (who, path) in [
+        ("er", "Patient/makino/$summary"),
+        ("er", "Patient/makino/$summary?kind=emergency"),
+        ("pat", "Patient/other/$summary"),
+        ("doc-b", "Patient/makino/$summary?kind=pharmacy"),
+    ] {
+        let (st, b) = c.call(who, "GET", path, None);
+        assert_eq!(st, 404, "{who} {path}: {b}");
+    }
+    assert_eq!(c.call("res", "GET", "Patient/makino/$summary", None).0, 403);
+    let find = json!({"resourceType": "Parameters", "parameter": [{"name": "resource",
+        "resource": {"resourceType": "Patient", "birthDate": "1930-06-28", "name": [{"family": "牧野"}]}}]});
+    assert_eq!(c.call("res", "POST", "Patient/$match", Some(&find)).0, 403);
+    let (st, b) = c.call("pat", "POST", "Patient/$match", Some(&find));
+    assert!(
+        st == 200 && b["total"] == 0,
+        "only their own record is searched: {b}"
+    );
+    // A patient's own result naming that Organization as its source: the summary leaves the
+    // Organization out.
+    let obs = json!({"resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+        "code": {"text": "血糖"}, "valueQuantity": {"value": 101, "unit": "mg/dL"},
+        "subject": {"reference": "Patient/makino"}, "meta": {"source": "Organization/secret"}});
+    assert_eq!(c.call("pat", "POST", "Observation", Some(&obs)).0, 201);
+    let (st, sum) = c.call("pat", "GET", "Patient/makino/$summary", None);
+    assert_eq!(st, 200, "{sum}");
+    assert!(section(&sum, "検査結果").len() == 1, "{sum}");
+    assert!(!sum.to_string().contains("秘密"), "{sum}");
+    // The CDS service for someone outside the caller's care.
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let call = json!({"hook": "order-sign", "hookInstance": "d1bf2e3e-0000-4000-8000-000000000009",
+        "context": {"userId": "Practitioner/x", "patientId": "makino",
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": []}}});
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{root}/cds-services/issho-medication-order-sign"))
+        .bearer_auth(c.tok("er"))
+        .header("content-type", "application/json")
+        .body(call.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
 }
