@@ -15,8 +15,10 @@ pub(crate) fn writes_as_patient(ctx: &AccessContext) -> bool {
     ctx.grant().is_some_and(|g| g.role == Role::Patient)
 }
 
-/// Mark what the person writes as theirs (before validation and indexing).
+/// Mark who wrote a resource (before validation and indexing): what the person writes as
+/// theirs, what a clinician writes as their organization's ([`stamp_source`]).
 pub(crate) fn mark(ctx: &AccessContext, body: &mut Value) {
+    stamp_source(ctx, body);
     if !writes_as_patient(ctx) || marked(body) {
         return;
     }
@@ -57,7 +59,7 @@ pub(crate) fn patient_may_change(rt: &str, body: &Value) -> bool {
 /// A clinician's writes hold their organization's data: `meta.source` is their organization
 /// (`Organization/[id]`), whatever the client wrote there — the source a person's refusal of
 /// an institution's data is about (`consent.rs`), and the `UNDELIVERED` tag's holder.
-pub(crate) fn stamp_source(ctx: &AccessContext, body: &mut Value) {
+fn stamp_source(ctx: &AccessContext, body: &mut Value) {
     let Some(g) = ctx.grant() else { return };
     let Some(org) = g.organization.as_deref().filter(|_| g.role.is_clinician()) else {
         return;

@@ -223,7 +223,6 @@ impl Engine {
         self.check_type(resource_type)?;
         let guard = self.guard(ctx, Action::Create, resource_type, if_none_exist.is_some())?;
         crate::origin::mark(ctx, &mut resource);
-        crate::origin::stamp_source(ctx, &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let reg = self.registry();
@@ -301,7 +300,6 @@ impl Engine {
             _ => {}
         }
         crate::origin::mark(ctx, &mut resource);
-        crate::origin::stamp_source(ctx, &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
@@ -342,7 +340,6 @@ impl Engine {
         self.check_type(resource_type)?;
         let guard = self.guard(ctx, Action::Update, resource_type, true)?;
         crate::origin::mark(ctx, &mut resource);
-        crate::origin::stamp_source(ctx, &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);

@@ -151,7 +151,6 @@ impl Engine {
                 unresolved |= rewrite_known(r, &known);
                 if matches!(e.method, Method::Post | Method::Put) {
                     crate::origin::mark(ctx, r);
-                    crate::origin::stamp_source(ctx, r);
                 }
             }
         }
