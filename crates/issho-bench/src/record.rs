@@ -10,6 +10,12 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// A failed HTTP answer, briefly.
+fn http_error(status: u16, body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+    format!("HTTP {status}: {text}")
+}
+
 /// Persons with Patients at two or more institutions: (first Patient id, its resource).
 fn linked_persons(cfg: &issho_demo::DemoConfig) -> Vec<(String, Value)> {
     (0..cfg.persons)
@@ -50,14 +56,7 @@ fn run(
                     }
                 }
                 Ok(r) => {
-                    error = Some(format!(
-                        "HTTP {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                            .chars()
-                            .take(160)
-                            .collect::<String>()
-                    ));
+                    error = Some(http_error(r.status, &r.body));
                     break;
                 }
                 Err(e) => {
@@ -166,14 +165,7 @@ fn intake(s: &Server, docs: usize, clients: usize) -> MixResult {
                     match r {
                         Ok(r) if r.status == 201 => {}
                         Ok(r) => {
-                            *error.lock().unwrap() = Some(format!(
-                                "HTTP {}: {}",
-                                r.status,
-                                String::from_utf8_lossy(&r.body)
-                                    .chars()
-                                    .take(160)
-                                    .collect::<String>()
-                            ));
+                            *error.lock().unwrap() = Some(http_error(r.status, &r.body));
                             break;
                         }
                         Err(e) => {
@@ -328,7 +320,7 @@ pub fn match_at_scale(
                     match c.request("POST", &s.url(""), &[("Prefer", "return=minimal")], Some(b.as_bytes())) {
                         Ok(r) if r.status == 200 => {}
                         Ok(r) => {
-                            *failed.lock().unwrap() = Some(format!("HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body).chars().take(200).collect::<String>()));
+                            *failed.lock().unwrap() = Some(http_error(r.status, &r.body));
                             break;
                         }
                         Err(e) => {

@@ -200,18 +200,23 @@ fn read_rows(t: &mut Table) {
     );
 }
 
+/// One operation's p50 / p95 cell (sorted by p95), its failure, or "—" when not measured.
+fn latency_cell(x: Option<&MixResult>) -> (String, f64) {
+    match x {
+        Some(x) if x.error.is_none() => (
+            format!("{:.2} / **{:.2}** ({})", x.p50, x.p95, x.matches),
+            x.p95,
+        ),
+        Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
+        None => ("—".into(), 0.0),
+    }
+}
+
 fn search_rows(t: &mut Table) {
     for (i, mx) in MIXES.iter().enumerate() {
         t.row(
             &format!("search p50 / p95 ms: {}", mx.name),
-            &|m| match m.mix.get(i) {
-                Some(x) if x.error.is_none() => (
-                    format!("{:.2} / **{:.2}** ({})", x.p50, x.p95, x.matches),
-                    x.p95,
-                ),
-                Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
-                None => ("—".into(), 0.0),
-            },
+            &|m| latency_cell(m.mix.get(i)),
             -1,
         );
     }
@@ -238,14 +243,7 @@ fn record_rows(t: &mut Table) {
     for (i, name) in names.iter().enumerate() {
         t.row(
             &format!("record p50 / p95 ms: {name}"),
-            &|m| match m.record.get(i) {
-                Some(x) if x.error.is_none() => (
-                    format!("{:.2} / **{:.2}** ({})", x.p50, x.p95, x.matches),
-                    x.p95,
-                ),
-                Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
-                None => ("—".into(), 0.0),
-            },
+            &|m| latency_cell(m.record.get(i)),
             -1,
         );
     }
@@ -256,8 +254,7 @@ fn record_rows(t: &mut Table) {
                 format!("**{:.0}** ({:.1} ms; {})", x.rate, x.p95, x.matches),
                 x.rate,
             ),
-            Some(x) => (format!("failed: {}", x.error.as_deref().unwrap_or("")), 0.0),
-            None => ("—".into(), 0.0),
+            other => latency_cell(other),
         },
         1,
     );
