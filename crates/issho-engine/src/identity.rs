@@ -268,7 +268,7 @@ pub(crate) fn patient_written(tx: &mut dyn StoreTx, id: &str, body: &Value) -> R
 }
 
 /// A registrar's link: `other`'s person joins `patient`'s (both must be known Patients).
-pub(crate) fn link(tx: &mut dyn StoreTx, patient: &str, other: &str) -> Result<String> {
+pub(crate) fn link(tx: &mut dyn StoreTx, patient: &str, other: &str) -> Result<()> {
     for p in [patient, other] {
         if tx.current("Patient", p)?.is_none_or(|s| s.is_deleted()) {
             return Err(FhirError::not_found(format!("Patient/{p} is not known")));
@@ -306,14 +306,13 @@ pub(crate) fn link(tx: &mut dyn StoreTx, patient: &str, other: &str) -> Result<S
             }
         }
     }
-    merge_persons(tx, &survivor, &joining, "level4")?;
-    Ok(survivor)
+    merge_persons(tx, &survivor, &joining, "level4")
 }
 
 /// A registrar's unlink: `patient` leaves its person and becomes a person of its own (noted
 /// as distinct from the others, so no certain match links it again); every resource of the
-/// record is keyed again by the ownership rule. Returns (the rest's key, the patient's).
-pub(crate) fn unlink(tx: &mut dyn StoreTx, patient: &str) -> Result<(String, String)> {
+/// record is keyed again by the ownership rule.
+pub(crate) fn unlink(tx: &mut dyn StoreTx, patient: &str) -> Result<()> {
     if tx
         .current("Patient", patient)?
         .is_none_or(|s| s.is_deleted())
@@ -377,6 +376,5 @@ pub(crate) fn unlink(tx: &mut dyn StoreTx, patient: &str) -> Result<(String, Str
         }
     }
     refresh_person(tx, &rest_key, &[patient.to_string()], &[], "level3")?;
-    refresh_person(tx, patient, &rest, &[], "level3")?;
-    Ok((rest_key, patient.to_string()))
+    refresh_person(tx, patient, &rest, &[], "level3")
 }
