@@ -44,7 +44,7 @@ pub(crate) fn person_of_patient(r: &dyn StoreRead, id: &str) -> Result<String> {
 }
 
 /// The current resources (of `types`, or all) in `person`'s record.
-fn in_person(r: &dyn StoreRead, types: &[&str], person: &str) -> Result<Vec<Stored>> {
+pub(crate) fn in_person(r: &dyn StoreRead, types: &[&str], person: &str) -> Result<Vec<Stored>> {
     let q = SearchQuery {
         types: types.iter().map(|t| t.to_string()).collect(),
         filters: vec![Filter {
@@ -226,9 +226,20 @@ fn said_distinct(tx: &dyn StoreTx, a: &str, b: &str) -> Result<bool> {
 /// After a Patient is written: a certain match (the same member ID and birth date, see
 /// issho-identity) with a Patient of another person links it into that person, unless a
 /// registrar said they are not the same; then the person's Person is brought up to date.
-pub(crate) fn patient_written(tx: &mut dyn StoreTx, id: &str, body: &Value) -> Result<()> {
-    let mut person = person_of_patient(tx, id)?;
+pub(crate) fn patient_written(
+    tx: &mut dyn StoreTx,
+    id: &str,
+    body: &Value,
+    first: bool,
+) -> Result<()> {
     let me = Traits::of(body);
+    if first && me.member_ids.is_empty() {
+        // A Patient's first version without a member ID matches no one, and no Person can
+        // name it yet (a person's key is the id of a Patient that existed when it was
+        // written): nothing to link or refresh — most Patients of a large load.
+        return Ok(());
+    }
+    let mut person = person_of_patient(tx, id)?;
     for m in &me.member_ids {
         // Two institutions registering the same person at once: one after the other.
         tx.lock_key(&format!("member-id {m}"))?;

@@ -192,17 +192,25 @@ pub(crate) fn rekey_written(
     tx: &mut dyn issho_store::StoreTx,
     written: &[(String, String)],
 ) -> Result<()> {
+    // Those keyed to a person already stay so (a later link re-keys in the store itself).
+    let persons = tx.persons_of(written)?;
+    let open: Vec<&(String, String)> = written
+        .iter()
+        .zip(persons)
+        .filter(|(_, p)| {
+            matches!(p, Some(None)) || p.as_ref().is_some_and(|p| p.as_deref() == Some(RESTRICTED))
+        })
+        .map(|(w, _)| w)
+        .collect();
     for _ in 0..4 {
         let mut changed = false;
-        for (rt, id) in written {
-            match tx.person(rt, id)? {
-                Some(Some(p)) if p != RESTRICTED => continue,
-                None => continue,
-                _ => {}
-            }
+        for (rt, id) in &open {
             let Some(s) = tx.current(rt, id)? else {
                 continue;
             };
+            if s.person.as_deref().is_some_and(|p| p != RESTRICTED) {
+                continue;
+            }
             let Some(body) = s.json() else { continue };
             let owner = owner_in(&*tx, rt, &body)?;
             if owner.column() != s.person.as_deref() {

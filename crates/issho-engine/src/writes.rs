@@ -30,18 +30,31 @@ pub(crate) fn put_new(
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
     crate::consent::check_enforceable(rt, resource)?;
-    let person = person_in(tx, rt, resource)?;
+    let person = if rt == "Patient" {
+        // A new Patient is its own person until linked (what `owner_in` would find).
+        Some(id.to_string())
+    } else {
+        person_in(tx, rt, resource)?
+    };
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
-    after_put(tx, rt, id, resource, link)?;
+    after_put(tx, rt, id, resource, link, p.version == 1)?;
     Ok(written(rt, id, resource, p))
 }
 
 /// What follows a write inside its transaction: a Patient may be one person with Patients
 /// at other institutions (a certain match links them, `identity.rs`) — when the writer may
 /// link persons (`identity::may_link`): a clinician's write never merges two records.
-fn after_put(tx: &mut dyn StoreTx, rt: &str, id: &str, resource: &Value, link: bool) -> Result<()> {
+/// `first`: this is the resource's first version ever.
+fn after_put(
+    tx: &mut dyn StoreTx,
+    rt: &str,
+    id: &str,
+    resource: &Value,
+    link: bool,
+    first: bool,
+) -> Result<()> {
     if rt == "Patient" && link {
-        crate::identity::patient_written(tx, id, resource)?;
+        crate::identity::patient_written(tx, id, resource, first)?;
     }
     Ok(())
 }
@@ -93,7 +106,7 @@ pub(crate) fn update_in(
     crate::consent::check_enforceable(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
-    after_put(tx, rt, id, resource, link)?;
+    after_put(tx, rt, id, resource, link, p.version == 1)?;
     Ok(written(rt, id, resource, p))
 }
 
@@ -193,6 +206,6 @@ pub(crate) fn patch_in(
     crate::consent::check_enforceable(rt, &doc)?;
     let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
-    after_put(tx, rt, id, &doc, link)?;
+    after_put(tx, rt, id, &doc, link, p.version == 1)?;
     Ok(written(rt, id, &mut doc, p))
 }

@@ -197,21 +197,34 @@ impl PgIndex {
     }
 
     fn number_keys(c: &mut Client, reg: Arc<Registry>) -> Result<(PgIndex, Vec<String>)> {
-        let known = Self::known_keys(c)?;
+        let mut known = Self::known_keys(c)?;
+        let added: Vec<String> = reg
+            .keys()
+            .iter()
+            .filter(|k| !known.contains_key(*k))
+            .cloned()
+            .collect();
+        if !added.is_empty() {
+            // One statement for all of them: a fresh schema numbers thousands of keys, and on
+            // Citus each statement on a reference table is a round of two-phase commit.
+            c.execute(
+                "INSERT INTO sp_param (key) SELECT unnest($1::text[]) ON CONFLICT (key) DO NOTHING",
+                &[&added],
+            )?;
+            known = Self::known_keys(c)?;
+        }
         let mut ids = Vec::with_capacity(reg.keys().len());
-        let mut added = Vec::new();
         for k in reg.keys() {
             let id = match known.get(k) {
                 Some(id) => *id,
-                None => {
-                    added.push(k.clone());
-                    c.query_one(
+                // Removed again in between by another server's sync: numbered anew.
+                None => c
+                    .query_one(
                         "INSERT INTO sp_param (key) VALUES ($1) \
                          ON CONFLICT (key) DO UPDATE SET key = excluded.key RETURNING id",
                         &[k],
                     )?
-                    .get(0)
-                }
+                    .get(0),
             };
             ids.push(id);
         }

@@ -323,6 +323,12 @@ macro_rules! store_read {
             fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
                 person_of(&mut self.conn(), self.index().distributed(), t, id)
             }
+            fn persons_of(
+                &self,
+                resources: &[(String, String)],
+            ) -> Result<Vec<Option<Option<String>>>> {
+                persons_of(&mut self.conn(), resources)
+            }
             fn meta(&self, key: &str) -> Result<Option<String>> {
                 meta(&mut self.conn(), key)
             }

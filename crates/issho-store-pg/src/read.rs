@@ -277,6 +277,33 @@ pub(crate) fn person_of(
     .map(|r| r.get(0)))
 }
 
+/// The persons of many resources: one query per side and 1,000 ids (by `id = ANY`, which
+/// Citus sends to every shard at once), matched to `(type, id)` here.
+pub(crate) fn persons_of(
+    c: &mut Conn,
+    resources: &[(String, String)],
+) -> Result<Vec<Option<Option<String>>>> {
+    let mut found: std::collections::HashMap<(String, String), Option<String>> =
+        std::collections::HashMap::new();
+    for side in [Side::Record, Side::Shared] {
+        let ids: Vec<&str> = resources
+            .iter()
+            .filter(|(t, _)| Side::of(t) == side)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "SELECT r.type, r.id, r.person FROM {} r WHERE r.deleted = 0 AND r.id = ANY($1)",
+                side.table("resources")
+            );
+            for row in c.query(&sql, &[&chunk])? {
+                found.insert((row.get(0), row.get(1)), row.get(2));
+            }
+        }
+    }
+    Ok(resources.iter().map(|k| found.get(k).cloned()).collect())
+}
+
 pub(crate) fn meta(c: &mut Conn, key: &str) -> Result<Option<String>> {
     Ok(
         c.query_opt("SELECT value FROM store_meta WHERE key = $1", &[&key])?

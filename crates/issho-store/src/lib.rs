@@ -179,6 +179,11 @@ pub trait StoreRead {
     /// The person (distribution key) of a current resource: `None` when there is no such
     /// resource (or it was deleted), `Some(None)` when it belongs to no person.
     fn person(&self, resource_type: &str, id: &str) -> Result<Option<Option<String>>>;
+    /// [`StoreRead::person`] of many resources at once, in the given order (a store may
+    /// answer them in one round trip).
+    fn persons_of(&self, resources: &[(String, String)]) -> Result<Vec<Option<Option<String>>>> {
+        resources.iter().map(|(t, id)| self.person(t, id)).collect()
+    }
     /// A setting of the store itself (e.g. which version of the ownership rule keyed it).
     fn meta(&self, key: &str) -> Result<Option<String>>;
     /// Every setting of the store (for copying it).

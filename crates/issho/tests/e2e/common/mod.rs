@@ -143,7 +143,12 @@ impl Server {
         });
         Server {
             base,
-            client: Client::builder().no_gzip().build().unwrap(),
+            // Behaviour, not speed, is tested: a slow machine (Citus on CI) gets time.
+            client: Client::builder()
+                .no_gzip()
+                .timeout(std::time::Duration::from_secs(180))
+                .build()
+                .unwrap(),
             _dir: dir,
             _rt: rt,
         }
