@@ -36,7 +36,7 @@ impl Guard {
     /// tell a hidden resource from an absent one, so both are "not known" too (they create
     /// with POST, the server assigning the id).
     pub fn before(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        if rt == "Communication"
+        if matches!(rt, "Communication" | "Provenance")
             && let Some(s) = r.current(rt, id)?
             && !s.is_deleted()
         {
@@ -64,7 +64,7 @@ impl Guard {
     /// same answer), the new version must still be within reach and in a record this caller
     /// may change, or the write is refused (and rolled back with its transaction).
     pub fn after(&self, r: &dyn StoreRead, rt: &str, id: &str) -> Result<()> {
-        if rt == "Communication"
+        if matches!(rt, "Communication" | "Provenance")
             && let Some(s) = r.current(rt, id)?
         {
             refuse_server_kept(rt, id, &s.json().unwrap_or_default())?;
@@ -244,8 +244,16 @@ impl Guard {
     }
 }
 
-/// The notifications issho writes to a person (`break_glass.rs`) are written by no client.
+/// The notifications issho writes to a person (`break_glass.rs`) and the records of merges
+/// (`merge.rs`) are written by no client.
 fn refuse_server_kept(rt: &str, id: &str, body: &Value) -> Result<()> {
+    if crate::merge::server_kept(rt, body) {
+        return Err(FhirError::new(
+            403,
+            IssueType::Forbidden,
+            format!("{rt}/{id} records a merge of Patients (kept by issho); no client writes one"),
+        ));
+    }
     if crate::break_glass::server_kept(rt, body) {
         return Err(FhirError::new(
             403,

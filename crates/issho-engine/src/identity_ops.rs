@@ -250,8 +250,13 @@ impl Engine {
     }
 
     /// A registrar's permit: registrars and administrators (and the server's own principals)
-    /// with the whole store in reach. Clinicians and patients never link or unlink persons.
-    fn registrar(&self, ctx: &AccessContext) -> Result<issho_access::Permit> {
+    /// with the whole store in reach. Clinicians and patients never link, unlink or merge
+    /// (`task` names what was refused).
+    pub(crate) fn registrar(
+        &self,
+        ctx: &AccessContext,
+        task: &str,
+    ) -> Result<issho_access::Permit> {
         let permit = self.gate.check(ctx, Action::Update, Some("Patient"))?;
         let role_ok = ctx
             .grant()
@@ -260,7 +265,7 @@ impl Engine {
             return Err(FhirError::new(
                 403,
                 IssueType::Forbidden,
-                "linking and unlinking persons is a registrar's task (registrars and administrators)",
+                format!("{task} is a registrar's task (registrars and administrators)"),
             ));
         }
         Ok(permit)
@@ -309,7 +314,7 @@ impl Engine {
             || {
                 parameters(input)?;
                 let other = other_patient(input)?;
-                let permit = self.registrar(ctx)?;
+                let permit = self.registrar(ctx, "linking and unlinking persons")?;
                 let (a, b) = (patient_id.to_string(), other.clone());
                 self.write(&permit, move |tx| {
                     crate::params::CARE_TOUCHED.with(|c| c.set(true));
@@ -336,7 +341,7 @@ impl Engine {
             Some(format!("Patient/{patient_id}")),
             Some(format!("Patient/{patient_id}/$unlink")),
             || {
-                let permit = self.registrar(ctx)?;
+                let permit = self.registrar(ctx, "linking and unlinking persons")?;
                 let id = patient_id.to_string();
                 self.write(&permit, move |tx| {
                     crate::params::CARE_TOUCHED.with(|c| c.set(true));

@@ -20,6 +20,7 @@ mod identity;
 mod identity_ops;
 mod intake;
 mod links;
+mod merge;
 mod origin;
 mod owner;
 mod pages;

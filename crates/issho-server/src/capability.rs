@@ -56,7 +56,11 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                         {"name": "link", "definition": "urn:issho:OperationDefinition:link",
                          "documentation": "Registrars and administrators: POST Patient/[id]/$link with a Parameters 'other' (Patient/[id]): the two Patients are one person; the other's record joins this one's. Audited; reversed by $unlink."},
                         {"name": "unlink", "definition": "urn:issho:OperationDefinition:unlink",
-                         "documentation": "Registrars and administrators: POST Patient/[id]/$unlink: this Patient leaves its person (and is not linked to it again by matching); the records are keyed again."}
+                         "documentation": "Registrars and administrators: POST Patient/[id]/$unlink: this Patient leaves its person (and is not linked to it again by matching); the records are keyed again."},
+                        {"name": "merge", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-merge",
+                         "documentation": "Registrars and administrators: POST Patient/$merge with R5's parameters (source-patient or source-patient-identifier, target-patient or target-patient-identifier, result-patient, preview): every resource of the record referring to the source gets a new version referring to the target; the source becomes inactive with a replaced-by link, the target gets a replaces link; two persons become one. Recorded by a server-kept Provenance (policy urn:issho:policy:patient-merge); audited; reversed by $unmerge."},
+                        {"name": "unmerge", "definition": "urn:issho:OperationDefinition:unmerge",
+                         "documentation": "Registrars and administrators: POST Patient/[id]/$unmerge: reverses the newest merge of this source Patient (resources unchanged since get their earlier version back; changed ones refer to the source again; persons the merge joined are parted)."}
                     ])
                 } else {
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])

@@ -229,6 +229,17 @@ async fn dispatch(
             let b = blocking(move || engine.match_patients(&ctx, &input, &base)).await?;
             Ok(body_response(200, &b, render.out))
         }
+        ("POST", ["Patient", "$merge"]) => {
+            // A registrar merges a duplicate Patient (source) into the one that stays.
+            let input = parse_json(headers, &body, false)?;
+            let out = blocking(move || engine.merge_patients(&ctx, &input)).await?;
+            Ok(body_response(200, &out, render.out))
+        }
+        ("POST", ["Patient", id, "$unmerge"]) => {
+            let id = id.to_string();
+            let out = blocking(move || engine.unmerge_patient(&ctx, &id)).await?;
+            Ok(body_response(200, &out, render.out))
+        }
         ("POST", ["Patient", id, op @ ("$link" | "$unlink")]) => {
             // A registrar links two Patients into one person, or takes one out.
             let input = if body.is_empty() && *op == "$unlink" {

@@ -23,6 +23,7 @@ mod export_engine;
 mod identity;
 mod leaks;
 mod matrix;
+mod merge;
 mod oauth;
 mod postgres_suite;
 mod protocol;
