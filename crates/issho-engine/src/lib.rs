@@ -23,6 +23,7 @@ mod links;
 mod merge;
 mod origin;
 mod owner;
+mod packages;
 mod pages;
 mod params;
 mod rest;

@@ -116,7 +116,9 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                 {"name": "audit", "definition": "urn:issho:OperationDefinition:audit",
                  "documentation": "Administrators: GET [base]/$audit?agent=&patient=&_since=&_count= searches the hash-chained audit trail."},
                 {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",
-                 "documentation": "Administrators: progress of building the index rows of custom SearchParameter resources (GET or POST [base]/$reindex)."}
+                 "documentation": "Administrators: progress of building the index rows of custom SearchParameter resources (GET or POST [base]/$reindex)."},
+                {"name": "install-package", "definition": "urn:issho:OperationDefinition:install-package",
+                 "documentation": "Administrators: POST [base]/$install-package with a FHIR package file (.tgz, Content-Type application/gzip): its StructureDefinitions, ValueSets, CodeSystems, NamingSystems, SearchParameters and ConceptMaps are installed in one transaction once what they build on (package dependencies, base definitions, imported value sets) is installed; definitions without a version get the package's; each package is recorded as an ImplementationGuide tagged urn:issho:package (ImplementationGuide?_tag=urn:issho:package|). Installing again writes new versions of the same resources."}
             ]
         }]
     })

@@ -331,6 +331,31 @@ async fn dispatch(
             .await?;
             Ok(body_response(200, &audit_bundle(events), render.out))
         }
+        ("POST", ["$install-package"]) => {
+            // A FHIR package (.tgz) for a running server (administrators).
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !matches!(
+                ct.as_str(),
+                "application/gzip" | "application/x-gzip" | "application/octet-stream"
+            ) {
+                return Err(FhirError::new(
+                    415,
+                    IssueType::NotSupported,
+                    "$install-package takes the package file itself (Content-Type: application/gzip)",
+                ));
+            }
+            let bytes = body.to_vec();
+            let out = blocking(move || engine.install_package_file(&ctx, &bytes)).await?;
+            Ok(body_response(200, &out, render.out))
+        }
         ("GET", ["$reindex"]) | ("POST", ["$reindex"]) => {
             let (status, params) = blocking(move || engine.reindex_status(&ctx)).await?;
             Ok(body_response(

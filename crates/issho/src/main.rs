@@ -4,6 +4,7 @@ mod copy;
 mod demo_users;
 mod export;
 mod load;
+mod package;
 mod serve;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
@@ -45,6 +46,8 @@ enum Cmd {
     Audit(AuditArgs),
     /// Copy a whole store (every version) into an empty one: embedded ⇄ PostgreSQL.
     Copy(copy::CopyArgs),
+    /// FHIR packages (JP Core, JP-CLINS, …): install them, list them.
+    Package(package::PackageArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -272,6 +275,7 @@ fn main() {
             cmd: ClientCmd::List(a),
         }) => client_list(a),
         Cmd::Import(a) => import(a),
+        Cmd::Package(a) => package_cmd(a),
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
     };
@@ -469,6 +473,41 @@ fn import(a: ImportArgs) -> i32 {
         }
     };
     match load::import_paths(&engine, &a.paths, a.jobs.max(1)) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn package_cmd(a: package::PackageArgs) -> i32 {
+    let at = match &a.cmd {
+        package::PackageCmd::Install(i) => &i.at,
+        package::PackageCmd::List(s) => s,
+    };
+    let engine = match open_engine(&at.data, at.store.as_deref(), EngineConfig::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.contains("in use by another issho process") {
+                eprintln!(
+                    "the server is running on this store: install into it over HTTP instead \
+                     (an administrator's token): curl -X POST -H 'Content-Type: application/gzip' \
+                     -H 'Authorization: Bearer TOKEN' --data-binary @FILE.tgz BASE/$install-package"
+                );
+            }
+            return 1;
+        }
+    };
+    let done = match &a.cmd {
+        package::PackageCmd::Install(i) => package::install(&engine, &i.files),
+        package::PackageCmd::List(_) => package::list(&engine),
+    };
+    match done {
         Ok(s) => {
             println!("{s}");
             0

@@ -25,6 +25,7 @@ mod leaks;
 mod matrix;
 mod merge;
 mod oauth;
+mod packages;
 mod postgres_suite;
 mod protocol;
 mod rest;
