@@ -30,6 +30,7 @@ mod rest;
 mod search;
 mod summary;
 mod terminology;
+mod terminology_ops;
 mod transaction;
 mod view;
 mod writes;
@@ -44,6 +45,7 @@ pub use issho_store::{HistoryQuery, HistoryScope, Stored};
 pub use params::{CustomParam, ReindexStatus};
 pub use rest::parse_etag;
 pub use search::{SearchResult, parse_query};
+pub use terminology_ops::{TermInput, TermOp};
 
 /// A fresh id for a response Bundle.
 pub fn new_bundle_id() -> String {
@@ -208,6 +210,8 @@ pub struct Engine {
     gate: Gate,
     config: EngineConfig,
     pages: Arc<pages::PageCache>,
+    /// Indexed code systems (`terminology.rs`).
+    code_systems: Arc<terminology::CodeSystemCache>,
 }
 
 impl Engine {
@@ -231,6 +235,7 @@ impl Engine {
             gate,
             config,
             pages,
+            code_systems: Arc::default(),
         }
     }
 

@@ -66,7 +66,7 @@ fn by_canonical(
 }
 
 /// A short stable hash (FNV-1a) for ids made unique.
-fn short_hash(s: &str) -> String {
+pub(crate) fn short_hash(s: &str) -> String {
     let mut h: u32 = 0x811c_9dc5;
     for b in s.bytes() {
         h ^= b as u32;
@@ -76,7 +76,7 @@ fn short_hash(s: &str) -> String {
 }
 
 /// `s` with every character an id may not hold turned into `-`.
-fn id_chars(s: &str) -> String {
+pub(crate) fn id_chars(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -88,7 +88,7 @@ fn id_chars(s: &str) -> String {
         .collect()
 }
 
-fn clip(id: &str, n: usize) -> String {
+pub(crate) fn clip(id: &str, n: usize) -> String {
     id.chars().take(n).collect()
 }
 

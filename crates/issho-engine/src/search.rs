@@ -101,7 +101,7 @@ pub(crate) fn find(
             status: 400,
             issues,
         })?;
-    let src = crate::terminology::StoreSource { r };
+    let src = crate::terminology::StoreSource { r, cache: None };
     q.resolve_terminology(&mut |m| crate::terminology::resolve(&src, m))
         .map_err(|issues| FhirError {
             status: 400,

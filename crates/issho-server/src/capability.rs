@@ -76,6 +76,31 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                      "documentation": "POST DocumentReference/[id]/$withdraw: the sender takes back a document taken in by POST [base]/Bundle: the reference becomes entered-in-error; the document, its Provenance and referral, and every item no other document carries are deleted."}
                 ]);
             }
+            let validate = json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"});
+            if t == "CodeSystem" {
+                entry["operation"] = json!([validate,
+                    {"name": "lookup", "definition": "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup",
+                     "documentation": "GET or POST CodeSystem/$lookup or CodeSystem/[id]/$lookup (code, system, version, coding, displayLanguage or Accept-Language, property): name, version, display, definition, designations and properties with parent and child."},
+                    {"name": "validate-code", "definition": "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code",
+                     "documentation": "CodeSystem/$validate-code (url, code, version, display, coding, codeableConcept): result, message, display; JLAC10, YJ, HOT and MEDIS disease codes are checked by their format where the content is not loaded."},
+                    {"name": "subsumes", "definition": "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes",
+                     "documentation": "CodeSystem/$subsumes (codeA, codeB, system, version, codingA, codingB): equivalent, subsumes, subsumed-by or not-subsumed."}
+                ]);
+            }
+            if t == "ValueSet" {
+                entry["operation"] = json!([validate,
+                    {"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand",
+                     "documentation": "ValueSet/$expand or ValueSet/[id]/$expand (url, valueSetVersion, valueSet, filter — words in the code, display or designations, NFKC and kana folded —, offset, count, displayLanguage or Accept-Language, includeDesignations, activeOnly); at most 100,000 codes."},
+                    {"name": "validate-code", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code",
+                     "documentation": "ValueSet/$validate-code (url, valueSetVersion, valueSet, code, system, systemVersion, display, coding, codeableConcept, abstract): result, message, display."}
+                ]);
+            }
+            if t == "ConceptMap" {
+                entry["operation"] = json!([validate,
+                    {"name": "translate", "definition": "http://hl7.org/fhir/OperationDefinition/ConceptMap-translate",
+                     "documentation": "ConceptMap/$translate or ConceptMap/[id]/$translate (url, conceptMapVersion, code, system, coding, codeableConcept, targetsystem, reverse): result, message and each match (equivalence, concept, source)."}
+                ]);
+            }
             if t == "Composition" {
                 entry["operation"] = json!([
                     {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},

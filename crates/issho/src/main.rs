@@ -6,6 +6,7 @@ mod export;
 mod load;
 mod package;
 mod serve;
+mod terminology;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use issho_engine::{Engine, EngineConfig};
@@ -48,6 +49,8 @@ enum Cmd {
     Copy(copy::CopyArgs),
     /// FHIR packages (JP Core, JP-CLINS, …): install them, list them.
     Package(package::PackageArgs),
+    /// Code systems from their files (J-FAGY, JLAC10, YJ, HOT, MEDIS).
+    Terminology(terminology::TerminologyArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -276,6 +279,9 @@ fn main() {
         }) => client_list(a),
         Cmd::Import(a) => import(a),
         Cmd::Package(a) => package_cmd(a),
+        Cmd::Terminology(terminology::TerminologyArgs {
+            cmd: terminology::TerminologyCmd::Import(a),
+        }) => terminology_import(a),
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
     };
@@ -473,6 +479,36 @@ fn import(a: ImportArgs) -> i32 {
         }
     };
     match load::import_paths(&engine, &a.paths, a.jobs.max(1)) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn terminology_import(a: terminology::ImportArgs) -> i32 {
+    let engine = if a.out.is_some() {
+        None
+    } else {
+        match open_engine(&a.at.data, a.at.store.as_deref(), EngineConfig::default()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                if e.contains("in use by another issho process") {
+                    eprintln!(
+                        "the server is running on this store: write the code systems as files \
+                         with --out DIR and PUT them (an administrator's token), or stop the server"
+                    );
+                }
+                return 1;
+            }
+        }
+    };
+    match terminology::import(engine.as_ref(), &a) {
         Ok(s) => {
             println!("{s}");
             0

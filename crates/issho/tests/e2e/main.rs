@@ -36,4 +36,5 @@ mod sharing;
 mod store_synthea;
 mod store_text_and_near;
 mod terminology;
+mod terminology_ops;
 mod tokens;

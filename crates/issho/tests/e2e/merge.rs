@@ -57,15 +57,7 @@ fn setup() -> Signed {
             ),
         ],
     );
-    let put = |r: Value| {
-        let path = format!(
-            "{}/{}",
-            r["resourceType"].as_str().unwrap(),
-            r["id"].as_str().unwrap()
-        );
-        let (st, b) = c.call("admin", "PUT", &path, Some(&r));
-        assert!(st == 200 || st == 201, "{path}: {b}");
-    };
+    let put = |r: Value| c.store_as("admin", &r);
     put(json!({"resourceType": "Organization", "id": "org-a", "name": "A病院"}));
     // The same person registered twice at hospital A (two patient numbers).
     for (id, mrn) in [("dup1", "1001"), ("dup2", "1002")] {

@@ -190,6 +190,11 @@ fn an_administrator_installs_the_japanese_packages_into_a_running_server() {
     assert_eq!(st, 403, "{b}");
     let mut changed = again["entry"][0]["resource"].clone();
     changed["status"] = serde_json::json!("retired");
-    let (st, b) = c.call("doc", "PUT", &format!("StructureDefinition/{id}"), Some(&changed));
+    let (st, b) = c.call(
+        "doc",
+        "PUT",
+        &format!("StructureDefinition/{id}"),
+        Some(&changed),
+    );
     assert_eq!(st, 403, "{b}");
 }

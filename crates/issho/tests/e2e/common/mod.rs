@@ -531,6 +531,16 @@ impl Signed {
             .collect();
         Signed { s, tokens }
     }
+    /// `who` PUTs `r` at its type and id, which must succeed (201 or 200).
+    pub fn store_as(&self, who: &str, r: &Value) {
+        let path = format!(
+            "{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        let (st, b) = self.call(who, "PUT", &path, Some(r));
+        assert!(st == 200 || st == 201, "{path}: {b}");
+    }
     pub fn tok(&self, who: &str) -> &str {
         &self.tokens.iter().find(|(w, _)| *w == who).unwrap().1
     }
