@@ -26,6 +26,7 @@ mod record;
 mod report;
 mod search;
 mod server;
+mod terminology;
 
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,10 @@ pub struct BenchArgs {
     /// only; a third at two institutions, linked by member ID); 0: skip.
     #[arg(long, default_value_t = 0)]
     pub match_persons: usize,
+    /// Also measure `ValueSet/$expand` (a filter), `$validate-code` and `$lookup` over a
+    /// code system of this many concepts, on a fresh store; 0: skip.
+    #[arg(long, default_value_t = 0)]
+    pub terminology_concepts: usize,
     /// Run issho on PostgreSQL: a database (`postgres://USER:PASSWORD@HOST/DB`) in which the
     /// benchmark makes a fresh schema of its own for the run (and one for the import).
     #[arg(long)]
@@ -161,6 +166,27 @@ fn run(a: BenchArgs) -> Result<String, String> {
             ),
             Some(e) => format!("\n`Patient/$match` over {} persons failed: {e}\n", a.match_persons),
         });
+    }
+    if a.terminology_concepts > 0 {
+        let rows = terminology::terminology_at_scale(
+            &issho_bin,
+            &work.join("terminology"),
+            a.terminology_concepts,
+            a.search_reps.max(200),
+        )?;
+        report.push_str(&format!(
+            "\nTerminology over a code system of {} concepts (one client, sequential):\n\n| operation | p50 ms | p95 ms | p99 ms | requests |\n|---|---|---|---|---|\n",
+            a.terminology_concepts
+        ));
+        for m in rows {
+            report.push_str(&match m.error {
+                None => format!(
+                    "| {} | {:.2} | **{:.2}** | {:.2} | {} |\n",
+                    m.name, m.p50, m.p95, m.p99, m.reps
+                ),
+                Some(e) => format!("| {} | failed: {e} | | | |\n", m.name),
+            });
+        }
     }
     if let Some(out) = &a.out {
         write_out(out, &report, &results)?;

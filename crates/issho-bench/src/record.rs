@@ -29,7 +29,7 @@ fn linked_persons(cfg: &issho_demo::DemoConfig) -> Vec<(String, Value)> {
 }
 
 /// Run `reps` requests made by `req(rep)` on one connection; the figures of the operation.
-fn run(
+pub(crate) fn run(
     s: &Server,
     name: &'static str,
     reps: usize,

@@ -27,9 +27,23 @@ pub struct Entry {
     pub designations: Vec<Designation>,
     pub is_abstract: bool,
     pub inactive: bool,
+    /// The code, display and designations folded for text filters, when known.
+    pub folded: Option<std::sync::Arc<str>>,
 }
 
 impl Entry {
+    /// True when `f` matches the code, the display or a designation.
+    pub fn matches(&self, f: &crate::text::Filter) -> bool {
+        match &self.folded {
+            Some(t) => f.matches_folded(t),
+            None => f.matches(
+                std::iter::once(self.code.as_str())
+                    .chain(self.display.as_deref())
+                    .chain(self.designations.iter().map(|d| d.value.as_str())),
+            ),
+        }
+    }
+
     fn of(cs: &CodeSystem, c: &Concept, lang: Option<&str>) -> Entry {
         Entry {
             system: cs.url.clone(),
@@ -39,6 +53,7 @@ impl Entry {
             designations: c.designations.clone(),
             is_abstract: c.is_abstract(),
             inactive: c.is_inactive(),
+            folded: Some(c.folded.clone()),
         }
     }
 
@@ -51,6 +66,7 @@ impl Entry {
             designations: Vec::new(),
             is_abstract: false,
             inactive: false,
+            folded: None,
         }
     }
 
@@ -262,6 +278,8 @@ fn component(src: &dyn Source, inc: &Value, o: &Options, depth: usize) -> Result
                     Some((cs, k)) => Entry::of(cs, k, o.lang.as_deref()),
                     None => Entry::bare(system, code),
                 };
+                // Its own display and designations change what a filter matches.
+                e.folded = None;
                 // The value set's own display and designations come first.
                 let listed: Vec<Designation> = c["designation"]
                     .as_array()

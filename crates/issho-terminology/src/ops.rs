@@ -345,13 +345,7 @@ pub fn expand_value_set(
     }
     let filter = p.str("filter").map(Filter::new);
     if let Some(f) = filter.as_ref().filter(|f| !f.is_empty()) {
-        entries.retain(|e| {
-            f.matches(
-                std::iter::once(e.code.as_str())
-                    .chain(e.display.as_deref())
-                    .chain(e.designations.iter().map(|d| d.value.as_str())),
-            )
-        });
+        entries.retain(|e| e.matches(f));
     }
     let total = entries.len();
     let offset = p.count("offset")?.unwrap_or(0);

@@ -59,6 +59,8 @@ pub struct Concept {
     pub designations: Vec<Designation>,
     /// `property` entries as given (`code` and one `value[x]`).
     pub properties: Vec<Value>,
+    /// The code, display and designations folded for text filters (`text::fold`), once.
+    pub folded: std::sync::Arc<str>,
 }
 
 impl Concept {
@@ -165,17 +167,25 @@ impl CodeSystem {
             }
             if !self.by_code.contains_key(code) {
                 self.by_code.insert(code.to_string(), self.concepts.len());
+                let display = c["display"].as_str().map(str::to_string);
+                let designations: Vec<Designation> = c["designation"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Designation::of)
+                    .collect();
+                let folded = crate::text::fold_all(
+                    std::iter::once(code)
+                        .chain(display.as_deref())
+                        .chain(designations.iter().map(|d| d.value.as_str())),
+                );
                 self.concepts.push(Concept {
                     code: code.to_string(),
-                    display: c["display"].as_str().map(str::to_string),
+                    display,
                     definition: c["definition"].as_str().map(str::to_string),
-                    designations: c["designation"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Designation::of)
-                        .collect(),
+                    designations,
                     properties,
+                    folded,
                 });
             }
             self.walk(&c["concept"], Some(code), links);

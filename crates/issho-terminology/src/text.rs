@@ -16,6 +16,16 @@ pub fn fold(s: &str) -> String {
         .collect()
 }
 
+/// Texts folded into one, separated so that no word spans two of them.
+pub fn fold_all<'a>(texts: impl Iterator<Item = &'a str>) -> std::sync::Arc<str> {
+    let mut out = String::new();
+    for t in texts {
+        out.push_str(&fold(t));
+        out.push('\u{1f}');
+    }
+    out.into()
+}
+
 /// A parsed filter: its words, folded.
 #[derive(Debug, Clone)]
 pub struct Filter(Vec<String>);
@@ -27,6 +37,11 @@ impl Filter {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// True when every word is in `folded` (from [`fold_all`]).
+    pub fn matches_folded(&self, folded: &str) -> bool {
+        self.0.iter().all(|w| folded.contains(w.as_str()))
     }
 
     /// True when every word is in one of `texts`.
