@@ -104,7 +104,7 @@ pub fn terminology_at_scale(
         ),
         run(&s, "ValueSet/$validate-code (10,000 codes)", reps, |rep| {
             let k = (rep * 7_919) % concepts;
-            let code = if k % 100 == 0 {
+            let code = if k.is_multiple_of(100) {
                 format!("G{:03}", k / 100)
             } else {
                 format!("L{k:05}")
@@ -117,7 +117,7 @@ pub fn terminology_at_scale(
         }),
         run(&s, "CodeSystem/$lookup (10,000 codes)", reps, |rep| {
             let k = 1 + (rep * 7_919) % (concepts - 1);
-            let code = if k % 100 == 0 {
+            let code = if k.is_multiple_of(100) {
                 format!("G{:03}", k / 100)
             } else {
                 format!("L{k:05}")
