@@ -1,0 +1,364 @@
+//! The rules of one element on one value: fixed and pattern values, type, reference targets,
+//! bindings, invariants; and an extension's context.
+
+use crate::Run;
+use crate::profile::{Profile, fixed_or_pattern, type_codes, type_profiles};
+use crate::walk::Here;
+use issho_fhirpath::Expr;
+use issho_model::{IssueType, Severity};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// Exact equality (`fixed[x]`): the same JSON, numbers by value.
+pub(crate) fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x.to_string().parse::<f64>().ok() == y.to_string().parse::<f64>().ok()
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| equal(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+/// `pattern[x]`: every property of the pattern is in the value (arrays: each pattern item
+/// matches some item of the value).
+pub(crate) fn pattern(value: &Value, pat: &Value) -> bool {
+    match (value, pat) {
+        (Value::Object(v), Value::Object(p)) => p
+            .iter()
+            .all(|(k, pv)| v.get(k).is_some_and(|vv| pattern(vv, pv))),
+        (Value::Array(v), Value::Array(p)) => p.iter().all(|pv| v.iter().any(|vv| pattern(vv, pv))),
+        (v, Value::Array(p)) => p.len() == 1 && pattern(v, &p[0]),
+        _ => equal(value, pat),
+    }
+}
+
+/// The rules of element `e` (of profile `p`) for the value `here`.
+pub(crate) fn value_rules(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) {
+    if let Some((fixed, x)) = fixed_or_pattern(e) {
+        let ok = if fixed {
+            equal(here.value, x)
+        } else {
+            pattern(here.value, x)
+        };
+        if !ok {
+            run.report(
+                Severity::Error,
+                IssueType::Value,
+                &here.at,
+                format!(
+                    "{}: {}: must {} {} ({})",
+                    p.name,
+                    here.at,
+                    if fixed { "be" } else { "match the pattern" },
+                    x,
+                    e["id"].as_str().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if let Some(t) = &here.type_ {
+        let allowed = type_codes(e);
+        if !allowed.is_empty()
+            && !allowed.iter().any(|a| a.eq_ignore_ascii_case(t))
+            && e["path"].as_str().is_some_and(|x| x.ends_with("[x]"))
+        {
+            run.report(
+                Severity::Error,
+                IssueType::Structure,
+                &here.at,
+                format!(
+                    "{}: {}: type {t} is not allowed here (allowed: {})",
+                    p.name,
+                    here.at,
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    target_profiles(run, p, e, here);
+    binding(run, p, e, here);
+    invariants(run, p, e, here, root);
+}
+
+/// A Reference's target must be of a type its `targetProfile`s allow.
+fn target_profiles(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
+    let targets = type_profiles(e, "targetProfile");
+    let Some(r) = here.value["reference"].as_str() else {
+        return;
+    };
+    if targets.is_empty() || r.starts_with('#') || r.starts_with("urn:") {
+        return;
+    }
+    let Some(rt) = r.split('/').rev().nth(1) else {
+        return;
+    };
+    let types: Vec<String> = targets
+        .iter()
+        .map(|u| match run.defs.profile(u) {
+            Some(pp) => pp.type_.clone(),
+            None => u.rsplit('/').next().unwrap_or_default().to_string(),
+        })
+        .collect();
+    if !types.iter().any(|t| t == rt || t == "Resource") {
+        run.report(
+            Severity::Error,
+            IssueType::Structure,
+            &here.at,
+            format!(
+                "{}: {}: refers to a {rt}, where {} is required",
+                p.name,
+                here.at,
+                types.join(" or ")
+            ),
+        );
+    }
+}
+
+/// The codes of a value to check against a binding: (system, code).
+fn codings(v: &Value) -> Vec<(Option<String>, String)> {
+    match v {
+        Value::String(s) => vec![(None, s.clone())],
+        Value::Object(o) if o.contains_key("coding") => o["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((
+                    c["system"].as_str().map(str::to_string),
+                    c["code"].as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+        Value::Object(o) if o.contains_key("code") => {
+            vec![(
+                o.get("system").and_then(Value::as_str).map(str::to_string),
+                o["code"].as_str().unwrap_or_default().to_string(),
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `v` is in the value set bound to `e` (`None`: cannot tell — the value set or its
+/// code systems are not here).
+pub(crate) fn in_binding(run: &mut Run, e: &Value, v: &Value) -> Option<bool> {
+    let vs = e["binding"]["valueSet"].as_str()?;
+    let codes = codings(v);
+    if codes.is_empty() {
+        return Some(false);
+    }
+    if !run.expansions.contains_key(vs) {
+        let o = issho_terminology::expand::Options {
+            limit: 100_000,
+            lang: None,
+        };
+        let got = issho_terminology::expand::expand(run.terminology, vs, &o)
+            .map(|x| {
+                x.entries
+                    .into_iter()
+                    .map(|e| (e.system, e.code))
+                    .collect::<HashSet<_>>()
+            })
+            .map_err(|i| i.diagnostics);
+        run.expansions.insert(vs.to_string(), got);
+    }
+    let set = run.expansions.get(vs)?.as_ref().ok()?;
+    Some(codes.iter().any(|(s, c)| match s {
+        Some(s) => set.contains(&(s.clone(), c.clone())),
+        None => set.iter().any(|(_, x)| x == c),
+    }))
+}
+
+fn binding(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
+    let strength = e["binding"]["strength"].as_str().unwrap_or_default();
+    if !matches!(strength, "required" | "extensible") || e["binding"]["valueSet"].as_str().is_none()
+    {
+        return;
+    }
+    // Only coded values (a code, Coding, CodeableConcept, Quantity with a code).
+    if codings(here.value).is_empty() && !here.value.is_string() {
+        if strength == "required"
+            && here.value.get("coding").is_none()
+            && here.value.get("text").is_some()
+        {
+            // A CodeableConcept with text only.
+        } else {
+            return;
+        }
+    }
+    let vs = e["binding"]["valueSet"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    match in_binding(run, e, here.value) {
+        Some(true) => {}
+        Some(false) => {
+            let shown: Vec<String> = codings(here.value)
+                .into_iter()
+                .map(|(s, c)| match s {
+                    Some(s) => format!("{s}|{c}"),
+                    None => c,
+                })
+                .collect();
+            run.report(
+                if strength == "required" {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                IssueType::CodeInvalid,
+                &here.at,
+                format!(
+                    "{}: {}: {} is not in the value set {vs} ({strength} binding)",
+                    p.name,
+                    here.at,
+                    if shown.is_empty() {
+                        "no code".to_string()
+                    } else {
+                        shown.join(", ")
+                    }
+                ),
+            );
+        }
+        None => {
+            let why = run
+                .expansions
+                .get(&vs)
+                .and_then(|r| r.as_ref().err().cloned())
+                .unwrap_or_default();
+            run.report(
+                Severity::Information,
+                IssueType::NotSupported,
+                &here.at,
+                format!(
+                    "{}: {}: the {strength} binding to {vs} was not checked: {why}",
+                    p.name, here.at
+                ),
+            );
+        }
+    }
+}
+
+thread_local! {
+    static PARSED: RefCell<HashMap<String, Option<Rc<Expr>>>> = RefCell::new(HashMap::new());
+}
+
+/// An expression parsed once per thread.
+fn parsed(src: &str) -> Option<Rc<Expr>> {
+    PARSED.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > 20_000 {
+            m.clear();
+        }
+        m.entry(src.to_string())
+            .or_insert_with(|| issho_fhirpath::parse(src).ok().map(Rc::new))
+            .clone()
+    })
+}
+
+/// The element's invariants, evaluated on the value (the focus) with `%resource` the
+/// resource it is in.
+fn invariants(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) {
+    let list = match e["constraint"].as_array() {
+        Some(l) if !l.is_empty() => l,
+        _ => return,
+    };
+    let ctx = issho_fhirpath::Context {
+        resource: Some(root),
+        ..Default::default()
+    };
+    // The focus: the value's node, reached from the resource by its relative path.
+    let focus = if here.rel.is_empty() {
+        None
+    } else {
+        match parsed(&here.rel) {
+            Some(loc) => match issho_fhirpath::evaluate(&loc, root, &ctx) {
+                Ok(items) if items.len() == 1 => Some(items),
+                _ => return,
+            },
+            None => return,
+        }
+    };
+    for c in list {
+        let (Some(key), Some(expr)) = (c["key"].as_str(), c["expression"].as_str()) else {
+            continue;
+        };
+        let Some(x) = parsed(expr) else { continue };
+        let got = match &focus {
+            None => issho_fhirpath::evaluate(&x, root, &ctx),
+            Some(items) => issho_fhirpath::evaluate_items(&x, items, root, &ctx),
+        };
+        let holds = match got {
+            Ok(items) => !(items.len() == 1 && items[0].to_json() == Value::Bool(false)),
+            // An expression this evaluator cannot run is not a violation.
+            Err(_) => true,
+        };
+        if !holds {
+            let severity = if c["severity"] == "warning" {
+                Severity::Warning
+            } else {
+                Severity::Error
+            };
+            run.report(
+                severity,
+                IssueType::Invariant,
+                &here.at,
+                format!(
+                    "{}: {}: {key} failed: {} ({expr})",
+                    p.name,
+                    here.at,
+                    c["human"].as_str().unwrap_or("invariant")
+                ),
+            );
+        }
+    }
+}
+
+/// An extension used on element `parent` (its definition) must be allowed there by its
+/// definition's `context`.
+pub(crate) fn extension_context(run: &mut Run, url: &str, parent: &Value, at: &str) {
+    let Some(ext) = run.defs.profile(url) else {
+        return;
+    };
+    if ext.context.is_empty() {
+        return;
+    }
+    let path = parent["path"].as_str().unwrap_or_default();
+    let types = type_codes(parent);
+    let ok = ext.context.iter().any(|(kind, x)| match kind.as_str() {
+        "element" => {
+            matches!(
+                x.as_str(),
+                "Element" | "Resource" | "DomainResource" | "Base"
+            ) || x == path
+                || path.starts_with(&format!("{x}."))
+                || types.iter().any(|t| t == x)
+                || x.split('.').next() == path.split('.').next()
+                    && x.ends_with(path.rsplit('.').next().unwrap_or(""))
+        }
+        "extension" => true,
+        "fhirpath" => true,
+        _ => true,
+    });
+    if !ok {
+        let allowed: Vec<&str> = ext.context.iter().map(|(_, x)| x.as_str()).collect();
+        run.report(
+            Severity::Error,
+            IssueType::Extension,
+            at,
+            format!(
+                "{}: {at}: the extension may not be used on {path} (its contexts: {})",
+                ext.name,
+                allowed.join(", ")
+            ),
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! A StructureDefinition's snapshot as a tree of element definitions: for each element its
+//! children, grouped by name, with each group's slices (ids `Parent.name:slice`).
+
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// One StructureDefinition, indexed.
+#[derive(Debug)]
+pub struct Profile {
+    pub url: String,
+    /// `name` (or the url's last segment), for messages.
+    pub name: String,
+    /// The type it constrains (`Patient`, `Extension`, …).
+    pub type_: String,
+    /// `context` of an extension definition: (type, expression).
+    pub context: Vec<(String, String)>,
+    pub elements: Vec<Value>,
+    /// For each element: its child groups (a base element and its slices), in order.
+    children: Vec<Vec<Group>>,
+}
+
+/// A child element and its slices.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The element's name (`name`, `value[x]`).
+    pub name: String,
+    pub base: usize,
+    pub slices: Vec<usize>,
+}
+
+impl Profile {
+    /// Indexes a StructureDefinition; `None` when it has no snapshot (generating one from the
+    /// differential is not yet done).
+    pub fn of(sd: &Value) -> Option<Profile> {
+        let elements: Vec<Value> = sd["snapshot"]["element"].as_array()?.clone();
+        if elements.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = elements
+            .iter()
+            .map(|e| {
+                e["id"]
+                    .as_str()
+                    .or_else(|| e["path"].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let by_id: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut children: Vec<Vec<Group>> = vec![Vec::new(); elements.len()];
+        for (i, id) in ids.iter().enumerate().skip(1) {
+            let Some(dot) = last_dot(id) else { continue };
+            let (parent, name) = (&id[..dot], &id[dot + 1..]);
+            let Some(&p) = by_id.get(parent) else {
+                continue;
+            };
+            let (base, slice) = match name.split_once(':') {
+                Some((b, s)) => (b, Some(s)),
+                None => (name, None),
+            };
+            let groups = &mut children[p];
+            match slice {
+                None => groups.push(Group {
+                    name: base.to_string(),
+                    base: i,
+                    slices: Vec::new(),
+                }),
+                // Reslices (`name:slice/reslice`) are slices of the slice: not yet told apart.
+                Some(s) if s.contains('/') => {}
+                Some(_) => match groups.iter_mut().rev().find(|g| g.name == base) {
+                    Some(g) => g.slices.push(i),
+                    None => groups.push(Group {
+                        name: base.to_string(),
+                        base: i,
+                        slices: Vec::new(),
+                    }),
+                },
+            }
+        }
+        let url = sd["url"].as_str().unwrap_or_default().to_string();
+        Some(Profile {
+            name: sd["name"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or_default().to_string()),
+            url,
+            type_: sd["type"].as_str().unwrap_or_default().to_string(),
+            context: sd["context"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    Some((
+                        c["type"].as_str()?.to_string(),
+                        c["expression"].as_str()?.to_string(),
+                    ))
+                })
+                .collect(),
+            elements,
+            children,
+        })
+    }
+
+    pub fn children(&self, i: usize) -> &[Group] {
+        &self.children[i]
+    }
+
+    /// The element whose id is `id`.
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.elements
+            .iter()
+            .position(|e| e["id"].as_str().or_else(|| e["path"].as_str()) == Some(id))
+    }
+
+    pub fn id(&self, i: usize) -> &str {
+        self.elements[i]["id"]
+            .as_str()
+            .or_else(|| self.elements[i]["path"].as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// The last `.` of an id that separates elements (not one inside a slice name after `:`…
+/// slice names hold no dots, so the last dot is it).
+fn last_dot(id: &str) -> Option<usize> {
+    id.rfind('.')
+}
+
+/// The type codes an element allows.
+pub fn type_codes(e: &Value) -> Vec<&str> {
+    e["type"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["code"].as_str())
+        .collect()
+}
+
+/// The `profile`s (or `targetProfile`s) of an element's types.
+pub fn type_profiles<'a>(e: &'a Value, key: &str) -> Vec<&'a str> {
+    e["type"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t[key].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The element's `fixed[x]` or `pattern[x]`: (is fixed, value).
+pub fn fixed_or_pattern(e: &Value) -> Option<(bool, &Value)> {
+    let o = e.as_object()?;
+    o.iter()
+        .find(|(k, _)| k.starts_with("fixed"))
+        .map(|(_, v)| (true, v))
+        .or_else(|| {
+            o.iter()
+                .find(|(k, _)| k.starts_with("pattern"))
+                .map(|(_, v)| (false, v))
+        })
+}
+
+/// `max` as a number (`None` for `*`).
+pub fn max_of(e: &Value) -> Option<usize> {
+    match e["max"].as_str() {
+        Some("*") | None => None,
+        Some(m) => m.parse().ok(),
+    }
+}
+
+pub fn min_of(e: &Value) -> usize {
+    e["min"].as_u64().unwrap_or(0) as usize
+}
