@@ -26,6 +26,7 @@ mod owner;
 mod packages;
 mod pages;
 mod params;
+mod profiles;
 mod rest;
 mod search;
 mod summary;
@@ -165,6 +166,12 @@ pub struct EngineConfig {
     /// Refuse (409) a MedicationRequest that conflicts with the person's drug allergies,
     /// contraindicated drugs or current prescriptions; by default it is written with warnings.
     pub refuse_conflicting_orders: bool,
+    /// Profiles every resource of a type must meet (type, canonical url), beside those in
+    /// its `meta.profile` (`profiles.rs`).
+    pub required_profiles: Vec<(String, String)>,
+    /// A profile named in `meta.profile` that is not installed refuses the write (otherwise
+    /// it is a warning).
+    pub unknown_profiles_are_errors: bool,
 }
 
 impl Default for EngineConfig {
@@ -180,6 +187,8 @@ impl Default for EngineConfig {
             break_glass_for: std::time::Duration::from_secs(break_glass::BREAK_GLASS_SECONDS),
             consent_policy: ConsentPolicy::default(),
             refuse_conflicting_orders: false,
+            required_profiles: Vec::new(),
+            unknown_profiles_are_errors: false,
         }
     }
 }
@@ -212,6 +221,8 @@ pub struct Engine {
     pages: Arc<pages::PageCache>,
     /// Indexed code systems (`terminology.rs`).
     code_systems: Arc<terminology::CodeSystemCache>,
+    /// Indexed profiles (`profiles.rs`).
+    profiles: Arc<profiles::ProfileCache>,
 }
 
 impl Engine {
@@ -236,6 +247,7 @@ impl Engine {
             config,
             pages,
             code_systems: Arc::default(),
+            profiles: Arc::default(),
         }
     }
 
@@ -245,14 +257,21 @@ impl Engine {
 
     /// Validate a resource for `$validate` or a write: structure and the resource type named by
     /// the URL. Returns all issues (errors and warnings).
+    /// `$validate`: the R4 structure, then the profiles (its `meta.profile`, the required
+    /// ones, and `profile`, which must be installed).
     pub fn validate(
         &self,
         ctx: &AccessContext,
         resource_type: Option<&str>,
         resource: &Value,
+        profile: Option<&str>,
     ) -> Result<Vec<Issue>> {
         self.gate.check(ctx, Action::Operation, resource_type)?;
-        Ok(check_resource(resource_type, resource, true, false))
+        let mut issues = check_resource(resource_type, resource, true, false);
+        if !issues.iter().any(Issue::is_error) {
+            issues.extend(self.profile_issues(&self.as_stored(resource), profile)?);
+        }
+        Ok(issues)
     }
 }
 

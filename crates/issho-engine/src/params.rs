@@ -27,6 +27,8 @@ pub(crate) struct SearchIndexer {
     dirty: AtomicBool,
     /// Incremented whenever the set of pending keys is redefined.
     generation: AtomicU64,
+    /// Incremented when a StructureDefinition is written (the profiles may change).
+    pub(crate) conformance: AtomicU64,
 }
 
 thread_local! {
@@ -41,6 +43,9 @@ impl issho_store::Observer for SearchIndexer {
     fn changed(&self, resource_type: &str) {
         match resource_type {
             "SearchParameter" => self.dirty.store(true, Ordering::SeqCst),
+            "StructureDefinition" => {
+                self.conformance.fetch_add(1, Ordering::SeqCst);
+            }
             rt if crate::view::decides_access(rt) => CARE_TOUCHED.with(|c| c.set(true)),
             _ => {}
         }

@@ -100,9 +100,12 @@ impl Engine {
     }
 
     fn prepare_write(&self, resource_type: &str, resource: &Value) -> Result<Vec<Issue>> {
-        let issues = check_resource(Some(resource_type), resource, self.config.validate, false);
+        let mut issues = check_resource(Some(resource_type), resource, self.config.validate, false);
         if let Some(e) = errors_only(issues.clone()) {
             return Err(e);
+        }
+        if self.config.validate {
+            issues.extend(self.check_profiles(resource)?);
         }
         Ok(issues)
     }

@@ -67,7 +67,12 @@ impl StoreSource<'_> {
     }
 
     /// The stored resource with this url (and version); the newest version when several.
-    fn stored_by_url(&self, rt: &str, url: &str, version: Option<&str>) -> Option<Stored> {
+    pub(crate) fn stored_by_url(
+        &self,
+        rt: &str,
+        url: &str,
+        version: Option<&str>,
+    ) -> Option<Stored> {
         let url = escape(url);
         let mut found = match version {
             Some(v) => self.search(rt, &[("url", &url), ("version", &escape(v))], 50),

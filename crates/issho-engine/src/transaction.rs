@@ -168,6 +168,7 @@ impl Engine {
                             },
                         ));
                     }
+                    self.check_profiles(r).map_err(|err| prefix(e, err))?;
                 }
             }
         }

@@ -534,7 +534,14 @@ async fn dispatch(
         }
         ("POST", [t, "$validate"]) | ("POST", [t, _, "$validate"]) => {
             let input = parse_json(headers, &body, false)?;
-            let (resource, mode) = validate_input(input)?;
+            let (resource, mode, profile) = validate_input(input)?;
+            // `profile` may also come in the query (`$validate?profile=URL`).
+            let profile = profile.or_else(|| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == "profile")
+                    .map(|(_, v)| v.clone())
+            });
             let t = t.to_string();
             if let Some(id) = seg.get(1).filter(|_| seg.len() == 3) {
                 if mode.as_deref() == Some("delete") {
@@ -566,7 +573,9 @@ async fn dispatch(
                     "$validate needs a resource (the body, or a 'resource' parameter)",
                 ));
             };
-            let issues = blocking(move || engine.validate(&ctx, Some(&t), &resource)).await?;
+            let issues =
+                blocking(move || engine.validate(&ctx, Some(&t), &resource, profile.as_deref()))
+                    .await?;
             let issues = if issues.is_empty() {
                 vec![Issue::information("validation passed: no issues")]
             } else {

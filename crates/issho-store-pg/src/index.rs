@@ -147,18 +147,39 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 /// issho's tokens (space-separated) as a `tsvector` literal with their positions, so that a
-/// phrase (`<->`) matches tokens that follow each other (positions stop at PostgreSQL's
-/// largest, 16383).
+/// phrase (`<->`) matches tokens that follow each other. Within PostgreSQL's limits: each
+/// token once with its positions (at most 256, none past 16383), and a literal under 1 MB —
+/// the tokens of a larger text (a StructureDefinition of JP-CLINS has 1 MB of them) past that
+/// are not indexed, which the embedded store's full-text index has no need to do.
 pub(crate) fn tsvector_text(tokens: &str) -> String {
-    let mut out = String::new();
+    const MAX_LITERAL: usize = 1_000_000;
+    const MAX_POSITIONS: usize = 256;
+    let mut order: Vec<&str> = Vec::new();
+    let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, t) in tokens.split(' ').filter(|t| !t.is_empty()).enumerate() {
+        let pos = (i + 1).min(16383);
+        let p = positions.entry(t).or_insert_with(|| {
+            order.push(t);
+            Vec::new()
+        });
+        if p.len() < MAX_POSITIONS && p.last() != Some(&pos) {
+            p.push(pos);
+        }
+    }
+    let mut out = String::new();
+    for t in order {
+        let mut one = String::from('\'');
+        one.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
+        one.push_str("':");
+        let ps: Vec<String> = positions[t].iter().map(usize::to_string).collect();
+        one.push_str(&ps.join(","));
+        if out.len() + one.len() + 1 > MAX_LITERAL {
+            break;
+        }
         if !out.is_empty() {
             out.push(' ');
         }
-        let pos = (i + 1).min(16383);
-        out.push('\'');
-        out.push_str(&t.replace('\\', "\\\\").replace('\'', "''"));
-        out.push_str(&format!("':{pos}"));
+        out.push_str(&one);
     }
     out
 }
@@ -541,6 +562,15 @@ mod tests {
             "'型糖':1 '糖尿':2 '尿病':3 '病':4"
         );
         assert_eq!(tsvector_text(""), "");
+        assert_eq!(tsvector_text("a b a"), "'a':1,3 'b':2");
+        // A huge text stays under PostgreSQL's 1 MB literal.
+        let huge: String = (0..400_000).map(|i| format!("w{i} ")).collect();
+        let t = tsvector_text(&huge);
+        assert!(
+            t.len() <= 1_000_000 && t.starts_with("'w0':1 'w1':2"),
+            "{}",
+            t.len()
+        );
         assert_eq!(tsvector_text("it's a\\b"), "'it''s':1 'a\\\\b':2");
     }
 

@@ -56,6 +56,26 @@ pub(crate) struct ServeArgs {
     /// contraindicated drugs or current prescriptions, instead of writing it with warnings.
     #[arg(long, env = "ISSHO_REFUSE_CONFLICTING_ORDERS")]
     refuse_conflicting_orders: bool,
+    /// Every resource of TYPE must meet the profile URL (an installed StructureDefinition),
+    /// whatever its meta.profile says: `--require-profile Patient=http://…/JP_Patient`.
+    #[arg(long, env = "ISSHO_REQUIRE_PROFILE", value_delimiter = ',', value_parser = type_and_url)]
+    require_profile: Vec<(String, String)>,
+    /// A profile named in a resource's meta.profile that is not installed refuses the write
+    /// (without it: a warning in the answer).
+    #[arg(long, env = "ISSHO_UNKNOWN_PROFILES_ARE_ERRORS")]
+    unknown_profiles_are_errors: bool,
+}
+
+/// `TYPE=URL` of `--require-profile`.
+fn type_and_url(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((t, u)) if issho_model::r4().is_resource_type(t) && !u.is_empty() => {
+            Ok((t.to_string(), u.to_string()))
+        }
+        _ => Err(format!(
+            "'{s}' is not TYPE=URL (a resource type and a profile's canonical URL)"
+        )),
+    }
 }
 
 /// `--consent-policy`.
@@ -82,6 +102,8 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
             validate: !a.no_validate,
             consent_policy: a.consent_policy.into(),
             refuse_conflicting_orders: a.refuse_conflicting_orders,
+            required_profiles: a.require_profile.clone(),
+            unknown_profiles_are_errors: a.unknown_profiles_are_errors,
             ..Default::default()
         },
     ) {

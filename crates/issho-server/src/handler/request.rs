@@ -278,7 +278,10 @@ pub(super) fn parse_patch(headers: &HeaderMap, body: &Bytes) -> Result<Patch, Fh
 }
 
 /// `$validate` input: a resource, or Parameters with `resource` and `mode`.
-pub(super) fn validate_input(input: Value) -> Result<(Option<Value>, Option<String>), FhirError> {
+/// `$validate`'s input: the resource, the mode and the profile.
+pub(super) type ValidateInput = (Option<Value>, Option<String>, Option<String>);
+
+pub(super) fn validate_input(input: Value) -> Result<ValidateInput, FhirError> {
     if input.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
         let params = input
             .get("parameter")
@@ -287,6 +290,7 @@ pub(super) fn validate_input(input: Value) -> Result<(Option<Value>, Option<Stri
             .unwrap_or_default();
         let mut resource = None;
         let mut mode = None;
+        let mut profile = None;
         for p in params {
             match p.get("name").and_then(Value::as_str) {
                 Some("resource") => resource = p.get("resource").cloned(),
@@ -303,15 +307,12 @@ pub(super) fn validate_input(input: Value) -> Result<(Option<Value>, Option<Stri
                         .or(p.get("valueCanonical"))
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    if !prof.starts_with("http://hl7.org/fhir/StructureDefinition/") {
-                        return Err(FhirError::new(
-                            400,
-                            IssueType::NotSupported,
-                            format!(
-                                "profile '{prof}' is not known to this server (only the R4 base definitions are loaded)"
-                            ),
+                    if prof.is_empty() {
+                        return Err(FhirError::bad_request(
+                            "the profile parameter needs a valueUri or valueCanonical",
                         ));
                     }
+                    profile = Some(prof.to_string());
                 }
                 _ => {}
             }
@@ -323,7 +324,7 @@ pub(super) fn validate_input(input: Value) -> Result<(Option<Value>, Option<Stri
                 "$validate mode must be create, update or delete (not '{m}')"
             )));
         }
-        return Ok((resource, mode));
+        return Ok((resource, mode, profile));
     }
-    Ok((Some(input), None))
+    Ok((Some(input), None, None))
 }

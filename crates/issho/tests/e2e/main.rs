@@ -27,6 +27,7 @@ mod merge;
 mod oauth;
 mod packages;
 mod postgres_suite;
+mod profiles;
 mod protocol;
 mod rest;
 mod search;
