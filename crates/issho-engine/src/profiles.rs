@@ -145,7 +145,11 @@ impl Engine {
         }
         if wanted.is_empty() && inner {
             // No profile of its own: its entries' and contained resources' profiles.
-            out.extend(inner_profiles(resource, &defs, &terminology));
+            out.extend(issho_profiles::validate_inner(
+                resource,
+                &defs,
+                &terminology,
+            ));
         }
         let _: &dyn StoreRead = &*r;
         Ok(out)
@@ -224,54 +228,4 @@ impl Engine {
             .filter(|i| i.severity == issho_model::Severity::Warning)
             .collect())
     }
-}
-
-/// The issues of the resources inside a Bundle or a resource with contained ones, against
-/// their own `meta.profile`s (issho-profiles does this after a profile of the whole).
-fn inner_profiles(
-    resource: &Value,
-    defs: &StoreDefinitions,
-    terminology: &StoreSource,
-) -> Vec<Issue> {
-    let rt = resource["resourceType"].as_str().unwrap_or_default();
-    let inner: Vec<(String, &Value)> = resource["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(k, e)| (format!("{rt}.entry[{k}].resource"), &e["resource"]))
-        .chain(
-            resource["contained"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .enumerate()
-                .map(|(k, c)| (format!("{rt}.contained[{k}]"), c)),
-        )
-        .collect();
-    let mut out = Vec::new();
-    for (at, r) in inner {
-        for url in r["meta"]["profile"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if is_base(url) || issho_profiles::Definitions::profile(defs, url).is_none() {
-                continue;
-            }
-            for i in issho_profiles::validate(r, url, defs, terminology) {
-                let at_inner = i.expression.clone().map(|e| {
-                    format!(
-                        "{at}{}",
-                        e.trim_start_matches(r["resourceType"].as_str().unwrap_or(""))
-                    )
-                });
-                let mut i = i;
-                i.expression = at_inner.or(Some(at.clone()));
-                out.push(i);
-            }
-        }
-    }
-    out
 }

@@ -95,8 +95,36 @@ pub fn validate<'a>(
         .unwrap_or("Resource")
         .to_string();
     walk::against(&mut run, resource, url, &rt, "", resource);
-    // A Bundle's entries and contained resources against their own profiles.
-    let inner = resource["entry"]
+    inner(&mut run, resource, &rt);
+    run.issues
+}
+
+/// The resources inside `resource` (a Bundle's entries, contained resources) against their
+/// own installed `meta.profile`s.
+pub fn validate_inner<'a>(
+    resource: &'a Value,
+    defs: &'a dyn Definitions,
+    terminology: &'a dyn issho_terminology::Source,
+) -> Vec<Issue> {
+    let mut run = Run {
+        defs,
+        terminology,
+        issues: Vec::new(),
+        seen: HashSet::new(),
+        expansions: HashMap::new(),
+        depth: 0,
+        bundle: (resource["resourceType"] == "Bundle").then_some(resource),
+    };
+    let rt = resource["resourceType"]
+        .as_str()
+        .unwrap_or("Resource")
+        .to_string();
+    inner(&mut run, resource, &rt);
+    run.issues
+}
+
+fn inner(run: &mut Run, resource: &Value, rt: &str) {
+    let inner: Vec<(String, &Value)> = resource["entry"]
         .as_array()
         .into_iter()
         .flatten()
@@ -110,17 +138,16 @@ pub fn validate<'a>(
                 .enumerate()
                 .map(|(k, c)| (format!("{rt}.contained[{k}]"), c)),
         )
-        .collect::<Vec<_>>();
+        .collect();
     for (at, r) in inner {
         for p in r["meta"]["profile"].as_array().into_iter().flatten() {
             if let Some(p) = p.as_str()
-                && defs.profile(p).is_some()
+                && run.defs.profile(p).is_some()
             {
-                walk::against(&mut run, r, p, &at, "", r);
+                walk::against(run, r, p, &at, "", r);
             }
         }
     }
-    run.issues
 }
 
 /// The issues that are errors.

@@ -27,14 +27,7 @@ fn start(shared: &Path, config: issho_engine::EngineConfig) -> Signed {
         ],
     );
     for f in ["jp-core.r4-1.1.2.tgz", "jp-clins.r4-1.5.2.tgz"] {
-        let r =
-            c.s.req("POST", "$install-package")
-                .bearer_auth(c.tok("admin"))
-                .header("content-type", "application/gzip")
-                .body(std::fs::read(shared.join("jp").join(f)).unwrap())
-                .send()
-                .unwrap();
-        assert_eq!(r.status(), 200, "{f}: {}", r.text().unwrap());
+        c.install_package(&shared.join("jp").join(f));
     }
     c
 }

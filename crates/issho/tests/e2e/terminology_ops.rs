@@ -346,14 +346,7 @@ fn jfagy_and_jp_clins_answer_in_japanese() {
 
     // JP-CLINS's value sets from its package (after JP Core).
     for f in ["jp-core.r4-1.1.2.tgz", "jp-clins.r4-1.5.2.tgz"] {
-        let r =
-            c.s.req("POST", "$install-package")
-                .bearer_auth(c.tok("admin"))
-                .header("content-type", "application/gzip")
-                .body(std::fs::read(shared.join("jp").join(f)).unwrap())
-                .send()
-                .unwrap();
-        assert_eq!(r.status(), 200, "{f}: {}", r.text().unwrap());
+        c.install_package(&shared.join("jp").join(f));
     }
     let vs = "http://jpfhir.jp/fhir/clins/ValueSet/JLAC10/JP_CLINS_ObsLabResult_CoreLabo_alb_VS";
     let (st, b) = get_with(

@@ -531,6 +531,19 @@ impl Signed {
             .collect();
         Signed { s, tokens }
     }
+    /// An administrator installs the FHIR package at `path` (`$install-package`).
+    pub fn install_package(&self, path: &std::path::Path) {
+        let r = self
+            .s
+            .req("POST", "$install-package")
+            .bearer_auth(self.tok("admin"))
+            .header("content-type", "application/gzip")
+            .body(std::fs::read(path).unwrap())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}: {}", path.display(), r.text().unwrap());
+    }
+
     /// `who` PUTs `r` at its type and id, which must succeed (201 or 200).
     pub fn store_as(&self, who: &str, r: &Value) {
         let path = format!(
