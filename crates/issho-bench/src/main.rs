@@ -21,6 +21,7 @@ mod http;
 mod measure;
 mod peer;
 mod plots;
+mod profiles;
 mod reads;
 mod record;
 mod report;
@@ -92,6 +93,10 @@ pub struct BenchArgs {
     /// code system of this many concepts, on a fresh store; 0: skip.
     #[arg(long, default_value_t = 0)]
     pub terminology_concepts: usize,
+    /// Also measure profile validation (the validator alone, and ingest with JP Core
+    /// installed against without), with the packages of this reference data folder.
+    #[arg(long)]
+    pub profiles: Option<PathBuf>,
     /// Run issho on PostgreSQL: a database (`postgres://USER:PASSWORD@HOST/DB`) in which the
     /// benchmark makes a fresh schema of its own for the run (and one for the import).
     #[arg(long)]
@@ -166,6 +171,11 @@ fn run(a: BenchArgs) -> Result<String, String> {
             ),
             Some(e) => format!("\n`Patient/$match` over {} persons failed: {e}\n", a.match_persons),
         });
+    }
+    if let Some(shared) = &a.profiles {
+        report.push_str(&profiles::profiles_bench(
+            &issho_bin, &work, shared, &cfg, a.clients,
+        )?);
     }
     if a.terminology_concepts > 0 {
         let rows = terminology::terminology_at_scale(

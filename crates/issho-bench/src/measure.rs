@@ -55,7 +55,11 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// Load the population into `s` over HTTP: the reference data first, then one transaction
 /// Bundle per person from `clients` keep-alive connections; resources loaded sampled every second.
-fn ingest(s: &Server, cfg: &issho_demo::DemoConfig, clients: usize) -> Result<Ingest, String> {
+pub(crate) fn ingest(
+    s: &Server,
+    cfg: &issho_demo::DemoConfig,
+    clients: usize,
+) -> Result<Ingest, String> {
     let reference_n = load_reference(s, cfg)?;
     let load = Loading {
         next: AtomicUsize::new(0),

@@ -34,7 +34,7 @@ pub const R4_BASE: &str = "http://hl7.org/fhir/";
 pub const PACKAGE_TAG: &str = "urn:issho:package";
 
 /// Limits on what is read: the whole package unpacked, and one file.
-pub const MAX_TOTAL: u64 = 1 << 30;
+pub const MAX_TOTAL: u64 = 512 << 20;
 pub const MAX_FILE: u64 = 64 << 20;
 
 /// One package, read.
@@ -205,7 +205,16 @@ pub fn read_from(gz: impl Read) -> Result<Package, String> {
         if name == "package.json" {
             manifest = Some(v);
         } else {
-            files.insert(name.to_string(), v);
+            // Only conformance resources are kept (examples are counted and dropped at once,
+            // so that memory holds what is installed, not the whole package).
+            if v["resourceType"]
+                .as_str()
+                .is_some_and(|t| CONFORMANCE.contains(&t))
+            {
+                files.insert(name.to_string(), v);
+            } else {
+                skipped += 1;
+            }
         }
     }
     let m = manifest.ok_or("no package/package.json: not a FHIR package")?;
