@@ -16,9 +16,15 @@ use std::time::Instant;
 struct Packages {
     by_url: HashMap<String, Value>,
     indexed: Mutex<HashMap<String, Arc<Profile>>>,
+    /// Kept across validations, as the server keeps them.
+    expansions: issho_profiles::Expansions,
 }
 
 impl Definitions for Packages {
+    fn expansions(&self) -> Option<&issho_profiles::Expansions> {
+        Some(&self.expansions)
+    }
+
     fn profile(&self, url: &str) -> Option<Arc<Profile>> {
         let url = url.split('|').next().unwrap_or(url);
         if let Some(p) = self.indexed.lock().ok()?.get(url) {
@@ -63,6 +69,7 @@ fn validator(shared: &Path, seconds: f64) -> Result<(f64, usize, String), String
     let p = Packages {
         by_url,
         indexed: Mutex::default(),
+        expansions: Mutex::default(),
     };
     let file =
         shared.join("jp/jp-clins-examples/Observation-Example-JP-Obs-LabResult-eCS-Alb.json");

@@ -27,7 +27,8 @@ pub(crate) struct SearchIndexer {
     dirty: AtomicBool,
     /// Incremented whenever the set of pending keys is redefined.
     generation: AtomicU64,
-    /// Incremented when a StructureDefinition is written (the profiles may change).
+    /// Incremented when a StructureDefinition, ValueSet, CodeSystem or ConceptMap is written
+    /// (profiles and expansions may change).
     pub(crate) conformance: AtomicU64,
 }
 
@@ -43,7 +44,7 @@ impl issho_store::Observer for SearchIndexer {
     fn changed(&self, resource_type: &str) {
         match resource_type {
             "SearchParameter" => self.dirty.store(true, Ordering::SeqCst),
-            "StructureDefinition" => {
+            "StructureDefinition" | "ValueSet" | "CodeSystem" | "ConceptMap" => {
                 self.conformance.fetch_add(1, Ordering::SeqCst);
             }
             rt if crate::view::decides_access(rt) => CARE_TOUCHED.with(|c| c.set(true)),

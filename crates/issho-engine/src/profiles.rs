@@ -23,12 +23,20 @@ const CACHED_PROFILES: usize = 256;
 /// How long a url is remembered as not installed.
 const ABSENT_FOR: Duration = Duration::from_secs(30);
 
+/// A profile found by its url: when, and the conformance generation then.
+type Found = (Arc<Profile>, Instant, u64);
+
 /// Indexed profiles by (row, version), and the urls found not installed.
 #[derive(Default)]
 pub(crate) struct ProfileCache {
     indexed: Mutex<HashMap<(i64, u64), Arc<Profile>>>,
     /// url → (when found absent, the conformance generation then).
     absent: Mutex<HashMap<String, (Instant, u64)>>,
+    /// url → (the profile, when found, the generation then): no store lookup while fresh.
+    found: Mutex<HashMap<String, Found>>,
+    /// Value set expansions across validations, and the generation they were made in.
+    expansions: issho_profiles::Expansions,
+    expansions_of: Mutex<(u64, Option<Instant>)>,
 }
 
 /// StructureDefinitions read through a snapshot.
@@ -39,7 +47,28 @@ struct StoreDefinitions<'a> {
 }
 
 impl issho_profiles::Definitions for StoreDefinitions<'_> {
+    fn expansions(&self) -> Option<&issho_profiles::Expansions> {
+        // Kept while no conformance resource was written here, at most ABSENT_FOR.
+        if let Ok(mut of) = self.cache.expansions_of.lock() {
+            let stale = of.0 != self.generation || of.1.is_none_or(|t| t.elapsed() >= ABSENT_FOR);
+            if stale {
+                if let Ok(mut m) = self.cache.expansions.lock() {
+                    m.clear();
+                }
+                *of = (self.generation, Some(Instant::now()));
+            }
+        }
+        Some(&self.cache.expansions)
+    }
+
     fn profile(&self, url: &str) -> Option<Arc<Profile>> {
+        if let Ok(f) = self.cache.found.lock()
+            && let Some((p, when, generation)) = f.get(url)
+            && when.elapsed() < ABSENT_FOR
+            && *generation == self.generation
+        {
+            return Some(p.clone());
+        }
         if let Ok(a) = self.cache.absent.lock()
             && let Some((when, generation)) = a.get(url)
             && when.elapsed() < ABSENT_FOR
@@ -61,17 +90,33 @@ impl issho_profiles::Definitions for StoreDefinitions<'_> {
             return None;
         };
         let key = (s.rid, s.version);
-        if let Ok(m) = self.cache.indexed.lock()
-            && let Some(p) = m.get(&key)
-        {
-            return Some(p.clone());
-        }
-        let p = Arc::new(Profile::of(&s.json()?)?);
-        if let Ok(mut m) = self.cache.indexed.lock() {
-            if m.len() >= CACHED_PROFILES {
-                m.clear();
+        let kept = self
+            .cache
+            .indexed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let p = match kept {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(Profile::of(&s.json()?)?);
+                if let Ok(mut m) = self.cache.indexed.lock() {
+                    if m.len() >= CACHED_PROFILES {
+                        m.clear();
+                    }
+                    m.insert(key, p.clone());
+                }
+                p
             }
-            m.insert(key, p.clone());
+        };
+        if let Ok(mut f) = self.cache.found.lock() {
+            if f.len() >= CACHED_PROFILES {
+                f.clear();
+            }
+            f.insert(
+                url.to_string(),
+                (p.clone(), Instant::now(), self.generation),
+            );
         }
         Some(p)
     }

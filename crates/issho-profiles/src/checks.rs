@@ -2,7 +2,7 @@
 //! bindings, invariants; and an extension's context.
 
 use crate::Run;
-use crate::profile::{Profile, fixed_or_pattern, type_codes, type_profiles};
+use crate::profile::{Profile, type_codes};
 use crate::walk::Here;
 use issho_fhirpath::Expr;
 use issho_model::{IssueType, Severity};
@@ -41,9 +41,10 @@ pub(crate) fn pattern(value: &Value, pat: &Value) -> bool {
 }
 
 /// The rules of element `e` (of profile `p`) for the value `here`.
-pub(crate) fn value_rules(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) {
-    if let Some((fixed, x)) = fixed_or_pattern(e) {
-        let ok = if fixed {
+pub(crate) fn value_rules(run: &mut Run, p: &Profile, i: usize, here: &Here, root: &Value) {
+    let info = &p.info[i];
+    if let Some((fixed, x)) = &info.fixed {
+        let ok = if *fixed {
             equal(here.value, x)
         } else {
             pattern(here.value, x)
@@ -57,40 +58,43 @@ pub(crate) fn value_rules(run: &mut Run, p: &Profile, e: &Value, here: &Here, ro
                     "{}: {}: must {} {} ({})",
                     p.name,
                     here.at,
-                    if fixed { "be" } else { "match the pattern" },
+                    if *fixed { "be" } else { "match the pattern" },
                     x,
-                    e["id"].as_str().unwrap_or_default()
+                    info.id
                 ),
             );
         }
     }
-    if let Some(t) = &here.type_ {
-        let allowed = type_codes(e);
-        if !allowed.is_empty()
-            && !allowed.iter().any(|a| a.eq_ignore_ascii_case(t))
-            && e["path"].as_str().is_some_and(|x| x.ends_with("[x]"))
-        {
-            run.report(
-                Severity::Error,
-                IssueType::Structure,
-                &here.at,
-                format!(
-                    "{}: {}: type {t} is not allowed here (allowed: {})",
-                    p.name,
-                    here.at,
-                    allowed.join(", ")
-                ),
-            );
-        }
+    if let Some(t) = &here.type_
+        && info.is_choice()
+        && !info.types.is_empty()
+        && !info.types.iter().any(|a| a.eq_ignore_ascii_case(t))
+    {
+        run.report(
+            Severity::Error,
+            IssueType::Structure,
+            &here.at,
+            format!(
+                "{}: {}: type {t} is not allowed here (allowed: {})",
+                p.name,
+                here.at,
+                info.types.join(", ")
+            ),
+        );
     }
-    target_profiles(run, p, e, here);
-    binding(run, p, e, here);
-    invariants(run, p, e, here, root);
+    if !info.targets.is_empty() {
+        target_profiles(run, p, &info.targets, here);
+    }
+    if let Some((strength, vs)) = &info.binding {
+        binding(run, p, strength, vs, here);
+    }
+    if !info.constraints.is_empty() {
+        invariants(run, p, i, here, root);
+    }
 }
 
 /// A Reference's target must be of a type its `targetProfile`s allow.
-fn target_profiles(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
-    let targets = type_profiles(e, "targetProfile");
+fn target_profiles(run: &mut Run, p: &Profile, targets: &[String], here: &Here) {
     let Some(r) = here.value["reference"].as_str() else {
         return;
     };
@@ -149,38 +153,55 @@ fn codings(v: &Value) -> Vec<(Option<String>, String)> {
 
 /// Whether `v` is in the value set bound to `e` (`None`: cannot tell — the value set or its
 /// code systems are not here).
-pub(crate) fn in_binding(run: &mut Run, e: &Value, v: &Value) -> Option<bool> {
-    let vs = e["binding"]["valueSet"].as_str()?;
+pub(crate) fn in_binding(run: &mut Run, vs: &str, v: &Value) -> Option<bool> {
     let codes = codings(v);
     if codes.is_empty() {
         return Some(false);
     }
     if !run.expansions.contains_key(vs) {
-        let o = issho_terminology::expand::Options {
-            limit: 100_000,
-            lang: None,
+        let kept = run
+            .defs
+            .expansions()
+            .and_then(|m| m.lock().ok().and_then(|m| m.get(vs).cloned()));
+        let got = match kept {
+            Some(k) => k,
+            None => {
+                let o = issho_terminology::expand::Options {
+                    limit: 100_000,
+                    lang: None,
+                };
+                let got = std::sync::Arc::new(
+                    issho_terminology::expand::expand(run.terminology, vs, &o)
+                        .map(|x| {
+                            x.entries
+                                .into_iter()
+                                .map(|e| (e.system, e.code))
+                                .collect::<HashSet<_>>()
+                        })
+                        .map_err(|i| i.diagnostics),
+                );
+                if let Some(m) = run.defs.expansions()
+                    && let Ok(mut m) = m.lock()
+                {
+                    if m.len() > 2_000 {
+                        m.clear();
+                    }
+                    m.insert(vs.to_string(), got.clone());
+                }
+                got
+            }
         };
-        let got = issho_terminology::expand::expand(run.terminology, vs, &o)
-            .map(|x| {
-                x.entries
-                    .into_iter()
-                    .map(|e| (e.system, e.code))
-                    .collect::<HashSet<_>>()
-            })
-            .map_err(|i| i.diagnostics);
         run.expansions.insert(vs.to_string(), got);
     }
-    let set = run.expansions.get(vs)?.as_ref().ok()?;
+    let set = run.expansions.get(vs)?.as_ref().as_ref().ok()?;
     Some(codes.iter().any(|(s, c)| match s {
         Some(s) => set.contains(&(s.clone(), c.clone())),
         None => set.iter().any(|(_, x)| x == c),
     }))
 }
 
-fn binding(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
-    let strength = e["binding"]["strength"].as_str().unwrap_or_default();
-    if !matches!(strength, "required" | "extensible") || e["binding"]["valueSet"].as_str().is_none()
-    {
+fn binding(run: &mut Run, p: &Profile, strength: &str, vs: &str, here: &Here) {
+    if !matches!(strength, "required" | "extensible") {
         return;
     }
     // Only coded values (a code, Coding, CodeableConcept, Quantity with a code).
@@ -194,11 +215,8 @@ fn binding(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
             return;
         }
     }
-    let vs = e["binding"]["valueSet"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    match in_binding(run, e, here.value) {
+    let vs = vs.to_string();
+    match in_binding(run, &vs, here.value) {
         Some(true) => {}
         Some(false) => {
             let shown: Vec<String> = codings(here.value)
@@ -232,7 +250,7 @@ fn binding(run: &mut Run, p: &Profile, e: &Value, here: &Here) {
             let why = run
                 .expansions
                 .get(&vs)
-                .and_then(|r| r.as_ref().err().cloned())
+                .and_then(|r| r.as_ref().as_ref().err().cloned())
                 .unwrap_or_default();
             run.report(
                 Severity::Information,
@@ -266,11 +284,27 @@ fn parsed(src: &str) -> Option<Rc<Expr>> {
 
 /// The element's invariants, evaluated on the value (the focus) with `%resource` the
 /// resource it is in.
-fn invariants(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) {
-    let list = match e["constraint"].as_array() {
-        Some(l) if !l.is_empty() => l,
-        _ => return,
-    };
+fn invariants(run: &mut Run, p: &Profile, i: usize, here: &Here, root: &Value) {
+    let list = &p.info[i].constraints;
+    // ele-1 (every element has a value or children), natively: an object with nothing but
+    // an id.
+    if list.iter().any(|c| c.key == "ele-1")
+        && let Some(o) = here.value.as_object()
+        && o.keys().all(|k| k == "id")
+    {
+        run.report(
+            Severity::Error,
+            IssueType::Invariant,
+            &here.at,
+            format!(
+                "{}: {}: ele-1 failed: All FHIR elements must have a @value or children",
+                p.name, here.at
+            ),
+        );
+    }
+    if list.iter().all(|c| c.key == "ele-1") {
+        return;
+    }
     let ctx = issho_fhirpath::Context {
         resource: Some(root),
         ..Default::default()
@@ -287,11 +321,10 @@ fn invariants(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) 
             None => return,
         }
     };
-    for c in list {
-        let (Some(key), Some(expr)) = (c["key"].as_str(), c["expression"].as_str()) else {
+    for c in list.iter().filter(|c| c.key != "ele-1") {
+        let Some(x) = parsed(&c.expression) else {
             continue;
         };
-        let Some(x) = parsed(expr) else { continue };
         let got = match &focus {
             None => issho_fhirpath::evaluate(&x, root, &ctx),
             Some(items) => issho_fhirpath::evaluate_items(&x, items, root, &ctx),
@@ -302,20 +335,17 @@ fn invariants(run: &mut Run, p: &Profile, e: &Value, here: &Here, root: &Value) 
             Err(_) => true,
         };
         if !holds {
-            let severity = if c["severity"] == "warning" {
-                Severity::Warning
-            } else {
-                Severity::Error
-            };
             run.report(
-                severity,
+                if c.error {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 IssueType::Invariant,
                 &here.at,
                 format!(
-                    "{}: {}: {key} failed: {} ({expr})",
-                    p.name,
-                    here.at,
-                    c["human"].as_str().unwrap_or("invariant")
+                    "{}: {}: {} failed: {} ({})",
+                    p.name, here.at, c.key, c.human, c.expression
                 ),
             );
         }

@@ -25,7 +25,17 @@ pub use profile::Profile;
 pub trait Definitions {
     /// The profile with this canonical URL (`url` or `url|version`), indexed.
     fn profile(&self, url: &str) -> Option<Arc<Profile>>;
+    /// Value set expansions kept across validations (by url), when the caller keeps them.
+    fn expansions(&self) -> Option<&Expansions> {
+        None
+    }
 }
+
+/// A value set's codes (system, code), or why there are none.
+pub type Expansion = Arc<Result<HashSet<(String, String)>, String>>;
+
+/// Value set expansions by url.
+pub type Expansions = std::sync::Mutex<HashMap<String, Expansion>>;
 
 /// How deep profiles may nest (extensions of extensions, entries of Bundles).
 const MAX_DEPTH: usize = 12;
@@ -37,7 +47,7 @@ pub(crate) struct Run<'a> {
     pub issues: Vec<Issue>,
     seen: HashSet<(String, Option<String>)>,
     /// Value set expansions of this run: url → codes (or why there are none).
-    pub expansions: HashMap<String, Result<HashSet<(String, String)>, String>>,
+    pub expansions: HashMap<String, Expansion>,
     pub depth: usize,
     /// The Bundle being validated, whose entries references resolve to.
     pub bundle: Option<&'a Value>,

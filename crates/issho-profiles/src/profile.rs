@@ -15,8 +15,12 @@ pub struct Profile {
     /// `context` of an extension definition: (type, expression).
     pub context: Vec<(String, String)>,
     pub elements: Vec<Value>,
+    /// What the walk reads of each element, read once.
+    pub info: Vec<Info>,
     /// For each element: its child groups (a base element and its slices), in order.
     children: Vec<Vec<Group>>,
+    /// Element index by id.
+    by_id: HashMap<String, usize>,
 }
 
 /// A child element and its slices.
@@ -51,6 +55,8 @@ impl Profile {
             .enumerate()
             .map(|(i, id)| (id.as_str(), i))
             .collect();
+        let index: HashMap<String, usize> =
+            by_id.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let mut children: Vec<Vec<Group>> = vec![Vec::new(); elements.len()];
         for (i, id) in ids.iter().enumerate().skip(1) {
             let Some(dot) = last_dot(id) else { continue };
@@ -100,8 +106,10 @@ impl Profile {
                     ))
                 })
                 .collect(),
+            info: elements.iter().map(Info::of).collect(),
             elements,
             children,
+            by_id: index,
         })
     }
 
@@ -111,9 +119,16 @@ impl Profile {
 
     /// The element whose id is `id`.
     pub fn find(&self, id: &str) -> Option<usize> {
-        self.elements
-            .iter()
-            .position(|e| e["id"].as_str().or_else(|| e["path"].as_str()) == Some(id))
+        self.by_id.get(id).copied()
+    }
+
+    /// The element a path of child names (`system`, `coding.system`) reaches below `i`.
+    pub fn below(&self, i: usize, path: &str) -> Option<usize> {
+        let mut at = i;
+        for step in path.split('.') {
+            at = self.children[at].iter().find(|g| g.name == step)?.base;
+        }
+        Some(at)
     }
 
     pub fn id(&self, i: usize) -> &str {
@@ -121,6 +136,94 @@ impl Profile {
             .as_str()
             .or_else(|| self.elements[i]["path"].as_str())
             .unwrap_or_default()
+    }
+}
+
+/// An invariant of an element.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub key: String,
+    pub error: bool,
+    pub human: String,
+    pub expression: String,
+}
+
+/// What the walk reads of an element definition.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    pub id: String,
+    pub path: String,
+    pub min: usize,
+    pub max: Option<usize>,
+    pub types: Vec<String>,
+    pub profiles: Vec<String>,
+    pub targets: Vec<String>,
+    pub fixed: Option<(bool, Value)>,
+    /// (strength, value set)
+    pub binding: Option<(String, String)>,
+    pub constraints: Vec<Constraint>,
+    /// (type, path) of the slicing's discriminators.
+    pub discriminators: Vec<(String, String)>,
+    pub closed: bool,
+    pub ordered: bool,
+    pub slice_name: String,
+}
+
+impl Info {
+    fn of(e: &Value) -> Info {
+        let strs = |v: Vec<&str>| v.into_iter().map(str::to_string).collect::<Vec<_>>();
+        Info {
+            id: e["id"]
+                .as_str()
+                .or_else(|| e["path"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            path: e["path"].as_str().unwrap_or_default().to_string(),
+            min: min_of(e),
+            max: max_of(e),
+            types: strs(type_codes(e)),
+            profiles: strs(type_profiles(e, "profile")),
+            targets: strs(type_profiles(e, "targetProfile")),
+            fixed: fixed_or_pattern(e).map(|(f, v)| (f, v.clone())),
+            binding: match (
+                e["binding"]["strength"].as_str(),
+                e["binding"]["valueSet"].as_str(),
+            ) {
+                (Some(s), Some(v)) => Some((s.to_string(), v.to_string())),
+                _ => None,
+            },
+            constraints: e["constraint"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    Some(Constraint {
+                        key: c["key"].as_str()?.to_string(),
+                        error: c["severity"] != "warning",
+                        human: c["human"].as_str().unwrap_or("invariant").to_string(),
+                        expression: c["expression"].as_str()?.to_string(),
+                    })
+                })
+                .collect(),
+            discriminators: e["slicing"]["discriminator"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    (
+                        d["type"].as_str().unwrap_or("value").to_string(),
+                        d["path"].as_str().unwrap_or("$this").to_string(),
+                    )
+                })
+                .collect(),
+            closed: e["slicing"]["rules"] == "closed",
+            ordered: e["slicing"]["ordered"] == true,
+            slice_name: e["sliceName"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    pub fn is_choice(&self) -> bool {
+        self.path.ends_with("[x]")
     }
 }
 

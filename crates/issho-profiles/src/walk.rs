@@ -51,13 +51,12 @@ pub(crate) fn against(run: &mut Run, value: &Value, url: &str, at: &str, rel: &s
 
 /// A value against element `i` of `p`, then its children.
 pub(crate) fn element(run: &mut Run, p: &Arc<Profile>, i: usize, here: &Here, root: &Value) {
-    let e = &p.elements[i];
-    checks::value_rules(run, p, e, here, root);
+    checks::value_rules(run, p, i, here, root);
     // A type's own profile (an extension's definition, a profiled data type or resource).
-    let own = type_profiles(e, "profile");
+    let own: Vec<&str> = p.info[i].profiles.iter().map(String::as_str).collect();
     let children = p.children(i);
     if children.is_empty() {
-        let path = e["path"].as_str().unwrap_or_default();
+        let path = p.info[i].path.as_str();
         let own: Vec<&str> = own
             .into_iter()
             .filter(|u| !u.starts_with("http://hl7.org/fhir/StructureDefinition/"))
@@ -240,25 +239,29 @@ fn group(run: &mut Run, p: &Arc<Profile>, g: &Group, parent: &Here, root: &Value
 }
 
 fn cardinality(run: &mut Run, p: &Profile, i: usize, n: usize, at: &str) {
-    let e = &p.elements[i];
-    let (min, max) = (min_of(e), max_of(e));
-    let what = p.id(i);
-    if n < min {
+    let info = &p.info[i];
+    if n < info.min {
         run.report(
             Severity::Error,
             IssueType::Required,
             at,
-            format!("{}: {at}: {what} needs at least {min}, has {n}", p.name),
+            format!(
+                "{}: {at}: {} needs at least {}, has {n}",
+                p.name, info.id, info.min
+            ),
         );
     }
-    if let Some(max) = max
+    if let Some(max) = info.max
         && n > max
     {
         run.report(
             Severity::Error,
             IssueType::Structure,
             at,
-            format!("{}: {at}: {what} allows at most {max}, has {n}", p.name),
+            format!(
+                "{}: {at}: {} allows at most {max}, has {n}",
+                p.name, info.id
+            ),
         );
     }
 }
@@ -301,10 +304,10 @@ fn at_path<'v>(v: &'v Value, path: &str) -> Vec<&'v Value> {
 /// The definition a discriminator path reaches inside slice `s` (its id `slice.path`), or
 /// the slice itself for `$this`.
 fn def_at(p: &Profile, s: usize, path: &str) -> Option<usize> {
-    if path == "$this" {
+    if path == "$this" || path.is_empty() {
         return Some(s);
     }
-    p.find(&format!("{}.{path}", p.id(s)))
+    p.below(s, path)
 }
 
 /// True when value `v` belongs to slice `s` of the element `base` (every discriminator holds;
@@ -317,21 +320,17 @@ pub(crate) fn slice_matches(
     v: &Here,
     root: &Value,
 ) -> bool {
-    let ds = p.elements[base]["slicing"]["discriminator"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let ds = &p.info[base].discriminators;
     // A choice element sliced by type (`value[x]:valueQuantity`).
-    let slice_name = p.elements[s]["sliceName"].as_str().unwrap_or_default();
+    let slice_name = p.info[s].slice_name.as_str();
     if ds.is_empty() {
         return v
             .type_
             .as_deref()
-            .is_some_and(|t| slice_name.ends_with(t) || type_codes(&p.elements[s]).contains(&t));
+            .is_some_and(|t| slice_name.ends_with(t) || p.info[s].types.iter().any(|x| x == t));
     }
-    ds.iter().all(|d| {
-        let kind = d["type"].as_str().unwrap_or("value");
-        let path = d["path"].as_str().unwrap_or("$this");
+    ds.iter().all(|(kind, path)| {
+        let (kind, path) = (kind.as_str(), path.as_str());
         // `resolve()`: the reference itself stands for its target here.
         let found = if path.ends_with("resolve()") {
             at_path(
@@ -346,10 +345,10 @@ pub(crate) fn slice_matches(
         match kind {
             "value" | "pattern" => {
                 let expected = def_at(p, s, path)
-                    .and_then(|i| fixed_or_pattern(&p.elements[i]).map(|(f, x)| (f, x.clone())))
+                    .and_then(|i| p.info[i].fixed.clone())
                     .or_else(|| {
                         // The slice's own pattern, followed down the path.
-                        let (f, x) = fixed_or_pattern(&p.elements[s])?;
+                        let (f, x) = p.info[s].fixed.as_ref().map(|(f, x)| (*f, x))?;
                         let inner = if path == "$this" {
                             vec![x]
                         } else {
@@ -372,10 +371,10 @@ pub(crate) fn slice_matches(
                         }
                     }),
                     // A value by binding: the slice's required value set.
-                    None => match def_at(p, s, path).map(|i| p.elements[i].clone()) {
-                        Some(e) if e["binding"]["strength"] == "required" => found
+                    None => match def_at(p, s, path).and_then(|i| p.info[i].binding.clone()) {
+                        Some((strength, vs)) if strength == "required" => found
                             .iter()
-                            .any(|f| checks::in_binding(run, &e, f).unwrap_or(true)),
+                            .any(|f| checks::in_binding(run, &vs, f).unwrap_or(true)),
                         _ => true,
                     },
                 }

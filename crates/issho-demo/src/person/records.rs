@@ -751,7 +751,9 @@ pub(super) fn dispenses(ctx: &mut Ctx, pcode: &str) {
     let Some(pharmacy) = reference::institutions_in(pcode, Kind::Pharmacy).next() else {
         return;
     };
-    let prescriptions: Vec<(Value, Value, Value, Value)> = ctx
+    // (the prescription's medication, subject, date, reference, Rp identifiers, quantity)
+    type Prescription = (Value, Value, Value, Value, Value, Value);
+    let prescriptions: Vec<Prescription> = ctx
         .entries
         .iter()
         .filter(|e| e.rtype == "MedicationRequest")
@@ -765,21 +767,27 @@ pub(super) fn dispenses(ctx: &mut Ctx, pcode: &str) {
                 e.resource["subject"].clone(),
                 e.resource["authoredOn"].clone(),
                 ctx.reference(&rid),
+                e.resource["identifier"].clone(),
+                e.resource["dispenseRequest"]["quantity"].clone(),
             )
         })
         .collect();
     let n = prescriptions.len();
-    for (medication, subject, authored, prescription) in
+    for (medication, subject, authored, prescription, identifier, quantity) in
         prescriptions.into_iter().skip(n.saturating_sub(3))
     {
         let r = ctx.alloc("MedicationDispense");
+        // JP Core's MedicationDispense: the Rp number and the order in the Rp of the
+        // prescription dispensed, and the quantity (JP_MedicationDispense 1.1.2).
         let mut d = obj! {
         "meta" => profile("JP_MedicationDispense"),
+        "identifier" => identifier,
         "status" => "completed",
         "medicationCodeableConcept" => medication,
         "subject" => subject,
         "performer" => arr![obj! {"actor" => org_ref(pharmacy)}],
-        "authorizingPrescription" => arr![prescription]};
+        "authorizingPrescription" => arr![prescription],
+        "quantity" => quantity};
         if authored.is_string() {
             d["whenHandedOver"] = authored;
         }
