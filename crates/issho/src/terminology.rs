@@ -94,12 +94,34 @@ pub fn import(engine: Option<&Engine>, a: &ImportArgs) -> Result<String, String>
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut lines = Vec::new();
         for cs in &systems {
+            // An id, so that the file can be PUT as it is (`PUT [base]/CodeSystem/[id]`).
+            let mut cs = cs.clone();
+            let tail = cs["url"]
+                .as_str()
+                .unwrap_or("codesystem")
+                .rsplit('/')
+                .next()
+                .unwrap_or("codesystem")
+                .to_string();
+            let id: String = format!("{tail}-{}", cs["version"].as_str().unwrap_or("1"))
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(64)
+                .collect();
+            cs["id"] = serde_json::Value::String(id.clone());
+            let cs = &cs;
             let name = cs["name"].as_str().unwrap_or("CodeSystem");
             let path = dir.join(format!("CodeSystem-{name}.json"));
             let body = serde_json::to_vec_pretty(cs).map_err(|e| e.to_string())?;
             std::fs::write(&path, body).map_err(|e| format!("{}: {e}", path.display()))?;
             lines.push(format!(
-                "{} ({} concepts) -> {}",
+                "{} ({} concepts) -> {} (PUT it to [base]/CodeSystem/{id})",
                 cs["url"].as_str().unwrap_or("?"),
                 cs["count"],
                 path.display()
