@@ -12,7 +12,6 @@
 use crate::terminology::StoreSource;
 use crate::*;
 use issho_profiles::Profile;
-use issho_store::StoreRead;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -196,7 +195,6 @@ impl Engine {
                 &terminology,
             ));
         }
-        let _: &dyn StoreRead = &*r;
         Ok(out)
     }
 

@@ -254,10 +254,6 @@ pub fn read_from(gz: impl Read) -> Result<Package, String> {
     for (file, mut v) in files {
         let rt = v["resourceType"].as_str().unwrap_or_default().to_string();
         let rt = rt.as_str();
-        if !CONFORMANCE.contains(&rt) {
-            skipped += 1;
-            continue;
-        }
         if rt != "NamingSystem" && v["url"].as_str().is_none_or(str::is_empty) {
             return Err(format!("{file}: a {rt} without a canonical url"));
         }

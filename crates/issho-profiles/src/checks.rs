@@ -204,16 +204,14 @@ fn binding(run: &mut Run, p: &Profile, strength: &str, vs: &str, here: &Here) {
     if !matches!(strength, "required" | "extensible") {
         return;
     }
-    // Only coded values (a code, Coding, CodeableConcept, Quantity with a code).
-    if codings(here.value).is_empty() && !here.value.is_string() {
-        if strength == "required"
-            && here.value.get("coding").is_none()
-            && here.value.get("text").is_some()
-        {
-            // A CodeableConcept with text only.
-        } else {
-            return;
-        }
+    // Coded values (a code, Coding, CodeableConcept, Quantity with a code) — and, for a
+    // required binding, a CodeableConcept with text only, which has no code from the set.
+    let text_only = here.value.get("coding").is_none() && here.value.get("text").is_some();
+    if codings(here.value).is_empty()
+        && !here.value.is_string()
+        && !(strength == "required" && text_only)
+    {
+        return;
     }
     let vs = vs.to_string();
     match in_binding(run, &vs, here.value) {

@@ -1,7 +1,7 @@
 //! The walk of an instance along a profile's element tree.
 
 use crate::checks;
-use crate::profile::{Group, Profile, fixed_or_pattern, max_of, min_of, type_codes, type_profiles};
+use crate::profile::{Group, Profile, max_of, min_of, type_codes, type_profiles};
 use crate::{MAX_DEPTH, Run};
 use issho_model::{IssueType, Severity};
 use serde_json::Value;
@@ -269,15 +269,12 @@ fn cardinality(run: &mut Run, p: &Profile, i: usize, n: usize, at: &str) {
 /// The url an extension slice stands for: its `url` child's fixed value, or its type's
 /// profile.
 pub(crate) fn extension_url(p: &Profile, s: usize) -> Option<String> {
-    let id = format!("{}.url", p.id(s));
-    if let Some(u) = p.find(&id).and_then(|i| fixed_or_pattern(&p.elements[i]))
-        && let Some(u) = u.1.as_str()
+    if let Some((_, u)) = p.below(s, "url").and_then(|i| p.info[i].fixed.as_ref())
+        && let Some(u) = u.as_str()
     {
         return Some(u.to_string());
     }
-    type_profiles(&p.elements[s], "profile")
-        .first()
-        .map(|u| u.to_string())
+    p.info[s].profiles.first().cloned()
 }
 
 /// The values at a discriminator path (`$this`, `url`, `coding.system`, `resource`).
