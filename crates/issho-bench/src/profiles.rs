@@ -5,72 +5,20 @@
 use crate::http::Conn;
 use crate::measure::ingest;
 use crate::server::Server;
-use issho_profiles::{Definitions, Profile};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Definitions and terminology from the resources of packages.
-struct Packages {
-    by_url: HashMap<String, Value>,
-    indexed: Mutex<HashMap<String, Arc<Profile>>>,
-    /// Kept across validations, as the server keeps them.
-    expansions: issho_profiles::Expansions,
-}
-
-impl Definitions for Packages {
-    fn expansions(&self) -> Option<&issho_profiles::Expansions> {
-        Some(&self.expansions)
-    }
-
-    fn profile(&self, url: &str) -> Option<Arc<Profile>> {
-        let url = url.split('|').next().unwrap_or(url);
-        if let Some(p) = self.indexed.lock().ok()?.get(url) {
-            return Some(p.clone());
-        }
-        let p = Arc::new(Profile::of(self.by_url.get(url)?)?);
-        self.indexed.lock().ok()?.insert(url.to_string(), p.clone());
-        Some(p)
-    }
-}
-
-impl issho_terminology::Source for Packages {
-    fn by_url(&self, rt: &str, url: &str, _: Option<&str>) -> Option<Value> {
-        self.by_url
-            .get(url)
-            .filter(|v| v["resourceType"] == rt)
-            .cloned()
-    }
-    fn by_id(&self, _: &str, _: &str) -> Option<Value> {
-        None
-    }
-    fn code_system_for_value_set(&self, _: &str) -> Option<Value> {
-        None
-    }
-    fn concept_maps(&self, _: Option<&str>) -> Vec<Value> {
-        Vec::new()
-    }
-}
 
 /// Validations per second of the JP-CLINS lab-result example against its profile, one
 /// thread, for `seconds`; and the issues of one run.
 fn validator(shared: &Path, seconds: f64) -> Result<(f64, usize, String), String> {
-    let mut by_url = HashMap::new();
+    let mut all = Vec::new();
     for f in ["jp-core.r4-1.1.2.tgz", "jp-clins.r4-1.5.2.tgz"] {
         let bytes = std::fs::read(shared.join("jp").join(f)).map_err(|e| format!("{f}: {e}"))?;
-        for r in issho_packages::read(&bytes)?.resources {
-            if let Some(u) = r["url"].as_str() {
-                by_url.insert(u.to_string(), r.clone());
-            }
-        }
+        all.extend(issho_packages::read(&bytes)?.resources);
     }
-    let p = Packages {
-        by_url,
-        indexed: Mutex::default(),
-        expansions: Mutex::default(),
-    };
+    // Indexed profiles and expansions kept across validations, as the server keeps them.
+    let p = issho_profiles::Resources::new(all);
     let file =
         shared.join("jp/jp-clins-examples/Observation-Example-JP-Obs-LabResult-eCS-Alb.json");
     let obs: Value = serde_json::from_slice(&std::fs::read(&file).map_err(|e| e.to_string())?)

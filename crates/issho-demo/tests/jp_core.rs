@@ -1,49 +1,9 @@
 //! The demo population meets the JP Core profiles its resources name in `meta.profile`
 //! (JP Core 1.1.2 from ../shared, validated with issho-profiles).
 
-use issho_profiles::{Definitions, Profile};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-struct Packages {
-    by_url: HashMap<String, Value>,
-    indexed: Mutex<HashMap<String, Arc<Profile>>>,
-}
-
-impl Definitions for Packages {
-    fn profile(&self, url: &str) -> Option<Arc<Profile>> {
-        let url = url.split('|').next().unwrap_or(url);
-        if let Some(p) = self.indexed.lock().unwrap().get(url) {
-            return Some(p.clone());
-        }
-        let p = Arc::new(Profile::of(self.by_url.get(url)?)?);
-        self.indexed
-            .lock()
-            .unwrap()
-            .insert(url.to_string(), p.clone());
-        Some(p)
-    }
-}
-
-impl issho_terminology::Source for Packages {
-    fn by_url(&self, rt: &str, url: &str, _: Option<&str>) -> Option<Value> {
-        self.by_url
-            .get(url)
-            .filter(|v| v["resourceType"] == rt)
-            .cloned()
-    }
-    fn by_id(&self, _: &str, _: &str) -> Option<Value> {
-        None
-    }
-    fn code_system_for_value_set(&self, _: &str) -> Option<Value> {
-        None
-    }
-    fn concept_maps(&self, _: Option<&str>) -> Vec<Value> {
-        Vec::new()
-    }
-}
 
 #[test]
 fn the_demo_meets_the_jp_core_profiles_it_names() {
@@ -54,14 +14,7 @@ fn the_demo_meets_the_jp_core_profiles_it_names() {
     }
     let core =
         issho_packages::read(&std::fs::read(dir.join("jp-core.r4-1.1.2.tgz")).unwrap()).unwrap();
-    let p = Packages {
-        by_url: core
-            .resources
-            .into_iter()
-            .filter_map(|r| Some((r["url"].as_str()?.to_string(), r)))
-            .collect(),
-        indexed: Mutex::default(),
-    };
+    let p = issho_profiles::Resources::new(core.resources);
     let cfg = issho_demo::DemoConfig {
         persons: 12,
         seed: 1,

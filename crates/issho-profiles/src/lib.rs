@@ -11,6 +11,7 @@
 //! Definitions come through [`Definitions`] (the store, in the engine).
 
 mod checks;
+mod memory;
 pub mod profile;
 mod walk;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use memory::Resources;
 pub use profile::Profile;
 
 /// Where StructureDefinitions come from.
@@ -54,6 +56,22 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
+    fn new(
+        resource: &'a Value,
+        defs: &'a dyn Definitions,
+        terminology: &'a dyn issho_terminology::Source,
+    ) -> Run<'a> {
+        Run {
+            defs,
+            terminology,
+            issues: Vec::new(),
+            seen: HashSet::new(),
+            expansions: HashMap::new(),
+            depth: 0,
+            bundle: (resource["resourceType"] == "Bundle").then_some(resource),
+        }
+    }
+
     /// The entry of the Bundle a reference names (by `fullUrl`, or `Type/id`).
     pub fn resolve(&self, reference: &str) -> Option<&'a Value> {
         let b = self.bundle?;
@@ -91,15 +109,7 @@ pub fn validate<'a>(
     defs: &'a dyn Definitions,
     terminology: &'a dyn issho_terminology::Source,
 ) -> Vec<Issue> {
-    let mut run = Run {
-        defs,
-        terminology,
-        issues: Vec::new(),
-        seen: HashSet::new(),
-        expansions: HashMap::new(),
-        depth: 0,
-        bundle: (resource["resourceType"] == "Bundle").then_some(resource),
-    };
+    let mut run = Run::new(resource, defs, terminology);
     let rt = resource["resourceType"]
         .as_str()
         .unwrap_or("Resource")
@@ -116,15 +126,7 @@ pub fn validate_inner<'a>(
     defs: &'a dyn Definitions,
     terminology: &'a dyn issho_terminology::Source,
 ) -> Vec<Issue> {
-    let mut run = Run {
-        defs,
-        terminology,
-        issues: Vec::new(),
-        seen: HashSet::new(),
-        expansions: HashMap::new(),
-        depth: 0,
-        bundle: (resource["resourceType"] == "Bundle").then_some(resource),
-    };
+    let mut run = Run::new(resource, defs, terminology);
     let rt = resource["resourceType"]
         .as_str()
         .unwrap_or("Resource")

@@ -2,51 +2,7 @@ use super::*;
 use serde_json::json;
 
 /// Definitions and terminology from a list of resources.
-pub struct Map(
-    pub Vec<Value>,
-    std::cell::RefCell<HashMap<String, Arc<Profile>>>,
-);
-
-impl Map {
-    pub fn new(list: Vec<Value>) -> Map {
-        Map(list, Default::default())
-    }
-    fn find(&self, rt: &str, url: &str) -> Option<&Value> {
-        let (u, v) = match url.split_once('|') {
-            Some((u, v)) => (u, Some(v)),
-            None => (url, None),
-        };
-        self.0.iter().find(|r| {
-            r["resourceType"] == rt && r["url"] == u && v.is_none_or(|v| r["version"] == v)
-        })
-    }
-}
-
-impl Definitions for Map {
-    fn profile(&self, url: &str) -> Option<Arc<Profile>> {
-        if let Some(p) = self.1.borrow().get(url) {
-            return Some(p.clone());
-        }
-        let p = Arc::new(Profile::of(self.find("StructureDefinition", url)?)?);
-        self.1.borrow_mut().insert(url.to_string(), p.clone());
-        Some(p)
-    }
-}
-
-impl issho_terminology::Source for Map {
-    fn by_url(&self, rt: &str, url: &str, _: Option<&str>) -> Option<Value> {
-        self.find(rt, url).cloned()
-    }
-    fn by_id(&self, _: &str, _: &str) -> Option<Value> {
-        None
-    }
-    fn code_system_for_value_set(&self, _: &str) -> Option<Value> {
-        None
-    }
-    fn concept_maps(&self, _: Option<&str>) -> Vec<Value> {
-        Vec::new()
-    }
-}
+pub type Map = crate::Resources;
 
 fn el(id: &str, min: u64, max: &str, extra: Value) -> Value {
     let path: String = id
