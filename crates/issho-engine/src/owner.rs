@@ -184,6 +184,20 @@ pub(crate) fn owner_in(r: &dyn issho_store::StoreRead, rt: &str, body: &Value) -
     owner_of(rt, body, &mut |t, id| Ok(r.person(t, id)?))
 }
 
+/// [`owner_in`] for a resource that has never been stored (a create with a new id): a new
+/// Patient has no stored key to keep, so it is its own person — the rule's answer without
+/// asking the store.
+pub(crate) fn owner_of_new(
+    r: &dyn issho_store::StoreRead,
+    rt: &str,
+    body: &Value,
+) -> Result<Owner> {
+    if rt == "Patient" {
+        return owner_of(rt, body, &mut |_, _| Ok(None));
+    }
+    owner_in(r, rt, body)
+}
+
 /// After every entry of a transaction is written: the entries keyed as shared or restricted
 /// (possibly for want of a resource written later in the same transaction) are keyed again by
 /// the transaction's final state, until nothing changes (at most four rounds: references

@@ -40,7 +40,7 @@ fn records(r: &dyn StoreRead) -> Result<Vec<Value>> {
 
 /// The current resources of `rt` with this canonical `url` (and `version`: exactly it, or
 /// none when `None`).
-fn by_canonical(
+pub(crate) fn by_canonical(
     r: &dyn StoreRead,
     rt: &str,
     url: &str,

@@ -128,18 +128,13 @@ impl Engine {
 fn code_system_id(r: &dyn issho_store::StoreRead, cs: &Value) -> Result<String> {
     let url = cs["url"].as_str().unwrap_or_default();
     let version = cs["version"].as_str();
-    let mut pairs = vec![("url".to_string(), url.to_string())];
-    if let Some(v) = version {
-        pairs.push(("version".into(), v.to_string()));
-    }
-    let q = issho_search::parse(Some("CodeSystem"), &pairs, true).map_err(|issues| FhirError {
-        status: 400,
-        issues,
-    })?;
-    if let Some(s) = r.current_by_rids(&r.search(&q)?)?.into_iter().next() {
+    use crate::packages::{by_canonical, clip, id_chars, short_hash};
+    if let Some(s) = by_canonical(r, "CodeSystem", url, version)?
+        .into_iter()
+        .next()
+    {
         return Ok(s.id);
     }
-    use crate::packages::{clip, id_chars, short_hash};
     let tail = clip(
         &id_chars(url.rsplit('/').next().unwrap_or("codesystem")),
         40,

@@ -30,12 +30,9 @@ pub(crate) fn put_new(
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
     crate::consent::check_enforceable(rt, resource)?;
-    let person = if rt == "Patient" {
-        // A new Patient is its own person until linked (what `owner_in` would find).
-        Some(id.to_string())
-    } else {
-        person_in(tx, rt, resource)?
-    };
+    let person = crate::owner::owner_of_new(tx, rt, resource)?
+        .column()
+        .map(str::to_string);
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     after_put(tx, rt, id, resource, link, p.version == 1)?;
     Ok(written(rt, id, resource, p))

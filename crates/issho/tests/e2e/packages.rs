@@ -58,6 +58,10 @@ fn an_administrator_installs_the_japanese_packages_into_a_running_server() {
                 "pat",
                 user("pat", Role::Patient, "patient/*.cruds", Some("p"), None),
             ),
+            (
+                "researcher",
+                user("researcher", Role::Researcher, "user/*.rs", None, None),
+            ),
         ],
     );
     let clins = jp.join("jp-clins.r4-1.5.2.tgz");
@@ -71,8 +75,8 @@ fn an_administrator_installs_the_japanese_packages_into_a_running_server() {
     );
     assert_eq!(total(&c, "StructureDefinition?_summary=count"), 0);
 
-    // Clinicians and patients install nothing; the body is not even read for them.
-    for who in ["doc", "pat"] {
+    // Clinicians, patients and researchers install nothing; the body is not even read for them.
+    for who in ["doc", "pat", "researcher"] {
         let (st, b) = upload(&c, who, std::fs::read(&clins).unwrap(), "application/gzip");
         assert_eq!(st, 403, "{who}: {b}");
         assert_eq!(b["resourceType"], "OperationOutcome");
