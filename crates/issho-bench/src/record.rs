@@ -237,42 +237,20 @@ pub fn record_ops(
     out
 }
 
-const FAMILIES: [(&str, &str); 12] = [
-    ("佐藤", "サトウ"),
-    ("鈴木", "スズキ"),
-    ("高橋", "タカハシ"),
-    ("田中", "タナカ"),
-    ("伊藤", "イトウ"),
-    ("渡辺", "ワタナベ"),
-    ("山本", "ヤマモト"),
-    ("中村", "ナカムラ"),
-    ("小林", "コバヤシ"),
-    ("加藤", "カトウ"),
-    ("吉田", "ヨシダ"),
-    ("山田", "ヤマダ"),
-];
-const GIVENS: [(&str, &str); 10] = [
-    ("太郎", "タロウ"),
-    ("花子", "ハナコ"),
-    ("一郎", "イチロウ"),
-    ("陽子", "ヨウコ"),
-    ("健", "ケン"),
-    ("恵子", "ケイコ"),
-    ("翔", "ショウ"),
-    ("美咲", "ミサキ"),
-    ("大輔", "ダイスケ"),
-    ("直美", "ナオミ"),
-];
 const EN_REP: &str = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation";
 const MEMBER: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
 
 /// Synthetic person `n` registered at institution `at` (one Patient; every third person has a
 /// second one elsewhere, which the member ID and birth date link).
 fn match_patient(n: usize, at: usize) -> Value {
-    let (fk, fr) = FAMILIES[n % FAMILIES.len()];
-    let (gk, gr) = GIVENS[(n / FAMILIES.len()) % GIVENS.len()];
+    // The twelve commonest surnames and the given names of the person's sex and era (the
+    // demo's name lists).
+    let families = &issho_demo::names::SURNAMES[..12];
     let day = 1 + (n * 7919) % (80 * 365);
     let (y, d) = (1940 + day / 365, day % 365);
+    let givens = issho_demo::names::given_names(n.is_multiple_of(2), y as i64);
+    let (fk, fr) = families[n % families.len()];
+    let (gk, gr) = givens[(n / families.len()) % givens.len()];
     let birth = format!("{y}-{:02}-{:02}", 1 + d / 31 % 12, 1 + d % 28);
     json!({"resourceType": "Patient",
         "identifier": [

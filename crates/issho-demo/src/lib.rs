@@ -52,7 +52,7 @@ mod date;
 mod documents;
 mod geo;
 mod jsonb;
-mod names;
+pub mod names;
 mod person;
 mod reference;
 mod rng;
