@@ -5,7 +5,8 @@ Usage: python3 tools/gen_r4_tables.py [SHARED_DIR]   (default ../shared)
 
 Reads the R4 StructureDefinitions, SearchParameters, CompartmentDefinitions, ValueSets and
 CodeSystems and writes crates/issho-model/data/r4.json: a compact table of every type's
-elements (cardinality, types, required bindings, summary flags), search parameters, the
+elements (cardinality, types, required and extensible bindings, summary flags, the invariants each type
+defines), search parameters, the
 patient compartment and the expanded code lists of required-strength value sets.
 The output is deterministic (sorted keys), so re-running it yields the same file.
 """
@@ -32,8 +33,13 @@ def load_bundle(name):
         return [e['resource'] for e in json.load(f)['entry']]
 
 
+# The specification's types, and the profiles of Quantity it uses as types (SimpleQuantity,
+# Age, Count, Distance, Duration, MoneyQuantity: elements are typed with them).
 sds = [r for r in load_bundle('Bundle-types.json') + load_bundle('Bundle-resources.json')
-       if r['resourceType'] == 'StructureDefinition' and r.get('derivation') in ('specialization', None)
+       if r['resourceType'] == 'StructureDefinition'
+       and (r.get('derivation') in ('specialization', None)
+            or (r.get('derivation') == 'constraint' and r.get('type') == 'Quantity'
+                and r['url'].startswith('http://hl7.org/fhir/StructureDefinition/')))
        and r['kind'] in ('primitive-type', 'complex-type', 'resource')]
 
 required_vs = set()
@@ -47,6 +53,14 @@ def type_code(t):
     return code.rsplit('.', 1)[-1].lower() if code.startswith('http://hl7.org/fhirpath/System.') else code
 
 
+def own_invariants(sd, el):
+    """The element's constraints defined by this type (not inherited), without ele-1 (which
+    the validator checks natively): [key, severity, human, expression]."""
+    return [[c['key'], c['severity'], c['human'], c['expression']]
+            for c in el.get('constraint', [])
+            if c.get('source') in (None, sd['url']) and c['key'] != 'ele-1' and 'expression' in c]
+
+
 types = {}
 for sd in sds:
     name = sd['id']
@@ -54,9 +68,12 @@ for sd in sds:
         continue  # constraint profiles are not base types
     base = sd.get('baseDefinition', '').rsplit('/', 1)[-1] or None
     elements = []
+    own_inv = []
     for el in sd['snapshot']['element']:
         path = el['path']
+        inv = own_invariants(sd, el)
         if '.' not in path:
+            own_inv = inv
             continue
         rel = path.split('.', 1)[1]
         e = {'path': rel, 'min': el.get('min', 0), 'max': el.get('max', '*')}
@@ -70,6 +87,8 @@ for sd in sds:
                 tp = [p.rsplit('/', 1)[-1] for p in t.get('targetProfile', [])]
                 if tp and tc in ('Reference', 'canonical'):
                     entry['targets'] = tp
+                if t.get('profile'):
+                    entry['profile'] = [p.rsplit('/', 1)[-1] for p in t['profile']]
                 ts.append(entry)
             e['types'] = ts
         b = el.get('binding')
@@ -77,10 +96,14 @@ for sd in sds:
             vs = b['valueSet'].split('|')[0]
             e['binding'] = vs
             required_vs.add(vs)
+        if b and b.get('strength') == 'extensible' and b.get('valueSet'):
+            e['extensible'] = b['valueSet'].split('|')[0]
         if el.get('isSummary'):
             e['summary'] = True
         if el.get('isModifier'):
             e['modifier'] = True
+        if inv:
+            e['inv'] = inv
         elements.append(e)
     types[name] = {
         'kind': sd['kind'],
@@ -88,6 +111,10 @@ for sd in sds:
         'base': base if base != name else None,
         'elements': elements,
     }
+    if own_inv:
+        types[name]['inv'] = own_inv
+    if sd['type'] != name:
+        types[name]['root'] = sd['type']  # SimpleQuantity's elements are Quantity.*
 
 # --- value sets -------------------------------------------------------------------------
 code_systems = {r['url']: r for n, r in pkg.items() if r['resourceType'] == 'CodeSystem'}

@@ -128,7 +128,7 @@ pub fn referral(n: usize) -> Value {
             "code": {"text": "高血圧症"}, "subject": {"reference": p0}}},
         {"fullUrl": c2, "resource": {"resourceType": "Condition", "identifier": [{"system": ri, "value": format!("c2-{n}")}],
             "code": {"text": "2型糖尿病"}, "subject": {"reference": p0}}},
-        {"fullUrl": a1, "resource": {"resourceType": "AllergyIntolerance", "identifier": [{"system": ri, "value": format!("a1-{n}")}],
+        {"fullUrl": a1, "resource": {"resourceType": "AllergyIntolerance", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "identifier": [{"system": ri, "value": format!("a1-{n}")}],
             "category": ["medication"], "code": {"text": "ペニシリン"}, "patient": {"reference": p0}}},
         {"fullUrl": o1, "resource": {"resourceType": "Observation", "identifier": [{"system": ri, "value": format!("o1-{n}")}],
             "status": "final", "code": {"text": "HbA1c"}, "valueQuantity": {"value": 7.1, "unit": "%"},

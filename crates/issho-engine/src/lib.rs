@@ -269,6 +269,11 @@ impl Engine {
         self.gate.check(ctx, Action::Operation, resource_type)?;
         let mut issues = check_resource(resource_type, resource, true, false);
         if !issues.iter().any(Issue::is_error) {
+            issues.extend(
+                issho_profiles::base_invariants(resource)
+                    .into_iter()
+                    .filter(|i| !i.is_error()),
+            );
             issues.extend(self.profile_issues(&self.as_stored(resource), profile)?);
         }
         Ok(issues)
@@ -316,6 +321,15 @@ pub(crate) fn check_resource(
         };
         let mut issues = issho_model::validate::validate_resource(resource, &opts);
         issues.extend(params::search_parameter_issues(resource));
+        // The R4 base invariants of a well-formed resource: their errors (the warnings, such
+        // as dom-6's "should have narrative", only for `$validate`).
+        if !issues.iter().any(Issue::is_error) {
+            issues.extend(
+                issho_profiles::base_invariants(resource)
+                    .into_iter()
+                    .filter(Issue::is_error),
+            );
+        }
         issues
     } else {
         params::search_parameter_issues(resource)

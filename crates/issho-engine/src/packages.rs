@@ -262,6 +262,7 @@ impl Engine {
         let mut used: HashSet<(String, String)> = HashSet::new();
         let mut entries = Vec::new();
         let mut left_out: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
+        let mut regenerated: Vec<Vec<String>> = vec![Vec::new(); pkgs.len()];
         for &i in &order {
             let p = &pkgs[i];
             let mut all = p.resources.clone();
@@ -273,12 +274,27 @@ impl Engine {
                 } else {
                     install_id(&*r, p, res, &used)?
                 };
-                let body = as_installed(res, &id, p);
+                let mut body = as_installed(res, &id, p);
                 // What this server would refuse is left out, and named: a published package
                 // may carry invalid resources (R4's own examples package has some).
                 let mut errors =
                     crate::check_resource(Some(&rt), &body, self.config.validate, true);
                 errors.retain(Issue::is_error);
+                // A profile whose published snapshot is what breaks the rules (JP Core 1.1.2's
+                // MedicationAdministration profiles: empty definitions, sdf-3) is installed
+                // with its differential; its snapshot is generated from that when used.
+                if !errors.is_empty() && broken_snapshot_only(&body, &errors) {
+                    let why = errors[0].diagnostics.clone();
+                    if let Some(o) = body.as_object_mut() {
+                        o.remove("snapshot");
+                    }
+                    errors = crate::check_resource(Some(&rt), &body, self.config.validate, true);
+                    errors.retain(Issue::is_error);
+                    if errors.is_empty() {
+                        regenerated[i]
+                            .push(format!("{rt}/{}: {why}", res["id"].as_str().unwrap_or("?")));
+                    }
+                }
                 if let Some(e) = errors.first() {
                     left_out[i].push(format!(
                         "{rt}/{}: {}",
@@ -324,6 +340,16 @@ impl Engine {
                 issues.push(Issue::warning(
                     IssueType::Invalid,
                     format!("{}: left out, not valid: {why}", pkgs[i].reference()),
+                ));
+            }
+            for why in &regenerated[i] {
+                issues.push(Issue::warning(
+                    IssueType::Invalid,
+                    format!(
+                        "{}: installed without its published snapshot, which is not valid \
+                         (its snapshot is generated from its differential when used): {why}",
+                        pkgs[i].reference()
+                    ),
                 ));
             }
         }
@@ -377,4 +403,15 @@ impl Engine {
             ),
         ))
     }
+}
+
+/// A StructureDefinition with a differential whose errors are all in its snapshot.
+fn broken_snapshot_only(body: &Value, errors: &[Issue]) -> bool {
+    body["resourceType"] == "StructureDefinition"
+        && body["differential"]["element"].is_array()
+        && errors.iter().all(|e| {
+            e.expression
+                .as_deref()
+                .is_some_and(|x| x.starts_with("StructureDefinition.snapshot"))
+        })
 }

@@ -98,7 +98,7 @@ impl issho_profiles::Definitions for StoreDefinitions<'_> {
         let p = match kept {
             Some(p) => p,
             None => {
-                let p = Arc::new(Profile::of(&s.json()?)?);
+                let p = Arc::new(Profile::index(&s.json()?, self).ok()?);
                 if let Ok(mut m) = self.cache.indexed.lock() {
                     if m.len() >= CACHED_PROFILES {
                         m.clear();

@@ -488,9 +488,15 @@ fn member<'a>(item: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) {
         push_children(n, obj, name, ty, out);
         return;
     }
-    // choice type: valueQuantity, valueString…
+    // choice type: valueQuantity, valueString… (or only `_valueString`: a primitive with
+    // extensions and no value)
     if n.ty.is_some() {
         for (k, v) in obj {
+            let (k, v) = match k.strip_prefix('_') {
+                Some(base) if obj.contains_key(base) => continue,
+                Some(base) => (base, &NULL),
+                None => (k.as_str(), v),
+            };
             if k.len() > name.len()
                 && k.starts_with(name)
                 && k.as_bytes()[name.len()].is_ascii_uppercase()

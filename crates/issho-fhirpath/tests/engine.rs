@@ -115,3 +115,25 @@ fn type_functions_know_the_fhir_hierarchy() {
     assert_eq!(t("Patient.is(DomainResource)"), vec!["true"]);
     assert_eq!(t("Patient.gender.type().name"), vec!["code"]);
 }
+
+/// A choice primitive with extensions and no value (`_valueString` alone) is still there.
+#[test]
+fn a_choice_primitive_with_only_extensions_exists() {
+    let r = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "extension": [{
+            "url": "http://example.org/a",
+            "_valueString": {"extension": [{"url": "http://example.org/b", "valueCode": "nl"}]}
+        }]
+    });
+    let ctx = Context::new();
+    let t = |e: &str| strings(&eval_str(e, &r, &ctx).unwrap());
+    assert_eq!(t("Observation.extension.value.exists()"), vec!["true"]);
+    assert_eq!(
+        t("Observation.extension.value.extension.url"),
+        vec!["http://example.org/b"]
+    );
+    assert_eq!(t("Observation.extension.value.hasValue()"), vec!["false"]);
+}

@@ -31,6 +31,9 @@ struct RawType {
     is_abstract: bool,
     base: Option<String>,
     elements: Vec<RawElement>,
+    #[serde(default)]
+    inv: Vec<Invariant>,
+    root: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,10 +46,25 @@ struct RawElement {
     #[serde(rename = "ref")]
     content_ref: Option<String>,
     binding: Option<String>,
+    extensible: Option<String>,
     #[serde(default)]
     summary: bool,
     #[serde(default)]
     modifier: bool,
+    #[serde(default)]
+    inv: Vec<Invariant>,
+}
+
+/// An invariant the specification defines on a type or element (`constraint` in its
+/// StructureDefinition; ele-1 is left to the validator, which checks it natively).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Invariant {
+    pub key: String,
+    /// `error` or `warning`.
+    pub severity: String,
+    pub human: String,
+    /// FHIRPath, evaluated with the element as the focus.
+    pub expression: String,
 }
 
 /// Whether a type is a primitive, a complex data type or a resource.
@@ -65,6 +83,9 @@ pub struct ElementType {
     /// For Reference and canonical: the allowed target resource types (`Resource` = any).
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Profiles of the type the element requires (`SimpleQuantity` for `Range.low`).
+    #[serde(default)]
+    pub profile: Vec<String>,
 }
 
 /// One element of a type, e.g. `contact.name` of Patient.
@@ -83,8 +104,12 @@ pub struct ElementDef {
     pub content_ref: Option<String>,
     /// Canonical URL of a required-strength binding.
     pub binding: Option<String>,
+    /// Canonical URL of an extensible-strength binding.
+    pub extensible: Option<String>,
     pub summary: bool,
     pub modifier: bool,
+    /// The invariants defined on this element.
+    pub invariants: Vec<Invariant>,
 }
 
 impl ElementDef {
@@ -106,6 +131,11 @@ pub struct TypeDef {
     pub is_abstract: bool,
     pub base: Option<String>,
     pub elements: Vec<ElementDef>,
+    /// The invariants the type defines on itself (not those it inherits from `base`).
+    pub invariants: Vec<Invariant>,
+    /// The root of its element paths: its name, or for a profile of a type the type
+    /// (`Quantity` for SimpleQuantity).
+    pub root: String,
     index: HashMap<String, usize>,
 }
 
@@ -202,8 +232,10 @@ impl R4 {
                         types: e.types,
                         content_ref: e.content_ref,
                         binding: e.binding,
+                        extensible: e.extensible,
                         summary: e.summary,
                         modifier: e.modifier,
+                        invariants: e.inv,
                         path: e.path,
                     }
                 })
@@ -216,11 +248,13 @@ impl R4 {
             types.insert(
                 name.clone(),
                 TypeDef {
-                    name,
                     kind,
                     is_abstract: t.is_abstract,
                     base: t.base,
                     elements,
+                    invariants: t.inv,
+                    root: t.root.unwrap_or_else(|| name.clone()),
+                    name,
                     index,
                 },
             );

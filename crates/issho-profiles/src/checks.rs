@@ -268,7 +268,7 @@ thread_local! {
 }
 
 /// An expression parsed once per thread.
-fn parsed(src: &str) -> Option<Rc<Expr>> {
+pub(crate) fn parsed(src: &str) -> Option<Rc<Expr>> {
     PARSED.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() > 20_000 {

@@ -8,11 +8,15 @@
 //! (`constraint.expression`) with issho-fhirpath at their severity ([`checks`]).
 //!
 //! Messages name the profile, the element (its FHIRPath location) and the rule.
-//! Definitions come through [`Definitions`] (the store, in the engine).
+//! Definitions come through [`Definitions`] (the store, in the engine); a definition without
+//! a snapshot gets one generated from its differential ([`snapshot_elements`]). The R4 base
+//! invariants of every resource, profiled or not, are [`base_invariants`]'.
 
+mod base;
 mod checks;
 mod memory;
 pub mod profile;
+mod snapshot;
 mod walk;
 
 use issho_model::{Issue, IssueType, Severity};
@@ -20,8 +24,10 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use base::{base_invariants, base_invariants_checked};
 pub use memory::Resources;
 pub use profile::Profile;
+pub use snapshot::snapshot_elements;
 
 /// Where StructureDefinitions come from.
 pub trait Definitions {
@@ -169,5 +175,7 @@ pub fn errors(issues: &[Issue]) -> impl Iterator<Item = &Issue> {
 
 #[cfg(test)]
 mod jp_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

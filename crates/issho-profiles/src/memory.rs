@@ -49,7 +49,7 @@ impl Definitions for Resources {
             Some((u, v)) => (u, Some(v)),
             None => (url, None),
         };
-        let p = Arc::new(Profile::of(self.find("StructureDefinition", u, v)?)?);
+        let p = Arc::new(Profile::index(self.find("StructureDefinition", u, v)?, self).ok()?);
         self.indexed.lock().ok()?.insert(url.to_string(), p.clone());
         Some(p)
     }

@@ -33,10 +33,24 @@ pub struct Group {
 }
 
 impl Profile {
-    /// Indexes a StructureDefinition; `None` when it has no snapshot (generating one from the
-    /// differential is not yet done).
+    /// Indexes a StructureDefinition by its snapshot, generated from its differential and
+    /// its base when it has none.
+    pub fn index(sd: &Value, defs: &dyn crate::Definitions) -> Result<Profile, String> {
+        let elements = crate::snapshot::snapshot_elements(sd, defs)?;
+        Profile::with_elements(sd, elements).ok_or_else(|| {
+            format!(
+                "{}: an empty snapshot",
+                sd["url"].as_str().unwrap_or("(no url)")
+            )
+        })
+    }
+
+    /// Indexes a StructureDefinition by its own snapshot; `None` when it has none.
     pub fn of(sd: &Value) -> Option<Profile> {
-        let elements: Vec<Value> = sd["snapshot"]["element"].as_array()?.clone();
+        Profile::with_elements(sd, sd["snapshot"]["element"].as_array()?.clone())
+    }
+
+    fn with_elements(sd: &Value, elements: Vec<Value>) -> Option<Profile> {
         if elements.is_empty() {
             return None;
         }
@@ -196,6 +210,14 @@ impl Info {
                 .as_array()
                 .into_iter()
                 .flatten()
+                // The R4 base's own invariants are `base_invariants`' (which knows their
+                // corrections), except ele-1, which the walk checks natively.
+                .filter(|c| {
+                    c["key"] == "ele-1"
+                        || !c["source"].as_str().is_some_and(|s| {
+                            s.starts_with("http://hl7.org/fhir/StructureDefinition/")
+                        })
+                })
                 .filter_map(|c| {
                     Some(Constraint {
                         key: c["key"].as_str()?.to_string(),

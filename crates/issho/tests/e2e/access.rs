@@ -67,6 +67,7 @@ pub(crate) fn data(consent: bool) -> Vec<Value> {
     if consent {
         out.push(json!({"resourceType": "Consent", "id": "p1-consent", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/p1"},
             "provision": {"type": "deny", "securityLabel": [{"system": ACT, "code": "PSY"}]}}));

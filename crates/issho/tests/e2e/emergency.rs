@@ -51,13 +51,13 @@ fn an_opening_is_told_to_the_person_survives_a_restart_and_ends() {
     let open_for = 12;
     let c = Signed::start(config(open_for), users());
     for r in [
-        json!({"resourceType": "Organization", "id": "org-a"}),
-        json!({"resourceType": "Organization", "id": "org-er"}),
+        json!({"resourceType": "Organization", "id": "org-a", "name": "org-a"}),
+        json!({"resourceType": "Organization", "id": "org-er", "name": "org-er"}),
         json!({"resourceType": "Patient", "id": "p1"}),
         json!({"resourceType": "Encounter", "id": "e1", "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "subject": {"reference": "Patient/p1"}, "serviceProvider": {"reference": "Organization/org-a"}}),
-        json!({"resourceType": "AllergyIntolerance", "id": "a1", "code": {"text": "ペニシリン"},
+        json!({"resourceType": "AllergyIntolerance", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "id": "a1", "code": {"text": "ペニシリン"},
             "patient": {"reference": "Patient/p1"}}),
     ] {
         let path = format!(

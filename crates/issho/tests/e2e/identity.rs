@@ -111,7 +111,7 @@ fn setup() -> Ctx {
     c.put(&json!({"resourceType": "Condition", "id": "ca",
         "code": {"text": "狭心症"}, "subject": {"reference": "Patient/pa"},
         "encounter": {"reference": "Encounter/ea"}}));
-    c.put(&json!({"resourceType": "AllergyIntolerance", "id": "aa",
+    c.put(&json!({"resourceType": "AllergyIntolerance", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "id": "aa",
         "code": {"text": "ペニシリン"}, "patient": {"reference": "Patient/pa"}}));
     // Clinic B registers the same person (half width, katakana): one person.
     c.put(&patient(

@@ -413,6 +413,7 @@ fn paging_links_follow_consent_changes() {
         let next = next_link(&first);
         c.put(&json!({"resourceType": "Consent", "id": "p1-refuses", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/p1"},
             "provision": {"type": "deny"}}));
@@ -456,6 +457,7 @@ fn paging_links_follow_consent_changes() {
     );
     c.put(&json!({"resourceType": "Consent", "id": "p1-psy-refused", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/p1"},
         "provision": {"type": "deny", "securityLabel": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY"}]}}));
@@ -526,6 +528,7 @@ fn a_refusal_is_enforced_at_once_under_concurrent_writes() {
     let consent = |status: &str| {
         json!({"resourceType": "Consent", "id": "p1-refuses", "status": status,
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/p1"},
             "provision": {"type": "deny"}})
@@ -658,6 +661,7 @@ fn unenforceable_consents_are_refused() {
     let consent = |provision: Value, scope: &str| {
         json!({"resourceType": "Consent", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": scope}]},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/p1"}, "provision": provision})
     };

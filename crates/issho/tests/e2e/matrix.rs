@@ -207,7 +207,7 @@ fn setup() -> (M, Vec<(String, Value)>) {
     }
     put(
         "Organization/org-x",
-        &json!({"resourceType": "Organization", "id": "org-x"}),
+        &json!({"resourceType": "Organization", "id": "org-x", "name": "X"}),
     );
     let types = patient_data_types("p2");
     // p1's own Observations, each naming (before it exists) a resource of p2's: probes for
@@ -391,6 +391,7 @@ fn paging_links_of_every_patient_data_type_follow_a_refusal() {
     }
     let consent = json!({"resourceType": "Consent", "id": "p2-refuses", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/p2"}, "provision": {"type": "deny"}});
     let (st, b) = m.call("p2", "POST", "Consent", Some(&consent));

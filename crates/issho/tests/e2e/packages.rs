@@ -96,6 +96,42 @@ fn an_administrator_installs_the_japanese_packages_into_a_running_server() {
             .contains("installed jp-core.r4#1.1.2: 22 CodeSystem, 22 NamingSystem, 8 SearchParameter, 89 StructureDefinition, 37 ValueSet"),
         "{b}"
     );
+    // Three MedicationAdministration profiles publish snapshots with empty definitions
+    // (sdf-3): installed with their differentials, their snapshots generated when used.
+    assert_eq!(
+        b.to_string()
+            .matches("installed without its published snapshot")
+            .count(),
+        3,
+        "{b}"
+    );
+    let admin_profile =
+        "http://jpfhir.jp/fhir/core/StructureDefinition/JP_MedicationAdministration";
+    let (st, oo) = c.call(
+        "doc",
+        "POST",
+        &format!("MedicationAdministration/$validate?profile={admin_profile}"),
+        Some(&serde_json::json!({"resourceType": "MedicationAdministration",
+            "status": "completed", "subject": {"reference": "Patient/x"},
+            "medicationCodeableConcept": {"text": "アムロジピン"},
+            "effectiveDateTime": "2024-04-01"})),
+    );
+    assert_eq!(st, 200, "{oo}");
+    let errors: Vec<&Value> = oo["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .collect();
+    // Validated against the generated snapshot: the errors name the profile.
+    assert!(!errors.is_empty(), "{oo}");
+    assert!(
+        errors.iter().all(|i| i["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("JP_MedicationAdministration")),
+        "{oo}"
+    );
     let (st, b) = install(&c, &clins);
     assert_eq!(st, 200, "{b}");
     let (st, b) = install(&c, &jp.join("jp-eCheckupReport.r4.tgz"));

@@ -587,6 +587,59 @@ fn validate_operation() {
     assert_eq!(json(s.get("_history"))["total"], 0);
 }
 
+/// The R4 base invariants hold on every write (400 naming the rule, nothing stored) and
+/// `$validate` reports their warnings too.
+#[test]
+fn base_invariants_are_enforced_on_writes() {
+    let s = Server::start();
+    let obs = |period: Value| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "体重"},
+               "valueQuantity": {"value": 60, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+               "effectivePeriod": period})
+    };
+    let bad = obs(json!({"start": "2024-02-01", "end": "2024-01-01"}));
+    let r = s.post("Observation", &bad);
+    assert_eq!(r.status(), 400);
+    let oo = json(r);
+    assert!(oo.to_string().contains("per-1 failed"), "{oo}");
+    assert_eq!(
+        oo["issue"][0]["expression"][0],
+        "Observation.effectivePeriod"
+    );
+    // Update and transaction entries too.
+    let good = obs(json!({"start": "2024-01-01", "end": "2024-02-01"}));
+    let created = json(s.post("Observation", &good));
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut worse = created.clone();
+    worse["valueQuantity"] = json!({"value": 60, "code": "kg"});
+    let r = s.put(&format!("Observation/{id}"), &worse);
+    assert_eq!(r.status(), 400);
+    assert!(json(r).to_string().contains("qty-3 failed"));
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": good, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Observation"}}]});
+    let r = s.post("", &tx);
+    assert_eq!(r.status(), 400);
+    assert!(json(r).to_string().contains("per-1 failed"));
+    // An unreferenced contained resource (dom-3).
+    let mr = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"text": "ロキソプロフェン"},
+        "subject": {"reference": "Patient/nobody"},
+        "contained": [{"resourceType": "Medication", "id": "m1"}]});
+    let r = s.post("MedicationRequest/$validate", &mr);
+    assert!(json(r).to_string().contains("dom-3 failed"));
+    // $validate: warnings (dom-6, no narrative) beside no errors.
+    let oo = json(s.post(
+        "Observation/$validate",
+        &obs(json!({"start": "2024-01-01"})),
+    ));
+    let issues = oo["issue"].as_array().unwrap();
+    assert!(issues.iter().all(|i| i["severity"] != "error"), "{oo}");
+    assert!(oo.to_string().contains("dom-6 failed"), "{oo}");
+    // Only the good Observation was stored.
+    assert_eq!(json(s.get("Observation"))["total"], 1);
+}
+
 #[test]
 fn conditions_without_criteria_are_refused() {
     let s = Server::start();

@@ -158,6 +158,7 @@ fn section(summary: &Value, title: &str) -> Vec<(String, String)> {
 fn refuse_a() -> Value {
     json!({"resourceType": "Consent", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/makino"},
         "provision": {"type": "permit", "provision": [{"type": "deny",
@@ -551,7 +552,7 @@ fn a_deployment_can_refuse_conflicting_prescriptions() {
 #[test]
 fn a_pharmacy_that_dispensed_to_the_person_sees_their_allergies() {
     let c = setup(Default::default());
-    let allergy = json!({"resourceType": "AllergyIntolerance", "category": ["medication"],
+    let allergy = json!({"resourceType": "AllergyIntolerance", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "category": ["medication"],
         "code": {"text": "ペニシリン"}, "patient": {"reference": "Patient/makino"},
         "meta": {"source": "Organization/org-a"}});
     assert_eq!(

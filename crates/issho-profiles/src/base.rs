@@ -1,0 +1,316 @@
+//! The R4 base invariants: every `constraint` the specification defines on a resource, a
+//! data type or an element (dom-2…dom-6, obs-6, qty-3, per-1, ref-1, ext-1, …), evaluated by
+//! issho-fhirpath on every write and by `$validate`, whether or not the resource names a
+//! profile. ele-1 is checked natively by the profile walk and the structural validation, and
+//! txt-1 (the narrative's XHTML rules) by issho-model's XHTML check; both are left out of the
+//! generated table.
+//!
+//! The walk follows the instance with the generated R4 tables: each value is typed by its
+//! element, so a `Quantity` anywhere is checked against qty-3, a `Reference` against ref-1,
+//! and an element's own invariants (`Observation.referenceRange`: obs-3) against each of its
+//! values. Contained resources are checked with `%rootResource` their container; a Bundle's
+//! entries and a Parameters' resources as resources of their own.
+
+use crate::checks::parsed;
+use issho_fhirpath::{Context, Item, Location, Node, NodeType};
+use issho_model::{Invariant, Issue, IssueType, TypeDef, r4};
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// R4 invariants whose published expression is wrong as FHIRPath, evaluated as R5 corrected
+/// them: (key, expression, why).
+const CORRECTED: &[(&str, &str, &str)] = &[
+    (
+        "dom-3",
+        "contained.where((('#'+id in (%resource.descendants().reference | \
+         %resource.descendants().ofType(canonical) | %resource.descendants().ofType(uri) | \
+         %resource.descendants().ofType(url))) or descendants().where(reference = '#').exists() \
+         or descendants().where(ofType(canonical) = '#').exists() or \
+         descendants().where(ofType(canonical) = '#').exists()).not()).trace('unmatched', id).empty()",
+        "R4 applies as() to all descendants at once, an error in FHIRPath (as() takes one item); \
+         R5 writes ofType()",
+    ),
+    (
+        "que-7",
+        "operator = 'exists' implies (answer is boolean)",
+        "R4 asks `answer is Boolean` (System.Boolean), which a FHIR boolean is not; R5 writes \
+         `answer is boolean`",
+    ),
+];
+
+/// The expression evaluated for `c`.
+fn expression(c: &Invariant) -> &str {
+    CORRECTED
+        .iter()
+        .find(|(k, _, _)| *k == c.key)
+        .map_or(c.expression.as_str(), |(_, e, _)| e)
+}
+
+/// The issues of `resource` against the R4 base invariants.
+pub fn base_invariants(resource: &Value) -> Vec<Issue> {
+    base_invariants_checked(resource).0
+}
+
+/// The issues of `resource` against the R4 base invariants, and the invariants this
+/// evaluator could not run on it (`key at: why`; not counted as violations).
+pub fn base_invariants_checked(resource: &Value) -> (Vec<Issue>, Vec<String>) {
+    let mut w = Walk {
+        issues: Vec::new(),
+        seen: HashSet::new(),
+        unevaluated: Vec::new(),
+    };
+    let rt = resource["resourceType"].as_str().unwrap_or_default();
+    w.resource(resource, rt, None);
+    (w.issues, w.unevaluated)
+}
+
+struct Walk {
+    issues: Vec<Issue>,
+    seen: HashSet<(String, String)>,
+    unevaluated: Vec<String>,
+}
+
+impl Walk {
+    /// A resource (`at` its location) whose `%rootResource` is `container` (contained) or
+    /// itself.
+    fn resource(&mut self, value: &Value, at: &str, container: Option<&Value>) {
+        let Some(rt) = value["resourceType"].as_str() else {
+            return;
+        };
+        let Some(nt) = NodeType::named(rt) else {
+            return;
+        };
+        let scope = Scope {
+            resource: value,
+            root: container.unwrap_or(value),
+        };
+        let node = Node {
+            value,
+            ext: None,
+            ty: Some(nt),
+            location: Location::root(),
+        };
+        let mut t = r4().type_def(rt);
+        while let Some(td) = t {
+            self.check(&scope, &td.invariants, &td.name, &node, at);
+            t = td.base.as_deref().and_then(|b| r4().type_def(b));
+        }
+        self.object(&scope, value, nt, at);
+    }
+
+    /// The children of an object of type `nt`.
+    fn object(&mut self, scope: &Scope, value: &Value, nt: NodeType, at: &str) {
+        let Some(obj) = value.as_object() else {
+            return;
+        };
+        for (key, v) in obj {
+            if key == "resourceType" || key.starts_with('_') {
+                continue;
+            }
+            let Some((def, cnt)) = nt.child(key) else {
+                continue;
+            };
+            let exts = obj.get(&format!("_{key}"));
+            let items: Vec<(String, &Value, Option<&Value>)> = match v {
+                Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| {
+                        let ext = exts.and_then(|e| e.get(i)).filter(|e| !e.is_null());
+                        (format!("{at}.{key}[{i}]"), x, ext)
+                    })
+                    .collect(),
+                x => vec![(format!("{at}.{key}"), x, exts)],
+            };
+            let resource_valued = def.types.iter().any(|t| t.code == "Resource");
+            for (here, x, ext) in items {
+                if resource_valued && x.get("resourceType").is_some() {
+                    let container = (key == "contained").then_some(scope.root);
+                    self.resource(x, &here, container);
+                    continue;
+                }
+                let node = Node {
+                    value: x,
+                    ext,
+                    ty: Some(cnt),
+                    location: Location::root(),
+                };
+                self.check(scope, &def.invariants, owner_name(scope, nt), &node, &here);
+                // A data type's own invariants (qty-3 on every Quantity…).
+                if !def.is_backbone()
+                    && def.content_ref.is_none()
+                    && let Some(td) = r4().type_def(cnt.code)
+                {
+                    self.data_type(scope, td, &node, &here);
+                }
+                if x.is_object() {
+                    self.object(scope, x, cnt, &here);
+                }
+            }
+        }
+    }
+
+    fn data_type(&mut self, scope: &Scope, td: &TypeDef, node: &Node, at: &str) {
+        let mut t = Some(td);
+        while let Some(td) = t {
+            self.check(scope, &td.invariants, &td.name, node, at);
+            t = td.base.as_deref().and_then(|b| r4().type_def(b));
+        }
+    }
+
+    /// `list` evaluated with `node` as the focus.
+    fn check(&mut self, scope: &Scope, list: &[Invariant], owner: &str, node: &Node, at: &str) {
+        if list.is_empty() {
+            return;
+        }
+        let ctx = Context {
+            resource: Some(scope.resource),
+            root_resource: Some(scope.root),
+            ..Default::default()
+        };
+        let focus = [Item::Node(node.clone())];
+        for c in list {
+            let Some(x) = parsed(expression(c)) else {
+                self.unevaluated.push(format!("{} {at}: not parsed", c.key));
+                continue;
+            };
+            let holds = match issho_fhirpath::evaluate_items(&x, &focus, scope.resource, &ctx) {
+                Ok(items) => !(items.len() == 1 && items[0].to_json() == Value::Bool(false)),
+                // An expression this evaluator cannot run on this input is not a violation
+                // (the examples' test shows there are none among the R4 examples).
+                Err(e) => {
+                    self.unevaluated.push(format!("{} {at}: {e}", c.key));
+                    true
+                }
+            };
+            if !holds && self.seen.insert((c.key.clone(), at.to_string())) {
+                let msg = format!(
+                    "{owner} (R4): {at}: {} failed: {} ({})",
+                    c.key,
+                    c.human,
+                    expression(c)
+                );
+                let issue = if c.severity == "error" {
+                    Issue::error(IssueType::Invariant, msg)
+                } else {
+                    Issue::warning(IssueType::Invariant, msg)
+                };
+                self.issues.push(issue.at(at));
+            }
+        }
+    }
+}
+
+/// The resource or data type whose element this is, for messages.
+fn owner_name<'v>(scope: &Scope<'v>, nt: NodeType) -> &'v str {
+    match nt.code {
+        "BackboneElement" | "Element" => scope.resource["resourceType"].as_str().unwrap_or(""),
+        c => r4().type_def(c).map_or("", |t| t.name.as_str()),
+    }
+}
+
+struct Scope<'v> {
+    resource: &'v Value,
+    root: &'v Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_invariants_checked;
+    use serde_json::{Value, json};
+
+    /// The keys of the failed invariants (errors and warnings), and that all ran.
+    fn failed(r: Value) -> Vec<String> {
+        let (issues, unevaluated) = base_invariants_checked(&r);
+        assert!(unevaluated.is_empty(), "{unevaluated:?}");
+        let mut keys: Vec<String> = issues
+            .iter()
+            .filter(|i| !i.diagnostics.contains("dom-6"))
+            .map(|i| {
+                let k = i.diagnostics.split(" failed").next().unwrap();
+                let k = k.rsplit(' ').next().unwrap().to_string();
+                format!("{k}@{}", i.expression.as_deref().unwrap_or(""))
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn resource_element_and_data_type_invariants() {
+        let obs = json!({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueQuantity": {"value": 1, "code": "mg"},
+            "dataAbsentReason": {"text": "and a value"},
+            "effectivePeriod": {"start": "2024-02-01", "end": "2024-01-01"},
+            "referenceRange": [{"text": "fine"}, {}],
+            "extension": [{"url": "http://example.org/x", "valueString": "a",
+                           "extension": [{"url": "y", "valueCode": "b"}]}]
+        });
+        assert_eq!(
+            failed(obs),
+            vec![
+                "ext-1@Observation.extension[0]",
+                "obs-3@Observation.referenceRange[1]",
+                "obs-6@Observation",
+                "per-1@Observation.effectivePeriod",
+                "qty-3@Observation.valueQuantity",
+            ]
+        );
+        let ok = json!({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": "mg"},
+            "effectivePeriod": {"start": "2024-01-01", "end": "2024-02-01"}
+        });
+        assert_eq!(failed(ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn contained_resources_must_be_referred_to_and_flat() {
+        let unreferred = json!({
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p"},
+            "medicationReference": {"reference": "#m1"},
+            "contained": [
+                {"resourceType": "Medication", "id": "m1"},
+                {"resourceType": "Medication", "id": "m2", "meta": {"versionId": "3"}}
+            ]
+        });
+        assert_eq!(
+            failed(unreferred),
+            vec!["dom-3@MedicationRequest", "dom-4@MedicationRequest"]
+        );
+        // ref-1: a local reference names a contained resource of the root.
+        let dangling = json!({
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p"},
+            "medicationReference": {"reference": "#nowhere"}
+        });
+        assert_eq!(
+            failed(dangling),
+            vec!["ref-1@MedicationRequest.medicationReference"]
+        );
+    }
+
+    #[test]
+    fn bundle_entries_are_resources_of_their_own() {
+        let b = json!({
+            "resourceType": "Bundle", "type": "transaction",
+            "entry": [{
+                "fullUrl": "urn:uuid:1",
+                "resource": {"resourceType": "Observation", "status": "final",
+                             "code": {"text": "x"}, "valueQuantity": {"code": "mg"}},
+                "request": {"method": "POST", "url": "Observation"}
+            }, {
+                "resource": {"resourceType": "Patient"}
+            }]
+        });
+        assert_eq!(
+            failed(b),
+            vec![
+                "bdl-3@Bundle",
+                "qty-3@Bundle.entry[0].resource.valueQuantity",
+            ]
+        );
+    }
+}
