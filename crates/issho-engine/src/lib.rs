@@ -27,6 +27,7 @@ mod packages;
 mod pages;
 mod params;
 mod profiles;
+pub use profiles::SnapshotOf;
 mod rest;
 mod search;
 mod summary;

@@ -126,6 +126,18 @@ fn is_base(url: &str) -> bool {
 }
 
 impl Engine {
+    /// The StructureDefinitions of `r`, indexed through the engine's caches.
+    fn definitions<'a>(&'a self, r: &'a dyn issho_store::StoreRead) -> StoreDefinitions<'a> {
+        StoreDefinitions {
+            src: StoreSource {
+                r,
+                cache: Some(&self.code_systems),
+            },
+            cache: &self.profiles,
+            generation: self.indexer.conformance.load(Ordering::SeqCst),
+        }
+    }
+
     /// The profile issues of `resource`: against each installed profile of its `meta.profile`,
     /// the deployment's required profiles for its type, and `also` (asked for by `$validate`:
     /// an error when not installed).
@@ -160,14 +172,7 @@ impl Engine {
         }
         let permit = self.system_permit("profiles")?;
         let r = self.store.reader(&permit)?;
-        let defs = StoreDefinitions {
-            src: StoreSource {
-                r: &*r,
-                cache: Some(&self.code_systems),
-            },
-            cache: &self.profiles,
-            generation: self.indexer.conformance.load(Ordering::SeqCst),
-        };
+        let defs = self.definitions(&*r);
         let terminology = StoreSource {
             r: &*r,
             cache: Some(&self.code_systems),
@@ -270,5 +275,85 @@ impl Engine {
             .into_iter()
             .filter(|i| i.severity == issho_model::Severity::Warning)
             .collect())
+    }
+}
+
+/// What `$snapshot` generates the snapshot of.
+pub enum SnapshotOf {
+    /// The stored StructureDefinition with this id (instance level).
+    Id(String),
+    /// The installed definition with this canonical url (`url[|version]`).
+    Url(String),
+    /// A StructureDefinition given in the request.
+    Definition(Value),
+}
+
+impl Engine {
+    /// `StructureDefinition/$snapshot`: the definition with its snapshot generated from its
+    /// differential and its base (installed definitions, or R4's own types), whether or not
+    /// it was published with one. Through the gate (reading StructureDefinitions), audited.
+    pub fn snapshot_operation(&self, ctx: &AccessContext, of: SnapshotOf) -> Result<Value> {
+        let target = match &of {
+            SnapshotOf::Id(id) => Some(format!("StructureDefinition/{id}")),
+            _ => None,
+        };
+        let label = match &target {
+            Some(t) => format!("{t}/$snapshot"),
+            None => "StructureDefinition/$snapshot".to_string(),
+        };
+        self.audited(
+            ctx,
+            issho_audit::Interaction::Operation,
+            target,
+            Some(label),
+            || self.snapshot_unaudited(ctx, of),
+            |_, _| {},
+        )
+    }
+
+    fn snapshot_unaudited(&self, ctx: &AccessContext, of: SnapshotOf) -> Result<Value> {
+        let r = self.snapshot(ctx, Action::Read, Some("StructureDefinition"))?;
+        let defs = self.definitions(&*r);
+        let mut sd = match of {
+            SnapshotOf::Id(id) => r
+                .current("StructureDefinition", &id)?
+                .filter(|s| !s.is_deleted())
+                .and_then(|s| s.json())
+                .ok_or_else(|| {
+                    FhirError::not_found(format!("StructureDefinition/{id} is not known"))
+                })?,
+            SnapshotOf::Url(url) => {
+                let (u, v) = match url.split_once('|') {
+                    Some((u, v)) => (u, Some(v)),
+                    None => (url.as_str(), None),
+                };
+                defs.src
+                    .stored_by_url("StructureDefinition", u, v)
+                    .and_then(|s| s.json())
+                    .ok_or_else(|| {
+                        FhirError::not_found(format!("no StructureDefinition {url} is installed"))
+                    })?
+            }
+            SnapshotOf::Definition(d) => {
+                if d["resourceType"] != "StructureDefinition" {
+                    return Err(FhirError::bad_request(
+                        "the definition parameter holds a StructureDefinition",
+                    ));
+                }
+                d
+            }
+        };
+        if let Some(o) = sd.as_object_mut() {
+            o.remove("snapshot");
+        }
+        let elements = issho_profiles::snapshot_elements(&sd, &defs).map_err(|e| {
+            FhirError::new(
+                422,
+                IssueType::Processing,
+                format!("no snapshot can be generated: {e}"),
+            )
+        })?;
+        sd["snapshot"] = serde_json::json!({ "element": elements });
+        Ok(sd)
     }
 }

@@ -21,6 +21,8 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 const R4_BASE: &str = "http://hl7.org/fhir/StructureDefinition/";
+/// How many elements a snapshot may have (the largest published ones have a few thousand).
+const MAX_ELEMENTS: usize = 50_000;
 /// How deep bases may chain (a profile on a profile on …); deeper is refused as a cycle.
 const MAX_CHAIN: usize = 16;
 
@@ -66,8 +68,16 @@ pub fn snapshot_elements(sd: &Value, defs: &dyn Definitions) -> Result<Vec<Value
         out,
         defs,
     };
+    if diff.len() > MAX_ELEMENTS {
+        return Err(format!("{url}: over {MAX_ELEMENTS} differential elements"));
+    }
     for d in diff {
         g.apply(d).map_err(|e| format!("{url}: {e}"))?;
+        if g.out.len() > MAX_ELEMENTS {
+            return Err(format!(
+                "{url}: its snapshot grows over {MAX_ELEMENTS} elements"
+            ));
+        }
     }
     Ok(g.out)
 }

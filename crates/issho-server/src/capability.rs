@@ -87,6 +87,12 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                      "documentation": "CodeSystem/$subsumes (codeA, codeB, system, version, codingA, codingB): equivalent, subsumes, subsumed-by or not-subsumed."}
                 ]);
             }
+            if t == "StructureDefinition" {
+                entry["operation"] = json!([validate,
+                    {"name": "snapshot", "definition": "http://hl7.org/fhir/OperationDefinition/StructureDefinition-snapshot",
+                     "documentation": "StructureDefinition/$snapshot (url, or POST a definition) or StructureDefinition/[id]/$snapshot: the definition with its snapshot generated from its differential and its base (installed definitions or R4's own types)."}
+                ]);
+            }
             if t == "ValueSet" {
                 entry["operation"] = json!([validate,
                     {"name": "expand", "definition": "http://hl7.org/fhir/OperationDefinition/ValueSet-expand",

@@ -1,6 +1,7 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
 mod cds;
+mod conformance;
 mod history;
 mod metadata;
 mod request;
@@ -498,39 +499,18 @@ async fn dispatch(
             )
             .await
         }
-        (
-            "GET" | "POST",
-            [rt @ ("CodeSystem" | "ValueSet" | "ConceptMap"), op]
-            | [rt @ ("CodeSystem" | "ValueSet" | "ConceptMap"), _, op],
-        ) if op
-            .strip_prefix('$')
-            .and_then(|o| issho_engine::TermOp::of(rt, o))
-            .is_some() =>
-        {
-            // The terminology operations: parameters in the query (GET) or a Parameters body.
-            let op = op
-                .strip_prefix('$')
-                .and_then(|o| issho_engine::TermOp::of(rt, o))
-                .ok_or_else(|| FhirError::not_found("no such operation"))?;
-            let id = match seg.as_slice() {
-                [_, id, _] => Some(id.to_string()),
-                _ => None,
+        ("GET" | "POST", [rt, op] | [rt, _, op]) if conformance::handles(rt, op) => {
+            let q = conformance::OpRequest {
+                engine,
+                ctx,
+                method,
+                seg: &seg,
+                pairs,
+                headers,
+                body,
+                render,
             };
-            let input = if method == Method::POST && !body.is_empty() {
-                issho_engine::TermInput::Parameters(parse_json(headers, &body, false)?)
-            } else {
-                issho_engine::TermInput::Query(pairs.to_vec())
-            };
-            let lang = headers
-                .get(header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let rt = rt.to_string();
-            let out = blocking(move || {
-                engine.terminology_operation(&ctx, &rt, id.as_deref(), op, input, lang.as_deref())
-            })
-            .await?;
-            Ok(body_response(200, &out, render.out))
+            conformance::operation(q, rt, op).await
         }
         ("POST", [t, "$validate"]) | ("POST", [t, _, "$validate"]) => {
             let input = parse_json(headers, &body, false)?;

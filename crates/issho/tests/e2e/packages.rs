@@ -111,10 +111,12 @@ fn an_administrator_installs_the_japanese_packages_into_a_running_server() {
         "doc",
         "POST",
         &format!("MedicationAdministration/$validate?profile={admin_profile}"),
-        Some(&serde_json::json!({"resourceType": "MedicationAdministration",
+        Some(
+            &serde_json::json!({"resourceType": "MedicationAdministration",
             "status": "completed", "subject": {"reference": "Patient/x"},
             "medicationCodeableConcept": {"text": "アムロジピン"},
-            "effectiveDateTime": "2024-04-01"})),
+            "effectiveDateTime": "2024-04-01"}),
+        ),
     );
     assert_eq!(st, 200, "{oo}");
     let errors: Vec<&Value> = oo["issue"]

@@ -12,20 +12,21 @@ use std::path::Path;
 const JP_PATIENT: &str = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Patient";
 const CLINS_PATIENT: &str = "http://jpfhir.jp/fhir/eCS/StructureDefinition/JP_Patient_eCS";
 
+fn users() -> Vec<(&'static str, issho_auth::User)> {
+    vec![
+        (
+            "admin",
+            user("admin", Role::Administrator, "user/*.cruds", None, None),
+        ),
+        (
+            "doc",
+            user("doc", Role::Physician, "user/*.cruds", None, Some("org")),
+        ),
+    ]
+}
+
 fn start(shared: &Path, config: issho_engine::EngineConfig) -> Signed {
-    let c = Signed::start(
-        config,
-        vec![
-            (
-                "admin",
-                user("admin", Role::Administrator, "user/*.cruds", None, None),
-            ),
-            (
-                "doc",
-                user("doc", Role::Physician, "user/*.cruds", None, Some("org")),
-            ),
-        ],
-    );
+    let c = Signed::start(config, users());
     for f in ["jp-core.r4-1.1.2.tgz", "jp-clins.r4-1.5.2.tgz"] {
         c.install_package(&shared.join("jp").join(f));
     }
@@ -230,4 +231,184 @@ fn a_deployment_requires_profiles_and_known_ones() {
     let (st, b) = c.call("admin", "POST", "Organization", Some(&org));
     assert_eq!(st, 422, "{b}");
     assert!(b.to_string().contains("not installed"), "{b}");
+}
+
+const BODY_WEIGHT: &str = "https://issho.example/fhir/StructureDefinition/body-weight";
+
+/// A profile written as a differential only (no snapshot), on R4's Observation.
+fn differential_only() -> Value {
+    json!({"resourceType": "StructureDefinition", "id": "body-weight", "url": BODY_WEIGHT,
+    "name": "BodyWeight", "status": "active", "kind": "resource", "abstract": false,
+    "type": "Observation", "derivation": "constraint",
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+    "differential": {"element": [
+        {"id": "Observation", "path": "Observation"},
+        {"id": "Observation.code.coding", "path": "Observation.code.coding", "min": 1,
+         "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+        {"id": "Observation.code.coding:jlac", "path": "Observation.code.coding",
+         "sliceName": "jlac", "min": 1, "max": "1"},
+        {"id": "Observation.code.coding:jlac.system", "path": "Observation.code.coding.system",
+         "min": 1, "fixedUri": "urn:oid:1.2.392.200119.4.504"},
+        {"id": "Observation.value[x]", "path": "Observation.value[x]", "min": 1,
+         "type": [{"code": "Quantity"}]}
+    ]}})
+}
+
+/// A profile without snapshot: `$snapshot` generates it (instance, url, or a definition in
+/// the request), writes are validated against it; bad requests and probes are refused.
+#[test]
+fn snapshots_are_generated_from_differentials() {
+    let mut all = users();
+    all.push((
+        "obs-only",
+        user(
+            "obs-only",
+            Role::Physician,
+            "user/Observation.rs",
+            None,
+            Some("org"),
+        ),
+    ));
+    let c = Signed::start(Default::default(), all);
+    let (st, b) = c.call(
+        "admin",
+        "PUT",
+        "StructureDefinition/body-weight",
+        Some(&differential_only()),
+    );
+    assert_eq!(st, 201, "{b}");
+    let ids = |sd: &Value| -> Vec<String> {
+        sd["snapshot"]["element"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (st, by_id) = c.call(
+        "doc",
+        "GET",
+        "StructureDefinition/body-weight/$snapshot",
+        None,
+    );
+    assert_eq!(st, 200, "{by_id}");
+    let got = ids(&by_id);
+    for want in [
+        "Observation.code.coding",
+        "Observation.code.coding:jlac",
+        "Observation.code.coding:jlac.system",
+        "Observation.subject",
+    ] {
+        assert!(got.iter().any(|g| g == want), "{want} not in {got:?}");
+    }
+    let (st, by_url) = c.call(
+        "doc",
+        "GET",
+        &format!("StructureDefinition/$snapshot?url={BODY_WEIGHT}"),
+        None,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(ids(&by_url), got);
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "definition", "resource": differential_only()}]});
+    let (st, given) = c.call(
+        "doc",
+        "POST",
+        "StructureDefinition/$snapshot",
+        Some(&params),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(ids(&given), got);
+
+    // Writes naming the profile are validated against the generated snapshot.
+    let obs = |system: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+            "meta": {"profile": [BODY_WEIGHT]},
+            "code": {"coding": [{"system": system, "code": "9A110160812345678"}]},
+            "valueQuantity": {"value": 60.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
+    };
+    let (st, b) = c.call("doc", "POST", "Observation", Some(&obs("http://loinc.org")));
+    assert_eq!(st, 422, "{b}");
+    assert!(
+        b.to_string().contains("Observation.code.coding:jlac"),
+        "{b}"
+    );
+    let (st, b) = c.call(
+        "admin",
+        "POST",
+        "Observation",
+        Some(&obs("urn:oid:1.2.392.200119.4.504")),
+    );
+    assert_eq!(st, 201, "{b}");
+
+    // Probes: no StructureDefinition scope, no parameter, unknown ids and urls, a definition
+    // that is not one, a base that is itself, an element the base does not have.
+    let (st, _) = c.call(
+        "obs-only",
+        "GET",
+        "StructureDefinition/body-weight/$snapshot",
+        None,
+    );
+    assert_eq!(st, 403);
+    for (method, path, body, want) in [
+        ("GET", "StructureDefinition/$snapshot", None, 400),
+        ("GET", "StructureDefinition/nothing/$snapshot", None, 404),
+        (
+            "GET",
+            "StructureDefinition/$snapshot?url=https://nowhere.example/sd",
+            None,
+            404,
+        ),
+        (
+            "POST",
+            "StructureDefinition/$snapshot",
+            Some(json!({"resourceType": "Parameters",
+            "parameter": [{"name": "definition", "resource": {"resourceType": "Patient"}}]})),
+            400,
+        ),
+    ] {
+        let (st, b) = c.call("doc", method, path, body.as_ref());
+        assert_eq!(st, want, "{path}: {b}");
+        assert_eq!(b["resourceType"], "OperationOutcome");
+    }
+    // Two profiles each based on the other.
+    for (id, base) in [("loop-a", "loop-b"), ("loop-b", "loop-a")] {
+        let mut sd = differential_only();
+        sd["id"] = json!(id);
+        sd["url"] = json!(format!(
+            "https://issho.example/fhir/StructureDefinition/{id}"
+        ));
+        sd["baseDefinition"] = json!(format!(
+            "https://issho.example/fhir/StructureDefinition/{base}"
+        ));
+        let (st, b) = c.call(
+            "admin",
+            "PUT",
+            &format!("StructureDefinition/{id}"),
+            Some(&sd),
+        );
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, b) = c.call("doc", "GET", "StructureDefinition/loop-a/$snapshot", None);
+    assert_eq!(st, 422, "{b}");
+    let mut cycle = differential_only();
+    cycle["baseDefinition"] = json!("https://issho.example/fhir/StructureDefinition/loop-a");
+    let mut unknown = differential_only();
+    unknown["differential"]["element"][1]["id"] = json!("Observation.nothing");
+    unknown["differential"]["element"][1]["path"] = json!("Observation.nothing");
+    for bad in [cycle, unknown] {
+        let params = json!({"resourceType": "Parameters", "parameter": [
+            {"name": "definition", "resource": bad}]});
+        let (st, b) = c.call(
+            "doc",
+            "POST",
+            "StructureDefinition/$snapshot",
+            Some(&params),
+        );
+        assert_eq!(st, 422, "{b}");
+        assert!(
+            b.to_string().contains("no snapshot can be generated"),
+            "{b}"
+        );
+    }
 }
