@@ -37,6 +37,14 @@ impl ExportSummary {
     }
 }
 
+/// What an export will read.
+struct Plan {
+    types: Vec<String>,
+    explicit: bool,
+    params: Vec<(String, String)>,
+    permit: issho_access::Permit,
+}
+
 impl Engine {
     /// Export what `ctx` may see; `sink(type, json)` receives each resource's JSON (compact,
     /// with `meta.versionId` and `meta.lastUpdated`). One audit record names the types and
@@ -74,13 +82,15 @@ impl Engine {
         )
     }
 
-    fn export_unaudited(
-        &self,
-        ctx: &AccessContext,
-        req: &ExportRequest,
-        sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<()>,
-        persons: &mut HashSet<String>,
-    ) -> Result<ExportSummary> {
+    /// Checks an export request before it runs (`$export`'s kick-off): its types and
+    /// `_since`, and that the gate lets the caller search at least one type it asks for.
+    pub(crate) fn export_check(&self, ctx: &AccessContext, req: &ExportRequest) -> Result<()> {
+        self.export_plan(ctx, req).map(|_| ())
+    }
+
+    /// The types to export (and whether they were asked for), the search parameters of the
+    /// request, and the permit the snapshot opens with.
+    fn export_plan(&self, ctx: &AccessContext, req: &ExportRequest) -> Result<Plan> {
         let model = issho_model::r4();
         for rt in &req.types {
             if !model.is_resource_type(rt) {
@@ -109,7 +119,6 @@ impl Engine {
             }
             params.push(("_lastUpdated".to_string(), format!("ge{since}")));
         }
-        let reg = self.registry();
         // One snapshot for every type, opened with the gate's permit for the first type the
         // caller may export (each type is then checked on its own below).
         let permit = match types
@@ -121,6 +130,28 @@ impl Engine {
                 .gate
                 .check(ctx, Action::Search, types.first().map(String::as_str))?,
         };
+        Ok(Plan {
+            types,
+            explicit,
+            params,
+            permit,
+        })
+    }
+
+    fn export_unaudited(
+        &self,
+        ctx: &AccessContext,
+        req: &ExportRequest,
+        sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<()>,
+        persons: &mut HashSet<String>,
+    ) -> Result<ExportSummary> {
+        let Plan {
+            types,
+            explicit,
+            params,
+            permit,
+        } = self.export_plan(ctx, req)?;
+        let reg = self.registry();
         let r = self.store.reader(&permit)?;
         let upto = r.max_rid()?;
         let mut summary = ExportSummary::default();

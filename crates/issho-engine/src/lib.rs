@@ -9,6 +9,7 @@
 mod access_log;
 mod audit;
 mod break_glass;
+mod bulk;
 mod bundle;
 mod cds;
 mod consent;
@@ -38,6 +39,7 @@ mod view;
 mod writes;
 
 pub use break_glass::BREAK_GLASS_SECONDS;
+pub use bulk::{BulkJobs, BulkLevel, BulkStatus};
 pub use bundle::Return;
 pub use cds::cds_discovery;
 pub use consent::ConsentPolicy;
@@ -224,6 +226,8 @@ pub struct Engine {
     code_systems: Arc<terminology::CodeSystemCache>,
     /// Indexed profiles (`profiles.rs`).
     profiles: Arc<profiles::ProfileCache>,
+    /// Bulk Data `$export` jobs and their files (`bulk.rs`), when there is a data directory.
+    bulk: Option<Arc<bulk::BulkJobs>>,
 }
 
 impl Engine {
@@ -249,7 +253,15 @@ impl Engine {
             pages,
             code_systems: Arc::default(),
             profiles: Arc::default(),
+            bulk: None,
         }
+    }
+
+    /// Keeps Bulk Data `$export` jobs and their files in `dir` (finished ones are served again
+    /// after a restart).
+    pub fn enable_bulk(&mut self, dir: std::path::PathBuf) -> std::io::Result<()> {
+        self.bulk = Some(Arc::new(bulk::BulkJobs::open(dir)?));
+        Ok(())
     }
 
     pub fn config(&self) -> &EngineConfig {

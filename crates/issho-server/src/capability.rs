@@ -45,6 +45,8 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                     json!([
                         {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
                         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                        {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                         "documentation": "Bulk Data 2.0 Patient/$export: the patient compartment's types, as [base]/$export."},
                         {"name": "break-glass", "definition": "urn:issho:OperationDefinition:break-glass",
                          "documentation": "POST Patient/[id]/$break-glass with a Parameters 'reason': an emergency physician opens this person's record for 60 minutes whatever the care relationship and consent; audited, flagged for review, shown in the person's access log, and told to the person by a Communication in their record (category urn:issho:fhir:CodeSystem:notification|break-glass) that survives restarts and that no client can write."},
                         {"name": "access-log", "definition": "urn:issho:OperationDefinition:access-log",
@@ -144,6 +146,8 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
             "operation": [
                 {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                 "documentation": "Bulk Data 2.0: GET or POST [base]/$export and [base]/Patient/$export with Prefer: respond-async (_type, _since, _outputFormat application/fhir+ndjson; _typeFilter, _elements, includeAssociatedData and Group level not yet) answer 202 with the status URL ($export-status/JOB: 202 with X-Progress, then the manifest; DELETE cancels); the NDJSON files ($export-file/JOB/TYPE.ndjson) are served with the token of the client that asked. Each export holds what that client may search, from one snapshot, and is audited with every person exported."},
                 {"name": "audit", "definition": "urn:issho:OperationDefinition:audit",
                  "documentation": "Administrators: GET [base]/$audit?agent=&patient=&_since=&_count= searches the hash-chained audit trail."},
                 {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",

@@ -1,5 +1,6 @@
 //! The one FHIR handler: method + path + headers + body → engine interaction → response.
 
+mod bulk;
 mod cds;
 mod conformance;
 mod history;
@@ -176,6 +177,24 @@ async fn dispatch(
         )
     };
     match (method.as_str(), seg.as_slice()) {
+        ("GET" | "POST", ["$export"]) | ("GET" | "POST", ["Patient", "$export"]) => {
+            let level = if seg.len() == 1 {
+                issho_engine::BulkLevel::System
+            } else {
+                issho_engine::BulkLevel::Patient
+            };
+            bulk::kickoff(
+                engine, ctx, level, method, pairs, query, headers, body, base,
+            )
+            .await
+        }
+        ("GET" | "POST", ["Group", _, "$export"]) => Err(bulk::group_not_yet()),
+        ("GET" | "DELETE", ["$export-status", id]) => {
+            bulk::status_or_cancel(engine, ctx, method, id.to_string(), base).await
+        }
+        ("GET", ["$export-file", id, name]) => {
+            bulk::file(engine, ctx, id.to_string(), name.to_string()).await
+        }
         ("GET" | "HEAD", ["metadata"]) => {
             let head = method == Method::HEAD;
             Ok(metadata::metadata(st, headers, base, render, head).await)

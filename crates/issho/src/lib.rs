@@ -91,7 +91,7 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
         .map_err(|e| FhirError::internal(format!("{}: {e}", dir.display())))?;
     let audit =
         open_audit(store, dir).map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
-    Engine::open(
+    let mut engine = Engine::open(
         |observer| {
             Ok(match store {
                 StoreChoice::Embedded => {
@@ -105,7 +105,12 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
         },
         Some(audit),
         config,
-    )
+    )?;
+    // Bulk Data $export files beside the audit trail.
+    engine
+        .enable_bulk(dir.join("bulk"))
+        .map_err(|e| FhirError::internal(format!("{}: {e}", dir.join("bulk").display())))?;
+    Ok(engine)
 }
 
 /// The audit trail that goes with the store.

@@ -9,6 +9,7 @@ mod concurrency;
 mod access;
 mod access_rules;
 mod attack_review;
+mod bulk;
 mod bundles;
 mod citus;
 mod cli;

@@ -1,0 +1,418 @@
+//! FHIR Bulk Data 2.0 `$export` at system and Patient level, asynchronous: a kick-off starts a
+//! job on its own thread that runs the same export as `issho export` (one snapshot, constant
+//! memory, the gate and the visibility rules of search, one audit record naming every person
+//! exported) into NDJSON files, one per type, under the data directory (`bulk/JOB/`). The
+//! status answers "in progress" with what was written so far, then the manifest; the files are
+//! served to the client that asked for them only (to anyone else a job does not exist); a
+//! cancel stops the job and removes its files. What a job was asked and what it wrote is kept
+//! in `bulk/JOB/job.json`, so that a finished export is still served after a restart; a job
+//! that a restart interrupted is reported failed (resuming it is not yet done).
+
+use crate::export::ExportRequest;
+use crate::{Engine, FhirError, Result};
+use issho_access::{AccessContext, Principal};
+use issho_model::IssueType;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many exports may run at once on this server.
+const RUNNING_AT_MOST: usize = 4;
+
+/// The level of a kick-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkLevel {
+    /// `[base]/$export`: everything the caller may see.
+    System,
+    /// `[base]/Patient/$export`: the resources of the patients' compartments.
+    Patient,
+}
+
+/// The answer to a status request.
+#[derive(Debug)]
+pub enum BulkStatus {
+    /// Still running: what was written so far.
+    Running { progress: String },
+    /// Done: the manifest.
+    Complete(Value),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Running,
+    /// The files written: (type, file name, count).
+    Done(Vec<(String, String, u64)>),
+    Failed {
+        status: u16,
+        message: String,
+    },
+}
+
+struct Job {
+    owner: String,
+    /// The kick-off request as the client sent it.
+    request: String,
+    transaction_time: String,
+    state: Mutex<State>,
+    cancel: AtomicBool,
+    written: AtomicU64,
+}
+
+/// The export jobs of this server and the directory that holds their files.
+pub struct BulkJobs {
+    dir: PathBuf,
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+}
+
+/// Who asked: a job is served to the same principal only.
+fn owner_of(ctx: &AccessContext) -> String {
+    match &ctx.principal {
+        Principal::DevOpen => "dev-open".into(),
+        Principal::System { operator } => format!("system:{operator}"),
+        Principal::Anonymous => "anonymous".into(),
+        Principal::Token(g) => format!("{}:{}", g.role.code(), g.subject),
+    }
+}
+
+fn not_found() -> FhirError {
+    FhirError::not_found("no such export (it may have been cancelled or expired)")
+}
+
+impl BulkJobs {
+    /// The jobs kept in `dir` (created if needed): finished ones are served again, ones a
+    /// restart interrupted are failed.
+    pub fn open(dir: PathBuf) -> std::io::Result<BulkJobs> {
+        std::fs::create_dir_all(&dir)?;
+        let mut jobs = HashMap::new();
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let Ok(raw) = std::fs::read(e.path().join("job.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<Value>(&raw) else {
+                continue;
+            };
+            let state = match v["state"].as_str() {
+                Some("done") => State::Done(
+                    v["output"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|o| {
+                            (
+                                o["type"].as_str().unwrap_or_default().to_string(),
+                                o["file"].as_str().unwrap_or_default().to_string(),
+                                o["count"].as_u64().unwrap_or(0),
+                            )
+                        })
+                        .collect(),
+                ),
+                Some("failed") => State::Failed {
+                    status: v["status"].as_u64().unwrap_or(500) as u16,
+                    message: v["message"].as_str().unwrap_or_default().to_string(),
+                },
+                _ => State::Failed {
+                    status: 500,
+                    message: "the export was interrupted by a restart of the server; kick it \
+                              off again"
+                        .into(),
+                },
+            };
+            let job = Job {
+                owner: v["owner"].as_str().unwrap_or_default().to_string(),
+                request: v["request"].as_str().unwrap_or_default().to_string(),
+                transaction_time: v["transactionTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                state: Mutex::new(state),
+                cancel: AtomicBool::new(false),
+                written: AtomicU64::new(0),
+            };
+            let id = e.file_name().to_string_lossy().to_string();
+            persist(&dir.join(&id), &job);
+            jobs.insert(id, Arc::new(job));
+        }
+        Ok(BulkJobs {
+            dir,
+            jobs: Mutex::new(jobs),
+        })
+    }
+
+    fn get(&self, ctx: &AccessContext, id: &str) -> Result<Arc<Job>> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match jobs.get(id) {
+            Some(j) if j.owner == owner_of(ctx) => Ok(j.clone()),
+            _ => Err(not_found()),
+        }
+    }
+}
+
+/// Writes what the job was asked and where it stands (`job.json`), replacing the last one.
+fn persist(dir: &std::path::Path, job: &Job) {
+    let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut v = json!({"owner": job.owner, "request": job.request,
+        "transactionTime": job.transaction_time});
+    match state {
+        State::Running => v["state"] = json!("running"),
+        State::Done(files) => {
+            v["state"] = json!("done");
+            v["output"] = files
+                .iter()
+                .map(|(t, f, n)| json!({"type": t, "file": f, "count": n}))
+                .collect();
+        }
+        State::Failed { status, message } => {
+            v["state"] = json!("failed");
+            v["status"] = json!(status);
+            v["message"] = json!(message);
+        }
+    }
+    let tmp = dir.join("job.json.tmp");
+    if std::fs::write(&tmp, v.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join("job.json"));
+    }
+}
+
+/// The kick-off's parameters as an export request; what is not supported is refused (400)
+/// rather than ignored.
+fn request_of(level: BulkLevel, params: &[(String, String)]) -> Result<ExportRequest> {
+    let mut req = ExportRequest::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "_outputFormat" => {
+                if !matches!(
+                    v.as_str(),
+                    "application/fhir+ndjson" | "application/ndjson" | "ndjson"
+                ) {
+                    return Err(FhirError::bad_request(format!(
+                        "_outputFormat '{v}' is not supported (application/fhir+ndjson is)"
+                    )));
+                }
+            }
+            "_type" => req.types.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+            ),
+            "_since" => req.since = Some(v.clone()),
+            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
+                return Err(FhirError::new(
+                    400,
+                    IssueType::NotSupported,
+                    format!("the $export parameter {k} is not yet supported here"),
+                ));
+            }
+            other => {
+                return Err(FhirError::bad_request(format!(
+                    "unknown $export parameter '{other}'"
+                )));
+            }
+        }
+    }
+    if level == BulkLevel::Patient {
+        let model = issho_model::r4();
+        let in_compartment = |t: &str| model.always_personal(t);
+        if req.types.is_empty() {
+            req.types = model
+                .resource_types()
+                .iter()
+                .filter(|t| in_compartment(t))
+                .cloned()
+                .collect();
+        } else if let Some(t) = req.types.iter().find(|t| !in_compartment(t)) {
+            return Err(FhirError::bad_request(format!(
+                "_type: {t} is not in the patient compartment (Patient-level $export)"
+            )));
+        }
+    }
+    Ok(req)
+}
+
+impl Engine {
+    fn bulk(&self) -> Result<&Arc<BulkJobs>> {
+        self.bulk.as_ref().ok_or_else(|| {
+            FhirError::new(
+                501,
+                IssueType::NotSupported,
+                "$export needs a data directory for its files (issho serve has one)",
+            )
+        })
+    }
+
+    /// Starts an export (`request` is the kick-off URL, for the manifest); returns the job id.
+    /// The parameters and the caller's permissions are checked before it starts: a caller
+    /// that may read nothing it asks for is refused (403) at once.
+    pub fn bulk_kickoff(
+        &self,
+        ctx: &AccessContext,
+        level: BulkLevel,
+        params: &[(String, String)],
+        request: &str,
+    ) -> Result<String> {
+        let jobs = self.bulk()?.clone();
+        let req = request_of(level, params)?;
+        // The same checks the export makes, before anything runs: types, _since, the gate.
+        self.export_check(ctx, &req)?;
+        let id = crate::new_id();
+        let dir = jobs.dir.join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| FhirError::internal(format!("bulk: {e}")))?;
+        let job = Arc::new(Job {
+            owner: owner_of(ctx),
+            request: request.to_string(),
+            transaction_time: issho_model::instant::format_instant(issho_store::now_micros()),
+            state: Mutex::new(State::Running),
+            cancel: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+        });
+        {
+            let mut all = jobs.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let running = all
+                .values()
+                .filter(|j| *j.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Running)
+                .count();
+            if running >= RUNNING_AT_MOST {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(FhirError::new(
+                    429,
+                    IssueType::Throttled,
+                    format!("{running} exports are running; try again when one has finished"),
+                ));
+            }
+            all.insert(id.clone(), job.clone());
+        }
+        persist(&dir, &job);
+        let engine = self.clone();
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name(format!("bulk-{id}"))
+            .spawn(move || engine.bulk_run(&ctx, &req, &dir, &job))
+            .map_err(|e| FhirError::internal(format!("bulk: {e}")))?;
+        Ok(id)
+    }
+
+    /// The job's run: the export into one file per type, then the state.
+    fn bulk_run(&self, ctx: &AccessContext, req: &ExportRequest, dir: &std::path::Path, job: &Job) {
+        let mut files: Vec<(String, String, u64)> = Vec::new();
+        let mut out: Option<(String, std::io::BufWriter<std::fs::File>)> = None;
+        let mut sink = |rt: &str, body: &[u8]| -> std::io::Result<()> {
+            if job.cancel.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("cancelled"));
+            }
+            if out.as_ref().is_none_or(|(t, _)| t != rt) {
+                if let Some((_, mut w)) = out.take() {
+                    w.flush()?;
+                }
+                let name = format!("{rt}.ndjson");
+                let f = std::fs::File::create(dir.join(&name))?;
+                out = Some((rt.to_string(), std::io::BufWriter::new(f)));
+                files.push((rt.to_string(), name, 0));
+            }
+            if let Some((_, w)) = out.as_mut() {
+                w.write_all(body)?;
+                w.write_all(b"\n")?;
+            }
+            if let Some(last) = files.last_mut() {
+                last.2 += 1;
+            }
+            job.written.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        };
+        let result = self.export(ctx, req, &mut sink);
+        let flushed = match out.take() {
+            Some((_, mut w)) => w.flush(),
+            None => Ok(()),
+        };
+        let state = match (result, flushed) {
+            (Ok(_), Ok(())) => State::Done(files),
+            (Err(e), _) => State::Failed {
+                status: e.status,
+                message: e
+                    .issues
+                    .first()
+                    .map(|i| i.diagnostics.clone())
+                    .unwrap_or_default(),
+            },
+            (_, Err(e)) => State::Failed {
+                status: 500,
+                message: format!("export output: {e}"),
+            },
+        };
+        if job.cancel.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
+        *job.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        persist(dir, job);
+    }
+
+    /// Where the job `id` stands; `base` makes the files' URLs.
+    pub fn bulk_status(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<BulkStatus> {
+        let job = self.bulk()?.get(ctx, id)?;
+        let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match state {
+            State::Running => Ok(BulkStatus::Running {
+                progress: format!("{} resources written", job.written.load(Ordering::Relaxed)),
+            }),
+            State::Failed { status, message } => Err(FhirError::new(
+                status,
+                IssueType::Exception,
+                format!("the export failed: {message}"),
+            )),
+            State::Done(files) => Ok(BulkStatus::Complete(json!({
+                "transactionTime": job.transaction_time,
+                "request": job.request,
+                "requiresAccessToken": true,
+                "output": files.iter().map(|(t, f, n)| json!({
+                    "type": t, "url": format!("{base}/$export-file/{id}/{f}"), "count": n
+                })).collect::<Vec<_>>(),
+                "deleted": [],
+                "error": [],
+            }))),
+        }
+    }
+
+    /// Cancels the job `id` (or forgets a finished one) and removes its files.
+    pub fn bulk_cancel(&self, ctx: &AccessContext, id: &str) -> Result<()> {
+        let jobs = self.bulk()?;
+        let job = jobs.get(ctx, id)?;
+        job.cancel.store(true, Ordering::Relaxed);
+        jobs.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        let running = *job.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Running;
+        if !running {
+            let _ = std::fs::remove_dir_all(jobs.dir.join(id));
+        }
+        Ok(())
+    }
+
+    /// The path of the file `name` of the finished job `id`, for its owner (audited: who
+    /// fetched which export file).
+    pub fn bulk_file(&self, ctx: &AccessContext, id: &str, name: &str) -> Result<PathBuf> {
+        self.audited(
+            ctx,
+            issho_audit::Interaction::Operation,
+            None,
+            Some(format!("$export-file/{id}/{name}")),
+            || self.bulk_file_unaudited(ctx, id, name),
+            |_, _| {},
+        )
+    }
+
+    fn bulk_file_unaudited(&self, ctx: &AccessContext, id: &str, name: &str) -> Result<PathBuf> {
+        let jobs = self.bulk()?;
+        let job = jobs.get(ctx, id)?;
+        let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match state {
+            State::Done(files) if files.iter().any(|(_, f, _)| f == name) => {
+                Ok(jobs.dir.join(id).join(name))
+            }
+            _ => Err(not_found()),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! FHIR Bulk Data 2.0 `$export` over HTTP, as a client written against the specification
+//! would use it: the kick-off (`Prefer: respond-async`, 202 and `Content-Location`), polling
+//! (202 with `X-Progress`, then 200 and the manifest), the NDJSON files (with the token),
+//! `DELETE` to cancel; and the probes of a patient, a clinician elsewhere, a researcher and
+//! a client that did not start the job.
+
+use crate::common::*;
+use issho_access::Role;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn users() -> Vec<(&'static str, issho_auth::User)> {
+    vec![
+        (
+            "admin",
+            user("admin", Role::Administrator, "user/*.cruds", None, None),
+        ),
+        ("svc", user("svc", Role::Service, "system/*.rs", None, None)),
+        (
+            "svc2",
+            user("svc2", Role::Service, "system/*.rs", None, None),
+        ),
+        (
+            "pat",
+            user("pat", Role::Patient, "patient/*.rs", Some("p1"), None),
+        ),
+        (
+            "doc-b",
+            user("doc-b", Role::Physician, "user/*.rs", None, Some("org-b")),
+        ),
+        (
+            "res",
+            user("res", Role::Researcher, "user/*.rs", None, None),
+        ),
+    ]
+}
+
+fn setup() -> Signed {
+    let c = Signed::start(Default::default(), users());
+    c.store_as(
+        "admin",
+        &json!({"resourceType": "Organization", "id": "org-b", "name": "B病院"}),
+    );
+    for p in ["p1", "p2"] {
+        c.store_as(
+            "admin",
+            &json!({"resourceType": "Patient", "id": p, "name": [{"family": format!("患者{p}")}]}),
+        );
+        for k in 0..3 {
+            c.store_as(
+                "admin",
+                &json!({"resourceType": "Observation", "id": format!("{p}-o{k}"),
+                    "status": "final", "code": {"text": "体重"},
+                    "subject": {"reference": format!("Patient/{p}")},
+                    "valueQuantity": {"value": 60 + k, "unit": "kg",
+                        "system": "http://unitsofmeasure.org", "code": "kg"}}),
+            );
+        }
+    }
+    c
+}
+
+/// A kick-off: (status, Content-Location, body).
+fn kickoff(c: &Signed, who: &str, path: &str, prefer: bool) -> (u16, Option<String>, Value) {
+    let mut r =
+        c.s.req("GET", path)
+            .bearer_auth(c.tok(who))
+            .header("accept", "application/fhir+json");
+    if prefer {
+        r = r.header("prefer", "respond-async");
+    }
+    let r = r.send().unwrap();
+    let st = r.status().as_u16();
+    let loc = r
+        .headers()
+        .get("content-location")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        st,
+        loc,
+        serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// `url` (of this server's base, `…/fhir/$export-…`) on another base (after a restart).
+fn on(url: &str, base: &str) -> String {
+    format!("{base}{}", &url[url.find("/$export").unwrap()..])
+}
+
+/// Polls the status URL until the job is done: the manifest.
+fn wait(c: &Signed, who: &str, url: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = c.s.client.get(url).bearer_auth(c.tok(who)).send().unwrap();
+        match r.status().as_u16() {
+            202 => {
+                assert!(r.headers().get("x-progress").is_some());
+                assert!(r.headers().get("retry-after").is_some());
+                assert!(Instant::now() < until, "the export did not finish");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            200 => {
+                assert!(
+                    r.headers()["content-type"]
+                        .to_str()
+                        .unwrap()
+                        .starts_with("application/json")
+                );
+                return serde_json::from_str(&r.text().unwrap()).unwrap();
+            }
+            other => panic!("status {other}: {}", r.text().unwrap()),
+        }
+    }
+}
+
+/// The resources of an NDJSON file.
+fn download(c: &Signed, who: &str, url: &str) -> (u16, Vec<Value>) {
+    let r = c.s.client.get(url).bearer_auth(c.tok(who)).send().unwrap();
+    let st = r.status().as_u16();
+    if st != 200 {
+        return (st, Vec::new());
+    }
+    assert_eq!(r.headers()["content-type"], "application/fhir+ndjson");
+    let text = r.text().unwrap();
+    (
+        st,
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+#[test]
+fn a_backend_service_exports_and_others_cannot_reach_its_files() {
+    let c = setup();
+    let (st, loc, oo) = kickoff(&c, "svc", "$export?_type=Patient,Observation", true);
+    assert_eq!(st, 202, "{oo}");
+    let status_url = loc.expect("Content-Location");
+    assert!(status_url.starts_with(&c.s.base), "{status_url}");
+    let manifest = wait(&c, "svc", &status_url);
+    assert_eq!(
+        manifest["request"],
+        format!("{}/$export?_type=Patient,Observation", c.s.base)
+    );
+    assert_eq!(manifest["requiresAccessToken"], true);
+    assert!(manifest["transactionTime"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(manifest["error"], json!([]));
+    let output = manifest["output"].as_array().unwrap();
+    let types: Vec<&str> = output.iter().map(|o| o["type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["Patient", "Observation"]);
+    for o in output {
+        let (st, resources) = download(&c, "svc", o["url"].as_str().unwrap());
+        assert_eq!(st, 200);
+        assert_eq!(resources.len() as u64, o["count"].as_u64().unwrap());
+        assert!(resources.iter().all(|r| r["resourceType"] == o["type"]));
+    }
+    assert_eq!(output[0]["count"], 2);
+    assert_eq!(output[1]["count"], 6);
+
+    // Another client, a clinician, a patient: the job does not exist for them.
+    let file = output[1]["url"].as_str().unwrap().to_string();
+    for who in ["svc2", "doc-b", "pat"] {
+        let r =
+            c.s.client
+                .get(&status_url)
+                .bearer_auth(c.tok(who))
+                .send()
+                .unwrap();
+        assert_eq!(r.status(), 404, "{who}");
+        assert_eq!(download(&c, who, &file).0, 404, "{who}");
+        let r =
+            c.s.client
+                .delete(&status_url)
+                .bearer_auth(c.tok(who))
+                .send()
+                .unwrap();
+        assert_eq!(r.status(), 404, "{who}");
+    }
+    // Without a token.
+    let r = c.s.client.get(&file).send().unwrap();
+    assert!(r.status() == 401 || r.status() == 404, "{}", r.status());
+    // A made-up file name or job.
+    let other = file.replace("Observation.ndjson", "..%2F..%2Fkeys.json");
+    assert_eq!(download(&c, "svc", &other).0, 404);
+    assert_eq!(
+        download(
+            &c,
+            "svc",
+            &format!("{}/$export-file/nothing/Patient.ndjson", c.s.base)
+        )
+        .0,
+        404
+    );
+
+    // After a restart, the finished export is served again (new tokens, the same client).
+    let dir = c.s.stop();
+    let c = Signed::start_in(dir, Default::default(), users());
+    let status_url = on(&status_url, &c.s.base);
+    let again = wait(&c, "svc", &status_url);
+    let mut expected = manifest["output"].clone();
+    for x in expected.as_array_mut().unwrap() {
+        x["url"] = json!(on(x["url"].as_str().unwrap(), &c.s.base));
+    }
+    assert_eq!(again["output"], expected);
+    let file = again["output"][1]["url"].as_str().unwrap().to_string();
+    assert_eq!(download(&c, "svc", &file).1.len(), 6);
+
+    // DELETE: the job and its files are gone.
+    let r =
+        c.s.client
+            .delete(&status_url)
+            .bearer_auth(c.tok("svc"))
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 202);
+    let r =
+        c.s.client
+            .get(&status_url)
+            .bearer_auth(c.tok("svc"))
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(download(&c, "svc", &file).0, 404);
+}
+
+#[test]
+fn a_patient_exports_their_own_record_only() {
+    let c = setup();
+    let (st, loc, oo) = kickoff(&c, "pat", "Patient/$export", true);
+    assert_eq!(st, 202, "{oo}");
+    let manifest = wait(&c, "pat", &loc.unwrap());
+    let mut n = 0;
+    for o in manifest["output"].as_array().unwrap() {
+        let (st, resources) = download(&c, "pat", o["url"].as_str().unwrap());
+        assert_eq!(st, 200);
+        for r in resources {
+            let text = r.to_string();
+            assert!(!text.contains("p2"), "{text}");
+            n += 1;
+        }
+    }
+    // Their Patient and three Observations.
+    assert_eq!(n, 4, "{manifest}");
+}
+
+#[test]
+fn bad_kickoffs_are_refused_with_an_operation_outcome() {
+    let c = setup();
+    for (who, path, prefer, want) in [
+        ("svc", "$export", false, 400),
+        ("svc", "$export?_outputFormat=text/csv", true, 400),
+        ("svc", "$export?_type=Nope", true, 400),
+        ("svc", "$export?_since=yesterday", true, 400),
+        (
+            "svc",
+            "$export?_typeFilter=Observation%3Fcode%3Dx",
+            true,
+            400,
+        ),
+        ("svc", "$export?_elements=id", true, 400),
+        ("svc", "$export?foo=bar", true, 400),
+        ("svc", "Patient/$export?_type=Organization", true, 400),
+        ("svc", "Group/g1/$export", true, 501),
+        // Researchers get no individual records (de-identified exports are not yet built).
+        ("res", "$export", true, 403),
+        ("res", "Patient/$export", true, 403),
+    ] {
+        let (st, loc, oo) = kickoff(&c, who, path, prefer);
+        assert_eq!(st, want, "{who} {path}: {oo}");
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{path}");
+        assert!(loc.is_none());
+    }
+    // A Parameters body with POST.
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Observation"},
+        {"name": "_since", "valueInstant": "2000-01-01T00:00:00Z"}]});
+    let r =
+        c.s.req("POST", "$export")
+            .bearer_auth(c.tok("svc"))
+            .header("prefer", "respond-async")
+            .header("content-type", "application/fhir+json")
+            .body(params.to_string())
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = r.headers()["content-location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let manifest = wait(&c, "svc", &loc);
+    assert_eq!(manifest["output"][0]["type"], "Observation");
+    assert_eq!(manifest["output"][0]["count"], 6);
+}
