@@ -1,4 +1,4 @@
-//! FHIR Bulk Data 2.0 `$export` at system and Patient level, asynchronous: a kick-off starts a
+//! FHIR Bulk Data 2.0 `$export` at system, Patient and Group level, asynchronous: a kick-off starts a
 //! job on its own thread that runs the same export as `issho export` (one snapshot, constant
 //! memory, the gate and the visibility rules of search, one audit record naming every person
 //! exported) into NDJSON files, one per type, under the data directory (`bulk/JOB/`). The
@@ -23,12 +23,14 @@ use std::sync::{Arc, Mutex};
 const RUNNING_AT_MOST: usize = 4;
 
 /// The level of a kick-off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BulkLevel {
     /// `[base]/$export`: everything the caller may see.
     System,
     /// `[base]/Patient/$export`: the resources of the patients' compartments.
     Patient,
+    /// `[base]/Group/[id]/$export`: the records of the Group's member Patients.
+    Group(String),
 }
 
 /// The answer to a status request.
@@ -178,7 +180,7 @@ fn persist(dir: &std::path::Path, job: &Job) {
 
 /// The kick-off's parameters as an export request; what is not supported is refused (400)
 /// rather than ignored.
-fn request_of(level: BulkLevel, params: &[(String, String)]) -> Result<ExportRequest> {
+fn request_of(level: &BulkLevel, params: &[(String, String)]) -> Result<ExportRequest> {
     let mut req = ExportRequest::default();
     for (k, v) in params {
         match k.as_str() {
@@ -213,7 +215,7 @@ fn request_of(level: BulkLevel, params: &[(String, String)]) -> Result<ExportReq
             }
         }
     }
-    if level == BulkLevel::Patient {
+    if *level != BulkLevel::System {
         let model = issho_model::r4();
         let in_compartment = |t: &str| model.always_personal(t);
         if req.types.is_empty() {
@@ -254,7 +256,10 @@ impl Engine {
         request: &str,
     ) -> Result<String> {
         let jobs = self.bulk()?.clone();
-        let req = request_of(level, params)?;
+        let mut req = request_of(&level, params)?;
+        if let BulkLevel::Group(id) = &level {
+            req.persons = Some(self.group_persons(ctx, id)?);
+        }
         // The same checks the export makes, before anything runs: types, _since, the gate.
         self.export_check(ctx, &req)?;
         let id = crate::new_id();
@@ -292,6 +297,36 @@ impl Engine {
             .spawn(move || engine.bulk_run(&ctx, &req, &dir, &job))
             .map_err(|e| FhirError::internal(format!("bulk: {e}")))?;
         Ok(id)
+    }
+
+    /// The persons of a Group's active Patient members, read as the caller may (a Group the
+    /// caller cannot read is not found). Members that are not Patients, and nested Groups,
+    /// are not followed.
+    fn group_persons(&self, ctx: &AccessContext, id: &str) -> Result<Vec<String>> {
+        let group = self.read(ctx, "Group", id)?;
+        let group = group
+            .json()
+            .ok_or_else(|| FhirError::not_found(format!("Group/{id} is not known")))?;
+        let patients: Vec<(String, String)> = group["member"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["inactive"] != true)
+            .filter_map(|m| m["entity"]["reference"].as_str())
+            .filter_map(|r| r.strip_prefix("Patient/"))
+            .map(|p| ("Patient".to_string(), p.to_string()))
+            .collect();
+        let r = self.snapshot(ctx, issho_access::Action::Read, Some("Patient"))?;
+        let mut persons: Vec<String> = r
+            .persons_of(&patients)?
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|p| p != crate::owner::RESTRICTED)
+            .collect();
+        persons.sort();
+        persons.dedup();
+        Ok(persons)
     }
 
     /// The job's run: the export into one file per type, then the state.

@@ -21,6 +21,8 @@ pub struct ExportRequest {
     pub types: Vec<String>,
     /// Only resources last updated at or after this FHIR instant (Bulk Data `_since`).
     pub since: Option<String>,
+    /// Only the records of these persons (a Group's members; the store's person key).
+    pub persons: Option<Vec<String>>,
 }
 
 /// What an export wrote: resources per type (types with none left out), and how many distinct
@@ -170,6 +172,12 @@ impl Engine {
                     }
                 })?;
             q.filters.extend(view.filters(&reg, rt)?);
+            if let Some(p) = &req.persons {
+                q.filters.push(issho_search::Filter {
+                    name: "_group".into(),
+                    test: issho_search::Test::PersonIn(p.clone()),
+                });
+            }
             self.plan_links(&*r, &mut q)?;
             q.rid_upto = Some(upto);
             q.count = Some(WINDOW);

@@ -271,12 +271,15 @@ thread_local! {
 pub(crate) fn parsed(src: &str) -> Option<Rc<Expr>> {
     PARSED.with(|m| {
         let mut m = m.borrow_mut();
+        if let Some(e) = m.get(src) {
+            return e.clone();
+        }
         if m.len() > 20_000 {
             m.clear();
         }
-        m.entry(src.to_string())
-            .or_insert_with(|| issho_fhirpath::parse(src).ok().map(Rc::new))
-            .clone()
+        let e = issho_fhirpath::parse(src).ok().map(Rc::new);
+        m.insert(src.to_string(), e.clone());
+        e
     })
 }
 

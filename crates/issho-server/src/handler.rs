@@ -188,7 +188,13 @@ async fn dispatch(
             )
             .await
         }
-        ("GET" | "POST", ["Group", _, "$export"]) => Err(bulk::group_not_yet()),
+        ("GET" | "POST", ["Group", id, "$export"]) => {
+            let level = issho_engine::BulkLevel::Group(id.to_string());
+            bulk::kickoff(
+                engine, ctx, level, method, pairs, query, headers, body, base,
+            )
+            .await
+        }
         ("GET" | "DELETE", ["$export-status", id]) => {
             bulk::status_or_cancel(engine, ctx, method, id.to_string(), base).await
         }

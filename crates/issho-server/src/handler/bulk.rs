@@ -1,5 +1,5 @@
 //! FHIR Bulk Data 2.0 over HTTP (the jobs are the engine's, `bulk.rs`): the kick-off
-//! (`[base]/$export`, `[base]/Patient/$export`; `Prefer: respond-async`; parameters in the
+//! (`[base]/$export`, `[base]/Patient/$export`, `[base]/Group/[id]/$export`; `Prefer: respond-async`; parameters in the
 //! query or, with POST, a Parameters body) answers 202 with the status URL in
 //! `Content-Location`; `GET $export-status/JOB` answers 202 with `X-Progress` and
 //! `Retry-After` while the job runs and 200 with the manifest when it is done; `DELETE` cancels;
@@ -92,9 +92,10 @@ pub(super) async fn kickoff(
         }
     }
     let params = kickoff_params(method, pairs, headers, &body)?;
-    let path = match level {
-        BulkLevel::System => "$export",
-        BulkLevel::Patient => "Patient/$export",
+    let path = match &level {
+        BulkLevel::System => "$export".to_string(),
+        BulkLevel::Patient => "Patient/$export".to_string(),
+        BulkLevel::Group(id) => format!("Group/{id}/$export"),
     };
     let request = if query.is_empty() {
         format!("{base}/{path}")
@@ -161,13 +162,4 @@ pub(super) async fn file(
         HeaderValue::from_static("application/fhir+ndjson"),
     );
     Ok(r)
-}
-
-/// A Group-level export is not yet done.
-pub(super) fn group_not_yet() -> FhirError {
-    FhirError::new(
-        501,
-        IssueType::NotSupported,
-        "Group-level $export is not yet supported (system and Patient level are)",
-    )
 }

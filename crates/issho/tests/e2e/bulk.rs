@@ -260,7 +260,7 @@ fn bad_kickoffs_are_refused_with_an_operation_outcome() {
         ("svc", "$export?_elements=id", true, 400),
         ("svc", "$export?foo=bar", true, 400),
         ("svc", "Patient/$export?_type=Organization", true, 400),
-        ("svc", "Group/g1/$export", true, 501),
+        ("svc", "Group/nothing/$export", true, 404),
         // Researchers get no individual records (de-identified exports are not yet built).
         ("res", "$export", true, 403),
         ("res", "Patient/$export", true, 403),
@@ -290,4 +290,47 @@ fn bad_kickoffs_are_refused_with_an_operation_outcome() {
     let manifest = wait(&c, "svc", &loc);
     assert_eq!(manifest["output"][0]["type"], "Observation");
     assert_eq!(manifest["output"][0]["count"], 6);
+}
+
+#[test]
+fn a_group_export_holds_its_members_records_only() {
+    let c = setup();
+    c.store_as(
+        "admin",
+        &json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+            "member": [{"entity": {"reference": "Patient/p1"}},
+                       {"entity": {"reference": "Patient/p2"}, "inactive": true}]}),
+    );
+    let (st, loc, oo) = kickoff(
+        &c,
+        "svc",
+        "Group/g1/$export?_type=Patient,Observation",
+        true,
+    );
+    assert_eq!(st, 202, "{oo}");
+    let manifest = wait(&c, "svc", &loc.unwrap());
+    assert_eq!(
+        manifest["request"],
+        format!("{}/Group/g1/$export?_type=Patient,Observation", c.s.base)
+    );
+    let mut n = 0;
+    for o in manifest["output"].as_array().unwrap() {
+        for r in download(&c, "svc", o["url"].as_str().unwrap()).1 {
+            assert!(!r.to_string().contains("p2"), "{r}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 4, "{manifest}");
+    // A patient exporting the Group gets no more than their own record.
+    let (st, loc, oo) = kickoff(&c, "pat", "Group/g1/$export", true);
+    if st == 202 {
+        let manifest = wait(&c, "pat", &loc.unwrap());
+        for o in manifest["output"].as_array().unwrap() {
+            for r in download(&c, "pat", o["url"].as_str().unwrap()).1 {
+                assert!(!r.to_string().contains("p2"), "{r}");
+            }
+        }
+    } else {
+        assert!(st == 403 || st == 404, "{st}: {oo}");
+    }
 }
