@@ -201,7 +201,20 @@ fn request_of(level: &BulkLevel, params: &[(String, String)]) -> Result<ExportRe
                     .map(str::to_string),
             ),
             "_since" => req.since = Some(v.clone()),
-            "_typeFilter" | "_elements" | "includeAssociatedData" | "patient" => {
+            "_typeFilter" => {
+                for f in type_filters(v) {
+                    let f = f.as_str();
+                    let (t, q) = f.trim().split_once('?').ok_or_else(|| {
+                        FhirError::bad_request(format!(
+                            "_typeFilter '{f}' is not Type?search-parameters"
+                        ))
+                    })?;
+                    req.type_filters
+                        .push((t.to_string(), crate::search::parse_query(q)));
+                }
+            }
+            "_elements" => {}
+            "includeAssociatedData" | "patient" => {
                 return Err(FhirError::new(
                     400,
                     IssueType::NotSupported,
@@ -234,6 +247,89 @@ fn request_of(level: &BulkLevel, params: &[(String, String)]) -> Result<ExportRe
     Ok(req)
 }
 
+/// The queries of a `_typeFilter` value: comma-separated, but a comma inside a query (a
+/// decoded `%2C` between OR values) stays in it — a query starts with `Type?`.
+fn type_filters(v: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in v.split(',') {
+        let starts_query = part.split_once('?').is_some_and(|(t, _)| {
+            t.trim().starts_with(|c: char| c.is_ascii_uppercase())
+                && t.trim().chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        match out.last_mut() {
+            Some(last) if !starts_query => {
+                last.push(',');
+                last.push_str(part);
+            }
+            _ => out.push(part.to_string()),
+        }
+    }
+    out.retain(|f| !f.trim().is_empty());
+    out
+}
+
+/// `_elements`: (type or none, element name); only root elements, as Bulk Data allows.
+fn elements_of(params: &[(String, String)]) -> Result<Vec<(Option<String>, String)>> {
+    let mut out = Vec::new();
+    for (_, v) in params.iter().filter(|(k, _)| k == "_elements") {
+        for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (t, name) = match e.split_once('.') {
+                Some((t, n)) => (Some(t.to_string()), n),
+                None => (None, e),
+            };
+            let known = match &t {
+                Some(t) => issho_model::r4()
+                    .type_def(t)
+                    .is_some_and(|td| td.element(name).is_some() || is_choice_root(td, name)),
+                None => !name.contains('.'),
+            };
+            if !known || name.contains('.') {
+                return Err(FhirError::bad_request(format!(
+                    "_elements: '{e}' is not a root element ([Type.]element)"
+                )));
+            }
+            out.push((t, name.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+fn is_choice_root(td: &issho_model::TypeDef, name: &str) -> bool {
+    td.element(&format!("{name}[x]")).is_some()
+}
+
+/// A resource's JSON with only the `_elements` that apply to its type (and the mandatory
+/// ones), marked SUBSETTED; unchanged when none applies.
+fn subset(rt: &str, body: &[u8], elements: &[(Option<String>, String)]) -> Option<Vec<u8>> {
+    let names: Vec<String> = elements
+        .iter()
+        .filter(|(t, _)| t.as_deref().is_none_or(|t| t == rt))
+        .map(|(_, n)| n.clone())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    // A choice element (`value`) keeps its typed key (`valueQuantity`).
+    let mut names = names;
+    if let Some(o) = v.as_object() {
+        let typed: Vec<String> = o
+            .keys()
+            .filter(|k| {
+                names.iter().any(|n| {
+                    k.len() > n.len()
+                        && k.starts_with(n.as_str())
+                        && k.as_bytes()[n.len()].is_ascii_uppercase()
+                })
+            })
+            .cloned()
+            .collect();
+        names.extend(typed);
+    }
+    let shaped = issho_search::shape(v, issho_search::Summary::False, Some(&names));
+    serde_json::to_vec(&shaped).ok()
+}
+
 impl Engine {
     fn bulk(&self) -> Result<&Arc<BulkJobs>> {
         self.bulk.as_ref().ok_or_else(|| {
@@ -257,6 +353,7 @@ impl Engine {
     ) -> Result<String> {
         let jobs = self.bulk()?.clone();
         let mut req = request_of(&level, params)?;
+        let elements = elements_of(params)?;
         if let BulkLevel::Group(id) = &level {
             req.persons = Some(self.group_persons(ctx, id)?);
         }
@@ -294,7 +391,7 @@ impl Engine {
         let ctx = ctx.clone();
         std::thread::Builder::new()
             .name(format!("bulk-{id}"))
-            .spawn(move || engine.bulk_run(&ctx, &req, &dir, &job))
+            .spawn(move || engine.bulk_run(&ctx, &req, &elements, &dir, &job))
             .map_err(|e| FhirError::internal(format!("bulk: {e}")))?;
         Ok(id)
     }
@@ -330,7 +427,14 @@ impl Engine {
     }
 
     /// The job's run: the export into one file per type, then the state.
-    fn bulk_run(&self, ctx: &AccessContext, req: &ExportRequest, dir: &std::path::Path, job: &Job) {
+    fn bulk_run(
+        &self,
+        ctx: &AccessContext,
+        req: &ExportRequest,
+        elements: &[(Option<String>, String)],
+        dir: &std::path::Path,
+        job: &Job,
+    ) {
         let mut files: Vec<(String, String, u64)> = Vec::new();
         let mut out: Option<(String, std::io::BufWriter<std::fs::File>)> = None;
         let mut sink = |rt: &str, body: &[u8]| -> std::io::Result<()> {
@@ -347,7 +451,10 @@ impl Engine {
                 files.push((rt.to_string(), name, 0));
             }
             if let Some((_, w)) = out.as_mut() {
-                w.write_all(body)?;
+                match subset(rt, body, elements) {
+                    Some(b) => w.write_all(&b)?,
+                    None => w.write_all(body)?,
+                }
                 w.write_all(b"\n")?;
             }
             if let Some(last) = files.last_mut() {

@@ -23,6 +23,9 @@ pub struct ExportRequest {
     pub since: Option<String>,
     /// Only the records of these persons (a Group's members; the store's person key).
     pub persons: Option<Vec<String>>,
+    /// Bulk Data `_typeFilter`: for a type, searches its resources must match (any of them;
+    /// a type without one is exported whole).
+    pub type_filters: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// What an export wrote: resources per type (types with none left out), and how many distinct
@@ -121,6 +124,18 @@ impl Engine {
             }
             params.push(("_lastUpdated".to_string(), format!("ge{since}")));
         }
+        let reg = self.registry();
+        for (t, f) in &req.type_filters {
+            if !model.is_resource_type(t) {
+                return Err(FhirError::bad_request(format!(
+                    "_typeFilter: '{t}' is not a resource type"
+                )));
+            }
+            issho_search::parse_in(&reg, Some(t), f, true).map_err(|issues| FhirError {
+                status: 400,
+                issues,
+            })?;
+        }
         // One snapshot for every type, opened with the gate's permit for the first type the
         // caller may export (each type is then checked on its own below).
         let permit = match types
@@ -164,40 +179,63 @@ impl Engine {
                 Err(e) if !explicit && e.status == 403 => continue,
                 Err(e) => return Err(e),
             };
-            let mut q =
-                issho_search::parse_in(&reg, Some(rt), &params, true).map_err(|issues| {
-                    FhirError {
-                        status: 400,
-                        issues,
-                    }
-                })?;
-            q.filters.extend(view.filters(&reg, rt)?);
-            if let Some(p) = &req.persons {
-                q.filters.push(issho_search::Filter {
-                    name: "_group".into(),
-                    test: issho_search::Test::PersonIn(p.clone()),
-                });
-            }
-            self.plan_links(&*r, &mut q)?;
-            q.rid_upto = Some(upto);
-            q.count = Some(WINDOW);
+            let filters: Vec<&Vec<(String, String)>> = req
+                .type_filters
+                .iter()
+                .filter(|(t, _)| t == rt)
+                .map(|(_, f)| f)
+                .collect();
+            let none = Vec::new();
+            let sets = if filters.is_empty() {
+                vec![&none]
+            } else {
+                filters
+            };
+            // Several filters of one type: a resource that matches more than one is written once.
+            let mut seen: HashSet<i64> = HashSet::new();
             let mut n = 0u64;
-            loop {
-                let rids = r.search(&q)?;
-                for s in r.current_by_rids(&rids)? {
-                    let Some(body) = &s.body else { continue };
-                    sink(rt, body).map_err(|e| {
-                        FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
+            for set in &sets {
+                let mut all = params.clone();
+                all.extend(set.iter().cloned());
+                let mut q =
+                    issho_search::parse_in(&reg, Some(rt), &all, true).map_err(|issues| {
+                        FhirError {
+                            status: 400,
+                            issues,
+                        }
                     })?;
-                    if let Some(p) = s.person.filter(|p| p != crate::owner::RESTRICTED) {
-                        persons.insert(p);
+                q.filters.extend(view.filters(&reg, rt)?);
+                if let Some(p) = &req.persons {
+                    q.filters.push(issho_search::Filter {
+                        name: "_group".into(),
+                        test: issho_search::Test::PersonIn(p.clone()),
+                    });
+                }
+                self.plan_links(&*r, &mut q)?;
+                q.rid_upto = Some(upto);
+                q.count = Some(WINDOW);
+                loop {
+                    let mut rids = r.search(&q)?;
+                    let full = rids.len() == WINDOW;
+                    let after = rids.last().copied();
+                    if sets.len() > 1 {
+                        rids.retain(|x| seen.insert(*x));
                     }
-                    n += 1;
+                    for s in r.current_by_rids(&rids)? {
+                        let Some(body) = &s.body else { continue };
+                        sink(rt, body).map_err(|e| {
+                            FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
+                        })?;
+                        if let Some(p) = s.person.filter(|p| p != crate::owner::RESTRICTED) {
+                            persons.insert(p);
+                        }
+                        n += 1;
+                    }
+                    if !full {
+                        break;
+                    }
+                    q.rid_after = after;
                 }
-                if rids.len() < WINDOW {
-                    break;
-                }
-                q.rid_after = rids.last().copied();
             }
             if n > 0 {
                 summary.counts.push((rt.clone(), n));

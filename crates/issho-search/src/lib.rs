@@ -19,6 +19,7 @@ pub mod fulltext;
 pub mod geo;
 mod prepared;
 mod registry;
+mod shape;
 pub mod values;
 
 pub use extract::{
@@ -27,6 +28,7 @@ pub use extract::{
 pub use fulltext::{Phrase, TextField};
 pub use prepared::Prepared;
 pub use registry::{ParamKind, Registry, SearchParam};
+pub use shape::{mark_subsetted, shape};
 mod query;
 
 pub use query::{

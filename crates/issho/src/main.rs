@@ -573,7 +573,7 @@ fn export(a: export::ExportArgs) -> i32 {
     let req = issho_engine::ExportRequest {
         types: a.types.clone(),
         since: a.since.clone(),
-        persons: None,
+        ..Default::default()
     };
     let code = match export::export_to(&engine, &a.out, &req) {
         Ok(s) => {

@@ -251,13 +251,22 @@ fn bad_kickoffs_are_refused_with_an_operation_outcome() {
         ("svc", "$export?_outputFormat=text/csv", true, 400),
         ("svc", "$export?_type=Nope", true, 400),
         ("svc", "$export?_since=yesterday", true, 400),
+        ("svc", "$export?_typeFilter=Observation", true, 400),
+        ("svc", "$export?_typeFilter=Nope%3Fx%3D1", true, 400),
         (
             "svc",
-            "$export?_typeFilter=Observation%3Fcode%3Dx",
+            "$export?_typeFilter=Observation%3Fnope%3D1",
             true,
             400,
         ),
-        ("svc", "$export?_elements=id", true, 400),
+        ("svc", "$export?_elements=Observation.code.text", true, 400),
+        ("svc", "$export?_elements=Observation.nope", true, 400),
+        (
+            "svc",
+            "$export?includeAssociatedData=LatestProvenanceResources",
+            true,
+            400,
+        ),
         ("svc", "$export?foo=bar", true, 400),
         ("svc", "Patient/$export?_type=Organization", true, 400),
         ("svc", "Group/nothing/$export", true, 404),
@@ -333,4 +342,44 @@ fn a_group_export_holds_its_members_records_only() {
     } else {
         assert!(st == 403 || st == 404, "{st}: {oo}");
     }
+}
+
+#[test]
+fn type_filters_and_elements_shape_the_export() {
+    let c = setup();
+    // Two filters for Observation (ORed: a value of 61 or more, or p1-o0 and p1-o1), Patient
+    // whole; only the status and value of Observations and the name of Patients (and what is
+    // mandatory).
+    let (st, loc, oo) = kickoff(
+        &c,
+        "svc",
+        "$export?_type=Patient,Observation\
+         &_typeFilter=Observation%3Fvalue-quantity%3Dge61%2CObservation%3F_id%3Dp1-o0%2Cp1-o1\
+         &_elements=Observation.status,Observation.value,Patient.name",
+        true,
+    );
+    assert_eq!(st, 202, "{oo}");
+    let manifest = wait(&c, "svc", &loc.unwrap());
+    let by_type = |t: &str| -> Vec<Value> {
+        let o = manifest["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == t)
+            .unwrap();
+        download(&c, "svc", o["url"].as_str().unwrap()).1
+    };
+    let obs = by_type("Observation");
+    let mut ids: Vec<&str> = obs.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["p1-o0", "p1-o1", "p1-o2", "p2-o1", "p2-o2"]);
+    for o in &obs {
+        assert!(o.get("subject").is_none(), "{o}");
+        assert!(o.get("valueQuantity").is_some(), "{o}");
+        assert_eq!(o["status"], "final");
+        assert!(o["meta"]["tag"].to_string().contains("SUBSETTED"), "{o}");
+    }
+    let patients = by_type("Patient");
+    assert_eq!(patients.len(), 2);
+    assert!(patients.iter().all(|p| p["name"].is_array()));
 }

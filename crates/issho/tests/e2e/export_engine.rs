@@ -117,33 +117,33 @@ fn types_and_since_narrow_the_export() {
     let only = ExportRequest {
         types: vec!["Patient".into()],
         since: None,
-        persons: None,
+        ..Default::default()
     };
     assert_eq!(run(&e, &sys, &only).unwrap().len(), 2);
     let future = ExportRequest {
         types: vec![],
         since: Some("2999-01-01T00:00:00Z".into()),
-        persons: None,
+        ..Default::default()
     };
     assert!(run(&e, &sys, &future).unwrap().is_empty());
     let past = ExportRequest {
         types: vec![],
         since: Some("2000-01-01T00:00:00+09:00".into()),
-        persons: None,
+        ..Default::default()
     };
     assert_eq!(run(&e, &sys, &past).unwrap().len(), 6);
     for bad in ["2020-01-01", "yesterday", "2020-13-01T00:00:00Z"] {
         let r = ExportRequest {
             types: vec![],
             since: Some(bad.into()),
-            persons: None,
+            ..Default::default()
         };
         assert_eq!(run(&e, &sys, &r).unwrap_err().status, 400, "{bad}");
     }
     let r = ExportRequest {
         types: vec!["Nonsense".into()],
         since: None,
-        persons: None,
+        ..Default::default()
     };
     assert_eq!(run(&e, &sys, &r).unwrap_err().status, 400);
 }
