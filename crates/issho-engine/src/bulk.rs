@@ -4,9 +4,9 @@
 //! exported) into NDJSON files, one per type, under the data directory (`bulk/JOB/`). The
 //! status answers "in progress" with what was written so far, then the manifest; the files are
 //! served to the client that asked for them only (to anyone else a job does not exist); a
-//! cancel stops the job and removes its files. What a job was asked and what it wrote is kept
-//! in `bulk/JOB/job.json`, so that a finished export is still served after a restart; a job
-//! that a restart interrupted is reported failed (resuming it is not yet done).
+//! cancel stops the job and removes its files. What a job was asked, for whom, and what it
+//! wrote is kept in `bulk/JOB/job.json`, so that a finished export is still served after a
+//! restart and one that a restart interrupted runs again from the start ([`Engine::resume_bulk`]).
 
 use crate::export::ExportRequest;
 use crate::{Engine, FhirError, Result};
@@ -57,7 +57,9 @@ struct Job {
     owner: String,
     /// The kick-off request as the client sent it.
     request: String,
-    transaction_time: String,
+    /// Who asked and what, to run the job again after a restart ([`resume_of`]).
+    resume: Value,
+    transaction_time: Mutex<String>,
     state: Mutex<State>,
     cancel: AtomicBool,
     written: AtomicU64,
@@ -67,6 +69,8 @@ struct Job {
 pub struct BulkJobs {
     dir: PathBuf,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// Jobs a restart interrupted, to run again ([`Engine::resume_bulk`]).
+    interrupted: Mutex<Vec<String>>,
 }
 
 /// Who asked: a job is served to the same principal only.
@@ -89,6 +93,7 @@ impl BulkJobs {
     pub fn open(dir: PathBuf) -> std::io::Result<BulkJobs> {
         std::fs::create_dir_all(&dir)?;
         let mut jobs = HashMap::new();
+        let mut interrupted = Vec::new();
         for e in std::fs::read_dir(&dir)?.flatten() {
             let Ok(raw) = std::fs::read(e.path().join("job.json")) else {
                 continue;
@@ -115,6 +120,7 @@ impl BulkJobs {
                     status: v["status"].as_u64().unwrap_or(500) as u16,
                     message: v["message"].as_str().unwrap_or_default().to_string(),
                 },
+                _ if parse_resume(&v["resume"]).is_some() => State::Running,
                 _ => State::Failed {
                     status: 500,
                     message: "the export was interrupted by a restart of the server; kick it \
@@ -122,24 +128,31 @@ impl BulkJobs {
                         .into(),
                 },
             };
+            let id = e.file_name().to_string_lossy().to_string();
+            if state == State::Running {
+                interrupted.push(id.clone());
+            }
             let job = Job {
                 owner: v["owner"].as_str().unwrap_or_default().to_string(),
                 request: v["request"].as_str().unwrap_or_default().to_string(),
-                transaction_time: v["transactionTime"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                resume: v["resume"].clone(),
+                transaction_time: Mutex::new(
+                    v["transactionTime"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
                 state: Mutex::new(state),
                 cancel: AtomicBool::new(false),
                 written: AtomicU64::new(0),
             };
-            let id = e.file_name().to_string_lossy().to_string();
             persist(&dir.join(&id), &job);
             jobs.insert(id, Arc::new(job));
         }
         Ok(BulkJobs {
             dir,
             jobs: Mutex::new(jobs),
+            interrupted: Mutex::new(interrupted),
         })
     }
 
@@ -155,10 +168,17 @@ impl BulkJobs {
 /// Writes what the job was asked and where it stands (`job.json`), replacing the last one.
 fn persist(dir: &std::path::Path, job: &Job) {
     let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut v = json!({"owner": job.owner, "request": job.request,
-        "transactionTime": job.transaction_time});
+    let when = job
+        .transaction_time
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut v = json!({"owner": job.owner, "request": job.request, "transactionTime": when});
     match state {
-        State::Running => v["state"] = json!("running"),
+        State::Running => {
+            v["state"] = json!("running");
+            v["resume"] = job.resume.clone();
+        }
         State::Done(files) => {
             v["state"] = json!("done");
             v["output"] = files
@@ -268,6 +288,75 @@ fn type_filters(v: &str) -> Vec<String> {
     out
 }
 
+/// Who asked (the token's grant, or the principal) and what (the export request and
+/// `_elements`), kept in `job.json` while the job runs.
+fn resume_of(
+    ctx: &AccessContext,
+    req: &ExportRequest,
+    elements: &[(Option<String>, String)],
+) -> Value {
+    let principal = match &ctx.principal {
+        Principal::Token(g) => json!({"token": {
+            "subject": g.subject, "role": g.role.code(), "patient": g.patient,
+            "organization": g.organization, "fhirUser": g.fhir_user,
+            "scopes": g.scopes.to_string(), "tokenId": g.token_id}}),
+        Principal::DevOpen => json!("dev-open"),
+        Principal::System { operator } => json!({"system": operator}),
+        Principal::Anonymous => json!("anonymous"),
+    };
+    json!({
+        "principal": principal,
+        "purpose": format!("{:?}", ctx.purpose),
+        "types": req.types, "since": req.since, "persons": req.persons,
+        "typeFilters": req.type_filters, "elements": elements,
+    })
+}
+
+/// [`resume_of`] read back.
+type Resume = (AccessContext, ExportRequest, Vec<(Option<String>, String)>);
+
+fn parse_resume(v: &Value) -> Option<Resume> {
+    let p = &v["principal"];
+    let principal = if let Some(t) = p.get("token") {
+        let s = |k: &str| t[k].as_str().map(str::to_string);
+        Principal::Token(Box::new(issho_access::Grant {
+            subject: s("subject")?,
+            role: issho_access::Role::from_code(t["role"].as_str()?)?,
+            patient: s("patient"),
+            organization: s("organization"),
+            fhir_user: s("fhirUser"),
+            scopes: issho_access::Scopes::parse(t["scopes"].as_str()?).ok()?,
+            token_id: s("tokenId")?,
+        }))
+    } else if let Some(op) = p["system"].as_str() {
+        Principal::System {
+            operator: op.to_string(),
+        }
+    } else {
+        match p.as_str()? {
+            "dev-open" => Principal::DevOpen,
+            "anonymous" => Principal::Anonymous,
+            _ => return None,
+        }
+    };
+    let purpose = match v["purpose"].as_str()? {
+        "Treatment" => issho_access::Purpose::Treatment,
+        "EmergencyTreatment" => issho_access::Purpose::EmergencyTreatment,
+        "Operations" => issho_access::Purpose::Operations,
+        "Research" => issho_access::Purpose::Research,
+        "PatientRequest" => issho_access::Purpose::PatientRequest,
+        _ => return None,
+    };
+    let req = ExportRequest {
+        types: serde_json::from_value(v["types"].clone()).ok()?,
+        since: serde_json::from_value(v["since"].clone()).ok()?,
+        persons: serde_json::from_value(v["persons"].clone()).ok()?,
+        type_filters: serde_json::from_value(v["typeFilters"].clone()).ok()?,
+    };
+    let elements = serde_json::from_value(v["elements"].clone()).ok()?;
+    Some((AccessContext { principal, purpose }, req, elements))
+}
+
 /// `_elements`: (type or none, element name); only root elements, as Bulk Data allows.
 fn elements_of(params: &[(String, String)]) -> Result<Vec<(Option<String>, String)>> {
     let mut out = Vec::new();
@@ -365,7 +454,10 @@ impl Engine {
         let job = Arc::new(Job {
             owner: owner_of(ctx),
             request: request.to_string(),
-            transaction_time: issho_model::instant::format_instant(issho_store::now_micros()),
+            resume: resume_of(ctx, &req, &elements),
+            transaction_time: Mutex::new(issho_model::instant::format_instant(
+                issho_store::now_micros(),
+            )),
             state: Mutex::new(State::Running),
             cancel: AtomicBool::new(false),
             written: AtomicU64::new(0),
@@ -491,6 +583,46 @@ impl Engine {
         persist(dir, job);
     }
 
+    /// Runs again, from the start and on a new snapshot, the exports a restart interrupted
+    /// (their transaction time becomes the new start).
+    pub fn resume_bulk(&self) {
+        let Some(jobs) = &self.bulk else {
+            return;
+        };
+        let ids: Vec<String> =
+            std::mem::take(&mut *jobs.interrupted.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in ids {
+            let Some(job) = jobs
+                .jobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some((ctx, req, elements)) = parse_resume(&job.resume) else {
+                continue;
+            };
+            let dir = jobs.dir.join(&id);
+            // What the interrupted run wrote goes; the new run writes it again.
+            for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|x| x == "ndjson") {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+            *job.transaction_time
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) =
+                issho_model::instant::format_instant(issho_store::now_micros());
+            persist(&dir, &job);
+            let engine = self.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("bulk-{id}"))
+                .spawn(move || engine.bulk_run(&ctx, &req, &elements, &dir, &job));
+        }
+    }
+
     /// Where the job `id` stands; `base` makes the files' URLs.
     pub fn bulk_status(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<BulkStatus> {
         let job = self.bulk()?.get(ctx, id)?;
@@ -505,7 +637,7 @@ impl Engine {
                 format!("the export failed: {message}"),
             )),
             State::Done(files) => Ok(BulkStatus::Complete(json!({
-                "transactionTime": job.transaction_time,
+                "transactionTime": *job.transaction_time.lock().unwrap_or_else(|e| e.into_inner()),
                 "request": job.request,
                 "requiresAccessToken": true,
                 "output": files.iter().map(|(t, f, n)| json!({

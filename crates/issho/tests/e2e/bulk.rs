@@ -383,3 +383,48 @@ fn type_filters_and_elements_shape_the_export() {
     assert_eq!(patients.len(), 2);
     assert!(patients.iter().all(|p| p["name"].is_array()));
 }
+
+/// An export a restart interrupted runs again when the server starts (simulated: a job left
+/// `running` in the data directory, as a crash leaves it); one that cannot be read back is
+/// reported failed.
+#[test]
+fn an_interrupted_export_runs_again_after_a_restart() {
+    let c = setup();
+    let dir = c.s.stop();
+    let job = |id: &str, resume: Value| {
+        let d = dir.path().join("bulk").join(id);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Observation.ndjson"), "{\"half\": \"written\"}\n").unwrap();
+        let v = json!({"owner": "service:svc", "request": "http://old/fhir/$export",
+            "transactionTime": "2020-01-01T00:00:00Z", "state": "running", "resume": resume});
+        std::fs::write(d.join("job.json"), v.to_string()).unwrap();
+    };
+    job(
+        "interrupted",
+        json!({"principal": {"token": {"subject": "svc", "role": "service",
+                "scopes": "system/*.rs", "tokenId": "t1"}},
+            "purpose": "Operations", "types": ["Observation"], "since": null,
+            "persons": null, "typeFilters": [], "elements": []}),
+    );
+    job("unreadable", json!({"principal": "someone"}));
+    let c = Signed::start_in(dir, Default::default(), users());
+    let manifest = wait(
+        &c,
+        "svc",
+        &format!("{}/$export-status/interrupted", c.s.base),
+    );
+    assert_ne!(manifest["transactionTime"], "2020-01-01T00:00:00Z");
+    assert_eq!(manifest["output"][0]["type"], "Observation");
+    assert_eq!(manifest["output"][0]["count"], 6);
+    let (_, lines) = download(&c, "svc", manifest["output"][0]["url"].as_str().unwrap());
+    assert_eq!(lines.len(), 6);
+    assert!(lines.iter().all(|l| l["resourceType"] == "Observation"));
+    let r =
+        c.s.client
+            .get(format!("{}/$export-status/unreadable", c.s.base))
+            .bearer_auth(c.tok("svc"))
+            .send()
+            .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.text().unwrap().contains("interrupted by a restart"));
+}
