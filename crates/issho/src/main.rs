@@ -556,15 +556,27 @@ fn package_cmd(a: package::PackageArgs) -> i32 {
 }
 
 fn export(a: export::ExportArgs) -> i32 {
+    if let Some(server) = &a.server {
+        return match export::export_over_http(&a, server) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        };
+    }
     let engine = match open_engine(&a.data, a.store.as_deref(), EngineConfig::default()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             if e.contains("in use by another issho process") {
                 eprintln!(
-                    "issho export reads the store itself and writes its audit record into the store's audit trail, \
-                     which only one process may do: stop the server (Ctrl-C), run issho export, and start the server again. \
-                     Exporting from a running server over HTTP (Bulk Data $export) is not yet available."
+                    "a running server holds this store: export from it over HTTP with \
+                     issho export --server http://HOST:PORT/fhir --token TOKEN --out DIR \
+                     (Bulk Data $export; a token from issho token --user NAME), or stop it first."
                 );
             }
             return 1;

@@ -428,3 +428,54 @@ fn an_interrupted_export_runs_again_after_a_restart() {
     assert_eq!(r.status(), 500);
     assert!(r.text().unwrap().contains("interrupted by a restart"));
 }
+
+/// `issho export --server` exports from a running server (whose store it cannot open) with
+/// Bulk Data `$export`, with the given token; without a token it is refused.
+#[test]
+fn issho_export_reaches_a_running_server() {
+    let c = setup();
+    let out = tempfile::tempdir().unwrap();
+    let run = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_issho"));
+        cmd.args([
+            "export",
+            "--server",
+            &c.s.base,
+            "--type",
+            "Patient,Observation",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .env_remove("ISSHO_TOKEN")
+        .env_remove("ISSHO_SERVER");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd.output().unwrap()
+    };
+    let done = run(Some(c.tok("svc")));
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        stdout.contains("exported 8 resources of 2 types"),
+        "{stdout}"
+    );
+    let lines = |t: &str| {
+        std::fs::read_to_string(out.path().join(format!("{t}.ndjson")))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((lines("Patient"), lines("Observation")), (2, 6));
+    let refused = run(None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("kick-off answered"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
