@@ -479,3 +479,23 @@ fn issho_export_reaches_a_running_server() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// A system-level export holds what its caller may search, no more: a patient their own
+/// record, a clinician with nobody in care no one's.
+#[test]
+fn a_system_export_holds_what_the_caller_may_search() {
+    let c = setup();
+    for (who, want) in [("pat", 4usize), ("doc-b", 0)] {
+        let (st, loc, oo) = kickoff(&c, who, "$export?_type=Patient,Observation", true);
+        assert_eq!(st, 202, "{who}: {oo}");
+        let manifest = wait(&c, who, &loc.unwrap());
+        let mut n = 0;
+        for o in manifest["output"].as_array().unwrap() {
+            for r in download(&c, who, o["url"].as_str().unwrap()).1 {
+                assert!(!r.to_string().contains("p2"), "{who}: {r}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, want, "{who}: {manifest}");
+    }
+}
