@@ -337,11 +337,7 @@ pub(crate) fn check_resource(
         // The R4 base invariants of a well-formed resource: their errors (the warnings, such
         // as dom-6's "should have narrative", only for `$validate`).
         if !issues.iter().any(Issue::is_error) {
-            issues.extend(
-                issho_profiles::base_invariants(resource)
-                    .into_iter()
-                    .filter(Issue::is_error),
-            );
+            issues.extend(issho_profiles::base_invariant_errors(resource));
         }
         issues
     } else {

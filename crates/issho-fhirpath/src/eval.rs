@@ -305,6 +305,11 @@ fn child_type(parent: Option<NodeType>, key: &str, value: &Value) -> Option<(Nod
     let p = parent?;
     let owner = p.owner?;
     let c = r4().child(owner, p.prefix, key)?;
+    Some(type_of_child(c, value))
+}
+
+/// The node type of a resolved child (`value`: its JSON, for a contained resource's type).
+fn type_of_child(c: issho_model::Child<'static>, value: &Value) -> (NodeType, bool) {
     let e = c.element;
     let nt = if e.content_ref.is_some() {
         NodeType {
@@ -346,7 +351,7 @@ fn child_type(parent: Option<NodeType>, key: &str, value: &Value) -> Option<(Nod
             },
         }
     };
-    Some((nt, e.is_choice))
+    (nt, e.is_choice)
 }
 
 impl NodeType {
@@ -355,7 +360,7 @@ impl NodeType {
     pub fn child(&self, key: &str) -> Option<(&'static issho_model::ElementDef, NodeType)> {
         let owner = self.owner?;
         let c = r4().child(owner, self.prefix, key)?;
-        let (nt, _) = child_type(Some(*self), key, &NULL)?;
+        let (nt, _) = type_of_child(c, &NULL);
         Some((c.element, nt))
     }
 }

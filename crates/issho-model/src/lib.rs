@@ -18,4 +18,6 @@ pub mod validate;
 pub mod xml;
 
 pub use outcome::{Issue, IssueType, Severity, operation_outcome};
-pub use tables::{ElementDef, ElementType, Invariant, R4, SearchParamDef, TypeDef, TypeKind, r4};
+pub use tables::{
+    Child, ElementDef, ElementType, Invariant, R4, SearchParamDef, TypeDef, TypeKind, r4,
+};

@@ -73,10 +73,21 @@ pub fn base_invariants(resource: &Value) -> Vec<Issue> {
     base_invariants_checked(resource).0
 }
 
+/// The errors of `resource` against the R4 base invariants (warning-level invariants are not
+/// evaluated): what a write checks.
+pub fn base_invariant_errors(resource: &Value) -> Vec<Issue> {
+    run(resource, true).0
+}
+
 /// The issues of `resource` against the R4 base invariants, and the invariants this
 /// evaluator could not run on it (`key at: why`; not counted as violations).
 pub fn base_invariants_checked(resource: &Value) -> (Vec<Issue>, Vec<String>) {
+    run(resource, false)
+}
+
+fn run(resource: &Value, errors_only: bool) -> (Vec<Issue>, Vec<String>) {
     let mut w = Walk {
+        errors_only,
         issues: Vec::new(),
         seen: HashSet::new(),
         unevaluated: Vec::new(),
@@ -87,6 +98,8 @@ pub fn base_invariants_checked(resource: &Value) -> (Vec<Issue>, Vec<String>) {
 }
 
 struct Walk {
+    /// Only error-level invariants (a write's check; `$validate` wants the warnings too).
+    errors_only: bool,
     issues: Vec<Issue>,
     seen: HashSet<(String, String)>,
     unevaluated: Vec<String>,
@@ -157,7 +170,10 @@ impl Walk {
                     ty: Some(cnt),
                     location: Location::root(),
                 };
-                self.check(scope, &def.invariants, owner_name(scope, nt), &node, &here);
+                if !def.invariants.is_empty() {
+                    let owner = owner_name(scope, nt);
+                    self.check(scope, &def.invariants, owner, &node, &here);
+                }
                 // A data type's own invariants (qty-3 on every Quantity…).
                 if !def.is_backbone()
                     && def.content_ref.is_none()
@@ -192,6 +208,9 @@ impl Walk {
         };
         let focus = [Item::Node(node.clone())];
         for c in list {
+            if self.errors_only && c.severity != "error" {
+                continue;
+            }
             if c.key == "dom-3" {
                 if !dom3_holds(node.value) {
                     self.fail(c, owner, at);
@@ -326,6 +345,24 @@ mod tests {
             failed(dangling),
             vec!["ref-1@MedicationRequest.medicationReference"]
         );
+    }
+
+    #[test]
+    fn a_write_checks_the_error_level_invariants_only() {
+        // No narrative (dom-6, a warning) and a Period that ends before it starts (per-1).
+        let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "effectivePeriod": {"start": "2024-02-01", "end": "2024-01-01"}});
+        let keys = |issues: Vec<issho_model::Issue>| -> Vec<String> {
+            issues
+                .into_iter()
+                .map(|i| i.diagnostics.split(" failed").next().unwrap().to_string())
+                .map(|d| d.rsplit(' ').next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(keys(super::base_invariant_errors(&obs)), vec!["per-1"]);
+        let mut all = keys(super::base_invariants(&obs));
+        all.sort();
+        assert_eq!(all, vec!["dom-6", "per-1"]);
     }
 
     #[test]
