@@ -319,6 +319,11 @@ impl R4 {
         self.patient_data_types.contains(rt)
     }
 
+    /// Every type of the tables (resources, data types, primitives), in no order.
+    pub fn types(&self) -> impl Iterator<Item = &TypeDef> {
+        self.types.values()
+    }
+
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.types.get(name)
     }

@@ -13,9 +13,10 @@
 
 use crate::checks::parsed;
 use issho_fhirpath::{Context, Item, Location, Node, NodeType};
-use issho_model::{Invariant, Issue, IssueType, TypeDef, r4};
+use issho_model::{ElementDef, Invariant, Issue, IssueType, TypeKind, r4};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// R4 invariants whose published expression is wrong as FHIRPath, evaluated as R5 corrected
 /// them: (key, expression, why). dom-3 is checked natively ([`dom3_holds`]): R4's expression
@@ -130,14 +131,17 @@ impl Walk {
             self.check(&scope, &td.invariants, &td.name, &node, at);
             t = td.base.as_deref().and_then(|b| r4().type_def(b));
         }
-        self.object(&scope, value, nt, at);
+        let mut at = at.to_string();
+        self.object(&scope, value, nt, &mut at);
     }
 
-    /// The children of an object of type `nt`.
-    fn object(&mut self, scope: &Scope, value: &Value, nt: NodeType, at: &str) {
+    /// The children of an object of type `nt`; `at` is its location, extended and restored
+    /// for each child (one buffer for the whole walk).
+    fn object(&mut self, scope: &Scope, value: &Value, nt: NodeType, at: &mut String) {
         let Some(obj) = value.as_object() else {
             return;
         };
+        let has_primitive_extensions = obj.keys().any(|k| k.starts_with('_'));
         for (key, v) in obj {
             if key == "resourceType" || key.starts_with('_') {
                 continue;
@@ -145,54 +149,74 @@ impl Walk {
             let Some((def, cnt)) = nt.child(key) else {
                 continue;
             };
-            let exts = obj.get(&format!("_{key}"));
-            let items: Vec<(String, &Value, Option<&Value>)> = match v {
-                Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| {
-                        let ext = exts.and_then(|e| e.get(i)).filter(|e| !e.is_null());
-                        (format!("{at}.{key}[{i}]"), x, ext)
-                    })
-                    .collect(),
-                x => vec![(format!("{at}.{key}"), x, exts)],
+            let exts = if has_primitive_extensions {
+                obj.get(&format!("_{key}"))
+            } else {
+                None
             };
             let resource_valued = def.types.iter().any(|t| t.code == "Resource");
-            for (here, x, ext) in items {
+            let (values, indexed): (&[Value], bool) = match v {
+                Value::Array(a) => (a.as_slice(), true),
+                _ => (std::slice::from_ref(v), false),
+            };
+            for (i, x) in values.iter().enumerate() {
+                let len = at.len();
+                at.push('.');
+                at.push_str(key);
+                if indexed {
+                    at.push_str(&format!("[{i}]"));
+                }
+                let ext = if indexed {
+                    exts.and_then(|e| e.get(i)).filter(|e| !e.is_null())
+                } else {
+                    exts
+                };
                 if resource_valued && x.get("resourceType").is_some() {
                     let container = (key == "contained").then_some(scope.root);
+                    let here = at.clone();
                     self.resource(x, &here, container);
-                    continue;
+                } else {
+                    self.value(scope, def, nt, cnt, x, ext, at);
                 }
-                let node = Node {
-                    value: x,
-                    ext,
-                    ty: Some(cnt),
-                    location: Location::root(),
-                };
-                if !def.invariants.is_empty() {
-                    let owner = owner_name(scope, nt);
-                    self.check(scope, &def.invariants, owner, &node, &here);
-                }
-                // A data type's own invariants (qty-3 on every Quantity…).
-                if !def.is_backbone()
-                    && def.content_ref.is_none()
-                    && let Some(td) = r4().type_def(cnt.code)
-                {
-                    self.data_type(scope, td, &node, &here);
-                }
-                if x.is_object() {
-                    self.object(scope, x, cnt, &here);
-                }
+                at.truncate(len);
             }
         }
     }
 
-    fn data_type(&mut self, scope: &Scope, td: &TypeDef, node: &Node, at: &str) {
-        let mut t = Some(td);
-        while let Some(td) = t {
-            self.check(scope, &td.invariants, &td.name, node, at);
-            t = td.base.as_deref().and_then(|b| r4().type_def(b));
+    /// One value of element `def` (of type `cnt`) in an object of type `nt`.
+    #[allow(clippy::too_many_arguments)]
+    fn value(
+        &mut self,
+        scope: &Scope,
+        def: &ElementDef,
+        nt: NodeType,
+        cnt: NodeType,
+        x: &Value,
+        ext: Option<&Value>,
+        at: &mut String,
+    ) {
+        let node = Node {
+            value: x,
+            ext,
+            ty: Some(cnt),
+            location: Location::root(),
+        };
+        if !def.invariants.is_empty() {
+            let owner = owner_name(scope, nt);
+            self.check(scope, &def.invariants, owner, &node, at);
+        }
+        // A data type's own invariants and its bases' (qty-3 on every Quantity…).
+        if !def.is_backbone()
+            && def.content_ref.is_none()
+            && !cnt.is_primitive()
+            && let Some(list) = data_type_invariants().get(cnt.code)
+        {
+            for (owner, inv) in list {
+                self.check(scope, inv, owner, &node, at);
+            }
+        }
+        if x.is_object() {
+            self.object(scope, x, cnt, at);
         }
     }
 
@@ -254,6 +278,31 @@ impl Walk {
         };
         self.issues.push(issue.at(at));
     }
+}
+
+/// A type's invariants and its bases': (type name, invariants) of each that has some.
+type Chain = Vec<(&'static str, &'static [Invariant])>;
+
+/// Per complex data type with invariants (its own or its bases'), made once from the tables.
+fn data_type_invariants() -> &'static HashMap<&'static str, Chain> {
+    static MAP: OnceLock<HashMap<&'static str, Chain>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut out = HashMap::new();
+        for td in r4().types().filter(|t| t.kind == TypeKind::Complex) {
+            let mut chain = Vec::new();
+            let mut t = Some(td);
+            while let Some(x) = t {
+                if !x.invariants.is_empty() {
+                    chain.push((x.name.as_str(), x.invariants.as_slice()));
+                }
+                t = x.base.as_deref().and_then(|b| r4().type_def(b));
+            }
+            if !chain.is_empty() {
+                out.insert(td.name.as_str(), chain);
+            }
+        }
+        out
+    })
 }
 
 /// The resource or data type whose element this is, for messages.
