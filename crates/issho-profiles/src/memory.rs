@@ -6,37 +6,21 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Resources by canonical url, with their indexed profiles and the
-/// expansions of the validations made with them.
+/// Resources by canonical url (issho-terminology's in-memory source), with their indexed
+/// profiles and the expansions of the validations made with them.
 #[derive(Default)]
 pub struct Resources {
-    by_url: HashMap<String, Vec<Value>>,
+    src: issho_terminology::Resources,
     indexed: Mutex<HashMap<String, Arc<Profile>>>,
     expansions: Expansions,
 }
 
 impl Resources {
     pub fn new(list: impl IntoIterator<Item = Value>) -> Resources {
-        let mut by_url: HashMap<String, Vec<Value>> = HashMap::new();
-        for r in list {
-            if let Some(u) = r["url"].as_str() {
-                by_url.entry(u.to_string()).or_default().push(r);
-            }
-        }
         Resources {
-            by_url,
+            src: issho_terminology::Resources::new(list),
             ..Default::default()
         }
-    }
-
-    /// The resource of `rt` with this url: the one of this version when there is one, else
-    /// the first listed (packages read first win).
-    fn find(&self, rt: &str, url: &str, version: Option<&str>) -> Option<&Value> {
-        let list = self.by_url.get(url)?;
-        let of_type = || list.iter().filter(|r| r["resourceType"] == rt);
-        version
-            .and_then(|v| of_type().find(|r| r["version"] == v))
-            .or_else(|| of_type().next())
     }
 }
 
@@ -49,7 +33,8 @@ impl Definitions for Resources {
             Some((u, v)) => (u, Some(v)),
             None => (url, None),
         };
-        let p = Arc::new(Profile::index(self.find("StructureDefinition", u, v)?, self).ok()?);
+        let sd = self.src.find("StructureDefinition", u, v)?;
+        let p = Arc::new(Profile::index(sd, self).ok()?);
         self.indexed.lock().ok()?.insert(url.to_string(), p.clone());
         Some(p)
     }
@@ -61,37 +46,15 @@ impl Definitions for Resources {
 
 impl issho_terminology::Source for Resources {
     fn by_url(&self, rt: &str, url: &str, version: Option<&str>) -> Option<Value> {
-        self.find(rt, url, version).cloned()
+        self.src.by_url(rt, url, version)
     }
     fn by_id(&self, rt: &str, id: &str) -> Option<Value> {
-        self.by_url
-            .values()
-            .flatten()
-            .find(|r| r["resourceType"] == rt && r["id"] == id)
-            .cloned()
+        self.src.by_id(rt, id)
     }
     fn code_system_for_value_set(&self, url: &str) -> Option<Value> {
-        self.by_url
-            .values()
-            .flatten()
-            .find(|r| r["resourceType"] == "CodeSystem" && r["valueSet"] == url)
-            .cloned()
+        self.src.code_system_for_value_set(url)
     }
     fn concept_maps(&self, source_system: Option<&str>) -> Vec<Value> {
-        self.by_url
-            .values()
-            .flatten()
-            .filter(|r| r["resourceType"] == "ConceptMap")
-            .filter(|r| {
-                source_system.is_none_or(|s| {
-                    r["group"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|g| g["source"] == s)
-                })
-            })
-            .cloned()
-            .collect()
+        self.src.concept_maps(source_system)
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod expand;
 pub mod jp;
+mod memory;
 pub mod ops;
 pub mod system;
 pub mod text;
@@ -17,6 +18,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub use memory::Resources;
 pub use system::CodeSystem;
 
 /// The largest expansion a search may use.
@@ -99,7 +101,5 @@ pub fn subsumption(
         .collect())
 }
 
-#[cfg(test)]
-pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 use super::*;
+use crate::Resources;
 use crate::expand::{Options, code_regex, expand};
-use crate::testing::Map;
 use serde_json::json;
 
 pub(crate) const SYS: &str = "https://issho.example/cs/dx";
@@ -20,8 +20,8 @@ pub(crate) fn cs() -> Value {
     ]})
 }
 
-pub(crate) fn src() -> Map {
-    Map(vec![
+pub(crate) fn src() -> Resources {
+    Resources::new(vec![
         cs(),
         json!({"resourceType": "ValueSet", "id": "dm", "url": "https://issho.example/vs/dm",
           "compose": {"include": [{"system": SYS, "filter": [{"property": "concept", "op": "is-a", "value": "diabetes"}]}]}}),
@@ -151,7 +151,7 @@ fn too_large_expansions_are_refused() {
     let concepts: Vec<Value> = (0..=MAX_CODES)
         .map(|i| json!({"code": format!("c{i}")}))
         .collect();
-    let s = Map(vec![
+    let s = Resources::new(vec![
         json!({"resourceType": "CodeSystem", "url": SYS, "concept": concepts}),
         json!({"resourceType": "ValueSet", "url": "https://issho.example/vs/big",
           "compose": {"include": [{"system": SYS}]}}),
