@@ -60,7 +60,10 @@ pub fn export_over_http(a: &ExportArgs, server: &str) -> Result<String, String> 
     }
     let q: Vec<String> = query
         .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .map(|(k, v)| {
+            let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+            format!("{k}={v}")
+        })
         .collect();
     let r = auth(client.get(format!("{base}/$export?{}", q.join("&"))))
         .header("prefer", "respond-async")
@@ -197,19 +200,6 @@ pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<Str
         n as f64 / secs.max(1e-9),
         peak / 1024
     ))
-}
-
-/// `v` percent-encoded for a query (unreserved characters and `,` kept).
-fn enc(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~,".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// This process's peak resident memory (VmHWM of /proc/self/status), in KiB.
