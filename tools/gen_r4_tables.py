@@ -33,8 +33,8 @@ def load_bundle(name):
         return [e['resource'] for e in json.load(f)['entry']]
 
 
-# The specification's types, and the profiles of Quantity it uses as types (SimpleQuantity,
-# Age, Count, Distance, Duration, MoneyQuantity: elements are typed with them).
+# The specification's types, and the profiles of Quantity it uses as types (SimpleQuantity and
+# MoneyQuantity: elements are typed with them).
 sds = [r for r in load_bundle('Bundle-types.json') + load_bundle('Bundle-resources.json')
        if r['resourceType'] == 'StructureDefinition'
        and (r.get('derivation') in ('specialization', None)
@@ -53,12 +53,29 @@ def type_code(t):
     return code.rsplit('.', 1)[-1].lower() if code.startswith('http://hl7.org/fhirpath/System.') else code
 
 
+# Left out: ele-1 (checked natively by the validators) and txt-1/txt-2 (`htmlChecks()`, which
+# issho-fhirpath does not implement; issho-model checks the XHTML rules of txt-1).
+NOT_EVALUATED = {'ele-1', 'txt-1', 'txt-2'}
+# R4 expressions that are wrong as FHIRPath, as R5 corrected them.
+CORRECTED = {
+    # R4 asks `answer is Boolean` (System.Boolean), which a FHIR boolean is not.
+    'que-7': "operator = 'exists' implies (answer is boolean)",
+}
+# The constraints each type defines on its root (an element of that type need not repeat them).
+ROOT_KEYS = {sd['id']: {c['key'] for c in sd['snapshot']['element'][0].get('constraint', [])}
+             for sd in sds}
+
+
 def own_invariants(sd, el):
-    """The element's constraints defined by this type (not inherited), without ele-1 (which
-    the validator checks natively): [key, severity, human, expression]."""
-    return [[c['key'], c['severity'], c['human'], c['expression']]
+    """The element's constraints defined by this type (not inherited, not those of the
+    element's own type): [key, severity, human, expression]."""
+    typed = set()
+    for t in el.get('type', []):
+        typed |= ROOT_KEYS.get(type_code(t), set())
+    return [[c['key'], c['severity'], c['human'], CORRECTED.get(c['key'], c['expression'])]
             for c in el.get('constraint', [])
-            if c.get('source') in (None, sd['url']) and c['key'] != 'ele-1' and 'expression' in c]
+            if c.get('source') in (None, sd['url']) and c['key'] not in NOT_EVALUATED
+            and 'expression' in c and ('.' not in el['path'] or c['key'] not in typed)]
 
 
 types = {}

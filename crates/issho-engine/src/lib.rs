@@ -282,11 +282,7 @@ impl Engine {
         self.gate.check(ctx, Action::Operation, resource_type)?;
         let mut issues = check_resource(resource_type, resource, true, false);
         if !issues.iter().any(Issue::is_error) {
-            issues.extend(
-                issho_profiles::base_invariants(resource)
-                    .into_iter()
-                    .filter(|i| !i.is_error()),
-            );
+            issues.extend(issho_profiles::base_invariant_warnings(resource));
             issues.extend(self.profile_issues(&self.as_stored(resource), profile)?);
         }
         Ok(issues)

@@ -2,8 +2,8 @@
 //! checked against each installed profile in its `meta.profile`, the profiles the deployment
 //! requires for its type (`EngineConfig::required_profiles`), and the one `$validate` is asked
 //! for. A profile that is not installed is a warning, or an error under
-//! `EngineConfig::unknown_profiles_are_errors`. The R4 base definitions are not looked up:
-//! the structural validation (issho-model) is theirs.
+//! `EngineConfig::unknown_profiles_are_errors`. The R4 base definitions are looked up only as
+//! the base of a snapshot to generate: the structural validation (issho-model) is theirs.
 //!
 //! Indexed profiles are kept by (row, version), as code systems are; which urls are not
 //! installed is remembered for 30 seconds (or until a StructureDefinition is written here),

@@ -24,7 +24,9 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-pub use base::{base_invariant_errors, base_invariants, base_invariants_checked};
+pub use base::{
+    base_invariant_errors, base_invariant_warnings, base_invariants, base_invariants_checked,
+};
 pub use memory::Resources;
 pub use profile::Profile;
 pub use snapshot::snapshot_elements;
