@@ -84,12 +84,13 @@ fn owner_of(ctx: &AccessContext) -> String {
 }
 
 fn not_found() -> FhirError {
-    FhirError::not_found("no such export (it may have been cancelled or expired)")
+    FhirError::not_found("no such export (it may have been cancelled)")
 }
 
 impl BulkJobs {
     /// The jobs kept in `dir` (created if needed): finished ones are served again, ones a
-    /// restart interrupted are failed.
+    /// restart interrupted are run again by [`Engine::resume_bulk`] (failed when what they
+    /// were asked cannot be read back).
     pub fn open(dir: PathBuf) -> std::io::Result<BulkJobs> {
         std::fs::create_dir_all(&dir)?;
         let mut jobs = HashMap::new();
@@ -159,7 +160,11 @@ impl BulkJobs {
     fn get(&self, ctx: &AccessContext, id: &str) -> Result<Arc<Job>> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.get(id) {
-            Some(j) if j.owner == owner_of(ctx) => Ok(j.clone()),
+            // A cancelled job that still runs keeps its place (it counts as running until its
+            // thread ends) but is gone for its owner.
+            Some(j) if j.owner == owner_of(ctx) && !j.cancel.load(Ordering::SeqCst) => {
+                Ok(j.clone())
+            }
             _ => Err(not_found()),
         }
     }
@@ -248,6 +253,11 @@ fn request_of(level: &BulkLevel, params: &[(String, String)]) -> Result<ExportRe
             }
         }
     }
+    // The same type or filter twice would export it twice.
+    let mut seen = std::collections::HashSet::new();
+    req.types.retain(|t| seen.insert(t.clone()));
+    let mut seen = std::collections::HashSet::new();
+    req.type_filters.retain(|f| seen.insert(f.clone()));
     if *level != BulkLevel::System {
         let model = issho_model::r4();
         let in_compartment = |t: &str| model.always_personal(t);
@@ -399,13 +409,14 @@ fn subset(rt: &str, body: &[u8], elements: &[(Option<String>, String)]) -> Optio
         return None;
     }
     let v: Value = serde_json::from_slice(body).ok()?;
-    // A choice element (`value`) keeps its typed key (`valueQuantity`).
+    // A choice element (`value`, for `value[x]`) keeps its typed key (`valueQuantity`).
     let mut names = names;
-    if let Some(o) = v.as_object() {
+    if let (Some(o), Some(td)) = (v.as_object(), issho_model::r4().type_def(rt)) {
+        let choices: Vec<&String> = names.iter().filter(|n| is_choice_root(td, n)).collect();
         let typed: Vec<String> = o
             .keys()
             .filter(|k| {
-                names.iter().any(|n| {
+                choices.iter().any(|n| {
                     k.len() > n.len()
                         && k.starts_with(n.as_str())
                         && k.as_bytes()[n.len()].is_ascii_uppercase()
@@ -575,11 +586,19 @@ impl Engine {
                 message: format!("export output: {e}"),
             },
         };
-        if job.cancel.load(Ordering::Relaxed) {
+        let mut current = job.state.lock().unwrap_or_else(|e| e.into_inner());
+        if job.cancel.load(Ordering::SeqCst) {
             let _ = std::fs::remove_dir_all(dir);
+            if let (Some(jobs), Some(id)) = (&self.bulk, dir.file_name()) {
+                jobs.jobs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&*id.to_string_lossy());
+            }
             return;
         }
-        *job.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        *current = state;
+        drop(current);
         persist(dir, job);
     }
 
@@ -653,13 +672,15 @@ impl Engine {
     pub fn bulk_cancel(&self, ctx: &AccessContext, id: &str) -> Result<()> {
         let jobs = self.bulk()?;
         let job = jobs.get(ctx, id)?;
-        job.cancel.store(true, Ordering::Relaxed);
-        jobs.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        let running = *job.state.lock().unwrap_or_else(|e| e.into_inner()) == State::Running;
-        if !running {
+        // Under the state's lock, as the run sets its end state: either the run sees the
+        // cancel and removes the job, or the job has ended and is removed here.
+        let state = job.state.lock().unwrap_or_else(|e| e.into_inner());
+        job.cancel.store(true, Ordering::SeqCst);
+        if *state != State::Running {
+            jobs.jobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
             let _ = std::fs::remove_dir_all(jobs.dir.join(id));
         }
         Ok(())
@@ -683,8 +704,16 @@ impl Engine {
         let job = jobs.get(ctx, id)?;
         let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match state {
-            State::Done(files) if files.iter().any(|(_, f, _)| f == name) => {
-                Ok(jobs.dir.join(id).join(name))
+            State::Done(files) => {
+                let (t, f, _) = files
+                    .iter()
+                    .find(|(_, f, _)| f == name)
+                    .ok_or_else(not_found)?;
+                // The token that fetches it may still search that type (a narrower token of
+                // the same user may not).
+                self.gate
+                    .check(ctx, issho_access::Action::Search, Some(t))?;
+                Ok(jobs.dir.join(id).join(f))
             }
             _ => Err(not_found()),
         }

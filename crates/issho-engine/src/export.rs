@@ -131,10 +131,23 @@ impl Engine {
                     "_typeFilter: '{t}' is not a resource type"
                 )));
             }
-            issho_search::parse_in(&reg, Some(t), f, true).map_err(|issues| FhirError {
+            let q = issho_search::parse_in(&reg, Some(t), f, true).map_err(|issues| FhirError {
                 status: 400,
                 issues,
             })?;
+            if !q.sort.is_empty()
+                || q.offset > 0
+                || q.count.is_some()
+                || q.summary.is_some()
+                || !q.elements.is_empty()
+                || !q.include.is_empty()
+                || !q.revinclude.is_empty()
+            {
+                return Err(FhirError::bad_request(format!(
+                    "_typeFilter: '{t}?…' may hold search criteria only, not result parameters \
+                     (_sort, _count, _offset, _summary, _elements, _include, _revinclude)"
+                )));
+            }
         }
         // One snapshot for every type, opened with the gate's permit for the first type the
         // caller may export (each type is then checked on its own below).
@@ -204,6 +217,10 @@ impl Engine {
                             issues,
                         }
                     })?;
+                // As a search prepares its query: value sets and hierarchies resolved, every
+                // chain and `_has` limited to what the caller may see of the types it passes.
+                self.resolve_terminology(&*r, &mut q)?;
+                self.guard_links(ctx, &view, &*r, &mut q)?;
                 q.filters.extend(view.filters(&reg, rt)?);
                 if let Some(p) = &req.persons {
                     q.filters.push(issho_search::Filter {

@@ -89,6 +89,12 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                      "documentation": "CodeSystem/$subsumes (codeA, codeB, system, version, codingA, codingB): equivalent, subsumes, subsumed-by or not-subsumed."}
                 ]);
             }
+            if t == "Group" {
+                entry["operation"] = json!([validate,
+                    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+                     "documentation": "Bulk Data 2.0 Group/[id]/$export: the records of the Group's active Patient members (nested Groups are not followed), as [base]/$export."}
+                ]);
+            }
             if t == "StructureDefinition" {
                 entry["operation"] = json!([validate,
                     {"name": "snapshot", "definition": "http://hl7.org/fhir/OperationDefinition/StructureDefinition-snapshot",
@@ -147,7 +153,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
             "operation": [
                 {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
                 {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-                 "documentation": "Bulk Data 2.0: GET or POST [base]/$export and [base]/Patient/$export with Prefer: respond-async and Group/[id]/$export (_type, _since, _typeFilter, _elements, _outputFormat application/fhir+ndjson; includeAssociatedData not yet) answer 202 with the status URL ($export-status/JOB: 202 with X-Progress, then the manifest; DELETE cancels); the NDJSON files ($export-file/JOB/TYPE.ndjson) are served with the token of the client that asked. Each export holds what that client may search, from one snapshot, and is audited with every person exported."},
+                 "documentation": "Bulk Data 2.0: GET or POST [base]/$export and [base]/Patient/$export with Prefer: respond-async and Group/[id]/$export (_type, _since, _typeFilter, _elements, _outputFormat application/fhir+ndjson; includeAssociatedData not yet) answer 202 with the status URL ($export-status/JOB: 202 with X-Progress, then the manifest; DELETE cancels); the NDJSON files ($export-file/JOB/TYPE.ndjson) are served to the user or client that asked, while its token may search that type. Each export holds what that client may search (a _typeFilter's _has and chains included), from one snapshot, and is audited with every person exported."},
                 {"name": "audit", "definition": "urn:issho:OperationDefinition:audit",
                  "documentation": "Administrators: GET [base]/$audit?agent=&patient=&_since=&_count= searches the hash-chained audit trail."},
                 {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",

@@ -88,7 +88,14 @@ pub async fn fhir(
     let pairs = issho_engine::parse_query(&query);
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let pretty = get("_pretty") == Some("true");
-    let out = match format::negotiate(get("_format"), header_str(&headers, "accept")) {
+    // Bulk Data's files are NDJSON whatever the Accept (the spec's clients ask for
+    // application/fhir+ndjson); their errors are FHIR JSON.
+    let accept = if uri.path().contains("/$export-file/") {
+        None
+    } else {
+        header_str(&headers, "accept")
+    };
+    let out = match format::negotiate(get("_format"), accept) {
         Ok(format) => format::Out { format, pretty },
         Err(issue) => {
             return outcome_response(

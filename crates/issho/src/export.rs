@@ -83,6 +83,9 @@ pub fn export_over_http(a: &ExportArgs, server: &str) -> Result<String, String> 
         .and_then(|v| v.to_str().ok())
         .ok_or("the kick-off answered no Content-Location")?
         .to_string();
+    if !status.starts_with(&format!("{base}/")) {
+        return Err(format!("the status URL {status} is not on {base}"));
+    }
     let pb = indicatif::ProgressBar::new_spinner();
     let manifest: serde_json::Value = loop {
         let r = auth(client.get(&status))
@@ -124,6 +127,12 @@ pub fn export_over_http(a: &ExportArgs, server: &str) -> Result<String, String> 
         let (Some(t), Some(url)) = (o["type"].as_str(), o["url"].as_str()) else {
             continue;
         };
+        // The token goes only to this server, and a file's name is its resource type.
+        if !issho_model::r4().is_resource_type(t) || !url.starts_with(&format!("{base}/")) {
+            return Err(format!(
+                "the manifest names a file this client will not fetch: {o}"
+            ));
+        }
         pb.set_message(format!("downloading {t}"));
         let mut r = auth(client.get(url)).send().map_err(|e| e.to_string())?;
         if !r.status().is_success() {

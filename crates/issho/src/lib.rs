@@ -110,7 +110,6 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
     engine
         .enable_bulk(dir.join("bulk"))
         .map_err(|e| FhirError::internal(format!("{}: {e}", dir.join("bulk").display())))?;
-    engine.resume_bulk();
     Ok(engine)
 }
 

@@ -113,6 +113,9 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
             return 1;
         }
     };
+    // Bulk Data exports a restart interrupted run again (only in the server: other commands
+    // open the store briefly).
+    engine.resume_bulk();
     if a.demo {
         match engine.is_empty(&issho_engine::AccessContext::system("demo")) {
             Ok(true) => {

@@ -115,7 +115,13 @@ fn wait(c: &Signed, who: &str, url: &str) -> Value {
 
 /// The resources of an NDJSON file.
 fn download(c: &Signed, who: &str, url: &str) -> (u16, Vec<Value>) {
-    let r = c.s.client.get(url).bearer_auth(c.tok(who)).send().unwrap();
+    let r =
+        c.s.client
+            .get(url)
+            .bearer_auth(c.tok(who))
+            .header("accept", "application/fhir+ndjson")
+            .send()
+            .unwrap();
     let st = r.status().as_u16();
     if st != 200 {
         return (st, Vec::new());
@@ -497,5 +503,56 @@ fn a_system_export_holds_what_the_caller_may_search() {
             }
         }
         assert_eq!(n, want, "{who}: {manifest}");
+    }
+}
+
+/// `_typeFilter` is a search like any other: its `_has` and chains see only what the caller
+/// may see (a result not yet told to the patient stays hidden from them); result parameters
+/// are refused; a type asked twice is exported once.
+#[test]
+fn type_filters_cannot_reach_what_search_hides() {
+    let c = setup();
+    c.store_as(
+        "admin",
+        &json!({"resourceType": "Observation", "id": "p1-untold", "status": "final",
+            "meta": {"tag": [{"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication",
+                              "code": "UNINFORMED"}]},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "21889-1"}]},
+            "subject": {"reference": "Patient/p1"}}),
+    );
+    // The patient cannot read it …
+    assert_eq!(c.call("pat", "GET", "Observation/p1-untold", None).0, 404);
+    // … nor learn of it through a _has filter of their own export.
+    let count = |who: &str, path: &str| -> u64 {
+        let (st, loc, oo) = kickoff(&c, who, path, true);
+        assert_eq!(st, 202, "{path}: {oo}");
+        let manifest = wait(&c, who, &loc.unwrap());
+        manifest["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["count"].as_u64().unwrap())
+            .sum()
+    };
+    let probe = "Patient/$export?_type=Patient\
+                 &_typeFilter=Patient%3F_has%3AObservation%3Asubject%3Acode%3D21889-1";
+    assert_eq!(count("pat", probe), 0);
+    // A backend service sees it (the filter itself works).
+    assert_eq!(count("svc", probe), 1);
+    // A type asked twice is exported once.
+    assert_eq!(count("svc", "$export?_type=Patient,Patient"), 2);
+    // Result parameters have no place in a filter.
+    for f in [
+        "_sort%3D_id",
+        "_count%3D1",
+        "_include%3DObservation%3Asubject",
+    ] {
+        let (st, _, oo) = kickoff(
+            &c,
+            "svc",
+            &format!("$export?_typeFilter=Observation%3F{f}"),
+            true,
+        );
+        assert_eq!(st, 400, "{f}: {oo}");
     }
 }

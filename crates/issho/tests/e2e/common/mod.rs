@@ -20,7 +20,10 @@ pub fn open_engine(
     dir: &std::path::Path,
     config: issho_engine::EngineConfig,
 ) -> issho_engine::Engine {
-    issho::open(&store_choice(dir), dir, config).expect("store")
+    let engine = issho::open(&store_choice(dir), dir, config).expect("store");
+    // As `issho serve` does.
+    engine.resume_bulk();
+    engine
 }
 
 /// The store of a test's data directory on this run (see [`open_engine`]).
