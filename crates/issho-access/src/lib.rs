@@ -201,6 +201,10 @@ pub enum Action {
     Capabilities,
     /// Administrative insight into the server itself (query plans, reindexing).
     Admin,
+    /// Bulk export (and view runs) of a type's resources: a search whose results leave in
+    /// bulk. The only action open to research projects' members, whose permits reach the
+    /// consenting persons' de-identified data ([`Reach::Research`]).
+    Export,
 }
 
 impl Action {
@@ -211,7 +215,7 @@ impl Action {
     fn permission(self) -> Option<Permission> {
         Some(match self {
             Action::Read | Action::History | Action::Operation => Permission::Read,
-            Action::Search => Permission::Search,
+            Action::Search | Action::Export => Permission::Search,
             Action::Create => Permission::Create,
             Action::Update => Permission::Update,
             Action::Delete => Permission::Delete,
@@ -230,6 +234,10 @@ pub enum Reach {
     /// The records of the patients in a care relationship with this organization (an
     /// Encounter or EpisodeOfCare there, or a referral to it), as their consent allows.
     CareOf(String),
+    /// The persons whose research consent allows it, de-identified by this research
+    /// project's profile (`issho-research`): granted only for [`Action::Export`], to the
+    /// project's members, whatever scope they hold.
+    Research(String),
     /// Everything.
     All,
 }
@@ -299,11 +307,33 @@ pub struct Denied {
 
 /// The one access gate.
 #[derive(Debug, Clone, Default)]
-pub struct Gate {}
+pub struct Gate {
+    /// Members of research projects (user names and backend services' client ids) → the
+    /// project.
+    research: std::sync::Arc<std::collections::HashMap<String, String>>,
+}
 
 impl Gate {
     pub fn new() -> Gate {
-        Gate {}
+        Gate::default()
+    }
+
+    /// A gate that knows the deployment's research projects: their members (researchers and
+    /// research backend services) get de-identified exports of consenting persons and
+    /// nothing else, whatever their scopes.
+    pub fn with_research(members: std::collections::HashMap<String, String>) -> Gate {
+        Gate {
+            research: std::sync::Arc::new(members),
+        }
+    }
+
+    /// The research project `ctx` works for, if any.
+    pub fn project_of(&self, ctx: &AccessContext) -> Option<&str> {
+        let g = ctx.grant()?;
+        if !matches!(g.role, Role::Researcher | Role::Service) {
+            return None;
+        }
+        self.research.get(&g.subject).map(String::as_str)
     }
 
     /// Decide whether `ctx` may perform `action` on `resource_type` (None = system level).
@@ -316,6 +346,13 @@ impl Gate {
         match &ctx.principal {
             Principal::DevOpen | Principal::System { .. } => Ok(Permit::all(action)),
             _ if action == Action::Capabilities => Ok(Permit::all(action)),
+            Principal::Token(_) if self.project_of(ctx).is_some() => {
+                let project = self.project_of(ctx).expect("checked").to_string();
+                let Principal::Token(g) = &ctx.principal else {
+                    unreachable!("a project member holds a token")
+                };
+                check_research(g, project, action, resource_type)
+            }
             Principal::Token(g) => check_grant(g, action, resource_type),
             Principal::Anonymous => Err(Denied {
                 status: 401,
@@ -422,6 +459,43 @@ fn check_grant(g: &Grant, action: Action, resource_type: Option<&str>) -> Result
     })
 }
 
+/// A research project's member: exports of the types its scopes cover (system or user
+/// scopes), reaching the project's consenting persons de-identified; nothing else.
+fn check_research(
+    g: &Grant,
+    project: String,
+    action: Action,
+    resource_type: Option<&str>,
+) -> Result<Permit, Denied> {
+    if action != Action::Export {
+        return Err(forbidden(format!(
+            "a member of the research project '{project}' receives de-identified exports ($export) only, not individual records"
+        )));
+    }
+    let t = resource_type.unwrap_or("*");
+    let covered = g.scopes.resources.iter().any(|s| {
+        s.allows(Permission::Search)
+            && s.query.is_empty()
+            && matches!(s.context, ScopeContext::System | ScopeContext::User)
+            && if resource_type.is_some() {
+                s.covers(t)
+            } else {
+                s.resource_type == "*"
+            }
+    });
+    if !covered {
+        return Err(forbidden(format!(
+            "the token's scopes do not permit exporting {}",
+            resource_type.unwrap_or("all types")
+        )));
+    }
+    Ok(Permit {
+        action,
+        reach: Reach::Research(project),
+        filters: Vec::new(),
+    })
+}
+
 /// What a scope context reaches for this grant (`None`: nothing).
 fn reach_of(g: &Grant, ctx: ScopeContext) -> Option<Reach> {
     match ctx {
@@ -440,6 +514,7 @@ fn reach_of(g: &Grant, ctx: ScopeContext) -> Option<Reach> {
 
 fn wider(a: &Reach, b: &Reach) -> bool {
     let rank = |r: &Reach| match r {
+        Reach::Research(_) => 0,
         Reach::Patient(_) => 0,
         Reach::CareOf(_) => 1,
         Reach::All => 2,
@@ -461,6 +536,70 @@ mod tests {
             scopes: Scopes::parse(scopes).unwrap(),
             token_id: "t".into(),
         })
+    }
+
+    #[test]
+    fn a_research_projects_members_get_exports_only_whatever_their_scopes() {
+        let gate = Gate::with_research(
+            [("u".to_string(), "study".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let svc = grant(Role::Service, "system/*.cruds");
+        let p = gate
+            .check(&svc, Action::Export, Some("Observation"))
+            .unwrap();
+        assert_eq!(*p.reach(), Reach::Research("study".into()));
+        assert!(!p.allows_writing());
+        for a in [
+            Action::Read,
+            Action::Search,
+            Action::Create,
+            Action::Update,
+            Action::Delete,
+            Action::History,
+            Action::Operation,
+            Action::Admin,
+        ] {
+            assert_eq!(
+                gate.check(&svc, a, Some("Observation")).unwrap_err().status,
+                403,
+                "{a:?}"
+            );
+        }
+        let researcher = grant(Role::Researcher, "user/Observation.rs");
+        assert!(
+            gate.check(&researcher, Action::Export, Some("Observation"))
+                .is_ok()
+        );
+        assert!(
+            gate.check(&researcher, Action::Export, Some("Patient"))
+                .is_err()
+        );
+        assert!(gate.check(&researcher, Action::Export, None).is_err());
+        // Not a member: the ordinary rules (a researcher reaches nothing, a service all).
+        let outsider = Gate::new();
+        assert!(
+            outsider
+                .check(&researcher, Action::Export, Some("Observation"))
+                .is_err()
+        );
+        assert_eq!(
+            *outsider
+                .check(&svc, Action::Export, Some("Observation"))
+                .unwrap()
+                .reach(),
+            Reach::All
+        );
+        // A patient or clinician named like a member is not one.
+        let patient = grant(Role::Patient, "patient/*.rs");
+        assert_eq!(
+            *gate
+                .check(&patient, Action::Export, Some("Observation"))
+                .unwrap()
+                .reach(),
+            Reach::Patient("p1".into())
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::rng::{Rng, uuid_for};
 use serde_json::{Map, Number, Value};
 use std::str::FromStr;
 
+mod consent;
 mod plan;
 mod records;
 use plan::*;
@@ -709,6 +710,9 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
 
     // Dispensing (no random draws: what came before stays as it was).
     dispenses(&mut ctx, pcode);
+
+    // Research: refused, agreed, or nothing said (its own random stream).
+    consent::research_consent(&mut ctx, seed, i, &attends[a_home].patient);
 
     ctx.entries
 }

@@ -74,6 +74,23 @@ pub struct BulkJobs {
 }
 
 /// Who asked: a job is served to the same principal only.
+/// The k-anonymity report of a research project's export, beside its files.
+const DEID_REPORT: &str = "deidentification.json";
+
+/// The manifest's extension naming a research export's report.
+pub const DEID_EXTENSION: &str = "https://issho.example/fhir/bulk/deidentification";
+
+/// A manifest with the job's de-identification report (a research export), if any.
+fn with_report(dir: &std::path::Path, mut manifest: Value) -> Value {
+    if let Some(report) = std::fs::read(dir.join(DEID_REPORT))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    {
+        manifest["extension"] = json!({ DEID_EXTENSION: report });
+    }
+    manifest
+}
+
 fn owner_of(ctx: &AccessContext) -> String {
     match &ctx.principal {
         Principal::DevOpen => "dev-open".into(),
@@ -503,6 +520,16 @@ impl Engine {
     /// caller cannot read is not found). Members that are not Patients, and nested Groups,
     /// are not followed.
     fn group_persons(&self, ctx: &AccessContext, id: &str) -> Result<Vec<String>> {
+        // A research project's member reads no records, Groups included: the server reads
+        // the cohort for it (what it then receives is limited to consenting persons,
+        // k-anonymous and de-identified).
+        let research = self.gate.project_of(ctx).is_some();
+        let reader = if research {
+            AccessContext::system("research-cohort")
+        } else {
+            ctx.clone()
+        };
+        let ctx = &reader;
         let group = self.read(ctx, "Group", id)?;
         let group = group
             .json()
@@ -567,6 +594,12 @@ impl Engine {
             Ok(())
         };
         let result = self.export(ctx, req, &mut sink);
+        if let Ok(Some(report)) = result.as_ref().map(|s| s.deidentification.as_ref()) {
+            let _ = std::fs::write(
+                dir.join(DEID_REPORT),
+                serde_json::to_vec(report).unwrap_or_default(),
+            );
+        }
         let flushed = match out.take() {
             Some((_, mut w)) => w.flush(),
             None => Ok(()),
@@ -655,16 +688,19 @@ impl Engine {
                 IssueType::Exception,
                 format!("the export failed: {message}"),
             )),
-            State::Done(files) => Ok(BulkStatus::Complete(json!({
-                "transactionTime": *job.transaction_time.lock().unwrap_or_else(|e| e.into_inner()),
-                "request": job.request,
-                "requiresAccessToken": true,
-                "output": files.iter().map(|(t, f, n)| json!({
-                    "type": t, "url": format!("{base}/$export-file/{id}/{f}"), "count": n
-                })).collect::<Vec<_>>(),
-                "deleted": [],
-                "error": [],
-            }))),
+            State::Done(files) => Ok(BulkStatus::Complete(with_report(
+                &self.bulk()?.dir.join(id),
+                json!({
+                    "transactionTime": *job.transaction_time.lock().unwrap_or_else(|e| e.into_inner()),
+                    "request": job.request,
+                    "requiresAccessToken": true,
+                    "output": files.iter().map(|(t, f, n)| json!({
+                        "type": t, "url": format!("{base}/$export-file/{id}/{f}"), "count": n
+                    })).collect::<Vec<_>>(),
+                    "deleted": [],
+                    "error": [],
+                }),
+            ))),
         }
     }
 
@@ -712,7 +748,7 @@ impl Engine {
                 // The token that fetches it may still search that type (a narrower token of
                 // the same user may not).
                 self.gate
-                    .check(ctx, issho_access::Action::Search, Some(t))?;
+                    .check(ctx, issho_access::Action::Export, Some(t))?;
                 Ok(jobs.dir.join(id).join(f))
             }
             _ => Err(not_found()),

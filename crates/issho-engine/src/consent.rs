@@ -10,7 +10,8 @@
 //! organizations in the custodian role (`CST`) refuse the data those institutions hold
 //! (`meta.source`) to everyone else. A base `permit` is the person's agreement to share,
 //! which the deployment policy "share after consent" waits for ([`ConsentPolicy`]).
-//! Not enforced (refused): other scopes (research, treatment, advance directives), actors that
+//! Research Consents (scope `research`) are read by `research.rs`.
+//! Not enforced (refused): other scopes (treatment, advance directives), actors that
 //! are not organizations or are absolute URLs, and provisions by `class` (resource type),
 //! `code`, `data`, `purpose`, `action`, `period`, `dataPeriod`, exceptions nested in a deny.
 
@@ -69,6 +70,9 @@ fn is_custodian(actor: &Value) -> bool {
 /// security labels they refuse those categories; with custodian actors (`CST`) they refuse
 /// the data those institutions hold. A base `permit` is the person's agreement to share.
 pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDecision) {
+    if !is_privacy(consent) {
+        return;
+    }
     fn walk(p: &Value, org: &str, out: &mut ConsentDecision) {
         let deny = p.get("type").and_then(Value::as_str) == Some("deny");
         let all: Vec<&Value> = p
@@ -122,6 +126,19 @@ pub(crate) fn consent_decision(consent: &Value, org: &str, out: &mut ConsentDeci
     }
 }
 
+/// Whether a Consent's scope is patient privacy (and nothing else).
+pub(crate) fn is_privacy(consent: &Value) -> bool {
+    let scopes: Vec<&Value> = consent["scope"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    !scopes.is_empty()
+        && scopes
+            .iter()
+            .all(|c| c["system"] == PRIVACY.0 && c["code"] == PRIVACY.1)
+}
+
 fn opt_in(consent: &Value) -> bool {
     consent["policyRule"]["coding"]
         .as_array()
@@ -148,7 +165,7 @@ fn labels(p: &Value) -> Vec<String> {
         .collect()
 }
 
-fn unenforceable(at: &str, what: String) -> FhirError {
+pub(crate) fn unenforceable(at: &str, what: String) -> FhirError {
     let mut issue = Issue::error(
         IssueType::NotSupported,
         format!(
@@ -167,19 +184,13 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
     if rt != "Consent" || consent.get("status").and_then(Value::as_str) != Some("active") {
         return Ok(());
     }
-    let scopes: Vec<&Value> = consent["scope"]["coding"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    let privacy = !scopes.is_empty()
-        && scopes
-            .iter()
-            .all(|c| c["system"] == PRIVACY.0 && c["code"] == PRIVACY.1);
-    if !privacy {
+    if crate::research::is_research(consent) {
+        return crate::research::check_research_consent(consent);
+    }
+    if !is_privacy(consent) {
         return Err(unenforceable(
             "Consent.scope",
-            "only patient-privacy Consents are enforced (research, treatment and advance-directive Consents are not yet)".into(),
+            "only patient-privacy and research Consents are enforced (treatment and advance-directive Consents are not yet)".into(),
         ));
     }
     if consent.get("policy").is_some() {
@@ -227,6 +238,15 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
             ));
         }
     }
+    check_patient(consent)?;
+    if let Some(p) = consent.get("provision") {
+        check_provision(p, "Consent.provision", true)?;
+    }
+    Ok(())
+}
+
+/// A Consent's patient: a relative reference `Patient/[id]` (its person decides).
+pub(crate) fn check_patient(consent: &Value) -> Result<()> {
     let patient = consent["patient"]["reference"].as_str().unwrap_or("");
     if !patient
         .strip_prefix("Patient/")
@@ -237,10 +257,29 @@ pub(crate) fn check_enforceable(rt: &str, consent: &Value) -> Result<()> {
             format!("Consent.patient must be a relative reference Patient/[id], not '{patient}'"),
         ));
     }
-    if let Some(p) = consent.get("provision") {
-        check_provision(p, "Consent.provision", true)?;
-    }
     Ok(())
+}
+
+/// The rids of every active Consent. Beyond what one request evaluates the access is
+/// refused (503) rather than left unchecked: an unchecked refusal would be a shared record.
+pub(crate) fn active_consents(r: &dyn issho_store::StoreRead) -> Result<Vec<i64>> {
+    let pairs = vec![
+        ("status".to_string(), "active".to_string()),
+        ("_count".to_string(), "100000".to_string()),
+    ];
+    let q = issho_search::parse(Some("Consent"), &pairs, true).map_err(|issues| FhirError {
+        status: 500,
+        issues,
+    })?;
+    let rids = r.search(&q)?;
+    if rids.len() >= 100_000 {
+        return Err(FhirError::new(
+            503,
+            IssueType::TooCostly,
+            "more active Consents than one request evaluates; access is refused rather than left unchecked",
+        ));
+    }
+    Ok(rids)
 }
 
 fn check_provision(p: &Value, at: &str, top: bool) -> Result<()> {

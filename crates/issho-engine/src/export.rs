@@ -34,6 +34,8 @@ pub struct ExportRequest {
 pub struct ExportSummary {
     pub counts: Vec<(String, u64)>,
     pub persons: usize,
+    /// For a research project's export: who was released and held back (k-anonymity).
+    pub deidentification: Option<issho_research::Report>,
 }
 
 impl ExportSummary {
@@ -153,13 +155,17 @@ impl Engine {
         // caller may export (each type is then checked on its own below).
         let permit = match types
             .iter()
-            .find_map(|t| self.gate.check(ctx, Action::Search, Some(t)).ok())
+            .find_map(|t| self.gate.check(ctx, Action::Export, Some(t)).ok())
         {
             Some(p) => p,
             None => self
                 .gate
-                .check(ctx, Action::Search, types.first().map(String::as_str))?,
+                .check(ctx, Action::Export, types.first().map(String::as_str))?,
         };
+        if let Some(project) = crate::research::research_of(permit.reach()) {
+            let project = self.research_project(project)?;
+            crate::research::check_research_request(project, &reg, req)?;
+        }
         Ok(Plan {
             types,
             explicit,
@@ -185,12 +191,48 @@ impl Engine {
         let r = self.store.reader(&permit)?;
         let upto = r.max_rid()?;
         let mut summary = ExportSummary::default();
+        // A research project's export: its consenting persons, those of them k-anonymity
+        // releases, each resource de-identified by the project's profile.
+        let research = match crate::research::research_of(permit.reach()) {
+            Some(id) => {
+                let project = self.research_project(id)?;
+                let today = issho_research::Today::now();
+                let first = types
+                    .iter()
+                    .find(|t| self.gate.check(ctx, Action::Export, Some(t)).is_ok());
+                let mut base = self.view(ctx, Action::Export, first.map(String::as_str), &*r)?;
+                let mut persons = base.persons.clone().unwrap_or_default();
+                if let Some(group) = &req.persons {
+                    persons.retain(|p| group.contains(p));
+                }
+                let (released, report) = self.research_release(&*r, project, &persons, today)?;
+                base.persons = Some(released);
+                summary.deidentification = Some(report);
+                Some((project, today, base))
+            }
+            None => None,
+        };
         for rt in &types {
-            let view = match self.view(ctx, Action::Search, Some(rt), &*r) {
-                Ok(v) => v,
-                // Every type was asked for: the ones the caller's scopes exclude are left out.
-                Err(e) if !explicit && e.status == 403 => continue,
-                Err(e) => return Err(e),
+            let view = match &research {
+                Some((project, _, base)) => match self.gate.check(ctx, Action::Export, Some(rt)) {
+                    Ok(_) if project.profile.releases(rt) => base.clone(),
+                    Ok(_) if !explicit => continue,
+                    Err(e) if !explicit && e.status == 403 => continue,
+                    Ok(_) => {
+                        return Err(FhirError::new(
+                            403,
+                            IssueType::Forbidden,
+                            format!("{rt} is not released to research"),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                None => match self.view(ctx, Action::Export, Some(rt), &*r) {
+                    Ok(v) => v,
+                    // Every type was asked for: the ones the caller's scopes exclude are left out.
+                    Err(e) if !explicit && e.status == 403 => continue,
+                    Err(e) => return Err(e),
+                },
             };
             let filters: Vec<&Vec<(String, String)>> = req
                 .type_filters
@@ -240,10 +282,22 @@ impl Engine {
                     }
                     for s in r.current_by_rids(&rids)? {
                         let Some(body) = &s.body else { continue };
-                        sink(rt, body).map_err(|e| {
+                        let person = s.person.clone().filter(|p| p != crate::owner::RESTRICTED);
+                        let written = match &research {
+                            Some((project, today, _)) => {
+                                let Some(copy) = s.json().and_then(|v| {
+                                    project.deidentify(rt, &v, person.as_deref(), *today)
+                                }) else {
+                                    continue;
+                                };
+                                sink(rt, copy.to_string().as_bytes())
+                            }
+                            None => sink(rt, body),
+                        };
+                        written.map_err(|e| {
                             FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
                         })?;
-                        if let Some(p) = s.person.filter(|p| p != crate::owner::RESTRICTED) {
+                        if let Some(p) = person {
                             persons.insert(p);
                         }
                         n += 1;

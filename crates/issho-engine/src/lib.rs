@@ -29,6 +29,8 @@ mod pages;
 mod params;
 mod profiles;
 pub use profiles::SnapshotOf;
+mod research;
+pub use research::ResearchDefault;
 mod rest;
 mod search;
 mod summary;
@@ -175,6 +177,9 @@ pub struct EngineConfig {
     /// A profile named in `meta.profile` that is not installed refuses the write (otherwise
     /// it is a warning).
     pub unknown_profiles_are_errors: bool,
+    /// Whether research takes persons who said nothing (opt-out, the default) or only those
+    /// who agreed (`research.rs`).
+    pub research_default: ResearchDefault,
 }
 
 impl Default for EngineConfig {
@@ -192,6 +197,7 @@ impl Default for EngineConfig {
             refuse_conflicting_orders: false,
             required_profiles: Vec::new(),
             unknown_profiles_are_errors: false,
+            research_default: ResearchDefault::default(),
         }
     }
 }
@@ -228,6 +234,8 @@ pub struct Engine {
     profiles: Arc<profiles::ProfileCache>,
     /// Bulk Data `$export` jobs and their files (`bulk.rs`), when there is a data directory.
     bulk: Option<Arc<bulk::BulkJobs>>,
+    /// Research projects (`research.rs`): their members, secrets and profiles.
+    research: Arc<issho_research::Projects>,
 }
 
 impl Engine {
@@ -254,6 +262,7 @@ impl Engine {
             code_systems: Arc::default(),
             profiles: Arc::default(),
             bulk: None,
+            research: Arc::default(),
         }
     }
 

@@ -124,23 +124,7 @@ impl View {
                     name: "_consent".into(),
                     test: Test::NotAll(vec![tag, Test::NotAll(vec![own])]),
                 });
-                // Categories a patient refused: their resources with that label.
-                for (label, persons) in &self.refused_labels {
-                    let sec = Self::label_test(reg, rt, "_security", label)?;
-                    let whose = Test::PersonIn(persons.clone());
-                    out.push(Filter {
-                        name: "_consent".into(),
-                        test: Test::NotAll(vec![whose, sec]),
-                    });
-                }
-                // Institutions whose data a patient refused to share: that data.
-                for (source, persons) in &self.refused_sources {
-                    let from = Self::label_test(reg, rt, "_source", source)?;
-                    out.push(Filter {
-                        name: "_consent".into(),
-                        test: Test::NotAll(vec![Test::PersonIn(persons.clone()), from]),
-                    });
-                }
+                out.extend(self.refusal_filters(reg, rt)?);
                 // Not agreed yet (share after consent): only what this organization holds.
                 if !self.not_agreed.is_empty() {
                     let own = Self::label_test(reg, rt, "_source", org)?;
@@ -153,7 +137,42 @@ impl View {
                     });
                 }
             }
+            Reach::Research(_) => {
+                // Not yet told to the patient, or not delivered beyond its institution:
+                // not for research either.
+                for code in ["UNINFORMED", "UNDELIVERED"] {
+                    let t =
+                        Self::label_test(reg, rt, "_tag", &format!("{CLINS_INDICATION}|{code}"))?;
+                    out.push(Filter {
+                        name: "_consent".into(),
+                        test: Test::NotAll(vec![t]),
+                    });
+                }
+                out.extend(self.refusal_filters(reg, rt)?);
+            }
             Reach::All => {}
+        }
+        Ok(out)
+    }
+
+    /// Categories and institutions' data the persons refused (`refused_labels`,
+    /// `refused_sources`): their resources so labelled or held there are hidden.
+    fn refusal_filters(&self, reg: &issho_search::Registry, rt: &str) -> Result<Vec<Filter>> {
+        let mut out = Vec::new();
+        for (label, persons) in &self.refused_labels {
+            let sec = Self::label_test(reg, rt, "_security", label)?;
+            let whose = Test::PersonIn(persons.clone());
+            out.push(Filter {
+                name: "_consent".into(),
+                test: Test::NotAll(vec![whose, sec]),
+            });
+        }
+        for (source, persons) in &self.refused_sources {
+            let from = Self::label_test(reg, rt, "_source", source)?;
+            out.push(Filter {
+                name: "_consent".into(),
+                test: Test::NotAll(vec![Test::PersonIn(persons.clone()), from]),
+            });
         }
         Ok(out)
     }
@@ -164,7 +183,7 @@ impl View {
             Reach::All => None,
             // The person of the token's Patient (computed per request, `view_with`).
             Reach::Patient(p) => Some(self.persons.clone().unwrap_or_else(|| vec![p.clone()])),
-            Reach::CareOf(_) => Some(self.persons.clone().unwrap_or_default()),
+            Reach::CareOf(_) | Reach::Research(_) => Some(self.persons.clone().unwrap_or_default()),
         }
     }
 
@@ -258,6 +277,8 @@ impl View {
                 let waiting = source != org && theirs(&self.not_agreed);
                 !(refused_label || refused_source || waiting)
             }
+            // Research reaches de-identified exports only, never a version by itself.
+            Reach::Research(_) => false,
             Reach::All => true,
         })
     }
@@ -329,6 +350,9 @@ impl Engine {
         if let Reach::Patient(p) = &view.reach {
             // A person's token reaches their whole record: every Patient linked to theirs.
             view.persons = Some(vec![crate::identity::person_of_patient(r, p)?]);
+        }
+        if let Reach::Research(_) = &view.reach {
+            self.research_view(r, &mut view)?;
         }
         if let Reach::CareOf(org) = &view.reach {
             // Care relationships and consents of the organization, recomputed after a write
@@ -415,23 +439,7 @@ impl Engine {
         r: &dyn StoreRead,
         org: &str,
     ) -> Result<std::collections::HashMap<String, ConsentDecision>> {
-        let pairs = vec![
-            ("status".to_string(), "active".to_string()),
-            ("_count".to_string(), "100000".to_string()),
-        ];
-        let q = issho_search::parse(Some("Consent"), &pairs, true).map_err(|issues| FhirError {
-            status: 500,
-            issues,
-        })?;
-        let rids = r.search(&q)?;
-        if rids.len() >= 100_000 {
-            // Unchecked refusals would be shared records: refuse rather than guess.
-            return Err(FhirError::new(
-                503,
-                IssueType::TooCostly,
-                "more active Consents than one request evaluates; access is refused rather than left unchecked",
-            ));
-        }
+        let rids = crate::consent::active_consents(r)?;
         let mut out: std::collections::HashMap<String, ConsentDecision> = Default::default();
         for chunk in rids.chunks(500) {
             for s in r.current_by_rids(chunk)? {

@@ -152,7 +152,7 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes: "openid user/*.rs".into(),
                 display: "デモ研究者 (researcher)".into(),
             },
-            "no individual records (research exports are not yet available)",
+            "no individual records: de-identified $export of the persons who did not refuse research (project demo-study)",
         ),
         (
             User {

@@ -110,6 +110,9 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
     engine
         .enable_bulk(dir.join("bulk"))
         .map_err(|e| FhirError::internal(format!("{}: {e}", dir.join("bulk").display())))?;
+    // Research projects (`issho research add`): their members get de-identified exports.
+    let projects = issho_research::Projects::open(dir).map_err(FhirError::internal)?;
+    engine.enable_research(projects);
     Ok(engine)
 }
 

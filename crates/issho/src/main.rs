@@ -5,6 +5,7 @@ mod demo_users;
 mod export;
 mod load;
 mod package;
+mod research;
 mod serve;
 mod terminology;
 
@@ -51,6 +52,8 @@ enum Cmd {
     Package(package::PackageArgs),
     /// Code systems from their files (J-FAGY, JLAC10, YJ, HOT, MEDIS).
     Terminology(terminology::TerminologyArgs),
+    /// Research projects: their members get de-identified exports of consenting persons.
+    Research(research::ResearchArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -284,6 +287,7 @@ fn main() {
         }) => terminology_import(a),
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
+        Cmd::Research(a) => research::run(a),
     };
     std::process::exit(code);
 }

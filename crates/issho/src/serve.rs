@@ -64,6 +64,17 @@ pub(crate) struct ServeArgs {
     /// (without it: a warning in the answer).
     #[arg(long, env = "ISSHO_UNKNOWN_PROFILES_ARE_ERRORS")]
     unknown_profiles_are_errors: bool,
+    /// Whether research projects receive the persons who said nothing (opt-out: they take
+    /// part unless they refused with a research Consent) or only those who agreed (opt-in).
+    #[arg(long, env = "ISSHO_RESEARCH_CONSENT", value_enum, default_value_t = Research::OptOut)]
+    research_consent: Research,
+}
+
+/// `--research-consent`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Research {
+    OptOut,
+    OptIn,
 }
 
 /// `TYPE=URL` of `--require-profile`.
@@ -95,6 +106,12 @@ impl From<Policy> for issho_engine::ConsentPolicy {
 }
 
 pub(crate) fn serve(a: ServeArgs) -> i32 {
+    if a.demo
+        && let Err(e) = crate::research::ensure_demo_project(&a.data)
+    {
+        eprintln!("error: the demo research project: {e}");
+        return 1;
+    }
     let engine = match open_engine(
         &a.data,
         a.store.as_deref(),
@@ -104,6 +121,10 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
             refuse_conflicting_orders: a.refuse_conflicting_orders,
             required_profiles: a.require_profile.clone(),
             unknown_profiles_are_errors: a.unknown_profiles_are_errors,
+            research_default: match a.research_consent {
+                Research::OptOut => issho_engine::ResearchDefault::OptOut,
+                Research::OptIn => issho_engine::ResearchDefault::OptIn,
+            },
             ..Default::default()
         },
     ) {
@@ -222,6 +243,7 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
         tls: tls.is_some(),
         rate_limit: (a.rate_limit > 0).then_some(a.rate_limit),
     };
+    let research_projects = engine.research_projects();
     let app = issho_server::router(engine, config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -257,6 +279,16 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
                 Policy::ShareAfterConsent =>
                     "institutions caring for a person see what others hold only after the person agreed",
             }
+        );
+        println!(
+            "research: {} (--research-consent); projects: {} (issho research list)",
+            match a.research_consent {
+                Research::OptOut =>
+                    "projects receive de-identified data of the persons who did not refuse",
+                Research::OptIn =>
+                    "projects receive de-identified data of the persons who agreed",
+            },
+            research_projects
         );
         println!("issho listening on {scheme}://{addr}/fhir (CapabilityStatement: {scheme}://{addr}/fhir/metadata)");
         let shutdown = async {

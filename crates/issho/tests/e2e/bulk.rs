@@ -61,7 +61,12 @@ fn setup() -> Signed {
 }
 
 /// A kick-off: (status, Content-Location, body).
-fn kickoff(c: &Signed, who: &str, path: &str, prefer: bool) -> (u16, Option<String>, Value) {
+pub(crate) fn kickoff(
+    c: &Signed,
+    who: &str,
+    path: &str,
+    prefer: bool,
+) -> (u16, Option<String>, Value) {
     let mut r =
         c.s.req("GET", path)
             .bearer_auth(c.tok(who))
@@ -88,7 +93,7 @@ fn on(url: &str, base: &str) -> String {
 }
 
 /// Polls the status URL until the job is done: the manifest.
-fn wait(c: &Signed, who: &str, url: &str) -> Value {
+pub(crate) fn wait(c: &Signed, who: &str, url: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let r = c.s.client.get(url).bearer_auth(c.tok(who)).send().unwrap();
@@ -114,7 +119,7 @@ fn wait(c: &Signed, who: &str, url: &str) -> Value {
 }
 
 /// The resources of an NDJSON file.
-fn download(c: &Signed, who: &str, url: &str) -> (u16, Vec<Value>) {
+pub(crate) fn download(c: &Signed, who: &str, url: &str) -> (u16, Vec<Value>) {
     let r =
         c.s.client
             .get(url)

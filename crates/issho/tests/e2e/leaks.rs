@@ -704,7 +704,16 @@ fn unenforceable_consents_are_refused() {
                 "patient-privacy",
             ),
         ),
-        ("research", consent(json!({"type": "deny"}), "research")),
+        ("treatment", consent(json!({"type": "deny"}), "treatment")),
+        (
+            // Research Consents are enforced for all research or none (research.rs).
+            "research by actor",
+            consent(
+                json!({"type": "deny", "actor": [{"role": {"text": "x"},
+            "reference": {"reference": "Organization/org-a"}}]}),
+                "research",
+            ),
+        ),
     ] {
         let (st, b) = c.send(Who::P1, "POST", "Consent", &body);
         assert_eq!(st, 422, "{why}: {b}");

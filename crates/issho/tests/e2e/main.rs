@@ -30,6 +30,7 @@ mod packages;
 mod postgres_suite;
 mod profiles;
 mod protocol;
+mod research;
 mod rest;
 mod search;
 mod several_processes;
