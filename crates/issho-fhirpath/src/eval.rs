@@ -2199,6 +2199,50 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
                     _ => prim(&it).map(val_item).unwrap_or_default(),
                 })
             }
+            // SQL on FHIR v2: keys for joining views. A resource's key is `Type/id`; a
+            // reference's is the key of the resource it names (relative or absolute, a
+            // version dropped), empty when it names another type than the one asked for.
+            "getResourceKey" => {
+                arity(0, 0)?;
+                Ok(input
+                    .iter()
+                    .filter_map(|it| {
+                        let v = it.node()?.value;
+                        let t = v.get("resourceType")?.as_str()?;
+                        let id = v.get("id")?.as_str()?;
+                        Some(Item::string(format!("{t}/{id}")))
+                    })
+                    .collect())
+            }
+            "getReferenceKey" => {
+                arity(0, 1)?;
+                let want = match args.first() {
+                    Some(a) => Some(
+                        type_spec_of(a)
+                            .ok_or_else(|| {
+                                Error::Eval("getReferenceKey() expects a type name".into())
+                            })?
+                            .name,
+                    ),
+                    None => None,
+                };
+                Ok(input
+                    .iter()
+                    .filter_map(|it| {
+                        let r = it.node()?.value.get("reference")?.as_str()?;
+                        let r = r.split("/_history/").next().unwrap_or(r);
+                        let mut parts = r.rsplit('/');
+                        let id = parts.next()?;
+                        let t = parts.next()?;
+                        if !issho_model::r4().is_resource_type(t)
+                            || want.as_deref().is_some_and(|w| w != t)
+                        {
+                            return None;
+                        }
+                        Some(Item::string(format!("{t}/{id}")))
+                    })
+                    .collect())
+            }
             "resolve" => {
                 arity(0, 0)?;
                 let Some(res) = self.ctx.resolver else {

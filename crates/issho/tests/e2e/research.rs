@@ -635,7 +635,10 @@ fn research_consent_decides_who_takes_part() {
         let (_, out) = export(&c, "res", "/$export?_type=Patient");
         for p in ["p1", "p2"] {
             let id = project.pseudonym("id", &format!("Patient/{p}"));
-            assert!(out.iter().all(|r| r["id"] != id.as_str()), "{p} {default:?}");
+            assert!(
+                out.iter().all(|r| r["id"] != id.as_str()),
+                "{p} {default:?}"
+            );
         }
     }
 }

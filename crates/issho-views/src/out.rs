@@ -1,0 +1,159 @@
+//! Rows written out: CSV (RFC 4180, a header of the column names; null is an empty field, a
+//! collection or an object its JSON text) or NDJSON (one object per row, the columns in the
+//! view's order).
+
+use crate::Column;
+use serde_json::{Map, Value};
+use std::io::Write;
+
+/// An output format of `$run` and `issho view run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    /// From a `_format` value or a file extension: `csv`, `text/csv`, `ndjson`,
+    /// `application/x-ndjson`, `application/fhir+ndjson`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "csv" | "text/csv" => Some(Format::Csv),
+            "ndjson"
+            | "application/x-ndjson"
+            | "application/ndjson"
+            | "application/fhir+ndjson" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Ndjson => "application/x-ndjson",
+        }
+    }
+}
+
+/// Writes rows of one view.
+pub struct Writer<W: Write> {
+    format: Format,
+    names: Vec<String>,
+    csv: Option<csv::Writer<W>>,
+    plain: Option<W>,
+    rows: u64,
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl<W: Write> Writer<W> {
+    /// A writer; CSV writes its header at once.
+    pub fn new(format: Format, columns: &[Column], out: W) -> std::io::Result<Writer<W>> {
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let (csv, plain) = match format {
+            Format::Csv => {
+                let mut w = csv::WriterBuilder::new().from_writer(out);
+                w.write_record(&names).map_err(std::io::Error::other)?;
+                (Some(w), None)
+            }
+            Format::Ndjson => (None, Some(out)),
+        };
+        Ok(Writer {
+            format,
+            names,
+            csv,
+            plain,
+            rows: 0,
+        })
+    }
+
+    pub fn row(&mut self, row: &[Value]) -> std::io::Result<()> {
+        self.rows += 1;
+        match self.format {
+            Format::Csv => {
+                let w = self.csv.as_mut().expect("csv writer");
+                w.write_record(row.iter().map(cell))
+                    .map_err(std::io::Error::other)
+            }
+            Format::Ndjson => {
+                let w = self.plain.as_mut().expect("plain writer");
+                let mut m = Map::with_capacity(row.len());
+                for (n, v) in self.names.iter().zip(row) {
+                    m.insert(n.clone(), v.clone());
+                }
+                serde_json::to_writer(&mut *w, &Value::Object(m))?;
+                w.write_all(b"\n")
+            }
+        }
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Flush and hand back the output.
+    pub fn finish(self) -> std::io::Result<W> {
+        match (self.csv, self.plain) {
+            (Some(w), _) => w
+                .into_inner()
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            (_, Some(mut w)) => {
+                w.flush()?;
+                Ok(w)
+            }
+            _ => unreachable!("one writer"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn csv_and_ndjson_keep_the_columns_order_and_nulls() {
+        let cols: Vec<Column> = ["id", "name", "given"]
+            .iter()
+            .map(|n| Column {
+                name: n.to_string(),
+                ty: None,
+                collection: *n == "given",
+            })
+            .collect();
+        let rows = [
+            vec![json!("p1"), json!("山田, \"太郎\""), json!(["a", "b"])],
+            vec![json!("p2"), Value::Null, json!([])],
+        ];
+        let mut w = Writer::new(Format::Csv, &cols, Vec::new()).unwrap();
+        for r in &rows {
+            w.row(r).unwrap();
+        }
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "id,name,given\np1,\"山田, \"\"太郎\"\"\",\"[\"\"a\"\",\"\"b\"\"]\"\np2,,[]\n"
+        );
+        let mut w = Writer::new(Format::Ndjson, &cols, Vec::new()).unwrap();
+        for r in &rows {
+            w.row(r).unwrap();
+        }
+        assert_eq!(w.rows(), 2);
+        let text = String::from_utf8(w.finish().unwrap()).unwrap();
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["given"], json!(["a", "b"]));
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("{\"id\":\"p2\",\"name\":null")
+        );
+    }
+}
