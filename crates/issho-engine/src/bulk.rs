@@ -379,6 +379,7 @@ fn parse_resume(v: &Value) -> Option<Resume> {
         since: serde_json::from_value(v["since"].clone()).ok()?,
         persons: serde_json::from_value(v["persons"].clone()).ok()?,
         type_filters: serde_json::from_value(v["typeFilters"].clone()).ok()?,
+        operation: None,
     };
     let elements = serde_json::from_value(v["elements"].clone()).ok()?;
     Some((AccessContext { principal, purpose }, req, elements))
@@ -519,7 +520,7 @@ impl Engine {
     /// The persons of a Group's active Patient members, read as the caller may (a Group the
     /// caller cannot read is not found). Members that are not Patients, and nested Groups,
     /// are not followed.
-    fn group_persons(&self, ctx: &AccessContext, id: &str) -> Result<Vec<String>> {
+    pub(crate) fn group_persons(&self, ctx: &AccessContext, id: &str) -> Result<Vec<String>> {
         // A research project's member reads no records, Groups included: the server reads
         // the cohort for it (what it then receives is limited to consenting persons,
         // k-anonymous and de-identified).

@@ -26,6 +26,15 @@ pub struct ExportRequest {
     /// Bulk Data `_typeFilter`: for a type, searches its resources must match (any of them;
     /// a type without one is exported whole).
     pub type_filters: Vec<(String, Vec<(String, String)>)>,
+    /// What the audit record names (default: `$export` with the types and `_since`).
+    pub operation: Option<String>,
+}
+
+/// Whether an export goes on after a resource (a sink that has enough says `Stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Go,
+    Stop,
 }
 
 /// What an export wrote: resources per type (types with none left out), and how many distinct
@@ -62,18 +71,30 @@ impl Engine {
         req: &ExportRequest,
         sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<()>,
     ) -> Result<ExportSummary> {
+        self.export_until(ctx, req, &mut |rt, body| sink(rt, body).map(|_| Flow::Go))
+    }
+
+    /// [`Engine::export`] with a sink that may end it early ([`Flow::Stop`]).
+    pub fn export_until(
+        &self,
+        ctx: &AccessContext,
+        req: &ExportRequest,
+        sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<Flow>,
+    ) -> Result<ExportSummary> {
         let mut persons: HashSet<String> = HashSet::new();
         let out = self.export_unaudited(ctx, req, sink, &mut persons);
         let mut people: Vec<String> = persons.into_iter().collect();
         people.sort();
-        let query = format!(
-            "$export?_type={}{}",
-            req.types.join(","),
-            req.since
-                .as_deref()
-                .map(|s| format!("&_since={s}"))
-                .unwrap_or_default()
-        );
+        let query = req.operation.clone().unwrap_or_else(|| {
+            format!(
+                "$export?_type={}{}",
+                req.types.join(","),
+                req.since
+                    .as_deref()
+                    .map(|s| format!("&_since={s}"))
+                    .unwrap_or_default()
+            )
+        });
         self.audited(
             ctx,
             Interaction::Operation,
@@ -178,7 +199,7 @@ impl Engine {
         &self,
         ctx: &AccessContext,
         req: &ExportRequest,
-        sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<()>,
+        sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<Flow>,
         persons: &mut HashSet<String>,
     ) -> Result<ExportSummary> {
         let Plan {
@@ -294,13 +315,18 @@ impl Engine {
                             }
                             None => sink(rt, body),
                         };
-                        written.map_err(|e| {
+                        let flow = written.map_err(|e| {
                             FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
                         })?;
                         if let Some(p) = person {
                             persons.insert(p);
                         }
                         n += 1;
+                        if flow == Flow::Stop {
+                            summary.counts.push((rt.clone(), n));
+                            summary.persons = persons.len();
+                            return Ok(summary);
+                        }
                     }
                     if !full {
                         break;

@@ -38,6 +38,8 @@ mod terminology;
 mod terminology_ops;
 mod transaction;
 mod view;
+mod views;
+pub use views::{MAX_VIEW_ROWS, ViewScope};
 mod writes;
 
 pub use break_glass::BREAK_GLASS_SECONDS;
@@ -45,7 +47,7 @@ pub use bulk::{BulkJobs, BulkLevel, BulkStatus};
 pub use bundle::Return;
 pub use cds::cds_discovery;
 pub use consent::ConsentPolicy;
-pub use export::{ExportRequest, ExportSummary};
+pub use export::{ExportRequest, ExportSummary, Flow};
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
 pub use params::{CustomParam, ReindexStatus};

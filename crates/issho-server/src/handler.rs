@@ -7,6 +7,7 @@ mod history;
 mod metadata;
 mod request;
 mod respond;
+mod views;
 
 pub use cds::{cds_discovery, cds_service};
 pub(crate) use metadata::MetadataCache;
@@ -202,6 +203,7 @@ async fn dispatch(
             )
             .await
         }
+        ("POST", ["$viewdefinition-run"]) => views::run(engine, ctx, headers, body).await,
         ("GET" | "DELETE", ["$export-status", id]) => {
             bulk::status_or_cancel(engine, ctx, method, id.to_string(), base).await
         }

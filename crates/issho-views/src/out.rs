@@ -55,11 +55,23 @@ fn cell(v: &Value) -> String {
 impl<W: Write> Writer<W> {
     /// A writer; CSV writes its header at once.
     pub fn new(format: Format, columns: &[Column], out: W) -> std::io::Result<Writer<W>> {
+        Writer::with_header(format, columns, out, true)
+    }
+
+    /// A writer; CSV writes its header when `header` (the `$run` parameter).
+    pub fn with_header(
+        format: Format,
+        columns: &[Column],
+        out: W,
+        header: bool,
+    ) -> std::io::Result<Writer<W>> {
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let (csv, plain) = match format {
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new().from_writer(out);
-                w.write_record(&names).map_err(std::io::Error::other)?;
+                if header {
+                    w.write_record(&names).map_err(std::io::Error::other)?;
+                }
                 (Some(w), None)
             }
             Format::Ndjson => (None, Some(out)),

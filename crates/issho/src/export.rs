@@ -212,7 +212,7 @@ pub fn export_to(engine: &Engine, out: &Path, req: &ExportRequest) -> Result<Str
 }
 
 /// This process's peak resident memory (VmHWM of /proc/self/status), in KiB.
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
         .lines()

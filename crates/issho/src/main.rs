@@ -8,6 +8,7 @@ mod package;
 mod research;
 mod serve;
 mod terminology;
+mod view;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use issho_engine::{Engine, EngineConfig};
@@ -54,6 +55,8 @@ enum Cmd {
     Terminology(terminology::TerminologyArgs),
     /// Research projects: their members get de-identified exports of consenting persons.
     Research(research::ResearchArgs),
+    /// SQL on FHIR v2 views: run a ViewDefinition over the store into CSV or NDJSON.
+    View(view::ViewArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -288,6 +291,7 @@ fn main() {
         Cmd::Export(a) => export(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Research(a) => research::run(a),
+        Cmd::View(a) => view::run(a),
     };
     std::process::exit(code);
 }

@@ -41,3 +41,4 @@ mod store_text_and_near;
 mod terminology;
 mod terminology_ops;
 mod tokens;
+mod views;

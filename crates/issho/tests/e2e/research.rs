@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PERSONS: usize = 40;
-const DEID: &str = "https://issho.example/fhir/bulk/deidentification";
+pub(crate) const DEID: &str = "https://issho.example/fhir/bulk/deidentification";
 
 fn users() -> Vec<(&'static str, issho_auth::User)> {
     vec![
@@ -50,6 +50,16 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
             "pat2",
             user("pat2", Role::Patient, "patient/*.cruds", Some("p2"), None),
         ),
+        (
+            "pat0",
+            user(
+                "pat0",
+                Role::Patient,
+                "patient/*.rs",
+                Some("demo-p0-pat1"),
+                None,
+            ),
+        ),
     ]
 }
 
@@ -80,19 +90,19 @@ fn projects(dir: &std::path::Path) -> (Project, Project) {
     )
 }
 
-struct World {
-    c: Signed,
-    a: Project,
-    b: Project,
+pub(crate) struct World {
+    pub(crate) c: Signed,
+    pub(crate) a: Project,
+    pub(crate) b: Project,
     /// Every demo resource, by "Type/id".
-    all: BTreeMap<String, Value>,
+    pub(crate) all: BTreeMap<String, Value>,
     /// Person number → its Patients' ids.
-    patients: BTreeMap<usize, Vec<String>>,
+    pub(crate) patients: BTreeMap<usize, Vec<String>>,
     /// Persons who refused research.
-    refused: BTreeSet<usize>,
+    pub(crate) refused: BTreeSet<usize>,
 }
 
-fn world(config: issho_engine::EngineConfig) -> World {
+pub(crate) fn world(config: issho_engine::EngineConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = projects(dir.path());
     let c = Signed::start_in(dir, config, users());
@@ -170,7 +180,7 @@ fn export(c: &Signed, who: &str, path: &str) -> (Value, Vec<Value>) {
 }
 
 /// Strings of the demo population that identify a person or an institution directly.
-fn direct_identifiers(all: &BTreeMap<String, Value>) -> BTreeSet<String> {
+pub(crate) fn direct_identifiers(all: &BTreeMap<String, Value>) -> BTreeSet<String> {
     fn strings(v: &Value, out: &mut BTreeSet<String>) {
         match v {
             Value::String(s) => {
@@ -238,7 +248,7 @@ fn direct_identifiers(all: &BTreeMap<String, Value>) -> BTreeSet<String> {
     out
 }
 
-fn leaks(output: &[Value], secrets: &BTreeSet<String>) -> Vec<String> {
+pub(crate) fn leaks(output: &[Value], secrets: &BTreeSet<String>) -> Vec<String> {
     let text: String = output.iter().map(|r| r.to_string()).collect();
     secrets
         .iter()
