@@ -13,6 +13,7 @@ use std::str::FromStr;
 mod consent;
 mod plan;
 mod records;
+mod signal;
 use plan::*;
 use records::*;
 
@@ -645,7 +646,7 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
             }
             let infection = matches!(v.acute, Some(Cond::Pneumonia));
             lab_panel(
-                &mut ctx, &mut rng, &person, &obs_ctx, v.day, v.minute, org, &labs, infection,
+                &mut ctx, &mut rng, &person, &obs_ctx, v.day, v.minute, org, &labs, infection, None,
             );
         }
 
@@ -710,6 +711,9 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
 
     // Dispensing (no random draws: what came before stays as it was).
     dispenses(&mut ctx, pcode);
+
+    // The drug-safety signal: liver tests after starting a statin (its own random stream).
+    signal::statin_liver_tests(&mut ctx, seed, i, &person, &attends);
 
     // Research: refused, agreed, or nothing said (its own random stream).
     consent::research_consent(&mut ctx, seed, i, &attends[a_home].patient);

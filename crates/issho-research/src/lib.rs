@@ -15,6 +15,7 @@
 
 mod deid;
 mod kanon;
+pub mod study;
 
 pub use deid::{AGE_BAND, DATA_ABSENT_REASON, PERSON_SYSTEM, Today};
 pub use kanon::{ClassReport, Report, assess};

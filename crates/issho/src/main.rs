@@ -7,6 +7,7 @@ mod load;
 mod package;
 mod research;
 mod serve;
+mod study;
 mod terminology;
 mod view;
 
@@ -57,6 +58,8 @@ enum Cmd {
     Research(research::ResearchArgs),
     /// SQL on FHIR v2 views: run a ViewDefinition over the store into CSV or NDJSON.
     View(view::ViewArgs),
+    /// Drug-safety studies over a server's views (as a research project's member).
+    Study(study::StudyArgs),
     /// Apply the PostgreSQL store's schema migrations (`issho serve` also applies them at start).
     Migrate(MigrateArgs),
     /// Print the version.
@@ -292,6 +295,7 @@ fn main() {
         Cmd::Demo(a) => demo(a),
         Cmd::Research(a) => research::run(a),
         Cmd::View(a) => view::run(a),
+        Cmd::Study(a) => study::run(a),
     };
     std::process::exit(code);
 }

@@ -254,6 +254,7 @@ pub(super) fn lab_panel(
     org: usize,
     labs: &[Lab],
     infection: bool,
+    forced: Option<f64>,
 ) {
     let collected = date::date_time(day, minute + 5);
     let received = date::date_time(day, minute + 20);
@@ -288,7 +289,11 @@ pub(super) fn lab_panel(
         arr![obj! {"coding" => arr![coding(JP_OBS_CATEGORY, "laboratory", "Laboratory")]}];
     for &l in labs {
         let def = codes::lab_def(l);
-        let v = lab_value(rng, p, l, infection);
+        // A value decided by the caller (the deliberate drug-safety signal) draws nothing.
+        let v = match forced {
+            Some(f) => f,
+            None => lab_value(rng, p, l, infection),
+        };
         let (lo, hi) = if p.female { def.range_f } else { def.range_m };
         let rounded = {
             let f = 10f64.powi(def.decimals as i32);

@@ -243,3 +243,41 @@ fn views_run_over_what_the_token_may_export() {
                 .starts_with("Observation/demo-p1-"))
     );
 }
+
+#[test]
+fn a_study_runs_over_a_research_members_views() {
+    let w = world(Default::default());
+    let out = tempfile::tempdir().unwrap();
+    let run = |who: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_issho"))
+            .args(["study", "drug-lab", "--server"])
+            .arg(&w.c.s.base)
+            .arg("--token")
+            .arg(w.c.tok(who))
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap()
+    };
+    let o = run("res");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout.contains("risk ratio 2189015F1082 vs 2189017F1022"),
+        "{stdout}"
+    );
+    // The table is over pseudonymised persons: no demo id in it.
+    assert!(!stdout.contains("demo-"), "{stdout}");
+    let csv = std::fs::read_to_string(out.path().join("study.csv")).unwrap();
+    assert!(csv.starts_with("drug,sex,age_band,persons,events,incidence"));
+    let svg = std::fs::read_to_string(out.path().join("study.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<rect"));
+    // A researcher outside every project gets nothing to study.
+    let o = run("outsider");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
+}
