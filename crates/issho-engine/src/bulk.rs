@@ -174,14 +174,13 @@ impl BulkJobs {
         })
     }
 
-    fn get(&self, ctx: &AccessContext, id: &str) -> Result<Arc<Job>> {
+    /// The job `id` of `owner` ([`Engine::bulk_owner`]).
+    fn get(&self, owner: &str, id: &str) -> Result<Arc<Job>> {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         match jobs.get(id) {
             // A cancelled job that still runs keeps its place (it counts as running until its
             // thread ends) but is gone for its owner.
-            Some(j) if j.owner == owner_of(ctx) && !j.cancel.load(Ordering::SeqCst) => {
-                Ok(j.clone())
-            }
+            Some(j) if j.owner == owner && !j.cancel.load(Ordering::SeqCst) => Ok(j.clone()),
             _ => Err(not_found()),
         }
     }
@@ -449,6 +448,18 @@ fn subset(rt: &str, body: &[u8], elements: &[(Option<String>, String)]) -> Optio
 }
 
 impl Engine {
+    /// Who owns a job: the principal and, for a research project's member, the project — a
+    /// member's research jobs are not theirs once they leave the project (nor their
+    /// identified jobs from before they joined it), and a job a restart interrupted does not
+    /// run again for an owner whose project changed.
+    fn bulk_owner(&self, ctx: &AccessContext) -> String {
+        let who = owner_of(ctx);
+        match self.gate.project_of(ctx) {
+            Some(p) => format!("{who}@research:{p}"),
+            None => who,
+        }
+    }
+
     fn bulk(&self) -> Result<&Arc<BulkJobs>> {
         self.bulk.as_ref().ok_or_else(|| {
             FhirError::new(
@@ -481,7 +492,7 @@ impl Engine {
         let dir = jobs.dir.join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| FhirError::internal(format!("bulk: {e}")))?;
         let job = Arc::new(Job {
-            owner: owner_of(ctx),
+            owner: self.bulk_owner(ctx),
             request: request.to_string(),
             resume: resume_of(ctx, &req, &elements),
             transaction_time: Mutex::new(issho_model::instant::format_instant(
@@ -657,6 +668,15 @@ impl Engine {
             let Some((ctx, req, elements)) = parse_resume(&job.resume) else {
                 continue;
             };
+            if self.bulk_owner(&ctx) != job.owner {
+                // The principal's research project changed meanwhile: not run for it.
+                *job.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Failed {
+                    status: 403,
+                    message: "the research project of the client that asked has changed".into(),
+                };
+                persist(&jobs.dir.join(&id), &job);
+                continue;
+            }
             let dir = jobs.dir.join(&id);
             // What the interrupted run wrote goes; the new run writes it again.
             for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -678,7 +698,7 @@ impl Engine {
 
     /// Where the job `id` stands; `base` makes the files' URLs.
     pub fn bulk_status(&self, ctx: &AccessContext, id: &str, base: &str) -> Result<BulkStatus> {
-        let job = self.bulk()?.get(ctx, id)?;
+        let job = self.bulk()?.get(&self.bulk_owner(ctx), id)?;
         let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match state {
             State::Running => Ok(BulkStatus::Running {
@@ -708,7 +728,7 @@ impl Engine {
     /// Cancels the job `id` (or forgets a finished one) and removes its files.
     pub fn bulk_cancel(&self, ctx: &AccessContext, id: &str) -> Result<()> {
         let jobs = self.bulk()?;
-        let job = jobs.get(ctx, id)?;
+        let job = jobs.get(&self.bulk_owner(ctx), id)?;
         // Under the state's lock, as the run sets its end state: either the run sees the
         // cancel and removes the job, or the job has ended and is removed here.
         let state = job.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -738,7 +758,7 @@ impl Engine {
 
     fn bulk_file_unaudited(&self, ctx: &AccessContext, id: &str, name: &str) -> Result<PathBuf> {
         let jobs = self.bulk()?;
-        let job = jobs.get(ctx, id)?;
+        let job = jobs.get(&self.bulk_owner(ctx), id)?;
         let state = job.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match state {
             State::Done(files) => {

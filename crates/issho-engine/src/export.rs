@@ -217,7 +217,7 @@ impl Engine {
         let research = match crate::research::research_of(permit.reach()) {
             Some(id) => {
                 let project = self.research_project(id)?;
-                let today = issho_research::Today::now();
+                let today = project.today();
                 let first = types
                     .iter()
                     .find(|t| self.gate.check(ctx, Action::Export, Some(t)).is_ok());

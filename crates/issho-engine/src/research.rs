@@ -4,8 +4,8 @@
 //!
 //! A research Consent: `scope` `consentscope#research`, `patient` `Patient/[id]`, a top-level
 //! `provision.type` `permit` (the person takes part) or `deny` (the person refuses), optionally
-//! `provision.period` (when it holds) and `dateTime`. The newest active research Consent of a
-//! person decides (by `dateTime`; a refusal wins a tie); without one, the deployment's
+//! `provision.period` (when it holds). The newest active research Consent of a person decides
+//! (the one written last; a refusal wins a tie); without one, the deployment's
 //! [`ResearchDefault`]. A person who refused their whole record to everyone (a privacy
 //! Consent) is never released; categories they refused to everyone stay out.
 
@@ -183,7 +183,10 @@ impl Engine {
                 // is named "research").
                 crate::consent::consent_decision(&v, "", privacy.entry(p.clone()).or_default());
                 if let Some(vote) = research_vote(&v, &today) {
-                    let at = v["dateTime"].as_str().unwrap_or("").to_string();
+                    // The newest by when it was written (the server's time), not by the
+                    // date it claims: a missing or future `dateTime` cannot outvote a
+                    // later refusal.
+                    let at = v["meta"]["lastUpdated"].as_str().unwrap_or("").to_string();
                     match votes.get_mut(&p) {
                         None => {
                             votes.insert(p, (at, vote));
@@ -241,20 +244,35 @@ impl Engine {
         persons: &[String],
         today: issho_research::Today,
     ) -> Result<(Vec<String>, issho_research::Report)> {
-        let mut quasi: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Every Patient of a person is released (linked by the person's pseudonym): the
+        // person's quasi-identifiers are all their Patients' values together.
+        let mut seen: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
         for rids in rids_of(r, "Patient", Some(persons))? {
             for s in r.current_by_rids(&rids)? {
                 let (Some(v), Some(p)) = (s.json(), s.person.clone()) else {
                     continue;
                 };
-                if quasi.contains_key(&p) {
-                    continue;
-                }
                 if let Some(released) = project.deidentify("Patient", &v, Some(&p), today) {
-                    quasi.insert(p, project.quasi_values(&released));
+                    let values = project.quasi_values(&released);
+                    let e = seen
+                        .entry(p)
+                        .or_insert_with(|| vec![BTreeSet::new(); values.len()]);
+                    for (set, value) in e.iter_mut().zip(values) {
+                        set.insert(value);
+                    }
                 }
             }
         }
+        let mut quasi: BTreeMap<String, Vec<String>> = seen
+            .into_iter()
+            .map(|(p, sets)| {
+                let joined = sets
+                    .into_iter()
+                    .map(|s| s.into_iter().collect::<Vec<_>>().join("|"))
+                    .collect();
+                (p, joined)
+            })
+            .collect();
         // A person without a Patient resource has no known quasi-identifiers: a class of
         // unknowns.
         for p in persons {
@@ -319,25 +337,47 @@ pub(crate) fn check_research_request(
                 Some((c, m)) => (c, Some(m)),
                 None => (name.as_str(), None),
             };
-            let token = reg
-                .param(t, code)
-                .is_some_and(|p| p.kind == issho_search::ParamKind::Token);
-            let identifying = code == "_id"
-                || code.contains("identifier")
-                || matches!(code, "telecom" | "phone" | "email" | "_text" | "_content");
+            // The specification's token parameters over coded elements only (a custom one, or
+            // one over an identifier such as a specimen's accession number, could select a
+            // person by what identifies them).
+            let coded = RESEARCH_FILTERS.contains(&code)
+                && reg
+                    .param(t, code)
+                    .is_some_and(|p| p.kind == issho_search::ParamKind::Token && !p.custom);
             let modifier_ok = matches!(
                 modifier,
                 None | Some("in" | "not-in" | "below" | "above" | "not")
             );
-            if !token || identifying || !modifier_ok || code.contains('.') {
+            if !coded || !modifier_ok {
                 return Err(FhirError::bad_request(format!(
-                    "_typeFilter: '{name}' is not available to research exports, which filter by codes only (token parameters such as code, category, status; modifiers :in, :not-in, :below, :above, :not)"
+                    "_typeFilter: '{name}' is not available to research exports, which filter by codes only ({}; modifiers :in, :not-in, :below, :above, :not)",
+                    RESEARCH_FILTERS.join(", ")
                 )));
             }
         }
     }
     Ok(())
 }
+
+/// The search parameters a research export's `_typeFilter` may use: codes, not identifiers.
+const RESEARCH_FILTERS: &[&str] = &[
+    "code",
+    "category",
+    "status",
+    "clinical-status",
+    "verification-status",
+    "combo-code",
+    "component-code",
+    "vaccine-code",
+    "type",
+    "class",
+    "criticality",
+    "severity",
+    "intent",
+    "priority",
+    "gender",
+    "_security",
+];
 
 /// The reach of a research permit, if it is one.
 pub(crate) fn research_of(reach: &Reach) -> Option<&str> {

@@ -16,9 +16,9 @@
 //! An element the base requires that was removed is kept as an extension-only element with
 //! data-absent-reason `masked`, so the output stays valid FHIR.
 
-use crate::{AddressRule, BirthDate, Project};
-use issho_model::{Child, R4, TypeDef, TypeKind};
-use serde_json::{Map, Value, json};
+use crate::Project;
+use crate::walk::Walk;
+use serde_json::{Value, json};
 
 /// The extension that replaces a birth date by an age band (`valueRange`, years, at the
 /// export's date; without `high` for the top band).
@@ -50,7 +50,7 @@ impl Today {
 }
 
 /// Whole years from (y, m, d) to `today`.
-fn age(y: i64, m: u32, d: u32, today: Today) -> i64 {
+pub(crate) fn age(y: i64, m: u32, d: u32, today: Today) -> i64 {
     let mut a = today.year - y;
     if (today.month, today.day) < (m, d) {
         a -= 1;
@@ -58,24 +58,13 @@ fn age(y: i64, m: u32, d: u32, today: Today) -> i64 {
     a
 }
 
-fn masked() -> Value {
+pub(crate) fn masked() -> Value {
     json!({"extension": [{"url": DATA_ABSENT_REASON, "valueCode": "masked"}]})
-}
-
-fn uuid(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// Parse the date part of a FHIR date/dateTime/instant: (y, m, d, precision, rest after the
 /// date).
-fn parse_date(s: &str) -> Option<(i64, u32, u32, usize, &str)> {
+pub(crate) fn parse_date(s: &str) -> Option<(i64, u32, u32, usize, &str)> {
     let b = s.as_bytes();
     let digits = |r: std::ops::Range<usize>| {
         b.get(r.clone())
@@ -118,10 +107,11 @@ impl Project {
             shift: person.map(|p| self.shift_days(p)).unwrap_or(0),
             today,
             r4: issho_model::r4(),
+            withhold: Default::default(),
         };
         let mut out = body.clone();
         let o = out.as_object_mut()?;
-        if !w.resource(o) {
+        if !w.resource(o, false) {
             return None;
         }
         if rt == "Patient"
@@ -174,7 +164,7 @@ fn age_of(released: &Value) -> String {
 
 /// cmp-2: a section holds a narrative, entries or sections; one whose narrative went (and
 /// nothing else is left) gets a narrative saying so.
-fn keep_sections(sections: &mut [Value]) {
+pub(crate) fn keep_sections(sections: &mut [Value]) {
     for s in sections.iter_mut().filter_map(Value::as_object_mut) {
         if let Some(inner) = s.get_mut("section").and_then(Value::as_array_mut) {
             keep_sections(inner);
@@ -188,346 +178,6 @@ fn keep_sections(sections: &mut [Value]) {
                 json!({"status": "empty", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">masked</div>"}),
             );
         }
-    }
-}
-
-struct Walk<'a> {
-    p: &'a Project,
-    shift: i64,
-    today: Today,
-    r4: &'static R4,
-}
-
-impl Walk<'_> {
-    /// Rewrite a resource in place; false: drop it (an unknown type).
-    fn resource(&self, o: &mut Map<String, Value>) -> bool {
-        let Some(rt) = o
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return false;
-        };
-        let Some(td) = self
-            .r4
-            .type_def(&rt)
-            .filter(|t| t.kind == TypeKind::Resource)
-        else {
-            return false;
-        };
-        if !self.p.profile.releases(&rt) {
-            return false;
-        }
-        let birth = o.remove("birthDate");
-        o.remove("_birthDate");
-        match rt.as_str() {
-            "Patient" => {
-                o.remove("contact");
-            }
-            "Location" => {
-                o.remove("position");
-            }
-            "Organization" => {
-                o.remove("address");
-                o.remove("contact");
-            }
-            _ => {}
-        }
-        if let Some(id) = o.get("id").and_then(Value::as_str) {
-            let p = self.p.pseudonym("id", &format!("{rt}/{id}"));
-            o.insert("id".into(), Value::String(p));
-        }
-        o.remove("_id");
-        if let Some(meta) = o.get_mut("meta") {
-            Self::meta(meta);
-        }
-        self.object(td, "", o, &["resourceType", "id", "meta"]);
-        if rt == "Composition"
-            && let Some(sections) = o.get_mut("section").and_then(Value::as_array_mut)
-        {
-            keep_sections(sections);
-        }
-        if rt == "Organization" && !o.contains_key("name") && !o.contains_key("identifier") {
-            // org-1 wants a name or an identifier: the name, masked.
-            o.insert("_name".into(), masked());
-        }
-        if rt == "Patient"
-            && let Some(b) = birth.as_ref().and_then(Value::as_str)
-        {
-            self.birth_date(o, b);
-        }
-        true
-    }
-
-    fn meta(meta: &mut Value) {
-        if let Some(m) = meta.as_object_mut() {
-            m.retain(|k, _| matches!(k.as_str(), "versionId" | "profile" | "security" | "tag"));
-            for list in ["security", "tag"] {
-                if let Some(a) = m.get_mut(list).and_then(Value::as_array_mut) {
-                    for c in a.iter_mut().filter_map(Value::as_object_mut) {
-                        c.retain(|k, _| matches!(k.as_str(), "system" | "code" | "version"));
-                    }
-                }
-            }
-        }
-    }
-
-    fn birth_date(&self, o: &mut Map<String, Value>, b: &str) {
-        let Some((y, m, d, precision, _)) = parse_date(b) else {
-            return;
-        };
-        let (m, d) = if precision == 4 { (1, 1) } else { (m, d) };
-        let a = age(y, m, d, self.today);
-        let top = i64::from(self.p.profile.top_age);
-        match self.p.profile.birth_date {
-            BirthDate::Remove => {}
-            BirthDate::Year => {
-                let year = if a >= top { self.today.year - top } else { y };
-                o.insert("birthDate".into(), Value::String(format!("{year:04}")));
-            }
-            BirthDate::AgeBand => {
-                let w = i64::from(self.p.profile.age_band_years);
-                let low = (a.max(0) / w) * w;
-                let years = |v: i64| json!({"value": v, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"});
-                let range = if low + w > top || a >= top {
-                    json!({"low": years(low.min(top))})
-                } else {
-                    json!({"low": years(low), "high": years(low + w - 1)})
-                };
-                let ext = json!({"url": crate::AGE_BAND, "valueRange": range});
-                match o.get_mut("extension").and_then(Value::as_array_mut) {
-                    Some(a) => a.push(ext),
-                    None => {
-                        o.insert("extension".into(), json!([ext]));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Rewrite the children of the element at `prefix` of `owner` held by `o`.
-    fn object(&self, owner: &TypeDef, prefix: &str, o: &mut Map<String, Value>, skip: &[&str]) {
-        let keys: Vec<String> = o.keys().cloned().collect();
-        let mut masks: Vec<(String, bool, bool)> = Vec::new();
-        for key in keys {
-            if skip.contains(&key.as_str()) || key.starts_with('_') {
-                continue;
-            }
-            if key == "id" {
-                // An element's own id (internal to the resource).
-                continue;
-            }
-            let Some(c) = self.r4.child(owner, prefix, &key) else {
-                o.remove(&key);
-                o.remove(&format!("_{key}"));
-                continue;
-            };
-            let primitive = self.is_primitive(c.type_code);
-            let v = o.get_mut(&key).expect("key listed");
-            let keep = match v {
-                Value::Array(items) => {
-                    items.retain_mut(|x| self.value(&c, x));
-                    !items.is_empty()
-                }
-                x => self.value(&c, x),
-            };
-            let ext = format!("_{key}");
-            if !keep {
-                let array = o.get(&key).is_some_and(Value::is_array);
-                o.remove(&key);
-                o.remove(&ext);
-                if c.element.min >= 1 {
-                    masks.push((key, primitive, array));
-                }
-            } else if primitive && let Some(e) = o.get_mut(&ext) {
-                // A primitive's id and extensions.
-                let element = self.r4.type_def("Element").expect("Element");
-                match e {
-                    Value::Array(items) => {
-                        for x in items.iter_mut().filter_map(Value::as_object_mut) {
-                            self.object(element, "", x, &[]);
-                        }
-                    }
-                    Value::Object(x) => self.object(element, "", x, &[]),
-                    _ => {}
-                }
-            }
-        }
-        // Primitive extensions whose value went.
-        let orphans: Vec<String> = o
-            .keys()
-            .filter(|k| k.starts_with('_') && !o.contains_key(&k[1..]))
-            .cloned()
-            .collect();
-        for k in orphans {
-            o.remove(&k);
-        }
-        for (key, primitive, array) in masks {
-            let m = if array { json!([masked()]) } else { masked() };
-            if primitive {
-                o.insert(format!("_{key}"), m);
-            } else {
-                o.insert(key, m);
-            }
-        }
-    }
-
-    fn is_primitive(&self, t: &str) -> bool {
-        t.starts_with("http://hl7.org/fhirpath/")
-            || self
-                .r4
-                .type_def(t)
-                .is_some_and(|d| d.kind == TypeKind::Primitive)
-    }
-
-    /// Rewrite one value of element `c`; false: remove it.
-    fn value(&self, c: &Child<'_>, v: &mut Value) -> bool {
-        let t = c.type_code;
-        let path = c.element.path.as_str();
-        match t {
-            "HumanName" | "ContactPoint" | "Annotation" | "Attachment" | "Signature"
-            | "Narrative" | "base64Binary" | "xhtml" => false,
-            "Identifier" if c.owner.name == "Bundle" && path == "identifier" => {
-                // A document Bundle must have one (bdl-9): a pseudonym.
-                let raw = format!(
-                    "{}|{}",
-                    v["system"].as_str().unwrap_or(""),
-                    v["value"].as_str().unwrap_or("")
-                );
-                *v = json!({
-                    "system": format!("https://issho.example/fhir/research/identifier/{}", self.p.id),
-                    "value": self.p.pseudonym("identifier", &raw),
-                });
-                true
-            }
-            "Identifier" => false,
-            "Address" => self.address(v),
-            "Reference" => self.reference(v),
-            "Resource" => v.as_object_mut().is_some_and(|o| self.resource(o)),
-            "date" | "dateTime" | "instant" => match v.as_str().and_then(|s| self.shift(s)) {
-                Some(s) => {
-                    *v = Value::String(s);
-                    true
-                }
-                None => false,
-            },
-            "uri" if c.owner.name == "Bundle" && path == "entry.fullUrl" => {
-                match v.as_str().and_then(|r| self.rewrite(r)) {
-                    Some(r) => {
-                        *v = Value::String(r);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            "string" | "markdown" => {
-                let quantity = matches!(
-                    c.owner.name.as_str(),
-                    "Quantity"
-                        | "Age"
-                        | "Count"
-                        | "Distance"
-                        | "Duration"
-                        | "SimpleQuantity"
-                        | "MoneyQuantity"
-                );
-                (c.owner.name == "Coding" && (path == "display" || path == "version"))
-                    || (quantity && path == "unit")
-            }
-            _ if self.is_primitive(t) => !v.is_object() && !v.is_array(),
-            _ => {
-                let Some(o) = v.as_object_mut() else {
-                    return false;
-                };
-                let (owner, prefix) = if c.element.is_backbone() || c.element.content_ref.is_some()
-                {
-                    match self.r4.children_scope(c.owner, path) {
-                        Some((owner, prefix)) => (owner, prefix),
-                        None => return false,
-                    }
-                } else {
-                    match self.r4.type_def(t) {
-                        Some(d) => (d, String::new()),
-                        None => return false,
-                    }
-                };
-                self.object(owner, &prefix, o, &[]);
-                if t == "Extension" {
-                    // An extension whose value went says nothing (and would break ext-1).
-                    return o.keys().any(|k| k.starts_with("value") || k == "extension");
-                }
-                o.keys().any(|k| k != "id")
-            }
-        }
-    }
-
-    fn address(&self, v: &mut Value) -> bool {
-        if self.p.profile.address == AddressRule::Remove {
-            return false;
-        }
-        let Some(o) = v.as_object_mut() else {
-            return false;
-        };
-        o.retain(|k, x| matches!(k.as_str(), "state" | "country") && x.is_string());
-        o.contains_key("state")
-    }
-
-    fn reference(&self, v: &mut Value) -> bool {
-        let Some(o) = v.as_object_mut() else {
-            return false;
-        };
-        let reference = o.remove("reference");
-        let ty = o.remove("type");
-        o.remove("_reference");
-        let td = self.r4.type_def("Reference").expect("Reference");
-        self.object(td, "", o, &[]);
-        if let Some(r) = reference
-            .as_ref()
-            .and_then(Value::as_str)
-            .and_then(|r| self.rewrite(r))
-        {
-            o.insert("reference".into(), Value::String(r));
-        }
-        if let Some(t) = ty {
-            o.insert("type".into(), t);
-        }
-        o.keys().any(|k| k != "id")
-    }
-
-    /// A reference's (or full URL's) pseudonym: `Type/[pseudonym]` for a relative one,
-    /// `urn:uuid:[pseudonym]` for an absolute one (the same URL always gives the same), a
-    /// contained one as it was; `None` for anything else (conditional references).
-    fn rewrite(&self, r: &str) -> Option<String> {
-        if r.starts_with('#') {
-            return Some(r.to_string());
-        }
-        if r.starts_with("urn:") || r.starts_with("http://") || r.starts_with("https://") {
-            return Some(format!("urn:uuid:{}", uuid(&self.p.pseudonym("url", r))));
-        }
-        let mut parts = r.split('/');
-        let (t, id) = (parts.next()?, parts.next()?);
-        let valid = self.r4.is_resource_type(t)
-            && !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        valid.then(|| format!("{t}/{}", self.p.pseudonym("id", &format!("{t}/{id}"))))
-    }
-
-    /// A date moved by the person's shift, at its own precision.
-    fn shift(&self, s: &str) -> Option<String> {
-        let (y, m, d, precision, rest) = parse_date(s)?;
-        if self.shift == 0 {
-            return Some(s.to_string());
-        }
-        let days = issho_model::instant::days_from_civil(y, m, d) + self.shift;
-        let (y, m, d) = issho_model::instant::civil_from_days(days);
-        Some(match precision {
-            4 => format!("{y:04}"),
-            7 => format!("{y:04}-{m:02}"),
-            _ => format!("{y:04}-{m:02}-{d:02}{rest}"),
-        })
     }
 }
 
@@ -554,6 +204,7 @@ mod tests {
             shift: 10,
             today: TODAY,
             r4: issho_model::r4(),
+            withhold: Default::default(),
         };
         assert_eq!(w.shift("2026-01-25").unwrap(), "2026-02-04");
         assert_eq!(
@@ -600,7 +251,8 @@ mod tests {
             "既婚",
             "\"p1\"",
             "Practitioner/d1",
-            "1950",
+            // A year as a value (not inside a random pseudonym's hex digits).
+            "\"1950",
             "lastUpdated",
             "Organization/h1",
         ] {
@@ -678,13 +330,108 @@ mod tests {
         );
         assert_eq!(out["valueQuantity"]["unit"], "U/L");
         assert!(out["referenceRange"][0].get("text").is_none());
-        assert_eq!(out["performer"][0]["reference"], "#c1");
+        // A contained resource's id and the references to it change together (dom-3).
+        let local = out["contained"][0]["id"].as_str().unwrap();
+        assert_ne!(local, "c1");
+        assert_eq!(out["performer"][0]["reference"], format!("#{local}"));
         assert!(!out.to_string().contains("佐藤"));
         assert!(!out.to_string().contains("1970"));
+        // Types never released, whatever a profile says.
+        let open = Project::new(
+            "open",
+            "t",
+            vec![],
+            Profile {
+                exclude_types: vec!["Media".into()],
+                ..Profile::default()
+            },
+        )
+        .unwrap();
+        for t in ["Bundle", "Consent", "Provenance", "AuditEvent", "Person"] {
+            assert!(
+                open.deidentify(t, &json!({"resourceType": t}), None, TODAY)
+                    .is_none(),
+                "{t}"
+            );
+        }
         // Types the profile keeps back are not released.
         assert!(
             p.deidentify("Consent", &json!({"resourceType": "Consent"}), None, TODAY)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn only_what_a_rule_keeps_leaves() {
+        let p = project();
+        let obs = json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"id": "山田太郎-03-1234", "coding": [
+                {"system": "http://loinc.org", "code": "1742-6", "display": "ALT", "version": "2.7"},
+                {"system": "urn:oid:1.2.392.200250.2.2.20", "code": "0000999", "display": "山田さんの腹痛"},
+                {"system": "http://hospital.example/local", "code": "L1", "display": "山田 太郎 専用"}]},
+            "_status": {"id": "x", "extension": [{"url": "http://example.org/n", "valueString": "電話 090"}]},
+            "subject": {"reference": "Patient/p1", "type": "山田"},
+            "extension": [
+                {"url": "http://example.org/code", "valueCode": "山田 太郎"},
+                {"url": "http://example.org/uri", "valueUri": "mailto:taro@example.org"},
+                {"url": "https://issho.example/fhir/StructureDefinition/age-band", "valueRange": {"low": {"value": 20}}}
+            ],
+            "valueQuantity": {"value": 3, "unit": "U/L", "code": "U/L", "system": "http://unitsofmeasure.org"}
+        });
+        let out = p.deidentify("Observation", &obs, Some("x"), TODAY).unwrap();
+        let text = out.to_string();
+        for secret in ["山田", "090", "mailto", "専用", "2.7", "\"id\":\"x\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(out["code"]["coding"][0]["display"], "ALT");
+        assert!(out["code"]["coding"][1].get("display").is_none());
+        assert!(out["code"].get("id").is_none());
+        assert!(
+            out.get("_status").is_none(),
+            "an emptied _status goes: {out}"
+        );
+        assert!(out["subject"].get("type").is_none());
+        assert!(out.get("extension").is_none(), "{out}");
+        // An age from the top on is one group; an unknown element goes.
+        let cond = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "onsetAge": {"value": 97, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+            "madeUp": "山田"});
+        let out = p.deidentify("Condition", &cond, Some("x"), TODAY).unwrap();
+        assert_eq!(out["onsetAge"]["value"], 90);
+        assert_eq!(out["onsetAge"]["comparator"], ">=");
+        assert!(out.get("madeUp").is_none());
+        // A modifier extension changes the meaning: the resource is not released.
+        let modified = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "modifierExtension": [{"url": "http://example.org/negated", "valueBoolean": true}]});
+        assert!(
+            p.deidentify("Condition", &modified, Some("x"), TODAY)
+                .is_none()
+        );
+        // Arrays of dates keep their places with their extensions.
+        let timing = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": {"coding": [{"system": "http://loinc.org", "code": "x"}]},
+            "dosageInstruction": [{"timing": {"event": [null, "2026-01-01"],
+                "_event": [{"extension": [{"url": "http://example.org/d", "valueBoolean": true}]}, null]}}]});
+        let out = p
+            .deidentify("MedicationRequest", &timing, Some("x"), TODAY)
+            .unwrap();
+        let t = &out["dosageInstruction"][0]["timing"];
+        assert_eq!(t["event"][0], Value::Null);
+        assert!(t["event"][1].is_string());
+        assert_eq!(t["_event"][0]["extension"][0]["valueBoolean"], true);
+        // An institution leaves as its type.
+        let org = json!({"resourceType": "Organization", "id": "h1", "name": "山田病院",
+            "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "prov"}]}],
+            "extension": [{"url": "http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Organization_PrefectureNo", "valueCoding": {"code": "13"}}],
+            "address": [{"state": "東京都"}]});
+        let out = p.deidentify("Organization", &org, None, TODAY).unwrap();
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["resourceType", "id", "type", "_name"]);
     }
 }

@@ -16,9 +16,11 @@
 mod deid;
 mod kanon;
 pub mod study;
+mod walk;
 
 pub use deid::{AGE_BAND, DATA_ABSENT_REASON, PERSON_SYSTEM, Today};
 pub use kanon::{ClassReport, Report, assess};
+pub use walk::NEVER_RELEASED;
 
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -76,7 +78,9 @@ pub struct Profile {
     /// Ages from this on are one group ("90+").
     pub top_age: u32,
     pub address: AddressRule,
-    /// Resource types never released to the project.
+    /// Resource types not released to the project, beside those never released
+    /// ([`NEVER_RELEASED`]: AuditEvent, Binary, Bundle, Consent, Endpoint, Person,
+    /// Provenance, RelatedPerson, …).
     pub exclude_types: Vec<String>,
     /// The quasi-identifiers of the k-anonymity check, as released.
     pub quasi_identifiers: Vec<Quasi>,
@@ -97,18 +101,7 @@ impl Default for Profile {
             age_band_years: 10,
             top_age: 90,
             address: AddressRule::Prefecture,
-            exclude_types: [
-                "AuditEvent",
-                "Binary",
-                "Bundle",
-                "Consent",
-                "Person",
-                "RelatedPerson",
-                "Provenance",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            exclude_types: Vec::new(),
             quasi_identifiers: vec![Quasi::Age, Quasi::Gender, Quasi::Prefecture],
             k: 5,
             l: 2,
@@ -120,7 +113,7 @@ impl Default for Profile {
 impl Profile {
     /// Whether resources of `rt` may be released at all.
     pub fn releases(&self, rt: &str) -> bool {
-        !self.exclude_types.iter().any(|t| t == rt)
+        !NEVER_RELEASED.contains(&rt) && !self.exclude_types.iter().any(|t| t == rt)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -153,6 +146,9 @@ pub struct Project {
     /// The key of the project's pseudonyms (hex, 32 bytes). Never leaves the data directory.
     secret: String,
     pub profile: Profile,
+    /// `YYYY-MM-DD`: the day ages are computed at (the registration day).
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 impl Project {
@@ -176,12 +172,14 @@ impl Project {
         profile.check()?;
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| format!("no randomness for the secret: {e}"))?;
+        let t = Today::now();
         Ok(Project {
             id: id.to_string(),
             title: title.to_string(),
             members,
             secret: hex(&key),
             profile,
+            as_of: Some(format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)),
         })
     }
 
@@ -199,15 +197,32 @@ impl Project {
         hex(&self.mac(kind, value)[..16])
     }
 
-    /// The days a person's dates move, the same for every date of their record.
+    /// The days a person's dates move, the same for every date of their record: whole weeks
+    /// (a shift of days would move weekdays, and the weekdays clinics are closed would give it
+    /// away), within `max_shift_days`.
     pub fn shift_days(&self, person: &str) -> i64 {
-        let max = i64::from(self.profile.max_shift_days);
-        if max == 0 {
+        let weeks = i64::from(self.profile.max_shift_days / 7);
+        if weeks == 0 {
             return 0;
         }
         let h = self.mac("shift", person);
         let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
-        (n % (2 * max as u64 + 1)) as i64 - max
+        7 * ((n % (2 * weeks as u64 + 1)) as i64 - weeks)
+    }
+
+    /// The date ages are computed at: the project's registration day (so that exports on
+    /// different days do not show when a person moved to the next band), today if unknown.
+    pub fn today(&self) -> Today {
+        self.as_of
+            .as_deref()
+            .and_then(|s| {
+                Some(Today {
+                    year: s.get(..4)?.parse().ok()?,
+                    month: s.get(5..7)?.parse().ok()?,
+                    day: s.get(8..10)?.parse().ok()?,
+                })
+            })
+            .unwrap_or_else(Today::now)
     }
 }
 
@@ -298,6 +313,7 @@ impl Projects {
         p.profile.check()?;
         if let Some(old) = self.by_id.get(&p.id) {
             p.secret = old.secret.clone();
+            p.as_of = old.as_of.clone();
         }
         let before = self.by_id.insert(p.id.clone(), p.clone());
         if let Err(e) = self.check_members() {
@@ -372,8 +388,8 @@ mod tests {
         let a = project("a");
         let shifts: std::collections::BTreeSet<i64> =
             (0..200).map(|i| a.shift_days(&format!("p{i}"))).collect();
-        assert!(shifts.iter().all(|d| d.abs() <= 90));
-        assert!(shifts.len() > 50, "{shifts:?}");
+        assert!(shifts.iter().all(|d| d.abs() <= 90 && d % 7 == 0));
+        assert!(shifts.len() > 20, "{shifts:?}");
         assert_eq!(a.shift_days("p1"), a.shift_days("p1"));
     }
 

@@ -88,7 +88,7 @@ pub(crate) fn kickoff(
 }
 
 /// `url` (of this server's base, `…/fhir/$export-…`) on another base (after a restart).
-fn on(url: &str, base: &str) -> String {
+pub(crate) fn on(url: &str, base: &str) -> String {
     format!("{base}{}", &url[url.find("/$export").unwrap()..])
 }
 

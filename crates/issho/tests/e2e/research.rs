@@ -3,7 +3,7 @@
 //! de-identified — no direct identifier of the demo population survives — and the members
 //! get nothing else, whatever they try.
 
-use crate::bulk::{download, kickoff, wait};
+use crate::bulk::{download, kickoff, on, wait};
 use crate::common::*;
 use issho_access::Role;
 use issho_research::{AddressRule, Profile, Project, Projects, Quasi};
@@ -651,4 +651,48 @@ fn research_consent_decides_who_takes_part() {
             );
         }
     }
+}
+
+#[test]
+fn a_members_jobs_are_bound_to_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ps = Projects::open(dir.path()).unwrap();
+    let one = Profile {
+        k: 1,
+        ..Profile::default()
+    };
+    ps.put(Project::new("s", "S", vec!["res".into()], one.clone()).unwrap())
+        .unwrap();
+    let c = Signed::start_in(dir, Default::default(), users());
+    c.store_as(
+        "admin",
+        &json!({"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1970-01-01"}),
+    );
+    let (manifest, out) = export(&c, "res", "/$export?_type=Patient");
+    assert_eq!(out.len(), 1);
+    let file = manifest["output"][0]["url"].as_str().unwrap().to_string();
+    let (_, status, _) = kickoff(&c, "res", "/$export?_type=Patient", true);
+    let status = status.unwrap();
+    wait(&c, "res", &status);
+    // The researcher moves to another project: the first project's files are not theirs
+    // any more (nor are its pseudonyms to be met with the new project's).
+    let dir = c.s.stop();
+    let mut ps = Projects::open(dir.path()).unwrap();
+    ps.put(Project::new("s", "S", vec![], one.clone()).unwrap())
+        .unwrap();
+    ps.put(Project::new("t", "T", vec!["res".into()], one).unwrap())
+        .unwrap();
+    let c = Signed::start_in(dir, Default::default(), users());
+    let file = on(&file, &c.s.base);
+    assert_eq!(download(&c, "res", &file).0, 404);
+    let r =
+        c.s.client
+            .get(on(&status, &c.s.base))
+            .bearer_auth(c.tok("res"))
+            .send()
+            .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, out) = export(&c, "res", "/$export?_type=Patient");
+    assert_eq!(out.len(), 1);
+    assert_ne!(out[0]["id"], json!("p1"));
 }
