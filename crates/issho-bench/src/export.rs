@@ -57,6 +57,65 @@ pub fn export_issho(
     })
 }
 
+/// The flat Observation view of the benchmark (SQL on FHIR v2): one row per Observation.
+pub const OBSERVATION_VIEW: &str = r#"{"resourceType": "ViewDefinition", "name": "observations",
+ "resource": "Observation", "select": [{"column": [
+  {"name": "id", "path": "getResourceKey()"},
+  {"name": "patient", "path": "subject.getReferenceKey(Patient)"},
+  {"name": "code", "path": "code.coding.code.first()"},
+  {"name": "value", "path": "value.ofType(Quantity).value"},
+  {"name": "unit", "path": "value.ofType(Quantity).code"},
+  {"name": "effective", "path": "effective.ofType(dateTime)"}]}]}"#;
+
+/// `issho view run` of [`OBSERVATION_VIEW`] over the stopped server's store into a CSV file
+/// (its own process): rows, seconds (the whole process), peak memory.
+pub fn view_issho(
+    issho: &Path,
+    dir: &Path,
+    out: &Path,
+    store: Option<&str>,
+) -> Result<Export, String> {
+    let view = out.with_extension("json");
+    std::fs::write(&view, OBSERVATION_VIEW).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut cmd = Command::new(issho);
+    cmd.args(["view", "run", "--data"])
+        .arg(dir)
+        .arg(&view)
+        .arg("--out")
+        .arg(out);
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
+    }
+    let o = cmd.output().map_err(|e| e.to_string())?;
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&view);
+    let text = String::from_utf8_lossy(&o.stderr).to_string();
+    if !o.status.success() {
+        return Err(format!("issho view run failed: {text}"));
+    }
+    let rows = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let peak = text
+        .split("peak RSS ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(Export {
+        resources: rows,
+        secs,
+        peak_rss_kib: peak * 1024,
+        note: format!(
+            "`issho view run` (its own process), a flat Observation view to CSV; it printed: {}",
+            text.trim()
+        ),
+    })
+}
+
 /// FHIR Bulk Data export from a running server: kick-off, poll, download every file.
 pub fn export_bulk(s: &Server) -> Result<Export, String> {
     let mut c = Conn::open(s.addr).map_err(|e| e.to_string())?;

@@ -42,6 +42,8 @@ pub struct Measured {
     pub record: Vec<MixResult>,
     pub export: Option<Export>,
     pub import: Option<(u64, f64, String)>,
+    /// A flat Observation view run over the store (`issho view run`, CSV).
+    pub view: Option<Export>,
 }
 
 /// The `p` percentile of sorted latencies, in ms.
@@ -242,6 +244,16 @@ pub fn measure(
         eprintln!("{}: export and import…", m.name);
         let out = work.join("export");
         let url = store.as_ref().map(|p| p.url.as_str());
+        eprintln!("{}: a SQL on FHIR view…", m.name);
+        m.view = Some(
+            crate::export::view_issho(&bin, &dir, &work.join("view.csv"), url).unwrap_or_else(
+                |e| Export {
+                    note: e,
+                    ..Export::default()
+                },
+            ),
+        );
+        let _ = std::fs::remove_file(work.join("view.csv"));
         match export_issho(&bin, &dir, &out, url) {
             Ok(e) => {
                 m.export = Some(e);

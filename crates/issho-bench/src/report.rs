@@ -1,6 +1,7 @@
 //! The Markdown report (the source of BENCHMARKS.md).
 
 use crate::BenchArgs;
+use crate::export::Export;
 use crate::measure::Measured;
 use crate::search::{MIXES, MixResult};
 use std::path::Path;
@@ -34,6 +35,7 @@ pub fn report(
     search_rows(&mut t);
     record_rows(&mut t);
     export_row(&mut t);
+    view_row(&mut t);
     r.push_str(&t.out);
     r.push('\n');
     notes(&mut r, rs);
@@ -260,15 +262,16 @@ fn record_rows(t: &mut Table) {
     );
 }
 
-fn export_row(t: &mut Table) {
+/// A row of one phase's rate: `what` per second (count, seconds, peak memory), or its note.
+fn rate_row(t: &mut Table, label: &str, what: &'static str, of: fn(&Measured) -> Option<&Export>) {
     t.row(
-        "export: resources/s (peak RSS MiB)",
-        &|m| match &m.export {
+        label,
+        &|m| match of(m) {
             Some(e) if e.resources > 0 => {
                 let v = e.resources as f64 / e.secs.max(1e-9);
                 (
                     format!(
-                        "**{v:.0}** ({} in {:.1} s; {} MiB)",
+                        "**{v:.0}** ({} {what} in {:.1} s; {} MiB)",
                         e.resources,
                         e.secs,
                         e.peak_rss_kib / 1024
@@ -283,12 +286,30 @@ fn export_row(t: &mut Table) {
     );
 }
 
+fn view_row(t: &mut Table) {
+    rate_row(
+        t,
+        "SQL on FHIR view (flat Observation): rows/s (peak RSS MiB)",
+        "rows",
+        |m| m.view.as_ref(),
+    );
+}
+
+fn export_row(t: &mut Table) {
+    rate_row(t, "export: resources/s (peak RSS MiB)", "resources", |m| {
+        m.export.as_ref()
+    });
+}
+
 /// Export notes, failures, the import and the ingest rate over time.
 fn notes(r: &mut String, rs: &[Measured]) {
     let issho = &rs[0];
     for m in rs {
         if let Some(e) = &m.export {
             r.push_str(&format!("Export of {}: {}.\n", m.name, e.note));
+        }
+        if let Some(e) = &m.view {
+            r.push_str(&format!("View of {}: {}.\n", m.name, e.note));
         }
         if let Some(f) = &m.ingest.first_failure {
             r.push_str(&format!("First failed bundle of {}: {f}\n", m.name));

@@ -9,6 +9,42 @@ use crate::*;
 /// Rows a run answers at most (`_limit` may ask for fewer).
 pub const MAX_VIEW_ROWS: u64 = 1_000_000;
 
+/// Threads that parse resources and run the view.
+const WORKERS: usize = 2;
+
+/// Resources handed to a worker at a time.
+const BATCH: usize = 256;
+
+/// A batch's rows, or why the view cannot be run on one of its resources.
+type Rows = std::result::Result<Vec<Vec<Value>>, FhirError>;
+
+fn io_error(e: std::io::Error) -> FhirError {
+    FhirError::new(500, IssueType::Exception, format!("view output: {e}"))
+}
+
+/// The rows of a batch of resources (stored JSON), in order.
+fn evaluate(v: &issho_views::View, batch: &[Vec<u8>]) -> Rows {
+    let mut out = Vec::new();
+    for body in batch {
+        let resource = v
+            .parse(body)
+            .map_err(|e| FhirError::internal(format!("a stored resource: {e}")))?;
+        let rows = v.rows(&resource).map_err(|e| {
+            FhirError::new(
+                422,
+                IssueType::Processing,
+                format!(
+                    "the view cannot be run on {}/{}: {e}",
+                    v.resource,
+                    resource["id"].as_str().unwrap_or("?")
+                ),
+            )
+        })?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// Where a view's rows come from.
 #[derive(Debug, Clone, Default)]
 pub struct ViewScope {
@@ -63,33 +99,94 @@ impl Engine {
             )),
             ..Default::default()
         };
+        // The export reads on this thread; two workers parse and run the view over batches
+        // of resources (two cores: reading and evaluating overlap); the rows are written here,
+        // batch after batch in the export's order.
         let mut n = 0u64;
         let mut failed: Option<FhirError> = None;
-        self.export_until(ctx, &req, &mut |_, body| {
-            let resource: Value = serde_json::from_slice(body).map_err(std::io::Error::other)?;
-            let rows = match v.rows(&resource) {
-                Ok(r) => r,
-                Err(e) => {
-                    failed = Some(FhirError::new(
-                        422,
-                        IssueType::Processing,
-                        format!(
-                            "the view cannot be run on {}/{}: {e}",
-                            v.resource,
-                            resource["id"].as_str().unwrap_or("?")
-                        ),
-                    ));
-                    return Ok(Flow::Stop);
-                }
-            };
-            for r in rows {
-                if n >= limit {
-                    return Ok(Flow::Stop);
-                }
-                row(&r)?;
-                n += 1;
+        std::thread::scope(|scope| -> Result<()> {
+            let mut lanes = Vec::new();
+            for _ in 0..WORKERS {
+                let (to_worker, work) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(2);
+                let (done, from_worker) = std::sync::mpsc::sync_channel::<Rows>(2);
+                let v = &v;
+                scope.spawn(move || {
+                    for batch in work {
+                        if done.send(evaluate(v, &batch)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                lanes.push((to_worker, from_worker));
             }
-            Ok(if n >= limit { Flow::Stop } else { Flow::Go })
+            let mut sent = 0usize;
+            let mut received = 0usize;
+            let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+            // Write the next finished batch's rows; Stop once enough or a resource failed.
+            let mut take = |received: &mut usize,
+                            n: &mut u64,
+                            failed: &mut Option<FhirError>|
+             -> std::io::Result<Flow> {
+                let (_, from) = &lanes[*received % WORKERS];
+                *received += 1;
+                let rows = from
+                    .recv()
+                    .map_err(|_| std::io::Error::other("a view worker stopped"))?;
+                match rows {
+                    Err(e) => {
+                        *failed = Some(e);
+                        return Ok(Flow::Stop);
+                    }
+                    Ok(rows) => {
+                        for r in rows {
+                            if *n >= limit {
+                                return Ok(Flow::Stop);
+                            }
+                            row(&r)?;
+                            *n += 1;
+                        }
+                    }
+                }
+                Ok(if *n >= limit { Flow::Stop } else { Flow::Go })
+            };
+            let send = |batch: Vec<Vec<u8>>, sent: &mut usize| -> std::io::Result<()> {
+                lanes[*sent % WORKERS]
+                    .0
+                    .send(batch)
+                    .map_err(|_| std::io::Error::other("a view worker stopped"))?;
+                *sent += 1;
+                Ok(())
+            };
+            let mut stopped = false;
+            self.export_until(ctx, &req, &mut |_, body| {
+                batch.push(body.to_vec());
+                if batch.len() < BATCH {
+                    return Ok(Flow::Go);
+                }
+                send(std::mem::take(&mut batch), &mut sent)?;
+                // Keep at most one batch in flight per worker.
+                if sent - received > WORKERS
+                    && take(&mut received, &mut n, &mut failed)? == Flow::Stop
+                {
+                    stopped = true;
+                    return Ok(Flow::Stop);
+                }
+                Ok(Flow::Go)
+            })?;
+            if !stopped && !batch.is_empty() {
+                send(std::mem::take(&mut batch), &mut sent).map_err(io_error)?;
+            }
+            while received < sent {
+                if stopped {
+                    // Drain what the workers still answer.
+                    let _ = lanes[received % WORKERS].1.recv();
+                    received += 1;
+                } else if take(&mut received, &mut n, &mut failed).map_err(io_error)? == Flow::Stop
+                {
+                    stopped = true;
+                }
+            }
+            Ok(())
         })?;
         match failed {
             Some(e) => Err(e),

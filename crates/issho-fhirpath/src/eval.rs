@@ -64,7 +64,7 @@ pub fn evaluate<'a, 'c: 'a>(expr: &Expr, root: &'a Value, ctx: &Context<'c>) -> 
     let env = Env {
         ctx,
         root: root_item.clone(),
-        now: datetime::now_utc(),
+        now: std::cell::OnceCell::new(),
     };
     let frame = Frame {
         this: Some(root_item.clone()),
@@ -84,7 +84,7 @@ pub fn evaluate_items<'a, 'c: 'a>(
     let env = Env {
         ctx,
         root: Item::Node(root_node(root, Location::root())),
-        now: datetime::now_utc(),
+        now: std::cell::OnceCell::new(),
     };
     let frame = Frame {
         this: (input.len() == 1).then(|| input[0].clone()),
@@ -111,7 +111,9 @@ pub fn root_node<'a>(v: &'a Value, location: Location<'a>) -> Node<'a> {
 struct Env<'a, 'x, 'c: 'a> {
     ctx: &'x Context<'c>,
     root: Item<'a>,
-    now: PartialDateTime,
+    /// The evaluation's `now()`, read from the clock the first time it is asked (the same
+    /// for every call within one evaluation).
+    now: std::cell::OnceCell<PartialDateTime>,
 }
 
 #[derive(Clone)]
@@ -1291,6 +1293,10 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
         }
     }
 
+    fn now(&self) -> PartialDateTime {
+        *self.now.get_or_init(datetime::now_utc)
+    }
+
     fn variable(&self, name: &str) -> R<Vec<Item<'a>>> {
         if let Some(v) = self.ctx.variables.get(name) {
             return Ok(v.clone());
@@ -2012,11 +2018,11 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
             }
             "now" => {
                 arity(0, 0)?;
-                Ok(val_item(Val::DateTime(self.now)))
+                Ok(val_item(Val::DateTime(self.now())))
             }
             "today" => {
                 arity(0, 0)?;
-                let mut d = self.now;
+                let mut d = self.now();
                 d.precision = Precision::Day;
                 d.hour = 0;
                 d.minute = 0;
@@ -2027,7 +2033,7 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
             }
             "timeOfDay" => {
                 arity(0, 0)?;
-                let mut d = self.now;
+                let mut d = self.now();
                 d.tz = None;
                 Ok(val_item(Val::Time(d)))
             }

@@ -10,6 +10,7 @@
 //! A view's columns have unique names (`^[A-Za-z][A-Za-z0-9_]*$`), every `unionAll` branch the
 //! same columns in the same order; a column that is not a `collection` may hold one value.
 
+mod needs;
 mod out;
 
 pub use out::{Format, Writer};
@@ -58,9 +59,11 @@ pub struct View {
     pub resource: String,
     pub name: Option<String>,
     columns: Vec<Column>,
-    constants: HashMap<String, Vec<Item<'static>>>,
+    constants: HashMap<String, Val<'static>>,
     wheres: Vec<Expr>,
     top: Select,
+    /// The top-level elements the view reads (`None`: any).
+    needs: Option<std::collections::BTreeSet<String>>,
 }
 
 /// A view that cannot be run, or a row that cannot be made.
@@ -97,7 +100,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// A constant's value as FHIRPath items (`value[x]` of a primitive type).
-fn constant(c: &Value, at: &str) -> R<(String, Vec<Item<'static>>)> {
+fn constant(c: &Value, at: &str) -> R<(String, Val<'static>)> {
     let Some(name) = c.get("name").and_then(Value::as_str) else {
         return bad(format!("{at}: a constant needs a name"));
     };
@@ -131,7 +134,7 @@ fn constant(c: &Value, at: &str) -> R<(String, Vec<Item<'static>>)> {
         other => return bad(format!("{at}: constants of type {other} are not supported")),
     };
     match val {
-        Some(v) => Ok((name.to_string(), vec![Item::Value(v)])),
+        Some(v) => Ok((name.to_string(), v)),
         None => bad(format!("{at}: the constant '{name}' has an invalid {key}")),
     }
 }
@@ -196,6 +199,7 @@ impl View {
                 return bad(format!("the column name '{}' is used twice", c.name));
             }
         }
+        let needs = needs::top_level(&wheres, &top);
         Ok(View {
             resource: resource.to_string(),
             name: obj.get("name").and_then(Value::as_str).map(str::to_string),
@@ -203,7 +207,24 @@ impl View {
             constants,
             wheres,
             top,
+            needs,
         })
+    }
+
+    /// A stored resource's JSON parsed for this view: only the top-level elements the view
+    /// reads (all when it could read anything).
+    pub fn parse(&self, json: &[u8]) -> R<Value> {
+        let bad = |e: serde_json::Error| ViewError(format!("a resource does not parse: {e}"));
+        match &self.needs {
+            Some(n) => {
+                use serde::de::DeserializeSeed;
+                let mut d = serde_json::Deserializer::from_slice(json);
+                let v = needs::Only(n).deserialize(&mut d).map_err(bad)?;
+                d.end().map_err(bad)?;
+                Ok(v)
+            }
+            None => serde_json::from_slice(json).map_err(bad),
+        }
     }
 
     /// The columns of every row, in order.
@@ -220,6 +241,7 @@ impl View {
         let run = Run {
             view: self,
             resource,
+            ctx: Default::default(),
         };
         for (i, w) in self.wheres.iter().enumerate() {
             let got = run.eval(w, &root, 0)?;
@@ -367,6 +389,8 @@ fn compile_select(s: &Value, at: &str, columns: &mut Vec<Column>) -> R<Select> {
 struct Run<'v, 'a> {
     view: &'v View,
     resource: &'a Value,
+    /// The evaluation context of the last `%rowIndex` (made again only when it changes).
+    ctx: std::cell::RefCell<Option<(usize, Context<'a>)>>,
 }
 
 impl<'a> Run<'_, 'a> {
@@ -375,16 +399,22 @@ impl<'a> Run<'_, 'a> {
     }
 
     fn eval_on(&self, e: &Expr, input: &[Item<'a>], index: usize) -> R<Vec<Item<'a>>> {
-        let mut ctx: Context<'a> = Context::new();
-        ctx.resource = Some(self.resource);
-        for (k, v) in &self.view.constants {
-            ctx.variables.insert(k.clone(), v.clone());
+        let mut cached = self.ctx.borrow_mut();
+        if cached.as_ref().is_none_or(|(i, _)| *i != index) {
+            let mut ctx: Context<'a> = Context::new();
+            ctx.resource = Some(self.resource);
+            for (k, v) in &self.view.constants {
+                ctx.variables
+                    .insert(k.clone(), vec![Item::Value(v.clone())]);
+            }
+            ctx.variables.insert(
+                "rowIndex".into(),
+                vec![Item::Value(Val::Integer(index as i64))],
+            );
+            *cached = Some((index, ctx));
         }
-        ctx.variables.insert(
-            "rowIndex".into(),
-            vec![Item::Value(Val::Integer(index as i64))],
-        );
-        issho_fhirpath::evaluate_items(e, input, self.resource, &ctx)
+        let (_, ctx) = cached.as_ref().expect("made above");
+        issho_fhirpath::evaluate_items(e, input, self.resource, ctx)
             .map_err(|e| ViewError(e.to_string()))
     }
 

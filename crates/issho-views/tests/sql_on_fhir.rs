@@ -44,7 +44,9 @@ fn run(view: &Value, resources: &[Value]) -> Result<(Vec<String>, Vec<Value>), S
     let names: Vec<String> = v.columns().iter().map(|c| c.name.clone()).collect();
     let mut rows = Vec::new();
     for r in resources {
-        for row in v.rows(r).map_err(|e| e.0)? {
+        // As the server reads it: from its JSON, only the elements the view reads.
+        let r = v.parse(r.to_string().as_bytes()).map_err(|e| e.0)?;
+        for row in v.rows(&r).map_err(|e| e.0)? {
             let obj: serde_json::Map<String, Value> = names.iter().cloned().zip(row).collect();
             rows.push(Value::Object(obj));
         }
