@@ -311,6 +311,8 @@ pub struct Gate {
     /// Members of research projects (user names and backend services' client ids) → the
     /// project.
     research: std::sync::Arc<std::collections::HashMap<String, String>>,
+    /// Former members of research projects (no member of any now): refused everything.
+    former: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 impl Gate {
@@ -321,10 +323,21 @@ impl Gate {
     /// A gate that knows the deployment's research projects: their members (researchers and
     /// research backend services) get de-identified exports of consenting persons and
     /// nothing else, whatever their scopes.
-    pub fn with_research(members: std::collections::HashMap<String, String>) -> Gate {
+    pub fn with_research(
+        members: std::collections::HashMap<String, String>,
+        former: std::collections::HashSet<String>,
+    ) -> Gate {
         Gate {
             research: std::sync::Arc::new(members),
+            former: std::sync::Arc::new(former),
         }
+    }
+
+    /// Whether `ctx` is a former member of a research project (and no member now).
+    fn is_former_member(&self, ctx: &AccessContext) -> bool {
+        ctx.grant().is_some_and(|g| {
+            matches!(g.role, Role::Researcher | Role::Service) && self.former.contains(&g.subject)
+        })
     }
 
     /// The research project `ctx` works for, if any.
@@ -346,6 +359,9 @@ impl Gate {
         match &ctx.principal {
             Principal::DevOpen | Principal::System { .. } => Ok(Permit::all(action)),
             _ if action == Action::Capabilities => Ok(Permit::all(action)),
+            Principal::Token(_) if self.is_former_member(ctx) => Err(forbidden(
+                "this client or user worked for a research project and no longer does: it gets nothing (register it again under a new id for other work)",
+            )),
             Principal::Token(_) if self.project_of(ctx).is_some() => {
                 let project = self.project_of(ctx).expect("checked").to_string();
                 let Principal::Token(g) = &ctx.principal else {
@@ -544,6 +560,7 @@ mod tests {
             [("u".to_string(), "study".to_string())]
                 .into_iter()
                 .collect(),
+            Default::default(),
         );
         let svc = grant(Role::Service, "system/*.cruds");
         let p = gate
@@ -590,6 +607,20 @@ mod tests {
                 .unwrap()
                 .reach(),
             Reach::All
+        );
+        // A former member (a service taken off its project) gets nothing, not its scopes.
+        let former =
+            Gate::with_research(Default::default(), ["u".to_string()].into_iter().collect());
+        assert_eq!(
+            former
+                .check(&svc, Action::Search, Some("Observation"))
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            former.check(&svc, Action::Export, None).unwrap_err().status,
+            403
         );
         // A patient or clinician named like a member is not one.
         let patient = grant(Role::Patient, "patient/*.rs");

@@ -542,7 +542,11 @@ impl Engine {
             ctx.clone()
         };
         let ctx = &reader;
-        let group = self.read(ctx, "Group", id)?;
+        let group = match self.read(ctx, "Group", id) {
+            // A member learns nothing of which Groups exist: an unknown one is an empty cohort.
+            Err(e) if research && e.status == 404 => return Ok(Vec::new()),
+            other => other?,
+        };
         let group = group
             .json()
             .ok_or_else(|| FhirError::not_found(format!("Group/{id} is not known")))?;

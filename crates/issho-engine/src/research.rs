@@ -144,7 +144,8 @@ impl Engine {
     /// Gives the deployment's research projects to the gate (their members get de-identified
     /// exports only) and to exports (their pseudonyms and profiles).
     pub fn enable_research(&mut self, projects: issho_research::Projects) {
-        self.gate = issho_access::Gate::with_research(projects.membership());
+        self.gate =
+            issho_access::Gate::with_research(projects.membership(), projects.former_members());
         self.research = Arc::new(projects);
     }
 

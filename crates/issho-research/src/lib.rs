@@ -149,6 +149,10 @@ pub struct Project {
     /// `YYYY-MM-DD`: the day ages are computed at (the registration day).
     #[serde(default)]
     pub as_of: Option<String>,
+    /// Those who were members and are no longer: they get nothing at all (a research
+    /// service taken off a project must not fall back to its ordinary scopes).
+    #[serde(default)]
+    pub former: Vec<String>,
 }
 
 impl Project {
@@ -180,6 +184,7 @@ impl Project {
             secret: hex(&key),
             profile,
             as_of: Some(format!("{:04}-{:02}-{:02}", t.year, t.month, t.day)),
+            former: Vec::new(),
         })
     }
 
@@ -307,6 +312,18 @@ impl Projects {
             .collect()
     }
 
+    /// Former members of any project who are no member now: the gate refuses them
+    /// everything.
+    pub fn former_members(&self) -> std::collections::HashSet<String> {
+        let current = self.membership();
+        self.by_id
+            .values()
+            .flat_map(|p| p.former.iter())
+            .filter(|m| !current.contains_key(*m))
+            .cloned()
+            .collect()
+    }
+
     /// Add a project, or replace its title, members and profile (its secret is kept: the
     /// pseudonyms it released stay valid), and save.
     pub fn put(&mut self, mut p: Project) -> Result<(), String> {
@@ -314,6 +331,13 @@ impl Projects {
         if let Some(old) = self.by_id.get(&p.id) {
             p.secret = old.secret.clone();
             p.as_of = old.as_of.clone();
+            p.former = old.former.clone();
+            for m in &old.members {
+                if !p.members.contains(m) && !p.former.contains(m) {
+                    p.former.push(m.clone());
+                }
+            }
+            p.former.retain(|m| !p.members.contains(m));
         }
         let before = self.by_id.insert(p.id.clone(), p.clone());
         if let Err(e) = self.check_members() {
@@ -417,6 +441,13 @@ mod tests {
             got.pseudonym("id", "Patient/1"),
             p.pseudonym("id", "Patient/1")
         );
+        // A member taken off the project is a former member (until they join one again).
+        ps.put(Project::new("s1", "Study 2", vec![], Profile::default()).unwrap())
+            .unwrap();
+        assert!(ps.former_members().contains("r1"));
+        ps.put(Project::new("s1", "Study 2", vec!["r1".into()], Profile::default()).unwrap())
+            .unwrap();
+        assert!(ps.former_members().is_empty());
         let other = Project::new("s2", "Other", vec!["r1".into()], Profile::default()).unwrap();
         assert!(ps.put(other).unwrap_err().contains("one project"));
         assert!(ps.get("s2").is_none());

@@ -1,6 +1,6 @@
 //! SQL on FHIR v2 (<https://sql-on-fhir.org/ig/>): a `ViewDefinition` is checked once
 //! ([`View::compile`]) and run over resources of its type into rows of named columns
-//! ([`View::rows`]); `out.rs` writes them as CSV or NDJSON.
+//! ([`View::rows`]); `out.rs` writes them as CSV, NDJSON or Parquet (`parquet.rs`).
 //!
 //! The processing follows the specification's algorithm: each `select` yields, per focus
 //! (the resource; each item of `forEach`/`forEachOrNull`; each node `repeat` reaches, depth
@@ -12,6 +12,7 @@
 
 mod needs;
 mod out;
+mod parquet;
 
 pub use out::{Format, Writer};
 

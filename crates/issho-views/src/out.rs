@@ -1,6 +1,6 @@
 //! Rows written out: CSV (RFC 4180, a header of the column names; null is an empty field, a
-//! collection or an object its JSON text) or NDJSON (one object per row, the columns in the
-//! view's order).
+//! collection or an object its JSON text), NDJSON (one object per row, the columns in the
+//! view's order) or Parquet (`parquet.rs`).
 
 use crate::Column;
 use serde_json::{Map, Value};
@@ -11,11 +11,13 @@ use std::io::Write;
 pub enum Format {
     Csv,
     Ndjson,
+    Parquet,
 }
 
 impl Format {
     /// From a `_format` value or a file extension: `csv`, `text/csv`, `ndjson`,
-    /// `application/x-ndjson`, `application/fhir+ndjson`.
+    /// `application/x-ndjson`, `application/fhir+ndjson`, `parquet`,
+    /// `application/vnd.apache.parquet`.
     pub fn parse(s: &str) -> Option<Format> {
         match s {
             "csv" | "text/csv" => Some(Format::Csv),
@@ -23,6 +25,9 @@ impl Format {
             | "application/x-ndjson"
             | "application/ndjson"
             | "application/fhir+ndjson" => Some(Format::Ndjson),
+            "parquet" | "application/vnd.apache.parquet" | "application/parquet" => {
+                Some(Format::Parquet)
+            }
             _ => None,
         }
     }
@@ -31,6 +36,7 @@ impl Format {
         match self {
             Format::Csv => "text/csv; charset=utf-8",
             Format::Ndjson => "application/x-ndjson",
+            Format::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -41,6 +47,7 @@ pub struct Writer<W: Write> {
     names: Vec<String>,
     csv: Option<csv::Writer<W>>,
     plain: Option<W>,
+    parquet: Option<crate::parquet::ParquetWriter<W>>,
     rows: u64,
 }
 
@@ -66,21 +73,24 @@ impl<W: Write> Writer<W> {
         header: bool,
     ) -> std::io::Result<Writer<W>> {
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-        let (csv, plain) = match format {
+        let (mut csv, mut plain, mut parquet) = (None, None, None);
+        match format {
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new().from_writer(out);
                 if header {
                     w.write_record(&names).map_err(std::io::Error::other)?;
                 }
-                (Some(w), None)
+                csv = Some(w);
             }
-            Format::Ndjson => (None, Some(out)),
-        };
+            Format::Ndjson => plain = Some(out),
+            Format::Parquet => parquet = Some(crate::parquet::ParquetWriter::new(columns, out)?),
+        }
         Ok(Writer {
             format,
             names,
             csv,
             plain,
+            parquet,
             rows: 0,
         })
     }
@@ -93,6 +103,7 @@ impl<W: Write> Writer<W> {
                 w.write_record(row.iter().map(cell))
                     .map_err(std::io::Error::other)
             }
+            Format::Parquet => self.parquet.as_mut().expect("parquet writer").row(row),
             Format::Ndjson => {
                 let w = self.plain.as_mut().expect("plain writer");
                 let mut m = Map::with_capacity(row.len());
@@ -112,14 +123,15 @@ impl<W: Write> Writer<W> {
 
     /// Flush and hand back the output.
     pub fn finish(self) -> std::io::Result<W> {
-        match (self.csv, self.plain) {
-            (Some(w), _) => w
+        match (self.csv, self.plain, self.parquet) {
+            (Some(w), _, _) => w
                 .into_inner()
                 .map_err(|e| std::io::Error::other(e.to_string())),
-            (_, Some(mut w)) => {
+            (_, Some(mut w), _) => {
                 w.flush()?;
                 Ok(w)
             }
+            (_, _, Some(p)) => p.finish(),
             _ => unreachable!("one writer"),
         }
     }

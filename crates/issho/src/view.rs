@@ -30,7 +30,7 @@ pub struct RunArgs {
     pub store: Option<String>,
     /// The ViewDefinition (JSON).
     pub view: PathBuf,
-    /// `csv` (with a header) or `ndjson`.
+    /// `csv` (with a header), `ndjson` or `parquet`.
     #[arg(long, default_value = "csv")]
     pub format: String,
     /// Write here instead of standard output.
@@ -57,7 +57,7 @@ pub fn run(a: ViewArgs) -> i32 {
 
 fn run_view(a: &RunArgs) -> Result<String, String> {
     let format = issho_views::Format::parse(&a.format)
-        .ok_or_else(|| format!("--format {}: csv or ndjson", a.format))?;
+        .ok_or_else(|| format!("--format {}: csv, ndjson or parquet", a.format))?;
     let def: serde_json::Value = std::fs::read(&a.view)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))

@@ -1,6 +1,6 @@
 //! SQL on FHIR v2 `$viewdefinition-run` (FHIR R4 mode: at the system level): `POST
 //! [base]/$viewdefinition-run` with a Parameters body — `viewResource` (the ViewDefinition),
-//! `_format` (`ndjson`, the default; `csv`; `json`), `header` (CSV), `_limit`, `patient`,
+//! `_format` (`ndjson`, the default; `csv`; `json`; `parquet`), `header` (CSV), `_limit`, `patient`,
 //! `group` — answers the rows at once. The engine runs the view over what the caller may
 //! export (`views.rs`).
 
@@ -53,7 +53,7 @@ fn run_request(p: &Value) -> Result<RunRequest, FhirError> {
                     "json" | "application/json" => None,
                     other => Some(issho_views::Format::parse(other).ok_or_else(|| {
                         FhirError::bad_request(format!(
-                            "_format: '{other}' is not offered (ndjson, csv, json; parquet not yet)"
+                            "_format: '{other}' is not offered (ndjson, csv, json, parquet)"
                         ))
                     })?),
                 };

@@ -661,7 +661,7 @@ fn a_members_jobs_are_bound_to_the_project() {
         k: 1,
         ..Profile::default()
     };
-    ps.put(Project::new("s", "S", vec!["res".into()], one.clone()).unwrap())
+    ps.put(Project::new("s", "S", vec!["res".into(), "svc-r".into()], one.clone()).unwrap())
         .unwrap();
     let c = Signed::start_in(dir, Default::default(), users());
     c.store_as(
@@ -695,4 +695,19 @@ fn a_members_jobs_are_bound_to_the_project() {
     let (_, out) = export(&c, "res", "/$export?_type=Patient");
     assert_eq!(out.len(), 1);
     assert_ne!(out[0]["id"], json!("p1"));
+    // The research service taken off the project does not fall back to its system scopes.
+    for path in ["/Patient/p1", "/Patient"] {
+        let (st, body) = c.call("svc-r", "GET", path, None);
+        assert_eq!(st, 403, "{path}: {body}");
+    }
+    let (st, _, _) = kickoff(&c, "svc-r", "/$export", true);
+    assert_eq!(st, 403);
+    // A Group a member asks for that does not exist is an empty cohort, not a 404.
+    let (st, _, body) = kickoff(
+        &c,
+        "res",
+        "/Group/no-such-group/$export?_type=Patient",
+        true,
+    );
+    assert_eq!(st, 202, "{body}");
 }

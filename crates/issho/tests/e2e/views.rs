@@ -123,6 +123,10 @@ fn views_run_over_what_the_token_may_export() {
     assert_eq!(ct, "application/json");
     let list: Vec<Value> = serde_json::from_str(&text).unwrap();
     assert!(list.iter().any(|r| r["family"].is_string()));
+    let (st, ct, text) = run(c, "svc", vec![view(observations()), fmt("parquet")]);
+    assert_eq!(st, 200);
+    assert_eq!(ct, "application/vnd.apache.parquet");
+    assert!(text.starts_with("PAR1") && text.ends_with("PAR1"));
 
     // A patient: their own record only.
     let (st, _, text) = run(c, "pat0", vec![view(observations())]);
@@ -179,7 +183,7 @@ fn views_run_over_what_the_token_may_export() {
         ("svc", vec![view(bad_view)], 400),
         ("svc", vec![view(json!({"select": []}))], 400),
         ("svc", vec![fmt("csv")], 400),
-        ("svc", vec![view(observations()), fmt("parquet")], 400),
+        ("svc", vec![view(observations()), fmt("xlsx")], 400),
         (
             "svc",
             vec![
