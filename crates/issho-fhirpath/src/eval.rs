@@ -56,6 +56,19 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
     Err(Error::Eval(msg.into()))
 }
 
+/// SQL on FHIR's key of the resource a reference names (`Type/id`; relative or absolute, a
+/// version dropped), `None` when it names no resource or another type than `want`.
+pub fn reference_key(reference: &str, want: Option<&str>) -> Option<String> {
+    let r = reference.split("/_history/").next().unwrap_or(reference);
+    let mut parts = r.rsplit('/');
+    let id = parts.next()?;
+    let t = parts.next()?;
+    if !issho_model::r4().is_resource_type(t) || want.is_some_and(|w| w != t) {
+        return None;
+    }
+    Some(format!("{t}/{id}"))
+}
+
 /// Evaluate `expr` with `root` as the input and `%context`.
 ///
 /// The context may live longer than the root (one `Context` serves many resources).
@@ -2236,16 +2249,7 @@ impl<'a, 'c: 'a> Env<'a, '_, 'c> {
                     .iter()
                     .filter_map(|it| {
                         let r = it.node()?.value.get("reference")?.as_str()?;
-                        let r = r.split("/_history/").next().unwrap_or(r);
-                        let mut parts = r.rsplit('/');
-                        let id = parts.next()?;
-                        let t = parts.next()?;
-                        if !issho_model::r4().is_resource_type(t)
-                            || want.as_deref().is_some_and(|w| w != t)
-                        {
-                            return None;
-                        }
-                        Some(Item::string(format!("{t}/{id}")))
+                        reference_key(r, want.as_deref()).map(Item::string)
                     })
                     .collect())
             }

@@ -20,7 +20,8 @@ mod value;
 pub use datetime::{PartialDateTime, Precision};
 pub use decimal::Decimal;
 pub use eval::{
-    ConformsTo, Context, MemberOf, Resolver, Tracer, evaluate, evaluate_items, root_node,
+    ConformsTo, Context, MemberOf, Resolver, Tracer, evaluate, evaluate_items, reference_key,
+    root_node,
 };
 pub use parser::{BinOp, Expr, TypeSpec, parse};
 pub use value::{Item, Location, Node, NodeType, Quantity, Step, Val};

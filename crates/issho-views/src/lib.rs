@@ -10,6 +10,7 @@
 //! A view's columns have unique names (`^[A-Za-z][A-Za-z0-9_]*$`), every `unionAll` branch the
 //! same columns in the same order; a column that is not a `collection` may hold one value.
 
+mod fast;
 mod needs;
 mod out;
 mod parquet;
@@ -34,6 +35,8 @@ struct Col {
     name: String,
     path: Expr,
     collection: bool,
+    /// The path read straight from the resource's JSON, when it can be (`fast.rs`).
+    direct: Option<fast::Direct>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,8 +193,13 @@ impl View {
             width: 0,
         };
         for (i, s) in selects.iter().enumerate() {
-            top.selects
-                .push(compile_select(s, &format!("select[{i}]"), &mut columns)?);
+            top.selects.push(compile_select(
+                s,
+                &format!("select[{i}]"),
+                &mut columns,
+                resource,
+                true,
+            )?);
         }
         top.width = columns.len();
         let mut seen = std::collections::HashSet::new();
@@ -226,6 +234,42 @@ impl View {
             }
             None => serde_json::from_slice(json).map_err(bad),
         }
+    }
+
+    /// For tests: every column read directly (`fast.rs`) gives on `resource` what FHIRPath
+    /// gives; the first difference otherwise. Answers how many such columns there are.
+    #[doc(hidden)]
+    pub fn check_direct(&self, resource: &Value) -> Result<usize, String> {
+        fn cols(s: &Select, out: &mut Vec<Col>) {
+            out.extend(s.cols.iter().filter(|c| c.direct.is_some()).cloned());
+            for n in s.selects.iter().chain(&s.union) {
+                cols(n, out);
+            }
+        }
+        let mut all = Vec::new();
+        cols(&self.top, &mut all);
+        let root = Item::Node(issho_fhirpath::root_node(resource, Location::root()));
+        let run = Run {
+            view: self,
+            resource,
+            ctx: Default::default(),
+        };
+        for c in &all {
+            let slow: Vec<Value> = run
+                .eval(&c.path, &root, 0)
+                .map_err(|e| e.0)?
+                .iter()
+                .map(json)
+                .collect();
+            let fast = c.direct.as_ref().expect("direct").eval(resource);
+            if slow != fast {
+                return Err(format!(
+                    "column {}: FHIRPath {slow:?}, direct {fast:?}",
+                    c.name
+                ));
+            }
+        }
+        Ok(all.len())
     }
 
     /// The columns of every row, in order.
@@ -268,7 +312,14 @@ fn boolean(it: &Item<'_>) -> Option<bool> {
     }
 }
 
-fn compile_select(s: &Value, at: &str, columns: &mut Vec<Column>) -> R<Select> {
+/// `rt`: the resource type; `at_root`: the select's focus is the resource itself.
+fn compile_select(
+    s: &Value,
+    at: &str,
+    columns: &mut Vec<Column>,
+    rt: &str,
+    at_root: bool,
+) -> R<Select> {
     let Some(obj) = s.as_object() else {
         return bad(format!("{at}: a select is an object"));
     };
@@ -322,10 +373,17 @@ fn compile_select(s: &Value, at: &str, columns: &mut Vec<Column>) -> R<Select> {
             Some(Value::Bool(b)) => *b,
             Some(_) => return bad(format!("{cat}.collection must be a boolean")),
         };
+        let path = parse(&c["path"], &format!("{cat}.path"))?;
+        let direct = if at_root && matches!(iter, Iter::Focus) {
+            fast::compile(rt, &path)
+        } else {
+            None
+        };
         cols.push(Col {
             name: name.to_string(),
-            path: parse(&c["path"], &format!("{cat}.path"))?,
+            path,
             collection,
+            direct,
         });
         columns.push(Column {
             name: name.to_string(),
@@ -341,7 +399,14 @@ fn compile_select(s: &Value, at: &str, columns: &mut Vec<Column>) -> R<Select> {
         .flatten()
         .enumerate()
     {
-        selects.push(compile_select(n, &format!("{at}.select[{i}]"), columns)?);
+        let root = at_root && matches!(iter, Iter::Focus);
+        selects.push(compile_select(
+            n,
+            &format!("{at}.select[{i}]"),
+            columns,
+            rt,
+            root,
+        )?);
     }
     let mut union = Vec::new();
     let mut union_columns: Option<Vec<Column>> = None;
@@ -353,10 +418,13 @@ fn compile_select(s: &Value, at: &str, columns: &mut Vec<Column>) -> R<Select> {
         .enumerate()
     {
         let mut mine = Vec::new();
+        let root = at_root && matches!(iter, Iter::Focus);
         union.push(compile_select(
             u,
             &format!("{at}.unionAll[{i}]"),
             &mut mine,
+            rt,
+            root,
         )?);
         let names = |c: &[Column]| c.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
         match &union_columns {
@@ -470,13 +538,16 @@ impl<'a> Run<'_, 'a> {
         for (f, i) in &foci {
             let mut cells = Vec::with_capacity(s.cols.len());
             for c in &s.cols {
-                let got = self.eval(&c.path, f, *i)?;
+                let mut got: Vec<Value> = match &c.direct {
+                    Some(d) => d.eval(self.resource),
+                    None => self.eval(&c.path, f, *i)?.iter().map(json).collect(),
+                };
                 cells.push(if c.collection {
-                    Value::Array(got.iter().map(json).collect())
+                    Value::Array(got)
                 } else {
-                    match got.as_slice() {
-                        [] => Value::Null,
-                        [one] => json(one),
+                    match got.len() {
+                        0 => Value::Null,
+                        1 => got.pop().expect("one"),
                         _ => {
                             return bad(format!(
                                 "the column {} has more than one value; declare it a collection",
