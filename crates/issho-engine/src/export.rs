@@ -186,6 +186,10 @@ impl Engine {
         if let Some(project) = crate::research::research_of(permit.reach()) {
             let project = self.research_project(project)?;
             crate::research::check_research_request(project, &reg, req)?;
+            // Released in batches: only what was last changed before the latest boundary.
+            if let Some(b) = project.release_boundary(issho_research::Today::now()) {
+                params.push(("_lastUpdated".to_string(), format!("lt{b}")));
+            }
         }
         Ok(Plan {
             types,

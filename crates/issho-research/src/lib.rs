@@ -91,6 +91,11 @@ pub struct Profile {
     /// (`Condition.code`) are reported, and suppressed with `suppress_below_l`.
     pub l: usize,
     pub suppress_below_l: bool,
+    /// Resources are released in batches: an export holds only what was last changed before
+    /// the latest boundary of this many months (counted from January; 6: January 1st and
+    /// July 1st). Without batches, successive exports show the day each new resource
+    /// appeared — and with it the person's date shift. 0: no batches (everything up to now).
+    pub release_every_months: u32,
 }
 
 impl Default for Profile {
@@ -106,6 +111,7 @@ impl Default for Profile {
             k: 5,
             l: 2,
             suppress_below_l: false,
+            release_every_months: 6,
         }
     }
 }
@@ -122,6 +128,9 @@ impl Profile {
         }
         if self.k == 0 {
             return Err("k must be at least 1".into());
+        }
+        if self.release_every_months > 0 && 12 % self.release_every_months != 0 {
+            return Err("release-every-months must divide 12 (1, 2, 3, 4, 6 or 12) or be 0".into());
         }
         if self.max_shift_days > 3650 {
             return Err("max-shift-days must be at most 3650".into());
@@ -213,6 +222,21 @@ impl Project {
         let h = self.mac("shift", person);
         let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
         7 * ((n % (2 * weeks as u64 + 1)) as i64 - weeks)
+    }
+
+    /// The latest release boundary before `today` (`YYYY-MM-01T00:00:00Z`), when the profile
+    /// releases in batches.
+    pub fn release_boundary(&self, today: Today) -> Option<String> {
+        let every = i64::from(self.profile.release_every_months);
+        if every == 0 {
+            return None;
+        }
+        let month = (today.year * 12 + i64::from(today.month) - 1) / every * every;
+        Some(format!(
+            "{:04}-{:02}-01T00:00:00Z",
+            month / 12,
+            month % 12 + 1
+        ))
     }
 
     /// The date ages are computed at: the project's registration day (so that exports on
@@ -405,6 +429,29 @@ mod tests {
         );
         assert_ne!(a.pseudonym("id", "x"), a.pseudonym("person", "x"));
         assert_eq!(a.pseudonym("id", "Patient/1").len(), 32);
+    }
+
+    #[test]
+    fn releases_come_in_batches() {
+        let mut p = project("a");
+        let t = |year, month, day| Today { year, month, day };
+        assert_eq!(
+            p.release_boundary(t(2026, 12, 4)).unwrap(),
+            "2026-07-01T00:00:00Z"
+        );
+        assert_eq!(
+            p.release_boundary(t(2026, 6, 30)).unwrap(),
+            "2026-01-01T00:00:00Z"
+        );
+        p.profile.release_every_months = 3;
+        assert_eq!(
+            p.release_boundary(t(2026, 12, 4)).unwrap(),
+            "2026-10-01T00:00:00Z"
+        );
+        p.profile.release_every_months = 0;
+        assert!(p.release_boundary(t(2026, 12, 4)).is_none());
+        p.profile.release_every_months = 5;
+        assert!(p.profile.check().is_err());
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn list(a: ListArgs) -> Result<(), String> {
 
 /// The demo's research project: `demo-study`, worked on by `demo-researcher`, with a profile
 /// that keeps age bands and sex (the demo population is small: with the prefecture as well,
-/// k-anonymity would hold most persons back).
+/// k-anonymity would hold most persons back) and releases at once (the demo's data is new).
 pub fn ensure_demo_project(data: &std::path::Path) -> Result<(), String> {
     let mut projects = issho_research::Projects::open(data)?;
     if projects.get(DEMO_PROJECT).is_some() {
@@ -104,6 +104,8 @@ pub fn ensure_demo_project(data: &std::path::Path) -> Result<(), String> {
     let profile = issho_research::Profile {
         address: issho_research::AddressRule::Remove,
         quasi_identifiers: vec![issho_research::Quasi::Age, issho_research::Quasi::Gender],
+        // The demo's data is written when it starts: released at once, not in batches.
+        release_every_months: 0,
         ..Default::default()
     };
     let p = issho_research::Project::new(

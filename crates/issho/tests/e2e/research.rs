@@ -38,6 +38,10 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
             user("res-b", Role::Researcher, "user/*.rs", None, None),
         ),
         (
+            "res-c",
+            user("res-c", Role::Researcher, "user/*.rs", None, None),
+        ),
+        (
             "outsider",
             user("outsider", Role::Researcher, "user/*.rs", None, None),
         ),
@@ -64,7 +68,9 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
 }
 
 /// The projects: `study-a` (20-year age band and sex; k = 3) for `res`, `res-obs` and the backend
-/// service `svc-r`; `study-b` (the standard profile: with the prefecture, k = 5) for `res-b`.
+/// service `svc-r`; `study-b` (the standard profile: with the prefecture, k = 5) for `res-b`;
+/// both release at once (the test's data is new); `study-c` (the standard profile, released in
+/// half-year batches) for `res-c`.
 fn projects(dir: &std::path::Path) -> (Project, Project) {
     let mut ps = Projects::open(dir).unwrap();
     let a = Project::new(
@@ -76,13 +82,20 @@ fn projects(dir: &std::path::Path) -> (Project, Project) {
             quasi_identifiers: vec![Quasi::Age, Quasi::Gender],
             age_band_years: 20,
             k: 3,
+            release_every_months: 0,
             ..Profile::default()
         },
     )
     .unwrap();
-    let b = Project::new("study-b", "B", vec!["res-b".into()], Profile::default()).unwrap();
+    let at_once = Profile {
+        release_every_months: 0,
+        ..Profile::default()
+    };
+    let b = Project::new("study-b", "B", vec!["res-b".into()], at_once).unwrap();
+    let c = Project::new("study-c", "C", vec!["res-c".into()], Profile::default()).unwrap();
     ps.put(a).unwrap();
     ps.put(b).unwrap();
+    ps.put(c).unwrap();
     let ps = Projects::open(dir).unwrap();
     (
         ps.get("study-a").unwrap().clone(),
@@ -492,6 +505,10 @@ fn research_members_get_nothing_but_de_identified_exports() {
         assert_eq!(st, want, "{path}: {body}");
         assert_eq!(body["resourceType"], "OperationOutcome");
     }
+    // Released in half-year batches: what was written since the last boundary is not out yet.
+    let (m, out) = export(c, "res-c", "/$export?_type=Patient,Observation");
+    assert!(out.is_empty(), "{m}");
+    assert!(m["extension"][DEID]["personsConsidered"].as_u64().unwrap() > 0);
     // A researcher outside every project, and a member whose scopes do not cover a type.
     let (st, _, _) = kickoff(c, "outsider", "/$export", true);
     assert_eq!(st, 403);
@@ -570,6 +587,7 @@ fn research_consent_decides_who_takes_part() {
             vec!["res".into()],
             Profile {
                 k: 1,
+                release_every_months: 0,
                 ..Profile::default()
             },
         )
@@ -659,6 +677,7 @@ fn a_members_jobs_are_bound_to_the_project() {
     let mut ps = Projects::open(dir.path()).unwrap();
     let one = Profile {
         k: 1,
+        release_every_months: 0,
         ..Profile::default()
     };
     ps.put(Project::new("s", "S", vec!["res".into(), "svc-r".into()], one.clone()).unwrap())
