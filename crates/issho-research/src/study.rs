@@ -169,18 +169,28 @@ fn risk_ratio(e: &Cell, c: &Cell) -> (f64, f64, f64) {
 }
 
 impl Findings {
+    /// The strata with their drug's YJ code: (drug, sex, age band, count).
+    fn rows<'s>(
+        &'s self,
+        d: &'s Design,
+    ) -> impl Iterator<Item = (&'s str, &'s str, &'s str, &'s Cell)> {
+        self.strata.iter().map(move |((arm, sex, age), c)| {
+            let drug = if arm == "exposure" {
+                &d.exposure
+            } else {
+                &d.comparator
+            };
+            (drug.as_str(), sex.as_str(), age.as_str(), c)
+        })
+    }
+
     /// The table as text (drug, sex, age band, persons, events, incidence).
     pub fn table(&self, d: &Design) -> String {
         let mut out = format!(
             "{:<11} {:<8} {:<7} {:>8} {:>7} {:>10}\n",
             "drug", "sex", "age", "persons", "events", "incidence"
         );
-        for ((arm, sex, age), c) in &self.strata {
-            let drug = if arm == "exposure" {
-                &d.exposure
-            } else {
-                &d.comparator
-            };
+        for (drug, sex, age, c) in self.rows(d) {
             out.push_str(&format!(
                 "{drug:<11} {sex:<8} {age:<7} {:>8} {:>7} {:>9.1}%\n",
                 c.persons,
@@ -212,12 +222,7 @@ impl Findings {
     /// The table as CSV.
     pub fn csv(&self, d: &Design) -> String {
         let mut out = String::from("drug,sex,age_band,persons,events,incidence\n");
-        for ((arm, sex, age), c) in &self.strata {
-            let drug = if arm == "exposure" {
-                &d.exposure
-            } else {
-                &d.comparator
-            };
+        for (drug, sex, age, c) in self.rows(d) {
             out.push_str(&format!(
                 "{drug},{sex},{age},{},{},{:.4}\n",
                 c.persons,

@@ -65,7 +65,8 @@ pub fn install(engine: &Engine, files: &[PathBuf]) -> Result<String, String> {
     Ok(lines.join("\n"))
 }
 
-fn outcome_text(issues: &[issho_model::Issue]) -> String {
+/// An error's issues as one line (`; ` between them).
+pub(crate) fn outcome_text(issues: &[issho_model::Issue]) -> String {
     issues
         .iter()
         .map(|i| i.diagnostics.clone())

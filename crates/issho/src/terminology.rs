@@ -133,12 +133,8 @@ pub fn import(engine: Option<&Engine>, a: &ImportArgs) -> Result<String, String>
         return Err("no store".into());
     };
     let ctx = AccessContext::system("terminology import");
-    let out = engine.import_code_systems(&ctx, systems).map_err(|e| {
-        e.issues
-            .iter()
-            .map(|i| i.diagnostics.clone())
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let out = engine
+        .import_code_systems(&ctx, systems)
+        .map_err(|e| crate::package::outcome_text(&e.issues))?;
     Ok(out)
 }

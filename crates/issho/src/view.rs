@@ -84,13 +84,7 @@ fn run_view(a: &RunArgs) -> Result<String, String> {
         .run_view(&AccessContext::system("view"), &def, &scope, &mut |r| {
             w.row(r)
         })
-        .map_err(|e| {
-            e.issues
-                .iter()
-                .map(|i| i.diagnostics.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
+        .map_err(|e| crate::package::outcome_text(&e.issues))?;
     w.finish()
         .and_then(|mut o| o.flush())
         .map_err(|e| e.to_string())?;
