@@ -64,6 +64,10 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
                 None,
             ),
         ),
+        (
+            "doc-x",
+            user("doc-x", Role::Physician, "user/*.rs", None, Some("nowhere")),
+        ),
     ]
 }
 

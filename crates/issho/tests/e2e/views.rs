@@ -140,6 +140,21 @@ fn views_run_over_what_the_token_may_export() {
             .starts_with("Observation/demo-p0-")
     }));
 
+    // Another person's record by name: not found for the patient; a clinician elsewhere (no
+    // patient in care there) gets no rows.
+    let (st, _, text) = run(
+        c,
+        "pat0",
+        vec![
+            view(observations()),
+            json!({"name": "patient", "valueReference": {"reference": "Patient/demo-p1-pat1"}}),
+        ],
+    );
+    assert_eq!(st, 404, "{text}");
+    let (st, _, text) = run(c, "doc-x", vec![view(observations())]);
+    assert_eq!(st, 200, "{text}");
+    assert!(text.trim().is_empty(), "{text}");
+
     // A research project's member: consenting persons, de-identified, before the view runs.
     let (st, _, text) = run(c, "res", vec![view(patients())]);
     assert_eq!(st, 200, "{text}");
