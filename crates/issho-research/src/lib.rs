@@ -213,7 +213,7 @@ impl Project {
 
     /// The days a person's dates move, the same for every date of their record: whole weeks
     /// (a shift of days would move weekdays, and the weekdays clinics are closed would give it
-    /// away), within `max_shift_days`.
+    /// away), never none, within `max_shift_days`.
     pub fn shift_days(&self, person: &str) -> i64 {
         let weeks = i64::from(self.profile.max_shift_days / 7);
         if weeks == 0 {
@@ -221,7 +221,9 @@ impl Project {
         }
         let h = self.mac("shift", person);
         let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
-        7 * ((n % (2 * weeks as u64 + 1)) as i64 - weeks)
+        // Never zero: a person whose dates did not move would have them all as they are.
+        let k = (n % (2 * weeks as u64)) as i64;
+        7 * if k < weeks { k - weeks } else { k - weeks + 1 }
     }
 
     /// The latest release boundary before `today` (`YYYY-MM-01T00:00:00Z`), when the profile
@@ -459,7 +461,12 @@ mod tests {
         let a = project("a");
         let shifts: std::collections::BTreeSet<i64> =
             (0..200).map(|i| a.shift_days(&format!("p{i}"))).collect();
-        assert!(shifts.iter().all(|d| d.abs() <= 90 && d % 7 == 0));
+        assert!(
+            shifts
+                .iter()
+                .all(|d| d.abs() <= 90 && d % 7 == 0 && *d != 0)
+        );
+        assert!(shifts.contains(&-84) && shifts.contains(&84), "{shifts:?}");
         assert!(shifts.len() > 20, "{shifts:?}");
         assert_eq!(a.shift_days("p1"), a.shift_days("p1"));
     }
