@@ -445,13 +445,7 @@ fn check_grant(g: &Grant, action: Action, resource_type: Option<&str>) -> Result
     let Some((reach, queries)) = best else {
         return Err(forbidden(format!(
             "the token's scopes do not permit {} on {}",
-            match perm {
-                Permission::Create => "create",
-                Permission::Read => "read",
-                Permission::Update => "update",
-                Permission::Delete => "delete",
-                Permission::Search => "search",
-            },
+            perm_name(perm),
             resource_type.unwrap_or("all types")
         )));
     };
@@ -483,9 +477,22 @@ fn check_research(
     action: Action,
     resource_type: Option<&str>,
 ) -> Result<Permit, Denied> {
+    if resource_type == Some("ViewDefinition")
+        && matches!(
+            action,
+            Action::Read
+                | Action::Search
+                | Action::History
+                | Action::Create
+                | Action::Update
+                | Action::Delete
+        )
+    {
+        return check_views(g, action);
+    }
     if action != Action::Export {
         return Err(forbidden(format!(
-            "a member of the research project '{project}' receives de-identified exports ($export) only, not individual records"
+            "a member of the research project '{project}' receives de-identified exports ($export) and keeps views (ViewDefinition) only, not individual records"
         )));
     }
     let t = resource_type.unwrap_or("*");
@@ -510,6 +517,37 @@ fn check_research(
         reach: Reach::Research(project),
         filters: Vec::new(),
     })
+}
+
+/// A research project's member and the views it keeps (SQL on FHIR ViewDefinitions:
+/// definitions, never a person's data, as the tables say): what its system or user scopes for
+/// ViewDefinition allow, over all of them.
+fn check_views(g: &Grant, action: Action) -> Result<Permit, Denied> {
+    debug_assert!(!issho_model::r4().may_hold_patient_data("ViewDefinition"));
+    let perm = action.permission().expect("a resource action");
+    let covered = g.scopes.resources.iter().any(|s| {
+        s.allows(perm)
+            && s.query.is_empty()
+            && matches!(s.context, ScopeContext::System | ScopeContext::User)
+            && s.covers("ViewDefinition")
+    });
+    if !covered {
+        return Err(forbidden(format!(
+            "the token's scopes do not permit {} on ViewDefinition",
+            perm_name(perm)
+        )));
+    }
+    Ok(Permit::all(action))
+}
+
+fn perm_name(perm: Permission) -> &'static str {
+    match perm {
+        Permission::Create => "create",
+        Permission::Read => "read",
+        Permission::Update => "update",
+        Permission::Delete => "delete",
+        Permission::Search => "search",
+    }
 }
 
 /// What a scope context reaches for this grant (`None`: nothing).
@@ -584,7 +622,38 @@ mod tests {
                 "{a:?}"
             );
         }
+        // The views it keeps: ViewDefinitions as its scopes allow, and nothing else by them.
+        let p = gate
+            .check(&svc, Action::Create, Some("ViewDefinition"))
+            .unwrap();
+        assert!(p.allows_writing());
+        for a in [Action::Read, Action::Search, Action::Update, Action::Delete] {
+            assert!(gate.check(&svc, a, Some("ViewDefinition")).is_ok(), "{a:?}");
+        }
+        assert!(gate.check(&svc, Action::Search, None).is_err());
+        assert!(
+            gate.check(&svc, Action::Operation, Some("ViewDefinition"))
+                .is_err()
+        );
+        let reader = grant(
+            Role::Researcher,
+            "user/ViewDefinition.rs user/Observation.rs",
+        );
+        assert!(
+            gate.check(&reader, Action::Read, Some("ViewDefinition"))
+                .is_ok()
+        );
+        assert_eq!(
+            gate.check(&reader, Action::Create, Some("ViewDefinition"))
+                .unwrap_err()
+                .status,
+            403
+        );
         let researcher = grant(Role::Researcher, "user/Observation.rs");
+        assert!(
+            gate.check(&researcher, Action::Read, Some("ViewDefinition"))
+                .is_err()
+        );
         assert!(
             gate.check(&researcher, Action::Export, Some("Observation"))
                 .is_ok()

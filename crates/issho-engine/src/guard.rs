@@ -42,6 +42,12 @@ impl Guard {
         {
             refuse_server_kept(rt, id, &s.json().unwrap_or_default())?;
         }
+        if rt == "ViewDefinition"
+            && let Some(s) = r.current(rt, id)?
+            && !s.is_deleted()
+        {
+            self.project_view(id, &s.json().unwrap_or_default())?;
+        }
         if self.write.unrestricted() {
             return Ok(());
         }
@@ -68,6 +74,12 @@ impl Guard {
             && let Some(s) = r.current(rt, id)?
         {
             refuse_server_kept(rt, id, &s.json().unwrap_or_default())?;
+        }
+        if rt == "ViewDefinition"
+            && let Some(s) = r.current(rt, id)?
+            && !s.is_deleted()
+        {
+            self.project_view(id, &s.json().unwrap_or_default())?;
         }
         if self.write.unrestricted() {
             return Ok(());
@@ -104,6 +116,25 @@ impl Guard {
             ));
         }
         self.may_open_care(rt, &body)
+    }
+
+    /// A research project's member changes only its project's views (ViewDefinitions whose
+    /// `meta.source` names the project, as the engine marks them: `origin::mark`), never
+    /// another project's or the administrators'.
+    fn project_view(&self, id: &str, body: &Value) -> Result<()> {
+        let Some(project) = self.gate.project_of(&self.ctx) else {
+            return Ok(());
+        };
+        if body["meta"]["source"].as_str() == Some(&crate::origin::project_source(project)) {
+            return Ok(());
+        }
+        Err(FhirError::new(
+            403,
+            IssueType::Forbidden,
+            format!(
+                "ViewDefinition/{id} is kept by another research project or by the administrators; a project's members change only their project's views"
+            ),
+        ))
     }
 
     /// A clinician changes or deletes only what their own organization holds: another

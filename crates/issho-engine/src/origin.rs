@@ -16,9 +16,21 @@ pub(crate) fn writes_as_patient(ctx: &AccessContext) -> bool {
 }
 
 /// Mark who wrote a resource (before validation and indexing): what the person writes as
-/// theirs, what a clinician writes as their organization's ([`stamp_source`]).
-pub(crate) fn mark(ctx: &AccessContext, body: &mut Value) {
+/// theirs, what a clinician writes as their organization's ([`stamp_source`]), a view a
+/// research project's member writes as that project's ([`project_source`]).
+pub(crate) fn mark(ctx: &AccessContext, project: Option<&str>, body: &mut Value) {
     stamp_source(ctx, body);
+    if let Some(p) = project
+        && body["resourceType"] == "ViewDefinition"
+        && let Some(o) = body.as_object_mut()
+    {
+        let meta = o
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("source".into(), Value::String(project_source(p)));
+        }
+    }
     if !writes_as_patient(ctx) || marked(body) {
         return;
     }
@@ -73,4 +85,10 @@ fn stamp_source(ctx: &AccessContext, body: &mut Value) {
     if let Some(meta) = meta.as_object_mut() {
         meta.insert("source".into(), Value::String(org.to_string()));
     }
+}
+
+/// The `meta.source` of the views (ViewDefinitions) a research project's members keep: a
+/// project's members change only their project's views.
+pub(crate) fn project_source(project: &str) -> String {
+    format!("urn:issho:research-project:{project}")
 }

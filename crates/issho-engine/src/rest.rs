@@ -225,7 +225,7 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         let guard = self.guard(ctx, Action::Create, resource_type, if_none_exist.is_some())?;
-        crate::origin::mark(ctx, &mut resource);
+        crate::origin::mark(ctx, self.gate.project_of(ctx), &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let rt = resource_type.to_string();
         let reg = self.registry();
@@ -302,7 +302,7 @@ impl Engine {
             }
             _ => {}
         }
-        crate::origin::mark(ctx, &mut resource);
+        crate::origin::mark(ctx, self.gate.project_of(ctx), &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, id) = (resource_type.to_string(), id.to_string());
         let may_create = self.create_check(ctx, resource_type);
@@ -342,7 +342,7 @@ impl Engine {
     ) -> Result<WriteOutcome> {
         self.check_type(resource_type)?;
         let guard = self.guard(ctx, Action::Update, resource_type, true)?;
-        crate::origin::mark(ctx, &mut resource);
+        crate::origin::mark(ctx, self.gate.project_of(ctx), &mut resource);
         let issues = self.prepare_write(resource_type, &resource)?;
         let (rt, criteria) = (resource_type.to_string(), criteria.to_string());
         let may_create = self.create_check(ctx, resource_type);

@@ -150,7 +150,7 @@ impl Engine {
             if let Some(r) = e.resource.as_mut() {
                 unresolved |= rewrite_known(r, &known);
                 if matches!(e.method, Method::Post | Method::Put) {
-                    crate::origin::mark(ctx, r);
+                    crate::origin::mark(ctx, self.gate.project_of(ctx), r);
                 }
             }
         }

@@ -57,6 +57,36 @@ pub struct ViewScope {
 }
 
 impl Engine {
+    /// A stored ViewDefinition named by a reference (`viewReference`, or the instance of
+    /// `ViewDefinition/[id]/$viewdefinition-run`): `ViewDefinition/[id]`, optionally
+    /// `/_history/[vid]`, relative or under this server's `base`. Read as `ctx` may (audited;
+    /// unknown or not permitted: the read's answer).
+    pub fn stored_view(&self, ctx: &AccessContext, reference: &str, base: &str) -> Result<Value> {
+        let base = base.trim_end_matches('/');
+        let local = match reference.strip_prefix(base) {
+            Some(rest) if !base.is_empty() && rest.starts_with('/') => &rest[1..],
+            _ => reference,
+        };
+        let bad = || {
+            FhirError::bad_request(format!(
+                "viewReference: '{reference}' names no ViewDefinition of this server (ViewDefinition/[id], optionally /_history/[version])"
+            ))
+        };
+        let parts: Vec<&str> = local.split('/').collect();
+        let stored = match parts.as_slice() {
+            ["ViewDefinition", id] if !id.is_empty() => self.read(ctx, "ViewDefinition", id)?,
+            ["ViewDefinition", id, "_history", vid] if !id.is_empty() => {
+                self.vread(ctx, "ViewDefinition", id, vid)?
+            }
+            _ => return Err(bad()),
+        };
+        let body = stored
+            .body
+            .ok_or_else(|| FhirError::internal("a read answered no body"))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| FhirError::internal(format!("a stored ViewDefinition: {e}")))
+    }
+
     /// Run `view` (a ViewDefinition's JSON, checked first: 400 when it cannot be run) over
     /// the resources `ctx` may export; `row` receives each row (its columns in the view's
     /// order). Answers the view (its columns) and the rows written.

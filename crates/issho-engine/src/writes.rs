@@ -12,6 +12,26 @@ fn person_in(tx: &dyn StoreTx, rt: &str, body: &Value) -> Result<Option<String>>
     Ok(owner.column().map(str::to_string))
 }
 
+/// What the structure alone does not tell: an active Consent the gate could not enforce
+/// exactly, and a ViewDefinition that cannot be run (422 either way; nothing is written).
+pub(crate) fn check_content(rt: &str, resource: &Value) -> Result<()> {
+    crate::consent::check_enforceable(rt, resource)?;
+    if rt == "ViewDefinition" {
+        issho_views::View::compile(resource).map_err(|e| {
+            let mut issue = Issue::error(
+                IssueType::Invariant,
+                format!("the ViewDefinition cannot be run: {e}"),
+            );
+            issue.expression = Some("ViewDefinition".into());
+            FhirError {
+                status: 422,
+                issues: vec![issue],
+            }
+        })?;
+    }
+    Ok(())
+}
+
 pub(crate) fn set_id(resource: &mut Value, id: &str) {
     if let Some(o) = resource.as_object_mut() {
         o.insert("id".into(), Value::String(id.to_string()));
@@ -29,7 +49,7 @@ pub(crate) fn put_new(
     link: bool,
 ) -> Result<WriteOutcome> {
     set_id(resource, id);
-    crate::consent::check_enforceable(rt, resource)?;
+    check_content(rt, resource)?;
     let person = crate::owner::owner_of_new(tx, rt, resource)?
         .column()
         .map(str::to_string);
@@ -100,7 +120,7 @@ pub(crate) fn update_in(
         may_create()?;
     }
     let method = "PUT";
-    crate::consent::check_enforceable(rt, resource)?;
+    check_content(rt, resource)?;
     let person = person_in(tx, rt, resource)?;
     let p = tx.put_prepared(rt, id, resource, person.as_deref(), method, prepared)?;
     after_put(tx, rt, id, resource, link, p.version == 1)?;
@@ -200,7 +220,7 @@ pub(crate) fn patch_in(
         );
         return Err(e);
     }
-    crate::consent::check_enforceable(rt, &doc)?;
+    check_content(rt, &doc)?;
     let person = person_in(tx, rt, &doc)?;
     let p = tx.put(rt, id, &mut doc, person.as_deref(), "PATCH")?;
     after_put(tx, rt, id, &doc, link, p.version == 1)?;

@@ -19,5 +19,6 @@ pub mod xml;
 
 pub use outcome::{Issue, IssueType, Severity, operation_outcome};
 pub use tables::{
-    Child, ElementDef, ElementType, Invariant, R4, SearchParamDef, TypeDef, TypeKind, r4,
+    Child, ElementDef, ElementType, ISSHO_TYPES, Invariant, R4, SearchParamDef, TypeDef, TypeKind,
+    r4,
 };

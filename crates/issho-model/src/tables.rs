@@ -5,15 +5,32 @@ use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 static R4_JSON: &str = include_str!("../data/r4.json");
+/// The types issho serves beyond R4 (`tools/gen_issho_types.py`): SQL on FHIR's
+/// ViewDefinition.
+static ISSHO_JSON: &str = include_str!("../data/issho-types.json");
 static R4_TABLES: OnceLock<R4> = OnceLock::new();
 
-/// The R4 tables. Parsing takes a few milliseconds and happens once per process.
+/// The R4 tables, with issho's own resource types (ViewDefinition) merged in. Parsing takes
+/// a few milliseconds and happens once per process.
 pub fn r4() -> &'static R4 {
     R4_TABLES.get_or_init(|| {
-        let raw: RawTables = serde_json::from_str(R4_JSON).expect("generated r4.json is valid");
+        let mut raw: RawTables = serde_json::from_str(R4_JSON).expect("generated r4.json is valid");
+        let own: RawTables =
+            serde_json::from_str(ISSHO_JSON).expect("generated issho-types.json is valid");
+        for (name, t) in own.types {
+            assert!(
+                raw.types.insert(name.clone(), t).is_none(),
+                "issho's type {name} is not an R4 type"
+            );
+        }
+        raw.search_parameters.extend(own.search_parameters);
+        raw.value_sets.extend(own.value_sets);
         R4::from_raw(raw)
     })
 }
+
+/// The resource types issho serves that FHIR R4 does not define.
+pub const ISSHO_TYPES: &[&str] = &["ViewDefinition"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -444,7 +461,10 @@ mod tests {
         assert!(t.is_resource_type("Patient"));
         assert!(!t.is_resource_type("DomainResource"));
         assert!(!t.is_resource_type("HumanName"));
-        assert_eq!(t.resource_types().len(), 146, "{:?}", t.resource_types());
+        // R4's 146 and SQL on FHIR's ViewDefinition.
+        assert_eq!(t.resource_types().len(), 147, "{:?}", t.resource_types());
+        assert!(t.is_resource_type("ViewDefinition"));
+        assert!(!t.may_hold_patient_data("ViewDefinition"));
     }
 
     #[test]

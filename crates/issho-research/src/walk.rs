@@ -23,6 +23,8 @@ pub const NEVER_RELEASED: &[&str] = &[
     "Provenance",
     "RelatedPerson",
     "Subscription",
+    // Views are read and kept through the API (issho's own type, not study data).
+    "ViewDefinition",
 ];
 
 /// Code systems whose displays are the system's own words (not a clinician's free text).

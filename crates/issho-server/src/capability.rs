@@ -30,7 +30,12 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
             };
             let mut entry = json!({
                 "type": t,
-                "profile": format!("http://hl7.org/fhir/StructureDefinition/{t}"),
+                "profile": if t == "ViewDefinition" {
+                    // Not an R4 type: SQL on FHIR v2's logical model, served as a type.
+                    "https://sql-on-fhir.org/ig/StructureDefinition/ViewDefinition".to_string()
+                } else {
+                    format!("http://hl7.org/fhir/StructureDefinition/{t}")
+                },
                 "interaction": interaction,
                 "versioning": "versioned-update",
                 "readHistory": true,
@@ -41,7 +46,13 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                 "conditionalDelete": "single",
                 "referencePolicy": ["literal", "logical"],
                 "searchParam": params,
-                "operation": if t == "Patient" {
+                "operation": if t == "ViewDefinition" {
+                    json!([
+                        {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                        {"name": "viewdefinition-run", "definition": "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run",
+                         "documentation": "GET or POST ViewDefinition/[id]/$viewdefinition-run runs the stored view (POST ViewDefinition/$viewdefinition-run as [base]/$viewdefinition-run), with the same parameters and reach. A stored view must compile (422 otherwise). Research projects' members keep their project's views (meta.source urn:issho:research-project:[id]) and change no other."}
+                    ])
+                } else if t == "Patient" {
                     json!([
                         {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
                         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
@@ -144,7 +155,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "JSON and XML. Every write is validated against the R4 base definitions and against each installed profile (issho package install, $install-package) named in its meta.profile (422 naming the profile, element and rule; a profile not installed is a warning unless the deployment refuses it); $validate takes a profile. Authentication: SMART v2 bearer tokens (ES256, keys at .well-known/jwks.json) unless the server runs with --dev-open; every access is recorded in a hash-chained audit trail. Patients and clinicians see and write only the records within their reach (one ownership rule for every resource type); they create with POST (update-as-create and deletes of unknown ids answer 404 for them, as for hidden resources) and may only reference patient data they can read; shared data, SearchParameters and a person's Consents are written by administrators (Consents also by that person); a patient changes only what they wrote (meta.tag urn:issho:record-origin|patient).",
+            "documentation": "JSON and XML. Every write is validated against the R4 base definitions and against each installed profile (issho package install, $install-package) named in its meta.profile (422 naming the profile, element and rule; a profile not installed is a warning unless the deployment refuses it); $validate takes a profile. Authentication: SMART v2 bearer tokens (ES256, keys at .well-known/jwks.json) unless the server runs with --dev-open; every access is recorded in a hash-chained audit trail. Patients and clinicians see and write only the records within their reach (one ownership rule for every resource type); they create with POST (update-as-create and deletes of unknown ids answer 404 for them, as for hidden resources) and may only reference patient data they can read; shared data, SearchParameters and a person's Consents are written by administrators (Consents also by that person; ViewDefinitions also by research projects' members); a patient changes only what they wrote (meta.tag urn:issho:record-origin|patient).",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}, {"code": "history-system"}
@@ -155,7 +166,7 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                 {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
                  "documentation": "Bulk Data 2.0: GET or POST [base]/$export and [base]/Patient/$export with Prefer: respond-async and Group/[id]/$export (_type, _since, _typeFilter, _elements, _outputFormat application/fhir+ndjson; includeAssociatedData not yet) answer 202 with the status URL ($export-status/JOB: 202 with X-Progress, then the manifest; DELETE cancels); the NDJSON files ($export-file/JOB/TYPE.ndjson) are served to the user or client that asked, while its token may search that type. Each export holds what that client may search (a _typeFilter's _has and chains included), from one snapshot, and is audited with every person exported; a research project's member receives its consenting persons only, k-anonymous and de-identified (no _since; _typeFilter by codes only; the report in the manifest's extension)."},
                 {"name": "viewdefinition-run", "definition": "http://sql-on-fhir.org/OperationDefinition/$viewdefinition-run",
-                 "documentation": "SQL on FHIR v2 in R4 mode: POST [base]/$viewdefinition-run with a Parameters body (viewResource; _format ndjson (default), csv, json or parquet; header; _limit; patient; group) answers the view's rows over the resources the token may export (a research project's member: its consenting persons, de-identified). viewReference (stored ViewDefinitions), resource and _since not yet."},
+                 "documentation": "SQL on FHIR v2 in R4 mode: POST [base]/$viewdefinition-run with a Parameters body (viewResource, or viewReference to a stored ViewDefinition/[id] or its /_history/[vid]; _format ndjson (default), csv, json or parquet; header; _limit; patient; group) answers the view's rows over the resources the token may export (a research project's member: its consenting persons, de-identified). resource and _since not yet."},
                 {"name": "audit", "definition": "urn:issho:OperationDefinition:audit",
                  "documentation": "Administrators: GET [base]/$audit?agent=&patient=&_since=&_count= searches the hash-chained audit trail."},
                 {"name": "reindex", "definition": "urn:issho:OperationDefinition:reindex",

@@ -96,7 +96,13 @@ pub async fn fhir(
     } else {
         header_str(&headers, "accept")
     };
-    let out = match format::negotiate(get("_format"), accept) {
+    // A view run's `_format` names its rows' format (csv, ndjson, parquet), not FHIR's.
+    let fhir_format = if uri.path().ends_with("/$viewdefinition-run") {
+        None
+    } else {
+        get("_format")
+    };
+    let out = match format::negotiate(fhir_format, accept) {
         Ok(format) => format::Out { format, pretty },
         Err(issue) => {
             return outcome_response(
@@ -203,7 +209,16 @@ async fn dispatch(
             )
             .await
         }
-        ("POST", ["$viewdefinition-run"]) => views::run(engine, ctx, headers, body).await,
+        ("POST", ["$viewdefinition-run"] | ["ViewDefinition", "$viewdefinition-run"])
+        | ("GET" | "POST", ["ViewDefinition", _, "$viewdefinition-run"]) => {
+            let at = views::RunAt {
+                pairs,
+                method: method.as_str(),
+                instance: (seg.len() == 3).then(|| seg[1].to_string()),
+                base: base.to_string(),
+            };
+            views::run(engine, ctx, headers, body, at).await
+        }
         ("GET" | "DELETE", ["$export-status", id]) => {
             bulk::status_or_cancel(engine, ctx, method, id.to_string(), base).await
         }

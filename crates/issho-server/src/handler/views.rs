@@ -1,19 +1,24 @@
-//! SQL on FHIR v2 `$viewdefinition-run` (FHIR R4 mode: at the system level): `POST
-//! [base]/$viewdefinition-run` with a Parameters body — `viewResource` (the ViewDefinition),
-//! `_format` (`ndjson`, the default; `csv`; `json`; `parquet`), `header` (CSV), `_limit`, `patient`,
-//! `group` — answers the rows at once. The engine runs the view over what the caller may
-//! export (`views.rs`).
+//! SQL on FHIR v2 `$viewdefinition-run`: `POST [base]/$viewdefinition-run` (R4 mode) or
+//! `POST [base]/ViewDefinition/$viewdefinition-run` with a Parameters body — `viewResource`
+//! (the ViewDefinition) or `viewReference` (a stored one), `_format` (`ndjson`, the default;
+//! `csv`; `json`; `parquet`), `header` (CSV), `_limit`, `patient`, `group` — and `GET` or
+//! `POST [base]/ViewDefinition/[id]/$viewdefinition-run` (the stored view; the other
+//! parameters in the query or the body) answer the rows at once. The engine runs the view
+//! over what the caller may export (`views.rs`).
 
 use super::request::{blocking, parse_json};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use issho_engine::{AccessContext, Engine, FhirError, ViewScope};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What a `$viewdefinition-run` asks.
 struct RunRequest {
+    /// `viewResource`.
     view: Value,
+    /// `viewReference`.
+    reference: Option<String>,
     /// `None`: a JSON array of row objects (`_format=json`).
     format: Option<issho_views::Format>,
     header: bool,
@@ -28,6 +33,7 @@ fn run_request(p: &Value) -> Result<RunRequest, FhirError> {
     }
     let mut r = RunRequest {
         view: Value::Null,
+        reference: None,
         format: Some(issho_views::Format::Ndjson),
         header: true,
         scope: ViewScope::default(),
@@ -75,9 +81,10 @@ fn run_request(p: &Value) -> Result<RunRequest, FhirError> {
             }
             "patient" => r.scope.patient = Some(reference()?),
             "group" => r.scope.group = Some(reference()?),
-            "viewReference" | "resource" | "source" | "_since" => {
+            "viewReference" => r.reference = Some(reference()?),
+            "resource" | "source" | "_since" => {
                 return Err(FhirError::bad_request(format!(
-                    "{name} is not supported yet: give the view as viewResource; the rows come from the server's resources the token may export"
+                    "{name} is not supported yet: the rows come from the server's resources the token may export"
                 )));
             }
             other => {
@@ -87,12 +94,50 @@ fn run_request(p: &Value) -> Result<RunRequest, FhirError> {
             }
         }
     }
-    if r.view.is_null() {
-        return Err(FhirError::bad_request(
-            "viewResource (the ViewDefinition to run) is required",
-        ));
-    }
     Ok(r)
+}
+
+/// A GET's query as the Parameters a POST would carry (`_format`, `header`, `_limit`,
+/// `patient`, `group`, `viewReference`; a view itself cannot travel in a query).
+fn query_parameters(pairs: &[(String, String)]) -> Result<Value, FhirError> {
+    let mut list = Vec::new();
+    for (k, v) in pairs {
+        let value = match k.as_str() {
+            "_format" => json!({"valueCode": v}),
+            "header" => json!({"valueBoolean": match v.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(FhirError::bad_request("header: true or false")),
+            }}),
+            "_limit" => json!({"valueInteger": v.parse::<u64>().map_err(|_| {
+                FhirError::bad_request("_limit: a positive integer is expected")
+            })?}),
+            "patient" | "group" | "viewReference" => json!({"valueReference": {"reference": v}}),
+            "viewResource" => {
+                return Err(FhirError::bad_request(
+                    "viewResource travels in a POST's Parameters body, not in a query",
+                ));
+            }
+            _ => json!({}),
+        };
+        let mut p = json!({"name": k});
+        p.as_object_mut()
+            .expect("an object")
+            .extend(value.as_object().cloned().unwrap_or_default());
+        list.push(p);
+    }
+    Ok(json!({"resourceType": "Parameters", "parameter": list}))
+}
+
+/// Where a run was asked.
+pub(super) struct RunAt<'a> {
+    /// The query (a GET's parameters).
+    pub pairs: &'a [(String, String)],
+    pub method: &'a str,
+    /// `ViewDefinition/[id]/$viewdefinition-run`: the stored view's id.
+    pub instance: Option<String>,
+    /// This server's base URL (for absolute references to its views).
+    pub base: String,
 }
 
 pub(super) async fn run(
@@ -100,10 +145,40 @@ pub(super) async fn run(
     ctx: AccessContext,
     headers: &HeaderMap,
     body: Bytes,
+    at: RunAt<'_>,
 ) -> Result<Response, FhirError> {
-    let p = parse_json(headers, &body, false)?;
-    let req = run_request(&p)?;
+    let p = if at.method == "GET" || (body.is_empty() && at.instance.is_some()) {
+        query_parameters(at.pairs)?
+    } else {
+        parse_json(headers, &body, false)?
+    };
+    let mut req = run_request(&p)?;
+    if let Some(id) = &at.instance {
+        if !req.view.is_null() || req.reference.is_some() {
+            return Err(FhirError::bad_request(
+                "ViewDefinition/[id]/$viewdefinition-run runs that view: give no viewResource or viewReference",
+            ));
+        }
+        req.reference = Some(format!("ViewDefinition/{id}"));
+    }
+    match (&req.reference, req.view.is_null()) {
+        (Some(_), false) => {
+            return Err(FhirError::bad_request(
+                "give viewResource or viewReference, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(FhirError::bad_request(
+                "viewResource or viewReference (the ViewDefinition to run) is required",
+            ));
+        }
+        _ => {}
+    }
+    let base = at.base;
     let (bytes, media) = blocking(move || {
+        if let Some(reference) = &req.reference {
+            req.view = engine.stored_view(&ctx, reference, &base)?;
+        }
         let mut rows: Vec<Vec<Value>> = Vec::new();
         let (view, _) = engine.run_view(&ctx, &req.view, &req.scope, &mut |r| {
             rows.push(r.to_vec());

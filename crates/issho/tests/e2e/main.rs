@@ -38,6 +38,7 @@ mod shared_data;
 mod sharing;
 mod store_synthea;
 mod store_text_and_near;
+mod stored_views;
 mod terminology;
 mod terminology_ops;
 mod tokens;

@@ -38,6 +38,16 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
             user("res-b", Role::Researcher, "user/*.rs", None, None),
         ),
         (
+            "res-b-w",
+            user(
+                "res-b-w",
+                Role::Researcher,
+                "user/*.rs user/ViewDefinition.cud",
+                None,
+                None,
+            ),
+        ),
+        (
             "res-c",
             user("res-c", Role::Researcher, "user/*.rs", None, None),
         ),
@@ -73,7 +83,7 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
 
 /// The projects: `study-a` (20-year age band and sex; k = 3) for `res`, `res-obs` and the backend
 /// service `svc-r`; `study-b` (the standard profile: with the prefecture, k = 5) for `res-b`;
-/// both release at once (the test's data is new); `study-c` (the standard profile, released in
+/// and `res-b-w` (who may also write views); both release at once (the test's data is new); `study-c` (the standard profile, released in
 /// half-year batches) for `res-c`.
 fn projects(dir: &std::path::Path) -> (Project, Project) {
     let mut ps = Projects::open(dir).unwrap();
@@ -95,7 +105,13 @@ fn projects(dir: &std::path::Path) -> (Project, Project) {
         release_every_months: 0,
         ..Profile::default()
     };
-    let b = Project::new("study-b", "B", vec!["res-b".into()], at_once).unwrap();
+    let b = Project::new(
+        "study-b",
+        "B",
+        vec!["res-b".into(), "res-b-w".into()],
+        at_once,
+    )
+    .unwrap();
     let c = Project::new("study-c", "C", vec!["res-c".into()], Profile::default()).unwrap();
     ps.put(a).unwrap();
     ps.put(b).unwrap();

@@ -202,7 +202,8 @@ fn views_run_over_what_the_token_may_export() {
         (
             "svc",
             vec![
-                json!({"name": "viewReference", "valueReference": {"reference": "ViewDefinition/x"}}),
+                view(observations()),
+                json!({"name": "resource", "resource": {"resourceType": "Observation"}}),
             ],
             400,
         ),
