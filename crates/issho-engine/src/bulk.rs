@@ -8,7 +8,7 @@
 //! wrote is kept in `bulk/JOB/job.json`, so that a finished export is still served after a
 //! restart and one that a restart interrupted runs again from the start ([`Engine::resume_bulk`]).
 
-use crate::export::ExportRequest;
+use crate::export::{Associated, ExportRequest};
 use crate::{Engine, FhirError, Result};
 use issho_access::{AccessContext, Principal};
 use issho_model::IssueType;
@@ -255,7 +255,28 @@ fn request_of(level: &BulkLevel, params: &[(String, String)]) -> Result<ExportRe
                 }
             }
             "_elements" => {}
-            "includeAssociatedData" | "patient" => {
+            "includeAssociatedData" => {
+                for value in v.split(',').map(str::trim) {
+                    let mode = match value {
+                        "LatestProvenanceResources" => Associated::LatestProvenance,
+                        "RelevantProvenanceResources" => Associated::RelevantProvenance,
+                        other => {
+                            return Err(FhirError::new(
+                                400,
+                                IssueType::NotSupported,
+                                format!(
+                                    "includeAssociatedData '{other}' is not offered (LatestProvenanceResources, RelevantProvenanceResources)"
+                                ),
+                            ));
+                        }
+                    };
+                    // Both asked: every relevant Provenance holds the latest.
+                    if req.associated != Some(Associated::RelevantProvenance) {
+                        req.associated = Some(mode);
+                    }
+                }
+            }
+            "patient" => {
                 return Err(FhirError::new(
                     400,
                     IssueType::NotSupported,
@@ -335,6 +356,11 @@ fn resume_of(
         "purpose": format!("{:?}", ctx.purpose),
         "types": req.types, "since": req.since, "persons": req.persons,
         "typeFilters": req.type_filters, "elements": elements,
+        "associated": match req.associated {
+            Some(Associated::LatestProvenance) => json!("LatestProvenanceResources"),
+            Some(Associated::RelevantProvenance) => json!("RelevantProvenanceResources"),
+            None => Value::Null,
+        },
     })
 }
 
@@ -379,6 +405,12 @@ fn parse_resume(v: &Value) -> Option<Resume> {
         persons: serde_json::from_value(v["persons"].clone()).ok()?,
         type_filters: serde_json::from_value(v["typeFilters"].clone()).ok()?,
         operation: None,
+        associated: match v["associated"].as_str() {
+            Some("LatestProvenanceResources") => Some(Associated::LatestProvenance),
+            Some("RelevantProvenanceResources") => Some(Associated::RelevantProvenance),
+            Some(_) => return None,
+            None => None,
+        },
     };
     let elements = serde_json::from_value(v["elements"].clone()).ok()?;
     Some((AccessContext { principal, purpose }, req, elements))
@@ -592,9 +624,24 @@ impl Engine {
                     w.flush()?;
                 }
                 let name = format!("{rt}.ndjson");
-                let f = std::fs::File::create(dir.join(&name))?;
+                // A type met again (Provenance asked for, then associated Provenance) goes on
+                // in its file.
+                let again = files.iter().position(|(t, _, _)| t == rt);
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(again.is_some())
+                    .write(true)
+                    .truncate(again.is_none())
+                    .open(dir.join(&name))?;
                 out = Some((rt.to_string(), std::io::BufWriter::new(f)));
-                files.push((rt.to_string(), name, 0));
+                match again {
+                    // The type's count stays last: the one this write adds to.
+                    Some(i) => {
+                        let entry = files.remove(i);
+                        files.push(entry);
+                    }
+                    None => files.push((rt.to_string(), name, 0)),
+                }
             }
             if let Some((_, w)) = out.as_mut() {
                 match subset(rt, body, elements) {

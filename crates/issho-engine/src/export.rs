@@ -4,10 +4,13 @@
 //! the store. It passes the same gate and the same visibility rule as search (`view.rs`): an
 //! export never holds a resource that `Type?_id=ID` would not show the caller.
 
+use crate::view::View;
 use crate::{Engine, FhirError, Result};
 use issho_access::{AccessContext, Action};
 use issho_audit::Interaction;
 use issho_model::IssueType;
+use issho_search::SearchQuery;
+use issho_store::{StoreRead, Stored};
 use std::collections::HashSet;
 
 /// Resources read from the store per step.
@@ -28,6 +31,18 @@ pub struct ExportRequest {
     pub type_filters: Vec<(String, Vec<(String, String)>)>,
     /// What the audit record names (default: `$export` with the types and `_since`).
     pub operation: Option<String>,
+    /// Bulk Data `includeAssociatedData`: the Provenance of the exported resources.
+    pub associated: Option<Associated>,
+}
+
+/// Bulk Data's `includeAssociatedData` values issho offers (`associated.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Associated {
+    /// `LatestProvenanceResources`: each exported resource's most recent Provenance (by
+    /// `recorded`).
+    LatestProvenance,
+    /// `RelevantProvenanceResources`: every Provenance of an exported resource.
+    RelevantProvenance,
 }
 
 /// Whether an export goes on after a resource (a sink that has enough says `Stop`).
@@ -60,6 +75,9 @@ struct Plan {
     params: Vec<(String, String)>,
     permit: issho_access::Permit,
 }
+
+/// A research export's project, its day, and the view of its released persons.
+type Research<'a> = Option<(&'a issho_research::Project, issho_research::Today, View)>;
 
 impl Engine {
     /// Export what `ctx` may see; `sink(type, json)` receives each resource's JSON (compact,
@@ -186,10 +204,21 @@ impl Engine {
         if let Some(project) = crate::research::research_of(permit.reach()) {
             let project = self.research_project(project)?;
             crate::research::check_research_request(project, &reg, req)?;
+            if req.associated.is_some() {
+                return Err(FhirError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "includeAssociatedData: Provenance is never released to research",
+                ));
+            }
             // Released in batches: only what was last changed before the latest boundary.
             if let Some(b) = project.release_boundary(issho_research::Today::now()) {
                 params.push(("_lastUpdated".to_string(), format!("lt{b}")));
             }
+        }
+        if req.associated.is_some() {
+            // The associated Provenance is exported as the caller may export Provenance.
+            self.gate.check(ctx, Action::Export, Some("Provenance"))?;
         }
         Ok(Plan {
             types,
@@ -206,143 +235,243 @@ impl Engine {
         sink: &mut dyn FnMut(&str, &[u8]) -> std::io::Result<Flow>,
         persons: &mut HashSet<String>,
     ) -> Result<ExportSummary> {
-        let Plan {
-            types,
-            explicit,
-            params,
-            permit,
-        } = self.export_plan(ctx, req)?;
-        let reg = self.registry();
-        let r = self.store.reader(&permit)?;
+        let plan = self.export_plan(ctx, req)?;
+        let r = self.store.reader(&plan.permit)?;
         let upto = r.max_rid()?;
         let mut summary = ExportSummary::default();
-        // A research project's export: its consenting persons, those of them k-anonymity
-        // releases, each resource de-identified by the project's profile.
-        let research = match crate::research::research_of(permit.reach()) {
-            Some(id) => {
-                let project = self.research_project(id)?;
-                let today = project.today();
-                let first = types
-                    .iter()
-                    .find(|t| self.gate.check(ctx, Action::Export, Some(t)).is_ok());
-                let mut base = self.view(ctx, Action::Export, first.map(String::as_str), &*r)?;
-                let mut persons = base.persons.clone().unwrap_or_default();
-                if let Some(group) = &req.persons {
-                    persons.retain(|p| group.contains(p));
-                }
-                let (released, report) = self.research_release(&*r, project, &persons, today)?;
-                base.persons = Some(released);
-                summary.deidentification = Some(report);
-                Some((project, today, base))
-            }
-            None => None,
-        };
-        for rt in &types {
-            let view = match &research {
-                Some((project, _, base)) => match self.gate.check(ctx, Action::Export, Some(rt)) {
-                    Ok(_) if project.profile.releases(rt) => base.clone(),
-                    Ok(_) if !explicit => continue,
-                    Err(e) if !explicit && e.status == 403 => continue,
-                    Ok(_) => {
-                        return Err(FhirError::new(
-                            403,
-                            IssueType::Forbidden,
-                            format!("{rt} is not released to research"),
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-                None => match self.view(ctx, Action::Export, Some(rt), &*r) {
-                    Ok(v) => v,
-                    // Every type was asked for: the ones the caller's scopes exclude are left out.
-                    Err(e) if !explicit && e.status == 403 => continue,
-                    Err(e) => return Err(e),
-                },
+        let research = self.research_base(ctx, req, &plan, &*r, &mut summary)?;
+        // The types exported, with the searches that selected them (for associated data).
+        let mut exported: Vec<(String, Vec<SearchQuery>)> = Vec::new();
+        for rt in &plan.types {
+            let Some(view) = self.type_view(ctx, rt, &plan, &research, &*r)? else {
+                continue;
             };
-            let filters: Vec<&Vec<(String, String)>> = req
-                .type_filters
-                .iter()
-                .filter(|(t, _)| t == rt)
-                .map(|(_, f)| f)
-                .collect();
-            let none = Vec::new();
-            let sets = if filters.is_empty() {
-                vec![&none]
-            } else {
-                filters
+            let queries = self.type_queries(ctx, &*r, rt, &view, &plan.params, req, upto)?;
+            let mut out = Out {
+                sink: &mut *sink,
+                persons: &mut *persons,
+                research: &research,
+                n: 0,
             };
-            // Several filters of one type: a resource that matches more than one is written once.
-            let mut seen: HashSet<i64> = HashSet::new();
-            let mut n = 0u64;
-            for set in &sets {
-                let mut all = params.clone();
-                all.extend(set.iter().cloned());
-                let mut q =
-                    issho_search::parse_in(&reg, Some(rt), &all, true).map_err(|issues| {
-                        FhirError {
-                            status: 400,
-                            issues,
-                        }
-                    })?;
-                // As a search prepares its query: value sets and hierarchies resolved, every
-                // chain and `_has` limited to what the caller may see of the types it passes.
-                self.resolve_terminology(&*r, &mut q)?;
-                self.guard_links(ctx, &view, &*r, &mut q)?;
-                q.filters.extend(view.filters(&reg, rt)?);
-                if let Some(p) = &req.persons {
-                    q.filters.push(issho_search::Filter {
-                        name: "_group".into(),
-                        test: issho_search::Test::PersonIn(p.clone()),
-                    });
-                }
-                self.plan_links(&*r, &mut q)?;
-                q.rid_upto = Some(upto);
-                q.count = Some(WINDOW);
-                loop {
-                    let mut rids = r.search(&q)?;
-                    let full = rids.len() == WINDOW;
-                    let after = rids.last().copied();
-                    if sets.len() > 1 {
-                        rids.retain(|x| seen.insert(*x));
-                    }
-                    for s in r.current_by_rids(&rids)? {
-                        let Some(body) = &s.body else { continue };
-                        let person = s.person.clone().filter(|p| p != crate::owner::RESTRICTED);
-                        let written = match &research {
-                            Some((project, today, _)) => {
-                                let Some(copy) = s.json().and_then(|v| {
-                                    project.deidentify(rt, &v, person.as_deref(), *today)
-                                }) else {
-                                    continue;
-                                };
-                                sink(rt, copy.to_string().as_bytes())
-                            }
-                            None => sink(rt, body),
-                        };
-                        let flow = written.map_err(|e| {
-                            FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
-                        })?;
-                        if let Some(p) = person {
-                            persons.insert(p);
-                        }
-                        n += 1;
-                        if flow == Flow::Stop {
-                            summary.counts.push((rt.clone(), n));
-                            summary.persons = persons.len();
-                            return Ok(summary);
-                        }
-                    }
-                    if !full {
-                        break;
-                    }
-                    q.rid_after = after;
-                }
-            }
+            let flow = Self::write_matches(&*r, rt, &queries, &mut out)?;
+            let n = out.n;
             if n > 0 {
                 summary.counts.push((rt.clone(), n));
+            }
+            if flow == Flow::Stop {
+                summary.persons = persons.len();
+                return Ok(summary);
+            }
+            exported.push((rt.clone(), queries));
+        }
+        if let Some(mode) = req.associated {
+            let mut out = Out {
+                sink: &mut *sink,
+                persons: &mut *persons,
+                research: &research,
+                n: 0,
+            };
+            self.associated_provenance(ctx, &*r, mode, &exported, req, upto, &mut out)?;
+            if out.n > 0 {
+                match summary.counts.iter_mut().find(|(t, _)| t == "Provenance") {
+                    Some((_, n)) => *n += out.n,
+                    None => summary.counts.push(("Provenance".into(), out.n)),
+                }
             }
         }
         summary.persons = persons.len();
         Ok(summary)
+    }
+
+    /// A research project's export: its consenting persons, those of them k-anonymity
+    /// releases (the report goes into `summary`), each resource de-identified by the
+    /// project's profile.
+    fn research_base<'a>(
+        &'a self,
+        ctx: &AccessContext,
+        req: &ExportRequest,
+        plan: &Plan,
+        r: &dyn StoreRead,
+        summary: &mut ExportSummary,
+    ) -> Result<Research<'a>> {
+        let Some(id) = crate::research::research_of(plan.permit.reach()) else {
+            return Ok(None);
+        };
+        let project = self.research_project(id)?;
+        let today = project.today();
+        let first = plan
+            .types
+            .iter()
+            .find(|t| self.gate.check(ctx, Action::Export, Some(t)).is_ok());
+        let mut base = self.view(ctx, Action::Export, first.map(String::as_str), r)?;
+        let mut persons = base.persons.clone().unwrap_or_default();
+        if let Some(group) = &req.persons {
+            persons.retain(|p| group.contains(p));
+        }
+        let (released, report) = self.research_release(r, project, &persons, today)?;
+        base.persons = Some(released);
+        summary.deidentification = Some(report);
+        Ok(Some((project, today, base)))
+    }
+
+    /// The caller's view of `rt` for this export (`None`: the type is left out — every type
+    /// was asked for and the caller may not export this one).
+    fn type_view(
+        &self,
+        ctx: &AccessContext,
+        rt: &str,
+        plan: &Plan,
+        research: &Research<'_>,
+        r: &dyn StoreRead,
+    ) -> Result<Option<View>> {
+        let explicit = plan.explicit;
+        Ok(Some(match research {
+            Some((project, _, base)) => match self.gate.check(ctx, Action::Export, Some(rt)) {
+                Ok(_) if project.profile.releases(rt) => base.clone(),
+                Ok(_) if !explicit => return Ok(None),
+                Err(e) if !explicit && e.status == 403 => return Ok(None),
+                Ok(_) => {
+                    return Err(FhirError::new(
+                        403,
+                        IssueType::Forbidden,
+                        format!("{rt} is not released to research"),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => match self.view(ctx, Action::Export, Some(rt), r) {
+                Ok(v) => v,
+                // Every type was asked for: the ones the caller's scopes exclude are left out.
+                Err(e) if !explicit && e.status == 403 => return Ok(None),
+                Err(e) => return Err(e),
+            },
+        }))
+    }
+
+    /// The searches that select `rt`'s resources for this export: one per `_typeFilter` of
+    /// the type (or one), each with the request's parameters, the caller's view, the
+    /// request's persons, and the snapshot's bound.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn type_queries(
+        &self,
+        ctx: &AccessContext,
+        r: &dyn StoreRead,
+        rt: &str,
+        view: &View,
+        params: &[(String, String)],
+        req: &ExportRequest,
+        upto: i64,
+    ) -> Result<Vec<SearchQuery>> {
+        let reg = self.registry();
+        let filters: Vec<&Vec<(String, String)>> = req
+            .type_filters
+            .iter()
+            .filter(|(t, _)| t == rt)
+            .map(|(_, f)| f)
+            .collect();
+        let none = Vec::new();
+        let sets = if filters.is_empty() {
+            vec![&none]
+        } else {
+            filters
+        };
+        let mut out = Vec::new();
+        for set in sets {
+            let mut all = params.to_vec();
+            all.extend(set.iter().cloned());
+            let mut q =
+                issho_search::parse_in(&reg, Some(rt), &all, true).map_err(|issues| FhirError {
+                    status: 400,
+                    issues,
+                })?;
+            // As a search prepares its query: value sets and hierarchies resolved, every
+            // chain and `_has` limited to what the caller may see of the types it passes.
+            self.resolve_terminology(r, &mut q)?;
+            self.guard_links(ctx, view, r, &mut q)?;
+            q.filters.extend(view.filters(&reg, rt)?);
+            if let Some(p) = &req.persons {
+                q.filters.push(issho_search::Filter {
+                    name: "_group".into(),
+                    test: issho_search::Test::PersonIn(p.clone()),
+                });
+            }
+            self.plan_links(r, &mut q)?;
+            q.rid_upto = Some(upto);
+            out.push(q);
+        }
+        Ok(out)
+    }
+
+    /// Write what `queries` match (a resource matching several once), window by window.
+    fn write_matches(
+        r: &dyn StoreRead,
+        rt: &str,
+        queries: &[SearchQuery],
+        out: &mut Out<'_, '_>,
+    ) -> Result<Flow> {
+        let mut seen: HashSet<i64> = HashSet::new();
+        for q in queries {
+            let mut q = q.clone();
+            q.count = Some(WINDOW);
+            loop {
+                let mut rids = r.search(&q)?;
+                let full = rids.len() == WINDOW;
+                let after = rids.last().copied();
+                if queries.len() > 1 {
+                    rids.retain(|x| seen.insert(*x));
+                }
+                for s in r.current_by_rids(&rids)? {
+                    if out.write(rt, &s)? == Flow::Stop {
+                        return Ok(Flow::Stop);
+                    }
+                }
+                if !full {
+                    break;
+                }
+                q.rid_after = after;
+            }
+        }
+        Ok(Flow::Go)
+    }
+}
+
+/// Where an export's resources go: the sink, the persons they came from, de-identified first
+/// for a research project.
+pub(crate) struct Out<'s, 'r> {
+    sink: &'s mut dyn FnMut(&str, &[u8]) -> std::io::Result<Flow>,
+    persons: &'s mut HashSet<String>,
+    research: &'s Research<'r>,
+    /// Resources written.
+    pub(crate) n: u64,
+}
+
+impl Out<'_, '_> {
+    /// Write one stored resource (a research copy de-identified; one a profile withholds is
+    /// skipped).
+    pub(crate) fn write(&mut self, rt: &str, s: &Stored) -> Result<Flow> {
+        let Some(body) = &s.body else {
+            return Ok(Flow::Go);
+        };
+        let person = s.person.clone().filter(|p| p != crate::owner::RESTRICTED);
+        let written = match self.research {
+            Some((project, today, _)) => {
+                let Some(copy) = s
+                    .json()
+                    .and_then(|v| project.deidentify(rt, &v, person.as_deref(), *today))
+                else {
+                    return Ok(Flow::Go);
+                };
+                (self.sink)(rt, copy.to_string().as_bytes())
+            }
+            None => (self.sink)(rt, body),
+        };
+        let flow = written.map_err(|e| {
+            FhirError::new(500, IssueType::Exception, format!("export output: {e}"))
+        })?;
+        if let Some(p) = person {
+            self.persons.insert(p);
+        }
+        self.n += 1;
+        Ok(flow)
     }
 }

@@ -7,6 +7,7 @@
 //! transaction ordering live here; nothing here knows about HTTP headers or wire formats.
 
 mod access_log;
+mod associated;
 mod audit;
 mod break_glass;
 mod bulk;
@@ -47,7 +48,7 @@ pub use bulk::{BulkJobs, BulkLevel, BulkStatus};
 pub use bundle::Return;
 pub use cds::cds_discovery;
 pub use consent::ConsentPolicy;
-pub use export::{ExportRequest, ExportSummary, Flow};
+pub use export::{Associated, ExportRequest, ExportSummary, Flow};
 pub use issho_access::{AccessContext, Action, Gate};
 pub use issho_store::{HistoryQuery, HistoryScope, Stored};
 pub use params::{CustomParam, ReindexStatus};

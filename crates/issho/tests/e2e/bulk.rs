@@ -17,6 +17,16 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
         ),
         ("svc", user("svc", Role::Service, "system/*.rs", None, None)),
         (
+            "svc-obs",
+            user(
+                "svc-obs",
+                Role::Service,
+                "system/Observation.rs",
+                None,
+                None,
+            ),
+        ),
+        (
             "svc2",
             user("svc2", Role::Service, "system/*.rs", None, None),
         ),
@@ -35,7 +45,7 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
     ]
 }
 
-fn setup() -> Signed {
+pub(crate) fn setup() -> Signed {
     let c = Signed::start(Default::default(), users());
     c.store_as(
         "admin",
@@ -274,14 +284,14 @@ fn bad_kickoffs_are_refused_with_an_operation_outcome() {
         ("svc", "$export?_elements=Observation.nope", true, 400),
         (
             "svc",
-            "$export?includeAssociatedData=LatestProvenanceResources",
+            "$export?includeAssociatedData=_everything",
             true,
             400,
         ),
         ("svc", "$export?foo=bar", true, 400),
         ("svc", "Patient/$export?_type=Organization", true, 400),
         ("svc", "Group/nothing/$export", true, 404),
-        // Researchers get no individual records (de-identified exports are not yet built).
+        // A researcher outside every research project gets nothing.
         ("res", "$export", true, 403),
         ("res", "Patient/$export", true, 403),
     ] {

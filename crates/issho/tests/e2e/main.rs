@@ -10,6 +10,7 @@ mod access;
 mod access_rules;
 mod attack_review;
 mod bulk;
+mod bulk_associated;
 mod bundles;
 mod citus;
 mod cli;

@@ -519,6 +519,10 @@ fn research_members_get_nothing_but_de_identified_exports() {
         ),
         ("/$export?_type=Consent", 403),
         ("/$export?_type=AuditEvent", 403),
+        (
+            "/$export?_type=Observation&includeAssociatedData=RelevantProvenanceResources",
+            403,
+        ),
     ] {
         let (st, _, body) = kickoff(c, "res", path, true);
         assert_eq!(st, want, "{path}: {body}");
