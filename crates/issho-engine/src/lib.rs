@@ -11,6 +11,7 @@ mod associated;
 mod audit;
 mod break_glass;
 mod bulk;
+mod bulk_params;
 mod bundle;
 mod cds;
 mod consent;
