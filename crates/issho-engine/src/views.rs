@@ -12,8 +12,39 @@ pub const MAX_VIEW_ROWS: u64 = 1_000_000;
 /// Threads that parse resources and run the view.
 const WORKERS: usize = 2;
 
-/// Resources handed to a worker at a time.
+/// Resources handed to a worker at a time (fewer hand-overs, fewer thread switches).
 const BATCH: usize = 256;
+
+/// Batches in flight per worker: the reading thread runs ahead of the workers by this much
+/// (the rows are still written in order).
+const AHEAD: usize = 8;
+
+/// A batch of stored resources' JSON, one after another in one buffer (one allocation per
+/// batch, not per resource), and where each ends.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn push(&mut self, body: &[u8]) {
+        self.bytes.extend_from_slice(body);
+        self.ends.push(self.bytes.len());
+    }
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| &self.bytes[a..b])
+    }
+}
 
 /// A batch's rows, or why the view cannot be run on one of its resources.
 type Rows = std::result::Result<Vec<Vec<Value>>, FhirError>;
@@ -23,9 +54,9 @@ fn io_error(e: std::io::Error) -> FhirError {
 }
 
 /// The rows of a batch of resources (stored JSON), in order.
-fn evaluate(v: &issho_views::View, batch: &[Vec<u8>]) -> Rows {
+fn evaluate(v: &issho_views::View, batch: &Batch) -> Rows {
     let mut out = Vec::new();
-    for body in batch {
+    for body in batch.iter() {
         let resource = v
             .parse(body)
             .map_err(|e| FhirError::internal(format!("a stored resource: {e}")))?;
@@ -137,8 +168,8 @@ impl Engine {
         std::thread::scope(|scope| -> Result<()> {
             let mut lanes = Vec::new();
             for _ in 0..WORKERS {
-                let (to_worker, work) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(2);
-                let (done, from_worker) = std::sync::mpsc::sync_channel::<Rows>(2);
+                let (to_worker, work) = std::sync::mpsc::sync_channel::<Batch>(AHEAD);
+                let (done, from_worker) = std::sync::mpsc::sync_channel::<Rows>(AHEAD);
                 let v = &v;
                 scope.spawn(move || {
                     for batch in work {
@@ -151,7 +182,7 @@ impl Engine {
             }
             let mut sent = 0usize;
             let mut received = 0usize;
-            let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+            let mut batch = Batch::default();
             // Write the next finished batch's rows; Stop once enough or a resource failed.
             let mut take = |received: &mut usize,
                             n: &mut u64,
@@ -179,7 +210,7 @@ impl Engine {
                 }
                 Ok(if *n >= limit { Flow::Stop } else { Flow::Go })
             };
-            let send = |batch: Vec<Vec<u8>>, sent: &mut usize| -> std::io::Result<()> {
+            let send = |batch: Batch, sent: &mut usize| -> std::io::Result<()> {
                 lanes[*sent % WORKERS]
                     .0
                     .send(batch)
@@ -189,13 +220,13 @@ impl Engine {
             };
             let mut stopped = false;
             self.export_until(ctx, &req, &mut |_, body| {
-                batch.push(body.to_vec());
+                batch.push(body);
                 if batch.len() < BATCH {
                     return Ok(Flow::Go);
                 }
                 send(std::mem::take(&mut batch), &mut sent)?;
-                // Keep at most one batch in flight per worker.
-                if sent - received > WORKERS
+                // Keep at most AHEAD batches in flight per worker.
+                if sent - received > WORKERS * AHEAD
                     && take(&mut received, &mut n, &mut failed)? == Flow::Stop
                 {
                     stopped = true;

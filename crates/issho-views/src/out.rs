@@ -41,6 +41,21 @@ impl Format {
     }
 }
 
+/// A CSV field's bytes, borrowed when it is text.
+struct Field<'a>(std::borrow::Cow<'a, str>);
+
+impl<'a> Field<'a> {
+    fn of(v: &'a Value) -> Field<'a> {
+        Field(cell(v))
+    }
+}
+
+impl AsRef<[u8]> for Field<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 /// Writes rows of one view.
 pub struct Writer<W: Write> {
     format: Format,
@@ -51,11 +66,12 @@ pub struct Writer<W: Write> {
     rows: u64,
 }
 
-fn cell(v: &Value) -> String {
+/// A CSV field: text as it is (not copied), other values as their JSON text.
+fn cell(v: &Value) -> std::borrow::Cow<'_, str> {
     match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Null => std::borrow::Cow::Borrowed(""),
+        Value::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
     }
 }
 
@@ -100,7 +116,7 @@ impl<W: Write> Writer<W> {
         match self.format {
             Format::Csv => {
                 let w = self.csv.as_mut().expect("csv writer");
-                w.write_record(row.iter().map(cell))
+                w.write_record(row.iter().map(Field::of))
                     .map_err(std::io::Error::other)
             }
             Format::Parquet => self.parquet.as_mut().expect("parquet writer").row(row),
