@@ -90,6 +90,17 @@ impl AppState {
 /// [`OutcomeListener`] so that the errors hyper answers by itself carry an OperationOutcome too.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let tls = config.tls;
+    // The web application, where users sign in (not with --dev-open: it has no accounts).
+    let web = match (&config.auth, config.dev_open) {
+        (Some(auth), false) => match issho_web::Web::new(engine.clone(), auth.clone(), tls) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                tracing::error!(error = %e, "the web application could not register its client");
+                None
+            }
+        },
+        _ => None,
+    };
     let state = Arc::new(AppState {
         engine,
         config,
@@ -117,7 +128,12 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/fhir/", axum::routing::any(handler::fhir))
         .route("/fhir/{*rest}", axum::routing::any(handler::fhir))
         .fallback(handler::not_found)
-        .with_state(state)
+        .with_state(state);
+    let app = match web {
+        Some(w) => app.merge(issho_web::router(w)),
+        None => app,
+    };
+    let app = app
         .layer(axum::middleware::map_response(errors::outcome_net))
         .layer(
             tower_http::compression::CompressionLayer::new()

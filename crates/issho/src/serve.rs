@@ -291,6 +291,11 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
             research_projects
         );
         println!("issho listening on {scheme}://{addr}/fhir (CapabilityStatement: {scheme}://{addr}/fhir/metadata)");
+        if !a.dev_open {
+            println!(
+                "web: {scheme}://{addr}/ in a browser — sign in as a demo user (or your own): the person's record at /portal, care providers at /clinician"
+            );
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };

@@ -44,3 +44,4 @@ mod terminology;
 mod terminology_ops;
 mod tokens;
 mod views;
+mod web;

@@ -1,0 +1,531 @@
+//! The web application over HTTP, as a browser uses it: sign-in through issho's own
+//! authorization server, the person's portal (record from every institution, charts, a
+//! blood-pressure reading entered and charted, refusing an institution's data and its effect on
+//! another institution's clinician, the access log with an emergency access), the clinician's
+//! lookup and summary, the emergency physician's break-the-glass — and the probes: forms
+//! without the CSRF token or from another origin, forged sessions, open redirects, script in
+//! data, patient data in URLs, a patient at the clinician's pages, sign-out.
+
+use crate::common::*;
+use issho_access::Role;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+const MEMBER: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
+
+fn users() -> Vec<(&'static str, issho_auth::User)> {
+    vec![
+        (
+            "admin",
+            user("admin", Role::Administrator, "user/*.cruds", None, None),
+        ),
+        (
+            "pat",
+            user("pat", Role::Patient, "patient/*.cruds", Some("p1"), None),
+        ),
+        (
+            "doc-a",
+            user(
+                "doc-a",
+                Role::Physician,
+                "user/*.cruds",
+                None,
+                Some("org-a"),
+            ),
+        ),
+        (
+            "doc-b",
+            user(
+                "doc-b",
+                Role::Physician,
+                "user/*.cruds",
+                None,
+                Some("org-b"),
+            ),
+        ),
+        (
+            "er",
+            user(
+                "er",
+                Role::EmergencyPhysician,
+                "user/*.rs",
+                None,
+                Some("org-c"),
+            ),
+        ),
+    ]
+}
+
+/// A browser: cookies kept, redirects followed by hand (every hop's URL recorded).
+struct Browser {
+    http: Client,
+    root: String,
+    cookies: HashMap<String, String>,
+    /// Every URL requested and every Location answered.
+    urls: Vec<String>,
+}
+
+/// A page: final status, URL and body.
+struct Page {
+    status: u16,
+    url: String,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Browser {
+    fn new(root: &str) -> Browser {
+        Browser {
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            root: root.to_string(),
+            cookies: HashMap::new(),
+            urls: Vec::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.root)
+        }
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        origin: Option<&str>,
+    ) -> Page {
+        let mut url = self.url(path);
+        let mut method = method.to_string();
+        let mut body = form.map(|f| {
+            f.iter()
+                .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        });
+        for _ in 0..10 {
+            self.urls.push(url.clone());
+            let cookie: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let mut r = self
+                .http
+                .request(method.parse().unwrap(), &url)
+                .header("cookie", cookie.join("; "));
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            if let Some(b) = &body {
+                r = r
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(b.clone());
+            }
+            let resp = r.send().unwrap();
+            for sc in resp.headers().get_all("set-cookie") {
+                let sc = sc.to_str().unwrap();
+                let (kv, _) = sc.split_once(';').unwrap_or((sc, ""));
+                let (k, v) = kv.split_once('=').unwrap();
+                if v.is_empty() || sc.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+            let status = resp.status().as_u16();
+            if (300..400).contains(&status) {
+                let to = resp.headers()["location"].to_str().unwrap().to_string();
+                url = if to.starts_with('/') {
+                    format!("{}{to}", self.root)
+                } else {
+                    to
+                };
+                method = "GET".into();
+                body = None;
+                continue;
+            }
+            let headers = resp.headers().clone();
+            return Page {
+                status,
+                url,
+                body: resp.text().unwrap(),
+                headers,
+            };
+        }
+        panic!("too many redirects from {path}");
+    }
+
+    fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None, None)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form), None)
+    }
+
+    /// Sign in as `user` (the authorization server's page, its hidden fields carried).
+    fn sign_in(&mut self, user: &str) -> Page {
+        let login = self.get("/web/signin");
+        assert_eq!(login.status, 200, "{}", login.body);
+        assert!(login.url.contains("/auth/authorize?"), "{}", login.url);
+        let mut fields: Vec<(String, String)> = hidden_fields(&login.body);
+        fields.push(("username".into(), user.into()));
+        fields.push(("password".into(), "a long password".into()));
+        fields.push(("decision".into(), "allow".into()));
+        let f: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.post("/auth/authorize", &f)
+    }
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The hidden inputs of a page: (name, value).
+fn hidden_fields(body: &str) -> Vec<(String, String)> {
+    body.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let v = rest.split_once("value=\"")?.1.split_once('"')?.0;
+            Some((name.to_string(), unescape(v)))
+        })
+        .collect()
+}
+
+fn csrf(body: &str) -> String {
+    hidden_fields(body)
+        .into_iter()
+        .find(|(k, _)| k == "csrf")
+        .expect("a form with a CSRF token")
+        .1
+}
+
+fn setup() -> Signed {
+    let c = Signed::start(Default::default(), users());
+    for (id, name) in [
+        ("org-a", "あおば病院"),
+        ("org-b", "さくら診療所"),
+        ("org-c", "救命センター"),
+    ] {
+        c.store_as(
+            "admin",
+            &json!({"resourceType": "Organization", "id": id, "name": name}),
+        );
+    }
+    for (p, family, kana, member) in [
+        ("p1", "山田", "ヤマダ", "1234567"),
+        ("p2", "佐藤", "サトウ", "7654321"),
+    ] {
+        c.store_as(
+            "admin",
+            &json!({"resourceType": "Patient", "id": p, "birthDate": "1960-04-01", "gender": "female",
+                "identifier": [{"system": MEMBER, "value": member}],
+                "name": [{"family": family, "given": ["花子"]},
+                         {"family": kana, "given": ["ハナコ"], "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "SYL"}]}]}),
+        );
+    }
+    // Care at A and at B.
+    for (id, org) in [("enc-a", "org-a"), ("enc-b", "org-b")] {
+        c.store_as(
+            "admin",
+            &json!({"resourceType": "Encounter", "id": id, "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": "Patient/p1"},
+                "serviceProvider": {"reference": format!("Organization/{org}")},
+                "period": {"start": "2026-06-01T09:00:00+09:00"}}),
+        );
+    }
+    // Hospital A's results: HbA1c over a year, with its reference range; a diagnosis whose
+    // text is markup.
+    for (i, (when, v)) in [
+        ("2026-01-10", 6.4),
+        ("2026-05-10", 6.9),
+        ("2026-09-10", 7.3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (st, b) = c.call(
+            "doc-a",
+            "POST",
+            "Observation",
+            Some(&json!({"resourceType": "Observation", "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "HbA1c"}], "text": "HbA1c"},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": when,
+                "valueQuantity": {"value": v, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+                "referenceRange": [{"low": {"value": 4.6, "unit": "%"}, "high": {"value": 6.2, "unit": "%"}}],
+                "identifier": [{"value": format!("a1c-{i}")}]})),
+        );
+        assert_eq!(st, 201, "{b}");
+    }
+    let (st, b) = c.call(
+        "doc-a",
+        "POST",
+        "Condition",
+        Some(&json!({"resourceType": "Condition",
+            "code": {"text": "<script>alert('x')</script>2型糖尿病"},
+            "subject": {"reference": "Patient/p1"}, "recordedDate": "2026-05-10"})),
+    );
+    assert_eq!(st, 201, "{b}");
+    c
+}
+
+fn count(c: &Signed, who: &str, q: &str) -> u64 {
+    let (st, b) = c.call(who, "GET", &format!("{q}&_summary=count"), None);
+    assert_eq!(st, 200, "{q}: {b}");
+    b["total"].as_u64().unwrap()
+}
+
+#[test]
+fn the_person_and_the_clinicians_use_the_web_application() {
+    let c = setup();
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let mut anon = Browser::new(&root);
+
+    // The landing page, Japanese first, English on request; headers of a page with health data.
+    let home = anon.get("/");
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("<html lang=\"ja\"") && home.body.contains("サインイン"));
+    for (h, want) in [
+        ("cache-control", "no-store"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(home.headers[h], want, "{h}");
+    }
+    let csp = home.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let en = anon.get("/web/lang/en?back=/");
+    assert!(
+        en.body.contains("<html lang=\"en\"") && en.body.contains("Sign in"),
+        "{}",
+        en.body
+    );
+    // Open redirects: only this site's paths.
+    for back in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+    ] {
+        let r = anon
+            .http
+            .get(format!("{root}/web/lang/ja?back={}", enc(back)))
+            .send()
+            .unwrap();
+        assert_eq!(r.headers()["location"], "/", "{back}");
+    }
+    // Not signed in: the portal sends to sign in; a forged session cookie too.
+    assert!(anon.get("/portal").url.contains("/auth/authorize?"));
+    anon.cookies.insert("issho_session".into(), "0".repeat(64));
+    assert!(anon.get("/clinician").url.contains("/auth/authorize?"));
+    // A callback that did not start here.
+    let r = anon.get("/web/callback?code=x&state=forged");
+    assert_eq!(r.status, 400);
+
+    // The person signs in and sees their record from both institutions, charted.
+    let mut pat = Browser::new(&root);
+    let portal = pat.sign_in("pat");
+    assert_eq!(portal.status, 200, "{}", portal.body);
+    assert!(portal.url.ends_with("/portal"), "{}", portal.url);
+    let session = pat.cookies.get("issho_session").cloned().unwrap();
+    assert_eq!(session.len(), 64);
+    for want in [
+        "あおば病院",
+        "HbA1c",
+        "<figure>",
+        "class=\"band\"",
+        "2026-09-10 7.3 %",
+        "だれが記録を見たか",
+    ] {
+        assert!(portal.body.contains(want), "{want}");
+    }
+    // Script in data is text.
+    assert!(!portal.body.contains("<script>"));
+    assert!(portal.body.contains("&lt;script&gt;"));
+
+    // A blood-pressure reading: without the form's token, or from another origin, refused.
+    let token = csrf(&portal.body);
+    let reading = [
+        ("kind", "bp"),
+        ("value", "152"),
+        ("value2", "96"),
+        ("at", "2026-12-01T08:30"),
+    ];
+    let before = count(&c, "admin", "Observation?patient=p1");
+    let r = pat.post("/portal/measure", &reading);
+    assert_eq!(r.status, 403);
+    let mut with = reading.to_vec();
+    with.push(("csrf", &token));
+    let r = pat.send(
+        "POST",
+        "/portal/measure",
+        Some(&with),
+        Some("http://evil.example"),
+    );
+    assert_eq!(r.status, 403);
+    let mut bad = with.clone();
+    bad[1] = ("value", "abc");
+    let r = pat.post("/portal/measure", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before);
+    let r = pat.post("/portal/measure", &with);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("記録しました"));
+    assert!(
+        r.body.contains("mmHg") && r.body.contains("2026-12-01 152 mmHg"),
+        "the reading is charted"
+    );
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 1);
+    let (_, b) = c.call("admin", "GET", "Observation?patient=p1&code=85354-9", None);
+    let obs = &b["entry"][0]["resource"];
+    assert_eq!(obs["performer"][0]["reference"], "Patient/p1");
+    assert!(
+        obs["meta"]["tag"]
+            .to_string()
+            .contains("urn:issho:record-origin")
+    );
+    assert_eq!(obs["effectiveDateTime"], "2026-12-01T08:30:00+09:00");
+    let (_, b) = c.call(
+        "admin",
+        "GET",
+        &format!(
+            "Provenance?target=Observation/{}",
+            obs["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert!(
+        b["entry"][0]["resource"]["agent"]
+            .to_string()
+            .contains("issho portal"),
+        "{b}"
+    );
+
+    // Clinic B sees hospital A's HbA1c; the person refuses to share A's records; B sees less.
+    let a1c = "Observation?patient=p1&code=4548-4";
+    assert_eq!(count(&c, "doc-b", a1c), 3);
+    let mut b_browser = Browser::new(&root);
+    let page = b_browser.sign_in("doc-b");
+    assert!(page.url.ends_with("/clinician"), "{}", page.url);
+    let found = b_browser.post(
+        "/clinician",
+        &[("csrf", &csrf(&page.body)), ("name", "ヤマダ")],
+    );
+    assert!(found.body.contains("山田"), "{}", found.body);
+    let opened = b_browser.post(
+        "/clinician/open",
+        &[("csrf", &csrf(&page.body)), ("patient", "p1")],
+    );
+    assert_eq!(opened.status, 200);
+    assert!(
+        opened.body.contains("HbA1c") && opened.body.contains("あおば病院"),
+        "{}",
+        opened.body
+    );
+    let portal = pat.get("/portal");
+    let r = pat.post(
+        "/portal/consent",
+        &[
+            ("csrf", &csrf(&portal.body)),
+            ("organization", "Organization/org-a"),
+            ("kind", "custodian"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("この医療機関の記録を、ほかの医療機関に共有しない")
+    );
+    assert_eq!(count(&c, "doc-b", a1c), 0);
+    assert_eq!(count(&c, "doc-a", a1c), 3, "hospital A still sees its own");
+    let again = b_browser.get("/clinician");
+    assert!(!again.body.contains("7.3"), "B no longer sees A's results");
+
+    // The emergency physician: not in care, breaks the glass with a reason.
+    let mut er = Browser::new(&root);
+    let page = er.sign_in("er");
+    let found = er.post(
+        "/clinician",
+        &[("csrf", &csrf(&page.body)), ("member", "1234567")],
+    );
+    assert!(!found.body.contains("山田"), "not in care: not found");
+    let page = er.post(
+        "/clinician/open",
+        &[("csrf", &csrf(&page.body)), ("patient", "p1")],
+    );
+    assert!(page.body.contains("bg-reason"), "{}", page.body);
+    let opened = er.post(
+        "/clinician/break-glass",
+        &[("csrf", &csrf(&page.body)), ("reason", "意識不明で搬送")],
+    );
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert!(opened.body.contains("緊急アクセスで開きました"));
+    // The person sees it in the access log, marked; and clinic B's look.
+    let portal = pat.get("/portal");
+    assert!(
+        portal.body.contains("class=\"glass\""),
+        "break-the-glass marked"
+    );
+    assert!(portal.body.contains("doc-b") || portal.body.contains("org-b"));
+
+    // The person at the clinician's pages: back to their portal; they open nobody's record.
+    let r = pat.get("/clinician");
+    assert!(r.url.ends_with("/portal"));
+    // No patient data in any URL the browsers used or were sent to.
+    for b in [&pat, &b_browser, &er] {
+        for u in &b.urls {
+            for secret in ["p1", "1234567", "山田", "%E5%B1%B1"] {
+                assert!(!u.contains(secret), "{u}");
+            }
+        }
+    }
+    // Download the record.
+    let r = pat.get("/portal/download");
+    assert_eq!(r.status, 200);
+    let bundle: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert!(bundle["entry"].as_array().unwrap().len() > 5);
+
+    // Sign out: the session ends.
+    let portal = pat.get("/portal");
+    let r = pat.post("/web/signout", &[("csrf", &csrf(&portal.body))]);
+    assert_eq!(r.status, 200);
+    assert!(!pat.cookies.contains_key("issho_session"));
+    pat.cookies.insert("issho_session".into(), session);
+    assert!(
+        pat.get("/portal").url.contains("/auth/authorize?"),
+        "the old session is gone"
+    );
+}
