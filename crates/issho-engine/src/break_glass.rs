@@ -191,6 +191,62 @@ impl Engine {
         Ok(())
     }
 
+    /// Break the glass for the person an emergency team knows by their insurance member ID
+    /// and birth date (from the card they carry) rather than by a Patient id: answers the
+    /// Patient opened. Only an emergency physician's request with a reason is looked up (no
+    /// one else learns whether a member ID is known); the opening is [`Engine::break_glass`]'s.
+    pub fn break_glass_identified(
+        &self,
+        ctx: &AccessContext,
+        member_id: &str,
+        birth_date: &str,
+        reason: &str,
+    ) -> Result<String> {
+        self.gate.check(ctx, Action::Operation, Some("Patient"))?;
+        if !ctx
+            .grant()
+            .is_some_and(|g| g.role == Role::EmergencyPhysician)
+        {
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                "only emergency physicians may break the glass",
+            ));
+        }
+        if reason.trim().chars().count() < 4 {
+            return Err(FhirError::bad_request(
+                "breaking the glass needs a reason (at least a few words)",
+            ));
+        }
+        let (member_id, birth_date) = (member_id.trim(), birth_date.trim());
+        if member_id.is_empty() || birth_date.len() != 10 {
+            return Err(FhirError::bad_request(
+                "the insurance member ID and the birth date (YYYY-MM-DD) name the person",
+            ));
+        }
+        let found = self.search_unaudited(
+            &AccessContext::system("break-the-glass lookup"),
+            Some("Patient"),
+            &[
+                (
+                    "identifier".into(),
+                    format!("{}|{member_id}", issho_identity::MEMBER_ID),
+                ),
+                ("birthdate".into(), birth_date.to_string()),
+                ("_count".into(), "1".into()),
+            ],
+            false,
+        )?;
+        let Some(p) = found.matches.first() else {
+            return Err(FhirError::not_found(
+                "no person with that insurance member ID and birth date",
+            ));
+        };
+        let id = p.id.clone();
+        self.break_glass(ctx, &id, reason)?;
+        Ok(id)
+    }
+
     /// Break the glass: an emergency physician opens `patient_id`'s record, stating a
     /// reason; recorded in the audit trail (flagged) whether or not it was allowed.
     pub fn break_glass(&self, ctx: &AccessContext, patient_id: &str, reason: &str) -> Result<()> {

@@ -40,6 +40,26 @@ fn find_form(lang: Lang, s: &Signed) -> String {
     )
 }
 
+/// An emergency physician opens the record of a person their institution does not care for,
+/// known by the insurance card: member ID, birth date, and why.
+fn emergency_form(lang: Lang, s: &Signed) -> String {
+    format!(
+        r#"<form method="post" action="/clinician/emergency" class="card">{csrf}
+<div class="row">
+<div><label for="e-member">{member}</label><input id="e-member" name="member" size="14" required></div>
+<div><label for="e-birth">{birth}</label><input id="e-birth" name="birthdate" type="date" required></div>
+</div>
+<label for="e-reason">{reason}</label><textarea id="e-reason" name="reason" rows="2" cols="40" required></textarea>
+<p><button type="submit">{open}</button></p></form>
+"#,
+        csrf = html::csrf(&s.session),
+        member = t(lang, "search-member"),
+        birth = t(lang, "search-birth"),
+        reason = t(lang, "bg-reason"),
+        open = t(lang, "bg-open"),
+    )
+}
+
 fn display_name(p: &Value) -> String {
     p["name"]
         .as_array()
@@ -234,6 +254,13 @@ async fn render(web: &Arc<Web>, s: &Signed, found: Option<String>) -> Response {
         ));
     }
     body.push_str(&section("find", t(lang, "patients"), &find_form(lang, s)));
+    if s.session.role == Role::EmergencyPhysician {
+        body.push_str(&section(
+            "emergency-open",
+            t(lang, "break-glass"),
+            &emergency_form(lang, s),
+        ));
+    }
     if let Some(f) = found {
         body.push_str(&f);
     }
@@ -365,6 +392,32 @@ pub(crate) async fn break_glass(
     let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
     match blocking(move || engine.break_glass(&ctx, &pid, &reason)).await {
         Ok(()) => {
+            web.flash(&s.id, t(lang, "bg-opened"));
+            redirect("/clinician#summary")
+        }
+        Err(e) => error_page(lang, Some(&s.session), &e),
+    }
+}
+
+/// `POST /clinician/emergency`: break the glass for the person of a member ID and birth date;
+/// their record is then the open one.
+pub(crate) async fn emergency(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    let s = match web.posted(&headers, &f) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let lang = s.lang;
+    let g = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let (member, birth, reason) = (g("member"), g("birthdate"), g("reason"));
+    let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
+    match blocking(move || engine.break_glass_identified(&ctx, &member, &birth, &reason)).await {
+        Ok(pid) => {
+            web.sessions.update(&s.id, |x| x.open = Some(pid));
             web.flash(&s.id, t(lang, "bg-opened"));
             redirect("/clinician#summary")
         }

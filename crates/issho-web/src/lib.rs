@@ -96,6 +96,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/clinician", get(clinician::page).post(clinician::find))
         .route("/clinician/open", post(clinician::open))
         .route("/clinician/break-glass", post(clinician::break_glass))
+        .route("/clinician/emergency", post(clinician::emergency))
         .with_state(web)
 }
 
@@ -106,6 +107,12 @@ pub fn router(web: Arc<Web>) -> Router {
 fn secure_headers(r: &mut Response) {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Same-origin, not no-referrer: under no-referrer a browser's form POST says `Origin:
+    // null`, and the forms' origin check needs the real one. Nothing leaves for other sites.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

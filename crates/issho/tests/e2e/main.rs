@@ -9,6 +9,7 @@ mod concurrency;
 mod access;
 mod access_rules;
 mod attack_review;
+mod browser;
 mod bulk;
 mod bulk_associated;
 mod bundles;

@@ -45,6 +45,10 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
             ),
         ),
         (
+            "pharm",
+            user("pharm", Role::Pharmacist, "user/*.rs", None, Some("org-a")),
+        ),
+        (
             "er",
             user(
                 "er",
@@ -228,7 +232,7 @@ fn csrf(body: &str) -> String {
         .1
 }
 
-fn setup() -> Signed {
+pub(crate) fn setup() -> Signed {
     let c = Signed::start(Default::default(), users());
     for (id, name) in [
         ("org-a", "あおば病院"),
@@ -492,6 +496,65 @@ fn the_person_and_the_clinicians_use_the_web_application() {
     );
     assert_eq!(opened.status, 200, "{}", opened.body);
     assert!(opened.body.contains("緊急アクセスで開きました"));
+    // Opening by the insurance card: only emergency physicians, with a reason, for a person
+    // who exists.
+    let page = er.get("/clinician");
+    let tok = csrf(&page.body);
+    for (who_form, want) in [
+        (
+            vec![
+                ("member", "1234567"),
+                ("birthdate", "1960-04-01"),
+                ("reason", ""),
+            ],
+            400,
+        ),
+        (
+            vec![
+                ("member", "1234567"),
+                ("birthdate", "1999-01-01"),
+                ("reason", "搬送されたため"),
+            ],
+            404,
+        ),
+        (
+            vec![
+                ("member", "0000000"),
+                ("birthdate", "1960-04-01"),
+                ("reason", "搬送されたため"),
+            ],
+            404,
+        ),
+    ] {
+        let mut f = who_form.clone();
+        f.push(("csrf", &tok));
+        let r = er.post("/clinician/emergency", &f);
+        assert_eq!(r.status, want, "{who_form:?}: {}", r.body);
+    }
+    let page = b_browser.get("/clinician");
+    let r = b_browser.post(
+        "/clinician/emergency",
+        &[
+            ("csrf", &csrf(&page.body)),
+            ("member", "7654321"),
+            ("birthdate", "1960-04-01"),
+            ("reason", "搬送されたため"),
+        ],
+    );
+    assert_eq!(r.status, 403, "only emergency physicians");
+    assert_eq!(count(&c, "doc-b", "Observation?patient=p2"), 0);
+    let r = er.post(
+        "/clinician/emergency",
+        &[
+            ("csrf", &tok),
+            ("member", "7654321"),
+            ("birthdate", "1960-04-01"),
+            ("reason", "交通事故で搬送"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("佐藤"), "p2's record is open: {}", r.body);
+
     // The person sees it in the access log, marked; and clinic B's look.
     let portal = pat.get("/portal");
     assert!(
