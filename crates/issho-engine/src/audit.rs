@@ -50,7 +50,7 @@ impl Touched {
             self.add(&w.resource_type, &w.id, w.version, person);
         }
     }
-    fn result(&mut self, r: &SearchResult) {
+    pub(crate) fn result(&mut self, r: &SearchResult) {
         for s in r.matches.iter().chain(&r.included) {
             self.stored(s);
         }

@@ -22,6 +22,7 @@ mod history;
 mod identity;
 mod identity_ops;
 mod intake;
+mod lastn;
 mod links;
 mod merge;
 mod origin;

@@ -75,6 +75,12 @@ pub fn capability_statement(base: &str, registry: &issho_search::Registry) -> Va
                         {"name": "unmerge", "definition": "urn:issho:OperationDefinition:unmerge",
                          "documentation": "Registrars and administrators: POST Patient/[id]/$unmerge: reverses the newest merge of this source Patient (resources unchanged since get their earlier version back; changed ones refer to the source again; persons the merge joined are parted)."}
                     ])
+                } else if t == "Observation" {
+                    json!([
+                        {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                        {"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                         "documentation": "GET Observation/$lastn?max=N&patient=…&category=…&code=…&date=…: for each code (the first coding), the N (default 1, at most 1000) most recent Observations by effective date among those the same search finds for the caller; the newest 100,000 matches are considered (a warning says when there were more)."}
+                    ])
                 } else {
                     json!([{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}])
                 }

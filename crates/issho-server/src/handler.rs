@@ -233,6 +233,16 @@ async fn dispatch(
         ("GET", ["$export-file", id, name]) => {
             bulk::file(engine, ctx, id.to_string(), name.to_string()).await
         }
+        ("GET", ["Observation", "$lastn"]) => {
+            // The newest `max` Observations of each code among those the search finds.
+            let (p, base2) = (pairs.to_vec(), base.to_string());
+            let res = blocking(move || {
+                let r = engine.lastn(&ctx, &p)?;
+                Ok(engine.search_bundle(&r, "Observation/$lastn", Some(&base2)))
+            })
+            .await?;
+            Ok(body_response(200, &shape_bundle(res, render), render.out))
+        }
         ("GET" | "HEAD", ["metadata"]) => {
             let head = method == Method::HEAD;
             Ok(metadata::metadata(st, headers, base, render, head).await)

@@ -18,6 +18,8 @@ pub struct Chart<'a> {
     pub series: Vec<Vec<Point>>,
     /// Reference range (low, high).
     pub range: Option<(Option<f64>, Option<f64>)>,
+    /// The words of the trend: (the last 30 days' mean, the 30 days before).
+    pub labels: (&'a str, &'a str),
 }
 
 const W: f64 = 320.0;
@@ -151,12 +153,36 @@ pub fn svg(c: &Chart<'_>) -> String {
         .first()
         .map(|p| format!("{} {} {}", date_of(p.day), fmt(p.value), c.unit))
         .unwrap_or_default();
+    let trend = trend(&latest)
+        .map(|(now, before)| match before {
+            Some(b) => format!(" · {}: {} ({}: {})", c.labels.0, fmt(now), c.labels.1, fmt(b)),
+            None => format!(" · {}: {}", c.labels.0, fmt(now)),
+        })
+        .unwrap_or_default();
     format!(
-        "<figure><figcaption>{}</figcaption>{s}<p class=\"muted\">{} · n={}</p></figure>\n",
+        "<figure><figcaption>{}</figcaption>{s}<p class=\"muted\">{} · n={}{}</p></figure>\n",
         esc(c.title),
         esc(&last),
-        all.len()
+        all.len(),
+        esc(&trend)
     )
+}
+
+/// The mean of the 30 days up to the latest value, and of the 30 days before them (when any).
+pub fn trend(points: &[Point]) -> Option<(f64, Option<f64>)> {
+    let last = points.iter().map(|p| p.day).fold(f64::MIN, f64::max);
+    if last == f64::MIN {
+        return None;
+    }
+    let mean = |from: f64, to: f64| {
+        let v: Vec<f64> = points
+            .iter()
+            .filter(|p| p.day > from && p.day <= to)
+            .map(|p| p.value)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    Some((mean(last - 30.0, last)?, mean(last - 60.0, last - 30.0)))
 }
 
 #[cfg(test)]
@@ -187,11 +213,21 @@ mod tests {
                 Point { day: d, value: 7.2 },
             ]],
             range: Some((Some(4.6), Some(6.2))),
+            labels: ("30-day mean", "before"),
         };
         let s = svg(&c);
         assert_eq!(s.matches("<circle").count(), 2);
         assert!(s.contains("class=\"band\""));
         assert!(s.contains("HbA1c &lt;b&gt;"));
         assert!(s.contains("2026-12-05 7.2 %"));
+        assert!(s.contains("30-day mean: 7.2"), "{s}");
+        let pts = [
+            Point { day: 100.0, value: 60.0 },
+            Point { day: 80.0, value: 62.0 },
+            Point { day: 50.0, value: 64.0 },
+            Point { day: 40.0, value: 66.0 },
+        ];
+        // (70, 100] and (40, 70]: the value of day 40 is older than both.
+        assert_eq!(trend(&pts), Some((61.0, Some(64.0))));
     }
 }

@@ -69,6 +69,8 @@ const WORDS: &[(&str, &str, &str)] = &[
         "No results to chart yet.",
     ),
     ("reference-range", "基準範囲", "Reference range"),
+    ("trend-now", "直近30日の平均", "mean of the last 30 days"),
+    ("trend-before", "その前の30日", "the 30 days before"),
     ("medications", "現在のお薬", "Current medicines"),
     (
         "medications-none",

@@ -302,6 +302,7 @@ pub(crate) fn charts(lang: Lang, observations: &[&Value]) -> String {
             unit: &s.unit,
             series: s.points.clone(),
             range: s.range,
+            labels: (t(lang, "trend-now"), t(lang, "trend-before")),
         }));
     }
     out.push_str("</div>\n");

@@ -24,6 +24,7 @@ mod documents;
 mod emergency;
 mod export_engine;
 mod identity;
+mod lastn;
 mod leaks;
 mod matrix;
 mod merge;
