@@ -155,7 +155,13 @@ pub fn svg(c: &Chart<'_>) -> String {
         .unwrap_or_default();
     let trend = trend(&latest)
         .map(|(now, before)| match before {
-            Some(b) => format!(" · {}: {} ({}: {})", c.labels.0, fmt(now), c.labels.1, fmt(b)),
+            Some(b) => format!(
+                " · {}: {} ({}: {})",
+                c.labels.0,
+                fmt(now),
+                c.labels.1,
+                fmt(b)
+            ),
             None => format!(" · {}: {}", c.labels.0, fmt(now)),
         })
         .unwrap_or_default();
@@ -222,10 +228,22 @@ mod tests {
         assert!(s.contains("2026-12-05 7.2 %"));
         assert!(s.contains("30-day mean: 7.2"), "{s}");
         let pts = [
-            Point { day: 100.0, value: 60.0 },
-            Point { day: 80.0, value: 62.0 },
-            Point { day: 50.0, value: 64.0 },
-            Point { day: 40.0, value: 66.0 },
+            Point {
+                day: 100.0,
+                value: 60.0,
+            },
+            Point {
+                day: 80.0,
+                value: 62.0,
+            },
+            Point {
+                day: 50.0,
+                value: 64.0,
+            },
+            Point {
+                day: 40.0,
+                value: 66.0,
+            },
         ];
         // (70, 100] and (40, 70]: the value of day 40 is older than both.
         assert_eq!(trend(&pts), Some((61.0, Some(64.0))));

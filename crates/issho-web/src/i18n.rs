@@ -167,6 +167,18 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("phr-at", "測定日時", "Measured at"),
     ("phr-save", "記録する", "Record"),
     ("phr-saved", "記録しました。", "Recorded."),
+    (
+        "upload-file",
+        "機器のデータを取り込む（CSV・JSON・FHIR）",
+        "Import a device's data (CSV, JSON, FHIR)",
+    ),
+    (
+        "upload-formats",
+        "体重計・血圧計・血糖計・活動量計が書き出す CSV や JSON（日時の列と、体重・最高血圧・最低血圧・脈拍・血糖・歩数・体温・SpO2・睡眠の列）、または FHIR の Observation。同じ機器・同じ日時の値は一つにまとめます。",
+        "CSV or JSON exported by scales, cuffs, glucose meters and activity trackers (a time column, and weight, systolic, diastolic, pulse, glucose, steps, temperature, SpO2 or sleep columns), or FHIR Observations. The same device's reading at the same time is kept once.",
+    ),
+    ("upload-send", "取り込む", "Import"),
+    ("upload-done", "取り込みました。", "Imported."),
     ("bp", "血圧", "Blood pressure"),
     ("weight", "体重", "Body weight"),
     ("glucose", "血糖", "Blood glucose"),

@@ -17,10 +17,12 @@ mod chart;
 mod clinician;
 pub mod html;
 pub mod i18n;
+mod multipart;
 mod phr;
 mod portal;
 pub mod session;
 mod sharing;
+mod upload;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -90,6 +92,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/web/signout", post(signout))
         .route("/portal", get(portal::page))
         .route("/portal/measure", post(phr::measure))
+        .route("/portal/upload", post(phr::upload))
         .route("/portal/consent", post(sharing::consent))
         .route("/portal/research", post(sharing::research))
         .route("/portal/download", get(portal::download))
@@ -503,6 +506,7 @@ mod tests {
             include_str!("portal.rs"),
             include_str!("phr.rs"),
             include_str!("sharing.rs"),
+            include_str!("upload.rs"),
             include_str!("clinician.rs"),
         ] {
             for part in src

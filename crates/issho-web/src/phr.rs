@@ -69,6 +69,77 @@ fn local_time(at: &str) -> Option<String> {
     issho_model::instant::parse_range(&t).map(|_| t)
 }
 
+/// One measurement: its kind (a key of [`MEASURES`]), value (and for blood pressure the
+/// diastolic), when, and the device or app it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Reading {
+    pub kind: &'static str,
+    pub value: f64,
+    pub value2: Option<f64>,
+    pub at: String,
+    pub device: String,
+}
+
+impl Reading {
+    pub(crate) fn new(
+        kind: &str,
+        value: f64,
+        value2: Option<f64>,
+        at: &str,
+        device: &str,
+    ) -> Reading {
+        let kind = MEASURES
+            .iter()
+            .find(|(k, ..)| *k == kind)
+            .map(|(k, ..)| *k)
+            .expect("a kind of MEASURES");
+        Reading {
+            kind,
+            value,
+            value2,
+            at: at.to_string(),
+            device: device.to_string(),
+        }
+    }
+}
+
+/// The code an Observation is grouped by (its first coding's code, or its text).
+pub(crate) fn measure_code(o: &Value) -> String {
+    o["code"]["coding"][0]["code"]
+        .as_str()
+        .or(o["code"]["text"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A reading as a vital-signs Observation performed by the person (the device, when named,
+/// as `device.display`).
+pub(crate) fn reading_observation(pid: &str, r: &Reading) -> Value {
+    let (_, code, unit, ucum) = MEASURES
+        .iter()
+        .find(|(k, ..)| *k == r.kind)
+        .expect("a kind of MEASURES");
+    let q = |x: f64| json!({"value": x, "unit": unit, "system": UCUM, "code": ucum});
+    let mut obs = json!({"resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": format!("Patient/{pid}")},
+        "performer": [{"reference": format!("Patient/{pid}")}],
+        "effectiveDateTime": r.at});
+    if r.kind == "bp" {
+        obs["component"] = json!([
+            {"code": {"coding": [{"system": LOINC, "code": SYSTOLIC}]}, "valueQuantity": q(r.value)},
+            {"code": {"coding": [{"system": LOINC, "code": DIASTOLIC}]}, "valueQuantity": q(r.value2.unwrap_or_default())}
+        ]);
+    } else {
+        obs["valueQuantity"] = q(r.value);
+    }
+    if !r.device.is_empty() {
+        obs["device"] = json!({"display": r.device});
+    }
+    obs
+}
+
 /// The Observation (and the Provenance naming the app) for a measurement the person enters.
 pub(crate) fn measurement(
     pid: &str,
@@ -77,10 +148,9 @@ pub(crate) fn measurement(
     value2: &str,
     at: &str,
 ) -> Result<Value, String> {
-    let (_, code, unit, ucum) = MEASURES
-        .iter()
-        .find(|(k, ..)| *k == kind)
-        .ok_or("unknown kind of measurement")?;
+    if !MEASURES.iter().any(|(k, ..)| *k == kind) {
+        return Err("unknown kind of measurement".into());
+    }
     let num = |v: &str| -> Result<f64, String> {
         let x: f64 = v
             .trim()
@@ -93,21 +163,12 @@ pub(crate) fn measurement(
         }
     };
     let when = local_time(at).ok_or("the time is not a date and time")?;
-    let q = |x: f64| json!({"value": x, "unit": unit, "system": UCUM, "code": ucum});
-    let mut obs = json!({"resourceType": "Observation", "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
-        "subject": {"reference": format!("Patient/{pid}")},
-        "performer": [{"reference": format!("Patient/{pid}")}],
-        "effectiveDateTime": when});
-    if kind == "bp" {
-        obs["component"] = json!([
-            {"code": {"coding": [{"system": LOINC, "code": SYSTOLIC}]}, "valueQuantity": q(num(value)?)},
-            {"code": {"coding": [{"system": LOINC, "code": DIASTOLIC}]}, "valueQuantity": q(num(value2)?)}
-        ]);
+    let second = if kind == "bp" {
+        Some(num(value2)?)
     } else {
-        obs["valueQuantity"] = q(num(value)?);
-    }
+        None
+    };
+    let obs = reading_observation(pid, &Reading::new(kind, num(value)?, second, &when, ""));
     Ok(
         json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"fullUrl": "urn:uuid:9f0b5a52-6c1e-4d7a-9d0e-1b2c3d4e5f60", "resource": obs,
@@ -148,4 +209,74 @@ pub(crate) async fn measure(
     })
     .await;
     web.after(&s, res, t(lang, "phr-saved"), "/portal#results")
+}
+
+/// The upload form (a device's CSV or JSON export, or FHIR Observations).
+pub(crate) fn upload_form(lang: Lang, s: &Signed) -> String {
+    format!(
+        r#"<form method="post" action="/portal/upload" enctype="multipart/form-data" class="card">{csrf}
+<label for="u-file">{file}</label><input id="u-file" name="file" type="file" accept=".csv,.json,.ndjson,text/csv,application/json" required>
+<p class="muted">{formats}</p>
+<button type="submit">{send}</button></form>
+"#,
+        csrf = html::csrf(&s.session),
+        file = t(lang, "upload-file"),
+        formats = t(lang, "upload-formats"),
+        send = t(lang, "upload-send"),
+    )
+}
+
+/// `POST /portal/upload`: a device's export (multipart/form-data: `csrf` and `file`).
+pub(crate) async fn upload(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parts = crate::multipart::parts(&headers, &body);
+    let fields: std::collections::HashMap<String, String> = parts
+        .iter()
+        .filter(|p| p.name == "csrf")
+        .map(|p| {
+            (
+                p.name.clone(),
+                String::from_utf8_lossy(&p.data).into_owned(),
+            )
+        })
+        .collect();
+    let s = match web.posted(&headers, &fields) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let lang = s.lang;
+    let Some(pid) = s.session.patient.clone() else {
+        return crate::redirect("/clinician");
+    };
+    let Some(file) = parts.iter().find(|p| p.name == "file") else {
+        return error_page(
+            lang,
+            Some(&s.session),
+            &FhirError::bad_request("no file was sent"),
+        );
+    };
+    let name = file.filename.clone().unwrap_or_default();
+    let Ok(text) = std::str::from_utf8(&file.data) else {
+        return error_page(
+            lang,
+            Some(&s.session),
+            &FhirError::bad_request("the file is not UTF-8 text"),
+        );
+    };
+    let bundle = match crate::upload::observations(text, &pid) {
+        Ok(list) => crate::upload::transaction(&pid, list),
+        Err(e) => return error_page(lang, Some(&s.session), &FhirError::bad_request(e)),
+    };
+    let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
+    let res = blocking(move || {
+        engine
+            .process_bundle(&ctx, bundle, None, issho_engine::Return::Minimal)
+            .map(|_| ())
+    })
+    .await;
+    let done = format!("{} ({name})", t(lang, "upload-done"));
+    web.after(&s, res, &done, "/portal#results")
 }

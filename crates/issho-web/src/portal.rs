@@ -445,7 +445,11 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
     body.push_str(&section(
         "phr",
         t(lang, "phr"),
-        &crate::phr::measure_form(lang, &s),
+        &format!(
+            "{}{}",
+            crate::phr::measure_form(lang, &s),
+            crate::phr::upload_form(lang, &s)
+        ),
     ));
     body.push_str(&section(
         "medications",

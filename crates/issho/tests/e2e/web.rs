@@ -167,6 +167,39 @@ impl Browser {
         panic!("too many redirects from {path}");
     }
 
+    /// A file sent with a form's token (multipart/form-data), as the upload form does.
+    fn upload(&mut self, path: &str, csrf: &str, filename: &str, content: &str) -> Page {
+        let b = "issho-test-boundary";
+        let body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n{content}\r\n--{b}--\r\n"
+        );
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("cookie", cookie.join("; "))
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 303 {
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            return self.get(&to);
+        }
+        let headers = r.headers().clone();
+        Page {
+            status,
+            url: path.to_string(),
+            body: r.text().unwrap(),
+            headers,
+        }
+    }
+
     fn get(&mut self, path: &str) -> Page {
         self.send("GET", path, None, None)
     }
@@ -591,4 +624,61 @@ fn the_person_and_the_clinicians_use_the_web_application() {
         pat.get("/portal").url.contains("/auth/authorize?"),
         "the old session is gone"
     );
+}
+
+#[test]
+fn device_exports_are_uploaded_once() {
+    let c = setup();
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let mut pat = Browser::new(&root);
+    let portal = pat.sign_in("pat");
+    let token = csrf(&portal.body);
+    let before = count(&c, "admin", "Observation?patient=p1");
+    // A scale and cuff's CSV: a weight and a blood pressure, then a weight; a row repeated.
+    let csv = "測定日時,体重(kg),最高血圧,最低血圧,機器\n2026/11/30 07:10,58.9,131,84,HBP-9\n2026/12/01 07:05,58.7,,,HBP-9\n2026/12/01 07:05,58.7,,,HBP-9\n";
+    let r = pat.upload("/portal/upload", &token, "omron.csv", csv);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("取り込みました。 (omron.csv)"), "{}", r.body);
+    assert!(r.body.contains("2026-11-30 131 mmHg"), "charted");
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 3);
+    // The same export again (and an overlapping one): nothing twice.
+    let r = pat.upload("/portal/upload", &token, "omron.csv", csv);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 3);
+    let (_, b) = c.call("admin", "GET", "Observation?patient=p1&code=29463-7", None);
+    assert_eq!(b["entry"][0]["resource"]["device"]["display"], "HBP-9");
+    // An activity tracker's JSON, and FHIR NDJSON about the person.
+    let json = r#"{"readings": [{"timestamp": "2026-12-01T23:59:00+09:00", "steps": 9012, "device": "band"}]}"#;
+    assert_eq!(
+        pat.upload("/portal/upload", &token, "band.json", json)
+            .status,
+        200
+    );
+    let ndjson = r#"{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]}, "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-02T06:00:00+09:00", "valueQuantity": {"value": 36.4, "unit": "Cel", "system": "http://unitsofmeasure.org", "code": "Cel"}}"#;
+    assert_eq!(
+        pat.upload("/portal/upload", &token, "t.ndjson", ndjson)
+            .status,
+        200
+    );
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 5);
+    // Refused, nothing written: another person's data, a file that is not a device export,
+    // no form token, a clinician's upload.
+    let theirs = ndjson.replace("Patient/p1", "Patient/p2");
+    for (file, content) in [
+        ("theirs.ndjson", theirs.as_str()),
+        ("notes.txt", "hello"),
+        ("half.csv", "date,systolic\n2026-12-01,120\n"),
+    ] {
+        let r = pat.upload("/portal/upload", &token, file, content);
+        assert_eq!(r.status, 400, "{file}: {}", r.body);
+    }
+    let r = pat.upload("/portal/upload", "forged", "omron.csv", csv);
+    assert_eq!(r.status, 403);
+    assert_eq!(count(&c, "admin", "Observation?patient=p2"), 0);
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 5);
+    let mut doc = Browser::new(&root);
+    let page = doc.sign_in("doc-a");
+    let r = doc.upload("/portal/upload", &csrf(&page.body), "omron.csv", csv);
+    assert!(r.url.ends_with("/clinician"), "{}", r.url);
+    assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 5);
 }
