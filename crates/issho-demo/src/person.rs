@@ -272,7 +272,10 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
     } else {
         clinics[rng.index(clinics.len())]
     };
-    let needs_hospital = has(&person, Cond::Angina)
+    // Person 0 (the demo patient) always attends a hospital too: the demo shows a record
+    // across institutions, and a second institution's clinician to share it with.
+    let needs_hospital = i == 0
+        || has(&person, Cond::Angina)
         || (has(&person, Cond::Diabetes2) && rng.chance(0.4))
         || rng.chance(0.15 + person.age as f64 * 0.004);
     let hospital = if needs_hospital {
@@ -286,6 +289,14 @@ pub fn generate(seed: u64, i: usize, mode: RefMode) -> Vec<Entry> {
         None
     };
     let hospital = hospital.filter(|&h| h != home);
+    // The demo patient's hospital is never their home institution.
+    let hospital = match hospital {
+        None if i == 0 => INSTITUTIONS
+            .iter()
+            .enumerate()
+            .position(|(k, x)| x.kind == Kind::Hospital && k != home),
+        h => h,
+    };
     // A former address (moved within the history window).
     let moved = if person.age >= 25 && rng.chance(0.2) {
         let others: Vec<usize> = INSTITUTIONS

@@ -219,9 +219,20 @@ impl Engine {
             ));
         }
         let (member_id, birth_date) = (member_id.trim(), birth_date.trim());
-        if member_id.is_empty() || birth_date.len() != 10 {
+        // The member ID is matched exactly: no search syntax (`,` OR, `|` system, `$`, `\`).
+        let plain_id = !member_id.is_empty()
+            && member_id.len() <= 64
+            && !member_id.contains([',', '|', '$', '\\']);
+        let b = birth_date.as_bytes();
+        let plain_date = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if !plain_id || !plain_date || reason.chars().count() > 1000 {
             return Err(FhirError::bad_request(
-                "the insurance member ID and the birth date (YYYY-MM-DD) name the person",
+                "the insurance member ID and the birth date (YYYY-MM-DD) name the person; the reason is at most 1,000 characters",
             ));
         }
         let found = self.search_unaudited(
@@ -233,16 +244,55 @@ impl Engine {
                     format!("{}|{member_id}", issho_identity::MEMBER_ID),
                 ),
                 ("birthdate".into(), birth_date.to_string()),
-                ("_count".into(), "1".into()),
+                ("_count".into(), "20".into()),
             ],
             false,
         )?;
-        let Some(p) = found.matches.first() else {
-            return Err(FhirError::not_found(
-                "no person with that insurance member ID and birth date",
-            ));
+        // One person (their Patients at several institutions are one); twins sharing a
+        // family's member ID and birth date are not told apart here: refused.
+        let mut persons: Vec<&str> = found
+            .matches
+            .iter()
+            .map(|p| p.person.as_deref().unwrap_or(&p.id))
+            .collect();
+        persons.sort();
+        persons.dedup();
+        let (id, miss) = match (found.matches.first(), persons.len()) {
+            (Some(p), 1) => (Some(p.id.clone()), None),
+            (None, _) => (
+                None,
+                Some((
+                    404,
+                    "no person with that insurance member ID and birth date",
+                )),
+            ),
+            _ => (
+                None,
+                Some((
+                    409,
+                    "several persons have that insurance member ID and birth date: open the record by its id",
+                )),
+            ),
         };
-        let id = p.id.clone();
+        let Some(id) = id else {
+            let (status, why) = miss.expect("a miss");
+            // A lookup that found no one is recorded too (probing member IDs leaves a trace).
+            if let Some(log) = &self.audit {
+                let mut rec = AuditRecord::new(Interaction::BreakGlass, &ctx.who(), "issho");
+                if let Some(g) = ctx.grant() {
+                    rec.agent.role = Some(g.role.code().to_string());
+                    rec.on_behalf_of = g.organization.clone();
+                }
+                rec.purpose_of_use = vec!["ETREAT".into()];
+                rec.break_glass = true;
+                rec.reason = Some(format!("break-the-glass by insurance card refused: {why}"));
+                rec.outcome = Outcome::MinorFailure;
+                log.record(rec).map_err(|e| {
+                    FhirError::new(503, IssueType::Transient, format!("audit trail: {e}"))
+                })?;
+            }
+            return Err(FhirError::new(status, IssueType::NotFound, why));
+        };
         self.break_glass(ctx, &id, reason)?;
         Ok(id)
     }

@@ -101,6 +101,14 @@ impl Guard {
         }
         self.own_record(rt, id, s.person.as_deref())?;
         self.patient_may_change(rt, id, &body, "write")?;
+        if crate::origin::writes_as_patient(&self.ctx) && body["meta"]["source"].is_string() {
+            // (A patch could add one: `origin::mark` removes it from every other write.)
+            return Err(FhirError::new(
+                403,
+                IssueType::Forbidden,
+                format!("{rt}/{id}: a person's own data names no institution in meta.source"),
+            ));
+        }
         if let Reach::CareOf(org) = &self.write.reach
             && let Some(source) = body["meta"]["source"].as_str()
             && source != org

@@ -20,6 +20,13 @@ pub(crate) fn writes_as_patient(ctx: &AccessContext) -> bool {
 /// research project's member writes as that project's ([`project_source`]).
 pub(crate) fn mark(ctx: &AccessContext, project: Option<&str>, body: &mut Value) {
     stamp_source(ctx, body);
+    // What a person writes is not an institution's data: no `meta.source` of theirs may say
+    // so (a clinician would take it for that institution's, and a refusal of it would hide it).
+    if writes_as_patient(ctx)
+        && let Some(meta) = body.get_mut("meta").and_then(Value::as_object_mut)
+    {
+        meta.remove("source");
+    }
     if let Some(p) = project
         && body["resourceType"] == "ViewDefinition"
         && let Some(o) = body.as_object_mut()

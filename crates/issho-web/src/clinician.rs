@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The JP Core insurance member ID system.
-const MEMBER_ID: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
+pub(crate) const MEMBER_ID: &str = "http://jpfhir.jp/fhir/clins/Idsystem/JP_Insurance_memberID";
 
 fn find_form(lang: Lang, s: &Signed) -> String {
     format!(
@@ -60,7 +60,7 @@ fn emergency_form(lang: Lang, s: &Signed) -> String {
     )
 }
 
-fn display_name(p: &Value) -> String {
+pub(crate) fn display_name(p: &Value) -> String {
     p["name"]
         .as_array()
         .into_iter()

@@ -100,6 +100,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/clinician/open", post(clinician::open))
         .route("/clinician/break-glass", post(clinician::break_glass))
         .route("/clinician/emergency", post(clinician::emergency))
+        // Forms are small; a device export at most a few megabytes.
+        .layer(axum::extract::DefaultBodyLimit::max(8 << 20))
         .with_state(web)
 }
 
@@ -323,10 +325,11 @@ async fn language(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let lang = if lang == "en" { "en" } else { "ja" };
+    // Back to one of this application's pages only (no redirect elsewhere).
     let back = q
         .get("back")
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
         .map(String::as_str)
+        .filter(|b| ["/", "/portal", "/clinician"].contains(b))
         .unwrap_or("/");
     let mut r = redirect(back);
     if let Ok(v) =
@@ -384,7 +387,17 @@ async fn signin(State(web): State<Arc<Web>>) -> Response {
         issho_auth::pkce_s256(&verifier),
         enc(web.auth.issuer()),
     );
-    redirect(&to)
+    // The sign-in belongs to this browser: the callback must come with this cookie (a code
+    // and state made by someone else's sign-in cannot sign this browser in as them).
+    let mut r = redirect(&to);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}={state}; SameSite=Lax; Path=/web/callback; HttpOnly; Max-Age=600{}",
+        session::SIGNIN_COOKIE,
+        if web.secure { "; Secure" } else { "" }
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
 }
 
 /// Back from the authorization server: the code for a token, and a session.
@@ -410,14 +423,25 @@ async fn callback(
             ),
         )
     };
-    let Some(verifier) = q.get("state").and_then(|s| web.sessions.finish(s)) else {
+    let state = q.get("state").map(String::as_str).unwrap_or_default();
+    let mine = cookie(cookie_header(&headers), session::SIGNIN_COOKIE) == Some(state);
+    let Some(verifier) = Some(state)
+        .filter(|_| mine)
+        .and_then(|s| web.sessions.finish(s))
+    else {
         return fail(
-            "the sign-in expired or did not start here / サインインの有効期限が切れました",
+            "the sign-in expired or did not start in this browser / サインインの有効期限が切れたか、このブラウザーで始めたものではありません",
         );
     };
     let Some(code) = q.get("code").cloned() else {
-        return fail(q.get("error_description").map_or("no code", String::as_str));
+        return fail("the authorization server did not sign you in / サインインできませんでした");
     };
+    // A session this browser already had ends (and its token is revoked).
+    if let Some(old) = cookie(cookie_header(&headers), COOKIE).and_then(|id| web.sessions.close(id))
+    {
+        let w = web.clone();
+        let _ = tokio::task::spawn_blocking(move || w.auth.revoke_token(&old, CLIENT_ID)).await;
+    }
     let w = web.clone();
     let res = tokio::task::spawn_blocking(move || {
         let redirect_uri = format!("{}/web/callback", w.origin);

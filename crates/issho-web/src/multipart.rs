@@ -36,7 +36,8 @@ pub fn parts(headers: &HeaderMap, body: &[u8]) -> Vec<Part> {
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Vec::new();
     }
-    let Some(boundary) = param(ct, "boundary") else {
+    // RFC 2046: a boundary is 1 to 70 characters (a longer one would make the search slow).
+    let Some(boundary) = param(ct, "boundary").filter(|b| !b.is_empty() && b.len() <= 70) else {
         return Vec::new();
     };
     let delim = format!("--{boundary}");
@@ -91,5 +92,23 @@ mod tests {
         assert_eq!(p[1].filename.as_deref(), Some("w.csv"));
         assert_eq!(p[1].data, b"date,weight\r\n2026-12-01,60");
         assert!(parts(&HeaderMap::new(), body).is_empty());
+        let mut long = HeaderMap::new();
+        let b = "-".repeat(71);
+        long.insert(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={b}")
+                .parse()
+                .unwrap(),
+        );
+        assert!(parts(&long, body).is_empty());
+        // Malformed bodies give what can be read, never a panic.
+        for bad in [
+            &b"--XyZ"[..],
+            b"--XyZ\r\n",
+            b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx",
+            b"",
+        ] {
+            let _ = parts(&h, bad);
+        }
     }
 }

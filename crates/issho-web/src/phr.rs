@@ -64,7 +64,7 @@ fn local_time(at: &str) -> Option<String> {
     let t = if b.len() == 16 {
         format!("{at}:00+09:00")
     } else {
-        format!("{}+09:00", &at[..19])
+        format!("{}+09:00", at.get(..19)?)
     };
     issho_model::instant::parse_range(&t).map(|_| t)
 }
@@ -232,6 +232,10 @@ pub(crate) async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Signed in first: nothing of an anonymous body is read.
+    if let Err(r) = web.signed(&headers) {
+        return *r;
+    }
     let parts = crate::multipart::parts(&headers, &body);
     let fields: std::collections::HashMap<String, String> = parts
         .iter()

@@ -87,6 +87,30 @@ pub(crate) fn institution_names(
     Ok(out)
 }
 
+/// The person as their institutions registered them: name, birth date, insurance member ID.
+fn identity(lang: Lang, rec: &Record) -> String {
+    let Some(p) = rec.of("Patient").next() else {
+        return String::new();
+    };
+    let members: Vec<&str> = rec
+        .of("Patient")
+        .flat_map(|p| p["identifier"].as_array().into_iter().flatten())
+        .filter(|i| i["system"] == crate::clinician::MEMBER_ID)
+        .filter_map(|i| i["value"].as_str())
+        .collect();
+    let mut members = members;
+    members.sort();
+    members.dedup();
+    format!(
+        "<p class=\"card\">{} · {}: {} · {}: {}</p>\n",
+        esc(&crate::clinician::display_name(p)),
+        t(lang, "search-birth"),
+        esc(p["birthDate"].as_str().unwrap_or("")),
+        t(lang, "search-member"),
+        esc(&members.join(", "))
+    )
+}
+
 /// Where a resource comes from: the institution that holds it.
 pub(crate) fn institution_ref(r: &Value) -> Option<String> {
     if let Some(s) = r["meta"]["source"]
@@ -440,6 +464,7 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
         t(lang, "access-log"),
         t(lang, "consent")
     ));
+    body.push_str(&identity(lang, &rec));
     let obs: Vec<&Value> = rec.of("Observation").collect();
     body.push_str(&section("results", t(lang, "results"), &charts(lang, &obs)));
     body.push_str(&section(

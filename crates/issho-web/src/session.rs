@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// How long a sign-in may take (from the redirect to the authorization server back).
 const SIGNIN: Duration = Duration::from_secs(600);
+/// Sign-ins on their way at most.
+const PENDING_MOST: usize = 10_000;
+/// Sessions at most (beyond: the least recently used ends).
+const LIVE_MOST: usize = 100_000;
+/// The cookie binding a sign-in to the browser that started it.
+pub const SIGNIN_COOKIE: &str = "issho_signin";
 /// The session cookie.
 pub const COOKIE: &str = "issho_session";
 /// The language cookie.
@@ -66,7 +72,19 @@ impl Sessions {
     pub fn begin(&self) -> (String, String) {
         let (state, verifier) = (random(), random());
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.retain(|_, x| x.started.elapsed() < SIGNIN);
+        if p.len() >= PENDING_MOST {
+            p.retain(|_, x| x.started.elapsed() < SIGNIN);
+        }
+        if p.len() >= PENDING_MOST {
+            // Still full: the oldest sign-in gives way (a flood cannot grow the table).
+            if let Some(oldest) = p
+                .iter()
+                .min_by_key(|(_, x)| x.started)
+                .map(|(k, _)| k.clone())
+            {
+                p.remove(&oldest);
+            }
+        }
         p.insert(
             state.clone(),
             Pending {
@@ -97,7 +115,17 @@ impl Sessions {
     ) -> String {
         let id = random();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|_, s| s.last.elapsed() < IDLE);
+        if live.len() >= LIVE_MOST {
+            live.retain(|_, s| s.last.elapsed() < IDLE);
+        }
+        if live.len() >= LIVE_MOST
+            && let Some(oldest) = live
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| k.clone())
+        {
+            live.remove(&oldest);
+        }
         live.insert(
             id.clone(),
             Session {
@@ -184,5 +212,10 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(cookie(Some("issho_sessionx=1"), COOKIE), None);
+        // A flood of sign-ins keeps the table bounded.
+        for _ in 0..PENDING_MOST + 100 {
+            s.begin();
+        }
+        assert!(s.pending.lock().unwrap().len() <= PENDING_MOST);
     }
 }

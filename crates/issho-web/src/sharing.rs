@@ -151,13 +151,29 @@ pub(crate) async fn consent(
         blocking(move || {
             let cur = engine.read(&ctx, "Consent", &id)?;
             let mut c = cur.json().ok_or_else(|| FhirError::internal("no body"))?;
+            // Only a sharing refusal of this person's, as the portal lists them.
+            if c["patient"]["reference"].as_str() != Some(format!("Patient/{pid}").as_str())
+                || !is_scope(&c, "patient-privacy")
+            {
+                return Err(FhirError::bad_request("not one of your sharing settings"));
+            }
+            let version = format!("W/\"{}\"", cur.version);
             c["status"] = json!("inactive");
-            engine.update(&ctx, "Consent", &id, c, None).map(|_| ())
+            engine
+                .update(&ctx, "Consent", &id, c, Some(version))
+                .map(|_| ())
         })
         .await
     } else {
         let org = f.get("organization").cloned().unwrap_or_default();
-        if !org.starts_with("Organization/") {
+        let id_ok = org.strip_prefix("Organization/").is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        });
+        if !id_ok {
             return error_page(
                 lang,
                 Some(&s.session),

@@ -191,7 +191,10 @@ fn from_json_rows(rows: &[Value]) -> Result<Vec<Reading>, String> {
     Ok(out)
 }
 
-/// FHIR Observations about the person, checked: their subject must be `Patient/pid`.
+/// FHIR Observations about the person, checked (their subject must be `Patient/pid`) and
+/// rebuilt from what a measurement is — its code, value or components, time, device and own
+/// identifier — so that nothing else an upload carries (an institution as `meta.source`, a
+/// performer, references to other records) comes in with it.
 fn fhir_observations(list: Vec<Value>, pid: &str) -> Result<Vec<Value>, String> {
     let me = format!("Patient/{pid}");
     let mut out = Vec::new();
@@ -202,9 +205,80 @@ fn fhir_observations(list: Vec<Value>, pid: &str) -> Result<Vec<Value>, String> 
         if o["subject"]["reference"].as_str() != Some(me.as_str()) {
             return Err(format!("resource {}: its subject is not you ({me})", i + 1));
         }
-        out.push(o);
+        let when = o["effectiveDateTime"]
+            .as_str()
+            .filter(|t| issho_model::instant::parse_range(t).is_some())
+            .ok_or_else(|| format!("resource {}: no effectiveDateTime", i + 1))?;
+        let mut r = json!({"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+            "code": coded(&o["code"]),
+            "subject": {"reference": me},
+            "performer": [{"reference": me}],
+            "effectiveDateTime": when});
+        if let Some(q) = quantity(&o["valueQuantity"]) {
+            r["valueQuantity"] = q;
+        }
+        let components: Vec<Value> = o["component"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(json!({"code": coded(&c["code"]), "valueQuantity": quantity(&c["valueQuantity"])?}))
+            })
+            .collect();
+        if !components.is_empty() {
+            r["component"] = json!(components);
+        }
+        if r["valueQuantity"].is_null() && r["component"].is_null() {
+            return Err(format!("resource {}: no measured quantity", i + 1));
+        }
+        if let Some(d) = o["device"]["display"].as_str() {
+            r["device"] = json!({"display": d});
+        }
+        if let (Some(sys), Some(v)) = (
+            o["identifier"][0]["system"].as_str(),
+            o["identifier"][0]["value"].as_str(),
+        ) {
+            r["identifier"] = json!([{"system": sys, "value": v}]);
+        }
+        out.push(r);
     }
     Ok(out)
+}
+
+/// A CodeableConcept's codings (system, code, display) and text only.
+fn coded(c: &Value) -> Value {
+    let codings: Vec<Value> = c["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let mut o = serde_json::Map::new();
+            for k in ["system", "code", "display"] {
+                if let Some(v) = x[k].as_str() {
+                    o.insert(k.into(), json!(v));
+                }
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let mut out = json!({"coding": codings});
+    if let Some(t) = c["text"].as_str() {
+        out["text"] = json!(t);
+    }
+    out
+}
+
+/// A Quantity's value, unit, system and code only.
+fn quantity(q: &Value) -> Option<Value> {
+    let v = q["value"].as_f64()?;
+    let mut out = json!({"value": v});
+    for k in ["unit", "system", "code"] {
+        if let Some(x) = q[k].as_str() {
+            out[k] = json!(x);
+        }
+    }
+    Some(out)
 }
 
 /// The Observations of an uploaded file (`name` decides nothing; the content does).
@@ -323,7 +397,8 @@ fn reading_key(o: &Value) -> String {
         && o["identifier"][0]["system"] != READING_ID
     {
         return hex(&format!(
-            "{}|{own}",
+            "{}|{}|{own}",
+            o["subject"]["reference"].as_str().unwrap_or(""),
             o["identifier"][0]["system"].as_str().unwrap_or("")
         ));
     }
@@ -333,7 +408,8 @@ fn reading_key(o: &Value) -> String {
         .map(|r| r.lo.to_string())
         .unwrap_or_default();
     hex(&format!(
-        "{}|{when}|{}",
+        "{}|{}|{when}|{}",
+        o["subject"]["reference"].as_str().unwrap_or(""),
         o["device"]["display"].as_str().unwrap_or(""),
         measure_code(o)
     ))

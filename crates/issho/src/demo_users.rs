@@ -23,10 +23,14 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
         .find(|r| r.resource_type == "Patient")
         .map(|r| r.id.clone())
         .ok_or("the demo population has no patient")?;
+    // The institutions that know the demo patient: their visits' and their Patients'.
     let treated_at: Vec<String> = person
         .iter()
-        .filter(|r| r.resource_type == "Encounter")
-        .filter_map(|r| reference_id(&r.resource["serviceProvider"], "Organization/"))
+        .filter_map(|r| match r.resource_type {
+            "Encounter" => reference_id(&r.resource["serviceProvider"], "Organization/"),
+            "Patient" => reference_id(&r.resource["managingOrganization"], "Organization/"),
+            _ => None,
+        })
         .map(str::to_string)
         .collect();
     // (organization, practitioner, role code) of every PractitionerRole.
@@ -48,7 +52,18 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
             .cloned()
     };
     let doc_a = pick("doctor", true).ok_or("no doctor in the demo data")?;
-    let doc_b = pick("doctor", false).ok_or("no doctor in the demo data")?;
+    // Doctor B works at the demo patient's other institution (the demo patient attends a clinic
+    // and a hospital): a second care provider sharing the record — and seeing less once the
+    // person refuses to share the first institution's data.
+    let doc_b = roles
+        .iter()
+        .find(|(o, _, c)| c == "doctor" && *o != doc_a.0 && treated_at.contains(o))
+        .cloned()
+        .or_else(|| pick("doctor", false))
+        .ok_or("no doctor in the demo data")?;
+    // The emergency physician works where the demo patient was never treated: opening the
+    // record takes breaking the glass.
+    let er = pick("doctor", false).ok_or("no doctor in the demo data")?;
     // The pharmacist works at the pharmacy that dispensed the demo patient's prescriptions
     // (its dispensing is its care relationship); without one, at the demo patient's hospital.
     let dispensed_by: Option<String> = person
@@ -114,9 +129,9 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes:
                     "openid fhirUser launch/patient offline_access user/*.cruds patient/*.cruds"
                         .into(),
-                display: "デモ医師B (doctor at another hospital)".into(),
+                display: "デモ医師B (doctor at the demo patient's other institution)".into(),
             },
-            "the records of patients treated at their hospital (not the demo patient)",
+            "the records of patients treated at their institution (the demo patient among them)",
         ),
         (
             User {
@@ -135,12 +150,12 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 name: "demo-emergency".into(),
                 role: Role::EmergencyPhysician,
                 patient: None,
-                organization: Some(format!("Organization/{}", doc_b.0)),
-                fhir_user: Some(format!("Practitioner/{}", doc_b.1)),
+                organization: Some(format!("Organization/{}", er.0)),
+                fhir_user: Some(format!("Practitioner/{}", er.1)),
                 scopes: "openid fhirUser user/*.rs".into(),
                 display: "デモ救急医 (emergency physician)".into(),
             },
-            "records of patients in care at their hospital",
+            "records of patients in care at their hospital (not the demo patient: breaking the glass opens it)",
         ),
         (
             User {
@@ -179,11 +194,23 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
             .into(),
     })
     .map_err(|e| e.to_string())?;
+    // Where each care provider works, by name (what the portal's sharing settings list).
+    let org_name = |reference: &str| -> Option<String> {
+        let id = reference.strip_prefix("Organization/")?;
+        issho_demo::reference_resources()
+            .iter()
+            .find(|r| r.resource_type == "Organization" && r.id == id)
+            .and_then(|r| r.resource["name"].as_str().map(str::to_string))
+    };
     let mut out = Vec::new();
     for (u, sees) in users {
         auth.put_user(&u, DEMO_PASSWORD)
             .map_err(|e| e.to_string())?;
-        out.push((u.name.clone(), sees.replace("{patient}", &patient)));
+        let mut line = sees.replace("{patient}", &patient);
+        if let Some(name) = u.organization.as_deref().and_then(org_name) {
+            line.push_str(&format!(" — at {name}"));
+        }
+        out.push((u.name.clone(), line));
     }
     Ok(out)
 }

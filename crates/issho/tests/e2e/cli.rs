@@ -244,20 +244,62 @@ fn serve_demo_fills_an_empty_store_once() {
         .iter()
         .map(|e| e["resource"]["id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        vec![my_id.as_str()],
-        "a patient sees only their own record"
+    assert!(ids.contains(&my_id.as_str()), "{ids:?}");
+    assert!(
+        ids.len() >= 2 && ids.iter().all(|i| i.starts_with("demo-p0-")),
+        "a patient sees only their own record, at each institution: {ids:?}"
     );
     let admin = token("demo-admin");
     let (_, b) = get("Patient?_count=100", &admin);
     let pats = b["entry"].as_array().unwrap();
     assert!(pats.len() >= 3, "the administrator sees every patient");
-    // Doctor A's hospital treated the demo patient; doctor B's did not.
+    // Doctors A and B work at the demo patient's two institutions; the emergency physician's
+    // hospital never treated them.
     let (st, _) = get(&format!("Patient/{my_id}"), &token("demo-doctor-a"));
     assert_eq!(st, 200);
     let (st, _) = get(&format!("Patient/{my_id}"), &token("demo-doctor-b"));
+    assert_eq!(st, 200);
+    let (st, _) = get(&format!("Patient/{my_id}"), &token("demo-emergency"));
     assert_eq!(st, 404);
+    // The person refuses their record to doctor B's institution: doctor B then sees less (none
+    // of it), doctor A as before.
+    let sees = |tok: &Value| -> u64 {
+        let (st, b) = get(&format!("Observation?patient={my_id}&_summary=count"), tok);
+        assert_eq!(st, 200, "{b}");
+        b["total"].as_u64().unwrap()
+    };
+    let (doctor_a, doctor_b) = (token("demo-doctor-a"), token("demo-doctor-b"));
+    let (a_before, b_before) = (sees(&doctor_a), sees(&doctor_b));
+    assert!(a_before > 0 && b_before > 0, "{a_before} {b_before}");
+    let (_, roles) = get(
+        &format!(
+            "PractitionerRole?practitioner={}",
+            doctor_b["fhirUser"].as_str().unwrap()
+        ),
+        &admin,
+    );
+    let org_b = roles["entry"][0]["resource"]["organization"]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refusal = serde_json::json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{my_id}")},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+        "provision": {"type": "permit", "provision": [{"type": "deny",
+            "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
+                       "reference": {"reference": org_b}}]}]}});
+    let r = client()
+        .post(format!("{}/Consent", p.base))
+        .bearer_auth(me["access_token"].as_str().unwrap())
+        .header("content-type", "application/fhir+json")
+        .body(refusal.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    assert_eq!(sees(&doctor_b), 0, "doctor B sees less");
+    assert_eq!(sees(&doctor_a), a_before);
     // Researchers get no individual records.
     let (st, _) = get("Patient", &token("demo-researcher"));
     assert_eq!(st, 403);
@@ -385,7 +427,21 @@ fn demo_files_and_import() {
         linked, patients,
         "every Patient in its person's Person: {persons}"
     );
-    assert_eq!(b["total"], lines as u64 + 4);
+    // The history holds every imported resource and each version of the Persons (a Person is
+    // written again when a second Patient of it arrives).
+    let person_versions: u64 = persons["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["resource"]["meta"]["versionId"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(b["total"], lines as u64 + person_versions);
 
     // One process per data directory: a second one is refused while the server runs.
     let exp = dir.path().join("export");

@@ -638,7 +638,11 @@ fn device_exports_are_uploaded_once() {
     let csv = "測定日時,体重(kg),最高血圧,最低血圧,機器\n2026/11/30 07:10,58.9,131,84,HBP-9\n2026/12/01 07:05,58.7,,,HBP-9\n2026/12/01 07:05,58.7,,,HBP-9\n";
     let r = pat.upload("/portal/upload", &token, "omron.csv", csv);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("取り込みました。 (omron.csv)"), "{}", r.body);
+    assert!(
+        r.body.contains("取り込みました。 (omron.csv)"),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("2026-11-30 131 mmHg"), "charted");
     assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 3);
     // The same export again (and an overlapping one): nothing twice.
@@ -681,4 +685,208 @@ fn device_exports_are_uploaded_once() {
     let r = doc.upload("/portal/upload", &csrf(&page.body), "omron.csv", csv);
     assert!(r.url.ends_with("/clinician"), "{}", r.url);
     assert_eq!(count(&c, "admin", "Observation?patient=p1"), before + 5);
+}
+
+#[test]
+fn attacks_on_the_web_application_fail() {
+    let c = setup();
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Open redirects through the language switch, tabs and all.
+    for back in [
+        "/%09/evil.example",
+        "/%0d/evil.example",
+        "//evil.example",
+        "/portal/../x",
+    ] {
+        let r = http
+            .get(format!("{root}/web/lang/ja?back={back}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.headers()["location"], "/", "{back}");
+    }
+    // Login CSRF: an attacker's own sign-in, stopped before its callback, handed to a victim.
+    let mut attacker = Browser::new(&root);
+    let login = attacker.get("/web/signin");
+    let mut fields = hidden_fields(&login.body);
+    fields.push(("username".into(), "doc-b".into()));
+    fields.push(("password".into(), "a long password".into()));
+    fields.push(("decision".into(), "allow".into()));
+    let form: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    let r = http
+        .post(format!("{root}/auth/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.join("&"))
+        .send()
+        .unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(callback.contains("/web/callback?code="), "{callback}");
+    let mut victim = Browser::new(&root);
+    let r = victim.get(&callback);
+    assert_eq!(
+        r.status, 400,
+        "another browser's sign-in does not sign this one in"
+    );
+    assert!(!victim.cookies.contains_key("issho_session"));
+    // Anonymous uploads are not read; a signed-in one that is not a form is refused cleanly.
+    let huge = "-".repeat(100_000);
+    let r = http
+        .post(format!("{root}/portal/upload"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={huge}X"),
+        )
+        .body("-".repeat(1_000_000))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let mut pat = Browser::new(&root);
+    let portal = pat.sign_in("pat");
+    let token = csrf(&portal.body);
+    for body in [
+        "",
+        "--b\r\n",
+        "--b\r\nContent-Disposition: form-data\r\n\r\nx",
+    ] {
+        let cookie = format!("issho_session={}", pat.cookies["issho_session"]);
+        let r = http
+            .post(format!("{root}/portal/upload"))
+            .header("cookie", cookie)
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "no form token in {body:?}");
+    }
+    // Times that are not times.
+    for at in [
+        "2026-12-01T08:30:0",
+        "2026-12-01T08:30:0é",
+        "2026-13-01T08:30",
+    ] {
+        let r = pat.post(
+            "/portal/measure",
+            &[
+                ("csrf", &token),
+                ("kind", "weight"),
+                ("value", "60"),
+                ("at", at),
+            ],
+        );
+        assert_eq!(r.status, 400, "{at}");
+    }
+    // A form from a page under no-referrer (Origin: null) or another site.
+    for origin in ["null", "http://evil.example"] {
+        let r = pat.send(
+            "POST",
+            "/portal/measure",
+            Some(&[
+                ("csrf", &token),
+                ("kind", "weight"),
+                ("value", "60"),
+                ("at", "2026-12-01T08:30"),
+            ]),
+            Some(origin),
+        );
+        assert_eq!(r.status, 403, "{origin}");
+    }
+    // Another person's Consent is not one of this person's settings.
+    let (st, theirs) = c.call(
+        "admin",
+        "POST",
+        "Consent",
+        Some(&json!({"resourceType": "Consent", "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": "Patient/p2"},
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
+            "provision": {"type": "deny"}})),
+    );
+    assert_eq!(st, 201, "{theirs}");
+    let id = theirs["id"].as_str().unwrap();
+    let r = pat.post("/portal/consent", &[("csrf", &token), ("withdraw", id)]);
+    assert!(r.status == 404 || r.status == 400, "{}", r.status);
+    let (_, now) = c.call("admin", "GET", &format!("Consent/{id}"), None);
+    assert_eq!(now["status"], "active");
+    // An upload cannot pass the person's data off as a hospital's.
+    let dressed = r#"{"resourceType": "Observation", "status": "final", "meta": {"source": "Organization/org-a"}, "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]}, "subject": {"reference": "Patient/p1"}, "performer": [{"reference": "Organization/org-a"}], "effectiveDateTime": "2026-12-03T07:00:00+09:00", "valueQuantity": {"value": 180, "unit": "mg/dL"}}"#;
+    let r = pat.upload("/portal/upload", &token, "fake.ndjson", dressed);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, b) = c.call("admin", "GET", "Observation?patient=p1&code=2339-0", None);
+    let o = &b["entry"][0]["resource"];
+    assert!(o["meta"]["source"].is_null(), "{o}");
+    assert_eq!(o["performer"][0]["reference"], "Patient/p1");
+    // … nor through the FHIR API: a source is dropped, and a patch cannot add one.
+    let (st, w) = c.call(
+        "pat",
+        "POST",
+        "Observation",
+        Some(&json!({"resourceType": "Observation", "status": "final",
+            "meta": {"source": "Organization/org-a"}, "code": {"text": "体重"},
+            "subject": {"reference": "Patient/p1"}})),
+    );
+    assert_eq!(st, 201, "{w}");
+    assert!(w["meta"]["source"].is_null(), "{w}");
+    let r =
+        c.s.req(
+            "PATCH",
+            &format!("/Observation/{}", w["id"].as_str().unwrap()),
+        )
+        .bearer_auth(c.tok("pat"))
+        .header("content-type", "application/json-patch+json")
+        .body(
+            json!([{"op": "add", "path": "/meta/source", "value": "Organization/org-a"}])
+                .to_string(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The emergency lookup takes a plain member ID and date, and one person only.
+    let mut er = Browser::new(&root);
+    let page = er.sign_in("er");
+    let t = csrf(&page.body);
+    for (member, birth) in [
+        (format!("x,{MEMBER}|"), "1960-04-01"),
+        ("1234567,7654321".to_string(), "1960-04-01"),
+        ("1234567".to_string(), "1960-4-1xx"),
+    ] {
+        let r = er.post(
+            "/clinician/emergency",
+            &[
+                ("csrf", &t),
+                ("member", &member),
+                ("birthdate", birth),
+                ("reason", "搬送されたため"),
+            ],
+        );
+        assert_eq!(r.status, 400, "{member} {birth}");
+    }
+    // Signing in again ends the browser's earlier session.
+    let before = pat.cookies["issho_session"].clone();
+    pat.sign_in("pat");
+    let after = pat.cookies["issho_session"].clone();
+    assert_ne!(before, after);
+    pat.cookies.insert("issho_session".into(), before);
+    assert!(pat.get("/portal").url.contains("/auth/authorize?"));
+    // Answers that hold health data are not cached, redirects included.
+    pat.cookies.insert("issho_session".into(), after.clone());
+    let r = http
+        .get(format!("{root}/portal/download"))
+        .header("cookie", format!("issho_session={after}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let r = http
+        .get(format!("{root}/portal"))
+        .header("cookie", "issho_session=nope")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["cache-control"], "no-store");
 }
