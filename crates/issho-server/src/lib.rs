@@ -90,24 +90,29 @@ impl AppState {
 /// [`OutcomeListener`] so that the errors hyper answers by itself carry an OperationOutcome too.
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let tls = config.tls;
-    // The web application, where users sign in (not with --dev-open: it has no accounts).
-    let web = match (&config.auth, config.dev_open) {
-        (Some(auth), false) => match issho_web::Web::new(engine.clone(), auth.clone(), tls) {
-            Ok(w) => Some(Arc::new(w)),
-            Err(e) => {
-                tracing::error!(error = %e, "the web application could not register its client");
-                None
-            }
-        },
-        _ => None,
-    };
     let state = Arc::new(AppState {
-        engine,
+        engine: engine.clone(),
         config,
         started: std::time::Instant::now(),
         buckets: Default::default(),
         metadata: Default::default(),
     });
+    // The web application, where users sign in (not with --dev-open: it has no accounts), on
+    // the same rate budget per token as /fhir.
+    let web = match (&state.config.auth, state.config.dev_open) {
+        (Some(auth), false) => {
+            let s = state.clone();
+            let admit: issho_web::Admit = Arc::new(move |caller: &str| s.admit(caller));
+            match issho_web::Web::new(engine, auth.clone(), tls, Some(admit)) {
+                Ok(w) => Some(Arc::new(w)),
+                Err(e) => {
+                    tracing::error!(error = %e, "the web application could not register its client");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let app = Router::new()
         .route("/healthz", axum::routing::get(handler::healthz))
         .route(

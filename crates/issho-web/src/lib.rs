@@ -44,8 +44,14 @@ pub const CLIENT_ID: &str = "issho-web";
 /// may have.
 const SCOPES: &str = "openid fhirUser patient/*.cruds user/*.cruds";
 
+/// The deployment's rate limit: `Err(seconds to wait)` when the caller (keyed like `/fhir`'s,
+/// by `Bearer <token>`) has spent its budget.
+pub type Admit = Arc<dyn Fn(&str) -> Result<(), u64> + Send + Sync>;
+
 /// The web application.
 pub struct Web {
+    /// The same budget per token as `/fhir` (`None`: no limit).
+    admit: Option<Admit>,
     engine: Engine,
     auth: Arc<issho_auth::Auth>,
     /// Scheme, host and port of this server (`http://127.0.0.1:8080`): the redirect URI's.
@@ -58,7 +64,12 @@ pub struct Web {
 impl Web {
     /// The application over `engine`, signing in at `auth` (whose issuer is this server's FHIR
     /// base, `…/fhir`). Registers the client `issho-web` with its redirect URI.
-    pub fn new(engine: Engine, auth: Arc<issho_auth::Auth>, secure: bool) -> Result<Web, String> {
+    pub fn new(
+        engine: Engine,
+        auth: Arc<issho_auth::Auth>,
+        secure: bool,
+        admit: Option<Admit>,
+    ) -> Result<Web, String> {
         let origin = auth
             .issuer()
             .trim_end_matches('/')
@@ -72,6 +83,7 @@ impl Web {
         })
         .map_err(|e| e.to_string())?;
         Ok(Web {
+            admit,
             engine,
             auth,
             origin,
@@ -189,6 +201,26 @@ impl Web {
         let Some(session) = self.sessions.get(id) else {
             return Err(Box::new(redirect("/web/signin")));
         };
+        if let Some(admit) = &self.admit
+            && let Err(wait) = admit(&format!("Bearer {}", session.token))
+        {
+            let mut r = html(
+                429,
+                html::page(
+                    lang,
+                    t(lang, "error"),
+                    Some(&session),
+                    "/",
+                    &format!(
+                        "<p class=\"warning\">too many requests; retry in {wait} s / しばらくしてからもう一度お試しください（{wait} 秒後）</p>"
+                    ),
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return Err(Box::new(r));
+        }
         match self.auth.verify(&session.token) {
             Ok(grant) => Ok(Signed {
                 id: id.to_string(),

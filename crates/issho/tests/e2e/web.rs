@@ -890,3 +890,25 @@ fn attacks_on_the_web_application_fail() {
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["cache-control"], "no-store");
 }
+
+#[test]
+fn the_pages_share_the_tokens_rate_limit() {
+    let (s, auth) = Server::start_secure_limited(3);
+    auth.put_user(
+        &user("pat", Role::Patient, "patient/*.cruds", Some("p1"), None),
+        "a long password",
+    )
+    .unwrap();
+    let root = s.base.trim_end_matches("/fhir").to_string();
+    let mut pat = Browser::new(&root);
+    pat.sign_in("pat");
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let p = pat.get("/portal");
+        if p.status == 429 {
+            assert!(p.headers.contains_key("retry-after"));
+        }
+        codes.push(p.status);
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+}

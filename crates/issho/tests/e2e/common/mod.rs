@@ -102,6 +102,26 @@ impl Server {
         (s, auth.expect("configured"))
     }
 
+    /// A server that requires tokens with a rate limit per caller.
+    pub fn start_secure_limited(rate: u32) -> (Server, std::sync::Arc<issho_auth::Auth>) {
+        let mut auth = None;
+        let s = Server::launch_with(
+            tempfile::tempdir().expect("tempdir"),
+            Default::default(),
+            |base, dir| {
+                let a = std::sync::Arc::new(issho_auth::Auth::open(dir, base).unwrap());
+                auth = Some(a.clone());
+                issho_server::ServerConfig {
+                    dev_open: false,
+                    auth: Some(a),
+                    rate_limit: Some(rate),
+                    ..Default::default()
+                }
+            },
+        );
+        (s, auth.expect("configured"))
+    }
+
     /// A server on an existing data directory.
     pub fn start_in(
         dir: tempfile::TempDir,
