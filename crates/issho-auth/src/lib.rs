@@ -10,6 +10,7 @@
 //! patient in context, organization, `fhirUser`, scopes and a token id (`jti`) that can be
 //! revoked.
 
+mod explain;
 mod flows;
 mod keys;
 mod service;
@@ -18,6 +19,7 @@ mod tests;
 mod tokens;
 mod users;
 
+pub use explain::explain;
 pub use flows::AuthorizationRequest;
 pub use keys::{new_es256_client_key, sign_es256, verify_es256_with_jwks};
 pub use service::{ClientAuth, JWT_BEARER};

@@ -113,10 +113,21 @@ fn page(p: &[(String, String)], client_name: &str, scope: &str, error: Option<&s
     let err = error
         .map(|e| format!("<p class=\"err\">{}</p>", escape(e)))
         .unwrap_or_default();
-    let scopes: String = scope
-        .split_whitespace()
-        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
-        .collect();
+    // What the app may do, said in words (the raw scope string in a tooltip-free detail).
+    let scopes: String = issho_auth::explain(scope)
+        .iter()
+        .map(|(ja, en)| {
+            format!(
+                "<li>{}<br><span class=\"en\">{}</span></li>",
+                escape(ja),
+                escape(en)
+            )
+        })
+        .collect::<String>()
+        + &format!(
+            "</ul><details><summary>技術的な表記 <span class=\"en\">Technical scopes</span></summary><code>{}</code></details><ul>",
+            escape(scope)
+        );
     format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>issho — サインイン / Sign in</title>
@@ -124,7 +135,7 @@ fn page(p: &[(String, String)], client_name: &str, scope: &str, error: Option<&s
 h1{{font-size:1.3rem}}label{{display:block;margin:.8rem 0 .2rem}}input[type=text],input[type=password]{{width:100%;padding:.5rem;font-size:1rem}}
 button{{margin-top:1.2rem;padding:.6rem 1.4rem;font-size:1rem}}.err{{color:#b00020}}.en{{color:#666;font-size:.9em}}</style></head>
 <body><h1>issho（一生・一緒）へサインイン <span class="en">Sign in to issho</span></h1>
-<p><strong>{client}</strong> があなたの健康記録へのアクセスを求めています。<br><span class="en">{client} asks to access health records on your behalf:</span></p>
+<p><strong>{client}</strong> があなたの代わりに次のことをしようとしています。許可すると、サインインしたあなたの権限の範囲で行われ、すべて記録されます。<br><span class="en">{client} asks to do the following on your behalf — within what you yourself may do, and every access is recorded:</span></p>
 <ul>{scopes}</ul>{err}
 <form method="post" action="/auth/authorize">{hidden}
 <label for="u">ユーザー名 <span class="en">User name</span></label><input id="u" type="text" name="username" autocomplete="username" required>

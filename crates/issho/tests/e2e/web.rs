@@ -711,6 +711,13 @@ fn attacks_on_the_web_application_fail() {
     // Login CSRF: an attacker's own sign-in, stopped before its callback, handed to a victim.
     let mut attacker = Browser::new(&root);
     let login = attacker.get("/web/signin");
+    // The sign-in page says in words what the application may do, and whose records.
+    assert!(
+        login.body.contains("あなた自身の記録のすべての種類の情報を見る")
+            && login.body.contains("in your own record"),
+        "{}",
+        login.body
+    );
     let mut fields = hidden_fields(&login.body);
     fields.push(("username".into(), "doc-b".into()));
     fields.push(("password".into(), "a long password".into()));
