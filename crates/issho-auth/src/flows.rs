@@ -223,6 +223,7 @@ impl Auth {
             // EHR launch: the patient in context is the launched one.
             user.patient = Some(p);
         }
+        self.remember_grant(&user.name, client_id, &pending.scope)?;
         self.token_response(&user, client_id, &pending.scope, pending.nonce.as_deref())
     }
 

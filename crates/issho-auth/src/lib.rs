@@ -12,6 +12,7 @@
 
 mod explain;
 mod flows;
+mod grants;
 mod keys;
 mod service;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod users;
 
 pub use explain::explain;
 pub use flows::AuthorizationRequest;
+pub use grants::AllowedApp;
 pub use keys::{new_es256_client_key, sign_es256, verify_es256_with_jwks};
 pub use service::{ClientAuth, JWT_BEARER};
 
@@ -202,7 +204,7 @@ pub struct Auth {
     issuer: String,
     /// Tokens already verified (token → grant, expiry): a signature is checked once per
     /// token, not once per request. Revocation removes entries.
-    verified: Mutex<std::collections::HashMap<String, (Grant, i64)>>,
+    pub(crate) verified: Mutex<std::collections::HashMap<String, (Grant, i64)>>,
     /// Authorization codes not yet exchanged (short-lived, single use).
     codes: Mutex<std::collections::HashMap<String, Pending>>,
     /// Client assertion ids seen (replay protection), with their expiry.
@@ -221,7 +223,7 @@ pub const FAILURE_WINDOW: i64 = 900;
 /// Most verified tokens remembered.
 const VERIFIED_CACHE: usize = 10_000;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -286,6 +288,7 @@ impl Auth {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")?;
         conn.execute_batch(DDL)?;
+        conn.execute_batch(grants::DDL)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -321,6 +324,7 @@ impl Auth {
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(DDL)?;
+        conn.execute_batch(grants::DDL)?;
         let issuer: Option<String> = conn
             .query_row(
                 "SELECT value FROM auth_meta WHERE name = 'issuer'",
@@ -335,7 +339,7 @@ impl Auth {
         &self.issuer
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

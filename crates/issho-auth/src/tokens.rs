@@ -294,6 +294,11 @@ impl Auth {
         if revoked.is_some() {
             return Err(bad("revoked"));
         }
+        if let Some(client) = &c.client_id
+            && self.withdrawn(&c.sub, client, c.iat)?
+        {
+            return Err(bad("the user withdrew this app"));
+        }
         Ok(c)
     }
 

@@ -151,6 +151,20 @@ const WORDS: &[(&str, &str, &str)] = &[
         "現在: 既定の扱い（この運用の決まりに従います）",
         "Now: the deployment's default",
     ),
+    ("apps", "連携しているアプリ", "Apps you allowed"),
+    (
+        "apps-none",
+        "あなたの代わりに記録を扱うアプリはありません。",
+        "No app acts for you.",
+    ),
+    ("apps-name", "アプリ", "App"),
+    ("apps-may", "できること", "May"),
+    ("apps-withdraw", "許可を取り消す", "Withdraw"),
+    (
+        "apps-withdrawn",
+        "アプリの許可を取り消しました。",
+        "The app's permission was withdrawn.",
+    ),
     ("phr", "わたしの測定", "My measurements"),
     (
         "phr-explain",

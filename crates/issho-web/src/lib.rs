@@ -107,6 +107,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/portal/upload", post(phr::upload))
         .route("/portal/consent", post(sharing::consent))
         .route("/portal/research", post(sharing::research))
+        .route("/portal/apps", post(sharing::withdraw_app))
         .route("/portal/download", get(portal::download))
         .route("/clinician", get(clinician::page).post(clinician::find))
         .route("/clinician/open", post(clinician::open))

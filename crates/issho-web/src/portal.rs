@@ -512,6 +512,11 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
         &crate::sharing::research_section(lang, &s, &rec),
     ));
     body.push_str(&section(
+        "apps",
+        t(lang, "apps"),
+        &crate::sharing::apps_section(&web, lang, &s),
+    ));
+    body.push_str(&section(
         "download",
         t(lang, "download"),
         &format!(

@@ -234,3 +234,72 @@ pub(crate) async fn research(
     let res = blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await;
     web.after(&s, res, t(lang, key), "/portal#research")
 }
+
+/// The apps the person allowed to act for them (not this application itself), each with what
+/// it may do in words and a button to withdraw it.
+pub(crate) fn apps_section(web: &Web, lang: Lang, s: &Signed) -> String {
+    let apps = web
+        .auth
+        .allowed_apps(&s.session.user)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.client_id != crate::CLIENT_ID)
+        .collect::<Vec<_>>();
+    if apps.is_empty() {
+        return html::p(t(lang, "apps-none"));
+    }
+    let rows: Vec<Vec<String>> = apps
+        .iter()
+        .map(|a| {
+            let may: Vec<String> = issho_auth::explain(&a.scope)
+                .into_iter()
+                .map(|(ja, en)| esc(if lang == Lang::Ja { &ja } else { &en }))
+                .collect();
+            vec![
+                esc(&a.client_name),
+                may.join("<br>"),
+                esc(&crate::chart::date_of(a.last as f64 / 86_400.0)),
+                format!(
+                    "<form method=\"post\" action=\"/portal/apps\" class=\"inline\">{}<input type=\"hidden\" name=\"client\" value=\"{}\"><button class=\"secondary\" type=\"submit\">{}</button></form>",
+                    html::csrf(&s.session),
+                    esc(&a.client_id),
+                    t(lang, "apps-withdraw")
+                ),
+            ]
+        })
+        .collect();
+    html::table(
+        "",
+        &[
+            t(lang, "apps-name"),
+            t(lang, "apps-may"),
+            t(lang, "when"),
+            "",
+        ],
+        &rows,
+    )
+}
+
+/// `POST /portal/apps`: withdraw an app the person allowed (its tokens stop working).
+pub(crate) async fn withdraw_app(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (s, _pid, f) = match web.person_post(&headers, &body) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let lang = s.lang;
+    let client = f.get("client").cloned().unwrap_or_default();
+    let (w, user) = (web.clone(), s.session.user.clone());
+    let res = blocking(move || match w.auth.withdraw_app(&user, &client) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(FhirError::bad_request(
+            "no such app among those you allowed",
+        )),
+        Err(e) => Err(FhirError::internal(e.to_string())),
+    })
+    .await;
+    web.after(&s, res, t(lang, "apps-withdrawn"), "/portal#apps")
+}

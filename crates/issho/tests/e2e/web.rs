@@ -713,7 +713,9 @@ fn attacks_on_the_web_application_fail() {
     let login = attacker.get("/web/signin");
     // The sign-in page says in words what the application may do, and whose records.
     assert!(
-        login.body.contains("あなた自身の記録のすべての種類の情報を見る")
+        login
+            .body
+            .contains("あなた自身の記録のすべての種類の情報を見る")
             && login.body.contains("in your own record"),
         "{}",
         login.body
@@ -918,4 +920,136 @@ fn the_pages_share_the_tokens_rate_limit() {
         codes.push(p.status);
     }
     assert!(codes.contains(&429), "{codes:?}");
+}
+
+#[test]
+fn a_person_sees_and_withdraws_the_apps_they_allowed() {
+    let (s, auth) = Server::start_secure();
+    auth.put_user(
+        &user(
+            "pat",
+            Role::Patient,
+            "openid patient/*.cruds offline_access",
+            Some("p1"),
+            None,
+        ),
+        "a long password",
+    )
+    .unwrap();
+    let admin = user("admin", Role::Administrator, "user/*.cruds", None, None);
+    let admin_token = auth.issue_for_user(&admin, None).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .req("PUT", "Patient/p1")
+        .bearer_auth(&admin_token)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "id": "p1"}).to_string())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    auth.put_client(&issho_auth::Client {
+        id: "diary".into(),
+        name: "けんこう日記".into(),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        scopes: "openid patient/*.rs offline_access".into(),
+    })
+    .unwrap();
+    let root = s.base.trim_end_matches("/fhir").to_string();
+    // The app signs the person in (authorization code with PKCE) and gets its tokens.
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let verifier = "a-verifier-of-the-diary-app-that-is-long-enough-0123456789";
+    let form = [
+        ("response_type", "code"),
+        ("client_id", "diary"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
+        ("scope", "openid patient/*.rs offline_access"),
+        ("state", "s1"),
+        ("aud", s.base.as_str()),
+        ("code_challenge", &issho_auth::pkce_s256(verifier)),
+        ("code_challenge_method", "S256"),
+        ("username", "pat"),
+        ("password", "a long password"),
+        ("decision", "allow"),
+    ];
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    let r = http
+        .post(format!("{root}/auth/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.join("&"))
+        .send()
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let code = loc
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    let tok: Value = serde_json::from_str(
+        &http
+            .post(format!("{root}/auth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=authorization_code&code={code}&client_id=diary&redirect_uri={}&code_verifier={verifier}",
+                enc("http://127.0.0.1/callback")
+            ))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let access = tok["access_token"].as_str().unwrap().to_string();
+    let refresh = tok["refresh_token"].as_str().unwrap().to_string();
+    let read = |t: &str| {
+        s.req("GET", "Patient/p1")
+            .bearer_auth(t)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(read(&access), 200);
+    // The person sees the app, and what it may do, in their portal; and withdraws it.
+    let mut pat = Browser::new(&root);
+    let portal = pat.sign_in("pat");
+    assert!(portal.body.contains("けんこう日記"), "{}", portal.body);
+    assert!(
+        portal
+            .body
+            .contains("あなた自身の記録のすべての種類の情報を見る・探す")
+    );
+    let token = csrf(&portal.body);
+    let r = pat.post("/portal/apps", &[("csrf", &token), ("client", "other-app")]);
+    assert_eq!(r.status, 400);
+    let r = pat.post("/portal/apps", &[("csrf", "forged"), ("client", "diary")]);
+    assert_eq!(r.status, 403);
+    assert_eq!(read(&access), 200, "a forged form withdraws nothing");
+    let r = pat.post("/portal/apps", &[("csrf", &token), ("client", "diary")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("アプリの許可を取り消しました"));
+    assert!(!r.body.contains("けんこう日記"));
+    // Its access token and its refresh token no longer work.
+    assert_eq!(read(&access), 401);
+    let r = http
+        .post(format!("{root}/auth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&refresh_token={refresh}&client_id=diary"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // The web application itself is still signed in.
+    assert_eq!(pat.get("/portal").status, 200);
 }
