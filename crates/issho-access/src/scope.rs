@@ -193,27 +193,55 @@ impl Scopes {
     /// client or user may have: a requested scope is kept when some allowed scope of the same
     /// context covers its type and every permission (and has no query, or the same query).
     pub fn within(&self, allowed: &Scopes) -> Scopes {
-        let resources = self
-            .resources
-            .iter()
-            .filter_map(|s| {
-                let fits = |a: &ResourceScope| {
-                    a.context == s.context
-                        && a.covers(&s.resource_type)
-                        && (a.query.is_empty() || a.query == s.query)
+        // The intersection, pair by pair: a requested wildcard narrowed to an allowed type
+        // (`user/*.cruds` within `user/MedicationDispense.cruds` is that type's scope), a
+        // requested type kept within an allowed wildcard, permissions and restrictions both
+        // applied; scopes that end up the same are merged.
+        let mut resources: Vec<ResourceScope> = Vec::new();
+        for s in &self.resources {
+            for a in allowed.resources.iter().filter(|a| a.context == s.context) {
+                let resource_type = if s.resource_type == "*" {
+                    a.resource_type.clone()
+                } else if a.covers(&s.resource_type) {
+                    s.resource_type.clone()
+                } else {
+                    continue;
                 };
-                let perms = allowed
-                    .resources
-                    .iter()
-                    .filter(|a| fits(a))
-                    .fold(0u8, |acc, a| acc | a.perms);
-                let kept = s.perms & perms;
-                (kept != 0).then(|| ResourceScope {
-                    perms: kept,
-                    ..s.clone()
-                })
+                let query = match (s.query.is_empty(), a.query.is_empty()) {
+                    (_, true) => s.query.clone(),
+                    (true, false) => a.query.clone(),
+                    (false, false) if s.query == a.query => s.query.clone(),
+                    _ => continue,
+                };
+                let perms = s.perms & a.perms;
+                if perms == 0 {
+                    continue;
+                }
+                match resources.iter_mut().find(|r| {
+                    r.context == s.context && r.resource_type == resource_type && r.query == query
+                }) {
+                    Some(r) => r.perms |= perms,
+                    None => resources.push(ResourceScope {
+                        context: s.context,
+                        resource_type,
+                        perms,
+                        query,
+                    }),
+                }
+            }
+        }
+        // A scope another one holds entirely (same context, a wildcard with no restriction and
+        // at least its permissions) says nothing more.
+        let all = resources.clone();
+        resources.retain(|r| {
+            !all.iter().any(|w| {
+                w.context == r.context
+                    && w.resource_type == "*"
+                    && r.resource_type != "*"
+                    && w.query.is_empty()
+                    && w.perms & r.perms == r.perms
             })
-            .collect();
+        });
         let other = self
             .other
             .iter()
@@ -314,6 +342,26 @@ mod tests {
         assert_eq!(
             got.to_string(),
             "openid patient/Observation.cruds patient/Condition.rs"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_request_keeps_the_narrower_types_allowed() {
+        let allowed = Scopes::parse("user/*.rs user/MedicationDispense.cruds").unwrap();
+        let asked = Scopes::parse("openid user/*.cruds patient/*.cruds").unwrap();
+        assert_eq!(
+            asked.within(&allowed).to_string(),
+            "user/*.rs user/MedicationDispense.cruds"
+        );
+        let asked = Scopes::parse("user/Observation.cruds").unwrap();
+        assert_eq!(asked.within(&allowed).to_string(), "user/Observation.rs");
+        let limited = Scopes::parse("user/Observation.rs?category=laboratory").unwrap();
+        assert_eq!(
+            Scopes::parse("user/*.rs")
+                .unwrap()
+                .within(&limited)
+                .to_string(),
+            "user/Observation.rs?category=laboratory"
         );
     }
 }

@@ -207,10 +207,18 @@ async fn open_record(web: &Arc<Web>, s: &Signed, pid: String) -> String {
                 "emergency" => t(lang, "emergency"),
                 _ => t(lang, "summary"),
             };
+            let write = match (
+                crate::orders::forms(lang, s),
+                crate::orders::dispense_list(lang, s, &doc),
+            ) {
+                (f, d) if f.is_empty() && d.is_empty() => String::new(),
+                (f, d) => section("write", t(lang, "w-section"), &format!("{f}{d}")),
+            };
             format!(
-                "<h2>{}</h2>\n{}{}",
+                "<h2>{}</h2>\n{}{}{}",
                 esc(&heading),
                 section("summary", title, &render_summary(lang, &doc, &names)),
+                write,
                 section("results", t(lang, "results"), &charts(lang, &refs))
             )
         }

@@ -18,6 +18,7 @@ mod clinician;
 pub mod html;
 pub mod i18n;
 mod multipart;
+mod orders;
 mod phr;
 mod portal;
 pub mod session;
@@ -113,6 +114,9 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/clinician/open", post(clinician::open))
         .route("/clinician/break-glass", post(clinician::break_glass))
         .route("/clinician/emergency", post(clinician::emergency))
+        .route("/clinician/record", post(orders::record))
+        .route("/clinician/prescribe", post(orders::prescribe))
+        .route("/clinician/dispense", post(orders::dispense))
         // Forms are small; a device export at most a few megabytes.
         .layer(axum::extract::DefaultBodyLimit::max(8 << 20))
         .with_state(web)
@@ -564,6 +568,7 @@ mod tests {
             include_str!("phr.rs"),
             include_str!("sharing.rs"),
             include_str!("upload.rs"),
+            include_str!("orders.rs"),
             include_str!("clinician.rs"),
         ] {
             for part in src

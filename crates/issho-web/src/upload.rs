@@ -382,7 +382,7 @@ pub fn transaction(pid: &str, observations: Vec<Value>) -> Value {
 }
 
 /// Now, as a FHIR instant.
-fn now() -> String {
+pub(crate) fn now() -> String {
     let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

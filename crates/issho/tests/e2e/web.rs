@@ -46,7 +46,13 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
         ),
         (
             "pharm",
-            user("pharm", Role::Pharmacist, "user/*.rs", None, Some("org-a")),
+            user(
+                "pharm",
+                Role::Pharmacist,
+                "user/*.rs user/MedicationDispense.cruds",
+                None,
+                Some("org-a"),
+            ),
         ),
         (
             "er",
@@ -1052,4 +1058,133 @@ fn a_person_sees_and_withdraws_the_apps_they_allowed() {
     assert_eq!(r.status().as_u16(), 400);
     // The web application itself is still signed in.
     assert_eq!(pat.get("/portal").status, 200);
+}
+
+#[test]
+fn clinicians_write_back_and_see_warnings_before_signing() {
+    let c = setup();
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let mut doc = Browser::new(&root);
+    let page = doc.sign_in("doc-a");
+    let t = csrf(&page.body);
+    let page = doc.post("/clinician/open", &[("csrf", &t), ("patient", "p1")]);
+    assert!(page.body.contains("w-drug"), "the forms of a doctor");
+    // A problem and an allergy to povidone-iodine (YJ 2260701…).
+    let r = doc.post(
+        "/clinician/record",
+        &[
+            ("csrf", &t),
+            ("kind", "condition"),
+            ("text", "高血圧症"),
+            ("date", "2026-11-01"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("記録しました") && r.body.contains("高血圧症"),
+        "{}",
+        r.body
+    );
+    let r = doc.post(
+        "/clinician/record",
+        &[
+            ("csrf", &t),
+            ("kind", "allergy"),
+            ("text", "ポビドンヨード"),
+            ("yj", "2260701"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, b) = c.call("admin", "GET", "AllergyIntolerance?patient=p1", None);
+    assert_eq!(
+        b["entry"][0]["resource"]["meta"]["source"],
+        "Organization/org-a"
+    );
+    // The prescription's check warns before signing; nothing is written until then.
+    let rx = [
+        ("csrf", t.as_str()),
+        ("text", "イソジンガーグル液７％"),
+        ("yj", "2260701Q1038"),
+        ("dosage", "1日3回 うがい"),
+    ];
+    let check = doc.post("/clinician/prescribe", &rx);
+    assert_eq!(check.status, 200, "{}", check.body);
+    assert!(check.body.contains("class=\"warning\""), "{}", check.body);
+    assert!(check.body.contains("アレルギー"), "{}", check.body);
+    assert_eq!(count(&c, "admin", "MedicationRequest?patient=p1"), 0);
+    let mut signed = rx.to_vec();
+    signed.push(("sign", "1"));
+    let r = doc.post("/clinician/prescribe", &signed);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("処方しました"));
+    assert_eq!(count(&c, "admin", "MedicationRequest?patient=p1"), 1);
+    // A medicine without a known conflict: no warning.
+    let check = doc.post(
+        "/clinician/prescribe",
+        &[
+            ("csrf", &t),
+            ("text", "カロナール錠３００"),
+            ("yj", "1141007F1063"),
+        ],
+    );
+    assert!(!check.body.contains("class=\"warning\""), "{}", check.body);
+    // Bad input: a YJ code that is not one, an empty text.
+    for form in [
+        vec![("csrf", t.as_str()), ("text", "x"), ("yj", "12'; DROP")],
+        vec![("csrf", t.as_str()), ("text", "")],
+    ] {
+        assert_eq!(doc.post("/clinician/prescribe", &form).status, 400);
+    }
+    // The pharmacist at the same hospital records the dispensing of the prescription.
+    let mut ph = Browser::new(&root);
+    let page = ph.sign_in("pharm");
+    let pt = csrf(&page.body);
+    let page = ph.post("/clinician/open", &[("csrf", &pt), ("patient", "p1")]);
+    assert!(page.body.contains("調剤を記録"), "{}", page.body);
+    assert!(
+        !page.body.contains("w-drug"),
+        "a pharmacist does not prescribe"
+    );
+    let req = hidden_fields(&page.body)
+        .into_iter()
+        .find(|(k, _)| k == "request")
+        .unwrap()
+        .1;
+    let r = ph.post("/clinician/dispense", &[("csrf", &pt), ("request", &req)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("調剤を記録しました"));
+    assert_eq!(count(&c, "admin", "MedicationDispense?patient=p1"), 1);
+    // The pharmacist may not prescribe or record problems (the gate says so).
+    let r = ph.post(
+        "/clinician/record",
+        &[("csrf", &pt), ("kind", "condition"), ("text", "x")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    // A clinician elsewhere writes nothing into a record not open to them.
+    let mut er = Browser::new(&root);
+    let page = er.sign_in("doc-b");
+    let bt = csrf(&page.body);
+    er.post("/clinician/open", &[("csrf", &bt), ("patient", "p2")]);
+    let r = er.post(
+        "/clinician/record",
+        &[("csrf", &bt), ("kind", "condition"), ("text", "x")],
+    );
+    assert!(
+        r.status == 403 || r.status == 404 || r.status == 400,
+        "{}",
+        r.status
+    );
+    assert_eq!(count(&c, "admin", "Condition?patient=p2"), 0);
+    // A patient has no record open to write into.
+    let mut pat = Browser::new(&root);
+    let page = pat.sign_in("pat");
+    let r = pat.post(
+        "/clinician/record",
+        &[
+            ("csrf", &csrf(&page.body)),
+            ("kind", "condition"),
+            ("text", "x"),
+        ],
+    );
+    assert!(r.url.ends_with("/portal"), "{}", r.url);
 }
