@@ -267,6 +267,11 @@ const WORDS: &[(&str, &str, &str)] = &[
         "調剤を記録しました。",
         "Dispensing recorded.",
     ),
+    (
+        "print-hint",
+        "ブラウザーの印刷で、そのまま紙に印刷できます。",
+        "Print it with your browser's print command.",
+    ),
     ("error", "エラー", "Error"),
     ("back", "戻る", "Back"),
     (

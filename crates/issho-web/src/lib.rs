@@ -15,6 +15,7 @@
 
 mod chart;
 mod clinician;
+mod document;
 pub mod html;
 pub mod i18n;
 mod multipart;
@@ -109,6 +110,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/portal/consent", post(sharing::consent))
         .route("/portal/research", post(sharing::research))
         .route("/portal/apps", post(sharing::withdraw_app))
+        .route("/portal/document", post(document::show))
         .route("/portal/download", get(portal::download))
         .route("/clinician", get(clinician::page).post(clinician::find))
         .route("/clinician/open", post(clinician::open))
@@ -569,6 +571,7 @@ mod tests {
             include_str!("sharing.rs"),
             include_str!("upload.rs"),
             include_str!("orders.rs"),
+            include_str!("document.rs"),
             include_str!("clinician.rs"),
         ] {
             for part in src

@@ -489,7 +489,7 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
     body.push_str(&section(
         "documents",
         t(lang, "documents"),
-        &simple_list(lang, &rec, "DocumentReference", "documents-none", false),
+        &crate::document::list(lang, &s, &rec),
     ));
     body.push_str(&section(
         "timeline",

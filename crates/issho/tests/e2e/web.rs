@@ -1188,3 +1188,50 @@ fn clinicians_write_back_and_see_warnings_before_signing() {
     );
     assert!(r.url.ends_with("/portal"), "{}", r.url);
 }
+
+#[test]
+fn documents_are_read_as_text_never_as_markup() {
+    let c = setup();
+    let root = c.s.base.trim_end_matches("/fhir").to_string();
+    let (_, b) = c.call("admin", "GET", "Observation?patient=p1&code=4548-4", None);
+    let obs = b["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (id, patient) in [("doc-1", "p1"), ("doc-2", "p2")] {
+        c.store_as(
+            "admin",
+            &json!({"resourceType": "Composition", "id": id, "status": "final",
+                "type": {"coding": [{"system": "http://loinc.org", "code": "57133-1"}]},
+                "subject": {"reference": format!("Patient/{patient}")},
+                "date": "2026-10-01T10:00:00+09:00", "author": [{"reference": "Organization/org-a"}],
+                "custodian": {"reference": "Organization/org-a"},
+                "title": "診療情報提供書",
+                "section": [{"title": "紹介目的",
+                    "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>血糖管理の<b>ご依頼</b></p></div>"},
+                    "section": [{"title": "検査結果", "entry": [{"reference": format!("Observation/{obs}")}]}]}]}),
+        );
+    }
+    let mut pat = Browser::new(&root);
+    let portal = pat.sign_in("pat");
+    assert!(portal.body.contains("診療情報提供書"), "listed");
+    let t = csrf(&portal.body);
+    let page = pat.post("/portal/document", &[("csrf", &t), ("id", "doc-1")]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    for want in [
+        "紹介目的",
+        "血糖管理の ご依頼",
+        "検査結果",
+        "HbA1c",
+        "あおば病院",
+    ] {
+        assert!(page.body.contains(want), "{want}: {}", page.body);
+    }
+    assert!(!page.body.contains("<b>"), "no markup of the sender's");
+    // Another person's document is not found; neither is one that does not exist.
+    for id in ["doc-2", "nope"] {
+        let r = pat.post("/portal/document", &[("csrf", &t), ("id", id)]);
+        assert_eq!(r.status, 404, "{id}");
+        assert!(!r.body.contains("佐藤"));
+    }
+}
