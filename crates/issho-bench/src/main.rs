@@ -19,6 +19,7 @@ mod baseline;
 mod export;
 mod http;
 mod measure;
+mod pages;
 mod peer;
 mod plots;
 mod profiles;

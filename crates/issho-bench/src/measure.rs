@@ -44,6 +44,8 @@ pub struct Measured {
     pub import: Option<(u64, f64, String)>,
     /// A flat Observation view run over the store (`issho view run`, CSV).
     pub view: Option<Export>,
+    /// The web application's pages over the store (issho only; `pages.rs`).
+    pub pages: Vec<MixResult>,
 }
 
 /// The `p` percentile of sorted latencies, in ms.
@@ -244,6 +246,8 @@ pub fn measure(
         eprintln!("{}: export and import…", m.name);
         let out = work.join("export");
         let url = store.as_ref().map(|p| p.url.as_str());
+        eprintln!("{}: the web pages…", m.name);
+        m.pages = crate::pages::pages_issho(&bin, &dir, url, a.search_reps.clamp(5, 50));
         eprintln!("{}: a SQL on FHIR view…", m.name);
         m.view = Some(
             crate::export::view_issho(&bin, &dir, &work.join("view.csv"), url).unwrap_or_else(

@@ -35,6 +35,7 @@ pub fn report(
     search_rows(&mut t);
     record_rows(&mut t);
     export_row(&mut t);
+    page_rows(&mut t);
     view_row(&mut t);
     r.push_str(&t.out);
     r.push('\n');
@@ -286,6 +287,21 @@ fn rate_row(t: &mut Table, label: &str, what: &'static str, of: fn(&Measured) ->
     );
 }
 
+/// The web application's pages (issho only; "—" for a peer).
+fn page_rows(t: &mut Table) {
+    let names = [
+        "the person's portal (demo-patient)",
+        "a doctor's record page (demo-doctor-a or -b, the demo patient open)",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        t.row(
+            &format!("web page p50 / p95 ms: {name}"),
+            &|m| latency_cell(m.pages.get(i)),
+            -1,
+        );
+    }
+}
+
 fn view_row(t: &mut Table) {
     rate_row(
         t,
@@ -314,7 +330,7 @@ fn notes(r: &mut String, rs: &[Measured]) {
         if let Some(f) = &m.ingest.first_failure {
             r.push_str(&format!("First failed bundle of {}: {f}\n", m.name));
         }
-        for x in m.mix.iter().chain(&m.record) {
+        for x in m.mix.iter().chain(&m.record).chain(&m.pages) {
             if let Some(e) = &x.error {
                 r.push_str(&format!("{} — {}: {e}\n", m.name, x.name));
             }
