@@ -40,6 +40,62 @@ fn find_form(lang: Lang, s: &Signed) -> String {
     )
 }
 
+/// The persons this clinician's institution may see now (in care, as far as they share),
+/// most recently changed first, each with a button to open the record.
+async fn in_care(web: &Arc<Web>, s: &Signed) -> String {
+    let lang = s.lang;
+    let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
+    let found = blocking(move || {
+        engine.search(
+            &ctx,
+            Some("Patient"),
+            &[
+                ("_count".into(), "20".into()),
+                ("_sort".into(), "-_lastUpdated".into()),
+            ],
+            false,
+        )
+    })
+    .await;
+    match found {
+        Ok(r) if r.matches.is_empty() => html::p(t(lang, "in-care-none")),
+        Ok(r) => patient_rows(lang, s, r.matches.iter().filter_map(|m| m.json())),
+        Err(e) => format!(
+            "<p class=\"warning\">{}</p>",
+            esc(&e
+                .issues
+                .iter()
+                .map(|i| i.diagnostics.clone())
+                .collect::<Vec<_>>()
+                .join(" "))
+        ),
+    }
+}
+
+/// Patients as rows with a button to open each record.
+fn patient_rows(lang: Lang, s: &Signed, patients: impl Iterator<Item = Value>) -> String {
+    let rows: Vec<Vec<String>> = patients
+        .map(|p| {
+            vec![
+                esc(&display_name(&p)),
+                esc(p["birthDate"].as_str().unwrap_or("")),
+                esc(p["gender"].as_str().unwrap_or("")),
+                format!(
+                    "<form method=\"post\" action=\"/clinician/open\" class=\"inline\">{}<input type=\"hidden\" name=\"patient\" value=\"{}\"><button type=\"submit\">{}</button></form>",
+                    html::csrf(&s.session),
+                    esc(p["id"].as_str().unwrap_or("")),
+                    t(lang, "open")
+                ),
+            ]
+        })
+        .collect();
+    html::table(
+        "",
+        &[t(lang, "search-name"), t(lang, "search-birth"), "", ""],
+        &rows,
+    )
+}
+
 /// An emergency physician opens the record of a person their institution does not care for,
 /// known by the insurance card: member ID, birth date, and why.
 fn emergency_form(lang: Lang, s: &Signed) -> String {
@@ -191,11 +247,25 @@ async fn open_record(web: &Arc<Web>, s: &Signed, pid: String) -> String {
             .read(&ctx, "Patient", &pid)?
             .json()
             .unwrap_or_default();
-        Ok((doc, obs, names, patient))
+        let docs: Vec<Value> = engine
+            .search(
+                &ctx,
+                Some("Composition"),
+                &[
+                    ("patient".into(), format!("Patient/{pid}")),
+                    ("_count".into(), "50".into()),
+                ],
+                false,
+            )?
+            .matches
+            .iter()
+            .filter_map(|m| m.json())
+            .collect();
+        Ok((doc, obs, names, patient, docs))
     })
     .await;
     match res {
-        Ok((doc, obs, names, patient)) => {
+        Ok((doc, obs, names, patient, docs)) => {
             let heading = format!(
                 "{} ({})",
                 display_name(&patient),
@@ -215,11 +285,16 @@ async fn open_record(web: &Arc<Web>, s: &Signed, pid: String) -> String {
                 (f, d) => section("write", t(lang, "w-section"), &format!("{f}{d}")),
             };
             format!(
-                "<h2>{}</h2>\n{}{}{}",
+                "<h2>{}</h2>\n{}{}{}{}",
                 esc(&heading),
                 section("summary", title, &render_summary(lang, &doc, &names)),
                 write,
-                section("results", t(lang, "results"), &charts(lang, &refs))
+                section("results", t(lang, "results"), &charts(lang, &refs)),
+                section(
+                    "documents",
+                    t(lang, "documents"),
+                    &crate::document::list_of(lang, s, &docs, "/clinician/document")
+                )
             )
         }
         Err(e) if matches!(e.status, 403 | 404) => {
@@ -271,6 +346,12 @@ async fn render(web: &Arc<Web>, s: &Signed, found: Option<String>) -> Response {
     }
     if let Some(f) = found {
         body.push_str(&f);
+    } else if s.session.open.is_none() {
+        body.push_str(&section(
+            "in-care",
+            t(lang, "in-care"),
+            &in_care(web, s).await,
+        ));
     }
     if let Some(pid) = s.session.open.clone() {
         body.push_str(&open_record(web, s, pid).await);
@@ -325,31 +406,7 @@ pub(crate) async fn find(State(web): State<Arc<Web>>, headers: HeaderMap, body: 
     let found = blocking(move || engine.search(&ctx, Some("Patient"), &params, false)).await;
     let list = match found {
         Ok(r) if r.matches.is_empty() => html::p(t(lang, "search-none")),
-        Ok(r) => {
-            let rows: Vec<Vec<String>> = r
-                .matches
-                .iter()
-                .filter_map(|m| m.json())
-                .map(|p| {
-                    vec![
-                        esc(&display_name(&p)),
-                        esc(p["birthDate"].as_str().unwrap_or("")),
-                        esc(p["gender"].as_str().unwrap_or("")),
-                        format!(
-                            "<form method=\"post\" action=\"/clinician/open\" class=\"inline\">{}<input type=\"hidden\" name=\"patient\" value=\"{}\"><button type=\"submit\">{}</button></form>",
-                            html::csrf(&s.session),
-                            esc(p["id"].as_str().unwrap_or("")),
-                            t(lang, "open")
-                        ),
-                    ]
-                })
-                .collect();
-            html::table(
-                "",
-                &[t(lang, "search-name"), t(lang, "search-birth"), "", ""],
-                &rows,
-            )
-        }
+        Ok(r) => patient_rows(lang, &s, r.matches.iter().filter_map(|m| m.json())),
         Err(e) => return error_page(lang, Some(&s.session), &e),
     };
     render(&web, &s, Some(list)).await

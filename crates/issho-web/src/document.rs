@@ -43,7 +43,13 @@ pub fn plain_text(xhtml: &str) -> String {
 
 /// The documents of the record, each with a button to read it.
 pub(crate) fn list(lang: Lang, s: &Signed, rec: &Record) -> String {
-    let mut docs: Vec<&Value> = rec.of("Composition").collect();
+    let docs: Vec<Value> = rec.of("Composition").cloned().collect();
+    list_of(lang, s, &docs, "/portal/document")
+}
+
+/// Documents (Compositions), each with a button posting to `action`.
+pub(crate) fn list_of(lang: Lang, s: &Signed, docs: &[Value], action: &str) -> String {
+    let mut docs: Vec<&Value> = docs.iter().collect();
     docs.sort_by(|a, b| b["date"].as_str().cmp(&a["date"].as_str()));
     if docs.is_empty() {
         return html::p(t(lang, "documents-none"));
@@ -55,7 +61,7 @@ pub(crate) fn list(lang: Lang, s: &Signed, rec: &Record) -> String {
                 esc(&d["date"].as_str().unwrap_or("").chars().take(10).collect::<String>()),
                 esc(d["title"].as_str().unwrap_or("")),
                 format!(
-                    "<form method=\"post\" action=\"/portal/document\" class=\"inline\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button class=\"secondary\" type=\"submit\">{}</button></form>",
+                    "<form method=\"post\" action=\"{action}\" class=\"inline\">{}<input type=\"hidden\" name=\"id\" value=\"{}\"><button class=\"secondary\" type=\"submit\">{}</button></form>",
                     html::csrf(&s.session),
                     esc(d["id"].as_str().unwrap_or("")),
                     t(lang, "open")
@@ -151,6 +157,29 @@ pub(crate) async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, body: 
         Ok(x) => x,
         Err(r) => return *r,
     };
+    show_as(web, s, f, "/portal").await
+}
+
+/// `POST /clinician/document`: a document of a record the clinician may read.
+pub(crate) async fn show_clinician(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = crate::form(&body);
+    let s = match web.posted(&headers, &f) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    show_as(web, s, f, "/clinician").await
+}
+
+async fn show_as(
+    web: Arc<Web>,
+    s: Signed,
+    f: HashMap<String, String>,
+    back: &'static str,
+) -> Response {
     let lang = s.lang;
     let id = f.get("id").cloned().unwrap_or_default();
     let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
@@ -183,9 +212,9 @@ pub(crate) async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, body: 
                     lang,
                     &title,
                     Some(&s.session),
-                    "/portal",
+                    back,
                     &format!(
-                        "{body}<p><a href=\"/portal#documents\">{}</a></p>",
+                        "{body}<p><a href=\"{back}#documents\">{}</a></p>",
                         t(lang, "back")
                     ),
                 ),

@@ -272,6 +272,34 @@ const WORDS: &[(&str, &str, &str)] = &[
         "ブラウザーの印刷で、そのまま紙に印刷できます。",
         "Print it with your browser's print command.",
     ),
+    (
+        "notice-break-glass",
+        "お知らせ: 救急のため、あなたの記録が緊急アクセスで開かれました。",
+        "Notice: your record was opened in an emergency.",
+    ),
+    ("in-care", "診ている患者さん", "Patients in your care"),
+    (
+        "in-care-none",
+        "いまあなたの医療機関で診ている方はいません。",
+        "Nobody is in your institution's care now.",
+    ),
+    (
+        "consent-refuse-label",
+        "この種類の記録は、だれにも共有しない",
+        "Do not share records of this kind with anyone",
+    ),
+    ("label-PSY", "精神科の記録", "Psychiatry records"),
+    ("label-HIV", "HIV に関する記録", "HIV records"),
+    (
+        "label-STD",
+        "性感染症の記録",
+        "Sexually transmitted disease records",
+    ),
+    (
+        "label-SUD",
+        "依存症の記録",
+        "Substance use disorder records",
+    ),
     ("error", "エラー", "Error"),
     ("back", "戻る", "Back"),
     (

@@ -111,6 +111,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/portal/research", post(sharing::research))
         .route("/portal/apps", post(sharing::withdraw_app))
         .route("/portal/document", post(document::show))
+        .route("/clinician/document", post(document::show_clinician))
         .route("/portal/download", get(portal::download))
         .route("/clinician", get(clinician::page).post(clinician::find))
         .route("/clinician/open", post(clinician::open))

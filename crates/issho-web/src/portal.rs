@@ -87,6 +87,48 @@ pub(crate) fn institution_names(
     Ok(out)
 }
 
+/// What the server told the person (an emergency opening of their record: the
+/// `Communication`s of the notification category in their record), newest first.
+fn notifications(lang: Lang, rec: &Record) -> String {
+    let mut list: Vec<&Value> = rec
+        .of("Communication")
+        .filter(|c| {
+            c["category"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|x| x["coding"].as_array().into_iter().flatten())
+                .any(|x| x["system"] == "urn:issho:fhir:CodeSystem:notification")
+        })
+        .collect();
+    list.sort_by(|a, b| b["sent"].as_str().cmp(&a["sent"].as_str()));
+    if list.is_empty() {
+        return String::new();
+    }
+    let items: String = list
+        .iter()
+        .take(5)
+        .map(|c| {
+            let text = c["payload"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["contentString"].as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!(
+                "<li>{} — {}</li>",
+                esc(c["sent"].as_str().unwrap_or("")),
+                esc(&text)
+            )
+        })
+        .collect();
+    format!(
+        "<div class=\"glass\" role=\"alert\"><p>{}</p><ul>{items}</ul></div>\n",
+        t(lang, "notice-break-glass")
+    )
+}
+
 /// The person as their institutions registered them: name, birth date, insurance member ID.
 fn identity(lang: Lang, rec: &Record) -> String {
     let Some(p) = rec.of("Patient").next() else {
@@ -465,6 +507,7 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
         t(lang, "consent")
     ));
     body.push_str(&identity(lang, &rec));
+    body.push_str(&notifications(lang, &rec));
     let obs: Vec<&Value> = rec.of("Observation").collect();
     body.push_str(&section("results", t(lang, "results"), &charts(lang, &obs)));
     body.push_str(&section(
@@ -520,7 +563,7 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
         "download",
         t(lang, "download"),
         &format!(
-            "{}<p><a class=\"button\" href=\"/portal/download\" download>{}</a></p>",
+            "{}<p><a class=\"button\" href=\"/portal/download\" download>{}</a> <a class=\"button\" href=\"/portal/download?format=ndjson\" download>NDJSON</a></p>",
             html::p(t(lang, "download-explain")),
             t(lang, "download")
         ),
@@ -532,7 +575,12 @@ pub(crate) async fn page(State(web): State<Arc<Web>>, headers: HeaderMap) -> Res
 }
 
 /// `GET /portal/download`: the whole record as a FHIR Bundle (JSON).
-pub(crate) async fn download(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+pub(crate) async fn download(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let ndjson = q.get("format").map(String::as_str) == Some("ndjson");
     let s = match web.signed(&headers) {
         Ok(s) => s,
         Err(r) => return *r,
@@ -548,16 +596,30 @@ pub(crate) async fn download(State(web): State<Arc<Web>>, headers: HeaderMap) ->
     .await;
     match res {
         Ok(b) => {
-            let mut r = Response::new(Body::from(b.to_string()));
+            // NDJSON: one resource per line (Bulk Data's format), else the Bundle.
+            let (text, media, file) = if ndjson {
+                let lines: Vec<String> = b["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["resource"].to_string())
+                    .collect();
+                (
+                    lines.join("\n") + "\n",
+                    "application/fhir+ndjson",
+                    "attachment; filename=\"my-record.ndjson\"",
+                )
+            } else {
+                (
+                    b.to_string(),
+                    "application/fhir+json",
+                    "attachment; filename=\"my-record.json\"",
+                )
+            };
+            let mut r = Response::new(Body::from(text));
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/fhir+json"),
-            );
-            h.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"my-record.json\""),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+            h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(file));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }

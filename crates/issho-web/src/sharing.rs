@@ -28,6 +28,14 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
         .collect();
     let mut rows = Vec::new();
     for c in &active {
+        for label in label_refusals(c) {
+            let key = format!("label-{label}");
+            rows.push(vec![
+                esc(t(lang, &key)),
+                esc(t(lang, "consent-refuse-label")),
+                withdraw_button(lang, s, c),
+            ]);
+        }
         for (org, custodian) in refusals(c) {
             let name = rec.names.get(&org).cloned().unwrap_or(org.clone());
             let what = if custodian {
@@ -35,16 +43,7 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
             } else {
                 t(lang, "consent-refuse-org")
             };
-            rows.push(vec![
-                esc(&name),
-                esc(what),
-                format!(
-                    "<form method=\"post\" action=\"/portal/consent\" class=\"inline\">{}<input type=\"hidden\" name=\"withdraw\" value=\"{}\"><button class=\"secondary\" type=\"submit\">{}</button></form>",
-                    html::csrf(&s.session),
-                    esc(c["id"].as_str().unwrap_or("")),
-                    t(lang, "consent-withdraw")
-                ),
-            ]);
+            rows.push(vec![esc(&name), esc(what), withdraw_button(lang, s, c)]);
         }
     }
     if rows.is_empty() {
@@ -70,7 +69,18 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
 <label><input type="radio" name="kind" value="custodian"> {src}</label>
 </fieldset>
 <button type="submit">{save}</button></form>
+<form method="post" action="/portal/consent" class="card">{csrf}
+<label for="c-label">{label}</label><select id="c-label" name="label">{labels}</select>
+<button type="submit">{save}</button></form>
 "#,
+        label = t(lang, "consent-refuse-label"),
+        labels = LABELS
+            .iter()
+            .map(|l| format!(
+                "<option value=\"{l}\">{}</option>",
+                t(lang, &format!("label-{l}"))
+            ))
+            .collect::<String>(),
         csrf = html::csrf(&s.session),
         inst = t(lang, "institution"),
         what = t(lang, "what"),
@@ -79,6 +89,34 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
         save = t(lang, "consent-save"),
     ));
     out
+}
+
+/// The categories a person may refuse to share with anyone (v3 ActCode sensitivity labels
+/// the engine enforces on the resources that carry them).
+const LABELS: [&str; 4] = ["PSY", "HIV", "STD", "SUD"];
+const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+fn withdraw_button(lang: Lang, s: &Signed, c: &Value) -> String {
+    format!(
+        "<form method=\"post\" action=\"/portal/consent\" class=\"inline\">{}<input type=\"hidden\" name=\"withdraw\" value=\"{}\"><button class=\"secondary\" type=\"submit\">{}</button></form>",
+        html::csrf(&s.session),
+        esc(c["id"].as_str().unwrap_or("")),
+        t(lang, "consent-withdraw")
+    )
+}
+
+/// The categories a privacy Consent refuses to everyone (deny provisions with labels and no
+/// actor).
+fn label_refusals(c: &Value) -> Vec<&'static str> {
+    let mut provisions = vec![&c["provision"]];
+    provisions.extend(c["provision"]["provision"].as_array().into_iter().flatten());
+    provisions
+        .into_iter()
+        .filter(|p| p["type"] == "deny" && p["actor"].is_null())
+        .flat_map(|p| p["securityLabel"].as_array().into_iter().flatten())
+        .filter(|l| l["system"] == ACT_CODE)
+        .filter_map(|l| LABELS.iter().find(|x| l["code"] == **x).copied())
+        .collect()
 }
 
 fn is_scope(c: &Value, code: &str) -> bool {
@@ -165,6 +203,24 @@ pub(crate) async fn consent(
         })
         .await
     } else {
+        if let Some(label) = f.get("label") {
+            let Some(code) = LABELS.iter().find(|l| *l == label) else {
+                return error_page(
+                    lang,
+                    Some(&s.session),
+                    &FhirError::bad_request("not a category the portal offers"),
+                );
+            };
+            let c = json!({"resourceType": "Consent", "status": "active",
+                "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+                "patient": {"reference": format!("Patient/{pid}")},
+                "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTOUT"}]},
+                "provision": {"type": "permit", "provision": [{"type": "deny",
+                    "securityLabel": [{"system": ACT_CODE, "code": code}]}]}});
+            let res = blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await;
+            return web.after(&s, res, t(lang, "consent-active"), "/portal#consent");
+        }
         let org = f.get("organization").cloned().unwrap_or_default();
         let id_ok = org.strip_prefix("Organization/").is_some_and(|id| {
             !id.is_empty()

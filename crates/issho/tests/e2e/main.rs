@@ -47,3 +47,4 @@ mod terminology_ops;
 mod tokens;
 mod views;
 mod web;
+mod web_record;

@@ -68,24 +68,24 @@ fn users() -> Vec<(&'static str, issho_auth::User)> {
 }
 
 /// A browser: cookies kept, redirects followed by hand (every hop's URL recorded).
-struct Browser {
-    http: Client,
-    root: String,
-    cookies: HashMap<String, String>,
+pub(crate) struct Browser {
+    pub(crate) http: Client,
+    pub(crate) root: String,
+    pub(crate) cookies: HashMap<String, String>,
     /// Every URL requested and every Location answered.
-    urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
 }
 
 /// A page: final status, URL and body.
-struct Page {
-    status: u16,
-    url: String,
-    body: String,
-    headers: reqwest::header::HeaderMap,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) url: String,
+    pub(crate) body: String,
+    pub(crate) headers: reqwest::header::HeaderMap,
 }
 
 impl Browser {
-    fn new(root: &str) -> Browser {
+    pub(crate) fn new(root: &str) -> Browser {
         Browser {
             http: Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -105,7 +105,7 @@ impl Browser {
         }
     }
 
-    fn send(
+    pub(crate) fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -174,7 +174,7 @@ impl Browser {
     }
 
     /// A file sent with a form's token (multipart/form-data), as the upload form does.
-    fn upload(&mut self, path: &str, csrf: &str, filename: &str, content: &str) -> Page {
+    pub(crate) fn upload(&mut self, path: &str, csrf: &str, filename: &str, content: &str) -> Page {
         let b = "issho-test-boundary";
         let body = format!(
             "--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n{content}\r\n--{b}--\r\n"
@@ -206,16 +206,16 @@ impl Browser {
         }
     }
 
-    fn get(&mut self, path: &str) -> Page {
+    pub(crate) fn get(&mut self, path: &str) -> Page {
         self.send("GET", path, None, None)
     }
 
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         self.send("POST", path, Some(form), None)
     }
 
     /// Sign in as `user` (the authorization server's page, its hidden fields carried).
-    fn sign_in(&mut self, user: &str) -> Page {
+    pub(crate) fn sign_in(&mut self, user: &str) -> Page {
         let login = self.get("/web/signin");
         assert_eq!(login.status, 200, "{}", login.body);
         assert!(login.url.contains("/auth/authorize?"), "{}", login.url);
@@ -231,7 +231,7 @@ impl Browser {
     }
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -252,7 +252,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// The hidden inputs of a page: (name, value).
-fn hidden_fields(body: &str) -> Vec<(String, String)> {
+pub(crate) fn hidden_fields(body: &str) -> Vec<(String, String)> {
     body.split("<input type=\"hidden\" name=\"")
         .skip(1)
         .filter_map(|rest| {
@@ -263,7 +263,7 @@ fn hidden_fields(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn csrf(body: &str) -> String {
+pub(crate) fn csrf(body: &str) -> String {
     hidden_fields(body)
         .into_iter()
         .find(|(k, _)| k == "csrf")
@@ -342,7 +342,7 @@ pub(crate) fn setup() -> Signed {
     c
 }
 
-fn count(c: &Signed, who: &str, q: &str) -> u64 {
+pub(crate) fn count(c: &Signed, who: &str, q: &str) -> u64 {
     let (st, b) = c.call(who, "GET", &format!("{q}&_summary=count"), None);
     assert_eq!(st, 200, "{q}: {b}");
     b["total"].as_u64().unwrap()
@@ -606,8 +606,17 @@ fn the_person_and_the_clinicians_use_the_web_application() {
     let r = pat.get("/clinician");
     assert!(r.url.ends_with("/portal"));
     // No patient data in any URL the browsers used or were sent to.
+    // (The random values of a sign-in — code, state, challenge — are left out: they may hold
+    // any letters.)
+    let random = ["code=", "state=", "code_challenge="];
     for b in [&pat, &b_browser, &er] {
         for u in &b.urls {
+            let (path, query) = u.split_once('?').unwrap_or((u, ""));
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !random.iter().any(|r| kv.starts_with(r)))
+                .collect();
+            let u = format!("{path}?{}", kept.join("&"));
             for secret in ["p1", "1234567", "山田", "%E5%B1%B1"] {
                 assert!(!u.contains(secret), "{u}");
             }
@@ -904,334 +913,4 @@ fn attacks_on_the_web_application_fail() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["cache-control"], "no-store");
-}
-
-#[test]
-fn the_pages_share_the_tokens_rate_limit() {
-    let (s, auth) = Server::start_secure_limited(3);
-    auth.put_user(
-        &user("pat", Role::Patient, "patient/*.cruds", Some("p1"), None),
-        "a long password",
-    )
-    .unwrap();
-    let root = s.base.trim_end_matches("/fhir").to_string();
-    let mut pat = Browser::new(&root);
-    pat.sign_in("pat");
-    let mut codes = Vec::new();
-    for _ in 0..12 {
-        let p = pat.get("/portal");
-        if p.status == 429 {
-            assert!(p.headers.contains_key("retry-after"));
-        }
-        codes.push(p.status);
-    }
-    assert!(codes.contains(&429), "{codes:?}");
-}
-
-#[test]
-fn a_person_sees_and_withdraws_the_apps_they_allowed() {
-    let (s, auth) = Server::start_secure();
-    auth.put_user(
-        &user(
-            "pat",
-            Role::Patient,
-            "openid patient/*.cruds offline_access",
-            Some("p1"),
-            None,
-        ),
-        "a long password",
-    )
-    .unwrap();
-    let admin = user("admin", Role::Administrator, "user/*.cruds", None, None);
-    let admin_token = auth.issue_for_user(&admin, None).unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = s
-        .req("PUT", "Patient/p1")
-        .bearer_auth(&admin_token)
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "id": "p1"}).to_string())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
-    auth.put_client(&issho_auth::Client {
-        id: "diary".into(),
-        name: "けんこう日記".into(),
-        redirect_uris: vec!["http://127.0.0.1/callback".into()],
-        scopes: "openid patient/*.rs offline_access".into(),
-    })
-    .unwrap();
-    let root = s.base.trim_end_matches("/fhir").to_string();
-    // The app signs the person in (authorization code with PKCE) and gets its tokens.
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let verifier = "a-verifier-of-the-diary-app-that-is-long-enough-0123456789";
-    let form = [
-        ("response_type", "code"),
-        ("client_id", "diary"),
-        ("redirect_uri", "http://127.0.0.1/callback"),
-        ("scope", "openid patient/*.rs offline_access"),
-        ("state", "s1"),
-        ("aud", s.base.as_str()),
-        ("code_challenge", &issho_auth::pkce_s256(verifier)),
-        ("code_challenge_method", "S256"),
-        ("username", "pat"),
-        ("password", "a long password"),
-        ("decision", "allow"),
-    ];
-    let body: Vec<String> = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", enc(v)))
-        .collect();
-    let r = http
-        .post(format!("{root}/auth/authorize"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.join("&"))
-        .send()
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let code = loc
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_string();
-    let tok: Value = serde_json::from_str(
-        &http
-            .post(format!("{root}/auth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=authorization_code&code={code}&client_id=diary&redirect_uri={}&code_verifier={verifier}",
-                enc("http://127.0.0.1/callback")
-            ))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    )
-    .unwrap();
-    let access = tok["access_token"].as_str().unwrap().to_string();
-    let refresh = tok["refresh_token"].as_str().unwrap().to_string();
-    let read = |t: &str| {
-        s.req("GET", "Patient/p1")
-            .bearer_auth(t)
-            .send()
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(read(&access), 200);
-    // The person sees the app, and what it may do, in their portal; and withdraws it.
-    let mut pat = Browser::new(&root);
-    let portal = pat.sign_in("pat");
-    assert!(portal.body.contains("けんこう日記"), "{}", portal.body);
-    assert!(
-        portal
-            .body
-            .contains("あなた自身の記録のすべての種類の情報を見る・探す")
-    );
-    let token = csrf(&portal.body);
-    let r = pat.post("/portal/apps", &[("csrf", &token), ("client", "other-app")]);
-    assert_eq!(r.status, 400);
-    let r = pat.post("/portal/apps", &[("csrf", "forged"), ("client", "diary")]);
-    assert_eq!(r.status, 403);
-    assert_eq!(read(&access), 200, "a forged form withdraws nothing");
-    let r = pat.post("/portal/apps", &[("csrf", &token), ("client", "diary")]);
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("アプリの許可を取り消しました"));
-    assert!(!r.body.contains("けんこう日記"));
-    // Its access token and its refresh token no longer work.
-    assert_eq!(read(&access), 401);
-    let r = http
-        .post(format!("{root}/auth/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=refresh_token&refresh_token={refresh}&client_id=diary"
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    // The web application itself is still signed in.
-    assert_eq!(pat.get("/portal").status, 200);
-}
-
-#[test]
-fn clinicians_write_back_and_see_warnings_before_signing() {
-    let c = setup();
-    let root = c.s.base.trim_end_matches("/fhir").to_string();
-    let mut doc = Browser::new(&root);
-    let page = doc.sign_in("doc-a");
-    let t = csrf(&page.body);
-    let page = doc.post("/clinician/open", &[("csrf", &t), ("patient", "p1")]);
-    assert!(page.body.contains("w-drug"), "the forms of a doctor");
-    // A problem and an allergy to povidone-iodine (YJ 2260701…).
-    let r = doc.post(
-        "/clinician/record",
-        &[
-            ("csrf", &t),
-            ("kind", "condition"),
-            ("text", "高血圧症"),
-            ("date", "2026-11-01"),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(
-        r.body.contains("記録しました") && r.body.contains("高血圧症"),
-        "{}",
-        r.body
-    );
-    let r = doc.post(
-        "/clinician/record",
-        &[
-            ("csrf", &t),
-            ("kind", "allergy"),
-            ("text", "ポビドンヨード"),
-            ("yj", "2260701"),
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let (_, b) = c.call("admin", "GET", "AllergyIntolerance?patient=p1", None);
-    assert_eq!(
-        b["entry"][0]["resource"]["meta"]["source"],
-        "Organization/org-a"
-    );
-    // The prescription's check warns before signing; nothing is written until then.
-    let rx = [
-        ("csrf", t.as_str()),
-        ("text", "イソジンガーグル液７％"),
-        ("yj", "2260701Q1038"),
-        ("dosage", "1日3回 うがい"),
-    ];
-    let check = doc.post("/clinician/prescribe", &rx);
-    assert_eq!(check.status, 200, "{}", check.body);
-    assert!(check.body.contains("class=\"warning\""), "{}", check.body);
-    assert!(check.body.contains("アレルギー"), "{}", check.body);
-    assert_eq!(count(&c, "admin", "MedicationRequest?patient=p1"), 0);
-    let mut signed = rx.to_vec();
-    signed.push(("sign", "1"));
-    let r = doc.post("/clinician/prescribe", &signed);
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("処方しました"));
-    assert_eq!(count(&c, "admin", "MedicationRequest?patient=p1"), 1);
-    // A medicine without a known conflict: no warning.
-    let check = doc.post(
-        "/clinician/prescribe",
-        &[
-            ("csrf", &t),
-            ("text", "カロナール錠３００"),
-            ("yj", "1141007F1063"),
-        ],
-    );
-    assert!(!check.body.contains("class=\"warning\""), "{}", check.body);
-    // Bad input: a YJ code that is not one, an empty text.
-    for form in [
-        vec![("csrf", t.as_str()), ("text", "x"), ("yj", "12'; DROP")],
-        vec![("csrf", t.as_str()), ("text", "")],
-    ] {
-        assert_eq!(doc.post("/clinician/prescribe", &form).status, 400);
-    }
-    // The pharmacist at the same hospital records the dispensing of the prescription.
-    let mut ph = Browser::new(&root);
-    let page = ph.sign_in("pharm");
-    let pt = csrf(&page.body);
-    let page = ph.post("/clinician/open", &[("csrf", &pt), ("patient", "p1")]);
-    assert!(page.body.contains("調剤を記録"), "{}", page.body);
-    assert!(
-        !page.body.contains("w-drug"),
-        "a pharmacist does not prescribe"
-    );
-    let req = hidden_fields(&page.body)
-        .into_iter()
-        .find(|(k, _)| k == "request")
-        .unwrap()
-        .1;
-    let r = ph.post("/clinician/dispense", &[("csrf", &pt), ("request", &req)]);
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.contains("調剤を記録しました"));
-    assert_eq!(count(&c, "admin", "MedicationDispense?patient=p1"), 1);
-    // The pharmacist may not prescribe or record problems (the gate says so).
-    let r = ph.post(
-        "/clinician/record",
-        &[("csrf", &pt), ("kind", "condition"), ("text", "x")],
-    );
-    assert_eq!(r.status, 403, "{}", r.body);
-    // A clinician elsewhere writes nothing into a record not open to them.
-    let mut er = Browser::new(&root);
-    let page = er.sign_in("doc-b");
-    let bt = csrf(&page.body);
-    er.post("/clinician/open", &[("csrf", &bt), ("patient", "p2")]);
-    let r = er.post(
-        "/clinician/record",
-        &[("csrf", &bt), ("kind", "condition"), ("text", "x")],
-    );
-    assert!(
-        r.status == 403 || r.status == 404 || r.status == 400,
-        "{}",
-        r.status
-    );
-    assert_eq!(count(&c, "admin", "Condition?patient=p2"), 0);
-    // A patient has no record open to write into.
-    let mut pat = Browser::new(&root);
-    let page = pat.sign_in("pat");
-    let r = pat.post(
-        "/clinician/record",
-        &[
-            ("csrf", &csrf(&page.body)),
-            ("kind", "condition"),
-            ("text", "x"),
-        ],
-    );
-    assert!(r.url.ends_with("/portal"), "{}", r.url);
-}
-
-#[test]
-fn documents_are_read_as_text_never_as_markup() {
-    let c = setup();
-    let root = c.s.base.trim_end_matches("/fhir").to_string();
-    let (_, b) = c.call("admin", "GET", "Observation?patient=p1&code=4548-4", None);
-    let obs = b["entry"][0]["resource"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for (id, patient) in [("doc-1", "p1"), ("doc-2", "p2")] {
-        c.store_as(
-            "admin",
-            &json!({"resourceType": "Composition", "id": id, "status": "final",
-                "type": {"coding": [{"system": "http://loinc.org", "code": "57133-1"}]},
-                "subject": {"reference": format!("Patient/{patient}")},
-                "date": "2026-10-01T10:00:00+09:00", "author": [{"reference": "Organization/org-a"}],
-                "custodian": {"reference": "Organization/org-a"},
-                "title": "診療情報提供書",
-                "section": [{"title": "紹介目的",
-                    "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>血糖管理の<b>ご依頼</b></p></div>"},
-                    "section": [{"title": "検査結果", "entry": [{"reference": format!("Observation/{obs}")}]}]}]}),
-        );
-    }
-    let mut pat = Browser::new(&root);
-    let portal = pat.sign_in("pat");
-    assert!(portal.body.contains("診療情報提供書"), "listed");
-    let t = csrf(&portal.body);
-    let page = pat.post("/portal/document", &[("csrf", &t), ("id", "doc-1")]);
-    assert_eq!(page.status, 200, "{}", page.body);
-    for want in [
-        "紹介目的",
-        "血糖管理の ご依頼",
-        "検査結果",
-        "HbA1c",
-        "あおば病院",
-    ] {
-        assert!(page.body.contains(want), "{want}: {}", page.body);
-    }
-    assert!(!page.body.contains("<b>"), "no markup of the sender's");
-    // Another person's document is not found; neither is one that does not exist.
-    for id in ["doc-2", "nope"] {
-        let r = pat.post("/portal/document", &[("csrf", &t), ("id", id)]);
-        assert_eq!(r.status, 404, "{id}");
-        assert!(!r.body.contains("佐藤"));
-    }
 }
