@@ -155,7 +155,7 @@ pub fn create(auth: &Auth, persons: usize, seed: u64) -> Result<Vec<(String, Str
                 scopes: "openid fhirUser user/*.rs".into(),
                 display: "デモ救急医 (emergency physician)".into(),
             },
-            "records of patients in care at their hospital (not the demo patient: breaking the glass opens it)",
+            "records of patients in care at their institution (not the demo patient: breaking the glass opens it)",
         ),
         (
             User {
