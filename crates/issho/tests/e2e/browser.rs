@@ -254,6 +254,21 @@ fn the_web_application_in_a_real_browser() {
         "the reading is charted"
     );
 
+    // A scale's export uploaded through the file field.
+    let csv = std::env::temp_dir().join(format!("issho-scale-{}.csv", std::process::id()));
+    std::fs::write(
+        &csv,
+        "測定日時,体重(kg),機器\n2026/12/03 07:00,58.4,HBF-9\n",
+    )
+    .unwrap();
+    d.type_in("#u-file", csv.to_str().unwrap());
+    d.submit("form[action='/portal/upload'] button[type=submit]");
+    let page = d.wait_for("取り込みました");
+    let _ = std::fs::remove_file(&csv);
+    assert!(page.contains("取り込みました"), "{page}");
+    assert!(page.contains("2026-12-03 58.4 kg"), "the upload is charted");
+    assert!(page.contains("記録の年表"), "the timeline");
+
     // English.
     d.submit("a[hreflang=en]");
     let page = d.wait_for("My record");
