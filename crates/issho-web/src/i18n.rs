@@ -300,6 +300,17 @@ const WORDS: &[(&str, &str, &str)] = &[
         "依存症の記録",
         "Substance use disorder records",
     ),
+    ("consent-agree", "共有に同意する", "Agree to share"),
+    (
+        "consent-agree-explain",
+        "運用によっては、あなたが同意するまで、ほかの医療機関の記録は共有されません。同意すると、あなたを診ている医療機関が、ほかの医療機関の記録も見られるようになります（上で止めたものを除く）。",
+        "Some deployments share other institutions' records only once you agree. If you agree, the institutions caring for you see the records other institutions hold (except what you refused above).",
+    ),
+    (
+        "consent-agreed",
+        "共有に同意しています。",
+        "You agreed to share.",
+    ),
     ("error", "エラー", "Error"),
     ("back", "戻る", "Back"),
     (

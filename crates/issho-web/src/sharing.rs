@@ -22,6 +22,22 @@ const CUSTODIAN: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationT
 /// The person's privacy Consents in force and the form to refuse an institution.
 pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
     let mut out = html::p(t(lang, "consent-explain"));
+    // The agreement to share (what a deployment that shares only after consent waits for).
+    let agreed = rec.of("Consent").any(|c| {
+        c["status"] == "active"
+            && is_scope(c, "patient-privacy")
+            && c["provision"]["type"] == "permit"
+    });
+    out.push_str(&if agreed {
+        html::p(t(lang, "consent-agreed"))
+    } else {
+        format!(
+            "<form method=\"post\" action=\"/portal/consent\" class=\"card\">{}<input type=\"hidden\" name=\"agree\" value=\"1\"><p>{}</p><button type=\"submit\">{}</button></form>\n",
+            html::csrf(&s.session),
+            esc(t(lang, "consent-agree-explain")),
+            t(lang, "consent-agree")
+        )
+    });
     let active: Vec<&Value> = rec
         .of("Consent")
         .filter(|c| c["status"] == "active" && is_scope(c, "patient-privacy"))
@@ -203,6 +219,16 @@ pub(crate) async fn consent(
         })
         .await
     } else {
+        if f.get("agree").map(String::as_str) == Some("1") {
+            let c = json!({"resourceType": "Consent", "status": "active",
+                "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+                "patient": {"reference": format!("Patient/{pid}")},
+                "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
+                "provision": {"type": "permit"}});
+            let res = blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await;
+            return web.after(&s, res, t(lang, "consent-agreed"), "/portal#consent");
+        }
         if let Some(label) = f.get("label") {
             let Some(code) = LABELS.iter().find(|l| *l == label) else {
                 return error_page(

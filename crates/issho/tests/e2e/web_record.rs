@@ -383,6 +383,25 @@ fn categories_downloads_notices_and_the_clinicians_lists() {
         count(&c, "doc-b", "Condition?patient=p1&code:text=うつ病"),
         0
     );
+    // The agreement to share (what a share-after-consent deployment waits for).
+    let r = pat.post("/portal/consent", &[("csrf", &t), ("agree", "1")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("共有に同意しています"));
+    let (_, b) = c.call("admin", "GET", "Consent?patient=p1&_count=50", None);
+    assert!(
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["provision"]["type"] == "permit"
+                && e["resource"]["provision"]["provision"].is_null()),
+        "{b}"
+    );
+    assert_eq!(
+        count(&c, "doc-b", "Condition?patient=p1&code:text=うつ病"),
+        0,
+        "agreeing to share keeps what was refused refused"
+    );
     // The record as NDJSON: one resource per line.
     let r = pat.get("/portal/download?format=ndjson");
     assert_eq!(r.status, 200);
