@@ -163,6 +163,7 @@ pub(crate) fn institution_ref(r: &Value) -> Option<String> {
     }
     for path in [
         &r["serviceProvider"]["reference"],
+        &r["managingOrganization"]["reference"],
         &r["performer"][0]["reference"],
         &r["custodian"]["reference"],
         &r["requester"]["reference"],
@@ -251,12 +252,23 @@ fn kind_label(lang: Lang, rt: &str) -> &'static str {
 }
 
 /// The institution column of a resource.
-fn held_by(lang: Lang, rec_names: &HashMap<String, String>, r: &Value) -> String {
+fn held_by(lang: Lang, rec: &Record, r: &Value) -> String {
     if own(r) {
         return esc(t(lang, "self"));
     }
-    match institution_ref(r) {
-        Some(o) => esc(rec_names.get(&o).map_or(o.as_str(), String::as_str)),
+    // Its own mark of an institution, or else the institution of the Patient it was recorded
+    // under (each institution registers the person as a Patient of its own).
+    let of_patient = || {
+        let subject = r["subject"]["reference"]
+            .as_str()
+            .or(r["patient"]["reference"].as_str())?;
+        let id = subject.strip_prefix("Patient/")?;
+        rec.of("Patient")
+            .find(|p| p["id"] == id)
+            .and_then(institution_ref)
+    };
+    match institution_ref(r).or_else(of_patient) {
+        Some(o) => esc(rec.names.get(&o).map_or(o.as_str(), String::as_str)),
         None => String::new(),
     }
 }
@@ -280,7 +292,7 @@ fn timeline(lang: Lang, rec: &Record) -> String {
                 esc(&d.chars().take(10).collect::<String>()),
                 esc(kind_label(lang, r["resourceType"].as_str().unwrap_or(""))),
                 esc(&text_of(r)),
-                held_by(lang, &rec.names, r),
+                held_by(lang, rec, r),
             ]
         })
         .collect();
@@ -387,7 +399,7 @@ fn simple_list(lang: Lang, rec: &Record, rt: &str, none: &str, active_only: bool
                 .collect::<String>();
             (
                 d.clone(),
-                vec![esc(&d), esc(&text_of(r)), held_by(lang, &rec.names, r)],
+                vec![esc(&d), esc(&text_of(r)), held_by(lang, rec, r)],
             )
         })
         .collect();

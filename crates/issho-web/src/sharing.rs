@@ -78,14 +78,14 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
         .map(|(id, name)| format!("<option value=\"{}\">{}</option>", esc(id), esc(name)))
         .collect();
     out.push_str(&format!(
-        r#"<form method="post" action="/portal/consent" class="card">{csrf}
+        r#"<form method="post" action="/portal/consent" class="card" id="refuse-org">{csrf}
 <label for="c-org">{inst}</label><select id="c-org" name="organization">{options}</select>
 <fieldset><legend>{what}</legend>
 <label><input type="radio" name="kind" value="recipient" checked> {org}</label>
 <label><input type="radio" name="kind" value="custodian"> {src}</label>
 </fieldset>
 <button type="submit">{save}</button></form>
-<form method="post" action="/portal/consent" class="card">{csrf}
+<form method="post" action="/portal/consent" class="card" id="refuse-label">{csrf}
 <label for="c-label">{label}</label><select id="c-label" name="label">{labels}</select>
 <button type="submit">{save}</button></form>
 "#,

@@ -402,6 +402,25 @@ fn categories_downloads_notices_and_the_clinicians_lists() {
         0,
         "agreeing to share keeps what was refused refused"
     );
+    // An entry that names no institution of its own is its Patient's institution's.
+    let (_, p1) = c.call("admin", "GET", "Patient/p1", None);
+    let mut p1 = p1;
+    p1["managingOrganization"] = json!({"reference": "Organization/org-b"});
+    c.store_as("admin", &p1);
+    c.store_as(
+        "admin",
+        &json!({"resourceType": "Observation", "id": "height", "status": "final",
+            "code": {"text": "身長測定"}, "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-11-20"}),
+    );
+    let portal = pat.get("/portal");
+    let row = portal
+        .body
+        .lines()
+        .find(|l| l.contains("身長測定"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("さくら診療所"), "{row}");
     // The record as NDJSON: one resource per line.
     let r = pat.get("/portal/download?format=ndjson");
     assert_eq!(r.status, 200);
