@@ -103,6 +103,21 @@ impl Reading {
     }
 }
 
+/// The LOINC display of a kind of measurement.
+fn display(kind: &str) -> &'static str {
+    match kind {
+        "bp" => "Blood pressure panel with all children optional",
+        "weight" => "Body weight",
+        "glucose" => "Glucose [Mass/volume] in Blood",
+        "pulse" => "Heart rate",
+        "temperature" => "Body temperature",
+        "spo2" => "Oxygen saturation in Arterial blood by Pulse oximetry",
+        "steps" => "Number of steps in unspecified time Pedometer",
+        "sleep" => "Sleep duration",
+        _ => "",
+    }
+}
+
 /// The code an Observation is grouped by (its first coding's code, or its text).
 pub(crate) fn measure_code(o: &Value) -> String {
     o["code"]["coding"][0]["code"]
@@ -122,7 +137,8 @@ pub(crate) fn reading_observation(pid: &str, r: &Reading) -> Value {
     let q = |x: f64| json!({"value": x, "unit": unit, "system": UCUM, "code": ucum});
     let mut obs = json!({"resourceType": "Observation", "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display(r.kind)}],
+            "text": crate::i18n::t(crate::i18n::Lang::Ja, r.kind)},
         "subject": {"reference": format!("Patient/{pid}")},
         "performer": [{"reference": format!("Patient/{pid}")}],
         "effectiveDateTime": r.at});
