@@ -88,18 +88,26 @@ impl Engine {
         let mut views: std::collections::HashMap<String, Option<crate::view::View>> =
             Default::default();
         let reg = self.registry();
+        // Each resource is decided once (the same ones recur from event to event: a person's
+        // portal reads the same record every time).
+        let mut decided: std::collections::HashMap<(String, String), bool> = Default::default();
         let mut visible = |t: &str, id: &str| -> Result<bool> {
+            if let Some(v) = decided.get(&(t.to_string(), id.to_string())) {
+                return Ok(*v);
+            }
             if !views.contains_key(t) {
                 let v = self.view(ctx, Action::Read, Some(t), &*r).ok();
                 views.insert(t.to_string(), v);
             }
-            match views.get(t).and_then(Option::as_ref) {
-                Some(v) => Ok(
+            let seen = match views.get(t).and_then(Option::as_ref) {
+                Some(v) => {
                     r.person(t, id)?.flatten().as_deref() == Some(person.as_str())
-                        && v.sees(&reg, &*r, t, id)?,
-                ),
-                None => Ok(false),
-            }
+                        && v.sees(&reg, &*r, t, id)?
+                }
+                None => false,
+            };
+            decided.insert((t.to_string(), id.to_string()), seen);
+            Ok(seen)
         };
         events
             .into_iter()
