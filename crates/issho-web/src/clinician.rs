@@ -444,15 +444,11 @@ pub(crate) async fn break_glass(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match web.posted(&headers, &f) {
-        Ok(s) => s,
+    let (s, pid, f) = match web.open_post(&headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let lang = s.lang;
-    let Some(pid) = s.session.open.clone() else {
-        return redirect("/clinician");
-    };
     let reason = f.get("reason").cloned().unwrap_or_default();
     let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
     match blocking(move || engine.break_glass(&ctx, &pid, &reason)).await {

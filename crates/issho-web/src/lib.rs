@@ -285,6 +285,22 @@ impl Web {
         }
     }
 
+    /// A care provider's form POST about the record they opened (CSRF and origin checked):
+    /// the request, that Patient id and the form; without an open record, back to
+    /// `/clinician`.
+    pub(crate) fn open_post(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<(Signed, String, HashMap<String, String>), Box<Response>> {
+        let f = form(body);
+        let s = self.posted(headers, &f)?;
+        match s.session.open.clone() {
+            Some(pid) => Ok((s, pid, f)),
+            None => Err(Box::new(redirect("/clinician"))),
+        }
+    }
+
     /// After a form's work: the page at `to` with the message `done`, or the error.
     pub(crate) fn after(
         &self,

@@ -9,7 +9,7 @@
 
 use crate::html::{self, esc};
 use crate::i18n::{Lang, t};
-use crate::{Signed, Web, blocking, error_page, form};
+use crate::{Signed, Web, blocking, error_page};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -109,15 +109,11 @@ pub(crate) async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match web.posted(&headers, &f) {
-        Ok(s) => s,
+    let (s, pid, f) = match web.open_post(&headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let lang = s.lang;
-    let Some(pid) = s.session.open.clone() else {
-        return crate::redirect("/clinician");
-    };
     let subject = json!({"reference": format!("Patient/{pid}")});
     let built = (|| -> Result<(&'static str, Value), FhirError> {
         let text = text_of(&f, "text")?;
@@ -161,15 +157,11 @@ pub(crate) async fn prescribe(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match web.posted(&headers, &f) {
-        Ok(s) => s,
+    let (s, pid, f) = match web.open_post(&headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let lang = s.lang;
-    let Some(pid) = s.session.open.clone() else {
-        return crate::redirect("/clinician");
-    };
     let order = match draft(&pid, &f) {
         Ok(o) => o,
         Err(e) => return error_page(lang, Some(&s.session), &e),
@@ -277,15 +269,11 @@ pub(crate) async fn dispense(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f = form(&body);
-    let s = match web.posted(&headers, &f) {
-        Ok(s) => s,
+    let (s, pid, f) = match web.open_post(&headers, &body) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let lang = s.lang;
-    let Some(pid) = s.session.open.clone() else {
-        return crate::redirect("/clinician");
-    };
     let id = f.get("request").cloned().unwrap_or_default();
     let org = s.ctx.grant().and_then(|g| g.organization.clone());
     let (engine, ctx) = (web.engine.clone(), s.ctx.clone());

@@ -1,7 +1,7 @@
 //! Readings uploaded from devices' exports (`POST /portal/upload`, a file in a
 //! multipart/form-data form). Accepted, and documented in the README:
 //!
-//! - **CSV** with a header row (UTF-8, or Shift_JIS is not accepted): a time column (`date`,
+//! - **CSV** with a header row (UTF-8; Shift_JIS is not accepted): a time column (`date`,
 //!   `datetime`, `time`, `timestamp`, `日時`, `日付`, `測定日時`), measurement columns
 //!   (`weight`/`体重` kg, `systolic`/`最高血圧`/`収縮期血圧` with `diastolic`/`最低血圧`/`拡張期血圧`
 //!   mmHg, `pulse`/`heart rate`/`脈拍` /min, `glucose`/`血糖`/`血糖値` mg/dL, `steps`/`歩数`,
