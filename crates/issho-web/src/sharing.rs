@@ -107,6 +107,17 @@ pub(crate) fn sharing(lang: Lang, s: &Signed, rec: &Record) -> String {
     out
 }
 
+/// A Consent of the person (`Patient/pid`) in force: its scope (`patient-privacy` or
+/// `research`), policy rule (`OPTIN`/`OPTOUT`) and provision.
+fn person_consent(pid: &str, scope: &str, rule: &str, provision: Value) -> Value {
+    json!({"resourceType": "Consent", "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": scope}]},
+        "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+        "patient": {"reference": format!("Patient/{pid}")},
+        "policyRule": {"coding": [{"system": ACT_CODE, "code": rule}]},
+        "provision": provision})
+}
+
 /// The categories a person may refuse to share with anyone (v3 ActCode sensitivity labels
 /// the engine enforces on the resources that carry them).
 const LABELS: [&str; 4] = ["PSY", "HIV", "STD", "SUD"];
@@ -220,12 +231,7 @@ pub(crate) async fn consent(
         .await
     } else {
         if f.get("agree").map(String::as_str) == Some("1") {
-            let c = json!({"resourceType": "Consent", "status": "active",
-                "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
-                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
-                "patient": {"reference": format!("Patient/{pid}")},
-                "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTIN"}]},
-                "provision": {"type": "permit"}});
+            let c = person_consent(&pid, "patient-privacy", "OPTIN", json!({"type": "permit"}));
             let res = blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await;
             return web.after(&s, res, t(lang, "consent-agreed"), "/portal#consent");
         }
@@ -237,13 +243,13 @@ pub(crate) async fn consent(
                     &FhirError::bad_request("not a category the portal offers"),
                 );
             };
-            let c = json!({"resourceType": "Consent", "status": "active",
-                "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
-                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
-                "patient": {"reference": format!("Patient/{pid}")},
-                "policyRule": {"coding": [{"system": ACT_CODE, "code": "OPTOUT"}]},
-                "provision": {"type": "permit", "provision": [{"type": "deny",
-                    "securityLabel": [{"system": ACT_CODE, "code": code}]}]}});
+            let c = person_consent(
+                &pid,
+                "patient-privacy",
+                "OPTOUT",
+                json!({"type": "permit", "provision": [{"type": "deny",
+                    "securityLabel": [{"system": ACT_CODE, "code": code}]}]}),
+            );
             let res = blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await;
             return web.after(&s, res, t(lang, "consent-active"), "/portal#consent");
         }
@@ -268,12 +274,12 @@ pub(crate) async fn consent(
         } else {
             actor["role"] = json!({"coding": [{"system": CUSTODIAN, "code": "IRCP"}]});
         }
-        let c = json!({"resourceType": "Consent", "status": "active",
-            "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
-            "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
-            "patient": {"reference": format!("Patient/{pid}")},
-            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]},
-            "provision": {"type": "permit", "provision": [{"type": "deny", "actor": [actor]}]}});
+        let c = person_consent(
+            &pid,
+            "patient-privacy",
+            "OPTOUT",
+            json!({"type": "permit", "provision": [{"type": "deny", "actor": [actor]}]}),
+        );
         blocking(move || engine.create(&ctx, "Consent", c, None).map(|_| ())).await
     };
     web.after(&s, res, t(lang, "consent-active"), "/portal#consent")
@@ -300,13 +306,16 @@ pub(crate) async fn research(
             );
         }
     };
-    let c = json!({"resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "research"}]},
-        "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{pid}")},
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-            "code": if decision == "permit" { "OPTIN" } else { "OPTOUT" }}]},
-        "provision": {"type": decision}});
+    let c = person_consent(
+        &pid,
+        "research",
+        if decision == "permit" {
+            "OPTIN"
+        } else {
+            "OPTOUT"
+        },
+        json!({"type": decision}),
+    );
     let (engine, ctx) = (web.engine.clone(), s.ctx.clone());
     let key = if decision == "permit" {
         "research-now-in"
