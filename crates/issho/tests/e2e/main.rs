@@ -47,4 +47,5 @@ mod terminology_ops;
 mod tokens;
 mod views;
 mod web;
+mod web_browser;
 mod web_record;

@@ -5,7 +5,8 @@
 //! patients in care.
 
 use crate::common::*;
-use crate::web::{Browser, count, csrf, enc, hidden_fields, setup};
+use crate::web::{count, setup};
+use crate::web_browser::{Browser, csrf, enc, hidden_fields};
 use issho_access::Role;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
