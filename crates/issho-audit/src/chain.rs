@@ -40,11 +40,39 @@ pub fn entry_hash(
     h.finalize().into()
 }
 
+/// The hash of one block of the segmented log (format v2): `SHA-256("issho-audit-v2" ‖ prev ‖
+/// for each record: seq ‖ length ‖ record)`, integers as 8 bytes big-endian, each record as
+/// its JSON serialization ([`crate::AuditRecord`]'s fields in declaration order), `prev` the
+/// hash of the block before (across segments; 32 zero bytes before the first). The chain
+/// covers the records, not how a segment encodes them.
+pub struct BlockHasher(Sha256);
+
+impl BlockHasher {
+    pub fn new(prev: &Hash) -> BlockHasher {
+        let mut h = Sha256::new();
+        h.update(b"issho-audit-v2");
+        h.update(prev);
+        BlockHasher(h)
+    }
+
+    pub fn add(&mut self, seq: i64, rec: &crate::AuditRecord) -> Result<(), String> {
+        let body = serde_json::to_vec(rec).map_err(|e| e.to_string())?;
+        self.0.update(seq.to_be_bytes());
+        self.0.update((body.len() as u64).to_be_bytes());
+        self.0.update(&body);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Hash {
+        self.0.finalize().into()
+    }
+}
+
 pub fn hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Hash> {
+pub(crate) fn unhex(s: &str) -> Option<Hash> {
     if s.len() != 64 || !s.is_ascii() {
         return None;
     }
@@ -89,15 +117,14 @@ pub fn read_head(dir: &Path) -> Result<Option<Head>, String> {
         .ok_or_else(|| format!("{} is not a valid head record", path.display()))
 }
 
-/// Replace the head file durably: write a temporary file, fsync it, rename it over the old
-/// one, fsync the directory.
-pub fn write_head(dir: &Path, head: Head) -> Result<(), String> {
-    let path = head_path(dir);
-    let tmp = dir.join(format!("{HEAD_FILE}.tmp"));
+/// Replace `dir/name` by `text` durably (temporary file, fsync, rename, fsync of `dir`).
+pub(crate) fn write_durably(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let io = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        writeln!(f, "{} {}", head.seq, hex(&head.hash)).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, &path).map_err(io)?;
@@ -105,6 +132,52 @@ pub fn write_head(dir: &Path, head: Head) -> Result<(), String> {
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(())
+}
+
+/// The anchor of the segmented log (format v2): the segment, seq and hash of the last block
+/// the writer committed, in `audit/head` as `<segment> <seq> <hash in hex>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegHead {
+    pub segment: u32,
+    pub seq: i64,
+    pub hash: Hash,
+}
+
+/// The segmented log's head file, in the segments' directory.
+pub const SEG_HEAD_FILE: &str = "head";
+
+/// Read the segmented log's head file in `segments` (the `audit` directory): Ok(None) when
+/// it does not exist.
+pub fn read_seg_head(segments: &Path) -> Result<Option<SegHead>, String> {
+    let path = segments.join(SEG_HEAD_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut it = text.split_whitespace();
+    let parsed = match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(segment), Some(seq), Some(hash), None) => {
+            match (segment.parse::<u32>(), seq.parse::<i64>(), unhex(hash)) {
+                (Ok(segment), Ok(seq), Some(hash)) if seq >= 0 => {
+                    Some(SegHead { segment, seq, hash })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| format!("{} is not a valid head record", path.display()))
+}
+
+pub fn write_seg_head(segments: &Path, head: SegHead) -> Result<(), String> {
+    write_durably(
+        segments,
+        SEG_HEAD_FILE,
+        &format!("{} {} {}\n", head.segment, head.seq, hex(&head.hash)),
+    )
 }
 
 #[cfg(test)]
@@ -132,7 +205,7 @@ mod tests {
             seq: 17,
             hash: entry_hash(17, 0, &ZERO, b"", b"", b""),
         };
-        write_head(dir.path(), h).unwrap();
+        write_durably(dir.path(), HEAD_FILE, &format!("17 {}\n", hex(&h.hash))).unwrap();
         assert_eq!(read_head(dir.path()).unwrap(), Some(h));
         std::fs::write(head_path(dir.path()), "17 zz\n").unwrap();
         assert!(read_head(dir.path()).is_err());

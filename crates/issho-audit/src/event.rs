@@ -305,6 +305,7 @@ pub fn to_audit_event(rec: &AuditRecord, id: &str) -> Value {
 }
 
 /// A stored entry (its seq and compact record) as the AuditEvent it is read as.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn stored_event(seq: i64, body: &[u8]) -> Result<Value, crate::AuditError> {
     let rec: crate::AuditRecord = serde_json::from_slice(body)
         .map_err(|e| crate::AuditError::Io(format!("entry {seq} is not a record: {e}")))?;

@@ -1,72 +1,85 @@
-//! [`AuditLog`]: the append-only, hash-chained log in `audit.db`, written by one background
+//! [`AuditLog`]: the append-only, hash-chained audit trail of a data directory, kept in
+//! segments (`audit/segment-NNNNNN.db`, [`crate::segment`]) and written by one background
 //! thread.
 //!
-//! Tables:
-//! - `audit(seq, time, agent, patients, body, prev, hash)`: one row per event; `body` is the
-//!   compact record (the [`AuditRecord`] as JSON) exactly as hashed, rendered as an AuditEvent
-//!   when read (writing the full AuditEvent for every read of a busy server cost ~100 µs per
-//!   access; the record costs a few); `patients` the patients concerned (sorted,
-//!   one per line); `prev`/`hash` the chain (see [`crate::chain`]). Index `(agent, seq)`.
-//! - `audit_patient(patient, seq)`: one row per patient concerned, the `(patient, seq)` index
-//!   behind a person's own access log (an event may concern several patients).
+//! - Each committed batch is one block of the chain; its hash covers the records themselves
+//!   and the block before ([`crate::chain::BlockHasher`]), across segments.
+//! - The segment being written is sealed, and the next one started, when it reaches
+//!   [`AuditConfig::segment_bytes`] or [`AuditConfig::segment_age`]; sealed segments never
+//!   change and can be copied elsewhere (an archive) and checked there with
+//!   [`crate::verify_with_archives`].
+//! - With [`AuditConfig::retention`], sealed segments whose newest event is older are removed;
+//!   each removal is first written to `audit/removed` (segment, seqs, end hash), so that the
+//!   chain of what is left still verifies from there.
+//! - `audit/head` records the last committed block outside the segments, so that removing the
+//!   newest entries is detected too.
 //!
-//! Triggers refuse `UPDATE` and `DELETE` on both tables. They stop mistakes, not an attacker
-//! with the file: the chain and the head file are what detect tampering ([`crate::verify`]).
+//! What a crash may lose: nothing that [`AuditLog::flush`] returned for — each batch is one
+//! transaction synced to disk (`synchronous=FULL`) before the head moves. Records queued but
+//! not yet committed (at most one batch; the writer commits whatever is queued at once) are
+//! lost with the process, as with any write-behind log; the engine flushes before answering a
+//! write.
 
 use crate::AuditError;
-use crate::chain::{self, DB_FILE, Hash, Head, ZERO};
-use crate::event::stored_event;
-use crate::queue::{Queue, chain_on};
+use crate::chain::{self, Hash, SegHead, ZERO};
+use crate::event::to_audit_event;
+use crate::queue::Queue;
 use crate::record::AuditRecord;
-use rusqlite::{Connection, TransactionBehavior, params};
+use crate::segment::{self, Active, Query, Reader, SEGMENTS_DIR, Sealed};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS audit (
-  seq INTEGER PRIMARY KEY,
-  time INTEGER NOT NULL,
-  agent TEXT NOT NULL,
-  patients TEXT NOT NULL,
-  body BLOB NOT NULL,
-  prev BLOB NOT NULL,
-  hash BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent, seq);
-CREATE TABLE IF NOT EXISTS audit_patient (
-  patient TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  PRIMARY KEY (patient, seq)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_patient_no_update BEFORE UPDATE ON audit_patient
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_patient_no_delete BEFORE DELETE ON audit_patient
-  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#;
+/// How the audit trail's segments rotate and how long they are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Seal the segment being written once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Seal the segment being written once it is this old (at its next record).
+    pub segment_age: Duration,
+    /// Remove sealed segments whose newest event is older than this (None: keep all).
+    pub retention: Option<Duration>,
+}
 
-impl From<rusqlite::Error> for AuditError {
-    fn from(e: rusqlite::Error) -> Self {
-        AuditError::Io(e.to_string())
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            segment_bytes: 1 << 30,
+            segment_age: Duration::from_secs(30 * 86_400),
+            retention: None,
+        }
     }
 }
 
-/// The audit trail of one data directory (`audit.db` and `audit.head` in it).
+/// The ledger of segments removed by retention, in the segments' directory.
+pub const REMOVED_FILE: &str = "removed";
+
+/// A segment as searches see it.
+#[derive(Debug, Clone)]
+struct Info {
+    number: u32,
+    path: PathBuf,
+    first_seq: i64,
+    /// None while it is being written.
+    sealed: Option<Sealed>,
+}
+
+/// The segments, shared by the writer (which adds and removes them) and the readers.
+type Segments = Arc<RwLock<Vec<Info>>>;
+
+/// The audit trail of one data directory (the `audit` directory and `audit.lock` in it).
 ///
 /// Share it behind an `Arc`: [`AuditLog::record`] only queues the record for the writer
-/// thread, which commits batches (WAL, `synchronous=FULL`) and keeps the hash chain.
-/// Dropping the log writes what was queued.
+/// thread. Dropping the log writes what was queued.
 pub struct AuditLog {
     dir: PathBuf,
     queue: Queue,
-    reader: Mutex<Connection>,
-    /// Held for the log's lifetime: one writer per chain (a second process appending, or
-    /// merely re-anchoring the head, would fork or rewind it).
+    segments: Segments,
+    readers: Mutex<HashMap<u32, Reader>>,
+    /// Held for the log's lifetime: one writer per chain.
     _lock: std::fs::File,
 }
 
@@ -92,116 +105,45 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, AuditError> {
     }
 }
 
-fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    // FULL: the WAL is synced at every commit, so a flushed record survives power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
-
-/// The last entry: (seq, hash), (0, zeros) when the log is empty.
-fn last_entry(conn: &Connection) -> Result<(i64, Hash), String> {
-    let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e.to_string()),
-        })?;
-    match row {
-        None => Ok((0, ZERO)),
-        Some((seq, h)) => {
-            let hash: Hash = h
-                .try_into()
-                .map_err(|_| format!("entry {seq} has a malformed hash"))?;
-            Ok((seq, hash))
-        }
-    }
-}
-
-/// Does the database agree with the head file? The full check is [`crate::verify`]; this
-/// one costs a lookup, for opening.
-fn check_anchor(conn: &Connection, head: Option<Head>, last: i64) -> Result<(), String> {
-    let Some(head) = head else {
-        return if last == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} is missing while {DB_FILE} holds {last} entries",
-                chain::HEAD_FILE
-            ))
-        };
-    };
-    if head.seq > last {
-        return Err(format!(
-            "{DB_FILE} ends at entry {last} but {} records entry {}: entries were removed",
-            chain::HEAD_FILE,
-            head.seq
-        ));
-    }
-    let stored: Option<Vec<u8>> = if head.seq == 0 {
-        Some(ZERO.to_vec())
-    } else {
-        conn.query_row("SELECT hash FROM audit WHERE seq = ?1", [head.seq], |r| {
-            r.get(0)
-        })
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e.to_string()),
-        })?
-    };
-    if stored.as_deref() != Some(&head.hash[..]) {
-        return Err(format!(
-            "entry {} is not the one recorded in {}",
-            head.seq,
-            chain::HEAD_FILE
-        ));
-    }
-    Ok(())
-}
+/// Readers kept open at once (searches over years of segments open the older ones again).
+const MAX_READERS: usize = 64;
 
 impl AuditLog {
-    /// Open (creating if needed) the audit log in `dir`. Refuses a log whose database
-    /// disagrees with its head file (entries removed from the end, or rewritten):
-    /// appending to it would bury the evidence. Holds an exclusive lock on `audit.lock` until
-    /// dropped: a second opening (another process on the same data directory) is refused
-    /// before it reads or writes anything.
+    /// Open (creating if needed) the audit log in `dir` with the default [`AuditConfig`].
     pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(dir, AuditConfig::default())
+    }
+
+    /// Open (creating if needed) the audit log in `dir`. Refuses a log whose segments
+    /// disagree with its head file (entries removed from the end, or rewritten) or miss one
+    /// in the middle: appending to it would bury the evidence. A log of the first format
+    /// (`audit.db`) is checked and converted into the first segment (kept as `audit.v1.db`).
+    /// Holds an exclusive lock on `audit.lock` until dropped: a second opening (another
+    /// process on the same data directory) is refused before it reads or writes anything.
+    pub fn open_with(dir: &Path, config: AuditConfig) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
         // Before anything is read or written: a refused process must leave the chain alone.
         let lock = lock_dir(dir)?;
-        let path = dir.join(DB_FILE);
-        let head = chain::read_head(dir).map_err(AuditError::Tampered)?;
-        let conn = open_conn(&path)?;
-        conn.execute_batch(SCHEMA)?;
-        let (last, hash) = last_entry(&conn).map_err(AuditError::Tampered)?;
-        check_anchor(&conn, head, last).map_err(AuditError::Tampered)?;
-        // A new log gets its anchor at once (so that a missing head file always means
-        // tampering); entries committed before a crash interrupted the head update get theirs.
-        let now = Head { seq: last, hash };
-        if head != Some(now) {
-            chain::write_head(dir, now).map_err(AuditError::Io)?;
-        }
-        let reader = open_conn(&path)?;
-        reader.pragma_update(None, "query_only", true)?;
-        let queue = {
-            let (dir, mut conn) = (dir.to_path_buf(), conn);
-            Queue::start(Duration::ZERO, move |records| {
-                append(&mut conn, &dir, records)
-            })?
+        crate::convert::convert_v1(dir)?;
+        let segdir = dir.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segdir)
+            .map_err(|e| AuditError::Io(format!("{}: {e}", segdir.display())))?;
+        let (infos, active) = open_segments(&segdir)?;
+        let segments: Segments = Arc::new(RwLock::new(infos));
+        let mut writer = Writer {
+            segdir,
+            config,
+            active: Some(active),
+            segments: segments.clone(),
         };
+        writer.sweep().map_err(AuditError::Io)?;
+        let queue = Queue::start(Duration::ZERO, move |records| writer.append(records))?;
         Ok(AuditLog {
             dir: dir.to_path_buf(),
             queue,
-            reader: Mutex::new(reader),
+            segments,
+            readers: Mutex::new(HashMap::new()),
             _lock: lock,
         })
     }
@@ -233,6 +175,12 @@ impl AuditLog {
         self.queue.stop()
     }
 
+    /// The segments' numbers, oldest first (for tools and tests).
+    pub fn segment_numbers(&self) -> Vec<u32> {
+        let list = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        list.iter().map(|i| i.number).collect()
+    }
+
     /// A person's own access log: the events concerning `patient` (`Patient/id`), newest
     /// first, recorded at or after `since` (microseconds since the epoch), at most `limit`.
     pub fn for_patient(
@@ -245,7 +193,8 @@ impl AuditLog {
     }
 
     /// Events by `agent` (the [`crate::Agent::id`]) and/or concerning `patient`, recorded in
-    /// `[since, until)` (microseconds since the epoch), newest first, at most `limit`.
+    /// `[since, until)` (microseconds since the epoch), newest first, at most `limit` — from
+    /// the newest segment back, skipping sealed ones outside the time range.
     pub fn search(
         &self,
         agent: Option<&str>,
@@ -254,94 +203,323 @@ impl AuditLog {
         until: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Value>, AuditError> {
-        let mut sql = String::from("SELECT a.seq, a.body FROM ");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let order;
-        if let Some(p) = patient {
-            sql.push_str("audit_patient p JOIN audit a ON a.seq = p.seq WHERE p.patient = ?");
-            args.push(p.trim().to_string().into());
-            order = "p.seq";
-        } else {
-            sql.push_str("audit a WHERE 1");
-            order = "a.seq";
-        }
-        if let Some(a) = agent {
-            sql.push_str(" AND a.agent = ?");
-            args.push(a.trim().to_string().into());
-        }
-        if let Some(t) = since {
-            sql.push_str(" AND a.time >= ?");
-            args.push(t.into());
-        }
-        if let Some(t) = until {
-            sql.push_str(" AND a.time < ?");
-            args.push(t.into());
-        }
-        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ?"));
-        args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
+        let infos = self
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        readers.retain(|n, _| infos.iter().any(|i| i.number == *n));
         let mut out = Vec::new();
-        for row in rows {
-            let (seq, body) = row?;
-            // Entries hold the compact record; the AuditEvent is rendered when read.
-            out.push(stored_event(seq, &body)?);
+        for info in infos.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(s) = info.sealed
+                && (since.is_some_and(|t| s.max_time < t) || until.is_some_and(|t| s.min_time >= t))
+            {
+                continue;
+            }
+            if !readers.contains_key(&info.number) {
+                if readers.len() >= MAX_READERS {
+                    readers.clear();
+                }
+                let r = Reader::open(&info.path).map_err(AuditError::Io)?;
+                readers.insert(info.number, r);
+            }
+            let reader = readers.get_mut(&info.number).expect("just opened");
+            let q = Query {
+                agent,
+                patient,
+                since,
+                until,
+                limit: limit - out.len(),
+            };
+            for (seq, rec) in reader.search(&q).map_err(AuditError::Io)? {
+                out.push(to_audit_event(&rec, &seq.to_string()));
+            }
         }
         Ok(out)
     }
 }
 
-/// Append `records` in one transaction, continuing the chain from the last stored entry
-/// (read inside the transaction, so a second writer on the same file cannot fork it), then
-/// move the anchor.
-fn append(conn: &mut Connection, dir: &Path, records: &[AuditRecord]) -> Result<(), String> {
-    let db = |e: rusqlite::Error| e.to_string();
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db)?;
-    let (seq, prev) = last_entry(&tx)?;
-    let entries = chain_on(seq, prev, records)?;
-    {
-        let mut entry = tx
-            .prepare_cached(
-                "INSERT INTO audit (seq, time, agent, patients, body, prev, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .map_err(db)?;
-        let mut by_patient = tx
-            .prepare_cached("INSERT INTO audit_patient (patient, seq) VALUES (?1, ?2)")
-            .map_err(db)?;
-        for e in &entries {
-            entry
-                .execute(params![
-                    e.seq,
-                    e.time,
-                    e.agent,
-                    e.joined,
-                    e.body,
-                    &e.prev[..],
-                    &e.hash[..]
-                ])
-                .map_err(db)?;
-            for p in &e.patients {
-                by_patient.execute(params![p, e.seq]).map_err(db)?;
+/// Open the segments in `segdir`: their list for searches, and the one to write (started
+/// when there is none, or the last one was sealed). Checks that none is missing in the
+/// middle and that the head file agrees with them, and moves the head to the chain's end.
+fn open_segments(segdir: &Path) -> Result<(Vec<Info>, Active), AuditError> {
+    let tampered = AuditError::Tampered;
+    let head = chain::read_seg_head(segdir).map_err(tampered)?;
+    let files = segment::list(segdir).map_err(AuditError::Io)?;
+    let mut infos = Vec::with_capacity(files.len() + 1);
+    for (i, (n, path)) in files.iter().enumerate() {
+        if i > 0 && *n != files[i - 1].0 + 1 {
+            return Err(tampered(format!(
+                "segment {} is missing (segments {} and {n} are present)",
+                files[i - 1].0 + 1,
+                files[i - 1].0
+            )));
+        }
+        let r = Reader::open(path).map_err(tampered)?;
+        if r.meta.number != *n {
+            return Err(tampered(format!(
+                "{} says it is segment {}",
+                path.display(),
+                r.meta.number
+            )));
+        }
+        infos.push(Info {
+            number: *n,
+            path: path.clone(),
+            first_seq: r.meta.first_seq,
+            sealed: r.meta.sealed,
+        });
+    }
+    let mut active = match files.last() {
+        None => {
+            if let Some(h) = head.filter(|h| h.seq > 0) {
+                return Err(tampered(format!(
+                    "{} records entry {} in segment {} but there are no segments",
+                    chain::SEG_HEAD_FILE,
+                    h.seq,
+                    h.segment
+                )));
             }
+            Active::create(segdir, 1, 0, ZERO).map_err(AuditError::Io)?
+        }
+        Some((_, path)) => Active::open(path.clone()).map_err(AuditError::Io)?,
+    };
+    check_anchor(head, &files, &active).map_err(tampered)?;
+    if active.meta.sealed.is_some() {
+        // The writer stopped between sealing a segment and starting the next.
+        let n = active.meta.number + 1;
+        active = Active::create(segdir, n, active.last, active.hash).map_err(AuditError::Io)?;
+    }
+    if infos.last().is_none_or(|i| i.number != active.meta.number) {
+        infos.push(Info {
+            number: active.meta.number,
+            path: active.path.clone(),
+            first_seq: active.meta.first_seq,
+            sealed: None,
+        });
+    }
+    // A new log gets its anchor at once (so that a missing head file always means tampering);
+    // entries committed before a crash interrupted the head update get theirs.
+    let now = active.head();
+    if head != Some(now) {
+        chain::write_seg_head(segdir, now).map_err(AuditError::Io)?;
+    }
+    Ok((infos, active))
+}
+
+/// Does the head file agree with the segments? The full check is [`crate::verify`]; this one
+/// costs a lookup, for opening.
+fn check_anchor(
+    head: Option<SegHead>,
+    files: &[(u32, PathBuf)],
+    active: &Active,
+) -> Result<(), String> {
+    let Some(head) = head else {
+        return if active.last == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is missing while the segments hold {} entries",
+                chain::SEG_HEAD_FILE,
+                active.last
+            ))
+        };
+    };
+    if head.seq > active.last {
+        return Err(format!(
+            "the segments end at entry {} but {} records entry {}: entries were removed",
+            active.last,
+            chain::SEG_HEAD_FILE,
+            head.seq
+        ));
+    }
+    // The start of the segment being written (just after a rotation, or a new log).
+    let m = &active.meta;
+    if head.segment == m.number && head.seq == m.first_seq - 1 {
+        return if head.hash == m.prev {
+            Ok(())
+        } else {
+            Err(format!(
+                "segment {} does not start where {} says the chain is",
+                m.number,
+                chain::SEG_HEAD_FILE
+            ))
+        };
+    }
+    let path = files
+        .iter()
+        .find(|(n, _)| *n == head.segment)
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| {
+            format!(
+                "{} records segment {}, which is missing",
+                chain::SEG_HEAD_FILE,
+                head.segment
+            )
+        })?;
+    let r = Reader::open(&path)?;
+    if segment::block_hash_at(&r.conn, head.seq)?.as_deref() != Some(&head.hash[..]) {
+        return Err(format!(
+            "entry {} is not the one recorded in {}",
+            head.seq,
+            chain::SEG_HEAD_FILE
+        ));
+    }
+    Ok(())
+}
+
+/// The writer thread's side: appends, rotates, removes by retention.
+struct Writer {
+    segdir: PathBuf,
+    config: AuditConfig,
+    active: Option<Active>,
+    segments: Segments,
+}
+
+impl Writer {
+    fn append(&mut self, records: &[AuditRecord]) -> Result<(), String> {
+        let active = self
+            .active
+            .as_mut()
+            .ok_or("no segment to write (starting the next one failed)")?;
+        active.append(records)?;
+        chain::write_seg_head(&self.segdir, active.head())?;
+        self.rotate_if_due()
+    }
+
+    fn rotate_if_due(&mut self) -> Result<(), String> {
+        let Some(active) = self.active.as_ref() else {
+            return Ok(());
+        };
+        let age = crate::now_micros().saturating_sub(active.meta.created);
+        let due = active.size()? >= self.config.segment_bytes
+            || age >= self.config.segment_age.as_micros() as i64;
+        if !due || active.is_empty() {
+            return Ok(());
+        }
+        let active = self.active.take().expect("checked");
+        let number = active.meta.number;
+        let sealed = active.seal()?;
+        let next = Active::create(&self.segdir, number + 1, sealed.last, sealed.hash)?;
+        {
+            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = list.iter_mut().find(|i| i.number == number) {
+                i.sealed = Some(sealed);
+            }
+            list.push(Info {
+                number: next.meta.number,
+                path: next.path.clone(),
+                first_seq: next.meta.first_seq,
+                sealed: None,
+            });
+        }
+        // The anchor moves to the new segment's start, so that it never names a segment
+        // the retention may remove.
+        chain::write_seg_head(&self.segdir, next.head())?;
+        tracing::info!(segment = number, last = sealed.last, "audit segment sealed");
+        self.active = Some(next);
+        self.sweep()
+    }
+
+    /// Remove the sealed segments the retention period has passed, oldest first, each
+    /// written to the ledger before its file goes.
+    fn sweep(&mut self) -> Result<(), String> {
+        let Some(keep) = self.config.retention else {
+            return Ok(());
+        };
+        let cutoff = crate::now_micros().saturating_sub(keep.as_micros() as i64);
+        loop {
+            let first = {
+                let list = self.segments.read().unwrap_or_else(|p| p.into_inner());
+                list.first().cloned()
+            };
+            let Some(info) = first else { return Ok(()) };
+            let Some(sealed) = info.sealed.filter(|s| s.max_time < cutoff) else {
+                return Ok(());
+            };
+            append_removed(&self.segdir, &info, &sealed)?;
+            for suffix in ["", "-wal", "-shm"] {
+                let p = PathBuf::from(format!("{}{suffix}", info.path.display()));
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("{}: {e}", p.display())),
+                }
+            }
+            tracing::info!(segment = info.number, "audit segment removed (retention)");
+            let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            list.retain(|i| i.number != info.number);
         }
     }
-    tx.commit().map_err(db)?;
-    match entries.last() {
-        Some(e) => chain::write_head(
-            dir,
-            Head {
-                seq: e.seq,
-                hash: e.hash,
+}
+
+/// One line of the ledger of removed segments: `<segment> <first seq> <last seq> <end hash>
+/// <newest event time, µs>`.
+fn append_removed(segdir: &Path, info: &Info, sealed: &Sealed) -> Result<(), String> {
+    let path = segdir.join(REMOVED_FILE);
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    writeln!(
+        f,
+        "{} {} {} {} {}",
+        info.number,
+        info.first_seq,
+        sealed.last,
+        chain::hex(&sealed.hash),
+        sealed.max_time
+    )
+    .map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// A line of the ledger of removed segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Removed {
+    pub number: u32,
+    pub first_seq: i64,
+    pub last: i64,
+    pub hash: Hash,
+}
+
+/// The ledger of removed segments in `segdir` (empty when there is none).
+pub(crate) fn read_removed(segdir: &Path) -> Result<Vec<Removed>, String> {
+    let path = segdir.join(REMOVED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let parsed = match f.as_slice() {
+            [n, first, last, hash, _time] => match (
+                n.parse::<u32>(),
+                first.parse::<i64>(),
+                last.parse::<i64>(),
+                chain::unhex(hash),
+            ) {
+                (Ok(number), Ok(first_seq), Ok(last), Some(hash)) => Some(Removed {
+                    number,
+                    first_seq,
+                    last,
+                    hash,
+                }),
+                _ => None,
             },
-        ),
-        None => Ok(()),
+            _ => None,
+        };
+        out.push(parsed.ok_or_else(|| format!("{} line {}: malformed", path.display(), i + 1))?);
     }
+    Ok(out)
 }
 
 impl crate::AuditTrail for AuditLog {

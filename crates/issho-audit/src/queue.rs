@@ -42,7 +42,8 @@ impl Shared {
     }
 }
 
-/// One entry of the chain, as stored.
+/// One entry of the chain, as stored (PostgreSQL's log: one hash per entry).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct Entry {
     pub seq: i64,
     pub time: i64,
@@ -58,6 +59,7 @@ pub(crate) struct Entry {
 }
 
 /// The entries continuing the chain after entry `seq` whose hash is `prev`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn chain_on(
     mut seq: i64,
     mut prev: Hash,

@@ -1,6 +1,9 @@
-//! [`verify`]: recompute the whole chain of a data directory's audit log (SQLite).
+//! The first format of the SQLite audit trail (`issho-audit-v1`: `audit.db` and `audit.head`
+//! in the data directory, one hash per entry, the record as JSON): checked and read once, when
+//! [`crate::AuditLog::open`] converts it into segments ([`convert`]).
 
-use crate::chain::{self, DB_FILE, ZERO};
+use crate::chain::{self, DB_FILE};
+use crate::record::AuditRecord;
 use crate::walk::*;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -17,7 +20,7 @@ fn bytes(v: ValueRef<'_>) -> Option<Vec<u8>> {
 /// Recompute the chain of the audit log in `dir` from its first entry, check the per-patient
 /// index against it, and compare its end with the head file. Reads a consistent snapshot, so
 /// it may run while the server writes.
-pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
+pub(crate) fn verify_v1(dir: &Path) -> Result<VerifyReport, VerifyError> {
     // The head first: the writer moves it only after committing, so the snapshot read next
     // is never behind it.
     let head = chain::read_head(dir).map_err(VerifyError::Anchor)?;
@@ -27,10 +30,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, VerifyError> {
             None => Err(unreadable(format!("no audit log in {}", dir.display()))),
             Some(h) if h.seq > 0 => Err(broken(1, Problem::Truncated { head_seq: h.seq })),
             Some(h) => Ok(VerifyReport {
-                entries: 0,
-                last_seq: 0,
-                last_hash: ZERO,
                 anchored_seq: h.seq,
+                ..VerifyReport::empty()
             }),
         };
     }
@@ -110,4 +111,36 @@ impl Source for Rows<'_> {
                 e => Err(unreadable(e)),
             })
     }
+}
+
+/// Every record of the v1 log in `dir`, in seq order, handed to `f` in batches of `batch`.
+pub(crate) fn read_records(
+    dir: &Path,
+    batch: usize,
+    f: &mut dyn FnMut(&[AuditRecord]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let conn = Connection::open_with_flags(dir.join(DB_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare("SELECT seq, body FROM audit ORDER BY seq")
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let (mut buf, mut n) = (Vec::with_capacity(batch), 0u64);
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let seq: i64 = r.get(0).map_err(|e| e.to_string())?;
+        let body: Vec<u8> = r.get(1).map_err(|e| e.to_string())?;
+        if seq != n as i64 + 1 {
+            return Err(format!("entry {} is missing", n + 1));
+        }
+        buf.push(serde_json::from_slice(&body).map_err(|e| format!("entry {seq}: {e}"))?);
+        n += 1;
+        if buf.len() == batch {
+            f(&buf)?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        f(&buf)?;
+    }
+    Ok(n)
 }

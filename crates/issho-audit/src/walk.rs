@@ -6,14 +6,31 @@ use crate::chain::{self, HEAD_FILE, Hash, Head, ZERO};
 /// An intact log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Number of entries.
+    /// Number of entries checked.
     pub entries: u64,
+    /// The first entry checked: 1, or the first after the segments retention removed.
+    pub first_seq: i64,
     /// The last entry's seq (0 when empty) and hash.
     pub last_seq: i64,
     pub last_hash: Hash,
     /// The entry recorded in the head file; entries after it were committed but not yet
     /// anchored (the writer was stopped between its commit and the head update).
     pub anchored_seq: i64,
+    /// Segments checked (0 for a log kept in one table: PostgreSQL's, or the first format).
+    pub segments: u32,
+}
+
+impl VerifyReport {
+    pub(crate) fn empty() -> VerifyReport {
+        VerifyReport {
+            entries: 0,
+            first_seq: 1,
+            last_seq: 0,
+            last_hash: ZERO,
+            anchored_seq: 0,
+            segments: 0,
+        }
+    }
 }
 
 impl std::fmt::Display for VerifyReport {
@@ -25,6 +42,17 @@ impl std::fmt::Display for VerifyReport {
             self.last_seq,
             chain::hex(&self.last_hash)
         )?;
+        if self.segments > 0 {
+            write!(f, " in {} segment(s)", self.segments)?;
+        }
+        if self.first_seq > 1 {
+            write!(
+                f,
+                "; entries before seq {} were removed by retention (not checked: verify with \
+                 --archive to include their archived segments)",
+                self.first_seq
+            )?;
+        }
         if self.anchored_seq < self.last_seq {
             write!(
                 f,
@@ -58,6 +86,14 @@ pub enum Problem {
     Truncated { head_seq: i64 },
     /// The entry differs from the one recorded in the anchor: the chain was rewritten.
     HeadMismatch,
+    /// The block of entries from this one to `last` (committed together, hashed together)
+    /// does not match its hash: an entry, or a text of the segment one refers to, was edited,
+    /// removed or moved.
+    BlockAltered { last: i64 },
+    /// The entry is stored after the last block: no hash covers it (added behind the writer).
+    Unchained,
+    /// A segment is missing, replaced or inconsistent with its neighbours.
+    Segment(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -87,6 +123,14 @@ impl std::fmt::Display for Problem {
                 "missing: the log ends before it but its anchor ({HEAD_FILE}, or audit_head \
                  on PostgreSQL) records entry {head_seq} (the last entries were removed)"
             ),
+            Problem::BlockAltered { last } => write!(
+                f,
+                "the block of entries up to seq {last} (committed and hashed together) does not \
+                 match its hash: an entry in it, or a text it refers to, was edited, removed or \
+                 moved"
+            ),
+            Problem::Unchained => write!(f, "stored after the last block: no hash covers it"),
+            Problem::Segment(why) => write!(f, "{why}"),
             Problem::HeadMismatch => write!(
                 f,
                 "differs from the entry recorded in its anchor ({HEAD_FILE}, or audit_head on \
@@ -259,12 +303,7 @@ pub(crate) fn walk(
             "{HEAD_FILE} is missing while the log holds {count} entries: removal of the last \
              entries cannot be ruled out"
         ))),
-        None => Ok(VerifyReport {
-            entries: 0,
-            last_seq: 0,
-            last_hash: ZERO,
-            anchored_seq: 0,
-        }),
+        None => Ok(VerifyReport::empty()),
         Some(h) if h.seq > last_seq => {
             Err(broken(last_seq + 1, Problem::Truncated { head_seq: h.seq }))
         }
@@ -276,9 +315,11 @@ pub(crate) fn walk(
         ))),
         Some(h) => Ok(VerifyReport {
             entries: count,
+            first_seq: 1,
             last_seq,
             last_hash,
             anchored_seq: h.seq,
+            segments: 0,
         }),
     }
 }

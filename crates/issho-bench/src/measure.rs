@@ -5,7 +5,7 @@ use crate::export::{Export, export_bulk, export_issho, import_issho};
 use crate::http::Conn;
 use crate::reads::{Reads, reads_builtin, reads_wrk};
 use crate::search::{MixResult, mix_persons, search_mix};
-use crate::server::{RssSampler, Server, dir_size, proc_status_kib};
+use crate::server::{RssSampler, Server, audit_bytes, dir_size, proc_cpu_secs, proc_status_kib};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
@@ -23,6 +23,8 @@ pub struct Ingest {
     pub samples: Vec<(f64, usize)>,
     pub disk: u64,
     pub peak_rss_kib: u64,
+    /// Server process CPU seconds (user + system) during the loading.
+    pub cpu_secs: Option<f64>,
 }
 
 /// Everything measured of one server.
@@ -74,6 +76,7 @@ pub(crate) fn ingest(
     let done = AtomicBool::new(false);
     let mut samples = Vec::new();
     let rss = RssSampler::start(s.pid());
+    let cpu0 = proc_cpu_secs(s.pid());
     let start = Instant::now();
     std::thread::scope(|sc| {
         let workers: Vec<_> = (0..clients.max(1))
@@ -96,7 +99,9 @@ pub(crate) fn ingest(
         }
     });
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(proc_cpu_secs(s.pid())).map(|(a, b)| b - a);
     Ok(Ingest {
+        cpu_secs: cpu,
         resources: load.loaded.into_inner(),
         secs,
         failed: load.failures.into_inner(),
@@ -225,11 +230,23 @@ pub fn measure(
     let ids = observation_ids(&s);
     let rss = RssSampler::start(s.pid());
     if !ids.is_empty() {
-        m.reads = Some(if use_wrk {
+        let embedded = s.name.starts_with("issho") && s.store.is_none();
+        let audit = |s: &Server| if embedded { audit_bytes(&s.dir) } else { None };
+        let (cpu0, audit0) = (proc_cpu_secs(s.pid()), audit(&s));
+        let mut r = if use_wrk {
             reads_wrk(&s, &ids, a.read_seconds, a.clients, work)
         } else {
             reads_builtin(&s, &ids, a.read_seconds, a.clients)
-        });
+        };
+        let cpu1 = proc_cpu_secs(s.pid());
+        // The audit writer commits what the last reads queued.
+        std::thread::sleep(Duration::from_millis(500));
+        let per = |d: f64| d / r.requests.max(1) as f64;
+        r.cpu_ms = cpu0.zip(cpu1).map(|(a, b)| per(b - a) * 1e3);
+        r.audit_bytes = audit0
+            .zip(audit(&s))
+            .map(|(a, b)| per(b.saturating_sub(a) as f64));
+        m.reads = Some(r);
     }
     m.mix = search_mix(&s, &mix_persons(cfg), a.search_reps);
     m.load_peak_rss_kib = rss.finish();

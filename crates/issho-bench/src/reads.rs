@@ -19,6 +19,10 @@ pub struct Reads {
     pub p99: f64,
     pub errors: u64,
     pub generator: String,
+    /// Server process CPU per request, ms (user + system, the whole process).
+    pub cpu_ms: Option<f64>,
+    /// Growth of the audit trail per request, bytes (the embedded store's segments).
+    pub audit_bytes: Option<f64>,
 }
 
 /// Whether `wrk` is installed.
@@ -93,6 +97,7 @@ end
         p99: v[4] / 1e3,
         errors: v[5] as u64,
         generator: format!("wrk 4 (2 threads, {} connections)", clients.max(2)),
+        ..Reads::default()
     }
 }
 
@@ -136,5 +141,6 @@ pub fn reads_builtin(s: &Server, ids: &[String], secs: u64, clients: usize) -> R
         p99: percentile(&l, 0.99),
         errors: errors.into_inner(),
         generator: format!("built-in keep-alive client ({} threads)", clients.max(1)),
+        ..Reads::default()
     }
 }

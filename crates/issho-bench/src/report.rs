@@ -144,6 +144,17 @@ fn ingest_rows(t: &mut Table) {
         1,
     );
     t.row(
+        "ingest: server CPU ms per resource (user + system)",
+        &|m| match m.ingest.cpu_secs {
+            Some(c) => {
+                let v = c * 1e3 / m.ingest.resources.max(1) as f64;
+                (format!("{v:.3}"), v)
+            }
+            None => ("—".into(), 0.0),
+        },
+        -1,
+    );
+    t.row(
         "disk bytes/resource",
         &|m| {
             let v = m.ingest.disk as f64 / m.ingest.resources.max(1) as f64;
@@ -192,6 +203,22 @@ fn read_rows(t: &mut Table) {
         "read by id: p50 / p95 / p99 ms",
         &|m| match &m.reads {
             Some(x) => (format!("{:.3} / {:.3} / {:.3}", x.p50, x.p95, x.p99), x.p99),
+            None => ("—".into(), 0.0),
+        },
+        -1,
+    );
+    t.row(
+        "read by id: server CPU ms per request (user + system)",
+        &|m| match m.reads.as_ref().and_then(|x| x.cpu_ms) {
+            Some(v) => (format!("{v:.3}"), v),
+            None => ("—".into(), 0.0),
+        },
+        -1,
+    );
+    t.row(
+        "read by id: audit trail bytes per read",
+        &|m| match m.reads.as_ref().and_then(|x| x.audit_bytes) {
+            Some(v) => (format!("{v:.0}"), v),
             None => ("—".into(), 0.0),
         },
         -1,

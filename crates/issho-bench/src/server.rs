@@ -280,6 +280,44 @@ impl RssSampler {
     }
 }
 
+/// CPU seconds (user and system) the process `pid` has used so far, from `/proc/PID/stat`
+/// (clock ticks of USER_HZ, 100 on Linux).
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces: the
+    // state (field 3) first, so utime and stime (fields 14 and 15) are the 12th and 13th.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The bytes the audit trail's segments in `dir/audit` hold (their pages in use, WAL
+/// included, as SQLite counts them), while the server runs.
+pub fn audit_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    for e in std::fs::read_dir(dir.join("audit")).ok()? {
+        let path = e.ok()?.path();
+        let name = path.file_name()?.to_str()?.to_string();
+        if !(name.starts_with("segment-") && name.ends_with(".db")) {
+            continue;
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        let pragma = |p: &str| -> Option<u64> {
+            conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0))
+                .ok()
+                .map(|v| v as u64)
+        };
+        let size = pragma("page_size")?;
+        total += (pragma("page_count")? - pragma("freelist_count")?) * size;
+    }
+    Some(total)
+}
+
 /// Bytes of all files under `dir`, recursively.
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(it) = std::fs::read_dir(dir) else {

@@ -223,7 +223,8 @@ pub struct Engine {
     store: Arc<dyn Store>,
     indexer: Arc<params::SearchIndexer>,
     reindexer: Arc<params::Reindexer>,
-    /// The audit trail (`audit.db` beside the store); every interaction is recorded.
+    /// The audit trail (segments beside the embedded store, or tables of the PostgreSQL one);
+    /// every interaction is recorded.
     audit: Option<Arc<dyn issho_audit::AuditTrail>>,
     /// Per organization: (care generation, patients in care, consent decisions).
     care_cache: Arc<std::sync::Mutex<CareCache>>,

@@ -2,9 +2,9 @@
 //!
 //! The engine depends on no database; this crate chooses them: the embedded store
 //! (`issho-store-sqlite`, `issho.db` in the data directory) or PostgreSQL
-//! (`issho-store-pg`, `--store postgres://…`), and the audit trail beside it: `audit.db` in the
-//! data directory with the embedded store, the `audit*` tables of the same database and
-//! schema with PostgreSQL (one chain for every process serving it). The data directory holds
+//! (`issho-store-pg`, `--store postgres://…`), and the audit trail beside it: segments in the
+//! data directory's `audit` directory with the embedded store, the `audit*` tables of the same
+//! database and schema with PostgreSQL (one chain for every process serving it). The data directory holds
 //! the keys and users in either case.
 
 use issho_engine::{Engine, EngineConfig, FhirError};
@@ -87,10 +87,21 @@ pub fn redact(url: &str) -> String {
 /// Open the engine on the chosen store and its audit trail (see the crate's text); `dir` is
 /// created if needed.
 pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Engine, FhirError> {
+    open_with_audit(store, dir, config, issho_audit::AuditConfig::default())
+}
+
+/// [`open`], with the embedded audit trail's segments rotated and kept as `audit` says (the
+/// PostgreSQL audit trail has no segments yet: it ignores it).
+pub fn open_with_audit(
+    store: &StoreChoice,
+    dir: &Path,
+    config: EngineConfig,
+    audit: issho_audit::AuditConfig,
+) -> Result<Engine, FhirError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| FhirError::internal(format!("{}: {e}", dir.display())))?;
-    let audit =
-        open_audit(store, dir).map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
+    let audit = open_audit(store, dir, audit)
+        .map_err(|e| FhirError::internal(format!("audit trail: {e}")))?;
     let mut engine = Engine::open(
         |observer| {
             Ok(match store {
@@ -120,20 +131,23 @@ pub fn open(store: &StoreChoice, dir: &Path, config: EngineConfig) -> Result<Eng
 fn open_audit(
     store: &StoreChoice,
     dir: &Path,
+    config: issho_audit::AuditConfig,
 ) -> Result<Arc<dyn issho_audit::AuditTrail>, issho_audit::AuditError> {
     Ok(match store {
-        StoreChoice::Embedded => Arc::new(issho_audit::AuditLog::open(dir)?),
+        StoreChoice::Embedded => Arc::new(issho_audit::AuditLog::open_with(dir, config)?),
         StoreChoice::Postgres(url) => Arc::new(issho_audit::PgAuditLog::open(url)?),
     })
 }
 
-/// Recompute the audit trail of the store (`issho audit verify`).
+/// Recompute the audit trail of the store (`issho audit verify`), with the embedded store
+/// over its segments and those copied to `archives`.
 pub fn verify_audit(
     store: &StoreChoice,
     dir: &Path,
+    archives: &[std::path::PathBuf],
 ) -> Result<issho_audit::VerifyReport, issho_audit::VerifyError> {
     match store {
-        StoreChoice::Embedded => issho_audit::verify(dir),
+        StoreChoice::Embedded => issho_audit::verify_with_archives(dir, archives),
         StoreChoice::Postgres(url) => issho_audit::verify_pg(url),
     }
 }

@@ -46,7 +46,7 @@ enum Cmd {
     Token(TokenArgs),
     /// SMART apps and backend services of the deployment.
     Client(ClientCmdArgs),
-    /// The audit trail (audit.db in the data directory).
+    /// The audit trail (segments in the data directory's `audit` directory).
     Audit(AuditArgs),
     /// Copy a whole store (every version) into an empty one: embedded ⇄ PostgreSQL.
     Copy(copy::CopyArgs),
@@ -169,20 +169,25 @@ struct AuditArgs {
 
 #[derive(Subcommand, Debug)]
 enum AuditCmd {
-    /// Recompute the audit trail's hash chain; exit 1 naming the first bad entry when it was
-    /// edited, cut short or reordered.
+    /// Recompute the audit trail's hash chain; exit 1 naming the first bad entry (or block
+    /// of entries) when it was edited, cut short, reordered or a segment is missing.
     Verify(AuditVerifyArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct AuditVerifyArgs {
-    /// Data directory (holds audit.db and its anchor audit.head with the embedded store).
+    /// Data directory (holds the audit trail's segments in `audit/` with the embedded store).
     #[arg(long, env = "ISSHO_DATA", default_value = "./issho-data")]
     data: PathBuf,
-    /// The store whose audit trail to check: `embedded` (the default: audit.db in the data
-    /// directory) or a PostgreSQL URL (the trail is in that database and schema).
+    /// The store whose audit trail to check: `embedded` (the default: the data directory's
+    /// segments) or a PostgreSQL URL (the trail is in that database and schema).
     #[arg(long, env = "ISSHO_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// A directory holding copies of sealed segments (`segment-NNNNNN.db`), e.g. those the
+    /// retention period removed: the chain is then checked through them from its first
+    /// entry. Repeatable.
+    #[arg(long)]
+    archive: Vec<PathBuf>,
 }
 
 /// Apply the config file's values to arguments that were left at their defaults.
@@ -305,8 +310,18 @@ fn open_engine(
     store: Option<&str>,
     config: EngineConfig,
 ) -> Result<Engine, String> {
+    open_engine_with(data, store, config, issho_audit::AuditConfig::default())
+}
+
+/// [`open_engine`] with the audit trail's rotation and retention.
+fn open_engine_with(
+    data: &std::path::Path,
+    store: Option<&str>,
+    config: EngineConfig,
+    audit: issho_audit::AuditConfig,
+) -> Result<Engine, String> {
     let choice = issho::StoreChoice::parse(store)?;
-    issho::open(&choice, data, config).map_err(|e| {
+    issho::open_with_audit(&choice, data, config, audit).map_err(|e| {
         let why: Vec<&str> = e.issues.iter().map(|i| i.diagnostics.as_str()).collect();
         format!("cannot open {}: {}", choice.describe(data), why.join("; "))
     })
@@ -662,7 +677,7 @@ fn audit_verify(a: AuditVerifyArgs) -> i32 {
             return 2;
         }
     };
-    match issho::verify_audit(&store, &a.data) {
+    match issho::verify_audit(&store, &a.data, &a.archive) {
         Ok(report) => {
             println!("{report}");
             0

@@ -68,6 +68,19 @@ pub(crate) struct ServeArgs {
     /// part unless they refused with a research Consent) or only those who agreed (opt-in).
     #[arg(long, env = "ISSHO_RESEARCH_CONSENT", value_enum, default_value_t = Research::OptOut)]
     research_consent: Research,
+    /// The audit trail (embedded store): seal the segment being written, and start the next,
+    /// once it holds this many MiB.
+    #[arg(long, env = "ISSHO_AUDIT_SEGMENT_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    audit_segment_mib: u64,
+    /// The audit trail (embedded store): seal the segment being written once it is this many
+    /// days old.
+    #[arg(long, env = "ISSHO_AUDIT_SEGMENT_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    audit_segment_days: u64,
+    /// The audit trail (embedded store): remove sealed segments whose newest event is older
+    /// than this many days (archive them first: `issho audit verify --archive` checks the
+    /// chain through the copies). Without it every segment is kept.
+    #[arg(long, env = "ISSHO_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_retention_days: Option<u64>,
 }
 
 /// `--research-consent`.
@@ -112,7 +125,15 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
         eprintln!("error: the demo research project: {e}");
         return 1;
     }
-    let engine = match open_engine(
+    let day = std::time::Duration::from_secs(86_400);
+    let audit = issho_audit::AuditConfig {
+        segment_bytes: a.audit_segment_mib.saturating_mul(1 << 20),
+        segment_age: day.saturating_mul(a.audit_segment_days.min(u32::MAX as u64) as u32),
+        retention: a
+            .audit_retention_days
+            .map(|d| day.saturating_mul(d.min(u32::MAX as u64) as u32)),
+    };
+    let engine = match open_engine_with(
         &a.data,
         a.store.as_deref(),
         EngineConfig {
@@ -127,6 +148,7 @@ pub(crate) fn serve(a: ServeArgs) -> i32 {
             },
             ..Default::default()
         },
+        audit,
     ) {
         Ok(e) => e,
         Err(e) => {

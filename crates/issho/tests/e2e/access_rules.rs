@@ -233,7 +233,7 @@ fn audit_trail_and_access_log() {
     assert!(all["total"].as_u64().unwrap() >= 2);
     // The chain verifies (in the data directory, or in the PostgreSQL store's database).
     let store = crate::common::store_choice(c.s.dir());
-    let report = issho::verify_audit(&store, c.s.dir()).expect("audit trail intact");
+    let report = issho::verify_audit(&store, c.s.dir(), &[]).expect("audit trail intact");
     // 17 writes while loading, the reads and denials above, the log reads.
     assert!(report.entries >= 23, "{report:?}");
 }

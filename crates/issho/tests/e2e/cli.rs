@@ -584,17 +584,41 @@ fn audit_verify_finds_tampering() {
     .unwrap();
     let (code, out) = verify(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    // an edited entry: exit 1, the entry named
-    let conn = rusqlite::Connection::open(data.join(issho_audit::DB_FILE)).unwrap();
+    // an archive directory beside the segments (here: with none of them) is read too; one
+    // that does not exist cannot be checked
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let (code, out) = verify(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--archive",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = verify(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--archive",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    // an edited entry (the resource entry 23 read): exit 1, its block named
+    let segment = data
+        .join(issho_audit::SEGMENTS_DIR)
+        .join("segment-000001.db");
+    let conn = rusqlite::Connection::open(segment).unwrap();
     conn.execute_batch(
-        "DROP TRIGGER audit_no_update;
-         UPDATE audit SET body = replace(body, 'Observation/o22', 'Observation/o99') WHERE seq = 23",
+        "DROP TRIGGER dict_no_update;
+         UPDATE dict SET text = 'Observation/o99' WHERE text = 'Observation/o22'",
     )
     .unwrap();
     drop(conn);
     let (code, out) = verify(&["--data", data.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("seq 23"), "{out}");
+    assert!(
+        out.contains("first bad entry seq") && out.contains("does not match its hash"),
+        "{out}"
+    );
     // no audit log at all: cannot check
     let (code, out) = verify(&["--data", dir.path().join("none").to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}");
