@@ -117,7 +117,13 @@ impl PgAuditLog {
         tx.commit().map_err(|e| AuditError::Io(db(e)))?;
         check_anchor(&mut c).map_err(AuditError::Tampered)?;
         let mut writer = c;
-        let queue = Queue::start(COMMIT_WINDOW, move |records| append(&mut writer, records))?;
+        // Each batch moves the anchor (`audit_head`) in its own transaction: nothing lazy.
+        let queue = Queue::start(COMMIT_WINDOW, move |records, _| {
+            if records.is_empty() {
+                return Ok(());
+            }
+            append(&mut writer, records)
+        })?;
         Ok(PgAuditLog {
             queue,
             reader: Mutex::new(connect(url)?),

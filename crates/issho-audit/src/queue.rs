@@ -7,15 +7,18 @@ use crate::chain::{self, Hash};
 use crate::event::{agent_key, patient_keys};
 use crate::record::AuditRecord;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-enum Msg {
-    Record(Box<AuditRecord>),
-    Flush(mpsc::SyncSender<Result<(), String>>),
+/// Whether a batch's commit must also move the chain's anchor (the head file) now: when a
+/// flush waits for it, or the writer stops; otherwise a log may move it lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    Lazy,
+    Now,
 }
 
 /// The writer's state as the request threads see it.
@@ -95,35 +98,78 @@ pub(crate) fn chain_on(
     Ok(out)
 }
 
+/// Where a flush waits for the answer of the commit that includes its records.
+type Waiter = mpsc::SyncSender<Result<(), String>>;
+
+/// Stores one batch durably, in one transaction (an empty batch only asks for the anchor).
+type Append<'a> = dyn FnMut(&[AuditRecord], Anchor) -> Result<(), String> + 'a;
+
+/// What request threads hand the writer.
+#[derive(Default)]
+struct Inbox {
+    records: Vec<AuditRecord>,
+    waiters: Vec<Waiter>,
+    /// When the oldest record still queued arrived (a window counts from it).
+    since: Option<Instant>,
+    /// The batch must not wait for the window: a record of anything but a read, search or
+    /// history, or a full batch.
+    urgent: bool,
+    closed: bool,
+}
+
+impl Inbox {
+    fn due(&self, window: Duration) -> bool {
+        self.closed
+            || self.urgent
+            || !self.waiters.is_empty()
+            || self.since.is_some_and(|t| t.elapsed() >= window)
+    }
+}
+
+/// The inbox and the writer's wake-up. Request threads wake the writer only when a batch
+/// becomes due or the inbox stops being empty — a read's record during a window costs a
+/// lock and a push, not a thread switch.
+#[derive(Default)]
+struct Mailbox {
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The queue and its writer thread.
 pub(crate) struct Queue {
-    sender: Option<mpsc::Sender<Msg>>,
+    mailbox: Arc<Mailbox>,
     shared: Arc<Shared>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Queue {
     /// Start the writer: `append` stores one batch durably (in one transaction) or says why
-    /// not. `window`: how long a batch of reads' records gathers after its first one before
-    /// it is committed (at once when a flush waits, a record of anything but a read, search or
+    /// not; an empty batch with [`Anchor::Now`] only asks that the anchor catch up.
+    /// `window`: how long a batch of reads' records gathers after its first one before it is
+    /// committed (at once when a flush waits, a record of anything but a read, search or
     /// history arrives, or the batch is full) — zero commits whatever is queued at once; a
-    /// window trades how much a crash may lose of reads' records for fewer commits (see
-    /// `PgAuditLog`).
+    /// window trades how much a crash may lose of reads' records for fewer commits.
     pub(crate) fn start(
         window: Duration,
-        mut append: impl FnMut(&[AuditRecord]) -> Result<(), String> + Send + 'static,
+        mut append: impl FnMut(&[AuditRecord], Anchor) -> Result<(), String> + Send + 'static,
     ) -> Result<Queue, AuditError> {
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel();
+        let mailbox = Arc::new(Mailbox::default());
         let writer = {
-            let shared = shared.clone();
+            let (shared, mailbox) = (shared.clone(), mailbox.clone());
             std::thread::Builder::new()
                 .name("issho-audit".into())
-                .spawn(move || writer_loop(&mut append, rx, shared, window))
+                .spawn(move || writer_loop(&mut append, &mailbox, shared, window))
                 .map_err(|e| AuditError::Io(e.to_string()))?
         };
         Ok(Queue {
-            sender: Some(tx),
+            mailbox,
             shared,
             writer: Some(writer),
         })
@@ -141,27 +187,45 @@ impl Queue {
             );
             return Err(AuditError::WriterFailed(why));
         }
-        let sent = match &self.sender {
-            Some(s) => s.send(Msg::Record(Box::new(rec))).is_ok(),
-            None => false,
+        let wake = {
+            let mut inbox = self.mailbox.lock();
+            if inbox.closed || self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+                drop(inbox);
+                let why = "the audit writer thread has stopped".to_string();
+                self.shared.fail(why.clone());
+                return Err(AuditError::WriterFailed(why));
+            }
+            let first = inbox.records.is_empty();
+            if first {
+                inbox.since = Some(Instant::now());
+            }
+            if !rec.is_read_only() || inbox.records.len() + 1 >= MAX_BATCH {
+                inbox.urgent = true;
+            }
+            inbox.records.push(rec);
+            first || inbox.urgent
         };
-        if sent {
-            Ok(())
-        } else {
-            let why = "the audit writer thread has stopped".to_string();
-            self.shared.fail(why.clone());
-            Err(AuditError::WriterFailed(why))
+        if wake {
+            self.mailbox.wake.notify_one();
         }
+        Ok(())
     }
 
     /// Wait until every record queued so far is committed.
     pub(crate) fn flush(&self) -> Result<(), AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let sent = match &self.sender {
-            Some(s) => s.send(Msg::Flush(tx)).is_ok(),
-            None => false,
+        let alive = self.writer.as_ref().is_some_and(|w| !w.is_finished());
+        let sent = {
+            let mut inbox = self.mailbox.lock();
+            if inbox.closed || !alive {
+                false
+            } else {
+                inbox.waiters.push(tx);
+                true
+            }
         };
         let answer = if sent {
+            self.mailbox.wake.notify_one();
             rx.recv()
                 .unwrap_or_else(|_| Err("the audit writer thread has stopped".into()))
         } else {
@@ -186,7 +250,8 @@ impl Queue {
 
     /// Write what is queued and stop the writer; whether everything was stored.
     pub(crate) fn stop(&mut self) -> Result<(), AuditError> {
-        self.sender.take();
+        self.mailbox.lock().closed = true;
+        self.mailbox.wake.notify_one();
         if let Some(w) = self.writer.take()
             && w.join().is_err()
         {
@@ -202,56 +267,80 @@ impl Drop for Queue {
     }
 }
 
-fn writer_loop(
-    append: &mut dyn FnMut(&[AuditRecord]) -> Result<(), String>,
-    rx: mpsc::Receiver<Msg>,
-    shared: Arc<Shared>,
-    window: Duration,
-) {
-    while let Ok(first) = rx.recv() {
-        let until = Instant::now() + window;
-        let mut records = Vec::new();
-        let mut waiters = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(r) => records.push(*r),
-                Msg::Flush(w) => waiters.push(w),
-            }
-            if records.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-                // Nothing queued: gather more until the window closes — only reads, and only
-                // while no one waits (a write's record is committed at once, as a flush is).
-                let left = until.saturating_duration_since(Instant::now());
-                let reads_only = records.iter().all(AuditRecord::is_read_only);
-                if next.is_none() && waiters.is_empty() && reads_only && !left.is_zero() {
-                    next = rx.recv_timeout(left).ok();
-                }
-            }
+/// The next batch: waits until one is due (or the inbox closed and is empty: None).
+fn next_batch(mailbox: &Mailbox, window: Duration) -> Option<(Vec<AuditRecord>, Vec<Waiter>)> {
+    let mut inbox = mailbox.lock();
+    loop {
+        let empty = inbox.records.is_empty() && inbox.waiters.is_empty();
+        if empty && inbox.closed {
+            return None;
         }
-        if !records.is_empty() {
-            if shared.check().is_err() {
+        if !empty && inbox.due(window) {
+            break;
+        }
+        inbox = match inbox.since.filter(|_| !empty) {
+            // Reads gathering: sleep out the rest of the window (or until one is due).
+            Some(t) => {
+                let left = window.saturating_sub(t.elapsed());
+                mailbox
+                    .wake
+                    .wait_timeout(inbox, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+            None => mailbox.wake.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+        };
+    }
+    let take = inbox.records.len().min(MAX_BATCH);
+    let records: Vec<AuditRecord> = inbox.records.drain(..take).collect();
+    let waiters = if inbox.records.is_empty() {
+        inbox.since = None;
+        inbox.urgent = false;
+        std::mem::take(&mut inbox.waiters)
+    } else {
+        // More than a batch queued: the rest is due at once; waiters wait for it.
+        inbox.urgent = true;
+        Vec::new()
+    };
+    Some((records, waiters))
+}
+
+fn writer_loop(append: &mut Append, mailbox: &Mailbox, shared: Arc<Shared>, window: Duration) {
+    while let Some((records, waiters)) = next_batch(mailbox, window) {
+        let anchor = if waiters.is_empty() {
+            Anchor::Lazy
+        } else {
+            Anchor::Now
+        };
+        if shared.check().is_err() {
+            if !records.is_empty() {
                 tracing::error!(
                     "{} audit records lost: the writer had failed before",
                     records.len()
                 );
-            } else {
-                let run =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| append(&records)));
-                let failure = match run {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e),
-                    Err(_) => Some("the writer panicked".to_string()),
-                };
-                if let Some(e) = failure {
-                    shared.fail(format!("{} records were not stored: {e}", records.len()));
-                }
+            }
+        } else {
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| append(&records, anchor)));
+            let failure = match run {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the writer panicked".to_string()),
+            };
+            if let Some(e) = failure {
+                shared.fail(format!("{} records were not stored: {e}", records.len()));
             }
         }
         let answer = shared.check();
         for w in waiters {
             let _ = w.send(answer.clone());
         }
+    }
+    // Stopping: the anchor catches up with everything committed.
+    if shared.check().is_ok()
+        && let Err(e) = append(&[], Anchor::Now)
+    {
+        shared.fail(format!("the anchor was not moved: {e}"));
     }
 }
 
@@ -266,7 +355,10 @@ mod window {
     fn queue(window: Duration) -> (Queue, Batches) {
         let seen: Batches = Arc::default();
         let s = seen.clone();
-        let q = Queue::start(window, move |records| {
+        let q = Queue::start(window, move |records, _| {
+            if records.is_empty() {
+                return Ok(());
+            }
             let names = records
                 .iter()
                 .map(|r| r.interaction.code().to_string())

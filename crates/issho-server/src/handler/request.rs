@@ -75,6 +75,15 @@ pub(super) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
 }
 
+/// Engine work that is one indexed lookup — a read or vread by id, which waits on no lock
+/// (WAL readers) and only queues its audit record — run in place on the runtime's worker:
+/// handing it to the blocking pool costs two thread switches, more CPU than the read itself
+/// (BENCHMARKS.md, issue 15). A panic is answered as `blocking` answers it.
+pub(super) fn in_place<T>(f: impl FnOnce() -> Result<T, FhirError>) -> Result<T, FhirError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
+}
+
 /// Who is asking: the development principal in open mode; otherwise the verified bearer
 /// token, or anonymous when there is none (the gate then allows only the CapabilityStatement).
 pub(crate) fn context(st: &AppState, headers: &HeaderMap) -> Result<AccessContext, FhirError> {
