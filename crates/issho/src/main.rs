@@ -1,5 +1,9 @@
 //! The `issho` command: serve, import, demo, audit, version.
 
+/// mimalloc instead of glibc's malloc for Rust's allocations (SQLite keeps its own calls).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod copy;
 mod demo_users;
 mod export;
