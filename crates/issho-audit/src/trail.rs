@@ -30,7 +30,7 @@ impl std::fmt::Display for AuditError {
 impl std::error::Error for AuditError {}
 
 /// An audit trail the engine records to. [`crate::AuditLog`] (feature `sqlite`, the default)
-/// keeps it in `audit.db` beside the data; the engine sees only this trait, so it depends on
+/// keeps it in segments beside the data; the engine sees only this trait, so it depends on
 /// no database.
 pub trait AuditTrail: Send + Sync {
     /// Queue a record (durable at the next [`AuditTrail::flush`] or shortly after).
