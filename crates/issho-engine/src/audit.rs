@@ -194,6 +194,12 @@ impl Engine {
             .map_err(|e| FhirError::internal(e.to_string()))
     }
 
+    /// Whether a read by id may run on an async runtime's worker thread rather than a thread
+    /// of its own (the store's [`issho_store::Store::reads_in_place`]).
+    pub fn reads_in_place(&self) -> bool {
+        self.store.reads_in_place()
+    }
+
     /// Wait until every audit record so far is durable (tests, shutdown).
     pub fn flush_audit(&self) -> Result<()> {
         match &self.audit {

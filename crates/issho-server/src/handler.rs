@@ -381,7 +381,11 @@ async fn dispatch(
         }
         ("GET", [t, id, "_history", v]) => {
             let (t, id, v) = (t.to_string(), id.to_string(), v.to_string());
-            let s = in_place(|| engine.vread(&ctx, &t, &id, &v))?;
+            let s = if engine.reads_in_place() {
+                in_place(|| engine.vread(&ctx, &t, &id, &v))?
+            } else {
+                blocking(move || engine.vread(&ctx, &t, &id, &v)).await?
+            };
             Ok(stored_response(&s, render, base))
         }
         ("GET", ["Patient", "$everything"]) | ("GET", ["Patient", _, "$everything"]) => {
@@ -572,7 +576,11 @@ async fn dispatch(
         }
         ("GET", [t, id]) | ("HEAD", [t, id]) => {
             let (t, id) = (t.to_string(), id.to_string());
-            let s = in_place(|| engine.read(&ctx, &t, &id))?;
+            let s = if engine.reads_in_place() {
+                in_place(|| engine.read(&ctx, &t, &id))?
+            } else {
+                blocking(move || engine.read(&ctx, &t, &id)).await?
+            };
             if let Some(r) = not_modified(headers, &s) {
                 return Ok(r);
             }

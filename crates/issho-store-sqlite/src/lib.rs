@@ -399,6 +399,9 @@ store_read!(PooledReader<'_>);
 store_read!(WriterTx<'_>);
 
 impl Store for SqliteStore {
+    fn reads_in_place(&self) -> bool {
+        true
+    }
     fn reader(&self, _permit: &Permit) -> Result<Box<dyn StoreRead + '_>> {
         let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match pooled {

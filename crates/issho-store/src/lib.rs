@@ -277,6 +277,13 @@ pub trait Store: Send + Sync {
     fn registry(&self) -> Arc<Registry>;
     /// The index keys whose rows are still being built.
     fn pending_params(&self) -> Vec<String>;
+    /// Whether a read may run on an async runtime's worker thread: true for a store whose
+    /// reads are plain calls that wait on nothing (the embedded store, WAL readers); false
+    /// (the default) for one whose client runs a runtime of its own — PostgreSQL's synchronous
+    /// client panics when called inside another runtime.
+    fn reads_in_place(&self) -> bool {
+        false
+    }
     /// The index rows of `resource`, extracted before its write transaction (off the writer).
     fn prepare(&self, resource: &Value) -> Prepared {
         Prepared::new(&self.registry(), resource)

@@ -75,10 +75,12 @@ pub(super) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
 }
 
-/// Engine work that is one indexed lookup — a read or vread by id, which waits on no lock
-/// (WAL readers) and only queues its audit record — run in place on the runtime's worker:
-/// handing it to the blocking pool costs two thread switches, more CPU than the read itself
-/// (BENCHMARKS.md, issue 15). A panic is answered as `blocking` answers it.
+/// Engine work that is one indexed lookup — a read or vread by id on a store whose reads wait
+/// on nothing (`Engine::reads_in_place`: the embedded store's WAL readers) and only queue
+/// their audit record — run in place on the runtime's worker: handing it to the blocking pool
+/// costs two thread switches, more CPU than the read itself (BENCHMARKS.md, issue 15). Never
+/// for PostgreSQL: its synchronous client runs a runtime of its own, which panics inside this
+/// one. A panic is answered as `blocking` answers it.
 pub(super) fn in_place<T>(f: impl FnOnce() -> Result<T, FhirError>) -> Result<T, FhirError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|_| Err(FhirError::internal("internal error; nothing was changed")))
