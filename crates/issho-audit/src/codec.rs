@@ -279,7 +279,7 @@ pub(crate) fn encode(rec: &AuditRecord, base: i64, dict: &mut dyn Intern) -> Res
     patients.sort_unstable();
     patients.dedup();
     Ok(Row {
-        t: rec.time - base,
+        t: rec.time.checked_sub(base).ok_or("time out of range")?,
         k,
         agent: dict.intern(Kind::Agent, &key)?,
         ctx: dict.intern(Kind::Text, &ctx)?,
@@ -329,7 +329,7 @@ pub(crate) fn decode(row: &Row, base: i64, dict: &mut dyn Resolve) -> Result<Aud
         return Err("trailing bytes in row".into());
     }
     Ok(AuditRecord {
-        time: row.t + base,
+        time: row.t.checked_add(base).ok_or("time out of range in row")?,
         action,
         interaction,
         outcome,

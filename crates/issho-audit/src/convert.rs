@@ -29,6 +29,18 @@ pub(crate) fn convert_v1(dir: &Path) -> Result<(), AuditError> {
         // Converted before; the old files' renaming was interrupted.
         return set_aside(dir);
     }
+    // Segments once existed (their head says so) and are gone: an old log put back in their
+    // place must not pass for the trail.
+    if chain::read_seg_head(&segdir)
+        .map_err(AuditError::Tampered)?
+        .is_some_and(|h| h.seq > 0)
+    {
+        return Err(AuditError::Tampered(format!(
+            "{SEGMENTS_DIR}/{} records entries but the segments are gone (and {DB_FILE} is \
+             there instead)",
+            chain::SEG_HEAD_FILE
+        )));
+    }
     let report = crate::v1::verify_v1(dir).map_err(|e| {
         AuditError::Tampered(format!(
             "{DB_FILE} (the audit trail's first format) does not verify, so it is not \

@@ -237,7 +237,12 @@ impl AuditLog {
                 if readers.len() >= MAX_READERS {
                     readers.clear();
                 }
-                let r = Reader::open(&info.path).map_err(AuditError::Io)?;
+                let r = match Reader::open(&info.path) {
+                    Ok(r) => r,
+                    // Removed by the retention period since the list was read.
+                    Err(_) if !self.segment_numbers().contains(&info.number) => continue,
+                    Err(e) => return Err(AuditError::Io(e)),
+                };
                 readers.insert(info.number, r);
             }
             let reader = readers.get_mut(&info.number).expect("just opened");
@@ -342,6 +347,9 @@ fn check_anchor(
             ))
         };
     };
+    if head.seq == 0 && head.hash == ZERO && files.is_empty() {
+        return Ok(());
+    }
     if head.seq > active.last {
         return Err(format!(
             "the segments end at entry {} but {} records entry {}: entries were removed",
@@ -349,19 +357,6 @@ fn check_anchor(
             chain::SEG_HEAD_FILE,
             head.seq
         ));
-    }
-    // The start of the segment being written (just after a rotation, or a new log).
-    let m = &active.meta;
-    if head.segment == m.number && head.seq == m.first_seq - 1 {
-        return if head.hash == m.prev {
-            Ok(())
-        } else {
-            Err(format!(
-                "segment {} does not start where {} says the chain is",
-                m.number,
-                chain::SEG_HEAD_FILE
-            ))
-        };
     }
     let path = files
         .iter()
@@ -375,6 +370,19 @@ fn check_anchor(
             )
         })?;
     let r = Reader::open(&path)?;
+    // The start of a segment (just after a rotation, or a new log).
+    let m = &r.meta;
+    if head.seq == m.first_seq - 1 {
+        return if head.hash == m.prev {
+            Ok(())
+        } else {
+            Err(format!(
+                "segment {} does not start where {} says the chain is",
+                m.number,
+                chain::SEG_HEAD_FILE
+            ))
+        };
+    }
     if segment::block_hash_at(&r.conn, head.seq)?.as_deref() != Some(&head.hash[..]) {
         return Err(format!(
             "entry {} is not the one recorded in {}",

@@ -10,6 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+/// How often an idle writer hands its log an empty batch ([`Anchor::Lazy`]), so that an anchor
+/// moved lazily catches up with the last commit.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
@@ -288,7 +292,17 @@ fn next_batch(mailbox: &Mailbox, window: Duration) -> Option<(Vec<AuditRecord>, 
                     .unwrap_or_else(|p| p.into_inner())
                     .0
             }
-            None => mailbox.wake.wait(inbox).unwrap_or_else(|p| p.into_inner()),
+            // Idle: an empty batch now and then lets a lazily moved anchor catch up.
+            None => {
+                let (guard, waited) = mailbox
+                    .wake
+                    .wait_timeout(inbox, IDLE_TICK)
+                    .unwrap_or_else(|p| p.into_inner());
+                if waited.timed_out() && guard.records.is_empty() && guard.waiters.is_empty() {
+                    return Some((Vec::new(), Vec::new()));
+                }
+                guard
+            }
         };
     }
     let take = inbox.records.len().min(MAX_BATCH);

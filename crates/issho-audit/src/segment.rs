@@ -291,7 +291,23 @@ impl Active {
         if path.exists() {
             return Err(format!("{} exists already", path.display()));
         }
-        let mut conn = open_rw(&path)?;
+        // Made whole under another name, then renamed: a crash half way leaves no segment
+        // without its meta (which would keep the log from opening again).
+        let tmp = segments.join(format!("segment-{number:06}.db.new"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
+        }
+        Active::fill(&tmp, number, last, prev)?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::File::open(segments)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("{}: {e}", segments.display()))?;
+        Active::open(path)
+    }
+
+    /// The new segment's schema and meta, in `path` (closed again, its WAL folded in).
+    fn fill(path: &Path, number: u32, last: i64, prev: Hash) -> Result<(), String> {
+        let mut conn = open_rw(path)?;
         let now = crate::now_micros();
         let tx = conn.transaction().map_err(db)?;
         tx.execute_batch(SCHEMA).map_err(db)?;
@@ -311,7 +327,10 @@ impl Active {
         }
         tx.execute_batch(&append_only_triggers()).map_err(db)?;
         tx.commit().map_err(db)?;
-        Active::open(path)
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(db)?;
+        drop(conn);
+        Ok(())
     }
 
     /// Open an existing segment for appending.
@@ -324,7 +343,7 @@ impl Active {
                 Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
             })
             .map_err(db)?
-            .map(|(a, b)| (a + meta.base, b + meta.base));
+            .map(|(a, b)| (a.saturating_add(meta.base), b.saturating_add(meta.base)));
         Ok(Active {
             conn,
             meta,

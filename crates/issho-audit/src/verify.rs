@@ -3,10 +3,10 @@
 
 use crate::chain::{self, BlockHasher, DB_FILE, Hash, SegHead, ZERO};
 use crate::codec::{self, Kind, Row};
-use crate::event::patient_keys;
+use crate::event::{agent_key, patient_keys};
 use crate::segment::{self, SEGMENTS_DIR};
 use crate::walk::{Problem, VerifyError, VerifyReport, broken, unreadable};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,7 @@ pub fn verify_with_archives(dir: &Path, archives: &[PathBuf]) -> Result<VerifyRe
     // never behind it.
     let head = chain::read_seg_head(&segdir).map_err(VerifyError::Anchor)?;
     let live = segment::list(&segdir).map_err(unreadable)?;
-    if live.is_empty() && dir.join(DB_FILE).exists() {
+    if live.is_empty() && dir.join(DB_FILE).exists() && head.is_none_or(|h| h.seq == 0) {
         // A log of the first format, not converted yet (no server has opened it since).
         return crate::v1::verify_v1(dir);
     }
@@ -124,11 +124,31 @@ impl Walk {
         {
             self.anchored = Some(h.hash == self.hash);
         }
-        self.blocks(&conn, n, meta.base)?;
+        // The key tables are what searches find entries by: one id per text.
+        for table in ["agent", "patient"] {
+            let twice: Option<String> = conn
+                .query_row(
+                    &format!("SELECT text FROM {table} GROUP BY text HAVING count(*) > 1 LIMIT 1"),
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unreadable)?;
+            if let Some(t) = twice {
+                return Err(bad(next, n, format!("its {table} table holds {t} twice")));
+            }
+        }
+        let times = self.blocks(&conn, n, meta.base)?;
         match meta.sealed {
             Some(s) if s.last != self.seq || s.hash != self.hash => {
                 Err(bad(s.last, n, "its seal does not match its entries"))
             }
+            // Searches by time skip a sealed segment by these: they must be its entries' own.
+            Some(s) if times.is_some_and(|t| t != (s.min_time, s.max_time)) => Err(bad(
+                s.last,
+                n,
+                "its seal's time range does not match its entries",
+            )),
             None if !last => Err(bad(
                 self.seq + 1,
                 n,
@@ -141,8 +161,15 @@ impl Walk {
         }
     }
 
-    /// Recompute each block of the segment in `conn`, checking the per-patient index.
-    fn blocks(&mut self, conn: &Connection, n: u32, base: i64) -> Result<(), VerifyError> {
+    /// Recompute each block of the segment in `conn`, checking the per-patient index and the
+    /// agent key of each entry; the entries' earliest and latest times.
+    fn blocks(
+        &mut self,
+        conn: &Connection,
+        n: u32,
+        base: i64,
+    ) -> Result<Option<(i64, i64)>, VerifyError> {
+        let mut times: Option<(i64, i64)> = None;
         let mut blocks = conn
             .prepare("SELECT last, hash FROM block ORDER BY last")
             .map_err(unreadable)?;
@@ -181,6 +208,14 @@ impl Walk {
                 let rec = codec::decode(&row, base, &mut dict)
                     .map_err(|_| broken(first, Problem::BlockAltered { last }))?;
                 hasher.add(seq, &rec).map_err(unreadable)?;
+                // The agent column is what a search by agent finds the entry by.
+                if dict.text(Kind::Agent, row.agent).ok() != Some(agent_key(&rec)) {
+                    return Err(broken(seq, Problem::AgentIndex));
+                }
+                times = Some(match times {
+                    None => (rec.time, rec.time),
+                    Some((a, b)) => (a.min(rec.time), b.max(rec.time)),
+                });
                 // The index rows of this entry must be exactly its patients.
                 let mut got = Vec::new();
                 loop {
@@ -232,7 +267,7 @@ impl Walk {
         if let Some(r) = index.next().map_err(unreadable)? {
             return Err(broken(r.get(0).unwrap_or(0), Problem::PatientIndex));
         }
-        Ok(())
+        Ok(times)
     }
 
     fn finish(self, first_seq: i64, segments: u32) -> Result<VerifyReport, VerifyError> {

@@ -81,6 +81,8 @@ pub enum Problem {
     Malformed,
     /// The per-patient index does not list exactly the entry's patients.
     PatientIndex,
+    /// The entry's agent column is not its agent's key (searches by agent would miss it).
+    AgentIndex,
     /// The log ends before this entry, but its anchor (the head file, or `audit_head` on
     /// PostgreSQL) records entry `head_seq`: the last entries were removed.
     Truncated { head_seq: i64 },
@@ -118,6 +120,7 @@ impl std::fmt::Display for Problem {
             Problem::PatientIndex => {
                 write!(f, "the per-patient index does not match its patients")
             }
+            Problem::AgentIndex => write!(f, "its agent column is not its agent's key"),
             Problem::Truncated { head_seq } => write!(
                 f,
                 "missing: the log ends before it but its anchor ({HEAD_FILE}, or audit_head \

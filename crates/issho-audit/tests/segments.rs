@@ -371,3 +371,106 @@ fn a_read_costs_at_most_100_bytes() {
     assert!(per_read <= 100.0, "{per_read:.1} bytes per read");
     assert_eq!(verify(dir.path()).unwrap().entries, n as u64);
 }
+
+/// Review of the segments: a sealed segment's time range is what searches by time skip it
+/// by (and retention removes it by); one edited must not pass.
+#[test]
+fn an_edited_time_range_of_a_sealed_segment_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
+    append(&log, 0, 2000);
+    drop(log);
+    tamper_in(
+        dir.path(),
+        1,
+        "UPDATE meta SET value = 0 WHERE key = 'max_time'",
+    );
+    match broken_at(dir.path()) {
+        (_, Problem::Segment(why)) => assert!(why.contains("time range"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Review of the segments: the old log put back in place of the segments passed `verify`
+/// (and would have been converted again), hiding every entry since the conversion.
+#[test]
+fn the_old_log_put_back_in_place_of_the_segments_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v1(dir.path(), 20);
+    let log = AuditLog::open(dir.path()).unwrap();
+    append(&log, 20, 30);
+    drop(log);
+    for f in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{f}", segment(dir.path(), 1).display()));
+    }
+    std::fs::rename(dir.path().join("audit.v1.db"), dir.path().join(DB_FILE)).unwrap();
+    std::fs::rename(dir.path().join("audit.v1.head"), dir.path().join(HEAD_FILE)).unwrap();
+    assert_eq!(
+        broken_at(dir.path()),
+        (1, Problem::Truncated { head_seq: 50 })
+    );
+    assert!(matches!(
+        AuditLog::open(dir.path()),
+        Err(AuditError::Tampered(_))
+    ));
+}
+
+/// Review of the segments: the head moves lazily under load, but an idle writer catches it
+/// up — it does not trail the chain until the next flush.
+#[test]
+fn an_idle_log_anchors_its_last_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path()).unwrap();
+    log.record(rec(0)).unwrap();
+    log.flush().unwrap();
+    // committed lazily (no flush waits for them)
+    for i in 1..5 {
+        log.record(rec(i)).unwrap();
+    }
+    let head = dir.path().join(SEGMENTS_DIR).join(SEG_HEAD_FILE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&head).unwrap();
+        if text.split_whitespace().nth(1) == Some("5") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the head stayed at {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(log);
+}
+
+/// Review of the segments: stopped after starting the next segment but before moving the
+/// head there, with the head at the start of the segment before (filled within 100 ms), the
+/// log must still open and verify; and a half-made segment file left by a crash is ignored.
+#[test]
+fn a_head_at_the_start_of_an_earlier_segment_and_leftovers_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AuditConfig {
+        segment_age: Duration::ZERO,
+        ..AuditConfig::default()
+    };
+    let log = AuditLog::open_with(dir.path(), cfg).unwrap();
+    append(&log, 0, BLOCK);
+    let numbers = log.segment_numbers();
+    drop(log);
+    assert!(numbers.len() >= 2, "{numbers:?}");
+    // the head as it was before segment 1 was filled: its start
+    std::fs::write(
+        dir.path().join(SEGMENTS_DIR).join(SEG_HEAD_FILE),
+        format!("1 0 {}\n", "00".repeat(32)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(SEGMENTS_DIR).join("segment-000009.db.new"),
+        b"half made",
+    )
+    .unwrap();
+    let log = AuditLog::open_with(dir.path(), AuditConfig::default()).unwrap();
+    append(&log, BLOCK, 10);
+    drop(log);
+    assert_eq!(verify(dir.path()).unwrap().entries, BLOCK as u64 + 10);
+}

@@ -204,3 +204,40 @@ fn a_log_edited_while_closed_is_still_opened_but_verify_names_it() {
         .unwrap();
     assert_eq!(n, 110);
 }
+
+/// Review of the segments (2026-12-05): an entry moved to another agent's key, with a context
+/// naming its own agent so that the record itself reads the same, vanished from searches by
+/// agent without `verify` noticing.
+#[test]
+fn an_entry_moved_to_another_agents_key_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 100);
+    // entry 42 is rec(41), by Practitioner/dr2
+    tamper(
+        dir.path(),
+        "INSERT INTO dict (text) SELECT replace(text, '\"id\":null', '\"id\":\"Practitioner/dr2\"') \
+           FROM dict WHERE id = (SELECT ctx FROM ev WHERE seq = 42);
+         UPDATE ev SET ctx = last_insert_rowid(),
+           agent = (SELECT id FROM agent WHERE text = 'Practitioner/dr0') WHERE seq = 42;",
+    );
+    assert_eq!(broken_at(dir.path()), (42, Problem::AgentIndex));
+}
+
+/// Review of the segments: a second row for a patient's key, with index rows pointing at it,
+/// hid those entries from the person's own log.
+#[test]
+fn a_key_table_naming_a_patient_twice_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 100);
+    tamper(
+        dir.path(),
+        "CREATE TABLE p2 AS SELECT * FROM patient; DROP TABLE patient;
+         CREATE TABLE patient (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+         INSERT INTO patient SELECT * FROM p2; DROP TABLE p2;
+         INSERT INTO patient (text) VALUES ('Patient/p1');",
+    );
+    match broken_at(dir.path()) {
+        (_, Problem::Segment(why)) => assert!(why.contains("Patient/p1 twice"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
