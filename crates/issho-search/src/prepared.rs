@@ -28,4 +28,8 @@ impl Prepared {
     pub fn rows(&self) -> &[IndexRow] {
         &self.rows
     }
+    /// The rows, taken.
+    pub fn into_rows(self) -> Vec<IndexRow> {
+        self.rows
+    }
 }

@@ -104,7 +104,7 @@ const COLUMNS: [&str; 8] = [
 ];
 
 /// Rows per insert statement: a table's rows go in chunks of these sizes (largest first).
-const CHUNKS: [usize; 3] = [16, 4, 1];
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
 /// The table (index into [`TABLES`]) of a row; `sp_text` rows are written one by one.
 fn table_of(row: &Row) -> usize {
@@ -118,6 +118,29 @@ fn table_of(row: &Row) -> usize {
         Row::Uri(_) => 6,
         Row::Geo { .. } => 7,
         Row::Text { .. } => TEXT,
+    }
+}
+
+/// Order of two rows of the same table by the first column of its key after `param` (the
+/// rest of the key is left to SQLite): enough to keep consecutive inserts on the same pages.
+fn leading_cmp(a: &Row, b: &Row) -> Ordering {
+    match (a, b) {
+        (Row::Token { code: x, .. }, Row::Token { code: y, .. }) => x.cmp(y),
+        (Row::Str { norm: x, .. }, Row::Str { norm: y, .. }) => x.cmp(y),
+        (Row::Ref { ref_id: x, .. }, Row::Ref { ref_id: y, .. }) => x.cmp(y),
+        (Row::Date { lo: x, .. }, Row::Date { lo: y, .. }) => x.cmp(y),
+        (Row::Number { lo: x, .. }, Row::Number { lo: y, .. }) => x.total_cmp(y),
+        (
+            Row::Quantity {
+                canon: c1, code: x, ..
+            },
+            Row::Quantity {
+                canon: c2, code: y, ..
+            },
+        ) => c1.cmp(c2).then_with(|| x.cmp(y)),
+        (Row::Uri(x), Row::Uri(y)) => x.cmp(y),
+        (Row::Geo { lat: x, .. }, Row::Geo { lat: y, .. }) => x.total_cmp(y),
+        _ => Ordering::Equal,
     }
 }
 
@@ -435,16 +458,63 @@ impl SqliteIndex {
         rid: i64,
         rows: impl Iterator<Item = &'r IndexRow>,
     ) -> rusqlite::Result<()> {
-        let mut by_table: [Vec<&IndexRow>; 8] = Default::default();
+        let mut by_table: [Vec<(i64, &IndexRow)>; 8] = Default::default();
         for r in rows {
             match table_of(&r.row) {
                 TEXT => self.write(conn, rid, r, true)?,
-                t => by_table[t].push(r),
+                t => by_table[t].push((rid, r)),
             }
         }
+        self.insert_tables(conn, &by_table)
+    }
+
+    /// The rows of a resource about to be created, for [`SqliteIndex::insert_many`]: its
+    /// prepared rows when they were extracted with this index's parameters, else extracted
+    /// now.
+    pub fn rows_of(&self, resource: &Value, prepared: Option<Prepared>) -> Vec<IndexRow> {
+        match prepared {
+            Some(p) if p.is_for(&self.reg) => p.into_rows(),
+            _ => extract_in(&self.reg, resource),
+        }
+    }
+
+    /// Write the rows of several resources that have none yet (a job's new resources,
+    /// gathered by the writer): per table, sorted by the table's key, so that consecutive
+    /// inserts land on the same B-tree pages, in statements of up to [`CHUNKS`]`[0]` rows.
+    pub fn insert_many(
+        &self,
+        conn: &Connection,
+        gathered: &[(i64, Vec<IndexRow>)],
+    ) -> rusqlite::Result<()> {
+        let mut by_table: [Vec<(i64, &IndexRow)>; 8] = Default::default();
+        for (rid, rows) in gathered {
+            for r in rows {
+                match table_of(&r.row) {
+                    TEXT => self.write(conn, *rid, r, true)?,
+                    t => by_table[t].push((*rid, r)),
+                }
+            }
+        }
+        for rows in &mut by_table {
+            rows.sort_unstable_by(|(ra, a), (rb, b)| {
+                self.ids[a.key as usize]
+                    .cmp(&self.ids[b.key as usize])
+                    .then_with(|| leading_cmp(&a.row, &b.row))
+                    .then(ra.cmp(rb))
+            });
+        }
+        self.insert_tables(conn, &by_table)
+    }
+
+    /// Insert each table's rows in chunks of [`CHUNKS`].
+    fn insert_tables(
+        &self,
+        conn: &Connection,
+        by_table: &[Vec<(i64, &IndexRow)>; 8],
+    ) -> rusqlite::Result<()> {
         let mut args: Vec<ToSqlOutput<'_>> = Vec::new();
         for (t, rows) in by_table.iter().enumerate() {
-            let mut rest: &[&IndexRow] = rows;
+            let mut rest: &[(i64, &IndexRow)] = rows;
             while !rest.is_empty() {
                 let n = CHUNKS
                     .iter()
@@ -454,8 +524,8 @@ impl SqliteIndex {
                 let (chunk, tail) = rest.split_at(n);
                 rest = tail;
                 args.clear();
-                for r in chunk {
-                    self.values(rid, r, &mut args);
+                for (rid, r) in chunk {
+                    self.values(*rid, r, &mut args);
                 }
                 conn.prepare_cached(insert_sql(t, n))?
                     .execute(rusqlite::params_from_iter(args.iter()))?;

@@ -21,12 +21,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+mod alloc;
+mod durable;
 #[cfg(test)]
 mod fts_tests;
 mod index;
 mod keyed;
 mod read;
 mod write;
+pub use alloc::use_global_allocator;
 pub use index::{INDEX_FORMAT, SqliteIndex};
 use read::*;
 use std::sync::RwLock;
@@ -208,6 +211,9 @@ impl SqliteStore {
         }
         let path = dir.join("issho.db");
         let conn = open_conn(&path, 64 * 1024)?;
+        // The writer's commits do not wait for the disk: its durability thread syncs the WAL
+        // before they are answered (see `durable`).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         // A WAL that once grew large is truncated back to 64 MiB when it restarts.
         conn.pragma_update(None, "journal_size_limit", 64i64 << 20)?;
@@ -224,6 +230,7 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(&path)?;
         let commits = checkpointer.commits.clone();
         let wal_big = checkpointer.wal_big.clone();
+        let db = path.clone();
         let handle = std::thread::Builder::new()
             .name("issho-writer".into())
             // Jobs run validation, FHIRPath (patch) and JSON work, all depth-bounded; a roomy
@@ -237,7 +244,7 @@ impl SqliteStore {
                     commits,
                     wal_big,
                 };
-                w.run(conn, rx)
+                w.run(conn, rx, &db)
             })
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(SqliteStore {
@@ -303,6 +310,15 @@ impl Drop for PooledReader<'_> {
 /// A connection the shared read code runs on (a pooled reader, or the writer's transaction).
 trait OnConn {
     fn conn(&self) -> &Connection;
+    /// The connection for a read of the index tables (the writer first writes the index rows
+    /// it gathered).
+    fn index_conn(&self) -> Result<&Connection> {
+        Ok(self.conn())
+    }
+    /// The person of one resource (the writer remembers them for its job).
+    fn person_of(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
+        crate::keyed::person_of(self.conn(), t, id)
+    }
 }
 
 impl OnConn for PooledReader<'_> {
@@ -330,11 +346,11 @@ macro_rules! store_read {
             }
             fn search(&self, q: &SearchQuery) -> Result<Vec<i64>> {
                 let (sql, args) = sqlite_sql::select(q);
-                query_rids(self.conn(), &sql, &args)
+                query_rids(self.index_conn()?, &sql, &args)
             }
             fn count(&self, q: &SearchQuery) -> Result<u64> {
                 let (sql, args) = sqlite_sql::count(q);
-                query_count(self.conn(), &sql, &args)
+                query_count(self.index_conn()?, &sql, &args)
             }
             fn includes(
                 &self,
@@ -343,24 +359,24 @@ macro_rules! store_read {
                 iterate_only: bool,
             ) -> Result<Vec<i64>> {
                 match sqlite_sql::includes(q, page, iterate_only) {
-                    Some((sql, args)) => query_rids(self.conn(), &sql, &args),
+                    Some((sql, args)) => query_rids(self.index_conn()?, &sql, &args),
                     None => Ok(Vec::new()),
                 }
             }
             fn link_breadth(&self, t: &Test, limit: usize) -> Result<u64> {
                 match sqlite_sql::link_breadth(t, limit) {
-                    Some((sql, args)) => query_count(self.conn(), &sql, &args),
+                    Some((sql, args)) => query_count(self.index_conn()?, &sql, &args),
                     None => Ok(0),
                 }
             }
             fn token_systems(&self, key: &str, code: &str) -> Result<Vec<i64>> {
                 let (sql, args) = sqlite_sql::token_systems(key, code);
-                query_rids(self.conn(), &sql, &args)
+                query_rids(self.index_conn()?, &sql, &args)
             }
             fn explain(&self, q: &SearchQuery) -> Result<Vec<String>> {
                 let (sql, args) = sqlite_sql::select(q);
                 let mut plan = vec!["SQLite (embedded store):".to_string()];
-                plan.extend(explain(self.conn(), &sql, &args)?);
+                plan.extend(explain(self.index_conn()?, &sql, &args)?);
                 plan.push(format!("SQL: {sql}"));
                 Ok(plan)
             }
@@ -377,7 +393,7 @@ macro_rules! store_read {
                 count_current(self.conn(), types)
             }
             fn person(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
-                crate::keyed::person_of(self.conn(), t, id)
+                self.person_of(t, id)
             }
             fn meta(&self, key: &str) -> Result<Option<String>> {
                 crate::keyed::meta(self.conn(), key)

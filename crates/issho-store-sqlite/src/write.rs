@@ -2,6 +2,14 @@
 //! re-keying, settings, search-parameter changes) and its thread (`Writer`: group commit).
 
 use super::*;
+use crate::durable::Answer;
+use issho_search::IndexRow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A resource's person as `StoreRead::person` answers it (`None`: no such resource).
+type PersonOf = Option<Option<String>>;
 
 pub(crate) struct WriterTx<'a> {
     conn: &'a Connection,
@@ -9,15 +17,63 @@ pub(crate) struct WriterTx<'a> {
     /// The index of this transaction (a parameter change inside it replaces it).
     index: Arc<SqliteIndex>,
     index_changed: bool,
+    /// Index rows of resources this job created, not yet written: they go in together,
+    /// sorted, at the job's end or before the index is read or changed ([`WriterTx::flush`]).
+    gathered: RefCell<Vec<(i64, Vec<IndexRow>)>>,
+    /// Persons of resources looked up in this job (`None`: no such resource), forgotten when
+    /// the resource is written or any person changes.
+    persons: RefCell<HashMap<(String, String), PersonOf>>,
 }
 
 impl OnConn for WriterTx<'_> {
     fn conn(&self) -> &Connection {
         self.conn
     }
+    fn index_conn(&self) -> Result<&Connection> {
+        self.flush()?;
+        Ok(self.conn)
+    }
+    fn person_of(&self, t: &str, id: &str) -> Result<Option<Option<String>>> {
+        let key = (t.to_string(), id.to_string());
+        if let Some(p) = self.persons.borrow().get(&key) {
+            return Ok(p.clone());
+        }
+        let p = crate::keyed::person_of(self.conn, t, id)?;
+        self.persons.borrow_mut().insert(key, p.clone());
+        Ok(p)
+    }
 }
 
-impl WriterTx<'_> {
+impl<'a> WriterTx<'a> {
+    fn new(conn: &'a Connection, w: &'a Writer, index: Arc<SqliteIndex>) -> WriterTx<'a> {
+        WriterTx {
+            conn,
+            w,
+            index,
+            index_changed: false,
+            gathered: RefCell::new(Vec::new()),
+            persons: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Write the gathered index rows.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let gathered = std::mem::take(&mut *self.gathered.borrow_mut());
+        if !gathered.is_empty() {
+            self.index.insert_many(self.conn, &gathered)?;
+        }
+        Ok(())
+    }
+
+    /// Before `t/id` is written: its person may change, and the index rows gathered so far
+    /// must be in the tables (an update or deletion replaces rows by difference).
+    fn before_write(&self, t: &str, id: &str) -> Result<()> {
+        self.persons
+            .borrow_mut()
+            .remove(&(t.to_string(), id.to_string()));
+        self.flush()
+    }
+
     /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
     fn tick(&self) -> i64 {
         let now = now_micros();
@@ -123,6 +179,13 @@ impl StoreTx for WriterTx<'_> {
         prepared: Option<Prepared>,
     ) -> Result<PutResult> {
         let (existing, ts) = self.new_version(t, id)?;
+        if existing.is_some() {
+            self.before_write(t, id)?;
+        } else {
+            self.persons
+                .borrow_mut()
+                .remove(&(t.to_string(), id.to_string()));
+        }
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         stamp(body, version, ts);
         let bytes = serde_json::to_vec(body).map_err(|e| StoreError::Db(e.to_string()))?;
@@ -133,9 +196,12 @@ impl StoreTx for WriterTx<'_> {
             previous.map(|b| serde_json::from_slice::<Value>(&b)),
             prepared,
         ) {
-            // A new resource, or one re-created after a deletion, has no index rows to replace.
-            (None, Some(p)) => index.insert_prepared(self.conn, rid, body, p)?,
-            (None, None) => index.insert(self.conn, rid, body)?,
+            // A new resource, or one re-created after a deletion, has no index rows to
+            // replace: its rows are gathered and written with the job's others.
+            (None, p) => {
+                let rows = index.rows_of(body, p);
+                self.gathered.borrow_mut().push((rid, rows));
+            }
             // An update replaces the superseded version's rows by difference.
             (Some(Ok(old)), _) => index.replace(self.conn, rid, &old, body)?,
             (Some(Err(_)), _) => {
@@ -152,6 +218,7 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn delete(&mut self, t: &str, id: &str) -> Result<Option<PutResult>> {
+        self.before_write(t, id)?;
         let (existing, ts) = self.new_version(t, id)?;
         let Some((rid, old, false)) = existing else {
             return Ok(None);
@@ -187,6 +254,7 @@ impl StoreTx for WriterTx<'_> {
         if types.is_empty() {
             return Ok((0, after_rid));
         }
+        self.flush()?;
         let marks = vec!["?"; types.len()].join(", ");
         let sql = format!(
             "SELECT rid, body FROM resources WHERE rid > ?1 AND deleted = 0 AND type IN ({marks}) \
@@ -211,6 +279,7 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn put_version(&mut self, v: &Stored) -> Result<()> {
+        self.before_write(&v.resource_type, &v.id)?;
         let (existing, _) = self.new_version(&v.resource_type, &v.id)?;
         if existing.is_some_and(|(_, old, _)| old >= v.version) {
             return Err(StoreError::Db(format!(
@@ -250,21 +319,33 @@ impl StoreTx for WriterTx<'_> {
     }
 
     fn set_person(&mut self, rid: i64, person: Option<&str>) -> Result<()> {
+        self.persons.borrow_mut().clear();
         crate::keyed::set_person(self.conn, rid, person)
     }
     fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         crate::keyed::set_meta(self.conn, key, value)
     }
     fn sync_params(&mut self, reg: Registry) -> Result<()> {
+        self.flush()?;
         self.index = Arc::new(self.index.sync(self.conn, reg)?);
         self.index_changed = true;
         Ok(())
     }
     fn finish_params(&mut self, keys: &[String]) -> Result<()> {
+        self.flush()?;
         self.index = Arc::new(self.index.finish(self.conn, keys)?);
         self.index_changed = true;
         Ok(())
     }
+}
+
+/// What [`Writer::run_jobs`] did in one transaction.
+struct Ran {
+    outputs: Vec<Answer>,
+    any_committed: bool,
+    broken: Option<String>,
+    /// A search-parameter change made by a kept job, published after the commit.
+    new_index: Option<Arc<SqliteIndex>>,
 }
 
 /// The writer thread's state.
@@ -277,17 +358,33 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn run(&self, conn: Connection, rx: mpsc::Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            self.group(&conn, first, &rx);
-        }
+    /// Run groups of jobs until the store closes; their answers go out through the
+    /// durability thread ([`crate::durable`]) once the WAL holding them is synced.
+    pub(crate) fn run(&self, conn: Connection, rx: mpsc::Receiver<Request>, db: &Path) {
+        let (done, synced) = mpsc::channel::<Vec<Answer>>();
+        std::thread::scope(|s| {
+            // Without the thread (it could not start) each commit is synced here.
+            let done = std::thread::Builder::new()
+                .name("issho-sync".into())
+                .spawn_scoped(s, move || crate::durable::run(db, synced))
+                .is_ok()
+                .then_some(done);
+            while let Ok(first) = rx.recv() {
+                self.group(&conn, first, &rx, done.as_ref(), db);
+            }
+            drop(done);
+        });
     }
 
     /// Run the queued jobs (up to [`MAX_GROUP`]) in one transaction and answer each.
-    fn group(&self, conn: &Connection, first: Request, rx: &mpsc::Receiver<Request>) {
-        let (commits, wal_big) = (&self.commits, &self.wal_big);
-        // A search-parameter change made by a committed job, published after the commit.
-        let mut new_index: Option<Arc<SqliteIndex>> = None;
+    fn group(
+        &self,
+        conn: &Connection,
+        first: Request,
+        rx: &mpsc::Receiver<Request>,
+        done: Option<&mpsc::Sender<Vec<Answer>>>,
+        db: &Path,
+    ) {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -295,26 +392,35 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        let mut outputs: Vec<(Reply, Result<Box<dyn Any + Send>>)> =
-            Vec::with_capacity(batch.len());
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             for r in batch {
                 let _ = r.reply.send(Err(StoreError::Db(e.to_string())));
             }
             return;
         }
-        // A lone job needs no savepoint: when it fails the whole transaction is rolled back.
-        // Savepoints cost a statement journal of every page they touch, so they are used only
-        // when several jobs share the commit and one must be undone without the others.
-        let alone = batch.len() == 1;
-        let mut any_committed = false;
-        let mut broken: Option<String> = None;
-        for req in batch {
+        let ran = self.run_jobs(conn, batch);
+        self.finish(conn, ran, done, db);
+    }
+
+    /// Run the jobs of one transaction (begun): each job's answer, whether any job is kept,
+    /// why the transaction cannot be committed (if so), and a search-parameter change made by a
+    /// kept job.
+    fn run_jobs(&self, conn: &Connection, batch: Vec<Request>) -> Ran {
+        // A job needs a savepoint only when an earlier job of this transaction is kept: until
+        // then a failed job is undone by rolling the whole transaction back (and beginning it
+        // again for the next one). Savepoints cost a statement journal of every page they
+        // touch, so a lone job, and the first of a group, run without one.
+        let (mut any_committed, mut broken): (bool, Option<String>) = (false, None);
+        let mut new_index: Option<Arc<SqliteIndex>> = None;
+        let mut outputs: Vec<Answer> = Vec::with_capacity(batch.len());
+        let last = batch.len() - 1;
+        for (i, req) in batch.into_iter().enumerate() {
             if let Some(why) = &broken {
                 outputs.push((req.reply, Err(StoreError::Db(why.clone()))));
                 continue;
             }
-            if !alone && let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            let guarded = any_committed;
+            if guarded && let Err(e) = conn.execute_batch("SAVEPOINT job") {
                 broken = Some(format!("cannot start a savepoint: {e}"));
                 outputs.push((
                     req.reply,
@@ -322,24 +428,28 @@ impl Writer {
                 ));
                 continue;
             }
-            let mut tx = WriterTx {
+            let mut tx = WriterTx::new(
                 conn,
-                w: self,
-                index: new_index
+                self,
+                new_index
                     .clone()
                     .unwrap_or_else(|| current_index(&self.index)),
-                index_changed: false,
-            };
+            );
             let mut job = req.job;
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
             let (keep, out) = match run {
-                Ok((keep, out)) => (keep, Ok(out)),
+                // The job's gathered index rows are written before it counts as done.
+                Ok((true, out)) => match tx.flush() {
+                    Ok(()) => (true, Ok(out)),
+                    Err(e) => (false, Err(e)),
+                },
+                Ok((false, out)) => (false, Ok(out)),
                 Err(_) => (false, Err(StoreError::JobPanicked)),
             };
             if keep && tx.index_changed {
                 new_index = Some(tx.index.clone());
             }
-            if !alone {
+            if guarded {
                 let end = conn.execute_batch(if keep {
                     "RELEASE job"
                 } else {
@@ -347,6 +457,11 @@ impl Writer {
                 });
                 if let Err(e) = end {
                     broken = Some(format!("cannot end a savepoint: {e}"));
+                }
+            } else if !keep && i < last {
+                // Nothing kept yet: start over for the next job.
+                if let Err(e) = conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE") {
+                    broken = Some(format!("cannot begin again: {e}"));
                 }
             }
             // SQLite may have rolled the whole transaction back on its own (disk full, I/O
@@ -359,6 +474,29 @@ impl Writer {
             any_committed |= keep;
             outputs.push((req.reply, out));
         }
+        Ran {
+            outputs,
+            any_committed,
+            broken,
+            new_index,
+        }
+    }
+
+    /// Commit (or roll back) what [`Writer::run_jobs`] ran and answer the jobs.
+    fn finish(
+        &self,
+        conn: &Connection,
+        ran: Ran,
+        done: Option<&mpsc::Sender<Vec<Answer>>>,
+        db: &Path,
+    ) {
+        let Ran {
+            outputs,
+            any_committed,
+            broken,
+            new_index,
+        } = ran;
+        let (commits, wal_big) = (&self.commits, &self.wal_big);
         if let Some(why) = broken {
             let _ = conn.execute_batch("ROLLBACK");
             for (reply, _) in outputs {
@@ -380,10 +518,15 @@ impl Writer {
                     *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
                 }
                 commits.fetch_add(1, Ordering::Relaxed);
-                for (reply, out) in outputs {
-                    let _ = reply.send(out);
+                // Answered once the WAL is synced, while this thread goes on.
+                let inline = match done {
+                    Some(d) => d.send(outputs).err().map(|e| e.0),
+                    None => Some(outputs),
+                };
+                if let Some(outputs) = inline {
+                    crate::durable::answer(&crate::durable::wal_path(db), db, outputs.into_iter());
                 }
-                // After answering: between transactions nothing new is appended, so this
+                // Between transactions nothing new is appended, so this
                 // PASSIVE checkpoint completes (unless a reader still needs old frames) and the
                 // next transaction restarts the WAL.
                 if wal_big.swap(false, Ordering::Relaxed) {

@@ -69,16 +69,24 @@ fn prepared_rows_equal_the_writers_own() {
     ];
     let a = Connection::open_in_memory().unwrap();
     let b = Connection::open_in_memory().unwrap();
+    let c = Connection::open_in_memory().unwrap();
     let ia = SqliteIndex::open(&a).unwrap();
     let ib = SqliteIndex::open(&b).unwrap();
+    let ic = SqliteIndex::open(&c).unwrap();
+    let mut gathered = Vec::new();
     for (rid, r) in resources.into_iter().enumerate() {
         // Prepared before the store sets the meta it owns; inserted after.
         let p = ib.prepare(&r);
+        let pc = ic.prepare(&r);
         let stored = with_meta(r, 1);
         ia.insert(&a, rid as i64 + 1, &stored).unwrap();
         ib.insert_prepared(&b, rid as i64 + 1, &stored, p).unwrap();
+        // The writer's way: the rows of a job's new resources gathered, then written sorted.
+        gathered.push((rid as i64 + 1, ic.rows_of(&stored, Some(pc))));
     }
-    let (ta, tb) = (tables(&a), tables(&b));
+    ic.insert_many(&c, &gathered).unwrap();
+    let (ta, tb, tc) = (tables(&a), tables(&b), tables(&c));
     assert!(ta.iter().map(|(_, r)| r.len()).sum::<usize>() > 30);
     assert_eq!(ta, tb);
+    assert_eq!(ta, tc);
 }

@@ -1,6 +1,6 @@
 //! The `issho` command: serve, import, demo, audit, version.
 
-/// mimalloc instead of glibc's malloc for Rust's allocations (SQLite keeps its own calls).
+/// mimalloc instead of glibc's malloc for Rust's allocations, and SQLite's (see `main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -241,12 +241,18 @@ fn merge_config(matches: &ArgMatches, config: Option<&PathBuf>) -> Result<Vec<St
 }
 
 fn main() {
+    // Before any SQLite connection: SQLite allocates through mimalloc too, without its
+    // statistics (issho_store_sqlite::use_global_allocator).
+    let sqlite_alloc = issho_store_sqlite::use_global_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    if !sqlite_alloc {
+        tracing::warn!("SQLite keeps the C library's allocator (it was configured too late)");
+    }
     let argv: Vec<String> = std::env::args().collect();
     let matches = Cli::command().get_matches_from(&argv);
     let cli0 = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
