@@ -9,8 +9,8 @@
 //! - [`AuditTrail`]: what the engine records to (no database in its signature).
 //! - [`AuditLog`] (feature `sqlite`, on by default): the segments, separate from the FHIR
 //!   store so that no FHIR interaction can reach or rewrite them. [`AuditLog::record`] queues
-//!   for a background writer (batches, WAL, `synchronous=FULL`; each batch one block of the
-//!   chain); [`AuditLog::flush`] waits for durability; [`AuditLog::for_patient`] is a person's
+//!   for a background writer (batches, WAL, synced when the head moves; each batch one block of
+//!   the chain); [`AuditLog::flush`] waits for durability; [`AuditLog::for_patient`] is a person's
 //!   own access log, [`AuditLog::search`] the administrators' view. Rows are compact
 //!   (`codec.rs`: tens of bytes a read); segments rotate by size or age and may be removed
 //!   after a retention period ([`AuditConfig`]).
