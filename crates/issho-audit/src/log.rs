@@ -319,6 +319,9 @@ fn open_segments(segdir: &Path) -> Result<(Vec<Info>, Active), AuditError> {
         Some((_, path)) => Active::open(path.clone()).map_err(AuditError::Io)?,
     };
     check_anchor(head, &files, &active).map_err(tampered)?;
+    // What a crashed process committed may not be on disk yet (commits are not synced): it is,
+    // before the head names it.
+    active.sync().map_err(AuditError::Io)?;
     if active.meta.sealed.is_some() {
         // The writer stopped between sealing a segment and starting the next.
         let n = active.meta.number + 1;

@@ -279,6 +279,10 @@ pub(crate) struct Active {
     pub hash: Hash,
     caches: Caches,
     times: Option<(i64, i64)>,
+    /// The segment's WAL, opened once with the segment: a failed write-back is reported to
+    /// every descriptor open when it happened, so a sync through this one cannot miss it (one
+    /// opened afresh could, when SQLite's own sync saw the error first).
+    wal: Option<std::fs::File>,
 }
 
 impl Active {
@@ -346,6 +350,9 @@ impl Active {
             })
             .map_err(db)?
             .map(|(a, b)| (a.saturating_add(meta.base), b.saturating_add(meta.base)));
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = std::fs::File::open(&wal_path).ok();
         Ok(Active {
             conn,
             meta,
@@ -354,6 +361,7 @@ impl Active {
             hash,
             caches: Caches::default(),
             times,
+            wal,
         })
     }
 
@@ -407,14 +415,20 @@ impl Active {
     /// Make every committed block durable: `fdatasync` of the segment's WAL (where commits
     /// go), or of the file itself when there is no WAL.
     pub(crate) fn sync(&self) -> Result<(), String> {
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        let synced = match std::fs::File::open(&wal) {
-            Ok(f) => f.sync_data(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::File::open(&self.path).and_then(|f| f.sync_data())
+        let synced = match &self.wal {
+            Some(f) => f.sync_data(),
+            // No WAL when the segment was opened: sync it if it exists now, else the file.
+            None => {
+                let mut wal = self.path.as_os_str().to_owned();
+                wal.push("-wal");
+                match std::fs::File::open(&wal) {
+                    Ok(f) => f.sync_data(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        std::fs::File::open(&self.path).and_then(|f| f.sync_data())
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            Err(e) => Err(e),
         };
         synced.map_err(|e| format!("{}: {e}", self.path.display()))
     }
@@ -480,6 +494,9 @@ impl Active {
             .map_err(db)?;
         }
         tx.commit().map_err(db)?;
+        // On disk before the head names the next segment, whatever the checkpoint below does
+        // (a reader may keep it from copying everything).
+        self.sync()?;
         // Fold the WAL into the file, so that the sealed segment is one file to archive.
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

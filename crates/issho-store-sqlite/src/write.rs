@@ -23,6 +23,9 @@ pub(crate) struct WriterTx<'a> {
     /// Persons of resources looked up in this job (`None`: no such resource), forgotten when
     /// the resource is written or any person changes.
     persons: RefCell<HashMap<(String, String), PersonOf>>,
+    /// Why writing gathered rows failed during the job: the job may not be kept, even if it
+    /// went on without the error.
+    flush_failed: RefCell<Option<String>>,
 }
 
 impl OnConn for WriterTx<'_> {
@@ -53,14 +56,22 @@ impl<'a> WriterTx<'a> {
             index_changed: false,
             gathered: RefCell::new(Vec::new()),
             persons: RefCell::new(HashMap::new()),
+            flush_failed: RefCell::new(None),
         }
     }
 
     /// Write the gathered index rows.
     pub(crate) fn flush(&self) -> Result<()> {
+        if let Some(why) = self.flush_failed.borrow().as_ref() {
+            return Err(StoreError::Db(why.clone()));
+        }
         let gathered = std::mem::take(&mut *self.gathered.borrow_mut());
-        if !gathered.is_empty() {
-            self.index.insert_many(self.conn, &gathered)?;
+        if !gathered.is_empty()
+            && let Err(e) = self.index.insert_many(self.conn, &gathered)
+        {
+            let why = format!("the search index rows could not be written: {e}");
+            *self.flush_failed.borrow_mut() = Some(why.clone());
+            return Err(StoreError::Db(why));
         }
         Ok(())
     }
@@ -436,14 +447,17 @@ impl Writer {
                     .unwrap_or_else(|| current_index(&self.index)),
             );
             let mut job = req.job;
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            // The job's gathered index rows are written before it counts as done (inside the
+            // unwind guard too).
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (keep, out) = job(&mut tx);
+                match keep.then(|| tx.flush()) {
+                    Some(Err(e)) => (false, Err(e)),
+                    _ => (keep, Ok(out)),
+                }
+            }));
             let (keep, out) = match run {
-                // The job's gathered index rows are written before it counts as done.
-                Ok((true, out)) => match tx.flush() {
-                    Ok(()) => (true, Ok(out)),
-                    Err(e) => (false, Err(e)),
-                },
-                Ok((false, out)) => (false, Ok(out)),
+                Ok((keep, out)) => (keep, out),
                 Err(_) => (false, Err(StoreError::JobPanicked)),
             };
             if keep && tx.index_changed {
@@ -459,8 +473,14 @@ impl Writer {
                     broken = Some(format!("cannot end a savepoint: {e}"));
                 }
             } else if !keep && i < last {
-                // Nothing kept yet: start over for the next job.
-                if let Err(e) = conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE") {
+                // Nothing kept yet: start over for the next job (SQLite may have rolled the
+                // transaction back on its own already).
+                let again = if conn.is_autocommit() {
+                    conn.execute_batch("BEGIN IMMEDIATE")
+                } else {
+                    conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE")
+                };
+                if let Err(e) = again {
                     broken = Some(format!("cannot begin again: {e}"));
                 }
             }
