@@ -26,6 +26,21 @@ pub fn open_engine(
     engine
 }
 
+/// Threads the engine started (a bulk job finishing) may hold it, and with it the data
+/// directory's locks, a moment after the server's runtime is gone: wait (up to 10 s) until a
+/// restart on the directory can take them, as a new process could after the old one exited.
+fn wait_unlocked(dir: &std::path::Path) {
+    let began = std::time::Instant::now();
+    for name in [issho_audit::LOCK_FILE, "issho.lock"] {
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(dir.join(name)) else {
+            continue;
+        };
+        while f.try_lock().is_err() && began.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 /// The store of a test's data directory on this run (see [`open_engine`]).
 pub fn store_choice(dir: &std::path::Path) -> issho::StoreChoice {
     match test_store() {
@@ -67,6 +82,7 @@ impl Server {
     /// Stop the server and hand back its data directory (to start again on it).
     pub fn stop(self) -> tempfile::TempDir {
         drop(self._rt);
+        wait_unlocked(self._dir.path());
         self._dir
     }
 
