@@ -79,10 +79,15 @@ impl<'a> WriterTx<'a> {
     /// Before `t/id` is written: its person may change, and the index rows gathered so far
     /// must be in the tables (an update or deletion replaces rows by difference).
     fn before_write(&self, t: &str, id: &str) -> Result<()> {
+        self.forget_person(t, id);
+        self.flush()
+    }
+
+    /// `t/id` is about to be written: its remembered person may change.
+    fn forget_person(&self, t: &str, id: &str) {
         self.persons
             .borrow_mut()
             .remove(&(t.to_string(), id.to_string()));
-        self.flush()
     }
 
     /// Strictly increasing timestamps: versions are ordered by time as well as by seq.
@@ -190,12 +195,11 @@ impl StoreTx for WriterTx<'_> {
         prepared: Option<Prepared>,
     ) -> Result<PutResult> {
         let (existing, ts) = self.new_version(t, id)?;
+        // A new resource has no index rows to replace: nothing gathered must be written yet.
         if existing.is_some() {
             self.before_write(t, id)?;
         } else {
-            self.persons
-                .borrow_mut()
-                .remove(&(t.to_string(), id.to_string()));
+            self.forget_person(t, id);
         }
         let version = existing.map(|(_, v, _)| v + 1).unwrap_or(1);
         stamp(body, version, ts);
