@@ -60,6 +60,8 @@ pub(crate) fn compartment_filter(rt: &str, person: Option<&str>) -> Result<Optio
         test: Test::Missing {
             keys,
             kind: ParamKind::Reference,
+            components: Vec::new(),
+            parts: Vec::new(),
             missing: false,
         },
     }))

@@ -80,6 +80,7 @@ impl View {
                 keys: vec![param.to_string()],
                 kind: issho_search::ParamKind::Token,
                 components: Vec::new(),
+                parts: Vec::new(),
                 matches: vec![issho_search::Match::Token {
                     system: Some(system.to_string()),
                     code: Some(code.to_string()),

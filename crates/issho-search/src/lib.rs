@@ -13,6 +13,7 @@
 //! Architecture invariant: this crate does no I/O and knows no database (no SQL, no
 //! `rusqlite`); a test checks its manifest.
 
+mod composite;
 mod expr;
 mod extract;
 pub mod fulltext;

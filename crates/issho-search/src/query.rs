@@ -152,17 +152,23 @@ pub enum Match {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Test {
     /// Any of `matches` holds for a row of one of `keys` (with `negate`: none does).
+    /// A composite's values are tuples of its `components`' rows: for each of `keys`, `parts`
+    /// names the keys of those rows, in order (its own `key$0`, `key$1`…, or other
+    /// parameters' keys); empty for other kinds.
     Values {
         keys: Vec<String>,
         kind: ParamKind,
         components: Vec<ParamKind>,
+        parts: Vec<Vec<String>>,
         matches: Vec<Match>,
         negate: bool,
     },
-    /// `:missing=true|false`.
+    /// `:missing=true|false` (`components` and `parts` as for `Values`).
     Missing {
         keys: Vec<String>,
         kind: ParamKind,
+        components: Vec<ParamKind>,
+        parts: Vec<Vec<String>>,
         missing: bool,
     },
     /// `_id` (with `negate` for `:not`).

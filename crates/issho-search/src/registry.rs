@@ -102,6 +102,11 @@ pub struct SearchParam {
     /// `Observation.code | Observation.component.code`), their keys; such a parameter has no
     /// rows of its own.
     pub(crate) search_keys: Vec<String>,
+    /// For each of `search_keys`, the keys of its composite components' rows (empty lists
+    /// for other kinds): `key$0`, `key$1`…, or other parameters' keys (see `composite`).
+    pub(crate) search_parts: Vec<Vec<String>>,
+    /// A composite whose components are other parameters' rows: it has none of its own.
+    pub(crate) shares_parts: bool,
     /// Defined by a SearchParameter resource of this deployment (not by the specification).
     pub custom: bool,
     /// A custom parameter whose index rows are still being built for the resources stored
@@ -150,7 +155,7 @@ impl SearchParam {
 /// custom ones defined by its active SearchParameter resources.
 #[derive(Clone)]
 pub struct Registry {
-    by_type: HashMap<String, Vec<SearchParam>>,
+    pub(crate) by_type: HashMap<String, Vec<SearchParam>>,
     /// Every key index rows can carry, in a fixed order (numbered by position).
     keys: Vec<String>,
     /// Per definition URL: compile errors (empty when every base compiled).
@@ -357,6 +362,8 @@ impl Registry {
                     source,
                     kid: KeyIds::default(),
                     search_keys: Vec::new(),
+                    search_parts: Vec::new(),
+                    shares_parts: false,
                     custom: is_custom,
                     pending: false,
                 });
@@ -375,6 +382,7 @@ impl Registry {
                 p.search_keys = vec![p.key.clone()];
             }
             find_aliases(list);
+            crate::composite::link_parts(list);
         }
         // Number the keys: one per key string (common parameters share theirs), in a
         // deterministic order.
@@ -417,10 +425,11 @@ impl Registry {
                     ParamKind::Reference => {
                         p.kid.identifier = intern(format!("{k}{IDENTIFIER_SUFFIX}"));
                     }
-                    ParamKind::Composite => {
-                        p.kid.comps = (0..p.components.len())
-                            .map(|i| intern(format!("{k}${i}")))
+                    ParamKind::Composite if !p.shares_parts => {
+                        let comps = (0..p.components.len())
+                            .map(|i| intern(crate::composite::own_part(p, i)))
                             .collect();
+                        p.kid.comps = comps;
                     }
                     _ => {}
                 }

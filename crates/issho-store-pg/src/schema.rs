@@ -173,6 +173,30 @@ END
 $$;
 "#,
     ),
+    (
+        4,
+        "Observation's code-value-quantity, -concept and -date read the rows of code and value-*",
+        r#"
+-- Composites whose components are other parameters' rows at the resource's root keep no rows
+-- of their own (issho-search `composite`): the copies written before go, with their keys.
+-- `RETIRED_PART_KEYS` in this file lists them; a test checks it against the registry.
+DELETE FROM sp_token WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));
+DELETE FROM sp_quantity WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));
+DELETE FROM sp_date WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));
+DELETE FROM sp_param WHERE key IN ({RETIRED});
+"#,
+    ),
+];
+
+/// The component keys migration 4 retires: those of the composites that share their
+/// components' rows (`Registry::shared_part_keys` at the time of the migration).
+const RETIRED_PART_KEYS: [&str; 6] = [
+    "Observation.code-value-concept$0",
+    "Observation.code-value-concept$1",
+    "Observation.code-value-date$0",
+    "Observation.code-value-date$1",
+    "Observation.code-value-quantity$0",
+    "Observation.code-value-quantity$1",
 ];
 
 /// The resource types on the shared side (R4 type names: letters only).
@@ -235,8 +259,12 @@ pub(crate) fn place_sides(c: &mut postgres::Client) -> Result<u64, postgres::Err
 }
 
 /// The migration's SQL, with the list of shared types (`{SHARED_TYPES}`: R4 type names, letters
-/// only) written in.
+/// only) or of the retired keys (`{RETIRED}`: no quotes in them) written in.
 fn migration_sql(sql: &str) -> String {
+    if sql.contains("{RETIRED}") {
+        let keys: Vec<String> = RETIRED_PART_KEYS.iter().map(|k| format!("'{k}'")).collect();
+        return sql.replace("{RETIRED}", &keys.join(", "));
+    }
     if !sql.contains("{SHARED_TYPES}") {
         return sql.to_string();
     }
@@ -380,6 +408,14 @@ pub(crate) fn distribute(c: &mut postgres::Client) -> Result<bool, postgres::Err
 mod upgrade {
     use super::*;
 
+    #[test]
+    fn migration_4_retires_the_keys_the_registry_no_longer_writes() {
+        assert_eq!(
+            RETIRED_PART_KEYS.to_vec(),
+            issho_search::Registry::r4().shared_part_keys()
+        );
+    }
+
     /// A store of schema version 2 with a shared and a person's resource, upgraded: the shared
     /// one's rows move to the shared tables, the person's stay. On PostgreSQL
     /// (`ISSHO_TEST_PG`) and on Citus with the version-2 tables distributed first
@@ -422,10 +458,14 @@ mod upgrade {
              INSERT INTO sp_token (param, code, system, pk, rid, grp) VALUES \
                (1, 'x', 0, 'Organization/o1', 1, 0), (1, 'y', 0, 'p1', 2, 0); \
              INSERT INTO sp_text (pk, rid, narrative, content) VALUES \
-               ('Organization/o1', 1, '', ''), ('p1', 2, '', '');",
+               ('Organization/o1', 1, '', ''), ('p1', 2, '', ''); \
+             INSERT INTO sp_param (id, key) VALUES (50, 'Observation.code-value-quantity$0'), \
+               (51, 'Observation.code'); \
+             INSERT INTO sp_token (param, code, system, pk, rid, grp) VALUES \
+               (50, 'c', 0, 'p1', 2, 1), (51, 'c', 0, 'p1', 2, 0);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), [3]);
+        assert_eq!(migrate(&mut c).unwrap(), [3, 4]);
         distribute(&mut c).unwrap();
         let count =
             |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
@@ -437,6 +477,10 @@ mod upgrade {
             ("shared_sp_token WHERE code = 'x'", 1),
             ("sp_token WHERE code = 'x'", 0),
             ("sp_token WHERE code = 'y'", 1),
+            // Migration 4: a retired composite's rows and key go, the base parameter's stay.
+            ("sp_token WHERE param = 50", 0),
+            ("sp_token WHERE param = 51", 1),
+            ("sp_param WHERE key LIKE 'Observation.code-value-%'", 0),
             ("shared_sp_text WHERE rid = 1", 1),
             ("sp_text WHERE rid = 1", 0),
             ("history", 2),

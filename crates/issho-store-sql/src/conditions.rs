@@ -99,6 +99,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
             keys,
             kind,
             components,
+            parts,
             matches,
             negate,
         } => {
@@ -111,8 +112,8 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 if i > 0 {
                     s.push(" UNION ALL ");
                 }
-                if let Match::Composite(parts) = m {
-                    composite_select(s, keys, components, parts);
+                if let Match::Composite(values) = m {
+                    composite_select(s, parts, components, Some(values));
                 } else {
                     value_select(s, keys, *kind, m);
                 }
@@ -122,14 +123,22 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
         Test::Missing {
             keys,
             kind,
+            components,
+            parts,
             missing,
         } => {
-            let (tbl, keys) = if *kind == ParamKind::Composite {
-                ("sp_token", suffixed(keys, "$0"))
-            } else {
-                (table(*kind), keys.clone())
-            };
-            let tbl = s.tab(tbl);
+            if *kind == ParamKind::Composite {
+                // A composite value exists where each component has a value at one place.
+                s.push(&format!(
+                    "{} {}IN (",
+                    s.key_in(r),
+                    if *missing { "NOT " } else { "" }
+                ));
+                composite_select(s, parts, components, None);
+                s.push(")");
+                return;
+            }
+            let tbl = s.tab(table(*kind));
             let x = s.alias("m");
             s.push(&format!(
                 "{} {}IN (SELECT {} FROM {tbl} {x} WHERE ",
@@ -137,7 +146,7 @@ pub(crate) fn test_sql(s: &mut Sql, test: &Test, r: &str) {
                 if *missing { "NOT " } else { "" },
                 s.key_of(&x)
             ));
-            s.param_in(&format!("{x}.param"), &keys);
+            s.param_in(&format!("{x}.param"), keys);
             s.push(")");
         }
         Test::Id { ids, negate } => {
@@ -375,34 +384,56 @@ pub(crate) fn value_select(s: &mut Sql, keys: &[String], kind: ParamKind, m: &Ma
     match_cond(s, m, &x);
 }
 
-/// Components of one composite value, joined on (rid, grp).
+/// Resources with a composite value whose components match `values` (all of them, when
+/// `None`): per search key, its components' rows (`parts`, see `Test::Values`) joined on
+/// `(rid, grp)`, the keys' selects `UNION ALL`ed.
 pub(crate) fn composite_select(
     s: &mut Sql,
-    keys: &[String],
+    parts: &[Vec<String>],
     components: &[ParamKind],
-    parts: &[Match],
+    values: Option<&[Match]>,
 ) {
-    let aliases: Vec<String> = parts.iter().map(|_| s.alias("k")).collect();
-    s.push(&format!("SELECT {} FROM ", s.key_of(&aliases[0])));
-    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
-        let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
-        let tbl = s.tab(match_table(kind, part).0);
-        if i == 0 {
-            s.push(&format!("{tbl} {a}"));
-        } else {
-            let a0 = &aliases[0];
-            let same = s.same_row(a, a0);
-            s.push(&format!(" JOIN {tbl} {a} ON {same} AND {a}.grp = {a0}.grp"));
+    for (j, keys) in parts.iter().enumerate() {
+        if j > 0 {
+            s.push(" UNION ALL ");
         }
-    }
-    s.push(" WHERE ");
-    for (i, (part, a)) in parts.iter().zip(&aliases).enumerate() {
-        if i > 0 {
-            s.push(" AND ");
+        let aliases: Vec<String> = keys.iter().map(|_| s.alias("k")).collect();
+        let Some(a0) = aliases.first() else {
+            // A composite without components has no values.
+            let x = s.alias("k");
+            let tbl = s.tab("sp_token");
+            s.push(&format!(
+                "SELECT {} FROM {tbl} {x} WHERE 1 = 0",
+                s.key_of(&x)
+            ));
+            continue;
+        };
+        s.push(&format!("SELECT {} FROM ", s.key_of(a0)));
+        for (i, a) in aliases.iter().enumerate() {
+            let kind = components.get(i).copied().unwrap_or(ParamKind::Token);
+            let part = values.and_then(|v| v.get(i));
+            let tbl = s.tab(match part {
+                Some(m) => match_table(kind, m).0,
+                None => table(kind),
+            });
+            if i == 0 {
+                s.push(&format!("{tbl} {a}"));
+            } else {
+                let same = s.same_row(a, a0);
+                s.push(&format!(" JOIN {tbl} {a} ON {same} AND {a}.grp = {a0}.grp"));
+            }
         }
-        s.param_in(&format!("{a}.param"), &suffixed(keys, &format!("${i}")));
-        s.push(" AND ");
-        match_cond(s, part, a);
+        s.push(" WHERE ");
+        for (i, (key, a)) in keys.iter().zip(&aliases).enumerate() {
+            if i > 0 {
+                s.push(" AND ");
+            }
+            s.param_in(&format!("{a}.param"), std::slice::from_ref(key));
+            if let Some(m) = values.and_then(|v| v.get(i)) {
+                s.push(" AND ");
+                match_cond(s, m, a);
+            }
+        }
     }
 }
 

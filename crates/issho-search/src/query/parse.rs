@@ -366,6 +366,21 @@ fn keys_of(params: &[&SearchParam]) -> Vec<String> {
     keys
 }
 
+/// For each key of [`keys_of`], the keys of its composite components' rows.
+fn parts_of(params: &[&SearchParam]) -> Vec<Vec<String>> {
+    let mut keys: Vec<&String> = Vec::new();
+    let mut parts = Vec::new();
+    for p in params {
+        for (k, ps) in p.search_keys.iter().zip(&p.search_parts) {
+            if !keys.contains(&k) {
+                keys.push(k);
+                parts.push(ps.clone());
+            }
+        }
+    }
+    parts
+}
+
 /// The search modifiers of R4 (besides resource type names on references).
 const MODIFIERS: [&str; 11] = [
     "missing",
@@ -468,6 +483,7 @@ fn parse_filter(
     let params = resolve(reg, context, code).map_err(fail_unknown)?;
     let kind = params[0].kind;
     let keys = keys_of(&params);
+    let parts = parts_of(&params);
     let components = params[0].components.clone();
     if let Some(chain) = chain {
         if kind != ParamKind::Reference {
@@ -589,6 +605,8 @@ fn parse_filter(
         return Ok(Test::Missing {
             keys,
             kind,
+            components,
+            parts,
             missing,
         });
     }
@@ -609,6 +627,7 @@ fn parse_filter(
             keys,
             kind,
             components,
+            parts,
             matches,
             negate: modifier == Some("not-in"),
         });
@@ -640,6 +659,7 @@ fn parse_filter(
             keys,
             kind,
             components,
+            parts,
             matches,
             negate: false,
         });
@@ -670,6 +690,7 @@ fn parse_filter(
             keys,
             kind,
             components,
+            parts,
             matches,
             negate: false,
         });
@@ -705,6 +726,7 @@ fn parse_filter(
         keys,
         kind,
         components,
+        parts,
         matches,
         negate: modifier == Some("not"),
     })

@@ -261,6 +261,7 @@ pub(super) fn parse_special(
                 keys: keys.to_vec(),
                 kind: ParamKind::Special,
                 components: Vec::new(),
+                parts: Vec::new(),
                 matches,
                 negate: false,
             })
