@@ -36,6 +36,7 @@ mod research;
 pub use research::ResearchDefault;
 mod rest;
 mod search;
+mod searchset;
 mod summary;
 mod terminology;
 mod terminology_ops;

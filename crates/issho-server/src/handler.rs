@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::Response;
 use history::history;
-use issho_engine::{AccessContext, FhirError, HistoryScope, Return};
+use issho_engine::{AccessContext, Engine, FhirError, HistoryScope, Return, SearchResult};
 use issho_model::{Issue, IssueType};
 use request::*;
 use respond::*;
@@ -398,12 +398,7 @@ async fn dispatch(
             let e2 = engine.clone();
             let res = blocking(move || e2.everything(&ctx, id.as_deref(), &p)).await?;
             let path = segs.join("/");
-            let bundle = st.engine.search_bundle(&res, &path, Some(base));
-            Ok(body_response(
-                200,
-                &shape_bundle(bundle, render),
-                render.out,
-            ))
+            Ok(bundle_response(&st.engine, &res, &path, base, render))
         }
         ("GET", [c, id, t]) if !t.starts_with('$') && !t.starts_with('_') => {
             if !issho_model::r4().is_resource_type(c) {
@@ -427,12 +422,7 @@ async fn dispatch(
             let e2 = engine.clone();
             let res = blocking(move || e2.compartment_search(&ctx, &id, &t, &p, strict)).await?;
             let path = segs.join("/");
-            let bundle = st.engine.search_bundle(&res, &path, Some(base));
-            Ok(body_response(
-                200,
-                &shape_bundle(bundle, render),
-                render.out,
-            ))
+            Ok(bundle_response(&st.engine, &res, &path, base, render))
         }
         ("GET", [t]) => {
             search(
@@ -637,12 +627,27 @@ async fn search(
 ) -> Result<Response, FhirError> {
     let engine = st.engine.clone();
     let res = blocking(move || engine.search(&ctx, t.as_deref(), &pairs, strict)).await?;
-    let bundle = st.engine.search_bundle(&res, path, Some(base));
-    Ok(body_response(
-        200,
-        &shape_bundle(bundle, render),
-        render.out,
-    ))
+    Ok(bundle_response(&st.engine, &res, path, base, render))
+}
+
+/// A search result's Bundle: resources as stored are copied into it as they are (JSON without
+/// `_summary` / `_elements`), else the Bundle is built as a tree and shaped.
+fn bundle_response(
+    engine: &Engine,
+    res: &SearchResult,
+    path: &str,
+    base: &str,
+    render: &Render,
+) -> Response {
+    if render.shows_as_stored() {
+        return raw_response(
+            200,
+            engine.search_bundle_json(res, path, Some(base)),
+            render.out,
+        );
+    }
+    let bundle = engine.search_bundle(res, path, Some(base));
+    body_response(200, &shape_bundle(bundle, render), render.out)
 }
 
 /// Apply `_summary` / `_elements` to the resources of a result Bundle.

@@ -17,6 +17,14 @@ pub(super) struct Render {
     pub(super) elements: Option<Vec<String>>,
 }
 
+impl Render {
+    /// True when resources go out as they are stored: JSON, not pretty, without `_summary`
+    /// or `_elements`.
+    pub(super) fn shows_as_stored(&self) -> bool {
+        self.out == format::Out::JSON && self.summary == Summary::False && self.elements.is_none()
+    }
+}
+
 pub(super) fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -151,9 +159,7 @@ pub(super) fn write_response(
 
 pub(super) fn stored_response(s: &Stored, render: &Render, base: &str) -> Response {
     // The stored JSON goes out as it is unless something asks for a different rendering.
-    let plain = render.out == format::Out::JSON
-        && render.summary == Summary::False
-        && render.elements.is_none();
+    let plain = render.shows_as_stored();
     let mut r = match (&s.body, plain) {
         (Some(b), true) => raw_response(200, b.clone(), render.out),
         (Some(_), false) => {

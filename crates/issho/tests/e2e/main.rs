@@ -36,6 +36,7 @@ mod protocol;
 mod research;
 mod rest;
 mod search;
+mod searchset;
 mod several_processes;
 mod shared_data;
 mod sharing;
