@@ -30,6 +30,8 @@ mod chain;
 mod codec;
 #[cfg(feature = "sqlite")]
 mod convert;
+#[cfg(feature = "sqlite")]
+mod directory;
 #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 mod event;
 #[cfg(feature = "sqlite")]

@@ -32,12 +32,13 @@
 
 use crate::AuditError;
 use crate::chain::{self, Hash, SegHead, ZERO};
+use crate::directory::{Directory, Kind};
 use crate::event::to_audit_event;
 use crate::queue::{Anchor, Queue};
 use crate::record::AuditRecord;
 use crate::segment::{self, Active, Query, Reader, SEGMENTS_DIR, Sealed};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -89,6 +90,8 @@ pub struct AuditLog {
     queue: Queue,
     segments: Segments,
     readers: Mutex<HashMap<u32, Reader>>,
+    /// Which sealed segments mention whom (`crate::directory`), for searches.
+    directory: Mutex<Option<Directory>>,
     /// Held for the log's lifetime: one writer per chain.
     _lock: std::fs::File,
 }
@@ -150,12 +153,17 @@ impl AuditLog {
         std::fs::create_dir_all(&segdir)
             .map_err(|e| AuditError::Io(format!("{}: {e}", segdir.display())))?;
         let (infos, active) = open_segments(&segdir)?;
+        let directory = open_directory(&segdir, &infos);
+        let reading = Directory::open(&segdir)
+            .inspect_err(|e| tracing::warn!("audit directory not read: {e}"))
+            .ok();
         let segments: Segments = Arc::new(RwLock::new(infos));
         let mut writer = Writer {
             segdir,
             config,
             active: Some(active),
             segments: segments.clone(),
+            directory,
             anchored_at: Instant::now(),
             unanchored: false,
         };
@@ -169,6 +177,7 @@ impl AuditLog {
             queue,
             segments,
             readers: Mutex::new(HashMap::new()),
+            directory: Mutex::new(reading),
             _lock: lock,
         })
     }
@@ -233,6 +242,7 @@ impl AuditLog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let skip = self.segments_without(agent, patient)?;
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         readers.retain(|n, _| infos.iter().any(|i| i.number == *n));
         let mut out = Vec::new();
@@ -241,7 +251,9 @@ impl AuditLog {
                 break;
             }
             if let Some(s) = info.sealed
-                && (since.is_some_and(|t| s.max_time < t) || until.is_some_and(|t| s.min_time >= t))
+                && (since.is_some_and(|t| s.max_time < t)
+                    || until.is_some_and(|t| s.min_time >= t)
+                    || skip.contains(&info.number))
             {
                 continue;
             }
@@ -271,6 +283,50 @@ impl AuditLog {
         }
         Ok(out)
     }
+}
+
+impl AuditLog {
+    /// The sealed segments the directory knows not to mention `agent` or `patient` (none
+    /// without either, or without a directory).
+    fn segments_without(
+        &self,
+        agent: Option<&str>,
+        patient: Option<&str>,
+    ) -> Result<HashSet<u32>, AuditError> {
+        let keys: Vec<(Kind, &str)> = [(Kind::Agent, agent), (Kind::Patient, patient)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v.trim())))
+            .collect();
+        let dir = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let (Some(dir), false) = (dir.as_ref(), keys.is_empty()) else {
+            return Ok(HashSet::new());
+        };
+        // A covered segment is skipped when it lacks one of the keys.
+        let covered = dir.covered().map_err(AuditError::Io)?;
+        let mut skip = HashSet::new();
+        for (kind, key) in keys {
+            let with = dir.segments_with(kind, key).map_err(AuditError::Io)?;
+            skip.extend(covered.iter().filter(|n| !with.contains(n)));
+        }
+        Ok(skip)
+    }
+}
+
+/// The directory of sealed segments (`crate::directory`), with the sealed segments it does not
+/// cover yet added; None (searches open every segment) when it cannot be written.
+fn open_directory(segdir: &Path, infos: &[Info]) -> Option<Directory> {
+    let mut dir = Directory::open(segdir)
+        .inspect_err(|e| tracing::warn!("audit directory not opened: {e}"))
+        .ok()?;
+    let covered = dir.covered().unwrap_or_default();
+    for info in infos.iter().filter(|i| i.sealed.is_some()) {
+        if !covered.contains(&info.number)
+            && let Err(e) = dir.add(info.number, &info.path)
+        {
+            tracing::warn!(segment = info.number, "audit directory: {e}");
+        }
+    }
+    Some(dir)
 }
 
 /// Open the segments in `segdir`: their list for searches, and the one to write (started
@@ -414,6 +470,8 @@ struct Writer {
     config: AuditConfig,
     active: Option<Active>,
     segments: Segments,
+    /// Which sealed segments mention whom (None: it could not be opened).
+    directory: Option<Directory>,
     /// When the head file was last written, and whether blocks were committed since.
     anchored_at: Instant,
     unanchored: bool,
@@ -473,6 +531,13 @@ impl Writer {
         chain::write_seg_head(&self.segdir, next.head())?;
         (self.unanchored, self.anchored_at) = (false, Instant::now());
         tracing::info!(segment = number, last = sealed.last, "audit segment sealed");
+        let path = segment_path(&self.segments, number);
+        if let (Some(dir), Some(path)) = (self.directory.as_mut(), path)
+            && let Err(e) = dir.add(number, &path)
+        {
+            // Searches open the segment as before.
+            tracing::warn!(segment = number, "audit directory: {e}");
+        }
         self.active = Some(next);
         self.sweep()
     }
@@ -503,10 +568,23 @@ impl Writer {
                 }
             }
             tracing::info!(segment = info.number, "audit segment removed (retention)");
+            if let Some(dir) = self.directory.as_mut()
+                && let Err(e) = dir.remove(info.number)
+            {
+                tracing::warn!(segment = info.number, "audit directory: {e}");
+            }
             let mut list = self.segments.write().unwrap_or_else(|p| p.into_inner());
             list.retain(|i| i.number != info.number);
         }
     }
+}
+
+/// The file of segment `number`.
+fn segment_path(segments: &Segments, number: u32) -> Option<PathBuf> {
+    let list = segments.read().unwrap_or_else(|p| p.into_inner());
+    list.iter()
+        .find(|i| i.number == number)
+        .map(|i| i.path.clone())
 }
 
 /// One line of the ledger of removed segments: `<segment> <first seq> <last seq> <end hash>

@@ -3,6 +3,7 @@
 
 use crate::chain::{self, BlockHasher, DB_FILE, Hash, SegHead, ZERO};
 use crate::codec::{self, Kind, Row};
+use crate::directory::Directory;
 use crate::event::{agent_key, patient_keys};
 use crate::segment::{self, SEGMENTS_DIR};
 use crate::walk::{Problem, VerifyError, VerifyReport, broken, unreadable};
@@ -41,7 +42,7 @@ pub fn verify_with_archives(dir: &Path, archives: &[PathBuf]) -> Result<VerifyRe
         all.extend(segment::list(&a).map_err(unreadable)?);
     }
     // A segment both archived and still in place is read where the server keeps it.
-    all.extend(live);
+    all.extend(live.iter().cloned());
     let Some(&first) = all.keys().next() else {
         return match head {
             None => Err(unreadable(format!("no audit log in {}", dir.display()))),
@@ -81,7 +82,25 @@ pub fn verify_with_archives(dir: &Path, archives: &[PathBuf]) -> Result<VerifyRe
         }
         walk.segment(*n, path, i + 1 == numbers.len())?;
     }
+    check_directory(&segdir, &live)?;
     walk.finish(first_seq, numbers.len() as u32)
+}
+
+/// The directory of sealed segments (`crate::directory`) lists exactly the keys of each
+/// segment it covers: a person whose row was removed would not find that segment's events.
+fn check_directory(segdir: &Path, live: &[(u32, PathBuf)]) -> Result<(), VerifyError> {
+    let Some(dir) = Directory::open_existing(segdir).map_err(unreadable)? else {
+        return Ok(());
+    };
+    let covered = dir.covered().map_err(unreadable)?;
+    for (n, path) in live.iter().filter(|(n, _)| covered.contains(n)) {
+        let conn = segment::open_ro(path).map_err(unreadable)?;
+        if let Some(why) = dir.check(*n, &conn).map_err(unreadable)? {
+            let meta = segment::read_meta(&conn).map_err(unreadable)?;
+            return Err(broken(meta.first_seq, Problem::Segment(why)));
+        }
+    }
+    Ok(())
 }
 
 /// The chain as recomputed so far.

@@ -10,14 +10,6 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
-fn small(retention: Option<Duration>) -> AuditConfig {
-    AuditConfig {
-        segment_bytes: 64 * 1024,
-        segment_age: Duration::from_secs(86_400),
-        retention,
-    }
-}
-
 #[test]
 fn segments_rotate_by_size_and_searches_and_verify_cross_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@
 //! executable (or at `--issho-bin`), and when run with `cargo run` it first builds it with the
 //! same profile, so the server measured is always the current source.
 
+mod audit;
 mod baseline;
 mod export;
 mod http;
@@ -98,6 +99,10 @@ pub struct BenchArgs {
     /// installed against without), with the packages of this reference data folder.
     #[arg(long)]
     pub profiles: Option<PathBuf>,
+    /// Also measure the audit trail's searches (a person's access log, an agent's events)
+    /// over this many sealed segments, in process; 0: skip.
+    #[arg(long, default_value_t = 0)]
+    pub audit_segments: usize,
     /// Run issho on PostgreSQL: a database (`postgres://USER:PASSWORD@HOST/DB`) in which the
     /// benchmark makes a fresh schema of its own for the run (and one for the import).
     #[arg(long)]
@@ -198,6 +203,13 @@ fn run(a: BenchArgs) -> Result<String, String> {
                 Some(e) => format!("| {} | failed: {e} | | | |\n", m.name),
             });
         }
+    }
+    if a.audit_segments > 0 {
+        report.push_str(&audit::searches_over_segments(
+            &work.join("audit-segments"),
+            a.audit_segments,
+            a.search_reps.max(20),
+        )?);
     }
     if let Some(out) = &a.out {
         write_out(out, &report, &results)?;

@@ -6,6 +6,15 @@ use issho_audit::*;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
+/// Segments of 64 KiB (a few hundred records), sealed after a day.
+pub fn small(retention: Option<std::time::Duration>) -> AuditConfig {
+    AuditConfig {
+        segment_bytes: 64 * 1024,
+        segment_age: std::time::Duration::from_secs(86_400),
+        retention,
+    }
+}
+
 pub fn rec(i: usize) -> AuditRecord {
     let mut r = AuditRecord::new(
         Interaction::Read,
