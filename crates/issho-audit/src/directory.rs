@@ -4,11 +4,12 @@
 //!
 //! - It is derived from the sealed segments' key tables (`patient`, `agent`): when a segment
 //!   is sealed its keys are added, in one transaction with the row saying the segment is
-//!   covered; when retention removes a segment, its rows go. At open, sealed segments not
-//!   covered yet (a log written before the directory, or a crash between sealing and adding)
-//!   are added.
-//! - It only narrows searches: a segment it does not cover is searched as before, and the
-//!   segment being written always is. Nothing in it is part of the hash chain; `verify`
+//!   covered; when retention removes a segment, its rows go. At open, rows of segments that
+//!   are not sealed and present go (a directory out of step with the segments), and sealed
+//!   segments not covered yet (a log written before the directory, or a crash between
+//!   sealing and adding) are added.
+//! - It only narrows searches: a segment it does not cover is searched as before, the
+//!   segment being written always is, and a directory that cannot be read is not used. Nothing in it is part of the hash chain; `verify`
 //!   compares it with the segments it covers (a row removed to hide a segment from a person's
 //!   log is found).
 //! - A failure to write it is logged and leaves the segment uncovered (searched directly):
@@ -127,6 +128,28 @@ impl Directory {
                 .map_err(db)?;
         }
         tx.commit().map_err(db)
+    }
+
+    /// Forget every segment but `sealed` (the sealed segments present): rows left by a crash
+    /// between a removal and its directory update, or by a directory out of step with the
+    /// segments (restored from elsewhere), never stand for a segment they do not describe.
+    pub(crate) fn keep_only(&mut self, sealed: &HashSet<u32>) -> Result<(), String> {
+        let stale: Vec<u32> = self
+            .covered()?
+            .into_iter()
+            .filter(|n| !sealed.contains(n))
+            .collect();
+        for n in stale {
+            self.remove(n)?;
+        }
+        // Rows of segments not covered (none are written so).
+        self.conn
+            .execute(
+                "DELETE FROM mention WHERE seg NOT IN (SELECT seg FROM covered)",
+                [],
+            )
+            .map_err(db)?;
+        Ok(())
     }
 
     /// Forget segment `number` (removed by retention).

@@ -242,7 +242,7 @@ impl AuditLog {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let skip = self.segments_without(agent, patient)?;
+        let skip = self.segments_without(agent, patient);
         let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         readers.retain(|n, _| infos.iter().any(|i| i.number == *n));
         let mut out = Vec::new();
@@ -287,28 +287,31 @@ impl AuditLog {
 
 impl AuditLog {
     /// The sealed segments the directory knows not to mention `agent` or `patient` (none
-    /// without either, or without a directory).
-    fn segments_without(
-        &self,
-        agent: Option<&str>,
-        patient: Option<&str>,
-    ) -> Result<HashSet<u32>, AuditError> {
+    /// without either, or without a readable directory).
+    fn segments_without(&self, agent: Option<&str>, patient: Option<&str>) -> HashSet<u32> {
         let keys: Vec<(Kind, &str)> = [(Kind::Agent, agent), (Kind::Patient, patient)]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v.trim())))
             .collect();
         let dir = self.directory.lock().unwrap_or_else(|p| p.into_inner());
         let (Some(dir), false) = (dir.as_ref(), keys.is_empty()) else {
-            return Ok(HashSet::new());
+            return HashSet::new();
         };
         // A covered segment is skipped when it lacks one of the keys.
-        let covered = dir.covered().map_err(AuditError::Io)?;
-        let mut skip = HashSet::new();
-        for (kind, key) in keys {
-            let with = dir.segments_with(kind, key).map_err(AuditError::Io)?;
-            skip.extend(covered.iter().filter(|n| !with.contains(n)));
-        }
-        Ok(skip)
+        let skip = || -> Result<HashSet<u32>, String> {
+            let covered = dir.covered()?;
+            let mut skip = HashSet::new();
+            for (kind, key) in keys {
+                let with = dir.segments_with(kind, key)?;
+                skip.extend(covered.iter().filter(|n| !with.contains(n)));
+            }
+            Ok(skip)
+        };
+        // The directory only narrows a search: unreadable, every segment is searched.
+        skip().unwrap_or_else(|e| {
+            tracing::warn!("audit directory not read: {e}");
+            HashSet::new()
+        })
     }
 }
 
@@ -318,6 +321,16 @@ fn open_directory(segdir: &Path, infos: &[Info]) -> Option<Directory> {
     let mut dir = Directory::open(segdir)
         .inspect_err(|e| tracing::warn!("audit directory not opened: {e}"))
         .ok()?;
+    let sealed: HashSet<u32> = infos
+        .iter()
+        .filter(|i| i.sealed.is_some())
+        .map(|i| i.number)
+        .collect();
+    if let Err(e) = dir.keep_only(&sealed) {
+        // Rows that may not describe the segments: searches open every segment.
+        tracing::warn!("audit directory not usable: {e}");
+        return None;
+    }
     let covered = dir.covered().unwrap_or_default();
     for info in infos.iter().filter(|i| i.sealed.is_some()) {
         if !covered.contains(&info.number)

@@ -95,8 +95,16 @@ fn check_directory(segdir: &Path, live: &[(u32, PathBuf)]) -> Result<(), VerifyE
     let covered = dir.covered().map_err(unreadable)?;
     for (n, path) in live.iter().filter(|(n, _)| covered.contains(n)) {
         let conn = segment::open_ro(path).map_err(unreadable)?;
-        if let Some(why) = dir.check(*n, &conn).map_err(unreadable)? {
-            let meta = segment::read_meta(&conn).map_err(unreadable)?;
+        let meta = segment::read_meta(&conn).map_err(unreadable)?;
+        // A segment is covered only once sealed (its keys never change after).
+        let why = match meta.sealed {
+            None => Some(format!(
+                "{} covers segment {n}, which is being written",
+                crate::directory::DIRECTORY_FILE
+            )),
+            Some(_) => dir.check(*n, &conn).map_err(unreadable)?,
+        };
+        if let Some(why) = why {
             return Err(broken(meta.first_seq, Problem::Segment(why)));
         }
     }

@@ -175,3 +175,65 @@ fn retention_removes_a_segments_rows_from_the_directory() {
     drop(log);
     assert!(verify(dir.path()).is_ok());
 }
+
+#[test]
+fn a_directory_out_of_step_with_the_segments_is_mended_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
+    append(&log, 0, 1000);
+    let active = *log.segment_numbers().last().unwrap();
+    drop(log);
+    // A directory that says the segment being written is covered (and mentions nobody): its
+    // people would be hidden once it is sealed. Verify names it…
+    let d = directory(dir.path());
+    d.execute("INSERT INTO covered (seg) VALUES (?1)", [active])
+        .unwrap();
+    d.execute("INSERT INTO covered (seg) VALUES (9999)", [])
+        .unwrap();
+    drop(d);
+    match verify(dir.path()) {
+        Err(VerifyError::Broken {
+            problem: Problem::Segment(why),
+            ..
+        }) => assert!(why.contains("which is being written"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // …and the next opening drops the rows of segments that are not sealed and present.
+    let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
+    let d = directory(dir.path());
+    assert_eq!(
+        count(
+            &d,
+            &format!("SELECT count(*) FROM covered WHERE seg IN ({active}, 9999)")
+        ),
+        0
+    );
+    // Sealed later, the segment is added with its people.
+    append(&log, 1000, 2000);
+    assert!(*log.segment_numbers().last().unwrap() > active);
+    let p3 = log.for_patient("Patient/p3", None, 10_000).unwrap();
+    assert_eq!(ids(&p3), expected(3000, |i| i % 5 == 3));
+    drop(log);
+    assert!(verify(dir.path()).is_ok());
+}
+
+#[test]
+fn an_unreadable_directory_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
+    append(&log, 0, 3000);
+    drop(log);
+    let path = dir.path().join(SEGMENTS_DIR).join("directory.db");
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::write(&path, b"not a database, not a database, not a database").unwrap();
+    // Searches read every segment and find everything.
+    let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
+    let p3 = log.for_patient("Patient/p3", None, 10_000).unwrap();
+    assert_eq!(ids(&p3), expected(3000, |i| i % 5 == 3));
+    append(&log, 3000, 10);
+    drop(log);
+    // Verify says the directory cannot be read.
+    assert!(verify(dir.path()).is_err());
+}

@@ -33,6 +33,8 @@ impl Engine {
     /// [`Engine::search_bundle`] written as JSON bytes: the same Bundle (the same members in
     /// the same order), but each resource's stored JSON is copied into its entry as it is.
     /// For answers that show resources as stored (JSON without `_summary` / `_elements`).
+    /// A stored body is copied unchecked, as a read by id sends it: every body was written
+    /// by issho's own serialiser (the tree form leaves out one that does not parse).
     pub fn search_bundle_json(
         &self,
         res: &SearchResult,

@@ -217,6 +217,39 @@ mod tests {
         assert!(keys.iter().all(|k| !Registry::r4().keys().contains(k)));
     }
 
+    /// Custom parameters that together cover `value-quantity`'s paths do not turn it into an
+    /// alias of theirs: the specification's rows stay what they were, and the composite keeps
+    /// reading them.
+    #[test]
+    fn custom_parameters_do_not_change_the_specifications_rows() {
+        let def = |code: &str, expr: &str| -> issho_model::SearchParamDef {
+            serde_json::from_value(serde_json::json!({
+                "url": format!("https://issho.example/sp/{code}"),
+                "code": code, "base": ["Observation"], "type": "quantity", "expression": expr
+            }))
+            .unwrap()
+        };
+        let (reg, rejected) = Registry::with_custom(&[
+            def("vq-a", "(Observation.value as Quantity)"),
+            def("vq-b", "(Observation.value as SampledData)"),
+        ]);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let vq = reg.param("Observation", "value-quantity").unwrap();
+        assert_eq!(
+            vq.search_keys,
+            vec!["Observation.value-quantity".to_string()]
+        );
+        let cvq = reg.param("Observation", "code-value-quantity").unwrap();
+        assert!(cvq.shares_parts);
+        assert_eq!(
+            cvq.search_parts,
+            vec![vec![
+                "Observation.code".to_string(),
+                "Observation.value-quantity".to_string()
+            ]]
+        );
+    }
+
     #[test]
     fn parameters_that_are_not_composites_have_no_parts() {
         assert_eq!(parts("Observation", "code"), vec![Vec::<String>::new()]);

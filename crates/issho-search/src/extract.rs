@@ -128,20 +128,29 @@ pub(crate) fn extract_param(
                 }
             }
         }
-        // Its components' values are other parameters' rows.
-        Source::Composite(_) if p.shares_parts => {}
         Source::Composite(roots) => {
             // A composite value exists only where every component has a value at the same
-            // place: its rows are written only then.
+            // place: its rows are written only then. A composite whose components are other
+            // parameters' rows (`SearchParam::shares_parts`) writes none, but still numbers
+            // its values' groups as when it had rows of its own (index format 3): PostgreSQL
+            // keeps the rows written before that, and removes a superseded version's rows by
+            // extracting them again — which must give the same group numbers.
+            let shared = p.shares_parts;
+            let width = if shared {
+                p.components.len()
+            } else {
+                p.kid.comps.len()
+            };
             let mut parts = Vec::new();
             for (root, comps) in roots {
                 for node in root.eval(resource, resource) {
                     parts.clear();
                     let g = *grp + 1;
-                    let mut complete = comps.len() == p.kid.comps.len() && !comps.is_empty();
+                    let mut complete = comps.len() == width && !comps.is_empty();
                     for (i, paths) in comps.iter().enumerate() {
-                        let (Some(kind), Some(key)) = (p.components.get(i), p.kid.comps.get(i))
-                        else {
+                        // Shared: the rows only tell whether the component has a value.
+                        let key = if shared { Some(&0) } else { p.kid.comps.get(i) };
+                        let (Some(kind), Some(key)) = (p.components.get(i), key) else {
                             complete = false;
                             break;
                         };
@@ -166,7 +175,9 @@ pub(crate) fn extract_param(
                     }
                     if complete {
                         *grp = g;
-                        out.append(&mut parts);
+                        if !shared {
+                            out.append(&mut parts);
+                        }
                     }
                 }
             }
@@ -867,6 +878,15 @@ mod tests {
             .filter(|r| r.key_name().contains('$'))
             .map(|r| r.key_name())
             .collect();
+        // Group numbers are those of index format 3: the root's code-value-quantity tuple
+        // (no rows now) still takes group 1, so the component's tuple is in group 2 — the
+        // rows PostgreSQL stored before are found again when this version is replaced.
+        let c0 = rows
+            .iter()
+            .filter(|r| r.key_name() == "Observation.component-code-value-concept$0")
+            .map(|r| r.grp)
+            .collect::<Vec<_>>();
+        assert_eq!(c0, vec![2]);
         // code-value-quantity has no rows of its own (see `composite`).
         let expected: std::collections::BTreeSet<&str> = [
             "Observation.component-code-value-concept$0",

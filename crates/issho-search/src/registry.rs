@@ -595,8 +595,10 @@ fn find_aliases(list: &mut [SearchParam]) {
         let mut covered = vec![false; mine.len()];
         let mut keys = Vec::new();
         // Larger parameters first, so each unit is covered once.
+        // A parameter of the specification is only ever searched through the specification's
+        // own: a deployment's custom parameters never change which rows it has.
         let mut candidates: Vec<usize> = (0..list.len())
-            .filter(|&j| j != i && !is_alias[j])
+            .filter(|&j| j != i && !is_alias[j] && (p.custom || !list[j].custom))
             .filter(|&j| list[j].kind == p.kind && list[j].components == p.components)
             .collect();
         candidates.sort_by_key(|&j| std::cmp::Reverse(units(&list[j]).len()));

@@ -179,7 +179,10 @@ $$;
         r#"
 -- Composites whose components are other parameters' rows at the resource's root keep no rows
 -- of their own (issho-search `composite`): the copies written before go, with their keys.
--- `RETIRED_PART_KEYS` in this file lists them; a test checks it against the registry.
+-- `RETIRED_PART_KEYS` in this file lists them; a test checks it against the registry. The
+-- other composites' rows stay valid: their group numbers are unchanged (issho-search
+-- `extract`). Servers of an older build on the same database would still read the copies:
+-- every server of a database runs the same build after this migration.
 DELETE FROM sp_token WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));
 DELETE FROM sp_quantity WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));
 DELETE FROM sp_date WHERE param IN (SELECT id FROM sp_param WHERE key IN ({RETIRED}));

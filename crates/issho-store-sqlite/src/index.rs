@@ -14,8 +14,9 @@ use std::sync::{Arc, OnceLock};
 /// drops the index tables and rebuilds them from the current resources: an update removes the
 /// rows of the superseded version by extracting them again from its JSON, which is only exact
 /// when they were written by the same rules. (4: composites that share their components'
-/// rows have none of their own, issho-search `composite`.)
-pub const INDEX_FORMAT: i64 = 4;
+/// rows have none of their own, issho-search `composite`; 5: the other composites' groups
+/// numbered as in format 3 again.)
+pub const INDEX_FORMAT: i64 = 5;
 
 /// The FTS5 table of the narrative and content tokens, one row per resource (`rowid` = `rid`).
 /// Its `ascii` tokenizer keeps every non-ASCII character and splits only on ASCII
