@@ -139,17 +139,9 @@ impl Directory {
             .into_iter()
             .filter(|n| !sealed.contains(n))
             .collect();
-        for n in stale {
-            self.remove(n)?;
-        }
-        // Rows of segments not covered (none are written so).
-        self.conn
-            .execute(
-                "DELETE FROM mention WHERE seg NOT IN (SELECT seg FROM covered)",
-                [],
-            )
-            .map_err(db)?;
-        Ok(())
+        // (Rows of a segment that is not covered are never read: `add` and `remove` write a
+        // segment's rows with its covered row.)
+        stale.into_iter().try_for_each(|n| self.remove(n))
     }
 
     /// Forget segment `number` (removed by retention).

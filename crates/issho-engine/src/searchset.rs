@@ -43,37 +43,33 @@ impl Engine {
     ) -> Vec<u8> {
         let head = self.searchset_head(res, path, base);
         let mut out = serde_json::to_vec(&head).unwrap_or_default();
-        let mut entries = Vec::new();
-        for (s, mode) in entries_of(res) {
-            let Some(body) = &s.body else { continue };
-            entries.push((full_url(base, &s.resource_type, &s.id), body, mode));
-        }
-        let outcome = (!res.warnings.is_empty()).then(|| outcome_entry(res));
-        if entries.is_empty() && outcome.is_none() {
-            return out;
-        }
         // Reopen the object: `…"link":[…]}` becomes `…"link":[…],"entry":[…]}`.
         out.pop();
-        out.extend_from_slice(b",\"entry\":[");
-        for (i, (url, body, mode)) in entries.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        let mut entries = 0;
+        let mut next_entry = |out: &mut Vec<u8>| {
+            out.extend_from_slice(if entries == 0 { b",\"entry\":[" } else { b"," });
+            entries += 1;
+        };
+        for (s, mode) in entries_of(res) {
+            let Some(body) = &s.body else { continue };
+            next_entry(&mut out);
             out.extend_from_slice(b"{\"fullUrl\":");
-            out.extend_from_slice(&serde_json::to_vec(url).unwrap_or_default());
+            let url = full_url(base, &s.resource_type, &s.id);
+            out.extend_from_slice(&serde_json::to_vec(&url).unwrap_or_default());
             out.extend_from_slice(b",\"resource\":");
             out.extend_from_slice(body);
             out.extend_from_slice(b",\"search\":{\"mode\":\"");
             out.extend_from_slice(mode.as_bytes());
             out.extend_from_slice(b"\"}}");
         }
-        if let Some(o) = outcome {
-            if !entries.is_empty() {
-                out.push(b',');
-            }
-            out.extend_from_slice(&serde_json::to_vec(&o).unwrap_or_default());
+        if !res.warnings.is_empty() {
+            next_entry(&mut out);
+            out.extend_from_slice(&serde_json::to_vec(&outcome_entry(res)).unwrap_or_default());
         }
-        out.extend_from_slice(b"]}");
+        if entries > 0 {
+            out.push(b']');
+        }
+        out.push(b'}');
         out
     }
 

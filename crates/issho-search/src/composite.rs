@@ -44,9 +44,8 @@ impl Registry {
 pub(crate) fn link_parts(list: &mut [SearchParam]) {
     let own: Vec<Vec<String>> = list.iter().map(|p| parts_of(p, list)).collect();
     for (p, parts) in list.iter_mut().zip(&own) {
-        p.shares_parts = p.kind == ParamKind::Composite
-            && !parts.is_empty()
-            && parts.iter().enumerate().all(|(i, k)| *k != own_part(p, i));
+        // Either every part is its own or none is (`parts_of`).
+        p.shares_parts = parts.first().is_some_and(|k| *k != own_part(p, 0));
     }
     let by_key: Vec<(String, Vec<String>)> = list
         .iter()

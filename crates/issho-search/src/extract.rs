@@ -136,17 +136,12 @@ pub(crate) fn extract_param(
             // keeps the rows written before that, and removes a superseded version's rows by
             // extracting them again — which must give the same group numbers.
             let shared = p.shares_parts;
-            let width = if shared {
-                p.components.len()
-            } else {
-                p.kid.comps.len()
-            };
             let mut parts = Vec::new();
             for (root, comps) in roots {
                 for node in root.eval(resource, resource) {
                     parts.clear();
                     let g = *grp + 1;
-                    let mut complete = comps.len() == width && !comps.is_empty();
+                    let mut complete = comps.len() == p.components.len() && !comps.is_empty();
                     for (i, paths) in comps.iter().enumerate() {
                         // Shared: the rows only tell whether the component has a value.
                         let key = if shared { Some(&0) } else { p.kid.comps.get(i) };

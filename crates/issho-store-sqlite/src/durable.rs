@@ -74,19 +74,17 @@ pub(crate) fn wal_path(db: &Path) -> PathBuf {
 /// keeps the WAL file; were it gone, its pages were checkpointed into the database file, which
 /// is synced instead.
 fn sync(file: &mut Option<std::fs::File>, wal: &Path, db: &Path) -> std::io::Result<()> {
-    if file.is_none() {
-        match std::fs::File::open(wal) {
-            Ok(f) => *file = Some(f),
+    let f = match file {
+        Some(f) => f,
+        None => match std::fs::File::open(wal) {
+            Ok(f) => file.insert(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return std::fs::File::open(db)?.sync_data();
             }
             Err(e) => return Err(e),
-        }
-    }
-    match file {
-        Some(f) => f.sync_data(),
-        None => Ok(()),
-    }
+        },
+    };
+    f.sync_data()
 }
 
 #[cfg(test)]

@@ -355,30 +355,23 @@ fn resolve<'r>(
 }
 
 fn keys_of(params: &[&SearchParam]) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    for p in params {
-        for k in &p.search_keys {
-            if !keys.contains(k) {
-                keys.push(k.clone());
-            }
-        }
-    }
-    keys
+    keys_and_parts(params).0
 }
 
-/// For each key of [`keys_of`], the keys of its composite components' rows.
-fn parts_of(params: &[&SearchParam]) -> Vec<Vec<String>> {
-    let mut keys: Vec<&String> = Vec::new();
+/// The keys the parameters' rows are under (each once, in order), and for each the keys of
+/// its composite components' rows.
+fn keys_and_parts(params: &[&SearchParam]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut keys: Vec<String> = Vec::new();
     let mut parts = Vec::new();
     for p in params {
         for (k, ps) in p.search_keys.iter().zip(&p.search_parts) {
-            if !keys.contains(&k) {
-                keys.push(k);
+            if !keys.contains(k) {
+                keys.push(k.clone());
                 parts.push(ps.clone());
             }
         }
     }
-    parts
+    (keys, parts)
 }
 
 /// The search modifiers of R4 (besides resource type names on references).
@@ -482,8 +475,7 @@ fn parse_filter(
     }
     let params = resolve(reg, context, code).map_err(fail_unknown)?;
     let kind = params[0].kind;
-    let keys = keys_of(&params);
-    let parts = parts_of(&params);
+    let (keys, parts) = keys_and_parts(&params);
     let components = params[0].components.clone();
     if let Some(chain) = chain {
         if kind != ParamKind::Reference {
