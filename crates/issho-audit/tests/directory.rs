@@ -115,16 +115,13 @@ fn a_directory_that_hides_a_segment_is_found_and_a_lost_one_is_rebuilt() {
     assert!(p3.len() < 600, "{}", p3.len());
     drop(log);
     // …and verify says so.
-    match verify(dir.path()) {
-        Err(VerifyError::Broken {
-            problem: Problem::Segment(why),
-            ..
-        }) => assert!(
-            why.contains("does not list Patient/p3 for segment 1"),
-            "{why}"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let Problem::Segment(why) = broken_at(dir.path()).1 else {
+        panic!("a segment's problem expected")
+    };
+    assert!(
+        why.contains("does not list Patient/p3 for segment 1"),
+        "{why}"
+    );
     // A row added for a person a segment does not mention is found too.
     let d = directory(dir.path());
     d.execute_batch(
@@ -132,13 +129,7 @@ fn a_directory_that_hides_a_segment_is_found_and_a_lost_one_is_rebuilt() {
     )
     .unwrap();
     drop(d);
-    assert!(matches!(
-        verify(dir.path()),
-        Err(VerifyError::Broken {
-            problem: Problem::Segment(_),
-            ..
-        })
-    ));
+    assert!(matches!(broken_at(dir.path()).1, Problem::Segment(_)));
     // The directory is derived: removed, it is built again at open, complete.
     for suffix in ["", "-wal", "-shm"] {
         let p = dir
@@ -191,13 +182,10 @@ fn a_directory_out_of_step_with_the_segments_is_mended_at_open() {
     d.execute("INSERT INTO covered (seg) VALUES (9999)", [])
         .unwrap();
     drop(d);
-    match verify(dir.path()) {
-        Err(VerifyError::Broken {
-            problem: Problem::Segment(why),
-            ..
-        }) => assert!(why.contains("which is being written"), "{why}"),
-        other => panic!("{other:?}"),
-    }
+    let Problem::Segment(why) = broken_at(dir.path()).1 else {
+        panic!("a segment's problem expected")
+    };
+    assert!(why.contains("which is being written"), "{why}");
     // …and the next opening drops the rows of segments that are not sealed and present.
     let log = AuditLog::open_with(dir.path(), small(None)).unwrap();
     let d = directory(dir.path());
